@@ -1,0 +1,21 @@
+"""tinyattn: a tiny deep-learning framework for self-attention, with Numba kernels.
+
+    import tinyattn as ta
+    x = ta.randn(4, 8, requires_grad=True)
+    y = (x @ x.T).softmax(dim=-1).sum()
+    y.backward()            # x.grad now holds dy/dx
+"""
+from . import functional, nn, testing
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (
+    arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,
+)
+from .dtypes import double, float16, float32, float64, int32, int64, long
+from .functional import (
+    abs, cat, exp, log, matmul, maximum, relu, sigmoid, sqrt, stack, tanh, where,
+)
+from .random import manual_seed
+from .tensor import Tensor
+from .dtypes import bool_ as bool  # noqa: E402  (torch.bool; shadows the builtin only in this namespace)
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""Devices as objects: each backend exposes the same kernel names over its own arrays.
+
+Ops in `tinyattn.functional` call `backend_of(array).<kernel>(...)` and never import a
+device-specific module, so a second device only has to provide the same names.
+
+The CPU backend uses numpy for elementwise work (`xp`) and the Numba kernels in
+`tinyattn.kernels.cpu` for matmul, softmax and attention. Kernels want C-contiguous
+arrays; the backend makes them so (a no-op when they already are).
+"""
+import numpy as np
+
+
+def _rows(x, dim):
+    """View x as C-contiguous (rows, x.shape[dim]) with `dim` moved last; return it and an undo."""
+    dim = dim % x.ndim
+    moved = x if dim == x.ndim - 1 else np.moveaxis(x, dim, -1)
+    moved = np.ascontiguousarray(moved)
+    shape = moved.shape
+
+    def undo(rows):
+        out = rows.reshape(shape)
+        return out if dim == x.ndim - 1 else np.moveaxis(out, -1, dim)
+
+    return moved.reshape(-1, shape[-1]), undo
+
+
+class CPUBackend:
+    name = "cpu"
+    xp = np
+
+    def __init__(self):
+        from tinyattn.kernels.cpu import matmul, softmax  # compiled lazily on first call
+
+        self._mm = matmul
+        self._sm = softmax
+
+    # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
+    def matmul(self, a, b):
+        """(Ba, M, K) @ (Bb, K, N) -> (B, M, N)."""
+        return self._mm.matmul_nn(np.ascontiguousarray(a), np.ascontiguousarray(b))
+
+    def matmul_nt(self, a, b):
+        """(Ba, M, K) @ (Bb, N, K)ᵀ -> (B, M, N), without materialising the transpose."""
+        return self._mm.matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b))
+
+    def matmul_tn(self, a, b):
+        """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose."""
+        return self._mm.matmul_tn(np.ascontiguousarray(a), np.ascontiguousarray(b))
+
+    # ---- softmax family along any dim ---------------------------------------------
+    def softmax(self, x, dim):
+        rows, undo = _rows(x, dim)
+        return undo(self._sm.softmax_forward(rows))
+
+    def softmax_backward(self, y, dy, dim):
+        y_rows, undo = _rows(y, dim)
+        dy_rows, _ = _rows(dy, dim)
+        return undo(self._sm.softmax_backward(y_rows, dy_rows))
+
+    def log_softmax(self, x, dim):
+        rows, undo = _rows(x, dim)
+        return undo(self._sm.log_softmax_forward(rows))
+
+    def log_softmax_backward(self, y, dy, dim):
+        y_rows, undo = _rows(y, dim)
+        dy_rows, _ = _rows(dy, dim)
+        return undo(self._sm.log_softmax_backward(y_rows, dy_rows))
+
+
+_cpu = None
+
+
+def cpu():
+    global _cpu
+    if _cpu is None:
+        _cpu = CPUBackend()
+    return _cpu
+
+
+def backend_of(array):
+    """The backend that owns `array`."""
+    if isinstance(array, np.ndarray):
+        return _cpu or cpu()
+    raise TypeError(f"no backend for arrays of type {type(array).__name__}")

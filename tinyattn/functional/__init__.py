@@ -1,0 +1,25 @@
+"""Every differentiable op of tinyattn, one `Function` each, grouped by kind:
+
+    elementwise    arithmetic, activations, maximum/where/masked_fill, comparisons
+    reduction      sum, mean, amax/max, var
+    shape          reshape, permute/transpose, expand, indexing, cat, stack
+    linalg         matmul, linear
+    softmax        softmax, log_softmax (fused Numba kernels)
+    normalization  layer_norm
+    sparse         embedding
+    dropout        dropout
+    loss           cross_entropy, mse_loss
+"""
+from .checks import sum_to_shape
+from .dropout import dropout
+from .elementwise import (
+    abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, mul, ne, neg, pow,
+    relu, sigmoid, sqrt, sub, tanh, where,
+)
+from .linalg import linear, matmul
+from .loss import cross_entropy, mse_loss
+from .normalization import layer_norm
+from .reduction import amax, max, mean, sum, var
+from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unsqueeze
+from .softmax import log_softmax, softmax, softmax_composite
+from .sparse import embedding

@@ -1,0 +1,71 @@
+"""Shape and dtype helpers shared by every op.
+
+`sum_to_shape` is the one place where a broadcast gradient is summed back to the shape of
+the input it came from: every binary op's backward calls it. The `check_*` helpers raise
+the user-facing errors, naming the op and the shapes or dtypes, before any kernel runs.
+"""
+import numpy as np
+
+
+def sum_to_shape(grad, shape):
+    """Undo NumPy broadcasting in the backward pass.
+
+    If x of `shape` was broadcast to grad.shape in the forward pass, every copy of an element
+    contributed to the output, so dL/dx sums grad over the broadcast axes: the leading axes
+    that broadcasting prepended, and the axes where x had size 1.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def check_broadcast(op, *shapes):
+    """The broadcast shape of `shapes`, or a ValueError naming the op and the shapes."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{op}: shapes {listed} do not broadcast") from None
+
+
+def check_float(op, *arrays):
+    for a in arrays:
+        if a is not None and not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(
+                f"{op}: expected a floating-point tensor, got dtype {a.dtype} (shape {tuple(a.shape)}); "
+                "convert it with .float() first"
+            )
+
+
+def check_indices(op, index, upper, what):
+    """Integer class or row indices in [0, upper): a TypeError/ValueError naming the op otherwise."""
+    if np.issubdtype(index.dtype, np.floating):
+        if not np.all(np.isfinite(index)):
+            raise ValueError(f"{op}: {what} contains NaN or inf (dtype {index.dtype}); expected integer indices")
+        raise TypeError(f"{op}: {what} must be an integer tensor, got dtype {index.dtype}")
+    if not np.issubdtype(index.dtype, np.integer):
+        raise TypeError(f"{op}: {what} must be an integer tensor, got dtype {index.dtype}")
+    if index.size:
+        lo, hi = index.min(), index.max()
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{op}: {what} value {bad} is out of range [0, {upper})")
+
+
+def normalize_dims(op, dim, ndim):
+    """`dim` (None, int or sequence) as a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise ValueError(f"{op}: dim {d} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(d) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} repeats an axis")
+    return tuple(sorted(out))

@@ -1,0 +1,32 @@
+"""dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
+import numpy as np
+
+from ..autograd import Function
+from ..random import default_generator
+
+
+class Dropout(Function):
+    """y = x ∘ m, m_i = 1/(1-p) with probability 1-p else 0 (drawn in the forward pass).
+
+    dx = dy ∘ m (the same mask).
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, dy):
+        (mask,) = ctx.saved
+        return dy * mask, None
+
+
+def dropout(x, p=0.5, training=True):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    keep = default_generator().random(x.shape) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    return Dropout.apply(x, (keep * scale).astype(x.dtype))

@@ -1,0 +1,442 @@
+"""Elementwise ops with NumPy broadcasting: arithmetic, activations, selection, comparisons.
+
+Each Function's docstring gives y = f(x) and the local derivative its backward applies.
+Binary ops send their gradients through `sum_to_shape` to undo broadcasting.
+"""
+import math
+
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import check_broadcast, check_float, sum_to_shape
+
+
+def _data(x):
+    return x.data if isinstance(x, Variable) else x
+
+
+def operands(op, a, b):
+    """Make a binary op's operands agree: Python numbers and integer tensors take the float
+    tensor's dtype (as in PyTorch, float32 + 2 stays float32), then the shapes must broadcast."""
+    if not isinstance(a, Variable) and not isinstance(b, Variable):
+        raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")
+    a, b = _promote(a, b), _promote(b, a)
+    check_broadcast(op, np.shape(_data(a)), np.shape(_data(b)))
+    return a, b
+
+
+def _promote(x, other):
+    other_dtype = _data(other).dtype if isinstance(other, Variable) else None
+    if isinstance(x, Variable):
+        if other_dtype is not None and np.issubdtype(other_dtype, np.floating) and not np.issubdtype(
+            x.data.dtype, np.floating
+        ):
+            return x.data.astype(other_dtype)  # an int/bool tensor can't require grad: a constant
+        return x
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (bool, int, float, np.number)):
+        if isinstance(x, (float, np.floating)) and not np.issubdtype(other_dtype, np.floating):
+            return np.asarray(x, dtype=np.float32)  # int tensor * 0.5 is float32, as in PyTorch
+        return np.asarray(x, dtype=other_dtype)
+    raise TypeError(f"unsupported operand of type {type(x).__name__}")
+
+
+class Add(Function):
+    """y = a + b.  da = dy, db = dy (each summed back to its input's shape)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, dy):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to_shape(dy, sa) if need_a else None, sum_to_shape(dy, sb) if need_b else None)
+
+
+class Sub(Function):
+    """y = a - b.  da = dy, db = -dy."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, dy):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to_shape(dy, sa) if need_a else None, sum_to_shape(-dy, sb) if need_b else None)
+
+
+class Mul(Function):
+    """y = a * b.  da = dy * b, db = dy * a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            sum_to_shape(dy * b, a.shape) if need_a else None,
+            sum_to_shape(dy * a, b.shape) if need_b else None,
+        )
+
+
+class Div(Function):
+    """y = a / b.  da = dy / b, db = -dy * a / b²."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        da = sum_to_shape(dy / b, a.shape) if need_a else None
+        db = sum_to_shape(-dy * a / (b * b), b.shape) if need_b else None
+        return da, db
+
+
+class Neg(Function):
+    """y = -x.  dx = -dy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, dy):
+        return -dy
+
+
+class Pow(Function):
+    """y = x ** p for a constant exponent p.  dx = dy * p * x^(p-1)."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        ctx.save_for_backward(x)
+        ctx.p = p
+        return x**p
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        p = ctx.p
+        return dy * (p * x ** (p - 1)), None
+
+
+class Exp(Function):
+    """y = e^x.  dx = dy * y."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * y
+
+
+class Log(Function):
+    """y = ln x.  dx = dy / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return dy / x
+
+
+class Sqrt(Function):
+    """y = √x.  dx = dy / (2y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy / (2 * y)
+
+
+class Abs(Function):
+    """y = |x|.  dx = dy * sign(x) (0 at x = 0, as in PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return dy * np.sign(x)
+
+
+class Tanh(Function):
+    """y = tanh x.  dx = dy * (1 - y²)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * (1 - y * y)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows.
+    dx = dy * y * (1 - y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = 0.5 * (1 + np.tanh(0.5 * x))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * y * (1 - y)
+
+
+class Relu(Function):
+    """y = max(x, 0).  dx = dy where x > 0, else 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return dy * (x > 0)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class Gelu(Function):
+    """GELU, tanh form: y = x/2 · (1 + tanh u), u = c (x + 0.044715 x³), c = √(2/π).
+
+    dx = dy · [ (1 + tanh u)/2 + x/2 · (1 - tanh² u) · c (1 + 3·0.044715 x²) ].
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        t = np.tanh(_GELU_C * (x + 0.044715 * x**3))
+        ctx.save_for_backward(x, t)
+        return 0.5 * x * (1 + t)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, t = ctx.saved
+        du = _GELU_C * (1 + 3 * 0.044715 * x * x)
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise.  The gradient goes to the larger input; ties split it evenly."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        share_a = (a > b) + 0.5 * (a == b)
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            sum_to_shape(dy * share_a, a.shape) if need_a else None,
+            sum_to_shape(dy * (1 - share_a), b.shape) if need_b else None,
+        )
+
+
+class Where(Function):
+    """y = a where condition else b.  da = dy where condition, db = dy elsewhere."""
+
+    @staticmethod
+    def forward(ctx, condition, a, b):
+        ctx.save_for_backward(condition)
+        ctx.shapes = (a.shape, b.shape)
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (condition,) = ctx.saved
+        sa, sb = ctx.shapes
+        _, need_a, need_b = ctx.needs_input_grad
+        zero = np.zeros((), dtype=dy.dtype)
+        return (
+            None,
+            sum_to_shape(np.where(condition, dy, zero), sa) if need_a else None,
+            sum_to_shape(np.where(condition, zero, dy), sb) if need_b else None,
+        )
+
+
+class MaskedFill(Function):
+    """y = value where mask else x (mask broadcasts to x).  dx = dy where not mask, else 0."""
+
+    @staticmethod
+    def forward(ctx, x, mask, value):
+        ctx.save_for_backward(mask)
+        return np.where(mask, np.asarray(value, dtype=x.dtype), x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (mask,) = ctx.saved
+        return np.where(mask, np.zeros((), dtype=dy.dtype), dy), None, None
+
+
+class Cast(Function):
+    """y = x converted to another float dtype.  dx = dy converted back."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy.astype(ctx.dtype), None
+
+
+# ---- public functions ---------------------------------------------------------------
+
+
+def add(a, b):
+    return Add.apply(*operands("add", a, b))
+
+
+def sub(a, b):
+    return Sub.apply(*operands("sub", a, b))
+
+
+def mul(a, b):
+    return Mul.apply(*operands("mul", a, b))
+
+
+def div(a, b):
+    a, b = operands("div", a, b)
+    if not np.issubdtype(_data(a).dtype, np.floating) and not np.issubdtype(_data(b).dtype, np.floating):
+        a = a.data.astype(np.float32) if isinstance(a, Variable) else a.astype(np.float32)
+    return Div.apply(a, b)
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def pow(x, exponent):
+    if isinstance(exponent, Variable):
+        raise TypeError("pow: the exponent must be a Python number; tensor exponents are not supported")
+    if not isinstance(x, Variable):  # number ** tensor = exp(tensor * ln number)
+        return exp(mul(exponent, math.log(x)))
+    return Pow.apply(x, exponent)
+
+
+def _unary(function, name):
+    def op(x):
+        check_float(name, x.data)
+        return function.apply(x)
+
+    op.__name__ = name
+    op.__doc__ = function.__doc__
+    return op
+
+
+exp = _unary(Exp, "exp")
+log = _unary(Log, "log")
+sqrt = _unary(Sqrt, "sqrt")
+tanh = _unary(Tanh, "tanh")
+sigmoid = _unary(Sigmoid, "sigmoid")
+relu = _unary(Relu, "relu")
+
+
+def cast(x, dtype):
+    """x as `dtype`; differentiable between float dtypes (an integer result carries no gradient)."""
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if not np.issubdtype(dtype, np.floating):
+        return x._wrap(x.data.astype(dtype))
+    return Cast.apply(x, dtype)
+
+
+def abs(x):
+    return Abs.apply(x)
+
+
+def gelu(x, approximate="tanh"):
+    """GELU in its tanh form (PyTorch's `approximate='tanh'`), tinyattn's only form."""
+    if approximate != "tanh":
+        raise ValueError(f"gelu: only approximate='tanh' is implemented, got {approximate!r}")
+    check_float("gelu", x.data)
+    return Gelu.apply(x)
+
+
+def maximum(a, b):
+    return Maximum.apply(*operands("maximum", a, b))
+
+
+def where(condition, input, other):
+    cond = np.asarray(_data(condition))
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    a, b = operands("where", input, other)
+    check_broadcast("where", cond.shape, np.shape(_data(a)), np.shape(_data(b)))
+    return Where.apply(cond, a, b)
+
+
+def masked_fill(x, mask, value):
+    mask = np.asarray(_data(mask))
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
+    if check_broadcast("masked_fill", x.shape, mask.shape) != tuple(x.shape):
+        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the input's shape {x.shape}")
+    return MaskedFill.apply(x, mask, value)
+
+
+def _comparison(ufunc, name):
+    def op(a, b):
+        a, b = operands(name, a, b)
+        like = a if isinstance(a, Variable) else b
+        return like._wrap(ufunc(_data(a), _data(b)))
+
+    op.__name__ = name
+    return op
+
+
+eq = _comparison(np.equal, "eq")
+ne = _comparison(np.not_equal, "ne")
+lt = _comparison(np.less, "lt")
+le = _comparison(np.less_equal, "le")
+gt = _comparison(np.greater, "gt")
+ge = _comparison(np.greater_equal, "ge")

@@ -1,0 +1,127 @@
+"""Matrix products: matmul (2-D, batched, broadcast batch dims) and linear.
+
+Both run on the backend's three matmul kernels, which take (batch, rows, cols) arrays
+whose batch is 1 or the full batch:
+    matmul(a, b)    = a @ b      forward
+    matmul_nt(a, b) = a @ bᵀ     dA = dC · Bᵀ
+    matmul_tn(a, b) = aᵀ @ b     dB = Aᵀ · dC
+so no transpose is ever materialised.
+"""
+import numpy as np
+
+from ..autograd import Function, Variable
+from ..backend import backend_of
+from .checks import check_broadcast, check_float, sum_to_shape
+from .shape import reshape
+
+
+class Matmul(Function):
+    """C = A @ B over the last two axes, batch axes broadcast.  A (..., M, K), B (..., K, N).
+
+    dA = dC · Bᵀ and dB = Aᵀ · dC per batch element, then summed over broadcast batch axes.
+    When B has no batch axes (x @ W), A's batch folds into its rows: one (B·M, K) @ (K, N)
+    product, and dB = Aᵀ · dC reduces over the batch inside the kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a3, b3 = _as_batched(a, b, ctx.batch)
+        c3 = backend_of(a).matmul(a3, b3)
+        ctx.c3_shape = c3.shape
+        return c3.reshape(ctx.batch + (a.shape[-2], b.shape[-1]))
+
+    @staticmethod
+    def backward(ctx, dc):
+        a, b = ctx.saved
+        a3, b3 = _as_batched(a, b, ctx.batch)
+        dc3 = dc.reshape(ctx.c3_shape)
+        be = backend_of(dc)
+        need_a, need_b = ctx.needs_input_grad
+        da = db = None
+        if need_a:
+            da3 = be.matmul_nt(dc3, b3)  # (B, M, K)
+            da = sum_to_shape(da3.reshape(ctx.batch + a.shape[-2:]), a.shape)
+        if need_b:
+            db3 = be.matmul_tn(a3, dc3)  # (B, K, N), or (1, K, N) when a's batch was folded
+            db = db3.reshape(b.shape) if b.ndim == 2 else sum_to_shape(db3.reshape(ctx.batch + b.shape[-2:]), b.shape)
+        return da, db
+
+
+def _as_batched(a, b, batch):
+    """(Ba, M, K) and (Bb, K, N) arrays for the kernels, each batch 1 or the full batch."""
+    if b.ndim == 2:  # x @ W: fold every batch axis of a into its rows
+        return a.reshape(1, -1, a.shape[-1]), b.reshape(1, *b.shape)
+    full = int(np.prod(batch, dtype=np.int64))
+
+    def fold(x):
+        if x.shape[:-2] == batch:
+            return x.reshape(full, *x.shape[-2:])
+        if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
+            return x.reshape(1, *x.shape[-2:])
+        return np.broadcast_to(x, batch + x.shape[-2:]).reshape(full, *x.shape[-2:])
+
+    return fold(a), fold(b)
+
+
+class Linear(Function):
+    """y = x Wᵀ + b.  x (..., in), W (out, in), b (out,).
+
+    dx = dy W,  dW = dyᵀ x (summed over every batch row),  db = Σ_rows dy.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2 = x.reshape(1, -1, x.shape[-1])  # (1, N, in)
+        ctx.save_for_backward(x2, weight)
+        ctx.x_shape = x.shape
+        y = backend_of(x).matmul_nt(x2, weight[None])  # (1, N, out)
+        if bias is not None:
+            y += bias
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, weight = ctx.saved
+        need_x, need_w, need_b = ctx.needs_input_grad
+        be = backend_of(dy)
+        dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
+        dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
+        dw = be.matmul_tn(dy2, x2)[0] if need_w else None
+        db = dy2.sum(axis=(0, 1)) if need_b else None
+        return dx, dw, db
+
+
+def matmul(a, b):
+    """PyTorch's matmul: 1-D operands are promoted to a row / column vector and squeezed after."""
+    for t in (a, b):
+        if not isinstance(t, Variable):
+            raise TypeError(f"matmul: expected tensors, got {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    check_float("matmul", a.data, b.data)
+    if a.dtype != b.dtype:
+        raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype}")
+    if a.ndim == 1:
+        return reshape(matmul(reshape(a, 1, -1), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, -1, 1)), a.shape[:-1])
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(
+            f"matmul: {a.shape} @ {b.shape}: inner dimensions {a.shape[-1]} and {b.shape[-2]} differ"
+        )
+    check_broadcast("matmul (batch dims)", a.shape[:-2], b.shape[:-2])
+    return Matmul.apply(a, b)
+
+
+def linear(x, weight, bias=None):
+    """y = x Wᵀ + b, PyTorch's F.linear: W is (out_features, in_features)."""
+    check_float("linear", x.data, weight.data)
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input {x.shape} and weight {weight.shape}: expected weight (out, {x.shape[-1] if x.ndim else '?'})")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"linear: bias shape {bias.shape} does not match weight {weight.shape}; expected ({weight.shape[0]},)")
+    if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+        raise TypeError(f"linear: dtypes differ: input {x.dtype}, weight {weight.dtype}" + (f", bias {bias.dtype}" if bias is not None else ""))
+    return Linear.apply(x, weight, bias)

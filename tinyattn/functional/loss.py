@@ -1,0 +1,111 @@
+"""Losses: cross_entropy (through log-softmax, finite for huge logits) and mse_loss."""
+import numpy as np
+
+from ..autograd import Function, Variable
+from ..backend import backend_of
+from .checks import check_broadcast, check_float, check_indices, sum_to_shape
+from .shape import permute, reshape
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class CrossEntropy(Function):
+    """loss_n = -log softmax(logits_n)[t_n] for each row n whose target is not ignored.
+
+    With logp = log_softmax(logits) (finite even for logits of ±1e4) and p = e^logp:
+        dlogits_n = (p_n - onehot(t_n)) · dloss_n,  and 0 for ignored rows.
+    'mean' divides by the number of rows not ignored, as PyTorch does.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, reduction):
+        logp = backend_of(logits).log_softmax(logits, -1)  # (N, C)
+        valid = target != ignore_index
+        safe_target = np.where(valid, target, 0)
+        picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+        losses = np.where(valid, -picked, np.zeros((), logp.dtype))
+        ctx.save_for_backward(logp, safe_target, valid)
+        ctx.reduction = reduction
+        if reduction == "none":
+            return losses
+        if reduction == "sum":
+            return losses.sum()
+        ctx.count = int(valid.sum())
+        with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: nan, as in PyTorch
+            return np.asarray(losses.sum() / logp.dtype.type(ctx.count))
+
+    @staticmethod
+    def backward(ctx, dloss):
+        logp, safe_target, valid = ctx.saved
+        dlogits = np.exp(logp)
+        dlogits[np.arange(len(safe_target)), safe_target] -= 1
+        weight = valid.astype(logp.dtype) * (dloss / max(ctx.count, 1) if ctx.reduction == "mean" else dloss)
+        return dlogits * weight[:, None], None, None, None
+
+
+class MSELoss(Function):
+    """loss = mean((x - y)²) ('mean'), sum, or elementwise ('none').  dx = 2 (x - y) dloss / n, dy = -dx."""
+
+    @staticmethod
+    def forward(ctx, x, y, reduction):
+        diff = x - y
+        ctx.save_for_backward(diff)
+        ctx.shapes, ctx.reduction = (x.shape, y.shape), reduction
+        sq = diff * diff
+        if reduction == "none":
+            return sq
+        return np.asarray(sq.sum() if reduction == "sum" else sq.mean())
+
+    @staticmethod
+    def backward(ctx, dloss):
+        (diff,) = ctx.saved
+        scale = 2.0 / diff.size if ctx.reduction == "mean" else 2.0
+        g = diff * (dloss * scale)
+        need_x, need_y = ctx.needs_input_grad[:2]
+        return (
+            sum_to_shape(g, ctx.shapes[0]) if need_x else None,
+            sum_to_shape(-g, ctx.shapes[1]) if need_y else None,
+            None,
+        )
+
+
+def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
+    """PyTorch's F.cross_entropy with class-index targets.
+
+    input (N, C) with target (N,); input (C,) with a scalar target; or input (N, C, d1, ...)
+    with target (N, d1, ...), the class axis being dim 1.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_float("cross_entropy", input.data)
+    t = np.asarray(target.data if isinstance(target, Variable) else target)
+    logits = input
+    if input.ndim == 1:
+        expected = ()
+    elif input.ndim >= 2:
+        expected = (input.shape[0],) + tuple(input.shape[2:])
+    else:
+        raise ValueError(f"cross_entropy: input must have a class axis, got shape {input.shape}")
+    if tuple(t.shape) != expected:
+        raise ValueError(f"cross_entropy: input {input.shape} expects target of shape {expected}, got {t.shape}")
+    n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
+    ignored = t == ignore_index if np.issubdtype(t.dtype, np.integer) else np.zeros(t.shape, bool)
+    check_indices("cross_entropy", np.where(ignored, 0, t), n_classes, "target")
+    t = t.astype(np.int64)
+    if input.ndim == 1:
+        logits, t = reshape(logits, 1, -1), t.reshape(1)
+    elif input.ndim > 2:  # class axis last, then flatten the rest
+        perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+        logits, t = reshape(permute(logits, perm), -1, n_classes), t.reshape(-1)
+    loss = CrossEntropy.apply(logits, t, ignore_index, reduction)
+    if reduction == "none" and input.ndim != 2:
+        loss = reshape(loss, expected)
+    return loss
+
+
+def mse_loss(input, target, reduction="mean"):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_float("mse_loss", input.data, getattr(target, "data", np.asarray(target)))
+    check_broadcast("mse_loss", input.shape, np.shape(getattr(target, "data", target)))
+    return MSELoss.apply(input, target, reduction)

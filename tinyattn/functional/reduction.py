@@ -1,0 +1,135 @@
+"""Reductions over any set of axes, with keepdim: sum, mean, amax/max, var.
+
+Backward of a reduction over axes R broadcasts dy back over R: with keepdim=False the
+reduced axes are first reinserted as size-1 axes.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from ..autograd import Function
+from .checks import check_float, normalize_dims
+
+
+def _expand_back(dy, shape, dims, keepdim):
+    if not keepdim:
+        dy = np.expand_dims(dy, dims)
+    return np.broadcast_to(dy, shape)
+
+
+class Sum(Function):
+    """y = Σ_R x.  dx = dy broadcast over R."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = x.shape, dims, keepdim
+        return np.sum(x, axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _expand_back(dy, ctx.shape, ctx.dims, ctx.keepdim), None, None
+
+
+class Mean(Function):
+    """y = (1/n) Σ_R x, n = the number of reduced elements.  dx = dy / n broadcast over R."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        ctx.shape, ctx.dims, ctx.keepdim = x.shape, dims, keepdim
+        ctx.n = int(np.prod([x.shape[d] for d in dims]))
+        return np.mean(x, axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _expand_back(dy / ctx.n, ctx.shape, ctx.dims, ctx.keepdim), None, None
+
+
+class Amax(Function):
+    """y = max_R x.  dx = dy at the maximising elements, shared evenly between ties."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        y = np.max(x, axis=dims, keepdims=True)
+        ctx.save_for_backward(x, y)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return y if keepdim else np.squeeze(y, axis=dims)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y = ctx.saved
+        winners = x == y
+        share = winners / winners.sum(axis=ctx.dims, keepdims=True)
+        return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * share, None, None
+
+
+class Var(Function):
+    """y = Σ_R (x - x̄)² / (n - correction).  dx = dy · 2 (x - x̄) / (n - correction)."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, correction):
+        mean = np.mean(x, axis=dims, keepdims=True)
+        centered = x - mean
+        n = int(np.prod([x.shape[d] for d in dims]))
+        ctx.save_for_backward(centered)
+        ctx.dims, ctx.keepdim, ctx.denominator = dims, keepdim, max(n - correction, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction gives inf/nan, as in PyTorch
+            return np.sum(centered * centered, axis=dims, keepdims=keepdim) / x.dtype.type(ctx.denominator)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (centered,) = ctx.saved
+        dy = _expand_back(dy, centered.shape, ctx.dims, ctx.keepdim)
+        return dy * centered * (2.0 / ctx.denominator), None, None, None
+
+
+def _dims(op, x, dim, axis):
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: pass dim or axis, not both")
+        dim = axis
+    return normalize_dims(op, dim, x.ndim)
+
+
+def sum(x, dim=None, keepdim=False, *, axis=None):
+    return Sum.apply(x, _dims("sum", x, dim, axis), keepdim)
+
+
+def mean(x, dim=None, keepdim=False, *, axis=None):
+    check_float("mean", x.data)
+    return Mean.apply(x, _dims("mean", x, dim, axis), keepdim)
+
+
+def amax(x, dim=None, keepdim=False, *, axis=None):
+    if x.data.size == 0:
+        raise ValueError(f"amax: cannot reduce an empty tensor of shape {x.shape}")
+    return Amax.apply(x, _dims("amax", x, dim, axis), keepdim)
+
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def max(x, dim=None, keepdim=False, *, axis=None):
+    """PyTorch's max: with no dim, the largest element; with an int dim, (values, indices).
+
+    The values' gradient follows amax: ties share it evenly.
+    """
+    if axis is not None:
+        dim = axis
+    if dim is None:
+        return amax(x)
+    if not isinstance(dim, (int, np.integer)):
+        return amax(x, dim, keepdim)
+    values = amax(x, dim, keepdim)
+    (d,) = normalize_dims("max", dim, x.ndim)
+    indices = np.argmax(x.data, axis=d)
+    if keepdim:
+        indices = np.expand_dims(indices, d)
+    return MaxResult(values, x._wrap(indices.astype(np.int64)))
+
+
+def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None):
+    """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
+    check_float("var", x.data)
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    return Var.apply(x, _dims("var", x, dim, axis), keepdim, correction)

@@ -1,0 +1,229 @@
+"""Ops that move elements without changing them: reshape, transpose, permute, expand,
+indexing, cat and stack. Each backward sends every gradient element back to where its
+element came from (indexing scatter-adds, since an index may repeat).
+"""
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import normalize_dims, sum_to_shape
+
+
+class Reshape(Function):
+    """y = x viewed with another shape (same elements in row-major order).  dx = dy reshaped back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy.reshape(ctx.shape), None
+
+
+class Permute(Function):
+    """y = x with its axes reordered: y.shape[i] = x.shape[dims[i]].  dx = dy permuted by the inverse."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.inverse = tuple(np.argsort(dims))
+        return np.transpose(x, dims)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return np.transpose(dy, ctx.inverse), None
+
+
+class Expand(Function):
+    """y = x broadcast to `shape` (a view, no copy).  dx = dy summed over the broadcast axes."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return sum_to_shape(dy, ctx.shape), None
+
+
+class GetItem(Function):
+    """y = x[index].  dx = zeros with dy added at the indexed places (repeated indices add up)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.shape, ctx.index = x.shape, index
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, dy):
+        dx = np.zeros(ctx.shape, dtype=dy.dtype)
+        if _is_basic(ctx.index):
+            dx[ctx.index] = dy  # a basic index never repeats an element
+        else:
+            np.add.at(dx, ctx.index, dy)
+        return dx, None
+
+
+class Cat(Function):
+    """y = the inputs joined along `dim`.  Each input's gradient is its slice of dy."""
+
+    @staticmethod
+    def forward(ctx, dim, *xs):
+        ctx.dim = dim
+        ctx.bounds = np.cumsum([x.shape[dim] for x in xs])[:-1]
+        return np.concatenate(xs, axis=dim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (None, *np.split(dy, ctx.bounds, axis=ctx.dim))
+
+
+class Stack(Function):
+    """y = the inputs stacked along a new axis `dim`.  Input i's gradient is dy[..., i, ...]."""
+
+    @staticmethod
+    def forward(ctx, dim, *xs):
+        ctx.dim = dim
+        return np.stack(xs, axis=dim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (None, *(np.take(dy, i, axis=ctx.dim) for i in range(dy.shape[ctx.dim])))
+
+
+# ---- public functions ---------------------------------------------------------------
+
+
+def reshape(x, *shape):
+    shape = _shape_args(shape)
+    try:
+        target = np.empty(x.shape, dtype=np.bool_).reshape(shape).shape  # resolves -1, checks the size
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from None
+    if target == x.shape:
+        return x
+    return Reshape.apply(x, target)
+
+
+def permute(x, *dims):
+    dims = _shape_args(dims)
+    if len(dims) != x.ndim or sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} axes of shape {x.shape}")
+    return Permute.apply(x, tuple(d % x.ndim for d in dims))
+
+
+def transpose(x, dim0, dim1):
+    d0, d1 = (normalize_dims("transpose", d, x.ndim)[0] for d in (dim0, dim1))
+    dims = list(range(x.ndim))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return Permute.apply(x, tuple(dims))
+
+
+def expand(x, *sizes):
+    sizes = _shape_args(sizes)
+    if len(sizes) < x.ndim:
+        raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}: too few sizes")
+    lead = len(sizes) - x.ndim
+    shape = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    for i, n in enumerate(x.shape):
+        if n != 1 and shape[lead + i] != n:
+            raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}: dim {i} has size {n}, not 1")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"expand: -1 is not allowed in a new leading dim, got {sizes}")
+    return Expand.apply(x, shape)
+
+
+def unsqueeze(x, dim):
+    dim = dim % (x.ndim + 1) if -(x.ndim + 1) <= dim <= x.ndim else None
+    if dim is None:
+        raise ValueError(f"unsqueeze: dim is out of range for a tensor with {x.ndim} dimensions")
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def squeeze(x, dim=None):
+    dims = normalize_dims("squeeze", dim, x.ndim)
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1 :])
+
+
+def getitem(x, index):
+    index = _normalize_index(x, index)
+    return GetItem.apply(x, index)
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    _check_joinable("cat", tensors, dim, same_shape=False)
+    d = normalize_dims("cat", dim, tensors[0].ndim)[0]
+    return Cat.apply(d, *tensors)
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    _check_joinable("stack", tensors, dim, same_shape=True)
+    ndim = tensors[0].ndim + 1
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"stack: dim {dim} is out of range for {ndim} dimensions")
+    return Stack.apply(dim % ndim, *tensors)
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+def _shape_args(args):
+    """Accept both f(2, 3) and f((2, 3)), as PyTorch does."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    return tuple(int(a) for a in args)
+
+
+def _is_basic(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def _normalize_index(x, index):
+    """Tensors inside the index become arrays; integer indices are range-checked up front."""
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in items:
+        if isinstance(item, Variable):
+            item = item.data
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray) and item.dtype != np.bool_ and not np.issubdtype(item.dtype, np.integer):
+            raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {item.dtype}")
+        out.append(item)
+    index = tuple(out) if isinstance(index, tuple) else out[0]
+    try:
+        np.empty(x.shape, dtype=np.bool_)[index]
+    except IndexError as e:
+        raise IndexError(f"getitem: invalid index for a tensor of shape {x.shape}: {e}") from None
+    return index
+
+
+def _check_joinable(op, tensors, dim, same_shape):
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    first = tensors[0]
+    for t in tensors:
+        if not isinstance(t, Variable):
+            raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{op}: dtypes differ: {first.dtype} and {t.dtype}")
+    shapes = [t.shape for t in tensors]
+    if same_shape:
+        if len(set(shapes)) != 1:
+            raise ValueError(f"{op}: all tensors must have the same shape, got {shapes}")
+        return
+    d = normalize_dims(op, dim, first.ndim)[0]
+    for s in shapes:
+        if len(s) != len(shapes[0]) or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != d):
+            raise ValueError(f"{op}: shapes {shapes} differ outside dim {dim}")

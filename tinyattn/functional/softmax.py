@@ -1,0 +1,72 @@
+"""softmax and log_softmax along any dim, each one fused Numba kernel forward and backward.
+
+`softmax_composite` builds the same function from primitive ops; tests hold the two together.
+"""
+import numpy as np
+
+from ..autograd import Function
+from ..backend import backend_of
+from .checks import check_float, normalize_dims
+from . import elementwise as ew, reduction as red
+
+
+class Softmax(Function):
+    """y = softmax(x) along `dim`: y_i = e^(x_i - m) / Σ_j e^(x_j - m), m = max_j x_j.
+
+    Backward: dx = y * (dy - Σ_j dy_j y_j), the sum along `dim`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = backend_of(x).softmax(x, dim)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return backend_of(dy).softmax_backward(y, dy, ctx.dim), None
+
+
+class LogSoftmax(Function):
+    """y = log softmax(x) = x - m - log Σ_j e^(x_j - m) along `dim`.
+
+    Backward: dx = dy - e^y Σ_j dy_j  (e^y is the softmax).
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = backend_of(x).log_softmax(x, dim)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return backend_of(dy).log_softmax_backward(y, dy, ctx.dim), None
+
+
+def _dim(op, x, dim):
+    check_float(op, x.data)
+    if dim is None:
+        raise TypeError(f"{op}: pass dim explicitly (PyTorch's implicit dim is deprecated)")
+    if x.ndim == 0:
+        raise ValueError(f"{op}: expected at least 1 dimension, got a scalar")
+    return normalize_dims(op, dim, x.ndim)[0]
+
+
+def softmax(x, dim):
+    return Softmax.apply(x, _dim("softmax", x, dim))
+
+
+def log_softmax(x, dim):
+    return LogSoftmax.apply(x, _dim("log_softmax", x, dim))
+
+
+def softmax_composite(x, dim):
+    """The same softmax from primitive ops (amax, sub, exp, sum, div): the reference path."""
+    shifted = ew.sub(x, red.amax(x, dim, keepdim=True).detach())
+    e = ew.exp(shifted)
+    return ew.div(e, red.sum(e, dim, keepdim=True))

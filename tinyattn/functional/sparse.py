@@ -1,0 +1,32 @@
+"""embedding: rows of a weight matrix picked by integer indices."""
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import check_float, check_indices
+
+
+class Embedding(Function):
+    """y[..., :] = W[idx[...], :].  dW = zeros with every dy row added at its index's row."""
+
+    @staticmethod
+    def forward(ctx, weight, index):
+        ctx.save_for_backward(index)
+        ctx.num_embeddings = weight.shape[0]
+        return weight[index]
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        dw = np.zeros((ctx.num_embeddings, dy.shape[-1]), dtype=dy.dtype)
+        np.add.at(dw, index.reshape(-1), dy.reshape(-1, dy.shape[-1]))
+        return dw, None
+
+
+def embedding(input, weight):
+    """PyTorch's F.embedding(input, weight): input holds integer indices into weight's rows."""
+    index = np.asarray(input.data if isinstance(input, Variable) else input)
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
+    check_float("embedding", weight.data)
+    check_indices("embedding", index, weight.shape[0], "index")
+    return Embedding.apply(weight, index)

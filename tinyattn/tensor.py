@@ -1,0 +1,216 @@
+"""Tensor: an n-d array that remembers how it was made, with PyTorch's names.
+
+Operators and methods delegate to `tinyattn.functional`; the autograd machinery
+(data, grad, requires_grad, backward, detach) comes from `autograd.Variable`.
+`.data` is the underlying NumPy array.
+"""
+import numpy as np
+
+from . import functional as F
+from .autograd import Variable
+from .dtypes import as_dtype, default_dtype_for
+
+
+class Tensor(Variable):
+    __slots__ = ()
+    __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
+    __array_ufunc__ = None  # numpy defers to our reflected operators: np.float32(2) * t is a Tensor
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        super().__init__(_to_array(data, dtype), requires_grad)
+
+    @classmethod
+    def _wrap(cls, data, requires_grad=False, node=None):
+        out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
+        out.data, out.grad, out._requires_grad, out._node = data, None, requires_grad, node
+        return out
+
+    # ---- attributes --------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return self.data.size
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    # ---- conversion --------------------------------------------------------------
+    def numpy(self):
+        """The underlying array (shared, not copied, as in PyTorch)."""
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def to(self, dtype):
+        return F.cast(self, as_dtype(dtype))
+
+    def float(self):
+        return F.cast(self, np.float32)
+
+    def double(self):
+        return F.cast(self, np.float64)
+
+    def long(self):
+        return F.cast(self, np.int64)
+
+    def contiguous(self):
+        return self  # the kernels' backend makes arrays contiguous where it matters
+
+    def clone(self):
+        return F.mul(self, 1) if self.requires_grad else self._wrap(self.data.copy())
+
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extras = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
+        if self._node is not None:
+            extras += f", grad_fn=<{self._node.name}Backward>"
+        elif self.requires_grad:
+            extras += ", requires_grad=True"
+        return f"tensor({body}{extras})"
+
+    # ---- arithmetic --------------------------------------------------------------
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __sub__(self, other):
+        return F.sub(self, other)
+
+    def __rsub__(self, other):
+        return F.sub(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __truediv__(self, other):
+        return F.div(self, other)
+
+    def __rtruediv__(self, other):
+        return F.div(other, self)
+
+    def __pow__(self, exponent):
+        return F.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return F.pow(base, self)
+
+    def __matmul__(self, other):
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return F.matmul(other, self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __abs__(self):
+        return F.abs(self)
+
+    def __eq__(self, other):
+        return F.eq(self, other)
+
+    def __ne__(self, other):
+        return F.ne(self, other)
+
+    def __lt__(self, other):
+        return F.lt(self, other)
+
+    def __le__(self, other):
+        return F.le(self, other)
+
+    def __gt__(self, other):
+        return F.gt(self, other)
+
+    def __ge__(self, other):
+        return F.ge(self, other)
+
+    def __getitem__(self, index):
+        return F.getitem(self, index)
+
+    # ---- methods PyTorch has -------------------------------------------------------
+    add, sub, mul, div, pow, matmul, maximum = F.add, F.sub, F.mul, F.div, F.pow, F.matmul, F.maximum
+    exp, log, sqrt, abs, tanh, sigmoid, relu = F.exp, F.log, F.sqrt, F.abs, F.tanh, F.sigmoid, F.relu
+    sum, mean, max, amax, var = F.sum, F.mean, F.max, F.amax, F.var
+    softmax, log_softmax, masked_fill = F.softmax, F.log_softmax, F.masked_fill
+    reshape, permute, transpose, expand = F.reshape, F.permute, F.transpose, F.expand
+    unsqueeze, squeeze, flatten = F.unsqueeze, F.squeeze, F.flatten
+    view = F.reshape
+
+    @property
+    def T(self):
+        """All axes reversed (PyTorch's .T; for 2-D tensors the transpose)."""
+        return F.permute(self, tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self):
+        """The last two axes swapped: a batch of transposed matrices."""
+        return F.transpose(self, -2, -1)
+
+    def expand_as(self, other):
+        return F.expand(self, other.shape)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+
+def _to_array(data, dtype):
+    dtype = as_dtype(dtype)
+    if isinstance(data, Variable):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        return np.array(data, dtype=dtype, copy=True)  # an ndarray keeps its dtype unless told
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Variable) for x in data):
+        data = [np.asarray(x.data if isinstance(x, Variable) else x) for x in data]
+    array = np.array(data)
+    return array.astype(dtype or default_dtype_for(array), copy=False)
