@@ -5,7 +5,7 @@
     y = (x @ x.T).softmax(dim=-1).sum()
     y.backward()            # x.grad now holds dy/dx
 """
-from . import functional, nn, testing
+from . import functional, nn, optim, testing
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,
@@ -15,6 +15,7 @@ from .functional import (
     abs, cat, exp, log, matmul, maximum, relu, sigmoid, sqrt, stack, tanh, where,
 )
 from .random import manual_seed
+from .serialization import load, save
 from .tensor import Tensor
 from .dtypes import bool_ as bool  # noqa: E402  (torch.bool; shadows the builtin only in this namespace)
 

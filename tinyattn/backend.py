@@ -29,10 +29,11 @@ class CPUBackend:
     xp = np
 
     def __init__(self):
-        from tinyattn.kernels.cpu import matmul, softmax  # compiled lazily on first call
+        from tinyattn.kernels.cpu import attention, matmul, softmax  # compiled lazily on first call
 
         self._mm = matmul
         self._sm = softmax
+        self._attn = attention
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     def matmul(self, a, b):
@@ -65,6 +66,26 @@ class CPUBackend:
         y_rows, undo = _rows(y, dim)
         dy_rows, _ = _rows(dy, dim)
         return undo(self._sm.log_softmax_backward(y_rows, dy_rows))
+
+
+    # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
+    def attention_forward(self, q, k, v, bias, causal, window, scale):
+        """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
+
+        bias is None or a (BH, L, S) view (it may have zero strides); window < 0 means none.
+        """
+        has_bias = bias is not None
+        bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
+        c = np.ascontiguousarray
+        return self._attn.attention_forward(c(q), c(k), c(v), bias, has_bias, causal, window, scale)
+
+    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
+        has_bias = bias is not None
+        bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
+        c = np.ascontiguousarray
+        return self._attn.attention_backward(
+            c(q), c(k), c(v), bias, has_bias, causal, window, scale, c(out), lse, c(dout)
+        )
 
 
 _cpu = None

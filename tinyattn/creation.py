@@ -74,3 +74,8 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     integral = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     dtype = as_dtype(dtype) or (int64 if integral else float32)
     return _make(np.arange(start, end, step).astype(dtype), requires_grad)
+
+
+def empty_parameter_data(shape, dtype=None):
+    """Uninitialised storage for a parameter (float32 by default); an init fills it."""
+    return np.empty(shape, dtype=as_dtype(dtype) or float32)

@@ -59,10 +59,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
             numeric.reshape(-1)[k] = (plus - minus) / (2 * eps)
         excess = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
         if np.any(excess > 0) or not np.all(np.isfinite(analytic)):
-            worst = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(analytic), excess, np.inf))), x.data.shape)
+            flat_worst = int(np.nanargmax(np.where(np.isfinite(analytic), excess, np.inf)))
+            worst = tuple(int(i) for i in np.unravel_index(flat_worst, x.data.shape))
             raise GradcheckError(
                 f"gradcheck({op}): gradient of input {i} (shape {x.data.shape}) is wrong at element {worst}: "
-                f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
+                f"analytic {float(analytic[worst]):.8g}, numeric {float(numeric[worst]):.8g} "
                 f"(atol={atol}, rtol={rtol}; max abs error {np.nanmax(np.abs(analytic - numeric)):.3g})"
             )
     return True

@@ -16,30 +16,38 @@ def _data(x):
 
 
 def operands(op, a, b):
-    """Make a binary op's operands agree: Python numbers and integer tensors take the float
-    tensor's dtype (as in PyTorch, float32 + 2 stays float32), then the shapes must broadcast."""
+    """Make a binary op's operands agree, as PyTorch does: Python numbers and integer tensors
+    take the float tensor's dtype (float32 + 2 stays float32, int64 * 0.5 is float32), then
+    the shapes must broadcast."""
     if not isinstance(a, Variable) and not isinstance(b, Variable):
         raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")
-    a, b = _promote(a, b), _promote(b, a)
+    for x in (a, b):
+        if not isinstance(x, (Variable, np.ndarray, bool, int, float, np.number)):
+            raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
+    dtype = _common_dtype(a, b)
+    a, b = _cast(a, dtype), _cast(b, dtype)
     check_broadcast(op, np.shape(_data(a)), np.shape(_data(b)))
     return a, b
 
 
-def _promote(x, other):
-    other_dtype = _data(other).dtype if isinstance(other, Variable) else None
+def _common_dtype(a, b):
+    tensors = [x.data.dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray))]
+    floats = [d for d in tensors if d.kind == "f"]
+    if floats:
+        return np.result_type(*floats)
+    if any(isinstance(x, (float, np.floating)) for x in (a, b)):
+        return np.dtype(np.float32)
+    return np.result_type(*tensors)
+
+
+def _cast(x, dtype):
     if isinstance(x, Variable):
-        if other_dtype is not None and np.issubdtype(other_dtype, np.floating) and not np.issubdtype(
-            x.data.dtype, np.floating
-        ):
-            return x.data.astype(other_dtype)  # an int/bool tensor can't require grad: a constant
+        if x.data.dtype.kind != "f" and x.data.dtype != dtype:
+            return x._wrap(x.data.astype(dtype))  # an int/bool tensor never requires grad
         return x
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
         return x
-    if isinstance(x, (bool, int, float, np.number)):
-        if isinstance(x, (float, np.floating)) and not np.issubdtype(other_dtype, np.floating):
-            return np.asarray(x, dtype=np.float32)  # int tensor * 0.5 is float32, as in PyTorch
-        return np.asarray(x, dtype=other_dtype)
-    raise TypeError(f"unsupported operand of type {type(x).__name__}")
+    return np.asarray(x, dtype=dtype)
 
 
 class Add(Function):
@@ -355,10 +363,10 @@ def neg(x):
 
 
 def pow(x, exponent):
+    if not isinstance(x, Variable):  # number ** tensor = exp(tensor · ln number)
+        return exp(mul(exponent, math.log(x)))
     if isinstance(exponent, Variable):
         raise TypeError("pow: the exponent must be a Python number; tensor exponents are not supported")
-    if not isinstance(x, Variable):  # number ** tensor = exp(tensor * ln number)
-        return exp(mul(exponent, math.log(x)))
     return Pow.apply(x, exponent)
 
 

@@ -71,7 +71,7 @@ class Var(Function):
         centered = x - mean
         n = int(np.prod([x.shape[d] for d in dims]))
         ctx.save_for_backward(centered)
-        ctx.dims, ctx.keepdim, ctx.denominator = dims, keepdim, max(n - correction, 0)
+        ctx.dims, ctx.keepdim, ctx.denominator = dims, keepdim, n - correction if n > correction else 0
         with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction gives inf/nan, as in PyTorch
             return np.sum(centered * centered, axis=dims, keepdims=keepdim) / x.dtype.type(ctx.denominator)
 

@@ -1,2 +1,11 @@
-"""Neural-network building blocks (PyTorch's torch.nn names)."""
-from . import functional
+"""Neural-network building blocks with torch.nn's names."""
+from . import functional, init, utils
+from .attention import MultiheadAttention, SelfAttention
+from .containers import ModuleList, Sequential
+from .conv import Conv1d
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU
+from .module import Module
+from .parameter import Parameter
+from .positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
+from .rnn import RNN
+from .transformer import TransformerEncoderLayer

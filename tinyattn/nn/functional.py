@@ -1,5 +1,5 @@
 """PyTorch's `torch.nn.functional` names, implemented in `tinyattn.functional`."""
 from ..functional import (  # noqa: F401
     cross_entropy, dropout, embedding, gelu, layer_norm, linear, log_softmax, mse_loss, relu,
-    sigmoid, softmax, tanh,
+    scaled_dot_product_attention, sigmoid, softmax, tanh,
 )

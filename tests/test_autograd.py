@@ -1,0 +1,165 @@
+"""The graph walk: topological order, accumulation, freeing, no_grad, custom Functions."""
+import numpy as np
+import pytest
+
+import tinyattn as ta
+from tinyattn.autograd import Function
+
+
+def test_diamond_graph_sums_gradients_before_visiting_the_shared_node():
+    x = ta.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = x * x  # used twice below
+    y = (h * 2 + h.exp()).sum()
+    y.backward()
+    xs = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * xs * (2 + np.exp(xs**2)), rtol=1e-5)
+
+
+def test_same_tensor_twice_in_one_op():
+    x = ta.tensor([3.0], requires_grad=True)
+    (x * x).sum().backward()
+    assert x.grad.item() == pytest.approx(6.0)
+    y = ta.tensor([1.0, 2.0], requires_grad=True)
+    (y + y).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [2.0, 2.0])
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    x = ta.tensor([1.0, -2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_leaf_grads_do_not_alias_each_other():
+    a = ta.tensor([1.0, 2.0], requires_grad=True)
+    b = ta.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward()  # Add hands the same array to both inputs
+    a.grad.data *= 10
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
+def test_second_backward_through_freed_graph_raises_and_retain_graph_allows_it():
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp([1.0, 2.0]), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        y.backward()
+
+
+def test_backward_on_non_scalar_needs_a_gradient():
+    x = ta.randn(2, 3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"scalar outputs.*\(2, 3\)"):
+        y.backward()
+    y.backward(ta.ones(2, 3))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+    with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match output shape \(2, 3\)"):
+        (x * 2).backward(ta.ones(3))
+
+
+def test_no_grad_records_nothing_and_restores_state():
+    x = ta.randn(3, requires_grad=True)
+    with ta.no_grad():
+        y = x * 2
+        with ta.enable_grad():
+            z = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad
+    assert ta.is_grad_enabled()
+
+    @ta.no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        ta.tensor([1, 2], requires_grad=True)
+    t = ta.arange(3)
+    with pytest.raises(TypeError, match="int64"):
+        t.requires_grad = True
+
+
+def test_detach_cuts_the_graph():
+    x = ta.randn(3, requires_grad=True)
+    y = (x * 2).detach()
+    assert not y.requires_grad
+    z = (y * x).sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), y.numpy())
+
+
+def test_comparisons_carry_no_gradient():
+    x = ta.randn(4, requires_grad=True)
+    m = x > 0
+    assert m.dtype == np.bool_ and not m.requires_grad
+    np.testing.assert_array_equal(m.numpy(), x.numpy() > 0)
+    np.testing.assert_array_equal((x == x).numpy(), np.ones(4, bool))
+
+
+class Cube(Function):
+    """A user-defined Function: y = x³, dx = 3x² dy."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return scale * x**3
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        assert ctx.needs_input_grad == (True, False)
+        return ctx.scale * 3 * x**2 * dy, None
+
+
+def test_user_defined_function():
+    x = ta.tensor([1.0, 2.0], dtype=ta.float64, requires_grad=True)
+    y = Cube.apply(x, 2.0)
+    assert y.grad_fn.name == "Cube"
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 24.0])
+    assert ta.testing.gradcheck(lambda t: Cube.apply(t, 2.0), [x])
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    class WrongSquare(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, dy):
+            (x,) = ctx.saved
+            return x * dy  # should be 2 x dy
+
+    x = ta.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=ta.float64, requires_grad=True)
+    with pytest.raises(AssertionError, match=r"gradcheck\(WrongSquare\).*input 0.*element \(\d, \d\): analytic.*numeric"):
+        ta.testing.gradcheck(WrongSquare.apply, [x], name="WrongSquare")
+
+
+def test_gradcheck_catches_a_backward_that_permutes_output_elements():
+    # With a plain .sum() this wrong backward (dy reversed) would pass: the weight catches it.
+    class Reversed(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx, dy):
+            return 2 * dy[::-1]
+
+    x = ta.tensor([1.0, 2.0, 3.0], dtype=ta.float64, requires_grad=True)
+    with pytest.raises(AssertionError):
+        ta.testing.gradcheck(Reversed.apply, [x])
+
+
+def test_gradcheck_wants_float64():
+    with pytest.raises(TypeError, match="float64"):
+        ta.testing.gradcheck(lambda t: t * 2, [ta.randn(3, requires_grad=True)])

@@ -1,0 +1,201 @@
+"""The fused CPU attention kernel against a plain numpy reference that materialises P (float64)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyattn.kernels.cpu import attention as A
+from tinyattn.kernels.cpu.attention import BLOCK_K, BLOCK_Q, attention_backward, attention_forward
+
+DUMMY = np.zeros((1, 1, 1))
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def reference(q, k, v, bias, causal, window, scale, dout):
+    """out, lse, (dq, dk, dv) in float64 from the textbook formulas with P materialised.
+
+    A fully masked row: out = 0, lse = -inf, P row = 0.
+    """
+    q, k, v, dout = (a.astype(np.float64) for a in (q, k, v, dout))
+    s = scale * q @ k.transpose(0, 2, 1)  # (BH, L, S)
+    if bias is not None:
+        s = s + bias
+    L, S = s.shape[1:]
+    i, j = np.arange(L)[:, None], np.arange(S)[None, :]
+    masked = np.zeros((L, S), bool)
+    if causal:
+        masked |= j > i
+    if window >= 0:
+        masked |= np.abs(i - j) > window
+    s = np.where(masked, -np.inf, s)
+    m = s.max(-1, keepdims=True)
+    dead = m == -np.inf  # fully masked rows
+    e = np.exp(s - np.where(dead, 0.0, m))
+    l = e.sum(-1, keepdims=True)
+    p = np.where(dead, 0.0, e / np.where(dead, 1.0, l))
+    out = p @ v
+    with np.errstate(divide="ignore"):
+        lse = np.where(dead, -np.inf, m + np.log(l))[..., 0]
+    dv = p.transpose(0, 2, 1) @ dout
+    dp = dout @ v.transpose(0, 2, 1)
+    ds = p * (dp - (dout * out).sum(-1, keepdims=True))
+    return out, lse, (scale * ds @ k, scale * ds.transpose(0, 2, 1) @ q, dv)
+
+
+def make(rng, BH, L, S, E, Ev, dtype, spread=1.0):
+    q = (spread * rng.standard_normal((BH, L, E))).astype(dtype)
+    k = (spread * rng.standard_normal((BH, S, E))).astype(dtype)
+    v = rng.standard_normal((BH, S, Ev)).astype(dtype)
+    dout = rng.standard_normal((BH, L, Ev)).astype(dtype)
+    return q, k, v, dout
+
+
+def check(q, k, v, dout, bias=None, causal=False, window=-1, scale=None, groups=None):
+    dtype = q.dtype.type
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    has_bias = bias is not None
+    b = bias if has_bias else DUMMY
+    out, lse = attention_forward(q, k, v, b, has_bias, causal, window, scale)
+    dq, dk, dv = A._backward_impl(q, k, v, b, has_bias, causal, window, scale, out, lse, dout, groups)
+    r_out, r_lse, r_grads = reference(q, k, v, bias, causal, window, scale, dout)
+    assert out.dtype == lse.dtype == dq.dtype == dk.dtype == dv.dtype == q.dtype
+    assert out.shape == r_out.shape and dq.shape == q.shape and dk.shape == k.shape and dv.shape == v.shape
+    for a in (out, dq, dk, dv):
+        assert np.isfinite(a).all()
+    np.testing.assert_allclose(out, r_out, **TOL[dtype])
+    np.testing.assert_array_equal(np.isinf(lse), np.isinf(r_lse))
+    fin = np.isfinite(r_lse)
+    np.testing.assert_allclose(lse[fin], r_lse[fin], **TOL[dtype])
+    for name, got, want in zip(("dq", "dk", "dv"), (dq, dk, dv), r_grads):
+        np.testing.assert_allclose(got, want, err_msg=name, **TOL[dtype])
+    return out, lse, (dq, dk, dv)
+
+
+SHAPES = [  # (BH, L, S, E, Ev): tiny, crossing tiles, L > S, exact tile multiples
+    (2, 7, 13, 5, 3),
+    (2, 70, 130, 16, 8),
+    (1, 130, 70, 8, 12),
+    (1, BLOCK_Q, 2 * BLOCK_K, 8, 8),
+]
+MASKS = [(False, -1), (True, -1), (False, 5), (True, 3)]  # (causal, window)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("causal,window", MASKS)
+def test_matches_reference(dtype, shape, causal, window):
+    BH, L, S, E, Ev = shape
+    rng = np.random.default_rng(hash((shape, causal, window)) % 2**32)
+    check(*make(rng, BH, L, S, E, Ev, dtype), causal=causal, window=window)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_scores_are_stable(dtype):
+    # scores of magnitude ~ 1e3: an unshifted exp would overflow; the online max must keep it finite
+    rng = np.random.default_rng(1)
+    q, k, v, dout = make(rng, 2, 70, 130, 16, 8, dtype, spread=8.0)
+    check(q, k, v, dout, scale=1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_boolean_mask_bias_with_fully_masked_rows(dtype):
+    BH, L, S = 2, 70, 130
+    rng = np.random.default_rng(2)
+    q, k, v, dout = make(rng, BH, L, S, 8, 6, dtype)
+    keep = rng.random((BH, L, S)) < 0.7
+    keep[0, 3, :] = False  # a fully masked row
+    keep[1, 65, :] = False  # one in the second query tile
+    keep[:, :, 100] = False  # a key nobody sees
+    bias = np.where(keep, 0.0, -np.inf).astype(dtype)
+    out, lse, (dq, dk, dv) = check(q, k, v, dout, bias=bias)
+    for p, i in ((0, 3), (1, 65)):
+        assert np.all(out[p, i] == 0) and lse[p, i] == -np.inf and np.all(dq[p, i] == 0)
+    assert np.all(dk[:, 100] == 0) and np.all(dv[:, 100] == 0)
+
+
+def test_window_and_causal_leave_rows_fully_masked():
+    # L > S with a window: query rows i > S - 1 + window see no key at all
+    rng = np.random.default_rng(3)
+    q, k, v, dout = make(rng, 1, 90, 20, 4, 4, np.float64)
+    out, lse, (dq, dk, dv) = check(q, k, v, dout, causal=True, window=2)
+    assert np.all(out[0, 22:] == 0) and np.all(np.isneginf(lse[0, 22:])) and np.all(dq[0, 22:] == 0)
+    assert np.isfinite(lse[0, :22]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_bias(dtype):
+    rng = np.random.default_rng(4)
+    q, k, v, dout = make(rng, 3, 70, 75, 8, 8, dtype)
+    bias = (2.0 * rng.standard_normal((3, 70, 75))).astype(dtype)
+    check(q, k, v, dout, bias=bias, causal=True)
+
+
+@pytest.mark.parametrize("view_shape", [(1, 70, 75), (3, 1, 75), (1, 1, 75)])
+def test_broadcast_zero_stride_bias(view_shape):
+    rng = np.random.default_rng(5)
+    q, k, v, dout = make(rng, 3, 70, 75, 8, 8, np.float32)
+    small = np.where(rng.random(view_shape) < 0.8, 0.5 * rng.standard_normal(view_shape), -np.inf)
+    bias = np.broadcast_to(small.astype(np.float32), (3, 70, 75))
+    assert 0 in bias.strides and not bias.flags.writeable and not bias.flags.c_contiguous
+    check(q, k, v, dout, bias=bias)
+    check(q, k, v, dout, bias=small.astype(np.float32))  # the kernel broadcasts a 3-D bias itself too
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_dq_split_over_key_tile_groups(groups):
+    # BH = 1, several key tiles: G groups of key tiles own separate dq slabs that are summed afterwards
+    rng = np.random.default_rng(6)
+    q, k, v, dout = make(rng, 1, 100, 4 * BLOCK_K + 9, 8, 8, np.float64)
+    check(q, k, v, dout, causal=True, groups=groups)
+
+
+def test_gradients_by_finite_differences():
+    # verifies the backward formulas themselves (the reference uses the same ones)
+    rng = np.random.default_rng(7)
+    q, k, v, _ = make(rng, 1, 5, 6, 3, 2, np.float64)
+    bias = np.where(rng.random((1, 5, 6)) < 0.8, rng.standard_normal((1, 5, 6)), -np.inf)
+    bias[0, 2, :] = -np.inf  # fully masked row
+    w = rng.standard_normal((1, 5, 2))
+    causal, window, scale = True, 3, 0.7
+
+    def loss(q, k, v):
+        return np.sum(attention_forward(q, k, v, bias, True, causal, window, scale)[0] * w)
+
+    out, lse = attention_forward(q, k, v, bias, True, causal, window, scale)
+    grads = attention_backward(q, k, v, bias, True, causal, window, scale, out, lse, w)
+    args = [q, k, v]
+    h = 1e-6
+    for n, g in enumerate(grads):
+        num = np.zeros_like(g)
+        for idx in np.ndindex(g.shape):
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[n][idx] += h
+            minus[n][idx] -= h
+            num[idx] = (loss(*plus) - loss(*minus)) / (2 * h)
+        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8, err_msg="qkv"[n])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    L=st.integers(1, 140), S=st.integers(1, 140), E=st.integers(1, 9), Ev=st.integers(1, 9),
+    causal=st.booleans(), window=st.integers(-1, 20), seed=st.integers(0, 2**16),
+)
+def test_random_shapes(L, S, E, Ev, causal, window, seed):
+    rng = np.random.default_rng(seed)
+    check(*make(rng, 2, L, S, E, Ev, np.float64), causal=causal, window=window)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_exp(dtype):
+    x = np.concatenate([-np.logspace(-30, np.log10(700), 4000), np.linspace(-100, 0, 4001)]).astype(dtype)
+    x = np.concatenate([x, [-np.inf, 0.0, -0.0]]).astype(dtype)[None, :]
+    got = np.empty_like(x)
+    A._exp_array(x, got)
+    want = np.exp(x.astype(np.float64))
+    tiny = np.finfo(dtype).tiny
+    normal = want > 4 * tiny
+    rel = np.abs(got[normal] - want[normal]) / want[normal]
+    assert rel.max() <= 2 * np.finfo(dtype).eps
+    assert np.all(got[~normal] <= 4 * tiny) and np.all(got >= 0)
+    assert got[0, -3] == 0 and got[0, -2] == 1 and got[0, -1] == 1

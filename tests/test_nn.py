@@ -1,0 +1,243 @@
+"""Module bookkeeping, layers, optimisers, schedules, gradient clipping and checkpoints."""
+import os
+
+import numpy as np
+import pytest
+
+import tinyattn as ta
+import tinyattn.nn as nn
+from tinyattn.testing import gradcheck
+
+from conftest import leaf
+
+
+class TwoLayer(nn.Module):
+    def __init__(self, dtype=None):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4, dtype=dtype)
+        self.norm = nn.LayerNorm(4, dtype=dtype)
+        self.fc2 = nn.Linear(4, 2, dtype=dtype)
+        self.drop = nn.Dropout(0.5)
+        self.scale = nn.Parameter(ta.ones(1, dtype=dtype or ta.float32))
+
+    def forward(self, x):
+        return self.fc2(self.drop(nn.functional.gelu(self.norm(self.fc1(x))))) * self.scale
+
+
+def test_registration_and_state_dict_keys():
+    m = TwoLayer()
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["scale", "fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "fc2.weight", "fc2.bias"]
+    assert sum(p.numel() for p in m.parameters()) == 1 + 16 + 8 + 10
+    assert set(m.state_dict()) == set(names)
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    ml = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+    assert len(list(ml.parameters())) == 6 and len(ml) == 3
+
+
+def test_train_eval_switches_dropout():
+    m = TwoLayer()
+    x = ta.randn(5, 3)
+    m.eval()
+    assert not m.drop.training
+    np.testing.assert_array_equal(m(x).numpy(), m(x).numpy())
+    m.train()
+    assert m.drop.training
+
+
+def test_layers_gradcheck_as_a_whole(rng):
+    ta.manual_seed(0)
+    m = TwoLayer(dtype=ta.float64).eval()
+    x = leaf(rng, 5, 3)
+    assert gradcheck(lambda x, *p: m(x), [x, *m.parameters()], name="TwoLayer")
+    emb = nn.Embedding(5, 3, dtype=ta.float64)
+    idx = ta.tensor([[0, 4], [4, 1]])
+    assert gradcheck(lambda w: emb(idx), [emb.weight], name="Embedding")
+
+
+def test_load_state_dict_checks_keys_and_shapes_before_copying():
+    a, b = TwoLayer(), TwoLayer()
+    b.load_state_dict(a.state_dict())
+    x = ta.randn(2, 3)
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    state = a.state_dict()
+    missing = {k: v for k, v in state.items() if k != "fc2.bias"}
+    with pytest.raises(KeyError, match=r"missing keys \['fc2.bias'\]"):
+        b.load_state_dict(missing)
+    with pytest.raises(KeyError, match=r"unexpected keys \['extra'\]"):
+        b.load_state_dict({**state, "extra": ta.zeros(1)})
+    before = b.fc1.weight.numpy().copy()
+    bad = {**state, "fc1.weight": state["fc1.weight"] * 2, "fc2.weight": ta.zeros(3, 3)}
+    with pytest.raises(ValueError, match=r"key 'fc2.weight' has shape \(3, 3\), the model expects \(2, 4\)"):
+        b.load_state_dict(bad)
+    np.testing.assert_array_equal(b.fc1.weight.numpy(), before)  # nothing half-loaded
+    result = b.load_state_dict(missing, strict=False)
+    assert result.missing_keys == ["fc2.bias"]
+
+
+def test_module_to_dtype_and_zero_grad():
+    m = TwoLayer()
+    m(ta.randn(2, 3)).sum().backward()
+    assert m.fc1.weight.grad is not None
+    m.zero_grad()
+    assert m.fc1.weight.grad is None
+    m.to(ta.float64)
+    assert all(p.dtype == ta.float64 for p in m.parameters())
+
+
+def test_linear_init_matches_pytorch_bounds():
+    ta.manual_seed(0)
+    lin = nn.Linear(100, 50)
+    bound = 1 / np.sqrt(100)
+    assert np.abs(lin.weight.numpy()).max() <= bound and np.abs(lin.weight.numpy()).max() > 0.95 * bound
+    assert np.abs(lin.bias.numpy()).max() <= bound
+
+
+# ---- optimisers ---------------------------------------------------------------------------
+
+
+def _quadratic_run(opt_factory, steps=3):
+    w = nn.Parameter(ta.tensor([1.0, -2.0, 3.0], dtype=ta.float64))
+    opt = opt_factory([w])
+    for _ in range(steps):
+        opt.zero_grad()
+        (w * w * ta.tensor([1.0, 2.0, 3.0], dtype=ta.float64)).sum().backward()
+        opt.step()
+    return w.numpy()
+
+
+def _reference(kind, steps=3, lr=0.1, **kw):
+    """The update rules written out, as PyTorch documents them."""
+    w = np.array([1.0, -2.0, 3.0])
+    c = np.array([1.0, 2.0, 3.0])
+    m = v = buf = None
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        g = 2 * c * w
+        wd = kw.get("weight_decay", 0.0)
+        if kind == "sgd":
+            g = g + wd * w
+            buf = g if buf is None else kw.get("momentum", 0) * buf + g
+            w = w - lr * (buf if kw.get("momentum") else g)
+            continue
+        if kind == "adam":
+            g = g + wd * w
+        else:  # adamw
+            w = w * (1 - lr * wd)
+        m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
+        v = (1 - b2) * g * g if v is None else b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return w
+
+
+@pytest.mark.parametrize("kind,kw", [("sgd", {}), ("sgd", {"momentum": 0.9, "weight_decay": 0.1}),
+                                     ("adam", {}), ("adam", {"weight_decay": 0.1}), ("adamw", {"weight_decay": 0.1})])
+def test_optimizer_updates_follow_the_formulas(kind, kw):
+    cls = {"sgd": ta.optim.SGD, "adam": ta.optim.Adam, "adamw": ta.optim.AdamW}[kind]
+    got = _quadratic_run(lambda p: cls(p, lr=0.1, **kw))
+    np.testing.assert_allclose(got, _reference(kind, **kw), rtol=1e-12)
+
+
+def test_optimizer_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    for kind in ("SGD", "Adam", "AdamW"):
+        kw = {"lr": 0.05, "weight_decay": 0.1} | ({"momentum": 0.9} if kind == "SGD" else {})
+        tw = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+        topt = getattr(torch.optim, kind)([tw], **kw)
+        for _ in range(4):
+            topt.zero_grad()
+            (tw * tw * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+            topt.step()
+        got = _quadratic_run(lambda p: getattr(ta.optim, kind)(p, **kw), steps=4)
+        np.testing.assert_allclose(got, tw.detach().numpy(), rtol=1e-10)
+
+
+def test_warmup_cosine_schedule():
+    opt = ta.optim.SGD([nn.Parameter(ta.zeros(1))], lr=1.0)
+    sched = ta.optim.WarmupCosine(opt, warmup_steps=4, total_steps=14, min_lr=0.1)
+    lrs = [opt.lr]
+    for _ in range(15):
+        sched.step()
+        lrs.append(opt.lr)
+    np.testing.assert_allclose(lrs[:4], [0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0) and lrs[9] == pytest.approx(0.55) and lrs[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+
+
+def test_clip_grad_norm():
+    a, b = nn.Parameter(ta.zeros(2)), nn.Parameter(ta.zeros(1))
+    a.grad, b.grad = ta.tensor([3.0, 0.0]), ta.tensor([4.0])
+    norm = nn.utils.clip_grad_norm_([a, b], max_norm=1.0)
+    assert norm == pytest.approx(5.0)
+    np.testing.assert_allclose(np.concatenate([a.grad.numpy(), b.grad.numpy()]), [0.6, 0.0, 0.8], rtol=1e-5)
+    assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0], rtol=1e-5)
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+
+
+def test_save_load_roundtrip_without_pickle(tmp_path):
+    m = TwoLayer()
+    opt = ta.optim.Adam(m.parameters(), lr=0.01)
+    m(ta.randn(3, 3)).sum().backward()
+    opt.step()
+    path = tmp_path / "ckpt.npz"
+    ta.save({"model": m.state_dict(), "optim": opt.state_dict(), "step": 7, "note": "hi"}, path)
+    ck = ta.load(path)
+    assert ck["step"] == 7 and ck["note"] == "hi"
+    assert isinstance(ck["model"]["fc1.weight"], ta.Tensor)
+    np.testing.assert_array_equal(ck["model"]["fc1.weight"].numpy(), m.fc1.weight.numpy())
+    np.testing.assert_array_equal(ck["optim"]["state.1.exp_avg"], opt.state[1]["exp_avg"])
+    with np.load(path, allow_pickle=False) as raw:  # a plain .npz that needs no pickle
+        assert "model/fc1.weight::tensor" in raw.files
+    with pytest.raises(TypeError, match="cannot store 'bad' of type object"):
+        ta.save({"bad": object()}, tmp_path / "x.npz")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    ta.save({"w": ta.ones(3)}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ta.save({"w": ta.zeros(3)}, path)
+    np.testing.assert_array_equal(ta.load(path)["w"].numpy(), [1, 1, 1])  # the old checkpoint survives
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temp file left behind
+
+
+def test_resume_from_checkpoint_continues_with_the_same_losses(tmp_path):
+    def make():
+        ta.manual_seed(0)
+        model = TwoLayer()
+        return model, ta.optim.Adam(model.parameters(), lr=0.05)
+
+    def train(model, opt, steps, seed0):
+        losses = []
+        for s in range(steps):
+            ta.manual_seed(seed0 + s)  # data and dropout masks depend only on the step
+            x, y = ta.randn(8, 3), ta.randn(8, 2)
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    model, opt = make()
+    full = train(model, opt, 10, 100)
+    model, opt = make()
+    first = train(model, opt, 5, 100)
+    ta.save({"model": model.state_dict(), "optim": opt.state_dict()}, tmp_path / "c.npz")
+    model, opt = TwoLayer(), None
+    opt = ta.optim.Adam(model.parameters(), lr=0.05)
+    ck = ta.load(tmp_path / "c.npz")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optim"])
+    second = train(model, opt, 5, 105)
+    np.testing.assert_array_equal(first + second, full)

@@ -1,0 +1,197 @@
+"""Fused ops: matmul, linear, softmax, log_softmax, layer_norm, embedding, dropout, losses.
+
+Each is gradchecked, compared with a NumPy reference, and the fused ones with the same
+math built from primitive ops.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinyattn as ta
+import tinyattn.nn.functional as F
+from tinyattn.functional import softmax_composite
+from tinyattn.testing import gradcheck
+
+from conftest import leaf
+
+# ---- matmul ----------------------------------------------------------------------------
+
+MATMUL_SHAPES = [
+    ((3, 4), (4, 5)),
+    ((2, 3, 4), (2, 4, 5)),  # batched
+    ((2, 3, 4), (4, 5)),  # x @ W: batch folded into rows
+    ((4,), (4, 5)),  # vector @ matrix
+    ((3, 4), (4,)),  # matrix @ vector
+    ((4,), (4,)),  # dot product
+    ((2, 1, 3, 4), (5, 4, 2)),  # broadcast batch dims on both sides
+    ((1, 3, 4), (2, 4, 2)),  # batch 1 against batch 2
+    ((3, 4), (2, 4, 2)),  # 2-D @ batched
+]
+
+
+@pytest.mark.parametrize("sa,sb", MATMUL_SHAPES, ids=[f"{a}@{b}" for a, b in MATMUL_SHAPES])
+def test_matmul_values_and_gradients(rng, sa, sb):
+    a, b = leaf(rng, *sa), leaf(rng, *sb)
+    np.testing.assert_allclose((a @ b).numpy(), np.matmul(a.numpy(), b.numpy()), rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda a, b: a @ b, [a, b], name="matmul")
+
+
+def test_matmul_on_transposed_and_sliced_views(rng):
+    a, b = leaf(rng, 5, 3), leaf(rng, 6, 4)
+    f = lambda a, b: a.T @ b[1:6:2, :3].T  # (3, 5) @ (3, 3)... non-contiguous on both sides  # noqa: E731
+    g = lambda a, b: a.T @ b[::2, :].T[:, :3].T  # noqa: E731
+    assert gradcheck(lambda a, b: a.T[:, :3] @ b[:3, ::2], [a, b], name="matmul-views")
+    assert gradcheck(g, [a, b], name="matmul-views")
+    del f
+
+
+@given(m=st.integers(1, 9), k=st.integers(1, 9), n=st.integers(1, 9), batch=st.integers(1, 3))
+def test_matmul_float32_matches_numpy(m, k, n, batch):
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a = rng.standard_normal((batch, m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = ta.tensor(a) @ ta.tensor(b)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape", [(5, 4), (2, 3, 4)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(rng, x_shape, bias):
+    x, w = leaf(rng, *x_shape), leaf(rng, 3, 4)
+    b = leaf(rng, 3) if bias else None
+    expected = x.numpy() @ w.numpy().T + (b.numpy() if bias else 0)
+    np.testing.assert_allclose(F.linear(x, w, b).numpy(), expected, rtol=1e-12)
+    inputs = [x, w] + ([b] if bias else [])
+    assert gradcheck(lambda x, w, *b: F.linear(x, w, *b), inputs, name="linear")
+
+
+# ---- softmax family ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_fused_matches_composite_and_gradchecks(rng, dim):
+    x = leaf(rng, 3, 4, 5)
+    fused, composite = F.softmax(x, dim), softmax_composite(x, dim)
+    np.testing.assert_allclose(fused.numpy(), composite.numpy(), rtol=1e-12)
+    w = rng.standard_normal(fused.shape)
+    (fused * ta.tensor(w)).sum().backward()
+    g_fused = x.grad.numpy().copy()
+    x.grad = None
+    (composite * ta.tensor(w)).sum().backward()
+    np.testing.assert_allclose(g_fused, x.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda t: F.softmax(t, dim), [x], name="softmax")
+    assert gradcheck(lambda t: F.log_softmax(t, dim), [x], name="log_softmax")
+
+
+def test_softmax_on_a_non_contiguous_view(rng):
+    x = leaf(rng, 4, 6)
+    assert gradcheck(lambda t: F.softmax(t.T[1:, ::2], dim=-1), [x], name="softmax-view")
+
+
+def test_log_softmax_is_finite_for_huge_logits():
+    x = ta.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
+    y = F.log_softmax(x, dim=-1).numpy()
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[0], [0.0, -2e4, -1e4], rtol=1e-6)
+    np.testing.assert_allclose(np.exp(y).sum(-1), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(F.softmax(x, -1).numpy()[0], [1.0, 0.0, 0.0])
+
+
+# ---- layer_norm --------------------------------------------------------------------------
+
+
+def test_layer_norm_matches_numpy_and_gradchecks(rng):
+    x, w, b = leaf(rng, 2, 3, 5), leaf(rng, 5), leaf(rng, 5)
+    y = F.layer_norm(x, (5,), w, b, eps=1e-5).numpy()
+    xn = x.numpy()
+    ref = (xn - xn.mean(-1, keepdims=True)) / np.sqrt(xn.var(-1, keepdims=True) + 1e-5) * w.numpy() + b.numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-10)
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, 5, w, b), [x, w, b], name="layer_norm")
+    assert gradcheck(lambda x: F.layer_norm(x, (3, 5)), [x], name="layer_norm-2d-no-affine")
+
+
+# ---- embedding -----------------------------------------------------------------------------
+
+
+def test_embedding_lookup_and_scatter_add_gradient(rng):
+    w = leaf(rng, 6, 3)
+    idx = ta.tensor([[0, 5, 0], [2, 2, 2]])
+    np.testing.assert_array_equal(F.embedding(idx, w).numpy(), w.numpy()[idx.numpy()])
+    F.embedding(idx, w).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy()[:, 0], [2, 0, 3, 0, 0, 1])
+    w.grad = None
+    assert gradcheck(lambda w: F.embedding(idx, w), [w], name="embedding")
+
+
+# ---- dropout -------------------------------------------------------------------------------
+
+
+def test_dropout_train_and_eval(rng):
+    ta.manual_seed(0)
+    x = ta.ones(200, 50, requires_grad=True)
+    y = F.dropout(x, p=0.3, training=True)
+    kept = y.numpy() != 0
+    assert 0.65 < kept.mean() < 0.75
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.where(kept, 1 / 0.7, 0.0), rtol=1e-6)
+    assert F.dropout(x, p=0.3, training=False) is x
+    assert np.all(F.dropout(x, p=1.0).numpy() == 0)
+    x64 = leaf(rng, 4, 5)
+    ta.manual_seed(3)
+    mask_run = F.dropout(x64, 0.5).numpy() / np.where(x64.numpy() == 0, 1, x64.numpy())
+
+    def f(t):
+        ta.manual_seed(3)  # the same mask on every evaluation
+        return F.dropout(t, 0.5)
+
+    assert gradcheck(f, [x64], name="dropout")
+    assert set(np.round(np.unique(mask_run), 6)) <= {0.0, 2.0}
+
+
+# ---- losses --------------------------------------------------------------------------------
+
+
+def _ce_reference(logits, target, ignore_index=-100):
+    m = logits.max(-1, keepdims=True)
+    logp = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+    valid = target != ignore_index
+    return -logp[np.arange(len(target))[valid], target[valid]].mean()
+
+
+def test_cross_entropy_matches_reference_and_gradchecks(rng):
+    logits = leaf(rng, 6, 4)
+    target = ta.tensor([0, 3, 1, -100, 2, 3])
+    np.testing.assert_allclose(F.cross_entropy(logits, target).item(), _ce_reference(logits.numpy(), target.numpy()), rtol=1e-12)
+    assert gradcheck(lambda z: F.cross_entropy(z, target), [logits], name="cross_entropy")
+    assert gradcheck(lambda z: F.cross_entropy(z, target, ignore_index=3, reduction="sum"), [logits], name="ce-sum")
+    assert gradcheck(lambda z: F.cross_entropy(z, ta.tensor([0, 3, 1, 1, 2, 3]), reduction="none"), [logits], name="ce-none")
+
+
+def test_cross_entropy_with_class_axis_one_and_single_sample(rng):
+    logits = leaf(rng, 2, 4, 3)  # (N, C, d1)
+    target = ta.tensor([[0, 3, 1], [2, 2, 0]])
+    flat = np.moveaxis(logits.numpy(), 1, -1).reshape(-1, 4)
+    np.testing.assert_allclose(F.cross_entropy(logits, target).item(), _ce_reference(flat, target.numpy().ravel()), rtol=1e-12)
+    assert gradcheck(lambda z: F.cross_entropy(z, target), [logits], name="ce-nd")
+    single = leaf(rng, 5)
+    assert gradcheck(lambda z: F.cross_entropy(z, ta.tensor(2)), [single], name="ce-1d")
+
+
+def test_cross_entropy_is_finite_for_logits_of_1e4():
+    logits = ta.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, -1e4]], requires_grad=True)
+    loss = F.cross_entropy(logits, ta.tensor([1, 1]))
+    assert np.isfinite(loss.item())
+    assert loss.item() == pytest.approx(1e4, rel=1e-6)  # row 0: -log softmax = 2e4, row 1: 0
+    loss.backward()
+    assert np.all(np.isfinite(logits.grad.numpy()))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss(rng, reduction):
+    x, y = leaf(rng, 3, 4), leaf(rng, 4)
+    ref = (x.numpy() - y.numpy()) ** 2
+    ref = {"mean": ref.mean(), "sum": ref.sum(), "none": ref}[reduction]
+    np.testing.assert_allclose(F.mse_loss(x, y, reduction).numpy(), ref, rtol=1e-12)
+    assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction), [x, y], name="mse_loss")

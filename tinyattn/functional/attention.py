@@ -1,0 +1,168 @@
+"""Scaled dot-product attention: one fused Function, and the same math from primitive ops.
+
+In the lecture's notation, for each query q_i and the keys k_j and values v_j:
+    α_ij  = scale · q_i · k_j  (+ bias_ij; -inf where i may not attend to j)
+    α'_ij = softmax_j(α_ij)
+    b_i   = Σ_j α'_ij v_j
+or, as matrices: S = scale·QKᵀ + bias, P = softmax(S) row-wise, O = P V.
+
+Backward (derived step by step in docs/backprop.md), with D_i = Σ_e dO_ie O_ie = Σ_j dP_ij P_ij:
+    dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - D),   dQ = scale · dS K,   dK = scale · dSᵀ Q
+
+Masks (PyTorch's SDPA conventions): a boolean attn_mask's True means "may attend"; a float
+mask is added to the scores; is_causal keeps j <= i (top-left aligned); window=w (tinyattn's
+CNN-like receptive field) keeps |i - j| <= w. A query row with every key masked yields
+output 0 and gradient 0, never NaN (PyTorch's SDPA returns NaN there).
+"""
+import math
+
+import numpy as np
+
+from ..autograd import Function, Variable
+from ..backend import backend_of
+from . import elementwise as ew, linalg, shape as sh
+from .attention_variants import allowed_positions
+from .checks import check_float
+from .dropout import dropout
+from .softmax import softmax
+
+
+class ScaledDotProductAttention(Function):
+    """The fused, tiled kernel: never holds an L×S matrix; saves O and the row logsumexp."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, causal, window, scale):
+        # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims; bias (BH, L, S) view or None
+        batch = q.shape[:-2]
+        q3 = q.reshape(-1, *q.shape[-2:])  # (BH, L, E)
+        k3 = k.reshape(-1, *k.shape[-2:])  # (BH, S, E)
+        v3 = v.reshape(-1, *v.shape[-2:])  # (BH, S, Ev)
+        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale)
+        ctx.save_for_backward(q3, k3, v3, out, lse)
+        ctx.args = (bias, causal, window, scale)
+        ctx.shapes = (q.shape, k.shape, v.shape)
+        return out.reshape(batch + out.shape[-2:])
+
+    @staticmethod
+    def backward(ctx, dout):
+        q3, k3, v3, out, lse = ctx.saved
+        bias, causal, window, scale = ctx.args
+        dq, dk, dv = backend_of(dout).attention_backward(
+            q3, k3, v3, bias, causal, window, scale, out, lse, dout.reshape(out.shape)
+        )
+        sq, sk, sv = ctx.shapes
+        return dq.reshape(sq), dk.reshape(sk), dv.reshape(sv), None, None, None, None
+
+
+def scaled_dot_product_attention(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *, window=None
+):
+    """PyTorch's F.scaled_dot_product_attention (same argument order), plus `window`.
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). Batch dims
+    broadcast. scale defaults to 1/√E. With dropout_p > 0 the composite path runs (dropout
+    acts on the attention weights, which the fused kernel never forms).
+    """
+    q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
+    if dropout_p > 0.0:
+        return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p)
+    batch = q.shape[:-2]
+    bias = attention_bias(attn_mask, batch, q.shape[-2], k.shape[-2], q.dtype)
+    win = -1 if window is None else int(window)
+    out = ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale))
+    return out
+
+
+def attention_composite(
+    query, key, value, attn_mask=None, is_causal=False, scale=None, *, window=None, dropout_p=0.0,
+    return_weights=False,
+):
+    """The reference path: the same attention from matmul, masked_fill and softmax.
+
+    It materialises S and P (L×S each). Fully masked rows give 0, as in the fused kernel:
+    their scores are replaced by 0 before the softmax and their weights zeroed after it.
+    """
+    q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
+    L, S = q.shape[-2], k.shape[-2]
+    scores = linalg.matmul(q, sh.transpose(k, -2, -1)) * scale  # (..., L, S)
+    allowed = allowed_positions(L, S, is_causal, window)  # (L, S) bool
+    if attn_mask is not None:
+        mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+        if mask.dtype == np.bool_:
+            allowed = allowed & mask
+        else:
+            scores = scores + mask.astype(q.dtype)
+            allowed = allowed & (mask != -np.inf)
+    allowed = np.broadcast_to(allowed, np.broadcast_shapes(allowed.shape, scores.shape))
+    dead = ~allowed.any(axis=-1, keepdims=True)  # rows with no key to attend to
+    scores = ew.masked_fill(scores, ~allowed, -np.inf)
+    scores = ew.masked_fill(scores, dead, 0.0)  # a finite row keeps the softmax NaN-free...
+    weights = ew.masked_fill(softmax(scores, -1), ~allowed, 0.0)  # ...and is zeroed here, (..., L, S)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)  # returned after dropout, as PyTorch's MHA does
+    out = linalg.matmul(weights, v)
+    return (out, weights) if return_weights else out
+
+
+def attention_bias(attn_mask, batch, L, S, dtype):
+    """An additive float bias viewed as (BH, L, S), or None.
+
+    A bool mask becomes 0 (may attend) / -inf (masked). The mask is broadcast, not copied,
+    over the batch dims it lacks and over L or S where it has size 1; it is copied only
+    when it has its own batch dims (e.g. a key-padding mask, (B, 1, 1, S) -> (B·H, 1, S)).
+    """
+    if attn_mask is None:
+        return None
+    mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+    if mask.dtype == np.bool_:
+        bias = np.where(mask, np.zeros((), dtype), np.asarray(-np.inf, dtype))
+    else:
+        bias = mask.astype(dtype, copy=False)
+    full = batch + (L, S)
+    bias = bias.reshape((1,) * (len(full) - bias.ndim) + bias.shape)
+    lm, sm = bias.shape[-2:]
+    bh = int(np.prod(batch, dtype=np.int64))
+    if all(n == 1 for n in bias.shape[:-2]):
+        bias3 = bias.reshape(1, lm, sm)
+    else:
+        bias3 = np.ascontiguousarray(np.broadcast_to(bias, batch + (lm, sm))).reshape(bh, lm, sm)
+    return np.broadcast_to(bias3, (bh, L, S))
+
+
+def _check_attention_inputs(query, key, value, attn_mask, scale, window):
+    op = "scaled_dot_product_attention"
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Variable):
+            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+        if t.ndim < 2:
+            raise ValueError(f"{op}: {name} needs at least 2 dims (..., length, dim), got shape {t.shape}")
+    check_float(op, query.data, key.data, value.data)
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(f"{op}: dtypes differ: query {query.dtype}, key {key.dtype}, value {value.dtype}")
+    shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(f"{op}: query and key head dims differ ({query.shape[-1]} vs {key.shape[-1]}): {shapes}")
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"{op}: key and value lengths differ ({key.shape[-2]} vs {value.shape[-2]}): {shapes}")
+    try:
+        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: batch dims do not broadcast: {shapes}") from None
+    L, S = query.shape[-2], key.shape[-2]
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Variable) else np.asarray(attn_mask)
+        if isinstance(attn_mask, Variable) and attn_mask.requires_grad:
+            raise TypeError(f"{op}: attn_mask must not require grad (tinyattn does not differentiate masks)")
+        if mask.dtype != np.bool_ and mask.dtype.kind != "f":
+            raise TypeError(f"{op}: attn_mask must be bool or float, got dtype {mask.dtype}")
+        try:
+            np.broadcast_shapes(mask.shape, batch + (L, S))
+            if mask.ndim > len(batch) + 2 or np.broadcast_shapes(mask.shape, batch + (L, S)) != batch + (L, S):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{op}: attn_mask of shape {mask.shape} does not broadcast to {batch + (L, S)} ({shapes})") from None
+    if window is not None and (int(window) != window or window < 0):
+        raise ValueError(f"{op}: window must be a non-negative integer, got {window}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    q, k, v = (sh.expand(t, batch + t.shape[-2:]) if t.shape[:-2] != batch else t for t in (query, key, value))
+    return q, k, v, scale, window

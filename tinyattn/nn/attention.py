@@ -1,0 +1,241 @@
+"""Attention layers: the lecture's single head (SelfAttention) and PyTorch's MultiheadAttention."""
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Variable
+from ..creation import empty_parameter_data
+from ..functional.attention_variants import NORMALIZERS, RELEVANCES
+from . import init
+from .layers import Linear
+from .module import Module
+from .parameter import Parameter
+
+
+class SelfAttention(Module):
+    """One self-attention head, as in Hung-Yi Lee's ML 2021 lecture.
+
+    Every input vector a_i (length d_in, the lecture's n_a) gives
+        q_i = W^q a_i,  k_i = W^k a_i  (length d_qk, the lecture's n_α),  v_i = W^v a_i (length d_v, n_b);
+    the relevance α_ij of a_j to a_i ("dot": q_i·k_j / √d_qk, or "additive": wᵀ tanh(W_1 q_i + W_2 k_j)),
+    normalised over j into α'_ij ("softmax", "sigmoid" with bias -log S, or "relu"), gives
+        b_i = Σ_j α'_ij v_j.
+    `causal` lets i see only j <= i; `window=w` only |i - j| <= w (the CNN-like receptive field).
+    Dot + softmax runs the fused kernel unless the weights are asked for.
+
+    Input (..., N, d_in) -> output (..., N, d_v); with need_weights also α' (..., N, N).
+    """
+
+    def __init__(self, d_in, d_qk, d_v, relevance="dot", normalizer="softmax", window=None, causal=False,
+                 d_hidden=None, sigmoid_bias=True, dtype=None):
+        super().__init__()
+        if relevance not in RELEVANCES:
+            raise ValueError(f"SelfAttention: relevance must be one of {RELEVANCES}, got {relevance!r}")
+        if normalizer not in NORMALIZERS:
+            raise ValueError(f"SelfAttention: normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
+        if window is not None and (int(window) != window or window < 0):
+            raise ValueError(f"SelfAttention: window must be a non-negative integer, got {window}")
+        self.d_in, self.d_qk, self.d_v = d_in, d_qk, d_v
+        self.relevance, self.normalizer = relevance, normalizer
+        self.window, self.causal, self.sigmoid_bias = window, causal, sigmoid_bias
+        self.w_q = Linear(d_in, d_qk, bias=False, dtype=dtype)  # W^q
+        self.w_k = Linear(d_in, d_qk, bias=False, dtype=dtype)  # W^k
+        self.w_v = Linear(d_in, d_v, bias=False, dtype=dtype)  # W^v
+        if relevance == "additive":
+            d_hidden = d_hidden or d_qk
+            self.w_1 = init.xavier_uniform_(Parameter(empty_parameter_data((d_hidden, d_qk), dtype)))
+            self.w_2 = init.xavier_uniform_(Parameter(empty_parameter_data((d_hidden, d_qk), dtype)))
+            bound = 1 / math.sqrt(d_hidden)
+            self.w = init.uniform_(Parameter(empty_parameter_data((d_hidden,), dtype)), -bound, bound)
+
+    def forward(self, a, attn_mask=None, need_weights=False):
+        """a (..., N, d_in); attn_mask: bool (True = may attend) or float (added to α), (N, N) or broadcastable."""
+        if a.ndim < 2 or a.shape[-1] != self.d_in:
+            raise ValueError(f"SelfAttention: expected input (..., N, {self.d_in}), got {a.shape}")
+        q, k, v = self.w_q(a), self.w_k(a), self.w_v(a)  # (..., N, d_qk), (..., N, d_qk), (..., N, d_v)
+        if self.relevance == "dot" and self.normalizer == "softmax" and not need_weights:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=self.causal, window=self.window)
+        n = a.shape[-2]
+        if self.relevance == "dot":
+            scores = (q @ k.mT) * (1.0 / math.sqrt(self.d_qk))  # α (..., N, N)
+        else:
+            scores = F.additive_relevance(q, k, self.w_1, self.w_2, self.w)
+        allowed = F.allowed_positions(n, n, self.causal, self.window)
+        if attn_mask is not None:
+            mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+            if mask.dtype == np.bool_:
+                allowed = allowed & mask
+            else:
+                scores = scores + mask.astype(scores.dtype)
+                allowed = allowed & (mask != -np.inf)
+        weights = F.normalize_scores(scores, allowed, self.normalizer, self.sigmoid_bias)  # α'
+        b = weights @ v
+        return (b, weights) if need_weights else b
+
+    def extra_repr(self):
+        extra = f", window={self.window}" if self.window is not None else ""
+        extra += ", causal=True" if self.causal else ""
+        return (f"d_in={self.d_in}, d_qk={self.d_qk}, d_v={self.d_v}, relevance={self.relevance!r}, "
+                f"normalizer={self.normalizer!r}{extra}")
+
+
+class MultiheadAttention(Module):
+    """torch.nn.MultiheadAttention: same signature, parameters, initialisation, masks and returns.
+
+    Each head h projects q, k, v to embed_dim / num_heads with its rows of the in-projection,
+    attends, and the heads' outputs are concatenated and mixed by W^o (out_proj).
+
+    Masks follow PyTorch's MultiheadAttention (the opposite of SDPA's boolean convention):
+    a boolean attn_mask (L, S) or (N·num_heads, L, S) or key_padding_mask (N, S) is True where
+    attention is NOT allowed; float masks are added to the scores. Differences from PyTorch:
+    is_causal=True without an attn_mask applies the causal mask (PyTorch asks for both), and a
+    query whose keys are all masked gets output 0 rather than NaN.
+    """
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None,
+                 batch_first=False, dtype=None):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
+        self.dropout, self.batch_first = dropout, batch_first
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        e = embed_dim
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(empty_parameter_data((3 * e, e), dtype))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        else:
+            self.register_parameter("in_proj_weight", None)
+            self.q_proj_weight = Parameter(empty_parameter_data((e, e), dtype))
+            self.k_proj_weight = Parameter(empty_parameter_data((e, self.kdim), dtype))
+            self.v_proj_weight = Parameter(empty_parameter_data((e, self.vdim), dtype))
+        if bias:
+            self.in_proj_bias = Parameter(empty_parameter_data((3 * e,), dtype))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = Linear(e, e, bias=bias, dtype=dtype)
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        # PyTorch's: xavier-uniform in-projection(s), zero biases; out_proj.weight keeps Linear's init.
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for w in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                init.xavier_uniform_(w)
+        if self.in_proj_bias is not None:
+            init.zeros_(self.in_proj_bias)
+            init.zeros_(self.out_proj.bias)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        """query (L, N, E) (or (N, L, E) with batch_first, or unbatched (L, E)); key (S, N, kdim), value (S, N, vdim).
+
+        Returns (attn_output shaped like query, attn_weights or None); the weights are
+        (N, L, S) averaged over heads, or (N, num_heads, L, S) with average_attn_weights=False.
+        """
+        batched = query.ndim == 3
+        self._check_inputs(query, key, value, batched)
+        if not batched:
+            query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+        elif not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        n, L, _ = query.shape  # (N, L, E) from here on
+        S = key.shape[1]
+        q, k, v = self._project(query, key, value)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
+        mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.dtype, batched)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = F.attention_composite(q, k, v, mask, is_causal, dropout_p=dropout_p, return_weights=True)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal), None
+        out = self.out_proj(out.transpose(1, 2).reshape(n, L, self.embed_dim))  # concat heads, then W^o
+        if not batched:
+            out = out.squeeze(0)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        if weights is not None:
+            if average_attn_weights:
+                weights = weights.mean(dim=1)
+            if not batched:
+                weights = weights.squeeze(0)
+        return out, weights
+
+    def _project(self, query, key, value):
+        e, h, d = self.embed_dim, self.num_heads, self.head_dim
+        b = self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
+        if self._qkv_same_embed_dim and query is key and key is value:
+            qkv = F.linear(query, self.in_proj_weight, b)  # one product for the three projections
+            n, L, _ = qkv.shape
+            qkv = qkv.reshape(n, L, 3, h, d).permute(2, 0, 3, 1, 4)  # (3, N, H, L, D)
+            return qkv[0], qkv[1], qkv[2]
+        if self._qkv_same_embed_dim:
+            w = self.in_proj_weight
+            wq, wk, wv = w[:e], w[e : 2 * e], w[2 * e :]
+        else:
+            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+
+        def heads(x, weight, bias):
+            y = F.linear(x, weight, bias)  # (N, T, E)
+            return y.reshape(y.shape[0], y.shape[1], h, d).transpose(1, 2)  # (N, H, T, D)
+
+        return heads(query, wq, bq), heads(key, wk, bk), heads(value, wv, bv)
+
+    def _merge_masks(self, attn_mask, key_padding_mask, n, L, S, dtype, batched):
+        """One SDPA mask (bool True = may attend, or additive float) broadcastable to (N, H, L, S)."""
+        parts = []
+        if attn_mask is not None:
+            m = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+            if m.shape == (L, S):
+                parts.append(m)
+            elif m.shape == (n * self.num_heads, L, S) or (not batched and m.shape == (self.num_heads, L, S)):
+                parts.append(m.reshape(n, self.num_heads, L, S))
+            else:
+                raise ValueError(
+                    f"MultiheadAttention: attn_mask of shape {m.shape} should be ({L}, {S}) or "
+                    f"({n * self.num_heads}, {L}, {S})"
+                )
+        if key_padding_mask is not None:
+            m = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Variable) else key_padding_mask)
+            expected = (n, S) if batched else (S,)
+            if m.shape != expected:
+                raise ValueError(f"MultiheadAttention: key_padding_mask of shape {m.shape} should be {expected}")
+            parts.append(m.reshape(n, 1, 1, S))
+        for m in parts:
+            if m.dtype != np.bool_ and m.dtype.kind != "f":
+                raise TypeError(f"MultiheadAttention: masks must be bool or float, got dtype {m.dtype}")
+        if not parts:
+            return None
+        if all(m.dtype == np.bool_ for m in parts):
+            allowed = ~parts[0]
+            for m in parts[1:]:
+                allowed = allowed & ~m
+            return allowed
+        bias = np.zeros((), dtype)
+        for m in parts:
+            bias = bias + (np.where(m, np.asarray(-np.inf, dtype), np.zeros((), dtype)) if m.dtype == np.bool_ else m.astype(dtype))
+        return bias
+
+    def _check_inputs(self, query, key, value, batched):
+        ndim = 3 if batched else 2
+        shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
+        if any(t.ndim != ndim for t in (query, key, value)):
+            raise ValueError(f"MultiheadAttention: query, key and value must all be {ndim}-D: {shapes}")
+        for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if t.shape[-1] != dim:
+                raise ValueError(f"MultiheadAttention: {name} feature size {t.shape[-1]} != {dim}: {shapes}")
+        seq_axis = 1 if (batched and self.batch_first) else 0
+        if key.shape[seq_axis] != value.shape[seq_axis]:
+            raise ValueError(f"MultiheadAttention: key and value lengths differ: {shapes}")
+        if batched:
+            batch_axis = 0 if self.batch_first else 1
+            if not (query.shape[batch_axis] == key.shape[batch_axis] == value.shape[batch_axis]):
+                raise ValueError(f"MultiheadAttention: batch sizes differ: {shapes}")
+
+    def extra_repr(self):
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, batch_first={self.batch_first}"

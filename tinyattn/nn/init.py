@@ -1,0 +1,47 @@
+"""Parameter initialisers, in place, with PyTorch's names and formulas."""
+import math
+
+import numpy as np
+
+from ..random import default_generator
+
+
+def _fans(t):
+    if t.ndim < 2:
+        raise ValueError(f"init: fan in/out need a tensor with at least 2 dims, got shape {t.shape}")
+    receptive = int(np.prod(t.shape[2:])) if t.ndim > 2 else 1
+    return t.shape[1] * receptive, t.shape[0] * receptive
+
+
+def uniform_(t, a=0.0, b=1.0):
+    t.data[...] = default_generator().uniform(a, b, t.shape)
+    return t
+
+
+def normal_(t, mean=0.0, std=1.0):
+    t.data[...] = default_generator().normal(mean, std, t.shape)
+    return t
+
+
+def zeros_(t):
+    t.data[...] = 0
+    return t
+
+
+def ones_(t):
+    t.data[...] = 1
+    return t
+
+
+def xavier_uniform_(t, gain=1.0):
+    """U(-a, a) with a = gain · √(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
+    fan_in, fan_out = _fans(t)
+    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(t, -a, a)
+
+
+def kaiming_uniform_(t, a=0.0):
+    """U(-b, b) with b = √(6 / ((1 + a²) fan_in)) (He et al., 2015), leaky-ReLU slope a."""
+    fan_in, _ = _fans(t)
+    bound = math.sqrt(6.0 / ((1 + a * a) * fan_in))
+    return uniform_(t, -bound, bound)

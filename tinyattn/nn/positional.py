@@ -1,0 +1,97 @@
+"""Positional encodings: the lecture's e_i added to a_i (sinusoidal or learned), and RoPE.
+
+The lecture leaves open which is better; examples/positional_encodings.py compares them.
+Positions run along axis -2 of the input: (..., T, d_model).
+"""
+import numpy as np
+
+from .. import functional as F
+from ..creation import empty_parameter_data
+from ..dtypes import as_dtype, float32
+from ..functional.rotary import apply_rotary, rotary_tables
+from ..tensor import Tensor
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+def _check_length(name, x, max_len):
+    if x.ndim < 2:
+        raise ValueError(f"{name}: expected input (..., T, d), got shape {x.shape}")
+    if x.shape[-2] > max_len:
+        raise ValueError(f"{name}: sequence length {x.shape[-2]} exceeds max_len {max_len} (input shape {x.shape})")
+
+
+class SinusoidalPositionalEncoding(Module):
+    """a_i + e_i with the fixed e_(pos, 2i) = sin(pos / 10000^(2i/d)), e_(pos, 2i+1) = cos(pos / 10000^(2i/d)).
+
+    The table is a buffer, not a parameter; the backward is the identity (da = db).
+    """
+
+    def __init__(self, d_model, max_len=5000, dtype=None):
+        super().__init__()
+        self.d_model, self.max_len = d_model, max_len
+        pos = np.arange(max_len, dtype=np.float64)[:, None]
+        freq = 10000.0 ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)
+        table = np.zeros((max_len, d_model))
+        table[:, 0::2] = np.sin(pos * freq)
+        table[:, 1::2] = np.cos(pos * freq[: d_model // 2])
+        self.register_buffer("pe", Tensor._wrap(table.astype(as_dtype(dtype) or float32)))
+
+    def forward(self, x):
+        _check_length("SinusoidalPositionalEncoding", x, self.max_len)
+        return x + self.pe[: x.shape[-2]]
+
+    def extra_repr(self):
+        return f"d_model={self.d_model}, max_len={self.max_len}"
+
+
+class LearnedPositionalEncoding(Module):
+    """a_i + e_i with e a learned (max_len, d_model) table, initialised N(0, 0.02²)."""
+
+    def __init__(self, max_len, d_model, dtype=None):
+        super().__init__()
+        self.max_len, self.d_model = max_len, d_model
+        self.weight = init.normal_(Parameter(empty_parameter_data((max_len, d_model), dtype)), std=0.02)
+
+    def forward(self, x):
+        _check_length("LearnedPositionalEncoding", x, self.max_len)
+        return x + self.weight[: x.shape[-2]]
+
+    def extra_repr(self):
+        return f"max_len={self.max_len}, d_model={self.d_model}"
+
+
+class RotaryEmbedding(Module):
+    """RoPE: rotates q and k so that q_i·k_j depends on positions only through i - j.
+
+    Half-split pairing (feature i with i + head_dim/2, GPT-NeoX / Hugging Face convention);
+    see tinyattn.functional.rotary. forward(q, k) -> (q rotated, k rotated), positions on axis -2.
+    """
+
+    def __init__(self, head_dim, max_len=4096, base=10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"RotaryEmbedding: head_dim must be even, got {head_dim}")
+        self.head_dim, self.max_len, self.base = head_dim, max_len, base
+        self._tables = {}
+
+    def _cos_sin(self, length, dtype):
+        key = np.dtype(dtype)
+        if key not in self._tables:
+            self._tables[key] = rotary_tables(self.max_len, self.head_dim, self.base, key)
+        cos, sin = self._tables[key]
+        return cos[:length], sin[:length]
+
+    def rotate(self, x):
+        _check_length("RotaryEmbedding", x, self.max_len)
+        if x.shape[-1] != self.head_dim:
+            raise ValueError(f"RotaryEmbedding: expected head_dim {self.head_dim}, got input of shape {x.shape}")
+        cos, sin = self._cos_sin(x.shape[-2], x.dtype)
+        return apply_rotary(x, cos, sin)
+
+    def forward(self, q, k):
+        return self.rotate(q), self.rotate(k)
+
+    def extra_repr(self):
+        return f"head_dim={self.head_dim}, max_len={self.max_len}"

@@ -1,0 +1,55 @@
+"""A pre-norm Transformer encoder layer, with PyTorch's TransformerEncoderLayer names."""
+import numpy as np
+
+from .. import functional as F
+from .attention import MultiheadAttention
+from .layers import Dropout, LayerNorm, Linear
+from .module import Module
+
+
+class TransformerEncoderLayer(Module):
+    """x + SA(LN(x)), then + FF(LN(·)) (norm_first=True, the pre-norm layout), or post-norm.
+
+        h = x + dropout1(self_attn(norm1(x)))
+        y = h + dropout2(linear2(dropout(activation(linear1(norm2(h))))))
+
+    Parameter names match torch.nn.TransformerEncoderLayer, so weights move between the two.
+    `causal=True` masks future positions in every call (or pass is_causal to forward).
+    The activation defaults to GELU in its tanh form ("gelu"); "relu" is PyTorch's default.
+    """
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="gelu",
+                 layer_norm_eps=1e-5, batch_first=False, norm_first=True, causal=False, dtype=None):
+        super().__init__()
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"TransformerEncoderLayer: activation must be 'gelu' or 'relu', got {activation!r}")
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first, dtype=dtype)
+        self.linear1 = Linear(d_model, dim_feedforward, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, dtype=dtype)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = activation
+        self.norm_first, self.causal = norm_first, causal
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=None):
+        causal = self.causal if is_causal is None else is_causal
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, causal)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, causal):
+        out, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                need_weights=False, is_causal=causal)
+        return self.dropout1(out)
+
+    def _ff_block(self, x):
+        act = F.gelu if self.activation == "gelu" else F.relu
+        return self.dropout2(self.linear2(self.dropout(act(self.linear1(x)))))

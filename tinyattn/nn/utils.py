@@ -1,0 +1,18 @@
+"""Gradient utilities."""
+import numpy as np
+
+
+def clip_grad_norm_(parameters, max_norm, eps=1e-6):
+    """Scale every gradient by min(1, max_norm / (‖g‖ + eps)), ‖g‖ the 2-norm over all of them.
+
+    Returns the norm before clipping, as PyTorch does.
+    """
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)))
+    scale = max_norm / (total + eps)
+    if scale < 1:
+        for g in grads:
+            g *= scale
+    return total
