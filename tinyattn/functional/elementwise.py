@@ -31,7 +31,7 @@ def operands(op, a, b):
 
 
 def _common_dtype(a, b):
-    tensors = [x.data.dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray))]
+    tensors = [_data(x).dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray))]
     floats = [d for d in tensors if d.kind == "f"]
     if floats:
         return np.result_type(*floats)

@@ -103,6 +103,8 @@ def matmul(a, b):
     check_float("matmul", a.data, b.data)
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype}")
+    if a.ndim == 1 and b.ndim == 1:
+        return reshape(matmul(reshape(a, 1, -1), reshape(b, -1, 1)), ())
     if a.ndim == 1:
         return reshape(matmul(reshape(a, 1, -1), b), b.shape[:-2] + b.shape[-1:])
     if b.ndim == 1:
