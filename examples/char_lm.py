@@ -1,0 +1,174 @@
+"""A character-level language model with causal self-attention, trained on Python's own source.
+
+    python examples/char_lm.py
+
+The corpus is read at run time from the standard library's .py files (nothing is
+downloaded or committed). It reports train and validation loss in nats per character
+and samples some text at the end.
+"""
+import argparse
+import glob
+import os
+import sysconfig
+import time
+
+import numpy as np
+
+import tinyattn as ta
+import tinyattn.nn as nn
+import tinyattn.nn.functional as F
+
+PRINTABLE = "\n" + "".join(chr(c) for c in range(32, 127))  # 96 symbols; anything else maps to "?"
+
+
+def load_corpus(max_chars):
+    """Concatenated standard-library sources (sorted, so the corpus is the same on every run)."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    files = sorted(glob.glob(os.path.join(stdlib, "*.py")))
+    if not files:
+        raise RuntimeError(f"char_lm: no .py files found in the standard library folder {stdlib}")
+    parts, total = [], 0
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        parts.append(text)
+        total += len(text)
+        if total >= max_chars:
+            break
+    return "".join(parts)[:max_chars]
+
+
+def encode(text):
+    lookup = np.full(0x110000, PRINTABLE.index("?"), dtype=np.int64)
+    for i, ch in enumerate(PRINTABLE):
+        lookup[ord(ch)] = i
+    return lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
+
+
+def decode(ids):
+    return "".join(PRINTABLE[i] for i in ids)
+
+
+class CharTransformer(nn.Module):
+    def __init__(self, vocab, context, d_model, nhead, num_layers, dim_feedforward, dropout):
+        super().__init__()
+        self.context = context
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.LearnedPositionalEncoding(context, d_model)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True, causal=True)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, tokens):  # (B, T) -> (B, T, vocab)
+        x = self.pos(self.embed(tokens))
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.norm(x))
+
+
+def random_windows(data, rng, batch, context):
+    starts = rng.integers(0, len(data) - context - 1, size=batch)
+    idx = starts[:, None] + np.arange(context + 1)[None, :]
+    chunk = data[idx]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+@ta.no_grad()
+def mean_loss(model, data, rng, batches, batch, context):
+    model.eval()
+    losses = []
+    for _ in range(batches):
+        x, y = random_windows(data, rng, batch, context)
+        logits = model(ta.tensor(x))
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ta.tensor(y.reshape(-1))).item())
+    model.train()
+    return float(np.mean(losses))
+
+
+@ta.no_grad()
+def sample(model, prompt_ids, length, rng, temperature=0.8):
+    model.eval()
+    ids = list(prompt_ids)
+    for _ in range(length):
+        window = np.array(ids[-model.context :])[None, :]
+        logits = model(ta.tensor(window)).numpy()[0, -1].astype(np.float64) / temperature
+        p = np.exp(logits - logits.max())
+        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+    return ids
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--chars", type=int, default=2_000_000, help="corpus size (the last 10%% is validation)")
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--ff", type=int, default=512)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-steps", type=int, default=4000)
+    p.add_argument("--max-seconds", type=float, default=280.0)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-batches", type=int, default=20)
+    p.add_argument("--sample-chars", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default="runs/char_lm")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+
+    data = encode(load_corpus(args.chars))
+    split = int(0.9 * len(data))
+    train_data, val_data = data[:split], data[split:]
+    print(f"corpus: {len(data):,} characters from the standard library ({len(train_data):,} train, {len(val_data):,} validation)")
+
+    ta.manual_seed(args.seed)
+    model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, args.dropout)
+    opt = ta.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    sched = ta.optim.WarmupCosine(opt, warmup_steps=min(200, args.max_steps // 2), total_steps=args.max_steps,
+                                  min_lr=args.lr / 10)
+    rng = np.random.default_rng(args.seed)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.max_steps, disable=args.no_progress, desc="char_lm", unit="step")
+    history, step = [], 0
+    while step < args.max_steps and time.perf_counter() - start < args.max_seconds:
+        x, y = random_windows(train_data, rng, args.batch_size, args.context)
+        logits = model(ta.tensor(x))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ta.tensor(y.reshape(-1)))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        if step % args.eval_every == 0:
+            eval_rng = np.random.default_rng(12345)
+            train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+            val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+            history.append((step, time.perf_counter() - start, train_loss, val_loss))
+            bar.write(f"step {step:5d}  {history[-1][1]:6.1f} s  train {train_loss:.3f}  val {val_loss:.3f} nats/char")
+    bar.close()
+    eval_rng = np.random.default_rng(12345)
+    train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+    val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+    elapsed = time.perf_counter() - start
+    print(f"final after {step} steps, {elapsed:.1f} s: train {train_loss:.3f}, validation {val_loss:.3f} nats/char")
+
+    prompt = encode("def ")
+    text = decode(sample(model, prompt, args.sample_chars, np.random.default_rng(args.seed)))
+    print("---- sample ----\n" + text + "\n----------------")
+    os.makedirs(args.out_dir, exist_ok=True)
+    ta.save({"model": model.state_dict(), "step": step}, os.path.join(args.out_dir, "char_lm.npz"))
+    return val_loss
+
+
+if __name__ == "__main__":
+    main()
