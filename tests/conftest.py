@@ -23,3 +23,10 @@ def leaf(rng, *shape, low=None):
     if low is not None:
         data = low + np.abs(data)
     return ta.tensor(data, dtype=ta.float64, requires_grad=True)
+
+
+def module_gradcheck(module, *inputs, name, call=None):
+    """gradcheck a module for its inputs and every parameter; `call` maps inputs to the output."""
+    call = call or module
+    n = len(inputs)
+    return ta.testing.gradcheck(lambda *args: call(*args[:n]), [*inputs, *module.parameters()], name=name)

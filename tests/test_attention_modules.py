@@ -7,14 +7,7 @@ import tinyattn as ta
 import tinyattn.nn as nn
 from tinyattn.testing import gradcheck
 
-from conftest import leaf
-
-
-def module_gradcheck(module, *inputs, name, call=None):
-    call = call or (lambda *xs: module(*xs))
-    params = list(module.parameters())
-    n = len(inputs)
-    return gradcheck(lambda *args: call(*args[:n]), [*inputs, *params], name=name)
+from conftest import leaf, module_gradcheck
 
 
 # ---- SelfAttention ------------------------------------------------------------------------
@@ -163,7 +156,7 @@ def test_mha_gradcheck(rng, mask_kind):
 
 
 def test_mha_kdim_vdim_batch_first_and_unbatched(rng):
-    mha = nn.MultiheadAttention(4, 2, kdim=3, vdim=5, batch_first=True, dtype=ta.float64)
+    mha = nn.MultiheadAttention(4, 2, kdim=3, vdim=5, batch_first=True, dtype=ta.float64)  # L=3 != S=4
     q, k, v = leaf(rng, 2, 3, 4), leaf(rng, 2, 4, 3), leaf(rng, 2, 4, 5)
     out, w = mha(q, k, v, average_attn_weights=False)
     assert out.shape == (2, 3, 4) and w.shape == (2, 2, 3, 4)

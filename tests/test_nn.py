@@ -8,7 +8,7 @@ import tinyattn as ta
 import tinyattn.nn as nn
 from tinyattn.testing import gradcheck
 
-from conftest import leaf
+from conftest import leaf, module_gradcheck
 
 
 class TwoLayer(nn.Module):
@@ -241,3 +241,76 @@ def test_resume_from_checkpoint_continues_with_the_same_losses(tmp_path):
     opt.load_state_dict(ck["optim"])
     second = train(model, opt, 5, 105)
     np.testing.assert_array_equal(first + second, full)
+
+
+# ---- the lecture's baselines and the encoder layer ----------------------------------------
+
+
+def test_conv1d_matches_a_direct_loop_and_gradchecks(rng):
+    conv = nn.Conv1d(2, 3, kernel_size=3, padding=1, dtype=ta.float64)
+    x = leaf(rng, 2, 2, 5)
+    w, b = conv.weight.numpy(), conv.bias.numpy()
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1)))
+    ref = np.zeros((2, 3, 5))
+    for n in range(2):
+        for o in range(3):
+            for t in range(5):
+                ref[n, o, t] = b[o] + np.sum(w[o] * xp[n, :, t : t + 3])
+    np.testing.assert_allclose(conv(x).numpy(), ref, rtol=1e-12)
+    assert module_gradcheck(conv, x, name="Conv1d")
+    strided = nn.Conv1d(2, 1, kernel_size=2, stride=2, dtype=ta.float64)
+    assert strided(x).shape == (2, 1, 2)
+    assert module_gradcheck(strided, x, name="Conv1d-stride")
+
+
+def test_rnn_matches_the_recurrence_and_gradchecks(rng):
+    rnn = nn.RNN(3, 4, dtype=ta.float64)
+    x = leaf(rng, 2, 5, 3)
+    out, h = rnn(x)
+    hs = np.zeros((2, 4))
+    p = {n: t.numpy() for n, t in rnn.named_parameters()}
+    for t in range(5):
+        hs = np.tanh(x.numpy()[:, t] @ p["weight_ih_l0"].T + p["bias_ih_l0"] + hs @ p["weight_hh_l0"].T + p["bias_hh_l0"])
+        np.testing.assert_allclose(out.numpy()[:, t], hs, rtol=1e-12)
+    np.testing.assert_allclose(h.numpy()[0], hs, rtol=1e-12)
+    h0 = leaf(rng, 1, 2, 4)
+    assert gradcheck(lambda x, h0, *ps: rnn(x, h0)[0], [x, h0, *rnn.parameters()], name="RNN")
+
+
+def test_rnn_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.RNN(3, 4, batch_first=True, dtype=torch.float64)
+    rnn = nn.RNN(3, 4, dtype=ta.float64)
+    rnn.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    out, h = rnn(ta.tensor(x))
+    t_out, t_h = ref(torch.tensor(x))
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(h.numpy(), t_h.detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_transformer_encoder_layer_gradchecks(rng, causal):
+    layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, batch_first=True, causal=causal,
+                                       dtype=ta.float64)
+    x = leaf(rng, 2, 3, 4)
+    assert module_gradcheck(layer, x, name=f"TransformerEncoderLayer[causal={causal}]")
+    if causal:  # position 0 must not see later positions
+        y1 = layer(x).numpy()
+        x2 = ta.tensor(x.numpy().copy())
+        x2.data[:, 1:] += 1.0
+        np.testing.assert_allclose(layer(x2).numpy()[:, 0], y1[:, 0], rtol=1e-12)
+
+
+def test_transformer_encoder_layer_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    ref = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation=lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+                                           batch_first=True, norm_first=True, dtype=torch.float64).eval()
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, dtype=ta.float64)
+    layer.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 5, 8))
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    np.testing.assert_allclose(layer(ta.tensor(x)).numpy(), ref(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(layer(ta.tensor(x), is_causal=True).numpy(),
+                               ref(torch.tensor(x), src_mask=mask, is_causal=True).detach().numpy(), rtol=1e-9, atol=1e-12)

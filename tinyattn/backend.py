@@ -93,20 +93,15 @@ class CPUBackend:
         """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
 
         bias is None or a (BH, L, S) view (it may have zero strides); window < 0 means none.
+        The kernel module makes its inputs contiguous itself.
         """
-        has_bias = bias is not None
-        bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
-        c = np.ascontiguousarray
         work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-        return _run(work, self._attn.attention_forward, c(q), c(k), c(v), bias, has_bias, causal, window, scale)
+        return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
-        has_bias = bias is not None
-        bias = bias if has_bias else np.zeros((1, 1, 1), dtype=q.dtype)
-        c = np.ascontiguousarray
         work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         return _run(work, self._attn.attention_backward,
-                    c(q), c(k), c(v), bias, has_bias, causal, window, scale, c(out), lse, c(dout))
+                    q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout)
 
 
 _cpu = None
