@@ -51,7 +51,7 @@ def test_attention_vs_cnn_rnn_runs(tmp_path):
     cmp = load("attention_vs_cnn_rnn")
     acc, epoch = cmp.main(["--seq-len", "8", "--sizes", "16", "32", "--steps", "5", "--out-dir", str(tmp_path)])
     assert set(acc) == {(m, s) for m in cmp.MODELS for s in (16, 32)}
-    assert all(t > 0 for t in epoch.values())
+    assert set(epoch) == {(m, t) for m in cmp.MODELS for t in (8, 64)} and all(t > 0 for t in epoch.values())
     assert (tmp_path / "attention_vs_cnn_rnn.png").exists()
     x = np.array([[1, 2, 3, 4]])
     np.testing.assert_array_equal(cmp.labels(x, 8), [[1, 2, 4, 6]])

@@ -13,7 +13,7 @@
     attention_variants  the lecture's additive relevance and sigmoid/relu normalisers
 """
 from .attention import attention_composite, scaled_dot_product_attention
-from .attention_variants import additive_relevance, allowed_positions, normalize_scores
+from .attention_variants import additive_relevance, allowed_positions, apply_mask, normalize_scores
 from .checks import sum_to_shape
 from .dropout import dropout
 from .elementwise import (

@@ -21,7 +21,7 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..backend import backend_of
 from . import elementwise as ew, linalg, shape as sh
-from .attention_variants import allowed_positions
+from .attention_variants import allowed_positions, apply_mask
 from .checks import check_float
 from .dropout import dropout
 from .softmax import softmax
@@ -86,13 +86,7 @@ def attention_composite(
     L, S = q.shape[-2], k.shape[-2]
     scores = linalg.matmul(q, sh.transpose(k, -2, -1)) * scale  # (..., L, S)
     allowed = allowed_positions(L, S, is_causal, window)  # (L, S) bool
-    if attn_mask is not None:
-        mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
-        if mask.dtype == np.bool_:
-            allowed = allowed & mask
-        else:
-            scores = scores + mask.astype(q.dtype)
-            allowed = allowed & (mask != -np.inf)
+    scores, allowed = apply_mask(scores, allowed, attn_mask)
     allowed = np.broadcast_to(allowed, np.broadcast_shapes(allowed.shape, scores.shape))
     dead = ~allowed.any(axis=-1, keepdims=True)  # rows with no key to attend to
     scores = ew.masked_fill(scores, ~allowed, -np.inf)
@@ -155,12 +149,13 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
             raise TypeError(f"{op}: attn_mask must not require grad (tinyattn does not differentiate masks)")
         if mask.dtype != np.bool_ and mask.dtype.kind != "f":
             raise TypeError(f"{op}: attn_mask must be bool or float, got dtype {mask.dtype}")
+        full = batch + (L, S)
         try:
-            np.broadcast_shapes(mask.shape, batch + (L, S))
-            if mask.ndim > len(batch) + 2 or np.broadcast_shapes(mask.shape, batch + (L, S)) != batch + (L, S):
-                raise ValueError
+            fits = np.broadcast_shapes(mask.shape, full) == full
         except ValueError:
-            raise ValueError(f"{op}: attn_mask of shape {mask.shape} does not broadcast to {batch + (L, S)} ({shapes})") from None
+            fits = False
+        if not fits:
+            raise ValueError(f"{op}: attn_mask of shape {mask.shape} does not broadcast to {full} ({shapes})")
     if window is not None and (int(window) != window or window < 0):
         raise ValueError(f"{op}: window must be a non-negative integer, got {window}")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale

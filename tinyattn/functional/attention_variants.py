@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Variable
 from ..backend import backend_of
 from . import elementwise as ew, linalg, shape as sh
 
@@ -95,6 +95,17 @@ def additive_relevance(q, k, w1, w2, w):
     hq = sh.unsqueeze(linalg.linear(q, w1), -2)  # (..., L, 1, H)
     hk = sh.unsqueeze(linalg.linear(k, w2), -3)  # (..., 1, S, H)
     return linalg.matmul(ew.tanh(hq + hk), w)  # (..., L, S)
+
+
+def apply_mask(scores, allowed, attn_mask):
+    """Fold an SDPA-style mask into (scores, allowed): a bool mask (True = may attend) narrows
+    `allowed`; a float mask is added to the scores, its -inf entries also leaving `allowed`."""
+    if attn_mask is None:
+        return scores, allowed
+    mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+    if mask.dtype == np.bool_:
+        return scores, allowed & mask
+    return ew.add(scores, mask.astype(scores.dtype)), allowed & (mask != -np.inf)
 
 
 def allowed_positions(L, S, causal=False, window=None):

@@ -62,13 +62,7 @@ class SelfAttention(Module):
         else:
             scores = F.additive_relevance(q, k, self.w_1, self.w_2, self.w)
         allowed = F.allowed_positions(n, n, self.causal, self.window)
-        if attn_mask is not None:
-            mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
-            if mask.dtype == np.bool_:
-                allowed = allowed & mask
-            else:
-                scores = scores + mask.astype(scores.dtype)
-                allowed = allowed & (mask != -np.inf)
+        scores, allowed = F.apply_mask(scores, allowed, attn_mask)
         weights = F.normalize_scores(scores, allowed, self.normalizer, self.sigmoid_bias)  # α'
         b = weights @ v
         return (b, weights) if need_weights else b
