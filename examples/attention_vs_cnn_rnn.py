@@ -78,7 +78,9 @@ def train_once(kind, train_x, test_x, args):
     opt = ta.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     train_y = labels(train_x, args.vocab)
-    for _ in range(args.steps):
+    from tqdm import tqdm
+
+    for _ in tqdm(range(args.steps), desc=f"{kind}, n={len(train_x)}", leave=False, disable=args.no_progress):
         idx = rng.integers(0, len(train_x), args.batch_size)
         logits = model(ta.tensor(train_x[idx]))
         loss = F.cross_entropy(logits.reshape(-1, args.vocab), ta.tensor(train_y[idx].reshape(-1)))
@@ -127,6 +129,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/attention_vs_cnn_rnn")
+    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
     data_rng = np.random.default_rng(args.seed + 7)

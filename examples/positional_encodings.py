@@ -94,7 +94,9 @@ def run(task, encoding, args):
     test_y = make_task(task, test_x)
     curve = []
     start = time.perf_counter()
-    for step in range(1, args.steps + 1):
+    from tqdm import tqdm
+
+    for step in tqdm(range(1, args.steps + 1), desc=f"{task}/{encoding}", leave=False, disable=args.no_progress):
         x = rng.integers(0, args.vocab, (args.batch_size, args.seq_len))
         logits = model(ta.tensor(x))
         loss = F.cross_entropy(logits.reshape(-1, args.vocab), ta.tensor(make_task(task, x).reshape(-1)))
@@ -116,6 +118,7 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/positional_encodings")
+    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
     results = {}

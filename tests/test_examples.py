@@ -41,7 +41,7 @@ def test_char_lm_runs_and_reports_losses(tmp_path, capsys):
 
 def test_positional_encodings_compares_all_four(tmp_path):
     pe = load("positional_encodings")
-    results = pe.main(["--seq-len", "6", "--steps", "10", "--eval-every", "5", "--out-dir", str(tmp_path)])
+    results = pe.main(["--seq-len", "6", "--steps", "10", "--eval-every", "5", "--out-dir", str(tmp_path), "--no-progress"])
     assert set(results) == {(t, e) for t in pe.TASKS for e in pe.ENCODINGS}
     assert all(0 <= acc <= 1 for curve in results.values() for _, acc in curve)
     assert (tmp_path / "positional_encodings.png").exists()
@@ -49,7 +49,7 @@ def test_positional_encodings_compares_all_four(tmp_path):
 
 def test_attention_vs_cnn_rnn_runs(tmp_path):
     cmp = load("attention_vs_cnn_rnn")
-    acc, epoch = cmp.main(["--seq-len", "8", "--sizes", "16", "32", "--steps", "5", "--out-dir", str(tmp_path)])
+    acc, epoch = cmp.main(["--seq-len", "8", "--sizes", "16", "32", "--steps", "5", "--out-dir", str(tmp_path), "--no-progress"])
     assert set(acc) == {(m, s) for m in cmp.MODELS for s in (16, 32)}
     assert set(epoch) == {(m, t) for m in cmp.MODELS for t in (8, 64)} and all(t > 0 for t in epoch.values())
     assert (tmp_path / "attention_vs_cnn_rnn.png").exists()

@@ -113,8 +113,7 @@ class Module:
                 for t in registry.values():
                     if t is not None and t.dtype.kind == "f":
                         t.data = t.data.astype(dtype)
-                        if t.grad is not None:
-                            t.grad = None
+                        t.grad = None
         return self
 
     def double(self):
