@@ -46,11 +46,12 @@ class CPUBackend:
     xp = np
 
     def __init__(self):
-        from tinyattn.kernels.cpu import attention, matmul, softmax  # compiled lazily on first call
+        from tinyattn.kernels.cpu import activations, attention, matmul, softmax  # compiled on first call
 
         self._mm = matmul
         self._sm = softmax
         self._attn = attention
+        self._act = activations
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     def matmul(self, a, b):
@@ -87,6 +88,15 @@ class CPUBackend:
         dy_rows, _ = _rows(dy, dim)
         return undo(_run(y_rows.size, self._sm.log_softmax_backward, y_rows, dy_rows))
 
+
+    # ---- elementwise activations -------------------------------------------------
+    def gelu(self, x):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        return _run(flat.size, self._act.gelu_forward, flat).reshape(x.shape)
+
+    def gelu_backward(self, x, dy):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        return _run(flat.size, self._act.gelu_backward, flat, np.ascontiguousarray(dy).reshape(-1)).reshape(x.shape)
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale):

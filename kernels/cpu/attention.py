@@ -48,87 +48,12 @@ the ``@njit(parallel=True, cache=True)`` kernels ``_forward`` / ``_backward``.
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
+
+from .vexp import vexp as _exp
 
 BLOCK_Q = 64  # query rows per tile
 BLOCK_K = 64  # keys per tile
-
-
-# ----------------------------------------------------------------------------------------------------------
-# a vectorisable exp
-# ----------------------------------------------------------------------------------------------------------
-@intrinsic
-def _bits_as_float(typingctx, n):
-    """Reinterpret the bits of an int32 (int64) as a float32 (float64)."""
-    if n == types.int32:
-        ret, llty = types.float32, ir.FloatType()
-    elif n == types.int64:
-        ret, llty = types.float64, ir.DoubleType()
-    else:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], llty)
-
-    return ret(n), codegen
-
-
-def _exp(x):
-    """exp(x) for x <= 80 (the softmax only needs x <= 0), 0 below float32 -87 / float64 -708.
-
-    np.exp compiles to one libm call per element, which blocks vectorisation and was ~1/4 of the kernel
-    time; this is branch-free so LLVM vectorises the loops around it.  x = n ln2 + r, |r| <= ln2 / 2
-    (Cody-Waite split of ln2), exp(r) by its Taylor polynomial (degree 7 for float32, 13 for float64,
-    truncation error < 1 ulp), 2^n built in the exponent bits.  Max relative error ~1 ulp (tested).
-    """
-    return np.exp(x)
-
-
-@overload(_exp)
-def _exp_impl(x):
-    if x == types.float32:
-        def impl(x):
-            lo = np.float32(-87.0)
-            xc = max(x, lo)
-            nf = np.floor(xc * np.float32(1.4426950408889634) + np.float32(0.5))
-            r = (xc - nf * np.float32(0.693359375)) - nf * np.float32(-2.12194440e-4)
-            p = np.float32(1.0 / 5040.0)
-            p = p * r + np.float32(1.0 / 720.0)
-            p = p * r + np.float32(1.0 / 120.0)
-            p = p * r + np.float32(1.0 / 24.0)
-            p = p * r + np.float32(1.0 / 6.0)
-            p = p * r + np.float32(0.5)
-            p = p * r + np.float32(1.0)
-            p = p * r + np.float32(1.0)
-            two_n = _bits_as_float(np.int32((np.int32(nf) + 127) << 23))
-            return p * two_n if x >= lo else np.float32(0.0)
-        return impl
-    if x == types.float64:
-        def impl(x):
-            lo = -708.0
-            xc = max(x, lo)
-            nf = np.floor(xc * 1.4426950408889634 + 0.5)
-            r = (xc - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10
-            p = 1.0 / 6227020800.0
-            p = p * r + 1.0 / 479001600.0
-            p = p * r + 1.0 / 39916800.0
-            p = p * r + 1.0 / 3628800.0
-            p = p * r + 1.0 / 362880.0
-            p = p * r + 1.0 / 40320.0
-            p = p * r + 1.0 / 5040.0
-            p = p * r + 1.0 / 720.0
-            p = p * r + 1.0 / 120.0
-            p = p * r + 1.0 / 24.0
-            p = p * r + 1.0 / 6.0
-            p = p * r + 0.5
-            p = p * r + 1.0
-            p = p * r + 1.0
-            two_n = _bits_as_float(np.int64((np.int64(nf) + 1023) << 52))
-            return p * two_n if x >= lo else 0.0
-        return impl
-    return None
 
 
 @njit(parallel=True, cache=True)

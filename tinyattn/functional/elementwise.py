@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..backend import backend_of
 from .checks import check_broadcast, check_float, sum_to_shape
 
 
@@ -246,26 +247,22 @@ class Relu(Function):
         return dy * (x > 0)
 
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
 class Gelu(Function):
     """GELU, tanh form: y = x/2 · (1 + tanh u), u = c (x + 0.044715 x³), c = √(2/π).
 
     dx = dy · [ (1 + tanh u)/2 + x/2 · (1 - tanh² u) · c (1 + 3·0.044715 x²) ].
+    Both directions are one fused kernel pass (kernels/cpu/activations.py).
     """
 
     @staticmethod
     def forward(ctx, x):
-        t = np.tanh(_GELU_C * x * (1 + 0.044715 * x * x))  # x*x*x: numpy's x**3 is a slow pow()
-        ctx.save_for_backward(x, t)
-        return 0.5 * x * (1 + t)
+        ctx.save_for_backward(x)
+        return backend_of(x).gelu(x)
 
     @staticmethod
     def backward(ctx, dy):
-        x, t = ctx.saved
-        du = _GELU_C * (1 + 3 * 0.044715 * x * x)
-        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        (x,) = ctx.saved
+        return backend_of(dy).gelu_backward(x, dy)
 
 
 class Maximum(Function):

@@ -1,0 +1,40 @@
+"""The fused GELU kernels against the formula evaluated in float64 with numpy."""
+import numpy as np
+import pytest
+
+from tinyattn.kernels.cpu.activations import gelu_backward, gelu_forward
+
+C = np.sqrt(2 / np.pi)
+
+
+def reference(x):
+    x = x.astype(np.float64)
+    u = C * (x + 0.044715 * x**3)
+    with np.errstate(over="ignore"):  # exp(huge) = inf gives s = 0, as it should
+        s = 1 / (1 + np.exp(-2 * u))  # = (1 + tanh u) / 2, precise in both tails
+    y = x * s
+    dydx = s + 2 * x * s * (1 - s) * C * (1 + 3 * 0.044715 * x**2)
+    return y, dydx
+
+
+# exp(z) carries a relative error ~|z|·eps, so deep in the negative tail (|z| up to 80) the
+# tolerance is a few hundred ulp of the dtype
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 2e-14)])
+def test_gelu_forward_and_backward(dtype, rtol):
+    rng = np.random.default_rng(0)
+    # odd length (not a multiple of the chunk), both tails, zero, and huge values
+    x = np.concatenate([rng.standard_normal(10001) * 3, [0.0, -9.0, 9.0, -30.0, 30.0, -1e4, 1e4]]).astype(dtype)
+    dy = rng.standard_normal(x.size).astype(dtype)
+    y_ref, d_ref = reference(x)
+    y, dx = gelu_forward(x), gelu_backward(x, dy)
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=1e-30)
+    np.testing.assert_allclose(dx, dy.astype(np.float64) * d_ref, rtol=rtol * 10, atol=1e-6 if dtype == np.float32 else 1e-15)
+    assert abs(y[-2]) < 1e-30 and y[-1] == dtype(1e4)  # saturated tails
+
+
+def test_gelu_backward_matches_finite_differences():
+    x = np.linspace(-6, 6, 97)
+    eps = 1e-6
+    numeric = (gelu_forward(x + eps) - gelu_forward(x - eps)) / (2 * eps)
+    np.testing.assert_allclose(gelu_backward(x, np.ones_like(x)), numeric, rtol=1e-7, atol=1e-9)
