@@ -109,6 +109,24 @@ def test_layer_norm_matches_numpy_and_gradchecks(rng):
     assert gradcheck(lambda x: F.layer_norm(x, (3, 5)), [x], name="layer_norm-2d-no-affine")
 
 
+def test_layer_norm_float32_kernel_across_row_blocks(rng):
+    # 150 rows cross the backward's 64-row blocks, whose dw/db partials are summed at the end
+    x = rng.standard_normal((150, 7)).astype(np.float32) * 3 + 1
+    w, b = rng.standard_normal(7).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+    tx, tw, tb = (ta.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.layer_norm(tx, 7, tw, tb)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(ta.tensor(dy))
+    x64 = x.astype(np.float64)
+    xhat = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y.numpy(), xhat * w + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tw.grad.numpy(), (dy * xhat).sum(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tb.grad.numpy(), dy.sum(0), rtol=1e-4, atol=1e-4)
+    g = dy * w
+    dx = (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(tx.grad.numpy(), dx, rtol=1e-4, atol=1e-4)
+
+
 # ---- embedding -----------------------------------------------------------------------------
 
 

@@ -46,12 +46,13 @@ class CPUBackend:
     xp = np
 
     def __init__(self):
-        from tinyattn.kernels.cpu import activations, attention, matmul, softmax  # compiled on first call
+        from tinyattn.kernels.cpu import activations, attention, layer_norm, matmul, softmax  # compiled on first call
 
         self._mm = matmul
         self._sm = softmax
         self._attn = attention
         self._act = activations
+        self._ln = layer_norm
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     def matmul(self, a, b):
@@ -97,6 +98,16 @@ class CPUBackend:
     def gelu_backward(self, x, dy):
         flat = np.ascontiguousarray(x).reshape(-1)
         return _run(flat.size, self._act.gelu_backward, flat, np.ascontiguousarray(dy).reshape(-1)).reshape(x.shape)
+
+    # ---- layer norm over rows ---------------------------------------------------
+    def layer_norm(self, x, w, b, eps):
+        """x (R, N) -> (y, x̂, rstd)."""
+        x = np.ascontiguousarray(x)
+        return _run(x.size, self._ln.layer_norm_forward, x, np.ascontiguousarray(w), np.ascontiguousarray(b), eps)
+
+    def layer_norm_backward(self, dy, xhat, rstd, w):
+        """-> (dx, dw, db)."""
+        return _run(dy.size, self._ln.layer_norm_backward, np.ascontiguousarray(dy), xhat, rstd, w)
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale):

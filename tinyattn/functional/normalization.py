@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..autograd import Function
+from ..backend import backend_of
 from .checks import check_float
 
 
@@ -14,36 +15,27 @@ class LayerNorm(Function):
     Backward, with g = dy ∘ w (the gradient reaching x̂):
         dx = r · (g - mean(g) - x̂ ∘ mean(g ∘ x̂))      (means over the normalised axes)
         dw = Σ_batch dy ∘ x̂,    db = Σ_batch dy
+    Both directions are one fused kernel over rows of n elements (kernels/cpu/layer_norm.py).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, ndims, eps):
-        axes = tuple(range(x.ndim - ndims, x.ndim))
-        mu = x.mean(axis=axes, keepdims=True)
-        centered = x - mu
-        var = (centered * centered).mean(axis=axes, keepdims=True)
-        rstd = 1.0 / np.sqrt(var + eps)
-        xhat = centered * rstd
-        ctx.save_for_backward(xhat, rstd, weight)
-        ctx.axes = axes
-        y = xhat * weight if weight is not None else xhat
-        return y + bias if bias is not None else y
+        n = int(np.prod(x.shape[x.ndim - ndims :], dtype=np.int64))
+        w = np.ones(n, x.dtype) if weight is None else weight.reshape(n)
+        b = np.zeros(n, x.dtype) if bias is None else bias.reshape(n)
+        y, xhat, rstd = backend_of(x).layer_norm(x.reshape(-1, n), w, b, eps)
+        ctx.save_for_backward(xhat, rstd, w)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
-        xhat, rstd, weight = ctx.saved
-        axes = ctx.axes
-        batch_axes = tuple(range(dy.ndim - len(axes)))
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = dw = db = None
-        if need_x:
-            g = dy * weight if weight is not None else dy
-            dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-        if need_w:
-            dw = (dy * xhat).sum(axis=batch_axes)
-        if need_b:
-            db = dy.sum(axis=batch_axes)
-        return dx, dw, db, None, None
+        xhat, rstd, w = ctx.saved
+        x_shape, w_shape = ctx.shapes
+        dx, dw, db = backend_of(dy).layer_norm_backward(dy.reshape(xhat.shape), xhat, rstd, w)
+        need_w, need_b = ctx.needs_input_grad[1:3]
+        return (dx.reshape(x_shape), dw.reshape(w_shape) if need_w else None,
+                db.reshape(w_shape) if need_b else None, None, None)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -1,0 +1,83 @@
+"""Layer normalisation over the last axis of a C-contiguous (R, N) array, forward and backward.
+
+Per row r (rows in parallel; each row's reductions stay in its own iteration):
+    μ = (1/N) Σ_c x[r, c],   σ² = (1/N) Σ_c (x[r, c] - μ)²,   rstd = 1/√(σ² + eps)
+    x̂ = (x - μ) · rstd,      y = x̂ ∘ w + b
+Backward, with g = dy ∘ w:
+    dx = rstd · (g - mean_c(g) - x̂ ∘ mean_c(g ∘ x̂))
+    dw = Σ_r dy ∘ x̂,   db = Σ_r dy
+dw and db sum over rows, so they are accumulated per block of rows (one private partial
+per parallel work item) and the partials are added afterwards: no two threads ever write
+the same element.
+"""
+import numpy as np
+from numba import njit, prange
+
+ROWS_PER_ITEM = 64
+
+
+@njit(parallel=True, cache=True)
+def layer_norm_forward(x, w, b, eps):
+    """Returns (y, xhat, rstd): y (R, N), the normalised x̂ (R, N) for the backward, rstd (R,)."""
+    R, N = x.shape
+    T = x.dtype.type
+    y = np.empty_like(x)
+    xhat = np.empty_like(x)
+    rstd = np.empty(R, dtype=x.dtype)
+    for r in prange(R):
+        xr = x[r]
+        s = T(0)
+        for c in range(N):
+            s += xr[c]
+        mu = s / T(N)
+        v = T(0)
+        for c in range(N):
+            d = xr[c] - mu
+            v += d * d
+        inv = T(1) / np.sqrt(v / T(N) + T(eps))
+        rstd[r] = inv
+        hr = xhat[r]
+        yr = y[r]
+        for c in range(N):
+            h = (xr[c] - mu) * inv
+            hr[c] = h
+            yr[c] = h * w[c] + b[c]
+    return y, xhat, rstd
+
+
+@njit(parallel=True, cache=True)
+def layer_norm_backward(dy, xhat, rstd, w):
+    """Returns (dx, dw, db) from dy (R, N), the forward's x̂ and rstd, and the weight w (N,)."""
+    R, N = dy.shape
+    T = dy.dtype.type
+    dx = np.empty_like(dy)
+    items = (R + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM
+    dw_part = np.zeros((items, N), dtype=dy.dtype)
+    db_part = np.zeros((items, N), dtype=dy.dtype)
+    for it in prange(items):
+        pw = dw_part[it]
+        pb = db_part[it]
+        for r in range(it * ROWS_PER_ITEM, min(R, (it + 1) * ROWS_PER_ITEM)):
+            g_r = dy[r]
+            h_r = xhat[r]
+            mean_g = T(0)
+            mean_gh = T(0)
+            for c in range(N):
+                g = g_r[c] * w[c]
+                mean_g += g
+                mean_gh += g * h_r[c]
+                pw[c] += g_r[c] * h_r[c]
+                pb[c] += g_r[c]
+            mean_g /= T(N)
+            mean_gh /= T(N)
+            inv = rstd[r]
+            dxr = dx[r]
+            for c in range(N):
+                dxr[c] = inv * (g_r[c] * w[c] - mean_g - h_r[c] * mean_gh)
+    dw = np.zeros(N, dtype=dy.dtype)
+    db = np.zeros(N, dtype=dy.dtype)
+    for it in range(items):
+        for c in range(N):
+            dw[c] += dw_part[it, c]
+            db[c] += db_part[it, c]
+    return dx, dw, db
