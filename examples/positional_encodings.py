@@ -45,7 +45,7 @@ class Block(nn.Module):
     def forward(self, x):  # (B, T, C)
         b, t, c = x.shape
         qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.nhead, c // self.nhead).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, H, T, D)
+        q, k, v = qkv.unbind(0)  # (B, H, T, D) each
         if self.rope is not None:
             q, k = self.rope(q, k)
         a = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, D)

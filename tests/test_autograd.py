@@ -163,3 +163,16 @@ def test_gradcheck_catches_a_backward_that_permutes_output_elements():
 def test_gradcheck_wants_float64():
     with pytest.raises(TypeError, match="float64"):
         ta.testing.gradcheck(lambda t: t * 2, [ta.randn(3, requires_grad=True)])
+
+
+def test_multi_output_function_unbind():
+    x = ta.tensor(np.arange(6.0).reshape(3, 2), dtype=ta.float64, requires_grad=True)
+    a, b, c = x.unbind(0)
+    assert a.shape == (2,) and a.grad_fn is b.grad_fn  # one node, three outputs
+    (a * 2 + c * c).sum().backward()  # b gets no gradient: its slice of dx is zero
+    np.testing.assert_array_equal(x.grad.numpy(), [[2, 2], [0, 0], [8, 10]])
+    y = ta.tensor(np.random.default_rng(0).standard_normal((2, 3, 4)), dtype=ta.float64, requires_grad=True)
+    assert ta.testing.gradcheck(lambda t: t.unbind(1), [y], name="unbind")  # a tuple of outputs
+    assert ta.testing.gradcheck(lambda t: t.unbind(2)[1] * t.unbind(2)[3], [y], name="unbind-twice")
+    with ta.no_grad():
+        assert all(not t.requires_grad for t in y.unbind(0))

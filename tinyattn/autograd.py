@@ -77,14 +77,17 @@ class Node:
 
     `parents[i]` is the i-th positional argument when it is a Variable that requires a
     gradient, else None. `ctx` becomes None once backward has freed the saved values.
+    A Function whose forward returns a tuple makes one Node with `n_outputs` outputs;
+    each output tensor knows its position (`_index`).
     """
 
-    __slots__ = ("function", "ctx", "parents")
+    __slots__ = ("function", "ctx", "parents", "n_outputs")
 
-    def __init__(self, function, ctx, parents):
+    def __init__(self, function, ctx, parents, n_outputs=1):
         self.function = function
         self.ctx = ctx
         self.parents = parents
+        self.n_outputs = n_outputs
 
     @property
     def name(self):
@@ -94,12 +97,13 @@ class Node:
 class Variable:
     """The autograd half of a tensor: an array, its gradient, and the node that made it."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
         self.data = data
         self.grad = None
         self._node = node
+        self._index = 0
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -135,17 +139,14 @@ class Variable:
         return self._wrap(self.data)
 
     @classmethod
-    def _wrap(cls, data, requires_grad=False, node=None):
+    def _wrap(cls, data, requires_grad=False, node=None, index=0):
         """Build a result around an array, skipping user-input checks.
 
         Subclasses whose instances are special (a Parameter) override this so that op
         results and gradients are plain tensors.
         """
         out = cls.__new__(cls)
-        out.data = data
-        out.grad = None
-        out._requires_grad = requires_grad
-        out._node = node
+        out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
         return out
 
 
@@ -154,7 +155,9 @@ class Function:
 
     Subclasses define `forward(ctx, *args)` returning an array and `backward(ctx, grad)`
     returning one gradient (array or None) per positional argument of forward, in order.
-    Call an op through `MyOp.apply(*args)`.
+    Call an op through `MyOp.apply(*args)`. A forward may return a tuple of arrays: apply
+    then returns a tuple of tensors, and backward receives a tuple of their gradients
+    (None for an output that no gradient reached).
     """
 
     @staticmethod
@@ -182,10 +185,14 @@ class Function:
         record = any(needs) and is_grad_enabled()
         ctx = Context(tuple(needs))
         out = cls.forward(ctx, *raw)
+        multiple = isinstance(out, tuple)
         if not record:
-            return first._wrap(out)
+            return tuple(first._wrap(o) for o in out) if multiple else first._wrap(out)
         parents = tuple(a if n else None for a, n in zip(args, needs))
-        return first._wrap(out, True, Node(cls, ctx, parents))
+        node = Node(cls, ctx, parents, len(out) if multiple else 1)
+        if multiple:
+            return tuple(first._wrap(o, True, node, i) for i, o in enumerate(out))
+        return first._wrap(out, True, node)
 
 
 def _topological_order(root_node):
@@ -233,11 +240,13 @@ def backward(root, grad=None, retain_graph=False):
         _accumulate_leaf(root, grad)
         return
 
-    pending = {id(root._node): grad}
+    pending = {}  # id(node) -> list of the gradients of its outputs (None until one arrives)
+    _add_pending(pending, root, grad)
     for node in _topological_order(root._node):
-        g = pending.pop(id(node), None)
-        if g is None:  # no gradient flows through this node
+        output_grads = pending.pop(id(node), None)
+        if output_grads is None:  # no gradient flows through this node
             continue
+        g = output_grads[0] if node.n_outputs == 1 else tuple(output_grads)
         if node.ctx is None:
             raise RuntimeError(
                 f"backward: trying to backward through {node.name} a second time, but its saved "
@@ -255,8 +264,16 @@ def backward(root, grad=None, retain_graph=False):
             if parent._node is None:
                 _accumulate_leaf(parent, pg)
             else:
-                key = id(parent._node)
-                pending[key] = pg if key not in pending else pending[key] + pg
+                _add_pending(pending, parent, pg)
+
+
+def _add_pending(pending, tensor, g):
+    """Add g to the gradient waiting for `tensor`'s output slot of its node."""
+    slots = pending.get(id(tensor._node))
+    if slots is None:
+        slots = pending[id(tensor._node)] = [None] * tensor._node.n_outputs
+    i = tensor._index
+    slots[i] = g if slots[i] is None else slots[i] + g
 
 
 def _accumulate_leaf(leaf, g):

@@ -20,9 +20,9 @@ class Tensor(Variable):
         super().__init__(_to_array(data, dtype), requires_grad)
 
     @classmethod
-    def _wrap(cls, data, requires_grad=False, node=None):
+    def _wrap(cls, data, requires_grad=False, node=None, index=0):
         out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
-        out.data, out.grad, out._requires_grad, out._node = data, None, requires_grad, node
+        out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
         return out
 
     # ---- attributes --------------------------------------------------------------
@@ -184,7 +184,7 @@ class Tensor(Variable):
     sum, mean, max, amax, var = F.sum, F.mean, F.max, F.amax, F.var
     softmax, log_softmax, masked_fill = F.softmax, F.log_softmax, F.masked_fill
     reshape, permute, transpose, expand = F.reshape, F.permute, F.transpose, F.expand
-    unsqueeze, squeeze, flatten = F.unsqueeze, F.squeeze, F.flatten
+    unsqueeze, squeeze, flatten, unbind = F.unsqueeze, F.squeeze, F.flatten, F.unbind
     view = F.reshape
 
     @property

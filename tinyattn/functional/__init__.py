@@ -2,7 +2,7 @@
 
     elementwise    arithmetic, activations, maximum/where/masked_fill, comparisons
     reduction      sum, mean, amax/max, var
-    shape          reshape, permute/transpose, expand, indexing, cat, stack
+    shape          reshape, permute/transpose, expand, indexing, unbind, cat, stack
     linalg         matmul, linear
     softmax        softmax, log_softmax (fused Numba kernels)
     normalization  layer_norm
@@ -24,6 +24,6 @@ from .linalg import linear, matmul
 from .loss import cross_entropy, mse_loss
 from .normalization import layer_norm
 from .reduction import amax, max, mean, sum, var
-from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unsqueeze
+from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze
 from .softmax import log_softmax, softmax, softmax_composite
 from .sparse import embedding

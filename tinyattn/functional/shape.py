@@ -65,6 +65,24 @@ class GetItem(Function):
         return dx, None
 
 
+class Unbind(Function):
+    """(y_0, ..., y_{n-1}) = the slices of x along `dim` (views, no copy).
+
+    dx = the gradients stacked back along `dim`; a slice that no gradient reached gets zeros.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return tuple(np.moveaxis(x, dim, 0))
+
+    @staticmethod
+    def backward(ctx, dys):
+        present = next(g for g in dys if g is not None)
+        parts = [np.zeros_like(present) if g is None else g for g in dys]
+        return np.stack(parts, axis=ctx.dim), None
+
+
 class Cat(Function):
     """y = the inputs joined along `dim`.  Each input's gradient is its slice of dy."""
 
@@ -156,6 +174,13 @@ def flatten(x, start_dim=0, end_dim=-1):
 def getitem(x, index):
     index = _normalize_index(x, index)
     return GetItem.apply(x, index)
+
+
+def unbind(x, dim=0):
+    """The slices of x along dim, as a tuple of tensors (PyTorch's unbind)."""
+    if x.ndim == 0:
+        raise ValueError("unbind: cannot unbind a 0-d tensor")
+    return Unbind.apply(x, normalize_dims("unbind", dim, x.ndim)[0])
 
 
 def cat(tensors, dim=0):

@@ -167,7 +167,7 @@ class MultiheadAttention(Module):
             qkv = F.linear(query, self.in_proj_weight, b)  # one product for the three projections
             n, L, _ = qkv.shape
             qkv = qkv.reshape(n, L, 3, h, d).permute(2, 0, 3, 1, 4)  # (3, N, H, L, D)
-            return qkv[0], qkv[1], qkv[2]
+            return qkv.unbind(0)
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
             wq, wk, wv = w[:e], w[e : 2 * e], w[2 * e :]
