@@ -187,18 +187,3 @@ def test_gradients_by_finite_differences():
 def test_random_shapes(L, S, E, Ev, causal, window, seed):
     rng = np.random.default_rng(seed)
     check(*make(rng, 2, L, S, E, Ev, np.float64), causal=causal, window=window)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_vectorised_exp(dtype):
-    x = np.concatenate([-np.logspace(-30, np.log10(700), 4000), np.linspace(-100, 0, 4001)]).astype(dtype)
-    x = np.concatenate([x, [-np.inf, 0.0, -0.0]]).astype(dtype)[None, :]
-    got = np.empty_like(x)
-    A._exp_array(x, got)
-    want = np.exp(x.astype(np.float64))
-    tiny = np.finfo(dtype).tiny
-    normal = want > 4 * tiny
-    rel = np.abs(got[normal] - want[normal]) / want[normal]
-    assert rel.max() <= 2 * np.finfo(dtype).eps
-    assert np.all(got[~normal] <= 4 * tiny) and np.all(got >= 0)
-    assert got[0, -3] == 0 and got[0, -2] == 1 and got[0, -1] == 1

@@ -56,14 +56,6 @@ BLOCK_Q = 64  # query rows per tile
 BLOCK_K = 64  # keys per tile
 
 
-@njit(parallel=True, cache=True)
-def _exp_array(x, out):
-    """out = _exp(x) elementwise over a 2-D array (for tests)."""
-    for r in prange(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[r, j] = _exp(x[r, j])
-
-
 # ----------------------------------------------------------------------------------------------------------
 # mask geometry
 # ----------------------------------------------------------------------------------------------------------

@@ -8,72 +8,16 @@ A row that is all -inf has max = -inf, so x - max is NaN and the result is NaN, 
 is special-cased, nothing crashes.
 """
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-EXP_CHUNK = 256   # elements per pass of the vectorised exp (its scratch stays in L1)
+from .vexp import vexp
 
 
+@njit(cache=True)
 def _exp_inplace(v):
-    """v[:] = exp(v), a 1-D C-contiguous float array. Python reference; the compiled one is below."""
-    v[:] = np.exp(v)
-
-
-def _exp_constants(dtype):
-    """(int type, mantissa bits, exponent bias, clamp low, clamp high, Taylor degree) for a float type.
-
-    The clamps are where exp already under/overflows (it returns 0 or inf there); the degree makes the
-    Taylor remainder of exp(f), |f| <= ln(2)/2, smaller than half an ulp.
-    """
-    if dtype == types.float32:
-        return np.int32, 23, 127, -104.0, 89.0, 7
-    return np.int64, 52, 1023, -746.0, 710.0, 13
-
-
-@overload(_exp_inplace, jit_options={"cache": True})
-def _exp_inplace_impl(v):
-    """exp that LLVM can vectorise (libm's scalar exp call can't be): exp(z) = 2^n * exp(f).
-
-    Per element: z clamped to [lo, hi] (NaN kept), n = round(z / ln 2), f = z - n ln 2 in two parts
-    (Cody-Waite: n * LN2_HI is exact), exp(f) by Horner on its Taylor series, 2^n built from exponent
-    bits. The bits are written into an int scratch array and read back through a float view of it
-    (Numba has no scalar bitcast), EXP_CHUNK elements at a time; 2^n = 2^(n//2) * 2^(n - n//2) keeps
-    both factors normal, so results down to the subnormals and up to inf come out right.
-    """
-    itype, mbits, bias, lo, hi, deg = _exp_constants(v.dtype)
-
-    def impl(v):
-        T = v.dtype.type
-        ib1 = np.empty(EXP_CHUNK, dtype=itype)
-        ib2 = np.empty(EXP_CHUNK, dtype=itype)
-        s1 = ib1.view(v.dtype)
-        s2 = ib2.view(v.dtype)
-        n_all = v.size
-        for c0 in range(0, n_all, EXP_CHUNK):
-            w = v[c0:min(c0 + EXP_CHUNK, n_all)]     # indices from 0: no wraparound checks, vectorises
-            for i in range(w.size):
-                z = w[i]
-                z = T(lo) if z < T(lo) else z
-                z = T(hi) if z > T(hi) else z
-                n = np.floor(z * T(1.4426950408889634) + T(0.5))
-                f = (z - n * T(0.693359375)) - n * T(-2.121944400546905827679e-4)
-                if deg == 7:   # Horner on sum_k f^k / k!, k <= 7 (float32)
-                    p = T(1) + f * (T(1) + f * (T(1 / 2) + f * (T(1 / 6) + f * (T(1 / 24) + f * (
-                        T(1 / 120) + f * (T(1 / 720) + f * T(1 / 5040)))))))
-                else:          # k <= 13 (float64)
-                    p = T(1 / 720) + f * (T(1 / 5040) + f * (T(1 / 40320) + f * (T(1 / 362880) + f * (
-                        T(1 / 3628800) + f * (T(1 / 39916800) + f * (T(1 / 479001600) + f * T(1 / 6227020800)))))))
-                    p = T(1) + f * (T(1) + f * (T(1 / 2) + f * (T(1 / 6) + f * (T(1 / 24) + f * (
-                        T(1 / 120) + f * p)))))
-                w[i] = p
-                # int32 conversion (AVX2 has no vector float -> int64); NaN: any scale, p is NaN already
-                k = np.int32(n) if n == n else np.int32(0)
-                k1 = k >> np.int32(1)
-                ib1[i] = (itype(k1) + itype(bias)) << itype(mbits)
-                ib2[i] = (itype(k - k1) + itype(bias)) << itype(mbits)
-            for i in range(w.size):
-                w[i] = (w[i] * s1[i]) * s2[i]     # p * 2^k1 first: 2^k1 * 2^k2 alone may overflow
-    return impl
+    """v[:] = exp(v) for a 1-D array, with the vectorisable `vexp` (arguments here are <= 0)."""
+    for i in range(v.size):
+        v[i] = vexp(v[i])
 
 
 @njit(cache=True)

@@ -5,7 +5,7 @@ Inside Numba, np.exp compiles to one libm call per element, which blocks vectori
 """
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 
@@ -26,7 +26,8 @@ def _bits_as_float(typingctx, n):
 
 
 def vexp(x):
-    """exp(x) for x <= 80 (the softmax only needs x <= 0), 0 below float32 -87 / float64 -708.
+    """exp(x) for x <= 80 (softmax and attention only need x <= 0), 0 below float32 -87 / float64 -708,
+    NaN for NaN (so a NaN still poisons a softmax row, as in PyTorch).
 
     np.exp compiles to one libm call per element, which blocks vectorisation and was ~1/4 of the kernel
     time; this is branch-free so LLVM vectorises the loops around it.  x = n ln2 + r, |r| <= ln2 / 2
@@ -53,7 +54,7 @@ def _vexp_impl(x):
             p = p * r + np.float32(1.0)
             p = p * r + np.float32(1.0)
             two_n = _bits_as_float(np.int32((np.int32(nf) + 127) << 23))
-            return p * two_n if x >= lo else np.float32(0.0)
+            return p * two_n if x >= lo else (np.float32(0.0) if x == x else x)
         return impl
     if x == types.float64:
         def impl(x):
@@ -76,8 +77,16 @@ def _vexp_impl(x):
             p = p * r + 1.0
             p = p * r + 1.0
             two_n = _bits_as_float(np.int64((np.int64(nf) + 1023) << 52))
-            return p * two_n if x >= lo else 0.0
+            return p * two_n if x >= lo else (0.0 if x == x else x)
         return impl
     return None
 
 
+
+
+@njit(parallel=True, cache=True)
+def vexp_array(x, out):
+    """out = vexp(x) elementwise over a 2-D array (for tests)."""
+    for r in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[r, j] = vexp(x[r, j])
