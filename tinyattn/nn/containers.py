@@ -1,28 +1,5 @@
-"""Sequential and ModuleList."""
+"""ModuleList and Sequential."""
 from .module import Module
-
-
-class Sequential(Module):
-    """Applies its modules in order: Sequential(a, b)(x) = b(a(x))."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        for i, m in enumerate(modules):
-            setattr(self, str(i), m)
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
 
 
 class ModuleList(Module):
@@ -45,3 +22,15 @@ class ModuleList(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+class Sequential(ModuleList):
+    """Applies its modules in order: Sequential(a, b)(x) = b(a(x))."""
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x
