@@ -46,13 +46,14 @@ class CPUBackend:
     xp = np
 
     def __init__(self):
-        from tinyattn.kernels.cpu import activations, attention, layer_norm, matmul, softmax  # compiled on first call
+        from tinyattn.kernels.cpu import activations, attention, embedding, layer_norm, matmul, softmax  # compiled on first call
 
         self._mm = matmul
         self._sm = softmax
         self._attn = attention
         self._act = activations
         self._ln = layer_norm
+        self._emb = embedding
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     def matmul(self, a, b):
@@ -108,6 +109,13 @@ class CPUBackend:
     def layer_norm_backward(self, dy, xhat, rstd, w):
         """-> (dx, dw, db)."""
         return _run(dy.size, self._ln.layer_norm_backward, np.ascontiguousarray(dy), xhat, rstd, w)
+
+    # ---- embedding ------------------------------------------------------------------
+    def embedding_backward(self, index, dy, num_embeddings):
+        """dW (num_embeddings, D) with every row of dy (..., D) added at its index."""
+        return self._emb.embedding_backward(
+            np.ascontiguousarray(index).reshape(-1), np.ascontiguousarray(dy).reshape(-1, dy.shape[-1]), num_embeddings
+        )
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..backend import backend_of
 from .checks import check_float, check_indices
 
 
@@ -17,9 +18,7 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx, dy):
         (index,) = ctx.saved
-        dw = np.zeros((ctx.num_embeddings, dy.shape[-1]), dtype=dy.dtype)
-        np.add.at(dw, index.reshape(-1), dy.reshape(-1, dy.shape[-1]))
-        return dw, None
+        return backend_of(dy).embedding_backward(index, dy, ctx.num_embeddings), None
 
 
 def embedding(input, weight):
