@@ -204,8 +204,8 @@ def test_sinusoidal_values_and_gradient(rng):
     x = leaf(rng, 2, 4, 6)
     y = pe(x).numpy() - x.numpy()
     pos, i = 3, 2  # feature 2i = 4 is sin, 2i + 1 = 5 is cos
-    assert y[0, pos, 4] == pytest.approx(np.sin(pos / 10000 ** (4 / 6)))
-    assert y[1, pos, 5] == pytest.approx(np.cos(pos / 10000 ** (4 / 6)))
+    assert y[0, pos, 2 * i] == pytest.approx(np.sin(pos / 10000 ** (2 * i / 6)))
+    assert y[1, pos, 2 * i + 1] == pytest.approx(np.cos(pos / 10000 ** (2 * i / 6)))
     assert list(pe.parameters()) == []
     assert gradcheck(pe, [x], name="SinusoidalPositionalEncoding")
     with pytest.raises(ValueError, match=r"sequence length 11 exceeds max_len 10"):

@@ -35,15 +35,17 @@ def test_char_lm_runs_and_reports_losses(tmp_path, capsys):
                         "--sample-chars", "20", "--out-dir", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert "validation" in out and "---- sample ----" in out
-    assert 0 < val < np.log(96) + 0.5  # below a uniform guess over 96 symbols (plus slack)
+    assert 0 < val < 4.3  # learning: a uniform guess over the 96 symbols scores log(96) = 4.56
     assert char_lm.decode(char_lm.encode("def f(x):\n")) == "def f(x):\n"
 
 
 def test_positional_encodings_compares_all_four(tmp_path):
     pe = load("positional_encodings")
-    results = pe.main(["--seq-len", "6", "--steps", "10", "--eval-every", "5", "--out-dir", str(tmp_path), "--no-progress"])
+    results = pe.main(["--seq-len", "6", "--steps", "60", "--eval-every", "20", "--out-dir", str(tmp_path), "--no-progress"])
     assert set(results) == {(t, e) for t in pe.TASKS for e in pe.ENCODINGS}
-    assert all(0 <= acc <= 1 for curve in results.values() for _, acc in curve)
+    final = {key: curve[-1][1] for key, curve in results.items()}
+    # reversal needs absolute positions: with them the model learns it, without them it cannot
+    assert final["reverse", "sinusoidal"] > 0.9 and final["reverse", "none"] < 0.5
     assert (tmp_path / "positional_encodings.png").exists()
 
 

@@ -127,7 +127,7 @@ dims_strategy = st.one_of(st.none(), st.integers(-3, 2), st.lists(st.integers(0,
 @given(dims=dims_strategy, keepdim=st.booleans(), seed=st.integers(0, 2**16))
 def test_reductions(op, dims, keepdim, seed):
     x = randt((2, 3, 4), seed)
-    f = lambda t: getattr(t, op)(dims, keepdim)  # noqa: E731
+    f = lambda t: getattr(t, op)(dims, keepdim=keepdim)  # noqa: E731
     ref = getattr(np, {"amax": "max"}.get(op, op))
     kwargs = {"ddof": 1} if op == "var" else {}
     axis = None if dims is None else (tuple(dims) if isinstance(dims, list) else dims)

@@ -10,9 +10,9 @@ from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_
 from .creation import (
     arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,
 )
-from .dtypes import double, float16, float32, float64, int32, int64, long
+from .dtypes import double, float32, float64, int32, int64, long
 from .functional import (
-    abs, cat, exp, log, matmul, maximum, relu, sigmoid, sqrt, stack, tanh, where,
+    abs, cat, exp, log, matmul, max, maximum, relu, sigmoid, sqrt, stack, tanh, where,
 )
 from .random import manual_seed
 from .serialization import load, save

@@ -142,8 +142,8 @@ class Variable:
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
         """Build a result around an array, skipping user-input checks.
 
-        Subclasses whose instances are special (a Parameter) override this so that op
-        results and gradients are plain tensors.
+        Tensor overrides this so that op results and gradients are plain tensors even when
+        an input is a subclass (a Parameter).
         """
         out = cls.__new__(cls)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
@@ -261,6 +261,8 @@ def backward(root, grad=None, retain_graph=False):
             if parent is None or pg is None:
                 continue
             assert pg.shape == parent.data.shape, (node.name, pg.shape, parent.data.shape)
+            if pg.dtype != parent.data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
+                pg = pg.astype(parent.data.dtype)
             if parent._node is None:
                 _accumulate_leaf(parent, pg)
             else:

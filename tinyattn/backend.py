@@ -38,7 +38,7 @@ def _rows(x, dim):
         out = rows.reshape(shape)
         return out if dim == x.ndim - 1 else np.moveaxis(out, -1, dim)
 
-    return moved.reshape(-1, shape[-1]), undo
+    return moved.reshape(int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), undo
 
 
 class CPUBackend:

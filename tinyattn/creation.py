@@ -1,7 +1,7 @@
 """Factory functions with PyTorch's names and defaults (floats are float32 unless told)."""
 import numpy as np
 
-from .dtypes import as_dtype, float32, int64
+from .dtypes import as_dtype, default_dtype_for, float32, int64
 from .random import default_generator
 from .tensor import Tensor
 
@@ -37,7 +37,9 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, requires_grad=False):
-    return _make(np.full(_size((size,)), fill_value, dtype=as_dtype(dtype) or float32), requires_grad)
+    """A tensor filled with fill_value; its dtype follows the value (int64, bool or float32) unless told."""
+    dtype = as_dtype(dtype) or default_dtype_for(np.asarray(fill_value))
+    return _make(np.full(_size((size,)), fill_value, dtype=dtype), requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):

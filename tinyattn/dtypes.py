@@ -1,7 +1,6 @@
 """The dtypes tinyattn uses, as NumPy dtypes under PyTorch's names."""
 import numpy as np
 
-float16 = np.dtype(np.float16)
 float32 = np.dtype(np.float32)  # the default for floating-point data
 float64 = np.dtype(np.float64)  # for gradient checks
 int32 = np.dtype(np.int32)

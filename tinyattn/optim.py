@@ -1,8 +1,9 @@
 """Optimisers (SGD, Adam, AdamW) and learning-rate schedules, with PyTorch's update rules.
 
-Each optimiser updates `p.data` in place from `p.grad`; its state_dict holds the step
-count, the hyper-parameters and the per-parameter buffers (by parameter position), so that
-training resumed from a checkpoint continues exactly.
+Each optimiser updates `p.data` in place from `p.grad`; its state_dict holds the learning
+rate, the number of steps taken and the per-parameter state (buffers and, for Adam, each
+parameter's own step count, by parameter position), so that training resumed from a
+checkpoint continues exactly.
 """
 import math
 
@@ -40,7 +41,7 @@ class Optimizer:
         out = {"step_count": self.step_count, "lr": self.lr}
         for i, state in enumerate(self.state):
             for key, value in state.items():
-                out[f"state.{i}.{key}"] = value.copy()
+                out[f"state.{i}.{key}"] = value.copy() if isinstance(value, np.ndarray) else value
         return out
 
     def load_state_dict(self, state_dict):
@@ -53,6 +54,9 @@ class Optimizer:
             i = int(index)
             if i >= n:
                 raise KeyError(f"{type(self).__name__}.load_state_dict: {key!r} refers to parameter {i}, but there are {n}")
+            if name == "step":
+                new_state[i][name] = int(value)
+                continue
             value = np.asarray(value)
             if value.shape != self.params[i].shape:
                 raise ValueError(
@@ -108,12 +112,14 @@ class Adam(Optimizer):
         if "exp_avg" not in state:
             state["exp_avg"] = np.zeros_like(w)
             state["exp_avg_sq"] = np.zeros_like(w)
+            state["step"] = 0
+        state["step"] += 1  # per parameter, as in PyTorch: one that had no gradient has not stepped
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2
         v += (1 - beta2) * (g * g)
-        t = self.step_count
+        t = state["step"]
         bias1, bias2 = 1 - beta1**t, 1 - beta2**t
         w -= (self.lr / bias1) * m / (np.sqrt(v / bias2) + d["eps"])
 
@@ -128,7 +134,7 @@ class AdamW(Adam):
 
 
 class WarmupCosine:
-    """lr(t) = base · t / warmup for t < warmup, then a cosine from base down to min_lr at total_steps.
+    """lr(t) = base · (t + 1) / warmup for t < warmup, then a cosine from base down to min_lr at total_steps.
 
     Call step() once per optimiser step; it sets optimizer.lr for the next step.
     """

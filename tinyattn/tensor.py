@@ -208,8 +208,8 @@ def _to_array(data, dtype):
     dtype = as_dtype(dtype)
     if isinstance(data, Variable):
         data = data.data
-    if isinstance(data, np.ndarray):
-        return np.array(data, dtype=dtype, copy=True)  # an ndarray keeps its dtype unless told
+    if isinstance(data, (np.ndarray, np.generic)):
+        return np.array(data, dtype=dtype, copy=True)  # an ndarray or numpy scalar keeps its dtype unless told
     if isinstance(data, (list, tuple)) and any(isinstance(x, Variable) for x in data):
         data = [np.asarray(x.data if isinstance(x, Variable) else x) for x in data]
     array = np.array(data)

@@ -21,8 +21,8 @@ from .elementwise import (
     relu, sigmoid, sqrt, sub, tanh, where,
 )
 from .linalg import linear, matmul
-from .loss import cross_entropy, mse_loss
-from .normalization import layer_norm
+from .loss import cross_entropy, cross_entropy_composite, mse_loss
+from .normalization import layer_norm, layer_norm_composite
 from .reduction import amax, max, mean, sum, var
 from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze
 from .softmax import log_softmax, softmax, softmax_composite

@@ -34,9 +34,10 @@ class ScaledDotProductAttention(Function):
     def forward(ctx, q, k, v, bias, causal, window, scale):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims; bias (BH, L, S) view or None
         batch = q.shape[:-2]
-        q3 = q.reshape(-1, *q.shape[-2:])  # (BH, L, E)
-        k3 = k.reshape(-1, *k.shape[-2:])  # (BH, S, E)
-        v3 = v.reshape(-1, *v.shape[-2:])  # (BH, S, Ev)
+        bh = int(np.prod(batch, dtype=np.int64))
+        q3 = q.reshape(bh, *q.shape[-2:])  # (BH, L, E)
+        k3 = k.reshape(bh, *k.shape[-2:])  # (BH, S, E)
+        v3 = v.reshape(bh, *v.shape[-2:])  # (BH, S, Ev)
         out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale)
         ctx.save_for_backward(q3, k3, v3, out, lse)
         ctx.args = (bias, causal, window, scale)
@@ -134,6 +135,8 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
     if not (query.dtype == key.dtype == value.dtype):
         raise TypeError(f"{op}: dtypes differ: query {query.dtype}, key {key.dtype}, value {value.dtype}")
     shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
+    if query.shape[-1] == 0:
+        raise ValueError(f"{op}: the head dim E must be positive: {shapes}")
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(f"{op}: query and key head dims differ ({query.shape[-1]} vs {key.shape[-1]}): {shapes}")
     if key.shape[-2] != value.shape[-2]:

@@ -6,6 +6,8 @@ the user-facing errors, naming the op and the shapes or dtypes, before any kerne
 """
 import numpy as np
 
+from ..autograd import Variable
+
 
 def sum_to_shape(grad, shape):
     """Undo NumPy broadcasting in the backward pass.
@@ -33,12 +35,18 @@ def check_broadcast(op, *shapes):
 
 
 def check_float(op, *arrays):
+    """The kernels are compiled for float32 and float64: anything else is a TypeError."""
     for a in arrays:
-        if a is not None and not np.issubdtype(a.dtype, np.floating):
+        if a is not None and a.dtype not in (np.float32, np.float64):
             raise TypeError(
-                f"{op}: expected a floating-point tensor, got dtype {a.dtype} (shape {tuple(a.shape)}); "
+                f"{op}: expected a float32 or float64 tensor, got dtype {a.dtype} (shape {tuple(a.shape)}); "
                 "convert it with .float() first"
             )
+
+
+def check_tensor(op, name, x):
+    if not isinstance(x, Variable):
+        raise TypeError(f"{op}: {name} must be a tensor, got {type(x).__name__}")
 
 
 def check_indices(op, index, upper, what):
@@ -61,6 +69,8 @@ def normalize_dims(op, dim, ndim):
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    if not all(isinstance(d, (int, np.integer)) for d in dims):
+        raise TypeError(f"{op}: dim must be an int or a sequence of ints, got {dim!r}")
     out = []
     for d in dims:
         if not -max(ndim, 1) <= d < max(ndim, 1):
@@ -68,4 +78,6 @@ def normalize_dims(op, dim, ndim):
         out.append(int(d) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {dim} repeats an axis")
+    if ndim == 0:
+        return ()  # a 0-d tensor accepts dim 0 or -1, as in PyTorch, and has no axis to reduce
     return tuple(sorted(out))

@@ -1,8 +1,8 @@
 """dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
-import numpy as np
 
 from ..autograd import Function
 from ..random import default_generator
+from .checks import check_float
 
 
 class Dropout(Function):
@@ -23,6 +23,7 @@ class Dropout(Function):
 
 
 def dropout(x, p=0.5, training=True):
+    check_float("dropout", x.data)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
     if not training or p == 0.0:

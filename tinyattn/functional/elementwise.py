@@ -141,6 +141,8 @@ class Pow(Function):
     def backward(ctx, dy):
         (x,) = ctx.saved
         p = ctx.p
+        if p == 0:  # x⁰ = 1 everywhere: no gradient (p·x^(p-1) would be 0·inf at x = 0)
+            return np.zeros_like(dy), None
         return dy * (p * x ** (p - 1)), None
 
 
@@ -276,7 +278,7 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved
-        share_a = (a > b) + 0.5 * (a == b)
+        share_a = ((a > b) + 0.5 * (a == b)).astype(dy.dtype)
         need_a, need_b = ctx.needs_input_grad
         return (
             sum_to_shape(dy * share_a, a.shape) if need_a else None,
@@ -350,9 +352,14 @@ def mul(a, b):
 
 def div(a, b):
     a, b = operands("div", a, b)
-    if not np.issubdtype(_data(a).dtype, np.floating) and not np.issubdtype(_data(b).dtype, np.floating):
-        a = a.data.astype(np.float32) if isinstance(a, Variable) else a.astype(np.float32)
+    if _data(a).dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
+        a, b = (_float32_constant(t) for t in (a, b))
     return Div.apply(a, b)
+
+
+def _float32_constant(t):
+    """An integer operand (which never requires grad) as a float32 constant tensor or array."""
+    return t._wrap(t.data.astype(np.float32)) if isinstance(t, Variable) else t.astype(np.float32)
 
 
 def neg(x):
@@ -361,9 +368,13 @@ def neg(x):
 
 def pow(x, exponent):
     if not isinstance(x, Variable):  # number ** tensor = exp(tensor · ln number)
+        if not x > 0:
+            raise ValueError(f"pow: a number ** tensor needs a positive base, got {x}")
         return exp(mul(exponent, math.log(x)))
     if isinstance(exponent, Variable):
         raise TypeError("pow: the exponent must be a Python number; tensor exponents are not supported")
+    if x.dtype.kind != "f" and isinstance(exponent, (float, np.floating)):
+        x = _float32_constant(x)  # int ** 0.5 is float32, as in PyTorch
     return Pow.apply(x, exponent)
 
 

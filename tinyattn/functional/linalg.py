@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
-from .checks import check_broadcast, check_float, sum_to_shape
+from .checks import check_broadcast, check_float, check_tensor, sum_to_shape
 from .shape import reshape
 
 
@@ -52,7 +52,7 @@ class Matmul(Function):
 def _as_batched(a, b, batch):
     """(Ba, M, K) and (Bb, K, N) arrays for the kernels, each batch 1 or the full batch."""
     if b.ndim == 2:  # x @ W: fold every batch axis of a into its rows
-        return a.reshape(1, -1, a.shape[-1]), b.reshape(1, *b.shape)
+        return a.reshape(1, int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1]), b.reshape(1, *b.shape)
     full = int(np.prod(batch, dtype=np.int64))
 
     def fold(x):
@@ -73,7 +73,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        x2 = x.reshape(1, -1, x.shape[-1])  # (1, N, in)
+        x2 = x.reshape(1, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])  # (1, N, in)
         ctx.save_for_backward(x2, weight)
         ctx.x_shape = x.shape
         y = backend_of(x).matmul_nt(x2, weight[None])  # (1, N, out)
@@ -86,7 +86,7 @@ class Linear(Function):
         x2, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
-        dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
+        dy2 = dy.reshape(x2.shape[:2] + dy.shape[-1:])  # (1, N, out)
         dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
         dw = be.matmul_tn(dy2, x2)[0] if need_w else None
         db = dy2.sum(axis=(0, 1)) if need_b else None
@@ -119,6 +119,8 @@ def matmul(a, b):
 
 def linear(x, weight, bias=None):
     """y = x Wᵀ + b, PyTorch's F.linear: W is (out_features, in_features)."""
+    for name, t in (("input", x), ("weight", weight)) + ((("bias", bias),) if bias is not None else ()):
+        check_tensor("linear", name, t)
     check_float("linear", x.data, weight.data)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input {x.shape} and weight {weight.shape}: expected weight (out, {x.shape[-1] if x.ndim else '?'})")

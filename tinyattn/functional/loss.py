@@ -3,8 +3,9 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
-from .checks import check_broadcast, check_float, check_indices, sum_to_shape
-from .shape import permute, reshape
+from .checks import check_broadcast, check_float, check_indices, check_tensor, sum_to_shape
+from . import elementwise as ew, reduction as red
+from .shape import getitem, permute, reshape
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -77,6 +78,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_tensor("cross_entropy", "input", input)
     check_float("cross_entropy", input.data)
     t = np.asarray(target.data if isinstance(target, Variable) else target)
     logits = input
@@ -103,9 +105,24 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
     return loss
 
 
+def cross_entropy_composite(logits, target, ignore_index=-100):
+    """The same mean cross-entropy over (N, C) logits from primitive ops: the reference path.
+
+    log_softmax as x - m - log Σ e^(x - m) (m the row max, detached), then the target entries
+    picked by integer indexing, averaged over the rows whose target is not ignored.
+    """
+    t = np.asarray(target.data if isinstance(target, Variable) else target)
+    shifted = ew.sub(logits, red.amax(logits, -1, keepdim=True).detach())
+    logp = ew.sub(shifted, ew.log(red.sum(ew.exp(shifted), -1, keepdim=True)))
+    rows = np.flatnonzero(t != ignore_index)
+    return ew.neg(red.mean(getitem(logp, (rows, t[rows]))))
+
+
 def mse_loss(input, target, reduction="mean"):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    check_float("mse_loss", input.data, getattr(target, "data", np.asarray(target)))
-    check_broadcast("mse_loss", input.shape, np.shape(getattr(target, "data", target)))
+    check_tensor("mse_loss", "input", input)
+    check_tensor("mse_loss", "target", target)
+    check_float("mse_loss", input.data, target.data)
+    check_broadcast("mse_loss", input.shape, target.shape)
     return MSELoss.apply(input, target, reduction)

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of
+from . import elementwise as ew, reduction as red
 from .checks import check_float
 
 
@@ -25,17 +26,29 @@ class LayerNorm(Function):
         b = np.zeros(n, x.dtype) if bias is None else bias.reshape(n)
         y, xhat, rstd = backend_of(x).layer_norm(x.reshape(-1, n), w, b, eps)
         ctx.save_for_backward(xhat, rstd, w)
-        ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        ctx.shapes = (x.shape, x.shape[x.ndim - ndims :])
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
         xhat, rstd, w = ctx.saved
-        x_shape, w_shape = ctx.shapes
+        x_shape, normalized_shape = ctx.shapes
         dx, dw, db = backend_of(dy).layer_norm_backward(dy.reshape(xhat.shape), xhat, rstd, w)
         need_w, need_b = ctx.needs_input_grad[1:3]
-        return (dx.reshape(x_shape), dw.reshape(w_shape) if need_w else None,
-                db.reshape(w_shape) if need_b else None, None, None)
+        return (dx.reshape(x_shape), dw.reshape(normalized_shape) if need_w else None,
+                db.reshape(normalized_shape) if need_b else None, None, None)
+
+
+def layer_norm_composite(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """The same layer norm from primitive ops (mean, sub, mul, sqrt, div): the reference path."""
+    n = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    dims = tuple(range(x.ndim - n, x.ndim))
+    centered = ew.sub(x, red.mean(x, dims, keepdim=True))
+    variance = red.mean(ew.mul(centered, centered), dims, keepdim=True)
+    y = ew.div(centered, ew.sqrt(ew.add(variance, eps)))
+    if weight is not None:
+        y = ew.mul(y, weight)
+    return ew.add(y, bias) if bias is not None else y
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -47,4 +60,6 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         if p is not None and tuple(p.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} shape {p.shape} differs from normalized_shape {normalized_shape}")
     check_float("layer_norm", x.data, *(p.data for p in (weight, bias) if p is not None))
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+        raise TypeError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
     return LayerNorm.apply(x, weight, bias, n, eps)

@@ -7,8 +7,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Variable
 from .checks import check_float, normalize_dims
+from .elementwise import maximum
 
 
 def _expand_back(dy, shape, dims, keepdim):
@@ -57,7 +58,7 @@ class Amax(Function):
     @staticmethod
     def backward(ctx, dy):
         x, y = ctx.saved
-        winners = x == y
+        winners = (x == y).astype(dy.dtype)
         share = winners / winners.sum(axis=ctx.dims, keepdims=True)
         return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * share, None, None
 
@@ -79,7 +80,9 @@ class Var(Function):
     def backward(ctx, dy):
         (centered,) = ctx.saved
         dy = _expand_back(dy, centered.shape, ctx.dims, ctx.keepdim)
-        return dy * centered * (2.0 / ctx.denominator), None, None, None
+        with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction: nan, as in PyTorch
+            scale = np.divide(centered.dtype.type(2), centered.dtype.type(ctx.denominator))
+            return dy * centered * scale, None, None, None
 
 
 def _dims(op, x, dim, axis):
@@ -109,10 +112,13 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
 def max(x, dim=None, keepdim=False, *, axis=None):
-    """PyTorch's max: with no dim, the largest element; with an int dim, (values, indices).
+    """PyTorch's max: with no dim, the largest element; with an int dim, (values, indices);
+    with a tensor as the second argument, the elementwise maximum.
 
     The values' gradient follows amax: ties share it evenly.
     """
+    if isinstance(dim, Variable):
+        return maximum(x, dim)
     if axis is not None:
         dim = axis
     if dim is None:
@@ -127,7 +133,7 @@ def max(x, dim=None, keepdim=False, *, axis=None):
     return MaxResult(values, x._wrap(indices.astype(np.int64)))
 
 
-def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None):
+def var(x, dim=None, *, correction=1, keepdim=False, unbiased=None, axis=None):
     """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
     check_float("var", x.data)
     if unbiased is not None:

@@ -167,7 +167,7 @@ def squeeze(x, dim=None):
 def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, 1)
-    s, e = start_dim % x.ndim, end_dim % x.ndim
+    s, e = (normalize_dims("flatten", d, x.ndim)[0] for d in (start_dim, end_dim))
     return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1 :])
 
 
@@ -206,6 +206,8 @@ def _shape_args(args):
     """Accept both f(2, 3) and f((2, 3)), as PyTorch does."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
+    if not all(isinstance(a, (int, np.integer)) for a in args):
+        raise TypeError(f"shape arguments must be ints, got {args}")
     return tuple(int(a) for a in args)
 
 
@@ -238,6 +240,8 @@ def _check_joinable(op, tensors, dim, same_shape):
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty sequence of tensors")
     first = tensors[0]
+    if not same_shape and isinstance(first, Variable) and first.ndim == 0:
+        raise ValueError(f"{op}: zero-dimensional tensors cannot be concatenated; use stack")
     for t in tensors:
         if not isinstance(t, Variable):
             raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")

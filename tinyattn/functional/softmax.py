@@ -2,7 +2,6 @@
 
 `softmax_composite` builds the same function from primitive ops; tests hold the two together.
 """
-import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of

@@ -80,16 +80,23 @@ class MultiheadAttention(Module):
     Each head h projects q, k, v to embed_dim / num_heads with its rows of the in-projection,
     attends, and the heads' outputs are concatenated and mixed by W^o (out_proj).
 
-    Masks follow PyTorch's MultiheadAttention (the opposite of SDPA's boolean convention):
+    The constructor takes PyTorch's arguments in PyTorch's order; add_bias_kv and
+    add_zero_attn must stay False. Masks follow PyTorch's MultiheadAttention (the opposite of SDPA's boolean convention):
     a boolean attn_mask (L, S) or (N·num_heads, L, S) or key_padding_mask (N, S) is True where
     attention is NOT allowed; float masks are added to the scores. Differences from PyTorch:
     is_causal=True without an attn_mask applies the causal mask (PyTorch asks for both), and a
     query whose keys are all masked gets output 0 rather than NaN.
     """
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None,
-                 batch_first=False, dtype=None):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
+                 kdim=None, vdim=None, batch_first=False, device=None, dtype=None):
         super().__init__()
+        if add_bias_kv or add_zero_attn:
+            raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented")
+        if device not in (None, "cpu"):
+            raise ValueError(f"MultiheadAttention: only device='cpu' is available, got {device!r}")
+        if num_heads < 1:
+            raise ValueError(f"MultiheadAttention: num_heads must be positive, got {num_heads}")
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
@@ -134,13 +141,14 @@ class MultiheadAttention(Module):
         """
         batched = query.ndim == 3
         self._check_inputs(query, key, value, batched)
+        self_attention = query is key and key is value  # before the transposes make new objects
         if not batched:
             query, key, value = (t.unsqueeze(0) for t in (query, key, value))
         elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         n, L, _ = query.shape  # (N, L, E) from here on
         S = key.shape[1]
-        q, k, v = self._project(query, key, value)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
+        q, k, v = self._project(query, key, value, self_attention)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
         mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.dtype, batched)
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
@@ -159,15 +167,15 @@ class MultiheadAttention(Module):
                 weights = weights.squeeze(0)
         return out, weights
 
-    def _project(self, query, key, value):
+    def _project(self, query, key, value, self_attention):
         e, h, d = self.embed_dim, self.num_heads, self.head_dim
         b = self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
-        if self._qkv_same_embed_dim and query is key and key is value:
+        if self._qkv_same_embed_dim and self_attention:
             qkv = F.linear(query, self.in_proj_weight, b)  # one product for the three projections
             n, L, _ = qkv.shape
             qkv = qkv.reshape(n, L, 3, h, d).permute(2, 0, 3, 1, 4)  # (3, N, H, L, D)
             return qkv.unbind(0)
+        bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
             wq, wk, wv = w[:e], w[e : 2 * e], w[2 * e :]

@@ -5,7 +5,6 @@ Positions run along axis -2 of the input: (..., T, d_model).
 """
 import numpy as np
 
-from .. import functional as F
 from ..creation import empty_parameter_data
 from ..dtypes import as_dtype, float32
 from ..functional.rotary import apply_rotary, rotary_tables

@@ -1,5 +1,4 @@
 """A pre-norm Transformer encoder layer, with PyTorch's TransformerEncoderLayer names."""
-import numpy as np
 
 from .. import functional as F
 from .attention import MultiheadAttention

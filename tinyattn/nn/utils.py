@@ -1,12 +1,16 @@
 """Gradient utilities."""
 import numpy as np
 
+from ..autograd import Variable
+
 
 def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     """Scale every gradient by min(1, max_norm / (‖g‖ + eps)), ‖g‖ the 2-norm over all of them.
 
-    Returns the norm before clipping, as PyTorch does.
+    Returns the norm before clipping, as PyTorch does. `parameters` is a tensor or an iterable of them.
     """
+    if isinstance(parameters, Variable):
+        parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
