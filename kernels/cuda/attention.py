@@ -42,6 +42,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from .device import as_device
+
 ROWS = 32      # threads (query rows, or key rows in dkdv) per block
 BLOCK_K = 16   # keys per online-softmax step in the forward
 
@@ -164,18 +166,8 @@ def _kernels(dtype, rows, block_k):
     return forward, delta, dq_kernel, dkdv_kernel
 
 
-def _as_device(x):
-    """x as a numba device array: those pass through, host arrays are copied (C-contiguous), other
-    objects with __cuda_array_interface__ (CuPy, torch) are wrapped without a copy."""
-    if cuda.devicearray.is_cuda_ndarray(x):
-        return x
-    if hasattr(x, "__cuda_array_interface__"):
-        return cuda.as_cuda_array(x)
-    return cuda.to_device(np.ascontiguousarray(x))
-
-
 def _prepare(name, q, k, v):
-    q, k, v = (_as_device(a) for a in (q, k, v))
+    q, k, v = (as_device(a) for a in (q, k, v))
     if q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
         raise ValueError(f"{name}: expected 3-D q, k, v, got {q.shape}, {k.shape}, {v.shape}")
     dt = np.dtype(q.dtype)
@@ -203,7 +195,7 @@ def attention_forward(q, k, v, causal, scale, rows=ROWS, block_k=BLOCK_K):
 def attention_backward(q, k, v, causal, scale, out, lse, dout, rows=ROWS):
     """Fused attention backward from the forward's out and lse: returns (dq, dk, dv) device arrays."""
     q, k, v, dt = _prepare("attention_backward", q, k, v)
-    out, lse, dout = (_as_device(a) for a in (out, lse, dout))
+    out, lse, dout = (as_device(a) for a in (out, lse, dout))
     BH, L, E = q.shape
     S = k.shape[1]
     if out.shape != (BH, L, v.shape[2]) or dout.shape != out.shape or lse.shape != (BH, L):

@@ -35,6 +35,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from .device import as_device
+
 TILE = 16  # default output tile edge = threads per block edge (TILE * TILE threads per block)
 
 
@@ -88,19 +90,9 @@ def _kernel(dtype, trans_a, trans_b, TILE):
     return gemm
 
 
-def _as_device(x):
-    """x as a numba device array: those pass through, host arrays are copied (C-contiguous), other
-    objects with __cuda_array_interface__ (CuPy, torch) are wrapped without a copy."""
-    if cuda.devicearray.is_cuda_ndarray(x):
-        return x
-    if hasattr(x, "__cuda_array_interface__"):
-        return cuda.as_cuda_array(x)
-    return cuda.to_device(np.ascontiguousarray(x))
-
-
 def _launch(name, a, b, trans_a, trans_b, tile):
-    a = _as_device(a)
-    b = _as_device(b)
+    a = as_device(a)
+    b = as_device(b)
     if a.ndim != 3 or b.ndim != 3:
         raise ValueError(f"{name}: expected 3-D operands, got {a.shape} and {b.shape}")
     dt = np.dtype(a.dtype)

@@ -31,6 +31,8 @@ import numba
 import numpy as np
 from numba import cuda
 
+from .device import as_device
+
 BLOCK = 128  # default threads per row (a power of two)
 
 
@@ -143,18 +145,8 @@ def _kernels(dtype, block):
             "log_softmax_forward": log_softmax_fwd, "log_softmax_backward": log_softmax_bwd}
 
 
-def _as_device(x):
-    """x as a numba device array: those pass through, host arrays are copied (C-contiguous), other
-    objects with __cuda_array_interface__ (CuPy, torch) are wrapped without a copy."""
-    if cuda.devicearray.is_cuda_ndarray(x):
-        return x
-    if hasattr(x, "__cuda_array_interface__"):
-        return cuda.as_cuda_array(x)
-    return cuda.to_device(np.ascontiguousarray(x))
-
-
 def _launch(name, arrays, block):
-    arrays = [_as_device(a) for a in arrays]
+    arrays = [as_device(a) for a in arrays]
     x = arrays[0]
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D (R, C) array, got shape {x.shape}")
