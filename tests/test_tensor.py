@@ -72,3 +72,15 @@ def test_requires_grad_is_settable():
     assert (x * 2).requires_grad
     with pytest.raises(RuntimeError, match="non-leaf"):
         (x * 2).requires_grad = False
+
+
+def test_devices_cpu_is_a_no_op_and_cuda_says_it_is_not_wired():
+    x = ta.randn(2, 3)
+    assert x.device == "cpu" and x.cpu() is x and x.to("cpu") is x
+    m = ta.nn.Linear(3, 2)
+    assert m.to("cpu") is m
+    for call in (lambda: x.to("cuda"), lambda: x.cuda(), lambda: m.to("cuda:0")):
+        with pytest.raises(RuntimeError, match="not supported yet.*CUDA simulator, NUMBA_ENABLE_CUDASIM=1"):
+            call()
+    assert ta.cuda.is_available() in (True, False)
+    assert x.to(ta.float64).dtype == ta.float64

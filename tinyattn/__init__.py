@@ -5,7 +5,7 @@
     y = (x @ x.T).softmax(dim=-1).sum()
     y.backward()            # x.grad now holds dy/dx
 """
-from . import functional, nn, optim, testing
+from . import cuda, functional, nn, optim, testing
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,

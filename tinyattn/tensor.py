@@ -8,6 +8,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import Variable
+from .cuda import device_error, parse_target
 from .dtypes import as_dtype, default_dtype_for
 
 
@@ -83,8 +84,16 @@ class Tensor(Variable):
     def __int__(self):
         return int(self.item())
 
-    def to(self, dtype):
-        return F.cast(self, as_dtype(dtype))
+    def to(self, target):
+        """A dtype, or a device: "cpu" is this tensor; "cuda" raises a clear error (not wired yet)."""
+        dtype = parse_target("to", target)
+        return self if dtype is None else F.cast(self, as_dtype(dtype))
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        raise device_error("cuda", "cuda" if device is None else f"cuda:{device}")
 
     def float(self):
         return F.cast(self, np.float32)

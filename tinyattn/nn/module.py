@@ -3,6 +3,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..cuda import parse_target
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -105,8 +106,11 @@ class Module:
             p.requires_grad = requires_grad
         return self
 
-    def to(self, dtype):
-        """Cast every floating-point parameter and buffer to `dtype`, in place."""
+    def to(self, target):
+        """Cast every floating-point parameter and buffer to a dtype, in place ("cpu" is a no-op)."""
+        dtype = parse_target(f"{type(self).__name__}.to", target)
+        if dtype is None:
+            return self
         dtype = np.dtype(dtype)
         for m in self.modules():
             for registry in (m._parameters, m._buffers):
