@@ -203,19 +203,21 @@ def _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
     return out
 
 
-@njit(cache=True, inline="always")
 def _estrides(x):
-    """Strides of x in elements (int64, never literals, so one compiled `_gemm` serves all three)."""
-    return x.strides[0] // x.itemsize, x.strides[1] // x.itemsize, x.strides[2] // x.itemsize
+    """Strides of x in elements, as Python ints (typed int64, so one compiled `_gemm` serves all three)."""
+    return tuple(s // x.itemsize for s in x.strides)
 
 
-@njit(cache=True)
+# The three public functions are plain Python: they only compute strides and call the compiled
+# `_gemm`, so compiling them as well would add seconds to a cold start and save nothing per call.
+
+
 def matmul_nn(a, b):
     """out[p] = a[p] @ b[p]: a (Ba, M, K), b (Bb, K, N) -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, i, k] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, i, k]
     (row stride K, k stride 1) and B[j, k] = b[p, k, j] (row stride 1, k stride N): b is transposed
-    while it is packed.
+    while it is packed. a and b are C-contiguous.
     """
     Ba, M, K = a.shape
     Bb, _, N = b.shape
@@ -224,7 +226,6 @@ def matmul_nn(a, b):
     return _gemm(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
 
 
-@njit(cache=True)
 def matmul_nt(a, b):
     """out[p] = a[p] @ b[p].T: a (Ba, M, K), b (Bb, N, K) -> (max(Ba, Bb), M, N).
 
@@ -238,7 +239,6 @@ def matmul_nt(a, b):
     return _gemm(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
 
 
-@njit(cache=True)
 def matmul_tn(a, b):
     """out[p] = a[p].T @ b[p]: a (Ba, K, M), b (Bb, K, N) -> (max(Ba, Bb), M, N).
 
