@@ -48,7 +48,17 @@ def _row_dot(u, v):
     return s
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})  # FMA in the exp polynomial
+@njit(cache=True, fastmath={"contract"})  # FMA in the exp polynomial
+def _shifted_exp(xr, yr):
+    """yr[:] = exp(xr - m) with m = max(xr); returns (m, sum(yr)). The shared start of both forwards."""
+    m = _row_max(xr)
+    for c in range(xr.size):
+        yr[c] = xr[c] - m
+    _exp_inplace(yr)
+    return m, _row_sum(yr)
+
+
+@njit(cache=True, parallel=True)
 def softmax_forward(x):
     """y[r, c] = exp(x[r, c] - m_r) / s_r,  m_r = max_c x[r, c],  s_r = sum_c exp(x[r, c] - m_r).
 
@@ -60,13 +70,9 @@ def softmax_forward(x):
     if C == 0:
         return y
     for r in prange(R):
-        xr = x[r]
         yr = y[r]
-        m = _row_max(xr)
-        for c in range(C):
-            yr[c] = xr[c] - m
-        _exp_inplace(yr)
-        inv = x.dtype.type(1) / _row_sum(yr)
+        _, s = _shifted_exp(x[r], yr)
+        inv = x.dtype.type(1) / s
         for c in range(C):
             yr[c] *= inv
     return y
@@ -90,7 +96,7 @@ def softmax_backward(y, dy):
     return dx
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})  # FMA in the exp polynomial
+@njit(cache=True, parallel=True)
 def log_softmax_forward(x):
     """y[r, c] = (x[r, c] - m_r) - log(s_r),  m_r = max_c x[r, c],  s_r = sum_c exp(x[r, c] - m_r).
 
@@ -105,11 +111,8 @@ def log_softmax_forward(x):
     for r in prange(R):
         xr = x[r]
         yr = y[r]
-        m = _row_max(xr)
-        for c in range(C):
-            yr[c] = xr[c] - m
-        _exp_inplace(yr)
-        ls = np.log(_row_sum(yr))
+        m, s = _shifted_exp(xr, yr)
+        ls = np.log(s)
         for c in range(C):
             yr[c] = (xr[c] - m) - ls
     return y

@@ -69,6 +69,16 @@ def _reduce_max(sh, t, part):
     return total
 
 
+@cuda.jit(device=True)
+def _row_max(x, r, t, block, sh, neg_inf):
+    """max_c x[r, c] over the block: thread t scans columns t, t + block, ..., then the block reduces."""
+    part = neg_inf
+    for c in range(t, x.shape[1], block):
+        if x[r, c] > part:
+            part = x[r, c]
+    return _reduce_max(sh, t, part)
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype, block):
     """The four row kernels for one dtype and block size, as a dict by public name."""
@@ -83,11 +93,7 @@ def _kernels(dtype, block):
         t = cuda.threadIdx.x
         C = x.shape[1]
         sh = cuda.shared.array(block, nbt)
-        part = neg_inf
-        for c in range(t, C, block):
-            if x[r, c] > part:
-                part = x[r, c]
-        m = _reduce_max(sh, t, part)
+        m = _row_max(x, r, t, block, sh, neg_inf)
         part = zero
         for c in range(t, C, block):
             e = math.exp(x[r, c] - m)
@@ -116,11 +122,7 @@ def _kernels(dtype, block):
         t = cuda.threadIdx.x
         C = x.shape[1]
         sh = cuda.shared.array(block, nbt)
-        part = neg_inf
-        for c in range(t, C, block):
-            if x[r, c] > part:
-                part = x[r, c]
-        m = _reduce_max(sh, t, part)
+        m = _row_max(x, r, t, block, sh, neg_inf)
         part = zero
         for c in range(t, C, block):
             part += math.exp(x[r, c] - m)
