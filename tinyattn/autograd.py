@@ -1,7 +1,7 @@
 """Reverse-mode automatic differentiation: Function, the graph, and the backward walk.
 
 Every differentiable op is a `Function` with a hand-written `forward(ctx, ...)` and
-`backward(ctx, grad)`. Both work on raw arrays (numpy on the CPU); `Function.apply`
+`backward(ctx, grad)`. Both work on raw arrays (numpy on the CPU, DeviceArray on the GPU); `Function.apply`
 unwraps Tensor arguments, runs `forward`, wraps the result, and, when a gradient is
 needed, records a `Node` that remembers the Function, its context and its parents.
 
@@ -17,6 +17,8 @@ import contextlib
 import threading
 
 import numpy as np
+
+from .backend import backend_of, device_of
 
 _state = threading.local()
 
@@ -177,6 +179,8 @@ class Function:
             if isinstance(a, Variable):
                 if first is None:
                     first = a
+                elif type(a.data) is not type(first.data):
+                    _raise_mixed_devices(cls.__name__, first, a)
                 raw.append(a.data)
                 needs.append(a._requires_grad)
             else:
@@ -193,6 +197,16 @@ class Function:
         if multiple:
             return tuple(first._wrap(o, True, node, i) for i, o in enumerate(out))
         return first._wrap(out, True, node)
+
+
+def _raise_mixed_devices(op, a, b):
+    devices = [device_of(a.data), device_of(b.data)]
+    if devices[0] == devices[1]:  # same device, array types differ (a numpy scalar): not a device mix
+        return
+    raise RuntimeError(
+        f"{op}: expected all tensors on the same device, got one on {devices[0]} (shape {tuple(a.shape)}) "
+        f"and one on {devices[1]} (shape {tuple(b.shape)}); move them with .to('{devices[0]}') or .to('{devices[1]}')"
+    )
 
 
 def _topological_order(root_node):
@@ -231,7 +245,10 @@ def backward(root, grad=None, retain_graph=False):
             )
         grad = np.ones_like(root.data)
     else:
-        grad = np.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
+        grad = getattr(grad, "data", grad)
+        if device_of(grad) != device_of(root.data):
+            raise RuntimeError(f"backward: the gradient is on {device_of(grad)}, the output on {device_of(root.data)}")
+        grad = backend_of(root.data).asarray(grad, dtype=root.data.dtype)
         if grad.shape != root.data.shape:
             raise ValueError(
                 f"backward: gradient shape {grad.shape} does not match output shape {root.data.shape}"
@@ -281,6 +298,7 @@ def _add_pending(pending, tensor, g):
 def _accumulate_leaf(leaf, g):
     if leaf.grad is None:
         # Own a fresh copy: backward functions may hand the same array to several inputs.
-        leaf.grad = leaf._wrap(np.array(g, dtype=leaf.data.dtype, copy=True))
+        dtype = leaf.data.dtype
+        leaf.grad = leaf._wrap(np.array(g, dtype=dtype, copy=True) if device_of(g) == "cpu" else g.astype(dtype))
     else:
         leaf.grad.data += g

@@ -3,9 +3,13 @@
 Ops in `tinyattn.functional` call `backend_of(array).<kernel>(...)` and never import a
 device-specific module, so a second device only has to provide the same names.
 
-The CPU backend uses numpy for elementwise work (`xp`) and the Numba kernels in
-`tinyattn.kernels.cpu` for matmul, softmax and attention. Kernels want C-contiguous
-arrays; the backend makes them so (a no-op when they already are).
+- CPUBackend: numpy arrays; numpy for elementwise work (`xp`) and the Numba kernels in
+  `tinyattn.kernels.cpu` for matmul, softmax, attention, GELU, layer norm and embedding.
+- CUDABackend: `DeviceArray`s (tinyattn/device_array.py, numpy's API on the GPU) for
+  elementwise work, and the `numba.cuda` kernels in `tinyattn.kernels.cuda` for the rest.
+  Imported on first use, so `import tinyattn` never imports numba.cuda.
+
+Kernels want C-contiguous arrays; the backend makes them so (a no-op when they already are).
 """
 import numba
 import numpy as np
@@ -121,19 +125,142 @@ class CPUBackend:
     def attention_forward(self, q, k, v, bias, causal, window, scale):
         """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
 
-        bias is None or a (BH, L, S) view (it may have zero strides); window < 0 means none.
+        bias is None or (Bb, Lb, Sb), each axis 1 or full (BH, L, S); window < 0 means none.
         The kernel module makes its inputs contiguous itself.
         """
         work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+        bias = _full_bias(bias, q, k)
         return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
         work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+        bias = _full_bias(bias, q, k)
         return _run(work, self._attn.attention_backward,
                     q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout)
 
+    # ---- moving data ------------------------------------------------------------------
+    @staticmethod
+    def asarray(data, dtype=None):
+        """`data` as an array of this device (host arrays pass through)."""
+        return np.asarray(data, dtype=dtype)
+
+
+def _full_bias(bias, q, k):
+    """The CPU kernel reads the bias as (BH, L, S): broadcast (a view, zero strides), never copied."""
+    return None if bias is None else np.broadcast_to(bias, (q.shape[0], q.shape[1], k.shape[1]))
+
+
+class CUDABackend:
+    """The same kernel names on the GPU; arrays are DeviceArrays, results stay on the device.
+
+    Under Numba's simulator the launch sizes are small (the simulator runs each GPU thread as a
+    Python thread); the kernels and results are the same.
+    """
+
+    name = "cuda"
+
+    def __init__(self):
+        from tinyattn import device_array
+        from tinyattn.kernels.cuda import activations, attention, embedding, launch, layer_norm, matmul, softmax
+
+        self.xp = device_array
+        self._da = device_array.DeviceArray
+        self._mm, self._sm, self._attn = matmul, softmax, attention
+        self._act, self._ln, self._emb = activations, layer_norm, embedding
+        sim = launch.SIMULATOR
+        self._tile = 4 if sim else matmul.TILE
+        self._block = 8 if sim else softmax.BLOCK
+        self._attn_sizes = dict(rows=4, block_k=4) if sim else {}
+
+    def _wrap(self, array):
+        """A numba device array (C-contiguous, from a kernel) as a DeviceArray."""
+        return self._da(array.reshape(array.size) if array.size else array, array.shape)
+
+    def _dev(self, x):
+        return x.as_numba()
+
+    def asarray(self, data, dtype=None):
+        return self.xp.asarray(data, dtype)
+
+    # ---- matmul ------------------------------------------------------------------------
+    def matmul(self, a, b):
+        return self._wrap(self._mm.matmul_nn(self._dev(a), self._dev(b), tile=self._tile))
+
+    def matmul_nt(self, a, b):
+        return self._wrap(self._mm.matmul_nt(self._dev(a), self._dev(b), tile=self._tile))
+
+    def matmul_tn(self, a, b):
+        return self._wrap(self._mm.matmul_tn(self._dev(a), self._dev(b), tile=self._tile))
+
+    # ---- softmax family ------------------------------------------------------------------
+    def _rows(self, x, dim):
+        dim = dim % x.ndim
+        moved = x if dim == x.ndim - 1 else x.swapaxes(dim, -1)
+        shape = moved.shape
+
+        def undo(rows):
+            out = self._wrap(rows).reshape(shape)
+            return out if dim == x.ndim - 1 else out.swapaxes(dim, -1)
+
+        return moved.reshape(-1, shape[-1]).as_numba(), undo
+
+    def _rowwise(self, kernel, y, dy, dim):
+        rows, undo = self._rows(y, dim)
+        if dy is None:
+            return undo(kernel(rows, block=self._block))
+        return undo(kernel(rows, self._rows(dy, dim)[0], block=self._block))
+
+    def softmax(self, x, dim):
+        return self._rowwise(self._sm.softmax_forward, x, None, dim)
+
+    def softmax_backward(self, y, dy, dim):
+        return self._rowwise(self._sm.softmax_backward, y, dy, dim)
+
+    def log_softmax(self, x, dim):
+        return self._rowwise(self._sm.log_softmax_forward, x, None, dim)
+
+    def log_softmax_backward(self, y, dy, dim):
+        return self._rowwise(self._sm.log_softmax_backward, y, dy, dim)
+
+    # ---- GELU, layer norm, embedding ----------------------------------------------------------
+    def gelu(self, x):
+        return self._wrap(self._act.gelu_forward(self._dev(x.reshape(-1)))).reshape(x.shape)
+
+    def gelu_backward(self, x, dy):
+        flat = self._act.gelu_backward(self._dev(x.reshape(-1)), self._dev(dy.reshape(-1)))
+        return self._wrap(flat).reshape(x.shape)
+
+    def layer_norm(self, x, w, b, eps):
+        """x (R, N) -> (y, x̂, rstd)."""
+        return tuple(self._wrap(a) for a in self._ln.layer_norm_forward(self._dev(x), self._dev(w), self._dev(b), eps))
+
+    def layer_norm_backward(self, dy, xhat, rstd, w):
+        """-> (dx, dw, db)."""
+        arrays = (self._dev(a) for a in (dy, xhat, rstd, w))
+        return tuple(self._wrap(a) for a in self._ln.layer_norm_backward(*arrays))
+
+    def embedding_backward(self, index, dy, num_embeddings):
+        flat_index = self._dev(index.reshape(-1).astype(np.int64, copy=False))
+        rows = self._dev(dy.reshape(-1, dy.shape[-1]))
+        return self._wrap(self._emb.embedding_backward(flat_index, rows, num_embeddings))
+
+    # ---- fused attention ---------------------------------------------------------------------
+    def attention_forward(self, q, k, v, bias, causal, window, scale):
+        out, lse = self._attn.attention_forward(
+            self._dev(q), self._dev(k), self._dev(v), causal, scale,
+            bias=None if bias is None else self._dev(bias), window=window, **self._attn_sizes)
+        return self._wrap(out), self._wrap(lse)
+
+    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
+        grads = self._attn.attention_backward(
+            self._dev(q), self._dev(k), self._dev(v), causal, scale, self._dev(out), self._dev(lse),
+            self._dev(dout), bias=None if bias is None else self._dev(bias), window=window,
+            rows=self._attn_sizes.get("rows", self._attn.ROWS))
+        return tuple(self._wrap(g) for g in grads)
+
 
 _cpu = None
+_cuda = None
 
 
 def cpu():
@@ -143,8 +270,38 @@ def cpu():
     return _cpu
 
 
+def cuda():
+    """The CUDA backend; a clear error when there is no GPU (nor Numba's simulator)."""
+    global _cuda
+    if _cuda is None:
+        from .cuda import require_cuda
+
+        require_cuda("cuda")
+        _cuda = CUDABackend()
+    return _cuda
+
+
+def get(device):
+    """The backend of a device name: "cpu" or "cuda"."""
+    return cpu() if device == "cpu" else cuda()
+
+
 def backend_of(array):
     """The backend that owns `array`."""
-    if isinstance(array, np.ndarray):
+    if isinstance(array, (np.ndarray, np.generic)):
         return _cpu or cpu()
+    if type(array).__name__ == "DeviceArray":  # only CUDA code makes these: no import needed to tell
+        return _cuda or cuda()
     raise TypeError(f"no backend for arrays of type {type(array).__name__}")
+
+
+def move(array, target):
+    """`array` copied to device `target` ("cpu" or "cuda"); itself when it is already there."""
+    if device_of(array) == target:
+        return array
+    return cuda().xp.asarray(array) if target == "cuda" else array.get()
+
+
+def device_of(array):
+    """"cpu" or "cuda" for an array, without importing the CUDA backend."""
+    return "cuda" if type(array).__name__ == "DeviceArray" else "cpu"

@@ -1,7 +1,8 @@
-"""tinyattn.cuda: what PyTorch users look for under torch.cuda.
+"""tinyattn.cuda: what PyTorch users look for under torch.cuda, and the device names.
 
-The CUDA kernels exist (kernels/cuda, tested under Numba's CUDA simulator), but tensors do
-not yet live on a GPU: asking for one raises `device_error`, which says so.
+tinyattn uses one GPU, "cuda" (= "cuda:0"), through Numba's CUDA support; with no GPU,
+Numba's simulator (NUMBA_ENABLE_CUDASIM=1, set before numba is imported) stands in for one,
+slowly, which is how the CUDA code is tested on machines without a GPU.
 """
 
 
@@ -17,20 +18,70 @@ def is_available():
         return False
 
 
-def device_error(op, device):
-    """The error for a tensor or module asked to move to a device other than the CPU."""
-    return RuntimeError(
-        f"{op}: device {device!r} is not supported yet: tinyattn tensors live on the CPU. "
-        "The CUDA kernels are in tinyattn.kernels.cuda (they run on an NVIDIA GPU, or on a machine "
-        "without one under Numba's CUDA simulator, NUMBA_ENABLE_CUDASIM=1), but Tensor is not wired "
-        "to them yet."
-    )
+def require_cuda(op):
+    """Raise a clear error naming `op` when there is no GPU to run on."""
+    if not is_available():
+        raise RuntimeError(
+            f"{op}: CUDA is not available: Numba finds no NVIDIA GPU (or no driver, or numba-cuda is not "
+            "installed: pip install 'numba-cuda[cu12]'). To run tinyattn's CUDA code without a GPU, use "
+            "Numba's CUDA simulator: set NUMBA_ENABLE_CUDASIM=1 before numba is imported (it is slow: "
+            "tiny sizes only)."
+        )
 
 
-def parse_target(op, target):
-    """Split a .to() argument into (dtype or None): a device other than 'cpu' raises device_error."""
-    if isinstance(target, str) and (target == "cpu" or target.startswith("cuda")):
-        if target != "cpu":
-            raise device_error(op, target)
-        return None
-    return target
+class device:
+    """PyTorch's torch.device: a type, "cpu" or "cuda", and for cuda an index (tinyattn uses GPU 0).
+
+    device("cuda") and device("cuda:0") are the same device here (in PyTorch they compare unequal).
+    A device compares equal to its name: t.device == "cuda" works.
+    """
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec, index=None):
+        if isinstance(spec, device):
+            spec, index = spec.type, spec.index
+        if not isinstance(spec, str):
+            raise TypeError(f"device: expected a string like 'cpu' or 'cuda', got {type(spec).__name__}")
+        kind, _, number = spec.partition(":")
+        if kind not in ("cpu", "cuda") or (number and not number.isdigit()):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
+        if number:
+            index = int(number)
+        if kind == "cuda" and index not in (None, 0):
+            raise ValueError(f"device: tinyattn uses a single GPU, cuda:0; got {spec!r} with index {index}")
+        self.type = kind
+        self.index = 0 if kind == "cuda" else None
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            try:
+                other = device(other)
+            except ValueError:
+                return False
+        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}')" if self.index is None else f"device(type='{self.type}', index={self.index})"
+
+
+def parse_to_args(op, args, kwargs):
+    """(device or None, dtype or None) from .to()'s arguments: .to(device), .to(dtype),
+    .to(device, dtype), .to(other_tensor), and the keywords device= and dtype=."""
+    target_device, target_dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"{op}: unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, (str, device)):
+            target_device = device(a)
+        elif hasattr(a, "device") and hasattr(a, "dtype") and not isinstance(a, type):
+            target_device, target_dtype = a.device, a.dtype  # another tensor
+        else:
+            target_dtype = a
+    return (None if target_device is None else device(target_device)), target_dtype

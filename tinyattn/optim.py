@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from .backend import device_of, move
+
 
 class Optimizer:
     def __init__(self, params, defaults):
@@ -37,11 +39,11 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
-        """Flat name -> array/number dict (it saves to .npz as it is)."""
+        """Flat name -> array/number dict (it saves to .npz as it is); arrays are host copies."""
         out = {"step_count": self.step_count, "lr": self.lr}
         for i, state in enumerate(self.state):
             for key, value in state.items():
-                out[f"state.{i}.{key}"] = value.copy() if isinstance(value, np.ndarray) else value
+                out[f"state.{i}.{key}"] = value if isinstance(value, (int, float)) else np.array(move(value, "cpu"))
         return out
 
     def load_state_dict(self, state_dict):
@@ -63,7 +65,8 @@ class Optimizer:
                     f"{type(self).__name__}.load_state_dict: {key!r} has shape {value.shape}, "
                     f"parameter {i} has shape {self.params[i].shape}"
                 )
-            new_state[i][name] = value.astype(self.params[i].dtype, copy=True)
+            param = self.params[i].data
+            new_state[i][name] = move(value.astype(param.dtype, copy=True), device_of(param))
         self.state = new_state
         self.step_count = int(state_dict["step_count"])
         self.lr = float(state_dict["lr"])

@@ -29,7 +29,7 @@ def _flatten(obj, prefix, out):
                 raise ValueError(f"save: empty dict at {name!r} cannot be stored")
             _flatten(value, name, out)
         elif isinstance(value, Tensor):
-            out[f"{name}::tensor"] = value.data
+            out[f"{name}::tensor"] = value.numpy()  # a host copy for a tensor on the GPU
         elif isinstance(value, np.ndarray):
             out[f"{name}::array"] = value
         elif isinstance(value, (bool, np.bool_)):

@@ -2,14 +2,18 @@
 
 Operators and methods delegate to `tinyattn.functional`; the autograd machinery
 (data, grad, requires_grad, backward, detach) comes from `autograd.Variable`.
-`.data` is the underlying NumPy array.
+`.data` is the underlying array: a NumPy array on the CPU, a `DeviceArray` (numpy's API in
+GPU memory, tinyattn/device_array.py) on the GPU.
 """
 import numpy as np
 
 from . import functional as F
 from .autograd import Variable
-from .cuda import device_error, parse_target
+from .backend import device_of, move
+from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, default_dtype_for
+
+_CPU, _CUDA = Device("cpu"), Device("cuda")
 
 
 class Tensor(Variable):
@@ -17,8 +21,9 @@ class Tensor(Variable):
     __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
     __array_ufunc__ = None  # numpy defers to our reflected operators: np.float32(2) * t is a Tensor
 
-    def __init__(self, data, requires_grad=False, dtype=None):
-        super().__init__(_to_array(data, dtype), requires_grad)
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        array = _to_array(data, dtype)
+        super().__init__(array if device is None else move(array, Device(device).type), requires_grad)
 
     @classmethod
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
@@ -41,7 +46,11 @@ class Tensor(Variable):
 
     @property
     def device(self):
-        return "cpu"
+        return _CUDA if device_of(self.data) == "cuda" else _CPU
+
+    @property
+    def is_cuda(self):
+        return device_of(self.data) == "cuda"
 
     def size(self, dim=None):
         return self.data.shape if dim is None else self.data.shape[dim]
@@ -59,8 +68,9 @@ class Tensor(Variable):
 
     # ---- conversion --------------------------------------------------------------
     def numpy(self):
-        """The underlying array (shared, not copied, as in PyTorch)."""
-        return self.data
+        """The data as a NumPy array: shared, not copied, on the CPU (as in PyTorch); a host copy
+        for a tensor on the GPU."""
+        return move(self.data, "cpu")
 
     def item(self):
         if self.data.size != 1:
@@ -68,9 +78,12 @@ class Tensor(Variable):
         return self.data.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.numpy().tolist()
 
     def __array__(self, dtype=None, copy=None):
+        if self.is_cuda:
+            raise TypeError(f"a cuda tensor of shape {self.shape} cannot become a numpy array implicitly: "
+                            "use .cpu() or .numpy() first")
         return self.data if dtype is None else self.data.astype(dtype)
 
     def __bool__(self):
@@ -84,16 +97,18 @@ class Tensor(Variable):
     def __int__(self):
         return int(self.item())
 
-    def to(self, target):
-        """A dtype, or a device: "cpu" is this tensor; "cuda" raises a clear error (not wired yet)."""
-        dtype = parse_target("to", target)
-        return self if dtype is None else F.cast(self, as_dtype(dtype))
+    def to(self, *args, **kwargs):
+        """PyTorch's .to: .to("cuda"), .to(dtype), .to(device, dtype), .to(other_tensor), or the
+        keywords device=/dtype=. Returns self when nothing changes; differentiable otherwise."""
+        device, dtype = parse_to_args("to", args, kwargs)
+        out = self if device is None else F.to_device(self, device.type)
+        return out if dtype is None else F.cast(out, as_dtype(dtype))
 
     def cpu(self):
-        return self
+        return F.to_device(self, "cpu")
 
     def cuda(self, device=None):
-        raise device_error("cuda", "cuda" if device is None else f"cuda:{device}")
+        return F.to_device(self, Device("cuda" if device is None else f"cuda:{device}").type)
 
     def float(self):
         return F.cast(self, np.float32)
@@ -115,8 +130,10 @@ class Tensor(Variable):
         return self
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extras = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
+        if self.is_cuda:
+            extras += ", device='cuda:0'"
         if self._node is not None:
             extras += f", grad_fn=<{self._node.name}Backward>"
         elif self.requires_grad:
@@ -217,9 +234,11 @@ def _to_array(data, dtype):
     dtype = as_dtype(dtype)
     if isinstance(data, Variable):
         data = data.data
+    if device_of(data) == "cuda":
+        return data.astype(dtype or data.dtype)  # a copy, on the GPU
     if isinstance(data, (np.ndarray, np.generic)):
         return np.array(data, dtype=dtype, copy=True)  # an ndarray or numpy scalar keeps its dtype unless told
     if isinstance(data, (list, tuple)) and any(isinstance(x, Variable) for x in data):
-        data = [np.asarray(x.data if isinstance(x, Variable) else x) for x in data]
+        data = [np.asarray(x.numpy() if isinstance(x, Variable) else x) for x in data]
     array = np.array(data)
     return array.astype(dtype or default_dtype_for(array), copy=False)

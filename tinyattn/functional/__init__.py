@@ -8,6 +8,7 @@
     normalization  layer_norm
     sparse         embedding
     dropout        dropout
+    device         to_device (.to('cuda') / .cpu())
     loss           cross_entropy, mse_loss
     attention      scaled_dot_product_attention (fused) and its composite reference
     attention_variants  the lecture's additive relevance and sigmoid/relu normalisers
@@ -15,6 +16,7 @@
 from .attention import attention_composite, scaled_dot_product_attention
 from .attention_variants import additive_relevance, allowed_positions, apply_mask, normalize_scores
 from .checks import sum_to_shape
+from .device import to_device
 from .dropout import dropout
 from .elementwise import (
     abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, mul, ne, neg, pow,

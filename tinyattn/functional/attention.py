@@ -22,7 +22,7 @@ from ..autograd import Function, Variable
 from ..backend import backend_of
 from . import elementwise as ew, linalg, shape as sh
 from .attention_variants import allowed_positions, apply_mask
-from .checks import check_float
+from .checks import check_float, on_device_of
 from .dropout import dropout
 from .softmax import softmax
 
@@ -68,7 +68,7 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p)
     batch = q.shape[:-2]
-    bias = attention_bias(attn_mask, batch, q.shape[-2], k.shape[-2], q.dtype)
+    bias = attention_bias(attn_mask, batch, q.data)
     win = -1 if window is None else int(window)
     out = ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale))
     return out
@@ -99,29 +99,27 @@ def attention_composite(
     return (out, weights) if return_weights else out
 
 
-def attention_bias(attn_mask, batch, L, S, dtype):
-    """An additive float bias viewed as (BH, L, S), or None.
+def attention_bias(attn_mask, batch, q):
+    """An additive float bias (Bb, Lb, Sb) on q's device, each axis 1 or full (BH, L, S), or None.
 
-    A bool mask becomes 0 (may attend) / -inf (masked). The mask is broadcast, not copied,
-    over the batch dims it lacks and over L or S where it has size 1; it is copied only
-    when it has its own batch dims (e.g. a key-padding mask, (B, 1, 1, S) -> (B·H, 1, S)).
+    A bool mask becomes 0 (may attend) / -inf (masked). The mask is not copied over the batch
+    dims it lacks, nor over L or S where it has size 1 (the kernels broadcast size-1 axes); it
+    is copied only when it has its own batch dims (a key-padding mask, (B, 1, 1, S) -> (B·H, 1, S)).
     """
     if attn_mask is None:
         return None
-    mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+    dtype = q.dtype
+    mask = on_device_of("scaled_dot_product_attention", attn_mask, q)
     if mask.dtype == np.bool_:
         bias = np.where(mask, np.zeros((), dtype), np.asarray(-np.inf, dtype))
     else:
         bias = mask.astype(dtype, copy=False)
-    full = batch + (L, S)
-    bias = bias.reshape((1,) * (len(full) - bias.ndim) + bias.shape)
+    bias = bias.reshape((1,) * (len(batch) + 2 - bias.ndim) + bias.shape)
     lm, sm = bias.shape[-2:]
-    bh = int(np.prod(batch, dtype=np.int64))
     if all(n == 1 for n in bias.shape[:-2]):
-        bias3 = bias.reshape(1, lm, sm)
-    else:
-        bias3 = np.ascontiguousarray(np.broadcast_to(bias, batch + (lm, sm))).reshape(bh, lm, sm)
-    return np.broadcast_to(bias3, (bh, L, S))
+        return bias.reshape(1, lm, sm)
+    bh = int(np.prod(batch, dtype=np.int64))
+    return np.ascontiguousarray(np.broadcast_to(bias, batch + (lm, sm))).reshape(bh, lm, sm)
 
 
 def _check_attention_inputs(query, key, value, attn_mask, scale, window):

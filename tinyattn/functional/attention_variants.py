@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
+from .checks import on_device_of
 from . import elementwise as ew, linalg, shape as sh
 
 
@@ -75,7 +76,7 @@ RELEVANCES = ("dot", "additive")
 
 def normalize_scores(scores, allowed, normalizer="softmax", sigmoid_bias=True):
     """α' from α: `allowed` is a bool array broadcastable to scores (L, S) or (..., L, S)."""
-    allowed = np.broadcast_to(allowed, scores.shape)
+    allowed = np.broadcast_to(on_device_of("attention", allowed, scores.data), scores.shape)
     if normalizer == "softmax":
         return MaskedSoftmax.apply(scores, allowed)
     if normalizer == "sigmoid":
@@ -99,10 +100,12 @@ def additive_relevance(q, k, w1, w2, w):
 
 def apply_mask(scores, allowed, attn_mask):
     """Fold an SDPA-style mask into (scores, allowed): a bool mask (True = may attend) narrows
-    `allowed`; a float mask is added to the scores, its -inf entries also leaving `allowed`."""
+    `allowed`; a float mask is added to the scores, its -inf entries also leaving `allowed`.
+    `allowed` comes back on the scores' device."""
+    allowed = on_device_of("attention", allowed, scores.data)
     if attn_mask is None:
         return scores, allowed
-    mask = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+    mask = on_device_of("attention", attn_mask, scores.data)
     if mask.dtype == np.bool_:
         return scores, allowed & mask
     return ew.add(scores, mask.astype(scores.dtype)), allowed & (mask != -np.inf)

@@ -7,6 +7,7 @@ the user-facing errors, naming the op and the shapes or dtypes, before any kerne
 import numpy as np
 
 from ..autograd import Variable
+from ..backend import device_of, move
 
 
 def sum_to_shape(grad, shape):
@@ -23,6 +24,24 @@ def sum_to_shape(grad, shape):
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
     )
     return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def on_device_of(op, value, like):
+    """`value` (a tensor, an array, a list or a number) as an array on the device of array `like`.
+
+    Plain data (numpy arrays, lists, numbers: masks, indices, targets given as constants) is
+    copied to that device; a tensor on another device is an error naming both, as in PyTorch.
+    """
+    want = device_of(like)
+    if isinstance(value, Variable):
+        if device_of(value.data) != want:
+            raise RuntimeError(f"{op}: expected all tensors on the same device, got {want} and {device_of(value.data)}")
+        return value.data
+    if device_of(value) == "cuda":
+        if want != "cuda":
+            raise RuntimeError(f"{op}: expected all arrays on the same device, got {want} and cuda")
+        return value
+    return move(np.asarray(value), want)
 
 
 def check_broadcast(op, *shapes):

@@ -1,6 +1,7 @@
 """dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
 
 from ..autograd import Function
+from ..backend import backend_of
 from ..random import default_generator
 from .checks import check_float
 
@@ -28,6 +29,6 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    keep = default_generator().random(x.shape) >= p
+    keep = default_generator().random(x.shape) >= p  # drawn on the host, then copied to x's device
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return Dropout.apply(x, (keep * scale).astype(x.dtype))
+    return Dropout.apply(x, backend_of(x.data).asarray((keep * scale).astype(x.dtype)))

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
-from .checks import check_broadcast, check_float, sum_to_shape
+from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
 
 
 def _data(x):
@@ -423,16 +423,16 @@ def maximum(a, b):
 
 
 def where(condition, input, other):
-    cond = np.asarray(_data(condition))
+    a, b = operands("where", input, other)
+    cond = on_device_of("where", condition, _data(a if isinstance(a, Variable) else b))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
-    a, b = operands("where", input, other)
     check_broadcast("where", cond.shape, np.shape(_data(a)), np.shape(_data(b)))
     return Where.apply(cond, a, b)
 
 
 def masked_fill(x, mask, value):
-    mask = np.asarray(_data(mask))
+    mask = on_device_of("masked_fill", mask, x.data)
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
     if check_broadcast("masked_fill", x.shape, mask.shape) != tuple(x.shape):

@@ -2,8 +2,8 @@
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of
-from .checks import check_broadcast, check_float, check_indices, check_tensor, sum_to_shape
+from ..backend import backend_of, move
+from .checks import check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape
 from . import elementwise as ew, reduction as red
 from .shape import getitem, permute, reshape
 
@@ -15,13 +15,15 @@ class CrossEntropy(Function):
 
     With logp = log_softmax(logits) (finite even for logits of ±1e4) and p = e^logp:
         dlogits_n = (p_n - onehot(t_n)) · dloss_n,  and 0 for ignored rows.
-    'mean' divides by the number of rows not ignored, as PyTorch does.
+    'mean' divides by the number of rows not ignored, as PyTorch does. The count stays an
+    array on the logits' device, so a GPU step never waits for it.
     """
 
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction):
-        logp = backend_of(logits).log_softmax(logits, -1)  # (N, C)
-        valid = target != ignore_index
+        be = backend_of(logits)
+        logp = be.log_softmax(logits, -1)  # (N, C)
+        valid = target != ignore_index  # (N,)
         safe_target = np.where(valid, target, 0)
         picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
         losses = np.where(valid, -picked, np.zeros((), logp.dtype))
@@ -30,17 +32,17 @@ class CrossEntropy(Function):
         if reduction == "none":
             return losses
         if reduction == "sum":
-            return losses.sum()
-        ctx.count = int(valid.sum())
+            return be.asarray(losses.sum())
+        ctx.count = valid.sum().astype(logp.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: nan, as in PyTorch
-            return np.asarray(losses.sum() / logp.dtype.type(ctx.count))
+            return be.asarray(losses.sum() / ctx.count)
 
     @staticmethod
     def backward(ctx, dloss):
         logp, safe_target, valid = ctx.saved
-        dlogits = np.exp(logp)
-        dlogits[np.arange(len(safe_target)), safe_target] -= 1
-        weight = valid.astype(logp.dtype) * (dloss / max(ctx.count, 1) if ctx.reduction == "mean" else dloss)
+        onehot = safe_target[:, None] == backend_of(logp).xp.arange(logp.shape[1])  # (N, C) bool
+        dlogits = np.exp(logp) - onehot
+        weight = valid.astype(logp.dtype) * (dloss / np.maximum(ctx.count, 1) if ctx.reduction == "mean" else dloss)
         return dlogits * weight[:, None], None, None, None
 
 
@@ -55,7 +57,7 @@ class MSELoss(Function):
         sq = diff * diff
         if reduction == "none":
             return sq
-        return np.asarray(sq.sum() if reduction == "sum" else sq.mean())
+        return backend_of(sq).asarray(sq.sum() if reduction == "sum" else sq.mean())
 
     @staticmethod
     def backward(ctx, dloss):
@@ -80,7 +82,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     check_tensor("cross_entropy", "input", input)
     check_float("cross_entropy", input.data)
-    t = np.asarray(target.data if isinstance(target, Variable) else target)
+    t = on_device_of("cross_entropy", target, input.data)
     logits = input
     if input.ndim == 1:
         expected = ()
@@ -91,7 +93,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
     if tuple(t.shape) != expected:
         raise ValueError(f"cross_entropy: input {input.shape} expects target of shape {expected}, got {t.shape}")
     n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
-    ignored = t == ignore_index if np.issubdtype(t.dtype, np.integer) else np.zeros(t.shape, bool)
+    ignored = (t == ignore_index) if np.issubdtype(t.dtype, np.integer) else False
     check_indices("cross_entropy", np.where(ignored, 0, t), n_classes, "target")
     t = t.astype(np.int64)
     if input.ndim == 1:
@@ -111,7 +113,7 @@ def cross_entropy_composite(logits, target, ignore_index=-100):
     log_softmax as x - m - log Σ e^(x - m) (m the row max, detached), then the target entries
     picked by integer indexing, averaged over the rows whose target is not ignored.
     """
-    t = np.asarray(target.data if isinstance(target, Variable) else target)
+    t = move(target.data if isinstance(target, Variable) else np.asarray(target), "cpu")  # indices, on the host
     shifted = ew.sub(logits, red.amax(logits, -1, keepdim=True).detach())
     logp = ew.sub(shifted, ew.log(red.sum(ew.exp(shifted), -1, keepdim=True)))
     rows = np.flatnonzero(t != ignore_index)

@@ -22,8 +22,9 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, ndims, eps):
         n = int(np.prod(x.shape[x.ndim - ndims :], dtype=np.int64))
-        w = np.ones(n, x.dtype) if weight is None else weight.reshape(n)
-        b = np.zeros(n, x.dtype) if bias is None else bias.reshape(n)
+        xp = backend_of(x).xp
+        w = xp.ones((n,), x.dtype) if weight is None else weight.reshape(n)
+        b = xp.zeros((n,), x.dtype) if bias is None else bias.reshape(n)
         y, xhat, rstd = backend_of(x).layer_norm(x.reshape(-1, n), w, b, eps)
         ctx.save_for_backward(xhat, rstd, w)
         ctx.shapes = (x.shape, x.shape[x.ndim - ndims :])

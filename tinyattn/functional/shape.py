@@ -5,6 +5,7 @@ element came from (indexing scatter-adds, since an index may repeat).
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape
 
 
@@ -57,7 +58,7 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, dy):
-        dx = np.zeros(ctx.shape, dtype=dy.dtype)
+        dx = backend_of(dy).xp.zeros(ctx.shape, dtype=dy.dtype)
         if _is_basic(ctx.index):
             dx[ctx.index] = dy  # a basic index never repeats an element
         else:
@@ -225,12 +226,13 @@ def _normalize_index(x, index):
             item = item.data
         if isinstance(item, list):
             item = np.asarray(item)
-        if isinstance(item, np.ndarray) and item.dtype != np.bool_ and not np.issubdtype(item.dtype, np.integer):
+        if hasattr(item, "dtype") and item.dtype != np.bool_ and not np.issubdtype(item.dtype, np.integer):
             raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {item.dtype}")
         out.append(item)
     index = tuple(out) if isinstance(index, tuple) else out[0]
-    try:
-        np.empty(x.shape, dtype=np.bool_)[index]
+    try:  # a trial run on a host array of the same shape (index arrays read on the host)
+        host = tuple(move(i, "cpu") for i in out) if isinstance(index, tuple) else move(out[0], "cpu")
+        np.empty(x.shape, dtype=np.bool_)[host]
     except IndexError as e:
         raise IndexError(f"getitem: invalid index for a tensor of shape {x.shape}: {e}") from None
     return index

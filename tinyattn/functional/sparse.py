@@ -3,7 +3,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
-from .checks import check_float, check_indices
+from .checks import check_float, check_indices, on_device_of
 
 
 class Embedding(Function):
@@ -23,7 +23,7 @@ class Embedding(Function):
 
 def embedding(input, weight):
     """PyTorch's F.embedding(input, weight): input holds integer indices into weight's rows."""
-    index = np.asarray(input.data if isinstance(input, Variable) else input)
+    index = on_device_of("embedding", input, weight.data)
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
     check_float("embedding", weight.data)

@@ -7,6 +7,7 @@ from .. import functional as F
 from ..autograd import Variable
 from ..creation import empty_parameter_data
 from ..functional.attention_variants import NORMALIZERS, RELEVANCES
+from ..functional.checks import on_device_of
 from . import init
 from .layers import Linear
 from .module import Module
@@ -149,7 +150,7 @@ class MultiheadAttention(Module):
         n, L, _ = query.shape  # (N, L, E) from here on
         S = key.shape[1]
         q, k, v = self._project(query, key, value, self_attention)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
-        mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.dtype, batched)
+        mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.data, batched)
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = F.attention_composite(q, k, v, mask, is_causal, dropout_p=dropout_p, return_weights=True)
@@ -188,11 +189,13 @@ class MultiheadAttention(Module):
 
         return heads(query, wq, bq), heads(key, wk, bk), heads(value, wv, bv)
 
-    def _merge_masks(self, attn_mask, key_padding_mask, n, L, S, dtype, batched):
-        """One SDPA mask (bool True = may attend, or additive float) broadcastable to (N, H, L, S)."""
+    def _merge_masks(self, attn_mask, key_padding_mask, n, L, S, like, batched):
+        """One SDPA mask (bool True = may attend, or additive float) broadcastable to (N, H, L, S),
+        on the device (and, when float, of the dtype) of the array `like`."""
+        dtype = like.dtype
         parts = []
         if attn_mask is not None:
-            m = np.asarray(attn_mask.data if isinstance(attn_mask, Variable) else attn_mask)
+            m = on_device_of("MultiheadAttention", attn_mask, like)
             if m.shape == (L, S):
                 parts.append(m)
             elif m.shape == (n * self.num_heads, L, S) or (not batched and m.shape == (self.num_heads, L, S)):
@@ -203,7 +206,7 @@ class MultiheadAttention(Module):
                     f"({n * self.num_heads}, {L}, {S})"
                 )
         if key_padding_mask is not None:
-            m = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Variable) else key_padding_mask)
+            m = on_device_of("MultiheadAttention", key_padding_mask, like)
             expected = (n, S) if batched else (S,)
             if m.shape != expected:
                 raise ValueError(f"MultiheadAttention: key_padding_mask of shape {m.shape} should be {expected}")

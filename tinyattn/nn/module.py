@@ -3,7 +3,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..cuda import parse_target
+from ..backend import device_of, move
+from ..cuda import parse_to_args
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -106,19 +107,33 @@ class Module:
             p.requires_grad = requires_grad
         return self
 
-    def to(self, target):
-        """Cast every floating-point parameter and buffer to a dtype, in place ("cpu" is a no-op)."""
-        dtype = parse_target(f"{type(self).__name__}.to", target)
-        if dtype is None:
-            return self
-        dtype = np.dtype(dtype)
+    def to(self, *args, **kwargs):
+        """Move every parameter and buffer to a device and/or cast the floating-point ones to a
+        dtype, in place: .to("cuda"), .to(torch_dtype), .to(device, dtype) (PyTorch's Module.to).
+        Parameters stay the same objects (optimisers built before keep working); gradients move
+        with them."""
+        device, dtype = parse_to_args(f"{type(self).__name__}.to", args, kwargs)
+        dtype = None if dtype is None else np.dtype(dtype)
         for m in self.modules():
             for registry in (m._parameters, m._buffers):
                 for t in registry.values():
-                    if t is not None and t.dtype.kind == "f":
+                    if t is None:
+                        continue
+                    cast = dtype is not None and t.dtype.kind == "f" and t.dtype != dtype
+                    if device is not None:
+                        t.data = move(t.data, device.type)
+                        if t.grad is not None:
+                            t.grad.data = move(t.grad.data, device.type)
+                    if cast:
                         t.data = t.data.astype(dtype)
                         t.grad = None
         return self
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
+    def cpu(self):
+        return self.to("cpu")
 
     def double(self):
         return self.to(np.float64)
@@ -165,7 +180,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            value = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
             if value.shape != target.shape:
                 raise ValueError(
                     f"load_state_dict for {type(self).__name__}: key {key!r} has shape {value.shape}, "
@@ -173,7 +188,7 @@ class Module:
                 )
             updates.append((target, value))
         for target, value in updates:
-            target.data[...] = value  # the detached tensor shares memory with the parameter
+            target.data[...] = move(value, device_of(target.data))  # shares memory with the parameter
         return IncompatibleKeys(missing, unexpected)
 
     # ---- display -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Positions run along axis -2 of the input: (..., T, d_model).
 """
 import numpy as np
 
+from ..backend import device_of, move
 from ..creation import empty_parameter_data
 from ..dtypes import as_dtype, float32
 from ..functional.rotary import apply_rotary, rotary_tables
@@ -75,10 +76,13 @@ class RotaryEmbedding(Module):
         self.head_dim, self.max_len, self.base = head_dim, max_len, base
         self._tables = {}
 
-    def _cos_sin(self, length, dtype):
-        key = np.dtype(dtype)
+    def _cos_sin(self, length, like):
+        """The tables for `length` positions, in the dtype and on the device of the array `like`
+        (made once per dtype and device, then sliced)."""
+        key = (np.dtype(like.dtype), device_of(like))
         if key not in self._tables:
-            self._tables[key] = rotary_tables(self.max_len, self.head_dim, self.base, key)
+            tables = rotary_tables(self.max_len, self.head_dim, self.base, key[0])
+            self._tables[key] = tuple(move(t, key[1]) for t in tables)
         cos, sin = self._tables[key]
         return cos[:length], sin[:length]
 
@@ -86,7 +90,7 @@ class RotaryEmbedding(Module):
         _check_length("RotaryEmbedding", x, self.max_len)
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"RotaryEmbedding: expected head_dim {self.head_dim}, got input of shape {x.shape}")
-        cos, sin = self._cos_sin(x.shape[-2], x.dtype)
+        cos, sin = self._cos_sin(x.shape[-2], x.data)
         return apply_rotary(x, cos, sin)
 
     def forward(self, q, k):

@@ -1,4 +1,7 @@
 """Gradient utilities."""
+import functools
+import operator
+
 import numpy as np
 
 from ..autograd import Variable
@@ -14,7 +17,8 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
-    total = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)))
+    squares = [np.sum(g.astype(np.float64) ** 2) for g in grads]  # on the gradients' device
+    total = float(np.sqrt(functools.reduce(operator.add, squares)))  # one scalar to the host
     scale = max_norm / (total + eps)
     if scale < 1:
         for g in grads:

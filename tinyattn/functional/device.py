@@ -1,0 +1,23 @@
+"""to_device: a tensor copied between the CPU and the GPU, differentiably (PyTorch's .to(device))."""
+from ..autograd import Function
+from ..backend import device_of, move
+
+
+class ToDevice(Function):
+    """y = x copied to device `target` ("cpu" or "cuda").  dx = dy copied back to x's device."""
+
+    @staticmethod
+    def forward(ctx, x, target):
+        ctx.source = device_of(x)
+        return move(x, target)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return move(dy, ctx.source), None
+
+
+def to_device(x, target):
+    """x on device `target` ("cpu" or "cuda"); x itself when it is already there."""
+    if device_of(x.data) == target:
+        return x
+    return ToDevice.apply(x, target)
