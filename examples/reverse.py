@@ -1,6 +1,7 @@
 """Train a small Transformer encoder to reverse sequences, then show its attention maps.
 
     python examples/reverse.py
+    python examples/reverse.py --device cuda      # on an NVIDIA GPU
 
 Token embedding + learned positional encoding -> 2 pre-norm encoder layers (d_model 64,
 4 heads, feed-forward 256, GELU) -> LayerNorm -> Linear over the 16 symbols. Output position
@@ -61,11 +62,11 @@ def batches(rng, batch_size, seq_len, vocab):
 
 
 @ta.no_grad()
-def accuracy(model, x, y, chunk=256):
+def accuracy(model, x, y, chunk=256, device="cpu"):
     model.eval()
     correct = 0
     for i in range(0, len(x), chunk):
-        logits = model(ta.tensor(x[i : i + chunk])).numpy()
+        logits = model(ta.tensor(x[i : i + chunk], device=device)).numpy()
         correct += int((logits.argmax(-1) == y[i : i + chunk]).sum())
     model.train()
     return correct / y.size
@@ -113,11 +114,13 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/reverse")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a training step then stays on the GPU)")
     args = p.parse_args(argv)
     start = time.perf_counter()
 
     ta.manual_seed(args.seed)
     model = ReverseTransformer(args.vocab, args.seq_len, args.d_model, args.heads, args.layers, args.ff, pos=args.pos)
+    model.to(args.device)
     opt = ta.optim.Adam(model.parameters(), lr=args.lr)
     sched = ta.optim.WarmupCosine(opt, warmup_steps=min(100, args.max_steps // 2), total_steps=args.max_steps, min_lr=args.lr / 20)
     train = batches(np.random.default_rng(args.seed), args.batch_size, args.seq_len, args.vocab)
@@ -129,8 +132,8 @@ def main(argv=None):
     step, acc, first_step_s = 0, 0.0, None
     while step < args.max_steps and time.perf_counter() - start < args.max_seconds:
         x, y = next(train)
-        logits = model(ta.tensor(x))
-        loss = F.cross_entropy(logits.reshape(-1, args.vocab), ta.tensor(y.reshape(-1)))
+        logits = model(ta.tensor(x, device=args.device))
+        loss = F.cross_entropy(logits.reshape(-1, args.vocab), ta.tensor(y.reshape(-1), device=args.device))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,7 +143,7 @@ def main(argv=None):
         if first_step_s is None:
             first_step_s = time.perf_counter() - start
         if step % args.eval_every == 0:
-            acc = accuracy(model, held, held[:, ::-1])
+            acc = accuracy(model, held, held[:, ::-1], device=args.device)
             bar.set_postfix(loss=f"{loss.item():.3f}", held_out_acc=f"{acc:.4f}")
             if acc >= args.target:
                 bar.update(step - bar.n)
@@ -150,7 +153,7 @@ def main(argv=None):
     train_s = time.perf_counter() - start
 
     test = np.random.default_rng(args.seed + 2).integers(0, args.vocab, size=(2000, args.seq_len))
-    final = accuracy(model, test, test[:, ::-1])
+    final = accuracy(model, test, test[:, ::-1], device=args.device)
     print(f"steps {step}, first step done at {first_step_s:.1f} s, training {train_s:.1f} s "
           f"({step / max(train_s - first_step_s, 1e-9):.1f} steps/s after the first)")
     print(f"held-out token accuracy on 2000 fresh sequences: {final:.4f}")
@@ -160,7 +163,7 @@ def main(argv=None):
     ta.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step, "args": str(vars(args))}, ckpt)
     png = os.path.join(args.out_dir, "attention.png")
     model.eval()
-    plot_attention(model.attention_maps(ta.tensor(test[:1])), test[0], png)
+    plot_attention(model.attention_maps(ta.tensor(test[:1], device=args.device)), test[0], png)
     print(f"checkpoint: {ckpt}\nattention maps: {png}")
     return final
 

@@ -1,3 +1,17 @@
+import os
+import shutil
+import sys
+
+# The CUDA tests need a GPU or Numba's CUDA simulator, and the simulator must be chosen before numba
+# is imported (it reads NUMBA_ENABLE_CUDASIM then). So, on a machine with no NVIDIA driver, pick it
+# here, before anything imports tinyattn; CPU code is unaffected. Set NUMBA_ENABLE_CUDASIM=0 to opt out.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    # The simulator runs a block's GPU threads as Python threads that meet at every syncthreads();
+    # with the default 5 ms GIL switch interval each meeting waits out time slices (4-8x slower).
+    sys.setswitchinterval(1e-4)
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

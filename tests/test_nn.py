@@ -170,9 +170,9 @@ def test_clip_grad_norm():
     a, b = nn.Parameter(ta.zeros(2)), nn.Parameter(ta.zeros(1))
     a.grad, b.grad = ta.tensor([3.0, 0.0]), ta.tensor([4.0])
     norm = nn.utils.clip_grad_norm_([a, b], max_norm=1.0)
-    assert norm == pytest.approx(5.0)
+    assert norm.item() == pytest.approx(5.0)
     np.testing.assert_allclose(np.concatenate([a.grad.numpy(), b.grad.numpy()]), [0.6, 0.0, 0.8], rtol=1e-5)
-    assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0) == pytest.approx(1.0, rel=1e-5)
+    assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0).item() == pytest.approx(1.0, rel=1e-5)
     np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0], rtol=1e-5)
 
 

@@ -145,7 +145,7 @@ def test_adam_counts_steps_per_parameter_like_pytorch():
 def test_clip_grad_norm_accepts_a_single_tensor():
     p = nn.Parameter(ta.tensor([3.0, 4.0]))
     p.grad = ta.tensor([30.0, 40.0])
-    assert nn.utils.clip_grad_norm_(p, 1.0) == pytest.approx(50.0)
+    assert nn.utils.clip_grad_norm_(p, 1.0).item() == pytest.approx(50.0)
     np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
 
 

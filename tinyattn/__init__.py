@@ -7,6 +7,7 @@
 """
 from . import cuda, functional, nn, optim, testing
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .cuda import device
 from .creation import (
     arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,
 )

@@ -169,8 +169,9 @@ class CUDABackend:
         self._act, self._ln, self._emb = activations, layer_norm, embedding
         sim = launch.SIMULATOR
         self._tile = 4 if sim else matmul.TILE
-        self._block = 8 if sim else softmax.BLOCK
+        self._block = 4 if sim else softmax.BLOCK  # threads per row (softmax, layer norm)
         self._attn_sizes = dict(rows=4, block_k=4) if sim else {}
+        self._flat = dict(block=launch.SIM_THREADS, blocks=1) if sim else {}  # grid-stride kernels
 
     def _wrap(self, array):
         """A numba device array (C-contiguous, from a kernel) as a DeviceArray."""
@@ -224,25 +225,26 @@ class CUDABackend:
 
     # ---- GELU, layer norm, embedding ----------------------------------------------------------
     def gelu(self, x):
-        return self._wrap(self._act.gelu_forward(self._dev(x.reshape(-1)))).reshape(x.shape)
+        return self._wrap(self._act.gelu_forward(self._dev(x.reshape(-1)), **self._flat)).reshape(x.shape)
 
     def gelu_backward(self, x, dy):
-        flat = self._act.gelu_backward(self._dev(x.reshape(-1)), self._dev(dy.reshape(-1)))
+        flat = self._act.gelu_backward(self._dev(x.reshape(-1)), self._dev(dy.reshape(-1)), **self._flat)
         return self._wrap(flat).reshape(x.shape)
 
     def layer_norm(self, x, w, b, eps):
         """x (R, N) -> (y, x̂, rstd)."""
-        return tuple(self._wrap(a) for a in self._ln.layer_norm_forward(self._dev(x), self._dev(w), self._dev(b), eps))
+        arrays = (self._dev(a) for a in (x, w, b))
+        return tuple(self._wrap(a) for a in self._ln.layer_norm_forward(*arrays, eps, block=self._block))
 
     def layer_norm_backward(self, dy, xhat, rstd, w):
         """-> (dx, dw, db)."""
         arrays = (self._dev(a) for a in (dy, xhat, rstd, w))
-        return tuple(self._wrap(a) for a in self._ln.layer_norm_backward(*arrays))
+        return tuple(self._wrap(a) for a in self._ln.layer_norm_backward(*arrays, block=self._block))
 
     def embedding_backward(self, index, dy, num_embeddings):
         flat_index = self._dev(index.reshape(-1).astype(np.int64, copy=False))
         rows = self._dev(dy.reshape(-1, dy.shape[-1]))
-        return self._wrap(self._emb.embedding_backward(flat_index, rows, num_embeddings))
+        return self._wrap(self._emb.embedding_backward(flat_index, rows, num_embeddings, **self._flat))
 
     # ---- fused attention ---------------------------------------------------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale):

@@ -31,7 +31,7 @@ def _make(array, requires_grad, device=None):
 
 def _filled(size, value, dtype, requires_grad, device):
     xp = backend.get(_device(device)).xp
-    return _make(xp.full(_size(size), value, dtype=dtype), requires_grad)
+    return _make(xp.full(_size(size), value, dtype=dtype), requires_grad, device)
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):

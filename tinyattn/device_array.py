@@ -417,7 +417,7 @@ def asarray(data, dtype=None):
     """A DeviceArray: device arrays pass through (converted to dtype if given), host data is uploaded."""
     if isinstance(data, DeviceArray):
         return data if dtype is None else data.astype(dtype, copy=False)
-    host = np.ascontiguousarray(np.asarray(data, dtype=dtype))
+    host = np.asarray(data, dtype=dtype, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
     buf = _kern().cuda.to_device(host.reshape(-1) if host.size else np.empty(1, host.dtype))
     return DeviceArray(buf, host.shape)
 
@@ -772,7 +772,6 @@ _FUNCTIONS = {
     np.split: _split,
     np.take: _take,
     np.take_along_axis: _take_along_axis,
-    np.ascontiguousarray: lambda x, dtype=None: asarray(x, dtype).ascontiguous(),
     np.copy: lambda x, **_: x.copy(),
     np.shape: lambda x: x.shape,
     np.ndim: lambda x: x.ndim,

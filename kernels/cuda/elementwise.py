@@ -60,7 +60,7 @@ def _unary(op, out, a, a_off, a_st, shape):
         elif op == ABS:
             y = abs(x)
         elif op == SIGN:
-            y = (x > 0) - (x < 0)
+            y = 1 if x > 0 else (-1 if x < 0 else x * 0)  # x * 0: 0, or NaN for NaN
         elif op == SIN:
             y = math.sin(x)
         else:

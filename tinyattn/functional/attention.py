@@ -119,7 +119,7 @@ def attention_bias(attn_mask, batch, q):
     if all(n == 1 for n in bias.shape[:-2]):
         return bias.reshape(1, lm, sm)
     bh = int(np.prod(batch, dtype=np.int64))
-    return np.ascontiguousarray(np.broadcast_to(bias, batch + (lm, sm))).reshape(bh, lm, sm)
+    return np.broadcast_to(bias, batch + (lm, sm)).reshape(bh, lm, sm)  # reshaping a broadcast view copies
 
 
 def _check_attention_inputs(query, key, value, attn_mask, scale, window):
@@ -145,7 +145,7 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
         raise ValueError(f"{op}: batch dims do not broadcast: {shapes}") from None
     L, S = query.shape[-2], key.shape[-2]
     if attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Variable) else np.asarray(attn_mask)
+        mask = on_device_of(op, attn_mask, query.data)
         if isinstance(attn_mask, Variable) and attn_mask.requires_grad:
             raise TypeError(f"{op}: attn_mask must not require grad (tinyattn does not differentiate masks)")
         if mask.dtype != np.bool_ and mask.dtype.kind != "f":

@@ -1,0 +1,300 @@
+"""Tensors, ops, layers and a training step on the GPU, each held to the same computation on the CPU.
+
+Without a GPU these run under Numba's CUDA simulator (tests/conftest.py turns it on before numba is
+imported), on tiny shapes, since the simulator runs GPU threads as Python threads. On a machine with a
+GPU the same tests run on it, several at larger sizes (SCALE).
+"""
+import numpy as np
+import pytest
+from numba import config
+
+import tinyattn as ta
+import tinyattn.nn as nn
+import tinyattn.nn.functional as F
+from tinyattn.device_array import DeviceArray
+
+pytestmark = pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
+
+ON_GPU = not config.ENABLE_CUDASIM
+SCALE = 8 if ON_GPU else 1  # sizes grow on a real GPU
+
+
+def both(fn, *arrays, grad=True, dtype=ta.float64, rtol=1e-9, atol=1e-10, seed=0):
+    """Run fn on CPU tensors and on the same values on the GPU; compare outputs and input gradients.
+
+    Each float array becomes a leaf tensor (requiring grad when `grad`); integer/bool arrays become
+    constant tensors. The backward starts from a fixed random weighting of the output(s).
+    """
+    results = []
+    for device in ("cpu", "cuda"):
+        ins = [ta.tensor(a, dtype=dtype if a.dtype.kind == "f" else None, device=device,
+                         requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+        outs = fn(*ins)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        for o in outs:
+            assert o.device == device, (fn, o.device)
+        if grad:
+            w_rng = np.random.default_rng(seed + 99)
+            loss = None
+            for o in outs:
+                term = (o * ta.tensor(w_rng.standard_normal(o.shape), dtype=o.dtype, device=device)).sum()
+                loss = term if loss is None else loss + term
+            loss.backward()
+        results.append(([o.numpy() for o in outs], [t.grad.numpy() if t.requires_grad else None for t in ins]))
+    (cpu_outs, cpu_grads), (gpu_outs, gpu_grads) = results
+    for c, g in zip(cpu_outs, gpu_outs):
+        np.testing.assert_allclose(g, c, rtol=rtol, atol=atol)
+    for c, g in zip(cpu_grads, gpu_grads):
+        if c is not None:
+            np.testing.assert_allclose(g, c, rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+# ---- the array layer ------------------------------------------------------------------------------------
+def test_device_array_follows_numpy(rng):
+    a = rng.standard_normal((2, 3, 4))
+    b = rng.standard_normal((3, 1)).astype(np.float32)
+    A, B = ta.device_array.asarray(a), ta.device_array.asarray(b)
+    cases = {
+        "broadcast add, mixed dtypes": (A + B, a + b),
+        "scalar on the left": (1 - A, 1 - a),
+        "true division of ints": (ta.device_array.arange(5) / 2, np.arange(5) / 2),
+        "ufuncs": (np.tanh(np.exp(A) * np.sign(A)), np.tanh(np.exp(a) * np.sign(a))),
+        "maximum": (np.maximum(A, 0.1), np.maximum(a, 0.1)),
+        "compare and where": (np.where(A > 0, A, B), np.where(a > 0, a, b)),
+        "sum over axes": (A.sum(axis=(0, 2), keepdims=True), a.sum(axis=(0, 2), keepdims=True)),
+        "mean, max, argmax": (np.stack([A.mean(-1), A.max(-1), A.argmax(-1)]), np.stack([a.mean(-1), a.max(-1), a.argmax(-1)])),
+        "count of trues": ((A > 0).sum(), (a > 0).sum()),
+        "transposed view": (A.transpose(2, 0, 1)[1:, :, ::2] * 1, a.transpose(2, 0, 1)[1:, :, ::2]),
+        "none and ellipsis": (A[None, 0, ..., 1], a[None, 0, ..., 1]),
+        "integer-array index": (A[:, [2, 0, 2]], a[:, [2, 0, 2]]),
+        "take along axis": (np.take_along_axis(A[0], ta.device_array.asarray([[1], [3], [0]]), 1),
+                            np.take_along_axis(a[0], np.array([[1], [3], [0]]), 1)),
+        "concatenate, split": (np.concatenate(np.split(A, [1], axis=2)[::-1], axis=2),
+                               np.concatenate(np.split(a, [1], axis=2)[::-1], axis=2)),
+        "astype": (A.astype(np.float32), a.astype(np.float32)),
+    }
+    for name, (got, want) in cases.items():
+        got = got.get()
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=name)
+
+    z, Z = np.zeros((3, 4)), ta.device_array.zeros((3, 4), np.float64)
+    np.add.at(z, ([0, 2, 0], [1, 1, 1]), a[0, 0, :3])  # repeated positions add up
+    np.add.at(Z, ([0, 2, 0], [1, 1, 1]), A[0, 0, :3])
+    np.testing.assert_allclose(Z.get(), z)
+    C, c = A.copy(), a.copy()
+    C[:, 1] = 5.0
+    c[:, 1] = 5.0
+    C += B
+    c += b
+    np.testing.assert_allclose(C.get(), c, rtol=1e-6)
+
+
+def test_device_arrays_never_reach_the_host_implicitly():
+    x = ta.device_array.zeros((2, 3))
+    with pytest.raises(TypeError, match="copy it to the host with .get()"):
+        np.asarray(x)
+    with pytest.raises(ValueError, match="cpu .numpy. array of shape .2, 3.: both operands must be on the same device"):
+        x + np.ones((2, 3))
+
+
+# ---- tensors and devices ----------------------------------------------------------------------------------
+def test_to_cuda_and_back(rng):
+    a = rng.standard_normal((2, 3)).astype(np.float32)
+    x = ta.tensor(a, requires_grad=True)
+    g = x.to("cuda")
+    assert g.device == "cuda" and g.device == ta.cuda.device("cuda:0") and str(g.device) == "cuda:0" and g.is_cuda
+    assert isinstance(g.data, DeviceArray) and g.to("cuda") is g and g.cuda() is g
+    assert "device='cuda:0'" in repr(g)
+    np.testing.assert_array_equal(g.numpy(), a)  # .numpy() copies to the host
+    back = g.cpu()
+    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    (back * 3).sum().backward()  # .to(device) is differentiable: the gradient comes back to x
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 3.0))
+    assert g.to(ta.float64).dtype == ta.float64 and g.to("cpu", ta.float64).device == "cpu"
+
+
+def test_factories_make_tensors_on_the_device():
+    ta.manual_seed(3)
+    host = ta.randn(2, 3)
+    ta.manual_seed(3)
+    dev = ta.randn(2, 3, device="cuda")
+    np.testing.assert_array_equal(dev.numpy(), host.numpy())  # one generator: the same values
+    for t, want in ((ta.zeros(2, 2, device="cuda"), 0), (ta.ones(3, device="cuda", dtype=ta.float64), 1),
+                    (ta.full((2,), 7, device="cuda"), 7), (ta.zeros_like(dev), 0)):
+        assert t.device == "cuda"
+        np.testing.assert_array_equal(t.numpy(), np.full(t.shape, want))
+    assert ta.arange(4, device="cuda").numpy().tolist() == [0, 1, 2, 3]
+    assert ta.tensor([[1, 2]], device="cuda").dtype == ta.int64
+
+
+def test_mixing_devices_is_an_error_naming_both():
+    x, y = ta.randn(2, 3, device="cuda"), ta.randn(2, 3)
+    for call in (lambda: x + y, lambda: y * x, lambda: ta.matmul(x, y.T)):
+        with pytest.raises(RuntimeError, match="same device, got one on (cuda|cpu) .* one on (cpu|cuda)"):
+            call()
+    with pytest.raises(RuntimeError, match="same device"):
+        F.cross_entropy(x, ta.tensor([0, 1]))
+
+
+def test_no_gpu_raises_a_clear_error_that_mentions_the_simulator(monkeypatch):
+    from tinyattn import backend
+
+    monkeypatch.setattr(ta.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(backend, "_cuda", None)
+    with pytest.raises(RuntimeError, match="CUDA is not available.*simulator.*NUMBA_ENABLE_CUDASIM=1"):
+        ta.randn(2).to("cuda")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        nn.Linear(2, 2).to("cuda")
+
+
+# ---- every op: GPU = CPU, forward and backward --------------------------------------------------------------
+def _ops(rng):
+    n = 2 * SCALE
+    x = rng.standard_normal((n, 3, 5))
+    y = rng.standard_normal((3, 1))
+    pos = 0.5 + np.abs(rng.standard_normal((n, 5)))
+    mask = rng.standard_normal((n, 3, 5)) > 0
+    return {
+        "arithmetic, broadcast": (lambda a, b: (a + b) * (a - b) / (b * b + 1) - 2 * a, x, y),
+        "pow, neg, abs": (lambda a: -(a**2) + abs(a) ** 3, x),
+        "exp, log, sqrt": (lambda a: a.exp() + a.log() + a.sqrt(), pos),
+        "tanh, sigmoid, relu, gelu": (lambda a: a.tanh() + a.sigmoid() + F.relu(a) + F.gelu(a), x),
+        "maximum with ties": (lambda a, b: ta.maximum(a, b), np.round(x), np.round(y)),
+        "where, masked_fill": (lambda a, b: ta.where(ta.tensor(mask, device=a.device), a, b).masked_fill(
+            ta.tensor(~mask, device=a.device), 1.5), x, y),
+        "sum, mean, var": (lambda a: (a.sum(1, keepdim=True) * a.mean((0, 1))).sum(-1) + a.var(2).sum(0), x),
+        "amax, max(dim)": (lambda a: a.amax(1, keepdim=True) + ta.max(a, dim=-1).values.unsqueeze(-1), np.round(x, 1)),
+        "softmax, log_softmax": (lambda a: a.softmax(1) * 2 + a.log_softmax(-1), x),
+        "layer_norm": (lambda a, w, b: F.layer_norm(a, (5,), w, b), x, rng.standard_normal(5), rng.standard_normal(5)),
+        "matmul, batched and broadcast": (lambda a, b: a @ b, x, rng.standard_normal((5, 4))),
+        "matmul, batch broadcast": (lambda a, b: a @ b, x[:, None], rng.standard_normal((2, 1, 5, 3))),
+        "linear": (lambda a, w, b: F.linear(a, w, b), x, rng.standard_normal((4, 5)), rng.standard_normal(4)),
+        "reshape, permute, expand": (lambda a: a.permute(2, 0, 1).reshape(5, -1).T.unsqueeze(0).expand(2, -1, -1) * 1, x),
+        "indexing": (lambda a: (a[1:, ::2, [4, 0, 4]], a[..., 2:3][[0, 1, 0]]), x),
+        "cat, stack, unbind": (lambda a, b: ta.cat([a, ta.stack(a.unbind(1), 1)], 0) * b, x, y),
+        "dropout (one host generator: the same mask)": (lambda a: (ta.manual_seed(5), F.dropout(a, 0.4))[1], x),
+        "mse_loss": (lambda a, b: F.mse_loss(a, b), x, x[::-1].copy()),
+    }
+
+
+@pytest.mark.parametrize("name", list(_ops(np.random.default_rng(0))))
+def test_op_on_gpu_matches_cpu(name):
+    fn, *arrays = _ops(np.random.default_rng(1))[name]
+    both(fn, *arrays)
+
+
+def test_float32_ops_on_gpu_match_cpu(rng):
+    x = rng.standard_normal((4, 6))
+    both(lambda a, w: F.gelu(F.layer_norm(a @ w, (3,))).softmax(-1), x, rng.standard_normal((6, 3)),
+         dtype=ta.float32, rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_and_cross_entropy_on_gpu(rng):
+    V, D = 7, 4
+    idx = rng.integers(0, V, size=(3, 5))
+    target = rng.integers(0, V, size=(15,))
+    target[2] = -100  # ignored
+    both(lambda w, i, t: F.cross_entropy(F.embedding(i, w).reshape(-1, V // 7 * D) @ w.T, t),
+         rng.standard_normal((V, D)), idx, target)
+    with pytest.raises(ValueError, match="embedding: index value 9 is out of range"):
+        F.embedding(ta.tensor([[9]], device="cuda"), ta.randn(V, D, device="cuda"))
+
+
+@pytest.mark.parametrize("case", ["plain", "causal", "window", "bool mask", "key padding", "float mask", "composite"])
+def test_attention_on_gpu_matches_cpu(case, rng):
+    B, H, L, S, E = 2, 2, 3 * SCALE, 5 * SCALE, 4
+    q, k, v = rng.standard_normal((B, H, L, E)), rng.standard_normal((B, H, S, E)), rng.standard_normal((B, H, S, 3))
+    masks = {
+        "bool mask": rng.standard_normal((L, S)) > -0.5,
+        "key padding": np.arange(S)[None, None, None, :] < np.array([S, 0]).reshape(B, 1, 1, 1),  # a dead batch
+        "float mask": rng.standard_normal((1, H, L, S)),
+    }
+
+    def attend(q, k, v):
+        kwargs = dict(is_causal=case == "causal", window=1 if case == "window" else None)
+        mask = masks.get(case)
+        if case == "composite":
+            return ta.functional.attention_composite(q, k, v, **kwargs)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kwargs)
+
+    both(attend, q, k, v)
+
+
+def test_multihead_attention_forward_backward_on_gpu(rng):
+    E, H, B, L = 8, 2, 2, 3 * SCALE
+    x = rng.standard_normal((B, L, E))
+    ta.manual_seed(0)
+    mha = nn.MultiheadAttention(E, H, batch_first=True, dtype=ta.float64)
+    padding = np.zeros((B, L), bool)
+    padding[1, -1] = True
+    results = []
+    for device in ("cpu", "cuda"):
+        mha.to(device)
+        mha.zero_grad()
+        t = ta.tensor(x, device=device, requires_grad=True)
+        out, weights = mha(t, t, t, key_padding_mask=ta.tensor(padding, device=device), need_weights=False)
+        assert weights is None and out.device == device
+        (out * out).sum().backward()
+        results.append([out.numpy(), t.grad.numpy()] + [p.grad.numpy() for p in mha.parameters()])
+    for c, g in zip(*results):
+        np.testing.assert_allclose(g, c, rtol=1e-9, atol=1e-10)
+
+
+def _reverse_model():
+    import examples.reverse as reverse
+
+    ta.manual_seed(0)
+    return reverse.ReverseTransformer(vocab=5, seq_len=4, d_model=8, nhead=2, num_layers=1, dim_feedforward=16)
+
+
+def _train(model, device, steps, rng):
+    model.to(device, ta.float64)  # float64: Adam's m/√v would blow float32 rounding noise up to ±lr
+    opt = ta.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        x = rng.integers(0, 5, size=(3, 4))
+        logits = model(ta.tensor(x, device=device))
+        loss = F.cross_entropy(logits.reshape(-1, 5), ta.tensor(x[:, ::-1].reshape(-1), device=device))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss)
+    return [l.item() for l in losses], [p.numpy() for p in model.parameters()]
+
+
+def test_reverse_model_trains_the_same_on_gpu_and_cpu():
+    cpu_losses, cpu_params = _train(_reverse_model(), "cpu", 3, np.random.default_rng(0))
+    gpu_losses, gpu_params = _train(_reverse_model(), "cuda", 3, np.random.default_rng(0))
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-5)
+    for c, g in zip(cpu_params, gpu_params):
+        np.testing.assert_allclose(g, c, rtol=1e-4, atol=1e-5)
+
+
+def test_a_training_step_copies_nothing_to_the_host(monkeypatch):
+    """Only one-element reads (the index range checks of embedding and cross_entropy) may reach the host."""
+    model = _reverse_model().to("cuda")
+    opt = ta.optim.Adam(model.parameters(), lr=1e-2)
+    x = np.random.default_rng(0).integers(0, 5, size=(3, 4))
+    tokens, target = ta.tensor(x, device="cuda"), ta.tensor(x[:, ::-1].reshape(-1), device="cuda")
+    copies = []
+    real_get = DeviceArray.get
+
+    def counting_get(self):
+        copies.append(self.shape)
+        return real_get(self)
+
+    monkeypatch.setattr(DeviceArray, "get", counting_get)
+    loss = F.cross_entropy(model(tokens).reshape(-1, 5), target)
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    assert all(int(np.prod(s)) == 1 for s in copies), copies
+    assert len(copies) <= 4, copies
