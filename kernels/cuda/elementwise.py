@@ -45,27 +45,28 @@ def _offset(i, shape, off, st):
 
 @cuda.jit
 def _unary(op, out, a, a_off, a_st, shape):
+    # Each branch stores its own result: one shared result variable would take the widest type of
+    # all branches (float64), and int64 results would lose exactness above 2^53.
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         x = a[_offset(i, shape, a_off, a_st)]
         if op == NEG:
-            y = -x
+            out[i] = -x
         elif op == EXP:
-            y = math.exp(x) if x < 709.7 else math.inf  # (the simulator's math.exp raises past that)
+            out[i] = math.exp(x) if x < 709.7 else math.inf  # (the simulator's math.exp raises past that)
         elif op == LOG:
-            y = math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+            out[i] = math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
         elif op == SQRT:
-            y = math.sqrt(x) if x >= 0 else math.nan
+            out[i] = math.sqrt(x) if x >= 0 else math.nan
         elif op == TANH:
-            y = math.tanh(x)
+            out[i] = math.tanh(x)
         elif op == ABS:
-            y = abs(x)
+            out[i] = abs(x)
         elif op == SIGN:
-            y = 1 if x > 0 else (-1 if x < 0 else x * 0)  # x * 0: 0, or NaN for NaN
+            out[i] = 1 if x > 0 else (-1 if x < 0 else x * 0)  # x * 0: 0, or NaN for NaN
         elif op == SIN:
-            y = math.sin(x)
+            out[i] = math.sin(x)
         else:
-            y = math.cos(x)
-        out[i] = y
+            out[i] = math.cos(x)
 
 
 @cuda.jit
@@ -74,20 +75,19 @@ def _binary(op, out, a, a_off, a_st, b, b_off, b_st, shape):
         x = a[_offset(i, shape, a_off, a_st)]
         y = b[_offset(i, shape, b_off, b_st)]
         if op == ADD:
-            z = x + y
+            out[i] = x + y
         elif op == SUB:
-            z = x - y
+            out[i] = x - y
         elif op == MUL:
-            z = x * y
+            out[i] = x * y
         elif op == DIV:
-            z = x / y
+            out[i] = x / y
         elif op == POW:
-            z = x**y
+            out[i] = x**y
         elif op == MAXIMUM:
-            z = x if (x > y or x != x) else y  # NaN wins, as in numpy
+            out[i] = x if (x > y or x != x) else y  # NaN wins, as in numpy
         else:
-            z = x if (x < y or x != x) else y
-        out[i] = z
+            out[i] = x if (x < y or x != x) else y
 
 
 @cuda.jit

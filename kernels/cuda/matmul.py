@@ -45,6 +45,7 @@ def _kernel(dtype, trans_a, trans_b, TILE):
     """The tiled kernel for one dtype and tile edge; trans_a: a is (Ba, K, M); trans_b: b is (Bb, N, K)."""
     nbt = numba.from_dtype(dtype)
     zero = dtype.type(0)
+    padded = TILE + 1  # shared-array shapes must be compile-time constants; `TILE + 1` in the kernel is not
 
     @cuda.jit
     def gemm(a, b, out, K):
@@ -58,8 +59,8 @@ def _kernel(dtype, trans_a, trans_b, TILE):
         pb = p if b.shape[0] > 1 else 0
         M = out.shape[1]
         N = out.shape[2]
-        As = cuda.shared.array((TILE, TILE + 1), nbt)   # As[i, k]
-        Bs = cuda.shared.array((TILE, TILE + 1), nbt)   # Bs[k, j]
+        As = cuda.shared.array((TILE, padded), nbt)   # As[i, k]
+        Bs = cuda.shared.array((TILE, padded), nbt)   # Bs[k, j]
         acc = zero
         for k0 in range(0, K, TILE):
             if trans_a:      # a (Ba, K, M): tx walks i
