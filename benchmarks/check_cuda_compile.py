@@ -131,7 +131,7 @@ def checks():
         a3, a2, a1, s = arr(dt, 3), arr(dt, 2), arr(dt, 1), scalar(dt)
         # ---- matmul ----------------------------------------------------------------------------------
         for ta, tb, kname in ((False, False, "nn"), (False, True, "nt"), (True, False, "tn")):
-            add(f"matmul.gemm_{kname} {n}", matmul._kernel(dt, ta, tb, matmul.TILE), a3, a3, a3, i64)
+            add(f"matmul.gemm_{kname} {n}", matmul._kernel(dt, ta, tb, matmul.TILE, matmul.REGS), a3, a3, a3, i64)
         # ---- softmax ---------------------------------------------------------------------------------
         ks = softmax._kernels(dt, softmax.BLOCK)
         add(f"softmax.softmax_forward {n}", ks["softmax_forward"], a2, a2)

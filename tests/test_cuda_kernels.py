@@ -85,18 +85,20 @@ def _check_matmul(ck, rng):
     from tinyattn.kernels.cpu import matmul as cpu
     from tinyattn.kernels.cuda import matmul as gpu
 
-    # (Ba, Bb, M, K, N, tile): partial tiles in every dimension, several k-tiles, batch broadcast both ways
-    cases = [(2, 1, 5, 6, 3, 4), (1, 2, 3, 9, 6, 4), (3, 3, 1, 1, 2, 2), (2, 2, 2, 3, 5, gpu.TILE)]
+    # (Ba, Bb, M, K, N, tile, regs): partial block tiles and partial thread tiles in every dimension,
+    # several k-slices, batch broadcast both ways, one output per thread (regs=1), the default sizes
+    cases = [(2, 1, 5, 6, 3, 4, 1), (1, 2, 3, 9, 6, 2, 2), (3, 3, 1, 1, 2, 2, 1), (1, 1, 7, 5, 9, 2, 3),
+             (2, 1, 9, 11, 10, 4, 2), (1, 1, 5, 3, 17, gpu.TILE, gpu.REGS)]
     for dt in (np.float32, np.float64):
-        for Ba, Bb, M, K, N, tile in cases:
+        for Ba, Bb, M, K, N, tile, regs in cases:
             a = rng.standard_normal((Ba, M, K)).astype(dt)
             b = rng.standard_normal((Bb, K, N)).astype(dt)
             bt = np.ascontiguousarray(b.transpose(0, 2, 1))     # (Bb, N, K)
             at = np.ascontiguousarray(a.transpose(0, 2, 1))     # (Ba, K, M)
-            tag = f"{dt.__name__} Ba={Ba} Bb={Bb} M={M} K={K} N={N} tile={tile}"
-            ck.close(f"matmul_nn {tag}", gpu.matmul_nn(a, b, tile), cpu.matmul_nn(a, b), dt)
-            ck.close(f"matmul_nt {tag}", gpu.matmul_nt(a, bt, tile), cpu.matmul_nt(a, bt), dt)
-            ck.close(f"matmul_tn {tag}", gpu.matmul_tn(at, b, tile), cpu.matmul_tn(at, b), dt)
+            tag = f"{dt.__name__} Ba={Ba} Bb={Bb} M={M} K={K} N={N} tile={tile} regs={regs}"
+            ck.close(f"matmul_nn {tag}", gpu.matmul_nn(a, b, tile, regs), cpu.matmul_nn(a, b), dt)
+            ck.close(f"matmul_nt {tag}", gpu.matmul_nt(a, bt, tile, regs), cpu.matmul_nt(a, bt), dt)
+            ck.close(f"matmul_tn {tag}", gpu.matmul_tn(at, b, tile, regs), cpu.matmul_tn(at, b), dt)
         # device arrays in, K = 0 (all zeros out)
         from numba import cuda
         a = cuda.to_device(np.ones((1, 3, 0), dt))

@@ -298,3 +298,17 @@ def test_a_training_step_copies_nothing_to_the_host(monkeypatch):
     opt.step()
     assert all(int(np.prod(s)) == 1 for s in copies), copies
     assert len(copies) <= 4, copies
+
+
+def test_elementwise_launches_merge_contiguous_axes():
+    """The kernels divide once per axis per element to find it: contiguous views launch as one axis."""
+    from tinyattn.device_array import _launch_args
+
+    x = ta.device_array.zeros((2, 3, 4))
+    assert _launch_args(x.shape, x, x)[-1] == (24,)
+    t = x.transpose(1, 0, 2)  # steps (4, 12, 1): no two axes join
+    assert _launch_args(t.shape, t)[-1] == (3, 2, 4)
+    row = ta.device_array.zeros((1, 3, 1)).broadcast_to((2, 3, 4))  # steps (0, 1, 0)
+    assert _launch_args(row.shape, row, x)[-1] == (2, 3, 4)
+    assert _launch_args((2, 1, 4), x[:, :1])[-1] == (2, 4)  # size-1 axes dropped
+    assert _launch_args((), ta.device_array.zeros(()))[-1] == (1,)

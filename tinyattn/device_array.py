@@ -141,10 +141,6 @@ class DeviceArray:
     def _view(self, shape, steps, offset=None):
         return DeviceArray(self.buf, shape, steps, self.offset if offset is None else offset)
 
-    def _arg(self):
-        """(buf, offset, steps) for a kernel; a 0-d array is passed as 1-D of size 1."""
-        return self.buf, self.offset, self.steps or (0,)
-
     def transpose(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
@@ -236,7 +232,7 @@ class DeviceArray:
         if self.dtype != np.bool_:
             raise TypeError(f"~ is only supported for bool cuda arrays, got {self.dtype}")
         out = empty(self.shape, np.bool_)
-        _kern().ew.logical_not(out.buf, self._arg(), self.shape or (1,))
+        _kern().ew.logical_not(out.buf, *_launch_args(self.shape, self))
         return out
 
     def __pos__(self):
@@ -471,7 +467,25 @@ def _copy_into(dst, src):
     src = _as_device(src, dst.dtype, "assign")
     src = src.broadcast_to(dst.shape)
     if dst.size:
-        _kern().ew.copy(dst.size, dst._arg(), src._arg(), dst.shape or (1,))
+        _kern().ew.copy(dst.size, *_launch_args(dst.shape, dst, src))
+
+
+def _launch_args(shape, *views):
+    """The operands of an elementwise kernel over `shape`: each view as (buf, offset, steps), then the
+    shape, with axes merged wherever every view allows it (size-1 axes dropped; axes d, d+1 joined when
+    steps[d] == steps[d+1] * shape[d+1] in every view). The kernels do one division per axis per element
+    to find an element, so a contiguous array becomes one axis. Row-major order is unchanged."""
+    keep = [d for d, n in enumerate(shape) if n != 1] or [0] * bool(shape)
+    dims = [shape[d] for d in keep] or [1]
+    steps = [[v.steps[d] for d in keep] or [0] for v in views]
+    d = len(dims) - 2
+    while d >= 0:
+        if all(st[d] == st[d + 1] * dims[d + 1] for st in steps):
+            dims[d] *= dims.pop(d + 1)
+            for st in steps:
+                st[d] = st.pop(d + 1)
+        d -= 1
+    return [(v.buf, v.offset, tuple(st)) for v, st in zip(views, steps)] + [tuple(dims)]
 
 
 _UNARY = {"NEG", "EXP", "LOG", "SQRT", "TANH", "ABS", "SIGN", "SIN", "COS"}
@@ -496,11 +510,11 @@ def _unary(name, x):
         return ~x
     if name == "ISFINITE":
         out = empty(x.shape, np.bool_)
-        _kern().ew.isfinite(out.buf, x._arg(), x.shape or (1,))
+        _kern().ew.isfinite(out.buf, *_launch_args(x.shape, x))
         return out
     dtype = x.dtype if x.dtype.kind == "f" or name in ("NEG", "ABS", "SIGN") else np.dtype(np.float64)
     out = empty(x.shape, dtype)
-    _kern().ew.unary(getattr(_kern().ew, name), out.buf, x._arg(), x.shape or (1,))
+    _kern().ew.unary(getattr(_kern().ew, name), out.buf, *_launch_args(x.shape, x))
     return out
 
 
@@ -526,7 +540,7 @@ def _binary(name, a, b):
         out = empty(shape, dtype)
         kernel = ew.binary
     if out.size:
-        kernel(getattr(ew, name), out.buf, a._arg(), b._arg(), shape or (1,))
+        kernel(getattr(ew, name), out.buf, *_launch_args(shape, a, b))
     return out
 
 
@@ -537,8 +551,7 @@ def where(condition, a, b):
     shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
     out = empty(shape, dtype)
     if out.size:
-        _kern().ew.where(out.buf, condition.broadcast_to(shape)._arg(), a.broadcast_to(shape)._arg(),
-                         b.broadcast_to(shape)._arg(), shape or (1,))
+        _kern().ew.where(out.buf, *_launch_args(shape, *(x.broadcast_to(shape) for x in (condition, a, b))))
     return out
 
 
