@@ -1,10 +1,10 @@
-"""CUDA kernels (kernels/cuda) against the CPU kernels (kernels/cpu), under Numba's CUDA simulator.
+"""CUDA kernels (kernels/cuda) against the CPU kernels (kernels/cpu).
 
-The simulator is chosen when numba is imported (NUMBA_ENABLE_CUDASIM is read then, and setting it later
-has no effect), and other test modules import numba first in the same pytest process. So each test runs
-this file as a script in a subprocess with NUMBA_ENABLE_CUDASIM=1; the script compares one kernel group,
-prints every mismatch and exits non-zero on any. Shapes are tiny and tiles small (the simulator runs each
-GPU thread as a Python thread), with one launch per group at the default tile/block size.
+Each test runs this file as a script in a subprocess that compares one kernel group, prints every
+mismatch and exits non-zero on any. The subprocess inherits the choice tests/conftest.py made before
+numba was imported: Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) on a machine without an NVIDIA
+driver, the real GPU otherwise. Shapes are tiny and tiles small (the simulator runs each GPU thread as a
+Python thread), with one launch per group at the default tile/block size.
 
     NUMBA_ENABLE_CUDASIM=1 python tests/test_cuda_kernels.py matmul     # one group by hand
 """
@@ -26,7 +26,7 @@ def _run_group(group):
 
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda): no CUDA simulator")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = dict(os.environ)  # tests/conftest.py chose the simulator unless a GPU is present: the same here
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), group], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{group} kernels differ from the CPU ones:\n{proc.stdout}\n{proc.stderr}"
@@ -62,7 +62,7 @@ def test_cuda_embedding_matches_cpu():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# subprocess side (NUMBA_ENABLE_CUDASIM=1): the comparisons
+# subprocess side: the comparisons
 # ---------------------------------------------------------------------------------------------------------
 class _Checker:
     def __init__(self):

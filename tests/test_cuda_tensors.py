@@ -253,14 +253,14 @@ def _reverse_model():
     return reverse.ReverseTransformer(vocab=5, seq_len=4, d_model=8, nhead=2, num_layers=1, dim_feedforward=16)
 
 
-def _train(model, device, steps, rng):
+def _train(model, device, steps, rng, vocab=5, seq_len=4, batch=3):
     model.to(device, ta.float64)  # float64: Adam's m/√v would blow float32 rounding noise up to ±lr
     opt = ta.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(steps):
-        x = rng.integers(0, 5, size=(3, 4))
+        x = rng.integers(0, vocab, size=(batch, seq_len))
         logits = model(ta.tensor(x, device=device))
-        loss = F.cross_entropy(logits.reshape(-1, 5), ta.tensor(x[:, ::-1].reshape(-1), device=device))
+        loss = F.cross_entropy(logits.reshape(-1, vocab), ta.tensor(x[:, ::-1].reshape(-1), device=device))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -278,7 +278,7 @@ def test_reverse_model_trains_the_same_on_gpu_and_cpu():
 
 
 def test_a_training_step_copies_nothing_to_the_host(monkeypatch):
-    """Only one-element reads (the index range checks of embedding and cross_entropy) may reach the host."""
+    """Only the index range checks of embedding and cross_entropy read anything back: one flag each."""
     model = _reverse_model().to("cuda")
     opt = ta.optim.Adam(model.parameters(), lr=1e-2)
     x = np.random.default_rng(0).integers(0, 5, size=(3, 4))
@@ -296,8 +296,7 @@ def test_a_training_step_copies_nothing_to_the_host(monkeypatch):
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    assert all(int(np.prod(s)) == 1 for s in copies), copies
-    assert len(copies) <= 4, copies
+    assert copies == [(), ()], copies
 
 
 def test_elementwise_launches_merge_contiguous_axes():
@@ -312,3 +311,44 @@ def test_elementwise_launches_merge_contiguous_axes():
     assert _launch_args(row.shape, row, x)[-1] == (2, 3, 4)
     assert _launch_args((2, 1, 4), x[:, :1])[-1] == (2, 4)  # size-1 axes dropped
     assert _launch_args((), ta.device_array.zeros(()))[-1] == (1,)
+
+
+# ---- real sizes: only on a GPU (the simulator would take hours) ---------------------------------------------
+needs_gpu = pytest.mark.skipif(not ON_GPU, reason="real-size CUDA tests need a GPU; the simulator runs the tiny versions above")
+
+
+@needs_gpu
+@pytest.mark.parametrize("M, K, N", [(512, 384, 640), (1000, 64, 257), (33, 1024, 65)])
+def test_gpu_matmul_real_sizes(M, K, N, rng):
+    both(lambda a, b: a @ b, rng.standard_normal((2, M, K)), rng.standard_normal((K, N)), rtol=1e-9, atol=1e-9)
+    both(lambda a, b: a @ b, rng.standard_normal((M, K)), rng.standard_normal((K, N)),
+         dtype=ta.float32, rtol=2e-4, atol=2e-4)
+
+
+@needs_gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_attention_real_sizes(causal, rng):
+    B, H, L, E = 2, 4, 300, 64
+    q, k, v = (rng.standard_normal((B, H, L, E)) for _ in range(3))
+    both(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), q, k, v, rtol=1e-8, atol=1e-9)
+
+
+@needs_gpu
+def test_gpu_softmax_layer_norm_real_sizes(rng):
+    x = rng.standard_normal((1000, 777))
+    both(lambda a: F.layer_norm(a, (777,)).softmax(-1).log(), x, rtol=1e-8, atol=1e-9)
+
+
+@needs_gpu
+def test_gpu_reverse_model_full_size_steps():
+    import examples.reverse as reverse
+
+    results = []
+    for device in ("cpu", "cuda"):
+        ta.manual_seed(0)
+        model = reverse.ReverseTransformer()  # the example's full size: vocab 16, T 32, d_model 64
+        results.append(_train(model, device, 3, np.random.default_rng(0), vocab=16, seq_len=32, batch=32))
+    (cpu_losses, cpu_params), (gpu_losses, gpu_params) = results
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-9)
+    for c, g in zip(cpu_params, gpu_params):
+        np.testing.assert_allclose(g, c, rtol=1e-7, atol=1e-9)

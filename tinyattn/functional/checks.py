@@ -76,11 +76,10 @@ def check_indices(op, index, upper, what):
         raise TypeError(f"{op}: {what} must be an integer tensor, got dtype {index.dtype}")
     if not np.issubdtype(index.dtype, np.integer):
         raise TypeError(f"{op}: {what} must be an integer tensor, got dtype {index.dtype}")
-    if index.size:
-        lo, hi = index.min().item(), index.max().item()  # two scalars read back, on a GPU
-        if lo < 0 or hi >= upper:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{op}: {what} value {bad} is out of range [0, {upper})")
+    if index.size and bool(((index < 0) | (index >= upper)).any()):  # on a GPU: one flag read back
+        lo, hi = index.min().item(), index.max().item()
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{op}: {what} value {bad} is out of range [0, {upper})")
 
 
 def normalize_dims(op, dim, ndim):
