@@ -352,3 +352,40 @@ def test_gpu_reverse_model_full_size_steps():
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-9)
     for c, g in zip(cpu_params, gpu_params):
         np.testing.assert_allclose(g, c, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: ta.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    lambda ps: ta.optim.AdamW(ps, lr=0.05, weight_decay=0.1),
+], ids=["SGD momentum", "AdamW"])
+def test_optimizer_updates_on_gpu_match_cpu(make, rng):
+    x, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    results = []
+    for device in ("cpu", "cuda"):
+        ta.manual_seed(1)
+        model = nn.Linear(3, 2, dtype=ta.float64).to(device)
+        opt = make(model.parameters())
+        for _ in range(3):
+            loss = F.mse_loss(model(ta.tensor(x, device=device)), ta.tensor(y, device=device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert all(isinstance(p.data, DeviceArray) == (device == "cuda") for p in model.parameters())
+        state = opt.state_dict()  # host copies, so a checkpoint saves the same from either device
+        results.append([p.numpy() for p in model.parameters()] + [v for k, v in sorted(state.items()) if k.startswith("state.")])
+    for c, g in zip(*results):
+        np.testing.assert_allclose(g, c, rtol=1e-10, atol=1e-12)
+
+
+def test_checkpoint_moves_between_devices(tmp_path):
+    ta.manual_seed(2)
+    gpu_model = nn.Linear(3, 2).to("cuda")
+    ta.save({"model": gpu_model.state_dict()}, tmp_path / "ckpt.npz")  # host copies in the file
+    cpu_model = nn.Linear(3, 2)
+    cpu_model.load_state_dict(ta.load(tmp_path / "ckpt.npz")["model"])
+    back = nn.Linear(3, 2).to("cuda")
+    back.load_state_dict(cpu_model.state_dict())  # a CPU state dict into a GPU model: copied over
+    assert back.weight.device == "cuda"
+    for a, b, c in zip(gpu_model.parameters(), cpu_model.parameters(), back.parameters()):
+        np.testing.assert_array_equal(b.numpy(), a.numpy())
+        np.testing.assert_array_equal(c.numpy(), a.numpy())
