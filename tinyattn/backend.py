@@ -115,6 +115,11 @@ class CPUBackend:
         return _run(dy.size, self._ln.layer_norm_backward, np.ascontiguousarray(dy), xhat, rstd, w)
 
     # ---- embedding ------------------------------------------------------------------
+    @staticmethod
+    def embedding(weight, index):
+        """weight[index]: (..., D) rows picked by an integer index array (...)."""
+        return weight[index]
+
     def embedding_backward(self, index, dy, num_embeddings):
         """dW (num_embeddings, D) with every row of dy (..., D) added at its index."""
         return self._emb.embedding_backward(
@@ -175,9 +180,13 @@ class CUDABackend:
 
     def _wrap(self, array):
         """A numba device array (C-contiguous, from a kernel) as a DeviceArray."""
-        return self._da(array.reshape(array.size) if array.size else array, array.shape)
+        if array.size == 0:
+            return self.xp.empty(array.shape, array.dtype)
+        return self._da(array.reshape(array.size), array.shape)
 
-    def _dev(self, x):
+    @staticmethod
+    def _dev(x):
+        """A DeviceArray as the C-contiguous numba device array the kernels take."""
         return x.as_numba()
 
     def asarray(self, data, dtype=None):
@@ -241,8 +250,13 @@ class CUDABackend:
         arrays = (self._dev(a) for a in (dy, xhat, rstd, w))
         return tuple(self._wrap(a) for a in self._ln.layer_norm_backward(*arrays, block=self._block))
 
+    def embedding(self, weight, index):
+        flat_index = self._dev(index.reshape(-1))
+        rows = self._emb.embedding_forward(self._dev(weight), flat_index, **self._flat)
+        return self._wrap(rows).reshape(index.shape + weight.shape[1:])
+
     def embedding_backward(self, index, dy, num_embeddings):
-        flat_index = self._dev(index.reshape(-1).astype(np.int64, copy=False))
+        flat_index = self._dev(index.reshape(-1))
         rows = self._dev(dy.reshape(-1, dy.shape[-1]))
         return self._wrap(self._emb.embedding_backward(flat_index, rows, num_embeddings, **self._flat))
 
