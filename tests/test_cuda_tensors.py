@@ -389,3 +389,107 @@ def test_checkpoint_moves_between_devices(tmp_path):
     for a, b, c in zip(gpu_model.parameters(), cpu_model.parameters(), back.parameters()):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
         np.testing.assert_array_equal(c.numpy(), a.numpy())
+
+
+# ---- regressions from the review of the GPU work ----------------------------------------------------------
+def test_review_float_masks_in_the_composite_paths(rng):
+    x = rng.standard_normal((2, 3, 4))
+    mask = rng.standard_normal((3, 3))
+
+    def mha(t, m):
+        ta.manual_seed(0)
+        layer = nn.MultiheadAttention(4, 2, batch_first=True, dtype=ta.float64).to(t.device)
+        out, weights = layer(t, t, t, attn_mask=m)  # need_weights=True: the composite path
+        return out, weights
+
+    def self_attention(t, m):
+        ta.manual_seed(0)
+        return nn.SelfAttention(4, 4, 4, dtype=ta.float64).to(t.device)(t, attn_mask=m, need_weights=True)
+
+    both(lambda t: mha(t, mask), x)  # a host (numpy) mask is copied to the layer's device
+    both(lambda t: self_attention(t, mask), x)
+
+
+def test_review_elementwise_edge_cases():
+    nan = ta.tensor([float("nan"), 1.0], device="cuda")
+    assert np.isnan(nan.exp().numpy()[0])
+    empty = ta.zeros(0, 3, device="cuda")
+    assert empty.exp().shape == (0, 3) and (-empty).shape == (0, 3)
+    d = ta.device_array.asarray(np.arange(10.0))
+    d[1:] = d[:-1]  # overlapping source and destination: a shift, as in numpy
+    np.testing.assert_array_equal(d.get(), np.r_[0.0, np.arange(9.0)])
+    d[:] = d[::-1]
+    np.testing.assert_array_equal(d.get(), np.r_[np.arange(8.0, -1, -1), 0.0])
+    u8 = ta.device_array.asarray(np.array([1, 200], np.uint8))
+    assert (u8 == -100).get().tolist() == [False, False] and (u8 < 300).get().tolist() == [True, True]
+    x = ta.device_array.asarray(np.arange(24.0).reshape(2, 3, 4))
+    h = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(np.take(x, [2, 0], axis=2).get(), np.take(h, [2, 0], axis=2))
+    idx = np.array([[[-1], [0], [-2]]] * 2)
+    np.testing.assert_array_equal(np.take_along_axis(x, ta.device_array.asarray(idx), 2).get(), np.take_along_axis(h, idx, 2))
+    assert x[True].shape == (1, 2, 3, 4) and ta.ones(2, device="cuda")[True].shape == (1, 2)
+    flat = x.flatten()
+    flat[0] = -1.0  # flatten copies
+    assert x[0, 0, 0].item() == 0.0
+    view = np.expand_dims(x.transpose(2, 0, 1), 1)  # a view, even of a non-contiguous array
+    assert view.buf is x.buf
+    with pytest.raises(ValueError, match="broadcast view, which is read-only"):
+        ta.ones(1, 3, device="cuda").expand(2, 3).zero_()
+    b = ta.device_array.asarray(np.array([True, False]))
+    assert (True ^ b).get().tolist() == [False, True] and b.max().item() and not b.min().item()
+    with pytest.raises(TypeError, match="bool arrays only"):
+        ta.device_array.arange(3) & 1
+    with pytest.raises(np.exceptions.AxisError):
+        x.sum(axis=3)
+    with pytest.raises(TypeError, match="cannot cast"):
+        ints = ta.device_array.arange(3)
+        ints += 1.5
+    assert [p.shape for p in np.split(x, 2, axis=2)] == [(2, 3, 2), (2, 3, 2)]
+
+
+def test_review_layers_and_initialisers_on_gpu(rng):
+    x = rng.standard_normal((2, 3, 5))
+
+    def conv(t):
+        ta.manual_seed(0)
+        return nn.Conv1d(3, 2, 2, padding=1, dtype=ta.float64).to(t.device)(t)
+
+    def rnn(t):
+        ta.manual_seed(0)
+        return nn.RNN(5, 4, dtype=ta.float64).to(t.device)(t)[0]
+
+    both(conv, x)
+    both(rnn, x)
+    w = nn.Parameter(ta.zeros(4, 3, device="cuda"))
+    ta.manual_seed(4)
+    nn.init.xavier_uniform_(w)
+    ta.manual_seed(4)
+    assert np.array_equal(w.numpy(), nn.init.xavier_uniform_(nn.Parameter(ta.zeros(4, 3))).numpy())
+
+
+def test_review_masked_fill_with_a_tensor_value_and_uint8_targets(rng):
+    x = rng.standard_normal((2, 3))
+    mask = x > 0
+    both(lambda t: t.masked_fill(ta.tensor(mask, device=t.device), ta.tensor(5.0, device=t.device, dtype=t.dtype)), x)
+    target = np.array([0, 2], np.uint8)
+    both(lambda t: F.cross_entropy(t, ta.tensor(target, device=t.device)), x)
+
+
+def test_review_optimizer_state_follows_its_model_and_to_takes_non_blocking():
+    model = nn.Linear(2, 1)
+    opt = ta.optim.Adam(model.parameters(), lr=0.1)
+    for device in ("cpu", "cuda"):
+        model.to(device, non_blocking=True)
+        loss = model(ta.ones(3, 2, device=device)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()  # the state made on the CPU moves with the model instead of failing half-way
+    assert all(p.device == "cuda" for p in model.parameters())
+    assert opt.state[0]["step"] == 2
+
+
+def test_review_matmul_batches_beyond_the_grid_loop(monkeypatch, rng):
+    from tinyattn.kernels.cuda import matmul
+
+    monkeypatch.setattr(matmul, "MAX_GRID_Z", 2)  # the real limit, 65535, is too big to reach here
+    both(lambda a, b: a @ b, rng.standard_normal((5, 3, 4)), rng.standard_normal((5, 4, 2)))

@@ -318,6 +318,11 @@ def move(array, target):
     return cuda().xp.asarray(array) if target == "cuda" else array.get()
 
 
+def is_device_array(x):
+    """True for a GPU array (a DeviceArray), without importing the CUDA code."""
+    return type(x).__name__ == "DeviceArray"
+
+
 def device_of(array):
     """"cpu" or "cuda" for an array, without importing the CUDA backend."""
     return "cuda" if type(array).__name__ == "DeviceArray" else "cpu"

@@ -75,6 +75,7 @@ def parse_to_args(op, args, kwargs):
     """(device or None, dtype or None) from .to()'s arguments: .to(device), .to(dtype),
     .to(device, dtype), .to(other_tensor), and the keywords device= and dtype=."""
     target_device, target_dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)  # accepted for PyTorch code; copies here are always synchronous
     if kwargs:
         raise TypeError(f"{op}: unexpected keyword arguments {sorted(kwargs)}")
     for a in args:

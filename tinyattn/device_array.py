@@ -172,7 +172,8 @@ class DeviceArray:
     def ravel(self):
         return self.reshape(-1)
 
-    flatten = ravel
+    def flatten(self):
+        return self.reshape(-1).copy()  # always a copy, as in numpy
 
     def squeeze(self, axis=None):
         axes = _axes(axis, self.ndim) if axis is not None else tuple(d for d, n in enumerate(self.shape) if n == 1)
@@ -232,7 +233,8 @@ class DeviceArray:
         if self.dtype != np.bool_:
             raise TypeError(f"~ is only supported for bool cuda arrays, got {self.dtype}")
         out = empty(self.shape, np.bool_)
-        _kern().ew.logical_not(out.buf, *_launch_args(self.shape, self))
+        if out.size:
+            _kern().ew.logical_not(out.buf, *_launch_args(self.shape, self))
         return out
 
     def __pos__(self):
@@ -299,10 +301,14 @@ class DeviceArray:
     def __xor__(self, other):
         return _binary("XOR", self, other)
 
+    __rxor__ = __xor__
+
     __hash__ = None
 
     def _inplace(self, op, other):
         result = _binary(op, self, other)
+        if not np.can_cast(result.dtype, self.dtype, casting="same_kind"):
+            raise TypeError(f"in-place {op.lower()}: cannot cast the {result.dtype} result to {self.dtype}")
         if result.shape != self.shape:
             raise ValueError(f"in-place {op.lower()}: result shape {result.shape} differs from {self.shape}")
         _copy_into(self, result)
@@ -421,10 +427,6 @@ def asarray(data, dtype=None):
 ascontiguousarray = asarray
 
 
-def is_device_array(x):
-    return isinstance(x, DeviceArray)
-
-
 # ---- helpers: kernels over views ---------------------------------------------------------------------------
 _CONSTANTS = {}
 
@@ -451,6 +453,14 @@ def _dtype_of(x):
     return x
 
 
+def _fits(x, dtype):
+    """Whether x (a Python int, or anything else) can become a constant of integer dtype."""
+    if not isinstance(x, int) or isinstance(x, bool):
+        return True
+    info = np.iinfo(dtype)
+    return info.min <= x <= info.max
+
+
 def _as_device(x, dtype, op):
     if isinstance(x, DeviceArray):
         return x
@@ -463,8 +473,16 @@ def _as_device(x, dtype, op):
 
 
 def _copy_into(dst, src):
-    """dst[...] = src (broadcast, converted to dst's dtype), writing through dst's view."""
+    """dst[...] = src (broadcast, converted to dst's dtype), writing through dst's view.
+
+    A source that shares dst's buffer is copied first (the kernel's threads would otherwise read
+    elements that others have already overwritten); a broadcast view (a step of 0 on an axis longer
+    than 1) cannot be written, as in numpy, where such views are read-only."""
+    if any(s == 0 and n > 1 for n, s in zip(dst.shape, dst.steps)):
+        raise ValueError(f"assign: the destination (shape {dst.shape}) is a broadcast view, which is read-only")
     src = _as_device(src, dst.dtype, "assign")
+    if src.buf is dst.buf and src.size > 1:
+        src = src.copy()
     src = src.broadcast_to(dst.shape)
     if dst.size:
         _kern().ew.copy(dst.size, *_launch_args(dst.shape, dst, src))
@@ -510,20 +528,27 @@ def _unary(name, x):
         return ~x
     if name == "ISFINITE":
         out = empty(x.shape, np.bool_)
-        _kern().ew.isfinite(out.buf, *_launch_args(x.shape, x))
+        if out.size:
+            _kern().ew.isfinite(out.buf, *_launch_args(x.shape, x))
         return out
     dtype = x.dtype if x.dtype.kind == "f" or name in ("NEG", "ABS", "SIGN") else np.dtype(np.float64)
     out = empty(x.shape, dtype)
-    _kern().ew.unary(getattr(_kern().ew, name), out.buf, *_launch_args(x.shape, x))
+    if out.size:
+        _kern().ew.unary(getattr(_kern().ew, name), out.buf, *_launch_args(x.shape, x))
     return out
 
 
 def _binary(name, a, b):
     op = name.lower()
     if name in _LOGICAL:
+        for x in (a, b):
+            if _dtype_of(x) not in (bool, np.bool_, np.dtype(np.bool_)) and not isinstance(x, bool):
+                raise TypeError(f"{op}: bitwise ops on cuda arrays are implemented for bool arrays only, got {_dtype_of(x)!r}")
         dtype = np.dtype(np.bool_)
     else:
         dtype = np.result_type(_dtype_of(a), _dtype_of(b))
+        if name in _COMPARE and dtype.kind in "iu" and not all(_fits(x, dtype) for x in (a, b)):
+            dtype = np.dtype(np.int64)  # uint8_array == -100 is False, as in numpy, not an overflow
         if name == "DIV" and dtype.kind in "biu":
             dtype = np.dtype(np.float64)  # true division of integers, as in numpy
     a, b = _as_device(a, dtype, op), _as_device(b, dtype, op)
@@ -559,6 +584,9 @@ def _axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):
+            raise np.exceptions.AxisError(f"axis {a} is out of bounds for an array of dimension {ndim}")
     return tuple(sorted(int(a) % builtins.max(ndim, 1) for a in axes)) if ndim else ()
 
 
@@ -605,7 +633,9 @@ def _resolve_shape(old, shape):
 def _basic_index(x, index):
     """The view x[index] for ints, slices, None and Ellipsis; None when the index is advanced."""
     items = index if isinstance(index, tuple) else (index,)
-    if not all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items):
+    basic = (int, np.integer, slice)
+    if not all((isinstance(i, basic) and not isinstance(i, (bool, np.bool_))) or i is None or i is Ellipsis
+               for i in items):
         return None
     if items.count(Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis")
@@ -694,6 +724,11 @@ def _concatenate(arrays, axis=0):
 
 
 def _split(x, indices, axis=0):
+    if isinstance(indices, (int, np.integer)):  # a number of equal sections
+        n = x.shape[axis]
+        if n % indices:
+            raise ValueError(f"split: an axis of {n} does not divide into {indices} equal sections")
+        indices = range(n // indices, n, n // indices)
     bounds = [0] + [int(i) for i in indices] + [x.shape[axis]]
     return [x[(slice(None),) * (axis % x.ndim) + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -704,7 +739,7 @@ def _take(x, indices, axis=None):
     axis %= x.ndim
     if isinstance(indices, (int, np.integer)):
         return x[(slice(None),) * axis + (int(indices),)]
-    moved = x.swapaxes(0, axis) if axis else x
+    moved = _moveaxis(x, axis, 0) if axis else x
     out = moved[asarray(indices)]
     idx_ndim = out.ndim - moved.ndim + 1
     return out if not axis else _moveaxis(out, tuple(range(idx_ndim)), tuple(range(axis, axis + idx_ndim)))
@@ -715,6 +750,7 @@ def _take_along_axis(x, indices, axis):
     axis %= x.ndim
     x = x.ascontiguous()
     indices = asarray(indices).astype(np.int64, copy=False)
+    indices = where(indices < 0, indices + x.shape[axis], indices)  # negative indices count from the end
     steps = _c_steps(x.shape)
     pos = indices * steps[axis]
     for d in range(x.ndim):
@@ -737,13 +773,15 @@ def _moveaxis(x, source, destination):
 
 
 def _expand_dims(x, axis):
+    """A view with new size-1 axes (never a copy, as in numpy)."""
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     ndim = x.ndim + len(axes)
     axes = sorted(a % ndim for a in axes)
-    shape = list(x.shape)
+    shape, steps = list(x.shape), list(x.steps)
     for a in axes:
         shape.insert(a, 1)
-    return x.reshape(shape)
+        steps.insert(a, 0)
+    return x._view(shape, steps)
 
 
 def _like(fill):

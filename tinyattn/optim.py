@@ -33,10 +33,19 @@ class Optimizer:
         self.step_count += 1
         for i, p in enumerate(self.params):
             if p.grad is not None:
+                self._follow(p.data, self.state[i])
                 self._update(p.data, p.grad.data, self.state[i])
 
     def _update(self, w, g, state):
         raise NotImplementedError
+
+    @staticmethod
+    def _follow(w, state):
+        """Move a parameter's state to its device first (the model may have moved since the last
+        step), so that an update never half-runs and then fails on mixed devices."""
+        for key, value in state.items():
+            if not isinstance(value, (int, float)) and device_of(value) != device_of(w):
+                state[key] = move(value, device_of(w))
 
     def state_dict(self):
         """Flat name -> array/number dict (it saves to .npz as it is); arrays are host copies."""

@@ -52,7 +52,7 @@ def _unary(op, out, a, a_off, a_st, shape):
         if op == NEG:
             out[i] = -x
         elif op == EXP:
-            out[i] = math.exp(x) if x < 709.7 else math.inf  # (the simulator's math.exp raises past that)
+            out[i] = math.inf if x >= 709.7 else math.exp(x)  # NaN -> exp; (the simulator's math.exp raises past 709.7)
         elif op == LOG:
             out[i] = math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
         elif op == SQRT:

@@ -12,8 +12,9 @@ operand's batch is 1 or B = max(Ba, Bb); out[p] reads a[p if Ba > 1 else 0] and 
 
 Sizes: a block has T x T threads (`tile`=T, default TILE) and each thread computes R x R outputs
 (`regs`=R, default REGS), so a block owns a BT x BT output tile, BT = T*R (64 by default), and walks k
-in slices of T. Launch: a (ceil(N / BT), ceil(M / BT), B) grid of (T, T) blocks. Thread (tx, ty) owns
-the outputs (row0 + ty + T*u, col0 + tx + T*w) for u, w < R: interleaved, so that a warp's stores are
+in slices of T. Launch: a (ceil(N / BT), ceil(M / BT), min(B, 65535)) grid of (T, T) blocks (CUDA caps a
+grid's z at 65535, so blocks loop over the batch in strides of the grid). Thread (tx, ty) owns the
+outputs (row0 + ty + T*u, col0 + tx + T*w) for u, w < R: interleaved, so that a warp's stores are
 contiguous along a row and its shared-memory reads hit distinct banks. Loop nest of one block:
 
     acc[u, w] = 0                                   # R x R, in registers (local array, constant indices)
@@ -44,6 +45,7 @@ from .device import as_device
 
 TILE = 16  # threads per block edge (TILE * TILE threads), and the k-slice
 REGS = 4   # outputs per thread along each edge: a block computes a (TILE*REGS)^2 output tile
+MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z; larger batches loop
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,11 +61,8 @@ def _kernel(dtype, trans_a, trans_b, T, R):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         t = ty * T + tx
-        p = cuda.blockIdx.z
         row0 = cuda.blockIdx.y * BT
         col0 = cuda.blockIdx.x * BT
-        pa = p if a.shape[0] > 1 else 0
-        pb = p if b.shape[0] > 1 else 0
         M = out.shape[1]
         N = out.shape[2]
         As = cuda.shared.array((T, BT), nbt)   # As[k, i]
@@ -71,53 +70,56 @@ def _kernel(dtype, trans_a, trans_b, T, R):
         acc = cuda.local.array((R, R), nbt)
         a_reg = cuda.local.array(R, nbt)
         b_reg = cuda.local.array(R, nbt)
-        for u in range(R):
-            for w in range(R):
-                acc[u, w] = zero
-        for k0 in range(0, K, T):
-            for r in range(R):                    # R elements of each tile per thread, coalesced
-                e = t + r * NT
-                if trans_a:                       # a (Ba, K, M): consecutive e walk i
-                    kk = e // BT
-                    ii = e - kk * BT
-                    i = row0 + ii
-                    k = k0 + kk
-                    As[kk, ii] = a[pa, k, i] if (i < M and k < K) else zero
-                else:                             # a (Ba, M, K): consecutive e walk k
-                    ii = e // T
-                    kk = e - ii * T
-                    i = row0 + ii
-                    k = k0 + kk
-                    As[kk, ii] = a[pa, i, k] if (i < M and k < K) else zero
-                if trans_b:                       # b (Bb, N, K): consecutive e walk k
-                    jj = e // T
-                    kk = e - jj * T
-                    j = col0 + jj
-                    k = k0 + kk
-                    Bs[kk, jj] = b[pb, j, k] if (j < N and k < K) else zero
-                else:                             # b (Bb, K, N): consecutive e walk j
-                    kk = e // BT
-                    jj = e - kk * BT
-                    j = col0 + jj
-                    k = k0 + kk
-                    Bs[kk, jj] = b[pb, k, j] if (j < N and k < K) else zero
-            cuda.syncthreads()
-            for kk in range(T):
-                for u in range(R):
-                    a_reg[u] = As[kk, ty + T * u]
+        for p in range(cuda.blockIdx.z, out.shape[0], cuda.gridDim.z):  # batches past the grid's 65535
+            pa = p if a.shape[0] > 1 else 0
+            pb = p if b.shape[0] > 1 else 0
+            for u in range(R):
                 for w in range(R):
-                    b_reg[w] = Bs[kk, tx + T * w]
-                for u in range(R):
+                    acc[u, w] = zero
+            for k0 in range(0, K, T):
+                for r in range(R):                    # R elements of each tile per thread, coalesced
+                    e = t + r * NT
+                    if trans_a:                       # a (Ba, K, M): consecutive e walk i
+                        kk = e // BT
+                        ii = e - kk * BT
+                        i = row0 + ii
+                        k = k0 + kk
+                        As[kk, ii] = a[pa, k, i] if (i < M and k < K) else zero
+                    else:                             # a (Ba, M, K): consecutive e walk k
+                        ii = e // T
+                        kk = e - ii * T
+                        i = row0 + ii
+                        k = k0 + kk
+                        As[kk, ii] = a[pa, i, k] if (i < M and k < K) else zero
+                    if trans_b:                       # b (Bb, N, K): consecutive e walk k
+                        jj = e // T
+                        kk = e - jj * T
+                        j = col0 + jj
+                        k = k0 + kk
+                        Bs[kk, jj] = b[pb, j, k] if (j < N and k < K) else zero
+                    else:                             # b (Bb, K, N): consecutive e walk j
+                        kk = e // BT
+                        jj = e - kk * BT
+                        j = col0 + jj
+                        k = k0 + kk
+                        Bs[kk, jj] = b[pb, k, j] if (j < N and k < K) else zero
+                cuda.syncthreads()
+                for kk in range(T):
+                    for u in range(R):
+                        a_reg[u] = As[kk, ty + T * u]
                     for w in range(R):
-                        acc[u, w] += a_reg[u] * b_reg[w]
-            cuda.syncthreads()
-        for u in range(R):
-            i = row0 + ty + T * u
-            if i < M:
-                for w in range(R):
-                    j = col0 + tx + T * w
-                    if j < N:
-                        out[p, i, j] = acc[u, w]
+                        b_reg[w] = Bs[kk, tx + T * w]
+                    for u in range(R):
+                        for w in range(R):
+                            acc[u, w] += a_reg[u] * b_reg[w]
+                cuda.syncthreads()
+            for u in range(R):
+                i = row0 + ty + T * u
+                if i < M:
+                    for w in range(R):
+                        j = col0 + tx + T * w
+                        if j < N:
+                            out[p, i, j] = acc[u, w]
 
     return gemm
 
@@ -141,7 +143,7 @@ def _launch(name, a, b, trans_a, trans_b, tile, regs):
     if B == 0 or M == 0 or N == 0:
         return out
     edge = tile * regs
-    grid = ((N + edge - 1) // edge, (M + edge - 1) // edge, B)
+    grid = ((N + edge - 1) // edge, (M + edge - 1) // edge, min(B, MAX_GRID_Z))
     _kernel(dt, trans_a, trans_b, tile, regs)[grid, (tile, tile)](a, b, out, K)
     return out
 

@@ -31,6 +31,8 @@ def _identity(op, dtype):
         return dtype.type(0)
     if op in (ANY, ALL):
         return np.bool_(op == ALL)
+    if dtype.kind == "b":
+        return np.bool_(op == MIN)  # max of bools starts at False, min at True
     info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
     if dtype.kind == "f":
         return dtype.type(-np.inf if op == MAX else np.inf)

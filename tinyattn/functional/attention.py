@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of
+from ..backend import backend_of, device_of
 from . import elementwise as ew, linalg, shape as sh
 from .attention_variants import allowed_positions, apply_mask
 from .checks import check_float, on_device_of
@@ -86,7 +86,7 @@ def attention_composite(
     q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
     L, S = q.shape[-2], k.shape[-2]
     scores = linalg.matmul(q, sh.transpose(k, -2, -1)) * scale  # (..., L, S)
-    allowed = allowed_positions(L, S, is_causal, window)  # (L, S) bool
+    allowed = allowed_positions(L, S, is_causal, window, device_of(q.data))  # (L, S) bool
     scores, allowed = apply_mask(scores, allowed, attn_mask)
     allowed = np.broadcast_to(allowed, np.broadcast_shapes(allowed.shape, scores.shape))
     dead = ~allowed.any(axis=-1, keepdims=True)  # rows with no key to attend to

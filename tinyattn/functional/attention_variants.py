@@ -10,12 +10,13 @@ Function with its own backward; disallowed entries give α' = 0 and receive grad
     sigmoid   α'_ij = σ(α_ij + b), b = -log S or 0        dα = dα' ∘ α' ∘ (1 - α')
     relu      α'_ij = max(α_ij, 0)                         dα = dα' where α_ij > 0
 """
+import functools
 import math
 
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of
+from ..backend import backend_of, move
 from .checks import on_device_of
 from . import elementwise as ew, linalg, shape as sh
 
@@ -111,8 +112,14 @@ def apply_mask(scores, allowed, attn_mask):
     return ew.add(scores, mask.astype(scores.dtype)), allowed & (mask != -np.inf)
 
 
-def allowed_positions(L, S, causal=False, window=None):
-    """(L, S) bool: i may attend to j unless causal (j > i) or outside the window (|i - j| > w)."""
+def allowed_positions(L, S, causal=False, window=None, device="cpu"):
+    """(L, S) bool: i may attend to j unless causal (j > i) or outside the window (|i - j| > w).
+
+    On device "cuda" the table is made once per (L, S, causal, window) and reused: it is never
+    written to, and uploading it at every forward would stall the GPU's queue.
+    """
+    if device != "cpu":
+        return _allowed_on_gpu(L, S, causal, window)
     i = np.arange(L)[:, None]
     j = np.arange(S)[None, :]
     allowed = np.ones((L, S), dtype=bool)
@@ -121,3 +128,8 @@ def allowed_positions(L, S, causal=False, window=None):
     if window is not None:
         allowed &= np.abs(i - j) <= window
     return allowed
+
+
+@functools.lru_cache(maxsize=16)
+def _allowed_on_gpu(L, S, causal, window):
+    return move(allowed_positions(L, S, causal, window), "cuda")

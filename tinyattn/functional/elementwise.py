@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of
+from ..backend import backend_of, is_device_array
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
 
 
@@ -23,7 +23,7 @@ def operands(op, a, b):
     if not isinstance(a, Variable) and not isinstance(b, Variable):
         raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")
     for x in (a, b):
-        if not isinstance(x, (Variable, np.ndarray, bool, int, float, np.number)):
+        if not (isinstance(x, (Variable, np.ndarray, bool, int, float, np.number)) or is_device_array(x)):
             raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
     dtype = _common_dtype(a, b)
     a, b = _cast(a, dtype), _cast(b, dtype)
@@ -32,7 +32,7 @@ def operands(op, a, b):
 
 
 def _common_dtype(a, b):
-    tensors = [_data(x).dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray))]
+    tensors = [_data(x).dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray)) or is_device_array(x)]
     floats = [d for d in tensors if d.kind == "f"]
     if floats:
         return np.result_type(*floats)
@@ -46,8 +46,10 @@ def _cast(x, dtype):
         if x.data.dtype.kind != "f" and x.data.dtype != dtype:
             return x._wrap(x.data.astype(dtype))  # an int/bool tensor never requires grad
         return x
-    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+    if (isinstance(x, np.ndarray) or is_device_array(x)) and x.dtype.kind == "f":
         return x
+    if is_device_array(x):
+        return x.astype(dtype)
     return np.asarray(x, dtype=dtype)
 
 
@@ -314,7 +316,7 @@ class MaskedFill(Function):
     @staticmethod
     def forward(ctx, x, mask, value):
         ctx.save_for_backward(mask)
-        return np.where(mask, np.asarray(value, dtype=x.dtype), x)
+        return np.where(mask, value, x)
 
     @staticmethod
     def backward(ctx, dy):
@@ -437,6 +439,12 @@ def masked_fill(x, mask, value):
         raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
     if check_broadcast("masked_fill", x.shape, mask.shape) != tuple(x.shape):
         raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the input's shape {x.shape}")
+    if isinstance(value, Variable):  # a 0-d tensor on x's device (its gradient is not tracked)
+        if value.ndim != 0:
+            raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+        value = on_device_of("masked_fill", value, x.data).astype(x.dtype)
+    else:
+        value = np.asarray(value, dtype=x.dtype)
     return MaskedFill.apply(x, mask, value)
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Variable
+from ..backend import device_of
 from ..creation import empty_parameter_data
 from ..functional.attention_variants import NORMALIZERS, RELEVANCES
 from ..functional.checks import on_device_of
@@ -62,7 +62,7 @@ class SelfAttention(Module):
             scores = (q @ k.mT) * (1.0 / math.sqrt(self.d_qk))  # α (..., N, N)
         else:
             scores = F.additive_relevance(q, k, self.w_1, self.w_2, self.w)
-        allowed = F.allowed_positions(n, n, self.causal, self.window)
+        allowed = F.allowed_positions(n, n, self.causal, self.window, device_of(a.data))
         scores, allowed = F.apply_mask(scores, allowed, attn_mask)
         weights = F.normalize_scores(scores, allowed, self.normalizer, self.sigmoid_bias)  # α'
         b = weights @ v

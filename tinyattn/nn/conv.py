@@ -36,7 +36,7 @@ class Conv1d(Module):
         n, c, length = x.shape
         p, k, s = self.padding, self.kernel_size, self.stride
         if p:
-            pad = zeros(n, c, p, dtype=x.dtype)
+            pad = zeros(n, c, p, dtype=x.dtype, device=x.device)
             x = F.cat([pad, x, pad], dim=2)
         l_out = (length + 2 * p - k) // s + 1
         if l_out < 1:

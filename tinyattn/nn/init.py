@@ -3,7 +3,14 @@ import math
 
 import numpy as np
 
+from ..backend import device_of, move
 from ..random import default_generator
+
+
+def _fill(t, values):
+    """t's data = host `values` (drawn from the one host generator), copied to t's device."""
+    t.data[...] = move(values, device_of(t.data))
+    return t
 
 
 def _fans(t):
@@ -14,13 +21,11 @@ def _fans(t):
 
 
 def uniform_(t, a=0.0, b=1.0):
-    t.data[...] = default_generator().uniform(a, b, t.shape)
-    return t
+    return _fill(t, default_generator().uniform(a, b, t.shape).astype(t.dtype))
 
 
 def normal_(t, mean=0.0, std=1.0):
-    t.data[...] = default_generator().normal(mean, std, t.shape)
-    return t
+    return _fill(t, default_generator().normal(mean, std, t.shape).astype(t.dtype))
 
 
 def zeros_(t):

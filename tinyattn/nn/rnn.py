@@ -39,7 +39,7 @@ class RNN(Module):
             raise ValueError(f"RNN: expected input (N, T, {self.input_size}), got {x.shape}")
         n, steps, _ = x.shape
         if h0 is None:
-            h = zeros(n, self.hidden_size, dtype=x.dtype)
+            h = zeros(n, self.hidden_size, dtype=x.dtype, device=x.device)
         else:
             if tuple(h0.shape) != (1, n, self.hidden_size):
                 raise ValueError(f"RNN: expected h0 of shape (1, {n}, {self.hidden_size}), got {h0.shape}")
