@@ -424,9 +424,6 @@ def asarray(data, dtype=None):
     return DeviceArray(buf, host.shape)
 
 
-ascontiguousarray = asarray
-
-
 # ---- helpers: kernels over views ---------------------------------------------------------------------------
 _CONSTANTS = {}
 
@@ -506,8 +503,6 @@ def _launch_args(shape, *views):
     return [(v.buf, v.offset, tuple(st)) for v, st in zip(views, steps)] + [tuple(dims)]
 
 
-_UNARY = {"NEG", "EXP", "LOG", "SQRT", "TANH", "ABS", "SIGN", "SIN", "COS"}
-_ARITH = {"ADD", "SUB", "MUL", "DIV", "POW", "MAXIMUM", "MINIMUM"}
 _COMPARE = {"EQ", "NE", "LT", "LE", "GT", "GE"}
 _LOGICAL = {"AND", "OR", "XOR"}
 _UFUNCS = {

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function
 from ..backend import backend_of, move
 from .checks import on_device_of
 from . import elementwise as ew, linalg, shape as sh

@@ -1,7 +1,5 @@
 """embedding: rows of a weight matrix picked by integer indices."""
-import numpy as np
-
-from ..autograd import Function, Variable
+from ..autograd import Function
 from ..backend import backend_of
 from .checks import check_float, check_indices, on_device_of
 
