@@ -6,6 +6,7 @@ GPU the same tests run on it, several at larger sizes (SCALE).
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from numba import config
 
 import tinyattn as ta
@@ -415,6 +416,7 @@ def test_review_elementwise_edge_cases():
     assert np.isnan(nan.exp().numpy()[0])
     empty = ta.zeros(0, 3, device="cuda")
     assert empty.exp().shape == (0, 3) and (-empty).shape == (0, 3)
+    assert ta.zeros(2, 0, device="cuda").shape == (2, 0) and ta.ones(3, 0, 2, device="cuda").sum().item() == 0
     d = ta.device_array.asarray(np.arange(10.0))
     d[1:] = d[:-1]  # overlapping source and destination: a shift, as in numpy
     np.testing.assert_array_equal(d.get(), np.r_[0.0, np.arange(9.0)])
@@ -493,3 +495,39 @@ def test_review_matmul_batches_beyond_the_grid_loop(monkeypatch, rng):
 
     monkeypatch.setattr(matmul, "MAX_GRID_Z", 2)  # the real limit, 65535, is too big to reach here
     both(lambda a, b: a @ b, rng.standard_normal((5, 3, 4)), rng.standard_normal((5, 4, 2)))
+
+
+@st.composite
+def _views(draw):
+    """A host array and a non-contiguous view of it: permuted axes, a stepped slice, a broadcast partner."""
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    base = np.arange(np.prod(shape) * 2, dtype=np.float64).reshape(shape[:-1] + (shape[-1] * 2,)) / 7 - 1
+    perm = draw(st.permutations(range(ndim)))
+    partner_shape = tuple(1 if draw(st.booleans()) else n for n in np.transpose(base[..., ::2], perm).shape)
+    return base, tuple(perm), partner_shape[draw(st.integers(0, ndim - 1)):]
+
+
+@settings(max_examples=15, deadline=None)
+@given(_views(), st.sampled_from(["add", "mul", "div", "maximum", "where", "sum", "max", "setitem"]))
+def test_device_views_match_numpy(case, op):
+    base, perm, partner_shape = case
+    host = np.transpose(base[..., ::2], perm)  # a stepped, permuted view
+    dev = np.transpose(ta.device_array.asarray(base)[..., ::2], perm)
+    other = np.cos(np.arange(int(np.prod(partner_shape)))).reshape(partner_shape)
+    dev_other = ta.device_array.asarray(other)
+    if op == "setitem":
+        host, dev = host.copy(), dev.copy()
+        host[...] = other
+        dev[...] = dev_other
+        want, got = host, dev
+    elif op == "where":
+        want, got = np.where(host > 0, host, other), np.where(dev > 0, dev, dev_other)
+    elif op in ("sum", "max"):
+        axis = tuple(range(0, host.ndim, 2))
+        want, got = getattr(host, op)(axis=axis, keepdims=True), getattr(dev, op)(axis=axis, keepdims=True)
+    else:
+        fn = {"add": np.add, "mul": np.multiply, "div": np.divide, "maximum": np.maximum}[op]
+        want, got = fn(host, other + 2), fn(dev, dev_other + 2)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.get(), want, rtol=1e-12, atol=1e-12)

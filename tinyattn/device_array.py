@@ -475,7 +475,7 @@ def _copy_into(dst, src):
     A source that shares dst's buffer is copied first (the kernel's threads would otherwise read
     elements that others have already overwritten); a broadcast view (a step of 0 on an axis longer
     than 1) cannot be written, as in numpy, where such views are read-only."""
-    if any(s == 0 and n > 1 for n, s in zip(dst.shape, dst.steps)):
+    if dst.size and any(s == 0 and n > 1 for n, s in zip(dst.shape, dst.steps)):
         raise ValueError(f"assign: the destination (shape {dst.shape}) is a broadcast view, which is read-only")
     src = _as_device(src, dst.dtype, "assign")
     if src.buf is dst.buf and src.size > 1:
