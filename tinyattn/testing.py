@@ -2,6 +2,7 @@
 import numpy as np
 
 from .autograd import Variable, no_grad
+from .backend import device_of, move
 
 
 class GradcheckError(AssertionError):
@@ -17,7 +18,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
     numeric one from central differences, (L(x + eps·e_i) - L(x - eps·e_i)) / (2 eps), for
     every element i, in float64. Passes when |analytic - numeric| <= atol + rtol·|numeric|
     everywhere; otherwise raises GradcheckError naming the op, the input, the worst element
-    and both values. `fn` may return a tensor or a tuple of tensors.
+    and both values. `fn` may return a tensor or a tuple of tensors. Inputs may live on the GPU:
+    the weights go to the outputs' device, and each perturbation is written into the input there.
     """
     inputs = list(inputs)
     op = name or getattr(fn, "__name__", repr(fn))
@@ -30,7 +32,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
 
     rng = np.random.default_rng(seed)
     outputs = _as_tuple(fn(*inputs))
-    weights = [rng.standard_normal(o.data.shape) for o in outputs]
+    weights = [move(rng.standard_normal(o.data.shape), device_of(o.data)) for o in outputs]
 
     def contracted():
         with no_grad():
@@ -44,13 +46,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
 
     for i in checked:
         x = inputs[i]
-        analytic = np.zeros(x.data.shape) if x.grad is None else np.asarray(x.grad.data, dtype=np.float64)
+        analytic = np.zeros(x.data.shape) if x.grad is None else np.asarray(x.grad.numpy(), dtype=np.float64)
         numeric = np.zeros(x.data.shape)
-        flat = x.data.reshape(-1)  # a view: perturbs x in place
-        if not np.shares_memory(flat, x.data):
+        if not (x.data.flags.c_contiguous if isinstance(x.data, np.ndarray) else x.data.is_contiguous):
             raise ValueError(f"gradcheck({op}): input {i} must be contiguous")
+        flat = x.data.reshape(-1)  # a view: perturbs x in place
         for k in range(flat.size):
-            original = flat[k]
+            original = float(flat[k])
             flat[k] = original + eps
             plus = contracted()
             flat[k] = original - eps
