@@ -40,6 +40,7 @@ from tinyattn.kernels.cuda import (
     indexing,
     layer_norm,
     matmul,
+    optim,
     reduce,
     softmax,
 )
@@ -159,6 +160,8 @@ def checks():
             add(f"embedding._gather {n}, index {name(it)}", embedding._gather, a2, arr(it), a2)
             add(f"embedding._scatter_add {n}, index {name(it)}", embedding._scatter_add, arr(it), a2, a2)
         add(f"embedding._zero {n}", embedding._zero, a2)
+        # ---- optimiser: (w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2) -----------------
+        add(f"optim._adam {n}", optim._adam, a1, a1, a1, a1, *(s,) * 7)
     return out
 
 

@@ -143,6 +143,20 @@ class CPUBackend:
         return _run(work, self._attn.attention_backward,
                     q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout)
 
+    # ---- optimiser updates ---------------------------------------------------------------
+    @staticmethod
+    def adam_update(w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
+        """One Adam step in place (tinyattn.optim.Adam): decay w, add the L2 term, update m and v, step w."""
+        if decay != 1.0:
+            w *= decay
+        if l2:
+            g = g + l2 * w
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        w -= step_size * m / (np.sqrt(v / bias2) + eps)
+
     # ---- moving data ------------------------------------------------------------------
     @staticmethod
     def asarray(data, dtype=None):
@@ -166,12 +180,12 @@ class CUDABackend:
 
     def __init__(self):
         from tinyattn import device_array
-        from tinyattn.kernels.cuda import activations, attention, embedding, launch, layer_norm, matmul, softmax
+        from tinyattn.kernels.cuda import activations, attention, embedding, launch, layer_norm, matmul, optim, softmax
 
         self.xp = device_array
         self._da = device_array.DeviceArray
         self._mm, self._sm, self._attn = matmul, softmax, attention
-        self._act, self._ln, self._emb = activations, layer_norm, embedding
+        self._act, self._ln, self._emb, self._optim = activations, layer_norm, embedding, optim
         sim = launch.SIMULATOR
         self._tile = 4 if sim else matmul.TILE
         self._block = 4 if sim else softmax.BLOCK  # threads per row (softmax, layer norm)
@@ -259,6 +273,13 @@ class CUDABackend:
         flat_index = self._dev(index.reshape(-1))
         rows = self._dev(dy.reshape(-1, dy.shape[-1]))
         return self._wrap(self._emb.embedding_backward(flat_index, rows, num_embeddings, **self._flat))
+
+    # ---- optimiser updates -------------------------------------------------------------------
+    def adam_update(self, w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
+        """The CPU backend's update, fused into one kernel; parameters and Adam's state are contiguous."""
+        assert w.is_contiguous and m.is_contiguous and v.is_contiguous, "parameters and Adam's state are contiguous"
+        self._optim.adam_update(*(self._dev(a.reshape(-1)) for a in (w, g, m, v)),
+                                beta1, beta2, step_size, bias2, eps, decay, l2)
 
     # ---- fused attention ---------------------------------------------------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale):

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .backend import device_of, move
+from .backend import backend_of, device_of, move
 
 
 class Optimizer:
@@ -116,24 +116,17 @@ class Adam(Optimizer):
     def _update(self, w, g, state):
         d = self.defaults
         beta1, beta2 = d["betas"]
-        if d["weight_decay"]:
-            if self.decoupled:
-                w *= 1 - self.lr * d["weight_decay"]
-            else:
-                g = g + d["weight_decay"] * w
         if "exp_avg" not in state:
             state["exp_avg"] = np.zeros_like(w)
             state["exp_avg_sq"] = np.zeros_like(w)
             state["step"] = 0
         state["step"] += 1  # per parameter, as in PyTorch: one that had no gradient has not stepped
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * (g * g)
         t = state["step"]
         bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-        w -= (self.lr / bias1) * m / (np.sqrt(v / bias2) + d["eps"])
+        wd = d["weight_decay"]
+        backend_of(w).adam_update(  # the update above, in place, one fused pass on a GPU
+            w, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2, self.lr / bias1, bias2, d["eps"],
+            decay=1 - self.lr * wd if self.decoupled else 1.0, l2=0.0 if self.decoupled else wd)
 
 
 class AdamW(Adam):
