@@ -114,6 +114,21 @@ def _small(af, pa, a_rs, a_ks, bf, pb, b_rs, b_ks, K, out, Bkn):
 
 
 @njit(cache=True, parallel=True)
+def _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
+    """`_gemm` for tiny products (M·N·K <= SMALL_WORK, all sizes > 0): parallel over the batch only,
+    the plain loop `_small` per product. A function of its own so that it compiles only when used:
+    inside `_gemm` it was compiled, with a parallel loop of its own, at every cold start."""
+    B = max(Ba, Bb)
+    out = np.empty((B, M, N), dtype=af.dtype)
+    for p in prange(B):
+        pa = p * sa if Ba > 1 else 0
+        pb = p * sb if Bb > 1 else 0
+        Bkn = np.empty(K * N, dtype=af.dtype)
+        _small(af, pa, a_rs, a_ks, bf, pb, b_rs, b_ks, K, out[p], Bkn)
+    return out
+
+
+@njit(cache=True, parallel=True)
 def _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] with A, B addressed through strides (module doc).
 
@@ -133,14 +148,6 @@ def _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
         return out
     if K == 0:
         out[:] = 0
-        return out
-    if M * N * K <= SMALL_WORK:
-        # Tiny matrices: parallel over the batch only, plain loop per product.
-        for p in prange(B):
-            pa = p * sa if Ba > 1 else 0
-            pb = p * sb if Bb > 1 else 0
-            Bkn = np.empty(K * N, dtype=af.dtype)
-            _small(af, pa, a_rs, a_ks, bf, pb, b_rs, b_ks, K, out[p], Bkn)
         return out
 
     # ---- pack all of B once: Bp[pb] is (Np, K), row j contiguous along k, zero rows past N.
@@ -208,6 +215,13 @@ def _estrides(x):
     return tuple(s // x.itemsize for s in x.strides)
 
 
+def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
+    """`_gemm_small` for tiny products, `_gemm` for the rest: each compiles only when first used."""
+    if 0 < M * N * K <= SMALL_WORK:
+        return _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+
+
 # The three public functions are plain Python: they only compute strides and call the compiled
 # `_gemm`, so compiling them as well would add seconds to a cold start and save nothing per call.
 
@@ -223,7 +237,7 @@ def matmul_nn(a, b):
     Bb, _, N = b.shape
     sa, a_rs, a_ks = _estrides(a)
     sb, b_ks, b_rs = _estrides(b)
-    return _gemm(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
 
 
 def matmul_nt(a, b):
@@ -236,7 +250,7 @@ def matmul_nt(a, b):
     Bb, N, _ = b.shape
     sa, a_rs, a_ks = _estrides(a)
     sb, b_rs, b_ks = _estrides(b)
-    return _gemm(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
 
 
 def matmul_tn(a, b):
@@ -250,4 +264,4 @@ def matmul_tn(a, b):
     Bb, _, N = b.shape
     sa, a_ks, a_rs = _estrides(a)
     sb, b_ks, b_rs = _estrides(b)
-    return _gemm(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
