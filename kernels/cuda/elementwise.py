@@ -35,6 +35,8 @@ AND, OR, XOR = range(3)
 @cuda.jit(device=True)
 def _offset(i, shape, off, st):
     """Where element i (row-major over shape) of the view (off, st) sits in its buffer."""
+    if len(shape) == 1:  # a compile-time branch: one merged axis (every contiguous view) needs no division
+        return off + i * st[0]
     o = off
     for d in range(len(shape) - 1, -1, -1):
         n = shape[d]
