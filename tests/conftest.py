@@ -38,6 +38,20 @@ def leaf(rng, *shape, low=None):
     return ta.tensor(data, dtype=ta.float64, requires_grad=True)
 
 
+class WrongSquare(ta.Function):
+    """y = x², with a backward off by a factor of 2 (dx = x·dy): what a gradcheck must catch."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return x * dy  # should be 2 x dy
+
+
 def module_gradcheck(module, *inputs, name, call=None):
     """gradcheck a module for its inputs and every parameter; `call` maps inputs to the output."""
     call = call or module

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import tinyattn as ta
+from conftest import WrongSquare
 from tinyattn.autograd import Function
 
 
@@ -128,17 +129,6 @@ def test_user_defined_function():
 
 
 def test_gradcheck_catches_a_wrong_backward():
-    class WrongSquare(Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, dy):
-            (x,) = ctx.saved
-            return x * dy  # should be 2 x dy
-
     x = ta.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=ta.float64, requires_grad=True)
     with pytest.raises(AssertionError, match=r"gradcheck\(WrongSquare\).*input 0.*element \(\d, \d\): analytic.*numeric"):
         ta.testing.gradcheck(WrongSquare.apply, [x], name="WrongSquare")

@@ -6,6 +6,7 @@ GPU the same tests run on it, several at larger sizes (SCALE).
 """
 import numpy as np
 import pytest
+from conftest import WrongSquare
 from hypothesis import given, settings, strategies as st
 from numba import config
 
@@ -559,18 +560,4 @@ def test_gradcheck_runs_on_gpu_tensors(rng):
     x, w, b = leaf(3, 5), leaf(5), leaf(5)
     ta.testing.gradcheck(lambda x, w, b: F.gelu(F.layer_norm(x, (5,), w, b)).log_softmax(-1), [x, w, b], name="ln")
     with pytest.raises(ta.testing.GradcheckError, match="gradient of input 0"):
-        ta.testing.gradcheck(_WrongSquare.apply, [leaf(2, 3)], name="wrong")
-
-
-class _WrongSquare(ta.Function):
-    """y = x², with the backward off by a factor of 2 (a gradcheck must catch it on the GPU too)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, dy):
-        (x,) = ctx.saved
-        return dy * x
+        ta.testing.gradcheck(WrongSquare.apply, [leaf(2, 3)], name="wrong")

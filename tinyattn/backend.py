@@ -327,7 +327,7 @@ def backend_of(array):
     """The backend that owns `array`."""
     if isinstance(array, (np.ndarray, np.generic)):
         return _cpu or cpu()
-    if type(array).__name__ == "DeviceArray":  # only CUDA code makes these: no import needed to tell
+    if is_device_array(array):
         return _cuda or cuda()
     raise TypeError(f"no backend for arrays of type {type(array).__name__}")
 
@@ -340,10 +340,10 @@ def move(array, target):
 
 
 def is_device_array(x):
-    """True for a GPU array (a DeviceArray), without importing the CUDA code."""
+    """True for a GPU array (a DeviceArray), without importing the CUDA code (only it makes them)."""
     return type(x).__name__ == "DeviceArray"
 
 
 def device_of(array):
     """"cpu" or "cuda" for an array, without importing the CUDA backend."""
-    return "cuda" if type(array).__name__ == "DeviceArray" else "cpu"
+    return "cuda" if is_device_array(array) else "cpu"
