@@ -27,44 +27,101 @@ def is_grad_enabled():
     return getattr(_state, "grad_enabled", True)
 
 
-def set_grad_enabled(mode):
+def _set_mode(mode):
     _state.grad_enabled = bool(mode)
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager (and decorator) inside which no graph is recorded."""
+class _GradMode(contextlib.ContextDecorator):
+    """Switches graph recording to `mode` for a `with` block, and back to what it was after.
+
+    Usable as a decorator too: each call of the decorated function enters a fresh copy, so a
+    recursive function restores the mode of its own caller (one shared "previous" slot would
+    leave recording off for good after the outermost call returns).
+    """
+
+    mode = True
 
     def __enter__(self):
         self._previous = is_grad_enabled()
-        set_grad_enabled(False)
+        _set_mode(self.mode)
         return self
 
     def __exit__(self, *exc):
-        set_grad_enabled(self._previous)
+        _set_mode(self._previous)
         return False
 
+    def _recreate_cm(self):
+        return type(self)()
 
-class enable_grad(no_grad):
-    """Context manager that turns graph recording back on inside a `no_grad` block."""
+
+class no_grad(_GradMode):
+    """Context manager (and decorator) inside which no graph is recorded."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Context manager (and decorator) that turns graph recording back on inside a `no_grad` block."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """set_grad_enabled(mode): as a function call it switches recording on or off at once; as a
+    context manager (`with ta.set_grad_enabled(False):`) it also switches back on exit. As in PyTorch."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self._previous = is_grad_enabled()
+        _set_mode(self.mode)
 
     def __enter__(self):
-        self._previous = is_grad_enabled()
-        set_grad_enabled(True)
-        return self
+        return self  # the mode was set by __init__; _previous is what it was before
+
+    def _recreate_cm(self):
+        return _Deferred(self.mode)
+
+    def __call__(self, function):
+        _set_mode(self._previous)  # used as a decorator: the switch applies only inside the function
+        return super().__call__(function)
+
+
+class _Deferred(_GradMode):
+    """set_grad_enabled's mode, entered at each call of a function it decorates."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+
+class VersionCounter:
+    """How many times an array was changed in place. A tensor and its views share one counter.
+
+    `aliased` is set once a second tensor sees the same memory (a view, a detached copy): an
+    in-place op that records a graph refuses such a tensor, since the other tensor's graph would
+    not learn of the change.
+    """
+
+    __slots__ = ("value", "aliased")
+
+    def __init__(self):
+        self.value = 0
+        self.aliased = False
 
 
 class Context:
     """What a Function's forward leaves for its backward.
 
     `needs_input_grad[i]` says whether input i needs a gradient, so backward can skip work.
-    Arbitrary attributes (ctx.dim = ...) hold non-array state.
+    Arbitrary attributes (ctx.dim = ...) hold non-array state. `versions` holds, for each saved
+    array that is (part of) a tensor's data, that tensor's counter and its value at save time.
     """
 
-    __slots__ = ("saved", "needs_input_grad", "__dict__")
+    __slots__ = ("saved", "needs_input_grad", "versions", "__dict__")
 
     def __init__(self, needs_input_grad):
         self.saved = ()
         self.needs_input_grad = needs_input_grad
+        self.versions = ()
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -78,36 +135,69 @@ class Node:
     """One recorded op: the Function, its context, and the Variables it was applied to.
 
     `parents[i]` is the i-th positional argument when it is a Variable that requires a
-    gradient, else None. `ctx` becomes None once backward has freed the saved values.
-    A Function whose forward returns a tuple makes one Node with `n_outputs` outputs;
-    each output tensor knows its position (`_index`).
+    gradient, else None. `edges[i]` is where that argument's gradient goes: the (node, output
+    index) that had made it when the op ran, or (None, 0) for a leaf. The edge is taken at record
+    time because an in-place op later gives the tensor a new node, and this op consumed the old
+    value. `ctx` becomes None once backward has freed the saved values. A Function whose forward
+    returns a tuple makes one Node with `n_outputs` outputs; each output tensor knows its
+    position (`_index`).
     """
 
-    __slots__ = ("function", "ctx", "parents", "n_outputs")
+    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs")
 
     def __init__(self, function, ctx, parents, n_outputs=1):
         self.function = function
         self.ctx = ctx
         self.parents = parents
+        self.edges = tuple(None if p is None else (p._node, p._index) for p in parents)
         self.n_outputs = n_outputs
 
     @property
     def name(self):
         return self.function.__name__
 
+    def __repr__(self):  # PyTorch prints grad_fn as <MulBackward0 object at ...>
+        return f"<{self.name}Backward>"
+
+    @property
+    def next_functions(self):
+        """The nodes that made this node's inputs, one (node or None, output index) per input, as in PyTorch."""
+        return tuple((None, 0) if e is None else e for e in self.edges)
+
+    def check_versions(self):
+        """Raise if a tensor this node saved for backward was changed in place since."""
+        for counter, version, shape in self.ctx.versions:
+            if counter.value != version:
+                raise RuntimeError(
+                    f"backward: a tensor of shape {shape} that {self.name} saved for its backward was modified "
+                    f"by an in-place operation (it is at version {counter.value}; {self.name} saved version "
+                    f"{version}). Use an out-of-place op (x = x + y, not x += y), .clone() it before changing "
+                    "it, or call the optimiser's step() only after backward()"
+                )
+
 
 class Variable:
     """The autograd half of a tensor: an array, its gradient, and the node that made it."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
         self.data = data
         self.grad = None
         self._node = node
         self._index = 0
+        self._counter = VersionCounter()
         self._requires_grad = False
         self.requires_grad = requires_grad
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has seen (PyTorch's t._version)."""
+        return self._counter.value
+
+    def _bump_version(self):
+        """Record an in-place change of `data` (in-place ops and optimisers call this)."""
+        self._counter.value += 1
 
     @property
     def requires_grad(self):
@@ -137,8 +227,15 @@ class Variable:
         backward(self, grad, retain_graph)
 
     def detach(self):
-        """The same data, cut from the graph: no gradient flows through the result."""
-        return self._wrap(self.data)
+        """The same data, cut from the graph: no gradient flows through the result.
+
+        It shares the memory and the version counter, as in PyTorch: an in-place change of either
+        is seen by a backward that saved the other.
+        """
+        out = self._wrap(self.data)
+        out._counter = self._counter
+        self._counter.aliased = True
+        return out
 
     @classmethod
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
@@ -149,6 +246,7 @@ class Variable:
         """
         out = cls.__new__(cls)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
+        out._counter = VersionCounter()
         return out
 
 
@@ -160,7 +258,13 @@ class Function:
     Call an op through `MyOp.apply(*args)`. A forward may return a tuple of arrays: apply
     then returns a tuple of tensors, and backward receives a tuple of their gradients
     (None for an output that no gradient reached).
+
+    A Function whose outputs may be views of its first input (reshape, indexing, ...) sets
+    `returns_view = True`: such an output shares the input's version counter whenever it
+    shares its memory, so an in-place change through either is seen by both.
     """
+
+    returns_view = False
 
     @staticmethod
     def forward(ctx, *args):
@@ -191,12 +295,43 @@ class Function:
         out = cls.forward(ctx, *raw)
         multiple = isinstance(out, tuple)
         if not record:
-            return tuple(first._wrap(o) for o in out) if multiple else first._wrap(out)
-        parents = tuple(a if n else None for a, n in zip(args, needs))
-        node = Node(cls, ctx, parents, len(out) if multiple else 1)
-        if multiple:
-            return tuple(first._wrap(o, True, node, i) for i, o in enumerate(out))
-        return first._wrap(out, True, node)
+            results = tuple(first._wrap(o) for o in out) if multiple else (first._wrap(out),)
+        else:
+            parents = tuple(a if n else None for a, n in zip(args, needs))
+            node = Node(cls, ctx, parents, len(out) if multiple else 1)
+            results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
+                       else (first._wrap(out, True, node),))
+        if cls.returns_view:
+            _share_counters(first, results)
+        if record and ctx.saved:
+            ctx.versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Variable)] + list(results))
+        return results if multiple else results[0]
+
+
+def _shares_memory(a, b):
+    """Whether arrays a and b may overlap in memory (numpy: a bounds check; DeviceArray: one buffer)."""
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.may_share_memory(a, b)
+    buf = getattr(a, "buf", None)
+    return buf is not None and buf is getattr(b, "buf", None)
+
+
+def _share_counters(source, results):
+    for r in results:
+        if _shares_memory(r.data, source.data):
+            r._counter = source._counter
+            source._counter.aliased = True
+
+
+def _saved_versions(saved, tensors):
+    """(counter, version, shape) for every saved array that is (a view of) one of `tensors`' data."""
+    versions = []
+    for array in saved:
+        for t in tensors:
+            if array is t.data or _shares_memory(array, t.data):
+                versions.append((t._counter, t._counter.value, tuple(t.data.shape)))
+                break
+    return tuple(versions)
 
 
 def _raise_mixed_devices(op, a, b):
@@ -222,9 +357,9 @@ def _topological_order(root_node):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for parent in node.parents:
-            if parent is not None and parent._node is not None and id(parent._node) not in visited:
-                stack.append((parent._node, False))
+        for edge in node.edges:
+            if edge is not None and edge[0] is not None and id(edge[0]) not in visited:
+                stack.append((edge[0], False))
     order.reverse()  # consumers first
     return order
 
@@ -258,7 +393,7 @@ def backward(root, grad=None, retain_graph=False):
         return
 
     pending = {}  # id(node) -> list of the gradients of its outputs (None until one arrives)
-    _add_pending(pending, root, grad)
+    _add_pending(pending, root._node, root._index, grad)
     for node in _topological_order(root._node):
         output_grads = pending.pop(id(node), None)
         if output_grads is None:  # no gradient flows through this node
@@ -269,30 +404,39 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: trying to backward through {node.name} a second time, but its saved "
                 "values were freed by the first backward; pass retain_graph=True to the first call"
             )
+        node.check_versions()
         grads = node.function.backward(node.ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
+        if len(grads) != len(node.parents):
+            raise RuntimeError(
+                f"backward: {node.name}.backward returned {len(grads)} gradients, but forward took "
+                f"{len(node.parents)} arguments (return None for each one without a gradient)"
+            )
         if not retain_graph:
             node.ctx = None
-        for parent, pg in zip(node.parents, grads):
+        for i, (parent, edge, pg) in enumerate(zip(node.parents, node.edges, grads)):
             if parent is None or pg is None:
                 continue
-            assert pg.shape == parent.data.shape, (node.name, pg.shape, parent.data.shape)
+            if getattr(pg, "shape", None) != parent.data.shape:
+                raise RuntimeError(
+                    f"backward: {node.name}.backward returned a gradient of shape {getattr(pg, 'shape', type(pg))} "
+                    f"for argument {i}, which has shape {parent.data.shape}"
+                )
             if pg.dtype != parent.data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
                 pg = pg.astype(parent.data.dtype)
-            if parent._node is None:
+            if edge[0] is None:
                 _accumulate_leaf(parent, pg)
             else:
-                _add_pending(pending, parent, pg)
+                _add_pending(pending, *edge, pg)
 
 
-def _add_pending(pending, tensor, g):
-    """Add g to the gradient waiting for `tensor`'s output slot of its node."""
-    slots = pending.get(id(tensor._node))
+def _add_pending(pending, node, index, g):
+    """Add g to the gradient waiting for output `index` of `node`."""
+    slots = pending.get(id(node))
     if slots is None:
-        slots = pending[id(tensor._node)] = [None] * tensor._node.n_outputs
-    i = tensor._index
-    slots[i] = g if slots[i] is None else slots[i] + g
+        slots = pending[id(node)] = [None] * node.n_outputs
+    slots[index] = g if slots[index] is None else slots[index] + g
 
 
 def _accumulate_leaf(leaf, g):

@@ -8,7 +8,7 @@ GPU memory, tinyattn/device_array.py) on the GPU.
 import numpy as np
 
 from . import functional as F
-from .autograd import Variable
+from .autograd import Variable, VersionCounter
 from .backend import device_of, move
 from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, default_dtype_for
@@ -29,6 +29,7 @@ class Tensor(Variable):
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
         out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
+        out._counter = VersionCounter()
         return out
 
     # ---- attributes --------------------------------------------------------------
@@ -125,10 +126,6 @@ class Tensor(Variable):
     def clone(self):
         return F.mul(self, 1) if self.requires_grad else self._wrap(self.data.copy())
 
-    def zero_(self):
-        self.data[...] = 0
-        return self
-
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extras = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
@@ -203,6 +200,25 @@ class Tensor(Variable):
 
     def __getitem__(self, index):
         return F.getitem(self, index)
+
+    # ---- in place (rules in functional/inplace.py) -----------------------------------
+    def __setitem__(self, index, value):
+        F.setitem(self, index, value)
+
+    def __iadd__(self, other):
+        return F.add_(self, other)
+
+    def __isub__(self, other):
+        return F.sub_(self, other)
+
+    def __imul__(self, other):
+        return F.mul_(self, other)
+
+    def __itruediv__(self, other):
+        return F.div_(self, other)
+
+    add_, sub_, mul_, div_, clamp_, clip_ = F.add_, F.sub_, F.mul_, F.div_, F.clamp_, F.clamp_
+    zero_, fill_, copy_, masked_fill_ = F.zero_, F.fill_, F.copy_, F.masked_fill_
 
     # ---- methods PyTorch has -------------------------------------------------------
     add, sub, mul, div, pow, matmul, maximum = F.add, F.sub, F.mul, F.div, F.pow, F.matmul, F.maximum

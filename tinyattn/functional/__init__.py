@@ -9,6 +9,7 @@
     sparse         embedding
     dropout        dropout
     device         to_device (.to('cuda') / .cpu())
+    inplace        add_, mul_, x[i] = v, ... (version counters, PyTorch's in-place rules)
     loss           cross_entropy, mse_loss
     attention      scaled_dot_product_attention (fused) and its composite reference
     attention_variants  the lecture's additive relevance and sigmoid/relu normalisers
@@ -18,6 +19,7 @@ from .attention_variants import additive_relevance, allowed_positions, apply_mas
 from .checks import sum_to_shape
 from .device import to_device
 from .dropout import dropout
+from .inplace import add_, clamp_, copy_, div_, fill_, masked_fill_, mul_, setitem, sub_, zero_
 from .elementwise import (
     abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, mul, ne, neg, pow,
     relu, sigmoid, sqrt, sub, tanh, where,

@@ -12,6 +12,8 @@ from .checks import normalize_dims, sum_to_shape
 class Reshape(Function):
     """y = x viewed with another shape (same elements in row-major order).  dx = dy reshaped back."""
 
+    returns_view = True
+
     @staticmethod
     def forward(ctx, x, shape):
         ctx.shape = x.shape
@@ -24,6 +26,8 @@ class Reshape(Function):
 
 class Permute(Function):
     """y = x with its axes reordered: y.shape[i] = x.shape[dims[i]].  dx = dy permuted by the inverse."""
+
+    returns_view = True
 
     @staticmethod
     def forward(ctx, x, dims):
@@ -38,6 +42,8 @@ class Permute(Function):
 class Expand(Function):
     """y = x broadcast to `shape` (a view, no copy).  dx = dy summed over the broadcast axes."""
 
+    returns_view = True
+
     @staticmethod
     def forward(ctx, x, shape):
         ctx.shape = x.shape
@@ -50,6 +56,8 @@ class Expand(Function):
 
 class GetItem(Function):
     """y = x[index].  dx = zeros with dy added at the indexed places (repeated indices add up)."""
+
+    returns_view = True
 
     @staticmethod
     def forward(ctx, x, index):
@@ -71,6 +79,8 @@ class Unbind(Function):
 
     dx = the gradients stacked back along `dim`; a slice that no gradient reached gets zeros.
     """
+
+    returns_view = True
 
     @staticmethod
     def forward(ctx, x, dim):

@@ -11,6 +11,9 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: expected a Module, got {type(module).__name__} at index "
+                            f"{len(self._modules)}")
         setattr(self, str(len(self._modules)), module)
         return self
 

@@ -28,11 +28,25 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            # PyTorch's rule: `m.weight = m.weight - lr * g` would silently unregister the weight
+            raise TypeError(
+                f"{type(self).__name__}: cannot assign a {type(value).__name__} to {name!r}, which holds a Parameter "
+                f"(nn.Parameter or None expected); to change its values in place use `with ta.no_grad(): "
+                f"{name}.copy_(...)` or `{name} -= ...`"
+            )
+        if name in self._modules and value is not None and not isinstance(value, Module):
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} to {name!r}, which holds "
+                            "a submodule (a Module or None expected)")
+        if name in self.__dict__.get("_buffer_names", ()) and value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} to buffer {name!r} "
+                            "(a Tensor or None expected)")
+        was_parameter, was_module = name in self._parameters, name in self._modules
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
-        if isinstance(value, Parameter):
+        if isinstance(value, Parameter) or (value is None and was_parameter):  # None keeps the slot, as in PyTorch
             self._parameters[name] = value
-        elif isinstance(value, Module):
+        elif isinstance(value, Module) or (value is None and was_module):
             self._modules[name] = value
         elif name in self.__dict__.get("_buffer_names", ()):
             self._buffers[name] = value

@@ -1,0 +1,260 @@
+"""In-place ops (x.add_(y), x += y, x[i] = v, x.zero_(), ...) with PyTorch's rules.
+
+An in-place op writes its result into the tensor's own array, so every alias of that memory (a
+view, a detached copy, a state_dict entry, the array from .numpy()) sees the change, and it bumps
+the tensor's version counter, so a backward that saved the old value raises instead of silently
+using the new one. Three cases:
+
+1. Nothing to record (gradients off, or no operand requires grad): the result is written where
+   the data lies. This is the optimiser's case: `with ta.no_grad(): w -= lr * w.grad` changes the
+   Parameter object itself.
+2. A leaf that requires grad, with gradients on: RuntimeError, as in PyTorch (the op would not
+   be part of any graph, and the leaf's gradient would describe a value it no longer has).
+3. Recording: the op runs out of place on the old value (a copy that takes the tensor's place in
+   the graph) and the result is written back; the tensor now stands for the op's output, so its
+   grad_fn is the op. Nodes recorded earlier keep their edge to the old value (see autograd.Node).
+   A tensor whose memory another tensor shares (a view) is refused here: that tensor's graph
+   would not learn of the change, and its gradient would be silently wrong.
+
+The result must have the tensor's shape (the other operand broadcasts to it, not the reverse)
+and a dtype that casts to the tensor's ("same kind": int64 += 0.5 is an error, as in PyTorch).
+"""
+import numpy as np
+
+from ..autograd import Function, Variable, is_grad_enabled, no_grad
+from ..backend import backend_of, device_of, move
+from . import elementwise as ew
+from .checks import check_broadcast, on_device_of, sum_to_shape
+from .shape import _normalize_index, expand
+
+
+def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
+    """Change x in place to `compute(t)`, an out-of-place op applied to a tensor t holding x's value.
+
+    `direct(x)`, when given, does the same job by writing into x.data itself; it is used when
+    nothing is recorded, to spare a temporary the size of x (x[i] = v, x.fill_(v)).
+    """
+    if not isinstance(x, Variable):
+        raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
+    grad_mode = is_grad_enabled()
+    if grad_mode and x._node is None and x._requires_grad:
+        raise RuntimeError(
+            f"{op}: a leaf tensor that requires grad (shape {tuple(x.shape)}) cannot be changed in place while "
+            "gradients are recorded; do it inside `with ta.no_grad():` (as an optimiser does), or change a .clone()"
+        )
+    record = grad_mode and x.data.dtype.kind == "f" and (
+        x._requires_grad or any(isinstance(o, Variable) and o._requires_grad for o in operands))
+    _check_writable(op, x)
+    if not record:
+        if direct is not None:
+            direct(x)
+        else:
+            with no_grad():
+                _write(op, x, compute(x), same_kind)
+        x._bump_version()
+        return x
+    if x._counter.aliased:
+        raise RuntimeError(
+            f"{op}: the tensor of shape {tuple(x.shape)} shares its memory with another tensor (a view such as "
+            "x[0] or x.reshape(...), or a .detach()), so changing it in place while gradients are recorded "
+            "would leave the other tensor's gradient wrong; use the out-of-place op, or change a .clone()"
+        )
+    old = x._wrap(x.data.copy(), x._requires_grad, x._node, x._index)
+    result = compute(old)
+    _check_result(op, x, result.shape, result.dtype, same_kind)
+    if result.dtype != x.dtype:
+        result = ew.cast(result, x.dtype)
+    _write(op, x, result, same_kind)
+    x._node, x._index, x._requires_grad = result._node, result._index, result._requires_grad
+    x._bump_version()
+    return x
+
+
+def _check_writable(op, x):
+    if isinstance(x.data, np.ndarray) and not x.data.flags.writeable:
+        raise ValueError(
+            f"{op}: the tensor of shape {tuple(x.shape)} is a read-only view (made by expand or broadcasting); "
+            "change a .clone() instead"
+        )
+
+
+def _check_result(op, x, shape, dtype, same_kind):
+    if tuple(shape) != tuple(x.shape):
+        raise ValueError(f"{op}: the result has shape {tuple(shape)}, which does not fit the tensor of shape "
+                         f"{tuple(x.shape)} (the other operand must broadcast to the tensor's shape)")
+    if same_kind and not np.can_cast(dtype, x.dtype, "same_kind"):
+        raise TypeError(f"{op}: the result type {np.dtype(dtype)} can't be cast to the tensor's dtype {x.dtype}")
+
+
+def _write(op, x, result, same_kind):
+    _check_result(op, x, result.shape, result.dtype, same_kind)
+    x.data[...] = result.data
+
+
+def _value(op, value, x):
+    """A fill value: a number, or a tensor on x's device (kept as a tensor so its gradient is tracked)."""
+    if isinstance(value, Variable):
+        if device_of(value.data) != device_of(x.data):
+            on_device_of(op, value, x.data)  # raises, naming both devices
+        return value
+    if isinstance(value, (bool, int, float, np.number)):
+        return value
+    if isinstance(value, np.ndarray) or device_of(value) == "cuda":
+        return x._wrap(on_device_of(op, value, x.data))
+    raise TypeError(f"{op}: expected a number or a tensor, got {type(value).__name__}")
+
+
+# ---- arithmetic ------------------------------------------------------------------------------------
+
+
+def add_(x, other, alpha=1):
+    """x ← x + alpha · other."""
+    scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
+    return _apply("add_", x, lambda t: ew.add(t, scaled), (other,))
+
+
+def sub_(x, other, alpha=1):
+    """x ← x - alpha · other."""
+    scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
+    return _apply("sub_", x, lambda t: ew.sub(t, scaled), (other,))
+
+
+def mul_(x, other):
+    """x ← x · other."""
+    return _apply("mul_", x, lambda t: ew.mul(t, other), (other,))
+
+
+def div_(x, other):
+    """x ← x / other (an integer tensor cannot hold the float quotient: an error, as in PyTorch)."""
+    return _apply("div_", x, lambda t: ew.div(t, other), (other,))
+
+
+def clamp_(x, min=None, max=None):
+    """x ← clamp(x, min, max)."""
+    from .selection import clamp  # the out-of-place op
+
+    return _apply("clamp_", x, lambda t: clamp(t, min, max), (min, max))
+
+
+# ---- replacing values ------------------------------------------------------------------------------
+
+
+def _replace(op, x, value, mask=None):
+    """x ← value where mask (everywhere when mask is None); the gradient goes to value there and to
+    the old x elsewhere. Any dtype converts to x's, as in PyTorch's fill_ and copy_."""
+    value = _value(op, value, x)
+    if isinstance(value, Variable) and check_broadcast(op, x.shape, value.shape) != tuple(x.shape):
+        raise ValueError(f"{op}: a value of shape {tuple(value.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+    if mask is not None:
+        mask = on_device_of(op, mask, x.data)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"{op}: mask must be a bool tensor, got dtype {mask.dtype}")
+        if check_broadcast(op, x.shape, mask.shape) != tuple(x.shape):
+            raise ValueError(f"{op}: mask of shape {tuple(mask.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+    raw = value.data if isinstance(value, Variable) else value
+
+    def direct(x):
+        x.data[...] = raw if mask is None else np.where(mask, raw, x.data)
+
+    def compute(t):
+        everywhere = mask if mask is not None else backend_of(t.data).xp.ones((), dtype=np.bool_)
+        if isinstance(value, Variable):
+            return ew.where(everywhere, value if value.dtype == t.dtype else ew.cast(value, t.dtype), t)
+        return ew.masked_fill(t, everywhere, value)
+
+    return _apply(op, x, compute, (value,), same_kind=False, direct=direct)
+
+
+def fill_(x, value):
+    """x ← value everywhere (a number, or a 0-d tensor whose gradient is tracked)."""
+    if isinstance(value, Variable) and value.ndim != 0:
+        raise ValueError(f"fill_: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
+    return _replace("fill_", x, value)
+
+
+def zero_(x):
+    """x ← 0."""
+    return _replace("zero_", x, 0)
+
+
+def masked_fill_(x, mask, value):
+    """x ← value where mask (broadcast to x's shape)."""
+    if isinstance(value, Variable) and value.ndim != 0:
+        raise ValueError(f"masked_fill_: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
+    return _replace("masked_fill_", x, value, mask)
+
+
+def copy_(x, src):
+    """x ← src, broadcast to x's shape and converted to x's dtype (any dtype, as in PyTorch)."""
+    if not isinstance(src, Variable):
+        src = x._wrap(on_device_of("copy_", src, x.data))
+    if check_broadcast("copy_", x.shape, src.shape) != tuple(x.shape):
+        raise ValueError(f"copy_: the source of shape {tuple(src.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+    return _replace("copy_", x, src)
+
+
+# ---- x[index] = value ------------------------------------------------------------------------------
+
+
+class SetItem(Function):
+    """y = x with y[index] = value (value broadcast to x[index]'s shape).
+
+    dx = dy with zeros at the written places; dvalue = dy[index] summed back to value's shape.
+    """
+
+    @staticmethod
+    def forward(ctx, x, value, index):
+        ctx.index, ctx.value_shape = index, value.shape
+        y = x.copy()
+        y[index] = value
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        need_x, need_value = ctx.needs_input_grad[:2]
+        dx = dvalue = None
+        if need_x:
+            dx = dy.copy()
+            dx[ctx.index] = 0
+        if need_value:
+            g = dy[ctx.index]
+            lead = len(ctx.value_shape) - g.ndim
+            if lead > 0:  # numpy lets the value carry extra leading size-1 axes
+                g = g.reshape((1,) * lead + g.shape)
+            dvalue = sum_to_shape(g, ctx.value_shape)
+        return dx, dvalue, None
+
+
+def setitem(x, index, value):
+    """x[index] = value, in place; differentiable with respect to value and to x's other elements."""
+    index = _normalize_index(x, index)
+    value = _value("setitem", value, x)
+    target = _indexed_shape(x.shape, index)
+    vshape = tuple(np.shape(value.data if isinstance(value, Variable) else value))
+    trimmed = vshape[len(vshape) - len(target):] if len(vshape) > len(target) else vshape
+    if any(n != 1 for n in vshape[: len(vshape) - len(trimmed)]) or _broadcasts_to(trimmed, target) is False:
+        raise ValueError(f"setitem: a value of shape {vshape} cannot be assigned to x[index] of shape {target} "
+                         f"(x has shape {tuple(x.shape)})")
+    raw = value.data if isinstance(value, Variable) else value
+
+    def direct(x):
+        x.data[index] = raw
+
+    def compute(t):
+        v = value if isinstance(value, Variable) else t._wrap(backend_of(t.data).asarray(raw, dtype=t.dtype))
+        return SetItem.apply(t, v if v.dtype == t.dtype else ew.cast(v, t.dtype), index)
+
+    return _apply("setitem", x, compute, (value,), same_kind=False, direct=direct)
+
+
+def _indexed_shape(shape, index):
+    """The shape of x[index] for an x of `shape` (index arrays are read on the host)."""
+    host = tuple(move(i, "cpu") for i in index) if isinstance(index, tuple) else move(index, "cpu")
+    return np.empty(shape, dtype=np.bool_)[host].shape
+
+
+def _broadcasts_to(shape, target):
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
