@@ -15,6 +15,7 @@ subclasses it and adds operators and methods.
 """
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -96,16 +97,22 @@ class _Deferred(_GradMode):
 class VersionCounter:
     """How many times an array was changed in place. A tensor and its views share one counter.
 
-    `aliased` is set once a second tensor sees the same memory (a view, a detached copy): an
-    in-place op that records a graph refuses such a tensor, since the other tensor's graph would
-    not learn of the change.
+    `sharers` holds (weakly) the tensors that share it, once there is more than one: an in-place
+    op that records a graph re-makes the live views among them from their base's new node.
     """
 
-    __slots__ = ("value", "aliased")
+    __slots__ = ("value", "sharers")
 
     def __init__(self):
         self.value = 0
-        self.aliased = False
+        self.sharers = None
+
+    def share(self, source, view):
+        """Make `view` (a tensor over `source`'s memory) count with `source`'s counter."""
+        view._counter = self
+        if self.sharers is None:
+            self.sharers = weakref.WeakSet((source,))
+        self.sharers.add(view)
 
 
 class Context:
@@ -179,7 +186,9 @@ class Node:
 class Variable:
     """The autograd half of a tensor: an array, its gradient, and the node that made it."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "__weakref__")
+    # _view: None, or (base, steps) for a tensor whose data is a view of `base`'s data, made from it by
+    # the view Functions in `steps` ((Function, extra args, output index) each); see replay_view.
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
         self.data = data
@@ -187,6 +196,7 @@ class Variable:
         self._node = node
         self._index = 0
         self._counter = VersionCounter()
+        self._view = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -233,8 +243,7 @@ class Variable:
         is seen by a backward that saved the other.
         """
         out = self._wrap(self.data)
-        out._counter = self._counter
-        self._counter.aliased = True
+        self._counter.share(self, out)
         return out
 
     @classmethod
@@ -246,7 +255,7 @@ class Variable:
         """
         out = cls.__new__(cls)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
-        out._counter = VersionCounter()
+        out._counter, out._view = VersionCounter(), None
         return out
 
 
@@ -302,7 +311,7 @@ class Function:
             results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
                        else (first._wrap(out, True, node),))
         if cls.returns_view:
-            _share_counters(first, results)
+            _share_counters(first, results, cls, args[1:])
         if record and ctx.saved:
             ctx.versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Variable)] + list(results))
         return results if multiple else results[0]
@@ -316,11 +325,30 @@ def _shares_memory(a, b):
     return buf is not None and buf is getattr(b, "buf", None)
 
 
-def _share_counters(source, results):
-    for r in results:
+def _share_counters(source, results, function, extra):
+    base, steps = source._view or (source, ())
+    for i, r in enumerate(results):
         if _shares_memory(r.data, source.data):
-            r._counter = source._counter
-            source._counter.aliased = True
+            source._counter.share(source, r)
+            r._view = (base, steps + ((function, extra, i if len(results) > 1 else None),))
+
+
+def replay_view(base, steps):
+    """The view of `base` that `steps` made, made again (recorded like any op)."""
+    t = base
+    for function, extra, i in steps:
+        t = function.apply(t, *extra)
+        t = t if i is None else t[i]
+    return t
+
+
+def view_positions(base, steps):
+    """For a view of `base`: the flat index into base of each of the view's elements (host int64)."""
+    positions = np.arange(base.data.size, dtype=np.int64).reshape(base.data.shape)
+    for function, extra, i in steps:
+        positions = function.forward(Context(()), positions, *extra)
+        positions = positions if i is None else positions[i]
+    return positions
 
 
 def _saved_versions(saved, tensors):

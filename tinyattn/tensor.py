@@ -29,7 +29,7 @@ class Tensor(Variable):
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
         out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
-        out._counter = VersionCounter()
+        out._counter, out._view = VersionCounter(), None
         return out
 
     # ---- attributes --------------------------------------------------------------

@@ -13,19 +13,20 @@ using the new one. Three cases:
 3. Recording: the op runs out of place on the old value (a copy that takes the tensor's place in
    the graph) and the result is written back; the tensor now stands for the op's output, so its
    grad_fn is the op. Nodes recorded earlier keep their edge to the old value (see autograd.Node).
-   A tensor whose memory another tensor shares (a view) is refused here: that tensor's graph
-   would not learn of the change, and its gradient would be silently wrong.
+   Views are kept consistent, as in PyTorch: changing a view makes its base a new node (the old
+   base with the view's elements replaced), and every live view of a changed base is re-made from
+   the base's new node, so a later use of either carries the change's gradient.
 
 The result must have the tensor's shape (the other operand broadcasts to it, not the reverse)
 and a dtype that casts to the tensor's ("same kind": int64 += 0.5 is an error, as in PyTorch).
 """
 import numpy as np
 
-from ..autograd import Function, Variable, is_grad_enabled, no_grad
+from ..autograd import Function, Variable, is_grad_enabled, no_grad, replay_view, view_positions
 from ..backend import backend_of, device_of, move
 from . import elementwise as ew
 from .checks import check_broadcast, on_device_of, sum_to_shape
-from .shape import _normalize_index, expand
+from .shape import _normalize_index, reshape
 
 
 def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
@@ -37,9 +38,11 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
     if not isinstance(x, Variable):
         raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
     grad_mode = is_grad_enabled()
-    if grad_mode and x._node is None and x._requires_grad:
+    base = x if x._view is None else x._view[0]
+    if grad_mode and base._node is None and base._requires_grad:
+        what = "a leaf tensor" if base is x else f"a view of a leaf tensor (shape {tuple(base.shape)})"
         raise RuntimeError(
-            f"{op}: a leaf tensor that requires grad (shape {tuple(x.shape)}) cannot be changed in place while "
+            f"{op}: {what} that requires grad (shape {tuple(x.shape)}) cannot be changed in place while "
             "gradients are recorded; do it inside `with ta.no_grad():` (as an optimiser does), or change a .clone()"
         )
     record = grad_mode and x.data.dtype.kind == "f" and (
@@ -53,21 +56,47 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
                 _write(op, x, compute(x), same_kind)
         x._bump_version()
         return x
-    if x._counter.aliased:
-        raise RuntimeError(
-            f"{op}: the tensor of shape {tuple(x.shape)} shares its memory with another tensor (a view such as "
-            "x[0] or x.reshape(...), or a .detach()), so changing it in place while gradients are recorded "
-            "would leave the other tensor's gradient wrong; use the out-of-place op, or change a .clone()"
-        )
     old = x._wrap(x.data.copy(), x._requires_grad, x._node, x._index)
     result = compute(old)
     _check_result(op, x, result.shape, result.dtype, same_kind)
     if result.dtype != x.dtype:
         result = ew.cast(result, x.dtype)
-    _write(op, x, result, same_kind)
-    x._node, x._index, x._requires_grad = result._node, result._index, result._requires_grad
+    if x._view is None:
+        x.data[...] = result.data
+        _take_place(x, result)
+    else:
+        _write_into_base(op, x, result)
     x._bump_version()
+    _refresh_views(base)
     return x
+
+
+def _take_place(x, result):
+    """From now on x stands for `result` in the graph (x keeps its own array)."""
+    x._node, x._index, x._requires_grad = result._node, result._index, result._requires_grad
+
+
+def _write_into_base(op, view, result):
+    """An in-place op on a view changes its base: the base becomes a new node, old base with the
+    view's elements replaced (PyTorch's CopySlices); the gradient of those elements goes to `result`."""
+    base, steps = view._view
+    if device_of(base.data) != "cpu":
+        raise NotImplementedError(f"{op}: changing a view of a cuda tensor in place while gradients are recorded "
+                                  "is not supported yet; use the out-of-place op or torch-style x = x.clone()")
+    positions = view_positions(base, steps).reshape(-1)
+    old_base = base._wrap(base.data.copy(), base._requires_grad, base._node, base._index)
+    flat = SetItem.apply(reshape(old_base, -1), reshape(result, -1), positions)
+    new_base = reshape(flat, base.shape)
+    base.data[...] = new_base.data  # the view's elements included
+    _take_place(base, new_base)
+
+
+def _refresh_views(base):
+    """Every live view of `base` becomes a view of its new node, as PyTorch regenerates a view's grad_fn."""
+    sharers = base._counter.sharers
+    for t in list(sharers) if sharers is not None else ():
+        if t._view is not None and t._view[0] is base:
+            _take_place(t, replay_view(base, t._view[1]))
 
 
 def _check_writable(op, x):
