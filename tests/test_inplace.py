@@ -148,6 +148,20 @@ def test_a_change_through_a_view_or_a_detached_alias_is_seen():
         y.backward()
 
 
+def test_loading_weights_or_initialising_counts_as_an_in_place_change():
+    lin = nn.Linear(3, 2)
+    state = {k: v.numpy().copy() for k, v in lin.state_dict().items()}
+    loss = lin(ta.randn(4, 3)).sum()
+    lin.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="in-place"):
+        loss.backward()
+    before = lin.weight._version
+    nn.init.zeros_(lin.weight)
+    nn.init.normal_(lin.bias)
+    assert lin.weight._version == before + 1 and lin.bias._version > 0
+    assert not lin.weight.numpy().any()
+
+
 def test_ops_that_save_nothing_tolerate_later_changes():
     x = ta.randn(3, requires_grad=True)
     h = x * 1

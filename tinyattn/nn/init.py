@@ -8,8 +8,10 @@ from ..random import default_generator
 
 
 def _fill(t, values):
-    """t's data = host `values` (drawn from the one host generator), copied to t's device."""
-    t.data[...] = move(values, device_of(t.data))
+    """t's data = host `values` (a number, or drawn from the one host generator and copied to t's
+    device), in place: the tensor keeps its identity, and its version counter records the change."""
+    t.data[...] = values if np.isscalar(values) else move(values, device_of(t.data))
+    t._bump_version()
     return t
 
 
@@ -29,13 +31,11 @@ def normal_(t, mean=0.0, std=1.0):
 
 
 def zeros_(t):
-    t.data[...] = 0
-    return t
+    return _fill(t, 0)
 
 
 def ones_(t):
-    t.data[...] = 1
-    return t
+    return _fill(t, 1)
 
 
 def xavier_uniform_(t, gain=1.0):

@@ -203,6 +203,7 @@ class Module:
             updates.append((target, value))
         for target, value in updates:
             target.data[...] = move(value, device_of(target.data))  # shares memory with the parameter
+            target._bump_version()  # and its version counter: a graph that saved the old value will say so
         return IncompatibleKeys(missing, unexpected)
 
     # ---- display -------------------------------------------------------------------------
