@@ -69,6 +69,14 @@ class CharTransformer(nn.Module):
         return self.head(self.norm(x))
 
 
+def param_groups(model, weight_decay):
+    """Two optimiser groups, nanoGPT's way: weight decay on the matrices (Linear, Embedding and positional
+    weights: 2-D and up), none on the vectors (LayerNorm weights, all biases)."""
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
 def random_windows(data, rng, batch, context):
     starts = rng.integers(0, len(data) - context - 1, size=batch)
     idx = starts[:, None] + np.arange(context + 1)[None, :]
@@ -129,7 +137,7 @@ def main(argv=None):
 
     ta.manual_seed(args.seed)
     model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, args.dropout)
-    opt = ta.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    opt = ta.optim.AdamW(param_groups(model, weight_decay=0.01), lr=args.lr)
     sched = ta.optim.WarmupCosine(opt, warmup_steps=min(200, args.max_steps // 2), total_steps=args.max_steps,
                                   min_lr=args.lr / 10)
     rng = np.random.default_rng(args.seed)

@@ -389,9 +389,41 @@ def test_optimizer_updates_on_gpu_match_cpu(make, rng):
             opt.step()
         assert all(isinstance(p.data, DeviceArray) == (device == "cuda") for p in model.parameters())
         state = opt.state_dict()  # host copies, so a checkpoint saves the same from either device
-        results.append([p.numpy() for p in model.parameters()] + [v for k, v in sorted(state.items()) if k.startswith("state.")])
+        results.append([p.numpy() for p in model.parameters()]
+                       + [v for i in sorted(state["state"], key=int) for _, v in sorted(state["state"][i].items())])
     for c, g in zip(*results):
         np.testing.assert_allclose(g, c, rtol=1e-10, atol=1e-12)
+
+
+def test_optimizer_checkpoint_with_two_groups_resumes_on_the_gpu(rng):
+    """A CPU run's optimizer state_dict loads into an optimizer over the GPU model: its state lands on
+    the GPU and the next steps match the CPU run's."""
+    x, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    models, opts = [], []
+    for device in ("cpu", "cuda"):
+        ta.manual_seed(1)
+        model = nn.Linear(3, 2, dtype=ta.float64).to(device)
+        models.append(model)
+        opts.append(ta.optim.AdamW([{"params": [model.weight]}, {"params": [model.bias], "weight_decay": 0.0,
+                                                                  "lr": 0.01}], lr=0.05))
+
+    def step(model, opt, device):
+        loss = F.mse_loss(model(ta.tensor(x, device=device)), ta.tensor(y, device=device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step(models[0], opts[0], "cpu")
+    models[1].load_state_dict(models[0].state_dict())
+    opts[1].load_state_dict(opts[0].state_dict())
+    assert all(isinstance(v, DeviceArray) for s in opts[1].state.values() for k, v in s.items() if k != "step")
+    for _ in range(2):
+        for model, opt, device in zip(models, opts, ("cpu", "cuda")):
+            version = model.weight._version
+            step(model, opt, device)
+            assert model.weight._version > version
+    for c, g in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(g.numpy(), c.numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_checkpoint_moves_between_devices(tmp_path):
@@ -503,7 +535,7 @@ def test_review_optimizer_state_follows_its_model_and_to_takes_non_blocking():
         loss.backward()
         opt.step()  # the state made on the CPU moves with the model instead of failing half-way
     assert all(p.device == "cuda" for p in model.parameters())
-    assert opt.state[0]["step"] == 2
+    assert opt.state[model.weight]["step"] == 2
 
 
 def test_review_matmul_batches_beyond_the_grid_loop(monkeypatch, rng):

@@ -39,6 +39,18 @@ def test_char_lm_runs_and_reports_losses(tmp_path, capsys):
     assert char_lm.decode(char_lm.encode("def f(x):\n")) == "def f(x):\n"
 
 
+def test_char_lm_decays_matrices_only():
+    char_lm = load("char_lm")
+    model = char_lm.CharTransformer(96, 8, 16, 2, 1, 32, 0.0)
+    decay, no_decay = char_lm.param_groups(model, weight_decay=0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(map(id, decay["params"] + no_decay["params"])) == sorted(map(id, model.parameters()))
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert {names[id(p)] for p in decay["params"]} >= {"embed.weight", "head.weight", "layers.0.linear1.weight"}
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert {"norm.weight", "norm.bias", "head.bias", "layers.0.norm1.weight"} <= {names[id(p)] for p in no_decay["params"]}
+
+
 def test_positional_encodings_compares_all_four(tmp_path):
     pe = load("positional_encodings")
     results = pe.main(["--seq-len", "6", "--steps", "60", "--eval-every", "20", "--out-dir", str(tmp_path), "--no-progress"])

@@ -1,0 +1,39 @@
+"""SGD with momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's torch.optim.SGD)."""
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """Per parameter, with g its gradient and the group's hyperparameters:
+
+        g ← g + weight_decay · w
+        v ← g at the first step, then momentum · v + (1 - dampening) · g      (when momentum ≠ 0)
+        g ← g + momentum · v with nesterov, else v
+        w ← w - lr · g
+    """
+
+    _bool_keys = ("nesterov",)
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov))
+
+    def _check_hyper(self, hyper, at):
+        super()._check_hyper(hyper, at)
+        if hyper.get("nesterov") and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
+            raise ValueError(f"{at}Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, w, g, state, group):
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * w
+        momentum = group["momentum"]
+        if momentum:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.copy()
+            else:
+                v = state["momentum_buffer"]
+                v *= momentum
+                v += (1 - group["dampening"]) * g
+            v = state["momentum_buffer"]
+            g = g + momentum * v if group["nesterov"] else v
+        w -= group["lr"] * g
