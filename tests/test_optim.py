@@ -323,6 +323,41 @@ def test_step_with_a_closure_returns_its_loss():
     np.testing.assert_allclose(w.numpy(), [0.8, -1.6, 2.4])
 
 
+class SignSGD(ta.optim.Optimizer):
+    """A user's optimiser written the PyTorch way: its own step() over param_groups and state."""
+
+    def __init__(self, params, lr=0.1, mode="sign"):
+        super().__init__(params, dict(lr=lr, mode=mode))
+
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state["count"] = state.get("count", 0) + 1
+                state["last"] = np.sign(p.grad.data)
+                p.data -= group["lr"] * state["last"]
+                p._bump_version()
+
+
+def test_a_user_optimizer_subclass_gets_groups_and_checkpoints():
+    a, b = _param(), _param()
+    opt = SignSGD([{"params": [a]}, {"params": [b], "lr": 0.5, "mode": "other"}])
+    assert opt.param_groups[1]["mode"] == "other" and opt.param_groups[0]["mode"] == "sign"
+    for p in (a, b):
+        p.grad = ta.tensor([1.0, -1.0, 0.0], dtype=ta.float64)
+    opt.step()
+    np.testing.assert_allclose(a.numpy(), [0.9, -1.9, 3.0])
+    np.testing.assert_allclose(b.numpy(), [0.5, -1.5, 3.0])
+    c, d = _param(), _param()
+    other = SignSGD([{"params": [c]}, {"params": [d]}])
+    other.load_state_dict(opt.state_dict())
+    assert other.param_groups[1]["lr"] == 0.5 and other.param_groups[1]["mode"] == "other"
+    assert other.state[d]["count"] == 1
+    np.testing.assert_array_equal(other.state[d]["last"], [1.0, -1.0, 0.0])
+
+
 # ---- checkpoints: state_dict / load_state_dict ------------------------------------------------
 
 

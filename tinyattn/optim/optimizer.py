@@ -24,6 +24,7 @@ from ..backend import device_of, move
 from ..tensor import Tensor
 
 _EXTRA_GROUP_KEYS = ("initial_lr",)  # set by the learning-rate schedulers (lr_scheduler.LRScheduler)
+_NUMBER_KEYS = ("lr", "initial_lr", "momentum", "dampening", "weight_decay", "eps")  # become Python floats
 
 
 def _is_number(value):
@@ -31,7 +32,10 @@ def _is_number(value):
 
 
 class Optimizer:
-    """Base class: subclasses define `defaults`, `_check_hyper` and `_update(w, g, state, group)`.
+    """Base class. The built-in optimisers pass their defaults, check them in `_check_hyper` and
+    define `_update(w, g, state, group)` on raw arrays; a user's optimiser may instead override
+    step() as in PyTorch, walking `self.param_groups` and `self.state[p]` (and calling
+    p._bump_version() after changing p in place).
 
     Args:
         params: an iterable of tensors, or of dicts (param groups) each with a "params" entry and
@@ -39,9 +43,9 @@ class Optimizer:
         defaults: the hyperparameters a group takes when it does not give its own.
     """
 
-    _state_keys = ()  # the buffers one parameter's state holds (all of them once it has any)
-    _pair_keys = ()  # hyperparameters that are pairs of numbers (Adam's betas); the others not in
-    _bool_keys = ()  # _bool_keys are numbers
+    _state_keys = None  # the buffers one parameter's state holds (all of them once it has any); None: any
+    _pair_keys = ()  # hyperparameters that are pairs of numbers (Adam's betas)
+    _bool_keys = ()  # hyperparameters that are True or False (SGD's nesterov)
 
     def __init__(self, params, defaults):
         name = type(self).__name__
@@ -124,11 +128,11 @@ class Optimizer:
                 if not isinstance(value, (bool, np.bool_)):
                     raise TypeError(f"{at}{key} must be True or False, got {value!r}")
                 value = bool(value)
-            else:
+            elif key in _NUMBER_KEYS:
                 if not _is_number(value):
                     raise TypeError(f"{at}{key} must be a number, got {type(value).__name__}")
                 value = float(value)
-            out[key] = value
+            out[key] = value  # any other key: a subclass's own setting, kept as given
         self._check_hyper(out, at)
         return out
 
@@ -267,7 +271,7 @@ class Optimizer:
     def _load_buffers(self, buffers, p, where):
         if not isinstance(buffers, dict):
             raise ValueError(f"{where} must be a dict of buffers, got {type(buffers).__name__}")
-        if set(buffers) != set(self._state_keys):
+        if self._state_keys is not None and set(buffers) != set(self._state_keys):
             raise ValueError(f"{where} has the keys {sorted(buffers)}; {type(self).__name__} keeps "
                              f"{sorted(self._state_keys)}")
         out = {}
@@ -276,6 +280,9 @@ class Optimizer:
                 if not _is_number(value) or int(value) != value or value < 0:
                     raise ValueError(f"{where}: step must be a non-negative integer, got {value!r}")
                 out[key] = int(value)
+                continue
+            if _is_number(value):  # a subclass's scalar state
+                out[key] = value
                 continue
             value = np.asarray(value.numpy() if isinstance(value, Tensor) else move(value, "cpu"))
             if value.shape != p.shape:
