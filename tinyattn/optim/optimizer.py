@@ -20,6 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..autograd import enable_grad
 from ..backend import device_of, move
 from ..tensor import Tensor
 
@@ -173,8 +174,6 @@ class Optimizer:
         the model and returns the loss (with gradients enabled); step returns that loss."""
         loss = None
         if closure is not None:
-            from ..autograd import enable_grad
-
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
