@@ -54,7 +54,7 @@ class CharTransformer(nn.Module):
         super().__init__()
         self.context = context
         self.embed = nn.Embedding(vocab, d_model)
-        self.pos = nn.LearnedPositionalEncoding(context, d_model)
+        self.pos = nn.LearnedPositionalEncoding(d_model=d_model, max_len=context)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True, causal=True)
             for _ in range(num_layers)

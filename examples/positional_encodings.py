@@ -60,7 +60,7 @@ class Model(nn.Module):
         self.pos = {
             "none": None,
             "sinusoidal": nn.SinusoidalPositionalEncoding(d_model, seq_len),
-            "learned": nn.LearnedPositionalEncoding(seq_len, d_model),
+            "learned": nn.LearnedPositionalEncoding(d_model=d_model, max_len=seq_len),
             "rotary": None,
         }[encoding]
         rope = nn.RotaryEmbedding(d_model // nhead, max_len=seq_len) if encoding == "rotary" else None

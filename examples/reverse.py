@@ -29,7 +29,7 @@ class ReverseTransformer(nn.Module):
         if pos == "sinusoidal":
             self.pos = nn.SinusoidalPositionalEncoding(d_model, seq_len)
         else:
-            self.pos = nn.LearnedPositionalEncoding(seq_len, d_model)
+            self.pos = nn.LearnedPositionalEncoding(d_model=d_model, max_len=seq_len)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
             for _ in range(num_layers)

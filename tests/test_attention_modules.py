@@ -213,7 +213,7 @@ def test_sinusoidal_values_and_gradient(rng):
 
 
 def test_learned_positional_encoding(rng):
-    pe = nn.LearnedPositionalEncoding(8, 3, dtype=ta.float64)
+    pe = nn.LearnedPositionalEncoding(d_model=3, max_len=8, dtype=ta.float64)
     x = leaf(rng, 2, 5, 3)
     np.testing.assert_allclose(pe(x).numpy() - x.numpy(), np.broadcast_to(pe.weight.numpy()[:5], (2, 5, 3)))
     assert module_gradcheck(pe, x, name="LearnedPositionalEncoding")

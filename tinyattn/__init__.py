@@ -15,6 +15,11 @@ from .dtypes import double, float32, float64, int32, int64, long
 from .functional import (
     abs, cat, exp, log, matmul, max, maximum, relu, sigmoid, sqrt, stack, tanh, where,
 )
+from .functional import (  # noqa: E402  (the everyday ops; some shadow builtins only in this namespace)
+    all, amax, amin, any, argmax, argmin, argsort, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clamp, clip,
+    einsum, floor_divide, log_softmax, logical_and, logical_not, logical_or, logical_xor, min, minimum, remainder,
+    softmax, sort, topk, tril, triu,
+)
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor

@@ -189,6 +189,10 @@ class DeviceArray:
     def copy(self):
         return self.astype(self.dtype)
 
+    def __deepcopy__(self, memo):
+        """copy.deepcopy (a module cloned on the GPU: TransformerEncoder's layers) copies on the device."""
+        return self.copy()
+
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)
         if dtype == self.dtype and not copy:

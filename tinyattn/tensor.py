@@ -98,6 +98,22 @@ class Tensor(Variable):
     def __int__(self):
         return int(self.item())
 
+    def __format__(self, spec):
+        """f"{loss:.4f}": a 0-d or one-element tensor formats as its Python number (PyTorch does so for
+        0-d tensors only); with an empty spec any other tensor formats as str(); a non-empty spec on a
+        multi-element tensor is a TypeError, as in PyTorch."""
+        if self.data.ndim == 0 or (spec and self.data.size == 1):
+            return format(self.item(), spec)
+        if not spec:
+            return str(self)
+        raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__ for a tensor of shape "
+                        f"{tuple(self.shape)}: only one-element tensors take a format spec; use .item() or .tolist()")
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad in place and return self (PyTorch's requires_grad_)."""
+        self.requires_grad = requires_grad
+        return self
+
     def to(self, *args, **kwargs):
         """PyTorch's .to: .to("cuda"), .to(dtype), .to(device, dtype), .to(other_tensor), or the
         keywords device=/dtype=. Returns self when nothing changes; differentiable otherwise."""
@@ -180,6 +196,39 @@ class Tensor(Variable):
     def __abs__(self):
         return F.abs(self)
 
+    def __floordiv__(self, other):
+        return F.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return F.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return F.remainder(self, other)
+
+    def __rmod__(self, other):
+        return F.remainder(other, self)
+
+    def __and__(self, other):
+        return F.bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return F.bitwise_and(other, self)
+
+    def __or__(self, other):
+        return F.bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return F.bitwise_or(other, self)
+
+    def __xor__(self, other):
+        return F.bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return F.bitwise_xor(other, self)
+
+    def __invert__(self):
+        return F.bitwise_not(self)
+
     def __eq__(self, other):
         return F.eq(self, other)
 
@@ -228,6 +277,11 @@ class Tensor(Variable):
     reshape, permute, transpose, expand = F.reshape, F.permute, F.transpose, F.expand
     unsqueeze, squeeze, flatten, unbind = F.unsqueeze, F.squeeze, F.flatten, F.unbind
     view = F.reshape
+    min, amin, argmax, argmin, minimum = F.min, F.amin, F.argmax, F.argmin, F.minimum
+    sort, argsort, topk, clamp, clip, tril, triu = F.sort, F.argsort, F.topk, F.clamp, F.clip, F.tril, F.triu
+    all, any, floor_divide, remainder = F.all, F.any, F.floor_divide, F.remainder
+    bitwise_and, bitwise_or, bitwise_xor, bitwise_not = F.bitwise_and, F.bitwise_or, F.bitwise_xor, F.bitwise_not
+    logical_and, logical_or, logical_xor, logical_not = F.logical_and, F.logical_or, F.logical_xor, F.logical_not
 
     @property
     def T(self):

@@ -1,7 +1,12 @@
 """Every differentiable op of tinyattn, one `Function` each, grouped by kind:
 
     elementwise    arithmetic, activations, maximum/where/masked_fill, comparisons
-    reduction      sum, mean, amax/max, var
+    reduction      sum, mean, amax/amin, var
+    selection      max/min (values and indices along a dim), argmax/argmin, sort/argsort, topk, clamp/clip
+    rounding       floor_divide (//), remainder (%)
+    logical        bitwise and/or/xor/not (& | ^ ~), logical_*, all, any
+    triangular     tril, triu
+    einsum         einsum over any number of operands
     shape          reshape, permute/transpose, expand, indexing, unbind, cat, stack
     linalg         matmul, linear
     softmax        softmax, log_softmax (fused Numba kernels)
@@ -21,13 +26,20 @@ from .device import to_device
 from .dropout import dropout
 from .inplace import add_, clamp_, copy_, div_, fill_, masked_fill_, mul_, setitem, sub_, zero_
 from .elementwise import (
-    abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, mul, ne, neg, pow,
+    abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, minimum, mul, ne, neg, pow,
     relu, sigmoid, sqrt, sub, tanh, where,
 )
+from .einsum import einsum
 from .linalg import linear, matmul
 from .loss import cross_entropy, cross_entropy_composite, mse_loss
 from .normalization import layer_norm, layer_norm_composite
-from .reduction import amax, max, mean, sum, var
+from .logical import (
+    all, any, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, logical_and, logical_not, logical_or, logical_xor,
+)
+from .reduction import amax, amin, mean, sum, var
+from .rounding import floor_divide, remainder
+from .selection import argmax, argmin, argsort, clamp, clip, max, min, sort, topk
 from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze
 from .softmax import log_softmax, softmax, softmax_composite
 from .sparse import embedding
+from .triangular import tril, triu

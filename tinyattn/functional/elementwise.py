@@ -288,6 +288,25 @@ class Maximum(Function):
         )
 
 
+class Minimum(Function):
+    """y = min(a, b) elementwise.  The gradient goes to the smaller input; ties split it evenly."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        share_a = ((a < b) + 0.5 * (a == b)).astype(dy.dtype)
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            sum_to_shape(dy * share_a, a.shape) if need_a else None,
+            sum_to_shape(dy * (1 - share_a), b.shape) if need_b else None,
+        )
+
+
 class Where(Function):
     """y = a where condition else b.  da = dy where condition, db = dy elsewhere."""
 
@@ -422,6 +441,10 @@ def gelu(x, approximate="tanh"):
 
 def maximum(a, b):
     return Maximum.apply(*operands("maximum", a, b))
+
+
+def minimum(a, b):
+    return Minimum.apply(*operands("minimum", a, b))
 
 
 def where(condition, input, other):

@@ -1,15 +1,14 @@
-"""Reductions over any set of axes, with keepdim: sum, mean, amax/max, var.
+"""Reductions over any set of axes, with keepdim: sum, mean, amax/amin, var.
+
+max/min (with their (values, indices) form along one dim) live in selection.py.
 
 Backward of a reduction over axes R broadcasts dy back over R: with keepdim=False the
 reduced axes are first reinserted as size-1 axes.
 """
-from collections import namedtuple
-
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function
 from .checks import check_float, normalize_dims
-from .elementwise import maximum
 
 
 def _expand_back(dy, shape, dims, keepdim):
@@ -46,7 +45,8 @@ class Mean(Function):
 
 
 class Amax(Function):
-    """y = max_R x.  dx = dy at the maximising elements, shared evenly between ties."""
+    """y = max_R x.  dx = dy at the maximising elements, shared evenly between ties (as PyTorch's
+    amax, and its max() with no dim)."""
 
     @staticmethod
     def forward(ctx, x, dims, keepdim):
@@ -61,6 +61,17 @@ class Amax(Function):
         winners = (x == y).astype(dy.dtype)
         share = winners / winners.sum(axis=ctx.dims, keepdims=True)
         return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * share, None, None
+
+
+class Amin(Amax):
+    """y = min_R x.  dx = dy at the minimising elements, shared evenly between ties (Amax's backward)."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        y = np.min(x, axis=dims, keepdims=True)
+        ctx.save_for_backward(x, y)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return y if keepdim else np.squeeze(y, axis=dims)
 
 
 class Var(Function):
@@ -108,29 +119,10 @@ def amax(x, dim=None, keepdim=False, *, axis=None):
     return Amax.apply(x, _dims("amax", x, dim, axis), keepdim)
 
 
-MaxResult = namedtuple("MaxResult", ["values", "indices"])
-
-
-def max(x, dim=None, keepdim=False, *, axis=None):
-    """PyTorch's max: with no dim, the largest element; with an int dim, (values, indices);
-    with a tensor as the second argument, the elementwise maximum.
-
-    The values' gradient follows amax: ties share it evenly.
-    """
-    if isinstance(dim, Variable):
-        return maximum(x, dim)
-    if axis is not None:
-        dim = axis
-    if dim is None:
-        return amax(x)
-    if not isinstance(dim, (int, np.integer)):
-        return amax(x, dim, keepdim)
-    values = amax(x, dim, keepdim)
-    (d,) = normalize_dims("max", dim, x.ndim)
-    indices = np.argmax(x.data, axis=d)
-    if keepdim:
-        indices = np.expand_dims(indices, d)
-    return MaxResult(values, x._wrap(indices.astype(np.int64)))
+def amin(x, dim=None, keepdim=False, *, axis=None):
+    if x.data.size == 0:
+        raise ValueError(f"amin: cannot reduce an empty tensor of shape {x.shape}")
+    return Amin.apply(x, _dims("amin", x, dim, axis), keepdim)
 
 
 def var(x, dim=None, *, correction=1, keepdim=False, unbiased=None, axis=None):

@@ -5,6 +5,7 @@
 
 from ..autograd import Function
 from ..backend import backend_of
+from ..dtypes import as_dtype
 from .checks import check_float, normalize_dims
 from . import elementwise as ew, reduction as red
 
@@ -56,12 +57,20 @@ def _dim(op, x, dim):
     return normalize_dims(op, dim, x.ndim)[0]
 
 
-def softmax(x, dim):
+def softmax(x, dim, dtype=None):
+    """softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
+    x = _cast_first(x, dtype)
     return Softmax.apply(x, _dim("softmax", x, dim))
 
 
-def log_softmax(x, dim):
+def log_softmax(x, dim, dtype=None):
+    """log_softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
+    x = _cast_first(x, dtype)
     return LogSoftmax.apply(x, _dim("log_softmax", x, dim))
+
+
+def _cast_first(x, dtype):
+    return x if dtype is None else ew.cast(x, as_dtype(dtype))
 
 
 def softmax_composite(x, dim):

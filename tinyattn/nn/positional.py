@@ -15,9 +15,13 @@ from .module import Module
 from .parameter import Parameter
 
 
-def _check_length(name, x, max_len):
+def _check_length(name, x, max_len, d_model=None):
     if x.ndim < 2:
         raise ValueError(f"{name}: expected input (..., T, d), got shape {x.shape}")
+    if d_model is not None and x.shape[-1] != d_model:
+        raise ValueError(f"{name}(d_model={d_model}, max_len={max_len}): the input's last axis has size "
+                         f"{x.shape[-1]}, not d_model={d_model} (input shape {x.shape}); the arguments are "
+                         "(d_model, max_len)")
     if x.shape[-2] > max_len:
         raise ValueError(f"{name}: sequence length {x.shape[-2]} exceeds max_len {max_len} (input shape {x.shape})")
 
@@ -39,7 +43,7 @@ class SinusoidalPositionalEncoding(Module):
         self.register_buffer("pe", Tensor._wrap(table.astype(as_dtype(dtype) or float32)))
 
     def forward(self, x):
-        _check_length("SinusoidalPositionalEncoding", x, self.max_len)
+        _check_length("SinusoidalPositionalEncoding", x, self.max_len, self.d_model)
         return x + self.pe[: x.shape[-2]]
 
     def extra_repr(self):
@@ -47,19 +51,28 @@ class SinusoidalPositionalEncoding(Module):
 
 
 class LearnedPositionalEncoding(Module):
-    """a_i + e_i with e a learned (max_len, d_model) table, initialised N(0, 0.02²)."""
+    """a_i + e_i with e a learned (max_len, d_model) table, initialised N(0, 0.02²).
 
-    def __init__(self, max_len, d_model, dtype=None):
+    The arguments are (d_model, max_len), as for SinusoidalPositionalEncoding; pass them by keyword
+    to be safe. (Until late 2026 the order was (max_len, d_model): an old-order call builds a table
+    for the wrong d_model, and forward's check names both numbers.) The table's layout, and so
+    the state_dict, is unchanged.
+    """
+
+    def __init__(self, d_model, max_len, dtype=None):
         super().__init__()
-        self.max_len, self.d_model = max_len, d_model
-        self.weight = init.normal_(Parameter(empty_parameter_data((max_len, d_model), dtype)), std=0.02)
+        for name, n in (("d_model", d_model), ("max_len", max_len)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"LearnedPositionalEncoding: {name} must be a positive int, got {n!r}")
+        self.d_model, self.max_len = int(d_model), int(max_len)
+        self.weight = init.normal_(Parameter(empty_parameter_data((self.max_len, self.d_model), dtype)), std=0.02)
 
     def forward(self, x):
-        _check_length("LearnedPositionalEncoding", x, self.max_len)
+        _check_length("LearnedPositionalEncoding", x, self.max_len, self.d_model)
         return x + self.weight[: x.shape[-2]]
 
     def extra_repr(self):
-        return f"max_len={self.max_len}, d_model={self.d_model}"
+        return f"d_model={self.d_model}, max_len={self.max_len}"
 
 
 class RotaryEmbedding(Module):

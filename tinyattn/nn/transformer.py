@@ -1,7 +1,10 @@
-"""A pre-norm Transformer encoder layer, with PyTorch's TransformerEncoderLayer names."""
+"""A pre-norm Transformer encoder layer and the encoder that stacks copies of it, with PyTorch's
+TransformerEncoderLayer and TransformerEncoder names."""
+import copy
 
 from .. import functional as F
 from .attention import MultiheadAttention
+from .containers import ModuleList
 from .layers import Dropout, LayerNorm, Linear
 from .module import Module
 
@@ -52,3 +55,34 @@ class TransformerEncoderLayer(Module):
     def _ff_block(self, x):
         act = F.gelu if self.activation == "gelu" else F.relu
         return self.dropout2(self.linear2(self.dropout(act(self.linear1(x)))))
+
+
+class TransformerEncoder(Module):
+    """num_layers deep copies of `encoder_layer` applied in turn, then an optional final norm
+    (PyTorch's nn.TransformerEncoder):
+
+        x_0 = src,  x_(i+1) = layers[i](x_i, mask, src_key_padding_mask, is_causal),  y = norm(x_N)
+
+    The copies start with the same weights (as in PyTorch) and train independently. Parameter names
+    are PyTorch's: "layers.0.self_attn.in_proj_weight", ..., "norm.weight". is_causal=None leaves
+    each layer's own `causal` setting; True/False overrides it. enable_nested_tensor and mask_check
+    select PyTorch fast paths that do not change the result; they are accepted and ignored.
+    """
+
+    def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True, mask_check=True):
+        super().__init__()
+        if not isinstance(encoder_layer, Module):
+            raise TypeError(f"TransformerEncoder: encoder_layer must be a Module, got {type(encoder_layer).__name__}")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(f"TransformerEncoder: num_layers must be a non-negative int, got {num_layers!r}")
+        if norm is not None and not isinstance(norm, Module):
+            raise TypeError(f"TransformerEncoder: norm must be a Module or None, got {type(norm).__name__}")
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
+        return x if self.norm is None else self.norm(x)

@@ -1,0 +1,242 @@
+"""einsum: Einstein summation over any number of operands, differentiable in each (PyTorch's einsum).
+
+    einsum("bij,bjk->bik", a, b)     batched matmul
+    einsum("ii->i", a)               diagonal;  einsum("ii", a) trace
+    einsum("...ij,...jk", a, b)      matmul over broadcast batch axes
+
+Subscripts are letters [a-zA-Z]; "..." stands for the axes not named, right-aligned across operands.
+Without "->" the output is the ellipsis axes, then the letters that appear once, in alphabetical
+order. An axis of size 1 broadcasts against the same letter's size in other operands, as in PyTorch.
+
+The forward and backward are numpy's einsum (optimize=True contracts pairwise through BLAS); a tensor
+on the GPU is computed on the host, which costs a copy of the operands down and of the result up.
+"""
+import numpy as np
+
+from ..autograd import Function, Variable
+from ..backend import device_of, move
+from .shape import reshape
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # numpy's labels 0..51, in this order
+
+
+class Einsum(Function):
+    """y[out] = Σ over the labels not in `out` of Π_k A_k[s_k]   (s_k: operand k's labels).
+
+    Backward. y is linear in each operand, so for operand j
+
+        dA_j[s_j] = Σ over the labels not in s_j of  dy[out] · Π_{k≠j} A_k[s_k],
+
+    which is itself an einsum: the operands dy (labels `out`) and every A_k but A_j, with output
+    s_j. Two cases need more than that one call:
+      - a label of s_j that appears in neither `out` nor another operand was summed inside A_j
+        alone: y does not depend on which index it takes, so the einsum leaves it out and the
+        gradient is broadcast along it;
+      - a label repeated in s_j (a diagonal: "ii->i") reads only the elements whose indices agree,
+        so the gradient lives on that diagonal: with u_j = s_j's distinct labels,
+        dA_j[s_j] = g[u_j] · Π δ(l, l'), one δ (an identity matrix, itself an einsum operand) for
+        each repeat l' of a label l.
+    The public function has already squeezed away axes of size 1 that broadcast, so every label
+    has one size here.
+    """
+
+    @staticmethod
+    def forward(ctx, labels, out, *arrays):
+        ctx.save_for_backward(*arrays)
+        ctx.labels, ctx.out = labels, out
+        device = device_of(arrays[0])
+        host = [move(a, "cpu") for a in arrays]
+        return move(np.asarray(_contract(host, labels, out), order="C"), device)
+
+    @staticmethod
+    def backward(ctx, dy):
+        arrays = [move(a, "cpu") for a in ctx.saved]
+        device = device_of(dy)
+        dy = move(dy, "cpu")
+        labels, out = ctx.labels, ctx.out
+        grads = [None, None]
+        for j, need in enumerate(ctx.needs_input_grad[2:]):
+            if not need:
+                grads.append(None)
+                continue
+            g = _operand_grad(j, arrays, labels, out, dy)
+            grads.append(move(np.asarray(g, dtype=arrays[j].dtype, order="C"), device))
+        return tuple(grads)
+
+
+def _contract(arrays, labels, out):
+    """np.einsum in its sublist form: operands with integer labels, then the output's labels."""
+    args = []
+    for a, s in zip(arrays, labels):
+        args += [a, list(s)]
+    return np.einsum(*args, list(out), optimize=len(arrays) > 2)
+
+
+def _operand_grad(j, arrays, labels, out, dy):
+    s = labels[j]
+    sizes = dict(zip(s, arrays[j].shape))
+    unique = list(dict.fromkeys(s))
+    others = [(dy, out)] + [(a, lab) for k, (a, lab) in enumerate(zip(arrays, labels)) if k != j]
+    available = set(l for _, lab in others for l in lab)
+    present = [l for l in unique if l in available]
+    g = _contract([a for a, _ in others], [lab for _, lab in others], present)
+    # labels summed inside A_j alone: the gradient is the same for each of their indices
+    g = g.reshape([sizes[l] if l in available else 1 for l in unique])
+    g = np.broadcast_to(g, [sizes[l] for l in unique])
+    if len(unique) == len(s):
+        return g if list(s) == unique else np.transpose(g, [unique.index(l) for l in s])
+    # a diagonal: one identity matrix per repeat of a label
+    used = set(s) | set(out) | available
+    fresh = (l for l in range(len(_LETTERS)) if l not in used)
+    renamed, deltas, seen = [], [], set()
+    for l in s:
+        if l in seen:
+            l2 = next(fresh)
+            deltas.append((np.eye(sizes[l], dtype=g.dtype), [l, l2]))
+            renamed.append(l2)
+        else:
+            seen.add(l)
+            renamed.append(l)
+    return _contract([g] + [d for d, _ in deltas], [unique] + [lab for _, lab in deltas], renamed)
+
+
+# ---- parsing and checks ------------------------------------------------------------------
+
+
+def _parse_term(equation, term, where):
+    """A term's labels as a list of ints and "..." (at most once)."""
+    items, i = [], 0
+    while i < len(term):
+        c = term[i]
+        if term.startswith("...", i):
+            if "..." in items:
+                raise ValueError(f"einsum: {where} {term!r} of {equation!r} has more than one ellipsis")
+            items.append("...")
+            i += 3
+            continue
+        if c not in _LETTERS:
+            raise ValueError(f"einsum: invalid subscript {c!r} in {where} {term!r} of {equation!r}; "
+                             "subscripts must be letters [a-zA-Z] (or '...')")
+        items.append(_LETTERS.index(c))
+        i += 1
+    return items
+
+
+def _parse(op, equation, shapes):
+    """(labels of each operand with "..." expanded, output labels); ValueError naming the problem."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"{op}: the equation {equation!r} names {len(terms)} operand(s), got {len(shapes)} "
+                         f"(shapes {[tuple(s) for s in shapes]})")
+    parsed = [_parse_term(equation, t, f"operand {k}") for k, t in enumerate(terms)]
+    ellipsis_ndims = []
+    for k, (items, shape) in enumerate(zip(parsed, shapes)):
+        named = len([x for x in items if x != "..."])
+        if "..." in items:
+            if len(shape) < named:
+                raise ValueError(f"{op}: operand {k} has shape {tuple(shape)}, fewer dimensions than the "
+                                 f"{named} subscripts of {terms[k]!r}")
+            ellipsis_ndims.append(len(shape) - named)
+        else:
+            if len(shape) != named:
+                raise ValueError(f"{op}: operand {k} has {len(shape)} dimensions (shape {tuple(shape)}) but "
+                                 f"{terms[k]!r} names {named}")
+            ellipsis_ndims.append(0)
+    letters = set(x for items in parsed for x in items if x != "...")
+    out_items = _parse_term(equation, rhs, "output") if arrow else None
+    if out_items is not None:
+        letters |= set(x for x in out_items if x != "...")
+    n_ellipsis = max(ellipsis_ndims, default=0)
+    spare = [l for l in range(len(_LETTERS)) if l not in letters]
+    if n_ellipsis > len(spare):
+        raise ValueError(f"{op}: {equation!r} needs more than the 52 labels numpy's einsum has")
+    ellipsis = spare[:n_ellipsis]
+    labels = []
+    for items, e in zip(parsed, ellipsis_ndims):
+        expanded = []
+        for x in items:
+            expanded += ellipsis[n_ellipsis - e:] if x == "..." else [x]
+        labels.append(tuple(expanded))
+    if out_items is None:
+        counts = {}
+        for lab in labels:
+            for l in lab:
+                if l not in ellipsis:
+                    counts[l] = counts.get(l, 0) + 1
+        out = tuple(ellipsis) + tuple(sorted((l for l, c in counts.items() if c == 1), key=lambda l: _LETTERS[l]))
+    else:
+        out = []
+        for x in out_items:
+            out += ellipsis if x == "..." else [x]
+        inputs = set(l for lab in labels for l in lab)
+        for l in out:
+            if out.count(l) > 1:
+                raise ValueError(f"{op}: output subscript {_LETTERS[l]!r} appears more than once in {equation!r}")
+            if l not in inputs:
+                raise ValueError(f"{op}: output subscript {_LETTERS[l]!r} of {equation!r} appears in no operand")
+        out = tuple(out)
+    return labels, out
+
+
+def _sizes(op, equation, labels, shapes, written):
+    """Each label's size: equal wherever it appears, or 1 (which broadcasts) in some operands.
+    `written`: the labels the equation spells out (the others stand for ellipsis axes)."""
+    def name(l):
+        return f"subscript {_LETTERS[l]!r}" if l in written else "an axis under '...'"
+
+    sizes = {}
+    for k, (lab, shape) in enumerate(zip(labels, shapes)):
+        own = {}
+        for l, n in zip(lab, shape):
+            if l in own and own[l] != n:
+                raise ValueError(f"{op}: {name(l)} is repeated in operand {k} of {equation!r} "
+                                 f"with sizes {own[l]} and {n} (shape {tuple(shape)})")
+            own[l] = n
+        for l, n in own.items():
+            seen = sizes.get(l, 1)
+            if n != seen and 1 not in (n, seen):
+                raise ValueError(f"{op}: {name(l)} of {equation!r} has size {n} in operand {k} "
+                                 f"(shape {tuple(shape)}) but {seen} elsewhere (shapes {[tuple(s) for s in shapes]})")
+            sizes[l] = max(n, seen)
+    return sizes
+
+
+def einsum(equation, *operands):
+    """PyTorch's einsum(equation, *operands) (or einsum(equation, [operands])); see the module doc."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the equation must be a string, got {type(equation).__name__} "
+                        "(the sublist form is not supported)")
+    if not operands:
+        raise ValueError(f"einsum: {equation!r} needs at least one operand")
+    for k, t in enumerate(operands):
+        if not isinstance(t, Variable):
+            raise TypeError(f"einsum: operand {k} must be a tensor, got {type(t).__name__}")
+    first = operands[0]
+    for k, t in enumerate(operands):
+        if t.dtype != first.dtype:
+            raise TypeError(f"einsum: operands have different dtypes: operand 0 is {first.dtype}, operand {k} is "
+                            f"{t.dtype}; convert them to one dtype first")
+        if device_of(t.data) != device_of(first.data):
+            raise RuntimeError(f"einsum: expected all operands on the same device, got {device_of(first.data)} "
+                               f"and {device_of(t.data)} (operand {k})")
+    shapes = [tuple(t.shape) for t in operands]
+    labels, out = _parse("einsum", equation, shapes)
+    written = set(_LETTERS.index(c) for c in equation if c in _LETTERS)
+    sizes = _sizes("einsum", equation, labels, shapes, written)
+    # an axis of size 1 against a bigger size elsewhere broadcasts: drop it from that operand
+    squeezed, new_labels = [], []
+    for t, lab in zip(operands, labels):
+        keep = [i for i, l in enumerate(lab) if not (t.shape[i] == 1 and sizes[l] > 1)]
+        if len(keep) != len(lab):
+            t = reshape(t, tuple(t.shape[i] for i in keep))
+            lab = tuple(lab[i] for i in keep)
+        squeezed.append(t)
+        new_labels.append(lab)
+    spare_needed = sum(len(lab) - len(set(lab)) for lab in new_labels)
+    if len(sizes) + spare_needed > len(_LETTERS):
+        raise ValueError(f"einsum: {equation!r} needs more than the 52 labels numpy's einsum has")
+    return Einsum.apply(tuple(new_labels), out, *squeezed)
