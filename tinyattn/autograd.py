@@ -97,22 +97,28 @@ class _Deferred(_GradMode):
 class VersionCounter:
     """How many times an array was changed in place. A tensor and its views share one counter.
 
-    `sharers` holds (weakly) the tensors that share it, once there is more than one: an in-place
-    op that records a graph re-makes the live views among them from their base's new node.
+    `views` holds weak references to the tensors that were made as views of the memory (dead
+    ones are dropped now and then): an in-place op that records a graph re-makes the live ones
+    from their base's new node.
     """
 
-    __slots__ = ("value", "sharers")
+    __slots__ = ("value", "views")
 
     def __init__(self):
         self.value = 0
-        self.sharers = None
+        self.views = None
 
-    def share(self, source, view):
-        """Make `view` (a tensor over `source`'s memory) count with `source`'s counter."""
+    def share(self, view):
+        """Make `view` (a tensor over this counter's memory) count with this counter."""
         view._counter = self
-        if self.sharers is None:
-            self.sharers = weakref.WeakSet((source,))
-        self.sharers.add(view)
+        if self.views is None:
+            self.views = []
+        elif len(self.views) >= 32:  # a long-lived base viewed every step: forget the dead views
+            self.views = [r for r in self.views if r() is not None]
+        self.views.append(weakref.ref(view))
+
+    def live_views(self):
+        return [v for v in (r() for r in self.views or ()) if v is not None]
 
 
 class Context:
@@ -243,7 +249,7 @@ class Variable:
         is seen by a backward that saved the other.
         """
         out = self._wrap(self.data)
-        self._counter.share(self, out)
+        self._counter.share(out)
         return out
 
     @classmethod
@@ -310,26 +316,31 @@ class Function:
             node = Node(cls, ctx, parents, len(out) if multiple else 1)
             results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
                        else (first._wrap(out, True, node),))
+            if ctx.saved:
+                ctx.versions = _saved_versions(ctx.saved, args, results)
         if cls.returns_view:
             _share_counters(first, results, cls, args[1:])
-        if record and ctx.saved:
-            ctx.versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Variable)] + list(results))
         return results if multiple else results[0]
 
 
-def _shares_memory(a, b):
-    """Whether arrays a and b may overlap in memory (numpy: a bounds check; DeviceArray: one buffer)."""
-    if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and np.may_share_memory(a, b)
-    buf = getattr(a, "buf", None)
-    return buf is not None and buf is getattr(b, "buf", None)
+def _memory_owner(array):
+    """What owns an array's memory: the ndarray at the end of numpy's chain of views, or a
+    DeviceArray's buffer (None for anything else). Two arrays can overlap only if their owners match."""
+    if isinstance(array, np.ndarray):
+        while isinstance(array.base, np.ndarray):
+            array = array.base
+        return array
+    return getattr(array, "buf", None)
 
 
 def _share_counters(source, results, function, extra):
+    """Outputs of a view Function that are views of its input share the input's counter and
+    remember how they were made from the input's base (for in-place ops; see functional/inplace.py)."""
+    owner = _memory_owner(source.data)
     base, steps = source._view or (source, ())
     for i, r in enumerate(results):
-        if _shares_memory(r.data, source.data):
-            source._counter.share(source, r)
+        if owner is not None and _memory_owner(r.data) is owner:
+            source._counter.share(r)
             r._view = (base, steps + ((function, extra, i if len(results) > 1 else None),))
 
 
@@ -351,12 +362,17 @@ def view_positions(base, steps):
     return positions
 
 
-def _saved_versions(saved, tensors):
-    """(counter, version, shape) for every saved array that is (a view of) one of `tensors`' data."""
+def _saved_versions(saved, args, results):
+    """(counter, version, shape) for every saved array whose memory is a tensor's (an input's or an
+    output's): what Node.check_versions compares at backward time."""
+    owners = [(_memory_owner(t.data), t) for t in (*args, *results) if isinstance(t, Variable)]
     versions = []
     for array in saved:
-        for t in tensors:
-            if array is t.data or _shares_memory(array, t.data):
+        owner = _memory_owner(array)
+        if owner is None:
+            continue
+        for o, t in owners:
+            if o is owner:
                 versions.append((t._counter, t._counter.value, tuple(t.data.shape)))
                 break
     return tuple(versions)

@@ -93,8 +93,7 @@ def _write_into_base(op, view, result):
 
 def _refresh_views(base):
     """Every live view of `base` becomes a view of its new node, as PyTorch regenerates a view's grad_fn."""
-    sharers = base._counter.sharers
-    for t in list(sharers) if sharers is not None else ():
+    for t in base._counter.live_views():
         if t._view is not None and t._view[0] is base:
             _take_place(t, replay_view(base, t._view[1]))
 
