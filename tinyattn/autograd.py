@@ -365,16 +365,20 @@ def view_positions(base, steps):
 def _saved_versions(saved, args, results):
     """(counter, version, shape) for every saved array whose memory is a tensor's (an input's or an
     output's): what Node.check_versions compares at backward time."""
-    owners = [(_memory_owner(t.data), t) for t in (*args, *results) if isinstance(t, Variable)]
+    tensors = [t for t in (*args, *results) if isinstance(t, Variable)]
+    owners = None
     versions = []
     for array in saved:
-        owner = _memory_owner(array)
-        if owner is None:
-            continue
-        for o, t in owners:
-            if o is owner:
-                versions.append((t._counter, t._counter.value, tuple(t.data.shape)))
-                break
+        match = next((t for t in tensors if t.data is array), None)  # the common case: an input or output itself
+        if match is None:
+            owner = _memory_owner(array)
+            if owner is None:
+                continue
+            if owners is None:
+                owners = [(_memory_owner(t.data), t) for t in tensors]
+            match = next((t for o, t in owners if o is owner), None)
+        if match is not None:
+            versions.append((match._counter, match._counter.value, tuple(match.data.shape)))
     return tuple(versions)
 
 
@@ -448,7 +452,8 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: trying to backward through {node.name} a second time, but its saved "
                 "values were freed by the first backward; pass retain_graph=True to the first call"
             )
-        node.check_versions()
+        if node.ctx.versions:
+            node.check_versions()
         grads = node.function.backward(node.ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
