@@ -46,7 +46,10 @@ class Einsum(Function):
         ctx.labels, ctx.out = labels, out
         device = device_of(arrays[0])
         host = [move(a, "cpu") for a in arrays]
-        return move(np.asarray(_contract(host, labels, out), order="C"), device)
+        y = _contract(host, labels, out)
+        if any(np.may_share_memory(y, a) for a in host):  # "ij->ij", "ii->i": numpy returns a view
+            y = y.copy()
+        return move(np.asarray(y, order="C"), device)
 
     @staticmethod
     def backward(ctx, dy):
