@@ -294,6 +294,7 @@ class Function:
         first = None
         raw = []
         needs = []
+        tensors = []
         for a in args:
             if isinstance(a, Variable):
                 if first is None:
@@ -302,6 +303,7 @@ class Function:
                     _raise_mixed_devices(cls.__name__, first, a)
                 raw.append(a.data)
                 needs.append(a._requires_grad)
+                tensors.append(a)
             else:
                 raw.append(a)
                 needs.append(False)
@@ -317,7 +319,7 @@ class Function:
             results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
                        else (first._wrap(out, True, node),))
             if ctx.saved:
-                ctx.versions = _saved_versions(ctx.saved, args, results)
+                ctx.versions = _saved_versions(ctx.saved, tensors, results)
         if cls.returns_view:
             _share_counters(first, results, cls, args[1:])
         return results if multiple else results[0]
@@ -362,24 +364,38 @@ def view_positions(base, steps):
     return positions
 
 
-def _saved_versions(saved, args, results):
+def _saved_versions(saved, inputs, results):
     """(counter, version, shape) for every saved array whose memory is a tensor's (an input's or an
-    output's): what Node.check_versions compares at backward time."""
-    tensors = [t for t in (*args, *results) if isinstance(t, Variable)]
-    owners = None
+    output's): what Node.check_versions compares at backward time. This runs for every recorded op,
+    so the common case (the saved array is an input's or output's array itself) is checked first."""
     versions = []
     for array in saved:
-        match = next((t for t in tensors if t.data is array), None)  # the common case: an input or output itself
-        if match is None:
-            owner = _memory_owner(array)
-            if owner is None:
-                continue
-            if owners is None:
-                owners = [(_memory_owner(t.data), t) for t in tensors]
-            match = next((t for o, t in owners if o is owner), None)
-        if match is not None:
-            versions.append((match._counter, match._counter.value, tuple(match.data.shape)))
+        for t in inputs:
+            if t.data is array:
+                break
+        else:
+            for t in results:
+                if t.data is array:
+                    break
+            else:
+                t = _owner_among(array, inputs, results)
+                if t is None:
+                    continue
+        versions.append((t._counter, t._counter.value, t.data.shape))
     return tuple(versions)
+
+
+def _owner_among(array, inputs, results):
+    """The tensor whose memory a derived saved array shares (a view of an input, or an array that an
+    output is a view of), or None."""
+    owner = _memory_owner(array)
+    if owner is None:
+        return None
+    candidates = results if owner is array else (*inputs, *results)  # a fresh array: only an output can view it
+    for t in candidates:
+        if _memory_owner(t.data) is owner:
+            return t
+    return None
 
 
 def _raise_mixed_devices(op, a, b):
