@@ -4,23 +4,60 @@ Each takes device= ("cpu" by default, or "cuda"). Constant fills are made on the
 random numbers come from the one global generator on the host and are then copied, so a seed
 gives the same values on either device.
 """
+import math
+import numbers
+
 import numpy as np
 
 from . import backend
+from .autograd import Variable
 from .cuda import device as Device
 from .dtypes import as_dtype, default_dtype_for, float32, int64
 from .random import default_generator
 from .tensor import Tensor
 
+_KINDS = "biuf"  # bool, signed and unsigned integers, floats: what a tensor may hold
 
-def _size(size):
+
+def _is_int(n):
+    """A Python or numpy integer, not a bool (PyTorch refuses zeros(True))."""
+    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_))
+
+
+def _size(op, size):
+    """The shape from `*size` (ints, or one tuple/list of ints), checked as PyTorch does."""
+    shown = size[0] if len(size) == 1 else size
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
-    return tuple(int(s) for s in size)
+    if not all(_is_int(s) for s in size):
+        raise TypeError(f"{op}: size must be a tuple of ints, got {shown!r}")
+    size = tuple(int(s) for s in size)
+    for s in size:
+        if s < 0:
+            raise ValueError(f"{op}: negative dimension {s} in size {size}")
+    return size
+
+
+def _dtype(op, dtype, default):
+    """`dtype` (a tinyattn/numpy dtype, its name, or float/int/bool) as np.dtype; `default` when None."""
+    if dtype is None:
+        return default
+    try:
+        dt = as_dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{op}: unknown dtype {dtype!r}") from None
+    if dt.kind not in _KINDS:
+        raise TypeError(f"{op}: unsupported dtype {dt}; a tensor holds bool, integer or floating-point data")
+    return dt
 
 
 def _device(device):
     return "cpu" if device is None else Device(device).type
+
+
+def _check_grad(op, dtype, requires_grad):
+    if requires_grad and dtype.kind != "f":
+        raise TypeError(f"{op}: only floating-point tensors can require gradients, got dtype {dtype}")
 
 
 def _make(array, requires_grad, device=None):
@@ -29,61 +66,122 @@ def _make(array, requires_grad, device=None):
     return t
 
 
-def _filled(size, value, dtype, requires_grad, device):
+def _filled(op, size, value, dtype, requires_grad, device):
+    size = _size(op, size)
+    _check_grad(op, dtype, requires_grad)
     xp = backend.get(_device(device)).xp
-    return _make(xp.full(_size(size), value, dtype=dtype), requires_grad, device)
+    return _make(xp.full(size, value, dtype=dtype), requires_grad, device)
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
     """A new tensor holding a copy of `data` (a number, nested lists, an ndarray or a Tensor)."""
+    if dtype is not None:
+        dtype = _dtype("tensor", dtype, None)
+    if not isinstance(data, Variable) and not backend.is_device_array(data):
+        _check_data(data)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def _check_data(data):
+    """Numbers, (nested) lists of them, ndarrays: anything else is a TypeError or ValueError naming `tensor`."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        if np.dtype(data.dtype).kind not in _KINDS:
+            raise TypeError(f"tensor: unsupported dtype {data.dtype}; a tensor holds bool, integer or floating-point data")
+        return
+    if isinstance(data, (str, bytes)) or not isinstance(data, (numbers.Real, list, tuple)):
+        raise TypeError(f"tensor: expected a number, a (nested) list of numbers or an array, got {type(data).__name__}")
+    if isinstance(data, numbers.Real) or any(isinstance(x, Variable) for x in data):
+        return  # a list of tensors is stacked by Tensor itself
+    try:
+        array = np.array(data)
+    except ValueError:  # numpy: "inhomogeneous shape"
+        raise ValueError(f"tensor: nested lists of different lengths cannot form a tensor: {_short(data)}") from None
+    except TypeError as e:
+        raise TypeError(f"tensor: cannot build a tensor from {_short(data)}: {e}") from None
+    if array.dtype.kind not in _KINDS:
+        raise TypeError(f"tensor: expected numbers, got {_short(data)}")
+
+
+def _short(data):
+    text = repr(data)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def from_numpy(array):
     """A tensor sharing memory with `array`, keeping its dtype."""
-    return Tensor._wrap(np.asarray(array))
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    if array.dtype.kind not in _KINDS:
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype}; a tensor holds bool, integer or "
+                        "floating-point data")
+    return Tensor._wrap(array)
 
 
 def zeros(*size, dtype=None, requires_grad=False, device=None):
-    return _filled(size, 0, as_dtype(dtype) or float32, requires_grad, device)
+    return _filled("zeros", size, 0, _dtype("zeros", dtype, float32), requires_grad, device)
 
 
 def ones(*size, dtype=None, requires_grad=False, device=None):
-    return _filled(size, 1, as_dtype(dtype) or float32, requires_grad, device)
+    return _filled("ones", size, 1, _dtype("ones", dtype, float32), requires_grad, device)
 
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None):
     """A tensor filled with fill_value; its dtype follows the value (int64, bool or float32) unless told."""
-    dtype = as_dtype(dtype) or default_dtype_for(np.asarray(fill_value))
-    return _filled((size,), fill_value, dtype, requires_grad, device)
+    if isinstance(fill_value, Variable):
+        fill_value = fill_value.item()  # a one-element tensor, as PyTorch allows
+    if not isinstance(fill_value, (numbers.Number, np.bool_)) or isinstance(fill_value, complex):
+        raise TypeError(f"full: fill_value must be a number, got {type(fill_value).__name__}")
+    dtype = _dtype("full", dtype, None) or default_dtype_for(np.asarray(fill_value))
+    return _filled("full", (size,), fill_value, dtype, requires_grad, device)
+
+
+def _like(op, t):
+    if not isinstance(t, Variable):
+        raise TypeError(f"{op}: expected a tensor, got {type(t).__name__}")
+    return t
 
 
 def zeros_like(t, dtype=None, requires_grad=False, device=None):
     """Zeros of t's shape, on t's device and of t's dtype unless told."""
+    t = _like("zeros_like", t)
     return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
 
 def ones_like(t, dtype=None, requires_grad=False, device=None):
+    t = _like("ones_like", t)
     return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
+
+
+def _random_float(op, size, dtype, requires_grad):
+    size, dtype = _size(op, size), _dtype(op, dtype, float32)
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: dtype must be a floating-point type (float32 or float64), got {dtype}")
+    _check_grad(op, dtype, requires_grad)
+    return size, dtype
 
 
 def randn(*size, dtype=None, requires_grad=False, device=None):
     """Standard normal samples from the global generator (see manual_seed)."""
-    dtype = as_dtype(dtype) or float32
-    return _make(default_generator().standard_normal(_size(size)).astype(dtype), requires_grad, device)
+    size, dtype = _random_float("randn", size, dtype, requires_grad)
+    return _make(default_generator().standard_normal(size).astype(dtype), requires_grad, device)
 
 
 def rand(*size, dtype=None, requires_grad=False, device=None):
     """Uniform samples in [0, 1) from the global generator."""
-    dtype = as_dtype(dtype) or float32
-    return _make(default_generator().random(_size(size)).astype(dtype), requires_grad, device)
+    size, dtype = _random_float("rand", size, dtype, requires_grad)
+    return _make(default_generator().random(size).astype(dtype), requires_grad, device)
 
 
 def randint(low, high=None, size=(), dtype=None, device=None):
     """Integers uniform in [low, high) (or [0, low) when high is omitted), int64 by default."""
     if high is None:
         low, high = 0, low
-    values = default_generator().integers(low, high, size=_size((size,))).astype(as_dtype(dtype) or int64)
+    if not (_is_int(low) and _is_int(high)):
+        raise TypeError(f"randint: low and high must be ints, got {low!r} and {high!r}")
+    if not low < high:
+        raise ValueError(f"randint: low {low} must be less than high {high}")
+    size, dtype = _size("randint", (size,)), _dtype("randint", dtype, int64)
+    values = default_generator().integers(low, high, size=size).astype(dtype)
     return _make(values, False, device)
 
 
@@ -91,8 +189,19 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
     """Values from start to end (excluded); int64 for integer arguments, float32 otherwise."""
     if end is None:
         start, end = 0, start
-    integral = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    dtype = as_dtype(dtype) or (int64 if integral else float32)
+    for v in (start, end, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"arange: start, end and step must be numbers, got {v!r}")
+    if not all(math.isfinite(v) for v in (start, end, step)):
+        raise ValueError(f"arange: unsupported range {start} -> {end} (step {step}): the bounds must be finite")
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise ValueError(f"arange: the range {start} -> {end} goes against step {step} (upper and lower bound "
+                         "inconsistent with the step's sign)")
+    integral = all(_is_int(v) for v in (start, end, step))
+    dtype = _dtype("arange", dtype, int64 if integral else float32)
+    _check_grad("arange", dtype, requires_grad)
     return _make(np.arange(start, end, step).astype(dtype), requires_grad, device)
 
 

@@ -15,6 +15,7 @@ CNN-like receptive field) keeps |i - j| <= w. A query row with every key masked 
 output 0 and gradient 0, never NaN (PyTorch's SDPA returns NaN there).
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -35,17 +36,24 @@ class ScaledDotProductAttention(Function):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims; bias (BH, L, S) view or None
         batch = q.shape[:-2]
         bh = int(np.prod(batch, dtype=np.int64))
+        ctx.shapes = (q.shape, k.shape, v.shape)
+        if bh == 0:  # an empty batch: nothing to compute, and the kernels split work per batch row
+            ctx.empty = True
+            return backend_of(q).xp.zeros(batch + (q.shape[-2], v.shape[-1]), dtype=q.dtype)
+        ctx.empty = False
         q3 = q.reshape(bh, *q.shape[-2:])  # (BH, L, E)
         k3 = k.reshape(bh, *k.shape[-2:])  # (BH, S, E)
         v3 = v.reshape(bh, *v.shape[-2:])  # (BH, S, Ev)
         out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale)
         ctx.save_for_backward(q3, k3, v3, out, lse)
         ctx.args = (bias, causal, window, scale)
-        ctx.shapes = (q.shape, k.shape, v.shape)
         return out.reshape(batch + out.shape[-2:])
 
     @staticmethod
     def backward(ctx, dout):
+        if ctx.empty:
+            xp = backend_of(dout).xp
+            return tuple(xp.zeros(s, dtype=dout.dtype) for s in ctx.shapes) + (None, None, None, None)
         q3, k3, v3, out, lse = ctx.saved
         bias, causal, window, scale = ctx.args
         dq, dk, dv = backend_of(dout).attention_backward(
@@ -64,6 +72,11 @@ def scaled_dot_product_attention(
     broadcast. scale defaults to 1/√E. With dropout_p > 0 the composite path runs (dropout
     acts on the attention weights, which the fused kernel never forms).
     """
+    op = "scaled_dot_product_attention"
+    if not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, (bool, np.bool_)):
+        raise TypeError(f"{op}: dropout_p must be a number, got {type(dropout_p).__name__}")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
     q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
     if dropout_p > 0.0:
         return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p)
@@ -122,6 +135,17 @@ def attention_bias(attn_mask, batch, q):
     return np.broadcast_to(bias, batch + (lm, sm)).reshape(bh, lm, sm)  # reshaping a broadcast view copies
 
 
+def window_arg(op, window):
+    """`window` (None, or an integer-valued number >= 0) as None or an int."""
+    if window is None:
+        return None
+    if not isinstance(window, numbers.Real) or isinstance(window, (bool, np.bool_)):
+        raise TypeError(f"{op}: window must be a non-negative integer, got {window!r}")
+    if not (math.isfinite(window) and int(window) == window and window >= 0):
+        raise ValueError(f"{op}: window must be a non-negative integer, got {window!r}")
+    return int(window)
+
+
 def _check_attention_inputs(query, key, value, attn_mask, scale, window):
     op = "scaled_dot_product_attention"
     for name, t in (("query", query), ("key", key), ("value", value)):
@@ -150,6 +174,9 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
             raise TypeError(f"{op}: attn_mask must not require grad (tinyattn does not differentiate masks)")
         if mask.dtype != np.bool_ and mask.dtype.kind != "f":
             raise TypeError(f"{op}: attn_mask must be bool or float, got dtype {mask.dtype}")
+        if mask.dtype.kind == "f" and mask.dtype != query.dtype:
+            raise TypeError(f"{op}: attn_mask dtype {mask.dtype} differs from the query's {query.dtype}; "
+                            "a float mask must match the query's dtype (as in PyTorch)")
         full = batch + (L, S)
         try:
             fits = np.broadcast_shapes(mask.shape, full) == full
@@ -157,8 +184,9 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
             fits = False
         if not fits:
             raise ValueError(f"{op}: attn_mask of shape {mask.shape} does not broadcast to {full} ({shapes})")
-    if window is not None and (int(window) != window or window < 0):
-        raise ValueError(f"{op}: window must be a non-negative integer, got {window}")
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    window = window_arg(op, window)
+    if scale is not None and (not isinstance(scale, numbers.Real) or isinstance(scale, (bool, np.bool_))):
+        raise TypeError(f"{op}: scale must be a number, got {type(scale).__name__}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = (sh.expand(t, batch + t.shape[-2:]) if t.shape[:-2] != batch else t for t in (query, key, value))
     return q, k, v, scale, window

@@ -1,8 +1,11 @@
 """Losses: cross_entropy (through log-softmax, finite for huge logits) and mse_loss."""
+import numbers
+import warnings
+
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of, move
+from ..backend import backend_of, is_device_array, move
 from .checks import check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape
 from . import elementwise as ew, reduction as red
 from .shape import getitem, permute, reshape
@@ -82,6 +85,8 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     check_tensor("cross_entropy", "input", input)
     check_float("cross_entropy", input.data)
+    if not (isinstance(target, (Variable, np.ndarray, list, tuple, numbers.Integral)) or is_device_array(target)):
+        raise TypeError(f"cross_entropy: target must be a tensor of class indices, got {type(target).__name__}")
     t = on_device_of("cross_entropy", target, input.data)
     logits = input
     if input.ndim == 1:
@@ -93,8 +98,10 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
     if tuple(t.shape) != expected:
         raise ValueError(f"cross_entropy: input {input.shape} expects target of shape {expected}, got {t.shape}")
     n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
-    ignored = (t == ignore_index) if np.issubdtype(t.dtype, np.integer) else False
-    check_indices("cross_entropy", np.where(ignored, 0, t), n_classes, "target")
+    if np.issubdtype(t.dtype, np.integer):
+        check_indices("cross_entropy", np.where(t == ignore_index, 0, t), n_classes, "target")
+    else:
+        check_indices("cross_entropy", t, n_classes, "target")  # raises: float (or NaN), bool, ... targets
     t = t.astype(np.int64)
     if input.ndim == 1:
         logits, t = reshape(logits, 1, -1), t.reshape(1)
@@ -121,10 +128,23 @@ def cross_entropy_composite(logits, target, ignore_index=-100):
 
 
 def mse_loss(input, target, reduction="mean"):
+    """PyTorch's F.mse_loss. An integer target takes the input's dtype; two float dtypes promote (float32
+    and float64 give a float64 loss, each gradient in its tensor's dtype). Shapes that differ but
+    broadcast give PyTorch's UserWarning, naming both."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     check_tensor("mse_loss", "input", input)
     check_tensor("mse_loss", "target", target)
-    check_float("mse_loss", input.data, target.data)
+    check_float("mse_loss", input.data)
+    if target.dtype.kind in "biu":  # a constant: integer tensors never require grad
+        target = target._wrap(target.data.astype(input.dtype))
+    check_float("mse_loss", target.data)
     check_broadcast("mse_loss", input.shape, target.shape)
+    if tuple(input.shape) != tuple(target.shape):
+        warnings.warn(
+            f"mse_loss: using a target size {tuple(target.shape)} that is different to the input size "
+            f"{tuple(input.shape)}. This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            UserWarning, stacklevel=2,
+        )
     return MSELoss.apply(input, target, reduction)

@@ -1,10 +1,12 @@
 """layer_norm as one fused Function with a hand-derived backward."""
+import numbers
+
 import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of
 from . import elementwise as ew, reduction as red
-from .checks import check_float
+from .checks import check_float, check_tensor
 
 
 class LayerNorm(Function):
@@ -52,8 +54,23 @@ def layer_norm_composite(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return ew.add(y, bias) if bias is not None else y
 
 
+def normalized_shape_arg(op, normalized_shape):
+    """normalized_shape (an int or a sequence of ints, numpy ints included) as a tuple of ints."""
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) for n in shape):
+        raise TypeError(f"{op}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{op}: normalized_shape must not have negative sizes, got {normalized_shape!r}")
+    return tuple(int(n) for n in shape)
+
+
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    """PyTorch's F.layer_norm: x, weight and bias share one float dtype; eps is a number >= 0."""
+    check_tensor("layer_norm", "input", x)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor("layer_norm", name, p)
+    normalized_shape = normalized_shape_arg("layer_norm", normalized_shape)
     n = len(normalized_shape)
     if n == 0 or tuple(x.shape[x.ndim - n :]) != normalized_shape or x.ndim < n:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
@@ -61,6 +78,19 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         if p is not None and tuple(p.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} shape {p.shape} differs from normalized_shape {normalized_shape}")
     check_float("layer_norm", x.data, *(p.data for p in (weight, bias) if p is not None))
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-        raise TypeError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
-    return LayerNorm.apply(x, weight, bias, n, eps)
+    dtypes = [("input", x)] + [(name, p) for name, p in (("weight", weight), ("bias", bias)) if p is not None]
+    if len({t.dtype for _, t in dtypes}) > 1:
+        listed = ", ".join(f"{name} {t.dtype}" for name, t in dtypes)
+        raise TypeError(f"layer_norm: dtypes differ: {listed}; convert them to one dtype (as PyTorch asks)")
+    if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)):
+        raise TypeError(f"layer_norm: eps must be a non-negative number, got {type(eps).__name__}")
+    if not eps >= 0:
+        raise ValueError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
+    if x.data.size == 0:
+        # nothing to normalise (no rows, or rows of 0 elements): an empty result, still in the graph
+        y = ew.mul(x, 0.0)
+        for p in (weight, bias):
+            if p is not None:
+                y = ew.add(y, ew.mul(p, 0.0))
+        return y
+    return LayerNorm.apply(x, weight, bias, n, float(eps))

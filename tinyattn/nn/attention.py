@@ -6,12 +6,14 @@ import numpy as np
 from .. import functional as F
 from ..backend import device_of
 from ..creation import empty_parameter_data
+from ..functional.attention import window_arg
 from ..functional.attention_variants import NORMALIZERS, RELEVANCES
 from ..functional.checks import on_device_of
 from . import init
-from .layers import Linear
+from .layers import Linear, probability_arg, size_arg
 from .module import Module
 from .parameter import Parameter
+from ..tensor import Tensor
 
 
 class SelfAttention(Module):
@@ -35,8 +37,11 @@ class SelfAttention(Module):
             raise ValueError(f"SelfAttention: relevance must be one of {RELEVANCES}, got {relevance!r}")
         if normalizer not in NORMALIZERS:
             raise ValueError(f"SelfAttention: normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
-        if window is not None and (int(window) != window or window < 0):
-            raise ValueError(f"SelfAttention: window must be a non-negative integer, got {window}")
+        window = window_arg("SelfAttention", window)
+        d_in, d_qk, d_v = (size_arg("SelfAttention", name, n, minimum=1)
+                           for name, n in (("d_in", d_in), ("d_qk", d_qk), ("d_v", d_v)))
+        if d_hidden is not None:
+            d_hidden = size_arg("SelfAttention", "d_hidden", d_hidden, minimum=1)
         self.d_in, self.d_qk, self.d_v = d_in, d_qk, d_v
         self.relevance, self.normalizer = relevance, normalizer
         self.window, self.causal, self.sigmoid_bias = window, causal, sigmoid_bias
@@ -96,13 +101,20 @@ class MultiheadAttention(Module):
             raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented")
         if device not in (None, "cpu"):
             raise ValueError(f"MultiheadAttention: only device='cpu' is available, got {device!r}")
-        if num_heads < 1:
-            raise ValueError(f"MultiheadAttention: num_heads must be positive, got {num_heads}")
+        for name, n in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
+                raise TypeError(f"MultiheadAttention: {name} must be an int, got {n!r}")
+        embed_dim, num_heads = int(embed_dim), int(num_heads)
+        if embed_dim <= 0 or num_heads <= 0:  # PyTorch's check and wording
+            raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be positive, got embed_dim={embed_dim} "
+                             f"and num_heads={num_heads}")
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
-        self.dropout, self.batch_first = dropout, batch_first
+        self.kdim = embed_dim if kdim is None else size_arg("MultiheadAttention", "kdim", kdim)
+        self.vdim = embed_dim if vdim is None else size_arg("MultiheadAttention", "vdim", vdim)
+        self.dropout = probability_arg("MultiheadAttention", "dropout", dropout)
+        self.batch_first = batch_first
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         e = embed_dim
         if self._qkv_same_embed_dim:
@@ -195,7 +207,7 @@ class MultiheadAttention(Module):
         dtype = like.dtype
         parts = []
         if attn_mask is not None:
-            m = on_device_of("MultiheadAttention", attn_mask, like)
+            m = self._mask("attn_mask", attn_mask, like)
             if m.shape == (L, S):
                 parts.append(m)
             elif m.shape == (n * self.num_heads, L, S) or (not batched and m.shape == (self.num_heads, L, S)):
@@ -206,7 +218,7 @@ class MultiheadAttention(Module):
                     f"({n * self.num_heads}, {L}, {S})"
                 )
         if key_padding_mask is not None:
-            m = on_device_of("MultiheadAttention", key_padding_mask, like)
+            m = self._mask("key_padding_mask", key_padding_mask, like)
             expected = (n, S) if batched else (S,)
             if m.shape != expected:
                 raise ValueError(f"MultiheadAttention: key_padding_mask of shape {m.shape} should be {expected}")
@@ -226,9 +238,28 @@ class MultiheadAttention(Module):
             bias = bias + (np.where(m, np.asarray(-np.inf, dtype), np.zeros((), dtype)) if m.dtype == np.bool_ else m.astype(dtype))
         return bias
 
+    @staticmethod
+    def _mask(name, mask, like):
+        """A mask as an array on the device of `like`: bool, or float of like's dtype (PyTorch refuses others)."""
+        m = on_device_of("MultiheadAttention", mask, like)
+        if m.dtype != np.bool_ and m.dtype.kind != "f":
+            raise TypeError(f"MultiheadAttention: masks must be bool or float, got dtype {m.dtype} for {name}")
+        if m.dtype.kind == "f" and m.dtype != like.dtype:
+            raise TypeError(f"MultiheadAttention: {name} dtype {m.dtype} differs from the query's {like.dtype}; "
+                            "a float mask must match the query's dtype (as in PyTorch)")
+        return m
+
     def _check_inputs(self, query, key, value, batched):
         ndim = 3 if batched else 2
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"MultiheadAttention: {name} must be a tensor, got {type(t).__name__}")
         shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
+        dtypes = {t.dtype for t in (query, key, value)}
+        param = self.out_proj.weight.dtype
+        if len(dtypes) > 1 or dtypes != {param}:
+            raise TypeError(f"MultiheadAttention: query, key and value are {query.dtype}, {key.dtype} and {value.dtype}; "
+                            f"the parameters are {param} (convert the inputs, or the module with .to())")
         if any(t.ndim != ndim for t in (query, key, value)):
             raise ValueError(f"MultiheadAttention: query, key and value must all be {ndim}-D: {shapes}")
         for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):

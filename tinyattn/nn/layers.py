@@ -4,12 +4,36 @@ Each wraps one fused, gradchecked Function of tinyattn.functional; the initialis
 follow PyTorch's, so a model behaves like its PyTorch twin from the first step.
 """
 import math
+import numbers
+
+import numpy as np
 
 from .. import functional as F
 from ..creation import empty_parameter_data
+from ..functional.normalization import normalized_shape_arg
 from . import init
 from .module import Module
 from .parameter import Parameter
+
+
+def size_arg(owner, name, value, minimum=0):
+    """A layer's size argument as an int >= minimum: Python and numpy ints pass, as in PyTorch;
+    anything else is a TypeError, and a smaller value a ValueError, naming the layer and argument."""
+    what = "a positive int" if minimum == 1 else "a non-negative int"
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be {what}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def probability_arg(owner, name, p):
+    """A dropout probability: a real number in [0, 1] (NaN refused)."""
+    if not isinstance(p, numbers.Real) or isinstance(p, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(p).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1], got {p}")
+    return float(p)
 
 
 class Linear(Module):
@@ -17,13 +41,16 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
+        in_features = size_arg("Linear", "in_features", in_features)
+        out_features = size_arg("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(empty_parameter_data((out_features, in_features), dtype))
         self.bias = Parameter(empty_parameter_data((out_features,), dtype)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # = U(-1/√in, 1/√in)
+        if self.weight.numel():  # a zero-size layer (PyTorch allows them) has nothing to initialise
+            init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # = U(-1/√in, 1/√in)
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
             init.uniform_(self.bias, -bound, bound)
@@ -40,8 +67,12 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
         super().__init__()
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.eps = eps
+        self.normalized_shape = normalized_shape_arg("LayerNorm", normalized_shape)
+        if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)):
+            raise TypeError(f"LayerNorm: eps must be a non-negative number, got {type(eps).__name__}")
+        if not eps >= 0:
+            raise ValueError(f"LayerNorm: eps must be a non-negative number, got {eps!r}")
+        self.eps = float(eps)
         self.weight = self.bias = None
         if elementwise_affine:
             self.weight = init.ones_(Parameter(empty_parameter_data(self.normalized_shape, dtype)))
@@ -60,6 +91,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, dtype=None):
         super().__init__()
+        num_embeddings = size_arg("Embedding", "num_embeddings", num_embeddings)
+        embedding_dim = size_arg("Embedding", "embedding_dim", embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = init.normal_(Parameter(empty_parameter_data((num_embeddings, embedding_dim), dtype)))
 
@@ -75,7 +108,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        self.p = p
+        self.p = probability_arg("Dropout", "p", p)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
@@ -89,6 +122,11 @@ class GELU(Module):
 
     def __init__(self, approximate="tanh"):
         super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        if approximate != "tanh":
+            raise ValueError(f"GELU: only approximate='tanh' is implemented (tinyattn's GELU is the tanh form), "
+                             f"got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, x):

@@ -1,0 +1,627 @@
+"""A probe of bad input across the public API: never silent, never a foreign error.
+
+Each row of BAD is something a newcomer might hand in. It must raise the listed error, whose
+message names the op (and the shapes, dtypes or values that are wrong), before any kernel runs.
+Each row of ACCEPTED is something that looks odd but that PyTorch accepts (numpy scalars as
+sizes, zero-size layers, mixed float dtypes in mse_loss, ...): tinyattn accepts it too, with the
+result written out here and, where torch is installed, compared with PyTorch's.
+The tests at the end check that a failing call leaves inputs, parameters and files as they were.
+"""
+import os
+import stat
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinyattn as ta
+import tinyattn.nn as nn
+import tinyattn.nn.functional as F
+from tinyattn.testing import gradcheck
+
+
+def r(*shape, dtype=np.float32, seed=0):
+    """A tensor of fixed random values."""
+    return ta.tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+
+
+def mha(*args, **kwargs):
+    return nn.MultiheadAttention(*args, **kwargs)
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _npz_with(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _corrupted_checkpoint(folder):
+    """A real checkpoint with a byte flipped inside the stored array data (zip CRC mismatch)."""
+    path = os.path.join(folder, "corrupt.npz")
+    ta.save({"w": ta.zeros(64)}, path)
+    raw = bytearray(open(path, "rb").read())
+    at = raw.index(b"\x00" * 64)  # inside the stored zeros
+    raw[at + 10] ^= 0xFF
+    return _write(path, bytes(raw))
+
+
+def _truncated_checkpoint(folder):
+    path = os.path.join(folder, "trunc.npz")
+    ta.save({"w": ta.zeros(64)}, path)
+    raw = open(path, "rb").read()
+    return _write(path, raw[: len(raw) // 2])
+
+
+# (id, call, error, pattern): `call` gets a scratch folder (for save/load); the pattern is searched in
+# the message, and names the op and what is wrong with the input.
+BAD = [
+    # ---- factories: sizes ----
+    ("zeros-float-size", lambda d: ta.zeros(2.7), TypeError, r"zeros: size must be .*int.*2\.7"),
+    ("ones-float-size", lambda d: ta.ones(2.5), TypeError, r"ones: size .*2\.5"),
+    ("randn-float-size", lambda d: ta.randn(2.5), TypeError, r"randn: size .*2\.5"),
+    ("rand-float-size", lambda d: ta.rand(3, 2.5), TypeError, r"rand: size .*2\.5"),
+    ("zeros-float-in-tuple", lambda d: ta.zeros((2, 2.5)), TypeError, r"zeros: size .*2\.5"),
+    ("zeros-negative", lambda d: ta.zeros(-1), ValueError, r"zeros: negative dimension -1 in size \(-1,\)"),
+    ("randn-negative", lambda d: ta.randn(3, -2), ValueError, r"randn: negative dimension -2 in size \(3, -2\)"),
+    ("zeros-None", lambda d: ta.zeros(None), TypeError, r"zeros: size .*None"),
+    ("zeros-str", lambda d: ta.zeros("3"), TypeError, r"zeros: size .*'3'"),
+    ("zeros-bool", lambda d: ta.zeros(True), TypeError, r"zeros: size .*True"),
+    ("zeros-nested", lambda d: ta.zeros([2, [3]]), TypeError, r"zeros: size .*\[3\]"),
+    ("full-float-size", lambda d: ta.full(2.5, 1.0), TypeError, r"full: size .*2\.5"),
+    ("full-str-value", lambda d: ta.full((2,), "a"), TypeError, r"full: fill_value must be a number, got str"),
+    ("full-None-value", lambda d: ta.full((2,), None), TypeError, r"full: fill_value must be a number, got NoneType"),
+    ("randint-float-size", lambda d: ta.randint(0, 10, 2.5), TypeError, r"randint: size .*2\.5"),
+    # ---- factories: dtypes and values ----
+    ("zeros-unknown-dtype", lambda d: ta.zeros(2, dtype="floaty"), TypeError, r"zeros: unknown dtype 'floaty'"),
+    ("zeros-complex-dtype", lambda d: ta.zeros(2, dtype=np.complex64), TypeError, r"zeros: unsupported dtype complex64"),
+    ("ones-object-dtype", lambda d: ta.ones(2, dtype=object), TypeError, r"ones: unsupported dtype object"),
+    ("randn-int-dtype", lambda d: ta.randn(2, dtype=ta.int64), TypeError, r"randn: .*floating.*int64"),
+    ("rand-int-dtype", lambda d: ta.rand(2, dtype=ta.int64), TypeError, r"rand: .*floating.*int64"),
+    ("zeros-int-requires-grad", lambda d: ta.zeros(2, dtype=ta.int64, requires_grad=True), TypeError,
+     r"zeros: only floating-point tensors can require gradients, got dtype int64"),
+    ("arange-zero-step", lambda d: ta.arange(0, 5, 0), ValueError, r"arange: step must be nonzero"),
+    ("arange-wrong-sign", lambda d: ta.arange(5, 0), ValueError, r"arange: .*5.*0.*step 1"),
+    ("arange-inf", lambda d: ta.arange(0, float("inf")), ValueError, r"arange: .*inf"),
+    ("arange-nan", lambda d: ta.arange(0, float("nan")), ValueError, r"arange: .*nan"),
+    ("arange-str", lambda d: ta.arange("a"), TypeError, r"arange: .*'a'"),
+    ("randint-empty-range", lambda d: ta.randint(5, 2, (3,)), ValueError, r"randint: low 5 must be less than high 2"),
+    ("randint-equal-bounds", lambda d: ta.randint(5, 5, (3,)), ValueError, r"randint: low 5 must be less than high 5"),
+    ("randint-complex-dtype", lambda d: ta.randint(0, 3, (2,), dtype=np.complex64), TypeError, r"randint: .*complex64"),
+    ("zeros_like-ndarray", lambda d: ta.zeros_like(np.zeros(3)), TypeError, r"zeros_like: .*tensor.*ndarray"),
+    ("ones_like-int", lambda d: ta.ones_like(3), TypeError, r"ones_like: .*tensor.*int"),
+    ("from_numpy-list", lambda d: ta.from_numpy([1, 2]), TypeError, r"from_numpy: expected a numpy array, got list"),
+    ("from_numpy-object", lambda d: ta.from_numpy(np.array([1, None])), TypeError, r"from_numpy: .*dtype object"),
+    ("randn-bad-device", lambda d: ta.randn(2, device="tpu"), ValueError, r"device: .*'tpu'"),
+    ("tensor-str", lambda d: ta.tensor("abc"), TypeError, r"tensor: expected a number, .* got str"),
+    ("tensor-None", lambda d: ta.tensor(None), TypeError, r"tensor: expected a number, .* got NoneType"),
+    ("tensor-dict", lambda d: ta.tensor({"a": 1}), TypeError, r"tensor: expected a number, .* got dict"),
+    ("tensor-complex", lambda d: ta.tensor(1 + 2j), TypeError, r"tensor: expected a number, .* got complex"),
+    ("tensor-ragged", lambda d: ta.tensor([[1, 2], [3]]), ValueError,
+     r"tensor: nested lists of different lengths .*\[\[1, 2\], \[3\]\]"),
+    ("tensor-list-with-str", lambda d: ta.tensor([1, "a"]), TypeError, r"tensor: expected numbers, got \[1, 'a'\]"),
+    ("tensor-list-with-None", lambda d: ta.tensor([1.0, None]), TypeError, r"tensor: expected numbers, got \[1\.0, None\]"),
+    ("tensor-object-array", lambda d: ta.tensor(np.array([1, None])), TypeError, r"tensor: unsupported dtype object"),
+    ("tensor-unknown-dtype", lambda d: ta.tensor([1, 2], dtype="floaty"), TypeError, r"tensor: unknown dtype 'floaty'"),
+    # ---- elementwise, matmul, shapes (checks that already existed, held here with the rest) ----
+    ("add-no-broadcast", lambda d: r(2, 3) + r(4), ValueError, r"add: shapes \(2, 3\) and \(4,\) do not broadcast"),
+    ("add-str", lambda d: r(2) + "a", TypeError, r"add: unsupported operand of type str"),
+    ("add-None", lambda d: r(2) + None, TypeError, r"add: unsupported operand of type NoneType"),
+    ("matmul-inner", lambda d: r(3, 4) @ r(5, 2), ValueError, r"matmul: \(3, 4\) @ \(5, 2\): inner dimensions 4 and 5"),
+    ("matmul-dtypes", lambda d: r(2, 2) @ r(2, 2, dtype=np.float64), TypeError, r"matmul: dtypes differ: float32 and float64"),
+    ("matmul-0d", lambda d: r() @ r(2), ValueError, r"matmul: .*at least 1 dimension"),
+    ("matmul-int", lambda d: ta.arange(4).reshape(2, 2) @ ta.arange(4).reshape(2, 2), TypeError, r"matmul: .*int64"),
+    ("where-float-cond", lambda d: ta.where(r(2), r(2), r(2)), TypeError, r"where: .*bool.*float32"),
+    ("masked_fill-float-mask", lambda d: r(2).masked_fill(r(2), 0.0), TypeError, r"masked_fill: .*bool.*float32"),
+    ("exp-int", lambda d: ta.exp(ta.arange(3)), TypeError, r"exp: .*int64"),
+    ("reshape-wrong-count", lambda d: r(2, 3).reshape(4), ValueError, r"reshape: .*\(2, 3\) into \(4,\)"),
+    ("reshape-two-minus-one", lambda d: r(6).reshape(-1, -1), ValueError, r"reshape: .*\(6,\)"),
+    ("permute-repeat", lambda d: r(2, 3).permute(0, 0), ValueError, r"permute: dims \(0, 0\)"),
+    ("permute-too-few", lambda d: r(2, 3).permute(0), ValueError, r"permute: .*\(2, 3\)"),
+    ("transpose-out-of-range", lambda d: r(2, 3).transpose(0, 5), ValueError, r"transpose: .*5.*2 dimensions"),
+    ("unsqueeze-out-of-range", lambda d: r(2, 3).unsqueeze(5), ValueError, r"unsqueeze: dim .*out of range"),
+    ("expand-incompatible", lambda d: r(2, 3).expand(2, 4), ValueError, r"expand: cannot expand shape \(2, 3\) to \(2, 4\)"),
+    ("cat-empty", lambda d: ta.cat([]), ValueError, r"cat: expected a non-empty sequence"),
+    ("cat-mismatch", lambda d: ta.cat([r(2, 3), r(3, 3)], dim=1), ValueError, r"cat: shapes \[\(2, 3\), \(3, 3\)\]"),
+    ("cat-dtypes", lambda d: ta.cat([r(2), r(2, dtype=np.float64)]), TypeError, r"cat: dtypes differ"),
+    ("cat-non-tensor", lambda d: ta.cat([r(2), [1.0, 2.0]]), TypeError, r"cat: expected tensors, got list"),
+    ("stack-empty", lambda d: ta.stack([]), ValueError, r"stack: expected a non-empty sequence"),
+    ("stack-shapes", lambda d: ta.stack([r(2), r(3)]), ValueError, r"stack: .*same shape.*\(2,\).*\(3,\)"),
+    ("index-out-of-range", lambda d: r(2, 3)[5], IndexError, r"getitem: invalid index for a tensor of shape \(2, 3\)"),
+    ("index-float", lambda d: r(3)[1.0], IndexError, r"getitem: .*shape \(3,\)"),
+    ("index-too-many", lambda d: r(3)[0, 0], IndexError, r"getitem: .*shape \(3,\)"),
+    ("index-float-array", lambda d: r(3)[np.array([0.0])], TypeError, r"getitem: .*float64"),
+    ("sum-dim-out-of-range", lambda d: r(2, 3).sum(dim=2), ValueError, r"sum: dim 2 is out of range"),
+    ("mean-int", lambda d: ta.arange(3).mean(), TypeError, r"mean: .*int64"),
+    ("amax-empty", lambda d: ta.zeros(0).amax(), ValueError, r"amax: cannot reduce an empty tensor of shape \(0,\)"),
+    ("softmax-dim-out-of-range", lambda d: r(2, 3).softmax(dim=5), ValueError, r"softmax: dim 5 .*2 dimensions"),
+    ("softmax-int", lambda d: F.softmax(ta.arange(3), -1), TypeError, r"softmax: .*int64"),
+    ("item-many", lambda d: r(2).item(), ValueError, r"item: .*shape \(2,\)"),
+    ("backward-non-scalar", lambda d: (r(2).requires_grad_() * 2).backward(), RuntimeError, r"scalar outputs"),
+    ("backward-no-grad", lambda d: r(2).sum().backward(), RuntimeError, r"does not require grad"),
+    # ---- linear and layer_norm ----
+    ("linear-shapes", lambda d: F.linear(r(2, 3), r(4, 5)), ValueError, r"linear: input \(2, 3\) and weight \(4, 5\)"),
+    ("linear-dtypes", lambda d: F.linear(r(2, 3), r(4, 3, dtype=np.float64)), TypeError,
+     r"linear: dtypes differ: input float32, weight float64"),
+    ("linear-ndarray", lambda d: F.linear(np.zeros((2, 3)), r(4, 3)), TypeError, r"linear: input must be a tensor, got ndarray"),
+    ("layer_norm-weight-float64", lambda d: F.layer_norm(r(2, 4), (4,), weight=ta.ones(4, dtype=ta.float64)),
+     TypeError, r"layer_norm: .*input float32.*weight float64"),
+    ("layer_norm-bias-float64", lambda d: F.layer_norm(r(2, 4), (4,), bias=ta.zeros(4, dtype=ta.float64)),
+     TypeError, r"layer_norm: .*input float32.*bias float64"),
+    ("layer_norm-input-float64", lambda d: F.layer_norm(r(2, 4, dtype=np.float64), (4,), weight=ta.ones(4)),
+     TypeError, r"layer_norm: .*input float64.*weight float32"),
+    ("layer_norm-shape", lambda d: F.layer_norm(r(2, 3), (4,)), ValueError,
+     r"layer_norm: input shape \(2, 3\) does not end with normalized_shape \(4,\)"),
+    ("layer_norm-weight-shape", lambda d: F.layer_norm(r(2, 4), (4,), weight=ta.ones(3)), ValueError,
+     r"layer_norm: weight shape \(3,\) differs from normalized_shape \(4,\)"),
+    ("layer_norm-float-shape", lambda d: F.layer_norm(r(2, 4), 4.0), TypeError, r"layer_norm: normalized_shape .*4\.0"),
+    ("layer_norm-eps-str", lambda d: F.layer_norm(r(2, 4), (4,), eps="a"), TypeError, r"layer_norm: eps must be a non-negative number, got str"),
+    ("layer_norm-eps-negative", lambda d: F.layer_norm(r(2, 4), (4,), eps=-1.0), ValueError,
+     r"layer_norm: eps must be a non-negative number, got -1\.0"),
+    ("layer_norm-ndarray", lambda d: F.layer_norm(np.zeros((2, 4)), (4,)), TypeError,
+     r"layer_norm: input must be a tensor, got ndarray"),
+    ("layer_norm-int", lambda d: F.layer_norm(ta.arange(4).reshape(1, 4), (4,)), TypeError, r"layer_norm: .*int64"),
+    # ---- nn layers: sizes and arguments ----
+    ("Linear-negative", lambda d: nn.Linear(-1, 3), ValueError, r"Linear: in_features must be a non-negative int, got -1"),
+    ("Linear-float", lambda d: nn.Linear(2.5, 3), TypeError, r"Linear: in_features must be .*int, got 2\.5"),
+    ("Linear-str", lambda d: nn.Linear(3, "4"), TypeError, r"Linear: out_features must be .*int, got '4'"),
+    ("Linear-None", lambda d: nn.Linear(3, None), TypeError, r"Linear: out_features .*None"),
+    ("LayerNorm-negative", lambda d: nn.LayerNorm(-1), ValueError, r"LayerNorm: normalized_shape .*-1"),
+    ("LayerNorm-float", lambda d: nn.LayerNorm(4.0), TypeError, r"LayerNorm: normalized_shape .*4\.0"),
+    ("LayerNorm-str-in-tuple", lambda d: nn.LayerNorm((2, "a")), TypeError, r"LayerNorm: normalized_shape .*'a'"),
+    ("LayerNorm-eps-str", lambda d: nn.LayerNorm(4, eps="a"), TypeError, r"LayerNorm: eps must be a non-negative number, got str"),
+    ("LayerNorm-wrong-input", lambda d: nn.LayerNorm(4)(r(2, 3)), ValueError, r"layer_norm: input shape \(2, 3\)"),
+    ("Embedding-negative", lambda d: nn.Embedding(-1, 3), ValueError, r"Embedding: num_embeddings .*-1"),
+    ("Embedding-float", lambda d: nn.Embedding(3, 2.5), TypeError, r"Embedding: embedding_dim .*2\.5"),
+    ("embedding-out-of-range", lambda d: nn.Embedding(4, 2)(ta.tensor([0, 4])), ValueError,
+     r"embedding: index value 4 is out of range \[0, 4\)"),
+    ("embedding-negative-index", lambda d: nn.Embedding(4, 2)(ta.tensor([-1])), ValueError, r"embedding: index value -1"),
+    ("embedding-float-index", lambda d: nn.Embedding(4, 2)(ta.tensor([1.0])), TypeError,
+     r"embedding: index must be an integer tensor, got dtype float32"),
+    ("embedding-bool-index", lambda d: nn.Embedding(4, 2)(ta.tensor([True])), TypeError,
+     r"embedding: index must be an integer tensor, got dtype bool"),
+    ("embedding-1d-weight", lambda d: F.embedding(ta.tensor([0]), r(4)), ValueError, r"embedding: weight must be 2-D"),
+    ("Dropout-above-1", lambda d: nn.Dropout(1.5), ValueError, r"Dropout: p must be in \[0, 1\], got 1\.5"),
+    ("Dropout-negative", lambda d: nn.Dropout(-0.1), ValueError, r"Dropout: p must be in \[0, 1\], got -0\.1"),
+    ("Dropout-str", lambda d: nn.Dropout("0.5"), TypeError, r"Dropout: p must be a number, got str"),
+    ("Dropout-None", lambda d: nn.Dropout(None), TypeError, r"Dropout: p must be a number, got NoneType"),
+    ("dropout-above-1", lambda d: F.dropout(r(3), 1.5), ValueError, r"dropout: probability p must be in \[0, 1\], got 1\.5"),
+    ("dropout-nan", lambda d: F.dropout(r(3), float("nan")), ValueError, r"dropout: .*nan"),
+    ("dropout-int", lambda d: F.dropout(ta.arange(3), 0.5), TypeError, r"dropout: .*int64"),
+    ("GELU-approximate", lambda d: nn.GELU("bogus"), ValueError, r"GELU: approximate must be .*'bogus'"),
+    ("GELU-exact", lambda d: nn.GELU("none"), ValueError, r"GELU: only approximate='tanh' is implemented"),
+    ("TransformerEncoderLayer-heads", lambda d: nn.TransformerEncoderLayer(16, 3), ValueError,
+     r"MultiheadAttention: embed_dim 16 is not divisible by num_heads 3"),
+    ("TransformerEncoderLayer-dropout", lambda d: nn.TransformerEncoderLayer(8, 2, dropout=1.5), ValueError,
+     r"dropout must be in \[0, 1\], got 1\.5"),
+    # ---- attention ----
+    ("MHA-zero-embed", lambda d: mha(0, 1), ValueError,
+     r"MultiheadAttention: embed_dim and num_heads must be positive, got embed_dim=0 and num_heads=1"),
+    ("MHA-negative-embed", lambda d: mha(-4, 2), ValueError, r"MultiheadAttention: .*embed_dim=-4"),
+    ("MHA-zero-heads", lambda d: mha(16, 0), ValueError, r"MultiheadAttention: .*num_heads=0"),
+    ("MHA-heads-not-dividing", lambda d: mha(16, 3), ValueError,
+     r"MultiheadAttention: embed_dim 16 is not divisible by num_heads 3"),
+    ("MHA-float-embed", lambda d: mha(16.0, 4), TypeError, r"MultiheadAttention: embed_dim must be an int, got 16\.0"),
+    ("MHA-negative-kdim", lambda d: mha(8, 2, kdim=-1), ValueError, r"MultiheadAttention: kdim .*-1"),
+    ("MHA-dropout", lambda d: mha(8, 2, dropout=1.5), ValueError, r"MultiheadAttention: dropout must be in \[0, 1\], got 1\.5"),
+    ("MHA-4d-query", lambda d: mha(8, 2)(r(1, 3, 1, 8), r(3, 1, 8), r(3, 1, 8)), ValueError,
+     r"MultiheadAttention: query, key and value must all be"),
+    ("MHA-feature-size", lambda d: mha(8, 2)(r(3, 1, 6), r(3, 1, 6), r(3, 1, 6)), ValueError,
+     r"MultiheadAttention: query feature size 6 != 8"),
+    ("MHA-mask-shape", lambda d: mha(8, 2)(r(3, 1, 8), r(3, 1, 8), r(3, 1, 8), attn_mask=ta.zeros(3, 4)), ValueError,
+     r"MultiheadAttention: attn_mask of shape \(3, 4\) should be \(3, 3\)"),
+    ("MHA-padding-mask-shape", lambda d: mha(8, 2)(r(3, 1, 8), r(3, 1, 8), r(3, 1, 8), key_padding_mask=ta.zeros(1, 4)),
+     ValueError, r"MultiheadAttention: key_padding_mask of shape \(1, 4\) should be \(1, 3\)"),
+    ("MHA-int-mask", lambda d: mha(8, 2)(r(3, 1, 8), r(3, 1, 8), r(3, 1, 8), attn_mask=ta.zeros(3, 3, dtype=ta.int64)),
+     TypeError, r"MultiheadAttention: masks must be bool or float, got dtype int64"),
+    ("MHA-float64-mask", lambda d: mha(8, 2)(r(3, 1, 8), r(3, 1, 8), r(3, 1, 8), attn_mask=ta.zeros(3, 3, dtype=ta.float64)),
+     TypeError, r"MultiheadAttention: attn_mask dtype float64 differs from the query's float32"),
+    ("MHA-input-dtype", lambda d: mha(8, 2)(r(3, 1, 8, dtype=np.float64), r(3, 1, 8, dtype=np.float64),
+                                              r(3, 1, 8, dtype=np.float64)),
+     TypeError, r"MultiheadAttention: .*float64.*parameters are float32"),
+    ("MHA-int-input", lambda d: mha(8, 2)(ta.zeros(3, 1, 8, dtype=ta.int64), ta.zeros(3, 1, 8, dtype=ta.int64),
+                                            ta.zeros(3, 1, 8, dtype=ta.int64)),
+     TypeError, r"MultiheadAttention: .*int64"),
+    ("sdpa-1d", lambda d: F.scaled_dot_product_attention(r(4), r(4), r(4)), ValueError,
+     r"scaled_dot_product_attention: query needs at least 2 dims"),
+    ("sdpa-head-dims", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 5, 6), r(2, 5, 6)), ValueError,
+     r"scaled_dot_product_attention: query and key head dims differ \(4 vs 6\)"),
+    ("sdpa-lengths", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 5, 4), r(2, 6, 4)), ValueError,
+     r"scaled_dot_product_attention: key and value lengths differ \(5 vs 6\)"),
+    ("sdpa-batch", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(3, 3, 4), r(3, 3, 4)), ValueError,
+     r"scaled_dot_product_attention: batch dims do not broadcast"),
+    ("sdpa-dtypes", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4, dtype=np.float64), r(2, 3, 4)),
+     TypeError, r"scaled_dot_product_attention: dtypes differ"),
+    ("sdpa-mask-shape", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 5, 4), r(2, 5, 4),
+                                                                   attn_mask=ta.ones(3, 4, dtype=ta.bool)),
+     ValueError, r"scaled_dot_product_attention: attn_mask of shape \(3, 4\) does not broadcast to \(2, 3, 5\)"),
+    ("sdpa-int-mask", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4),
+                                                                 attn_mask=ta.zeros(3, 3, dtype=ta.int64)),
+     TypeError, r"scaled_dot_product_attention: attn_mask must be bool or float, got dtype int64"),
+    ("sdpa-float64-mask", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4),
+                                                                     attn_mask=ta.zeros(3, 3, dtype=ta.float64)),
+     TypeError, r"scaled_dot_product_attention: attn_mask dtype float64 differs from the query's float32"),
+    ("sdpa-dropout", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4), dropout_p=1.5),
+     ValueError, r"scaled_dot_product_attention: dropout_p must be in \[0, 1\], got 1\.5"),
+    ("sdpa-scale-str", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4), scale="a"),
+     TypeError, r"scaled_dot_product_attention: scale must be a number, got str"),
+    ("sdpa-window-str", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4), window="a"),
+     TypeError, r"scaled_dot_product_attention: window must be a non-negative integer, got 'a'"),
+    ("sdpa-window-negative", lambda d: F.scaled_dot_product_attention(r(2, 3, 4), r(2, 3, 4), r(2, 3, 4), window=-1),
+     ValueError, r"scaled_dot_product_attention: window must be a non-negative integer, got -1"),
+    ("sdpa-head-dim-0", lambda d: F.scaled_dot_product_attention(r(2, 3, 0), r(2, 3, 0), r(2, 3, 4)), ValueError,
+     r"scaled_dot_product_attention: the head dim E must be positive"),
+    ("sdpa-ndarray", lambda d: F.scaled_dot_product_attention(np.zeros((2, 3, 4)), r(2, 3, 4), r(2, 3, 4)), TypeError,
+     r"scaled_dot_product_attention: query must be a tensor, got ndarray"),
+    ("SelfAttention-negative", lambda d: nn.SelfAttention(-1, 4, 4), ValueError, r"SelfAttention: d_in must be a positive int, got -1"),
+    ("SelfAttention-zero-dqk", lambda d: nn.SelfAttention(4, 0, 4), ValueError, r"SelfAttention: d_qk must be a positive int, got 0"),
+    ("SelfAttention-float", lambda d: nn.SelfAttention(4, 2.5, 4), TypeError, r"SelfAttention: d_qk must be a positive int, got 2\.5"),
+    ("SelfAttention-window-str", lambda d: nn.SelfAttention(4, 4, 4, window="a"), TypeError,
+     r"SelfAttention: window must be a non-negative integer, got 'a'"),
+    ("SelfAttention-window-negative", lambda d: nn.SelfAttention(4, 4, 4, window=-1), ValueError,
+     r"SelfAttention: window must be a non-negative integer, got -1"),
+    ("SelfAttention-relevance", lambda d: nn.SelfAttention(4, 4, 4, relevance="cosine"), ValueError,
+     r"SelfAttention: relevance must be one of .*'cosine'"),
+    ("SelfAttention-normalizer", lambda d: nn.SelfAttention(4, 4, 4, normalizer="tanh"), ValueError,
+     r"SelfAttention: normalizer must be one of .*'tanh'"),
+    ("SelfAttention-input", lambda d: nn.SelfAttention(4, 4, 4)(r(3, 5)), ValueError,
+     r"SelfAttention: expected input \(\.\.\., N, 4\), got \(3, 5\)"),
+    # ---- positional encodings ----
+    ("Rotary-odd", lambda d: nn.RotaryEmbedding(5), ValueError, r"RotaryEmbedding: head_dim must be even, got 5"),
+    ("Rotary-head-dim", lambda d: nn.RotaryEmbedding(4).rotate(r(3, 6)), ValueError,
+     r"RotaryEmbedding: expected head_dim 4, got input of shape \(3, 6\)"),
+    ("Sinusoidal-too-long", lambda d: nn.SinusoidalPositionalEncoding(4, max_len=3)(r(5, 4)), ValueError,
+     r"SinusoidalPositionalEncoding: sequence length 5 exceeds max_len 3"),
+    ("Learned-1d", lambda d: nn.LearnedPositionalEncoding(3, 4)(r(4)), ValueError,
+     r"LearnedPositionalEncoding: expected input \(\.\.\., T, d\), got shape \(4,\)"),
+    # ---- losses ----
+    ("cross_entropy-bool-target", lambda d: F.cross_entropy(r(3, 5), ta.tensor([True, False, True])), TypeError,
+     r"cross_entropy: target must be an integer tensor, got dtype bool"),
+    ("cross_entropy-float-target", lambda d: F.cross_entropy(r(3, 5), ta.tensor([1.0, 2.0, 3.0])), TypeError,
+     r"cross_entropy: target must be an integer tensor, got dtype float32"),
+    ("cross_entropy-nan-target", lambda d: F.cross_entropy(r(3, 5), ta.tensor([0.0, float("nan"), 1.0])), ValueError,
+     r"cross_entropy: target contains NaN or inf"),
+    ("cross_entropy-out-of-range", lambda d: F.cross_entropy(r(3, 5), ta.tensor([0, 5, 1])), ValueError,
+     r"cross_entropy: target value 5 is out of range \[0, 5\)"),
+    ("cross_entropy-negative", lambda d: F.cross_entropy(r(3, 5), ta.tensor([0, -1, 1])), ValueError,
+     r"cross_entropy: target value -1 is out of range \[0, 5\)"),
+    ("cross_entropy-target-shape", lambda d: F.cross_entropy(r(3, 5), ta.tensor([0, 1])), ValueError,
+     r"cross_entropy: input \(3, 5\) expects target of shape \(3,\), got \(2,\)"),
+    ("cross_entropy-0d", lambda d: F.cross_entropy(r(), ta.tensor(0)), ValueError, r"cross_entropy: input must have a class axis"),
+    ("cross_entropy-no-classes", lambda d: F.cross_entropy(r(3, 0), ta.tensor([0, 0, 0])), ValueError,
+     r"cross_entropy: target value 0 is out of range \[0, 0\)"),
+    ("cross_entropy-None-target", lambda d: F.cross_entropy(r(3, 5), None), TypeError,
+     r"cross_entropy: target must be a tensor .*NoneType"),
+    ("cross_entropy-reduction", lambda d: F.cross_entropy(r(3, 5), ta.tensor([0, 1, 2]), reduction="avg"), ValueError,
+     r"cross_entropy: reduction must be one of .*'avg'"),
+    ("cross_entropy-int-input", lambda d: F.cross_entropy(ta.zeros(3, 5, dtype=ta.int64), ta.tensor([0, 1, 2])),
+     TypeError, r"cross_entropy: .*int64"),
+    ("mse_loss-no-broadcast", lambda d: F.mse_loss(r(3), r(4)), ValueError, r"mse_loss: shapes \(3,\) and \(4,\) do not broadcast"),
+    ("mse_loss-reduction", lambda d: F.mse_loss(r(3), r(3), reduction="avg"), ValueError, r"mse_loss: reduction must be one of .*'avg'"),
+    ("mse_loss-int-input", lambda d: F.mse_loss(ta.arange(3), r(3)), TypeError, r"mse_loss: .*int64"),
+    ("mse_loss-None-target", lambda d: F.mse_loss(r(3), None), TypeError, r"mse_loss: target must be a tensor, got NoneType"),
+    # ---- save / load ----
+    ("save-object-array", lambda d: ta.save({"w": np.array([1, None])}, os.path.join(d, "c.npz")), TypeError,
+     r"save: cannot store 'w': a numpy array of dtype object"),
+    ("save-list", lambda d: ta.save([1], os.path.join(d, "c.npz")), TypeError, r"save: expected a dict .*list"),
+    ("save-list-value", lambda d: ta.save({"a": [1, 2]}, os.path.join(d, "c.npz")), TypeError,
+     r"save: cannot store 'a' of type list"),
+    ("save-None-value", lambda d: ta.save({"a": None}, os.path.join(d, "c.npz")), TypeError, r"save: cannot store 'a' of type NoneType"),
+    ("save-slash-key", lambda d: ta.save({"a/b": 1}, os.path.join(d, "c.npz")), ValueError, r"save: key 'a/b' may not contain"),
+    ("save-empty-dict", lambda d: ta.save({"a": {}}, os.path.join(d, "c.npz")), ValueError, r"save: empty dict at 'a'"),
+    ("save-missing-folder", lambda d: ta.save({"a": 1}, os.path.join(d, "nope", "c.npz")), FileNotFoundError,
+     r"save: folder .*nope.* does not exist"),
+    ("save-to-folder", lambda d: ta.save({"a": 1}, d), IsADirectoryError, r"save: .* is a directory"),
+    ("save-None-path", lambda d: ta.save({"a": 1}, None), TypeError, r"save: path must be a str or os.PathLike, got NoneType"),
+    ("load-missing", lambda d: ta.load(os.path.join(d, "missing.npz")), FileNotFoundError, r"missing\.npz"),
+    ("load-empty", lambda d: ta.load(_write(os.path.join(d, "empty.npz"), b"")), ValueError,
+     r"load: .*empty\.npz is not a tinyattn checkpoint: the file is empty"),
+    ("load-truncated", lambda d: ta.load(_truncated_checkpoint(d)), ValueError,
+     r"load: .*trunc\.npz is not a tinyattn checkpoint"),
+    ("load-random-bytes", lambda d: ta.load(_write(os.path.join(d, "noise.npz"), bytes(range(256)) * 4)), ValueError,
+     r"load: .*noise\.npz is not a tinyattn checkpoint"),
+    ("load-npy", lambda d: ta.load(np.save(os.path.join(d, "a.npy"), np.zeros(3)) or os.path.join(d, "a.npy")),
+     ValueError, r"load: .*a\.npy is not a tinyattn checkpoint"),
+    ("load-foreign-npz", lambda d: ta.load(_npz_with(os.path.join(d, "plain.npz"), x=np.zeros(2))), ValueError,
+     r"load: .*plain\.npz is not a tinyattn checkpoint \(entry 'x'\)"),
+    ("load-pickled-entry", lambda d: ta.load(_npz_with(os.path.join(d, "obj.npz"), **{"w::array": np.array([1, None])})),
+     ValueError, r"load: .*obj\.npz: entry 'w::array' .*"),
+    ("load-corrupted", lambda d: ta.load(_corrupted_checkpoint(d)), ValueError, r"load: .*corrupt\.npz.*damaged"),
+    ("load-None", lambda d: ta.load(None), TypeError, r"load: path must be a str or os.PathLike, got NoneType"),
+    # ---- state dicts ----
+    # (PyTorch raises RuntimeError for missing and unexpected keys; tinyattn's module.py raises KeyError today)
+    ("load_state_dict-missing", lambda d: nn.Linear(2, 3).load_state_dict({"weight": ta.zeros(3, 2)}),
+     (KeyError, RuntimeError), r"load_state_dict.*[Mm]issing.*bias"),
+    ("load_state_dict-unexpected", lambda d: nn.Linear(2, 3).load_state_dict(
+        {"weight": ta.zeros(3, 2), "bias": ta.zeros(3), "extra": ta.zeros(1)}), (KeyError, RuntimeError),
+     r"load_state_dict.*[Uu]nexpected.*extra"),
+    ("load_state_dict-shape", lambda d: nn.Linear(2, 3).load_state_dict({"weight": ta.zeros(2, 2), "bias": ta.zeros(3)}),
+     (ValueError, RuntimeError), r"load_state_dict.*weight.*\(2, 2\).*\(3, 2\)"),
+    # ---- gradcheck misuse ----
+    ("gradcheck-float32", lambda d: gradcheck(lambda t: t * 2, [r(2).requires_grad_()]), TypeError,
+     r"gradcheck\(.*\): input 0 is float32; use float64"),
+    ("gradcheck-no-grad", lambda d: gradcheck(lambda t: t * 2, [r(2, dtype=np.float64)]), ValueError,
+     r"gradcheck\(.*\): no input requires grad"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", [pytest.param(c, e, p, id=i) for i, c, e, p in BAD])
+def test_bad_input_is_a_clear_error(call, error, pattern, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. PyTorch-style warnings on the way; the error is what counts
+        with pytest.raises(error, match=pattern):
+            call(str(tmp_path))
+
+
+# Mixing devices (on the GPU, or Numba's CUDA simulator that tests/conftest.py turns on without one).
+DEVICES = [
+    ("add", lambda: r(2) + r(2).to("cuda"), r"[Aa]dd: expected all tensors on the same device.*cpu.*cuda"),
+    ("matmul", lambda: r(2, 2) @ r(2, 2).to("cuda"), r"[Mm]atmul: expected all tensors on the same device"),
+    ("linear", lambda: F.linear(r(2, 3).to("cuda"), r(4, 3)), r"[Ll]inear: expected all tensors on the same device"),
+    ("layer_norm", lambda: F.layer_norm(r(2, 4).to("cuda"), (4,), weight=ta.ones(4)),
+     r"[Ll]ayer_?[Nn]orm: expected all tensors on the same device"),
+    ("cross_entropy", lambda: F.cross_entropy(r(3, 5).to("cuda"), ta.tensor([0, 1, 2])),
+     r"cross_entropy: expected all tensors on the same device, got cuda and cpu"),
+    ("embedding", lambda: F.embedding(ta.tensor([0], device="cuda"), r(3, 2)),
+     r"embedding: expected all tensors on the same device, got cpu and cuda"),
+    ("sdpa", lambda: F.scaled_dot_product_attention(r(2, 3, 4).to("cuda"), r(2, 3, 4), r(2, 3, 4)),
+     r"[Ss]caled_?[Dd]ot_?[Pp]roduct_?[Aa]ttention: expected all tensors on the same device"),
+    ("mse_loss", lambda: F.mse_loss(r(3).to("cuda"), r(3)), r"(mse_loss|MSELoss): expected all tensors on the same device"),
+]
+
+
+@pytest.mark.parametrize("call, pattern", [pytest.param(c, p, id=i) for i, c, p in DEVICES])
+def test_mixed_devices_are_a_clear_error(call, pattern):
+    with pytest.raises(RuntimeError, match=pattern):
+        call()
+
+
+def test_probe_ids_are_unique():
+    ids = [row[0] for row in BAD] + [row[0] for row in ACCEPTED]
+    assert len(ids) == len(set(ids))
+
+
+# ---- inputs PyTorch accepts: accepted here too --------------------------------------------------
+# (id, call, expected): `call(L)` runs with L = tinyattn or torch (their names agree); `expected` is the
+# result as numpy data, a shape tuple, or a dtype name; with torch installed, PyTorch's result must agree.
+
+X24 = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
+Y3 = np.random.default_rng(4).standard_normal(3).astype(np.float32)
+Y31 = np.random.default_rng(5).standard_normal((3, 1)).astype(np.float32)
+LOGITS = np.random.default_rng(6).standard_normal((3, 5)).astype(np.float32)
+
+
+def _np_layer_norm(x, eps=1e-5):
+    x = x.astype(np.float64)
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+
+
+def _np_cross_entropy(logits, target, ignore_index=-100):
+    z = logits.astype(np.float64)
+    logp = z - z.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    keep = target != ignore_index
+    return -logp[np.arange(len(target))[keep], target[keep]].mean()
+
+
+def _sdpa_empty_batch_grads(L):
+    q, k, v = (L.zeros(0, 3, 4, requires_grad=True) for _ in range(3))
+    L.nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
+    return tuple(t.grad.shape for t in (q, k, v))
+
+
+def _mse_mixed_dtypes(L):
+    x = L.tensor(Y3, requires_grad=True)
+    loss = L.nn.functional.mse_loss(x, L.tensor(Y3.astype(np.float64) * 2))
+    loss.backward()
+    return loss, x.grad
+
+
+def _linear_zero_in_backward(L):
+    x = L.zeros(2, 0, requires_grad=True)
+    layer = L.nn.Linear(0, 3)
+    layer(x).sum().backward()
+    return tuple(x.grad.shape), tuple(layer.weight.grad.shape), layer.bias.grad
+
+
+Q = np.random.default_rng(7).standard_normal((2, 3, 4)).astype(np.float32)
+
+
+def _np_attention(q, scale):
+    s = scale * q.astype(np.float64) @ q.astype(np.float64).swapaxes(-1, -2)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ q
+
+
+def _mse_broadcast(L):
+    with pytest.warns(UserWarning, match=r"target size .*\(3,\).* input size .*\(3, 1\)|\[3\].*\[3, 1\]"):
+        return L.nn.functional.mse_loss(L.tensor(Y31), L.tensor(Y3))
+
+
+ACCEPTED = [
+    ("zeros-numpy-int", lambda L: L.zeros(np.int64(3)), np.zeros(3, np.float32)),
+    ("zeros-numpy-ints-in-tuple", lambda L: L.zeros((np.int64(2), np.int32(1))), np.zeros((2, 1), np.float32)),
+    ("zeros-size-0", lambda L: L.zeros(0, 3).shape, (0, 3)),
+    ("zeros-python-float-dtype", lambda L: str(L.zeros(2, dtype=float).dtype).replace("torch.", ""), "float64"),
+    ("full-numpy-value", lambda L: L.full((2,), np.float32(1.5)), np.full(2, 1.5, np.float32)),
+    ("arange-numpy-int", lambda L: L.arange(np.int64(3)), np.arange(3)),
+    ("arange-float", lambda L: L.arange(0.5), np.zeros(1, np.float32)),
+    ("arange-empty", lambda L: L.arange(2, 2).shape, (0,)),
+    ("randint-numpy-ints", lambda L: L.randint(np.int64(5), size=(np.int64(2),)).shape, (2,)),
+    ("Linear-0-in", lambda L: L.nn.Linear(0, 3)(L.zeros(2, 0)), np.zeros((2, 3), np.float32)),
+    ("Linear-0-out", lambda L: L.nn.Linear(3, 0)(L.zeros(2, 3)).shape, (2, 0)),
+    ("Linear-numpy-ints", lambda L: L.nn.Linear(np.int64(4), np.int64(3)).weight.shape, (3, 4)),
+    ("LayerNorm-numpy-int", lambda L: L.nn.LayerNorm(np.int64(4))(L.tensor(X24)), _np_layer_norm(X24)),
+    ("LayerNorm-numpy-eps", lambda L: L.nn.LayerNorm(4, eps=np.float32(1e-5))(L.tensor(X24)), _np_layer_norm(X24)),
+    ("layer_norm-numpy-shape", lambda L: L.nn.functional.layer_norm(L.tensor(X24), (np.int64(4),)), _np_layer_norm(X24)),
+    ("LayerNorm-size-0", lambda L: L.nn.LayerNorm(0)(L.zeros(2, 0)).shape, (2, 0)),
+    ("Embedding-0-rows", lambda L: L.nn.Embedding(0, 3).weight.shape, (0, 3)),
+    ("Embedding-numpy-ints", lambda L: L.nn.Embedding(np.int64(5), np.int64(2)).weight.shape, (5, 2)),
+    ("MHA-numpy-ints", lambda L: L.nn.MultiheadAttention(np.int64(8), np.int64(2)).in_proj_weight.shape, (24, 8)),
+    ("MHA-zero-kdim", lambda L: L.nn.MultiheadAttention(8, 2, kdim=0, vdim=8).k_proj_weight.shape, (8, 0)),
+    ("Dropout-numpy-p", lambda L: L.nn.Dropout(np.float64(0.0))(L.tensor(Y3)), Y3),
+    ("dropout-numpy-p", lambda L: L.nn.functional.dropout(L.tensor(Y3), np.float32(0.0)), Y3),
+    ("sdpa-empty-batch-backward", _sdpa_empty_batch_grads, ((0, 3, 4),) * 3),
+    ("sdpa-no-queries", lambda L: L.nn.functional.scaled_dot_product_attention(
+        L.zeros(2, 0, 4), L.zeros(2, 3, 4), L.zeros(2, 3, 4)).shape, (2, 0, 4)),
+    ("cross_entropy-numpy-ignore-index", lambda L: L.nn.functional.cross_entropy(
+        L.tensor(LOGITS), L.tensor(np.array([1, 2, 3])), ignore_index=np.int64(2)),
+     _np_cross_entropy(LOGITS, np.array([1, 2, 3]), ignore_index=2)),
+    ("mse_loss-float32-float64", _mse_mixed_dtypes,
+     (np.mean((Y3 - 2.0 * Y3.astype(np.float64)) ** 2), 2 * (Y3 - 2.0 * Y3.astype(np.float64)) / 3)),
+    ("mse_loss-int-target", lambda L: L.nn.functional.mse_loss(L.tensor(Y3), L.tensor(np.array([1, 2, 3]))),
+     np.mean((Y3.astype(np.float64) - np.array([1, 2, 3])) ** 2)),
+    ("mse_loss-broadcast-warns", _mse_broadcast, np.mean((Y31.astype(np.float64) - Y3) ** 2)),
+    ("softmax-numpy-dim", lambda L: L.tensor(X24).softmax(dim=np.int64(-1)).shape, (2, 4)),
+    ("sum-numpy-dim", lambda L: L.tensor(X24).sum(dim=np.int64(0)), X24.sum(0)),
+    ("index-numpy-int", lambda L: L.tensor(X24)[np.int64(1)], X24[1]),
+    ("reshape-numpy-int", lambda L: L.tensor(X24).reshape(np.int64(8)), X24.reshape(8)),
+    ("LayerNorm-empty-batch", lambda L: L.nn.LayerNorm(4)(L.zeros(0, 4)).shape, (0, 4)),
+    ("MHA-empty-batch", lambda L: L.nn.MultiheadAttention(8, 2, batch_first=True)(
+        L.zeros(0, 3, 8), L.zeros(0, 3, 8), L.zeros(0, 3, 8))[0].shape, (0, 3, 8)),
+    ("Linear-0-in-backward", _linear_zero_in_backward, ((2, 0), (3, 0), np.full(3, 2.0))),
+    ("full-tensor-value", lambda L: L.full((2,), L.tensor(1.5)), np.full(2, 1.5)),
+    ("cross_entropy-empty-batch", lambda L: L.nn.functional.cross_entropy(L.zeros(0, 5), L.tensor(np.zeros(0, np.int64))),
+     np.nan),
+    ("sdpa-numpy-scale", lambda L: L.nn.functional.scaled_dot_product_attention(
+        L.tensor(Q), L.tensor(Q), L.tensor(Q), scale=np.float32(0.5)), _np_attention(Q, 0.5)),
+]
+
+
+def _as_numpy(result):
+    if isinstance(result, tuple) and not all(isinstance(n, (int, np.integer)) for n in result):
+        return tuple(_as_numpy(x) for x in result)
+    if hasattr(result, "detach"):
+        return result.detach().numpy()
+    if hasattr(result, "numpy"):
+        return result.numpy()
+    return result
+
+
+def _assert_same(got, want):
+    if isinstance(want, str) or (isinstance(want, tuple) and all(isinstance(n, (int, np.integer)) for n in want)):
+        assert tuple(got) == want if isinstance(want, tuple) else got == want
+    elif isinstance(want, tuple):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            _assert_same(g, w)
+    else:
+        np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i) for i, c, e in ACCEPTED])
+def test_accepted_like_pytorch(call, expected):
+    _assert_same(_as_numpy(call(ta)), expected)
+
+
+@pytest.mark.parametrize("call, expected", [pytest.param(c, e, id=i) for i, c, e in ACCEPTED])
+def test_accepted_by_pytorch_too(call, expected):
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch warns on zero-element inits
+        _assert_same(_as_numpy(call(torch)), expected)
+
+
+def test_mse_loss_mixed_dtypes_result_and_grad_dtypes():
+    loss, grad = _mse_mixed_dtypes(ta)
+    assert loss.dtype == ta.float64  # promoted, as in PyTorch
+    assert grad.dtype == ta.float32  # a gradient has its tensor's dtype
+
+
+def test_mse_loss_same_shapes_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.mse_loss(r(3, 1), r(3, 1))
+
+
+# ---- nothing half-modified ----------------------------------------------------------------------
+
+def test_failed_save_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path):
+    path = tmp_path / "model.npz"
+    ta.save({"w": ta.ones(3)}, path)
+    before, mode = path.read_bytes(), stat.S_IMODE(os.stat(path).st_mode)
+    for bad in ({"w": np.array([1, None])}, {"w": ta.ones(3), "x": object()}, {"a": {}}):
+        with pytest.raises((TypeError, ValueError), match="save: "):
+            ta.save(bad, path)
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    np.testing.assert_array_equal(ta.load(path)["w"].numpy(), np.ones(3))
+
+
+def test_checkpoint_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ta.save({"w": ta.ones(2)}, tmp_path / "a.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "a.npz").st_mode) == 0o644
+        os.umask(0o077)
+        ta.save({"w": ta.ones(2)}, tmp_path / "b.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "b.npz").st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_overwriting_a_checkpoint_keeps_its_permissions(tmp_path):
+    path = tmp_path / "a.npz"
+    ta.save({"w": ta.ones(2)}, path)
+    os.chmod(path, 0o640)
+    ta.save({"w": ta.zeros(2)}, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    np.testing.assert_array_equal(ta.load(path)["w"].numpy(), np.zeros(2))
+
+
+def test_failed_calls_leave_inputs_and_parameters_alone():
+    x = r(3, 1, 8)
+    x.requires_grad_()
+    layer = nn.MultiheadAttention(8, 2)
+    norm = nn.LayerNorm(4)
+    params = {name: p.numpy().copy() for name, p in [*layer.named_parameters(), *norm.named_parameters()]}
+    x_before = x.numpy().copy()
+    with pytest.raises(TypeError):
+        layer(x, x, x, attn_mask=ta.zeros(3, 3, dtype=ta.float64))
+    with pytest.raises(ValueError):
+        layer(x, x, x, key_padding_mask=ta.zeros(1, 4))
+    with pytest.raises(TypeError):
+        F.layer_norm(r(2, 4), (4,), weight=ta.ones(4, dtype=ta.float64), bias=norm.bias)
+    with pytest.raises(ValueError):
+        F.scaled_dot_product_attention(x, x, x, dropout_p=2.0)
+    np.testing.assert_array_equal(x.numpy(), x_before)
+    assert x.grad is None
+    for name, p in [*layer.named_parameters(), *norm.named_parameters()]:
+        np.testing.assert_array_equal(p.numpy(), params[name])
+        assert p.grad is None
+
+
+def test_failed_load_state_dict_changes_no_parameter():
+    layer = nn.Linear(2, 3)
+    before = {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+    bad = {"weight": ta.zeros(3, 2), "bias": ta.zeros(4)}  # weight fits, bias does not
+    with pytest.raises((ValueError, RuntimeError), match="load_state_dict"):
+        layer.load_state_dict(bad)
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k])
+
+
+def test_failed_load_leaves_the_file_alone(tmp_path):
+    path = _truncated_checkpoint(str(tmp_path))
+    raw = open(path, "rb").read()
+    with pytest.raises(ValueError, match="load: "):
+        ta.load(path)
+    assert open(path, "rb").read() == raw
+
+
+def test_load_error_keeps_the_cause():
+    """The wrapped error says what numpy or zipfile found, for whoever needs to dig further."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        with pytest.raises(ValueError) as info:
+            ta.load(_truncated_checkpoint(d))
+    assert info.value.__cause__ is not None
+    assert isinstance(info.value.__cause__, (zipfile.BadZipFile, EOFError, ValueError, OSError))
