@@ -14,24 +14,30 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 class CrossEntropy(Function):
-    """loss_n = -log softmax(logits_n)[t_n] for each row n whose target is not ignored.
+    """loss_n = (1 - ε)·(-logp_n[t_n]) + ε·(-(1/C) Σ_c logp_n[c]) for each row n whose target is not
+    ignored, with logp = log_softmax(logits) (finite even for logits of ±1e4) and ε the label
+    smoothing (0: the plain negative log-likelihood). That is the cross-entropy against the target
+    distribution (1 - ε)·onehot(t_n) + ε/C, PyTorch's label_smoothing.
 
-    With logp = log_softmax(logits) (finite even for logits of ±1e4) and p = e^logp:
-        dlogits_n = (p_n - onehot(t_n)) · dloss_n,  and 0 for ignored rows.
+    With p = e^logp, since d(-logp_n[c])/dlogits_n = p_n - onehot(c):
+        dlogits_n = (p_n - (1 - ε)·onehot(t_n) - ε/C) · dloss_n,  and 0 for ignored rows.
     'mean' divides by the number of rows not ignored, as PyTorch does. The count stays an
     array on the logits' device, so a GPU step never waits for it.
     """
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, reduction):
+    def forward(ctx, logits, target, ignore_index, reduction, smoothing):
         be = backend_of(logits)
         logp = be.log_softmax(logits, -1)  # (N, C)
         valid = target != ignore_index  # (N,)
         safe_target = np.where(valid, target, 0)
         picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
-        losses = np.where(valid, -picked, np.zeros((), logp.dtype))
+        per_row = -picked
+        if smoothing:
+            per_row = logp.dtype.type(1 - smoothing) * per_row - logp.dtype.type(smoothing) * logp.mean(axis=1)
+        losses = np.where(valid, per_row, np.zeros((), logp.dtype))
         ctx.save_for_backward(logp, safe_target, valid)
-        ctx.reduction = reduction
+        ctx.reduction, ctx.smoothing = reduction, smoothing
         if reduction == "none":
             return losses
         if reduction == "sum":
@@ -44,9 +50,13 @@ class CrossEntropy(Function):
     def backward(ctx, dloss):
         logp, safe_target, valid = ctx.saved
         onehot = safe_target[:, None] == backend_of(logp).xp.arange(logp.shape[1])  # (N, C) bool
-        dlogits = np.exp(logp) - onehot
+        eps = ctx.smoothing
+        if eps:
+            dlogits = np.exp(logp) - onehot * logp.dtype.type(1 - eps) - logp.dtype.type(eps / logp.shape[1])
+        else:
+            dlogits = np.exp(logp) - onehot
         weight = valid.astype(logp.dtype) * (dloss / np.maximum(ctx.count, 1) if ctx.reduction == "mean" else dloss)
-        return dlogits * weight[:, None], None, None, None
+        return dlogits * weight[:, None], None, None, None, None
 
 
 class MSELoss(Function):
@@ -75,14 +85,22 @@ class MSELoss(Function):
         )
 
 
-def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
-    """PyTorch's F.cross_entropy with class-index targets.
+def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """PyTorch's F.cross_entropy with class-index targets, ignore_index and label_smoothing.
 
     input (N, C) with target (N,); input (C,) with a scalar target; or input (N, C, d1, ...)
-    with target (N, d1, ...), the class axis being dim 1.
+    with target (N, d1, ...), the class axis being dim 1. Class weights are not implemented
+    (weight must be None). Options after weight are keyword-only (PyTorch has deprecated
+    arguments between them).
     """
+    if weight is not None:
+        raise NotImplementedError("cross_entropy: class weights (weight=) are not implemented; pass weight=None")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating, np.integer)):
+        raise TypeError(f"cross_entropy: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     check_tensor("cross_entropy", "input", input)
     check_float("cross_entropy", input.data)
     if not (isinstance(target, (Variable, np.ndarray, list, tuple, numbers.Integral)) or is_device_array(target)):
@@ -108,23 +126,28 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
     elif input.ndim > 2:  # class axis last, then flatten the rest
         perm = (0,) + tuple(range(2, input.ndim)) + (1,)
         logits, t = reshape(permute(logits, perm), -1, n_classes), t.reshape(-1)
-    loss = CrossEntropy.apply(logits, t, ignore_index, reduction)
+    loss = CrossEntropy.apply(logits, t, ignore_index, reduction, float(label_smoothing))
     if reduction == "none" and input.ndim != 2:
         loss = reshape(loss, expected)
     return loss
 
 
-def cross_entropy_composite(logits, target, ignore_index=-100):
+def cross_entropy_composite(logits, target, ignore_index=-100, label_smoothing=0.0):
     """The same mean cross-entropy over (N, C) logits from primitive ops: the reference path.
 
     log_softmax as x - m - log Σ e^(x - m) (m the row max, detached), then the target entries
-    picked by integer indexing, averaged over the rows whose target is not ignored.
+    picked by integer indexing, mixed with the mean over the classes by the label smoothing ε,
+    averaged over the rows whose target is not ignored.
     """
     t = move(target.data if isinstance(target, Variable) else np.asarray(target), "cpu")  # indices, on the host
     shifted = ew.sub(logits, red.amax(logits, -1, keepdim=True).detach())
     logp = ew.sub(shifted, ew.log(red.sum(ew.exp(shifted), -1, keepdim=True)))
     rows = np.flatnonzero(t != ignore_index)
-    return ew.neg(red.mean(getitem(logp, (rows, t[rows]))))
+    nll = ew.neg(getitem(logp, (rows, t[rows])))
+    if label_smoothing:
+        smooth = ew.neg(red.mean(getitem(logp, rows), -1))
+        nll = ew.add(ew.mul(nll, 1 - label_smoothing), ew.mul(smooth, label_smoothing))
+    return red.mean(nll)
 
 
 def mse_loss(input, target, reduction="mean"):

@@ -1,11 +1,12 @@
 """Neural-network building blocks with torch.nn's names."""
 from . import functional, init, utils
 from .attention import MultiheadAttention, SelfAttention
-from .containers import ModuleList, Sequential
+from .containers import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d
-from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU
+from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU
+from .loss import CrossEntropyLoss, MSELoss
 from .module import Module
 from .parameter import Parameter
 from .positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
 from .rnn import RNN
-from .transformer import TransformerEncoderLayer
+from .transformer import TransformerEncoder, TransformerEncoderLayer

@@ -1,4 +1,4 @@
-"""The basic layers: Linear, LayerNorm, Embedding, Dropout, GELU, ReLU.
+"""The basic layers: Linear, LayerNorm, Embedding, Dropout, GELU, ReLU, Identity.
 
 Each wraps one fused, gradchecked Function of tinyattn.functional; the initialisations
 follow PyTorch's, so a model behaves like its PyTorch twin from the first step.
@@ -136,3 +136,13 @@ class GELU(Module):
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
+
+
+class Identity(Module):
+    """y = x: a placeholder layer (its arguments are accepted and ignored, as in PyTorch)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
