@@ -452,6 +452,8 @@ ACCEPTED = [
     ("arange-numpy-int", lambda L: L.arange(np.int64(3)), np.arange(3)),
     ("arange-float", lambda L: L.arange(0.5), np.zeros(1, np.float32)),
     ("arange-empty", lambda L: L.arange(2, 2).shape, (0,)),
+    ("tensor-range", lambda L: L.tensor(range(3)), np.arange(3)),
+    ("tensor-nested-tuples", lambda L: L.tensor(((1.5, 2.0), (3.0, 4.0))), np.array([[1.5, 2.0], [3.0, 4.0]])),
     ("randint-numpy-ints", lambda L: L.randint(np.int64(5), size=(np.int64(2),)).shape, (2,)),
     ("Linear-0-in", lambda L: L.nn.Linear(0, 3)(L.zeros(2, 0)), np.zeros((2, 3), np.float32)),
     ("Linear-0-out", lambda L: L.nn.Linear(3, 0)(L.zeros(2, 3)).shape, (2, 0)),

@@ -6,6 +6,7 @@ gives the same values on either device.
 """
 import math
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -88,9 +89,10 @@ def _check_data(data):
         if np.dtype(data.dtype).kind not in _KINDS:
             raise TypeError(f"tensor: unsupported dtype {data.dtype}; a tensor holds bool, integer or floating-point data")
         return
-    if isinstance(data, (str, bytes)) or not isinstance(data, (numbers.Real, list, tuple)):
+    array_like = hasattr(data, "__array__") or hasattr(data, "__array_interface__")
+    if isinstance(data, (str, bytes)) or not (isinstance(data, (numbers.Real, Sequence)) or array_like):
         raise TypeError(f"tensor: expected a number, a (nested) list of numbers or an array, got {type(data).__name__}")
-    if isinstance(data, numbers.Real) or any(isinstance(x, Variable) for x in data):
+    if isinstance(data, numbers.Real) or (not array_like and any(isinstance(x, Variable) for x in data)):
         return  # a list of tensors is stacked by Tensor itself
     try:
         array = np.array(data)
