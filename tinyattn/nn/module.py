@@ -1,5 +1,6 @@
 """Module: parameters and sub-modules registered by attribute assignment, state_dict, modes."""
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -175,10 +176,13 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values into the parameters and buffers, checking every key and shape first.
 
-        Values may be tensors or arrays. With strict=True a missing or unexpected key raises
-        a KeyError naming it; a wrong shape always raises a ValueError naming the key. Nothing
-        is copied unless every check passes.
+        Values may be tensors or arrays (converted to each parameter's dtype, as PyTorch's copy_).
+        With strict=True a missing or unexpected key raises a RuntimeError naming it, as in PyTorch;
+        a wrong shape or a non-numeric value always raises. Nothing is copied unless every check passes.
         """
+        op = f"load_state_dict for {type(self).__name__}"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{op}: expected a dict-like state_dict (name -> tensor), got {type(state_dict).__name__}")
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -188,18 +192,17 @@ class Module:
                 parts.append(f"missing keys {missing}")
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
-            raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
+            raise RuntimeError(f"{op}: " + "; ".join(parts) + " (pass strict=False to load the keys that match)")
         updates = []
         for key, target in own.items():
             if key not in state_dict:
                 continue
             value = state_dict[key]
             value = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"{op}: key {key!r} holds a value of dtype {value.dtype}, not numbers")
             if value.shape != target.shape:
-                raise ValueError(
-                    f"load_state_dict for {type(self).__name__}: key {key!r} has shape {value.shape}, "
-                    f"the model expects {target.shape}"
-                )
+                raise ValueError(f"{op}: key {key!r} has shape {value.shape}, the model expects {target.shape}")
             updates.append((target, value))
         for target, value in updates:
             target.data[...] = move(value, device_of(target.data))  # shares memory with the parameter
