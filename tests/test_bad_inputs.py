@@ -334,12 +334,15 @@ BAD = [
     ("load-corrupted", lambda d: ta.load(_corrupted_checkpoint(d)), ValueError, r"load: .*corrupt\.npz.*damaged"),
     ("load-None", lambda d: ta.load(None), TypeError, r"load: path must be a str or os.PathLike, got NoneType"),
     # ---- state dicts ----
-    # (PyTorch raises RuntimeError for missing and unexpected keys; tinyattn's module.py raises KeyError today)
     ("load_state_dict-missing", lambda d: nn.Linear(2, 3).load_state_dict({"weight": ta.zeros(3, 2)}),
-     (KeyError, RuntimeError), r"load_state_dict.*[Mm]issing.*bias"),
+     RuntimeError, r"load_state_dict.*[Mm]issing.*bias"),
     ("load_state_dict-unexpected", lambda d: nn.Linear(2, 3).load_state_dict(
-        {"weight": ta.zeros(3, 2), "bias": ta.zeros(3), "extra": ta.zeros(1)}), (KeyError, RuntimeError),
+        {"weight": ta.zeros(3, 2), "bias": ta.zeros(3), "extra": ta.zeros(1)}), RuntimeError,
      r"load_state_dict.*[Uu]nexpected.*extra"),
+    ("load_state_dict-list", lambda d: nn.Linear(2, 3).load_state_dict([1]), TypeError,
+     r"load_state_dict for Linear: expected a dict-like state_dict.*list"),
+    ("load_state_dict-strings", lambda d: nn.Linear(2, 3).load_state_dict({"weight": [["a", "b"]] * 3, "bias": ta.zeros(3)}),
+     TypeError, r"load_state_dict for Linear: key 'weight' holds a value of dtype <U1"),
     ("load_state_dict-shape", lambda d: nn.Linear(2, 3).load_state_dict({"weight": ta.zeros(2, 2), "bias": ta.zeros(3)}),
      (ValueError, RuntimeError), r"load_state_dict.*weight.*\(2, 2\).*\(3, 2\)"),
     # ---- gradcheck misuse ----
