@@ -7,6 +7,7 @@ sizes, zero-size layers, mixed float dtypes in mse_loss, ...): tinyattn accepts 
 result written out here and, where torch is installed, compared with PyTorch's.
 The tests at the end check that a failing call leaves inputs, parameters and files as they were.
 """
+import math
 import os
 import stat
 import warnings
@@ -108,6 +109,28 @@ BAD = [
     ("tensor-list-with-None", lambda d: ta.tensor([1.0, None]), TypeError, r"tensor: expected numbers, got \[1\.0, None\]"),
     ("tensor-object-array", lambda d: ta.tensor(np.array([1, None])), TypeError, r"tensor: unsupported dtype object"),
     ("tensor-unknown-dtype", lambda d: ta.tensor([1, 2], dtype="floaty"), TypeError, r"tensor: unknown dtype 'floaty'"),
+    ("tensor-complex-dtype", lambda d: ta.tensor([1.0], dtype=np.complex64), TypeError, r"tensor: unsupported dtype complex64"),
+    ("Tensor-None", lambda d: ta.Tensor(None), TypeError, r"tensor: expected a number, .* got NoneType"),
+    ("Tensor-str", lambda d: ta.Tensor("abc"), TypeError, r"tensor: expected a number, .* got str"),
+    ("Tensor-ragged", lambda d: ta.Tensor([[1, 2], [3]]), ValueError, r"tensor: nested lists of different lengths"),
+    ("Tensor-object-array", lambda d: ta.Tensor(np.array([1, None])), TypeError, r"tensor: unsupported dtype object"),
+    ("Tensor-complex-dtype", lambda d: ta.Tensor([1.0], dtype=np.complex64), TypeError, r"tensor: unsupported dtype complex64"),
+    ("Tensor-unknown-dtype", lambda d: ta.Tensor([1.0], dtype="floaty"), TypeError, r"tensor: unknown dtype 'floaty'"),
+    ("to-complex", lambda d: r(2).to(np.complex64), TypeError, r"to: unsupported dtype complex64"),
+    ("to-object", lambda d: r(2).to(dtype=object), TypeError, r"to: unsupported dtype object"),
+    ("to-str-dtype", lambda d: r(2).to(dtype="U3"), TypeError, r"to: unsupported dtype <U3"),
+    ("to-cpu-complex", lambda d: r(2).to("cpu", np.complex64), TypeError, r"to: unsupported dtype complex64"),
+    ("cast-complex", lambda d: ta.functional.cast(r(2), np.complex128), TypeError, r"cast: unsupported dtype complex128"),
+    ("softmax-complex-dtype", lambda d: F.softmax(r(2), -1, dtype=np.complex64), TypeError,
+     r"softmax: unsupported dtype complex64"),
+    ("log_softmax-unknown-dtype", lambda d: F.log_softmax(r(2), -1, dtype="floaty"), TypeError,
+     r"log_softmax: unknown dtype 'floaty'"),
+    ("manual_seed-str", lambda d: ta.manual_seed("a"), TypeError, r"manual_seed: seed must be an int, got 'a'"),
+    ("manual_seed-float", lambda d: ta.manual_seed(2.5), TypeError, r"manual_seed: seed must be an int, got 2\.5"),
+    ("manual_seed-None", lambda d: ta.manual_seed(None), TypeError, r"manual_seed: seed must be an int, got None"),
+    ("manual_seed-too-large", lambda d: ta.manual_seed(2**64), ValueError,
+     r"manual_seed: seed must be in \[-2\*\*63, 2\*\*64\), got 18446744073709551616"),
+    ("manual_seed-too-small", lambda d: ta.manual_seed(-2**63 - 1), ValueError, r"manual_seed: .*-9223372036854775809"),
     # ---- elementwise, matmul, shapes (checks that already existed, held here with the rest) ----
     ("add-no-broadcast", lambda d: r(2, 3) + r(4), ValueError, r"add: shapes \(2, 3\) and \(4,\) do not broadcast"),
     ("add-str", lambda d: r(2) + "a", TypeError, r"add: unsupported operand of type str"),
@@ -123,9 +146,25 @@ BAD = [
     ("reshape-two-minus-one", lambda d: r(6).reshape(-1, -1), ValueError, r"reshape: .*\(6,\)"),
     ("permute-repeat", lambda d: r(2, 3).permute(0, 0), ValueError, r"permute: dims \(0, 0\)"),
     ("permute-too-few", lambda d: r(2, 3).permute(0), ValueError, r"permute: .*\(2, 3\)"),
+    ("permute-out-of-range", lambda d: r(2, 3).permute(0, 5), ValueError,
+     r"permute: dims \(0, 5\) are not a permutation of the 2 axes of shape \(2, 3\)"),
+    ("permute-out-of-range-negative", lambda d: r(2, 3).permute(-3, 1), ValueError, r"permute: dims \(-3, 1\)"),
+    ("permute-float", lambda d: r(2, 3).permute(0, 1.0), TypeError, r"permute: dims must be ints, got \(0, 1\.0\)"),
+    ("reshape-float", lambda d: r(3).reshape(2.5), TypeError, r"reshape: shape arguments must be ints, got \(2\.5,\)"),
+    ("view-float-in-tuple", lambda d: r(6).view((2, 3.0)), TypeError, r"reshape: shape arguments must be ints"),
+    ("flatten-start-after-end", lambda d: r(2, 1, 3).flatten(1, 0), ValueError,
+     r"flatten: start_dim 1 comes after end_dim 0 \(shape \(2, 1, 3\)\)"),
+    ("flatten-negative-start-after-end", lambda d: r(2, 3).flatten(-1, 0), ValueError,
+     r"flatten: start_dim -1 comes after end_dim 0"),
+    ("flatten-0d-out-of-range", lambda d: r().flatten(5), ValueError, r"flatten: dim 5 is out of range"),
     ("transpose-out-of-range", lambda d: r(2, 3).transpose(0, 5), ValueError, r"transpose: .*5.*2 dimensions"),
     ("unsqueeze-out-of-range", lambda d: r(2, 3).unsqueeze(5), ValueError, r"unsqueeze: dim .*out of range"),
     ("expand-incompatible", lambda d: r(2, 3).expand(2, 4), ValueError, r"expand: cannot expand shape \(2, 3\) to \(2, 4\)"),
+    ("expand-negative", lambda d: r(3).expand(-2, 3), ValueError, r"expand: size -2 \(position 0 of \(-2, 3\)\) is negative"),
+    ("expand-negative-existing-dim", lambda d: r(1, 3).expand(2, -3), ValueError, r"expand: size -3 .* is negative"),
+    ("expand-minus-one-leading", lambda d: r(3).expand(-1, 3), ValueError,
+     r"expand: -1 is not allowed in a new leading dim .*\(-1, 3\)"),
+    ("expand-float", lambda d: r(3).expand(2.0, 3), TypeError, r"expand: sizes must be ints"),
     ("cat-empty", lambda d: ta.cat([]), ValueError, r"cat: expected a non-empty sequence"),
     ("cat-mismatch", lambda d: ta.cat([r(2, 3), r(3, 3)], dim=1), ValueError, r"cat: shapes \[\(2, 3\), \(3, 3\)\]"),
     ("cat-dtypes", lambda d: ta.cat([r(2), r(2, dtype=np.float64)]), TypeError, r"cat: dtypes differ"),
@@ -186,6 +225,10 @@ BAD = [
     ("embedding-bool-index", lambda d: nn.Embedding(4, 2)(ta.tensor([True])), TypeError,
      r"embedding: index must be an integer tensor, got dtype bool"),
     ("embedding-1d-weight", lambda d: F.embedding(ta.tensor([0]), r(4)), ValueError, r"embedding: weight must be 2-D"),
+    ("embedding-ndarray-weight", lambda d: F.embedding(ta.tensor([0]), np.zeros((3, 2))), TypeError,
+     r"embedding: weight must be a tensor, got ndarray"),
+    ("embedding-list-weight", lambda d: F.embedding(ta.tensor([0]), [[1.0, 2.0]]), TypeError,
+     r"embedding: weight must be a tensor, got list"),
     ("Dropout-above-1", lambda d: nn.Dropout(1.5), ValueError, r"Dropout: p must be in \[0, 1\], got 1\.5"),
     ("Dropout-negative", lambda d: nn.Dropout(-0.1), ValueError, r"Dropout: p must be in \[0, 1\], got -0\.1"),
     ("Dropout-str", lambda d: nn.Dropout("0.5"), TypeError, r"Dropout: p must be a number, got str"),
@@ -193,6 +236,20 @@ BAD = [
     ("dropout-above-1", lambda d: F.dropout(r(3), 1.5), ValueError, r"dropout: probability p must be in \[0, 1\], got 1\.5"),
     ("dropout-nan", lambda d: F.dropout(r(3), float("nan")), ValueError, r"dropout: .*nan"),
     ("dropout-int", lambda d: F.dropout(ta.arange(3), 0.5), TypeError, r"dropout: .*int64"),
+    ("dropout-None", lambda d: F.dropout(r(3), None), TypeError, r"dropout: probability p must be a number, got NoneType"),
+    ("dropout-str", lambda d: F.dropout(r(3), "0.5"), TypeError, r"dropout: probability p must be a number, got str"),
+    ("dropout-ndarray-input", lambda d: F.dropout(np.zeros(3), 0.5), TypeError, r"dropout: input must be a tensor, got ndarray"),
+    ("Conv1d-kernel-0", lambda d: nn.Conv1d(2, 3, kernel_size=0), ValueError, r"Conv1d: kernel_size must be a positive int, got 0"),
+    ("Conv1d-negative-in", lambda d: nn.Conv1d(-1, 3, 3), ValueError, r"Conv1d: in_channels must be a non-negative int, got -1"),
+    ("Conv1d-negative-out", lambda d: nn.Conv1d(2, -3, 3), ValueError, r"Conv1d: out_channels .*got -3"),
+    ("Conv1d-float-kernel", lambda d: nn.Conv1d(2, 3, 2.5), TypeError, r"Conv1d: kernel_size must be a positive int, got 2\.5"),
+    ("Conv1d-stride-0", lambda d: nn.Conv1d(2, 3, 3, stride=0), ValueError, r"Conv1d: stride must be a positive int, got 0"),
+    ("Conv1d-negative-padding", lambda d: nn.Conv1d(2, 3, 3, padding=-1), ValueError,
+     r"Conv1d: padding must be a non-negative int, got -1"),
+    ("Conv1d-padding-same", lambda d: nn.Conv1d(2, 3, 3, padding="same"), TypeError, r"Conv1d: padding .*'same'"),
+    ("RNN-negative", lambda d: nn.RNN(-1, 3), ValueError, r"RNN: input_size must be a positive int, got -1"),
+    ("RNN-zero-hidden", lambda d: nn.RNN(3, 0), ValueError, r"RNN: hidden_size must be a positive int, got 0"),
+    ("RNN-float", lambda d: nn.RNN(2.5, 3), TypeError, r"RNN: input_size must be a positive int, got 2\.5"),
     ("GELU-approximate", lambda d: nn.GELU("bogus"), ValueError, r"GELU: approximate must be .*'bogus'"),
     ("GELU-exact", lambda d: nn.GELU("none"), ValueError, r"GELU: only approximate='tanh' is implemented"),
     ("TransformerEncoderLayer-heads", lambda d: nn.TransformerEncoderLayer(16, 3), ValueError,
@@ -273,6 +330,20 @@ BAD = [
      r"SelfAttention: expected input \(\.\.\., N, 4\), got \(3, 5\)"),
     # ---- positional encodings ----
     ("Rotary-odd", lambda d: nn.RotaryEmbedding(5), ValueError, r"RotaryEmbedding: head_dim must be even, got 5"),
+    ("Rotary-negative", lambda d: nn.RotaryEmbedding(-2), ValueError, r"RotaryEmbedding: head_dim must be a positive int, got -2"),
+    ("Rotary-zero", lambda d: nn.RotaryEmbedding(0), ValueError, r"RotaryEmbedding: head_dim must be a positive int, got 0"),
+    ("Rotary-float", lambda d: nn.RotaryEmbedding(2.5), TypeError, r"RotaryEmbedding: head_dim must be a positive int, got 2\.5"),
+    ("Rotary-float-max-len", lambda d: nn.RotaryEmbedding(4, max_len=10.0), TypeError, r"RotaryEmbedding: max_len .*10\.0"),
+    ("Rotary-base-str", lambda d: nn.RotaryEmbedding(4, base="a"), TypeError, r"RotaryEmbedding: base must be a positive number"),
+    ("Rotary-base-zero", lambda d: nn.RotaryEmbedding(4, base=0), ValueError, r"RotaryEmbedding: base must be a positive number, got 0"),
+    ("Sinusoidal-negative", lambda d: nn.SinusoidalPositionalEncoding(-1), ValueError,
+     r"SinusoidalPositionalEncoding: d_model must be a positive int, got -1"),
+    ("Sinusoidal-float", lambda d: nn.SinusoidalPositionalEncoding(2.5), TypeError,
+     r"SinusoidalPositionalEncoding: d_model must be a positive int, got 2\.5"),
+    ("Sinusoidal-negative-max-len", lambda d: nn.SinusoidalPositionalEncoding(4, max_len=-1), ValueError,
+     r"SinusoidalPositionalEncoding: max_len must be a positive int, got -1"),
+    ("Sinusoidal-complex-dtype", lambda d: nn.SinusoidalPositionalEncoding(4, dtype=np.complex64), TypeError,
+     r"SinusoidalPositionalEncoding: unsupported dtype complex64"),
     ("Rotary-head-dim", lambda d: nn.RotaryEmbedding(4).rotate(r(3, 6)), ValueError,
      r"RotaryEmbedding: expected head_dim 4, got input of shape \(3, 6\)"),
     ("Sinusoidal-too-long", lambda d: nn.SinusoidalPositionalEncoding(4, max_len=3)(r(5, 4)), ValueError,
@@ -350,6 +421,12 @@ BAD = [
      r"gradcheck\(.*\): input 0 is float32; use float64"),
     ("gradcheck-no-grad", lambda d: gradcheck(lambda t: t * 2, [r(2, dtype=np.float64)]), ValueError,
      r"gradcheck\(.*\): no input requires grad"),
+    ("gradcheck-returns-float", lambda d: gradcheck(lambda t: float(t.sum()), [r(2, dtype=np.float64).requires_grad_()]),
+     TypeError, r"gradcheck\(.*\): fn must return a tensor or a tuple of tensors, got float"),
+    ("gradcheck-returns-None-in-tuple", lambda d: gradcheck(lambda t: (t * 2, None), [r(2, dtype=np.float64).requires_grad_()]),
+     TypeError, r"gradcheck\(.*\): fn must return .*got NoneType at output 1"),
+    ("gradcheck-int-inputs", lambda d: gradcheck(lambda t: t, 3), TypeError,
+     r"gradcheck\(.*\): inputs must be a tensor or a sequence of inputs, got int"),
 ]
 
 
@@ -446,6 +523,27 @@ def _mse_broadcast(L):
         return L.nn.functional.mse_loss(L.tensor(Y31), L.tensor(Y3))
 
 
+def _kaiming_zero_element(L):
+    w = L.zeros(0, 3)
+    with pytest.warns(UserWarning, match=r"Initializing zero-element tensors is a no-op"):
+        out = L.nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+    assert out is w
+    return tuple(out.shape)
+
+
+def _gradcheck_one_tensor(L):
+    check = L.autograd.gradcheck if L.__name__ == "torch" else L.testing.gradcheck
+    x = L.tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)  # float64
+    return check(lambda t: t * t, x)
+
+
+def _seed_reproducible(L, seed):
+    L.manual_seed(seed)
+    first = L.rand(4)
+    L.manual_seed(seed)
+    return bool((L.rand(4) == first).all())
+
+
 ACCEPTED = [
     ("zeros-numpy-int", lambda L: L.zeros(np.int64(3)), np.zeros(3, np.float32)),
     ("zeros-numpy-ints-in-tuple", lambda L: L.zeros((np.int64(2), np.int32(1))), np.zeros((2, 1), np.float32)),
@@ -486,6 +584,24 @@ ACCEPTED = [
     ("sum-numpy-dim", lambda L: L.tensor(X24).sum(dim=np.int64(0)), X24.sum(0)),
     ("index-numpy-int", lambda L: L.tensor(X24)[np.int64(1)], X24[1]),
     ("reshape-numpy-int", lambda L: L.tensor(X24).reshape(np.int64(8)), X24.reshape(8)),
+    ("permute-negative-dims", lambda L: L.tensor(X24).permute(-1, 0), X24.T),
+    ("permute-0d", lambda L: L.tensor(1.5).permute(()).shape, ()),
+    ("flatten-0d", lambda L: L.tensor(1.5).flatten(-1, 0).shape, (1,)),
+    ("flatten-one-dim", lambda L: L.tensor(X24).flatten(1, 1).shape, (2, 4)),
+    ("flatten-negative-dims", lambda L: L.tensor(X24).flatten(-2, -1), X24.reshape(8)),
+    ("expand-minus-one-existing", lambda L: L.tensor(Y3).reshape(1, 3).expand(2, -1), np.stack([Y3, Y3])),
+    ("expand-numpy-ints", lambda L: L.tensor(Y3).expand(np.int64(2), np.int64(3)).shape, (2, 3)),
+    ("kaiming-zero-element-warns", _kaiming_zero_element, (0, 3)),
+    ("xavier-zero-rows", lambda L: L.nn.init.xavier_uniform_(L.zeros(0, 3)).shape, (0, 3)),
+    ("gradcheck-one-tensor", _gradcheck_one_tensor, True),
+    ("dropout-bool-p", lambda L: L.nn.functional.dropout(L.tensor(Y3), True), np.zeros(3)),
+    ("dropout-tensor-p", lambda L: L.nn.functional.dropout(L.tensor(Y3), L.tensor(0.0)), Y3),
+    ("Conv1d-1-tuples", lambda L: L.nn.Conv1d(2, 3, (3,), stride=(2,), padding=(1,))(L.zeros(1, 2, 7)).shape, (1, 3, 4)),
+    ("Conv1d-numpy-ints", lambda L: L.nn.Conv1d(np.int64(2), np.int64(3), np.int64(3)).weight.shape, (3, 2, 3)),
+    ("manual_seed-negative", lambda L: _seed_reproducible(L, -1), True),
+    ("manual_seed-numpy-int", lambda L: _seed_reproducible(L, np.int64(7)), True),
+    ("manual_seed-bool", lambda L: _seed_reproducible(L, True), True),
+    ("manual_seed-uint64-max", lambda L: _seed_reproducible(L, 2**64 - 1), True),
     ("LayerNorm-empty-batch", lambda L: L.nn.LayerNorm(4)(L.zeros(0, 4)).shape, (0, 4)),
     ("MHA-empty-batch", lambda L: L.nn.MultiheadAttention(8, 2, batch_first=True)(
         L.zeros(0, 3, 8), L.zeros(0, 3, 8), L.zeros(0, 3, 8))[0].shape, (0, 3, 8)),
@@ -543,6 +659,85 @@ def test_mse_loss_same_shapes_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         F.mse_loss(r(3, 1), r(3, 1))
+
+
+def test_negative_seeds_wrap_into_uint64_as_in_pytorch():
+    """PyTorch seeds with seed mod 2**64: -1 and 2**64 - 1 are one seed, and differ from 1."""
+    def draw(seed):
+        ta.manual_seed(seed)
+        return ta.rand(5).numpy()
+
+    np.testing.assert_array_equal(draw(-1), draw(2**64 - 1))
+    np.testing.assert_array_equal(draw(-(2**63)), draw(2**63))
+    assert not np.array_equal(draw(-1), draw(1))
+
+
+def test_failed_manual_seed_keeps_the_generator():
+    ta.manual_seed(3)
+    expected = ta.rand(4).numpy()
+    ta.manual_seed(3)
+    for bad in ("a", 2.5, None, 2**64):
+        with pytest.raises((TypeError, ValueError), match="manual_seed: "):
+            ta.manual_seed(bad)
+    np.testing.assert_array_equal(ta.rand(4).numpy(), expected)
+
+
+@pytest.mark.parametrize("data", [None, "abc", {"a": 1}, 1 + 2j, [[1, 2], [3]], [1, "a"], np.array([1, None])],
+                         ids=["None", "str", "dict", "complex", "ragged", "list-with-str", "object-array"])
+def test_Tensor_and_tensor_refuse_data_alike(data):
+    with pytest.raises((TypeError, ValueError)) as via_factory:
+        ta.tensor(data)
+    with pytest.raises(type(via_factory.value)) as via_class:
+        ta.Tensor(data)
+    assert str(via_class.value) == str(via_factory.value)
+
+
+@pytest.mark.parametrize("dtype", [ta.float32, ta.float64, ta.int32, ta.int64, ta.bool, "float32", float, int, bool,
+                                   np.float16, np.uint8, np.int8])
+def test_every_tensor_dtype_passes_the_dtype_check(dtype):
+    """as_dtype refuses only what no tensor holds: the factories, .to, Tensor() and cast take the rest."""
+    want = np.dtype(dtype)
+    assert ta.zeros(2, dtype=dtype).dtype == want
+    assert ta.tensor([1, 0], dtype=dtype).dtype == want
+    assert ta.Tensor([1, 0], dtype=dtype).dtype == want
+    if not isinstance(dtype, str):  # .to("...") names a device
+        assert r(2).to(dtype).dtype == want
+    assert r(2).to(dtype=dtype).dtype == want
+    assert ta.functional.cast(r(2), dtype).dtype == want
+
+
+def test_xavier_on_an_empty_square_weight_warns_and_does_nothing():
+    """A (0, 0) weight has no fan: PyTorch divides by zero; tinyattn warns, as kaiming_uniform_ does."""
+    w = ta.zeros(0, 0)
+    with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+        assert nn.init.xavier_uniform_(w) is w
+    assert w.shape == (0, 0)
+
+
+def test_zero_element_inits_are_silent_for_nonempty_tensors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = nn.init.kaiming_uniform_(ta.zeros(3, 4), a=math.sqrt(5))
+        nn.init.xavier_uniform_(ta.zeros(3, 4))
+    assert np.all(np.abs(w.numpy()) <= 1 / 2) and np.any(w.numpy() != 0)  # U(-1/√4, 1/√4)
+
+
+def test_conv1d_without_input_channels_gives_its_bias():
+    """in_channels=0 (PyTorch allows it): no weight to draw, the bias bound is 0, so the output is 0."""
+    conv = nn.Conv1d(0, 3, 3)
+    y = conv(ta.zeros(2, 0, 5))
+    assert y.shape == (2, 3, 3)
+    np.testing.assert_array_equal(y.numpy(), 0)
+
+
+def test_gradcheck_takes_one_tensor_as_its_only_input():
+    """Not its rows: a wrong backward for the whole tensor is still caught."""
+    from tinyattn.testing import GradcheckError
+
+    x = r(2, 3, dtype=np.float64).requires_grad_()
+    assert gradcheck(lambda t: t.exp(), x)
+    with pytest.raises(GradcheckError, match=r"input 0 \(shape \(2, 3\)\)"):
+        gradcheck(lambda t: t.detach() * t, x)  # the gradient misses one factor
 
 
 # ---- nothing half-modified ----------------------------------------------------------------------

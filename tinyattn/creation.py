@@ -6,18 +6,15 @@ gives the same values on either device.
 """
 import math
 import numbers
-from collections.abc import Sequence
 
 import numpy as np
 
 from . import backend
 from .autograd import Variable
 from .cuda import device as Device
-from .dtypes import as_dtype, default_dtype_for, float32, int64
+from .dtypes import KINDS, as_dtype, default_dtype_for, float32, int64
 from .random import default_generator
 from .tensor import Tensor
-
-_KINDS = "biuf"  # bool, signed and unsigned integers, floats: what a tensor may hold
 
 
 def _is_int(n):
@@ -41,15 +38,7 @@ def _size(op, size):
 
 def _dtype(op, dtype, default):
     """`dtype` (a tinyattn/numpy dtype, its name, or float/int/bool) as np.dtype; `default` when None."""
-    if dtype is None:
-        return default
-    try:
-        dt = as_dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{op}: unknown dtype {dtype!r}") from None
-    if dt.kind not in _KINDS:
-        raise TypeError(f"{op}: unsupported dtype {dt}; a tensor holds bool, integer or floating-point data")
-    return dt
+    return default if dtype is None else as_dtype(dtype, op)
 
 
 def _device(device):
@@ -76,44 +65,15 @@ def _filled(op, size, value, dtype, requires_grad, device):
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
     """A new tensor holding a copy of `data` (a number, nested lists, an ndarray or a Tensor)."""
-    if dtype is not None:
-        dtype = _dtype("tensor", dtype, None)
-    if not isinstance(data, Variable) and not backend.is_device_array(data):
-        _check_data(data)
+    dtype = as_dtype(dtype, "tensor")  # then Tensor() checks the data (dtypes.check_data)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
-
-
-def _check_data(data):
-    """Numbers, (nested) lists of them, ndarrays: anything else is a TypeError or ValueError naming `tensor`."""
-    if isinstance(data, (np.ndarray, np.generic)):
-        if np.dtype(data.dtype).kind not in _KINDS:
-            raise TypeError(f"tensor: unsupported dtype {data.dtype}; a tensor holds bool, integer or floating-point data")
-        return
-    array_like = hasattr(data, "__array__") or hasattr(data, "__array_interface__")
-    if isinstance(data, (str, bytes)) or not (isinstance(data, (numbers.Real, Sequence)) or array_like):
-        raise TypeError(f"tensor: expected a number, a (nested) list of numbers or an array, got {type(data).__name__}")
-    if isinstance(data, numbers.Real) or (not array_like and any(isinstance(x, Variable) for x in data)):
-        return  # a list of tensors is stacked by Tensor itself
-    try:
-        array = np.array(data)
-    except ValueError:  # numpy: "inhomogeneous shape"
-        raise ValueError(f"tensor: nested lists of different lengths cannot form a tensor: {_short(data)}") from None
-    except TypeError as e:
-        raise TypeError(f"tensor: cannot build a tensor from {_short(data)}: {e}") from None
-    if array.dtype.kind not in _KINDS:
-        raise TypeError(f"tensor: expected numbers, got {_short(data)}")
-
-
-def _short(data):
-    text = repr(data)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def from_numpy(array):
     """A tensor sharing memory with `array`, keeping its dtype."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
-    if array.dtype.kind not in _KINDS:
+    if array.dtype.kind not in KINDS:
         raise TypeError(f"from_numpy: unsupported dtype {array.dtype}; a tensor holds bool, integer or "
                         "floating-point data")
     return Tensor._wrap(array)
@@ -209,4 +169,4 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
 
 def empty_parameter_data(shape, dtype=None):
     """Uninitialised storage for a parameter (float32 by default); an init fills it."""
-    return np.empty(shape, dtype=as_dtype(dtype) or float32)
+    return np.empty(shape, dtype=as_dtype(dtype, "parameter") or float32)

@@ -11,7 +11,7 @@ from . import functional as F
 from .autograd import Variable, VersionCounter
 from .backend import device_of, move
 from .cuda import device as Device, parse_to_args
-from .dtypes import as_dtype, default_dtype_for
+from .dtypes import as_dtype, check_data, default_dtype_for
 
 _CPU, _CUDA = Device("cpu"), Device("cuda")
 
@@ -22,6 +22,7 @@ class Tensor(Variable):
     __array_ufunc__ = None  # numpy defers to our reflected operators: np.float32(2) * t is a Tensor
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        check_data(data, "tensor")  # the same errors as tinyattn.tensor(), before any conversion
         array = _to_array(data, dtype)
         super().__init__(array if device is None else move(array, Device(device).type), requires_grad)
 
@@ -118,8 +119,9 @@ class Tensor(Variable):
         """PyTorch's .to: .to("cuda"), .to(dtype), .to(device, dtype), .to(other_tensor), or the
         keywords device=/dtype=. Returns self when nothing changes; differentiable otherwise."""
         device, dtype = parse_to_args("to", args, kwargs)
+        dtype = as_dtype(dtype, "to")  # checked before any copy
         out = self if device is None else F.to_device(self, device.type)
-        return out if dtype is None else F.cast(out, as_dtype(dtype))
+        return out if dtype is None else F.cast(out, dtype)
 
     def cpu(self):
         return F.to_device(self, "cpu")
@@ -301,7 +303,7 @@ class Tensor(Variable):
 
 
 def _to_array(data, dtype):
-    dtype = as_dtype(dtype)
+    dtype = as_dtype(dtype, "tensor")
     if isinstance(data, Variable):
         data = data.data
     if device_of(data) == "cuda":

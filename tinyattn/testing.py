@@ -18,11 +18,19 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
     numeric one from central differences, (L(x + eps·e_i) - L(x - eps·e_i)) / (2 eps), for
     every element i, in float64. Passes when |analytic - numeric| <= atol + rtol·|numeric|
     everywhere; otherwise raises GradcheckError naming the op, the input, the worst element
-    and both values. `fn` may return a tensor or a tuple of tensors. Inputs may live on the GPU:
-    the weights go to the outputs' device, and each perturbation is written into the input there.
+    and both values. `inputs` is a sequence of inputs, or one tensor (as in PyTorch); `fn` returns a
+    tensor or a tuple of tensors. Inputs may live on the GPU: the weights go to the outputs' device,
+    and each perturbation is written into the input there.
     """
-    inputs = list(inputs)
     op = name or getattr(fn, "__name__", repr(fn))
+    if isinstance(inputs, Variable):
+        inputs = [inputs]  # one tensor, as PyTorch takes it (list() would walk its rows)
+    else:
+        try:
+            inputs = list(inputs)
+        except TypeError:
+            raise TypeError(f"gradcheck({op}): inputs must be a tensor or a sequence of inputs, got "
+                            f"{type(inputs).__name__}") from None
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Variable) and x.requires_grad]
     if not checked:
         raise ValueError(f"gradcheck({op}): no input requires grad")
@@ -32,6 +40,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
 
     rng = np.random.default_rng(seed)
     outputs = _as_tuple(fn(*inputs))
+    for k, o in enumerate(outputs):
+        if not isinstance(o, Variable):
+            raise TypeError(f"gradcheck({op}): fn must return a tensor or a tuple of tensors, got "
+                            f"{type(o).__name__}" + (f" at output {k}" if len(outputs) > 1 else ""))
     weights = [move(rng.standard_normal(o.data.shape), device_of(o.data)) for o in outputs]
 
     def contracted():

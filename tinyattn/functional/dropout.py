@@ -1,9 +1,10 @@
 """dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
+import numbers
 
-from ..autograd import Function
+from ..autograd import Function, Variable
 from ..backend import backend_of
 from ..random import default_generator
-from .checks import check_float
+from .checks import check_float, check_tensor
 
 
 class Dropout(Function):
@@ -24,7 +25,12 @@ class Dropout(Function):
 
 
 def dropout(x, p=0.5, training=True):
+    check_tensor("dropout", "input", x)
     check_float("dropout", x.data)
+    if isinstance(p, Variable) and p.data.size == 1:
+        p = p.item()  # PyTorch takes a one-element tensor as p
+    if not isinstance(p, numbers.Real):  # (bools pass, as in PyTorch: True is p = 1)
+        raise TypeError(f"dropout: probability p must be a number, got {type(p).__name__}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
     if not training or p == 0.0:

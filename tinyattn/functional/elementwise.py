@@ -9,6 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of, is_device_array
+from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
 
 
@@ -419,7 +420,7 @@ relu = _unary(Relu, "relu")
 
 def cast(x, dtype):
     """x as `dtype`; differentiable between float dtypes (an integer result carries no gradient)."""
-    dtype = np.dtype(dtype)
+    dtype = as_dtype(dtype, "cast")
     if dtype == x.dtype:
         return x
     if not np.issubdtype(dtype, np.floating):

@@ -125,7 +125,7 @@ class Stack(Function):
 
 
 def reshape(x, *shape):
-    shape = _shape_args(shape)
+    shape = _shape_args("reshape", shape)
     try:
         target = np.empty(x.shape, dtype=np.bool_).reshape(shape).shape  # resolves -1, checks the size
     except ValueError:
@@ -136,8 +136,9 @@ def reshape(x, *shape):
 
 
 def permute(x, *dims):
-    dims = _shape_args(dims)
-    if len(dims) != x.ndim or sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    dims = _shape_args("permute", dims, what="dims")
+    in_range = all(-x.ndim <= d < x.ndim for d in dims)  # checked before `%`: 5 % 2 would pass for axis 1
+    if len(dims) != x.ndim or not in_range or len({d % x.ndim for d in dims}) != x.ndim:
         raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} axes of shape {x.shape}")
     return Permute.apply(x, tuple(d % x.ndim for d in dims))
 
@@ -150,16 +151,21 @@ def transpose(x, dim0, dim1):
 
 
 def expand(x, *sizes):
-    sizes = _shape_args(sizes)
+    sizes = _shape_args("expand", sizes, what="sizes")
     if len(sizes) < x.ndim:
         raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}: too few sizes")
     lead = len(sizes) - x.ndim
-    shape = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    for i, s in enumerate(sizes):
+        if s < -1:
+            raise ValueError(f"expand: size {s} (position {i} of {sizes}) is negative; only -1 (keep the size) "
+                             "is allowed")
+        if s == -1 and i < lead:
+            raise ValueError(f"expand: -1 is not allowed in a new leading dim (position {i} of {sizes}), "
+                             f"expanding shape {x.shape}")
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
     for i, n in enumerate(x.shape):
         if n != 1 and shape[lead + i] != n:
             raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}: dim {i} has size {n}, not 1")
-    if any(s < 0 for s in shape):
-        raise ValueError(f"expand: -1 is not allowed in a new leading dim, got {sizes}")
     return Expand.apply(x, shape)
 
 
@@ -176,9 +182,13 @@ def squeeze(x, dim=None):
 
 
 def flatten(x, start_dim=0, end_dim=-1):
+    for d in (start_dim, end_dim):
+        normalize_dims("flatten", d, x.ndim)  # range and type checks (a 0-d tensor takes 0 or -1)
     if x.ndim == 0:
         return reshape(x, 1)
     s, e = (normalize_dims("flatten", d, x.ndim)[0] for d in (start_dim, end_dim))
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
     return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1 :])
 
 
@@ -213,12 +223,12 @@ def stack(tensors, dim=0):
 # ---- helpers ------------------------------------------------------------------------
 
 
-def _shape_args(args):
-    """Accept both f(2, 3) and f((2, 3)), as PyTorch does."""
+def _shape_args(op, args, what="shape arguments"):
+    """Accept both f(2, 3) and f((2, 3)), as PyTorch does; anything but ints is a TypeError naming `op`."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
     if not all(isinstance(a, (int, np.integer)) for a in args):
-        raise TypeError(f"shape arguments must be ints, got {args}")
+        raise TypeError(f"{op}: {what} must be ints, got {args}")
     return tuple(int(a) for a in args)
 
 

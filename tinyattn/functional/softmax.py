@@ -59,18 +59,18 @@ def _dim(op, x, dim):
 
 def softmax(x, dim, dtype=None):
     """softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
-    x = _cast_first(x, dtype)
+    x = _cast_first(x, dtype, "softmax")
     return Softmax.apply(x, _dim("softmax", x, dim))
 
 
 def log_softmax(x, dim, dtype=None):
     """log_softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
-    x = _cast_first(x, dtype)
+    x = _cast_first(x, dtype, "log_softmax")
     return LogSoftmax.apply(x, _dim("log_softmax", x, dim))
 
 
-def _cast_first(x, dtype):
-    return x if dtype is None else ew.cast(x, as_dtype(dtype))
+def _cast_first(x, dtype, op):
+    return x if dtype is None else ew.cast(x, as_dtype(dtype, op))
 
 
 def softmax_composite(x, dim):

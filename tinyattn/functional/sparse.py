@@ -1,7 +1,7 @@
 """embedding: rows of a weight matrix picked by integer indices."""
 from ..autograd import Function
 from ..backend import backend_of
-from .checks import check_float, check_indices, on_device_of
+from .checks import check_float, check_indices, check_tensor, on_device_of
 
 
 class Embedding(Function):
@@ -21,6 +21,7 @@ class Embedding(Function):
 
 def embedding(input, weight):
     """PyTorch's F.embedding(input, weight): input holds integer indices into weight's rows."""
+    check_tensor("embedding", "weight", weight)
     index = on_device_of("embedding", input, weight.data)
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")

@@ -7,8 +7,14 @@ import numpy as np
 from .. import functional as F
 from ..creation import empty_parameter_data, zeros
 from . import init
+from .layers import size_arg
 from .module import Module
 from .parameter import Parameter
+
+
+def _single(value):
+    """PyTorch's Conv1d takes kernel_size, stride and padding as an int or a 1-tuple."""
+    return value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
 
 
 class Conv1d(Module):
@@ -21,13 +27,22 @@ class Conv1d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, padding=0, stride=1, bias=True, dtype=None):
         super().__init__()
+        in_channels = size_arg("Conv1d", "in_channels", in_channels)
+        out_channels = size_arg("Conv1d", "out_channels", out_channels)
+        # PyTorch builds a Conv1d with kernel_size 0, stride 0 or negative padding and fails at the first
+        # forward; here the constructor says so, before anything is allocated
+        kernel_size = size_arg("Conv1d", "kernel_size", _single(kernel_size), minimum=1)
+        stride = size_arg("Conv1d", "stride", _single(stride), minimum=1)
+        padding = size_arg("Conv1d", "padding", _single(padding))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.padding, self.stride = kernel_size, padding, stride
         self.weight = Parameter(empty_parameter_data((out_channels, in_channels, kernel_size), dtype))
         self.bias = Parameter(empty_parameter_data((out_channels,), dtype)) if bias else None
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # U(-1/√fan_in, 1/√fan_in), as PyTorch
+        fan_in = in_channels * kernel_size
+        if self.weight.numel():  # zero channels (PyTorch allows them): nothing to initialise, as in Linear
+            init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # U(-1/√fan_in, 1/√fan_in), as PyTorch
         if self.bias is not None:
-            bound = 1 / math.sqrt(in_channels * kernel_size)
+            bound = 1 / math.sqrt(fan_in) if fan_in else 0
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):

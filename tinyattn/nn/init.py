@@ -1,5 +1,6 @@
 """Parameter initialisers, in place, with PyTorch's names and formulas."""
 import math
+import warnings
 
 import numpy as np
 
@@ -38,15 +39,28 @@ def ones_(t):
     return _fill(t, 1)
 
 
+def _zero_element(t):
+    """PyTorch's rule for the fan-based inits: a tensor with a zero-size axis has nothing to fill
+    (and no fan to scale by), so the init warns and leaves it alone."""
+    if 0 in t.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        return True
+    return False
+
+
 def xavier_uniform_(t, gain=1.0):
     """U(-a, a) with a = gain · √(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _fans(t)
+    if fan_in + fan_out == 0 and _zero_element(t):  # (0, 0): no bound to compute (PyTorch divides by zero)
+        return t  # (a (0, 3) weight has a bound and nothing to fill: silent, as in PyTorch)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -a, a)
 
 
 def kaiming_uniform_(t, a=0.0):
     """U(-b, b) with b = √(6 / ((1 + a²) fan_in)) (He et al., 2015), leaky-ReLU slope a."""
+    if _zero_element(t):
+        return t
     fan_in, _ = _fans(t)
     bound = math.sqrt(6.0 / ((1 + a * a) * fan_in))
     return uniform_(t, -bound, bound)

@@ -3,6 +3,8 @@
 The lecture leaves open which is better; examples/positional_encodings.py compares them.
 Positions run along axis -2 of the input: (..., T, d_model).
 """
+import numbers
+
 import numpy as np
 
 from ..backend import device_of, move
@@ -11,6 +13,7 @@ from ..dtypes import as_dtype, float32
 from ..functional.rotary import apply_rotary, rotary_tables
 from ..tensor import Tensor
 from . import init
+from .layers import size_arg
 from .module import Module
 from .parameter import Parameter
 
@@ -34,13 +37,16 @@ class SinusoidalPositionalEncoding(Module):
 
     def __init__(self, d_model, max_len=5000, dtype=None):
         super().__init__()
+        d_model = size_arg("SinusoidalPositionalEncoding", "d_model", d_model, minimum=1)
+        max_len = size_arg("SinusoidalPositionalEncoding", "max_len", max_len, minimum=1)
+        dtype = as_dtype(dtype, "SinusoidalPositionalEncoding")
         self.d_model, self.max_len = d_model, max_len
         pos = np.arange(max_len, dtype=np.float64)[:, None]
         freq = 10000.0 ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)
         table = np.zeros((max_len, d_model))
         table[:, 0::2] = np.sin(pos * freq)
         table[:, 1::2] = np.cos(pos * freq[: d_model // 2])
-        self.register_buffer("pe", Tensor._wrap(table.astype(as_dtype(dtype) or float32)))
+        self.register_buffer("pe", Tensor._wrap(table.astype(dtype or float32)))
 
     def forward(self, x):
         _check_length("SinusoidalPositionalEncoding", x, self.max_len, self.d_model)
@@ -84,8 +90,14 @@ class RotaryEmbedding(Module):
 
     def __init__(self, head_dim, max_len=4096, base=10000.0):
         super().__init__()
+        head_dim = size_arg("RotaryEmbedding", "head_dim", head_dim, minimum=1)
+        max_len = size_arg("RotaryEmbedding", "max_len", max_len, minimum=1)
         if head_dim % 2:
             raise ValueError(f"RotaryEmbedding: head_dim must be even, got {head_dim}")
+        if not isinstance(base, numbers.Real) or isinstance(base, (bool, np.bool_)):
+            raise TypeError(f"RotaryEmbedding: base must be a positive number, got {base!r}")
+        if not base > 0:
+            raise ValueError(f"RotaryEmbedding: base must be a positive number, got {base!r}")
         self.head_dim, self.max_len, self.base = head_dim, max_len, base
         self._tables = {}
 

@@ -4,6 +4,7 @@ import math
 from .. import functional as F
 from ..creation import empty_parameter_data, zeros
 from . import init
+from .layers import size_arg
 from .module import Module
 from .parameter import Parameter
 
@@ -21,6 +22,8 @@ class RNN(Module):
         super().__init__()
         if not batch_first:
             raise ValueError("RNN: only batch_first=True is implemented")
+        input_size = size_arg("RNN", "input_size", input_size, minimum=1)  # PyTorch: both > 0
+        hidden_size = size_arg("RNN", "hidden_size", hidden_size, minimum=1)
         self.input_size, self.hidden_size, self.batch_first = input_size, hidden_size, batch_first
         self.weight_ih_l0 = Parameter(empty_parameter_data((hidden_size, input_size), dtype))
         self.weight_hh_l0 = Parameter(empty_parameter_data((hidden_size, hidden_size), dtype))
