@@ -1,20 +1,23 @@
 import os
 import shutil
+import sys
 
 # The CUDA tests need a GPU or Numba's CUDA simulator, and the simulator must be chosen before numba
 # is imported (it reads NUMBA_ENABLE_CUDASIM then). So, on a machine with no NVIDIA driver, pick it
 # here, before anything imports tinyattn; CPU code is unaffected. Set NUMBA_ENABLE_CUDASIM=0 to opt out.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-# (Python's GIL switch interval is left at its default: at 0.1 ms and below the simulated threads
-# interleave far more, which made the simulator run 4-8x faster but also let a rare wrong result through
-# in MultiheadAttention's composite path, about 1 run in 40-70 at 1 µs. Its cause was Numba's simulator
+# Under the simulator, GPU threads are Python threads: a shorter GIL switch interval (0.1 ms instead of
+# 5 ms) lets them take turns sooner and halves the CUDA tests' time (108 s -> 54 s on 2 cores). It once
+# let a rare wrong result through (about 1 run in 40-70 at 1 µs) whose cause was Numba's simulator
 # (numba-cuda 0.30.4), not tinyattn: FakeCUDAShared.array looks up and stores a launch's shared array
 # without a lock, so a thread switch between the two gave threads of one block different "shared" arrays
-# (matmul's tiles, every time). kernels/cuda/simulator.py now makes that lookup locked, whenever a kernel
-# module is imported under the simulator; benchmarks/sim_shared_race.py shows the race alone,
-# tests/test_cuda_simulator.py holds the workaround to it and TINYATTN_STRESS=1 runs
-# tests/test_cuda_stress.py at 1 µs: 0 failures in 450 runs since. A shorter interval could come back.)
+# (matmul's tiles, every time). kernels/cuda/simulator.py makes that lookup locked whenever a kernel module
+# is imported under the simulator; benchmarks/sim_shared_race.py shows the race alone,
+# tests/test_cuda_simulator.py holds the workaround to it, and TINYATTN_STRESS=1 runs
+# tests/test_cuda_stress.py at 1 µs (0 failures in 450 runs of the composite test with the workaround).
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    sys.setswitchinterval(1e-4)
 
 import numpy as np
 import pytest
