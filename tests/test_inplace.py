@@ -124,18 +124,35 @@ def test_the_issue_example_raises_instead_of_a_silent_zero_gradient():
 
 
 def test_an_optimiser_step_between_forward_and_backward_raises():
-    lin = nn.Linear(3, 2)
-    opt = ta.optim.SGD(lin.parameters(), lr=0.1)
-    loss = (lin(ta.randn(4, 3)) ** 2).sum()
+    model = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
+    opt = ta.optim.SGD(model.parameters(), lr=0.1)
+    loss = (model(ta.randn(4, 3)) ** 2).sum()
     loss.backward(retain_graph=True)
-    opt.step()  # changes the weight that the matmul saved
-    with pytest.raises(RuntimeError, match=r"\(2, 3\).*modified by an in-place operation"):
+    opt.step()  # changes the second weight, which the second layer saved for its input's gradient
+    with pytest.raises(RuntimeError, match=r"\(2, 5\).*modified by an in-place operation"):
         loss.backward()
+
+
+def test_ops_save_only_what_their_backward_needs():
+    # as in PyTorch: x @ W with a constant x keeps x (for dW), not W, so changing W afterwards is fine
+    w = nn.Parameter(ta.randn(3, 2))
+    x = ta.randn(4, 3)
+    loss = (x @ w).sum()
+    with ta.no_grad():
+        w.mul_(2)
+    loss.backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.repeat(x.numpy().sum(0)[:, None], 2, axis=1), rtol=1e-6)
+    h = ta.randn(2, 3, requires_grad=True) * 1
+    y = h.relu()  # ReLU keeps its output, not its input
+    h.add_(1)
+    z = h * 3  # a constant factor: Mul keeps nothing of h
+    h.add_(1)
+    (y.sum() + z.sum()).backward()
 
 
 def test_a_change_through_a_view_or_a_detached_alias_is_seen():
     w = nn.Parameter(ta.randn(4, 3))
-    x = ta.randn(5, 4)
+    x = ta.randn(5, 4, requires_grad=True)  # x's gradient needs w: the product keeps it
     out = (x @ w).sum()
     with ta.no_grad():
         w.view(-1)[0] = 1.0  # a view of the weight
@@ -151,7 +168,7 @@ def test_a_change_through_a_view_or_a_detached_alias_is_seen():
 def test_loading_weights_or_initialising_counts_as_an_in_place_change():
     lin = nn.Linear(3, 2)
     state = {k: v.numpy().copy() for k, v in lin.state_dict().items()}
-    loss = lin(ta.randn(4, 3)).sum()
+    loss = lin(ta.randn(4, 3, requires_grad=True)).sum()  # the input's gradient needs the weight
     lin.load_state_dict(state)
     with pytest.raises(RuntimeError, match="in-place"):
         loss.backward()
@@ -427,3 +444,157 @@ def test_grad_fn_names_the_op():
     assert repr(y.grad_fn) == "<SumBackward>"
     assert "grad_fn=<SumBackward>" in repr(y)
     assert y.grad_fn.next_functions[0][0].name == "Mul"
+
+
+# ---- what a later in-place change must not reach -----------------------------------------------------
+
+
+def test_index_mask_and_condition_tensors_are_read_at_forward_time():
+    # each op keeps its own copy of integer/bool operands, so changing them afterwards changes nothing
+    x = ta.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    idx = ta.tensor([0, 0])
+    y = x[idx] * ta.tensor([1.0, 10.0])
+    idx[1] = 2
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [11, 0, 0])
+    for make, kept in ((lambda x, m: ta.where(m, x, ta.zeros(3)), [1, 0, 3]),
+                       (lambda x, m: x.masked_fill(m, 0.0), [0, 2, 0])):
+        x.grad = None
+        mask = ta.tensor([True, False, True])
+        out = make(x, mask) * ta.tensor([1.0, 2.0, 3.0])
+        mask.fill_(False)
+        out.sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), kept)
+    emb, i = nn.Embedding(4, 2), ta.tensor([1, 1])
+    out = emb(i).sum()
+    i.zero_()
+    out.backward()
+    np.testing.assert_array_equal(emb.weight.grad.numpy()[:, 0], [0, 2, 0, 0])
+
+
+def test_returned_indices_are_not_the_array_backward_reads():
+    x = ta.tensor([3.0, 1.0, 2.0], requires_grad=True)
+    values, indices = x.sort()
+    indices[0] = 2
+    (values * ta.tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3, 1, 2])
+
+
+def test_a_float_attention_mask_is_read_at_forward_time(rng):
+    q = ta.tensor(rng.standard_normal((1, 1, 3, 4)), dtype=ta.float32, requires_grad=True)
+    mask = ta.tensor(rng.standard_normal((3, 3)), dtype=ta.float32)
+    F.scaled_dot_product_attention(q, q, q, attn_mask=mask).sum().backward()
+    expected = q.grad.numpy().copy()
+    q.grad = None
+    out = F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    mask.mul_(5)
+    out.sum().backward()
+    np.testing.assert_allclose(q.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_a_view_made_under_no_grad_keeps_its_base_in_the_graph(rng):
+    w = leaf(rng, 2, 2)
+
+    def through_view(w):
+        h = w * 1
+        with ta.no_grad():
+            v = h[0]
+        v.mul_(w[1])
+        return (h * h).sum()
+
+    def out_of_place(w):
+        h = ta.stack([w[0] * w[1], w[1]])
+        return (h * h).sum()
+
+    np.testing.assert_allclose(through_view(w).item(), out_of_place(w).item())
+    assert gradcheck(through_view, [w], name="in-place on a view made under no_grad")
+
+
+def test_unbind_outputs_stay_consistent(rng):
+    w = leaf(rng, 1, 3)
+
+    def f(w):
+        h = w * 1
+        (a,) = h.unbind(0)  # a size-1 dim: one output, still a view
+        h.mul_(2)
+        a.add_(w[0])
+        return (a * a).sum() + h.sum()
+
+    assert gradcheck(f, [w], name="unbind of a size-1 dim, then in-place")
+    x = leaf(rng, 4, 3)
+
+    def g(x):
+        h = x * 1
+        rows = h.unbind(0)
+        h.mul_(3)  # every row is re-made from h's new node
+        return sum(((r * r).sum() for r in rows), rows[0].sum() * 0)
+
+    assert gradcheck(g, [x], name="unbind rows after an in-place change")
+
+
+def test_in_place_on_0d_results_and_single_elements(rng):
+    w = ta.randn(3, requires_grad=True)
+    loss = w.sum()
+    loss += 1.0
+    loss *= 2
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2, 2, 2])
+    h = ta.zeros(2, 3)
+    h[0, 1] += 1
+    h[1, 2].mul_(0).add_(5)  # a 0-d view: the change reaches h, as in PyTorch
+    assert h[1, 2].item() == 5 and h[0, 1].item() == 1 and h.sum().item() == 6
+
+
+def test_in_place_floor_division_remainder_power_and_bitwise_keep_the_object():
+    a = ta.tensor([7, -7, 5])
+    alias = a.numpy()
+    a //= 2
+    a %= 3
+    np.testing.assert_array_equal(alias, np.array([7, -7, 5]) // 2 % 3)
+    b = ta.tensor([True, False, True])
+    same = b
+    b &= ta.tensor([True, True, False])
+    b |= ta.tensor([False, True, False])
+    b ^= ta.tensor([True, False, False])
+    assert b is same
+    np.testing.assert_array_equal(b.numpy(), [False, True, False])
+    with pytest.raises(TypeError, match="bitwise_and"):
+        f = ta.ones(2)
+        f &= ta.ones(2)
+    x = ta.randn(3, dtype=ta.float64, requires_grad=True)
+    h = x * 1
+    h **= 3
+    h.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3 * x.numpy() ** 2)
+
+
+def test_view_never_copies_and_contiguous_makes_row_major():
+    x = ta.arange(6, dtype=ta.float32).reshape(2, 3)
+    with pytest.raises(RuntimeError, match=r"view: a tensor of shape \(3, 2\).*\.reshape"):
+        x.T.view(-1)
+    flat = x.view(-1)
+    flat[0] = 100  # a view: the change reaches x
+    assert x[0, 0].item() == 100
+    y = x.T.contiguous()
+    assert y.numpy().flags.c_contiguous and x.contiguous() is x
+    np.testing.assert_array_equal(y.view(-1).numpy(), x.numpy().T.reshape(-1))
+
+
+# ---- grad mode decorators -----------------------------------------------------------------------------
+
+
+def test_no_grad_decorates_without_parentheses_and_generators():
+    x = ta.randn(2, requires_grad=True)
+
+    @ta.no_grad
+    def bare(x):
+        return x * 2
+
+    @ta.no_grad()
+    def gen(x):
+        for i in range(3):
+            yield x * i
+
+    assert not bare(x).requires_grad
+    assert [t.requires_grad for t in gen(x)] == [False, False, False]
+    assert ta.is_grad_enabled() and (x * 2).requires_grad

@@ -13,7 +13,8 @@ This module knows nothing about Tensor's user-facing API: `Variable` is the auto
 of a tensor (data, grad, requires_grad, the node that made it); `tinyattn.tensor.Tensor`
 subclasses it and adds operators and methods.
 """
-import contextlib
+import functools
+import inspect
 import threading
 import weakref
 
@@ -32,15 +33,22 @@ def _set_mode(mode):
     _state.grad_enabled = bool(mode)
 
 
-class _GradMode(contextlib.ContextDecorator):
+class _GradMode:
     """Switches graph recording to `mode` for a `with` block, and back to what it was after.
 
-    Usable as a decorator too: each call of the decorated function enters a fresh copy, so a
-    recursive function restores the mode of its own caller (one shared "previous" slot would
-    leave recording off for good after the outermost call returns).
+    Also a decorator, with or without parentheses (`@ta.no_grad()`, `@ta.no_grad`). Each call of
+    the decorated function enters a fresh copy, so a recursive function restores the mode of its
+    own caller; a generator function runs in the mode each time it is resumed, as in PyTorch.
     """
 
     mode = True
+
+    def __new__(cls, function=None):
+        self = super().__new__(cls)
+        return self(function) if callable(function) else self
+
+    def __init__(self, function=None):
+        pass
 
     def __enter__(self):
         self._previous = is_grad_enabled()
@@ -51,8 +59,42 @@ class _GradMode(contextlib.ContextDecorator):
         _set_mode(self._previous)
         return False
 
-    def _recreate_cm(self):
+    def _fresh(self):
+        """A new context manager with this one's mode (one per call, so calls can nest)."""
         return type(self)()
+
+    def __call__(self, function):
+        fresh = self._fresh
+        if inspect.isgeneratorfunction(function):
+            @functools.wraps(function)
+            def generator(*args, **kwargs):
+                gen = function(*args, **kwargs)
+                try:
+                    with fresh():
+                        item = next(gen)
+                    while True:
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            gen.close()
+                            raise
+                        except BaseException as error:
+                            with fresh():
+                                item = gen.throw(error)
+                        else:
+                            with fresh():
+                                item = gen.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+            return generator
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with fresh():
+                return function(*args, **kwargs)
+
+        return wrapper
 
 
 class no_grad(_GradMode):
@@ -69,7 +111,8 @@ class enable_grad(_GradMode):
 
 class set_grad_enabled(_GradMode):
     """set_grad_enabled(mode): as a function call it switches recording on or off at once; as a
-    context manager (`with ta.set_grad_enabled(False):`) it also switches back on exit. As in PyTorch."""
+    context manager (`with ta.set_grad_enabled(False):`) it also switches back on exit; as a
+    decorator it applies to each call of the function only. As in PyTorch."""
 
     def __init__(self, mode):
         self.mode = bool(mode)
@@ -79,7 +122,7 @@ class set_grad_enabled(_GradMode):
     def __enter__(self):
         return self  # the mode was set by __init__; _previous is what it was before
 
-    def _recreate_cm(self):
+    def _fresh(self):
         return _Deferred(self.mode)
 
     def __call__(self, function):
@@ -102,7 +145,7 @@ class VersionCounter:
     from their base's new node.
     """
 
-    __slots__ = ("value", "views")
+    __slots__ = ("value", "views", "_prune_at")
 
     def __init__(self):
         self.value = 0
@@ -112,9 +155,10 @@ class VersionCounter:
         """Make `view` (a tensor over this counter's memory) count with this counter."""
         view._counter = self
         if self.views is None:
-            self.views = []
-        elif len(self.views) >= 32:  # a long-lived base viewed every step: forget the dead views
+            self.views, self._prune_at = [], 32
+        elif len(self.views) >= self._prune_at:  # a long-lived base viewed every step: forget the dead views
             self.views = [r for r in self.views if r() is not None]
+            self._prune_at = max(32, 2 * len(self.views))  # amortised: the list at most doubles between prunes
         self.views.append(weakref.ref(view))
 
     def live_views(self):
@@ -156,14 +200,15 @@ class Node:
     position (`_index`).
     """
 
-    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs")
+    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple")
 
-    def __init__(self, function, ctx, parents, n_outputs=1):
+    def __init__(self, function, ctx, parents, n_outputs=1, returns_tuple=False):
         self.function = function
         self.ctx = ctx
         self.parents = parents
         self.edges = tuple(None if p is None else (p._node, p._index) for p in parents)
         self.n_outputs = n_outputs
+        self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
 
     @property
     def name(self):
@@ -260,6 +305,8 @@ class Variable:
         an input is a subclass (a Parameter).
         """
         out = cls.__new__(cls)
+        if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
+            data = np.asarray(data)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
         out._counter, out._view = VersionCounter(), None
         return out
@@ -315,13 +362,13 @@ class Function:
             results = tuple(first._wrap(o) for o in out) if multiple else (first._wrap(out),)
         else:
             parents = tuple(a if n else None for a, n in zip(args, needs))
-            node = Node(cls, ctx, parents, len(out) if multiple else 1)
+            node = Node(cls, ctx, parents, len(out) if multiple else 1, multiple)
             results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
                        else (first._wrap(out, True, node),))
             if ctx.saved:
                 ctx.versions = _saved_versions(ctx.saved, tensors, results)
         if cls.returns_view:
-            _share_counters(first, results, cls, args[1:])
+            _share_counters(first, results, cls, args[1:], multiple)
         return results if multiple else results[0]
 
 
@@ -335,7 +382,7 @@ def _memory_owner(array):
     return getattr(array, "buf", None)
 
 
-def _share_counters(source, results, function, extra):
+def _share_counters(source, results, function, extra, multiple):
     """Outputs of a view Function that are views of its input share the input's counter and
     remember how they were made from the input's base (for in-place ops; see functional/inplace.py)."""
     owner = _memory_owner(source.data)
@@ -343,15 +390,25 @@ def _share_counters(source, results, function, extra):
     for i, r in enumerate(results):
         if owner is not None and _memory_owner(r.data) is owner:
             source._counter.share(r)
-            r._view = (base, steps + ((function, extra, i if len(results) > 1 else None),))
+            r._view = (base, steps + ((function, extra, i if multiple else None),))
 
 
-def replay_view(base, steps):
-    """The view of `base` that `steps` made, made again (recorded like any op)."""
-    t = base
-    for function, extra, i in steps:
-        t = function.apply(t, *extra)
-        t = t if i is None else t[i]
+def replay_view(base, steps, cache=None):
+    """The view of `base` that `steps` made, made again (recorded like any op).
+
+    `cache` (a dict, while re-making several views of one base) shares the work of common steps:
+    views of one view, or the outputs of one unbind, are re-made from one replay."""
+    t, key = base, ()
+    for step in steps:
+        function, extra, i = step
+        key += (id(function), id(extra))
+        out = cache.get(key) if cache is not None else None
+        if out is None:
+            out = function.apply(t, *extra)
+            if cache is not None:
+                cache[key] = out
+        t = out if i is None else out[i]
+        key += (i,)
     return t
 
 
@@ -462,7 +519,7 @@ def backward(root, grad=None, retain_graph=False):
         output_grads = pending.pop(id(node), None)
         if output_grads is None:  # no gradient flows through this node
             continue
-        g = output_grads[0] if node.n_outputs == 1 else tuple(output_grads)
+        g = tuple(output_grads) if node.returns_tuple else output_grads[0]
         if node.ctx is None:
             raise RuntimeError(
                 f"backward: trying to backward through {node.name} a second time, but its saved "

@@ -28,7 +28,9 @@ _KINDS = ("tensor", "array", "int", "float", "bool", "str")
 
 def _flatten(obj, prefix, out):
     for key, value in obj.items():
-        key = str(key)
+        if not isinstance(key, str):  # load could only give it back as a string (and {1: a, "1": b} would collide)
+            raise TypeError(f"save: keys must be strings, got {type(key).__name__} {key!r}"
+                            + (f" in {prefix!r}" if prefix else "") + f"; use {str(key)!r}")
         if "/" in key or "::" in key:
             raise ValueError(f"save: key {key!r} may not contain '/' or '::'")
         name = f"{prefix}/{key}" if prefix else key

@@ -29,6 +29,8 @@ class Tensor(Variable):
     @classmethod
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
         out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
+        if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
+            data = np.asarray(data)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
         out._counter, out._view = VersionCounter(), None
         return out
@@ -139,7 +141,7 @@ class Tensor(Variable):
         return F.cast(self, np.int64)
 
     def contiguous(self):
-        return self  # the kernels' backend makes arrays contiguous where it matters
+        return F.contiguous(self)
 
     def clone(self):
         return F.mul(self, 1) if self.requires_grad else self._wrap(self.data.copy())
@@ -268,8 +270,28 @@ class Tensor(Variable):
     def __itruediv__(self, other):
         return F.div_(self, other)
 
+    def __ifloordiv__(self, other):
+        return F.floor_divide_(self, other)
+
+    def __imod__(self, other):
+        return F.remainder_(self, other)
+
+    def __ipow__(self, exponent):
+        return F.pow_(self, exponent)
+
+    def __iand__(self, other):
+        return F.bitwise_and_(self, other)
+
+    def __ior__(self, other):
+        return F.bitwise_or_(self, other)
+
+    def __ixor__(self, other):
+        return F.bitwise_xor_(self, other)
+
     add_, sub_, mul_, div_, clamp_, clip_ = F.add_, F.sub_, F.mul_, F.div_, F.clamp_, F.clamp_
     zero_, fill_, copy_, masked_fill_ = F.zero_, F.fill_, F.copy_, F.masked_fill_
+    pow_, floor_divide_, remainder_ = F.pow_, F.floor_divide_, F.remainder_
+    bitwise_and_, bitwise_or_, bitwise_xor_ = F.bitwise_and_, F.bitwise_or_, F.bitwise_xor_
 
     # ---- methods PyTorch has -------------------------------------------------------
     add, sub, mul, div, pow, matmul, maximum = F.add, F.sub, F.mul, F.div, F.pow, F.matmul, F.maximum
@@ -278,7 +300,7 @@ class Tensor(Variable):
     softmax, log_softmax, masked_fill = F.softmax, F.log_softmax, F.masked_fill
     reshape, permute, transpose, expand = F.reshape, F.permute, F.transpose, F.expand
     unsqueeze, squeeze, flatten, unbind = F.unsqueeze, F.squeeze, F.flatten, F.unbind
-    view = F.reshape
+    view = F.view
     min, amin, argmax, argmin, minimum = F.min, F.amin, F.argmax, F.argmin, F.minimum
     sort, argsort, topk, clamp, clip, tril, triu = F.sort, F.argsort, F.topk, F.clamp, F.clip, F.tril, F.triu
     all, any, floor_divide, remainder = F.all, F.any, F.floor_divide, F.remainder

@@ -24,7 +24,10 @@ from .attention_variants import additive_relevance, allowed_positions, apply_mas
 from .checks import sum_to_shape
 from .device import to_device
 from .dropout import dropout
-from .inplace import add_, clamp_, copy_, div_, fill_, masked_fill_, mul_, setitem, sub_, zero_
+from .inplace import (
+    add_, bitwise_and_, bitwise_or_, bitwise_xor_, clamp_, copy_, div_, fill_, floor_divide_, masked_fill_, mul_,
+    pow_, remainder_, setitem, sub_, zero_,
+)
 from .elementwise import (
     abs, add, cast, div, eq, exp, ge, gelu, gt, le, log, lt, masked_fill, maximum, minimum, mul, ne, neg, pow,
     relu, sigmoid, sqrt, sub, tanh, where,
@@ -39,7 +42,7 @@ from .logical import (
 from .reduction import amax, amin, mean, sum, var
 from .rounding import floor_divide, remainder
 from .selection import argmax, argmin, argsort, clamp, clip, max, min, sort, topk
-from .shape import cat, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze
+from .shape import cat, contiguous, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze, view
 from .softmax import log_softmax, softmax, softmax_composite
 from .sparse import embedding
 from .triangular import tril, triu

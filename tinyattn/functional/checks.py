@@ -31,17 +31,19 @@ def on_device_of(op, value, like):
 
     Plain data (numpy arrays, lists, numbers: masks, indices, targets given as constants) is
     copied to that device; a tensor on another device is an error naming both, as in PyTorch.
+    A tensor's or a host array's values are copied too: an op may keep the array for its backward,
+    and the user may change the tensor in place before that backward runs.
     """
     want = device_of(like)
     if isinstance(value, Variable):
         if device_of(value.data) != want:
             raise RuntimeError(f"{op}: expected all tensors on the same device, got {want} and {device_of(value.data)}")
-        return value.data
+        return value.data.copy()
     if device_of(value) == "cuda":
         if want != "cuda":
             raise RuntimeError(f"{op}: expected all arrays on the same device, got {want} and cuda")
         return value
-    return move(np.asarray(value), want)
+    return move(np.array(value), want)
 
 
 def check_broadcast(op, *shapes):

@@ -89,7 +89,9 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)  # da needs b, db needs a
+        ctx.shapes = (a.shape, b.shape)
         return a * b
 
     @staticmethod
@@ -97,8 +99,8 @@ class Mul(Function):
         a, b = ctx.saved
         need_a, need_b = ctx.needs_input_grad
         return (
-            sum_to_shape(dy * b, a.shape) if need_a else None,
-            sum_to_shape(dy * a, b.shape) if need_b else None,
+            sum_to_shape(dy * b, ctx.shapes[0]) if need_a else None,
+            sum_to_shape(dy * a, ctx.shapes[1]) if need_b else None,
         )
 
 
@@ -107,15 +109,16 @@ class Div(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)  # da needs b, db needs a and b
+        ctx.shapes = (a.shape, b.shape)
         return a / b
 
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved
         need_a, need_b = ctx.needs_input_grad
-        da = sum_to_shape(dy / b, a.shape) if need_a else None
-        db = sum_to_shape(-dy * a / (b * b), b.shape) if need_b else None
+        da = sum_to_shape(dy / b, ctx.shapes[0]) if need_a else None
+        db = sum_to_shape(-dy * a / (b * b), ctx.shapes[1]) if need_b else None
         return da, db
 
 
@@ -239,17 +242,19 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """y = max(x, 0).  dx = dy where x > 0, else 0."""
+    """y = max(x, 0).  dx = dy where y > 0 (that is, x > 0), else 0; y is saved, as PyTorch does,
+    so that changing x in place afterwards is allowed."""
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return np.maximum(x, 0)
+        y = np.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
-        (x,) = ctx.saved
-        return dy * (x > 0)
+        (y,) = ctx.saved
+        return dy * (y > 0)
 
 
 class Gelu(Function):

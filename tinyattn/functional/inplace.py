@@ -29,11 +29,13 @@ from .checks import check_broadcast, on_device_of, sum_to_shape
 from .shape import _normalize_index, reshape
 
 
-def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
+def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input=True):
     """Change x in place to `compute(t)`, an out-of-place op applied to a tensor t holding x's value.
 
     `direct(x)`, when given, does the same job by writing into x.data itself; it is used when
     nothing is recorded, to spare a temporary the size of x (x[i] = v, x.fill_(v)).
+    `saves_input=False` says that compute's op does not keep t's values for its backward (add,
+    where, setitem): t then shares x's memory instead of holding a copy of the old values.
     """
     if not isinstance(x, Variable):
         raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
@@ -56,7 +58,9 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None):
                 _write(op, x, compute(x), same_kind)
         x._bump_version()
         return x
-    old = x._wrap(x.data.copy(), x._requires_grad, x._node, x._index)
+    if x._view is not None:  # a view made under no_grad, or before its base changed: make it again first
+        _take_place(x, replay_view(base, x._view[1]))
+    old = x._wrap(x.data.copy() if saves_input else x.data, x._requires_grad, x._node, x._index)
     result = compute(old)
     _check_result(op, x, result.shape, result.dtype, same_kind)
     if result.dtype != x.dtype:
@@ -84,7 +88,7 @@ def _write_into_base(op, view, result):
         raise NotImplementedError(f"{op}: changing a view of a cuda tensor in place while gradients are recorded "
                                   "is not supported yet; use the out-of-place op or torch-style x = x.clone()")
     positions = view_positions(base, steps).reshape(-1)
-    old_base = base._wrap(base.data.copy(), base._requires_grad, base._node, base._index)
+    old_base = base._wrap(base.data, base._requires_grad, base._node, base._index)  # SetItem keeps no values of it
     flat = SetItem.apply(reshape(old_base, -1), reshape(result, -1), positions)
     new_base = reshape(flat, base.shape)
     base.data[...] = new_base.data  # the view's elements included
@@ -93,9 +97,10 @@ def _write_into_base(op, view, result):
 
 def _refresh_views(base):
     """Every live view of `base` becomes a view of its new node, as PyTorch regenerates a view's grad_fn."""
+    cache = {}
     for t in base._counter.live_views():
         if t._view is not None and t._view[0] is base:
-            _take_place(t, replay_view(base, t._view[1]))
+            _take_place(t, replay_view(base, t._view[1], cache))
 
 
 def _check_writable(op, x):
@@ -138,13 +143,13 @@ def _value(op, value, x):
 def add_(x, other, alpha=1):
     """x ← x + alpha · other."""
     scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
-    return _apply("add_", x, lambda t: ew.add(t, scaled), (other,))
+    return _apply("add_", x, lambda t: ew.add(t, scaled), (other,), saves_input=False)
 
 
 def sub_(x, other, alpha=1):
     """x ← x - alpha · other."""
     scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
-    return _apply("sub_", x, lambda t: ew.sub(t, scaled), (other,))
+    return _apply("sub_", x, lambda t: ew.sub(t, scaled), (other,), saves_input=False)
 
 
 def mul_(x, other):
@@ -155,6 +160,39 @@ def mul_(x, other):
 def div_(x, other):
     """x ← x / other (an integer tensor cannot hold the float quotient: an error, as in PyTorch)."""
     return _apply("div_", x, lambda t: ew.div(t, other), (other,))
+
+
+def pow_(x, exponent):
+    """x ← x ** exponent."""
+    return _apply("pow_", x, lambda t: ew.pow(t, exponent), (exponent,))
+
+
+def floor_divide_(x, other):
+    """x ← x // other (floor division, as Python's)."""
+    from .rounding import floor_divide
+
+    return _apply("floor_divide_", x, lambda t: floor_divide(t, other), (other,))
+
+
+def remainder_(x, other):
+    """x ← x % other (the sign of other, as Python's)."""
+    from .rounding import remainder
+
+    return _apply("remainder_", x, lambda t: remainder(t, other), (other,))
+
+
+def _bitwise_(name):
+    def op(x, other):
+        from . import logical
+
+        return _apply(f"{name}_", x, lambda t: getattr(logical, name)(t, other), (other,))
+
+    op.__name__ = f"{name}_"
+    op.__doc__ = f"x ← {name}(x, other), for bool and integer tensors."
+    return op
+
+
+bitwise_and_, bitwise_or_, bitwise_xor_ = (_bitwise_(n) for n in ("bitwise_and", "bitwise_or", "bitwise_xor"))
 
 
 def clamp_(x, min=None, max=None):
@@ -190,7 +228,7 @@ def _replace(op, x, value, mask=None):
             return ew.where(everywhere, value if value.dtype == t.dtype else ew.cast(value, t.dtype), t)
         return ew.masked_fill(t, everywhere, value)
 
-    return _apply(op, x, compute, (value,), same_kind=False, direct=direct)
+    return _apply(op, x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
 
 
 def fill_(x, value):
@@ -272,7 +310,7 @@ def setitem(x, index, value):
         v = value if isinstance(value, Variable) else t._wrap(backend_of(t.data).asarray(raw, dtype=t.dtype))
         return SetItem.apply(t, v if v.dtype == t.dtype else ew.cast(v, t.dtype), index)
 
-    return _apply("setitem", x, compute, (value,), same_kind=False, direct=direct)
+    return _apply("setitem", x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
 
 
 def _indexed_shape(shape, index):

@@ -25,9 +25,12 @@ class Matmul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)  # dA needs B, dB needs A
+        ctx.shapes = (a.shape, b.shape)
         ctx.batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        a3, b3 = _as_batched(a, b, ctx.batch)
+        fold_rows = b.ndim == 2
+        a3, b3 = _as_batched(a, ctx.batch, fold_rows), _as_batched(b, ctx.batch, fold_rows)
         c3 = backend_of(a).matmul(a3, b3)
         ctx.c3_shape = c3.shape
         return c3.reshape(ctx.batch + (a.shape[-2], b.shape[-1]))
@@ -35,34 +38,34 @@ class Matmul(Function):
     @staticmethod
     def backward(ctx, dc):
         a, b = ctx.saved
-        a3, b3 = _as_batched(a, b, ctx.batch)
+        a_shape, b_shape = ctx.shapes
+        fold_rows = len(b_shape) == 2
         dc3 = dc.reshape(ctx.c3_shape)
         be = backend_of(dc)
         need_a, need_b = ctx.needs_input_grad
         da = db = None
         if need_a:
-            da3 = be.matmul_nt(dc3, b3)  # (B, M, K)
-            da = sum_to_shape(da3.reshape(ctx.batch + a.shape[-2:]), a.shape)
+            da3 = be.matmul_nt(dc3, _as_batched(b, ctx.batch, fold_rows))  # (B, M, K)
+            da = sum_to_shape(da3.reshape(ctx.batch + a_shape[-2:]), a_shape)
         if need_b:
-            db3 = be.matmul_tn(a3, dc3)  # (B, K, N), or (1, K, N) when a's batch was folded
-            db = db3.reshape(b.shape) if b.ndim == 2 else sum_to_shape(db3.reshape(ctx.batch + b.shape[-2:]), b.shape)
+            db3 = be.matmul_tn(_as_batched(a, ctx.batch, fold_rows), dc3)  # (B, K, N), or (1, K, N) when a's batch was folded
+            db = db3.reshape(b_shape) if fold_rows else sum_to_shape(db3.reshape(ctx.batch + b_shape[-2:]), b_shape)
         return da, db
 
 
-def _as_batched(a, b, batch):
-    """(Ba, M, K) and (Bb, K, N) arrays for the kernels, each batch 1 or the full batch."""
-    if b.ndim == 2:  # x @ W: fold every batch axis of a into its rows
-        return a.reshape(1, int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1]), b.reshape(1, *b.shape)
+def _as_batched(x, batch, fold_rows):
+    """An operand as a (batch, rows, cols) array for the kernels, its batch 1 or the full batch.
+
+    fold_rows (x @ W, W 2-D): every batch axis of the left operand folds into its rows, and W
+    gets a batch of 1 (the same reshape, for a 2-D array)."""
+    if fold_rows:
+        return x.reshape(1, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
     full = int(np.prod(batch, dtype=np.int64))
-
-    def fold(x):
-        if x.shape[:-2] == batch:
-            return x.reshape(full, *x.shape[-2:])
-        if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
-            return x.reshape(1, *x.shape[-2:])
-        return np.broadcast_to(x, batch + x.shape[-2:]).reshape(full, *x.shape[-2:])
-
-    return fold(a), fold(b)
+    if x.shape[:-2] == batch:
+        return x.reshape(full, *x.shape[-2:])
+    if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
+        return x.reshape(1, *x.shape[-2:])
+    return np.broadcast_to(x, batch + x.shape[-2:]).reshape(full, *x.shape[-2:])
 
 
 class Linear(Function):
@@ -74,7 +77,8 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         x2 = x.reshape(1, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])  # (1, N, in)
-        ctx.save_for_backward(x2, weight)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x2 if need_w else None, weight if need_x else None)  # dx needs W, dW needs x
         ctx.x_shape = x.shape
         y = backend_of(x).matmul_nt(x2, weight[None])  # (1, N, out)
         if bias is not None:
@@ -86,7 +90,7 @@ class Linear(Function):
         x2, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
-        dy2 = dy.reshape(x2.shape[:2] + dy.shape[-1:])  # (1, N, out)
+        dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
         dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
         dw = be.matmul_tn(dy2, x2)[0] if need_w else None
         db = dy2.sum(axis=(0, 1)) if need_b else None

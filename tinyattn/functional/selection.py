@@ -243,7 +243,7 @@ def _extreme(op, x, dim, keepdim, axis, largest):
     if x.ndim == 0:
         return (MaxResult if largest else MinResult)(x.clone(), x._wrap(index.reshape(())))
     values = (MaxDim if largest else MinDim).apply(x, index, d, keepdim)
-    indices = x._wrap(index if keepdim else np.squeeze(index, axis=d))
+    indices = x._wrap((index if keepdim else np.squeeze(index, axis=d)).copy())  # not the array backward reads
     return (MaxResult if largest else MinResult)(values, indices)
 
 
@@ -264,7 +264,7 @@ def sort(x, dim=-1, descending=False, stable=False):
     index = _order(_as_1d(x), d, descending)
     if x.ndim == 0:
         return SortResult(x.clone(), x._wrap(index.reshape(())))
-    return SortResult(Sort.apply(x, index, d, True), x._wrap(index))
+    return SortResult(Sort.apply(x, index, d, True), x._wrap(index.copy()))  # not the array backward reads
 
 
 def topk(x, k, dim=-1, largest=True, sorted=True):
@@ -288,7 +288,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
             raise ValueError("topk: k=0 on a 0-d tensor leaves nothing to return")
         return TopKResult(x.clone(), x._wrap(index.reshape(())))
     index = index.copy() if is_device_array(index) else np.ascontiguousarray(index)
-    return TopKResult(TopK.apply(x, index, d, True), x._wrap(index))
+    return TopKResult(TopK.apply(x, index, d, True), x._wrap(index.copy()))  # not the array backward reads
 
 
 def clamp(x, min=None, max=None):

@@ -4,7 +4,7 @@ element came from (indexing scatter-adds, since an index may repeat).
 """
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function, Variable, _memory_owner
 from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape
 
@@ -62,7 +62,10 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, x, index):
         ctx.shape, ctx.index = x.shape, index
-        return x[index]
+        y = x[index]
+        if isinstance(y, np.generic):  # every axis indexed by an int: a 0-d view instead of a scalar copy
+            y = x[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -72,6 +75,18 @@ class GetItem(Function):
         else:
             np.add.at(dx, ctx.index, dy)
         return dx, None
+
+
+class Contiguous(Function):
+    """y = x laid out in row-major order (a copy).  dx = dy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.ascontiguous() if hasattr(x, "ascontiguous") else np.ascontiguousarray(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy
 
 
 class Unbind(Function):
@@ -133,6 +148,26 @@ def reshape(x, *shape):
     if target == x.shape:
         return x
     return Reshape.apply(x, target)
+
+
+def contiguous(x):
+    """x itself when its elements are laid out in row-major order, else a row-major copy (differentiable)."""
+    data = x.data
+    if data.is_contiguous if hasattr(data, "is_contiguous") else data.flags.c_contiguous:
+        return x
+    return Contiguous.apply(x)
+
+
+def view(x, *shape):
+    """PyTorch's view: a reshape that shares x's memory. Where x's layout cannot be seen in the new
+    shape without a copy (a transposed matrix flattened), it is an error, as in PyTorch, so that an
+    in-place change of the result can never miss x; .reshape() copies there instead."""
+    out = reshape(x, *shape)
+    if out is not x and out.data.size and _memory_owner(out.data) is not _memory_owner(x.data):
+        raise RuntimeError(f"view: a tensor of shape {tuple(x.shape)} whose elements are not laid out in row-major "
+                           f"order (a transpose or a strided slice) cannot be viewed as {tuple(out.shape)} without a "
+                           "copy; use .reshape(...) (or .contiguous().view(...))")
+    return out
 
 
 def permute(x, *dims):
@@ -243,9 +278,9 @@ def _normalize_index(x, index):
     out = []
     for item in items:
         if isinstance(item, Variable):
-            item = item.data
-        if isinstance(item, list):
-            item = np.asarray(item)
+            item = item.data.copy()  # a snapshot: backward reads the index after the user may have changed it
+        elif isinstance(item, (list, np.ndarray)):
+            item = np.array(item)
         if hasattr(item, "dtype") and item.dtype != np.bool_ and not np.issubdtype(item.dtype, np.integer):
             raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {item.dtype}")
         out.append(item)
