@@ -384,6 +384,8 @@ BAD = [
      r"save: cannot store 'a' of type list"),
     ("save-None-value", lambda d: ta.save({"a": None}, os.path.join(d, "c.npz")), TypeError, r"save: cannot store 'a' of type NoneType"),
     ("save-slash-key", lambda d: ta.save({"a/b": 1}, os.path.join(d, "c.npz")), ValueError, r"save: key 'a/b' may not contain"),
+    ("save-int-key", lambda d: ta.save({"opt": {1: ta.ones(1), "1": ta.zeros(1)}}, os.path.join(d, "c.npz")), TypeError,
+     r"save: keys must be strings, got int 1 in 'opt'; use '1'"),
     ("save-empty-dict", lambda d: ta.save({"a": {}}, os.path.join(d, "c.npz")), ValueError, r"save: empty dict at 'a'"),
     ("save-missing-folder", lambda d: ta.save({"a": 1}, os.path.join(d, "nope", "c.npz")), FileNotFoundError,
      r"save: folder .*nope.* does not exist"),
