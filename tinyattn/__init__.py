@@ -20,6 +20,7 @@ from .functional import (  # noqa: E402  (the everyday ops; some shadow builtins
     einsum, floor_divide, log_softmax, logical_and, logical_not, logical_or, logical_xor, min, minimum, remainder,
     softmax, sort, topk, tril, triu,
 )
+from .generation import generate
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor

@@ -127,21 +127,23 @@ class CPUBackend:
         )
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
-    def attention_forward(self, q, k, v, bias, causal, window, scale):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
         """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
 
-        bias is None or (Bb, Lb, Sb), each axis 1 or full (BH, L, S); window < 0 means none.
+        bias is None or (Bb, Lb, Sb), each axis 1 or full (BH, L, S); window < 0 means none; query
+        row i sits at key position i + offset for causal/window (0: top-left, S - L: bottom-right).
         The kernel module makes its inputs contiguous itself.
         """
         work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         bias = _full_bias(bias, q, k)
-        return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale)
+        return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale,
+                    offset)
 
-    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
+    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
         work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         bias = _full_bias(bias, q, k)
         return _run(work, self._attn.attention_backward,
-                    q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout)
+                    q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout, offset)
 
     # ---- optimiser updates ---------------------------------------------------------------
     @staticmethod
@@ -282,17 +284,17 @@ class CUDABackend:
                                 beta1, beta2, step_size, bias2, eps, decay, l2)
 
     # ---- fused attention ---------------------------------------------------------------------
-    def attention_forward(self, q, k, v, bias, causal, window, scale):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
         out, lse = self._attn.attention_forward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale,
-            bias=None if bias is None else self._dev(bias), window=window, **self._attn_sizes)
+            bias=None if bias is None else self._dev(bias), window=window, offset=offset, **self._attn_sizes)
         return self._wrap(out), self._wrap(lse)
 
-    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout):
+    def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
         grads = self._attn.attention_backward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale, self._dev(out), self._dev(lse),
             self._dev(dout), bias=None if bias is None else self._dev(bias), window=window,
-            rows=self._attn_sizes.get("rows", self._attn.ROWS))
+            rows=self._attn_sizes.get("rows", self._attn.ROWS), offset=offset)
         return tuple(self._wrap(g) for g in grads)
 
 

@@ -27,9 +27,12 @@ Conventions
 * ``bias`` is any 3-D float array that broadcasts to ``(BH, L, S)`` -- a zero-stride view from
   ``np.broadcast_to`` is fine and is never copied (unless its dtype differs from q's); ``-inf`` entries
   mask.  When ``has_bias`` is False it is a dummy and ignored.
-* ``causal`` keeps key j for query i only if ``j <= i`` (top-left aligned, PyTorch's ``is_causal``, also
-  for L != S).  ``window >= 0`` keeps key j only if ``|i - j| <= window``; ``window = -1`` means none.
-  Both can be combined.  Key tiles that causal/window mask entirely are skipped, never computed.
+* ``offset`` places query row i at key position ``i + offset``; causal and window are measured from there.
+  ``causal`` keeps key j for query i only if ``j <= i + offset``: ``offset = 0`` is the top-left alignment
+  (PyTorch's ``is_causal``, also for L != S), ``offset = S - L`` the bottom-right one (the last query sees
+  every key: a query at cache position p sees keys <= p, what a key/value cache needs).  ``window >= 0``
+  keeps key j only if ``|i + offset - j| <= window``; ``window = -1`` means none.  Both can be combined.
+  Key tiles that causal/window mask entirely are skipped, never computed.
 * A fully masked query row (every key masked) gets output row 0 and ``lse = -inf`` (the marker), and its
   gradients contribute exactly 0 to dq, dk and dv -- never NaN.
 
@@ -59,52 +62,56 @@ BLOCK_K = 64  # keys per tile
 # ----------------------------------------------------------------------------------------------------------
 # mask geometry
 # ----------------------------------------------------------------------------------------------------------
+# Query rows are placed at key positions i + offset (see the module docstring): the helpers below take
+# those positions, so offset only appears where a row index becomes a position or back.
 @njit(cache=True, inline="always")
-def _key_range(i0, i1, S, causal, window):
-    """Keys [jlo, jhi) that query rows [i0, i1) may see under causal/window (bias not considered)."""
+def _key_range(p0, p1, S, causal, window):
+    """Keys [jlo, jhi) that queries at positions [p0, p1) may see under causal/window (bias not
+    considered); empty (jhi <= jlo) when they see none."""
     jlo = 0
     jhi = S
     if causal:
-        jhi = min(jhi, i1)
+        jhi = min(jhi, p1)
     if window >= 0:
-        jlo = max(jlo, i0 - window)
-        jhi = min(jhi, i1 + window)
-    return jlo, jhi
+        jlo = max(jlo, p0 - window)
+        jhi = min(jhi, p1 + window)
+    return jlo, max(jlo, jhi)
 
 
 @njit(cache=True, inline="always")
-def _query_range(j0, j1, L, causal, window):
-    """Query rows [ilo, ihi) that may see keys [j0, j1) under causal/window."""
+def _query_range(j0, j1, L, causal, window, offset):
+    """Query rows [ilo, ihi) (row i at position i + offset) that may see keys [j0, j1) under causal/window."""
     ilo = 0
     ihi = L
     if causal:
-        ilo = max(ilo, j0)
+        ilo = max(ilo, j0 - offset)
     if window >= 0:
-        ilo = max(ilo, j0 - window)
-        ihi = min(ihi, j1 + window)
+        ilo = max(ilo, j0 - window - offset)
+        ihi = min(ihi, j1 + window - offset)
     return ilo, ihi
 
 
 @njit(cache=True, inline="always")
-def _tile_needs_mask(i0, nq, j0, nk, causal, window):
-    """True unless every (i, j) of the tile is allowed by causal/window."""
-    if causal and j0 + nk - 1 > i0:
+def _tile_needs_mask(p0, nq, j0, nk, causal, window):
+    """True unless every (query position p, key j) of the tile is allowed by causal/window."""
+    if causal and j0 + nk - 1 > p0:
         return True
-    if window >= 0 and ((i0 + nq - 1) - j0 > window or (j0 + nk - 1) - i0 > window):
+    if window >= 0 and ((p0 + nq - 1) - j0 > window or (j0 + nk - 1) - p0 > window):
         return True
     return False
 
 
 @njit(cache=True, inline="always")
-def _masked(i, j, causal, window):
-    return (causal and j > i) or (window >= 0 and abs(i - j) > window)
+def _masked(p, j, causal, window):
+    """Key j masked for the query at position p."""
+    return (causal and j > p) or (window >= 0 and abs(p - j) > window)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def _forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
+def _forward(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse):
     """Loop nest (online softmax).  Work in the transposed layout -- keys down, the BLOCK_Q queries of the
     tile along the contiguous axis -- so that every inner loop has the compile-time trip count BLOCK_Q
     (LLVM unrolls it and keeps a row of the accumulator in registers) and the softmax statistics are
@@ -113,7 +120,7 @@ def _forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
     for (p, qb) in prange(BH x ceil(L / BLOCK_Q)):              # independent query tiles
         qT = scale * Q[p, qb]^T                                 # (E, BQ) local, zero padded
         m = -inf, l = 0, oT = 0                                 # (BQ,), (BQ,), (Ev, BQ) locals
-        for kb in key tiles not fully masked by causal/window:
+        for kb in key tiles not fully masked by causal/window (rows at positions i + offset):
             sT[j, :] = sum_e K[p, j, e] qT[e, :]  (+ bias, masked -> -inf)      # (BK, BQ)
             m' = max(m, max_j sT[j, :]);  c = m' or 0 where m' = -inf;  alpha = exp(m - c)
             sT[j, :] = exp(sT[j, :] - c);  l = alpha l + sum_j sT[j, :]
@@ -140,7 +147,7 @@ def _forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
         for i in range(nq):
             for e in range(E):
                 qT[e, i] = q[bh, i0 + i, e] * scale
-        jlo, jhi = _key_range(i0, i0 + nq, S, causal, window)
+        jlo, jhi = _key_range(i0 + offset, i0 + nq + offset, S, causal, window)
         for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
             j0 = kb * BLOCK_K
             nk = min(BLOCK_K, S - j0)
@@ -156,10 +163,10 @@ def _forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
                 for j in range(nk):
                     for i in range(nq):
                         sT[j, i] += bias[0, bh, i0 + i, j0 + j]
-            if _tile_needs_mask(i0, nq, j0, nk, causal, window):
+            if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
                 for j in range(nk):
                     for i in range(nq):
-                        if _masked(i0 + i, j0 + j, causal, window):
+                        if _masked(i0 + i + offset, j0 + j, causal, window):
                             sT[j, i] = -np.inf
             # online softmax statistics
             for i in range(BLOCK_Q):
@@ -201,7 +208,7 @@ def _forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
 # backward
 # ----------------------------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def _backward(q, k, v, bias, has_bias, causal, window, scale, lse, delta, dout, dqp, dk, dv):
+def _backward(q, k, v, bias, has_bias, causal, window, offset, scale, lse, delta, dout, dqp, dk, dv):
     """Loop nest (G = dqp.shape[0] groups of key tiles per batch-head, so BH * G work items).  Tiles are
     (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
     count BLOCK_K; K and V of the owned key tile are transposed (zero padded) once.
@@ -243,7 +250,7 @@ def _backward(q, k, v, bias, has_bias, causal, window, scale, lse, delta, dout, 
         for kb in range(g, nkb, G):
             j0 = kb * BLOCK_K
             nk = min(BLOCK_K, S - j0)
-            ilo, ihi = _query_range(j0, j0 + nk, L, causal, window)
+            ilo, ihi = _query_range(j0, j0 + nk, L, causal, window, offset)
             if ihi <= ilo:
                 continue  # dk, dv stay 0 (preallocated zeros)
             kT[:, :] = 0.0
@@ -270,10 +277,10 @@ def _backward(q, k, v, bias, has_bias, causal, window, scale, lse, delta, dout, 
                     for i in range(nq):
                         for j in range(nk):
                             s[i, j] += bias[0, bh, i0 + i, j0 + j]
-                if _tile_needs_mask(i0, nq, j0, nk, causal, window):
+                if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
                     for i in range(nq):
                         for j in range(nk):
-                            if _masked(i0 + i, j0 + j, causal, window):
+                            if _masked(i0 + i + offset, j0 + j, causal, window):
                                 s[i, j] = -np.inf
                 for i in range(nq):
                     li = lse[bh, i0 + i]
@@ -370,8 +377,9 @@ def _prepare(q, k, v, bias, has_bias, scale):
     return q, k, v, bias, bool(has_bias), dt.type(scale)
 
 
-def attention_forward(q, k, v, bias, has_bias, causal, window, scale):
-    """Fused attention forward. q (BH, L, E), k (BH, S, E), v (BH, S, Ev); bias broadcastable to (BH, L, S).
+def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
+    """Fused attention forward. q (BH, L, E), k (BH, S, E), v (BH, S, Ev); bias broadcastable to (BH, L, S);
+    query row i sits at key position i + offset for causal/window (0: top-left, S - L: bottom-right).
 
     Returns ``(out (BH, L, Ev), lse (BH, L))``, both in q's dtype.  ``lse_i = log sum_j exp(S_ij)``;
     a fully masked row has ``out_i = 0`` and ``lse_i = -inf``.  See the module docstring for the math,
@@ -381,19 +389,19 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale):
     BH, L, _ = q.shape
     out = np.empty((BH, L, v.shape[2]), q.dtype)
     lse = np.empty((BH, L), q.dtype)
-    _forward(q, k, v, bias, has_bias, bool(causal), int(window), scale, out, lse)
+    _forward(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, out, lse)
     return out, lse
 
 
-def attention_backward(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout):
+def attention_backward(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, offset=0):
     """Fused attention backward from the forward's ``out`` and ``lse``. Returns ``(dq, dk, dv)`` shaped
     like q, k, v, in q's dtype.  P is recomputed tile by tile from q, k and lse; rows with
     ``lse = -inf`` (fully masked) contribute 0.  Loop nest in ``_backward``.
     """
-    return _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, None)
+    return _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, None, offset)
 
 
-def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, groups):
+def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, groups, offset=0):
     """attention_backward with the number G of key-tile groups per batch-head forced (tests) or chosen."""
     q, k, v, bias, has_bias, scale = _prepare(q, k, v, bias, has_bias, scale)
     dt = q.dtype
@@ -413,7 +421,7 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     dqp = np.zeros((G, BH, L, E), dt)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
-    _backward(q, k, v, bias, has_bias, bool(causal), int(window), scale, lse, delta, dout, dqp, dk, dv)
+    _backward(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, lse, delta, dout, dqp, dk, dv)
     if G == 1:
         dq = dqp[0]
     else:

@@ -4,8 +4,10 @@ Never an L x S matrix in global memory.
 Per batch-head p (the leading axis of every array):
 
     S = scale * Q K^T + bias          # (L, S), one score at a time, never stored
-    S_ij = -inf where masked          # causal: j > i (top-left aligned, PyTorch's is_causal);
-                                      # window w >= 0: |i - j| > w;  bias == -inf
+    S_ij = -inf where masked          # causal: j > i + offset;  window w >= 0: |i + offset - j| > w;
+                                      # bias == -inf.  offset 0: top-left aligned (PyTorch's is_causal),
+                                      # offset S - L: bottom-right (a key/value cache: the last query
+                                      # sees every key)
     P = softmax(S, dim=-1);  O = P V;  lse_i = log sum_j exp(S_ij)
 
 Backward, P recomputed as P_ij = exp(S_ij - lse_i):
@@ -76,24 +78,25 @@ def _kernels(dtype, rows, block_k):
         return s
 
     @cuda.jit(device=True)
-    def key_range(i, S, causal, window):
-        """Keys [jlo, jhi) that query i may see under causal/window (bias not considered)."""
+    def key_range(pos, S, causal, window):
+        """Keys [jlo, jhi) that the query at key position pos (row i + offset) may see under
+        causal/window (bias not considered); jhi <= jlo when none."""
         jlo = 0
-        jhi = min(S, i + 1) if causal else S
+        jhi = min(S, pos + 1) if causal else S
         if window >= 0:
-            jlo = max(jlo, i - window)
-            jhi = min(jhi, i + window + 1)
+            jlo = max(jlo, pos - window)
+            jhi = min(jhi, pos + window + 1)
         return jlo, jhi
 
     @cuda.jit
-    def forward(q, k, v, bias, has_bias, causal, window, scale, out, lse):
+    def forward(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse):
         i = cuda.blockIdx.x * rows + cuda.threadIdx.x
         p = cuda.blockIdx.y
         L = q.shape[1]
         if i >= L:
             return
         Ev = v.shape[2]
-        jlo, jhi = key_range(i, k.shape[1], causal, window)
+        jlo, jhi = key_range(i + offset, k.shape[1], causal, window)
         for e in range(Ev):
             out[p, i, e] = zero
         m = neg_inf
@@ -138,7 +141,7 @@ def _kernels(dtype, rows, block_k):
         d[p, i] = t
 
     @cuda.jit
-    def dq_kernel(q, k, v, bias, has_bias, causal, window, scale, lse, d, dout, dq):
+    def dq_kernel(q, k, v, bias, has_bias, causal, window, offset, scale, lse, d, dout, dq):
         i = cuda.blockIdx.x * rows + cuda.threadIdx.x
         p = cuda.blockIdx.y
         if i >= q.shape[1]:
@@ -150,7 +153,7 @@ def _kernels(dtype, rows, block_k):
         li = lse[p, i]
         if li == neg_inf:
             return
-        jlo, jhi = key_range(i, k.shape[1], causal, window)
+        jlo, jhi = key_range(i + offset, k.shape[1], causal, window)
         for j in range(jlo, jhi):
             pij = math.exp(score(q, k, bias, has_bias, p, i, j, scale) - li)
             dp = zero
@@ -161,7 +164,7 @@ def _kernels(dtype, rows, block_k):
                 dq[p, i, e] += ds * k[p, j, e]
 
     @cuda.jit
-    def dkdv_kernel(q, k, v, bias, has_bias, causal, window, scale, lse, d, dout, dk, dv):
+    def dkdv_kernel(q, k, v, bias, has_bias, causal, window, offset, scale, lse, d, dout, dk, dv):
         j = cuda.blockIdx.x * rows + cuda.threadIdx.x
         p = cuda.blockIdx.y
         if j >= k.shape[1]:
@@ -172,11 +175,11 @@ def _kernels(dtype, rows, block_k):
             dk[p, j, e] = zero
         for e in range(Ev):
             dv[p, j, e] = zero
-        ilo = j if causal else 0
+        ilo = max(0, j - offset) if causal else 0  # rows i whose position i + offset may see key j
         ihi = q.shape[1]
         if window >= 0:
-            ilo = max(ilo, j - window)
-            ihi = min(ihi, j + window + 1)
+            ilo = max(ilo, j - window - offset)
+            ihi = min(ihi, j + window + 1 - offset)
         for i in range(ilo, ihi):
             li = lse[p, i]
             if li == neg_inf:
@@ -193,8 +196,8 @@ def _kernels(dtype, rows, block_k):
     return forward, delta, dq_kernel, dkdv_kernel
 
 
-def _prepare(name, q, k, v, causal, scale, bias, window):
-    """Device q, k, v checked, and the kernels' masking arguments (bias, has_bias, causal, window, scale):
+def _prepare(name, q, k, v, causal, scale, bias, window, offset=0):
+    """Device q, k, v checked, and the kernels' masking arguments (bias, has_bias, causal, window, offset, scale):
     bias checked against (BH, L, S) with size-1 axes allowed (host arrays cast to q's dtype and copied;
     None becomes an unread (1, 1, 1) dummy)."""
     q, k, v = (as_device(a) for a in (q, k, v))
@@ -216,13 +219,14 @@ def _prepare(name, q, k, v, causal, scale, bias, window):
             raise TypeError(f"{name}: bias must be {dt}, got {bias.dtype}")
     else:
         bias = cuda.device_array((1, 1, 1), dtype=dt)
-    return q, k, v, dt, (bias, has_bias, bool(causal), max(int(window), -1), dt.type(scale))
+    return q, k, v, dt, (bias, has_bias, bool(causal), max(int(window), -1), int(offset), dt.type(scale))
 
 
-def attention_forward(q, k, v, causal, scale, bias=None, window=-1, rows=ROWS, block_k=BLOCK_K):
+def attention_forward(q, k, v, causal, scale, bias=None, window=-1, rows=ROWS, block_k=BLOCK_K, offset=0):
     """Fused attention forward: q (BH, L, E), k (BH, S, E), v (BH, S, Ev), optional bias (Bb, Lb, Sb)
-    broadcasting to (BH, L, S), window (-1: none) -> (out (BH, L, Ev), lse (BH, L))."""
-    q, k, v, dt, mask = _prepare("attention_forward", q, k, v, causal, scale, bias, window)
+    broadcasting to (BH, L, S), window (-1: none), query row i at key position i + offset (0: top-left,
+    S - L: bottom-right) -> (out (BH, L, Ev), lse (BH, L))."""
+    q, k, v, dt, mask = _prepare("attention_forward", q, k, v, causal, scale, bias, window, offset)
     BH, L, _ = q.shape
     out = cuda.device_array((BH, L, v.shape[2]), dtype=dt)
     lse = cuda.device_array((BH, L), dtype=dt)
@@ -232,10 +236,10 @@ def attention_forward(q, k, v, causal, scale, bias=None, window=-1, rows=ROWS, b
     return out, lse
 
 
-def attention_backward(q, k, v, causal, scale, out, lse, dout, bias=None, window=-1, rows=ROWS):
-    """Fused attention backward from the forward's out and lse (same bias and window): returns (dq, dk, dv)
-    device arrays."""
-    q, k, v, dt, mask = _prepare("attention_backward", q, k, v, causal, scale, bias, window)
+def attention_backward(q, k, v, causal, scale, out, lse, dout, bias=None, window=-1, rows=ROWS, offset=0):
+    """Fused attention backward from the forward's out and lse (same bias, window and offset): returns
+    (dq, dk, dv) device arrays."""
+    q, k, v, dt, mask = _prepare("attention_backward", q, k, v, causal, scale, bias, window, offset)
     out, lse, dout = (as_device(a) for a in (out, lse, dout))
     BH, L, E = q.shape
     S = k.shape[1]

@@ -19,7 +19,10 @@
     attention      scaled_dot_product_attention (fused) and its composite reference
     attention_variants  the lecture's additive relevance and sigmoid/relu normalisers
 """
-from .attention import attention_composite, scaled_dot_product_attention
+from .attention import (
+    CausalBias, CausalVariant, attention_composite, causal_lower_right, causal_upper_left,
+    scaled_dot_product_attention,
+)
 from .attention_variants import additive_relevance, allowed_positions, apply_mask, normalize_scores
 from .checks import sum_to_shape
 from .device import to_device

@@ -13,14 +13,23 @@ Masks (PyTorch's SDPA conventions): a boolean attn_mask's True means "may attend
 mask is added to the scores; is_causal keeps j <= i (top-left aligned); window=w (tinyattn's
 CNN-like receptive field) keeps |i - j| <= w. A query row with every key masked yields
 output 0 and gradient 0, never NaN (PyTorch's SDPA returns NaN there).
+
+Causal alignment when L != S. PyTorch's is_causal=True aligns the mask to the top-left corner:
+query i sees keys j <= i, whatever S is, and tinyattn keeps that meaning. A key/value cache needs
+the other one, the bottom-right corner: the L new queries are the last L positions of the S keys,
+so query i sits at position i + (S - L) and sees keys j <= i + S - L. Pass
+attn_mask=causal_lower_right(L, S) for that (PyTorch's torch.nn.attention.bias.causal_lower_right,
+same name and meaning); causal_upper_left(L, S) is is_causal=True. Both run the fused kernel
+without forming an L×S mask, and `window` is measured from the same aligned query positions.
 """
+import enum
 import math
 import numbers
 
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of, device_of
+from ..backend import backend_of, device_of, move
 from . import elementwise as ew, linalg, shape as sh
 from .attention_variants import allowed_positions, apply_mask
 from .checks import check_float, on_device_of
@@ -28,11 +37,84 @@ from .dropout import dropout
 from .softmax import softmax
 
 
+class CausalVariant(enum.Enum):
+    """Where a causal mask's diagonal starts when L != S (PyTorch's torch.nn.attention.bias.CausalVariant)."""
+    UPPER_LEFT = 1   # query i sees keys j <= i (is_causal=True)
+    LOWER_RIGHT = 2  # query i sees keys j <= i + S - L (the last query sees every key: a KV cache)
+
+
+class CausalBias:
+    """A causal mask of a given alignment, passed as SDPA's attn_mask (PyTorch's CausalBias).
+
+    Made by causal_upper_left(L, S) or causal_lower_right(L, S). The fused kernel applies it from the
+    positions alone; materialize() gives the (L, S) bool table (True = may attend) for inspection.
+    """
+
+    def __init__(self, variant, seq_len_q, seq_len_kv):
+        if not isinstance(variant, CausalVariant):
+            raise TypeError(f"CausalBias: variant must be a CausalVariant, got {variant!r}")
+        for name, n in (("seq_len_q", seq_len_q), ("seq_len_kv", seq_len_kv)):
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise ValueError(f"CausalBias: {name} must be a non-negative int, got {n!r}")
+        self.variant, self.seq_len_q, self.seq_len_kv = variant, int(seq_len_q), int(seq_len_kv)
+
+    @property
+    def offset(self):
+        """The key position of query row 0: query i sees keys j <= i + offset."""
+        return self.seq_len_kv - self.seq_len_q if self.variant is CausalVariant.LOWER_RIGHT else 0
+
+    def materialize(self, device="cpu"):
+        return allowed_aligned(self.seq_len_q, self.seq_len_kv, True, None, self.offset, device)
+
+    def __repr__(self):
+        return f"CausalBias({self.variant.name}, seq_len_q={self.seq_len_q}, seq_len_kv={self.seq_len_kv})"
+
+
+def causal_upper_left(*size):
+    """causal_upper_left(L, S): query i sees keys j <= i (the same mask as is_causal=True)."""
+    return CausalBias(CausalVariant.UPPER_LEFT, *_causal_size("causal_upper_left", size))
+
+
+def causal_lower_right(*size):
+    """causal_lower_right(L, S): query i sees keys j <= i + S - L, so the last query sees every key.
+
+    The mask a key/value cache needs: L new queries after S - L cached positions.
+    """
+    return CausalBias(CausalVariant.LOWER_RIGHT, *_causal_size("causal_lower_right", size))
+
+
+def _causal_size(op, size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if len(size) != 2:
+        raise ValueError(f"{op}: expected two sizes (seq_len_q, seq_len_kv), got {size!r}")
+    return size
+
+
+def allowed_aligned(L, S, causal, window, offset, device="cpu"):
+    """(L, S) bool: may query row i (at key position i + offset) attend to key j under causal/window."""
+    if offset == 0:
+        return allowed_positions(L, S, causal, window, device)
+    if offset > 0:  # the last L rows of the top-left table for L + offset queries
+        return allowed_positions(L + offset, S, causal, window, device)[offset:]
+    pos = np.arange(L)[:, None] + offset
+    j = np.arange(S)[None, :]
+    allowed = np.ones((L, S), dtype=bool)
+    if causal:
+        allowed &= j <= pos
+    if window is not None:
+        allowed &= np.abs(pos - j) <= window
+    return allowed if device == "cpu" else move(allowed, device)
+
+
 class ScaledDotProductAttention(Function):
-    """The fused, tiled kernel: never holds an L×S matrix; saves O and the row logsumexp."""
+    """The fused, tiled kernel: never holds an L×S matrix; saves O and the row logsumexp.
+
+    causal and window count query row i as key position i + offset (0: top-left, S - L: bottom-right).
+    """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, causal, window, scale):
+    def forward(ctx, q, k, v, bias, causal, window, scale, offset=0):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims; bias (BH, L, S) view or None
         batch = q.shape[:-2]
         bh = int(np.prod(batch, dtype=np.int64))
@@ -44,23 +126,23 @@ class ScaledDotProductAttention(Function):
         q3 = q.reshape(bh, *q.shape[-2:])  # (BH, L, E)
         k3 = k.reshape(bh, *k.shape[-2:])  # (BH, S, E)
         v3 = v.reshape(bh, *v.shape[-2:])  # (BH, S, Ev)
-        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale)
+        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale, offset)
         ctx.save_for_backward(q3, k3, v3, out, lse)
-        ctx.args = (bias, causal, window, scale)
+        ctx.args = (bias, causal, window, scale, offset)
         return out.reshape(batch + out.shape[-2:])
 
     @staticmethod
     def backward(ctx, dout):
         if ctx.empty:
             xp = backend_of(dout).xp
-            return tuple(xp.zeros(s, dtype=dout.dtype) for s in ctx.shapes) + (None, None, None, None)
+            return tuple(xp.zeros(s, dtype=dout.dtype) for s in ctx.shapes) + (None,) * 5
         q3, k3, v3, out, lse = ctx.saved
-        bias, causal, window, scale = ctx.args
+        bias, causal, window, scale, offset = ctx.args
         dq, dk, dv = backend_of(dout).attention_backward(
-            q3, k3, v3, bias, causal, window, scale, out, lse, dout.reshape(out.shape)
+            q3, k3, v3, bias, causal, window, scale, out, lse, dout.reshape(out.shape), offset
         )
         sq, sk, sv = ctx.shapes
-        return dq.reshape(sq), dk.reshape(sk), dv.reshape(sv), None, None, None, None
+        return dq.reshape(sq), dk.reshape(sk), dv.reshape(sv), None, None, None, None, None
 
 
 def scaled_dot_product_attention(
@@ -71,7 +153,32 @@ def scaled_dot_product_attention(
     query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). Batch dims
     broadcast. scale defaults to 1/√E. With dropout_p > 0 the composite path runs (dropout
     acts on the attention weights, which the fused kernel never forms).
+
+    is_causal=True is PyTorch's top-left alignment (query i sees keys j <= i, also when L != S);
+    attn_mask=causal_lower_right(L, S) is the bottom-right one a key/value cache needs (query i
+    sees keys j <= i + S - L), as in PyTorch.
     """
+    attn_mask, is_causal, offset = _causal_bias_arg(attn_mask, is_causal, query, key)
+    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset)
+
+
+def _causal_bias_arg(attn_mask, is_causal, query, key):
+    """A CausalBias attn_mask as (None, True, its offset); anything else passes through with offset 0."""
+    if not isinstance(attn_mask, CausalBias):
+        return attn_mask, is_causal, 0
+    op = "scaled_dot_product_attention"
+    if is_causal:
+        raise ValueError(f"{op}: attn_mask is a CausalBias ({attn_mask!r}), so is_causal must be False "
+                         "(the CausalBias already says which causal mask; PyTorch refuses both too)")
+    L, S = (t.shape[-2] if isinstance(t, Variable) and t.ndim >= 2 else None for t in (query, key))
+    if (L, S) != (attn_mask.seq_len_q, attn_mask.seq_len_kv):
+        raise ValueError(f"{op}: {attn_mask!r} does not match query length {L} and key length {S}")
+    return None, True, attn_mask.offset
+
+
+def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset):
+    """scaled_dot_product_attention with the causal/window alignment explicit: query row i at key
+    position i + offset (0: PyTorch's top-left is_causal; S - L: bottom-right, for a key/value cache)."""
     op = "scaled_dot_product_attention"
     if not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, (bool, np.bool_)):
         raise TypeError(f"{op}: dropout_p must be a number, got {type(dropout_p).__name__}")
@@ -79,27 +186,31 @@ def scaled_dot_product_attention(
         raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
     q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
     if dropout_p > 0.0:
-        return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p)
+        return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p,
+                                   causal_offset=offset)
     batch = q.shape[:-2]
     bias = attention_bias(attn_mask, batch, q.data)
     win = -1 if window is None else int(window)
-    out = ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale))
-    return out
+    return ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale), int(offset))
 
 
 def attention_composite(
     query, key, value, attn_mask=None, is_causal=False, scale=None, *, window=None, dropout_p=0.0,
-    return_weights=False,
+    return_weights=False, causal_offset=0,
 ):
     """The reference path: the same attention from matmul, masked_fill and softmax.
 
     It materialises S and P (L×S each). Fully masked rows give 0, as in the fused kernel:
     their scores are replaced by 0 before the softmax and their weights zeroed after it.
+    attn_mask may be a CausalBias as in scaled_dot_product_attention; causal_offset places query
+    row i at key position i + causal_offset for is_causal and window (see _sdpa).
     """
+    if isinstance(attn_mask, CausalBias):
+        attn_mask, is_causal, causal_offset = _causal_bias_arg(attn_mask, is_causal, query, key)
     q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
     L, S = q.shape[-2], k.shape[-2]
     scores = linalg.matmul(q, sh.transpose(k, -2, -1)) * scale  # (..., L, S)
-    allowed = allowed_positions(L, S, is_causal, window, device_of(q.data))  # (L, S) bool
+    allowed = allowed_aligned(L, S, is_causal, window, causal_offset, device_of(q.data))  # (L, S) bool
     scores, allowed = apply_mask(scores, allowed, attn_mask)
     allowed = np.broadcast_to(allowed, np.broadcast_shapes(allowed.shape, scores.shape))
     dead = ~allowed.any(axis=-1, keepdims=True)  # rows with no key to attend to

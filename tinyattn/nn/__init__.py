@@ -1,6 +1,6 @@
 """Neural-network building blocks with torch.nn's names."""
 from . import functional, init, utils
-from .attention import MultiheadAttention, SelfAttention
+from .attention import KVCache, LayerKVCache, MultiheadAttention, SelfAttention
 from .containers import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU

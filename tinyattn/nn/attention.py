@@ -1,12 +1,16 @@
-"""Attention layers: the lecture's single head (SelfAttention) and PyTorch's MultiheadAttention."""
+"""Attention layers: the lecture's single head (SelfAttention) and PyTorch's MultiheadAttention, and the
+key/value cache (KVCache) that lets a causal model generate one token at a time."""
 import math
+import numbers
+import weakref
 
 import numpy as np
 
 from .. import functional as F
 from ..backend import device_of
 from ..creation import empty_parameter_data
-from ..functional.attention import window_arg
+from ..functional.attention import _sdpa, window_arg
+from ..functional.attention import CausalBias, CausalVariant, causal_lower_right, causal_upper_left  # noqa: F401
 from ..functional.attention_variants import NORMALIZERS, RELEVANCES
 from ..functional.checks import on_device_of
 from . import init
@@ -80,6 +84,109 @@ class SelfAttention(Module):
                 f"normalizer={self.normalizer!r}{extra}")
 
 
+class LayerKVCache:
+    """One attention layer's cache: the keys and values of every position seen so far.
+
+    key, value: (N, num_heads, S, head_dim) tensors (None while empty), the keys after any rotary
+    rotation, each position at its own. MultiheadAttention.forward(..., kv_cache=c) appends the new
+    positions with update() and attends to all of them. A cache belongs to the module that first
+    filled it and to that batch size, head count and head size: anything else is an error, not a
+    silently wrong result. Get one from an nn.KVCache (cache[i] for layer i), or make one for a
+    single attention layer.
+    """
+
+    def __init__(self):
+        self.key = None
+        self.value = None
+        self._owner = None  # weakref to the module that filled it
+
+    @property
+    def seq_len(self):
+        """The number of cached positions (the position the next new token takes)."""
+        return 0 if self.key is None else self.key.shape[-2]
+
+    def update(self, key, value, owner=None):
+        """Appends key, value (N, H, T, D) (T new positions) and returns all of them: (N, H, S + T, D) each.
+
+        owner (a module, optional) must be the same on every call."""
+        op = f"{type(owner).__name__ if owner is not None else 'LayerKVCache'}: kv_cache"
+        if key.ndim != 4 or value.ndim != 4 or key.shape[:3] != value.shape[:3]:
+            raise ValueError(f"{op}: expected key and value (N, H, T, D) with equal N, H, T, got {key.shape} and "
+                             f"{value.shape}")
+        if self.key is None:
+            self._owner = None if owner is None else weakref.ref(owner)
+            self.key, self.value = key, value
+            return key, value
+        if self._owner is not None and self._owner() is not owner:
+            raise ValueError(f"{op} was filled by another module ({self._owner()!r}); a cache belongs to one "
+                             "model and one sequence batch: make a new nn.KVCache() for each")
+        n, h, s, d = self.key.shape
+        if key.shape[0] != n:
+            raise ValueError(f"{op} holds {s} positions for a batch of {n}, but the input is a batch of {key.shape[0]} "
+                             "(a cache is for one batch; make a new nn.KVCache() or call reset())")
+        if key.shape[1] != h or key.shape[3] != d or value.shape[3] != self.value.shape[3]:
+            raise ValueError(f"{op}: the cached keys/values are {tuple(self.key.shape)}/{tuple(self.value.shape)} "
+                             f"(N, heads, S, head_dim), the new ones {tuple(key.shape)}/{tuple(value.shape)}")
+        if key.dtype != self.key.dtype or key.device != self.key.device:
+            raise ValueError(f"{op}: cached keys are {self.key.dtype} on {self.key.device}, new ones {key.dtype} on "
+                             f"{key.device}")
+        self.key = F.cat([self.key, key], dim=2)  # (N, H, S + T, D)
+        self.value = F.cat([self.value, value], dim=2)
+        return self.key, self.value
+
+    def reset(self):
+        """Empties the cache (it may then serve another module or batch size)."""
+        self.key = self.value = self._owner = None
+
+    def __repr__(self):
+        shape = None if self.key is None else tuple(self.key.shape)
+        return f"LayerKVCache(seq_len={self.seq_len}, key shape={shape})"
+
+
+class KVCache:
+    """The key/value cache of a causal model: one LayerKVCache per attention layer, made on first use.
+
+        cache = nn.KVCache()
+        logits = model(prompt, kv_cache=cache)        # (N, T, V): caches the T prompt positions
+        logits = model(next_tokens, kv_cache=cache)   # (N, 1, V): one new position attends to all
+
+    Inside the model, cache[i] is layer i's LayerKVCache (nn.TransformerEncoder passes them on
+    itself), and cache.seq_len, read before the layers run, is the position offset of the new tokens
+    for the positional encodings (pos(x, offset=cache.seq_len)). It holds HF's DynamicCache's role.
+    """
+
+    def __init__(self):
+        self.layers = []
+
+    def __getitem__(self, i):
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or i < 0:
+            raise TypeError(f"KVCache: layer index must be a non-negative int, got {i!r}")
+        while len(self.layers) <= i:
+            self.layers.append(LayerKVCache())
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def seq_len(self):
+        """The number of cached positions: the offset of the next new token's position."""
+        lengths = {layer.seq_len for layer in self.layers}
+        if len(lengths) > 1:
+            raise ValueError(f"KVCache: its layers hold different numbers of positions {sorted(lengths)} (a forward "
+                             "was interrupted, or layers were used out of step); make a new nn.KVCache()")
+        return lengths.pop() if lengths else 0
+
+    def reset(self):
+        self.layers = []
+
+    def __repr__(self):
+        return f"KVCache(layers={len(self.layers)}, seq_len={self.seq_len})"
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention: same signature, parameters, initialisation, masks and returns.
 
@@ -92,10 +199,19 @@ class MultiheadAttention(Module):
     attention is NOT allowed; float masks are added to the scores. Differences from PyTorch:
     is_causal=True without an attn_mask applies the causal mask (PyTorch asks for both), and a
     query whose keys are all masked gets output 0 rather than NaN.
+
+    Two additions of tinyattn's, both keyword-only:
+    * rotary=nn.RotaryEmbedding(head_dim, max_len) rotates every head's queries and keys (RoPE) before
+      attending; it has no parameters, so the state_dict is PyTorch's.
+    * forward(..., is_causal=True, kv_cache=c) with a LayerKVCache c (cache[i] of an nn.KVCache) for causal
+      self-attention one step at a time: the T new positions' keys and values are appended to c, and the T
+      new queries attend to all S cached positions with the causal mask aligned to the bottom-right
+      (new query t sits at position S - T + t and sees keys <= that), so the outputs equal those of the
+      same rows of a forward over the whole sequence. attn_mask is then (T, S), key_padding_mask (N, S).
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
-                 kdim=None, vdim=None, batch_first=False, device=None, dtype=None):
+                 kdim=None, vdim=None, batch_first=False, device=None, dtype=None, *, rotary=None):
         super().__init__()
         if add_bias_kv or add_zero_attn:
             raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented")
@@ -132,6 +248,16 @@ class MultiheadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = Linear(e, e, bias=bias, dtype=dtype)
+        if rotary is not None:
+            from .positional import RotaryEmbedding
+
+            if not isinstance(rotary, RotaryEmbedding):
+                raise TypeError(f"MultiheadAttention: rotary must be an nn.RotaryEmbedding or None, got "
+                                f"{type(rotary).__name__}")
+            if rotary.head_dim != self.head_dim:
+                raise ValueError(f"MultiheadAttention: rotary has head_dim {rotary.head_dim}, but embed_dim "
+                                 f"{embed_dim} / num_heads {num_heads} = {self.head_dim}")
+        self.rotary = rotary
         self._reset_parameters()
 
     def _reset_parameters(self):
@@ -146,28 +272,40 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
+                average_attn_weights=True, is_causal=False, *, kv_cache=None):
         """query (L, N, E) (or (N, L, E) with batch_first, or unbatched (L, E)); key (S, N, kdim), value (S, N, vdim).
 
         Returns (attn_output shaped like query, attn_weights or None); the weights are
         (N, L, S) averaged over heads, or (N, num_heads, L, S) with average_attn_weights=False.
+        With kv_cache (a LayerKVCache, is_causal=True, key and value the same L new positions as the
+        query), S is the number of cached positions after appending the L new ones.
         """
         batched = query.ndim == 3
         self._check_inputs(query, key, value, batched)
+        if kv_cache is not None:
+            self._check_cache(kv_cache, query, key, is_causal, batched)
         self_attention = query is key and key is value  # before the transposes make new objects
         if not batched:
             query, key, value = (t.unsqueeze(0) for t in (query, key, value))
         elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         n, L, _ = query.shape  # (N, L, E) from here on
-        S = key.shape[1]
         q, k, v = self._project(query, key, value, self_attention)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
+        offset = 0 if kv_cache is None else kv_cache.seq_len  # position of the first new row
+        if self.rotary is not None:
+            q, k = self.rotary(q, k, offset=offset)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v, owner=self)  # (N, H, S, D): cached positions, then the new ones
+        S = k.shape[2]
         mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.data, batched)
         dropout_p = self.dropout if self.training else 0.0
+        # with a cache the causal mask is aligned to the bottom-right: new query t sits at position S - L + t
+        causal_offset = S - L if kv_cache is not None else 0
         if need_weights:
-            out, weights = F.attention_composite(q, k, v, mask, is_causal, dropout_p=dropout_p, return_weights=True)
+            out, weights = F.attention_composite(q, k, v, mask, is_causal, dropout_p=dropout_p, return_weights=True,
+                                                 causal_offset=causal_offset)
         else:
-            out, weights = F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal), None
+            out, weights = _sdpa(q, k, v, mask, dropout_p, is_causal, None, None, causal_offset), None
         out = self.out_proj(out.transpose(1, 2).reshape(n, L, self.embed_dim))  # concat heads, then W^o
         if not batched:
             out = out.squeeze(0)
@@ -248,6 +386,22 @@ class MultiheadAttention(Module):
             raise TypeError(f"MultiheadAttention: {name} dtype {m.dtype} differs from the query's {like.dtype}; "
                             "a float mask must match the query's dtype (as in PyTorch)")
         return m
+
+    def _check_cache(self, kv_cache, query, key, is_causal, batched):
+        if isinstance(kv_cache, KVCache):
+            raise TypeError("MultiheadAttention: kv_cache must be one layer's cache, an nn.LayerKVCache (kv_cache[i] "
+                            "of an nn.KVCache), not the whole nn.KVCache")
+        if not isinstance(kv_cache, LayerKVCache):
+            raise TypeError(f"MultiheadAttention: kv_cache must be an nn.LayerKVCache, got {type(kv_cache).__name__}")
+        if not is_causal:
+            raise ValueError("MultiheadAttention: kv_cache needs is_causal=True: without the causal mask an earlier "
+                             "position's output depends on later tokens, so cached keys and values would be stale")
+        seq_axis = 1 if (batched and self.batch_first) else 0
+        if query.shape[seq_axis] != key.shape[seq_axis]:
+            raise ValueError(f"MultiheadAttention: with kv_cache, key and value are the new positions of the query "
+                             f"(self-attention): query {query.shape}, key {key.shape}")
+        if not self._qkv_same_embed_dim:
+            raise ValueError("MultiheadAttention: kv_cache is for self-attention (kdim = vdim = embed_dim)")
 
     def _check_inputs(self, query, key, value, batched):
         ndim = 3 if batched else 2

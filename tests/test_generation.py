@@ -1,0 +1,434 @@
+"""Generation with a key/value cache (issue 13): the bottom-right causal alignment in the attention
+kernels and SDPA, positional encodings at an offset, nn.KVCache through MultiheadAttention /
+TransformerEncoderLayer / TransformerEncoder, and ta.generate's sampling."""
+import numpy as np
+import pytest
+
+import tinyattn as ta
+import tinyattn.nn as nn
+import tinyattn.nn.functional as F
+from tinyattn.generation import filter_logits, sample_from_logits
+from tinyattn.kernels.cpu import attention as cpu_attn
+from tinyattn.testing import gradcheck
+
+V, C, D, H = 11, 12, 16, 2  # vocab, context, d_model, heads of the tiny test models
+ENCODINGS = ("sinusoidal", "learned", "rotary")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the aligned causal mask: kernels, SDPA, composite
+# ---------------------------------------------------------------------------------------------------------
+def _reference(q, k, v, causal, window, offset, scale):
+    """float64 attention with P materialised; query row i at key position i + offset; dead rows -> 0."""
+    s = scale * q @ np.swapaxes(k, -1, -2)
+    L, S = s.shape[-2:]
+    pos, j = np.arange(L)[:, None] + offset, np.arange(S)[None, :]
+    masked = np.zeros((L, S), bool)
+    if causal:
+        masked |= j > pos
+    if window >= 0:
+        masked |= np.abs(pos - j) > window
+    s = np.where(masked, -np.inf, s)
+    m = s.max(-1, keepdims=True)
+    dead = m == -np.inf
+    e = np.exp(s - np.where(dead, 0.0, m))
+    p = np.where(dead, 0.0, e / np.where(dead, 1.0, e.sum(-1, keepdims=True)))
+    return p @ v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L,S,offset", [(1, 13, 12), (3, 10, 7), (70, 140, 70), (5, 5, 0), (6, 4, -2), (4, 9, 2)])
+@pytest.mark.parametrize("causal,window", [(True, -1), (True, 2), (False, 3)])
+def test_cpu_kernel_offset_matches_reference(dtype, L, S, offset, causal, window):
+    rng = np.random.default_rng(L * 100 + S)
+    q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((2, L, 8), (2, S, 8), (2, S, 5)))
+    out, lse = cpu_attn.attention_forward(q, k, v, np.zeros((1, 1, 1), dtype), False, causal, window, 0.4, offset)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    want = _reference(*(a.astype(np.float64) for a in (q, k, v)), causal, window, offset, 0.4)
+    np.testing.assert_allclose(out, want, **tol)
+    # the alignment matters: top-left (offset 0) gives another result whenever offset != 0
+    if offset > 0 and causal:
+        top_left = _reference(*(a.astype(np.float64) for a in (q, k, v)), causal, window, 0, 0.4)
+        assert np.abs(top_left - want).max() > 1e-3
+
+
+def test_cpu_kernel_offset_backward_matches_reference():
+    # dq, dk, dv of the kernel against the same attention in float64 autograd-free algebra (finite-size check)
+    rng = np.random.default_rng(3)
+    q, k, v, dout = (rng.standard_normal(s) for s in ((1, 70, 8), (1, 140, 8), (1, 140, 6), (1, 70, 6)))
+    dummy = np.zeros((1, 1, 1))
+    out, lse = cpu_attn.attention_forward(q, k, v, dummy, False, True, -1, 0.3, 70)
+    dq, dk, dv = cpu_attn.attention_backward(q, k, v, dummy, False, True, -1, 0.3, out, lse, dout, 70)
+    eps = 1e-6  # directional derivatives along random directions
+    for grad, idx in ((dq, 0), (dk, 1), (dv, 2)):
+        d = rng.standard_normal(grad.shape)
+        args = [q, k, v]
+        plus = [a + eps * d if i == idx else a for i, a in enumerate(args)]
+        minus = [a - eps * d if i == idx else a for i, a in enumerate(args)]
+        num = ((_reference(*plus, True, -1, 70, 0.3) - _reference(*minus, True, -1, 70, 0.3)) * dout).sum() / (2 * eps)
+        assert abs((grad * d).sum() - num) < 1e-6 * max(1.0, abs(num))
+
+
+def _qkv(rng, L, S, dtype=ta.float64, grad=True, E=4):
+    return [ta.tensor(rng.standard_normal((2, 2, n, E)), dtype=dtype, requires_grad=grad) for n in (L, S, S)]
+
+
+@pytest.mark.parametrize("L,S", [(3, 7), (1, 5), (5, 3)])
+def test_sdpa_causal_lower_right_gradcheck_and_composite(L, S):
+    rng = np.random.default_rng(L + 10 * S)
+    q, k, v = _qkv(rng, L, S)
+    mask = F.causal_lower_right(L, S)
+    assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=mask), [q, k, v])
+    assert gradcheck(lambda a, b, c: ta.functional.attention_composite(a, b, c, attn_mask=mask), [q, k, v])
+    fused = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    explicit = F.scaled_dot_product_attention(q, k, v, attn_mask=ta.tensor(mask.materialize()))
+    np.testing.assert_allclose(fused.numpy(), explicit.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.numpy(), _reference(q.numpy(), k.numpy(), v.numpy(), True, -1, S - L,
+                                                         1 / 2), rtol=1e-12, atol=1e-12)
+    # and gradients of the fused path equal the composite's
+    w = ta.tensor(rng.standard_normal(fused.shape))
+    for fn in (F.scaled_dot_product_attention, ta.functional.attention_composite):
+        for t in (q, k, v):
+            t.grad = None
+        (fn(q, k, v, attn_mask=mask) * w).sum().backward()
+        grads = [t.grad.numpy().copy() for t in (q, k, v)]
+        if fn is F.scaled_dot_product_attention:
+            fused_grads = grads
+    for a, b in zip(fused_grads, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_causal_upper_left_is_is_causal_and_window_follows_the_alignment():
+    rng = np.random.default_rng(5)
+    q, k, v = _qkv(rng, 3, 8, grad=False)
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_upper_left(3, 8))
+    b = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    table = F.causal_lower_right(3, 8).materialize()
+    assert table.tolist()[0] == [True] * 6 + [False] * 2 and table[-1].all()
+    assert F.causal_upper_left(3, 8).materialize().sum() == 1 + 2 + 3
+    w = F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 8), window=1)
+    np.testing.assert_allclose(w.numpy(), _reference(q.numpy(), k.numpy(), v.numpy(), True, 1, 5, 0.5), rtol=1e-12)
+
+
+def test_causal_bias_errors_name_the_op():
+    rng = np.random.default_rng(6)
+    q, k, v = _qkv(rng, 3, 8, grad=False)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention: attn_mask is a CausalBias.*is_causal"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 8), is_causal=True)
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention: CausalBias\(LOWER_RIGHT.*query length 3"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 9))
+    with pytest.raises(ValueError, match="causal_lower_right: expected two sizes"):
+        F.causal_lower_right(3)
+
+
+def test_matches_torch_alignments():
+    torch = pytest.importorskip("torch")
+    from torch.nn.attention.bias import causal_lower_right
+
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 2, n, 4)) for n in (3, 7, 7))
+    tq, tk, tv = (torch.tensor(a) for a in (q, k, v))
+    ours_tl = F.scaled_dot_product_attention(*(ta.tensor(a) for a in (q, k, v)), is_causal=True).numpy()
+    ours_br = F.scaled_dot_product_attention(*(ta.tensor(a) for a in (q, k, v)),
+                                             attn_mask=F.causal_lower_right(3, 7)).numpy()
+    theirs_tl = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True).numpy()
+    theirs_br = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=causal_lower_right(3, 7)).numpy()
+    np.testing.assert_allclose(ours_tl, theirs_tl, rtol=1e-10, atol=1e-12)  # is_causal: top-left in both
+    np.testing.assert_allclose(ours_br, theirs_br, rtol=1e-10, atol=1e-12)
+    assert np.abs(ours_tl - ours_br).max() > 1e-3
+
+
+def test_cuda_kernel_offset_matches_cpu():
+    pytest.importorskip("numba_cuda")
+    from tinyattn.kernels.cuda import attention as gpu
+
+    rng = np.random.default_rng(8)
+    q, k, v, dout = (rng.standard_normal(s) for s in ((1, 3, 4), (1, 6, 4), (1, 6, 3), (1, 3, 3)))
+    dummy = np.zeros((1, 1, 1))
+    for offset, window in ((3, -1), (1, 1), (-1, -1)):
+        out, lse = cpu_attn.attention_forward(q, k, v, dummy, False, True, window, 0.5, offset)
+        grads = cpu_attn.attention_backward(q, k, v, dummy, False, True, window, 0.5, out, lse, dout, offset)
+        g_out, g_lse = gpu.attention_forward(q, k, v, True, 0.5, window=window, rows=4, block_k=2, offset=offset)
+        np.testing.assert_allclose(g_out.copy_to_host(), out, rtol=1e-12, atol=1e-12)
+        g_grads = gpu.attention_backward(q, k, v, True, 0.5, out, lse, dout, window=window, rows=4, offset=offset)
+        for g, c in zip(g_grads, grads):
+            np.testing.assert_allclose(g.copy_to_host(), c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, _reference(q, k, v, True, -1, -1, 0.5), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# positional encodings at an offset
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda: nn.SinusoidalPositionalEncoding(8, 10, dtype=ta.float64),
+                                  lambda: nn.LearnedPositionalEncoding(8, 10, dtype=ta.float64)])
+def test_additive_encodings_take_an_offset(make):
+    pe = make()
+    x = ta.tensor(np.random.default_rng(9).standard_normal((2, 10, 8)))
+    full = pe(x).numpy()
+    np.testing.assert_array_equal(pe(x[:, 4:7], offset=4).numpy(), full[:, 4:7])
+    with pytest.raises(ValueError, match=r"PositionalEncoding: positions 8 \.\. 10 \(offset 8 \+ sequence length 3\) "
+                                         r"exceed max_len 10"):
+        pe(x[:, :3], offset=8)
+    with pytest.raises(ValueError, match="offset must be a non-negative int"):
+        pe(x[:, :3], offset=-1)
+
+
+def test_rotary_takes_an_offset():
+    rope = nn.RotaryEmbedding(4, max_len=10)
+    x = ta.tensor(np.random.default_rng(10).standard_normal((2, 10, 4)))
+    np.testing.assert_array_equal(rope.rotate(x[:, 6:9], offset=6).numpy(), rope.rotate(x).numpy()[:, 6:9])
+    q, k = rope(x[:, 6:9], x[:, 6:9], offset=6)
+    assert not np.allclose(q.numpy(), rope.rotate(x[:, 6:9]).numpy())  # the offset changes the rotation
+    with pytest.raises(ValueError, match="RotaryEmbedding: positions 9 .. 11"):
+        rope.rotate(x[:, :3], offset=9)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the cache through the modules
+# ---------------------------------------------------------------------------------------------------------
+class TinyLM(nn.Module):
+    """The char_lm shape: embedding, positional encoding (or RoPE in the attention), causal layers, head."""
+
+    def __init__(self, encoding, dtype=ta.float64, stack=True):
+        super().__init__()
+        self.embed = nn.Embedding(V, D, dtype=dtype)
+        rope = nn.RotaryEmbedding(D // H, max_len=C) if encoding == "rotary" else None
+        self.pos = {"sinusoidal": nn.SinusoidalPositionalEncoding(D, C, dtype=dtype),
+                    "learned": nn.LearnedPositionalEncoding(D, C, dtype=dtype), "rotary": None}[encoding]
+        layer = nn.TransformerEncoderLayer(D, H, 24, dropout=0.0, batch_first=True, causal=True, dtype=dtype,
+                                           rotary=rope)
+        self.stack = stack
+        if stack:
+            self.encoder = nn.TransformerEncoder(layer, 2)
+        else:  # a ModuleList the model walks itself, handing cache[i] to layer i
+            self.layers = nn.ModuleList([layer, nn.TransformerEncoderLayer(D, H, 24, dropout=0.0, batch_first=True,
+                                                                           causal=True, dtype=dtype, rotary=rope)])
+        self.head = nn.Linear(D, V, dtype=dtype)
+
+    def forward(self, tokens, kv_cache=None):
+        x = self.embed(tokens)
+        if self.pos is not None:
+            x = self.pos(x, offset=0 if kv_cache is None else kv_cache.seq_len)
+        if self.stack:
+            x = self.encoder(x, kv_cache=kv_cache)
+        else:
+            for i, layer in enumerate(self.layers):
+                x = layer(x, kv_cache=None if kv_cache is None else kv_cache[i])
+        return self.head(x)
+
+
+def _model(encoding, dtype=ta.float64, seed=0, stack=True):
+    ta.manual_seed(seed)
+    return TinyLM(encoding, dtype, stack).eval()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("dtype,tol", [(ta.float64, 1e-10), (ta.float32, 1e-5)])
+def test_cached_logits_equal_full_recompute(encoding, dtype, tol):
+    model = _model(encoding, dtype, stack=encoding != "learned")
+    ids = np.random.default_rng(11).integers(0, V, (2, C))
+    with ta.no_grad():
+        full = model(ta.tensor(ids)).numpy()  # (2, C, V)
+        cache = nn.KVCache()
+        steps = [model(ta.tensor(ids[:, :3]), kv_cache=cache).numpy()]  # a 3-token prompt
+        for t in range(3, C):
+            assert cache.seq_len == t
+            steps.append(model(ta.tensor(ids[:, t : t + 1]), kv_cache=cache).numpy())
+    assert len(cache) == 2 and cache[0].key.shape == (2, H, C, D // H)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=tol, atol=tol)
+    ta.manual_seed(5)  # and generate's logits, step by step, both paths, the same seed
+    tokens, cached = ta.generate(model, ids[:, :3], C - 3, use_cache=True, return_logits=True)
+    ta.manual_seed(5)
+    tokens_plain, plain = ta.generate(model, ids[:, :3], C - 3, use_cache=False, return_logits=True)
+    np.testing.assert_array_equal(tokens.numpy(), tokens_plain.numpy())
+    np.testing.assert_allclose(cached, plain, rtol=tol, atol=tol)
+
+
+def test_cache_keeps_the_bottom_right_alignment():
+    # a chunk of 3 new tokens after 4 cached ones: each new token sees exactly the positions up to its own
+    model = _model("sinusoidal")
+    ids = np.random.default_rng(12).integers(0, V, (1, 7))
+    with ta.no_grad():
+        full = model(ta.tensor(ids)).numpy()
+        cache = nn.KVCache()
+        model(ta.tensor(ids[:, :4]), kv_cache=cache)
+        chunk = model(ta.tensor(ids[:, 4:]), kv_cache=cache).numpy()
+    np.testing.assert_allclose(chunk, full[:, 4:], rtol=1e-10, atol=1e-10)
+
+
+def test_mha_cache_with_weights_and_masks():
+    ta.manual_seed(1)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True, dtype=ta.float64)
+    x = ta.tensor(np.random.default_rng(13).standard_normal((2, 5, 8)))
+    pad = np.zeros((2, 5), bool)
+    pad[1, 1] = True  # batch row 1 may not attend to position 1
+    with ta.no_grad():
+        full, w_full = mha(x, x, x, is_causal=True, key_padding_mask=ta.tensor(pad))
+        cache = nn.LayerKVCache()
+        mha(x[:, :2], x[:, :2], x[:, :2], is_causal=True, kv_cache=cache, key_padding_mask=ta.tensor(pad[:, :2]))
+        out, w = mha(x[:, 2:], x[:, 2:], x[:, 2:], is_causal=True, kv_cache=cache, key_padding_mask=ta.tensor(pad))
+        out2, none = mha(x[:, 2:], x[:, 2:], x[:, 2:], is_causal=True, kv_cache=nn.LayerKVCache(), need_weights=False)
+    assert w.shape == (2, 3, 5) and none is None
+    np.testing.assert_allclose(out.numpy(), full.numpy()[:, 2:], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w.numpy(), w_full.numpy()[:, 2:], rtol=1e-10, atol=1e-12)
+    assert w.numpy()[1, :, 1].max() == 0.0 and w.numpy()[0, 0, 3] == 0.0 and w.numpy()[0, 0, 4] == 0.0
+
+
+def test_gradients_flow_through_the_cache():
+    # a cached forward is differentiable: the cached keys' gradient reaches the earlier input
+    ta.manual_seed(2)
+    mha = nn.MultiheadAttention(4, 2, batch_first=True, dtype=ta.float64,
+                                rotary=nn.RotaryEmbedding(2, max_len=8))
+    rng = np.random.default_rng(14)
+    a = ta.tensor(rng.standard_normal((1, 2, 4)), requires_grad=True)
+    b = ta.tensor(rng.standard_normal((1, 2, 4)), requires_grad=True)
+
+    def cached(a, b):
+        cache = nn.LayerKVCache()
+        out_a, _ = mha(a, a, a, is_causal=True, kv_cache=cache, need_weights=False)
+        out_b, _ = mha(b, b, b, is_causal=True, kv_cache=cache, need_weights=False)
+        return ta.cat([out_a, out_b], dim=1)
+
+    assert gradcheck(cached, [a, b])
+    ab = ta.cat([a, b], dim=1)
+    np.testing.assert_allclose(cached(a, b).numpy(), mha(ab, ab, ab, is_causal=True)[0].numpy(), rtol=1e-10)
+
+
+def test_cache_errors():
+    model, other = _model("sinusoidal"), _model("sinusoidal", seed=1)
+    ids = ta.tensor(np.zeros((2, 3), np.int64))
+    cache = nn.KVCache()
+    with ta.no_grad():
+        model(ids, kv_cache=cache)
+        with pytest.raises(ValueError, match="MultiheadAttention: kv_cache was filled by another module"):
+            other(ids[:, :1], kv_cache=cache)
+        with pytest.raises(ValueError, match="MultiheadAttention: kv_cache holds 3 positions for a batch of 2, but "
+                                             "the input is a batch of 1"):
+            model(ids[:1, :1], kv_cache=cache)
+        layer = model.encoder.layers[0]
+        x = ta.zeros(2, 1, D, dtype=ta.float64)
+        with pytest.raises(TypeError, match="TransformerEncoderLayer: kv_cache must be this layer's nn.LayerKVCache"):
+            layer(x, kv_cache=cache)
+        with pytest.raises(ValueError, match="TransformerEncoderLayer: kv_cache needs a causal layer"):
+            layer(x, kv_cache=nn.LayerKVCache(), is_causal=False)
+        with pytest.raises(ValueError, match="MultiheadAttention: kv_cache needs is_causal=True"):
+            layer.self_attn(x, x, x, kv_cache=nn.LayerKVCache())
+        with pytest.raises(TypeError, match="MultiheadAttention: kv_cache must be one layer's cache"):
+            layer.self_attn(x, x, x, kv_cache=cache, is_causal=True)
+        with pytest.raises(ValueError, match=r"SinusoidalPositionalEncoding: positions 12 \.\. 12"):
+            full = nn.KVCache()
+            model(ta.tensor(np.zeros((2, C), np.int64)), kv_cache=full)
+            model(ids[:, :1], kv_cache=full)
+    with pytest.raises(ValueError, match="MultiheadAttention: rotary has head_dim 4"):
+        nn.MultiheadAttention(8, 4, rotary=nn.RotaryEmbedding(4))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sampling
+# ---------------------------------------------------------------------------------------------------------
+def test_greedy_limits():
+    model = _model("learned")
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    greedy = ta.generate(model, prompt, 8, temperature=0)
+    _, logits = ta.generate(model, prompt, 8, temperature=0, return_logits=True)
+    assert greedy.shape == (2, 11) and greedy.dtype == ta.int64
+    np.testing.assert_array_equal(greedy.numpy()[:, :3], prompt)
+    np.testing.assert_array_equal(greedy.numpy()[:, 3:], logits.argmax(-1))  # each token: argmax of its logits
+    ta.manual_seed(0)
+    np.testing.assert_array_equal(ta.generate(model, prompt, 8, temperature=1e-6).numpy(), greedy.numpy())
+    ta.manual_seed(0)
+    np.testing.assert_array_equal(ta.generate(model, prompt, 8, temperature=3.0, top_k=1).numpy(), greedy.numpy())
+    ta.manual_seed(0)
+    np.testing.assert_array_equal(ta.generate(model, prompt, 8, top_p=1e-9).numpy(), greedy.numpy())
+
+
+def test_same_seed_same_text_and_training_mode_restored():
+    model = _model("rotary").train()
+    ta.manual_seed(42)
+    a = ta.generate(model, [1, 2], 9).numpy()
+    ta.manual_seed(42)
+    b = ta.generate(model, [1, 2], 9).numpy()
+    ta.manual_seed(43)
+    c = ta.generate(model, [1, 2], 9).numpy()
+    d = ta.generate(model, [1, 2], 9, generator=np.random.default_rng(42)).numpy()
+    e = ta.generate(model, [1, 2], 9, generator=np.random.default_rng(42)).numpy()
+    assert a.shape == (11,) and a.tolist() == b.tolist() and a.tolist() != c.tolist() and d.tolist() == e.tolist()
+    assert model.training
+
+
+def test_temperature_top_k_top_p_semantics():
+    logits = np.log(np.array([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_k=2)), [[1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_k=9)), [[1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_p=0.49)), [[1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_p=0.51)), [[1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_p=0.84)), [[1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_p=0.86)), [[1, 1, 1, 1, 0]])
+    # top_k first, then top_p on the renormalised rest: 0.5/0.85 = 0.59 < 0.6 keeps the second too
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits, top_k=3, top_p=0.6)), [[1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(np.isfinite(filter_logits(logits[:, ::-1], top_k=2)), [[0, 0, 0, 1, 1]])
+    # frequencies of 40000 draws follow softmax(logits / T) restricted to the kept tokens
+    n = 40000
+    rows = np.repeat(logits, n, axis=0)
+    for temperature, top_k, top_p in ((1.0, None, None), (0.5, None, None), (2.0, 3, None), (1.0, None, 0.7)):
+        draws = sample_from_logits(rows, temperature, top_k, top_p, generator=np.random.default_rng(0))
+        freq = np.bincount(draws, minlength=5) / n
+        p = np.exp(filter_logits(logits / temperature, top_k, top_p)[0])
+        p /= p.sum()
+        assert np.all(freq[p == 0] == 0)
+        np.testing.assert_allclose(freq, p, atol=0.01)
+
+
+def test_window_full_reprimes_the_cache():
+    model = _model("learned")
+    prompt = np.random.default_rng(15).integers(0, V, (2, 5))
+    ta.manual_seed(3)
+    ids, cached = ta.generate(model, prompt, 14, temperature=0, return_logits=True)
+    _, plain = ta.generate(model, prompt, 14, temperature=0, use_cache=False, return_logits=True)
+    ids = ids.numpy()
+    assert ids.shape == (2, 19)
+    with ta.no_grad():
+        for step in range(14):  # token 5 + step is drawn from the logits after ids[:, :5 + step]
+            n = 5 + step
+            window = ids[:, max(0, n - C) : n]  # the uncached path: the last C tokens
+            np.testing.assert_allclose(plain[:, step], model(ta.tensor(window)).numpy()[:, -1], rtol=1e-10, atol=1e-10)
+        # the cached path: exact while it fits (n <= C); at n = 13 the cache is full and re-primes from the
+        # last C // 2 = 6 tokens, then appends until it is full again
+        np.testing.assert_allclose(cached[:, : C - 4], plain[:, : C - 4], rtol=1e-10, atol=1e-10)
+        for n in (13, 14, 18):
+            start = n - 6 - (n - 13)  # re-primed at n = 13 from ids[:, 7:13]
+            want = model(ta.tensor(ids[:, start:n])).numpy()[:, -1]
+            np.testing.assert_allclose(cached[:, n - 5], want, rtol=1e-10, atol=1e-10)
+        assert np.abs(cached[:, 8] - plain[:, 8]).max() > 1e-6  # the two paths do differ there
+
+
+def test_generate_bad_arguments():
+    model = _model("sinusoidal")
+    with pytest.raises(ValueError, match="generate: the prompt has 13 tokens but the model's context is 12"):
+        ta.generate(model, np.zeros(13, np.int64), 1)
+    for top_p in (0, 1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"generate: top_p must be in \(0, 1\]"):
+            ta.generate(model, [1], 1, top_p=top_p)
+    with pytest.raises(ValueError, match="generate: top_k must be >= 1"):
+        ta.generate(model, [1], 1, top_k=0)
+    with pytest.raises(ValueError, match="generate: temperature must be finite and >= 0"):
+        ta.generate(model, [1], 1, temperature=-1.0)
+    with pytest.raises(TypeError, match="generate: prompt must hold integer token ids"):
+        ta.generate(model, [1.5], 1)
+    with pytest.raises(ValueError, match="generate: the prompt must hold at least one token"):
+        ta.generate(model, np.zeros((2, 0), np.int64), 1)
+    with pytest.raises(TypeError, match="generate: max_new_tokens must be an int"):
+        ta.generate(model, [1], 2.0)
+
+    class NoCache(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, tokens):
+            return self.inner(tokens)
+
+    with pytest.raises(TypeError, match="generate: NoCache.forward takes no kv_cache argument"):
+        ta.generate(NoCache(), [1], 1)
+    assert ta.generate(NoCache(), [1], 2, use_cache=False).shape == (3,)
