@@ -4,7 +4,9 @@
 
 The corpus is read at run time from the standard library's .py files (nothing is
 downloaded or committed). It reports train and validation loss in nats per character
-and samples some text at the end.
+and samples some text at the end with ta.generate (a key/value cache: one new position
+per character). `--sample N` skips training and samples N characters from the checkpoint
+that an earlier run (with the same model flags) saved in --out-dir.
 """
 import argparse
 import glob
@@ -62,10 +64,11 @@ class CharTransformer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
 
-    def forward(self, tokens):  # (B, T) -> (B, T, vocab)
-        x = self.pos(self.embed(tokens))
-        for layer in self.layers:
-            x = layer(x)
+    def forward(self, tokens, kv_cache=None):  # (B, T) -> (B, T, vocab)
+        # with an nn.KVCache, tokens are the new positions after kv_cache.seq_len cached ones
+        x = self.pos(self.embed(tokens), offset=0 if kv_cache is None else kv_cache.seq_len)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, kv_cache=None if kv_cache is None else kv_cache[i])
         return self.head(self.norm(x))
 
 
@@ -96,16 +99,12 @@ def mean_loss(model, data, rng, batches, batch, context):
     return float(np.mean(losses))
 
 
-@ta.no_grad()
-def sample(model, prompt_ids, length, rng, temperature=0.8):
-    model.eval()
-    ids = list(prompt_ids)
-    for _ in range(length):
-        window = np.array(ids[-model.context :])[None, :]
-        logits = model(ta.tensor(window)).numpy()[0, -1].astype(np.float64) / temperature
-        p = np.exp(logits - logits.max())
-        ids.append(int(rng.choice(len(p), p=p / p.sum())))
-    return ids
+def sample(model, prompt_ids, length, seed, temperature=0.8, top_k=None, top_p=None):
+    """prompt_ids followed by `length` sampled ids (ta.generate with its key/value cache; when the
+    context window is full it re-primes from the last context // 2 characters)."""
+    ids = ta.generate(model, np.asarray(prompt_ids, dtype=np.int64), length, temperature=temperature, top_k=top_k,
+                      top_p=top_p, generator=np.random.default_rng(seed))
+    return ids.numpy().tolist()
 
 
 def main(argv=None):
@@ -124,11 +123,23 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-batches", type=int, default=20)
     p.add_argument("--sample-chars", type=int, default=300)
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="no training: sample N characters from the checkpoint in --out-dir")
+    p.add_argument("--prompt", default="def ")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/char_lm")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     start = time.perf_counter()
+    if args.sample is not None:
+        model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, 0.0)
+        model.load_state_dict(ta.load(os.path.join(args.out_dir, "char_lm.npz"))["model"])
+        ids = sample(model, encode(args.prompt), args.sample, args.seed, args.temperature, args.top_k, args.top_p)
+        print(decode(ids))
+        return None
 
     data = encode(load_corpus(args.chars))
     split = int(0.9 * len(data))
@@ -170,8 +181,8 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     print(f"final after {step} steps, {elapsed:.1f} s: train {train_loss:.3f}, validation {val_loss:.3f} nats/char")
 
-    prompt = encode("def ")
-    text = decode(sample(model, prompt, args.sample_chars, np.random.default_rng(args.seed)))
+    prompt = encode(args.prompt)
+    text = decode(sample(model, prompt, args.sample_chars, args.seed, args.temperature, args.top_k, args.top_p))
     print("---- sample ----\n" + text + "\n----------------")
     os.makedirs(args.out_dir, exist_ok=True)
     ta.save({"model": model.state_dict(), "step": step}, os.path.join(args.out_dir, "char_lm.npz"))

@@ -432,3 +432,23 @@ def test_generate_bad_arguments():
     with pytest.raises(TypeError, match="generate: NoCache.forward takes no kv_cache argument"):
         ta.generate(NoCache(), [1], 1)
     assert ta.generate(NoCache(), [1], 2, use_cache=False).shape == (3,)
+
+
+def test_char_lm_sample_flag_uses_the_checkpoint(tmp_path, capsys):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "char_lm.py")
+    spec = importlib.util.spec_from_file_location("char_lm_for_generation", path)
+    char_lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(char_lm)
+    flags = ["--context", "8", "--d-model", "8", "--heads", "2", "--layers", "1", "--ff", "16",
+             "--out-dir", str(tmp_path)]
+    char_lm.main(["--chars", "5000", "--max-steps", "2", "--eval-every", "100", "--eval-batches", "1",
+                  "--sample-chars", "5", "--no-progress"] + flags)
+    capsys.readouterr()
+    texts = []
+    for _ in range(2):
+        assert char_lm.main(["--sample", "20", "--prompt", "for ", "--top-k", "5"] + flags) is None
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and texts[0].startswith("for ") and len(texts[0]) == 4 + 20 + 1  # + print's "\n"
