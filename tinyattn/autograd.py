@@ -15,8 +15,10 @@ subclasses it and adds operators and methods.
 """
 import functools
 import inspect
+import itertools
 import threading
 import weakref
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -198,9 +200,12 @@ class Node:
     value. `ctx` becomes None once backward has freed the saved values. A Function whose forward
     returns a tuple makes one Node with `n_outputs` outputs; each output tensor knows its
     position (`_index`).
+
+    `hooks` is None, or {output index: _OutputHooks}: the tensor hooks and retain_grad() of the
+    tensors that stood for that output when they were registered (see Variable.register_hook).
     """
 
-    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple")
+    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple", "hooks", "__weakref__")
 
     def __init__(self, function, ctx, parents, n_outputs=1, returns_tuple=False):
         self.function = function
@@ -209,6 +214,7 @@ class Node:
         self.edges = tuple(None if p is None else (p._node, p._index) for p in parents)
         self.n_outputs = n_outputs
         self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
+        self.hooks = None
 
     @property
     def name(self):
@@ -239,7 +245,9 @@ class Variable:
 
     # _view: None, or (base, steps) for a tensor whose data is a view of `base`'s data, made from it by
     # the view Functions in `steps` ((Function, extra args, output index) each); see replay_view.
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "__weakref__")
+    # _hooks: None; for a leaf, {handle id: hook} once register_hook was called; for a non-leaf, _RETAINS once
+    # retain_grad() was called (its hooks live on its node, see register_hook).
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
         self.data = data
@@ -248,6 +256,7 @@ class Variable:
         self._index = 0
         self._counter = VersionCounter()
         self._view = None
+        self._hooks = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -287,6 +296,55 @@ class Variable:
     def backward(self, grad=None, retain_graph=False):
         backward(self, grad, retain_graph)
 
+    # ---- hooks (PyTorch's Tensor.register_hook / retain_grad) --------------------------------
+    def register_hook(self, hook):
+        """Call `hook(grad)` each time the gradient with respect to this tensor is computed.
+
+        The hook gets the gradient as a tensor and returns None or a tensor of the same shape,
+        which replaces the gradient from then on: what flows on to the tensor's inputs, what
+        later hooks see, what `.grad` receives. Hooks run in the order they were registered; on a
+        leaf they run once per backward, on the sum of every contribution, before it is added to
+        `.grad`. A hook must not change its argument in place (it is read-only): return a new one.
+
+        As in PyTorch, a hook on a non-leaf belongs to the value the tensor has now: after an
+        in-place change (`h.mul_(2)`) the tensor stands for a new node, and a hook registered
+        before the change still receives the gradient of the old value. Register it afterwards to
+        see the gradient of the new value. Returns a handle; `handle.remove()` takes the hook off.
+        """
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
+        if not self._requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't require gradient")
+        if self._node is None:
+            if not isinstance(self._hooks, dict):
+                self._hooks = {}
+            hooks = self._hooks
+        else:
+            hooks = _output_hooks(self).fns
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def retain_grad(self):
+        """Keep the gradient of this non-leaf tensor in its `.grad` during backward (a leaf keeps
+        it anyway: then this does nothing). It follows the tensor through in-place changes (its
+        `.grad` is the gradient of the tensor's latest value), it sees the gradient after every
+        hook of the tensor has run, and it accumulates over backward calls, as in PyTorch.
+        `autograd.grad` does not fill it (tinyattn's grad() touches no `.grad`)."""
+        if not self._requires_grad:
+            raise RuntimeError("retain_grad: can't retain_grad on a tensor that has requires_grad=False")
+        if self._node is None or self._hooks is _RETAINS:
+            return
+        self._hooks = _RETAINS
+        ref = weakref.ref(self)
+        _retained.append(ref)
+        _output_hooks(self).retain.append(ref)
+
+    @property
+    def retains_grad(self):
+        """True for a non-leaf tensor on which retain_grad() was called (PyTorch's name)."""
+        return self._node is not None and self._hooks is _RETAINS
+
     def detach(self):
         """The same data, cut from the graph: no gradient flows through the result.
 
@@ -308,7 +366,7 @@ class Variable:
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
-        out._counter, out._view = VersionCounter(), None
+        out._counter, out._view, out._hooks = VersionCounter(), None, None
         return out
 
 
@@ -338,6 +396,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        if _observers:  # a study tool (profiler, viz.record) is watching: the only cost when none is
+            return _observed_apply(cls, args)
         first = None
         raw = []
         needs = []
@@ -465,10 +525,10 @@ def _raise_mixed_devices(op, a, b):
     )
 
 
-def _topological_order(root_node):
-    """Nodes reachable from root_node, each after every node that consumes its output."""
+def _topological_order(root_nodes):
+    """Nodes reachable from root_nodes, each after every node that consumes its output."""
     order, visited = [], set()
-    stack = [(root_node, False)]
+    stack = [(node, False) for node in reversed(root_nodes)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -493,32 +553,133 @@ def backward(root, grad=None, retain_graph=False):
     """
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn")
+    _walk(((root, _output_grad("backward", root, grad)),), retain_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
+         materialize_grads=False):
+    """The gradients of `outputs` with respect to `inputs`, returned as a tuple (PyTorch's
+    torch.autograd.grad). No `.grad` is touched, not even a retained one.
+
+    outputs, inputs: a tensor or a sequence of tensors; every input must require grad and may be a
+    leaf or an intermediate tensor (its gradient is that of the value it holds now). grad_outputs:
+    d(something)/d(output) for each output (None: ones, allowed for one-element outputs only).
+    Only the part of the graph between the outputs and the inputs runs; tensor hooks on it run
+    too. retain_graph (default False) keeps the saved values for another pass. An input that no
+    gradient reaches is an error unless allow_unused=True (then its entry is None) or
+    materialize_grads=True (then zeros). create_graph=True (a graph of the gradient itself, for
+    second derivatives) is not supported: every backward here works on raw arrays.
+    """
+    if create_graph:
+        raise NotImplementedError("grad: create_graph=True is not supported: tinyattn's backward functions work on raw "
+                                  "arrays, so a gradient has no graph of its own (no second derivatives)")
+    outputs, inputs = _as_tensors("grad", "outputs", outputs), _as_tensors("grad", "inputs", inputs)
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    else:
+        grad_outputs = tuple(grad_outputs) if isinstance(grad_outputs, (tuple, list)) else (grad_outputs,)
+        if len(grad_outputs) != len(outputs):
+            raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("grad: allow_unused must be True (or left out) when materialize_grads=True")
+    allow_unused = materialize_grads if allow_unused is None else allow_unused
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {tuple(t.data.shape)}) does not require grad")
+    roots = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: output {i} (shape {tuple(out.data.shape)}) does not require grad and has no "
+                               "grad_fn")
+        roots.append((out, _output_grad("grad", out, g)))
+    found = _walk(roots, bool(retain_graph), inputs)
+    results = []
+    for i, (t, g) in enumerate(zip(inputs, found)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t.data.shape)}) was not used to compute the "
+                                   "outputs (no gradient reaches it); pass allow_unused=True to get None for it")
+            results.append(t._wrap(np.zeros_like(t.data)) if materialize_grads else None)
+        else:
+            results.append(t._wrap(_owned(g, t.data.dtype)))
+    return tuple(results)
+
+
+def _as_tensors(op, what, value):
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    for i, t in enumerate(items):
+        if not isinstance(t, Variable):
+            raise TypeError(f"{op}: {what}[{i}] must be a tensor, got {type(t).__name__}")
+    if not items:
+        raise ValueError(f"{op}: {what} is empty")
+    return items
+
+
+def _output_grad(op, root, grad):
+    """d(...)/d(root) as an array of root's shape, dtype and device (ones for a one-element root)."""
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
-                f"backward: grad can be implicitly created only for scalar outputs, "
+                f"{op}: grad can be implicitly created only for scalar outputs, "
                 f"but the output has shape {tuple(root.data.shape)}; pass a gradient of that shape"
             )
-        grad = np.ones_like(root.data)
-    else:
-        grad = getattr(grad, "data", grad)
-        if device_of(grad) != device_of(root.data):
-            raise RuntimeError(f"backward: the gradient is on {device_of(grad)}, the output on {device_of(root.data)}")
-        grad = backend_of(root.data).asarray(grad, dtype=root.data.dtype)
-        if grad.shape != root.data.shape:
-            raise ValueError(
-                f"backward: gradient shape {grad.shape} does not match output shape {root.data.shape}"
-            )
-    if root._node is None:
-        _accumulate_leaf(root, grad)
-        return
+        return np.ones_like(root.data)
+    grad = getattr(grad, "data", grad)
+    if device_of(grad) != device_of(root.data):
+        raise RuntimeError(f"{op}: the gradient is on {device_of(grad)}, the output on {device_of(root.data)}")
+    grad = backend_of(root.data).asarray(grad, dtype=root.data.dtype)
+    if grad.shape != root.data.shape:
+        raise ValueError(f"{op}: gradient shape {grad.shape} does not match output shape {root.data.shape}")
+    return grad
 
+
+def _walk(roots, retain_graph, inputs=None):
+    """The backward pass from `roots` ((tensor, d/d tensor) pairs), node by node in topological order.
+
+    inputs=None (backward): gradients that reach a leaf accumulate into its `.grad`. Otherwise
+    (grad()): only the nodes on a path to an input run, nothing's `.grad` changes, and the return
+    value holds each input's gradient (None where none arrived).
+    """
+    if _retained:
+        _attach_retained()
+    observers = _observers
     pending = {}  # id(node) -> list of the gradients of its outputs (None until one arrives)
-    _add_pending(pending, root._node, root._index, grad)
-    for node in _topological_order(root._node):
+    leaves = {}  # id(leaf) -> [leaf, summed gradient]: leaves with hooks, or grad()'s leaf inputs
+    wanted = capture = run = found = None
+    if inputs is not None:
+        found = [None] * len(inputs)
+        wanted, capture = {}, {}  # id(leaf) -> input positions; (id(node), index) -> input positions
+        for i, t in enumerate(inputs):
+            if t._node is None:
+                wanted.setdefault(id(t), []).append(i)
+            else:
+                capture.setdefault((id(t._node), t._index), []).append(i)
+    root_nodes = []
+    for t, g in roots:
+        if t._node is None:
+            _leaf_gets(leaves, t, g, wanted)
+        else:
+            _add_pending(pending, t._node, t._index, g)
+            root_nodes.append(t._node)
+    order = _topological_order(root_nodes)
+    if inputs is not None:
+        run = _nodes_to_run(order, capture, wanted)
+    for node in order:
         output_grads = pending.pop(id(node), None)
         if output_grads is None:  # no gradient flows through this node
             continue
+        if run is not None:
+            todo = run.get(id(node))
+            if todo is None:  # grad(): nothing wanted lies behind this node
+                continue
+        if node.hooks is not None:
+            _run_output_hooks(node, output_grads, inputs is None)
+        if capture is not None:
+            for index, og in enumerate(output_grads):
+                for i in capture.get((id(node), index), ()):
+                    found[i] = og
+            if not todo:
+                continue
         g = tuple(output_grads) if node.returns_tuple else output_grads[0]
         if node.ctx is None:
             raise RuntimeError(
@@ -527,7 +688,14 @@ def backward(root, grad=None, retain_graph=False):
             )
         if node.ctx.versions:
             node.check_versions()
-        grads = node.function.backward(node.ctx, g)
+        if observers:
+            start = perf_counter_ns()
+            grads = node.function.backward(node.ctx, g)
+            end = perf_counter_ns()
+            for observer in observers:
+                observer.on_backward(node, g, start, end)
+        else:
+            grads = node.function.backward(node.ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
         if len(grads) != len(node.parents):
@@ -548,9 +716,41 @@ def backward(root, grad=None, retain_graph=False):
             if pg.dtype != parent.data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
                 pg = pg.astype(parent.data.dtype)
             if edge[0] is None:
-                _accumulate_leaf(parent, pg)
+                if parent._hooks is None and wanted is None:
+                    _accumulate_leaf(parent, pg)
+                else:
+                    _leaf_gets(leaves, parent, pg, wanted)
             else:
                 _add_pending(pending, *edge, pg)
+    for leaf, g in leaves.values():  # each leaf once, on the sum of its gradients: hooks, then .grad
+        if isinstance(leaf._hooks, dict) and leaf._hooks:
+            g = _call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
+        if wanted is None:
+            _accumulate_leaf(leaf, g)
+        else:
+            for i in wanted[id(leaf)]:
+                found[i] = g
+    return found
+
+
+def _nodes_to_run(order, capture, wanted):
+    """For grad(): id(node) -> True for the nodes whose backward must run to reach an input, False
+    for those that only hold an input's gradient (it is taken, their backward is not run)."""
+    run = {}
+    for node in reversed(order):  # producers first
+        needed = False
+        for parent, edge in zip(node.parents, node.edges):
+            if parent is None:
+                continue
+            if edge[0] is None:
+                needed = id(parent) in wanted
+            else:
+                needed = run.get(id(edge[0])) is True or (id(edge[0]), edge[1]) in capture
+            if needed:
+                break
+        if needed or any((id(node), i) in capture for i in range(node.n_outputs)):
+            run[id(node)] = needed
+    return run
 
 
 def _add_pending(pending, node, index, g):
@@ -561,10 +761,168 @@ def _add_pending(pending, node, index, g):
     slots[index] = g if slots[index] is None else slots[index] + g
 
 
+def _leaf_gets(leaves, leaf, g, wanted):
+    """A gradient for a leaf that must wait for the others (it has hooks, or grad() wants it)."""
+    if wanted is not None and id(leaf) not in wanted:
+        return
+    if wanted is None and leaf._hooks is None:
+        _accumulate_leaf(leaf, g)
+        return
+    entry = leaves.get(id(leaf))
+    if entry is None:
+        leaves[id(leaf)] = [leaf, g]
+    else:
+        entry[1] = entry[1] + g  # never in place: g may be an array that backward handed to several inputs
+
+
+def _owned(g, dtype):
+    """A fresh copy of g (backward functions may hand one array to several inputs)."""
+    return np.array(g, dtype=dtype, copy=True) if device_of(g) == "cpu" else g.astype(dtype)
+
+
 def _accumulate_leaf(leaf, g):
     if leaf.grad is None:
-        # Own a fresh copy: backward functions may hand the same array to several inputs.
-        dtype = leaf.data.dtype
-        leaf.grad = leaf._wrap(np.array(g, dtype=dtype, copy=True) if device_of(g) == "cpu" else g.astype(dtype))
+        leaf.grad = leaf._wrap(_owned(g, leaf.data.dtype))
     else:
         leaf.grad.data += g
+
+
+# ---- hooks ---------------------------------------------------------------------------------------
+
+class RemovableHandle:
+    """What every register_*hook returns: `handle.remove()` takes the hook off (PyTorch's
+    torch.utils.hooks.RemovableHandle). Also a context manager that removes the hook on exit."""
+
+    _ids = itertools.count()
+
+    def __init__(self, *registries):
+        self.id = next(RemovableHandle._ids)
+        self._registries = registries
+
+    def remove(self):
+        for registry in self._registries:
+            registry.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+
+class _OutputHooks:
+    """The hooks of one output of a node: `fns` {handle id: hook} in registration order, and
+    `retain`, weak references to the tensors at that output that retain their gradient."""
+
+    __slots__ = ("fns", "retain", "wrap")
+
+    def __init__(self, wrap):
+        self.fns, self.retain, self.wrap = {}, [], wrap
+
+
+_RETAINS = object()  # Variable._hooks of a non-leaf tensor on which retain_grad() was called
+_retained = []  # weak references to those tensors: each backward re-attaches them to their current node
+
+
+def _output_hooks(t):
+    """The _OutputHooks of the node output that non-leaf tensor t stands for now."""
+    node = t._node
+    if node.hooks is None:
+        node.hooks = {}
+    entry = node.hooks.get(t._index)
+    if entry is None:
+        entry = node.hooks[t._index] = _OutputHooks(t._wrap)
+    return entry
+
+
+def _attach_retained():
+    """A tensor that was changed in place since retain_grad() stands for a new node: attach it
+    there (PyTorch moves the retain_grad hook to the new grad_fn). Dead tensors are forgotten."""
+    alive = []
+    for ref in _retained:
+        t = ref()
+        if t is None or t._node is None or t._hooks is not _RETAINS:
+            continue
+        alive.append(ref)
+        entry = _output_hooks(t)
+        if not any(r() is t for r in entry.retain):
+            entry.retain.append(ref)
+    _retained[:] = alive
+
+
+def _run_output_hooks(node, output_grads, retain):
+    """The hooks of node's outputs, on their gradients (in the list, replaced by what the hooks
+    return); then, in backward() (retain=True), the retained .grad of the tensors there now."""
+    for index, entry in node.hooks.items():
+        g = output_grads[index]
+        if g is None:
+            continue
+        if entry.fns:
+            g = output_grads[index] = _call_hooks(entry.fns, g, entry.wrap, f"{node.name}Backward output {index}")
+        if retain and entry.retain:
+            for ref in entry.retain:
+                t = ref()
+                if t is not None and t._node is node and t._index == index:  # not moved by an in-place op
+                    _accumulate_leaf(t, g)
+
+
+def _call_hooks(hooks, g, wrap, where):
+    """Run the hooks in order, each on the gradient the previous one left (shown read-only)."""
+    for hook in list(hooks.values()):
+        shown = g
+        if isinstance(g, np.ndarray):
+            shown = g.view()
+            shown.flags.writeable = False
+        out = hook(wrap(shown))
+        if out is None:
+            continue
+        if not isinstance(out, Variable):
+            raise TypeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a "
+                            f"{type(out).__name__}; a hook returns None or a tensor")
+        if out.data.shape != g.shape:
+            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient of shape "
+                               f"{tuple(out.data.shape)}; the gradient has shape {tuple(g.shape)}")
+        if device_of(out.data) != device_of(g):
+            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient on "
+                               f"{device_of(out.data)}; the gradient is on {device_of(g)}")
+        if out.data is not shown:
+            g = out.data if out.data.dtype == g.dtype else out.data.astype(g.dtype)
+    return g
+
+
+# ---- observers: the study tools (profiler, viz.record) -------------------------------------------
+
+_observers = ()  # objects with on_apply(cls, args, out, start_ns, end_ns) and on_backward(node, grad, start_ns, end_ns)
+
+
+def observe(observer):
+    """Call observer.on_apply after every op's forward and observer.on_backward after every
+    node's backward, from now until the returned handle's remove(). For the study tools; while
+    no observer is active, Function.apply pays one check of `_observers` and nothing more."""
+    global _observers
+    _observers = _observers + (observer,)
+    handle = RemovableHandle()
+
+    def remove():
+        global _observers
+        _observers = tuple(o for o in _observers if o is not observer)
+
+    handle.remove = remove
+    return handle
+
+
+def _observed_apply(cls, args):
+    """Function.apply, timed, with every observer told about it. Ops that run inside this one are
+    not reported separately (the observers are off while it runs)."""
+    global _observers
+    observers, _observers = _observers, ()
+    try:
+        start = perf_counter_ns()
+        out = cls.apply(*args)
+        end = perf_counter_ns()
+    finally:
+        _observers = observers
+    for observer in observers:
+        observer.on_apply(cls, args, out, start, end)
+    return out

@@ -32,7 +32,7 @@ class Tensor(Variable):
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
         out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
-        out._counter, out._view = VersionCounter(), None
+        out._counter, out._view, out._hooks = VersionCounter(), None, None
         return out
 
     # ---- attributes --------------------------------------------------------------

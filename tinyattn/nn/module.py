@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..autograd import Function, RemovableHandle, is_grad_enabled
 from ..backend import device_of, move
 from ..cuda import parse_to_args
 from ..tensor import Tensor
@@ -25,6 +26,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        for name in _HOOK_REGISTRIES:  # PyTorch's names; see register_forward_hook and friends
+            object.__setattr__(self, name, OrderedDict())
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -68,7 +71,93 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # ---- hooks (PyTorch's names and semantics) -------------------------------------------
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call `hook(module, args)` before each forward. It may return None, or new positional
+        arguments (a tuple; a single value is wrapped into one). With with_kwargs=True it is called
+        as `hook(module, args, kwargs)` and may return None or a tuple (new_args, new_kwargs).
+        `prepend=True` runs it before the hooks registered so far. Returns a handle with .remove()."""
+        return self._add_hook(self._forward_pre_hooks, hook, prepend,
+                              (self._forward_pre_hooks_with_kwargs,) if with_kwargs else ())
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call `hook(module, args, output)` after each forward (`hook(module, args, kwargs, output)`
+        with with_kwargs=True). It may return None, or a value that replaces the output.
+        always_call=True also calls it when forward raises (then output is None), before the error
+        goes on. Returns a handle with .remove()."""
+        extra = ((self._forward_hooks_with_kwargs,) if with_kwargs else ()) + (
+            (self._forward_hooks_always_called,) if always_call else ())
+        return self._add_hook(self._forward_hooks, hook, prepend, extra)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """Call `hook(module, grad_input, grad_output)` when the gradients with respect to the
+        module's inputs have been computed. grad_output holds the gradients with respect to the
+        outputs (one entry per output tensor), grad_input those with respect to the positional
+        arguments (one entry per argument; None for one that is not a tensor requiring grad). The
+        hook may return a tuple of the same length, which replaces grad_input in what flows on.
+        When no input requires grad it is called with grad_input all None as soon as grad_output
+        is known. It must not change its arguments in place. Returns a handle with .remove().
+
+        As in PyTorch, the module's inputs and outputs pass through an identity op that catches
+        their gradients, so a graph drawn while the hook is registered shows BackwardHookFunction
+        nodes around the module."""
+        return self._add_hook(self._backward_hooks, hook, prepend, ())
+
+    def _add_hook(self, registry, hook, prepend, flags):
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}: a hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(registry, *flags)
+        registry[handle.id] = hook
+        for flag in flags:
+            flag[handle.id] = True
+        if prepend:
+            registry.move_to_end(handle.id, last=False)
+        return handle
+
+    def _call_with_hooks(self, args, kwargs):
+        for hook_id, hook in list(self._forward_pre_hooks.items()):
+            if hook_id in self._forward_pre_hooks_with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"{type(self).__name__}: a forward pre-hook with kwargs must return None "
+                                           f"or a tuple (new_args, new_kwargs), got {type(result).__name__}")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        backward_hook = None
+        if self._backward_hooks and is_grad_enabled():
+            backward_hook = _BackwardHook(self)
+            args = backward_hook.wrap_inputs(args)
+        try:
+            output = self.forward(*args, **kwargs)
+        except BaseException:
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if hook_id in self._forward_hooks_always_called:
+                    try:
+                        if hook_id in self._forward_hooks_with_kwargs:
+                            hook(self, args, kwargs, None)
+                        else:
+                            hook(self, args, None)
+                    except Exception:
+                        pass  # the forward's error is the one to report
+            raise
+        for hook_id, hook in list(self._forward_hooks.items()):
+            if hook_id in self._forward_hooks_with_kwargs:
+                result = hook(self, args, kwargs, output)
+            else:
+                result = hook(self, args, output)
+            if result is not None:
+                output = result
+        if backward_hook is not None:
+            output = backward_hook.wrap_outputs(output)
+        return output
 
     # ---- traversal -------------------------------------------------------------------
     def named_modules(self, prefix=""):
@@ -219,3 +308,106 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+_HOOK_REGISTRIES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                    "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_hooks")
+
+
+class BackwardHookFunction(Function):
+    """Identity on a module's input or output tensors, placed there by register_full_backward_hook:
+    its backward sees the gradients with respect to them (PyTorch's BackwardHookFunction).
+
+    y_i = x_i;  dx_i = dy_i (or what a backward hook returns instead, on the input side).
+    """
+
+    @staticmethod
+    def forward(ctx, hook, side, *arrays):
+        ctx.hook, ctx.side = hook, side
+        return arrays
+
+    @staticmethod
+    def backward(ctx, grads):
+        grads = ctx.hook.on_output_grads(grads) if ctx.side == "output" else ctx.hook.on_input_grads(grads)
+        return (None, None, *grads)
+
+
+class _BackwardHook:
+    """One forward call of a module with full backward hooks: wraps its inputs and outputs in
+    BackwardHookFunction, keeps grad_output when it arrives and calls the hooks with grad_input."""
+
+    def __init__(self, module):
+        self.module = module
+        self.n_args, self.input_positions = 0, ()
+        self.n_outputs, self.output_positions = 0, ()
+        self.grad_output = None
+
+    @staticmethod
+    def _identity(hook, side, tensors):
+        outs = BackwardHookFunction.apply(hook, side, *tensors)
+        for t, out in zip(tensors, outs):
+            out._counter = t._counter  # the same memory: an in-place change of either is seen by both
+        return outs
+
+    def wrap_inputs(self, args):
+        self.n_args = len(args)
+        self.input_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if not self.input_positions:
+            return args
+        outs = self._identity(self, "input", [args[i] for i in self.input_positions])
+        args = list(args)
+        for i, out in zip(self.input_positions, outs):
+            args[i] = out
+        return tuple(args)
+
+    def wrap_outputs(self, output):
+        single = isinstance(output, Tensor)
+        items = [output] if single else list(output) if isinstance(output, (tuple, list)) else None
+        if items is None:
+            return output
+        self.n_outputs = len(items)
+        self.output_positions = [i for i, o in enumerate(items) if isinstance(o, Tensor) and o.requires_grad]
+        if not self.output_positions:
+            return output
+        outs = self._identity(self, "output", [items[i] for i in self.output_positions])
+        for i, out in zip(self.output_positions, outs):
+            items[i] = out
+        return items[0] if single else type(output)(items)
+
+    @staticmethod
+    def _pack(n, positions, grads):
+        packed = [None] * n
+        for i, g in zip(positions, grads):
+            packed[i] = None if g is None else Tensor._wrap(g)
+        return tuple(packed)
+
+    def on_output_grads(self, grads):
+        self.grad_output = self._pack(self.n_outputs, self.output_positions, grads)
+        if not self.input_positions:  # no input gradient will come: call the hooks now, as PyTorch does
+            self._call((None,) * self.n_args)
+        return grads
+
+    def on_input_grads(self, grads):
+        grad_input = self._pack(self.n_args, self.input_positions, grads)
+        result = self._call(grad_input)
+        if result is None:
+            return grads
+        return tuple(None if result[i] is None else result[i].data for i in self.input_positions)
+
+    def _call(self, grad_input):
+        grad_output = self.grad_output if self.grad_output is not None else (None,) * self.n_outputs
+        name = type(self.module).__name__
+        for hook in list(self.module._backward_hooks.values()):
+            out = hook(self.module, grad_input, grad_output)
+            if out is None:
+                continue
+            out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            if len(out) != len(grad_input):
+                raise RuntimeError(f"{name}: a backward hook returned {len(out)} gradients for grad_input, which has "
+                                   f"{len(grad_input)} entries")
+            for i, (new, old) in enumerate(zip(out, grad_input)):
+                if new is not None and old is not None and tuple(new.shape) != tuple(old.shape):
+                    raise RuntimeError(f"{name}: a backward hook returned grad_input[{i}] of shape "
+                                       f"{tuple(new.shape)}; the input has shape {tuple(old.shape)}")
+            grad_input = out
+        return grad_input
