@@ -1,6 +1,7 @@
 """Training-step benchmark: the examples/reverse.py model in tinyattn against the same model in PyTorch eager.
 
     python benchmarks/bench_train.py [--steps 100]
+    python benchmarks/bench_train.py --profile [--steps 5] [--trace trace.json]   # tinyattn op by op, no torch
 
 Both models start from the same weights (tinyattn's, exported under PyTorch's names) and
 see the same batches, so their losses should agree to float32 rounding: the script prints
@@ -22,12 +23,51 @@ from export_to_torch import export_for_torch, load_into_torch, torch_reverse_mod
 from reverse import ReverseTransformer  # noqa: E402
 
 
+def profile_steps(args):
+    """--profile: tinyattn's training step under tinyattn.profiler, one row per op."""
+    from tinyattn.profiler import profile, record_function
+
+    ta.manual_seed(0)
+    model = ReverseTransformer()
+    opt = ta.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+
+    def step():
+        x = rng.integers(0, 16, size=(args.batch_size, 32))
+        with record_function("forward"):
+            logits = model(ta.tensor(x))
+            loss = F.cross_entropy(logits.reshape(-1, 16), ta.tensor(x[:, ::-1].copy().reshape(-1)))
+        with record_function("backward"):
+            opt.zero_grad()
+            loss.backward()
+        with record_function("optimizer"):
+            opt.step()
+
+    for _ in range(args.warmup):  # compilation and first-touch costs stay out of the profile
+        step()
+    with profile() as prof:
+        for _ in range(args.steps):
+            with record_function("step"):
+                step()
+    print(f"tinyattn, reverse model (2 pre-norm layers, d_model 64, T=32, batch {args.batch_size}), "
+          f"{args.steps} training steps after {args.warmup} warm-up steps:\n")
+    print(prof.table(sort_by="total"))
+    if args.trace:
+        print(f"\nChrome trace: {prof.export_chrome_trace(args.trace)} (open in https://ui.perfetto.dev)")
+    return prof
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--profile", action="store_true",
+                   help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
+    p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
     args = p.parse_args(argv)
+    if args.profile:
+        return profile_steps(args)
     import torch
 
     torch.set_num_threads(numba.get_num_threads())
