@@ -22,21 +22,28 @@ def operands(rng, dtype, Ba, Bb, M, K, N):
     return a, b
 
 
-def check_all_variants(a, b):
-    """a (Ba, M, K), b (Bb, K, N): nn, nt and tn agree with the float64 numpy product."""
+def check_all_variants(a, b, kernel=None):
+    """a (Ba, M, K), b (Bb, K, N): nn, nt and tn agree with the float64 numpy product, computed with
+    `kernel` ('avx512', 'avx2', 'portable'; None: the one chosen for this host)."""
     ref = a.astype(np.float64) @ b.astype(np.float64)           # (B, M, N), broadcast batch
     bt = np.ascontiguousarray(np.swapaxes(b, 1, 2))              # (Bb, N, K)
     at = np.ascontiguousarray(np.swapaxes(a, 1, 2))              # (Ba, K, M)
     k = a.shape[2]
     scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    for name, out in [("nn", mm.matmul_nn(a, b)), ("nt", mm.matmul_nt(a, bt)), ("tn", mm.matmul_tn(at, b))]:
+    for name, out in [("nn", mm.matmul_nn(a, b, kernel)), ("nt", mm.matmul_nt(a, bt, kernel)),
+                      ("tn", mm.matmul_tn(at, b, kernel))]:
         assert out.dtype == a.dtype, name
         assert out.shape == ref.shape, name
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(a.dtype, k) * scale, err_msg=name)
 
 
-# Sizes around the micro-tile (3 x 3), the small-problem cut-off, the row block (<= 96) and the
-# k-slice (512), none of them multiples of the blocks.
+# Every kernel runs on any x86-64 CPU (a 64-byte shape on a smaller register file is only slower), so
+# each is tested here whatever the host; 'portable' is the path for CPUs without AVX2/FMA.
+KERNELS = ["avx512", "avx2", "portable"]
+
+# Sizes around the micro-tiles (portable 3 x 3; outer 12 x 2 vectors and its 4-row tail, 6 x 2 vectors
+# and its 2-row tail), the small-problem cut-off, the row blocks and the k-slices (portable 512, outer
+# 256), none of them multiples of the blocks.
 SHAPES = [
     (1, 1, 1, 1, 1),
     (1, 1, 3, 5, 7),
@@ -45,14 +52,83 @@ SHAPES = [
     (2, 2, 97, 41, 100),      # more than one row block, edge tiles in both directions
     (1, 1, 40, 700, 8),       # two k-slices: the second one accumulates
     (3, 3, 8, 16, 8),         # small-problem path, batched
+    (1, 1, 61, 300, 77),      # 12-row panels + a 1-row tail (4-row tail kernel, zero-padded), 2 outer k-slices
+    (1, 1, 64, 64, 64),       # 12-row panels + one full 4-row tail panel; full column panels
+    (2, 1, 131, 257, 96),     # k-slice + 1; 96 = 3 x 32 / 6 x 16 columns; broadcast b
+    (1, 2, 36, 33, 130),      # three full 12-row panels, a column tail of 2; broadcast a
 ]
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_matmul_variants_match_numpy(rng, dtype, shape):
+def test_matmul_variants_match_numpy(rng, dtype, shape, kernel):
     a, b = operands(rng, dtype, *shape)
-    check_all_variants(a, b)
+    check_all_variants(a, b, kernel)
+
+
+@pytest.mark.parametrize("kernel", ["avx512", "avx2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,Kin,Nout", [(1024, 64, 192), (2048, 512, 128)])
+def test_matmul_outer_kernel_at_model_shapes(rng, dtype, kernel, M, Kin, Nout):
+    """The three products of a Linear layer at the training benchmarks' sizes: forward x @ W^T (B packed
+    by transposition, A read in place), input gradient dy @ W (both in place) and weight gradient
+    dy^T @ x (A copied panel by panel, B in place), against float64 numpy."""
+    x = rng.standard_normal((1, M, Kin)).astype(dtype)
+    w = rng.standard_normal((1, Nout, Kin)).astype(dtype)
+    dy = rng.standard_normal((1, M, Nout)).astype(dtype)
+    x64, w64, dy64 = x[0].astype(np.float64), w[0].astype(np.float64), dy[0].astype(np.float64)
+    for name, out, ref, k in [("x @ W^T", mm.matmul_nt(x, w, kernel), x64 @ w64.T, Kin),
+                              ("dy @ W", mm.matmul_nn(dy, w, kernel), dy64 @ w64, Nout),
+                              ("dy^T @ x", mm.matmul_tn(dy, x, kernel), dy64.T @ x64, M)]:
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out[0], ref, rtol=0, atol=tol(dtype, k) * np.abs(ref).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nth", [1, 2, 3, 8])
+@pytest.mark.parametrize("M,N", [(20, 200), (150, 70), (13, 33)])
+def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
+    """`_gemm_outer` splits rows (and, for few rows, columns) into about `nth` tasks: every split gives the
+    same product. Called directly so that the grids exist whatever this machine's thread count."""
+    K = 45
+    for wide in (True, False):
+        a = rng.standard_normal((2, M, K)).astype(dtype)
+        b = rng.standard_normal((1, N, K)).astype(dtype)
+        out = mm._gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth)
+        ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matmul_float64_is_as_exact_as_a_dot_product(rng, kernel):
+    """float64 keeps its precision: on integers (exact in float64, sums below 2^53) the result is exact,
+    and on random data it is within a few ulps of the float64 reference."""
+    a = rng.integers(-1000, 1000, size=(1, 53, 301)).astype(np.float64)
+    b = rng.integers(-1000, 1000, size=(1, 301, 47)).astype(np.float64)
+    np.testing.assert_array_equal(mm.matmul_nn(a, b, kernel), a @ b)
+    a = rng.standard_normal((1, 53, 301))
+    b = rng.standard_normal((1, 301, 47))
+    ref = a @ b
+    np.testing.assert_allclose(mm.matmul_nn(a, b, kernel), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matmul_non_contiguous_inputs_through_the_backend(rng, kernel, monkeypatch):
+    """The backend makes strided / transposed views contiguous before the kernel: the product of views
+    equals numpy's, for every kernel."""
+    from tinyattn import backend
+
+    monkeypatch.setattr(mm, "KERNEL", kernel)
+    be = backend.cpu()
+    base_a = rng.standard_normal((3, 90, 140)).astype(np.float32)
+    base_b = rng.standard_normal((3, 100, 130)).astype(np.float32)
+    a = base_a[:, ::2, 1:101:2]                       # (3, 45, 50), strided both ways
+    b = np.swapaxes(base_b[:, :50, :70], 1, 2)        # (3, 70, 50) as a transposed view
+    ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2).astype(np.float64)
+    for out in (be.matmul(a, np.swapaxes(b, 1, 2)), be.matmul_nt(a, b),
+                be.matmul_tn(np.swapaxes(a, 1, 2), np.swapaxes(b, 1, 2))):
+        np.testing.assert_allclose(out, ref, rtol=0, atol=tol(np.float32, 50) * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -90,6 +166,17 @@ def test_matmul_random_shapes(Ba, bcast, M, K, N, dtype, seed):
     check_all_variants(a, b)
 
 
+@given(
+    M=st.integers(1, 80), K=st.integers(1, 300), N=st.integers(1, 80),
+    kernel=st.sampled_from(KERNELS), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
+)
+def test_matmul_random_shapes_every_kernel(M, K, N, kernel, dtype, seed):
+    """Above the small-problem cut-off (so the blocked kernels run), any sizes, every kernel."""
+    rng = np.random.default_rng(seed)
+    a, b = operands(rng, dtype, 1, 1, M, K, N)
+    check_all_variants(a, b, kernel)
+
+
 def test_matmul_fastmath_keeps_float32_accuracy(rng):
     """The micro-kernel is compiled with reassoc/contract: its float32 error must stay at the level of a
     plain float32 dot product (it is usually smaller: split accumulators), checked on a long k."""
@@ -103,14 +190,66 @@ def test_matmul_fastmath_keeps_float32_accuracy(rng):
         assert err <= np.finfo(np.float32).eps * np.sqrt(K) * np.abs(ref).max() * 2
 
 
-def test_matmul_propagates_nan_and_inf():
-    a = np.ones((1, 6, 20), np.float64)
-    b = np.ones((1, 20, 6), np.float64)
-    a[0, 1, 3] = np.nan
-    a[0, 4, 7] = np.inf
-    out = mm.matmul_nn(a, b)
-    assert np.all(np.isnan(out[0, 1])) and np.all(np.isposinf(out[0, 4]))
-    assert np.all(out[0, [0, 2, 3, 5]] == 20)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_propagates_nan_and_inf(kernel, dtype):
+    for M, K, N in [(6, 20, 6), (30, 40, 50)]:          # small path, blocked path
+        a = np.ones((1, M, K), dtype)
+        b = np.ones((1, K, N), dtype)
+        a[0, 1, 3] = np.nan
+        a[0, 4, 7] = np.inf
+        for out in (mm.matmul_nn(a, b, kernel), mm.matmul_nt(a, np.ascontiguousarray(np.swapaxes(b, 1, 2)), kernel)):
+            assert np.all(np.isnan(out[0, 1])) and np.all(np.isposinf(out[0, 4]))
+            rest = [i for i in range(M) if i not in (1, 4)]
+            assert np.all(out[0, rest] == K)
+
+
+def test_outer_micro_kernel_compiles_to_vector_fmas():
+    """The micro-kernel's IR is vector IR whatever Numba's SLP setting (off by default), so a build, cached
+    or not, is the vector one: a function calling it compiles to packed FMAs on zmm (ymm) registers when
+    the CPU has AVX-512 (AVX2 + FMA)."""
+    from numba import njit
+
+    from tinyattn.kernels.cpu import microkernel as uk
+
+    feats = uk.host_features()
+    if not {"avx2", "fma"} <= feats:
+        pytest.skip("no AVX2/FMA on this CPU: the portable kernel is the one used")
+    kern, reg = (uk.ukernel_w64, "zmm") if "avx512f" in feats else (uk.ukernel_w32, "ymm")
+
+    @njit
+    def tile(a, b, c):
+        kern(a.size // 12, a, 0, 1, 12, b, 0, c.shape[1], c.ravel(), 0, c.shape[1], False)
+
+    a = np.arange(24, dtype=np.float32)                        # kc = 2 for the 12-row shape
+    nr = 32 if reg == "zmm" else 16
+    b = np.ones(2 * nr, np.float32)
+    c = np.empty((12 if reg == "zmm" else 6, nr), np.float32)
+    tile(a, b, c)
+    asm = next(iter(tile.inspect_asm().values()))
+    assert "vfmadd" in asm and reg in asm
+    # A[r, k] = a[12 k + r], B[k, j] = 1: C[r, j] = A[r, 0] + A[r, 1] = 2 r + 12
+    np.testing.assert_array_equal(c, np.broadcast_to(2 * np.arange(c.shape[0])[:, None] + 12.0, c.shape))
+
+
+def test_host_kernel_choice(monkeypatch):
+    """The kernel follows the features of the CPU Numba targets; TINYATTN_MATMUL_KERNEL overrides it."""
+    from numba.core import config
+
+    from tinyattn.kernels.cpu import microkernel as uk
+
+    monkeypatch.delenv("TINYATTN_MATMUL_KERNEL", raising=False)
+    assert mm.KERNEL in uk.KERNELS
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    for feats, want in [("", "portable"), ("+sse2,+avx", "portable"), ("+avx2,+fma", "avx2"),
+                        ("+avx2,-fma", "portable"), ("+avx2,+fma,+avx512f", "avx512")]:
+        monkeypatch.setattr(config, "CPU_FEATURES", feats)
+        assert uk.host_kernel() == want, feats
+    monkeypatch.setenv("TINYATTN_MATMUL_KERNEL", "portable")
+    assert uk.host_kernel() == "portable"
+    monkeypatch.setenv("TINYATTN_MATMUL_KERNEL", "sse9")
+    with pytest.raises(ValueError, match="TINYATTN_MATMUL_KERNEL"):
+        uk.host_kernel()
 
 
 # ----------------------------------------------------------------------------- softmax

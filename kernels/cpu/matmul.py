@@ -9,25 +9,40 @@ Three public kernels, each returning a new (B, M, N) array of the inputs' dtype:
 Inputs are C-contiguous. Batch broadcast: each operand's batch is 1 or B = max(Ba, Bb); an operand of
 batch 1 has batch stride 0, so out[p] reads a[p * (Ba > 1)] and b[p * (Bb > 1)].
 
-All three are one routine, `_gemm`, that sees both operands through strides:
+All three are one routine that sees both operands through strides:
 
     A[p][i, k] = a_flat[p*sa + i*a_rs + k*a_ks]      (i < M)
     B[p][j, k] = b_flat[p*sb + j*b_rs + k*b_ks]      (j < N)       out[p][i, j] = sum_k A[i, k] * B[j, k]
 
-so "transposed" just means other strides. Packing copies A and B into buffers where every row (fixed i,
-or fixed j) is contiguous along k, padded with zero rows to a multiple of the micro-tile. The micro-kernel
-then computes an MR x NR tile of dot products over k: MR*NR scalar accumulators that LLVM vectorises along
-k (8 float32 / 4 float64 lanes each, `reassoc` lets it split the sums), and a horizontal add at the end.
-A dot-product micro-kernel (rather than the outer-product one BLAS uses) is what Numba reliably turns into
-register-resident vector FMAs; see docs/benchmarks.md for the measurements behind the choice.
+so "transposed" just means other strides. Two implementations, chosen per host (`KERNEL`):
 
-Blocking (Goto-style, adapted): the packed B (all of N, all of K) is shared read-only by every task;
-each parallel task owns one batch p and one block of MC rows and, per KC-slice of k, packs its A block
-(MC x KC, in L2), then sweeps the NR-row micro-panels of B (NR x KC, in L1) over its MR-row micro-panels.
-Tasks write disjoint output rows, so the prange has no races; the k reduction stays inside one task.
+- `_gemm_outer` (CPUs with AVX-512 or AVX2 + FMA): BLAS-style outer-product micro-kernels emitted as
+  LLVM vector IR (microkernel.py): a 12 x 2-vector tile (12 x 32 float32) of register accumulators on
+  AVX-512, 6 x 2 vectors (6 x 16) on AVX2; per k, NR values of B are loaded as vectors and each of the
+  MR values of A is broadcast into them, so no horizontal sums at all. B is packed once into k-major
+  micro-panels when it is contiguous along k (x @ W^T) and read in place when it is contiguous along j
+  (dy @ W, dy^T @ x); A is read in place when contiguous along k and copied one micro-panel at a time
+  otherwise. See its docstring for the loop nest and docs/benchmarks.md for the measurements.
+- `_gemm` (the portable path, any CPU; no explicit vectors): packing copies A and B into buffers where
+  every row (fixed i, or fixed j) is contiguous along k, padded with zero rows to a multiple of the
+  micro-tile. The micro-kernel then computes an MR x NR tile of dot products over k: MR*NR scalar
+  accumulators that LLVM vectorises along k (8 float32 / 4 float64 lanes each, `reassoc` lets it split
+  the sums), and a horizontal add at the end.
+
+  Blocking (Goto-style, adapted): the packed B (all of N, all of K) is shared read-only by every task;
+  each parallel task owns one batch p and one block of MC rows and, per KC-slice of k, packs its A block
+  (MC x KC, in L2), then sweeps the NR-row micro-panels of B (NR x KC, in L1) over its MR-row
+  micro-panels.
+
+Tasks write disjoint output rows (and columns), so the prange has no races; the k reduction stays
+inside one task. Tiny products (`_gemm_small`) take a plain i-k-j loop.
 """
+import numba
 import numpy as np
 from numba import njit, prange
+
+from .microkernel import (copy_a_w32, copy_a_w64, copy_b_w32, copy_b_w64, host_kernel, ukernel_w32, ukernel_w32t,
+                          ukernel_w64, ukernel_w64t)
 
 MR = 3     # micro-tile rows (of A)        3 x 3 = 9 vector accumulators + 6 operand loads per step
 NR = 3     # micro-tile columns (rows of the packed B)
@@ -38,6 +53,11 @@ SMALL_WORK = 1 << 15   # multiply-adds per batch element below which the plain l
 
 # Only reassociation and FMA contraction: NaN/inf still propagate; tests hold results to numpy.
 _FM = {"reassoc", "contract"}
+
+# The outer-product path (`_gemm_outer`, micro-kernels in microkernel.py)
+OUTER_KC = 256               # k-slice: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC
+OUTER_MIN_PANELS = 8         # row panels a task gets at least before columns are split too
+OUTER_NC_BYTES = 1 << 20     # a B block (KC x NC) of at most 1 MiB stays in L2
 
 
 @njit(cache=True, fastmath=_FM)
@@ -210,23 +230,249 @@ def _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
     return out
 
 
+@njit(cache=True)
+def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
+    """Pack micro-panel q (columns q*NR ..) of B for every k-slice, as panel dq of a slice of Np columns:
+    dst[d0 + k0*Np + dq*NR*kc + k*NR + c] = B[q*NR + c, k0 + k] = bf[off + (q*NR + c)*rs + (k0 + k)*ks],
+    zero for columns q*NR + c >= N.
+
+    Loop nest: for each k-slice: if B is contiguous along j (rs == 1): k outer, c inner (contiguous runs);
+    else (contiguous along k, a transpose): c outer, k inner, so the reads are the contiguous stream.
+    """
+    j0 = q * NR
+    nc = min(NR, N - j0)
+    z = dst.dtype.type(0)
+    for k0 in range(0, K, KC):
+        kc = min(KC, K - k0)
+        base = d0 + k0 * Np + dq * NR * kc
+        if rs == 1 and nc == NR:
+            if wide:                          # fixed-width row copies: vector moves
+                copy_b_w64(kc, bf, off + j0 + k0 * ks, ks, dst, base)
+            else:
+                copy_b_w32(kc, bf, off + j0 + k0 * ks, ks, dst, base)
+        elif rs == 1:
+            for k in range(kc):
+                s = off + j0 + (k0 + k) * ks
+                d = base + k * NR
+                for c in range(nc):
+                    dst[d + c] = bf[s + c]
+                for c in range(nc, NR):
+                    dst[d + c] = z
+        else:
+            for c in range(nc):
+                s = off + (j0 + c) * rs + k0 * ks
+                for k in range(kc):
+                    dst[base + k * NR + c] = bf[s + k * ks]
+            for c in range(nc, NR):
+                for k in range(kc):
+                    dst[base + k * NR + c] = z
+
+
+@njit(cache=True)
+def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf, bfoff, b_ks, pack_b, NR, N,
+           of, cbase, jc, jend, ct):
+    """One row panel (mr <= MRk rows starting at A offset `aoff`, output offset `cbase`) of `_gemm_outer`
+    over the micro-panels j in [jc, jend) of one k-slice of length kc, with micro-kernel `kind`
+    (0: 12-row 64-byte, 1: 6-row 32-byte, 2 and 3: their 4- and 2-row tail shapes):
+
+        for j in range(jc, jend, NR): out[rows, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel j)
+
+    A is read in place when it is contiguous along k and the panel is full; otherwise it is copied into
+    `ap` (MRk values per k, zero rows past mr). B comes from the packed Bp (panel j at boff0 + j*kc, or
+    its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
+    Edge tiles (mr < MRk or past N) go through the scratch tile `ct`.
+    """
+    if mr == MRk and a_ks == 1:
+        asrc = af
+        ars = a_rs
+        aks = a_ks
+        ao = aoff
+    else:
+        if mr == MRk and a_rs == 1 and kind < 2:  # fixed-width copies (vector moves)
+            if kind == 0:
+                copy_a_w64(kc, af, aoff, a_ks, ap, 0)
+            else:
+                copy_a_w32(kc, af, aoff, a_ks, ap, 0)
+        else:
+            z = ap.dtype.type(0)
+            for k in range(kc):
+                s = aoff + k * a_ks
+                d = k * MRk
+                for rr in range(mr):
+                    ap[d + rr] = af[s + rr * a_rs]
+                for rr in range(mr, MRk):
+                    ap[d + rr] = z
+        asrc = ap
+        ars = 1
+        aks = MRk
+        ao = 0
+    for j in range(jc, jend, NR):
+        nr = min(NR, N - j)
+        if pack_b or nr < NR:
+            bsrc = Bp
+            bo = boff0 + (j if pack_b else 0) * kc
+            bks = NR
+        else:
+            bsrc = bf
+            bo = bfoff + j
+            bks = b_ks
+        full = mr == MRk and nr == NR
+        cdst = of if full else ct
+        co = cbase + j if full else 0
+        ldc = N if full else NR
+        acc = more and full
+        if kind == 0:
+            ukernel_w64(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+        elif kind == 1:
+            ukernel_w32(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+        elif kind == 2:
+            ukernel_w64t(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+        else:
+            ukernel_w32t(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+        if not full:
+            for ii in range(mr):
+                o = cbase + ii * N + j
+                for jj in range(nr):
+                    if more:
+                        of[o + jj] += ct[ii * NR + jj]
+                    else:
+                        of[o + jj] = ct[ii * NR + jj]
+
+
+@njit(cache=True, parallel=True)
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth):
+    """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k], strides as for `_gemm`, with the outer-product
+    micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the 6 x 2-vector
+    AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the last rows.
+    `nth`: the thread count the task grid is sized for.
+
+    Loop nest:
+        B contiguous along k (x @ W^T): prange over (pb, NR-column micro-panel): pack
+            Bp[pb][k-slice][panel][k, 0:NR] (zero past N); contiguous along j: read in place
+        prange over tasks (p, row block, column block):       # disjoint outputs: no races
+            for k0 in range(0, K, KC):                        # the k reduction stays in the task
+                for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
+                    for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
+                        for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
+                            out[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
+    About one task per thread (the parallel loop splits its range statically): rows are split first
+    (each task then streams only its own rows of A); a product with too few rows for that (a weight
+    gradient: rows = out features) splits its columns. A row-major A is never packed: the micro-kernel
+    broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
+    need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
+    micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
+    puts every k on a new cache line and a power-of-two stride maps them to a few L1 sets. Tiles past N
+    or past M go through a scratch tile.
+    """
+    B = max(Ba, Bb)
+    out = np.empty((B, M, N), dtype=af.dtype)
+    if B == 0 or M == 0 or N == 0:
+        return out
+    if K == 0:
+        out[:] = 0
+        return out
+    MR = 12 if wide else 6
+    MT = 4 if wide else 2                     # rows of the tail kernel for the last rows
+    kind = 0 if wide else 1
+    NR = 2 * (64 if wide else 32) // af.itemsize
+    NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
+    Np = (N + NR - 1) // NR * NR
+    npan = Np // NR
+
+    # ---- pack all of B once, shared read-only by every task
+    # B contiguous along j (B[j, k] = b[k, j]: dy @ W, dy^T @ x) is read in place, whole micro-panels
+    # of it at least; B contiguous along k (x @ W^T) is transposed into Bp here, once.
+    pack_b = b_rs != 1
+    Nb = Np if pack_b else NR                 # columns per k-slice in Bp
+    Bp = np.empty(Bb * Nb * K, dtype=af.dtype)
+    if pack_b:
+        for t in prange(Bb * npan):
+            pb = t // npan
+            q = t % npan
+            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
+    elif N % NR:                              # in place: only a last partial panel is packed
+        for pb in range(Bb):
+            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
+
+    # ---- task grid: (batch, row block, column block), about one task per thread (the parallel loop
+    # splits its range statically). Rows are split first (each task then streams only its own A); a
+    # product with too few rows for that (a weight gradient: rows = out features) splits its columns.
+    nrp = (M + MR - 1) // MR                  # row panels
+    need = max(1, (nth + B - 1) // B)
+    nrb = 1
+    ncb = 1
+    if need > 1:
+        if nrp >= need * OUTER_MIN_PANELS:
+            nrb = need
+        else:
+            nrb = max(1, nrp // OUTER_MIN_PANELS)
+            ncb = min(npan, (need + nrb - 1) // nrb)
+    rpt = (nrp + nrb - 1) // nrb              # row panels per task
+    nrb = (nrp + rpt - 1) // rpt
+    cpt = (npan + ncb - 1) // ncb             # column panels per task
+    ncb = (npan + cpt - 1) // cpt
+    of = out.reshape(B * M * N)
+
+    for t in prange(B * nrb * ncb):
+        p = t // (nrb * ncb)
+        i0 = (t // ncb) % nrb * rpt * MR
+        i1 = min(M, i0 + rpt * MR)
+        j0 = t % ncb * cpt * NR
+        j1 = min(Np, j0 + cpt * NR)
+        pa = p * sa if Ba > 1 else 0
+        pbb = (p if Bb > 1 else 0) * Nb * K
+        pbf = p * sb if Bb > 1 else 0
+        ct = np.empty(MR * NR, dtype=af.dtype)                 # scratch tile for edges
+        ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
+        for k0 in range(0, K, OUTER_KC):
+            kc = min(OUTER_KC, K - k0)
+            more = k0 > 0
+            for jc in range(j0, j1, NC):
+                jend = min(jc + NC, j1)
+                for r in range(i0, i1, MR):
+                    mr = min(MR, i1 - r)
+                    aoff = pa + r * a_rs + k0 * a_ks
+                    cbase = (p * M + r) * N
+                    if mr == MR:
+                        _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, pbb + k0 * Nb, Nb,
+                               bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend, ct)
+                    else:                             # the last rows: panels of MT rows
+                        for rt in range(0, mr, MT):
+                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
+                                   ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
+                                   cbase + rt * N, jc, jend, ct)
+    return out
+
+
 def _estrides(x):
     """Strides of x in elements, as Python ints (typed int64, so one compiled `_gemm` serves all three)."""
     return tuple(s // x.itemsize for s in x.strides)
 
 
-def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
-    """`_gemm_small` for tiny products, `_gemm` for the rest: each compiles only when first used."""
+# Which kernel large products use: 'avx512' / 'avx2' (`_gemm_outer`, vector micro-kernels) or 'portable'
+# (`_gemm`, the dot-product kernel, no explicit vectors), chosen once from the features of the CPU that
+# Numba compiles for (microkernel.host_kernel; TINYATTN_MATMUL_KERNEL overrides). Assign another name
+# here to compare them: every call reads it.
+KERNEL = host_kernel()
+
+
+def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None):
+    """`_gemm_small` for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL):
+    each compiles only when first used."""
     if 0 < M * N * K <= SMALL_WORK:
         return _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    kernel = KERNEL if kernel is None else kernel
+    if kernel == "portable":
+        return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel == "avx512",
+                       numba.get_num_threads())
 
 
 # The three public functions are plain Python: they only compute strides and call the compiled
 # `_gemm`, so compiling them as well would add seconds to a cold start and save nothing per call.
 
 
-def matmul_nn(a, b):
+def matmul_nn(a, b, kernel=None):
     """out[p] = a[p] @ b[p]: a (Ba, M, K), b (Bb, K, N) -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, i, k] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, i, k]
@@ -237,10 +483,10 @@ def matmul_nn(a, b):
     Bb, _, N = b.shape
     sa, a_rs, a_ks = _estrides(a)
     sb, b_ks, b_rs = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
 
 
-def matmul_nt(a, b):
+def matmul_nt(a, b, kernel=None):
     """out[p] = a[p] @ b[p].T: a (Ba, M, K), b (Bb, N, K) -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, i, k] * b[p, j, k]. Loop nest: `_gemm` with both operands
@@ -250,10 +496,10 @@ def matmul_nt(a, b):
     Bb, N, _ = b.shape
     sa, a_rs, a_ks = _estrides(a)
     sb, b_rs, b_ks = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
 
 
-def matmul_tn(a, b):
+def matmul_tn(a, b, kernel=None):
     """out[p] = a[p].T @ b[p]: a (Ba, K, M), b (Bb, K, N) -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, k, i] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, k, i]
@@ -264,4 +510,4 @@ def matmul_tn(a, b):
     Bb, _, N = b.shape
     sa, a_ks, a_rs = _estrides(a)
     sb, b_ks, b_rs = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)

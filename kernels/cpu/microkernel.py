@@ -1,0 +1,214 @@
+"""The outer-product matmul micro-kernel, emitted as LLVM vector IR, and the host-feature choice.
+
+    ukernel_w64 / ukernel_w32(kc, a, a_off, a_rs, a_ks, bp, b_off, c, c_off, ldc, accumulate)
+
+computes one MR x NR tile of C from a k-slice of length kc:
+
+    acc[r, j] = sum_{k < kc} A[r, k] * Bp[k, j]           r < MR, j < NR
+    C[r, j]   = acc[r, j]            (accumulate false)    C[r, j] = c[c_off + r*ldc + j]
+    C[r, j]  += acc[r, j]            (accumulate true)
+
+    A[r, k]  = a[a_off + r*a_rs + k*a_ks]     any strides: a row-major block (a_ks = 1) is read in place,
+                                              a packed or transposed one through a_rs = 1
+    Bp[k, j] = bp[b_off + k*NR + j]           a packed micro-panel: NR contiguous values per k
+
+Loop nest, as emitted: for k < kc: load the NR values Bp[k, :] as NV = 2 vectors; for r < MR: broadcast
+A[r, k] and do NV vector multiply-adds into the accumulators acc[r, :]. The MR*NV accumulators are SSA
+values (loop phis), so LLVM keeps them in registers: no horizontal sums, and each output is one
+sequential sum over k (no reassociation, so float64 stays as exact as a plain dot product).
+
+Two shapes, one per register file (float32 / float64 lanes in brackets):
+    ukernel_w64: 64-byte vectors (AVX-512, 32 registers):  MR = 12, NR = 2 x 16 (8)   24 accumulators
+    ukernel_w32: 32-byte vectors (AVX2 + FMA, 16 registers): MR = 6, NR = 2 x 8 (4)   12 accumulators
+
+Why emitted IR: Numba leaves LLVM's SLP vectoriser off (`numba.core.config.SLP_VECTORIZE`), so scalar
+accumulators stay scalar, and turning it on is process-wide and not part of Numba's cache key. Vector
+types in the IR need neither: every build, cached or not, is the vector one. `llvm.fmuladd` becomes an
+FMA where the target has one and a multiply + add elsewhere, so the code is correct on any CPU; which
+shape runs (or the portable dot-product kernel in matmul.py) is chosen from the host's features by
+`host_kernel()`, since a 64-byte shape on a 32-byte machine would be split in two and spill.
+"""
+import os
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+NV = 2     # vectors per micro-tile row (NR = NV * lanes)
+
+
+def _make_ukernel(MR, vbytes):
+    """An intrinsic for an MR x (NV * vbytes / itemsize) tile with vbytes-wide vectors (module doc)."""
+
+    @intrinsic
+    def ukernel(typingctx, kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate):
+        arrays = (a, bp, c)
+        if not all(isinstance(x, types.Array) for x in arrays):
+            return None
+        if a.dtype not in (types.float32, types.float64) or not (a.dtype == bp.dtype == c.dtype):
+            return None
+        ints = (kc, a_off, a_rs, a_ks, b_off, b_ks, c_off, ldc)
+        if not all(isinstance(x, types.Integer) for x in ints):
+            return None
+        sig = types.void(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate)
+
+        def codegen(context, builder, sig, args):
+            i64 = ir.IntType(64)
+            tys = sig.args
+            vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                    for v, t in zip(args, tys)]
+            kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accf = vals
+            dt = context.get_data_type(tys[1].dtype)
+            isz = context.get_abi_sizeof(dt)
+            W = vbytes // isz                    # lanes per vector
+            NR = NV * W
+            vt = ir.VectorType(dt, W)
+            vptr = vt.as_pointer()
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                "llvm.fmuladd.v%d%s" % (W, "f32" if isz == 4 else "f64"))
+            pa = builder.gep(context.make_array(tys[1])(context, builder, a).data, [a_off])
+            pb = builder.gep(context.make_array(tys[5])(context, builder, bp).data, [b_off])
+            pc = builder.gep(context.make_array(tys[8])(context, builder, c).data, [c_off])
+            rows = [builder.gep(pa, [builder.mul(a_rs, ir.Constant(i64, r))]) for r in range(MR)]
+            zero = ir.Constant(vt, [ir.Constant(dt, 0.0)] * W)
+            undef = ir.Constant(vt, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
+            lane0 = ir.Constant(ir.IntType(32), 0)
+
+            pre = builder.block
+            loop = builder.append_basic_block("ukernel.k")
+            done = builder.append_basic_block("ukernel.store")
+            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(i64, 0)), loop, done)
+
+            # for k < kc: acc[r, v] = fmuladd(A[r, k], Bp[k, v*W:(v+1)*W], acc[r, v])
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), pre)
+            acc = []
+            for _ in range(MR * NV):
+                ph = builder.phi(vt)
+                ph.add_incoming(zero, pre)
+                acc.append(ph)
+            bk = builder.gep(pb, [builder.mul(k, b_ks)])
+            bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
+                  for v in range(NV)]
+            kk = builder.mul(k, a_ks)
+            new = []
+            for r in range(MR):
+                s = builder.load(builder.gep(rows[r], [kk]))
+                sv = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
+                for v in range(NV):
+                    new.append(builder.call(fma, [sv, bv[v], acc[r * NV + v]]))
+            k1 = builder.add(k, ir.Constant(i64, 1))
+            last = builder.block
+            k.add_incoming(k1, last)
+            for ph, nv in zip(acc, new):
+                ph.add_incoming(nv, last)
+            builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+
+            # C tile: store, or add to what is there
+            builder.position_at_end(done)
+            res = []
+            for t in range(MR * NV):          # phis first: kc == 0 leaves zeros
+                ph = builder.phi(vt)
+                ph.add_incoming(zero, pre)
+                ph.add_incoming(new[t], last)
+                res.append(ph)
+            add = builder.icmp_unsigned("!=", accf, ir.Constant(accf.type, 0))
+            for r in range(MR):
+                crow = builder.gep(pc, [builder.mul(ldc, ir.Constant(i64, r))])
+                for v in range(NV):
+                    p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, v * W)]), vptr)
+                    old = builder.load(p, align=isz)
+                    val = res[r * NV + v]
+                    builder.store(builder.select(add, builder.fadd(old, val), val), p, align=isz)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return ukernel
+
+
+def _make_copy(MR, vbytes, for_b):
+    """An intrinsic copy(n, src, s_off, s_stride, dst, d_off): for t < n, the E contiguous elements
+    src[s_off + t*s_stride : +E] go to dst[d_off + t*E : +E], E = MR (an A micro-panel, for_b false) or
+    NR = NV * vbytes / itemsize (a B micro-panel). E is a constant, so each row is one fixed-size
+    memcpy that LLVM turns into a few vector moves (a loop over a run-time width stays scalar)."""
+
+    @intrinsic
+    def copy(typingctx, n, src, s_off, s_stride, dst, d_off):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
+            return None
+        sig = types.void(n, src, s_off, s_stride, dst, d_off)
+
+        def codegen(context, builder, sig, args):
+            i64 = ir.IntType(64)
+            tys = sig.args
+            n, src, s_off, s_stride, dst, d_off = [
+                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                for v, t in zip(args, tys)]
+            dt = context.get_data_type(tys[1].dtype)
+            isz = context.get_abi_sizeof(dt)
+            E = NV * vbytes // isz if for_b else MR
+            ps = builder.gep(context.make_array(tys[1])(context, builder, src).data, [s_off])
+            pd = builder.gep(context.make_array(tys[4])(context, builder, dst).data, [d_off])
+            with cgutils.for_range(builder, n) as loop:
+                t = loop.index
+                a = builder.gep(ps, [builder.mul(t, s_stride)])
+                b = builder.gep(pd, [builder.mul(t, ir.Constant(i64, E))])
+                cgutils.raw_memcpy(builder, b, a, ir.Constant(i64, E), isz, align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy
+
+
+ukernel_w64 = _make_ukernel(12, 64)
+ukernel_w32 = _make_ukernel(6, 32)
+ukernel_w64t = _make_ukernel(4, 64)     # tail shapes for the last rows (M % MR), so that no row
+ukernel_w32t = _make_ukernel(2, 32)     # panel computes more than 3 (1) rows of zeros
+copy_a_w64 = _make_copy(12, 64, False)
+copy_a_w32 = _make_copy(6, 32, False)
+copy_b_w64 = _make_copy(12, 64, True)
+copy_b_w32 = _make_copy(6, 32, True)
+
+# (MR, vector bytes) of each shape; NR = NV * vector bytes / itemsize
+SHAPES = {"avx512": (12, 64), "avx2": (6, 32)}
+KERNELS = ("avx512", "avx2", "portable")
+
+
+def host_features():
+    """The CPU features Numba compiles for: NUMBA_CPU_NAME / NUMBA_CPU_FEATURES when set (a portable
+    cache built for 'generic' gets the portable kernel), else the host's."""
+    from numba.core import config
+
+    if config.CPU_NAME:
+        spec = config.CPU_FEATURES or ""
+        return {f[1:] for f in spec.split(",") if f.startswith("+")}
+    try:
+        import llvmlite.binding as llb
+
+        return {name for name, on in llb.get_host_cpu_features().items() if on}
+    except Exception:      # pragma: no cover - llvmlite without host feature queries
+        return set()
+
+
+def host_kernel():
+    """'avx512', 'avx2' or 'portable': the fastest matmul kernel for the CPU Numba targets.
+
+    TINYATTN_MATMUL_KERNEL=portable|avx2|avx512 overrides it (benchmarks, and a machine whose
+    features are misreported); a shape the CPU lacks still computes the right result, slowly."""
+    forced = os.environ.get("TINYATTN_MATMUL_KERNEL", "").strip().lower()
+    if forced:
+        if forced not in KERNELS:
+            raise ValueError(f"TINYATTN_MATMUL_KERNEL={forced!r}: expected one of {', '.join(KERNELS)}")
+        return forced
+    feats = host_features()
+    if {"avx512f", "fma"} <= feats:
+        return "avx512"
+    if {"avx2", "fma"} <= feats:
+        return "avx2"
+    return "portable"
