@@ -5,7 +5,7 @@
     y = (x @ x.T).softmax(dim=-1).sum()
     y.backward()            # x.grad now holds dy/dx
 """
-from . import cuda, functional, nn, optim, testing
+from . import cuda, functional, nn, optim, profiler, testing, viz
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .cuda import device
 from .creation import (
