@@ -76,3 +76,29 @@ def test_export_to_torch_gives_the_same_outputs(tmp_path):
     export = load("export_to_torch")
     diff = export.main(["--checkpoint", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "w.npz")])
     assert diff < 1e-4
+
+
+def test_backprop_by_hand_checks_every_gradient(tmp_path, capsys):
+    walk = load("backprop_by_hand")
+    assert walk.main(["--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for formula in ("dL/db_i = b_i − b̂_i", "dL/dα'_ij = dL/db_i · v_j", "dL/dα_ij =", "dL/dq_i = Σ_j dL/dα_ij k_j",
+                    "dL/dk_j =", "dL/dv_j =", "dL/dW^q = Σ_i dL/dq_i a_iᵀ", "dL/dW^k =", "dL/dW^v ="):
+        assert formula in out
+    assert out.count("[ok]") == 19 and "FAIL" not in out
+    assert (tmp_path / "graph.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_backprop_by_hand_fails_loudly_on_a_wrong_derivation(tmp_path, capsys, monkeypatch):
+    walk = load("backprop_by_hand")
+    right = walk.hand_gradients
+
+    def forgets_the_softmax_jacobian(p, f):
+        g = right(p, f)
+        g["α"] = g["α'"]  # as if the softmax passed the gradient through unchanged
+        return g
+
+    monkeypatch.setattr(walk, "hand_gradients", forgets_the_softmax_jacobian)
+    assert walk.main(["--out-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] dL/dα_ij by hand vs autograd" in out and "[ok] dL/db_i by hand vs autograd" in out

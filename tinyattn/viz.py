@@ -559,7 +559,9 @@ def layout(graph):
     for chain, faint in chains:
         a, b = chain[0], chain[-1]
         points = [(x[a] - left, y[a] + sizes[a][1] / 2)]
-        points += [(x[d] - left, y[d]) for d in chain[1:-1]]
+        for d in chain[1:-1]:  # straight down through a layer, so that no box of that layer is crossed
+            half = heights[layer[d]] / 2
+            points += [(x[d] - left, y[d] - half), (x[d] - left, y[d] + half)]
         points.append((x[b] - left, y[b] - sizes[b][1] / 2))
         routes.append((points, faint))
     return boxes, routes, right - left, top - _GAP_Y
