@@ -1,11 +1,18 @@
-"""Training-step benchmark: the examples/reverse.py model in tinyattn against the same model in PyTorch eager.
+"""Training-step benchmark: a tinyattn model against the same model in PyTorch eager.
 
-    python benchmarks/bench_train.py [--steps 100]
-    python benchmarks/bench_train.py --profile [--steps 5] [--trace trace.json]   # tinyattn op by op, no torch
+    python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10]
 
-Both models start from the same weights (tinyattn's, exported under PyTorch's names) and
-see the same batches, so their losses should agree to float32 rounding: the script prints
-both, then steps/s for each (after warm-up steps, compilation excluded) and the ratio.
+--model reverse: the examples/reverse.py model (2 pre-norm encoder layers, d_model 64, 4 heads, ff 256,
+    T 32, vocab 16, batch 32, Adam). --model gpt: a nanoGPT-style causal character model written below
+    with the public API the way a user would (3 pre-norm blocks, d_model 128, 4 heads, T 64, batch 32,
+    vocab 96, one fused qkv Linear + F.scaled_dot_product_attention(is_causal=True), tanh GELU, AdamW),
+    trained on the standard library's Python source.
+
+Both frameworks start from the same weights (tinyattn's, exported under PyTorch's names) and see the
+same batches, so their losses should agree to float32 rounding: the script prints both. Timing is
+interleaved, since this machine's load moves by +-20 % within a minute: after warm-up steps
+(compilation excluded), rounds of `--block` steps of one framework then `--block` of the other (the
+order alternating), and the speed ratio is the median over rounds of tinyattn's steps/s over PyTorch's.
 """
 import argparse
 import os
@@ -16,6 +23,7 @@ import numba
 import numpy as np
 
 import tinyattn as ta
+import tinyattn.nn as nn
 import tinyattn.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
@@ -57,20 +65,132 @@ def profile_steps(args):
     return prof
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--profile", action="store_true",
-                   help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
-    p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
-    args = p.parse_args(argv)
-    if args.profile:
-        return profile_steps(args)
-    import torch
+GPT = dict(vocab=96, context=64, d_model=128, n_head=4, n_layer=3)
+PRINTABLE = "\n" + "".join(chr(c) for c in range(32, 127))   # 96 symbols; anything else maps to "?"
 
-    torch.set_num_threads(numba.get_num_threads())
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model, n_head):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(d_model, 3 * d_model)       # q, k, v in one product
+        self.c_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x):                                   # (B, T, C)
+        B, T, C = x.shape
+        qkv = self.c_attn(x).reshape(B, T, 3, self.n_head, C // self.n_head)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)      # each (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model, n_head):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_head)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(approximate="tanh"),
+                                 nn.Linear(4 * d_model, d_model))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class CharGPT(nn.Module):
+    """nanoGPT's model at toy size: token + learned position embeddings, pre-norm blocks, a final norm."""
+
+    def __init__(self, vocab, context, d_model, n_head, n_layer):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d_model)
+        self.wpe = nn.Embedding(context, d_model)
+        self.h = nn.ModuleList([Block(d_model, n_head) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, idx):                                 # (B, T) -> (B, T, vocab)
+        x = self.wte(idx) + self.wpe(ta.arange(idx.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def torch_char_gpt(vocab, context, d_model, n_head, n_layer):
+    """The same model in torch.nn, with the same parameter names."""
+    import torch
+    from torch import nn as tnn
+
+    class TorchAttention(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = tnn.Linear(d_model, 3 * d_model)
+            self.c_proj = tnn.Linear(d_model, d_model)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            qkv = self.c_attn(x).reshape(B, T, 3, n_head, C // n_head)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            y = tnn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    class TorchBlock(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = tnn.LayerNorm(d_model)
+            self.attn = TorchAttention()
+            self.ln_2 = tnn.LayerNorm(d_model)
+            self.mlp = tnn.Sequential(tnn.Linear(d_model, 4 * d_model), tnn.GELU(approximate="tanh"),
+                                      tnn.Linear(4 * d_model, d_model))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class TorchGPT(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = tnn.Embedding(vocab, d_model)
+            self.wpe = tnn.Embedding(context, d_model)
+            self.h = tnn.ModuleList([TorchBlock() for _ in range(n_layer)])
+            self.ln_f = tnn.LayerNorm(d_model)
+            self.lm_head = tnn.Linear(d_model, vocab, bias=False)
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.h:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))
+
+    return TorchGPT()
+
+
+def char_batches(n, batch_size, context, seed=0):
+    """n batches of (inputs, next-character targets), (batch, context) each, from the standard library's
+    Python source mapped to 96 printable symbols (the same text on every run; nothing downloaded)."""
+    import glob
+    import sysconfig
+
+    text, total = [], 0
+    for path in sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py"))):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text.append(f.read())
+        total += len(text[-1])
+        if total > 2_000_000:
+            break
+    lookup = {ch: i for i, ch in enumerate(PRINTABLE)}
+    ids = np.array([lookup.get(ch, PRINTABLE.index("?")) for ch in "".join(text)], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        start = rng.integers(0, len(ids) - context - 1, size=batch_size)
+        window = ids[start[:, None] + np.arange(context + 1)]
+        out.append((window[:, :-1].copy(), window[:, 1:].copy()))
+    return out
+
+
+def setup_reverse(torch, batch_size, n):
+    """(tinyattn step, torch step, description): the examples/reverse.py model, Adam."""
     ta.manual_seed(0)
     ours = ReverseTransformer()
     path = "/tmp/bench_train_weights.npz"
@@ -79,9 +199,10 @@ def main(argv=None):
     opt_ours = ta.optim.Adam(ours.parameters(), lr=1e-3)
     opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
-    data = [rng.integers(0, 16, size=(args.batch_size, 32)) for _ in range(args.warmup + args.steps)]
+    data = [rng.integers(0, 16, size=(batch_size, 32)) for _ in range(n)]
 
-    def step_ours(x):
+    def step_ours(i):
+        x = data[i]
         y = x[:, ::-1].copy()
         logits = ours(ta.tensor(x))
         loss = F.cross_entropy(logits.reshape(-1, 16), ta.tensor(y.reshape(-1)))
@@ -90,7 +211,8 @@ def main(argv=None):
         opt_ours.step()
         return loss.item()
 
-    def step_theirs(x):
+    def step_theirs(i):
+        x = data[i]
         y = torch.from_numpy(x[:, ::-1].copy())
         logits = theirs(torch.from_numpy(x))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), y.reshape(-1))
@@ -99,23 +221,94 @@ def main(argv=None):
         opt_theirs.step()
         return loss.item()
 
-    results = {}
-    for name, step in (("tinyattn", step_ours), ("torch", step_theirs)):
-        losses = [step(x) for x in data[: args.warmup]]
-        start = time.perf_counter()
-        for x in data[args.warmup :]:
-            losses.append(step(x))
-        results[name] = (args.steps / (time.perf_counter() - start), losses)
+    desc = f"reverse: 2 pre-norm encoder layers, d_model 64, 4 heads, ff 256, T=32, vocab 16, batch {batch_size}, Adam"
+    return step_ours, step_theirs, desc
 
-    (ours_sps, ours_losses), (torch_sps, torch_losses) = results["tinyattn"], results["torch"]
+
+def setup_gpt(torch, batch_size, n):
+    """(tinyattn step, torch step, description): the nanoGPT-style char model above, AdamW."""
+    ta.manual_seed(0)
+    ours = CharGPT(**GPT)
+    path = "/tmp/bench_train_gpt_weights.npz"
+    export_for_torch(ours, path)
+    theirs = load_into_torch(torch_char_gpt(**GPT), path)
+    opt_ours = ta.optim.AdamW(ours.parameters(), lr=1e-3, weight_decay=0.1)
+    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-3, weight_decay=0.1)
+    data = char_batches(n, batch_size, GPT["context"])
+    V = GPT["vocab"]
+
+    def step_ours(i):
+        x, y = data[i]
+        logits = ours(ta.tensor(x))
+        loss = F.cross_entropy(logits.reshape(-1, V), ta.tensor(y.reshape(-1)))
+        opt_ours.zero_grad()
+        loss.backward()
+        opt_ours.step()
+        return loss.item()
+
+    def step_theirs(i):
+        x, y = data[i]
+        logits = theirs(torch.from_numpy(x))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(y).reshape(-1))
+        opt_theirs.zero_grad()
+        loss.backward()
+        opt_theirs.step()
+        return loss.item()
+
+    desc = (f"gpt: 3 pre-norm blocks, d_model 128, 4 heads, T=64, vocab 96, batch {batch_size}, AdamW, "
+            "fused qkv + causal SDPA, tanh GELU")
+    return step_ours, step_theirs, desc
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=("reverse", "gpt"), default="reverse")
+    p.add_argument("--steps", type=int, default=100, help="timed steps per framework")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--block", type=int, default=10, help="steps per framework in one interleaved round")
+    p.add_argument("--batch-size", type=int, default=32)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(numba.get_num_threads())
+    setup = setup_reverse if args.model == "reverse" else setup_gpt
+    n = args.warmup + args.steps
+    step_ours, step_theirs, desc = setup(torch, args.batch_size, n)
+
+    losses = {"tinyattn": [], "torch": []}
+    steps = {"tinyattn": step_ours, "torch": step_theirs}
+
+    def run(name, count):
+        """`count` more steps of one framework (each on its own next batch); their wall time."""
+        done = len(losses[name])
+        start = time.perf_counter()
+        for i in range(done, done + count):
+            losses[name].append(steps[name](i))
+        return time.perf_counter() - start
+
+    for name in steps:
+        run(name, args.warmup)
+    rounds, ratios, total = max(1, args.steps // args.block), [], {"tinyattn": 0.0, "torch": 0.0}
+    for r in range(rounds):
+        order = ("tinyattn", "torch") if r % 2 == 0 else ("torch", "tinyattn")
+        t = {name: run(name, args.block) for name in order}
+        for name in t:
+            total[name] += t[name]
+        ratios.append(t["torch"] / t["tinyattn"])          # = tinyattn steps/s over torch steps/s
+
+    ours_losses, torch_losses = losses["tinyattn"], losses["torch"]
     gap = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
-    print(f"model: 2 pre-norm encoder layers, d_model 64, 4 heads, ff 256, T=32, vocab 16, batch {args.batch_size}, Adam")
+    timed = rounds * args.block
+    ours_sps, torch_sps = timed / total["tinyattn"], timed / total["torch"]
+    print(f"model: {desc}")
     print(f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()}; torch {torch.__version__}")
     print(f"losses: first {ours_losses[0]:.4f} vs {torch_losses[0]:.4f}, last {ours_losses[-1]:.4f} vs "
           f"{torch_losses[-1]:.4f}, max |difference| over {len(ours_losses)} steps {gap:.2e}")
-    print("\n| framework | steps/s | ms/step | tinyattn / torch |")
+    print(f"interleaved: {rounds} rounds of {args.block} steps each; tinyattn/torch per round: "
+          + " ".join(f"{x:.2f}" for x in ratios))
+    print("\n| framework | steps/s | ms/step | tinyattn / torch (median of rounds) |")
     print("|---|---:|---:|---:|")
-    print(f"| tinyattn | {ours_sps:.1f} | {1000 / ours_sps:.1f} | {ours_sps / torch_sps:.2f}x |")
+    print(f"| tinyattn | {ours_sps:.1f} | {1000 / ours_sps:.1f} | {float(np.median(ratios)):.2f}x |")
     print(f"| PyTorch eager | {torch_sps:.1f} | {1000 / torch_sps:.1f} | 1.00x |")
 
 
