@@ -131,6 +131,22 @@ def main():
           f"over {len(dispatchers)} kernels")
     if args.expect_cache_hits and (hits == 0 or misses):
         fail(f"expected every kernel from the cache in a second run, got {hits} hits and {misses} misses")
+
+    # tinyattn.distributed is installed and imports without its extra (this venv has no mpi4py)
+    import tinyattn.distributed as dist
+
+    if "mpi4py" in sys.modules:
+        fail("importing tinyattn.distributed imported mpi4py; only init() may")
+    if list(dist.DistributedSampler(5, num_replicas=2, rank=1, shuffle=False)) != [1, 3, 0]:
+        fail("DistributedSampler(5, num_replicas=2, rank=1, shuffle=False) is not [1, 3, 0]")
+    if not dist.is_available():
+        try:
+            dist.init()
+            fail("distributed.init() without mpi4py did not raise")
+        except ImportError as e:
+            if "tinyattn[distributed]" not in str(e):
+                fail(f"distributed.init() without mpi4py does not name the extra: {e}")
+    print("wheel smoke: tinyattn.distributed imports without mpi4py")
     print("wheel smoke: passed")
 
 

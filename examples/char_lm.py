@@ -1,6 +1,7 @@
 """A character-level language model with causal self-attention, trained on Python's own source.
 
     python examples/char_lm.py
+    mpiexec -n 2 python examples/char_lm.py --distributed   # data-parallel over 2 ranks (MPI)
 
 The corpus is read at run time from the standard library's .py files (nothing is
 downloaded or committed). It reports train and validation loss in nats per character
@@ -132,8 +133,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/char_lm")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI, launched with mpiexec -n N; --batch-size is then per rank")
     args = p.parse_args(argv)
     start = time.perf_counter()
+    rank, world, print0 = 0, 1, print
+    if args.distributed and args.sample is None:  # every rank runs this same script and reads the whole corpus
+        import tinyattn.distributed as dist
+
+        dist.init()  # one Numba thread per rank when ranks share a machine's cores
+        rank, world, print0 = dist.get_rank(), dist.get_world_size(), dist.print0
     if args.sample is not None:
         model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, 0.0)
         model.load_state_dict(ta.load(os.path.join(args.out_dir, "char_lm.npz"))["model"])
@@ -144,7 +153,7 @@ def main(argv=None):
     data = encode(load_corpus(args.chars))
     split = int(0.9 * len(data))
     train_data, val_data = data[:split], data[split:]
-    print(f"corpus: {len(data):,} characters from the standard library ({len(train_data):,} train, {len(val_data):,} validation)")
+    print0(f"corpus: {len(data):,} characters from the standard library ({len(train_data):,} train, {len(val_data):,} validation)")
 
     ta.manual_seed(args.seed)
     model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, args.dropout)
@@ -152,14 +161,22 @@ def main(argv=None):
     sched = ta.optim.WarmupCosine(opt, warmup_steps=min(200, args.max_steps // 2), total_steps=args.max_steps,
                                   min_lr=args.lr / 10)
     rng = np.random.default_rng(args.seed)
+    net = model
+    if world > 1:
+        net = dist.DistributedDataParallel(model)  # rank 0's weights everywhere; backward averages gradients
+        print0(f"data-parallel over {world} ranks: global batch {args.batch_size * world} "
+               f"= {args.batch_size} per rank x {world}")
 
     from tqdm import tqdm
 
-    bar = tqdm(total=args.max_steps, disable=args.no_progress, desc="char_lm", unit="step")
+    bar = tqdm(total=args.max_steps, disable=args.no_progress or rank != 0, desc="char_lm", unit="step")
     history, step = [], 0
-    while step < args.max_steps and time.perf_counter() - start < args.max_seconds:
-        x, y = random_windows(train_data, rng, args.batch_size, args.context)
-        logits = model(ta.tensor(x))
+    while _keep_going(args, step, start, world):
+        # every rank draws the same global batch (same seed) and trains on its own slice of it
+        x, y = random_windows(train_data, rng, args.batch_size * world, args.context)
+        mine = slice(rank * args.batch_size, (rank + 1) * args.batch_size)
+        logits = net(ta.tensor(x[mine]))
+        y = y[mine]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ta.tensor(y.reshape(-1)))
         opt.zero_grad()
         loss.backward()
@@ -170,23 +187,39 @@ def main(argv=None):
         bar.update(1)
         if step % args.eval_every == 0:
             eval_rng = np.random.default_rng(12345)
-            train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size, args.context)
-            val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+            train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
+            val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
             history.append((step, time.perf_counter() - start, train_loss, val_loss))
-            bar.write(f"step {step:5d}  {history[-1][1]:6.1f} s  train {train_loss:.3f}  val {val_loss:.3f} nats/char")
+            if rank == 0:
+                bar.write(f"step {step:5d}  {history[-1][1]:6.1f} s  train {train_loss:.3f}  val {val_loss:.3f} nats/char")
     bar.close()
     eval_rng = np.random.default_rng(12345)
-    train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size, args.context)
-    val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size, args.context)
+    train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
+    val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
     elapsed = time.perf_counter() - start
-    print(f"final after {step} steps, {elapsed:.1f} s: train {train_loss:.3f}, validation {val_loss:.3f} nats/char")
+    print0(f"final after {step} steps, {elapsed:.1f} s: train {train_loss:.3f}, validation {val_loss:.3f} nats/char")
 
+    if rank != 0:
+        return val_loss  # rank 0 samples and saves
     prompt = encode(args.prompt)
     text = decode(sample(model, prompt, args.sample_chars, args.seed, args.temperature, args.top_k, args.top_p))
     print("---- sample ----\n" + text + "\n----------------")
     os.makedirs(args.out_dir, exist_ok=True)
     ta.save({"model": model.state_dict(), "step": step}, os.path.join(args.out_dir, "char_lm.npz"))
     return val_loss
+
+
+def _keep_going(args, step, start, world):
+    """Another step? With several ranks, rank 0's clock decides for all (a rank that stopped alone would
+    leave the others waiting in the next all-reduce)."""
+    go = step < args.max_steps and time.perf_counter() - start < args.max_seconds
+    if world > 1:
+        import tinyattn.distributed as dist
+
+        flag = ta.tensor(int(go))
+        dist.broadcast(flag, src=0)
+        go = bool(flag.item())
+    return go
 
 
 if __name__ == "__main__":

@@ -1,0 +1,293 @@
+"""tinyattn.distributed: collectives, DistributedDataParallel, the sampler and failure handling.
+
+The MPI tests launch tests/mpi_worker.py under this environment's `mpiexec -n 2` (the MPICH wheel of the
+`distributed` extra puts it next to the Python executable), with a timeout, twice in all: once for
+everything that should work, once for a rank that crashes. The worker writes what each rank saw; the
+expected values are recomputed here, in this plain process, which never imports mpi4py.
+They are skipped, with the reason, when the extra is not installed.
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mpi_worker as w
+import tinyattn as ta
+import tinyattn.distributed as dist
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "mpi_worker.py")
+WORLD = 2
+
+
+def _mpiexec():
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.path.exists(beside) else shutil.which("mpiexec")
+
+
+def _missing():
+    if importlib.util.find_spec("mpi4py") is None:  # found without importing it (that would start MPI here)
+        return "mpi4py is not installed: pip install -e '.[distributed]' (mpi4py and the MPICH wheel)"
+    if _mpiexec() is None:
+        return "no mpiexec beside the Python executable or on PATH: pip install -e '.[distributed]' (the MPICH wheel)"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+def launch(mode, out_dir, timeout, script=WORKER, args=None):
+    """mpiexec -n 2 python tests/mpi_worker.py MODE OUT_DIR (or another script with its args);
+    (return code, seconds, stdout, stderr)."""
+    cmd = [_mpiexec(), "-n", str(WORLD), sys.executable, script] + (args or [mode, str(out_dir)])
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{' '.join(cmd)} hung: still running after {timeout} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+    return done.returncode, time.perf_counter() - start, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("mpi_main")
+    rc, seconds, stdout, stderr = launch("main", out_dir, timeout=300)
+    if rc != 0:
+        pytest.fail(f"mpiexec -n 2 mpi_worker.py main failed (exit {rc})\nstdout:\n{stdout[-3000:]}\n"
+                    f"stderr:\n{stderr[-6000:]}")
+    ranks = [dict(np.load(out_dir / f"rank{r}.npz")) for r in range(WORLD)]
+    return {"ranks": ranks, "stdout": stdout, "dir": out_dir}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """One process, batch 2b, the same seed: what the 2-rank runs must reproduce."""
+    ta.manual_seed(w.SEED)
+    model = w.TinyLM()
+    initial = {n: p.numpy().copy() for n, p in model.named_parameters()}
+    opt = w.make_optimizer(model)
+    data = w.dataset()
+    losses = [w.train_step(model, opt, data, idx) for idx in w.batches(w.STEPS, WORLD * w.PER_RANK_BATCH)]
+    return {"initial": initial, "losses": np.array(losses),
+            "final": {n: p.numpy().copy() for n, p in model.named_parameters()}}
+
+
+def key_bias_slice(name):
+    """The key part of the attention's in_proj_bias: its gradient is zero in exact arithmetic (adding one
+    vector to every key adds a constant to each query's scores, which softmax ignores), so it is rounding
+    noise of either sign, and Adam turns noise into full-size steps; it cannot change any output."""
+    return slice(16, 32) if name.endswith("in_proj_bias") else None
+
+
+# ---- without MPI -----------------------------------------------------------------------------------------
+def test_import_tinyattn_does_not_need_mpi4py():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"  # as if it were not installed
+            "import tinyattn, tinyattn.distributed as d\n"
+            "assert not d.is_available() and not d.is_initialized()\n"
+            "assert list(d.DistributedSampler(4, shuffle=False)) == [0, 1, 2, 3]\n"
+            "try:\n    d.init()\nexcept ImportError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'tinyattn[distributed]'" in done.stdout
+
+
+def test_uninitialized_group_says_so():
+    assert not dist.is_initialized() and dist.is_main_process()
+    with pytest.raises(RuntimeError, match="not initialized.*init"):
+        dist.all_reduce(ta.ones(3))
+    with pytest.raises(RuntimeError, match="not initialized"):
+        dist.DistributedDataParallel(w.TinyLM())
+    with pytest.raises(ValueError, match="backend 'nccl'"):
+        dist.init_process_group("nccl")
+
+
+@pytest.mark.parametrize("n, world, drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (2, 3, False)])
+def test_sampler_shards_an_epoch(n, world, drop_last):
+    shards = [list(dist.DistributedSampler(n, num_replicas=world, rank=r, seed=7, drop_last=drop_last))
+              for r in range(world)]
+    lengths = {len(s) for s in shards}
+    assert len(lengths) == 1  # every rank runs the same number of steps
+    assert lengths == {len(dist.DistributedSampler(n, num_replicas=world, rank=0, drop_last=drop_last))}
+    everything = [i for s in shards for i in s]
+    if drop_last:
+        assert len(everything) == n // world * world and len(set(everything)) == len(everything)
+    else:
+        assert set(everything) == set(range(n))  # all covered, the padding repeats some
+        assert len(everything) == -(-n // world) * world
+    assert all(0 <= i < n for i in everything)
+
+
+def test_sampler_epochs_and_seeds():
+    a = dist.DistributedSampler(100, num_replicas=2, rank=0, seed=3)
+    b = dist.DistributedSampler(100, num_replicas=2, rank=0, seed=3)
+    first = list(a)
+    assert list(a) == first == list(b)  # the same seed and epoch: the same order, on any rank
+    assert sorted(first) != first  # shuffled
+    a.set_epoch(1)
+    assert list(a) != first
+    other = dist.DistributedSampler(100, num_replicas=2, rank=1, seed=3)
+    other.set_epoch(1)
+    assert sorted(list(a) + list(other)) == list(range(100))  # epoch 1 is a new permutation, still a partition
+    assert list(dist.DistributedSampler(5, 2, 1, shuffle=False)) == [1, 3, 0]  # padded with the first index
+    assert list(dist.DistributedSampler(range(3), 1, 0, shuffle=False)) == [0, 1, 2]  # anything with a len()
+    with pytest.raises(ValueError, match="invalid rank 2"):
+        dist.DistributedSampler(10, num_replicas=2, rank=2)
+
+
+# ---- under mpiexec -n 2 -----------------------------------------------------------------------------------
+@needs_mpi
+def test_collectives_values(run):
+    for rank, got in enumerate(run["ranks"]):
+        assert got["world"] == WORLD
+        for dtype in w.DTYPES:
+            for label, shape in w.SIZES.items():
+                x = [w.collective_input(r, dtype, shape) for r in range(WORLD)]
+                expected = {"sum": x[0] + x[1], "max": np.maximum(x[0], x[1])}
+                if dtype != "int64":
+                    expected["avg"] = (x[0] + x[1]) / np.array(WORLD, dtype=dtype)
+                for op, value in expected.items():
+                    result = got[f"all_reduce/{op}/{dtype}/{label}"]
+                    assert result.dtype == np.dtype(dtype) and result.shape == shape, (op, dtype, label)
+                    np.testing.assert_allclose(result, value, rtol=1e-6, atol=0, err_msg=f"{op} {dtype} {label}")
+                np.testing.assert_array_equal(got[f"broadcast/{dtype}/{label}"], x[1])
+                np.testing.assert_array_equal(got[f"all_gather/{dtype}/{label}"], np.stack(x))
+        # a strided view reduces into its base's memory; the other columns keep this rank's own values
+        base = w.collective_input(rank, "float64", (4, 6))
+        base[:, 1::2] = sum(w.collective_input(r, "float64", (4, 6))[:, 1::2] for r in range(WORLD))
+        np.testing.assert_allclose(got["all_reduce/view_base"], base, rtol=1e-12)
+        message = str(got["mismatch_error"])
+        assert "ranks disagree" in message and "rank 0: shape (3,)" in message and "rank 1: shape (4,)" in message
+
+
+@needs_mpi
+def test_cuda_tensors_go_through_host_buffers(run):
+    if not ta.cuda.is_available():
+        pytest.skip("no GPU and no CUDA simulator")
+    x = [w.collective_input(r, "float32", (7,)) for r in range(WORLD)]
+    for got in run["ranks"]:
+        np.testing.assert_allclose(got["cuda/all_reduce_avg"], (x[0] + x[1]) / np.float32(2), rtol=1e-6)
+        np.testing.assert_array_equal(got["cuda/broadcast"], x[1])
+
+
+@needs_mpi
+def test_ddp_buckets_by_dtype_and_missing_gradients(run):
+    x = [np.arange(5, dtype=np.float32) * (r + 1) for r in range(WORLD)]
+    for got in run["ranks"]:
+        assert got["mixed/buckets"] == 4  # a bucket of 8 bytes: one per parameter, never a float32/64 mix
+        np.testing.assert_allclose(got["mixed/grad/a"], (x[0] + x[1]) / 2)  # d/da sum(a*x) = x, averaged
+        np.testing.assert_allclose(got["mixed/grad/b"], np.full(3, (2 * 1 + 2 * 2) / 2))  # 2b (r+1), b = 1
+        assert got["mixed/grad/b"].dtype == np.float64
+        np.testing.assert_allclose(got["mixed/grad/only_rank1"], [1.5, 1.5])  # (0 on rank 0 + 3 on rank 1) / 2
+        assert str(got["mixed/grad/unused"]) == "None"  # no rank had one: still None, as without DDP
+
+
+@needs_mpi
+@pytest.mark.parametrize("tag", ["plain", "accumulate"])
+def test_two_ranks_train_like_one_process_with_twice_the_batch(run, reference, tag):
+    """20 AdamW steps (clipped) of a small Transformer: per-rank batch b on 2 ranks against batch 2b in one
+    process. "plain" reduces in 7 small buckets; "accumulate" runs each rank's batch as 2 micro-batches,
+    the first under no_sync, and one bucket."""
+    r0, r1 = run["ranks"]
+    for got in (r0, r1):
+        # wrap time: rank 0's parameters and buffers, although every rank was seeded and built differently
+        np.testing.assert_array_equal(got[f"{tag}/initial/embed"], reference["initial"]["embed.weight"])
+        np.testing.assert_array_equal(got[f"{tag}/initial/scale"], np.ones(16, np.float32))
+        np.testing.assert_allclose(got[f"{tag}/losses"], reference["losses"], rtol=2e-6)
+        for name, value in reference["final"].items():
+            ours, want = got[f"{tag}/final/{name}"].copy(), value.copy()
+            if key_bias_slice(name):
+                ours[key_bias_slice(name)] = want[key_bias_slice(name)] = 0
+            np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6, err_msg=f"{tag} {name}")
+        for name in reference["final"]:  # the ranks stay bitwise identical, key bias included
+            np.testing.assert_array_equal(got[f"{tag}/final/{name}"], r0[f"{tag}/final/{name}"])
+    buckets = r0[f"{tag}/buckets"]
+    assert sum(buckets) == len(reference["final"])
+    assert len(buckets) == (7 if tag == "plain" else 1)  # 0.002 MB buckets: boundaries inside the layer
+    assert r0[f"{tag}/allreduce_calls"] == w.STEPS * len(buckets)  # one per bucket per step, none under no_sync
+
+
+@needs_mpi
+def test_no_sync_leaves_each_rank_its_own_gradient(run, reference):
+    """After a backward inside no_sync, .grad is this rank's own (not averaged): the gradient of its share of
+    the first batch, from the initial weights."""
+    for rank, got in enumerate(run["ranks"]):
+        ta.manual_seed(w.SEED)
+        model = w.TinyLM()
+        idx = w.batches(1, w.PER_RANK_BATCH, WORLD, rank)[0]
+        w.lm_loss(model, w.dataset()[idx]).backward()
+        np.testing.assert_allclose(got["accumulate/local_grad_step0"], model.head.weight.grad.numpy(), rtol=1e-5,
+                                   atol=1e-7)
+    assert not np.allclose(run["ranks"][0]["accumulate/local_grad_step0"],
+                           run["ranks"][1]["accumulate/local_grad_step0"])
+
+
+@needs_mpi
+def test_checkpoint_from_rank_0_resumes_in_one_process(run):
+    ck = ta.load(run["dir"] / "checkpoint.npz")
+    assert ck["step"] == w.CHECKPOINT_STEP and "embed.weight" in ck["model"]  # the model's own keys
+    model = w.TinyLM()
+    model.load_state_dict(ck["model"])
+    opt = w.make_optimizer(model)
+    opt.load_state_dict(ck["optim"])
+    data = w.dataset()
+    losses = [w.train_step(model, opt, data, idx)
+              for idx in w.batches(w.STEPS, WORLD * w.PER_RANK_BATCH, start=w.CHECKPOINT_STEP)]
+    np.testing.assert_allclose(losses, run["ranks"][0]["plain/losses"][w.CHECKPOINT_STEP:], rtol=2e-6)
+
+
+@needs_mpi
+def test_rank_zero_prints_and_threads_are_shared(run):
+    assert run["stdout"].count("print0 says hello") == 1
+    cores = len(os.sched_getaffinity(0))
+    want = int(os.environ["NUMBA_NUM_THREADS"]) if "NUMBA_NUM_THREADS" in os.environ else max(1, cores // WORLD)
+    for got in run["ranks"]:
+        assert got["numba_threads"] == want
+
+
+@needs_mpi
+def test_a_crash_on_one_rank_ends_the_job(tmp_path):
+    rc, seconds, stdout, stderr = launch("crash", tmp_path, timeout=60)
+    assert rc != 0
+    assert seconds < 30
+    assert "[rank 1] RuntimeError: injected failure at step 3" in stderr  # the failing rank's traceback
+    assert "mpi_worker.py" in stderr and "rank 1 raised an uncaught exception" in stderr
+    assert "rank 0 finished step 2" in stdout and "finished all steps" not in stdout
+
+
+@needs_mpi
+def test_char_lm_distributed_trains_like_one_process_with_the_global_batch(tmp_path, capsys):
+    """mpiexec -n 2 python examples/char_lm.py --distributed --batch-size 4 against one process with --batch-size 8:
+    the same evaluation losses, and the same checkpoint, written once by rank 0."""
+    script = os.path.join(HERE, "..", "examples", "char_lm.py")
+    tiny = ["--chars", "20000", "--context", "16", "--d-model", "16", "--heads", "2", "--layers", "1", "--ff", "32",
+            "--max-steps", "12", "--eval-every", "6", "--eval-batches", "2", "--sample-chars", "10", "--no-progress"]
+    rc, _, stdout, stderr = launch(None, None, timeout=180, script=script,
+                                   args=["--distributed", "--batch-size", "4", "--out-dir", str(tmp_path / "two")] + tiny)
+    assert rc == 0, stderr[-4000:]
+    assert stdout.count("corpus:") == 1 and stdout.count("---- sample ----") == 1  # rank 0 alone prints
+    assert "global batch 8 = 4 per rank x 2" in stdout
+
+    spec = importlib.util.spec_from_file_location("char_lm", script)
+    char_lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(char_lm)
+    char_lm.main(["--batch-size", "8", "--out-dir", str(tmp_path / "one")] + tiny)
+    one = capsys.readouterr().out
+
+    def losses(text):
+        rows = [line.split() for line in text.splitlines() if line.startswith("step ")]
+        return np.array([[float(r[r.index("train") + 1]), float(r[r.index("val") + 1])] for r in rows])
+
+    assert losses(stdout).shape == (2, 2)
+    np.testing.assert_allclose(losses(stdout), losses(one), atol=1.5e-3)  # printed with 3 decimals
+    two_ck, one_ck = (ta.load(tmp_path / d / "char_lm.npz")["model"] for d in ("two", "one"))
+    assert two_ck.keys() == one_ck.keys()  # the model's own keys, no "module." prefix
+    for name in one_ck:
+        a, b = two_ck[name].numpy().copy(), one_ck[name].numpy().copy()
+        if name.endswith("in_proj_bias"):
+            a[16:32] = b[16:32] = 0  # the key bias: see key_bias_slice
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
