@@ -1,10 +1,18 @@
 """Kernel benchmark: tinyattn's Numba matmul and softmax against NumPy (and PyTorch when installed).
 
-    python benchmarks/bench_kernels.py [--repeats N]
+    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax]
+                                       [--kernel avx512|avx2|portable]
 
-Compilation is excluded (every kernel is called once before timing); each number is the median of
-N timed calls. Prints the machine, then a markdown table for docs/benchmarks.md.
-For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them).
+Compilation is excluded (every kernel is called once before timing). Prints the machine, then markdown
+tables for docs/benchmarks.md:
+- models: the matmuls of the two training benchmarks' Linear layers (forward x @ W^T, input gradient
+  dy @ W, weight gradient dy^T @ x) and 1024^2, against numpy's BLAS at the same thread count, in
+  interleaved rounds: each round takes the best of 3 calls of each, the ratio is the median over rounds;
+- square: a few square and thin shapes (median of --repeats calls), with torch beside them;
+- softmax: the fused kernel against the NumPy composite.
+--threads sets Numba's, numpy's BLAS (through threadpoolctl, when installed) and torch's thread counts.
+For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them
+and the kernel OpenBLAS chose).
 """
 import argparse
 import os
@@ -14,8 +22,14 @@ import time
 import numba
 import numpy as np
 
+from tinyattn.kernels.cpu import matmul as mm
 from tinyattn.kernels.cpu.matmul import matmul_nn
 from tinyattn.kernels.cpu.softmax import softmax_forward
+
+try:
+    import threadpoolctl
+except ImportError:          # optional: without it numpy's BLAS keeps its own thread count
+    threadpoolctl = None
 
 try:
     import torch
@@ -50,24 +64,116 @@ def machine():
         blas = f"{b.get('name')} {b.get('version')}"
     except Exception:
         pass
+    arch = "unknown (install threadpoolctl to see it)"
+    if threadpoolctl is not None:
+        info = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        arch = ", ".join(f"{i.get('internal_api')} {i.get('architecture')} kernel, {i.get('num_threads')} threads"
+                         for i in info) or "none found"
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("OPENBLAS", "OMP_", "MKL_", "NUMBA_")) or k == "BLIS_NUM_THREADS"}
     lines = [
         f"- CPU: {cpu}, {os.cpu_count()} logical cores, numba threads: {numba.get_num_threads()}",
         f"- numpy {np.__version__} (BLAS: {blas}), numba {numba.__version__}, "
         f"python {platform.python_version()}" + (f", torch {torch.__version__}" if torch else ", torch: not installed"),
+        f"- numpy BLAS at run time: {arch}; tinyattn matmul kernel: {mm.KERNEL}",
         f"- env: {env if env else 'no OPENBLAS_/OMP_/MKL_/NUMBA_ variables set'}",
     ]
     return "\n".join(lines)
 
 
+# (tokens M, in features, out features) of every Linear layer in benchmarks/bench_train.py whose sizes
+# are in {64, ..., 512}: the reverse model (M = 32 x 32) and the gpt model (M = 32 x 64)
+MODEL_LINEARS = [
+    ("reverse qkv", 1024, 64, 192), ("reverse out", 1024, 64, 64), ("reverse ff1", 1024, 64, 256),
+    ("reverse ff2", 1024, 256, 64),
+    ("gpt qkv", 2048, 128, 384), ("gpt proj", 2048, 128, 128), ("gpt fc", 2048, 128, 512),
+    ("gpt fc proj", 2048, 512, 128), ("gpt head", 2048, 128, 96),
+]
+
+
+def best_time(fn, n=3):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def interleaved(ours, theirs, rounds):
+    """Best-of-3 times of each, round by round (the order alternating); (best ours, best theirs, median of
+    the per-round ratios theirs/ours, i.e. our speed relative to theirs)."""
+    ours(), theirs()                      # warm-up: compilation, first-touch allocation
+    to, tt, ratios = [], [], []
+    for r in range(rounds):
+        if r % 2:
+            b = best_time(theirs)
+            a = best_time(ours)
+        else:
+            a = best_time(ours)
+            b = best_time(theirs)
+        to.append(a)
+        tt.append(b)
+        ratios.append(b / a)
+    return min(to), min(tt), float(np.median(ratios))
+
+
+def model_shapes(rng, rounds, kernel):
+    print("| layer | product | shape (M x K) @ (K x N) | tinyattn GFLOP/s | numpy GFLOP/s | tinyattn/numpy (median) | goal 0.85 |")
+    print("|---|---|---|---:|---:|---:|:---:|")
+    ratios = []
+    cases = []
+    for name, M, fin, fout in MODEL_LINEARS:
+        x = rng.standard_normal((1, M, fin)).astype(np.float32)
+        w = rng.standard_normal((1, fout, fin)).astype(np.float32)
+        dy = rng.standard_normal((1, M, fout)).astype(np.float32)
+        x2, w2, dy2 = x[0], w[0], dy[0]
+        cases += [
+            (name, "x @ W^T", (M, fin, fout), lambda x=x, w=w: mm.matmul_nt(x, w, kernel), lambda x2=x2, w2=w2: x2 @ w2.T),
+            (name, "dy @ W", (M, fout, fin), lambda dy=dy, w=w: mm.matmul_nn(dy, w, kernel), lambda dy2=dy2, w2=w2: dy2 @ w2),
+            (name, "dy^T @ x", (fout, M, fin), lambda dy=dy, x=x: mm.matmul_tn(dy, x, kernel), lambda dy2=dy2, x2=x2: dy2.T @ x2),
+        ]
+    a = rng.standard_normal((1, 1024, 1024)).astype(np.float32)
+    b = rng.standard_normal((1, 1024, 1024)).astype(np.float32)
+    cases.append(("square", "a @ b", (1024, 1024, 1024), lambda: mm.matmul_nn(a, b, kernel), lambda: a[0] @ b[0]))
+    for name, prod, (M, K, N), ours, theirs in cases:
+        t_o, t_n, ratio = interleaved(ours, theirs, rounds)
+        flop = 2.0 * M * N * K
+        if name != "square":
+            ratios.append(ratio)
+        print(f"| {name} | {prod} | ({M}x{K})·({K}x{N}) | {flop / t_o / 1e9:.1f} | {flop / t_n / 1e9:.1f} | "
+              f"{ratio:.2f} | {'met' if ratio >= 0.85 else 'not met'} |", flush=True)
+    geo = float(np.exp(np.mean(np.log(ratios))))
+    print(f"\n{len(ratios)} model products: geometric mean {geo:.2f}, worst {min(ratios):.2f}, "
+          f"{sum(r >= 0.85 for r in ratios)}/{len(ratios)} at >= 0.85\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model shape")
+    ap.add_argument("--threads", type=int, default=None, help="threads for tinyattn, numpy's BLAS and torch")
+    ap.add_argument("--only", choices=("models", "square", "softmax"), default=None)
+    ap.add_argument("--kernel", choices=("avx512", "avx2", "portable"), default=None,
+                    help="tinyattn matmul kernel (default: the one chosen for this CPU)")
     args = ap.parse_args()
+    if args.threads is not None:
+        numba.set_num_threads(args.threads)
+        if threadpoolctl is not None:
+            threadpoolctl.threadpool_limits(args.threads, user_api="blas")
+        else:
+            print("(threadpoolctl not installed: numpy's BLAS threads are not limited; set OPENBLAS_NUM_THREADS)")
+    if args.kernel:
+        mm.KERNEL = args.kernel
     rng = np.random.default_rng(0)
     print(machine())
     print()
+    if args.only in (None, "models"):
+        model_shapes(rng, args.rounds, args.kernel)
+    if args.only not in (None, "square", "softmax"):
+        return
+    if args.only == "softmax":
+        return softmax_table(rng, args)
 
     head = "| op | shape | tinyattn ms | numpy ms | tinyattn GFLOP/s | numpy GFLOP/s | tinyattn/numpy |"
     sep = "|---|---|---:|---:|---:|---:|---:|"
@@ -107,7 +213,11 @@ def main():
         row += f" {t_t * 1e3:.3f} | {flop / t_t / 1e9:.1f} |"
     print(row, flush=True)
     print()
+    if args.only is None:
+        softmax_table(rng, args)
 
+
+def softmax_table(rng, args):
     # softmax: fused kernel vs the NumPy composite (max, subtract, exp, sum, divide)
     x = rng.standard_normal((4096, 1024)).astype(np.float32)
 
@@ -120,6 +230,7 @@ def main():
     if torch is not None:
         head += " torch.softmax ms |"
         sep += "---:|"
+        torch.set_num_threads(numba.get_num_threads())
     print(head)
     print(sep)
     t_ta = median_time(lambda: softmax_forward(x), args.repeats)

@@ -464,6 +464,13 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
     kernel = KERNEL if kernel is None else kernel
     if kernel == "portable":
         return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    if a_rs == 1 and b_rs == 1 and a_ks != 1 and N < M:
+        # Both operands contiguous along their row index (aᵀ @ b, a weight gradient dy^T @ x): the outer
+        # kernel copies A micro-panel by micro-panel and reads B in place, so copy the smaller side:
+        # out^T = B A^T, transposed back (M*N moves against M*N*K multiply-adds).
+        outT = _gemm_outer(bf, Bb, sb, b_rs, b_ks, af, Ba, sa, a_rs, a_ks, N, M, K, kernel == "avx512",
+                           numba.get_num_threads())
+        return np.ascontiguousarray(np.swapaxes(outT, 1, 2))
     return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel == "avx512",
                        numba.get_num_threads())
 
