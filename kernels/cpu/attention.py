@@ -57,6 +57,7 @@ from .vexp import vexp as _exp
 
 BLOCK_Q = 64  # query rows per tile
 BLOCK_K = 64  # keys per tile
+ROWS_MAX_L = 4  # forward with at most this many query rows: one work item per row (_forward_rows)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -202,6 +203,54 @@ def _forward(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse):
                 for e in range(Ev):
                     out[bh, i0 + i, e] = 0.0
                 lse[bh, i0 + i] = -np.inf
+
+
+@njit(parallel=True, cache=True)
+def _forward_rows(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse):
+    """The forward for a few query rows (L <= ROWS_MAX_L: a key/value-cache step, one new token), where a
+    BLOCK_Q-wide tile would be almost all padding.  Same math and results as _forward.
+
+    for (p, i) in prange(BH x L):                               # independent rows
+        [jlo, jhi) = keys the query at position i + offset may see (exact for one row under causal/window)
+        s_j = scale q_i . k_j (+ bias)    for j in [jlo, jhi)    # (S,) local
+        m = max_j s_j;  w_j = exp(s_j - m);  l = sum_j w_j        (m = -inf: out 0, lse -inf)
+        O_i = sum_j w_j V_j / l;  lse_i = m + log l
+
+    (The row's scalars -- dot products, m, l -- accumulate in float64 for either dtype.)
+    """
+    BH, L, E = q.shape
+    S = k.shape[1]
+    Ev = v.shape[2]
+    for item in prange(BH * L):
+        bh = item // L
+        i = item % L
+        jlo, jhi = _key_range(i + offset, i + offset + 1, S, causal, window)
+        s = np.empty(jhi - jlo, q.dtype)
+        o = np.zeros(Ev, q.dtype)
+        m = -np.inf
+        for j in range(jlo, jhi):
+            a = 0.0
+            for e in range(E):
+                a += q[bh, i, e] * k[bh, j, e]
+            a *= scale
+            if has_bias:
+                a += bias[0, bh, i, j]
+            s[j - jlo] = a
+            m = max(m, a)
+        if m == -np.inf:
+            for e in range(Ev):
+                out[bh, i, e] = 0.0
+            lse[bh, i] = -np.inf
+            continue
+        l = 0.0
+        for j in range(jlo, jhi):
+            w = _exp(s[j - jlo] - m)
+            l += w
+            for e in range(Ev):
+                o[e] += w * v[bh, j, e]
+        for e in range(Ev):
+            out[bh, i, e] = o[e] / l
+        lse[bh, i] = m + np.log(l)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -389,7 +438,8 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     BH, L, _ = q.shape
     out = np.empty((BH, L, v.shape[2]), q.dtype)
     lse = np.empty((BH, L), q.dtype)
-    _forward(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, out, lse)
+    kernel = _forward_rows if L <= ROWS_MAX_L else _forward
+    kernel(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, out, lse)
     return out, lse
 
 

@@ -7,7 +7,8 @@ import weakref
 import numpy as np
 
 from .. import functional as F
-from ..backend import device_of
+from ..autograd import is_grad_enabled
+from ..backend import backend_of, device_of
 from ..creation import empty_parameter_data
 from ..functional.attention import _sdpa, window_arg
 from ..functional.attention import CausalBias, CausalVariant, causal_lower_right, causal_upper_left  # noqa: F401
@@ -99,6 +100,7 @@ class LayerKVCache:
         self.key = None
         self.value = None
         self._owner = None  # weakref to the module that filled it
+        self._buffers = None  # under no_grad: raw (N, H, capacity, D) arrays that key/value are views of
 
     @property
     def seq_len(self):
@@ -130,13 +132,31 @@ class LayerKVCache:
         if key.dtype != self.key.dtype or key.device != self.key.device:
             raise ValueError(f"{op}: cached keys are {self.key.dtype} on {self.key.device}, new ones {key.dtype} on "
                              f"{key.device}")
-        self.key = F.cat([self.key, key], dim=2)  # (N, H, S + T, D)
-        self.value = F.cat([self.value, value], dim=2)
+        if is_grad_enabled():  # recorded: the gradient reaches the cached keys' sources
+            self._buffers = None
+            self.key = F.cat([self.key, key], dim=2)  # (N, H, S + T, D)
+            self.value = F.cat([self.value, value], dim=2)
+        else:  # generation: written into buffers that grow by doubling, no copy of the cached positions
+            self.key, self.value = self._append(key.data, value.data)
         return self.key, self.value
+
+    def _append(self, k, v):
+        """(key, value) tensors viewing the buffers after writing k, v (N, H, T, D) at positions S .. S + T - 1."""
+        s, t = self.seq_len, k.shape[2]
+        if self._buffers is None or self._buffers[0].shape[2] < s + t:
+            xp = backend_of(k).xp
+            cap = max(2 * (s + t), 16)
+            old = (self.key.data, self.value.data)
+            self._buffers = tuple(xp.empty(a.shape[:2] + (cap, a.shape[3]), dtype=a.dtype) for a in old)
+            for buf, a in zip(self._buffers, old):
+                buf[:, :, :s] = a
+        for buf, a in zip(self._buffers, (k, v)):
+            buf[:, :, s : s + t] = a
+        return tuple(Tensor._wrap(buf[:, :, : s + t]) for buf in self._buffers)
 
     def reset(self):
         """Empties the cache (it may then serve another module or batch size)."""
-        self.key = self.value = self._owner = None
+        self.key = self.value = self._owner = self._buffers = None
 
     def __repr__(self):
         shape = None if self.key is None else tuple(self.key.shape)
