@@ -366,3 +366,32 @@ def test_vectorised_exp_is_within_two_ulp(dtype):
     assert rel.max() <= 2 * np.finfo(dtype).eps
     assert np.all(out[~normal & ~np.isnan(z)] <= 4 * np.finfo(dtype).tiny) and np.all(out[~np.isnan(z)] >= 0)
     assert np.isnan(out[0, -4]) and out[0, -3] == 0 and out[0, -2] == 1 and out[0, -1] == 1
+
+
+def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch):
+    """A first run says which kernel is compiling: Numba's 'numba:compile' event (sent only on a cache
+    miss) for a tinyattn kernel prints one line naming it and its dtype; helpers compiling inside it and
+    functions outside tinyattn print nothing."""
+    import sys
+
+    from numba import njit, types
+    from numba.core import event
+
+    from tinyattn import backend
+
+    backend.cpu()                                  # installs the listener (once per process)
+    assert backend._CompileNotice.installed
+    monkeypatch.delitem(sys.modules, "tqdm", raising=False)   # plain stderr, not tqdm.write
+
+    @njit
+    def user_function(x):
+        return x
+
+    arr = types.Array(types.float32, 1, "C")
+    with event.trigger_event("numba:compile", data={"dispatcher": mm._gemm_outer, "args": (arr, types.int64)}):
+        with event.trigger_event("numba:compile", data={"dispatcher": mm._panel, "args": (arr,)}):
+            pass
+    with event.trigger_event("numba:compile", data={"dispatcher": user_function, "args": (arr,)}):
+        pass
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["tinyattn: compiling matmul._gemm_outer (float32) (first run only: Numba caches it on disk)"]

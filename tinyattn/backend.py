@@ -45,11 +45,68 @@ def _rows(x, dim):
     return moved.reshape(int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), undo
 
 
+def _kernel_label(dispatcher, args):
+    """'matmul._gemm_outer (float32)' for a kernel compiled for float32 array arguments."""
+    fn = dispatcher.py_func
+    dtypes = sorted({str(a.dtype) for a in args if getattr(a, "dtype", None) is not None
+                     and str(getattr(a, "dtype", "")).startswith("float")})
+    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}" + (f" ({', '.join(dtypes)})" if dtypes else "")
+
+
+class _CompileNotice:
+    """Says on stderr which tinyattn kernel Numba is compiling, so a first run is not a silent pause.
+
+    Numba announces a compilation ("numba:compile" event) only when it does compile, i.e. on a cache miss:
+    the lines appear on the first run (or after an upgrade), never on a warm start. Only the outermost
+    tinyattn kernel is named (helpers compile inside it). Written through tqdm.write when tqdm is loaded,
+    so an open progress bar stays intact. TINYATTN_COMPILE_NOTICE=0 silences it.
+    """
+
+    installed = False
+
+    @classmethod
+    def install(cls):
+        import os
+
+        if cls.installed or os.environ.get("TINYATTN_COMPILE_NOTICE", "1") == "0":
+            return
+        from numba.core import event
+
+        class Listener(event.Listener):
+            depth = 0
+
+            def on_start(self, ev):
+                self.depth += 1
+                data = ev.data or {}
+                disp = data.get("dispatcher")
+                mod = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
+                if self.depth == 1 and mod.startswith("tinyattn.kernels."):
+                    _CompileNotice.say(f"tinyattn: compiling {_kernel_label(disp, data.get('args') or ())} "
+                                       "(first run only: Numba caches it on disk)")
+
+            def on_end(self, ev):
+                self.depth -= 1
+
+        event.register("numba:compile", Listener())
+        cls.installed = True
+
+    @staticmethod
+    def say(line):
+        import sys
+
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is not None and hasattr(tqdm, "tqdm"):
+            tqdm.tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
 class CPUBackend:
     name = "cpu"
     xp = np
 
     def __init__(self):
+        _CompileNotice.install()
         from tinyattn.kernels.cpu import activations, attention, embedding, layer_norm, matmul, softmax  # compiled on first call
 
         self._mm = matmul
