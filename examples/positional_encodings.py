@@ -7,7 +7,10 @@ learned and rotary (RoPE), with the same budget of steps, on two tasks that need
 positions:
   shift    output token i-3 at position i (needs only relative positions)
   reverse  output token T-1-i at position i (needs absolute positions)
-It prints a table of final held-out accuracies and plots the accuracy curves to a PNG.
+It prints a table of final held-out accuracies and plots the accuracy curves to a PNG, and draws
+the encodings themselves as the lecture shows them (position x dimension): the sinusoidal table
+beside the learned one after training on *reverse*, each with the similarity of every pair of
+positions under it.
 """
 import argparse
 import os
@@ -105,7 +108,7 @@ def run(task, encoding, args):
         opt.step()
         if step % args.eval_every == 0 or step == args.steps:
             curve.append((step, accuracy(model, test_x, test_y)))
-    return curve, time.perf_counter() - start
+    return curve, time.perf_counter() - start, model
 
 
 def main(argv=None):
@@ -121,11 +124,11 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
-    results = {}
+    results, models = {}, {}
     for task in TASKS:
         for enc in ENCODINGS:
-            curve, seconds = run(task, enc, args)
-            results[task, enc] = curve
+            curve, seconds, model = run(task, enc, args)
+            results[task, enc], models[task, enc] = curve, model
             print(f"{task:8s} {enc:11s} held-out accuracy {curve[-1][1]:.3f}  ({seconds:.1f} s)", flush=True)
 
     print(f"\nFinal held-out token accuracy after {args.steps} steps (chance = {1 / args.vocab:.3f}):\n")
@@ -153,8 +156,51 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "positional_encodings.png")
     fig.savefig(path, dpi=110)
-    print(f"\nplot: {path}")
+    plt.close(fig)
+    tables = encoding_tables(models["reverse", "sinusoidal"], models["reverse", "learned"])
+    table_path = os.path.join(args.out_dir, "positional_tables.png")
+    plot_tables(tables, table_path, args.steps)
+    print(f"\nplots: {path}, {table_path}")
     return results
+
+
+def encoding_tables(sinusoidal_model, learned_model):
+    """The e_i of both models as (positions, d_model) arrays: the fixed sinusoidal buffer, and the
+    learned table as training left it."""
+    return {"sinusoidal": sinusoidal_model.pos.pe.numpy()[: learned_model.pos.weight.shape[0]].copy(),
+            "learned": learned_model.pos.weight.numpy().copy()}
+
+
+def cosine_similarity(table):
+    unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    return unit @ unit.T
+
+
+def plot_tables(tables, path, steps):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), gridspec_kw={"height_ratios": [1, 1]})
+    titles = {"sinusoidal": "sinusoidal e_i (fixed)", "learned": f"learned e_i after {steps} steps on reverse"}
+    for col, name in enumerate(("sinusoidal", "learned")):
+        table = tables[name]
+        limit = float(np.abs(table).max())
+        im = axes[0][col].imshow(table, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+        axes[0][col].set_title(titles[name])
+        axes[0][col].set_xlabel("dimension of e_i")
+        axes[0][col].set_ylabel("position i")
+        fig.colorbar(im, ax=axes[0][col], fraction=0.046, pad=0.04)
+        im = axes[1][col].imshow(cosine_similarity(table), cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+        axes[1][col].set_title("cosine similarity of e_i and e_j")
+        axes[1][col].set_xlabel("position j")
+        axes[1][col].set_ylabel("position i")
+        fig.colorbar(im, ax=axes[1][col], fraction=0.046, pad=0.04)
+    fig.suptitle("Positional encodings, position × dimension, as in the lecture")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

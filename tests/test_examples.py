@@ -59,6 +59,22 @@ def test_positional_encodings_compares_all_four(tmp_path):
     # reversal needs absolute positions: with them the model learns it, without them it cannot
     assert final["reverse", "sinusoidal"] > 0.9 and final["reverse", "none"] < 0.5
     assert (tmp_path / "positional_encodings.png").exists()
+    assert (tmp_path / "positional_tables.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_positional_tables_are_the_modules_own():
+    pe = load("positional_encodings")
+    sinusoidal, learned = pe.Model("sinusoidal", 8, 6), pe.Model("learned", 8, 6)
+    tables = pe.encoding_tables(sinusoidal, learned)
+    assert tables["sinusoidal"].shape == tables["learned"].shape == (6, 32)
+    pos, i = 5, 3  # e_(pos, 2i) = sin(pos / 10000^(2i/d)), e_(pos, 2i+1) = cos(...)
+    assert np.isclose(tables["sinusoidal"][pos, 2 * i], np.sin(pos / 10000 ** (2 * i / 32)), atol=1e-6)
+    assert np.isclose(tables["sinusoidal"][pos, 2 * i + 1], np.cos(pos / 10000 ** (2 * i / 32)), atol=1e-6)
+    np.testing.assert_array_equal(tables["learned"], learned.pos.weight.numpy())
+    similarity = pe.cosine_similarity(tables["sinusoidal"])
+    np.testing.assert_allclose(np.diag(similarity), 1.0, atol=1e-6)
+    # the sinusoidal similarity depends on |i - j| only, nearly: neighbours alike along each diagonal
+    np.testing.assert_allclose(np.diag(similarity, 1)[:-1], np.diag(similarity, 1)[1:], atol=0.02)
 
 
 def test_attention_vs_cnn_rnn_runs(tmp_path):
