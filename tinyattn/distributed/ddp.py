@@ -12,10 +12,12 @@ mean over the batch, and the mean of the ranks' means is the mean over their uni
                   divided by the world size and unpacked into each parameter's .grad
     opt.step()    identical on every rank: no communication
 
-How "after backward" is found without hooks: forward runs the module as usual, then routes its output
-through one node (_SyncAfterBackward) whose only input is a private leaf. loss.backward() reaches that
-node last of everything the loss depends on through the model; its backward runs the module's own
-graph (a backward inside a backward), then all-reduces the buckets, and returns nothing further.
+How "after backward" is found (autograd has per-tensor hooks but no end-of-backward callback, and a
+parameter that gets no gradient fires no hook): forward runs the module as usual, then routes its
+outputs through one node (_SyncAfterBackward) whose only input is a private leaf. loss.backward()
+reaches that node after everything between the loss and the model's outputs; its backward runs the
+module's own graph (a backward inside a backward), then all-reduces the buckets, and returns nothing
+further.
 """
 import contextlib
 import time
