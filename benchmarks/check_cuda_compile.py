@@ -139,9 +139,9 @@ def checks():
         add(f"softmax.softmax_backward {n}", ks["softmax_backward"], a2, a2, a2)
         add(f"softmax.log_softmax_forward {n}", ks["log_softmax_forward"], a2, a2)
         add(f"softmax.log_softmax_backward {n}", ks["log_softmax_backward"], a2, a2, a2)
-        # ---- attention: (q, k, v, bias, has_bias, causal, window, scale, ...) ---------------------------
+        # ---- attention: (q, k, v, bias, has_bias, causal, window, offset, scale, ...) -------------------
         fwd, delta, dq, dkdv = attention._kernels(dt, attention.ROWS, attention.BLOCK_K)
-        mask = (a3, b1, b1, i64, s)
+        mask = (a3, b1, b1, i64, i64, s)
         add(f"attention.forward {n}", fwd, a3, a3, a3, *mask, a3, a2)
         add(f"attention.delta {n}", delta, a3, a3, a2)
         add(f"attention.dq_kernel {n}", dq, a3, a3, a3, *mask, a2, a2, a3, a3)
