@@ -56,6 +56,7 @@ SHAPES = [
     (1, 1, 64, 64, 64),       # 12-row panels + one full 4-row tail panel; full column panels
     (2, 1, 131, 257, 96),     # k-slice + 1; 96 = 3 x 32 / 6 x 16 columns; broadcast b
     (1, 2, 36, 33, 130),      # three full 12-row panels, a column tail of 2; broadcast a
+    (1, 1, 30, 20, 1030),     # rows of b >= 4 KiB apart: b packed even where it could be read in place
 ]
 
 

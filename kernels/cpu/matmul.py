@@ -282,7 +282,7 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
     its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
     Edge tiles (mr < MRk or past N) go through the scratch tile `ct`.
     """
-    if mr == MRk and a_ks == 1:
+    if mr == MRk and a_ks == 1:                  # row-major A: read in place
         asrc = af
         ars = a_rs
         aks = a_ks
@@ -293,6 +293,15 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
                 copy_a_w64(kc, af, aoff, a_ks, ap, 0)
             else:
                 copy_a_w32(kc, af, aoff, a_ks, ap, 0)
+        elif a_ks == 1:                           # the last rows of a row-major A: rows outer
+            z = ap.dtype.type(0)
+            for rr in range(mr):
+                s = aoff + rr * a_rs
+                for k in range(kc):
+                    ap[k * MRk + rr] = af[s + k]
+            for rr in range(mr, MRk):
+                for k in range(kc):
+                    ap[k * MRk + rr] = z
         else:
             z = ap.dtype.type(0)
             for k in range(kc):
@@ -347,8 +356,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     `nth`: the thread count the task grid is sized for.
 
     Loop nest:
-        B contiguous along k (x @ W^T): prange over (pb, NR-column micro-panel): pack
-            Bp[pb][k-slice][panel][k, 0:NR] (zero past N); contiguous along j: read in place
+        B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
+            in-place panel would touch a new page): prange over (pb, NR-column micro-panel): pack
+            Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): read in place
         prange over tasks (p, row block, column block):       # disjoint outputs: no races
             for k0 in range(0, K, KC):                        # the k reduction stays in the task
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
@@ -380,9 +390,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     npan = Np // NR
 
     # ---- pack all of B once, shared read-only by every task
-    # B contiguous along j (B[j, k] = b[k, j]: dy @ W, dy^T @ x) is read in place, whole micro-panels
-    # of it at least; B contiguous along k (x @ W^T) is transposed into Bp here, once.
-    pack_b = b_rs != 1
+    # B contiguous along j (B[j, k] = b[k, j]: dy @ W, dy^T @ x) is read in place, its full micro-panels
+    # at least; B contiguous along k (x @ W^T), or with rows a page apart, is packed into Bp here, once.
+    pack_b = b_rs != 1 or b_ks * af.itemsize >= 4096   # in place only while rows share 4 KiB pages (TLB)
     Nb = Np if pack_b else NR                 # columns per k-slice in Bp
     Bp = np.empty(Bb * Nb * K, dtype=af.dtype)
     if pack_b:
@@ -464,13 +474,6 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
     kernel = KERNEL if kernel is None else kernel
     if kernel == "portable":
         return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    if a_rs == 1 and b_rs == 1 and a_ks != 1 and N < M:
-        # Both operands contiguous along their row index (aᵀ @ b, a weight gradient dy^T @ x): the outer
-        # kernel copies A micro-panel by micro-panel and reads B in place, so copy the smaller side:
-        # out^T = B A^T, transposed back (M*N moves against M*N*K multiply-adds).
-        outT = _gemm_outer(bf, Bb, sb, b_rs, b_ks, af, Ba, sa, a_rs, a_ks, N, M, K, kernel == "avx512",
-                           numba.get_num_threads())
-        return np.ascontiguousarray(np.swapaxes(outT, 1, 2))
     return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel == "avx512",
                        numba.get_num_threads())
 

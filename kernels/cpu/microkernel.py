@@ -12,10 +12,13 @@ computes one MR x NR tile of C from a k-slice of length kc:
                                               a packed or transposed one through a_rs = 1
     Bp[k, j] = bp[b_off + k*NR + j]           a packed micro-panel: NR contiguous values per k
 
-Loop nest, as emitted: for k < kc: load the NR values Bp[k, :] as NV = 2 vectors; for r < MR: broadcast
-A[r, k] and do NV vector multiply-adds into the accumulators acc[r, :]. The MR*NV accumulators are SSA
-values (loop phis), so LLVM keeps them in registers: no horizontal sums, and each output is one
-sequential sum over k (no reassociation, so float64 stays as exact as a plain dot product).
+Loop nest, as emitted: prefetch the C tile; for k < kc: load the NR values Bp[k, :] as NV = 2 vectors;
+for r < MR: broadcast A[r, k] and do NV vector multiply-adds into the accumulators acc[r, :]. The MR*NV
+accumulators are SSA values (loop phis), so LLVM keeps them in registers: no horizontal sums, and each
+output is one sequential sum over k (no reassociation, so float64 stays as exact as a plain dot
+product). The k loop is emitted twice: for a_rs == 1 (a packed or copied panel) the MR values of A[:, k]
+are at constant offsets from one pointer; for a row-major A read in place, at multiples of a_rs (LLVM
+then walks them with a chain of MR adds per k step: 12 cycles, as long as the step's 24 FMAs take).
 
 Two shapes, one per register file (float32 / float64 lanes in brackets):
     ukernel_w64: 64-byte vectors (AVX-512, 32 registers):  MR = 12, NR = 2 x 16 (8)   24 accumulators
@@ -71,42 +74,70 @@ def _make_ukernel(MR, vbytes):
             pa = builder.gep(context.make_array(tys[1])(context, builder, a).data, [a_off])
             pb = builder.gep(context.make_array(tys[5])(context, builder, bp).data, [b_off])
             pc = builder.gep(context.make_array(tys[8])(context, builder, c).data, [c_off])
-            rows = [builder.gep(pa, [builder.mul(a_rs, ir.Constant(i64, r))]) for r in range(MR)]
             zero = ir.Constant(vt, [ir.Constant(dt, 0.0)] * W)
             undef = ir.Constant(vt, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
             lane0 = ir.Constant(ir.IntType(32), 0)
 
-            pre = builder.block
-            loop = builder.append_basic_block("ukernel.k")
-            done = builder.append_basic_block("ukernel.store")
-            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(i64, 0)), loop, done)
-
-            # for k < kc: acc[r, v] = fmuladd(A[r, k], Bp[k, v*W:(v+1)*W], acc[r, v])
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), pre)
-            acc = []
-            for _ in range(MR * NV):
-                ph = builder.phi(vt)
-                ph.add_incoming(zero, pre)
-                acc.append(ph)
-            bk = builder.gep(pb, [builder.mul(k, b_ks)])
-            bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
-                  for v in range(NV)]
-            kk = builder.mul(k, a_ks)
-            new = []
+            # prefetch the C tile (for writing) while the k loop runs: in a large product C lives
+            # beyond L2, and its rows would otherwise be waited for at the end of every tile
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
             for r in range(MR):
-                s = builder.load(builder.gep(rows[r], [kk]))
-                sv = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
-                for v in range(NV):
-                    new.append(builder.call(fma, [sv, bv[v], acc[r * NV + v]]))
-            k1 = builder.add(k, ir.Constant(i64, 1))
-            last = builder.block
-            k.add_incoming(k1, last)
-            for ph, nv in zip(acc, new):
-                ph.add_incoming(nv, last)
-            builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+                crow = builder.gep(pc, [builder.mul(ldc, ir.Constant(i64, r))])
+                for off in range(0, NR * isz, 64):
+                    line = builder.gep(builder.bitcast(crow, i8p), [ir.Constant(i64, off)])
+                    builder.call(prefetch, [line, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            pre = builder.block
+            packed = builder.append_basic_block("ukernel.k.packed")
+            strided = builder.append_basic_block("ukernel.k.strided")
+            choose = builder.append_basic_block("ukernel.choose")
+            done = builder.append_basic_block("ukernel.store")
+            builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(i64, 0)), choose, done)
+            builder.position_at_end(choose)
+            builder.cbranch(builder.icmp_signed("==", a_rs, ir.Constant(i64, 1)), packed, strided)
+
+            def k_loop(block, a_addr):
+                """for k < kc: acc[r, v] = fmuladd(A[r, k], Bp[k, v*W:(v+1)*W], acc[r, v]) in `block`;
+                a_addr(k) -> the MR addresses of A[:, k]. Returns (last block, final accumulators)."""
+                builder.position_at_end(block)
+                k = builder.phi(i64)
+                k.add_incoming(ir.Constant(i64, 0), choose)
+                acc = []
+                for _ in range(MR * NV):
+                    ph = builder.phi(vt)
+                    ph.add_incoming(zero, choose)
+                    acc.append(ph)
+                bk = builder.gep(pb, [builder.mul(k, b_ks)])
+                bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
+                      for v in range(NV)]
+                new = []
+                for r, addr in enumerate(a_addr(k)):
+                    s = builder.load(addr)
+                    sv = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
+                    for v in range(NV):
+                        new.append(builder.call(fma, [sv, bv[v], acc[r * NV + v]]))
+                k1 = builder.add(k, ir.Constant(i64, 1))
+                last = builder.block
+                k.add_incoming(k1, last)
+                for ph, nv in zip(acc, new):
+                    ph.add_incoming(nv, last)
+                builder.cbranch(builder.icmp_signed("<", k1, kc), block, done)
+                return last, new
+
+            # A rows adjacent (a packed or copied panel, a_rs == 1): the MR values of A[:, k] are at constant
+            # offsets from one pointer. Otherwise (a row-major A read in place) at multiples of a_rs.
+            def packed_addr(k):
+                base = builder.gep(pa, [builder.mul(k, a_ks)])
+                return [builder.gep(base, [ir.Constant(i64, r)]) for r in range(MR)]
+
+            def strided_addr(k):
+                base = builder.gep(pa, [builder.mul(k, a_ks)])
+                return [builder.gep(base, [builder.mul(a_rs, ir.Constant(i64, r))]) for r in range(MR)]
+
+            ends = [k_loop(packed, packed_addr), k_loop(strided, strided_addr)]
 
             # C tile: store, or add to what is there
             builder.position_at_end(done)
@@ -114,7 +145,8 @@ def _make_ukernel(MR, vbytes):
             for t in range(MR * NV):          # phis first: kc == 0 leaves zeros
                 ph = builder.phi(vt)
                 ph.add_incoming(zero, pre)
-                ph.add_incoming(new[t], last)
+                for last, new in ends:
+                    ph.add_incoming(new[t], last)
                 res.append(ph)
             add = builder.icmp_unsigned("!=", accf, ir.Constant(accf.type, 0))
             for r in range(MR):
