@@ -131,12 +131,13 @@ def main():
         "1 process, 1 thread": (me, {"NUMBA_NUM_THREADS": "1"}),
         "2 ranks, 1 thread each": ([mpiexec, "-n", "2"] + me + ["--distributed"], {}),
     }
-    best = {}
+    best, rates = {}, {name: [] for name in configs}
     for r in range(args.repeats):
         for name, (cmd, extra) in configs.items():
             env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"} | extra
             result = run(cmd, env)
             rate = result["steps"] / result["seconds"]
+            rates[name].append(rate)
             print(f"repeat {r}: {name}: {rate:.2f} steps/s", flush=True)
             if name not in best or rate > best[name]["steps"] / best[name]["seconds"]:
                 best[name] = result
@@ -145,14 +146,15 @@ def main():
     print(f"\nchar_lm model ({best['1 process, 1 thread']['params']:,} parameters), global batch "
           f"{args.batch_size} x context {args.context} = {args.batch_size * args.context} tokens per step; "
           f"{args.steps} timed steps after {args.warmup} warm-up, best of {args.repeats}\n")
-    print("| configuration | steps/s | tokens/s | share of a step in all-reduce | vs 1 process, 2 threads |"
-          " vs 1 process, 1 thread (efficiency = speedup / ranks) |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | steps/s (best) | all runs | tokens/s | share of a step in all-reduce |"
+          " vs 1 process, 2 threads | vs 1 process, 1 thread (efficiency = speedup / ranks) |")
+    print("|---|---|---|---|---|---|---|")
     for name, res in best.items():
         rate = res["steps"] / res["seconds"]
         share = res["allreduce_seconds"] / res["seconds"]
         eff = f"{rate / base1:.2f}x ({rate / base1 / res['ranks']:.0%})" if res["ranks"] > 1 else f"{rate / base1:.2f}x"
-        print(f"| {name} | {rate:.2f} | {rate * res['tokens_per_step']:,.0f} | "
+        runs = ", ".join(f"{x:.2f}" for x in rates[name])
+        print(f"| {name} | {rate:.2f} | {runs} | {rate * res['tokens_per_step']:,.0f} | "
               f"{share:.1%} | {rate / base2:.2f}x | {eff} |")
     dd = best["2 ranks, 1 thread each"]
     per_step = dd["allreduce_bytes"] / dd["steps"]
