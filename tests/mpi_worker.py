@@ -153,6 +153,16 @@ def run_collectives(dist, rank, world, out):
         out["cuda/broadcast"] = t.numpy()
 
 
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(ta.ones(3))
+
+    def forward(self, x):
+        h = self.w * x
+        return h, (h * h).sum()
+
+
 def run_mixed_ddp(dist, rank, out):
     model = Mixed()
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=8 / 2**20)  # 8 bytes: one bucket per parameter
@@ -160,6 +170,19 @@ def run_mixed_ddp(dist, rank, out):
     ddp(ta.tensor(np.arange(5, dtype=np.float32) * (rank + 1)), rank).backward()
     for name, p in model.named_parameters():
         out[f"mixed/grad/{name}"] = p.grad.numpy() if p.grad is not None else np.array("None")
+    # a module with two outputs, both in the loss: one backward through both, one all-reduce
+    two = dist.DistributedDataParallel(TwoOutputs())
+    h, s = two(ta.tensor([1.0, 2.0, 3.0]) * (rank + 1))
+    (h.sum() + s).backward()
+    out["two_outputs/grad"] = two.module.w.grad.numpy()
+    out["two_outputs/calls"] = np.array(two.comm_stats["allreduce_calls"])
+    with ta.no_grad():  # no graph, nothing to sync: the module's own output
+        out["two_outputs/no_grad_is_plain"] = np.array(two(ta.ones(3))[0].grad_fn is None)
+    # a checkpoint rank 0 cannot write: an error on every rank, not a hang
+    try:
+        dist.save({"x": ta.ones(2)}, os.path.join(os.devnull, "no", "such.npz"))
+    except Exception as e:  # noqa: BLE001
+        out["save_error"] = np.array(f"{type(e).__name__}: {e}")
 
 
 def run_training(dist, rank, world, out, tag, micro, bucket_cap_mb, checkpoint=None):

@@ -187,6 +187,20 @@ def test_ddp_buckets_by_dtype_and_missing_gradients(run):
 
 
 @needs_mpi
+def test_ddp_with_two_outputs_and_a_failed_save(run):
+    for rank, got in enumerate(run["ranks"]):
+        # loss = sum(w x) + sum((w x)^2), x = (r + 1) [1, 2, 3], w = 1: dL/dw = x + 2 x^2, averaged over the ranks
+        x = [np.array([1.0, 2.0, 3.0]) * (r + 1) for r in range(WORLD)]
+        np.testing.assert_allclose(got["two_outputs/grad"], sum(xi + 2 * xi**2 for xi in x) / WORLD, rtol=1e-6)
+        assert got["two_outputs/calls"] == 1 and bool(got["two_outputs/no_grad_is_plain"])
+        message = str(got["save_error"])
+        if rank == 0:
+            assert "such.npz" in message and "distributed.save" not in message, message  # tinyattn.save's own error
+        else:
+            assert message.startswith("RuntimeError: distributed.save: rank 0 could not write"), message
+
+
+@needs_mpi
 @pytest.mark.parametrize("tag", ["plain", "accumulate"])
 def test_two_ranks_train_like_one_process_with_twice_the_batch(run, reference, tag):
     """20 AdamW steps (clipped) of a small Transformer: per-rank batch b on 2 ranks against batch 2b in one
