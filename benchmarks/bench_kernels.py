@@ -1,7 +1,7 @@
 """Kernel benchmark: tinyattn's Numba matmul and softmax against NumPy (and PyTorch when installed).
 
     python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax]
-                                       [--kernel avx512|avx2|portable]
+                                       [--kernel avx512|avx2|portable] [--clock wall|thread]
 
 Compilation is excluded (every kernel is called once before timing). Prints the machine, then markdown
 tables for docs/benchmarks.md:
@@ -91,12 +91,15 @@ MODEL_LINEARS = [
 ]
 
 
+CLOCK = time.perf_counter      # --clock thread: time.thread_time, this thread's CPU time
+
+
 def best_time(fn, n=3):
     times = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return min(times)
 
 
@@ -156,7 +159,15 @@ def main():
     ap.add_argument("--only", choices=("models", "square", "softmax"), default=None)
     ap.add_argument("--kernel", choices=("avx512", "avx2", "portable"), default=None,
                     help="tinyattn matmul kernel (default: the one chosen for this CPU)")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="thread: the calling thread's CPU time, robust to other processes on a busy machine "
+                         "(with --threads 1 only: the work must run on this thread)")
     args = ap.parse_args()
+    if args.clock == "thread":
+        if args.threads != 1:
+            ap.error("--clock thread needs --threads 1")
+        global CLOCK
+        CLOCK = time.thread_time
     if args.threads is not None:
         numba.set_num_threads(args.threads)
         if threadpoolctl is not None:
@@ -167,6 +178,7 @@ def main():
         mm.KERNEL = args.kernel
     rng = np.random.default_rng(0)
     print(machine())
+    print(f"- clock: {args.clock}")
     print()
     if args.only in (None, "models"):
         model_shapes(rng, args.rounds, args.kernel)
