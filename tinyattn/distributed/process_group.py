@@ -53,6 +53,7 @@ def init(numba_threads="auto"):
     except ImportError as e:
         raise ImportError(f"tinyattn.distributed needs mpi4py: {_INSTALL_HINT}") from e
     _MPI, _comm = MPI, MPI.COMM_WORLD
+    _local_comm()  # a collective: split off this machine's ranks now, while every rank is here
     if _comm.Get_size() > 1:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _abort_on_exception
@@ -99,7 +100,7 @@ def get_world_size():
 
 
 def get_local_size():
-    """How many ranks of this job run on this machine."""
+    """How many ranks of this job run on this machine (found once, by init())."""
     return _local_comm().Get_size()
 
 
