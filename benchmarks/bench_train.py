@@ -1,6 +1,7 @@
 """Training-step benchmark: a tinyattn model against the same model in PyTorch eager.
 
     python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10]
+    python benchmarks/bench_train.py --profile [--model gpt] [--steps 5] [--trace t.json]   # tinyattn op by op, no torch
 
 --model reverse: the examples/reverse.py model (2 pre-norm encoder layers, d_model 64, 4 heads, ff 256,
     T 32, vocab 16, batch 32, Adam). --model gpt: a nanoGPT-style causal character model written below
@@ -36,15 +37,22 @@ def profile_steps(args):
     from tinyattn.profiler import profile, record_function
 
     ta.manual_seed(0)
-    model = ReverseTransformer()
-    opt = ta.optim.Adam(model.parameters(), lr=1e-3)
+    if args.model == "gpt":  # random characters: the profile does not depend on the text
+        model, vocab, seq = CharGPT(**GPT), GPT["vocab"], GPT["context"]
+        opt = ta.optim.AdamW(model.parameters(), lr=1e-3)
+        desc = f"char GPT (3 pre-norm blocks, d_model 128, T={seq}, batch {args.batch_size})"
+    else:
+        model, vocab, seq = ReverseTransformer(), 16, 32
+        opt = ta.optim.Adam(model.parameters(), lr=1e-3)
+        desc = f"reverse model (2 pre-norm layers, d_model 64, T={seq}, batch {args.batch_size})"
     rng = np.random.default_rng(0)
 
     def step():
-        x = rng.integers(0, 16, size=(args.batch_size, 32))
+        x = rng.integers(0, vocab, size=(args.batch_size, seq))
+        y = np.roll(x, -1, axis=1) if args.model == "gpt" else x[:, ::-1].copy()
         with record_function("forward"):
             logits = model(ta.tensor(x))
-            loss = F.cross_entropy(logits.reshape(-1, 16), ta.tensor(x[:, ::-1].copy().reshape(-1)))
+            loss = F.cross_entropy(logits.reshape(-1, vocab), ta.tensor(y.reshape(-1)))
         with record_function("backward"):
             opt.zero_grad()
             loss.backward()
@@ -57,8 +65,7 @@ def profile_steps(args):
         for _ in range(args.steps):
             with record_function("step"):
                 step()
-    print(f"tinyattn, reverse model (2 pre-norm layers, d_model 64, T=32, batch {args.batch_size}), "
-          f"{args.steps} training steps after {args.warmup} warm-up steps:\n")
+    print(f"tinyattn, {desc}, {args.steps} training steps after {args.warmup} warm-up steps:\n")
     print(prof.table(sort_by="total"))
     if args.trace:
         print(f"\nChrome trace: {prof.export_chrome_trace(args.trace)} (open in https://ui.perfetto.dev)")
@@ -267,7 +274,12 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--block", type=int, default=10, help="steps per framework in one interleaved round")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--profile", action="store_true",
+                   help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
+    p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
     args = p.parse_args(argv)
+    if args.profile:
+        return profile_steps(args)
     import torch
 
     torch.set_num_threads(numba.get_num_threads())

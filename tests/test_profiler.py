@@ -113,4 +113,7 @@ def test_bench_train_profile_prints_the_table(capsys):
     out = capsys.readouterr().out
     names = {r.name for r in prof.key_averages()}
     assert {"Embedding", "LayerNorm", "Linear", "ScaledDotProductAttention", "CrossEntropy"} <= names
-    assert "ScaledDotProductAttention" in out and "all ops" in out
+    assert "ScaledDotProductAttention" in out and "all ops" in out and "reverse model" in out
+    prof = bench.main(["--profile", "--model", "gpt", "--steps", "1", "--warmup", "0", "--batch-size", "1"])
+    assert {"Embedding", "ScaledDotProductAttention", "Linear"} <= {r.name for r in prof.key_averages()}
+    assert "char GPT" in capsys.readouterr().out
