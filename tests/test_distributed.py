@@ -270,7 +270,7 @@ def test_a_crash_on_one_rank_ends_the_job(tmp_path):
     assert seconds < 30
     assert "[rank 1] RuntimeError: injected failure at step 3" in stderr  # the failing rank's traceback
     assert "mpi_worker.py" in stderr and "rank 1 raised an uncaught exception" in stderr
-    assert "rank 0 finished step 2" in stdout and "finished all steps" not in stdout
+    assert "finished all steps" not in stdout  # (how far rank 0 got before the abort is a race: not checked)
 
 
 @needs_mpi
