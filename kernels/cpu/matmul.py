@@ -58,7 +58,6 @@ _FM = {"reassoc", "contract"}
 OUTER_KC = 256               # k-slice: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC
 OUTER_MIN_PANELS = 8         # row panels a task gets at least before columns are split too
 OUTER_NC_BYTES = 1 << 20     # a B block (KC x NC) of at most 1 MiB stays in L2
-OUTER_SERIAL_PACK = 1 << 18  # elements of B below which it is packed on one thread (outside the parallel loop)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -358,8 +357,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
-            in-place panel would touch a new page): prange over (pb, NR-column micro-panel): pack
-            Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): read in place
+            in-place panel would touch a new page): for (pb, NR-column micro-panel), on this thread:
+            pack Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): in place
         prange over tasks (p, row block, column block):       # disjoint outputs: no races
             for k0 in range(0, K, KC):                        # the k reduction stays in the task
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
@@ -396,14 +395,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     pack_b = b_rs != 1 or b_ks * af.itemsize >= 4096   # in place only while rows share 4 KiB pages (TLB)
     Nb = Np if pack_b else NR                 # columns per k-slice in Bp
     Bp = np.empty(Bb * Nb * K, dtype=af.dtype)
-    if pack_b and Bb * Np * K > OUTER_SERIAL_PACK:
-        for t in prange(Bb * npan):
-            pb = t // npan
-            q = t % npan
-            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
-    elif pack_b:                              # a small B (a weight): packed on this thread, so the product
-        for t in range(Bb * npan):            # has one parallel region, not two (each one waits for the
-            pb = t // npan                    # slowest thread: on a busy machine, a scheduler slice)
+    if pack_b:                                # on this thread: one parallel region per product, not two
+        for t in range(Bb * npan):            # (each waits for its slowest thread: on a busy machine, a
+            pb = t // npan                    # scheduler slice), and one prange fewer to compile cold
             q = t % npan
             _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
     elif N % NR:                              # in place: only a last partial panel is packed
