@@ -396,3 +396,66 @@ def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch)
         pass
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["tinyattn: compiling matmul._gemm_outer (float32) (first run only: Numba caches it on disk)"]
+
+
+# ---- few-row products: `_gemm_rows` (kernel="rows"), which the backend picks for M <= ROWS_MAX_NT / _NN ----
+
+ROWS_SHAPES = [
+    (1, 1, 1, 1, 1),
+    (1, 1, 1, 128, 384),      # one token through a Linear while generating
+    (1, 1, 3, 37, 11),        # odd sizes
+    (2, 1, 5, 129, 33),       # batched a, broadcast b
+    (1, 3, 16, 7, 1030),      # broadcast a, the largest M the backend sends here, rows of b >= 4 KiB apart
+    (1, 1, 2, 0, 5),          # K = 0: zeros
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROWS_SHAPES)
+def test_matmul_rows_kernel_matches_numpy(rng, dtype, shape):
+    a, b = operands(rng, dtype, *shape)
+    check_all_variants(a, b, "rows")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_rows_kernel_float64_exact_and_nan(rng, dtype):
+    """Integers give the exact product; NaN and inf in a row of a reach that whole output row only."""
+    a = rng.integers(-100, 100, size=(1, 3, 77)).astype(dtype)
+    b = rng.integers(-100, 100, size=(1, 77, 19)).astype(dtype)
+    np.testing.assert_array_equal(mm.matmul_nn(a, b, "rows"), a @ b)
+    np.testing.assert_array_equal(mm.matmul_nt(a, np.ascontiguousarray(np.swapaxes(b, 1, 2)), "rows"), a @ b)
+    a[0, 0, 5], a[0, 2, 9] = np.nan, np.inf
+    b = np.ones_like(b)
+    for out in (mm.matmul_nn(a, b, "rows"), mm.matmul_nt(a, np.ascontiguousarray(np.swapaxes(b, 1, 2)), "rows")):
+        assert np.all(np.isnan(out[0, 0])) and np.all(np.isposinf(out[0, 2]))
+        np.testing.assert_array_equal(out[0, 1], a[0, 1].sum())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [1, 2, 5, 16, 17])
+def test_matmul_few_rows_through_the_backend(rng, dtype, M, monkeypatch):
+    """The backend sends few-row products to `_gemm_rows` (and more rows to the blocked kernels); non-contiguous
+    views are made contiguous first; every variant equals numpy's float64 product."""
+    from tinyattn import backend
+
+    be = backend.cpu()
+    calls = []
+    real = mm._gemm_rows
+
+    def spy(*args):
+        calls.append(args[-3])  # M
+        return real(*args)
+
+    monkeypatch.setattr(mm, "_gemm_rows", spy)
+    K, N = 45, 70
+    base_a = rng.standard_normal((2, 2 * M, 2 * K)).astype(dtype)
+    base_b = rng.standard_normal((2, N + 3, 2 * K)).astype(dtype)
+    a = base_a[:, ::2, ::2]                            # (2, M, K), strided both ways
+    bt = base_b[:, 3:, 1::2]                           # (2, N, K), strided
+    b = np.swapaxes(bt, 1, 2)                          # (2, K, N) as a transposed view
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    atol = tol(dtype, K) * np.abs(ref).max()
+    np.testing.assert_allclose(be.matmul_nt(a, bt), ref, rtol=0, atol=atol)
+    np.testing.assert_allclose(be.matmul(a, b), ref, rtol=0, atol=atol)
+    np.testing.assert_allclose(be.matmul_tn(np.swapaxes(a, 1, 2), b), ref, rtol=0, atol=atol)
+    assert calls == [M] * ((M <= mm.ROWS_MAX_NT) + 2 * (M <= mm.ROWS_MAX_NN))

@@ -117,20 +117,31 @@ class CPUBackend:
         self._emb = embedding
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
+    # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)
+    # takes the plain serial kernel `_gemm_rows` (kernel="rows"): no parallel region, no packing.
     def matmul(self, a, b):
         """(Ba, M, K) @ (Bb, K, N) -> (B, M, N)."""
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if a.shape[1] <= self._mm.ROWS_MAX_NN:
+            return self._mm.matmul_nn(a, b, "rows")
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
-        return _run(work, self._mm.matmul_nn, np.ascontiguousarray(a), np.ascontiguousarray(b))
+        return _run(work, self._mm.matmul_nn, a, b)
 
     def matmul_nt(self, a, b):
         """(Ba, M, K) @ (Bb, N, K)ᵀ -> (B, M, N), without materialising the transpose."""
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if a.shape[1] <= self._mm.ROWS_MAX_NT:
+            return self._mm.matmul_nt(a, b, "rows")
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[1]
-        return _run(work, self._mm.matmul_nt, np.ascontiguousarray(a), np.ascontiguousarray(b))
+        return _run(work, self._mm.matmul_nt, a, b)
 
     def matmul_tn(self, a, b):
         """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose."""
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if a.shape[2] <= self._mm.ROWS_MAX_NN:
+            return self._mm.matmul_tn(a, b, "rows")
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
-        return _run(work, self._mm.matmul_tn, np.ascontiguousarray(a), np.ascontiguousarray(b))
+        return _run(work, self._mm.matmul_tn, a, b)
 
     # ---- softmax family along any dim ---------------------------------------------
     def softmax(self, x, dim):

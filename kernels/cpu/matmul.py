@@ -454,6 +454,58 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     return out
 
 
+# Products with at most this many rows (M) take `_gemm_rows` (the backend chooses; generation's one-row
+# Linears). Measured on 1 thread against the packed kernels (docs/benchmarks.md, generation): x @ W^T
+# (nt, where the big kernels pack W by transposition) wins up to 16 rows at K, N in 64..512; dy @ W and
+# a^T @ b (nn, tn: the big kernels read B in place) win at 1 row and tie at 2.
+ROWS_MAX_NT = 16
+ROWS_MAX_NN = 2
+
+
+@njit(cache=True, fastmath=_FM)
+def _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
+    """Few-row products (M <= ROWS_MAX_NT / ROWS_MAX_NN: one new token's x @ W^T while generating), strides as for `_gemm`,
+    on the calling thread: no parallel region to start, no packing, no tiles.
+
+    Loop nest, per batch element p:
+        B contiguous along k (b_ks == 1: x @ W^T):     for j: for i: out[i, j] = sum_k A[i, k] * B[j, k]
+            (dot products, vectorised along k; B's row j is read once, the M rows of A stay in L1)
+        otherwise (B contiguous along j: dy @ W, a^T @ b): for k: for i: out[i, :] += A[i, k] * B[:, k]
+            (row updates, vectorised along j; B's row k is read once, the M output rows stay in L1)
+    """
+    B = max(Ba, Bb)
+    out = np.zeros((B, M, N), dtype=af.dtype)
+    for p in range(B):
+        pa = p * sa if Ba > 1 else 0
+        pb = p * sb if Bb > 1 else 0
+        o = out[p]
+        if b_ks == 1 and a_ks == 1:
+            for j in range(N):
+                brow = bf[pb + j * b_rs:pb + j * b_rs + K]
+                for i in range(M):
+                    arow = af[pa + i * a_rs:pa + i * a_rs + K]
+                    s = af.dtype.type(0)
+                    for k in range(K):
+                        s += arow[k] * brow[k]
+                    o[i, j] = s
+        elif b_rs == 1:
+            for k in range(K):
+                brow = bf[pb + k * b_ks:pb + k * b_ks + N]
+                for i in range(M):
+                    aik = af[pa + i * a_rs + k * a_ks]
+                    orow = o[i]
+                    for j in range(N):
+                        orow[j] += aik * brow[j]
+        else:                                 # any other strides (not produced by the three entry points)
+            for i in range(M):
+                for j in range(N):
+                    s = af.dtype.type(0)
+                    for k in range(K):
+                        s += af[pa + i * a_rs + k * a_ks] * bf[pb + j * b_rs + k * b_ks]
+                    o[i, j] = s
+    return out
+
+
 def _estrides(x):
     """Strides of x in elements, as Python ints (typed int64, so one compiled `_gemm` serves all three)."""
     return tuple(s // x.itemsize for s in x.strides)
@@ -467,8 +519,11 @@ KERNEL = host_kernel()
 
 
 def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None):
-    """`_gemm_small` for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL):
-    each compiles only when first used."""
+    """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
+    for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
+    first used."""
+    if kernel == "rows":
+        return _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     if 0 < M * N * K <= SMALL_WORK:
         return _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     kernel = KERNEL if kernel is None else kernel
