@@ -107,6 +107,42 @@ def speed(args):
             print(f"| {L} | {causal} | {1e3 * t_k:.1f} | {tt} | {ratio} | {tn} |", flush=True)
 
 
+def rounds(args):
+    """Interleaved rounds against torch (same thread count): per round, a block of fwd+bwd calls of each
+    side (order alternating), the ratio of their medians; the table gives the median ratio over rounds."""
+    import numba
+    import torch
+
+    torch.set_num_threads(numba.get_num_threads())
+    B, H, E = 4, 8, 64
+    print(f"B={B} H={H} E={E} float32 fwd+bwd, {args.rounds} interleaved rounds, threads numba="
+          f"{numba.get_num_threads()} torch={torch.get_num_threads()}; median over rounds\n")
+    print("| L=S | causal | tinyattn ms | torch SDPA ms | tinyattn/torch (median of ratios) | min-max ratio |")
+    print("|---:|:---:|---:|---:|---:|---:|")
+    for L in args.L:
+        for causal in (False, True):
+            q, k, v, do = _inputs(B, H, L, E)
+            fk = lambda: run_kernel(q, k, v, do, causal)  # noqa: E731
+            ft = make_torch(q, k, v, do, causal, B, H)
+            fk(), ft()
+            n = max(2, 1024 // L * 2)
+            tks, tts, rs = [], [], []
+            for r in range(args.rounds):
+                blk = {}
+                for name, f in ((("k", fk), ("t", ft)) if r % 2 == 0 else (("t", ft), ("k", fk))):
+                    ts = []
+                    for _ in range(n):
+                        t = time.perf_counter()
+                        f()
+                        ts.append(time.perf_counter() - t)
+                    blk[name] = float(np.median(ts))
+                tks.append(blk["k"])
+                tts.append(blk["t"])
+                rs.append(blk["k"] / blk["t"])
+            print(f"| {L} | {causal} | {1e3 * np.median(tks):.1f} | {1e3 * np.median(tts):.1f} | "
+                  f"{np.median(rs):.2f} | {min(rs):.2f}-{max(rs):.2f} |", flush=True)
+
+
 def _maxrss_bytes():
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
@@ -135,6 +171,7 @@ def main():
     ap.add_argument("--L", type=int, nargs="+", default=[128, 512, 1024, 2048])
     ap.add_argument("--repeat", type=int, default=10, help="repeats at L=512 (scaled with 1/L)")
     ap.add_argument("--numpy-max", type=int, default=2048, help="skip the numpy composite above this L")
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds against torch (0: speed table)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mem-L", type=int, default=16384)
     args = ap.parse_args()
@@ -142,6 +179,8 @@ def main():
         memory_child(args.mem_L, 64)
     elif args.memory:
         subprocess.run([sys.executable, __file__, "--_child", "--mem-L", str(args.mem_L)], check=True)
+    elif args.rounds:
+        rounds(args)
     else:
         speed(args)
 

@@ -187,3 +187,19 @@ def test_gradients_by_finite_differences():
 def test_random_shapes(L, S, E, Ev, causal, window, seed):
     rng = np.random.default_rng(seed)
     check(*make(rng, 2, L, S, E, Ev, np.float64), causal=causal, window=window)
+
+
+@pytest.mark.parametrize("kernel", ["portable", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
+    # the register-blocked tile products (both micro-kernel shapes, whichever the host runs; a shape wider
+    # than the host's vectors is still correct, only slower) and the portable loops: row counts that leave
+    # full, tail and single-row micro-tiles (E = 13, Ev = 7, partial query/key tiles), bias, causal, window
+    monkeypatch.setattr(A, "KERNEL", kernel)
+    rng = np.random.default_rng(8)
+    q, k, v, dout = make(rng, 2, 150, 141, 13, 7, dtype)
+    bias = np.where(rng.random((2, 150, 141)) < 0.9, rng.standard_normal((2, 150, 141)), -np.inf).astype(dtype)
+    check(q, k, v, dout, bias=bias, causal=True, window=90)
+    check(q, k, v, dout, groups=2)
+    q, k, v, dout = make(rng, 1, 2 * BLOCK_Q, 2 * BLOCK_K, 64, 64, dtype)
+    check(q, k, v, dout, causal=True)

@@ -45,14 +45,21 @@ keys) with the owned K/V tile transposed once.  Inner products are never horizon
 fastmath is needed; ``_exp`` is a branch-free exp that vectorises (np.exp is a libm call per element).
 Local buffers are allocated once per prange work item.
 
-The public functions are thin Python wrappers (they normalise dtypes/bias and pick the work split) around
-the ``@njit(parallel=True, cache=True)`` kernels ``_forward`` / ``_backward``.
+On AVX-512 / AVX2 + FMA hosts (``KERNEL``, from microkernel.host_kernel; TINYATTN_MATMUL_KERNEL
+overrides it) ``_forward_mk`` / ``_backward_mk`` run the same loop nests with every tile product (S, P V,
+dP, dV, dK, dQ) as register tiles of the matmul outer-product micro-kernel: 12 (6) rows x 2 vectors of
+accumulators, so one vector load of the B operand serves 12 (6) rows instead of one; about 2x faster
+at B4 H8 L512 E64 (docs/benchmarks.md).  ``_forward`` / ``_backward`` are the portable path.
+
+The public functions are thin Python wrappers (they normalise dtypes/bias and pick the work split and the
+kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
 """
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from .microkernel import _make_ukernel, host_kernel, ukernel_w32, ukernel_w32t, ukernel_w64, ukernel_w64t
 from .vexp import vexp as _exp
 
 BLOCK_Q = 64  # query rows per tile
@@ -402,6 +409,215 @@ def _sum_groups(dqp, dq):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# register-blocked versions (AVX-512 / AVX2 + FMA hosts): every tile product through microkernel.py
+# ----------------------------------------------------------------------------------------------------------
+# Same loop nests and math as _forward / _backward; only the tile products differ. Each product
+#     C[r, j] (+)= sum_{t < kc} A[r, t] B[t, j]        r < M, j < N (N = BLOCK_Q or BLOCK_K)
+# runs as MR x NR register tiles of the outer-product micro-kernel (12 x 2 vectors on AVX-512, 6 x 2 on
+# AVX2): per t, NR values of B are loaded as vectors and MR values of A broadcast into them, so many
+# query (or key) rows share each load -- the one-row axpy loops above reload their operand row for every
+# row of the tile. A and B are read in place through strides (q, k, v, dout or the local tiles).
+_uk1_w64 = _make_ukernel(1, 64)   # last rows of a product when M is not a multiple of the tail shape
+_uk1_w32 = _make_ukernel(1, 32)
+KERNEL = host_kernel()            # 'avx512' | 'avx2' -> the versions below; 'portable' -> the loops above
+
+
+@njit(cache=True)
+def _mm(wide, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+    """C[r, j] = (or +=, acc) sum_{t < kc} A[r, t] B[t, j] for r < M, j < N (N a multiple of NR), with
+    A[r, t] = a[a_off + r a_rs + t a_ks], B[t, j] = b[b_off + t b_ks + j], C[r, j] = c[c_off + r ldc + j]
+    (flat offsets into C-contiguous arrays).  Rows in MR-row tiles, then tail tiles, then single rows."""
+    NR = 2 * (64 if wide else 32) // c.itemsize
+    MR = 12 if wide else 6
+    MT = 4 if wide else 2
+    r = 0
+    while r < M:
+        kind = 0 if M - r >= MR else (1 if M - r >= MT else 2)
+        ao = a_off + r * a_rs
+        for j in range(0, N, NR):
+            co = c_off + r * ldc + j
+            bo = b_off + j
+            if wide:
+                if kind == 0:
+                    ukernel_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+                elif kind == 1:
+                    ukernel_w64t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+                else:
+                    _uk1_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+            else:
+                if kind == 0:
+                    ukernel_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+                elif kind == 1:
+                    ukernel_w32t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+                else:
+                    _uk1_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+        r += MR if kind == 0 else (MT if kind == 1 else 1)
+
+
+@njit(parallel=True, cache=True)
+def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse, wide):
+    """_forward with its two tile products register-blocked (_mm):
+        sT (nk, BQ)  = K[p, kb] (nk x E, in place)  @ qT (E x BQ)
+        oT (Ev, BQ) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x BQ)
+    Rows j >= nk of sT are never computed nor read."""
+    BH, L, E = q.shape
+    S = k.shape[1]
+    Ev = v.shape[2]
+    nqb = (L + BLOCK_Q - 1) // BLOCK_Q
+    for item in prange(BH * nqb):
+        bh = item // nqb
+        i0 = (item % nqb) * BLOCK_Q
+        nq = min(BLOCK_Q, L - i0)
+        qT = np.zeros((E, BLOCK_Q), q.dtype)
+        sT = np.empty((BLOCK_K, BLOCK_Q), q.dtype)
+        oT = np.zeros((Ev, BLOCK_Q), q.dtype)
+        m = np.full(BLOCK_Q, -np.inf, q.dtype)
+        mnew = np.empty(BLOCK_Q, q.dtype)
+        c = np.empty(BLOCK_Q, q.dtype)
+        alpha = np.empty(BLOCK_Q, q.dtype)
+        l = np.zeros(BLOCK_Q, q.dtype)
+        for i in range(nq):
+            for e in range(E):
+                qT[e, i] = q[bh, i0 + i, e] * scale
+        jlo, jhi = _key_range(i0 + offset, i0 + nq + offset, S, causal, window)
+        for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
+            j0 = kb * BLOCK_K
+            nk = min(BLOCK_K, S - j0)
+            _mm(wide, nk, BLOCK_Q, E, k, (bh * S + j0) * E, E, 1, qT, 0, BLOCK_Q, sT, 0, BLOCK_Q, False)
+            if has_bias:
+                for j in range(nk):
+                    for i in range(nq):
+                        sT[j, i] += bias[0, bh, i0 + i, j0 + j]
+            if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
+                for j in range(nk):
+                    for i in range(nq):
+                        if _masked(i0 + i + offset, j0 + j, causal, window):
+                            sT[j, i] = -np.inf
+            for i in range(BLOCK_Q):
+                mnew[i] = m[i]
+            for j in range(nk):
+                for i in range(BLOCK_Q):
+                    mnew[i] = max(mnew[i], sT[j, i])
+            for i in range(BLOCK_Q):
+                c[i] = mnew[i] if mnew[i] != -np.inf else 0.0
+                alpha[i] = _exp(m[i] - c[i])
+                l[i] *= alpha[i]
+                m[i] = mnew[i]
+            for j in range(nk):
+                for i in range(BLOCK_Q):
+                    pji = _exp(sT[j, i] - c[i])
+                    sT[j, i] = pji
+                    l[i] += pji
+            for e in range(Ev):
+                for i in range(BLOCK_Q):
+                    oT[e, i] *= alpha[i]
+            _mm(wide, Ev, BLOCK_Q, nk, v, (bh * S + j0) * Ev, 1, Ev, sT, 0, BLOCK_Q, oT, 0, BLOCK_Q, True)
+        for i in range(nq):
+            if l[i] > 0.0:
+                inv = 1.0 / l[i]
+                for e in range(Ev):
+                    out[bh, i0 + i, e] = oT[e, i] * inv
+                lse[bh, i0 + i] = m[i] + np.log(l[i])
+            else:
+                for e in range(Ev):
+                    out[bh, i0 + i, e] = 0.0
+                lse[bh, i0 + i] = -np.inf
+
+
+@njit(parallel=True, cache=True)
+def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, delta, dout, dqp, dk, dv, wide):
+    """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
+        s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (scale applied after)
+        dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
+        dP (nq, BK)   = dO[p, qb] (nq x Ev, in place) @ vT (Ev x BK)     -> dS (in dp)
+        dkT (E, BK)  += Q[p, qb]^T (E x nq, in place) @ dS (nq x BK)
+        dqT (E, BQ)   = K[p, kb]^T (E x nk, in place) @ dsT (nk x BQ)
+    Rows i >= nq of s and dp are never computed nor read."""
+    BH, L, E = q.shape
+    S = k.shape[1]
+    Ev = v.shape[2]
+    G = dqp.shape[0]
+    nkb = (S + BLOCK_K - 1) // BLOCK_K
+    for item in prange(BH * G):
+        bh = item // G
+        g = item % G
+        kT = np.empty((E, BLOCK_K), q.dtype)
+        vT = np.empty((Ev, BLOCK_K), q.dtype)
+        s = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        dp = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        dsT = np.empty((BLOCK_K, BLOCK_Q), q.dtype)
+        dkT = np.empty((E, BLOCK_K), q.dtype)
+        dvT = np.empty((Ev, BLOCK_K), q.dtype)
+        dqT = np.empty((E, BLOCK_Q), q.dtype)
+        for kb in range(g, nkb, G):
+            j0 = kb * BLOCK_K
+            nk = min(BLOCK_K, S - j0)
+            ilo, ihi = _query_range(j0, j0 + nk, L, causal, window, offset)
+            if ihi <= ilo:
+                continue  # dk, dv stay 0 (preallocated zeros)
+            kT[:, :] = 0.0
+            vT[:, :] = 0.0
+            for j in range(nk):
+                for e in range(E):
+                    kT[e, j] = k[bh, j0 + j, e]
+                for e in range(Ev):
+                    vT[e, j] = v[bh, j0 + j, e]
+            dkT[:, :] = 0.0
+            dvT[:, :] = 0.0
+            for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
+                i0 = qb * BLOCK_Q
+                nq = min(BLOCK_Q, L - i0)
+                _mm(wide, nq, BLOCK_K, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
+                for i in range(nq):
+                    for j in range(BLOCK_K):
+                        s[i, j] *= scale
+                if has_bias:
+                    for i in range(nq):
+                        for j in range(nk):
+                            s[i, j] += bias[0, bh, i0 + i, j0 + j]
+                if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
+                    for i in range(nq):
+                        for j in range(nk):
+                            if _masked(i0 + i + offset, j0 + j, causal, window):
+                                s[i, j] = -np.inf
+                for i in range(nq):
+                    li = lse[bh, i0 + i]
+                    if li == -np.inf:
+                        for j in range(BLOCK_K):
+                            s[i, j] = 0.0
+                    else:
+                        for j in range(BLOCK_K):
+                            s[i, j] = _exp(s[i, j] - li)
+                        for j in range(nk, BLOCK_K):  # zero padding keys
+                            s[i, j] = 0.0
+                # dV
+                _mm(wide, Ev, BLOCK_K, nq, dout, (bh * L + i0) * Ev, 1, Ev, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
+                # dP -> dS (in dp, scale folded in)
+                _mm(wide, nq, BLOCK_K, Ev, dout, (bh * L + i0) * Ev, Ev, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
+                for i in range(nq):
+                    di = delta[bh, i0 + i]
+                    for j in range(BLOCK_K):
+                        dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
+                # dK
+                _mm(wide, E, BLOCK_K, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
+                # dQ
+                for j in range(nk):
+                    for i in range(nq):
+                        dsT[j, i] = dp[i, j]
+                    for i in range(nq, BLOCK_Q):
+                        dsT[j, i] = 0.0
+                _mm(wide, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
+                for i in range(nq):
+                    for e in range(E):
+                        dqp[g, bh, i0 + i, e] += dqT[e, i]
+            for j in range(nk):
+                for e in range(E):
+                    dk[bh, j0 + j, e] = dkT[e, j]
+                for e in range(Ev):
+                    dv[bh, j0 + j, e] = dvT[e, j]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # public entry points
 # ----------------------------------------------------------------------------------------------------------
 def _prepare(q, k, v, bias, has_bias, scale):
@@ -438,8 +654,13 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     BH, L, _ = q.shape
     out = np.empty((BH, L, v.shape[2]), q.dtype)
     lse = np.empty((BH, L), q.dtype)
-    kernel = _forward_rows if L <= ROWS_MAX_L else _forward
-    kernel(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, out, lse)
+    args = (q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, out, lse)
+    if L <= ROWS_MAX_L:
+        _forward_rows(*args)
+    elif KERNEL == "portable":
+        _forward(*args)
+    else:
+        _forward_mk(*args, KERNEL == "avx512")
     return out, lse
 
 
@@ -471,7 +692,11 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     dqp = np.zeros((G, BH, L, E), dt)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
-    _backward(q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, lse, delta, dout, dqp, dk, dv)
+    args = (q, k, v, bias, has_bias, bool(causal), int(window), int(offset), scale, lse, delta, dout, dqp, dk, dv)
+    if KERNEL == "portable":
+        _backward(*args)
+    else:
+        _backward_mk(*args, KERNEL == "avx512")
     if G == 1:
         dq = dqp[0]
     else:
