@@ -24,11 +24,15 @@ import numpy as np
 
 from .backend import backend_of, device_of
 
-_state = threading.local()
+class _State(threading.local):
+    grad_enabled = True  # each thread starts recording (a class default: no missing-attribute lookup per op)
+
+
+_state = _State()
 
 
 def is_grad_enabled():
-    return getattr(_state, "grad_enabled", True)
+    return _state.grad_enabled
 
 
 def _set_mode(mode):
@@ -211,7 +215,7 @@ class Node:
         self.function = function
         self.ctx = ctx
         self.parents = parents
-        self.edges = tuple(None if p is None else (p._node, p._index) for p in parents)
+        self.edges = tuple([None if p is None else (p._node, p._index) for p in parents])
         self.n_outputs = n_outputs
         self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
         self.hooks = None
@@ -401,35 +405,55 @@ class Function:
         first = None
         raw = []
         needs = []
+        parents = []  # the arguments that need a gradient, None for the others
         tensors = []
         for a in args:
             if isinstance(a, Variable):
+                data = a.data
                 if first is None:
                     first = a
-                elif type(a.data) is not type(first.data):
+                elif type(data) is not type(first.data):
                     _raise_mixed_devices(cls.__name__, first, a)
-                raw.append(a.data)
-                needs.append(a._requires_grad)
+                raw.append(data)
                 tensors.append(a)
+                if a._requires_grad:
+                    needs.append(True)
+                    parents.append(a)
+                    continue
             else:
                 raw.append(a)
-                needs.append(False)
-        record = any(needs) and is_grad_enabled()
-        ctx = Context(tuple(needs))
+            needs.append(False)
+            parents.append(None)
+        needs = tuple(needs)
+        ctx = Context(needs)
         out = cls.forward(ctx, *raw)
-        multiple = isinstance(out, tuple)
-        if not record:
-            results = tuple(first._wrap(o) for o in out) if multiple else (first._wrap(out),)
-        else:
-            parents = tuple(a if n else None for a, n in zip(args, needs))
-            node = Node(cls, ctx, parents, len(out) if multiple else 1, multiple)
-            results = (tuple(first._wrap(o, True, node, i) for i, o in enumerate(out)) if multiple
-                       else (first._wrap(out, True, node),))
+        if isinstance(out, tuple):
+            return _wrap_outputs(cls, args, tuple(parents), tensors, first, ctx, out)
+        if True in needs and _state.grad_enabled:
+            node = Node(cls, ctx, tuple(parents))
+            result = first._wrap(out, True, node)
             if ctx.saved:
-                ctx.versions = _saved_versions(ctx.saved, tensors, results)
+                ctx.versions = _saved_versions(ctx.saved, tensors, (result,))
+        else:
+            result = first._wrap(out)
         if cls.returns_view:
-            _share_counters(first, results, cls, args[1:], multiple)
-        return results if multiple else results[0]
+            _share_counters(first, (result,), cls, args[1:], False)
+        return result
+
+
+def _wrap_outputs(cls, args, parents, tensors, first, ctx, out):
+    """Function.apply's end for a forward that returned a tuple of arrays: a tuple of tensors."""
+    wrap = first._wrap
+    if True in ctx.needs_input_grad and _state.grad_enabled:
+        node = Node(cls, ctx, parents, len(out), True)
+        results = tuple([wrap(o, True, node, i) for i, o in enumerate(out)])
+        if ctx.saved:
+            ctx.versions = _saved_versions(ctx.saved, tensors, results)
+    else:
+        results = tuple([wrap(o) for o in out])
+    if cls.returns_view:
+        _share_counters(first, results, cls, args[1:], True)
+    return results
 
 
 def _memory_owner(array):
@@ -487,6 +511,8 @@ def _saved_versions(saved, inputs, results):
     so the common case (the saved array is an input's or output's array itself) is checked first."""
     versions = []
     for array in saved:
+        if array is None or isinstance(array, np.generic):  # nothing saved, or a constant scalar: no memory to watch
+            continue
         for t in inputs:
             if t.data is array:
                 break
@@ -508,8 +534,13 @@ def _owner_among(array, inputs, results):
     owner = _memory_owner(array)
     if owner is None:
         return None
-    candidates = results if owner is array else (*inputs, *results)  # a fresh array: only an output can view it
-    for t in candidates:
+    if owner is array:  # a fresh array (a constant made from a number): only an output that is a view can share it
+        for t in results:
+            data = t.data
+            if getattr(data, "base", None) is not None and _memory_owner(data) is owner:
+                return t
+        return None
+    for t in (*inputs, *results):
         if _memory_owner(t.data) is owner:
             return t
     return None
@@ -529,18 +560,22 @@ def _topological_order(root_nodes):
     """Nodes reachable from root_nodes, each after every node that consumes its output."""
     order, visited = [], set()
     stack = [(node, False) for node in reversed(root_nodes)]
+    push, pop, seen, emit = stack.append, stack.pop, visited.add, order.append
     while stack:
-        node, expanded = stack.pop()
+        node, expanded = pop()
         if expanded:
-            order.append(node)
+            emit(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if key in visited:
             continue
-        visited.add(id(node))
-        stack.append((node, True))
+        seen(key)
+        push((node, True))
         for edge in node.edges:
-            if edge is not None and edge[0] is not None and id(edge[0]) not in visited:
-                stack.append((edge[0], False))
+            if edge is not None:
+                producer = edge[0]
+                if producer is not None and id(producer) not in visited:
+                    push((producer, False))
     order.reverse()  # consumers first
     return order
 
@@ -654,12 +689,13 @@ def _walk(roots, retain_graph, inputs=None):
                 wanted.setdefault(id(t), []).append(i)
             else:
                 capture.setdefault((id(t._node), t._index), []).append(i)
+    owned = set()  # ids of the pending sums that accumulation made (see _add_pending): it may add into them
     root_nodes = []
     for t, g in roots:
         if t._node is None:
             _leaf_gets(leaves, t, g, wanted)
         else:
-            _add_pending(pending, t._node, t._index, g)
+            _add_pending(pending, t._node, t._index, g, owned)
             root_nodes.append(t._node)
     order = _topological_order(root_nodes)
     if inputs is not None:
@@ -668,6 +704,9 @@ def _walk(roots, retain_graph, inputs=None):
         output_grads = pending.pop(id(node), None)
         if output_grads is None:  # no gradient flows through this node
             continue
+        if owned:  # these sums leave the pending table: from here on they may be shared (hooks, grad())
+            for og in output_grads:
+                owned.discard(id(og))
         if run is not None:
             todo = run.get(id(node))
             if todo is None:  # grad(): nothing wanted lies behind this node
@@ -681,47 +720,50 @@ def _walk(roots, retain_graph, inputs=None):
             if not todo:
                 continue
         g = tuple(output_grads) if node.returns_tuple else output_grads[0]
-        if node.ctx is None:
+        ctx = node.ctx
+        if ctx is None:
             raise RuntimeError(
                 f"backward: trying to backward through {node.name} a second time, but its saved "
                 "values were freed by the first backward; pass retain_graph=True to the first call"
             )
-        if node.ctx.versions:
+        if ctx.versions:
             node.check_versions()
         if observers:
             start = perf_counter_ns()
-            grads = node.function.backward(node.ctx, g)
+            grads = node.function.backward(ctx, g)
             end = perf_counter_ns()
             for observer in observers:
                 observer.on_backward(node, g, start, end)
         else:
-            grads = node.function.backward(node.ctx, g)
+            grads = node.function.backward(ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
-        if len(grads) != len(node.parents):
+        parents = node.parents
+        if len(grads) != len(parents):
             raise RuntimeError(
                 f"backward: {node.name}.backward returned {len(grads)} gradients, but forward took "
-                f"{len(node.parents)} arguments (return None for each one without a gradient)"
+                f"{len(parents)} arguments (return None for each one without a gradient)"
             )
         if not retain_graph:
             node.ctx = None
-        for i, (parent, edge, pg) in enumerate(zip(node.parents, node.edges, grads)):
+        for i, (parent, edge, pg) in enumerate(zip(parents, node.edges, grads)):
             if parent is None or pg is None:
                 continue
-            if getattr(pg, "shape", None) != parent.data.shape:
+            data = parent.data
+            if getattr(pg, "shape", None) != data.shape:
                 raise RuntimeError(
                     f"backward: {node.name}.backward returned a gradient of shape {getattr(pg, 'shape', type(pg))} "
-                    f"for argument {i}, which has shape {parent.data.shape}"
+                    f"for argument {i}, which has shape {data.shape}"
                 )
-            if pg.dtype != parent.data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
-                pg = pg.astype(parent.data.dtype)
+            if pg.dtype != data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
+                pg = pg.astype(data.dtype)
             if edge[0] is None:
                 if parent._hooks is None and wanted is None:
                     _accumulate_leaf(parent, pg)
                 else:
                     _leaf_gets(leaves, parent, pg, wanted)
             else:
-                _add_pending(pending, *edge, pg)
+                _add_pending(pending, edge[0], edge[1], pg, owned)
     for leaf, g in leaves.values():  # each leaf once, on the sum of its gradients: hooks, then .grad
         if isinstance(leaf._hooks, dict) and leaf._hooks:
             g = _call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
@@ -753,12 +795,25 @@ def _nodes_to_run(order, capture, wanted):
     return run
 
 
-def _add_pending(pending, node, index, g):
-    """Add g to the gradient waiting for output `index` of `node`."""
+def _add_pending(pending, node, index, g, owned):
+    """Add g to the gradient waiting for output `index` of `node`.
+
+    The first sum is a new array, which accumulation owns (its id goes into `owned`); later
+    gradients are added into it in place. Never into any other array: a backward may hand one
+    array to several inputs (Add gives dy to both), so a gradient as it arrives may be shared.
+    """
     slots = pending.get(id(node))
     if slots is None:
         slots = pending[id(node)] = [None] * node.n_outputs
-    slots[index] = g if slots[index] is None else slots[index] + g
+    s = slots[index]
+    if s is None:
+        slots[index] = g
+    elif id(s) in owned:
+        s += g  # same shape and dtype (the walk checked and cast g), a host array of our own
+    else:
+        s = slots[index] = s + g
+        if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
+            owned.add(id(s))
 
 
 def _leaf_gets(leaves, leaf, g, wanted):

@@ -14,6 +14,7 @@ from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, check_data, default_dtype_for
 
 _CPU, _CUDA = Device("cpu"), Device("cuda")
+_new = object.__new__
 
 
 class Tensor(Variable):
@@ -28,11 +29,17 @@ class Tensor(Variable):
 
     @classmethod
     def _wrap(cls, data, requires_grad=False, node=None, index=0):
-        out = Tensor.__new__(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
+        out = _new(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
-        out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
-        out._counter, out._view, out._hooks = VersionCounter(), None, None
+        out.data = data
+        out.grad = None
+        out._requires_grad = requires_grad
+        out._node = node
+        out._index = index
+        out._counter = VersionCounter()
+        out._view = None
+        out._hooks = None
         return out
 
     # ---- attributes --------------------------------------------------------------

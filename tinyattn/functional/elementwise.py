@@ -13,6 +13,9 @@ from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
 
 
+_KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+
+
 def _data(x):
     return x.data if isinstance(x, Variable) else x
 
@@ -20,7 +23,25 @@ def _data(x):
 def operands(op, a, b):
     """Make a binary op's operands agree, as PyTorch does: Python numbers and integer tensors
     take the float tensor's dtype (float32 + 2 stays float32, int64 * 0.5 is float32), then
-    the shapes must broadcast."""
+    the shapes must broadcast.
+
+    The common cases take a short path with the same result: two float tensors of one dtype (same
+    shape, or checked to broadcast), and a float tensor with a Python int or float. Devices are
+    checked by Function.apply."""
+    if isinstance(a, Variable):
+        da = a.data
+        if isinstance(b, Variable):
+            db = b.data
+            if da.dtype == db.dtype and da.dtype.kind == "f":
+                if da.shape != db.shape:
+                    check_broadcast(op, da.shape, db.shape)
+                return a, b
+        elif (type(b) is float or type(b) is int) and da.dtype.kind == "f":
+            return a, np.asarray(b, dtype=da.dtype)
+    elif isinstance(b, Variable) and (type(a) is float or type(a) is int):
+        db = b.data
+        if db.dtype.kind == "f":
+            return np.asarray(a, dtype=db.dtype), b
     if not isinstance(a, Variable) and not isinstance(b, Variable):
         raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")
     for x in (a, b):
@@ -407,7 +428,8 @@ def pow(x, exponent):
 
 def _unary(function, name):
     def op(x):
-        check_float(name, x.data)
+        if x.data.dtype not in _KERNEL_FLOATS:
+            check_float(name, x.data)  # raises the error
         return function.apply(x)
 
     op.__name__ = name
