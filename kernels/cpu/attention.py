@@ -527,17 +527,19 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
 @njit(parallel=True, cache=True)
 def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, delta, dout, dqp, dk, dv, wide):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
-        s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (scale applied after)
+        s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
         dP (nq, BK)   = dO[p, qb] (nq x Ev, in place) @ vT (Ev x BK)     -> dS (in dp)
         dkT (E, BK)  += Q[p, qb]^T (E x nq, in place) @ dS (nq x BK)
-        dqT (E, BQ)   = K[p, kb]^T (E x nk, in place) @ dsT (nk x BQ)
+        dQ[p, qb]    += dS (nq x nk) @ K[p, kb] (nk x E, in place)  into the dq slab, when E is a multiple
+                        of NR; else dqT (E, BQ) = K[p, kb]^T @ dS^T, added to the slab transposed
     Rows i >= nq of s and dp are never computed nor read."""
     BH, L, E = q.shape
     S = k.shape[1]
     Ev = v.shape[2]
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K
+    NR = 2 * (64 if wide else 32) // q.itemsize
     for item in prange(BH * G):
         bh = item // G
         g = item % G
@@ -559,7 +561,7 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
             vT[:, :] = 0.0
             for j in range(nk):
                 for e in range(E):
-                    kT[e, j] = k[bh, j0 + j, e]
+                    kT[e, j] = k[bh, j0 + j, e] * scale
                 for e in range(Ev):
                     vT[e, j] = v[bh, j0 + j, e]
             dkT[:, :] = 0.0
@@ -568,9 +570,6 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
                 i0 = qb * BLOCK_Q
                 nq = min(BLOCK_Q, L - i0)
                 _mm(wide, nq, BLOCK_K, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
-                for i in range(nq):
-                    for j in range(BLOCK_K):
-                        s[i, j] *= scale
                 if has_bias:
                     for i in range(nq):
                         for j in range(nk):
@@ -601,15 +600,19 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
                 # dK
                 _mm(wide, E, BLOCK_K, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
                 # dQ
-                for j in range(nk):
+                if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
+                    _mm(wide, nq, E, nk, dp, 0, BLOCK_K, 1, k, (bh * S + j0) * E, E, dqp,
+                        ((g * BH + bh) * L + i0) * E, E, True)
+                else:
+                    for j in range(nk):
+                        for i in range(nq):
+                            dsT[j, i] = dp[i, j]
+                        for i in range(nq, BLOCK_Q):
+                            dsT[j, i] = 0.0
+                    _mm(wide, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
                     for i in range(nq):
-                        dsT[j, i] = dp[i, j]
-                    for i in range(nq, BLOCK_Q):
-                        dsT[j, i] = 0.0
-                _mm(wide, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
-                for i in range(nq):
-                    for e in range(E):
-                        dqp[g, bh, i0 + i, e] += dqT[e, i]
+                        for e in range(E):
+                            dqp[g, bh, i0 + i, e] += dqT[e, i]
             for j in range(nk):
                 for e in range(E):
                     dk[bh, j0 + j, e] = dkT[e, j]
