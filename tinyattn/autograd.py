@@ -16,6 +16,7 @@ subclasses it and adds operators and methods.
 import functools
 import inspect
 import itertools
+import operator
 import threading
 import weakref
 from time import perf_counter_ns
@@ -194,6 +195,10 @@ class Context:
         return self.saved
 
 
+_node_seq = itertools.count()
+_creation = operator.attrgetter("seq")
+
+
 class Node:
     """One recorded op: the Function, its context, and the Variables it was applied to.
 
@@ -209,9 +214,10 @@ class Node:
     tensors that stood for that output when they were registered (see Variable.register_hook).
     """
 
-    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple", "hooks", "__weakref__")
+    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple", "hooks", "seq", "__weakref__")
 
     def __init__(self, function, ctx, parents, n_outputs=1, returns_tuple=False):
+        self.seq = next(_node_seq)  # creation order: the backward walk's topological order (see _topological_order)
         self.function = function
         self.ctx = ctx
         self.parents = parents
@@ -374,6 +380,9 @@ class Variable:
         return out
 
 
+_NEEDS_1, _NO_NEEDS_1, _NO_PARENTS_1 = (True,), (False,), (None,)
+
+
 class Function:
     """Base class of every differentiable op.
 
@@ -402,35 +411,65 @@ class Function:
     def apply(cls, *args):
         if _observers:  # a study tool (profiler, viz.record) is watching: the only cost when none is
             return _observed_apply(cls, args)
-        first = None
-        raw = []
-        needs = []
-        parents = []  # the arguments that need a gradient, None for the others
-        tensors = []
-        for a in args:
-            if isinstance(a, Variable):
-                data = a.data
-                if first is None:
-                    first = a
-                elif type(data) is not type(first.data):
-                    _raise_mixed_devices(cls.__name__, first, a)
-                raw.append(data)
-                tensors.append(a)
-                if a._requires_grad:
-                    needs.append(True)
-                    parents.append(a)
-                    continue
+        # raw: the arguments with tensors unwrapped; needs: which need a gradient; parents: those arguments
+        # (None for the others); tensors: the tensor arguments. Spelled out for the commonest calls, a unary
+        # op on a tensor and a binary op whose first argument is a tensor; a loop for the rest.
+        n = len(args)
+        first = args[0] if n else None
+        if n == 1 and isinstance(first, Variable):
+            raw = (first.data,)
+            tensors = args
+            if first._requires_grad:
+                needs, parents = _NEEDS_1, args
             else:
-                raw.append(a)
-            needs.append(False)
-            parents.append(None)
-        needs = tuple(needs)
+                needs, parents = _NO_NEEDS_1, _NO_PARENTS_1
+        elif n == 2 and isinstance(first, Variable):
+            b = args[1]
+            need = first._requires_grad
+            if isinstance(b, Variable):
+                raw = (first.data, b.data)
+                if type(raw[1]) is not type(raw[0]):
+                    _raise_mixed_devices(cls.__name__, first, b)
+                tensors = args
+                need_b = b._requires_grad
+                needs = (need, need_b)
+                parents = (first if need else None, b if need_b else None)
+            else:
+                raw = (first.data, b)
+                tensors = (first,)
+                needs = (need, False)
+                parents = (first if need else None, None)
+        else:
+            first = None
+            raw = []
+            needs = []
+            parents = []
+            tensors = []
+            for a in args:
+                if isinstance(a, Variable):
+                    data = a.data
+                    if first is None:
+                        first = a
+                    elif type(data) is not type(first.data):
+                        _raise_mixed_devices(cls.__name__, first, a)
+                    raw.append(data)
+                    tensors.append(a)
+                    if a._requires_grad:
+                        needs.append(True)
+                        parents.append(a)
+                        continue
+                else:
+                    raw.append(a)
+                needs.append(False)
+                parents.append(None)
+            needs = tuple(needs)
+            parents = tuple(parents)
         ctx = Context(needs)
         out = cls.forward(ctx, *raw)
         if isinstance(out, tuple):
-            return _wrap_outputs(cls, args, tuple(parents), tensors, first, ctx, out)
+            return _wrap_outputs(cls, args, parents, tensors, first, ctx, out)
         if True in needs and _state.grad_enabled:
-            node = Node(cls, ctx, tuple(parents))
+            node = Node(cls, ctx, parents)
             result = first._wrap(out, True, node)
             if ctx.saved:
                 ctx.versions = _saved_versions(ctx.saved, tensors, (result,))
@@ -557,27 +596,26 @@ def _raise_mixed_devices(op, a, b):
 
 
 def _topological_order(root_nodes):
-    """Nodes reachable from root_nodes, each after every node that consumes its output."""
-    order, visited = [], set()
-    stack = [(node, False) for node in reversed(root_nodes)]
-    push, pop, seen, emit = stack.append, stack.pop, visited.add, order.append
-    while stack:
-        node, expanded = pop()
-        if expanded:
-            emit(node)
-            continue
-        key = id(node)
-        if key in visited:
-            continue
-        seen(key)
-        push((node, True))
+    """Nodes reachable from root_nodes, each after every node that consumes its output.
+
+    A node's inputs were made before it, so every node was created after the nodes it reads from:
+    the reachable nodes in decreasing creation order (`Node.seq`) are in topological order,
+    consumers first. One pass collects them, one C-level sort orders them."""
+    nodes, seen = [], set()
+    for node in root_nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            nodes.append(node)
+    add, push = seen.add, nodes.append
+    for node in nodes:  # the list grows while it is read: a breadth-first walk
         for edge in node.edges:
             if edge is not None:
                 producer = edge[0]
-                if producer is not None and id(producer) not in visited:
-                    push((producer, False))
-    order.reverse()  # consumers first
-    return order
+                if producer is not None and id(producer) not in seen:
+                    add(id(producer))
+                    push(producer)
+    nodes.sort(key=_creation, reverse=True)
+    return nodes
 
 
 def backward(root, grad=None, retain_graph=False):
@@ -693,7 +731,7 @@ def _walk(roots, retain_graph, inputs=None):
     root_nodes = []
     for t, g in roots:
         if t._node is None:
-            _leaf_gets(leaves, t, g, wanted)
+            _leaf_gets(leaves, t, g, wanted, owned)
         else:
             _add_pending(pending, t._node, t._index, g, owned)
             root_nodes.append(t._node)
@@ -727,7 +765,9 @@ def _walk(roots, retain_graph, inputs=None):
                 "values were freed by the first backward; pass retain_graph=True to the first call"
             )
         if ctx.versions:
-            node.check_versions()
+            for counter, version, _ in ctx.versions:
+                if counter.value != version:
+                    node.check_versions()  # raises, naming the op
         if observers:
             start = perf_counter_ns()
             grads = node.function.backward(ctx, g)
@@ -746,24 +786,28 @@ def _walk(roots, retain_graph, inputs=None):
             )
         if not retain_graph:
             node.ctx = None
-        for i, (parent, edge, pg) in enumerate(zip(parents, node.edges, grads)):
+        for parent, edge, pg in zip(parents, node.edges, grads):
             if parent is None or pg is None:
                 continue
             data = parent.data
             if getattr(pg, "shape", None) != data.shape:
+                i = next(j for j, (p, q) in enumerate(zip(parents, grads)) if p is parent and q is pg)
                 raise RuntimeError(
                     f"backward: {node.name}.backward returned a gradient of shape {getattr(pg, 'shape', type(pg))} "
                     f"for argument {i}, which has shape {data.shape}"
                 )
             if pg.dtype != data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
                 pg = pg.astype(data.dtype)
-            if edge[0] is None:
+            producer = edge[0]
+            if producer is None:
                 if parent._hooks is None and wanted is None:
                     _accumulate_leaf(parent, pg)
                 else:
-                    _leaf_gets(leaves, parent, pg, wanted)
+                    _leaf_gets(leaves, parent, pg, wanted, owned)
+            elif producer.n_outputs == 1 and id(producer) not in pending:  # the first gradient to arrive there
+                pending[id(producer)] = [pg]
             else:
-                _add_pending(pending, edge[0], edge[1], pg, owned)
+                _add_pending(pending, producer, edge[1], pg, owned)
     for leaf, g in leaves.values():  # each leaf once, on the sum of its gradients: hooks, then .grad
         if isinstance(leaf._hooks, dict) and leaf._hooks:
             g = _call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
@@ -816,8 +860,9 @@ def _add_pending(pending, node, index, g, owned):
             owned.add(id(s))
 
 
-def _leaf_gets(leaves, leaf, g, wanted):
-    """A gradient for a leaf that must wait for the others (it has hooks, or grad() wants it)."""
+def _leaf_gets(leaves, leaf, g, wanted, owned):
+    """A gradient for a leaf that must wait for the others (it has hooks, or grad() wants it).
+    Summed as in _add_pending: into an array of accumulation's own (in `owned`), never into g."""
     if wanted is not None and id(leaf) not in wanted:
         return
     if wanted is None and leaf._hooks is None:
@@ -826,8 +871,12 @@ def _leaf_gets(leaves, leaf, g, wanted):
     entry = leaves.get(id(leaf))
     if entry is None:
         leaves[id(leaf)] = [leaf, g]
+    elif id(entry[1]) in owned:
+        entry[1] += g
     else:
-        entry[1] = entry[1] + g  # never in place: g may be an array that backward handed to several inputs
+        s = entry[1] = entry[1] + g  # not into entry[1]: it may be an array that backward handed to several inputs
+        if type(s) is np.ndarray:
+            owned.add(id(s))  # kept alive by `leaves` until the walk ends: the id stays its own
 
 
 def _owned(g, dtype):

@@ -17,7 +17,7 @@ def sum_to_shape(grad, shape):
     contributed to the output, so dL/dx sums grad over the broadcast axes: the leading axes
     that broadcasting prepended, and the axes where x had size 1.
     """
-    if grad.shape == tuple(shape):
+    if grad.shape == shape or grad.shape == tuple(shape):  # (a tuple, usually: no conversion)
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
