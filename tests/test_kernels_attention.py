@@ -203,3 +203,38 @@ def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
     check(q, k, v, dout, groups=2)
     q, k, v, dout = make(rng, 1, 2 * BLOCK_Q, 2 * BLOCK_K, 64, 64, dtype)
     check(q, k, v, dout, causal=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tile_row_exp(dtype):
+    # the forward's and backward's exp passes (16-lane vector IR for float32, _exp loops for float64):
+    # exp(x - c) within ~2 ulp of numpy, 0 for -inf and below the underflow clamp, NaN kept; l += rows
+    from numba import njit
+
+    @njit
+    def run(sT, nk, c, l, s, lse, lo):
+        A._exp_fwd(sT, nk, c, l)
+        for i in range(s.shape[0]):
+            A._exp_bwd(s, i, lse, lo)
+
+    rng = np.random.default_rng(9)
+    x = (-30 * rng.random((BLOCK_K, BLOCK_Q))).astype(dtype)
+    x[0, :6] = [-np.inf, np.nan, -100.0, -87.5, 0.0, -1e-30]
+    x[5, 7] = -800.0
+    c = rng.standard_normal(BLOCK_Q).astype(dtype)
+    l0 = rng.random(BLOCK_Q).astype(dtype)
+    sT, l = x.copy(), l0.copy()
+    s = x[:3, :BLOCK_K].copy()
+    lse = rng.standard_normal((2, 40)).astype(dtype)
+    run(sT, BLOCK_K - 1, c, l, s, lse, 41)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = np.exp((x - c).astype(np.float64))  # the difference rounded in dtype, as the kernel does
+        want_s = np.exp((x[:3, :BLOCK_K] - lse[1, 1]).astype(np.float64))
+    want[-1] = x[-1]  # row nk untouched
+    tol = dict(rtol=3e-7, atol=0) if dtype == np.float32 else dict(rtol=1e-15, atol=0)
+    fin = want > np.finfo(dtype).tiny * 2**24
+    np.testing.assert_allclose(sT[fin], want[fin], **tol)
+    np.testing.assert_allclose(s[want_s > 1e-30], want_s[want_s > 1e-30], **tol)
+    assert np.isnan(sT[0, 1]) and sT[0, 0] == 0 and s[0, 0] == 0 and np.isnan(s[0, 1])
+    assert sT[5, 7] == 0
+    np.testing.assert_allclose(l, l0 + want[:-1].sum(0), rtol=1e-5 if dtype == np.float32 else 1e-12)
