@@ -50,7 +50,8 @@ overrides it) ``_forward_mk`` / ``_backward_mk`` run the same loop nests with ev
 dP, dV, dK, dQ) as register tiles of the matmul outer-product micro-kernel: 12 (6) rows x 2 vectors of
 accumulators, so one vector load of the B operand serves 12 (6) rows instead of one; their float32
 exp passes are 16-lane vector IR (``_exp_row_c`` / ``_exp_row_s``, vexp's algorithm), since Numba's
-own vectorisation of ``_exp`` stops at 8 lanes.  About 2.5x faster at B4 H8 L512 E64 (docs/benchmarks.md).  ``_forward`` / ``_backward`` are the portable path.
+own vectorisation of ``_exp`` stops at 8 lanes.  About 2.5x faster at B4 H8 L512 E64 (docs/benchmarks.md).
+``_forward`` / ``_backward`` are the portable path.
 
 The public functions are thin Python wrappers (they normalise dtypes/bias and pick the work split and the
 kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
@@ -551,40 +552,73 @@ _uk1_w32 = _make_ukernel(1, 32)
 KERNEL = host_kernel()            # 'avx512' | 'avx2' -> the versions below; 'portable' -> the loops above
 
 
-@njit(cache=True)
-def _mm(wide, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+def _mm(tag, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
     """C[r, j] = (or +=, acc) sum_{t < kc} A[r, t] B[t, j] for r < M, j < N (N a multiple of NR), with
     A[r, t] = a[a_off + r a_rs + t a_ks], B[t, j] = b[b_off + t b_ks + j], C[r, j] = c[c_off + r ldc + j]
-    (flat offsets into C-contiguous arrays).  Rows in MR-row tiles, then tail tiles, then single rows."""
-    NR = 2 * (64 if wide else 32) // c.itemsize
-    MR = 12 if wide else 6
-    MT = 4 if wide else 2
+    (flat offsets into C-contiguous arrays).  Rows in MR-row tiles, then tail tiles, then single rows.
+    The micro-kernel shape is chosen at compile time from the type of ``tag`` (``_TAGS``: an empty int8
+    array for AVX-512, int16 for AVX2), so a kernel compiles only the shape it runs.  Numba only."""
+    raise NotImplementedError
+
+
+_TAGS = {"avx512": np.zeros(0, np.int8), "avx2": np.zeros(0, np.int16)}
+
+
+@njit(cache=True, inline="always")
+def _nr(tag, x):
+    """NR, the micro-tile width in elements of x's dtype, for the shape ``tag`` names (_mm)."""
+    return 128 // (tag.itemsize * x.itemsize)
+
+
+@njit(cache=True)
+def _mm_w64(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+    NR = 2 * 64 // c.itemsize
     r = 0
     while r < M:
-        kind = 0 if M - r >= MR else (1 if M - r >= MT else 2)
+        kind = 0 if M - r >= 12 else (1 if M - r >= 4 else 2)
         ao = a_off + r * a_rs
         for j in range(0, N, NR):
             co = c_off + r * ldc + j
             bo = b_off + j
-            if wide:
-                if kind == 0:
-                    ukernel_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-                elif kind == 1:
-                    ukernel_w64t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-                else:
-                    _uk1_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+            if kind == 0:
+                ukernel_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+            elif kind == 1:
+                ukernel_w64t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
             else:
-                if kind == 0:
-                    ukernel_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-                elif kind == 1:
-                    ukernel_w32t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-                else:
-                    _uk1_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-        r += MR if kind == 0 else (MT if kind == 1 else 1)
+                _uk1_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+        r += 12 if kind == 0 else (4 if kind == 1 else 1)
+
+
+@njit(cache=True)
+def _mm_w32(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+    NR = 2 * 32 // c.itemsize
+    r = 0
+    while r < M:
+        kind = 0 if M - r >= 6 else (1 if M - r >= 2 else 2)
+        ao = a_off + r * a_rs
+        for j in range(0, N, NR):
+            co = c_off + r * ldc + j
+            bo = b_off + j
+            if kind == 0:
+                ukernel_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+            elif kind == 1:
+                ukernel_w32t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+            else:
+                _uk1_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
+        r += 6 if kind == 0 else (2 if kind == 1 else 1)
+
+
+@overload(_mm)
+def _mm_impl(tag, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+    f = _mm_w64 if tag.dtype == types.int8 else _mm_w32
+
+    def impl(tag, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
+        f(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc)
+    return impl
 
 
 @njit(parallel=True, cache=True)
-def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse, wide):
+def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse, tag):
     """_forward with its two tile products register-blocked (_mm):
         sT (nk, BQ)  = K[p, kb] (nk x E, in place)  @ qT (E x BQ)
         oT (Ev, BQ) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x BQ)
@@ -612,7 +646,7 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
         for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
             j0 = kb * BLOCK_K
             nk = min(BLOCK_K, S - j0)
-            _mm(wide, nk, BLOCK_Q, E, k, (bh * S + j0) * E, E, 1, qT, 0, BLOCK_Q, sT, 0, BLOCK_Q, False)
+            _mm(tag, nk, BLOCK_Q, E, k, (bh * S + j0) * E, E, 1, qT, 0, BLOCK_Q, sT, 0, BLOCK_Q, False)
             if has_bias:
                 for j in range(nk):
                     for i in range(nq):
@@ -636,7 +670,7 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
             for e in range(Ev):
                 for i in range(BLOCK_Q):
                     oT[e, i] *= alpha[i]
-            _mm(wide, Ev, BLOCK_Q, nk, v, (bh * S + j0) * Ev, 1, Ev, sT, 0, BLOCK_Q, oT, 0, BLOCK_Q, True)
+            _mm(tag, Ev, BLOCK_Q, nk, v, (bh * S + j0) * Ev, 1, Ev, sT, 0, BLOCK_Q, oT, 0, BLOCK_Q, True)
         for i in range(nq):
             if l[i] > 0.0:
                 inv = 1.0 / l[i]
@@ -650,7 +684,7 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
 
 
 @njit(parallel=True, cache=True)
-def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, delta, dout, dqp, dk, dv, wide):
+def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, delta, dout, dqp, dk, dv, tag):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
         s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
@@ -664,7 +698,7 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
     Ev = v.shape[2]
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K
-    NR = 2 * (64 if wide else 32) // q.itemsize
+    NR = _nr(tag, q)
     for item in prange(BH * G):
         bh = item // G
         g = item % G
@@ -694,7 +728,7 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
             for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
                 i0 = qb * BLOCK_Q
                 nq = min(BLOCK_Q, L - i0)
-                _mm(wide, nq, BLOCK_K, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
+                _mm(tag, nq, BLOCK_K, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
                 if has_bias:
                     for i in range(nq):
                         for j in range(nk):
@@ -714,18 +748,18 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
                         for j in range(nk, BLOCK_K):  # zero padding keys
                             s[i, j] = 0.0
                 # dV
-                _mm(wide, Ev, BLOCK_K, nq, dout, (bh * L + i0) * Ev, 1, Ev, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
+                _mm(tag, Ev, BLOCK_K, nq, dout, (bh * L + i0) * Ev, 1, Ev, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
                 # dP -> dS (in dp, scale folded in)
-                _mm(wide, nq, BLOCK_K, Ev, dout, (bh * L + i0) * Ev, Ev, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
+                _mm(tag, nq, BLOCK_K, Ev, dout, (bh * L + i0) * Ev, Ev, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
                 for i in range(nq):
                     di = delta[bh, i0 + i]
                     for j in range(BLOCK_K):
                         dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
                 # dK
-                _mm(wide, E, BLOCK_K, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
+                _mm(tag, E, BLOCK_K, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
                 # dQ
                 if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
-                    _mm(wide, nq, E, nk, dp, 0, BLOCK_K, 1, k, (bh * S + j0) * E, E, dqp,
+                    _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, k, (bh * S + j0) * E, E, dqp,
                         ((g * BH + bh) * L + i0) * E, E, True)
                 else:
                     for j in range(nk):
@@ -733,7 +767,7 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
                             dsT[j, i] = dp[i, j]
                         for i in range(nq, BLOCK_Q):
                             dsT[j, i] = 0.0
-                    _mm(wide, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
+                    _mm(tag, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
                     for i in range(nq):
                         for e in range(E):
                             dqp[g, bh, i0 + i, e] += dqT[e, i]
@@ -787,7 +821,7 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     elif KERNEL == "portable":
         _forward(*args)
     else:
-        _forward_mk(*args, KERNEL == "avx512")
+        _forward_mk(*args, _TAGS[KERNEL])
     return out, lse
 
 
@@ -823,7 +857,7 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     if KERNEL == "portable":
         _backward(*args)
     else:
-        _backward_mk(*args, KERNEL == "avx512")
+        _backward_mk(*args, _TAGS[KERNEL])
     if G == 1:
         dq = dqp[0]
     else:
