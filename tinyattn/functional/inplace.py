@@ -55,7 +55,9 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input
             direct(x)
         else:
             with no_grad():
-                _write(op, x, compute(x), same_kind)
+                result = compute(x)
+            _check_result(op, x, result.shape, result.dtype, same_kind)
+            x.data[...] = result.data
         x._bump_version()
         return x
     if x._view is not None:  # a view made under no_grad, or before its base changed: make it again first
@@ -117,11 +119,6 @@ def _check_result(op, x, shape, dtype, same_kind):
                          f"{tuple(x.shape)} (the other operand must broadcast to the tensor's shape)")
     if same_kind and not np.can_cast(dtype, x.dtype, "same_kind"):
         raise TypeError(f"{op}: the result type {np.dtype(dtype)} can't be cast to the tensor's dtype {x.dtype}")
-
-
-def _write(op, x, result, same_kind):
-    _check_result(op, x, result.shape, result.dtype, same_kind)
-    x.data[...] = result.data
 
 
 def _value(op, value, x):
