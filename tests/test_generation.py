@@ -465,3 +465,184 @@ def test_generate_on_cuda_matches_cpu():
     ids, gpu_logits = ta.generate(model, ta.tensor(prompt, device="cuda"), 3, temperature=0, return_logits=True)
     assert ids.device == ta.device("cuda") and ids.shape == (1, 6)
     np.testing.assert_allclose(gpu_logits, cpu_logits, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the fused decode step (TransformerEncoderLayer with a cache, eval mode, no_grad: one kernel call)
+# ---------------------------------------------------------------------------------------------------------
+from tinyattn.nn import transformer as _transformer  # noqa: E402
+
+
+def _fused_layer(norm_first, activation, bias, dtype, batch_first=True, dropout=0.0):
+    """A causal layer (d_model D, H heads, ff 24); bias=False: no biases anywhere, norm1 without affine
+    parameters and norm2 without bias, so every missing-parameter branch of the fused step runs."""
+    layer = nn.TransformerEncoderLayer(D, H, 24, dropout, activation, batch_first=batch_first,
+                                       norm_first=norm_first, causal=True, dtype=dtype)
+    if not bias:
+        layer.self_attn = nn.MultiheadAttention(D, H, dropout=dropout, bias=False, batch_first=batch_first,
+                                                dtype=dtype)
+        layer.linear1, layer.linear2 = nn.Linear(D, 24, bias=False, dtype=dtype), nn.Linear(24, D, bias=False,
+                                                                                             dtype=dtype)
+        layer.norm1 = nn.LayerNorm(D, elementwise_affine=False, dtype=dtype)
+        layer.norm2 = nn.LayerNorm(D, bias=False, dtype=dtype)
+    for p in layer.parameters():  # away from LayerNorm's ones/zeros, so a swapped norm parameter shows
+        with ta.no_grad():
+            p += 0.1 * ta.tensor(np.random.default_rng(p.numel()).standard_normal(p.shape), dtype=dtype)
+    return layer
+
+
+class _FusedLM(nn.Module):
+    def __init__(self, layers, dtype):
+        super().__init__()
+        self.embed = nn.Embedding(V, D, dtype=dtype)
+        self.pos = nn.LearnedPositionalEncoding(d_model=D, max_len=C, dtype=dtype)
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Linear(D, V, dtype=dtype)
+
+    def forward(self, tokens, kv_cache=None):
+        x = self.pos(self.embed(tokens), offset=0 if kv_cache is None else kv_cache.seq_len)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, kv_cache=None if kv_cache is None else kv_cache[i])
+        return self.head(x)
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the fused decode steps taken (the switch is on: the default)."""
+    calls = []
+    original = _transformer.TransformerEncoderLayer._decode
+
+    def counted(self, *args):
+        calls.append(self)
+        return original(self, *args)
+
+    monkeypatch.setattr(_transformer.TransformerEncoderLayer, "_decode", counted)
+    return calls
+
+
+def _generate_both(model, prompt, n, monkeypatch, **kw):
+    out = []
+    for fused in (True, False):
+        monkeypatch.setattr(_transformer, "_FUSED_DECODE", fused)
+        ta.manual_seed(9)
+        out.append(ta.generate(model, prompt, n, return_logits=True, **kw))
+    monkeypatch.setattr(_transformer, "_FUSED_DECODE", True)
+    return out
+
+
+@pytest.mark.parametrize("dtype,tol", [(ta.float64, 1e-10), (ta.float32, 1e-5)])
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_decode_equals_op_by_op(dtype, tol, norm_first, activation, bias, monkeypatch, fused_calls):
+    # 24 new tokens from a 3-token prompt, batch 2, context C = 12: the cache re-primes twice (at 12 and at 18
+    # positions), so the fused step also runs on 3- and 6-token chunks, on an empty and on a grown cache
+    ta.manual_seed(1)
+    model = _FusedLM([_fused_layer(norm_first, activation, bias, dtype) for _ in range(2)], dtype).eval()
+    prompt = np.random.default_rng(4).integers(0, V, (2, 3))
+    (ids, fused), (ids_plain, plain) = _generate_both(model, prompt, 24, monkeypatch)
+    assert len(fused_calls) == 2 * 24  # every step of both layers, the prompt and the re-primes included
+    np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(ids.numpy(), ids_plain.numpy())
+    assert np.abs(fused[:, 1:] - fused[:, :-1]).max() > 1e-3  # the logits do move from step to step
+
+
+@pytest.mark.parametrize("layout", ["batch_first", "seq_first", "unbatched"])
+def test_fused_decode_layouts_and_cache_contents(layout, monkeypatch, fused_calls):
+    # the layer on its own: outputs and the cached keys/values equal the op-by-op path's, for (N, T, E),
+    # (T, N, E) and (T, E) inputs; the cache is first filled op by op with grad on (F.cat, no buffers), then
+    # the fused steps copy it into their buffers and go on
+    layer = _fused_layer(True, "gelu", True, ta.float64, batch_first=layout == "batch_first").eval()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 9, D) if layout == "batch_first" else (9, 3, D) if layout == "seq_first" else (9, D))
+
+    def chunk(a, b):
+        return ta.tensor(x[:, a:b] if layout == "batch_first" else x[a:b])
+
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(_transformer, "_FUSED_DECODE", fused)
+        cache = nn.LayerKVCache()
+        ys = [layer(chunk(0, 2), kv_cache=cache).detach().numpy()]  # grad on: op by op, recorded
+        with ta.no_grad():
+            ys += [layer(chunk(t, t + 1), kv_cache=cache).numpy() for t in range(2, 6)]
+            ys.append(layer(chunk(6, 9), kv_cache=cache).numpy())
+        axis = 1 if layout == "batch_first" else 0
+        results.append((np.concatenate(ys, axis=axis), cache.key.numpy(), cache.value.numpy(), cache.seq_len))
+    assert len(fused_calls) == 5
+    (y, k, v, s), (y_ref, k_ref, v_ref, s_ref) = results
+    assert s == s_ref == 9 and k.shape == k_ref.shape == ((1,) if layout == "unbatched" else (3,)) + (H, 9, D // H)
+    for got, want in ((y, y_ref), (k, k_ref), (v, v_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_fused_decode_falls_back_where_it_would_change_the_result(fused_calls):
+    ta.manual_seed(2)
+    layer = _fused_layer(True, "gelu", True, ta.float64, dropout=0.5).eval()
+    x = ta.tensor(np.random.default_rng(3).standard_normal((2, 4, D)))
+
+    def run(new=x[:, 3:], grad=False, **kw):
+        cache = nn.LayerKVCache()
+        with ta.no_grad():
+            layer(x[:, :3], kv_cache=cache)
+        n = len(fused_calls)
+        with ta.enable_grad() if grad else ta.no_grad():
+            y = layer(new, kv_cache=cache, **kw)
+        return y, len(fused_calls) - n
+
+    want, used = run()
+    assert used == 1
+    # a forward hook on a submodule runs (the fused step would skip it), and can change the result
+    seen = []
+    handle = layer.self_attn.register_forward_hook(lambda m, args, out: seen.append(out[0].shape))
+    got, used = run()
+    assert used == 0 and seen == [(2, 3, D), (2, 1, D)]  # the prompt's call and the step's
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    handle.remove()
+    handle = layer.linear2.register_forward_hook(lambda m, args, out: out * 0)  # the FF block's output zeroed
+    got, used = run()
+    assert used == 0 and np.abs(got.numpy() - want.numpy()).max() > 1e-3
+    handle.remove()
+    handle = layer.norm1.register_forward_pre_hook(lambda m, args: None)
+    assert run()[1] == 0
+    handle.remove()
+    # the layer's own hooks wrap forward: they run either way, so the fused step stays
+    handle = layer.register_forward_hook(lambda m, args, out: seen.append("layer"))
+    assert run()[1] == 1 and seen[-1] == "layer"
+    handle.remove()
+    # grad mode on: a graph, op by op
+    w = ta.tensor(x.numpy()[:, 3:], requires_grad=True)
+    got, used = run(w, grad=True)
+    assert used == 0 and got.requires_grad
+    got.sum().backward()
+    assert w.grad is not None and np.abs(w.grad.numpy()).max() > 0
+    np.testing.assert_allclose(got.detach().numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    # masks go the normal way (a zero additive mask: the same numbers)
+    got, used = run(src_mask=ta.zeros(1, 4, dtype=ta.float64))
+    assert used == 0
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    got, used = run(src_key_padding_mask=ta.tensor(np.zeros((2, 4), bool)))
+    assert used == 0
+    # training mode with dropout 0.5: op by op (random); with every p = 0 training mode is the same computation
+    layer.train()
+    assert run()[1] == 0
+    for m in (layer.dropout, layer.dropout1, layer.dropout2):
+        m.p = 0.0
+    assert run()[1] == 0  # the attention's own dropout is still 0.5
+    layer.self_attn.dropout = 0.0
+    got, used = run()
+    assert used == 1
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    layer.eval()
+    # a profiler watching: every op must show up in it
+    from tinyattn.profiler import profile
+
+    with profile() as prof:
+        got, used = run()
+    assert used == 0 and any("Linear" in row.name for row in prof.key_averages())
+    # the switch off: op by op
+    _transformer._FUSED_DECODE = False
+    try:
+        assert run()[1] == 0
+    finally:
+        _transformer._FUSED_DECODE = True

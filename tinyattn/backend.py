@@ -117,6 +117,9 @@ class CPUBackend:
         self._act = activations
         self._ln = layer_norm
         self._emb = embedding
+        from tinyattn.kernels.cpu import decode
+
+        self._dec = decode
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)
@@ -214,6 +217,20 @@ class CPUBackend:
         bias = _full_bias(bias, q, k)
         return _run(work, self._attn.attention_backward,
                     q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout, offset)
+
+    # ---- a causal encoder layer over new positions, fused (generation's decode step) -------------
+    def encoder_layer_decode(self, x, norm1, in_proj, out_proj, norm2, linear1, linear2, k_buf, v_buf, start,
+                             norm_first, activation):
+        """y (N, T, E) for the new positions x (N, T, E) of nn.TransformerEncoderLayer's decode step
+        (kernels/cpu/decode.py): norm1, norm2 are (weight, bias, eps); in_proj, out_proj, linear1, linear2
+        (weight, bias), biases never None; writes the new keys and values into k_buf, v_buf (N, H, C, D)
+        at positions start .. start + T - 1. activation: "relu" or "gelu" (tanh form). One thread."""
+        c = np.ascontiguousarray
+        act = self._dec.GELU if activation == "gelu" else self._dec.RELU
+        return self._dec.encoder_layer_decode(
+            c(x), c(norm1[0]), c(norm1[1]), norm1[2], c(in_proj[0]), c(in_proj[1]), c(out_proj[0]), c(out_proj[1]),
+            c(norm2[0]), c(norm2[1]), norm2[2], c(linear1[0]), c(linear1[1]), c(linear2[0]), c(linear2[1]),
+            k_buf, v_buf, int(start), bool(norm_first), act)
 
     # ---- optimiser updates ---------------------------------------------------------------
     @staticmethod

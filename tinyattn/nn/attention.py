@@ -154,6 +154,37 @@ class LayerKVCache:
             buf[:, :, s : s + t] = a
         return tuple(Tensor._wrap(buf[:, :, : s + t]) for buf in self._buffers)
 
+    # ---- for nn.TransformerEncoderLayer's fused decode step (CPU, no_grad), which writes the buffers itself ----
+    def _fits(self, owner, n, h, d, dtype):
+        """Whether the fused step may append to this cache: it is empty, or `owner` filled it with numpy
+        (n, h, S, d) keys and values of `dtype`. Otherwise the op-by-op path runs (and update() says what
+        is wrong, if anything is)."""
+        if self.key is None:
+            return True
+        k, v = self.key, self.value
+        return (self._owner is not None and self._owner() is owner and k.shape[0] == n and k.shape[1] == h
+                and k.shape[3] == d and v.shape[:2] == k.shape[:2] and v.shape[3] == d and k.dtype == dtype
+                and v.dtype == dtype and isinstance(k.data, np.ndarray) and isinstance(v.data, np.ndarray))
+
+    def _reserve(self, n, h, d, t, dtype):
+        """The numpy key and value buffers (n, h, capacity, d) holding the S cached positions, with room for t
+        more at S .. S + t - 1 (grown by doubling, as _append); the caller writes them, then calls _filled."""
+        s = self.seq_len
+        if self._buffers is None or self._buffers[0].shape[2] < s + t:
+            cap = max(2 * (s + t), 16)
+            buffers = tuple(np.empty((n, h, cap, d), dtype=dtype) for _ in range(2))
+            if s:
+                buffers[0][:, :, :s] = self.key.data
+                buffers[1][:, :, :s] = self.value.data
+            self._buffers = buffers
+        return self._buffers
+
+    def _filled(self, owner, length):
+        """key, value: the buffers' first `length` positions (after _reserve and the write)."""
+        if self.key is None:
+            self._owner = weakref.ref(owner)
+        self.key, self.value = (Tensor._wrap(buf[:, :, :length]) for buf in self._buffers)
+
     def reset(self):
         """Empties the cache (it may then serve another module or batch size)."""
         self.key = self.value = self._owner = self._buffers = None

@@ -2,11 +2,19 @@
 TransformerEncoderLayer and TransformerEncoder names."""
 import copy
 
+import numpy as np
+
+from .. import autograd
 from .. import functional as F
-from .attention import KVCache, MultiheadAttention
+from ..backend import backend_of
+from ..tensor import Tensor
+from .attention import KVCache, LayerKVCache, MultiheadAttention
 from .containers import ModuleList
 from .layers import Dropout, LayerNorm, Linear
 from .module import Module
+
+# The fused decode step (TransformerEncoderLayer._decode): tests switch it off to hold it to the op-by-op path.
+_FUSED_DECODE = True
 
 
 class TransformerEncoderLayer(Module):
@@ -21,6 +29,12 @@ class TransformerEncoderLayer(Module):
     rotary=nn.RotaryEmbedding(d_model // nhead, max_len) gives the attention RoPE (see
     MultiheadAttention). A causal layer takes forward(x, kv_cache=c), c an nn.LayerKVCache: x holds only
     the new positions, which attend to every cached one (generation one token at a time).
+
+    Fused decode step: with a cache, under no_grad, on the CPU, the whole layer runs as one kernel call
+    (kernels/cpu/decode.py; PyTorch's encoder-layer fast path plays the same role) when that is the same
+    computation as the op-by-op path: no dropout in effect (eval mode or p = 0), no masks, no rotary,
+    float32/float64, stock submodules with no hooks (on the submodules: the layer's own hooks run either
+    way) and no profiler or viz.record watching. Anything else runs op by op.
     """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="gelu",
@@ -48,6 +62,10 @@ class TransformerEncoderLayer(Module):
         if isinstance(kv_cache, KVCache):
             raise TypeError("TransformerEncoderLayer: kv_cache must be this layer's nn.LayerKVCache (kv_cache[i] of "
                             "an nn.KVCache); nn.TransformerEncoder takes the whole nn.KVCache")
+        if kv_cache is not None and _FUSED_DECODE:
+            fused = self._decode_arrays(src, src_mask, src_key_padding_mask, kv_cache)
+            if fused is not None:
+                return self._decode(src, *fused, kv_cache)
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, causal, kv_cache)
@@ -65,6 +83,72 @@ class TransformerEncoderLayer(Module):
     def _ff_block(self, x):
         act = F.gelu if self.activation == "gelu" else F.relu
         return self.dropout2(self.linear2(self.dropout(act(self.linear1(x)))))
+
+    def _decode_arrays(self, src, src_mask, src_key_padding_mask, kv_cache):
+        """The fused decode step's arguments when it computes exactly what the op-by-op path would (see the
+        class docstring), else None. Cheap: it runs at every layer of every generated token."""
+        if (src_mask is not None or src_key_padding_mask is not None or autograd.is_grad_enabled()
+                or autograd._observers):  # the profiler / viz.record must see every op
+            return None
+        attn = self.self_attn
+        modules = (attn, attn.out_proj, self.norm1, self.norm2, self.linear1, self.linear2, self.dropout,
+                   self.dropout1, self.dropout2)
+        for m, cls in zip(modules, _DECODE_MODULES):  # the op-by-op path calls these: each must be stock, unhooked
+            if (type(m) is not cls or m._forward_pre_hooks or m._forward_hooks or m._backward_hooks
+                    or "forward" in m.__dict__):
+                return None
+        if ((attn.training and attn.dropout > 0) or any(d.training and d.p > 0 for d in modules[6:])
+                or attn.rotary is not None or attn.in_proj_weight is None
+                or type(self)._sa_block is not TransformerEncoderLayer._sa_block
+                or type(self)._ff_block is not TransformerEncoderLayer._ff_block):
+            return None
+        if not isinstance(src, Tensor) or not isinstance(kv_cache, LayerKVCache) or src.ndim not in (2, 3):
+            return None
+        x = src.data
+        e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
+        if type(x) is not np.ndarray or x.shape[-1] != e or x.size == 0 or dtype not in _DECODE_DTYPES:
+            return None
+        shapes = ((3 * e, e), (3 * e,), (e, e), (e,), (e,), (e,), (e,), (e,), (f, e), (f,), (e, f), (e,))
+        params = (attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias,
+                  self.norm1.weight, self.norm1.bias, self.norm2.weight, self.norm2.bias,
+                  self.linear1.weight, self.linear1.bias, self.linear2.weight, self.linear2.bias)
+        arrays = []
+        for p, shape, i in zip(params, shapes, range(12)):
+            if p is None:  # no bias: zeros; a LayerNorm without weight: ones
+                arrays.append((np.ones if i in (4, 6) else np.zeros)(shape, dtype))
+                continue
+            a = p.data
+            if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+                return None
+            arrays.append(a)
+        if src.ndim == 2:
+            x = x[None]  # (1, T, E)
+        elif not attn.batch_first:
+            x = x.transpose(1, 0, 2)  # (T, N, E) -> (N, T, E)
+        if not kv_cache._fits(attn, x.shape[0], attn.num_heads, attn.head_dim, dtype):
+            return None
+        return x, arrays
+
+    def _decode(self, src, x, arrays, kv_cache):
+        """The fused decode step: the op-by-op forward's result, with the cache appended, in one kernel call."""
+        attn = self.self_attn
+        n, t, _ = x.shape
+        s = kv_cache.seq_len
+        k_buf, v_buf = kv_cache._reserve(n, attn.num_heads, attn.head_dim, t, x.dtype)
+        w_in, b_in, w_o, b_o, g1, b1, g2, b2, w_1, b_1, w_2, b_2 = arrays
+        y = backend_of(x).encoder_layer_decode(
+            x, (g1, b1, self.norm1.eps), (w_in, b_in), (w_o, b_o), (g2, b2, self.norm2.eps), (w_1, b_1), (w_2, b_2),
+            k_buf, v_buf, s, self.norm_first, self.activation)  # (N, T, E)
+        kv_cache._filled(attn, s + t)
+        if src.ndim == 2:
+            y = y[0]
+        elif not attn.batch_first:
+            y = y.transpose(1, 0, 2)
+        return Tensor._wrap(y)
+
+
+_DECODE_MODULES = (MultiheadAttention, Linear, LayerNorm, LayerNorm, Linear, Linear, Dropout, Dropout, Dropout)
+_DECODE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class TransformerEncoder(Module):

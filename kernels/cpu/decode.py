@@ -1,0 +1,179 @@
+"""One causal Transformer encoder layer over the new positions of a sequence whose keys and values are
+cached: the whole layer in one call, for generation (nn.TransformerEncoderLayer's fused decode step,
+the counterpart of PyTorch's `torch._transformer_encoder_layer_fwd` inference fast path).
+
+Inputs are plain arrays: x (N, T, E) holds the T new positions of N sequences, positions
+start .. start + T - 1; k_buf, v_buf (N, H, C, D) (C >= start + T, E = H·D) hold the cached keys and
+values at 0 .. start - 1. Per sequence n and new row t, in order (p = start + t):
+
+    a = LN1(x) if norm_first else x                                  # LN(z) = (z - μ)/√(σ² + eps) ∘ w + b
+    [q | k | v] = a W_inᵀ + b_in                                     # (3E,), head h at columns h·D .. h·D + D - 1
+    k_buf[n, h, p] = k_h,  v_buf[n, h, p] = v_h                      # the cache now holds 0 .. p
+    o_h = Σ_{j<=p} softmax_j(q_h · k_buf[n, h, j] / √D) v_buf[n, h, j]   # causal, bottom-right aligned
+    s = [o_1 | ... | o_H] W_oᵀ + b_o
+    norm_first:  h = x + s,        y = h + FF(LN2(h))
+    post-norm:   h = LN1(x + s),   y = LN2(h + FF(h))
+    FF(z) = act(z W_1ᵀ + b_1) W_2ᵀ + b_2,  act = relu or GELU's tanh form (as kernels/cpu/activations.py)
+
+Row t only reads keys at positions <= p, all written before it, so the rows run one after another
+and the loop nest is exactly that: for n: for t: (the steps above), every product a matrix-vector
+one (dot products along the weights' contiguous rows). Without biases, pass zeros; a LayerNorm
+without affine parameters: ones and zeros.
+
+fastmath: reassociation and contraction only (as matmul.py), so the dot products vectorise; NaN and
+inf still propagate. Results match the op-by-op path to rounding (tests/test_generation.py).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .vexp import vexp
+
+_FM = {"reassoc", "contract"}
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+RELU, GELU = 0, 1  # the `activation` codes
+
+
+@njit(cache=True, fastmath=_FM)
+def _layer_norm_row(z, w, b, eps, out):
+    """out = (z - μ) / √(σ² + eps) ∘ w + b over one row z (E,) (σ² the biased variance)."""
+    T = z.dtype.type
+    E = z.size
+    s = T(0)
+    for c in range(E):
+        s += z[c]
+    mu = s / T(E)
+    v = T(0)
+    for c in range(E):
+        d = z[c] - mu
+        v += d * d
+    inv = T(1) / np.sqrt(v / T(E) + T(eps))
+    for c in range(E):
+        out[c] = (z[c] - mu) * inv * w[c] + b[c]
+
+
+@njit(cache=True, fastmath=_FM)
+def _matvec(w, b, z, out):
+    """out[o] = b[o] + Σ_i w[o, i] z[i] for w (O, I) (a Linear's weight), z (I,), out (O,).
+
+    Four rows of w at a time: four independent dot products (each vectorised along i) share every
+    load of z and hide each other's add latency."""
+    T = z.dtype.type
+    O, I = w.shape
+    o = 0
+    while o + 4 <= O:
+        r0, r1, r2, r3 = w[o], w[o + 1], w[o + 2], w[o + 3]
+        s0 = s1 = s2 = s3 = T(0)
+        for i in range(I):
+            zi = z[i]
+            s0 += r0[i] * zi
+            s1 += r1[i] * zi
+            s2 += r2[i] * zi
+            s3 += r3[i] * zi
+        out[o], out[o + 1], out[o + 2], out[o + 3] = s0 + b[o], s1 + b[o + 1], s2 + b[o + 2], s3 + b[o + 3]
+        o += 4
+    for r in range(o, O):
+        row = w[r]
+        s = T(0)
+        for i in range(I):
+            s += row[i] * z[i]
+        out[r] = s + b[r]
+
+
+@njit(cache=True, fastmath=_FM)
+def _activate(z, activation):
+    """relu or GELU (tanh form, through σ: y = z σ(2u), u = c (z + a z³)) in place on z."""
+    T = z.dtype.type
+    if activation == GELU:
+        for i in range(z.size):
+            v = z[i]
+            e = T(-2 * GELU_C) * v * (T(1) + T(GELU_A) * v * v)  # -2u
+            z[i] = v * (T(1) / (T(1) + vexp(min(max(e, T(-80)), T(80)))))
+    else:
+        for i in range(z.size):
+            if z[i] < T(0):
+                z[i] = T(0)
+
+
+@njit(cache=True, fastmath=_FM)
+def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2_b, eps2, w_1, b_1, w_2, b_2,
+                         k_buf, v_buf, start, norm_first, activation):
+    """y (N, T, E) for x (N, T, E) at positions start .. start + T - 1; writes their keys and values into
+    k_buf, v_buf (N, H, C, D) at those positions (see the module docstring for the math)."""
+    N, L, E = x.shape
+    H, D = k_buf.shape[1], k_buf.shape[3]
+    T = x.dtype.type
+    scale = T(1.0 / math.sqrt(D))
+    y = np.empty_like(x)
+    a = np.empty(E, dtype=x.dtype)  # the attention's input row
+    qkv = np.empty(3 * E, dtype=x.dtype)
+    o = np.empty(E, dtype=x.dtype)  # heads concatenated
+    h = np.empty(E, dtype=x.dtype)
+    z = np.empty(E, dtype=x.dtype)
+    f = np.empty(w_1.shape[0], dtype=x.dtype)
+    p_j = np.empty(start + L, dtype=x.dtype)  # one head's attention weights
+    for n in range(N):
+        for t in range(L):
+            pos = start + t
+            xr = x[n, t]
+            if norm_first:
+                _layer_norm_row(xr, ln1_w, ln1_b, eps1, a)
+            else:
+                a[:] = xr
+            _matvec(w_in, b_in, a, qkv)
+            for hd in range(H):
+                k_buf[n, hd, pos, :] = qkv[E + hd * D : E + (hd + 1) * D]
+                v_buf[n, hd, pos, :] = qkv[2 * E + hd * D : 2 * E + (hd + 1) * D]
+            for hd in range(H):
+                q = qkv[hd * D : (hd + 1) * D]
+                keys = k_buf[n, hd]
+                vals = v_buf[n, hd]
+                m = T(-np.inf)
+                for j in range(pos + 1):
+                    s = T(0)
+                    kj = keys[j]
+                    for d in range(D):
+                        s += q[d] * kj[d]
+                    s *= scale
+                    p_j[j] = s
+                    if s > m:
+                        m = s
+                total = T(0)
+                for j in range(pos + 1):
+                    e = vexp(p_j[j] - m)
+                    p_j[j] = e
+                    total += e
+                oh = o[hd * D : (hd + 1) * D]
+                oh[:] = 0
+                for j in range(pos + 1):
+                    w = p_j[j]
+                    vj = vals[j]
+                    for d in range(D):
+                        oh[d] += w * vj[d]
+                inv = T(1) / total
+                for d in range(D):
+                    oh[d] *= inv
+            _matvec(w_o, b_o, o, z)  # the attention block's output s
+            if norm_first:
+                for c in range(E):
+                    h[c] = xr[c] + z[c]
+                _layer_norm_row(h, ln2_w, ln2_b, eps2, z)  # the FF block's input
+            else:
+                for c in range(E):
+                    z[c] += xr[c]
+                _layer_norm_row(z, ln1_w, ln1_b, eps1, h)
+                z[:] = h
+            _matvec(w_1, b_1, z, f)
+            _activate(f, activation)
+            yr = y[n, t]
+            _matvec(w_2, b_2, f, yr)
+            if norm_first:
+                for c in range(E):
+                    yr[c] += h[c]
+            else:
+                for c in range(E):
+                    z[c] = yr[c] + h[c]
+                _layer_norm_row(z, ln2_w, ln2_b, eps2, yr)
+    return y
