@@ -183,7 +183,8 @@ class LayerKVCache:
         """key, value: the buffers' first `length` positions (after _reserve and the write)."""
         if self.key is None:
             self._owner = weakref.ref(owner)
-        self.key, self.value = (Tensor._wrap(buf[:, :, :length]) for buf in self._buffers)
+        k, v = self._buffers
+        self.key, self.value = Tensor._wrap(k[:, :, :length]), Tensor._wrap(v[:, :, :length])
 
     def reset(self):
         """Empties the cache (it may then serve another module or batch size)."""

@@ -1,6 +1,7 @@
 """A pre-norm Transformer encoder layer and the encoder that stacks copies of it, with PyTorch's
 TransformerEncoderLayer and TransformerEncoder names."""
 import copy
+import functools
 
 import numpy as np
 
@@ -92,15 +93,16 @@ class TransformerEncoderLayer(Module):
             return None
         attn = self.self_attn
         modules = (attn, attn.out_proj, self.norm1, self.norm2, self.linear1, self.linear2, self.dropout,
-                   self.dropout1, self.dropout2)
-        for m, cls in zip(modules, _DECODE_MODULES):  # the op-by-op path calls these: each must be stock, unhooked
-            if (type(m) is not cls or m._forward_pre_hooks or m._forward_hooks or m._backward_hooks
-                    or "forward" in m.__dict__):
+                   self.dropout1, self.dropout2)  # what the op-by-op path calls: each must be stock and unhooked
+        if (tuple(map(type, modules)) != _DECODE_MODULES or type(self)._sa_block is not _SA_BLOCK
+                or type(self)._ff_block is not _FF_BLOCK):
+            return None
+        for m in modules:
+            if m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or "forward" in m.__dict__:
                 return None
-        if ((attn.training and attn.dropout > 0) or any(d.training and d.p > 0 for d in modules[6:])
-                or attn.rotary is not None or attn.in_proj_weight is None
-                or type(self)._sa_block is not TransformerEncoderLayer._sa_block
-                or type(self)._ff_block is not TransformerEncoderLayer._ff_block):
+        if ((attn.training and attn.dropout > 0) or (self.dropout.training and self.dropout.p > 0)
+                or (self.dropout1.training and self.dropout1.p > 0) or (self.dropout2.training and self.dropout2.p > 0)
+                or attn.rotary is not None or attn.in_proj_weight is None):
             return None
         if not isinstance(src, Tensor) or not isinstance(kv_cache, LayerKVCache) or src.ndim not in (2, 3):
             return None
@@ -108,14 +110,13 @@ class TransformerEncoderLayer(Module):
         e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
         if type(x) is not np.ndarray or x.shape[-1] != e or x.size == 0 or dtype not in _DECODE_DTYPES:
             return None
-        shapes = ((3 * e, e), (3 * e,), (e, e), (e,), (e,), (e,), (e,), (e,), (f, e), (f,), (e, f), (e,))
-        params = (attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias,
-                  self.norm1.weight, self.norm1.bias, self.norm2.weight, self.norm2.bias,
-                  self.linear1.weight, self.linear1.bias, self.linear2.weight, self.linear2.bias)
         arrays = []
-        for p, shape, i in zip(params, shapes, range(12)):
+        for p, shape in zip((attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias,
+                             self.norm1.weight, self.norm1.bias, self.norm2.weight, self.norm2.bias,
+                             self.linear1.weight, self.linear1.bias, self.linear2.weight, self.linear2.bias),
+                            _decode_shapes(e, f)):
             if p is None:  # no bias: zeros; a LayerNorm without weight: ones
-                arrays.append((np.ones if i in (4, 6) else np.zeros)(shape, dtype))
+                arrays.append((np.ones if len(arrays) in (4, 6) else np.zeros)(shape, dtype))
                 continue
             a = p.data
             if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
@@ -149,6 +150,13 @@ class TransformerEncoderLayer(Module):
 
 _DECODE_MODULES = (MultiheadAttention, Linear, LayerNorm, LayerNorm, Linear, Linear, Dropout, Dropout, Dropout)
 _DECODE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_SA_BLOCK, _FF_BLOCK = TransformerEncoderLayer._sa_block, TransformerEncoderLayer._ff_block
+
+
+@functools.lru_cache(maxsize=16)
+def _decode_shapes(e, f):
+    """The shapes of in_proj (weight, bias), out_proj's, norm1's, norm2's, linear1's and linear2's parameters."""
+    return (3 * e, e), (3 * e,), (e, e), (e,), (e,), (e,), (e,), (e,), (f, e), (f,), (e, f), (e,)
 
 
 class TransformerEncoder(Module):
