@@ -71,7 +71,10 @@ def sample_from_logits(logits, temperature=1.0, top_k=None, top_p=None, generato
         raise ValueError(f"{_OP}: logits must be (N, vocab) with vocab > 0, got shape {x.shape}")
     if temperature == 0.0:
         return np.argmax(x, axis=-1).astype(np.int64)
-    p = _softmax(filter_logits(x / temperature, top_k, top_p))  # (N, V)
+    x = x / temperature
+    if top_k is not None or top_p is not None:  # (with neither, filter_logits would only copy x)
+        x = filter_logits(x, top_k, top_p)
+    p = _softmax(x)  # (N, V)
     rng = default_generator() if generator is None else generator
     u = rng.random(len(p))[:, None]  # (N, 1) in [0, 1)
     cdf = np.cumsum(p, axis=-1)
@@ -172,7 +175,9 @@ def _last(logits):
     if not isinstance(logits, Tensor) or logits.ndim != 3:
         raise ValueError(f"{_OP}: the model must return logits (N, T, vocab), got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
-    return logits[:, -1].numpy().astype(np.float64)  # (N, V)
+    if type(logits.data) is np.ndarray:  # on the CPU: the array itself, no indexing op
+        return logits.data[:, -1].astype(np.float64)  # (N, V), a copy
+    return logits[:, -1].numpy().astype(np.float64)  # (N, V): only the last position leaves the device
 
 
 def _check_takes_cache(model):
