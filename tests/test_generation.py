@@ -640,6 +640,14 @@ def test_fused_decode_falls_back_where_it_would_change_the_result(fused_calls):
     with profile() as prof:
         got, used = run()
     assert used == 0 and any("Linear" in row.name for row in prof.key_averages())
+    # more new rows than the fused step takes (a long prompt): op by op
+    long = ta.tensor(np.random.default_rng(4).standard_normal((1, _transformer._DECODE_MAX_ROWS + 1, D)))
+    n = len(fused_calls)
+    with ta.no_grad():
+        layer(long, kv_cache=nn.LayerKVCache())
+        assert len(fused_calls) == n
+        layer(long[:, :_transformer._DECODE_MAX_ROWS], kv_cache=nn.LayerKVCache())
+        assert len(fused_calls) == n + 1
     # the switch off: op by op
     _transformer._FUSED_DECODE = False
     try:

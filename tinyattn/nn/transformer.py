@@ -16,6 +16,9 @@ from .module import Module
 
 # The fused decode step (TransformerEncoderLayer._decode): tests switch it off to hold it to the op-by-op path.
 _FUSED_DECODE = True
+# It takes at most this many new rows (batch x positions): its products are matrix-vector ones, row after row,
+# and from about 64-96 rows (d_model 128, ff 512, one thread) the op-by-op path's packed, threaded products win.
+_DECODE_MAX_ROWS = 64
 
 
 class TransformerEncoderLayer(Module):
@@ -35,7 +38,8 @@ class TransformerEncoderLayer(Module):
     (kernels/cpu/decode.py; PyTorch's encoder-layer fast path plays the same role) when that is the same
     computation as the op-by-op path: no dropout in effect (eval mode or p = 0), no masks, no rotary,
     float32/float64, stock submodules with no hooks (on the submodules: the layer's own hooks run either
-    way) and no profiler or viz.record watching. Anything else runs op by op.
+    way), no profiler or viz.record watching, and at most 64 new rows (batch x positions; a longer prompt
+    is faster op by op). Anything else runs op by op.
     """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="gelu",
@@ -108,7 +112,8 @@ class TransformerEncoderLayer(Module):
             return None
         x = src.data
         e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
-        if type(x) is not np.ndarray or x.shape[-1] != e or x.size == 0 or dtype not in _DECODE_DTYPES:
+        if (type(x) is not np.ndarray or x.shape[-1] != e or not 0 < x.size <= _DECODE_MAX_ROWS * e
+                or dtype not in _DECODE_DTYPES):
             return None
         arrays = []
         for p, shape in zip((attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias,
