@@ -98,6 +98,36 @@ def _activate(z, activation):
 
 
 @njit(cache=True, fastmath=_FM)
+def _attend(q, keys, vals, count, scale, p, out):
+    """out = Σ_{j<count} softmax_j(scale · q·keys[j]) vals[j] for one head: q (D,), keys, vals (>= count, D),
+    p (>= count,) scratch for the weights; the softmax with its maximum subtracted."""
+    T = q.dtype.type
+    D = q.size
+    m = T(-np.inf)
+    for r in range(count):
+        kr = keys[r]
+        s = T(0)
+        for d in range(D):
+            s += q[d] * kr[d]
+        p[r] = s * scale
+        m = max(m, p[r])
+    total = T(0)
+    for r in range(count):
+        e = vexp(p[r] - m)
+        p[r] = e
+        total += e
+    out[:] = 0
+    for r in range(count):
+        w = p[r]
+        vr = vals[r]
+        for d in range(D):
+            out[d] += w * vr[d]
+    inv = T(1) / total
+    for d in range(D):
+        out[d] *= inv
+
+
+@njit(cache=True, fastmath=_FM)
 def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2_b, eps2, w_1, b_1, w_2, b_2,
                          k_buf, v_buf, start, norm_first, activation):
     """y (N, T, E) for x (N, T, E) at positions start .. start + T - 1; writes their keys and values into
@@ -127,34 +157,8 @@ def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2
                 k_buf[n, hd, pos, :] = qkv[E + hd * D : E + (hd + 1) * D]
                 v_buf[n, hd, pos, :] = qkv[2 * E + hd * D : 2 * E + (hd + 1) * D]
             for hd in range(H):
-                q = qkv[hd * D : (hd + 1) * D]
-                keys = k_buf[n, hd]
-                vals = v_buf[n, hd]
-                m = T(-np.inf)
-                for j in range(pos + 1):
-                    s = T(0)
-                    kj = keys[j]
-                    for d in range(D):
-                        s += q[d] * kj[d]
-                    s *= scale
-                    p_j[j] = s
-                    if s > m:
-                        m = s
-                total = T(0)
-                for j in range(pos + 1):
-                    e = vexp(p_j[j] - m)
-                    p_j[j] = e
-                    total += e
-                oh = o[hd * D : (hd + 1) * D]
-                oh[:] = 0
-                for j in range(pos + 1):
-                    w = p_j[j]
-                    vj = vals[j]
-                    for d in range(D):
-                        oh[d] += w * vj[d]
-                inv = T(1) / total
-                for d in range(D):
-                    oh[d] *= inv
+                _attend(qkv[hd * D : (hd + 1) * D], k_buf[n, hd], v_buf[n, hd], pos + 1, scale, p_j,
+                        o[hd * D : (hd + 1) * D])
             _matvec(w_o, b_o, o, z)  # the attention block's output s
             if norm_first:
                 for c in range(E):
