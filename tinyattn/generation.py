@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from .autograd import no_grad
-from .creation import tensor
+from .creation import from_numpy, tensor
 from .nn.attention import KVCache
 from .nn.module import Module
 from .nn.positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
@@ -66,7 +66,11 @@ def sample_from_logits(logits, temperature=1.0, top_k=None, top_p=None, generato
     manual_seed reseeds, so the same seed gives the same tokens).
     """
     temperature = _check_temperature(temperature)
-    x = np.asarray(_as_numpy(logits), dtype=np.float64)
+    return _sample(np.asarray(_as_numpy(logits), dtype=np.float64), temperature, top_k, top_p, generator)
+
+
+def _sample(x, temperature, top_k, top_p, generator):
+    """sample_from_logits for a float64 array x and a checked temperature (generate's loop: no checks twice)."""
     if x.ndim != 2 or x.shape[-1] == 0:
         raise ValueError(f"{_OP}: logits must be (N, vocab) with vocab > 0, got shape {x.shape}")
     if temperature == 0.0:
@@ -131,7 +135,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=N
             logits = next(run)
             for _ in range(max_new_tokens):
                 steps.append(logits)
-                token = sample_from_logits(logits, temperature, top_k, top_p, generator)  # (N,)
+                token = _sample(logits, temperature, top_k, top_p, generator)  # (N,); checked above
                 ids = np.concatenate([ids, token[:, None]], axis=1)
                 if len(steps) < max_new_tokens:
                     logits = run.send(ids)
@@ -162,13 +166,18 @@ def _cached(model, ids, context, device):
             cache = KVCache()
             logits = _last(model(tensor(ids[:, -(context // 2):], device=device), kv_cache=cache))
         else:
-            logits = _last(model(tensor(ids[:, -1:], device=device), kv_cache=cache))
+            logits = _last(model(_tokens(ids[:, -1:], device), kv_cache=cache))
 
 
 def _uncached(model, ids, context, device):
     while True:
         window = ids if context is None else ids[:, -context:]
         ids = yield _last(model(tensor(window, device=device)))
+
+
+def _tokens(ids, device):
+    """Token ids (N, T) (int64 numpy) as a new tensor on `device`; on the CPU without tensor()'s checks."""
+    return from_numpy(ids.copy()) if device == "cpu" else tensor(ids, device=device)
 
 
 def _last(logits):
