@@ -109,6 +109,10 @@ def main():
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="context 64, lengths 32 48, 2 repeats")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="then N rounds alternating one cached tinyattn run and one PyTorch run at the last length "
+                         "(order swapped every round): the median of the per-round ratios, which a busy machine "
+                         "disturbs less than two best-ofs taken one after the other")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: this process's CPU time (time.process_time), steadier than wall time on a busy "
                          "machine; meaningful with one thread (NUMBA_NUM_THREADS=1)")
@@ -156,6 +160,15 @@ def main():
             row += f" {theirs:>19.0f} {cached / theirs:>8.2f}x"
         print(row)
     print(f"speedup over recompute: {speedup:.1f}")
+    if args.rounds and torch is not None:
+        n, ratios = args.lengths[-1], []
+        for r in range(args.rounds):
+            runs = [lambda: ta.generate(model, prompt, n), lambda: t_generate(prompt, n, gen)]
+            times = [best_of(run, 1) for run in (runs if r % 2 == 0 else runs[::-1])]
+            ours, theirs = times if r % 2 == 0 else times[::-1]
+            ratios.append(theirs / ours)  # tinyattn tok/s / PyTorch tok/s
+        print(f"interleaved, {args.rounds} rounds of {n} tokens: tinyattn / PyTorch median {np.median(ratios):.2f}x "
+              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
 
 if __name__ == "__main__":
