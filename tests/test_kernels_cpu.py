@@ -96,7 +96,8 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
     for wide in (True, False):
         a = rng.standard_normal((2, M, K)).astype(dtype)
         b = rng.standard_normal((1, N, K)).astype(dtype)
-        out = mm._gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth)
+        out = mm._gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
+                              np.empty(0, dtype))
         ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2)
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
@@ -459,3 +460,23 @@ def test_matmul_few_rows_through_the_backend(rng, dtype, M, monkeypatch):
     np.testing.assert_allclose(be.matmul(a, b), ref, rtol=0, atol=atol)
     np.testing.assert_allclose(be.matmul_tn(np.swapaxes(a, 1, 2), b), ref, rtol=0, atol=atol)
     assert calls == [M] * ((M <= mm.ROWS_MAX_NT) + 2 * (M <= mm.ROWS_MAX_NN))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS + ["rows", None])
+@pytest.mark.parametrize("M,K,N", [(150, 45, 70), (3, 20, 33), (40, 0, 37), (13, 64, 96)])
+def test_matmul_nt_bias_is_added_to_every_row(rng, dtype, kernel, M, K, N):
+    """matmul_nt(a, b, bias=...) = a @ b^T + bias, the bias added after the k sum (a Linear's forward): every
+    kernel (the outer kernel adds it inside, per tile), the tiny-product path, K = 0 (the bias alone), two
+    batch elements; float64 integers stay exact."""
+    a = rng.integers(-50, 50, size=(2, M, K)).astype(dtype)
+    b = rng.integers(-50, 50, size=(1, N, K)).astype(dtype)
+    bias = rng.integers(-50, 50, size=N).astype(dtype)
+    out = mm.matmul_nt(a, b, kernel, bias)
+    ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2).astype(np.float64) + bias
+    assert out.shape == (2, M, N) and out.dtype == dtype
+    if dtype == np.float64:
+        np.testing.assert_array_equal(out, ref)
+    else:
+        np.testing.assert_allclose(out, ref, rtol=1e-6)
+    np.testing.assert_array_equal(mm.matmul_nt(a, b, kernel, bias), mm.matmul_nt(a, b, kernel) + bias)

@@ -132,13 +132,16 @@ class CPUBackend:
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
         return _run(work, self._mm.matmul_nn, a, b)
 
-    def matmul_nt(self, a, b):
-        """(Ba, M, K) @ (Bb, N, K)ᵀ -> (B, M, N), without materialising the transpose."""
+    def matmul_nt(self, a, b, bias=None):
+        """(Ba, M, K) @ (Bb, N, K)ᵀ (+ bias (N,), added to every row) -> (B, M, N), without materialising
+        the transpose; the bias is added inside the product (a Linear's forward)."""
         a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        if bias is not None:
+            bias = np.ascontiguousarray(bias)
         if a.shape[1] <= self._mm.ROWS_MAX_NT:
-            return self._mm.matmul_nt(a, b, "rows")
+            return self._mm.matmul_nt(a, b, "rows", bias)
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[1]
-        return _run(work, self._mm.matmul_nt, a, b)
+        return _run(work, self._mm.matmul_nt, a, b, None, bias)
 
     def matmul_tn(self, a, b):
         """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose."""
@@ -299,8 +302,11 @@ class CUDABackend:
     def matmul(self, a, b):
         return self._wrap(self._mm.matmul_nn(self._dev(a), self._dev(b), tile=self._tile))
 
-    def matmul_nt(self, a, b):
-        return self._wrap(self._mm.matmul_nt(self._dev(a), self._dev(b), tile=self._tile))
+    def matmul_nt(self, a, b, bias=None):
+        out = self._wrap(self._mm.matmul_nt(self._dev(a), self._dev(b), tile=self._tile))
+        if bias is not None:
+            out += bias
+        return out
 
     def matmul_tn(self, a, b):
         return self._wrap(self._mm.matmul_tn(self._dev(a), self._dev(b), tile=self._tile))

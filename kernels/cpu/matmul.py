@@ -349,11 +349,13 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
 
 
 @njit(cache=True, parallel=True)
-def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth):
-    """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k], strides as for `_gemm`, with the outer-product
-    micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the 6 x 2-vector
-    AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the last rows.
-    `nth`: the thread count the task grid is sized for.
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias):
+    """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
+    outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
+    6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
+    last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row
+    (a Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice,
+    while they are still in L1 (a separate `y += b` pass costs a read and a write of all of C).
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
@@ -365,6 +367,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                     for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
                             out[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
+                        if last k-slice: out[p, i:i+MR, jc:jc+NC] += bias
     About one task per thread (the parallel loop splits its range statically): rows are split first
     (each task then streams only its own rows of A); a product with too few rows for that (a weight
     gradient: rows = out features) splits its columns. A row-major A is never packed: the micro-kernel
@@ -376,10 +379,14 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     """
     B = max(Ba, Bb)
     out = np.empty((B, M, N), dtype=af.dtype)
+    has_bias = bias.size > 0
     if B == 0 or M == 0 or N == 0:
         return out
     if K == 0:
         out[:] = 0
+        if has_bias:
+            for i in range(B * M):
+                out.reshape(B * M, N)[i] += bias
         return out
     MR = 12 if wide else 6
     MT = 4 if wide else 2                     # rows of the tail kernel for the last rows
@@ -451,6 +458,13 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                             _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
                                    ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
                                    cbase + rt * N, jc, jend, ct)
+                    if has_bias and k0 + kc == K:
+                        jb = min(jend, N)
+                        bs = bias[jc:jb]
+                        for rr in range(mr):
+                            orow = of[cbase + rr * N + jc:cbase + rr * N + jb]
+                            for j in range(jb - jc):  # slices: a run of non-negative indices vectorises
+                                orow[j] += bs[j]
     return out
 
 
@@ -518,19 +532,27 @@ def _estrides(x):
 KERNEL = host_kernel()
 
 
-def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None):
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None):
     """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
     for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
-    first used."""
+    first used. `bias` (N,) or None: added to every output row (inside `_gemm_outer`, after the others)."""
+    out = None
     if kernel == "rows":
-        return _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    if 0 < M * N * K <= SMALL_WORK:
-        return _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    kernel = KERNEL if kernel is None else kernel
-    if kernel == "portable":
-        return _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel == "avx512",
-                       numba.get_num_threads())
+        out = _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    elif 0 < M * N * K <= SMALL_WORK:
+        out = _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    elif (KERNEL if kernel is None else kernel) == "portable":
+        out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    if out is None:
+        b = _NO_BIAS[af.dtype] if bias is None else bias
+        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
+                           (KERNEL if kernel is None else kernel) == "avx512", numba.get_num_threads(), b)
+    if bias is not None:
+        out += bias
+    return out
 
 
 # The three public functions are plain Python: they only compute strides and call the compiled
@@ -551,17 +573,19 @@ def matmul_nn(a, b, kernel=None):
     return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
 
 
-def matmul_nt(a, b, kernel=None):
-    """out[p] = a[p] @ b[p].T: a (Ba, M, K), b (Bb, N, K) -> (max(Ba, Bb), M, N).
+def matmul_nt(a, b, kernel=None, bias=None):
+    """out[p] = a[p] @ b[p].T (+ bias): a (Ba, M, K), b (Bb, N, K), bias None or C-contiguous (N,) of
+    their dtype -> (max(Ba, Bb), M, N).
 
-    Math: out[p, i, j] = sum_k a[p, i, k] * b[p, j, k]. Loop nest: `_gemm` with both operands
-    contiguous along k (row stride K, k stride 1); packing is a plain copy.
+    Math: out[p, i, j] = sum_k a[p, i, k] * b[p, j, k] (+ bias[j]: a Linear's forward, x W^T + b).
+    Loop nest: `_gemm` with both operands contiguous along k (row stride K, k stride 1); packing is a
+    plain copy.
     """
     Ba, M, K = a.shape
     Bb, N, _ = b.shape
     sa, a_rs, a_ks = _estrides(a)
     sb, b_rs, b_ks = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, bias)
 
 
 def matmul_tn(a, b, kernel=None):

