@@ -109,7 +109,8 @@ class CPUBackend:
 
     def __init__(self):
         _CompileNotice.install()
-        from tinyattn.kernels.cpu import activations, attention, embedding, layer_norm, matmul, softmax  # compiled on first call
+        from tinyattn.kernels.cpu import (activations, attention, embedding, layer_norm, matmul,  # compiled on
+                                          optim, softmax)                                        # first call
 
         self._mm = matmul
         self._sm = softmax
@@ -117,6 +118,7 @@ class CPUBackend:
         self._act = activations
         self._ln = layer_norm
         self._emb = embedding
+        self._opt = optim
         from tinyattn.kernels.cpu import decode
 
         self._dec = decode
@@ -236,9 +238,18 @@ class CPUBackend:
             k_buf, v_buf, int(start), bool(norm_first), act)
 
     # ---- optimiser updates ---------------------------------------------------------------
-    @staticmethod
-    def adam_update(w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
-        """One Adam step in place (tinyattn.optim.Adam): decay w, add the L2 term, update m and v, step w."""
+    def adam_update(self, w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
+        """One Adam step in place (tinyattn.optim.Adam): decay w, add the L2 term, update m and v, step w.
+
+        One fused pass (kernels/cpu/optim.py) when the four arrays are C-contiguous and of one dtype, the
+        same NumPy expressions otherwise (same result, bit for bit)."""
+        if (w.dtype == g.dtype == m.dtype == v.dtype and w.flags.c_contiguous and g.flags.c_contiguous
+                and m.flags.c_contiguous and v.flags.c_contiguous):
+            f = float  # Python floats: one compiled signature whatever number types the caller used
+            self._opt.adam_update(w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1),
+                                  f(1 - beta1), f(beta2), f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay),
+                                  f(l2))
+            return
         if decay != 1.0:
             w *= decay
         if l2:
