@@ -129,8 +129,12 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="runs/attention_vs_cnn_rnn")
+    p.add_argument("--epoch-size", type=int, default=1024, help="sequences in each timed epoch")
+    p.add_argument("--epoch-repeats", type=int, default=3, help="timed epochs per model and length (the best counts)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.epoch_size < 1 or args.epoch_repeats < 1:
+        p.error("--epoch-size and --epoch-repeats must be >= 1")
 
     data_rng = np.random.default_rng(args.seed + 7)
     pool = data_rng.integers(0, args.vocab, (max(args.sizes), args.seq_len))
@@ -141,7 +145,8 @@ def main(argv=None):
             acc[kind, size] = train_once(kind, pool[:size], test_x, args)
             print(f"{kind:15s} train size {size:5d}: held-out accuracy {acc[kind, size]:.3f}", flush=True)
     lengths = (args.seq_len, 8 * args.seq_len)
-    epoch = {(kind, t): seconds_per_epoch(kind, args, t) for kind in MODELS for t in lengths}
+    epoch = {(kind, t): seconds_per_epoch(kind, args, t, args.epoch_size, args.epoch_repeats)
+             for kind in MODELS for t in lengths}
 
     print(f"\nHeld-out token accuracy after {args.steps} steps (chance = {1 / args.vocab:.3f}):\n")
     print("| model | " + " | ".join(f"n={s}" for s in args.sizes) + " | " +
@@ -169,7 +174,7 @@ def main(argv=None):
     for j, t in enumerate(lengths):
         ax2.bar(np.arange(len(MODELS)) + j * width, [epoch[k, t] for k in MODELS], width, label=f"T = {t}")
     ax2.set_xticks(np.arange(len(MODELS)) + width * (len(lengths) - 1) / 2, MODELS)
-    ax2.set_ylabel("seconds per epoch of 1024 sequences")
+    ax2.set_ylabel(f"seconds per epoch of {args.epoch_size} sequences")
     ax2.set_title("training time (the RNN steps through time)")
     ax2.legend()
     fig.tight_layout()

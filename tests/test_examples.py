@@ -79,7 +79,8 @@ def test_positional_tables_are_the_modules_own():
 
 def test_attention_vs_cnn_rnn_runs(tmp_path):
     cmp = load("attention_vs_cnn_rnn")
-    acc, epoch = cmp.main(["--seq-len", "8", "--sizes", "16", "32", "--steps", "5", "--out-dir", str(tmp_path), "--no-progress"])
+    acc, epoch = cmp.main(["--seq-len", "8", "--sizes", "16", "32", "--steps", "5", "--epoch-size", "64",
+                         "--epoch-repeats", "1", "--out-dir", str(tmp_path), "--no-progress"])
     assert set(acc) == {(m, s) for m in cmp.MODELS for s in (16, 32)}
     assert set(epoch) == {(m, t) for m in cmp.MODELS for t in (8, 64)} and all(t > 0 for t in epoch.values())
     assert (tmp_path / "attention_vs_cnn_rnn.png").exists()
