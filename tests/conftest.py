@@ -19,6 +19,7 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is No
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     sys.setswitchinterval(1e-4)
 
+import background
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -65,3 +66,19 @@ def module_gradcheck(module, *inputs, name, call=None):
     call = call or module
     n = len(inputs)
     return ta.testing.gradcheck(lambda *args: call(*args[:n]), [*inputs, *module.parameters()], name=name)
+
+
+
+# Slow tests that share no kernels with the rest run in a second process from the start (tests/background.py).
+def pytest_configure(config):
+    background.configure(config)
+    if os.environ.get(background.RESULTS_ENV):  # this process is the background worker
+        config.pluginmanager.register(background.Recorder(os.environ[background.RESULTS_ENV]))
+
+
+def pytest_collection_finish(session):
+    background.start(session)
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    return background.run(pyfuncitem)

@@ -1,68 +1,73 @@
 """CUDA kernels (kernels/cuda) against the CPU kernels (kernels/cpu).
 
-Each test runs this file as a script in a subprocess that compares one kernel group, prints every
-mismatch and exits non-zero on any. The subprocess inherits the choice tests/conftest.py made before
-numba was imported: Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) on a machine without an NVIDIA
-driver, the real GPU otherwise. Shapes are tiny and tiles small (the simulator runs each GPU thread as a
+Each test compares one kernel group and lists every mismatch. They run in the background worker
+(tests/background.py): minutes of single-threaded simulator time on the second core, beside the rest of
+the suite. They use what tests/conftest.py chose before numba was imported: Numba's CUDA simulator
+(NUMBA_ENABLE_CUDASIM=1) on a machine without an NVIDIA driver, the real GPU otherwise. Run as a script,
+this file checks one group and exits non-zero on any mismatch. Shapes are tiny and tiles small (the simulator runs each GPU thread as a
 Python thread), with one launch per group at the default tile/block size.
 
     NUMBA_ENABLE_CUDASIM=1 python tests/test_cuda_kernels.py matmul     # one group by hand
 """
 import importlib.util
 import os
-import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# pytest side: one subprocess per group
+# pytest side: one test per group, in the background worker (tests/background.py)
 # ---------------------------------------------------------------------------------------------------------
 def _run_group(group):
-    import pytest
-
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda): no CUDA simulator")
-    env = dict(os.environ)  # tests/conftest.py chose the simulator unless a GPU is present: the same here
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), group], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{group} kernels differ from the CPU ones:\n{proc.stdout}\n{proc.stderr}"
-    assert "checked" in proc.stdout, proc.stdout   # the comparisons really ran
+    ck = _Checker()
+    globals()[f"_check_{group}"](ck, np.random.default_rng(0))
+    assert not ck.failures, f"{group} kernels differ from the CPU ones:\n" + "\n".join(ck.failures)
+    assert ck.count > 0  # the comparisons really ran
 
 
-def test_cuda_matmul_matches_cpu():
-    _run_group("matmul")
-
-
-def test_cuda_softmax_matches_cpu():
-    _run_group("softmax")
-
-
-def test_cuda_attention_matches_cpu():
-    _run_group("attention")
-
-
-def test_cuda_attention_bias_window_matches_cpu():
-    _run_group("attention_masked")
-
-
-def test_cuda_layer_norm_matches_cpu():
-    _run_group("layer_norm")
-
-
-def test_cuda_activations_match_cpu():
-    _run_group("activations")
-
-
+@pytest.mark.background
 def test_cuda_embedding_matches_cpu():
     _run_group("embedding")
 
 
+@pytest.mark.background
+def test_cuda_activations_match_cpu():
+    _run_group("activations")
+
+
+@pytest.mark.background
+def test_cuda_layer_norm_matches_cpu():
+    _run_group("layer_norm")
+
+
+@pytest.mark.background
+def test_cuda_softmax_matches_cpu():
+    _run_group("softmax")
+
+
+@pytest.mark.background
+def test_cuda_matmul_matches_cpu():
+    _run_group("matmul")
+
+
+@pytest.mark.background(order=1)  # after the CPU attention kernels are cached
+def test_cuda_attention_matches_cpu():
+    _run_group("attention")
+
+
+@pytest.mark.background(order=1)  # after the CPU attention kernels are cached
+def test_cuda_attention_bias_window_matches_cpu():
+    _run_group("attention_masked")
+
+
 # ---------------------------------------------------------------------------------------------------------
-# subprocess side: the comparisons
+# the comparisons
 # ---------------------------------------------------------------------------------------------------------
 class _Checker:
     def __init__(self):

@@ -189,7 +189,9 @@ def test_random_shapes(L, S, E, Ev, causal, window, seed):
     check(*make(rng, 2, L, S, E, Ev, np.float64), causal=causal, window=window)
 
 
-@pytest.mark.parametrize("kernel", ["portable", "avx2", "avx512"])
+# The kernels this CPU does not run compile only here (about 10 s each, cold): in the background worker.
+@pytest.mark.parametrize("kernel", [pytest.param(k, marks=() if k == A.KERNEL else pytest.mark.background)
+                                    for k in ("portable", "avx2", "avx512")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
     # the register-blocked tile products (both micro-kernel shapes, whichever the host runs; a shape wider
