@@ -640,6 +640,12 @@ def test_fused_decode_falls_back_where_it_would_change_the_result(fused_calls):
     with profile() as prof:
         got, used = run()
     assert used == 0 and any("Linear" in row.name for row in prof.key_averages())
+    # a norm over another size (no parameters to give it away): the op-by-op path's error, not a result
+    norm1 = layer.norm1
+    layer.norm1 = nn.LayerNorm(D // 2, elementwise_affine=False, dtype=ta.float64)
+    with pytest.raises(ValueError, match="layer_norm: input shape"):
+        run()
+    layer.norm1 = norm1
     # more new rows than the fused step takes (a long prompt): op by op
     long = ta.tensor(np.random.default_rng(4).standard_normal((1, _transformer._DECODE_MAX_ROWS + 1, D)))
     n = len(fused_calls)
