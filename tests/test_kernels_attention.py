@@ -207,6 +207,23 @@ def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
     check(q, k, v, dout, causal=True)
 
 
+@pytest.mark.parametrize("kernel", [pytest.param(k, marks=() if k == A.KERNEL else pytest.mark.background)
+                                    for k in ("avx512", "avx2")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_sequences_compute_only_the_columns_they_use(kernel, dtype, monkeypatch):
+    # sequences shorter than a tile (the reverse model's L = S = 32, E = 16; odd lengths just above and
+    # below a micro-tile width) take narrower tile products than BLOCK_Q x BLOCK_K: same results as the
+    # reference, with a bias, causal (both alignments of L != S) and a window
+    monkeypatch.setattr(A, "KERNEL", kernel)
+    rng = np.random.default_rng(10)
+    for BH, L, S, E, Ev in ((4, 32, 32, 16, 16), (2, 17, 33, 8, 5), (2, 40, 9, 13, 7)):
+        q, k, v, dout = make(rng, BH, L, S, E, Ev, dtype)
+        bias = rng.standard_normal((BH, L, S)).astype(dtype)
+        check(q, k, v, dout)
+        check(q, k, v, dout, bias=bias, causal=True, window=5)
+        check(q, k, v, dout, causal=True, groups=1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tile_row_exp(dtype):
     # the forward's and backward's exp passes (16-lane vector IR for float32, _exp loops for float64):
@@ -215,9 +232,9 @@ def test_tile_row_exp(dtype):
 
     @njit
     def run(sT, nk, c, l, s, lse, lo):
-        A._exp_fwd(sT, nk, c, l)
+        A._exp_fwd(sT, nk, c, l, BLOCK_Q)
         for i in range(s.shape[0]):
-            A._exp_bwd(s, i, lse, lo)
+            A._exp_bwd(s, i, lse, lo, BLOCK_K)
 
     rng = np.random.default_rng(9)
     x = (-30 * rng.random((BLOCK_K, BLOCK_Q))).astype(dtype)

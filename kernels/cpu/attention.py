@@ -497,27 +497,29 @@ _exp_row_c = _make_exp_row(True)      # x = exp(x - c[:]); l += x
 _exp_row_s = _make_exp_row(False)     # x = exp(x - c)
 
 
-def _exp_fwd(sT, nk, c, l):
-    """sT[j, :] = exp(sT[j, :] - c); l += sT[j, :]   for j < nk (rows of BLOCK_Q; Numba only)."""
+def _exp_fwd(sT, nk, c, l, w):
+    """sT[j, :w] = exp(sT[j, :w] - c[:w]); l[:w] += sT[j, :w]   for j < nk (rows of BLOCK_Q, the first w
+    columns: w a multiple of 16 for float32; Numba only)."""
     raise NotImplementedError
 
 
-def _exp_bwd(s, i, lse, lo):
-    """s[i, :] = exp(s[i, :] - lse.flat[lo])   (a row of BLOCK_K; Numba only)."""
+def _exp_bwd(s, i, lse, lo, w):
+    """s[i, :w] = exp(s[i, :w] - lse.flat[lo])   (the first w of a row of BLOCK_K: w a multiple of 16 for
+    float32; Numba only)."""
     raise NotImplementedError
 
 
 @overload(_exp_fwd)
-def _exp_fwd_impl(sT, nk, c, l):
+def _exp_fwd_impl(sT, nk, c, l, w):
     if sT.dtype == types.float32 and BLOCK_Q % _EXP_N == 0:
-        def impl(sT, nk, c, l):
+        def impl(sT, nk, c, l, w):
             for j in range(nk):
-                _exp_row_c(BLOCK_Q // _EXP_N, sT, j * BLOCK_Q, c, 0, l, 0)
+                _exp_row_c(w // _EXP_N, sT, j * BLOCK_Q, c, 0, l, 0)
         return impl
 
-    def impl(sT, nk, c, l):
+    def impl(sT, nk, c, l, w):
         for j in range(nk):
-            for i in range(BLOCK_Q):
+            for i in range(w):
                 pji = _exp(sT[j, i] - c[i])
                 sT[j, i] = pji
                 l[i] += pji
@@ -525,15 +527,15 @@ def _exp_fwd_impl(sT, nk, c, l):
 
 
 @overload(_exp_bwd)
-def _exp_bwd_impl(s, i, lse, lo):
+def _exp_bwd_impl(s, i, lse, lo, w):
     if s.dtype == types.float32 and BLOCK_K % _EXP_N == 0:
-        def impl(s, i, lse, lo):
-            _exp_row_s(BLOCK_K // _EXP_N, s, i * BLOCK_K, lse, lo, s, 0)
+        def impl(s, i, lse, lo, w):
+            _exp_row_s(w // _EXP_N, s, i * BLOCK_K, lse, lo, s, 0)
         return impl
 
-    def impl(s, i, lse, lo):
+    def impl(s, i, lse, lo, w):
         li = lse[lo // lse.shape[1], lo % lse.shape[1]]
-        for j in range(BLOCK_K):
+        for j in range(w):
             s[i, j] = _exp(s[i, j] - li)
     return impl
 
@@ -620,17 +622,20 @@ def _mm_impl(tag, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc,
 @njit(parallel=True, cache=True)
 def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse, tag):
     """_forward with its two tile products register-blocked (_mm):
-        sT (nk, BQ)  = K[p, kb] (nk x E, in place)  @ qT (E x BQ)
-        oT (Ev, BQ) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x BQ)
-    Rows j >= nk of sT are never computed nor read."""
+        sT (nk, wq)  = K[p, kb] (nk x E, in place)  @ qT (E x wq)
+        oT (Ev, wq) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x wq)
+    Rows j >= nk of sT are never computed nor read; of the BQ query columns only the first wq = nq rounded
+    up to the micro-tile width NR are (a short sequence, L = 32 < BQ = 64, does half the work)."""
     BH, L, E = q.shape
     S = k.shape[1]
     Ev = v.shape[2]
+    NR = _nr(tag, q)
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     for item in prange(BH * nqb):
         bh = item // nqb
         i0 = (item % nqb) * BLOCK_Q
         nq = min(BLOCK_Q, L - i0)
+        wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)  # query columns computed (the rest stay unused)
         qT = np.zeros((E, BLOCK_Q), q.dtype)
         sT = np.empty((BLOCK_K, BLOCK_Q), q.dtype)
         oT = np.zeros((Ev, BLOCK_Q), q.dtype)
@@ -646,7 +651,7 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
         for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
             j0 = kb * BLOCK_K
             nk = min(BLOCK_K, S - j0)
-            _mm(tag, nk, BLOCK_Q, E, k, (bh * S + j0) * E, E, 1, qT, 0, BLOCK_Q, sT, 0, BLOCK_Q, False)
+            _mm(tag, nk, wq, E, k, (bh * S + j0) * E, E, 1, qT, 0, BLOCK_Q, sT, 0, BLOCK_Q, False)
             if has_bias:
                 for j in range(nk):
                     for i in range(nq):
@@ -656,21 +661,21 @@ def _forward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse
                     for i in range(nq):
                         if _masked(i0 + i + offset, j0 + j, causal, window):
                             sT[j, i] = -np.inf
-            for i in range(BLOCK_Q):
+            for i in range(wq):
                 mnew[i] = m[i]
             for j in range(nk):
-                for i in range(BLOCK_Q):
+                for i in range(wq):
                     mnew[i] = max(mnew[i], sT[j, i])
-            for i in range(BLOCK_Q):
+            for i in range(wq):
                 c[i] = mnew[i] if mnew[i] != -np.inf else 0.0
                 alpha[i] = _exp(m[i] - c[i])
                 l[i] *= alpha[i]
                 m[i] = mnew[i]
-            _exp_fwd(sT, nk, c, l)
+            _exp_fwd(sT, nk, c, l, wq)
             for e in range(Ev):
-                for i in range(BLOCK_Q):
+                for i in range(wq):
                     oT[e, i] *= alpha[i]
-            _mm(tag, Ev, BLOCK_Q, nk, v, (bh * S + j0) * Ev, 1, Ev, sT, 0, BLOCK_Q, oT, 0, BLOCK_Q, True)
+            _mm(tag, Ev, wq, nk, v, (bh * S + j0) * Ev, 1, Ev, sT, 0, BLOCK_Q, oT, 0, BLOCK_Q, True)
         for i in range(nq):
             if l[i] > 0.0:
                 inv = 1.0 / l[i]
@@ -692,7 +697,8 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
         dkT (E, BK)  += Q[p, qb]^T (E x nq, in place) @ dS (nq x BK)
         dQ[p, qb]    += dS (nq x nk) @ K[p, kb] (nk x E, in place)  into the dq slab, when E is a multiple
                         of NR; else dqT (E, BQ) = K[p, kb]^T @ dS^T, added to the slab transposed
-    Rows i >= nq of s and dp are never computed nor read."""
+    Rows i >= nq of s and dp are never computed nor read; of the BK key columns only the first wk = nk
+    rounded up to the micro-tile width NR are (and of dqT's BQ columns the first nq rounded up)."""
     BH, L, E = q.shape
     S = k.shape[1]
     Ev = v.shape[2]
@@ -728,7 +734,8 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
             for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
                 i0 = qb * BLOCK_Q
                 nq = min(BLOCK_Q, L - i0)
-                _mm(tag, nq, BLOCK_K, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
+                wk = min(BLOCK_K, (nk + NR - 1) // NR * NR)  # key columns computed
+                _mm(tag, nq, wk, E, q, (bh * L + i0) * E, E, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
                 if has_bias:
                     for i in range(nq):
                         for j in range(nk):
@@ -741,33 +748,34 @@ def _backward_mk(q, k, v, bias, has_bias, causal, window, offset, scale, lse, de
                 for i in range(nq):
                     li = lse[bh, i0 + i]
                     if li == -np.inf:
-                        for j in range(BLOCK_K):
+                        for j in range(wk):
                             s[i, j] = 0.0
                     else:
-                        _exp_bwd(s, i, lse, bh * L + i0 + i)
-                        for j in range(nk, BLOCK_K):  # zero padding keys
+                        _exp_bwd(s, i, lse, bh * L + i0 + i, wk)
+                        for j in range(nk, wk):  # zero padding keys
                             s[i, j] = 0.0
                 # dV
-                _mm(tag, Ev, BLOCK_K, nq, dout, (bh * L + i0) * Ev, 1, Ev, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
+                _mm(tag, Ev, wk, nq, dout, (bh * L + i0) * Ev, 1, Ev, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
                 # dP -> dS (in dp, scale folded in)
-                _mm(tag, nq, BLOCK_K, Ev, dout, (bh * L + i0) * Ev, Ev, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
+                _mm(tag, nq, wk, Ev, dout, (bh * L + i0) * Ev, Ev, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
                 for i in range(nq):
                     di = delta[bh, i0 + i]
-                    for j in range(BLOCK_K):
+                    for j in range(wk):
                         dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
                 # dK
-                _mm(tag, E, BLOCK_K, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
+                _mm(tag, E, wk, nq, q, (bh * L + i0) * E, 1, E, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
                 # dQ
                 if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
                     _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, k, (bh * S + j0) * E, E, dqp,
                         ((g * BH + bh) * L + i0) * E, E, True)
                 else:
+                    wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)
                     for j in range(nk):
                         for i in range(nq):
                             dsT[j, i] = dp[i, j]
-                        for i in range(nq, BLOCK_Q):
+                        for i in range(nq, wq):
                             dsT[j, i] = 0.0
-                    _mm(tag, E, BLOCK_Q, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
+                    _mm(tag, E, wq, nk, k, (bh * S + j0) * E, 1, E, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
                     for i in range(nq):
                         for e in range(E):
                             dqp[g, bh, i0 + i, e] += dqT[e, i]
