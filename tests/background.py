@@ -66,10 +66,23 @@ def configure(config):
                                        "(tests/background.py)")
 
 
+def _enabled(config):
+    return not (os.environ.get(RESULTS_ENV) or os.environ.get("TINYATTN_BACKGROUND") == "0"
+                or config.option.collectonly)
+
+
+def reorder(config, items):
+    """pytest_collection_modifyitems: the background tests go last here, so that this process waits for
+    the worker's outcomes only once it has run everything else."""
+    if _enabled(config):
+        items[:] = ([item for item in items if item.get_closest_marker("background") is None]
+                    + [item for item in items if item.get_closest_marker("background") is not None])
+
+
 def start(session):
     """pytest_collection_finish: starts the worker for the selected background tests, if any."""
     config = session.config
-    if os.environ.get(RESULTS_ENV) or os.environ.get("TINYATTN_BACKGROUND") == "0" or config.option.collectonly:
+    if not _enabled(config):
         return
     marked = [(item.get_closest_marker("background"), item.nodeid) for item in session.items]
     # the worker runs them in this order: by the marker's `order` (default 0), then as collected

@@ -76,6 +76,10 @@ def pytest_configure(config):
         config.pluginmanager.register(background.Recorder(os.environ[background.RESULTS_ENV]))
 
 
+def pytest_collection_modifyitems(config, items):
+    background.reorder(config, items)
+
+
 def pytest_collection_finish(session):
     background.start(session)
 

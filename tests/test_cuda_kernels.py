@@ -16,6 +16,10 @@ import sys
 import numpy as np
 import pytest
 
+# In the background worker, after the kernel-variant tests: by then this process has usually compiled and
+# cached the CPU kernels that these groups compare against, so the two processes do not compile them twice.
+pytestmark = pytest.mark.background(order=1)
+
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -31,37 +35,30 @@ def _run_group(group):
     assert ck.count > 0  # the comparisons really ran
 
 
-@pytest.mark.background
 def test_cuda_embedding_matches_cpu():
     _run_group("embedding")
 
 
-@pytest.mark.background
 def test_cuda_activations_match_cpu():
     _run_group("activations")
 
 
-@pytest.mark.background
 def test_cuda_layer_norm_matches_cpu():
     _run_group("layer_norm")
 
 
-@pytest.mark.background
 def test_cuda_softmax_matches_cpu():
     _run_group("softmax")
 
 
-@pytest.mark.background
 def test_cuda_matmul_matches_cpu():
     _run_group("matmul")
 
 
-@pytest.mark.background(order=1)  # after the CPU attention kernels are cached
 def test_cuda_attention_matches_cpu():
     _run_group("attention")
 
 
-@pytest.mark.background(order=1)  # after the CPU attention kernels are cached
 def test_cuda_attention_bias_window_matches_cpu():
     _run_group("attention_masked")
 

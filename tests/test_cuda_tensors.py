@@ -15,7 +15,10 @@ import tinyattn.nn as nn
 import tinyattn.nn.functional as F
 from tinyattn.device_array import DeviceArray
 
-pytestmark = pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
+# In the background worker (tests/background.py) beside the CPU tests: under the simulator these are
+# mostly Python threads standing in for GPU threads, on one core.
+pytestmark = [pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator"),
+              pytest.mark.background(order=1)]
 
 ON_GPU = not config.ENABLE_CUDASIM
 SCALE = 8 if ON_GPU else 1  # sizes grow on a real GPU
