@@ -348,6 +348,16 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
                         of[o + jj] = ct[ii * NR + jj]
 
 
+@njit(cache=True)
+def _add_bias(of, cbase, N, mr, bias, j0, j1):
+    """of[cbase + r*N + j] += bias[j] for r < mr, j0 <= j < j1: a Linear's bias on the tile rows just written."""
+    bs = bias[j0:j1]
+    for r in range(mr):
+        orow = of[cbase + r * N + j0:cbase + r * N + j1]
+        for j in range(j1 - j0):  # slices: a run of non-negative indices, which vectorises
+            orow[j] += bs[j]
+
+
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
@@ -382,11 +392,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     has_bias = bias.size > 0
     if B == 0 or M == 0 or N == 0:
         return out
-    if K == 0:
-        out[:] = 0
-        if has_bias:
-            for i in range(B * M):
-                out.reshape(B * M, N)[i] += bias
+    if K == 0:                                # plain loops: an array expression here would be a parfor
+        o2 = out.reshape(B * M, N)
+        z = out.dtype.type(0)
+        for i in range(B * M):
+            for j in range(N):
+                o2[i, j] = bias[j] if has_bias else z
         return out
     MR = 12 if wide else 6
     MT = 4 if wide else 2                     # rows of the tail kernel for the last rows
@@ -459,12 +470,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                                    ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
                                    cbase + rt * N, jc, jend, ct)
                     if has_bias and k0 + kc == K:
-                        jb = min(jend, N)
-                        bs = bias[jc:jb]
-                        for rr in range(mr):
-                            orow = of[cbase + rr * N + jc:cbase + rr * N + jb]
-                            for j in range(jb - jc):  # slices: a run of non-negative indices vectorises
-                                orow[j] += bs[j]
+                        _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
     return out
 
 
