@@ -18,6 +18,12 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is No
 # tests/test_cuda_stress.py at 1 µs (0 failures in 450 runs of the composite test with the workaround).
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     sys.setswitchinterval(1e-4)
+# Numba's OpenMP threads spin between parallel regions by default (libgomp's active wait). The suite runs
+# two processes (tests/background.py) and many tiny parallel kernels separated by Python work, so a
+# spinning thread takes the core that the other process, or this one's Python thread, needs: the
+# positional-encodings example test took 44 s instead of 6 s next to one busy process. Sleeping waiters
+# change nothing but speed (still 2 threads, the same parallel code); set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import background
 import numpy as np
