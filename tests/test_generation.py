@@ -7,6 +7,7 @@ import pytest
 import tinyattn as ta
 import tinyattn.nn as nn
 import tinyattn.nn.functional as F
+from tinyattn import backend
 from tinyattn.generation import filter_logits, sample_from_logits
 from tinyattn.kernels.cpu import attention as cpu_attn
 from tinyattn.testing import gradcheck
@@ -660,3 +661,72 @@ def test_fused_decode_falls_back_where_it_would_change_the_result(fused_calls):
         assert run()[1] == 0
     finally:
         _transformer._FUSED_DECODE = True
+
+
+def test_fused_decode_review_fixes(monkeypatch, fused_calls):
+    # found in review: cases where the fused step ran but computed something else, or left a bad cache
+    layer = _fused_layer(True, "gelu", True, ta.float64).eval()
+    x = ta.tensor(np.random.default_rng(5).standard_normal((1, 4, D)))
+
+    def step(cache):
+        with ta.no_grad():
+            layer(x[:, :3], kv_cache=cache)
+            return layer(x[:, 3:], kv_cache=cache).numpy()
+
+    n = len(fused_calls)
+    want = step(nn.LayerKVCache())
+    assert len(fused_calls) == n + 2
+
+    # a LayerKVCache subclass may change update() (e.g. a sliding window): the fused step would not call it
+    class Window(nn.LayerKVCache):
+        def update(self, key, value, owner=None):
+            k, v = super().update(key, value, owner)
+            return k[:, :, -2:], v[:, :, -2:]
+
+    n = len(fused_calls)
+    got = step(Window())
+    assert len(fused_calls) == n and np.abs(got - want).max() > 1e-6
+
+    # instance-level and class-level replacements of what the op-by-op path calls
+    layer._ff_block = lambda h: h * 0
+    n = len(fused_calls)
+    got = step(nn.LayerKVCache())
+    assert len(fused_calls) == n and np.abs(got - want).max() > 1e-6
+    del layer._ff_block
+    with monkeypatch.context() as patch:
+        patch.setattr(nn.Linear, "forward", lambda self, h: F.linear(h, self.weight, self.bias) * 2)
+        n = len(fused_calls)
+        assert np.abs(step(nn.LayerKVCache()) - want).max() > 1e-6 and len(fused_calls) == n
+
+    # a kernel that fails leaves the cache as it was: no half-adopted buffers for a later step to read
+    cache = nn.LayerKVCache()
+    with ta.no_grad():
+        layer(x[:, :1], kv_cache=cache)  # buffers of capacity 16 adopted
+        buffers = cache._buffers
+
+        def broken(*args):
+            raise RuntimeError("planted")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(type(backend.cpu()), "encoder_layer_decode", broken)
+            fresh = nn.LayerKVCache()
+            with pytest.raises(RuntimeError, match="planted"):
+                layer(x[:, 1:3], kv_cache=fresh)
+            assert fresh.seq_len == 0 and fresh._buffers is None
+            long = ta.tensor(np.random.default_rng(6).standard_normal((1, 16, D)))
+            with pytest.raises(RuntimeError, match="planted"):
+                layer(long, kv_cache=cache)  # 17 positions: new buffers of capacity 34, not adopted
+        assert cache.seq_len == 1 and cache._buffers is buffers
+        layer(x[:, 1:3], kv_cache=cache)
+        got = layer(x[:, 3:], kv_cache=cache).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+    # a constant row with eps = 0: NaN, as op by op, not a ZeroDivisionError
+    flat = nn.TransformerEncoderLayer(D, H, 24, 0.0, layer_norm_eps=0.0, batch_first=True, causal=True,
+                                      dtype=ta.float64).eval()
+    ys = []
+    for fused in (True, False):
+        monkeypatch.setattr(_transformer, "_FUSED_DECODE", fused)
+        with ta.no_grad():
+            ys.append(flat(ta.ones(1, 1, D, dtype=ta.float64), kv_cache=nn.LayerKVCache()).numpy())
+    assert np.isnan(ys[0]).all() and np.isnan(ys[1]).all()

@@ -21,7 +21,8 @@ one (dot products along the weights' contiguous rows). Without biases, pass zero
 without affine parameters: ones and zeros.
 
 fastmath: reassociation and contraction only (as matmul.py), so the dot products vectorise; NaN and
-inf still propagate. Results match the op-by-op path to rounding (tests/test_generation.py).
+inf still propagate. error_model="numpy": a division by zero (a constant row with eps = 0) gives inf/NaN
+as the op-by-op path does, not a ZeroDivisionError. Results match the op-by-op path to rounding (tests/test_generation.py).
 """
 import math
 
@@ -36,7 +37,7 @@ GELU_A = 0.044715
 RELU, GELU = 0, 1  # the `activation` codes
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _layer_norm_row(z, w, b, eps, out):
     """out = (z - μ) / √(σ² + eps) ∘ w + b over one row z (E,) (σ² the biased variance)."""
     T = z.dtype.type
@@ -54,7 +55,7 @@ def _layer_norm_row(z, w, b, eps, out):
         out[c] = (z[c] - mu) * inv * w[c] + b[c]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _matvec(w, b, z, out):
     """out[o] = b[o] + Σ_i w[o, i] z[i] for w (O, I) (a Linear's weight), z (I,), out (O,).
 
@@ -82,7 +83,7 @@ def _matvec(w, b, z, out):
         out[r] = s + b[r]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _activate(z, activation):
     """relu or GELU (tanh form, through σ: y = z σ(2u), u = c (z + a z³)) in place on z."""
     T = z.dtype.type
@@ -97,7 +98,7 @@ def _activate(z, activation):
                 z[i] = T(0)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _attend(q, keys, vals, count, scale, p, out):
     """out = Σ_{j<count} softmax_j(scale · q·keys[j]) vals[j] for one head: q (D,), keys, vals (>= count, D),
     p (>= count,) scratch for the weights; the softmax with its maximum subtracted."""
@@ -127,7 +128,7 @@ def _attend(q, keys, vals, count, scale, p, out):
         out[d] *= inv
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2_b, eps2, w_1, b_1, w_2, b_2,
                          k_buf, v_buf, start, norm_first, activation):
     """y (N, T, E) for x (N, T, E) at positions start .. start + T - 1; writes their keys and values into

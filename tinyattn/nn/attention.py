@@ -117,7 +117,7 @@ class LayerKVCache:
                              f"{value.shape}")
         if self.key is None:
             self._owner = None if owner is None else weakref.ref(owner)
-            self.key, self.value = key, value
+            self.key, self.value, self._buffers = key, value, None
             return key, value
         if self._owner is not None and self._owner() is not owner:
             raise ValueError(f"{op} was filled by another module ({self._owner()!r}); a cache belongs to one "
@@ -168,22 +168,25 @@ class LayerKVCache:
 
     def _reserve(self, n, h, d, t, dtype):
         """The numpy key and value buffers (n, h, capacity, d) holding the S cached positions, with room for t
-        more at S .. S + t - 1 (grown by doubling, as _append); the caller writes them, then calls _filled."""
+        more at S .. S + t - 1 (grown by doubling, as _append); the caller writes them, then calls
+        _filled(owner, S + t, buffers). A new pair is adopted only then, so a write that fails leaves the
+        cache as it was."""
         s = self.seq_len
-        if self._buffers is None or self._buffers[0].shape[2] < s + t:
-            cap = max(2 * (s + t), 16)
-            buffers = tuple(np.empty((n, h, cap, d), dtype=dtype) for _ in range(2))
-            if s:
-                buffers[0][:, :, :s] = self.key.data
-                buffers[1][:, :, :s] = self.value.data
-            self._buffers = buffers
-        return self._buffers
+        if self._buffers is not None and self._buffers[0].shape[2] >= s + t:
+            return self._buffers
+        cap = max(2 * (s + t), 16)
+        buffers = tuple(np.empty((n, h, cap, d), dtype=dtype) for _ in range(2))
+        if s:
+            buffers[0][:, :, :s] = self.key.data
+            buffers[1][:, :, :s] = self.value.data
+        return buffers
 
-    def _filled(self, owner, length):
-        """key, value: the buffers' first `length` positions (after _reserve and the write)."""
+    def _filled(self, owner, length, buffers):
+        """key, value: the first `length` positions of `buffers` (from _reserve, now written)."""
         if self.key is None:
             self._owner = weakref.ref(owner)
-        k, v = self._buffers
+        self._buffers = buffers
+        k, v = buffers
         self.key, self.value = Tensor._wrap(k[:, :, :length]), Tensor._wrap(v[:, :, :length])
 
     def reset(self):

@@ -38,8 +38,10 @@ class TransformerEncoderLayer(Module):
     (kernels/cpu/decode.py; PyTorch's encoder-layer fast path plays the same role) when that is the same
     computation as the op-by-op path: no dropout in effect (eval mode or p = 0), no masks, no rotary,
     float32/float64, stock submodules with no hooks (on the submodules: the layer's own hooks run either
-    way), no profiler or viz.record watching, and at most 64 new rows (batch x positions; a longer prompt
-    is faster op by op). Anything else runs op by op.
+    way) and their stock methods (none replaced on the instance or the class), an nn.LayerKVCache itself
+    (a subclass may change update()), no profiler or viz.record watching, and at most 64 new rows
+    (batch x positions; a longer prompt is faster op by op). Anything else runs op by op. Not seen: a
+    replaced function such as F.gelu.
     """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="gelu",
@@ -99,7 +101,8 @@ class TransformerEncoderLayer(Module):
         modules = (attn, attn.out_proj, self.norm1, self.norm2, self.linear1, self.linear2, self.dropout,
                    self.dropout1, self.dropout2)  # what the op-by-op path calls: each must be stock and unhooked
         if (tuple(map(type, modules)) != _DECODE_MODULES or type(self)._sa_block is not _SA_BLOCK
-                or type(self)._ff_block is not _FF_BLOCK):
+                or type(self)._ff_block is not _FF_BLOCK or "_sa_block" in self.__dict__ or "_ff_block" in self.__dict__
+                or "_project" in attn.__dict__ or any(getattr(c, name) is not f for c, name, f in _STOCK_METHODS)):
             return None
         for m in modules:
             if m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or "forward" in m.__dict__:
@@ -109,7 +112,8 @@ class TransformerEncoderLayer(Module):
                 or attn.rotary is not None or attn.in_proj_weight is None
                 or self.norm1.normalized_shape != (attn.embed_dim,) or self.norm2.normalized_shape != (attn.embed_dim,)):
             return None
-        if not isinstance(src, Tensor) or not isinstance(kv_cache, LayerKVCache) or src.ndim not in (2, 3):
+        # an exact LayerKVCache: a subclass may change update(), which the fused step does not call
+        if not isinstance(src, Tensor) or type(kv_cache) is not LayerKVCache or src.ndim not in (2, 3):
             return None
         x = src.data
         e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
@@ -141,12 +145,13 @@ class TransformerEncoderLayer(Module):
         attn = self.self_attn
         n, t, _ = x.shape
         s = kv_cache.seq_len
-        k_buf, v_buf = kv_cache._reserve(n, attn.num_heads, attn.head_dim, t, x.dtype)
+        buffers = kv_cache._reserve(n, attn.num_heads, attn.head_dim, t, x.dtype)
+        k_buf, v_buf = buffers
         w_in, b_in, w_o, b_o, g1, b1, g2, b2, w_1, b_1, w_2, b_2 = arrays
         y = backend_of(x).encoder_layer_decode(
             x, (g1, b1, self.norm1.eps), (w_in, b_in), (w_o, b_o), (g2, b2, self.norm2.eps), (w_1, b_1), (w_2, b_2),
             k_buf, v_buf, s, self.norm_first, self.activation)  # (N, T, E)
-        kv_cache._filled(attn, s + t)
+        kv_cache._filled(attn, s + t, buffers)
         if src.ndim == 2:
             y = y[0]
         elif not attn.batch_first:
@@ -157,6 +162,10 @@ class TransformerEncoderLayer(Module):
 _DECODE_MODULES = (MultiheadAttention, Linear, LayerNorm, LayerNorm, Linear, Linear, Dropout, Dropout, Dropout)
 _DECODE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _SA_BLOCK, _FF_BLOCK = TransformerEncoderLayer._sa_block, TransformerEncoderLayer._ff_block
+# the methods the op-by-op path runs, as defined here: a class-level patch of one of them means op by op
+_STOCK_METHODS = tuple((c, name, getattr(c, name)) for c, name in (
+    (MultiheadAttention, "forward"), (MultiheadAttention, "_project"), (Linear, "forward"), (LayerNorm, "forward"),
+    (Dropout, "forward")))
 
 
 @functools.lru_cache(maxsize=16)
