@@ -39,7 +39,7 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-        backend_of(w).adam_update(  # the update above, in place, one fused pass on a GPU
+        backend_of(w).adam_update(  # the update above, in place: one fused pass (a Numba kernel on the CPU)
             w, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2, lr / bias1, bias2, group["eps"],
             decay=1 - lr * wd if self.decoupled else 1.0, l2=0.0 if self.decoupled else wd)
 
