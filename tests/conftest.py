@@ -78,8 +78,6 @@ def module_gradcheck(module, *inputs, name, call=None):
 # Slow tests that share no kernels with the rest run in a second process from the start (tests/background.py).
 def pytest_configure(config):
     background.configure(config)
-    if os.environ.get(background.RESULTS_ENV):  # this process is the background worker
-        config.pluginmanager.register(background.Recorder(os.environ[background.RESULTS_ENV]))
 
 
 def pytest_collection_modifyitems(config, items):
