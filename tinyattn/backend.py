@@ -14,6 +14,8 @@ Kernels want C-contiguous arrays; the backend makes them so (a no-op when they a
 import numba
 import numpy as np
 
+from .compile_ahead import AHEAD
+
 # Below this many multiply-adds a kernel runs on one thread: waking the thread pool costs
 # more than it saves, and a busy machine can stall a parallel region for a whole time slice.
 SERIAL_WORK = 1 << 18
@@ -83,8 +85,10 @@ class _CompileNotice:
                 disp = data.get("dispatcher")
                 mod = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
                 if self.depth == 1 and mod.startswith("tinyattn.kernels."):
-                    _CompileNotice.say(f"tinyattn: compiling {_kernel_label(disp, data.get('args') or ())} "
-                                       "(first run only: Numba caches it on disk)")
+                    label = _kernel_label(disp, data.get("args") or ())
+                    _CompileNotice.say(f"tinyattn: compiling {label} (first run only: Numba caches it on disk)")
+                    if AHEAD.compiling(disp):
+                        _CompileNotice.say("tinyattn: compiling attention's backward for it in a second process")
 
             def on_end(self, ev):
                 self.depth -= 1
@@ -214,10 +218,15 @@ class CPUBackend:
         """
         work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         bias = _full_bias(bias, q, k)
-        return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale,
-                    offset)
+        AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)  # compile_ahead.py
+        try:
+            return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale,
+                        offset)
+        finally:
+            AHEAD.pending = None
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
+        AHEAD.wait()  # a cold start may be compiling this kernel in a second process (compile_ahead.py)
         work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         bias = _full_bias(bias, q, k)
         return _run(work, self._attn.attention_backward,

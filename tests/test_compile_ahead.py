@@ -1,0 +1,78 @@
+"""Cold start: attention's backward compiles in a second process while the forward compiles here
+(tinyattn/compile_ahead.py). Each run is a fresh process on its own Numba cache folder."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Runs in a fresh process: records which tinyattn kernels this process compiles, then one causal attention
+# forward + backward in float64 (L = 9 query rows: the register-blocked kernels, not the few-row one),
+# held to the composite path's gradients.
+SCRIPT = r"""
+import json
+from numba.core import event
+
+compiled = []
+
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        if fn is not None and fn.__module__.startswith("tinyattn.kernels."):
+            compiled.append(fn.__name__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Listener())
+
+import numpy as np
+import tinyattn as ta
+import tinyattn.functional as composite
+import tinyattn.nn.functional as F
+from tinyattn.compile_ahead import AHEAD
+
+rng = np.random.default_rng(0)
+arrays = [rng.standard_normal((2, 9, 5)) for _ in range(3)]
+weights = ta.tensor(np.arange(2 * 9 * 5).reshape(2, 9, 5) % 7 * 1.0)
+grads = []
+for attend in (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+               lambda q, k, v: composite.attention_composite(q, k, v, None, True)):
+    q, k, v = (ta.tensor(a, requires_grad=True) for a in arrays)
+    (attend(q, k, v) * weights).sum().backward()
+    grads.append([t.grad.numpy() for t in (q, k, v)])
+err = max(float(np.abs(a - b).max()) for a, b in zip(*grads))
+print(json.dumps({"compiled": compiled, "children": len(AHEAD.children), "err": err}))
+"""
+
+
+def run(cache_dir, **env):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **env))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+@pytest.mark.background
+def test_backward_compiles_in_a_second_process_on_a_cold_start_only(tmp_path):
+    cold, stderr = run(tmp_path)
+    assert cold["err"] < 1e-12
+    forward = [name for name in cold["compiled"] if name.startswith("_forward")]
+    backward = [name for name in cold["compiled"] if name.startswith("_backward")]
+    assert forward and not backward and cold["children"] == 1, cold  # the child compiled it, this process loaded it
+    assert "compiling attention's backward for it in a second process" in stderr
+    warm, stderr = run(tmp_path)
+    assert warm["compiled"] == [] and warm["children"] == 0 and warm["err"] < 1e-12, warm
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    from tinyattn import compile_ahead
+    from tinyattn.kernels.cpu import attention
+
+    monkeypatch.setenv("TINYATTN_COMPILE_AHEAD", "0")
+    ahead = compile_ahead.AheadCompiler()
+    ahead.forward_called(*(None,) * 9)
+    assert ahead.pending is None and not ahead.compiling(attention._forward_mk) and ahead.children == {}
