@@ -209,16 +209,18 @@ class CPUBackend:
         )
 
     # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
-    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
         """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
 
         bias is None or (Bb, Lb, Sb), each axis 1 or full (BH, L, S); window < 0 means none; query
         row i sits at key position i + offset for causal/window (0: top-left, S - L: bottom-right).
-        The kernel module makes its inputs contiguous itself.
+        The kernel module makes its inputs contiguous itself. backward: a backward may follow (on a
+        cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
         """
         work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
         bias = _full_bias(bias, q, k)
-        AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)  # compile_ahead.py
+        if backward:
+            AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
         try:
             return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale,
                         offset)
@@ -397,7 +399,7 @@ class CUDABackend:
                                 beta1, beta2, step_size, bias2, eps, decay, l2)
 
     # ---- fused attention ---------------------------------------------------------------------
-    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
         out, lse = self._attn.attention_forward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale,
             bias=None if bias is None else self._dev(bias), window=window, offset=offset, **self._attn_sizes)

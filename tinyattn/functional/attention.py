@@ -28,7 +28,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function, Variable, is_grad_enabled
 from ..backend import backend_of, device_of, move
 from . import elementwise as ew, linalg, shape as sh
 from .attention_variants import allowed_positions, apply_mask
@@ -126,7 +126,8 @@ class ScaledDotProductAttention(Function):
         q3 = q.reshape(bh, *q.shape[-2:])  # (BH, L, E)
         k3 = k.reshape(bh, *k.shape[-2:])  # (BH, S, E)
         v3 = v.reshape(bh, *v.shape[-2:])  # (BH, S, Ev)
-        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale, offset)
+        backward = is_grad_enabled() and True in ctx.needs_input_grad[:3]  # a backward may follow
+        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale, offset, backward)
         ctx.save_for_backward(q3, k3, v3, out, lse)
         ctx.args = (bias, causal, window, scale, offset)
         return out.reshape(batch + out.shape[-2:])
