@@ -399,6 +399,36 @@ def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch)
     assert lines == ["tinyattn: compiling matmul._gemm_outer (float32) (first run only: Numba caches it on disk)"]
 
 
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_malloc_thresholds_are_set_unless_the_user_chose(tmp_path):
+    """The CPU backend sets glibc's mmap/trim thresholds (backend._tune_malloc) at its creation, so that a
+    training step's large temporaries reuse heap pages instead of faulting in new ones every step; not
+    when TINYATTN_MALLOC_TUNING=0 or when the user set malloc's own variables. Each case in a new process
+    (the backend is made once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from tinyattn import backend; print(backend.cpu().malloc_tuned)"
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                                              "GLIBC_TUNABLES", "MALLOC_TOP_PAD_")}
+
+    def tuned(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env=dict(env, **extra), capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    try:
+        __import__("ctypes").CDLL("libc.so.6").gnu_get_libc_version
+    except (OSError, AttributeError):
+        assert tuned() == "False"  # not glibc: nothing to set
+        return
+    assert tuned() == "True"
+    assert tuned(TINYATTN_MALLOC_TUNING="0") == "False"
+    assert tuned(MALLOC_TRIM_THRESHOLD_="1000000") == "False"
+
 # ---- few-row products: `_gemm_rows` (kernel="rows"), which the backend picks for M <= ROWS_MAX_NT / _NN ----
 
 ROWS_SHAPES = [

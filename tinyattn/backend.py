@@ -107,11 +107,45 @@ class _CompileNotice:
             print(line, file=sys.stderr, flush=True)
 
 
+# glibc's malloc, as it starts: a block of 128 KiB or more gets pages of its own from mmap, and freed memory
+# at the top of the heap past 128 KiB goes back to the system. A training step allocates its activations and
+# gradients afresh (2048 x 512 float32 is 4 MiB), so every step touched new pages: about 8,000-26,000
+# page faults per step of benchmarks/bench_train.py's gpt model, 94-118 ms per step against 82 ms with the
+# thresholds below (1 fault per step). glibc raises both thresholds by itself as big blocks are freed, up
+# to these values (32 MiB and twice that); tinyattn starts there.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def _tune_malloc():
+    """Sets glibc's mmap and trim thresholds (mallopt) unless the user chose malloc settings or turned this off
+    (TINYATTN_MALLOC_TUNING=0); a no-op off glibc. Returns whether it set them."""
+    import os
+
+    chosen = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "MALLOC_TOP_PAD_")
+    if os.environ.get("TINYATTN_MALLOC_TUNING", "1") == "0" or any(k in os.environ for k in chosen):
+        return False
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(libc.mallopt(m_trim_threshold,
+                                                                                         TRIM_THRESHOLD))
+
+
 class CPUBackend:
     name = "cpu"
     xp = np
 
     def __init__(self):
+        self.malloc_tuned = _tune_malloc()
         _CompileNotice.install()
         from tinyattn.kernels.cpu import (activations, attention, embedding, layer_norm, matmul,  # compiled on
                                           optim, softmax)                                        # first call
