@@ -63,17 +63,20 @@ class _CompileNotice:
     Numba announces a compilation ("numba:compile" event) only when it does compile, i.e. on a cache miss:
     the lines appear on the first run (or after an upgrade), never on a warm start. Only the outermost
     tinyattn kernel is named (helpers compile inside it). Written through tqdm.write when tqdm is loaded,
-    so an open progress bar stays intact. TINYATTN_COMPILE_NOTICE=0 silences it.
+    so an open progress bar stays intact. TINYATTN_COMPILE_NOTICE=0 silences it. The same listener starts
+    compile_ahead's second process, so it listens whether or not the lines are printed.
     """
 
     installed = False
+    quiet = False
 
     @classmethod
     def install(cls):
         import os
 
-        if cls.installed or os.environ.get("TINYATTN_COMPILE_NOTICE", "1") == "0":
+        if cls.installed:
             return
+        cls.quiet = os.environ.get("TINYATTN_COMPILE_NOTICE", "1") == "0"
         from numba.core import event
 
         class Listener(event.Listener):
@@ -96,10 +99,12 @@ class _CompileNotice:
         event.register("numba:compile", Listener())
         cls.installed = True
 
-    @staticmethod
-    def say(line):
+    @classmethod
+    def say(cls, line):
         import sys
 
+        if cls.quiet:
+            return
         tqdm = sys.modules.get("tqdm")
         if tqdm is not None and hasattr(tqdm, "tqdm"):
             tqdm.tqdm.write(line, file=sys.stderr)
@@ -109,9 +114,9 @@ class _CompileNotice:
 
 # glibc's malloc, as it starts: a block of 128 KiB or more gets pages of its own from mmap, and freed memory
 # at the top of the heap past 128 KiB goes back to the system. A training step allocates its activations and
-# gradients afresh (2048 x 512 float32 is 4 MiB), so every step touched new pages: about 8,000-26,000
-# page faults per step of benchmarks/bench_train.py's gpt model, 94-118 ms per step against 82 ms with the
-# thresholds below (1 fault per step). glibc raises both thresholds by itself as big blocks are freed, up
+# gradients afresh (2048 x 512 float32 is 4 MiB), so a step could touch new pages every time: 6,000-26,000
+# page faults per step of benchmarks/bench_train.py's gpt model in a tinyattn-only process, 90-118 ms per step
+# against 79-82 ms with the thresholds below (1 fault per step). glibc raises both thresholds by itself as big blocks are freed, up
 # to these values (32 MiB and twice that); tinyattn starts there.
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 64 << 20
@@ -147,8 +152,8 @@ class CPUBackend:
     def __init__(self):
         self.malloc_tuned = _tune_malloc()
         _CompileNotice.install()
-        from tinyattn.kernels.cpu import (activations, attention, embedding, layer_norm, matmul,  # compiled on
-                                          optim, softmax)                                        # first call
+        from tinyattn.kernels.cpu import (activations, attention, decode, embedding,  # compiled on first call
+                                          layer_norm, matmul, optim, softmax)
 
         self._mm = matmul
         self._sm = softmax
@@ -157,8 +162,6 @@ class CPUBackend:
         self._ln = layer_norm
         self._emb = embedding
         self._opt = optim
-        from tinyattn.kernels.cpu import decode
-
         self._dec = decode
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
