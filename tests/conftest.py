@@ -74,7 +74,6 @@ def module_gradcheck(module, *inputs, name, call=None):
     return ta.testing.gradcheck(lambda *args: call(*args[:n]), [*inputs, *module.parameters()], name=name)
 
 
-
 # Slow tests that share no kernels with the rest run in a second process from the start (tests/background.py).
 def pytest_configure(config):
     background.configure(config)

@@ -4,13 +4,13 @@ Each test compares one kernel group and lists every mismatch. They run in the ba
 (tests/background.py): minutes of single-threaded simulator time on the second core, beside the rest of
 the suite. They use what tests/conftest.py chose before numba was imported: Numba's CUDA simulator
 (NUMBA_ENABLE_CUDASIM=1) on a machine without an NVIDIA driver, the real GPU otherwise. Run as a script,
-this file checks one group and exits non-zero on any mismatch. Shapes are tiny and tiles small (the simulator runs each GPU thread as a
-Python thread), with one launch per group at the default tile/block size.
+this file checks one group and exits non-zero on any mismatch. Shapes are tiny and tiles small (the
+simulator runs each GPU thread as a Python thread), with one launch per group at the default tile/block
+size.
 
     NUMBA_ENABLE_CUDASIM=1 python tests/test_cuda_kernels.py matmul     # one group by hand
 """
 import importlib.util
-import os
 import sys
 
 import numpy as np

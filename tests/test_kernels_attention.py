@@ -189,9 +189,13 @@ def test_random_shapes(L, S, E, Ev, causal, window, seed):
     check(*make(rng, 2, L, S, E, Ev, np.float64), causal=causal, window=window)
 
 
-# The kernels this CPU does not run compile only here (about 10 s each, cold): in the background worker.
-@pytest.mark.parametrize("kernel", [pytest.param(k, marks=() if k == A.KERNEL else pytest.mark.background)
-                                    for k in ("portable", "avx2", "avx512")])
+def kernels(*names):
+    """Parametrize values for the kernels `names`: the ones this CPU does not run compile only in these tests
+    (about 10 s each, cold), so they go to the background worker (tests/background.py)."""
+    return [pytest.param(k, marks=() if k == A.KERNEL else pytest.mark.background) for k in names]
+
+
+@pytest.mark.parametrize("kernel", kernels("portable", "avx2", "avx512"))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
     # the register-blocked tile products (both micro-kernel shapes, whichever the host runs; a shape wider
@@ -207,8 +211,7 @@ def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
     check(q, k, v, dout, causal=True)
 
 
-@pytest.mark.parametrize("kernel", [pytest.param(k, marks=() if k == A.KERNEL else pytest.mark.background)
-                                    for k in ("avx512", "avx2")])
+@pytest.mark.parametrize("kernel", kernels("avx512", "avx2"))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_short_sequences_compute_only_the_columns_they_use(kernel, dtype, monkeypatch):
     # sequences shorter than a tile (the reverse model's L = S = 32, E = 16; odd lengths just above and
