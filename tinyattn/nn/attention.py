@@ -137,24 +137,19 @@ class LayerKVCache:
             self.key = F.cat([self.key, key], dim=2)  # (N, H, S + T, D)
             self.value = F.cat([self.value, value], dim=2)
         else:  # generation: written into buffers that grow by doubling, no copy of the cached positions
-            self.key, self.value = self._append(key.data, value.data)
+            self._append(key.data, value.data)
         return self.key, self.value
 
     def _append(self, k, v):
-        """(key, value) tensors viewing the buffers after writing k, v (N, H, T, D) at positions S .. S + T - 1."""
+        """Writes k, v (N, H, T, D) at positions S .. S + T - 1 of the buffers (grown as needed, no copy of the
+        cached positions otherwise); key and value then view them."""
         s, t = self.seq_len, k.shape[2]
-        if self._buffers is None or self._buffers[0].shape[2] < s + t:
-            xp = backend_of(k).xp
-            cap = max(2 * (s + t), 16)
-            old = (self.key.data, self.value.data)
-            self._buffers = tuple(xp.empty(a.shape[:2] + (cap, a.shape[3]), dtype=a.dtype) for a in old)
-            for buf, a in zip(self._buffers, old):
-                buf[:, :, :s] = a
-        for buf, a in zip(self._buffers, (k, v)):
+        buffers = self._reserve(k.shape[0], k.shape[1], k.shape[3], v.shape[3], t, k.dtype, backend_of(k).xp)
+        for buf, a in zip(buffers, (k, v)):
             buf[:, :, s : s + t] = a
-        return tuple(Tensor._wrap(buf[:, :, : s + t]) for buf in self._buffers)
+        self._filled(None, s + t, buffers)
 
-    # ---- for nn.TransformerEncoderLayer's fused decode step (CPU, no_grad), which writes the buffers itself ----
+    # ---- shared with nn.TransformerEncoderLayer's fused decode step (CPU, no_grad), which writes the buffers ----
     def _fits(self, owner, n, h, d, dtype):
         """Whether the fused step may append to this cache: it is empty, or `owner` filled it with numpy
         (n, h, S, d) keys and values of `dtype`. Otherwise the op-by-op path runs (and update() says what
@@ -166,23 +161,24 @@ class LayerKVCache:
                 and k.shape[3] == d and v.shape[:2] == k.shape[:2] and v.shape[3] == d and k.dtype == dtype
                 and v.dtype == dtype and isinstance(k.data, np.ndarray) and isinstance(v.data, np.ndarray))
 
-    def _reserve(self, n, h, d, t, dtype):
-        """The numpy key and value buffers (n, h, capacity, d) holding the S cached positions, with room for t
-        more at S .. S + t - 1 (grown by doubling, as _append); the caller writes them, then calls
-        _filled(owner, S + t, buffers). A new pair is adopted only then, so a write that fails leaves the
-        cache as it was."""
+    def _reserve(self, n, h, dk, dv, t, dtype, xp=np):
+        """Key and value buffers (n, h, capacity, dk / dv) holding the S cached positions with room for t more
+        at S .. S + t - 1: the current ones when they have room, else new ones of capacity 2 (S + t) (at least
+        16) with the S positions copied in. The caller writes them, then calls _filled(owner, S + t, buffers);
+        new buffers are adopted only then, so a write that fails leaves the cache as it was."""
         s = self.seq_len
         if self._buffers is not None and self._buffers[0].shape[2] >= s + t:
             return self._buffers
         cap = max(2 * (s + t), 16)
-        buffers = tuple(np.empty((n, h, cap, d), dtype=dtype) for _ in range(2))
+        buffers = (xp.empty((n, h, cap, dk), dtype=dtype), xp.empty((n, h, cap, dv), dtype=dtype))
         if s:
             buffers[0][:, :, :s] = self.key.data
             buffers[1][:, :, :s] = self.value.data
         return buffers
 
     def _filled(self, owner, length, buffers):
-        """key, value: the first `length` positions of `buffers` (from _reserve, now written)."""
+        """key, value: the first `length` positions of `buffers` (from _reserve, now written); `owner` fills
+        an empty cache."""
         if self.key is None:
             self._owner = weakref.ref(owner)
         self._buffers = buffers

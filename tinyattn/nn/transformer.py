@@ -145,7 +145,7 @@ class TransformerEncoderLayer(Module):
         attn = self.self_attn
         n, t, _ = x.shape
         s = kv_cache.seq_len
-        buffers = kv_cache._reserve(n, attn.num_heads, attn.head_dim, t, x.dtype)
+        buffers = kv_cache._reserve(n, attn.num_heads, attn.head_dim, attn.head_dim, t, x.dtype)
         k_buf, v_buf = buffers
         w_in, b_in, w_o, b_o, g1, b1, g2, b2, w_1, b_1, w_2, b_2 = arrays
         y = backend_of(x).encoder_layer_decode(
