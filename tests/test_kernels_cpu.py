@@ -102,6 +102,27 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("nth", [2, 3, 8])
+@pytest.mark.parametrize("M,N,K,Ba", [(20, 30, 1100, 1), (7, 40, 1300, 2), (13, 5, 2000, 1)])
+def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
+    """A long reduction into a small output (a weight gradient) is split along k into partial products
+    that a second pass adds: the same product, the bias added once, float64 integers still exact."""
+    assert K >= mm.OUTER_SPLIT_K * mm.OUTER_KC and K >= 2 * max(M, N)   # the split's condition
+    for wide in (True, False):
+        for dtype in DTYPES:
+            a = rng.standard_normal((Ba, K, M)).astype(dtype)   # A read as a^T (matmul_tn's strides)
+            b = rng.standard_normal((1, N, K)).astype(dtype)
+            bias = rng.standard_normal(N).astype(dtype)
+            out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias)
+            ref = np.swapaxes(a, 1, 2).astype(np.float64) @ np.swapaxes(b, 1, 2) + bias
+            np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+        a = rng.integers(-1000, 1000, size=(Ba, K, M)).astype(np.float64)
+        b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
+        out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
+                             np.empty(0))
+        np.testing.assert_array_equal(out, np.swapaxes(a, 1, 2) @ np.swapaxes(b, 1, 2))
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_matmul_float64_is_as_exact_as_a_dot_product(rng, kernel):
     """float64 keeps its precision: on integers (exact in float64, sums below 2^53) the result is exact,

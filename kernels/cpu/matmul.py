@@ -58,6 +58,7 @@ _FM = {"reassoc", "contract"}
 OUTER_KC = 256               # k-slice: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC
 OUTER_MIN_PANELS = 8         # row panels a task gets at least before columns are split too
 OUTER_NC_BYTES = 1 << 20     # a B block (KC x NC) of at most 1 MiB stays in L2
+OUTER_SPLIT_K = 4            # split k across tasks when K >= this many k-slices and >= 2 max(M, N)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -371,16 +372,20 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
             in-place panel would touch a new page): for (pb, NR-column micro-panel), on this thread:
             pack Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): in place
-        prange over tasks (p, row block, column block):       # disjoint outputs: no races
-            for k0 in range(0, K, KC):                        # the k reduction stays in the task
+        prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
+            C = out if k block 0 else partial[k block - 1]
+            for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
                     for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
-                            out[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
-                        if last k-slice: out[p, i:i+MR, jc:jc+NC] += bias
-    About one task per thread (the parallel loop splits its range statically): rows are split first
-    (each task then streams only its own rows of A); a product with too few rows for that (a weight
-    gradient: rows = out features) splits its columns. A row-major A is never packed: the micro-kernel
+                            C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
+                        if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
+        if k blocks > 1: prange over chunks of out: out += sum of the partials
+    About one task per thread (the parallel loop splits its range statically). A long reduction into a
+    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens)
+    splits k, so each task reads half the operands and no A micro-panel is copied twice; otherwise rows
+    are split first (each task then streams only its own rows of A), and a product with too few rows for
+    that splits its columns. A row-major A is never packed: the micro-kernel
     broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
     need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
     micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
@@ -422,15 +427,20 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         for pb in range(Bb):
             _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
 
-    # ---- task grid: (batch, row block, column block), about one task per thread (the parallel loop
-    # splits its range statically). Rows are split first (each task then streams only its own A); a
-    # product with too few rows for that (a weight gradient: rows = out features) splits its columns.
+    # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
+    # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
+    # K = tokens >= 2 max(M, N)) is split along k: each task then reads only its share of both operands,
+    # into its own partial C, and a second parallel pass adds the partials. Otherwise rows are split first
+    # (each task then streams only its own A), and a product with too few rows splits its columns.
     nrp = (M + MR - 1) // MR                  # row panels
     need = max(1, (nth + B - 1) // B)
     nrb = 1
     ncb = 1
+    nkb = 1
     if need > 1:
-        if nrp >= need * OUTER_MIN_PANELS:
+        if K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
+            nkb = need
+        elif nrp >= need * OUTER_MIN_PANELS:
             nrb = need
         else:
             nrb = max(1, nrp // OUTER_MIN_PANELS)
@@ -439,9 +449,17 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     nrb = (nrp + rpt - 1) // rpt
     cpt = (npan + ncb - 1) // ncb             # column panels per task
     ncb = (npan + cpt - 1) // cpt
-    of = out.reshape(B * M * N)
+    kpt = ((K + nkb - 1) // nkb + OUTER_KC - 1) // OUTER_KC * OUTER_KC   # k per task: whole k-slices
+    nkb = (K + kpt - 1) // kpt
+    size = B * M * N
+    partial = np.empty((nkb - 1) * size, dtype=af.dtype)   # k blocks 1.. write here, block 0 into out
 
-    for t in prange(B * nrb * ncb):
+    for tk in prange(B * nrb * ncb * nkb):
+        kb = tk % nkb
+        t = tk // nkb
+        of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
+        kstart = kb * kpt
+        kend = min(K, kstart + kpt)
         p = t // (nrb * ncb)
         i0 = (t // ncb) % nrb * rpt * MR
         i1 = min(M, i0 + rpt * MR)
@@ -452,9 +470,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         pbf = p * sb if Bb > 1 else 0
         ct = np.empty(MR * NR, dtype=af.dtype)                 # scratch tile for edges
         ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
-        for k0 in range(0, K, OUTER_KC):
-            kc = min(OUTER_KC, K - k0)
-            more = k0 > 0
+        for k0 in range(kstart, kend, OUTER_KC):
+            kc = min(OUTER_KC, kend - k0)
+            more = k0 > kstart
             for jc in range(j0, j1, NC):
                 jend = min(jc + NC, j1)
                 for r in range(i0, i1, MR):
@@ -469,8 +487,16 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                             _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
                                    ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
                                    cbase + rt * N, jc, jend, ct)
-                    if has_bias and k0 + kc == K:
+                    if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+    if nkb > 1:                               # out += the other k blocks' partials, in chunks per thread
+        of = out.reshape(size)
+        chunk = (size + nth - 1) // nth
+        for c in prange(nth):
+            for kb in range(nkb - 1):
+                src = partial[kb * size:(kb + 1) * size]
+                for i in range(c * chunk, min(size, (c + 1) * chunk)):
+                    of[i] += src[i]
     return out
 
 
