@@ -166,3 +166,39 @@ def test_multi_output_function_unbind():
     assert ta.testing.gradcheck(lambda t: t.unbind(2)[1] * t.unbind(2)[3], [y], name="unbind-twice")
     with ta.no_grad():
         assert all(not t.requires_grad for t in y.unbind(0))
+
+
+def test_unbind_gradient_keeps_the_input_layout():
+    """q, k, v = qkv.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0) (a fused attention projection):
+    the stacked gradient is laid out like qkv, so permuting and reshaping it back costs no copy; values and
+    gradcheck as for any unbind, with and without a slice that gets no gradient."""
+    B, T, H, D = 2, 3, 2, 4
+    rng = np.random.default_rng(0)
+    seen = []
+
+    class Spy(ta.autograd.Function):  # records the gradient array unbind hands back
+        @staticmethod
+        def forward(ctx, x):
+            return x
+
+        @staticmethod
+        def backward(ctx, dy):
+            seen.append(dy)
+            return dy
+
+    def split(t):
+        return Spy.apply(t.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4)).unbind(0)
+
+    qkv = ta.tensor(rng.standard_normal((B, T, 3 * H * D)), dtype=ta.float64, requires_grad=True)
+    q, k, v = split(qkv)
+    (q * 1 + k * 2 + v * 3).sum().backward()
+    want = np.broadcast_to(np.array([1.0, 2.0, 3.0])[:, None, None], (3, H, D)).reshape(3 * H * D)
+    np.testing.assert_array_equal(qkv.grad.numpy(), np.broadcast_to(want, (B, T, 3 * H * D)))
+    assert seen[-1].transpose(1, 3, 0, 2, 4).flags.c_contiguous  # permuted back: qkv's row-major layout
+    qkv.grad = None
+    q, k, v = split(qkv)
+    (k * k).sum().backward()  # q and v get no gradient: zeros in their slices
+    g = qkv.grad.numpy().reshape(B, T, 3, H, D)
+    np.testing.assert_array_equal(g[:, :, 1], 2 * k.detach().numpy().transpose(0, 2, 1, 3))
+    assert not g[:, :, 0].any() and not g[:, :, 2].any()
+    assert ta.testing.gradcheck(lambda t: [o * (i + 1) for i, o in enumerate(split(t))], [qkv], name="qkv unbind")

@@ -93,6 +93,10 @@ class Unbind(Function):
     """(y_0, ..., y_{n-1}) = the slices of x along `dim` (views, no copy).
 
     dx = the gradients stacked back along `dim`; a slice that no gradient reached gets zeros.
+    On the host dx is laid out in x's memory order (NumPy's order "K"): for
+    q, k, v = qkv.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0) the stacked gradient is then a
+    view of a (B, T, 3, H, D) buffer, and the permute and reshape back to qkv's shape are views too, where
+    a row-major stack would need a second, transposing copy.
     """
 
     returns_view = True
@@ -100,13 +104,23 @@ class Unbind(Function):
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
+        strides = getattr(x, "strides", None)
+        # x's axes from the largest stride to the smallest (its memory order), or None for a row-major x
+        order = None if strides is None else tuple(np.argsort([-s for s in strides], kind="stable"))
+        ctx.order = None if order == tuple(range(x.ndim)) else order
         return tuple(np.moveaxis(x, dim, 0))
 
     @staticmethod
     def backward(ctx, dys):
         present = next(g for g in dys if g is not None)
         parts = [np.zeros_like(present) if g is None else g for g in dys]
-        return np.stack(parts, axis=ctx.dim), None
+        if ctx.order is None or not isinstance(present, np.ndarray):
+            return np.stack(parts, axis=ctx.dim), None
+        shape = present.shape[:ctx.dim] + (len(parts),) + present.shape[ctx.dim:]
+        base = np.empty(tuple(shape[a] for a in ctx.order), dtype=np.result_type(*parts))
+        dx = base.transpose(np.argsort(ctx.order))  # shape `shape`, strides in x's order
+        np.stack(parts, axis=ctx.dim, out=dx)
+        return dx, None
 
 
 class Cat(Function):
