@@ -97,7 +97,7 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
         a = rng.standard_normal((2, M, K)).astype(dtype)
         b = rng.standard_normal((1, N, K)).astype(dtype)
         out = mm._gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
-                              np.empty(0, dtype))
+                              np.empty(0, dtype), np.empty((0, 0), dtype))
         ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2)
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
@@ -106,21 +106,45 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
 @pytest.mark.parametrize("M,N,K,Ba", [(20, 30, 1100, 1), (7, 40, 1300, 2), (13, 5, 2000, 1)])
 def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
     """A long reduction into a small output (a weight gradient) is split along k into partial products
-    that a second pass adds: the same product, the bias added once, float64 integers still exact."""
+    that a second pass adds: the same product, the bias added once, the sums of A's rows (a Linear's
+    bias gradient) over every k block, float64 integers still exact."""
     assert K >= mm.OUTER_SPLIT_K * mm.OUTER_KC and K >= 2 * max(M, N)   # the split's condition
     for wide in (True, False):
         for dtype in DTYPES:
             a = rng.standard_normal((Ba, K, M)).astype(dtype)   # A read as a^T (matmul_tn's strides)
             b = rng.standard_normal((1, N, K)).astype(dtype)
             bias = rng.standard_normal(N).astype(dtype)
-            out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias)
+            sums = np.zeros((nth, Ba * M), dtype)
+            out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias,
+                                 sums)
             ref = np.swapaxes(a, 1, 2).astype(np.float64) @ np.swapaxes(b, 1, 2) + bias
             np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+            ref_sums = a.astype(np.float64).sum(axis=1).reshape(-1)
+            np.testing.assert_allclose(sums.sum(axis=0), ref_sums, rtol=0, atol=4 * np.finfo(dtype).eps * K * np.abs(a).max())
         a = rng.integers(-1000, 1000, size=(Ba, K, M)).astype(np.float64)
         b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
+        sums = np.zeros((nth, Ba * M))
         out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
-                             np.empty(0))
+                             np.empty(0), sums)
         np.testing.assert_array_equal(out, np.swapaxes(a, 1, 2) @ np.swapaxes(b, 1, 2))
+        np.testing.assert_array_equal(sums.sum(axis=0), a.sum(axis=1).reshape(-1))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("Ba,Bb,K,M,N", [(1, 1, 2048, 96, 128), (1, 1, 300, 40, 70), (2, 1, 50, 13, 33),
+                                         (1, 3, 64, 5, 7), (1, 1, 3, 2, 4)])
+def test_matmul_tn_with_the_sums_of_a(rng, kernel, Ba, Bb, K, M, N):
+    """matmul_tn(a, b, a_sums=True) = (a^T b, a.sum over k): a Linear's dW and db from one call, whichever
+    kernel runs (the outer-product kernel sums inside; the others leave it to NumPy)."""
+    for dtype in DTYPES:
+        a = rng.standard_normal((Ba, K, M)).astype(dtype)
+        b = rng.standard_normal((Bb, K, N)).astype(dtype)
+        out, s = mm.matmul_tn(a, b, kernel, a_sums=True)
+        ref = np.swapaxes(a, 1, 2).astype(np.float64) @ b
+        np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+        assert s.shape == (max(Ba, Bb), M) and s.dtype == dtype
+        ref_s = np.broadcast_to(a.astype(np.float64).sum(axis=1), s.shape)
+        np.testing.assert_allclose(s, ref_s, rtol=0, atol=4 * np.finfo(dtype).eps * K * np.abs(a).max())
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -186,13 +186,14 @@ class CPUBackend:
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[1]
         return _run(work, self._mm.matmul_nt, a, b, None, bias)
 
-    def matmul_tn(self, a, b):
-        """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose."""
+    def matmul_tn(self, a, b, a_sums=False):
+        """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose; with a_sums, also
+        a summed over K, (B, M) (a Linear's dW = dyᵀ x and db = Σ dy, in one pass over dy)."""
         a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
         if a.shape[2] <= self._mm.ROWS_MAX_NN:
-            return self._mm.matmul_tn(a, b, "rows")
+            return self._mm.matmul_tn(a, b, "rows", a_sums)
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
-        return _run(work, self._mm.matmul_tn, a, b)
+        return _run(work, self._mm.matmul_tn, a, b, None, a_sums)
 
     # ---- softmax family along any dim ---------------------------------------------
     def softmax(self, x, dim):
@@ -367,8 +368,12 @@ class CUDABackend:
             out += bias
         return out
 
-    def matmul_tn(self, a, b):
-        return self._wrap(self._mm.matmul_tn(self._dev(a), self._dev(b), tile=self._tile))
+    def matmul_tn(self, a, b, a_sums=False):
+        out = self._wrap(self._mm.matmul_tn(self._dev(a), self._dev(b), tile=self._tile))
+        if not a_sums:
+            return out
+        s = a.sum(axis=1)  # (Ba, M)
+        return out, s if s.shape[0] == out.shape[0] else s.broadcast_to(out.shape[:2]).copy()
 
     # ---- softmax family ------------------------------------------------------------------
     def _rows(self, x, dim):

@@ -359,14 +359,29 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
             orow[j] += bs[j]
 
 
+@njit(cache=True)
+def _a_sums(af, off, a_ks, n, k0, kc, dst, d0):
+    """dst[d0 + i] += sum_{k0 <= k < k0 + kc} A[i, k] for i < n, A[i, k] = af[off + i + k*a_ks] (rows of A
+    contiguous: dy^T in dy^T @ x). Loop nest: for k: dst[d0:d0+n] += af[row k] (vectorised along i)."""
+    acc = dst[d0:d0 + n]
+    for k in range(k0, k0 + kc):
+        row = af[off + k * a_ks:off + k * a_ks + n]
+        for i in range(n):
+            acc[i] += row[i]
+
+
 @njit(cache=True, parallel=True)
-def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias):
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
     last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row
     (a Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice,
     while they are still in L1 (a separate `y += b` pass costs a read and a write of all of C).
+    `sums`: zeros (nth, B*M), or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k]
+    over k block kb's share of k (summed over kb by the caller: a Linear's bias gradient db = sum_k dy[k, :]
+    alongside dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead
+    of in a separate pass over dy). Only for A with contiguous rows (a_rs == 1: dy^T).
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
@@ -380,6 +395,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
+                if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
         if k blocks > 1: prange over chunks of out: out += sum of the partials
     About one task per thread (the parallel loop splits its range statically). A long reduction into a
     small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens)
@@ -395,6 +411,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     B = max(Ba, Bb)
     out = np.empty((B, M, N), dtype=af.dtype)
     has_bias = bias.size > 0
+    has_sums = sums.size > 0
     if B == 0 or M == 0 or N == 0:
         return out
     if K == 0:                                # plain loops: an array expression here would be a parfor
@@ -473,6 +490,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         for k0 in range(kstart, kend, OUTER_KC):
             kc = min(OUTER_KC, kend - k0)
             more = k0 > kstart
+            if has_sums and j0 == 0:
+                _a_sums(af, pa + i0 + k0 * a_ks, a_ks, i1 - i0, 0, kc, sums[kb], p * M + i0)
             for jc in range(j0, j1, NC):
                 jend = min(jc + NC, j1)
                 for r in range(i0, i1, MR):
@@ -565,12 +584,15 @@ KERNEL = host_kernel()
 
 
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+_NO_SUMS = {dt: np.empty((0, 0), dt) for dt in _NO_BIAS}
 
 
-def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None):
+def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None, a_sums=False):
     """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
     for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
-    first used. `bias` (N,) or None: added to every output row (inside `_gemm_outer`, after the others)."""
+    first used. `bias` (N,) or None: added to every output row (inside `_gemm_outer`, after the others).
+    a_sums (only with a_rs == 1): return (out, s) with s[p, i] = sum_k A[p][i, k], (max(Ba, Bb), M); None
+    from the kernels that do not compute it (the caller sums)."""
     out = None
     if kernel == "rows":
         out = _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
@@ -580,11 +602,14 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
         out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     if out is None:
         b = _NO_BIAS[af.dtype] if bias is None else bias
-        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
-                           (KERNEL if kernel is None else kernel) == "avx512", numba.get_num_threads(), b)
+        nth = numba.get_num_threads()
+        sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if a_sums else _NO_SUMS[af.dtype]
+        out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
+                          (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums)
+        return (out, sums.sum(axis=0).reshape(-1, M)) if a_sums else out
     if bias is not None:
         out += bias
-    return out
+    return (out, None) if a_sums else out
 
 
 # The three public functions are plain Python: they only compute strides and call the compiled
@@ -620,8 +645,9 @@ def matmul_nt(a, b, kernel=None, bias=None):
     return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, bias)
 
 
-def matmul_tn(a, b, kernel=None):
-    """out[p] = a[p].T @ b[p]: a (Ba, K, M), b (Bb, K, N) -> (max(Ba, Bb), M, N).
+def matmul_tn(a, b, kernel=None, a_sums=False):
+    """out[p] = a[p].T @ b[p]: a (Ba, K, M), b (Bb, K, N) -> (max(Ba, Bb), M, N); with a_sums, also
+    s[p] = a[p].sum(axis=0) (max(Ba, Bb), M): a Linear's dW = dy^T x and db = sum of dy in one pass over dy.
 
     Math: out[p, i, j] = sum_k a[p, k, i] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, k, i]
     (row stride 1, k stride M) and B[j, k] = b[p, k, j] (row stride 1, k stride N): both operands are
@@ -631,4 +657,10 @@ def matmul_tn(a, b, kernel=None):
     Bb, _, N = b.shape
     sa, a_ks, a_rs = _estrides(a)
     sb, b_ks, b_rs = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
+    out = _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, None, a_sums)
+    if not a_sums:
+        return out
+    out, s = out
+    if s is None:                             # a kernel without the fused sums
+        s = np.broadcast_to(a.sum(axis=1), (max(Ba, Bb), M)).copy()
+    return out, s

@@ -89,10 +89,17 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
         dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
-        # dW first: dy was just written by the op above and is still partly in cache (about 1 % of a step)
-        dw = be.matmul_tn(dy2, x2)[0] if need_w else None
+        # dW first: dy was just written by the op above and is still partly in cache (about 1 % of a step);
+        # db from the same pass over dy when dW is wanted too
+        dw = db = None
+        if need_w and need_b:
+            dw, db = be.matmul_tn(dy2, x2, a_sums=True)
+            dw, db = dw[0], db[0]
+        elif need_w:
+            dw = be.matmul_tn(dy2, x2)[0]
+        elif need_b:
+            db = dy2.sum(axis=(0, 1))
         dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
-        db = dy2.sum(axis=(0, 1)) if need_b else None
         return dx, dw, db
 
 
