@@ -43,3 +43,32 @@ def test_repeated_sums_into_one_gradient():
     h = x * 1
     gx, = ta.autograd.grad((h + h + h).sum(), x)  # grad(): the sums are its result, copied out
     np.testing.assert_array_equal(gx.numpy(), np.full(4, 3.0))
+
+
+def test_fresh_gradients_become_the_leaf_grads_unshared(monkeypatch):
+    """Linear, LayerNorm and Embedding hand back new arrays (Function.fresh_grads): a parameter's first
+    gradient is taken as it is, so no two .grad arrays share memory, each equals what the copying path
+    gives, and a second backward still adds into it."""
+    ta.manual_seed(0)
+    emb, norm, lin = ta.nn.Embedding(7, 4), ta.nn.LayerNorm(4), ta.nn.Linear(4, 3)
+    idx = ta.tensor(np.array([[1, 2, 2], [0, 6, 1]]))
+    params = [p for m in (emb, norm, lin) for p in m.parameters()]
+
+    def grads():
+        for p in params:
+            p.grad = None
+        (lin(norm(emb(idx))) ** 2).sum().backward()
+        return [p.grad.numpy() for p in params]
+
+    first = grads()
+    for i, g in enumerate(first):
+        for h in first[i + 1:]:
+            assert not np.shares_memory(g, h)
+    (lin(norm(emb(idx))) ** 2).sum().backward()  # accumulates: twice the first gradient
+    for p, g in zip(params, first):
+        assert p.grad.numpy() is g
+    for cls in (ta.functional.linalg.Linear, ta.functional.normalization.LayerNorm, ta.functional.sparse.Embedding):
+        monkeypatch.setattr(cls, "fresh_grads", False)
+    copied = grads()
+    for g, c in zip(first, copied):
+        np.testing.assert_array_equal(g, 2 * c)

@@ -555,3 +555,31 @@ def test_matmul_nt_bias_is_added_to_every_row(rng, dtype, kernel, M, K, N):
     else:
         np.testing.assert_allclose(out, ref, rtol=1e-6)
     np.testing.assert_array_equal(mm.matmul_nt(a, b, kernel, bias), mm.matmul_nt(a, b, kernel) + bias)
+
+
+def test_backend_sums_of_whole_arrays(rng):
+    """CPUBackend.add / add_ (residual connections, gradient accumulation): NumPy's result bit for bit,
+    from the parallel kernel for large arrays of one shape and dtype, NumPy's own sum for the rest
+    (broadcasting, mixed dtypes, strided views, small arrays); add_ writes into its first argument."""
+    from tinyattn import backend as backend_mod
+
+    be = backend_mod.cpu()
+    n = backend_mod.PARALLEL_SUM
+    for dtype in DTYPES:
+        a = rng.standard_normal((3, n // 2 + 5)).astype(dtype)   # large: the kernel (on >1 thread)
+        b = rng.standard_normal(a.shape).astype(dtype)
+        got = be.add(a, b)
+        np.testing.assert_array_equal(got, a + b)
+        assert got.dtype == dtype and not np.shares_memory(got, a)
+        want = a + b
+        same = be.add_(a, b)
+        assert same is a
+        np.testing.assert_array_equal(a, want)
+    a = rng.standard_normal((4, n)).astype(np.float32)
+    for b in (np.float32(2.0), rng.standard_normal(n).astype(np.float32),           # broadcast
+              rng.standard_normal((4, n)),                                           # float64
+              rng.standard_normal((n, 4)).astype(np.float32).T,                      # a strided view
+              ):
+        np.testing.assert_array_equal(be.add(a, b), a + b)
+    small = rng.standard_normal(10).astype(np.float32)
+    np.testing.assert_array_equal(be.add(small, small), small + small)

@@ -395,9 +395,16 @@ class Function:
     A Function whose outputs may be views of its first input (reshape, indexing, ...) sets
     `returns_view = True`: such an output shares the input's version counter whenever it
     shares its memory, so an in-place change through either is seen by both.
+
+    A Function whose backward returns only arrays it has just allocated, each for one argument and
+    referenced nowhere else (a matmul's result, a kernel's output), may set `fresh_grads = True`: a
+    leaf's first gradient from it then becomes the leaf's `.grad` as it is, without the defensive copy
+    (PyTorch's AccumulateGrad steals an unshared gradient the same way). Anything else must leave it
+    False: a backward may hand one array to several inputs (Add gives dy to both).
     """
 
     returns_view = False
+    fresh_grads = False
 
     @staticmethod
     def forward(ctx, *args):
@@ -801,7 +808,7 @@ def _walk(roots, retain_graph, inputs=None):
             producer = edge[0]
             if producer is None:
                 if parent._hooks is None and wanted is None:
-                    _accumulate_leaf(parent, pg)
+                    _accumulate_leaf(parent, pg, node.function.fresh_grads)
                 else:
                     _leaf_gets(leaves, parent, pg, wanted, owned)
             elif producer.n_outputs == 1 and id(producer) not in pending:  # the first gradient to arrive there
@@ -853,9 +860,9 @@ def _add_pending(pending, node, index, g, owned):
     if s is None:
         slots[index] = g
     elif id(s) in owned:
-        s += g  # same shape and dtype (the walk checked and cast g), a host array of our own
+        backend_of(s).add_(s, g)  # same shape and dtype (the walk checked and cast g), a host array of our own
     else:
-        s = slots[index] = s + g
+        s = slots[index] = backend_of(s).add(s, g)
         if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
             owned.add(id(s))
 
@@ -884,9 +891,10 @@ def _owned(g, dtype):
     return np.array(g, dtype=dtype, copy=True) if device_of(g) == "cpu" else g.astype(dtype)
 
 
-def _accumulate_leaf(leaf, g):
+def _accumulate_leaf(leaf, g, fresh=False):
+    """leaf.grad += g, or leaf.grad = a copy of g (g itself when `fresh`: see Function.fresh_grads)."""
     if leaf.grad is None:
-        leaf.grad = leaf._wrap(_owned(g, leaf.data.dtype))
+        leaf.grad = leaf._wrap(g if fresh and g.dtype == leaf.data.dtype else _owned(g, leaf.data.dtype))
     else:
         leaf.grad.data += g
 

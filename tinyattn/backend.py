@@ -11,6 +11,8 @@ device-specific module, so a second device only has to provide the same names.
 
 Kernels want C-contiguous arrays; the backend makes them so (a no-op when they already are).
 """
+import math
+
 import numba
 import numpy as np
 
@@ -19,6 +21,9 @@ from .compile_ahead import AHEAD
 # Below this many multiply-adds a kernel runs on one thread: waking the thread pool costs
 # more than it saves, and a busy machine can stall a parallel region for a whole time slice.
 SERIAL_WORK = 1 << 18
+# Sums of at least this many elements run on every thread (CPUBackend.add): below it NumPy's serial
+# loop finishes before a parallel region would have started.
+PARALLEL_SUM = 1 << 16
 
 
 def _run(work, kernel, *args):
@@ -46,7 +51,7 @@ def _rows(x, dim):
         out = rows.reshape(shape)
         return out if dim == x.ndim - 1 else np.moveaxis(out, -1, dim)
 
-    return moved.reshape(int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]), undo
+    return moved.reshape(math.prod(shape[:-1]), shape[-1]), undo
 
 
 def _kernel_label(dispatcher, args):
@@ -152,8 +157,8 @@ class CPUBackend:
     def __init__(self):
         self.malloc_tuned = _tune_malloc()
         _CompileNotice.install()
-        from tinyattn.kernels.cpu import (activations, attention, decode, embedding,  # compiled on first call
-                                          layer_norm, matmul, optim, softmax)
+        from tinyattn.kernels.cpu import (activations, attention, decode, elementwise,  # compiled on first call
+                                          embedding, layer_norm, matmul, optim, softmax)
 
         self._mm = matmul
         self._sm = softmax
@@ -163,6 +168,7 @@ class CPUBackend:
         self._emb = embedding
         self._opt = optim
         self._dec = decode
+        self._ew = elementwise
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)
@@ -194,6 +200,31 @@ class CPUBackend:
             return self._mm.matmul_tn(a, b, "rows", a_sums)
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
         return _run(work, self._mm.matmul_tn, a, b, None, a_sums)
+
+    # ---- sums of whole arrays (residual connections, gradient accumulation) ----------
+    def _parallel_sum(self, a, b):
+        """Whether a + b goes to the parallel kernel: two host arrays of one shape, float dtype and
+        C layout, large enough that a second thread pays (PARALLEL_SUM elements), more than one thread."""
+        return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= PARALLEL_SUM
+                and a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f"
+                and a.flags.c_contiguous and b.flags.c_contiguous and numba.get_num_threads() > 1)
+
+    def add(self, a, b):
+        """a + b (NumPy's result), in parallel for large arrays of one shape (kernels/cpu/elementwise.py)."""
+        if not self._parallel_sum(a, b):
+            return a + b
+        out = np.empty_like(a)
+        self._ew.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), numba.get_num_threads())
+        return out
+
+    def add_(self, a, b):
+        """a += b in place (a writeable, b of a's shape and dtype); returns a."""
+        if not self._parallel_sum(a, b) or not a.flags.writeable:
+            a += b
+            return a
+        flat = a.reshape(-1)
+        self._ew.add(flat, b.reshape(-1), flat, numba.get_num_threads())
+        return a
 
     # ---- softmax family along any dim ---------------------------------------------
     def softmax(self, x, dim):
@@ -374,6 +405,16 @@ class CUDABackend:
             return out
         s = a.sum(axis=1)  # (Ba, M)
         return out, s if s.shape[0] == out.shape[0] else s.broadcast_to(out.shape[:2]).copy()
+
+    # ---- sums of whole arrays ----------------------------------------------------------------
+    @staticmethod
+    def add(a, b):
+        return a + b
+
+    @staticmethod
+    def add_(a, b):
+        a += b
+        return a
 
     # ---- softmax family ------------------------------------------------------------------
     def _rows(self, x, dim):

@@ -81,7 +81,7 @@ class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (a.shape, b.shape)
-        return a + b
+        return backend_of(a).add(a, b)  # in parallel for large arrays of one shape (a residual connection)
 
     @staticmethod
     def backward(ctx, dy):

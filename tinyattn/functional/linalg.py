@@ -7,6 +7,8 @@ whose batch is 1 or the full batch:
     matmul_tn(a, b) = aᵀ @ b     dB = Aᵀ · dC
 so no transpose is ever materialised.
 """
+import math
+
 import numpy as np
 
 from ..autograd import Function, Variable
@@ -59,11 +61,11 @@ def _as_batched(x, batch, fold_rows):
     fold_rows (x @ W, W 2-D): every batch axis of the left operand folds into its rows, and W
     gets a batch of 1 (the same reshape, for a 2-D array)."""
     if fold_rows:
-        return x.reshape(1, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
-    full = int(np.prod(batch, dtype=np.int64))
+        return x.reshape(1, math.prod(x.shape[:-1]), x.shape[-1])
+    full = math.prod(batch)
     if x.shape[:-2] == batch:
         return x.reshape(full, *x.shape[-2:])
-    if int(np.prod(x.shape[:-2], dtype=np.int64)) == 1:
+    if math.prod(x.shape[:-2]) == 1:
         return x.reshape(1, *x.shape[-2:])
     return np.broadcast_to(x, batch + x.shape[-2:]).reshape(full, *x.shape[-2:])
 
@@ -74,9 +76,11 @@ class Linear(Function):
     dx = dy W,  dW = dyᵀ x (summed over every batch row),  db = Σ_rows dy.
     """
 
+    fresh_grads = True  # every gradient is a new array (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, x, weight, bias):
-        x2 = x.reshape(1, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])  # (1, N, in)
+        x2 = x.reshape(1, math.prod(x.shape[:-1]), x.shape[-1])  # (1, N, in)
         need_x, need_w = ctx.needs_input_grad[:2]
         ctx.save_for_backward(x2 if need_w else None, weight if need_x else None)  # dx needs W, dW needs x
         ctx.x_shape = x.shape

@@ -1,4 +1,5 @@
 """layer_norm as one fused Function with a hand-derived backward."""
+import math
 import numbers
 
 import numpy as np
@@ -21,9 +22,11 @@ class LayerNorm(Function):
     Both directions are one fused kernel over rows of n elements (kernels/cpu/layer_norm.py).
     """
 
+    fresh_grads = True  # every gradient is a new array (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, x, weight, bias, ndims, eps):
-        n = int(np.prod(x.shape[x.ndim - ndims :], dtype=np.int64))
+        n = math.prod(x.shape[x.ndim - ndims :])
         xp = backend_of(x).xp
         w = xp.ones((n,), x.dtype) if weight is None else weight.reshape(n)
         b = xp.zeros((n,), x.dtype) if bias is None else bias.reshape(n)

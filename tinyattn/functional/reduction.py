@@ -5,6 +5,8 @@ max/min (with their (values, indices) form along one dim) live in selection.py.
 Backward of a reduction over axes R broadcasts dy back over R: with keepdim=False the
 reduced axes are first reinserted as size-1 axes.
 """
+import math
+
 import numpy as np
 
 from ..autograd import Function
@@ -36,7 +38,7 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.shape, ctx.dims, ctx.keepdim = x.shape, dims, keepdim
-        ctx.n = int(np.prod([x.shape[d] for d in dims]))
+        ctx.n = math.prod(x.shape[d] for d in dims)
         return np.mean(x, axis=dims, keepdims=keepdim)
 
     @staticmethod
@@ -81,7 +83,7 @@ class Var(Function):
     def forward(ctx, x, dims, keepdim, correction):
         mean = np.mean(x, axis=dims, keepdims=True)
         centered = x - mean
-        n = int(np.prod([x.shape[d] for d in dims]))
+        n = math.prod(x.shape[d] for d in dims)
         ctx.save_for_backward(centered)
         ctx.dims, ctx.keepdim, ctx.denominator = dims, keepdim, n - correction if n > correction else 0
         with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction gives inf/nan, as in PyTorch

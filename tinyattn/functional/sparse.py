@@ -7,6 +7,8 @@ from .checks import check_float, check_indices, check_tensor, on_device_of
 class Embedding(Function):
     """y[..., :] = W[idx[...], :].  dW = zeros with every dy row added at its index's row."""
 
+    fresh_grads = True  # every gradient is a new array (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, weight, index):
         ctx.save_for_backward(index)
