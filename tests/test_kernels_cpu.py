@@ -132,7 +132,7 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("Ba,Bb,K,M,N", [(1, 1, 2048, 96, 128), (1, 1, 300, 40, 70), (2, 1, 50, 13, 33),
-                                         (1, 3, 64, 5, 7), (1, 1, 3, 2, 4)])
+                                         (1, 3, 64, 5, 7), (1, 1, 3, 2, 4), (1, 1, 5, 3, 0), (1, 1, 0, 3, 4)])
 def test_matmul_tn_with_the_sums_of_a(rng, kernel, Ba, Bb, K, M, N):
     """matmul_tn(a, b, a_sums=True) = (a^T b, a.sum over k): a Linear's dW and db from one call, whichever
     kernel runs (the outer-product kernel sums inside; the others leave it to NumPy)."""
@@ -141,10 +141,10 @@ def test_matmul_tn_with_the_sums_of_a(rng, kernel, Ba, Bb, K, M, N):
         b = rng.standard_normal((Bb, K, N)).astype(dtype)
         out, s = mm.matmul_tn(a, b, kernel, a_sums=True)
         ref = np.swapaxes(a, 1, 2).astype(np.float64) @ b
-        np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+        np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max(initial=0))
         assert s.shape == (max(Ba, Bb), M) and s.dtype == dtype
         ref_s = np.broadcast_to(a.astype(np.float64).sum(axis=1), s.shape)
-        np.testing.assert_allclose(s, ref_s, rtol=0, atol=4 * np.finfo(dtype).eps * K * np.abs(a).max())
+        np.testing.assert_allclose(s, ref_s, rtol=0, atol=4 * np.finfo(dtype).eps * K * np.abs(a).max(initial=0))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -603,10 +603,13 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
     if out is None:
         b = _NO_BIAS[af.dtype] if bias is None else bias
         nth = numba.get_num_threads()
-        sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if a_sums else _NO_SUMS[af.dtype]
+        fused = a_sums and M * N * K > 0      # (an empty product returns before its loops)
+        sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if fused else _NO_SUMS[af.dtype]
         out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
                           (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums)
-        return (out, sums.sum(axis=0).reshape(-1, M)) if a_sums else out
+        if not a_sums:
+            return out
+        return out, sums.sum(axis=0).reshape(-1, M) if fused else None
     if bias is not None:
         out += bias
     return (out, None) if a_sums else out
