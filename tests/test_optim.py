@@ -724,15 +724,17 @@ def _adam_numpy(w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decay,l2", [(1.0, 0.0), (1 - 1e-3 * 0.1, 0.0), (1.0, 0.1)])
-def test_adam_fused_kernel_equals_numpy_bit_for_bit(dtype, decay, l2):
+@pytest.mark.parametrize("rows", [7, 1001])
+def test_adam_fused_kernel_equals_numpy_bit_for_bit(dtype, decay, l2, rows):
     """The CPU backend's fused Adam pass (kernels/cpu/optim.py) gives the NumPy expressions' result exactly,
-    for Adam, AdamW's decay and Adam's L2 term, over several steps; a non-contiguous gradient takes the
-    NumPy path and gets the same result."""
-    from tinyattn.backend import cpu
+    for Adam, AdamW's decay and Adam's L2 term, over several steps, serial and (1001 x 33 elements, on more
+    than one thread) in parallel; a non-contiguous gradient takes the NumPy path and gets the same result."""
+    from tinyattn.backend import PARALLEL_ADAM, cpu
 
     rng = np.random.default_rng(0)
     be = cpu()
-    w0, g0 = rng.standard_normal((7, 33)).astype(dtype), rng.standard_normal((7, 66)).astype(dtype)
+    assert (rows * 33 >= PARALLEL_ADAM) == (rows > 7)
+    w0, g0 = rng.standard_normal((rows, 33)).astype(dtype), rng.standard_normal((rows, 66)).astype(dtype)
     fused, ref, strided = ([w0.copy(), np.zeros_like(w0), np.zeros_like(w0)] for _ in range(3))
     for t in range(1, 4):
         g = np.ascontiguousarray(g0[:, ::2]) * t

@@ -21,9 +21,13 @@ from .compile_ahead import AHEAD
 # Below this many multiply-adds a kernel runs on one thread: waking the thread pool costs
 # more than it saves, and a busy machine can stall a parallel region for a whole time slice.
 SERIAL_WORK = 1 << 18
-# Sums of at least this many elements run on every thread (CPUBackend.add): below it NumPy's serial
-# loop finishes before a parallel region would have started.
-PARALLEL_SUM = 1 << 16
+# Sums of at least this many elements run on every thread (CPUBackend.add). Below it NumPy's serial loop
+# finishes about as soon, and examples/reverse.py (65,536-element activations) does not pay the kernel's
+# ~1 s of compile on a cold start.
+PARALLEL_SUM = 1 << 17
+# Adam updates parameters of at least this many elements on every thread (the gpt benchmark's big
+# weights: 49k-65k; examples/reverse.py's largest has 16k, so its cold start compiles no parallel Adam).
+PARALLEL_ADAM = 1 << 15
 
 
 def _run(work, kernel, *args):
@@ -326,9 +330,13 @@ class CPUBackend:
         if (w.dtype == g.dtype == m.dtype == v.dtype and w.flags.c_contiguous and g.flags.c_contiguous
                 and m.flags.c_contiguous and v.flags.c_contiguous):
             f = float  # Python floats: one compiled signature whatever number types the caller used
-            self._opt.adam_update(w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1),
-                                  f(1 - beta1), f(beta2), f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay),
-                                  f(l2))
+            args = (w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(1 - beta1), f(beta2),
+                    f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay), f(l2))
+            threads = numba.get_num_threads()
+            if w.size >= PARALLEL_ADAM and threads > 1:
+                self._opt.adam_update_parallel(*args, threads)
+            else:
+                self._opt.adam_update(*args)
             return
         if decay != 1.0:
             w *= decay

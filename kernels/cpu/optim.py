@@ -10,25 +10,43 @@ math, the CUDA kernel's in kernels/cuda/optim.py):
     m_i = β1 m_i + (1 - β1) g;   v_i = β2 v_i + (1 - β2) g²
     w_i -= step_size · m_i / (√(v_i / bias2) + eps)
 
+    adam_update_parallel(w, g, m, v, ..., l2, nth)     the same, over nth equal chunks in parallel
+
 Loop nest: for i: the lines above, in the arrays' dtype. Each scalar is rounded to that dtype once and
 the operations run in NumPy's order without contraction, so the result is the one the NumPy
 expressions give, bit for bit ((1 - β) arrives computed in double, as NumPy's weak Python scalar would
 be). One pass reads w, g, m, v and writes w, m, v: NumPy's version makes about twelve passes and seven
-temporaries. Serial: one parameter is at most a few hundred KiB in the models here, and a parallel
-region per parameter would cost more than it saves.
+temporaries. Small parameters take the serial kernel (a parallel region would cost more than it saves);
+large ones (the backend's PARALLEL_ADAM elements) the parallel one: prange over nth chunks, thread t
+taking chunk t, each chunk the serial loop.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
 def adam_update(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2):
+    _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2, 0, w.size)
+
+
+@njit(cache=True, parallel=True)
+def adam_update_parallel(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2,
+                         nth):
+    chunk = (w.size + nth - 1) // nth
+    for t in prange(nth):
+        _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2,
+                    t * chunk, min(w.size, (t + 1) * chunk))
+
+
+@njit(cache=True)
+def _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2, lo, hi):
+    """The update of elements lo <= i < hi."""
     T = w.dtype.type
     b1, c1, b2, c2 = T(beta1), T(one_m_beta1), T(beta2), T(one_m_beta2)
     ss, bc2, e, dc, l2t = T(step_size), T(bias2), T(eps), T(decay), T(l2)
     scale = decay != 1.0
     add_l2 = l2 != 0.0
-    for i in range(w.size):
+    for i in range(lo, hi):
         wi = w[i]
         if scale:
             wi = wi * dc
