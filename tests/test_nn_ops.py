@@ -196,6 +196,31 @@ def test_cross_entropy_with_class_axis_one_and_single_sample(rng):
     assert gradcheck(lambda z: F.cross_entropy(z, ta.tensor(2)), [single], name="ce-1d")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_fused_backward_equals_the_formula(rng, dtype, monkeypatch):
+    """Large logits (>= loss.FUSED_BACKWARD elements) take log_softmax's fused backward kernel: the same
+    gradient as the NumPy formula smaller ones use, with ignored rows, label smoothing and every reduction;
+    gradcheck through the fused path in float64."""
+    from tinyattn.functional import loss
+
+    target = rng.integers(0, 7, size=40)
+    target[[3, 17]] = -100
+    logits = rng.standard_normal((40, 7)).astype(dtype) * 3
+    for kwargs in ({}, {"label_smoothing": 0.1}, {"reduction": "sum"}, {"reduction": "none", "label_smoothing": 0.2}):
+        grads = []
+        for threshold in (1 << 40, 1):  # the formula, then the fused kernel
+            monkeypatch.setattr(loss, "FUSED_BACKWARD", threshold)
+            z = ta.tensor(logits, requires_grad=True)
+            out = F.cross_entropy(z, ta.tensor(target), **kwargs)
+            (out * ta.tensor(np.linspace(0.5, 1.5, out.numel()).astype(dtype).reshape(out.shape))).sum().backward()
+            grads.append(z.grad.numpy())
+        np.testing.assert_allclose(grads[1], grads[0], rtol=0, atol=30 * np.finfo(dtype).eps, err_msg=str(kwargs))
+    monkeypatch.setattr(loss, "FUSED_BACKWARD", 1)
+    z = leaf(rng, 6, 4)
+    assert gradcheck(lambda t: F.cross_entropy(t, ta.tensor([0, 3, 1, -100, 2, 3]), label_smoothing=0.1), [z],
+                     name="ce fused backward")
+
+
 def test_cross_entropy_is_finite_for_logits_of_1e4():
     logits = ta.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, -1e4]], requires_grad=True)
     loss = F.cross_entropy(logits, ta.tensor([1, 1]))

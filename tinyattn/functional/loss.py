@@ -13,6 +13,11 @@ from .shape import getitem, permute, reshape
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+# Logits of at least this many elements take log_softmax's parallel backward kernel (CrossEntropy.backward);
+# smaller ones (examples/reverse.py: 16k) the NumPy formula, so a cold start compiles no extra kernel.
+FUSED_BACKWARD = 1 << 17
+
+
 class CrossEntropy(Function):
     """loss_n = (1 - ε)·(-logp_n[t_n]) + ε·(-(1/C) Σ_c logp_n[c]) for each row n whose target is not
     ignored, with logp = log_softmax(logits) (finite even for logits of ±1e4) and ε the label
@@ -49,13 +54,23 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, dloss):
         logp, safe_target, valid = ctx.saved
-        onehot = safe_target[:, None] == backend_of(logp).xp.arange(logp.shape[1])  # (N, C) bool
+        be = backend_of(logp)
         eps = ctx.smoothing
+        weight = valid.astype(logp.dtype) * (dloss / np.maximum(ctx.count, 1) if ctx.reduction == "mean" else dloss)
+        if logp.size >= FUSED_BACKWARD and isinstance(logp, np.ndarray):
+            # log_softmax's fused backward on the loss's gradient with respect to logp, which is
+            # d_n = -w_n ((1 - ε) onehot(t_n) + ε/C): dx_n = d_n - p_n Σ_c d_n[c] = w_n (p_n - (1 - ε) onehot - ε/C),
+            # one parallel pass instead of four serial NumPy ones (exp, compare, subtract, scale)
+            d = np.full(logp.shape, -weight[:, None] * logp.dtype.type(eps / logp.shape[1]) if eps else 0,
+                        dtype=logp.dtype)
+            rows = np.arange(logp.shape[0])
+            d[rows, safe_target] -= weight * logp.dtype.type(1 - eps)
+            return be.log_softmax_backward(logp, d, -1), None, None, None, None
+        onehot = safe_target[:, None] == be.xp.arange(logp.shape[1])  # (N, C) bool
         if eps:
             dlogits = np.exp(logp) - onehot * logp.dtype.type(1 - eps) - logp.dtype.type(eps / logp.shape[1])
         else:
             dlogits = np.exp(logp) - onehot
-        weight = valid.astype(logp.dtype) * (dloss / np.maximum(ctx.count, 1) if ctx.reduction == "mean" else dloss)
         return dlogits * weight[:, None], None, None, None, None
 
 
