@@ -150,3 +150,48 @@ def test_bad_attention_inputs_name_the_shapes():
         F.scaled_dot_product_attention(q, k, v, attn_mask=ta.tensor(np.ones((3, 5), dtype=np.int64)))
     with pytest.raises(TypeError, match=r"expected a float32 or float64 tensor"):
         F.scaled_dot_product_attention(q.long(), k, v)
+
+
+# ---- strided q, k, v: the fused projection's views, read in place by the kernels -------------------------
+def _qkv_block(x, H, **opts):
+    """nanoGPT's attention core: x (B, T, 3 C) -> q, k, v views (B, H, T, D) -> SDPA -> (B, T, C)."""
+    B, T, C3 = x.shape
+    q, k, v = x.reshape(B, T, 3, H, C3 // (3 * H)).permute(2, 0, 3, 1, 4).unbind(0)
+    y = F.scaled_dot_product_attention(q, k, v, **opts)
+    return y.transpose(1, 2).reshape(B, T, C3 // 3)
+
+
+@pytest.mark.parametrize("dtype", [ta.float32, ta.float64])
+@pytest.mark.parametrize("opts", [dict(is_causal=True), dict(window=3), dict()], ids=["causal", "window", "plain"])
+def test_qkv_views_give_what_contiguous_copies_give(rng, dtype, opts):
+    # same kernel, same operations: bit for bit the result and the gradients of contiguous q, k, v
+    B, T, H, D = 2, 70, 3, 8
+    x = ta.tensor(rng.standard_normal((B, T, 3 * H * D)), dtype=dtype, requires_grad=True)
+    g = ta.tensor(rng.standard_normal((B, T, H * D)), dtype=dtype)
+    out = _qkv_block(x, H, **opts)
+    out.backward(g)
+    views = x.numpy().reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)
+    q, k, v = (ta.tensor(np.ascontiguousarray(a), requires_grad=True) for a in views)
+    ref = F.scaled_dot_product_attention(q, k, v, **opts)
+    ref.backward(ta.tensor(np.ascontiguousarray(g.numpy().reshape(B, T, H, D).transpose(0, 2, 1, 3))))
+    np.testing.assert_array_equal(out.numpy(), ref.numpy().transpose(0, 2, 1, 3).reshape(B, T, H * D))
+    dx = np.stack([t.grad.numpy() for t in (q, k, v)]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * D)
+    np.testing.assert_array_equal(x.grad.numpy(), dx)
+
+
+def test_qkv_views_gradcheck(rng):
+    x = leaf(rng, 2, 5, 3 * 2 * 3)
+    assert gradcheck(lambda x: _qkv_block(x, 2, is_causal=True), [x], name="sdpa-qkv-views")
+    m = make_mask("float", 5, 5, rng)
+    assert gradcheck(lambda x: _qkv_block(x, 2, attn_mask=m, window=2), [x], name="sdpa-qkv-views-mask")
+
+
+def test_saved_views_are_version_checked(rng):
+    # the forward keeps q, k, v as views of the projection's output, not copies: changing that output in
+    # place before the backward must raise (as in PyTorch), not silently give gradients for the new values
+    x = leaf(rng, 2, 4, 3 * 2 * 3)
+    h = x * 1.0
+    out = _qkv_block(h, 2, is_causal=True)
+    h.mul_(2.0)
+    with pytest.raises(RuntimeError, match="ScaledDotProductAttention saved for its backward was modified"):
+        out.sum().backward()

@@ -9,7 +9,9 @@ import pytest
 
 # Runs in a fresh process: records which tinyattn kernels this process compiles; one float32 attention
 # under no_grad, then one causal attention forward + backward in float64 (L = 9 query rows: the
-# register-blocked kernels, not the few-row one), held to the composite path's gradients.
+# register-blocked kernels, not the few-row one) on q, k, v that are strided views of one tensor (a fused
+# projection's: the kernels read them in place, so the child, which calls the backward on tiny
+# contiguous arrays, must have compiled the very signature they need), held to the composite path's gradients.
 SCRIPT = r"""
 import json
 from numba.core import event
@@ -39,15 +41,16 @@ rng = np.random.default_rng(0)
 with ta.no_grad():  # no backward will follow: a forward kernel compiles (the few-row one), no child starts
     x = ta.tensor(rng.standard_normal((1, 3, 4)).astype(np.float32), requires_grad=True)
     F.scaled_dot_product_attention(x, x, x)
-arrays = [rng.standard_normal((2, 9, 5)) for _ in range(3)]
+qkv = rng.standard_normal((2, 9, 3, 5))
 weights = ta.tensor(np.arange(2 * 9 * 5).reshape(2, 9, 5) % 7 * 1.0)
 grads = []
 for attend in (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
                lambda q, k, v: composite.attention_composite(q, k, v, None, True)):
-    q, k, v = (ta.tensor(a, requires_grad=True) for a in arrays)
+    x = ta.tensor(qkv, requires_grad=True)
+    q, k, v = x.permute(2, 0, 1, 3).unbind(0)  # (2, 9, 5) each, rows 3 x 5 apart
     (attend(q, k, v) * weights).sum().backward()
-    grads.append([t.grad.numpy() for t in (q, k, v)])
-err = max(float(np.abs(a - b).max()) for a, b in zip(*grads))
+    grads.append(x.grad.numpy())
+err = float(np.abs(grads[0] - grads[1]).max())
 print(json.dumps({"compiled": compiled, "children": len(AHEAD.children), "err": err}))
 """
 

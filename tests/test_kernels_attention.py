@@ -260,3 +260,114 @@ def test_tile_row_exp(dtype):
     assert np.isnan(sT[0, 1]) and sT[0, 0] == 0 and s[0, 0] == 0 and np.isnan(s[0, 1])
     assert sT[5, 7] == 0
     np.testing.assert_allclose(l, l0 + want[:-1].sum(0), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# strided inputs: read in place through (flat view, per-batch-head offsets, row stride), or copied
+# ----------------------------------------------------------------------------------------------------------
+def qkv_views(rng, B, H, L, E, dtype):
+    """q, k, v (B, H, L, E) as a nanoGPT block makes them: views of one (B, L, 3, H, E) buffer (rows of E
+    adjacent, 3 H E apart), and a dout (B, H, L, E) that is the transpose of a (B, L, H, E) buffer."""
+    qkv = rng.standard_normal((B, L, 3, H, E)).astype(dtype)
+    q, k, v = qkv.transpose(2, 0, 3, 1, 4)
+    dout = rng.standard_normal((B, L, H, E)).astype(dtype).transpose(0, 2, 1, 3)
+    return q, k, v, dout
+
+
+def run_both(q, k, v, dout, bias=None, causal=False, window=-1, scale=0.3, offset=0, groups=None):
+    """out, lse, dq, dk, dv of the kernels on the arrays as given."""
+    b = bias if bias is not None else DUMMY.astype(q.dtype)
+    out, lse = attention_forward(q, k, v, b, bias is not None, causal, window, scale, offset)
+    grads = A._backward_impl(q, k, v, b, bias is not None, causal, window, scale, out, lse, dout, groups, offset)
+    return (out, lse) + tuple(grads)
+
+
+def assert_same_as_contiguous(q, k, v, dout, **kw):
+    """The strided arrays give bit for bit what C-contiguous copies of them give (same kernel, same order of
+    operations), with results shaped like the inputs."""
+    got = run_both(q, k, v, dout, **kw)
+    want = run_both(*(np.ascontiguousarray(a) for a in (q, k, v, dout)), **kw)
+    for name, g, w in zip(("out", "lse", "dq", "dk", "dv"), got, want):
+        assert g.shape == w.shape and g.flags.c_contiguous, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    assert got[2].shape == q.shape and got[3].shape == k.shape and got[4].shape == v.shape
+    return got
+
+
+def test_strided_layouts_are_read_in_place_or_copied():
+    rng = np.random.default_rng(20)
+    q, k, v, dout = qkv_views(rng, 2, 3, 5, 4, np.float32)
+    for a in (q, k, v, dout, q[1:], q[:, ::2], np.broadcast_to(q[:1], q.shape), q.reshape(6, 5, 4)[:, 1:]):
+        flat, off, rs = A._strided(a, np.dtype(np.float32))
+        assert np.shares_memory(flat, a) and not flat.flags.writeable and flat.flags.c_contiguous
+        assert off.dtype == np.int64 and off.shape == (int(np.prod(a.shape[:-2])),)
+        rows = a.reshape(-1, *a.shape[-2:])  # (a copy where the view's batch dims do not merge)
+        idx = off[:, None, None] + np.arange(a.shape[-2])[None, :, None] * rs + np.arange(a.shape[-1])
+        np.testing.assert_array_equal(flat[idx], rows)
+    for a in (q[:, :, ::-1], q[::-1], q[..., ::2], q.astype(np.float64)):  # negative strides, strided E, dtype
+        flat, off, rs = A._strided(a, np.dtype(np.float32))
+        assert not np.shares_memory(flat, q) and flat.dtype == np.float32
+        idx = off[:, None, None] + np.arange(a.shape[-2])[None, :, None] * rs + np.arange(a.shape[-1])
+        np.testing.assert_array_equal(flat[idx], a.reshape(-1, *a.shape[-2:]).astype(np.float32))
+
+
+@pytest.mark.parametrize("kernel", kernels("portable", "avx2", "avx512"))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_qkv_views_and_transposed_dout_equal_contiguous(kernel, dtype, monkeypatch):
+    # the fused-projection q, k, v and the transposed gradient, read in place: every kernel (the few-row
+    # forward too, L <= ROWS_MAX_L), across tiles, with a bias, causal/window/offset and split key tiles
+    monkeypatch.setattr(A, "KERNEL", kernel)
+    rng = np.random.default_rng(21)
+    q, k, v, dout = qkv_views(rng, 2, 3, 70, 8, dtype)
+    assert not any(a.flags.c_contiguous for a in (q, k, v, dout))
+    assert_same_as_contiguous(q, k, v, dout)
+    assert_same_as_contiguous(q, k, v, dout, causal=True, window=20)
+    assert_same_as_contiguous(q, k, v, dout, causal=True, groups=2)
+    bias = np.where(rng.random((6, 70, 70)) < 0.9, rng.standard_normal((6, 70, 70)), -np.inf).astype(dtype)
+    assert_same_as_contiguous(q, k, v, dout, bias=bias, causal=True)
+    q1, k1, v1, dout1 = qkv_views(rng, 2, 3, 3, 8, dtype)  # three query rows: the few-row forward
+    assert_same_as_contiguous(q1, k1, v1, dout1, causal=True, offset=0)
+    _, k9, v9, _ = qkv_views(rng, 2, 3, 9, 8, dtype)
+    assert_same_as_contiguous(q1, k9, v9, dout1, causal=True, offset=6)  # a key/value cache step
+
+
+def test_sliced_broadcast_and_unbatched_inputs_equal_contiguous():
+    rng = np.random.default_rng(22)
+    q, k, v, dout = qkv_views(rng, 4, 2, 33, 5, np.float64)
+    assert_same_as_contiguous(q[1::2], k[1::2], v[1::2], dout[::2], causal=True)  # a sliced batch
+    kb = np.broadcast_to(k[:, :1], k.shape)  # one key/value head shared by every query head: zero strides
+    vb = np.broadcast_to(v[:, :1], v.shape)
+    out = assert_same_as_contiguous(q, kb, vb, dout, causal=True)
+    assert out[3].shape == k.shape  # dk per (batch, head) as the view's shape says; the caller reduces it
+    assert_same_as_contiguous(q[0, 0], k[0, 0], v[0, 0], dout[0, 0], causal=True)  # no batch dims at all
+    assert_same_as_contiguous(q[:, :, ::-1], k, v[::-1], dout[..., ::-1])  # negative strides: copies
+
+
+def test_backward_writes_every_gradient_element(monkeypatch):
+    # dq, dk, dv start uninitialised (np.empty, here NaN-filled): key tiles no query sees (L << S, causal),
+    # query tiles no key reaches (a window with L >> S), with and without split key-tile groups, must come
+    # out exactly 0 -- and everything else written (check() also asserts every element finite)
+    rng = np.random.default_rng(23)
+    monkeypatch.setattr(np, "empty", lambda shape, dtype=float, **kw: np.full(shape, np.nan, dtype))
+    for groups in (None, 3):
+        q, k, v, dout = make(rng, 2, 10, 4 * BLOCK_K, 8, 4, np.float64)
+        _, _, (dq, dk, dv) = check(q, k, v, dout, causal=True, groups=groups)
+        assert np.all(dk[:, BLOCK_K:] == 0) and np.all(dv[:, BLOCK_K:] == 0)
+        q, k, v, dout = make(rng, 2, 3 * BLOCK_Q, 20, 8, 4, np.float64)
+        _, _, (dq, dk, dv) = check(q, k, v, dout, causal=True, window=2, groups=groups)
+        assert np.all(dq[:, BLOCK_Q:] == 0)
+
+
+def test_one_compiled_signature_per_dtype_whatever_the_layout():
+    rng = np.random.default_rng(24)
+    q, k, v, dout = qkv_views(rng, 2, 2, 20, 8, np.float32)
+    kernel = A._backward_mk if A.KERNEL != "portable" else A._backward
+    forward = A._forward_mk if A.KERNEL != "portable" else A._forward
+    run_both(*(np.ascontiguousarray(a) for a in (q, k, v, dout)))
+    before = (len(kernel.signatures), len(forward.signatures))
+    for args in ((q, k, v, dout), (q[:1], k[:1], v[:1], dout[:1]), (q[0, 0], k[0, 0], v[0, 0], dout[0, 0]),
+                 (q[:, :, ::-1], k, v, dout), (q, np.broadcast_to(k[:, :1], k.shape), v, dout)):
+        bh = int(np.prod(args[0].shape[:-2]))
+        run_both(*args, bias=rng.standard_normal((bh, 20, 20)).astype(np.float32))
+        run_both(*args, causal=True)
+    assert (len(kernel.signatures), len(forward.signatures)) == before

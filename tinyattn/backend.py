@@ -281,17 +281,20 @@ class CPUBackend:
             np.ascontiguousarray(index).reshape(-1), np.ascontiguousarray(dy).reshape(-1, dy.shape[-1]), num_embeddings
         )
 
-    # ---- fused attention on (batch·heads, length, dim) arrays ------------------------
+    # ---- fused attention on (..., length, dim) arrays ------------------------------------
     def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
-        """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O and the row logsumexp.
+        """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O (..., L, Ev) and the row logsumexp (..., L).
 
-        bias is None or (Bb, Lb, Sb), each axis 1 or full (BH, L, S); window < 0 means none; query
-        row i sits at key position i + offset for causal/window (0: top-left, S - L: bottom-right).
-        The kernel module makes its inputs contiguous itself. backward: a backward may follow (on a
-        cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
+        q (..., L, E), k (..., S, E), v (..., S, Ev) with the same batch dims (BH: their product), any
+        strides: the kernel reads them in place through a flat view, a per-batch-head offset table and a
+        row stride when each row is contiguous (the q, k, v of a fused qkv projection), and copies them
+        otherwise (kernels/cpu/attention.py, _strided). bias is None or (Bb, Lb, Sb), each axis 1 or full
+        (BH, L, S), broadcast by the kernel, never copied; window < 0 means none; query row i sits at key
+        position i + offset for causal/window (0: top-left, S - L: bottom-right). backward: a backward may
+        follow (on a cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
         """
-        work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-        bias = _full_bias(bias, q, k)
+        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        work = bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         if backward:
             AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
         try:
@@ -301,9 +304,11 @@ class CPUBackend:
             AHEAD.pending = None
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
+        """dq, dk, dv (C-contiguous, shaped like q, k, v) from the forward's out and lse; dout shaped like out,
+        any strides (read in place like q, k, v)."""
         AHEAD.wait()  # a cold start may be compiling this kernel in a second process (compile_ahead.py)
-        work = 2 * q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-        bias = _full_bias(bias, q, k)
+        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        work = 2 * bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return _run(work, self._attn.attention_backward,
                     q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout, offset)
 
@@ -490,13 +495,20 @@ class CUDABackend:
                                 beta1, beta2, step_size, bias2, eps, decay, l2)
 
     # ---- fused attention ---------------------------------------------------------------------
+    # The CUDA kernels take (BH, L, E) arrays: q, k, v (..., L, E) and dout are reshaped here (a copy when
+    # their batch dims do not merge); out, lse and the gradients are (BH, ...), the caller reshapes them.
     def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
+        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
         out, lse = self._attn.attention_forward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale,
             bias=None if bias is None else self._dev(bias), window=window, offset=offset, **self._attn_sizes)
         return self._wrap(out), self._wrap(lse)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
+        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
+        dout = dout.reshape(out.shape)
         grads = self._attn.attention_backward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale, self._dev(out), self._dev(lse),
             self._dev(dout), bias=None if bias is None else self._dev(bias), window=window,

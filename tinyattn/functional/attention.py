@@ -115,7 +115,8 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, causal, window, scale, offset=0):
-        # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims; bias (BH, L, S) view or None
+        # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims (any strides); bias (Bb, Lb, Sb),
+        # each axis 1 or full (BH, L, S), or None
         batch = q.shape[:-2]
         bh = int(np.prod(batch, dtype=np.int64))
         ctx.shapes = (q.shape, k.shape, v.shape)
@@ -123,12 +124,11 @@ class ScaledDotProductAttention(Function):
             ctx.empty = True
             return backend_of(q).xp.zeros(batch + (q.shape[-2], v.shape[-1]), dtype=q.dtype)
         ctx.empty = False
-        q3 = q.reshape(bh, *q.shape[-2:])  # (BH, L, E)
-        k3 = k.reshape(bh, *k.shape[-2:])  # (BH, S, E)
-        v3 = v.reshape(bh, *v.shape[-2:])  # (BH, S, Ev)
+        # q, k, v go to the backend as they are, batch dims and strides included: reshaping them to
+        # (BH, L, E) would copy the usual strided views (the q, k, v of a fused qkv projection)
         backward = is_grad_enabled() and True in ctx.needs_input_grad[:3]  # a backward may follow
-        out, lse = backend_of(q).attention_forward(q3, k3, v3, bias, causal, window, scale, offset, backward)
-        ctx.save_for_backward(q3, k3, v3, out, lse)
+        out, lse = backend_of(q).attention_forward(q, k, v, bias, causal, window, scale, offset, backward)
+        ctx.save_for_backward(q, k, v, out, lse)
         ctx.args = (bias, causal, window, scale, offset)
         return out.reshape(batch + out.shape[-2:])
 
@@ -137,11 +137,10 @@ class ScaledDotProductAttention(Function):
         if ctx.empty:
             xp = backend_of(dout).xp
             return tuple(xp.zeros(s, dtype=dout.dtype) for s in ctx.shapes) + (None,) * 5
-        q3, k3, v3, out, lse = ctx.saved
+        q, k, v, out, lse = ctx.saved
         bias, causal, window, scale, offset = ctx.args
-        dq, dk, dv = backend_of(dout).attention_backward(
-            q3, k3, v3, bias, causal, window, scale, out, lse, dout.reshape(out.shape), offset
-        )
+        # dout (..., L, Ev) as it arrives (often a transposed view): the backend reads it in place
+        dq, dk, dv = backend_of(dout).attention_backward(q, k, v, bias, causal, window, scale, out, lse, dout, offset)
         sq, sk, sv = ctx.shapes
         return dq.reshape(sq), dk.reshape(sk), dv.reshape(sv), None, None, None, None, None
 
