@@ -396,7 +396,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
                 if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
-        if k blocks > 1: prange over chunks of out: out += sum of the partials
+        if k blocks > 1: out += sum of the partials (on this thread)
     About one task per thread (the parallel loop splits its range statically). A long reduction into a
     small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens)
     splits k, so each task reads half the operands and no A micro-panel is copied twice; otherwise rows
@@ -447,7 +447,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
     # K = tokens >= 2 max(M, N)) is split along k: each task then reads only its share of both operands,
-    # into its own partial C, and a second parallel pass adds the partials. Otherwise rows are split first
+    # into its own partial C, and the partials are added afterwards. Otherwise rows are split first
     # (each task then streams only its own A), and a product with too few rows splits its columns.
     nrp = (M + MR - 1) // MR                  # row panels
     need = max(1, (nth + B - 1) // B)
@@ -508,14 +508,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                                    cbase + rt * N, jc, jend, ct)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
-    if nkb > 1:                               # out += the other k blocks' partials, in chunks per thread
-        of = out.reshape(size)
-        chunk = (size + nth - 1) // nth
-        for c in prange(nth):
-            for kb in range(nkb - 1):
-                src = partial[kb * size:(kb + 1) * size]
-                for i in range(c * chunk, min(size, (c + 1) * chunk)):
-                    of[i] += src[i]
+    if nkb > 1:       # out += the other k blocks' partials; on this thread: M*N adds (a weight's size)
+        of = out.reshape(size)     # cost about what a second parallel region's start would, and a busy
+        for kb in range(nkb - 1):  # machine can stall every region for a scheduler slice
+            src = partial[kb * size:(kb + 1) * size]
+            for i in range(size):
+                of[i] += src[i]
     return out
 
 
