@@ -59,8 +59,8 @@ exp passes are 16-lane vector IR (``_exp_row_c`` / ``_exp_row_s``, vexp's algori
 own vectorisation of ``_exp`` stops at 8 lanes.  About 2.5x faster at B4 H8 L512 E64 (docs/benchmarks.md).
 ``_forward`` / ``_backward`` are the portable path.
 
-The public functions are thin Python wrappers (they normalise dtypes/bias and pick the work split and the
-kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
+The public functions are thin Python wrappers (they build the flat views and offset tables, normalise
+dtypes/bias and pick the work split and the kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
 """
 
 import functools
