@@ -59,8 +59,8 @@ exp passes are 16-lane vector IR (``_exp_row_c`` / ``_exp_row_s``, vexp's algori
 own vectorisation of ``_exp`` stops at 8 lanes.  About 2.5x faster at B4 H8 L512 E64 (docs/benchmarks.md).
 ``_forward`` / ``_backward`` are the portable path.
 
-The public functions are thin Python wrappers (they normalise dtypes/bias and pick the work split and the
-kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
+The public functions are thin Python wrappers (they build the flat views and offset tables, normalise
+dtypes/bias and pick the work split and the kernel) around the ``@njit(parallel=True, cache=True)`` kernels.
 """
 
 import functools
@@ -431,15 +431,12 @@ def _backward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do
                         a = kT[e, j]
                         for i in range(BLOCK_Q):
                             dqT[e, i] += a * dsT[j, i]
-                if seen[qb]:
-                    for i in range(nq):
-                        for e in range(E):
-                            dqp[g, bh, i0 + i, e] += dqT[e, i]
-                else:  # the first key tile of this query tile: dq rows written, not added to
-                    for i in range(nq):
-                        for e in range(E):
-                            dqp[g, bh, i0 + i, e] = dqT[e, i]
-                    seen[qb] = True
+                add = seen[qb]  # the first key tile of this query tile writes its dq rows, the others add
+                for i in range(nq):
+                    for e in range(E):
+                        x = dqT[e, i]
+                        dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
+                seen[qb] = True
             for j in range(nk):
                 for e in range(E):
                     dk[bh, j0 + j, e] = dkT[e, j]
@@ -844,14 +841,11 @@ def _backward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off,
                         for i in range(nq, wq):
                             dsT[j, i] = 0.0
                     _mm(tag, E, wq, nk, kf, ko + j0 * k_rs, 1, k_rs, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
-                    if seen[qb]:
-                        for i in range(nq):
-                            for e in range(E):
-                                dqp[g, bh, i0 + i, e] += dqT[e, i]
-                    else:
-                        for i in range(nq):
-                            for e in range(E):
-                                dqp[g, bh, i0 + i, e] = dqT[e, i]
+                    add = seen[qb]  # (one loop with a select: two loops compiled measurably longer)
+                    for i in range(nq):
+                        for e in range(E):
+                            x = dqT[e, i]
+                            dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
                 seen[qb] = True
             for j in range(nk):
                 for e in range(E):
