@@ -251,6 +251,30 @@ def test_matmul_propagates_nan_and_inf(kernel, dtype):
             assert np.all(out[0, rest] == K)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_register_transpose_blocks(dtype):
+    """microkernel.transpose_w64 / _w32 (matmul packs x @ W^T's W with them): a V x V block, V the lanes of
+    a 64- / 32-byte register, moved exactly to its transpose at any offsets and row strides, and nothing
+    around it touched."""
+    from numba import njit
+
+    from tinyattn.kernels.cpu import microkernel as uk
+
+    @njit
+    def both(src, so, srs, d64, d32, do, drs):
+        uk.transpose_w64(src, so, srs, d64, do, drs)
+        uk.transpose_w32(src, so, srs, d32, do, drs)
+
+    src = np.random.default_rng(0).standard_normal((50, 41)).astype(dtype)
+    d64, d32 = np.full((30, 37), -7.0, dtype), np.full((30, 37), -7.0, dtype)
+    both(src.ravel(), 3 * 41 + 5, 41, d64.ravel(), d32.ravel(), 2 * 37 + 1, 37)
+    for dst, vbytes in ((d64, 64), (d32, 32)):
+        V = vbytes // np.dtype(dtype).itemsize
+        want = np.full_like(dst, -7.0)
+        want[2:2 + V, 1:1 + V] = src[3:3 + V, 5:5 + V].T
+        np.testing.assert_array_equal(dst, want)
+
+
 def test_outer_micro_kernel_compiles_to_vector_fmas():
     """The micro-kernel's IR is vector IR whatever Numba's SLP setting (off by default), so a build, cached
     or not, is the vector one: a function calling it compiles to packed FMAs on zmm (ymm) registers when

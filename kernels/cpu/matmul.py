@@ -41,8 +41,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .microkernel import (copy_a_w32, copy_a_w64, copy_b_w32, copy_b_w64, host_kernel, ukernel_w32, ukernel_w32t,
-                          ukernel_w64, ukernel_w64t)
+from .microkernel import (copy_a_w32, copy_a_w64, copy_b_w32, copy_b_w64, host_kernel, transpose_w32, transpose_w64,
+                          ukernel_w32, ukernel_w32t, ukernel_w64, ukernel_w64t)
 
 MR = 3     # micro-tile rows (of A)        3 x 3 = 9 vector accumulators + 6 operand loads per step
 NR = 3     # micro-tile columns (rows of the packed B)
@@ -238,7 +238,9 @@ def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
     zero for columns q*NR + c >= N.
 
     Loop nest: for each k-slice: if B is contiguous along j (rs == 1): k outer, c inner (contiguous runs);
-    else (contiguous along k, a transpose): c outer, k inner, so the reads are the contiguous stream.
+    else (contiguous along k, a transpose): blocks of V = NR/2 columns x V k transposed in registers
+    (microkernel.transpose_*: a scalar transposing copy took ~0.6 ns per element), the remainder c outer,
+    k inner, so the reads are the contiguous stream.
     """
     j0 = q * NR
     nc = min(NR, N - j0)
@@ -260,12 +262,22 @@ def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
                 for c in range(nc, NR):
                     dst[d + c] = z
         else:
-            for c in range(nc):
+            kv = 0
+            if ks == 1 and nc == NR:          # W in x @ W^T: V x V blocks transposed in registers
+                V = NR // 2
+                kv = kc - kc % V
+                for kb in range(0, kv, V):
+                    for c0 in range(0, NR, V):
+                        if wide:
+                            transpose_w64(bf, off + (j0 + c0) * rs + k0 + kb, rs, dst, base + kb * NR + c0, NR)
+                        else:
+                            transpose_w32(bf, off + (j0 + c0) * rs + k0 + kb, rs, dst, base + kb * NR + c0, NR)
+            for c in range(nc):               # the rest (any strides, the last k and columns): one by one
                 s = off + (j0 + c) * rs + k0 * ks
-                for k in range(kc):
+                for k in range(kv, kc):
                     dst[base + k * NR + c] = bf[s + k * ks]
             for c in range(nc, NR):
-                for k in range(kc):
+                for k in range(kv, kc):
                     dst[base + k * NR + c] = z
 
 

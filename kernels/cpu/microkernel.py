@@ -198,6 +198,56 @@ def _make_copy(MR, vbytes, for_b):
     return copy
 
 
+def _make_transpose(vbytes):
+    """An intrinsic transpose(src, s_off, s_rs, dst, d_off, d_rs) of a V x V block, V = vbytes / itemsize
+    (a register's lanes): dst[d_off + j*d_rs + i] = src[s_off + i*s_rs + j] for i, j < V.
+
+    Loads the V source rows as vectors, then log2(V) butterfly stages: stage h (V/2, ..., 2, 1) swaps bit h
+    of the row index with bit h of the column index (rows i and i + h, i & h == 0, exchange their column
+    blocks of width h through two two-source shuffles each, a vpermt2ps/pd apiece); after every stage
+    row j holds column j. Stores the V rows as vectors. matmul packs x @ W^T's W with it: a scalar
+    transposing copy wrote one element per cycle or so."""
+
+    @intrinsic
+    def transpose(typingctx, src, s_off, s_rs, dst, d_off, d_rs):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype
+                and src.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(src, s_off, s_rs, dst, d_off, d_rs)
+
+        def codegen(context, builder, sig, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            tys = sig.args
+            src, s_off, s_rs, dst, d_off, d_rs = [
+                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                for v, t in zip(args, tys)]
+            dt = context.get_data_type(tys[0].dtype)
+            isz = context.get_abi_sizeof(dt)
+            V = vbytes // isz
+            vptr = ir.VectorType(dt, V).as_pointer()
+            ps = builder.gep(context.make_array(tys[0])(context, builder, src).data, [s_off])
+            pd = builder.gep(context.make_array(tys[3])(context, builder, dst).data, [d_off])
+            rows = [builder.load(builder.bitcast(builder.gep(ps, [builder.mul(ir.Constant(i64, r), s_rs)]), vptr),
+                                 align=isz) for r in range(V)]
+            h = V // 2
+            while h:
+                lo = ir.Constant(ir.VectorType(i32, V), [c if not c & h else V + c - h for c in range(V)])
+                hi = ir.Constant(ir.VectorType(i32, V), [c + h if not c & h else V + c for c in range(V)])
+                for i in range(V):
+                    if not i & h:
+                        rows[i], rows[i + h] = (builder.shuffle_vector(rows[i], rows[i + h], lo),
+                                                builder.shuffle_vector(rows[i], rows[i + h], hi))
+                h //= 2
+            for j in range(V):
+                builder.store(rows[j], builder.bitcast(builder.gep(pd, [builder.mul(ir.Constant(i64, j), d_rs)]),
+                                                       vptr), align=isz)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose
+
+
 ukernel_w64 = _make_ukernel(12, 64)
 ukernel_w32 = _make_ukernel(6, 32)
 ukernel_w64t = _make_ukernel(4, 64)     # tail shapes for the last rows (M % MR), so that no row
@@ -206,6 +256,8 @@ copy_a_w64 = _make_copy(12, 64, False)
 copy_a_w32 = _make_copy(6, 32, False)
 copy_b_w64 = _make_copy(12, 64, True)
 copy_b_w32 = _make_copy(6, 32, True)
+transpose_w64 = _make_transpose(64)
+transpose_w32 = _make_transpose(32)
 
 # (MR, vector bytes) of each shape; NR = NV * vector bytes / itemsize
 SHAPES = {"avx512": (12, 64), "avx2": (6, 32)}
