@@ -274,6 +274,31 @@ def qkv_views(rng, B, H, L, E, dtype):
     return q, k, v, dout
 
 
+def _laid_out(name, a):
+    """Results are C-contiguous, except out for a (B, H, L, E) batch of several heads: stored (B, L, H, E)."""
+    if name == "out" and a.ndim == 4 and a.shape[1] > 1:
+        return a.transpose(0, 2, 1, 3).flags.c_contiguous
+    return a.flags.c_contiguous
+
+
+def test_multi_head_output_is_stored_with_the_heads_innermost():
+    """out (B, H, L, Ev) of several heads lies in memory as (B, L, H, Ev) (PyTorch's CPU flash layout), so
+    joining the heads is a view; the backward reads it in place. Same values as every other batch shape."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        q, k, v, dout = qkv_views(rng, 2, 3, 70, 8, dtype)
+        out, lse = attention_forward(q, k, v, DUMMY.astype(dtype), False, True, -1, 0.3, 0)
+        joined = out.transpose(0, 2, 1, 3).reshape(2, 70, 24)
+        assert np.shares_memory(joined, out)
+        flat, _ = attention_forward(*(a.reshape(6, 70, 8) for a in (q, k, v)), DUMMY.astype(dtype), False, True,
+                                    -1, 0.3, 0)
+        assert flat.flags.c_contiguous
+        np.testing.assert_array_equal(out.reshape(6, 70, 8), flat)
+        single, _ = attention_forward(q[:, :1], k[:, :1], v[:, :1], DUMMY.astype(dtype), False, True, -1, 0.3, 0)
+        assert single.flags.c_contiguous  # one head: nothing to join, plain layout
+        np.testing.assert_array_equal(single, out[:, :1])
+
+
 def run_both(q, k, v, dout, bias=None, causal=False, window=-1, scale=0.3, offset=0, groups=None):
     """out, lse, dq, dk, dv of the kernels on the arrays as given."""
     b = bias if bias is not None else DUMMY.astype(q.dtype)
@@ -288,7 +313,7 @@ def assert_same_as_contiguous(q, k, v, dout, **kw):
     got = run_both(q, k, v, dout, **kw)
     want = run_both(*(np.ascontiguousarray(a) for a in (q, k, v, dout)), **kw)
     for name, g, w in zip(("out", "lse", "dq", "dk", "dv"), got, want):
-        assert g.shape == w.shape and g.flags.c_contiguous, name
+        assert g.shape == w.shape and _laid_out(name, g), name
         np.testing.assert_array_equal(g, w, err_msg=name)
     assert got[2].shape == q.shape and got[3].shape == k.shape and got[4].shape == v.shape
     return got

@@ -21,8 +21,11 @@ Conventions
 -----------
 * ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)`` with the same batch dims, float32 or float64 (all
   the same dtype); every result is in that dtype, including ``lse (..., L)``.  Accumulation happens in that
-  dtype too.  Results (out, lse, dq, dk, dv) are new C-contiguous arrays.
-* Strided inputs are read in place: the kernels see q (and k, v, dout) as a flat 1-D array ``qf``, an int64
+  dtype too.  Results (lse, dq, dk, dv) are new C-contiguous arrays; so is out, except for
+  ``(B, H, L, E)`` inputs (several heads): out (B, H, L, Ev) then lies in memory as (B, L, H, Ev), as
+  PyTorch's CPU flash attention lays it out, so that joining the heads, ``y.transpose(1, 2).reshape(B, L,
+  H*Ev)``, is a view instead of a copy. The kernels write it through ``of``/``o_off``/``o_rs``, as below.
+* Strided inputs are read in place: the kernels see q (and k, v, dout, out) as a flat 1-D array ``qf``, an int64
   offset per batch-head ``q_off (BH,)`` and a row stride ``q_rs``, with Q[p, i, e] = qf[q_off[p] + i q_rs + e]
   (``_strided``).  That covers any view whose rows are contiguous and whose strides are non-negative --
   q, k, v = qkv.permute(2, 0, 3, 1, 4) of a fused projection, the transposed gradient arriving through
@@ -127,16 +130,17 @@ def _masked(p, j, causal, window):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _row_dots(af, a_off, a_rs, b, p, d):
-    """d[i] = sum_e A[i, e] b[p, i, e] for every row i of b[p] (A[i, e] = af[a_off + i a_rs + e]): the
-    backward's D_i = rowsum(dO_i * O_i).  fastmath reassociates the sum (vector partial sums, as numpy's
-    einsum does; ~3x faster than the in-order chain), within the reference tests' tolerances."""
+def _row_dots(af, a_off, a_rs, bf, b_off, b_rs, n, d):
+    """d[i] = sum_{e < n} A[i, e] B[i, e] for every row i < d.size (A[i, e] = af[a_off + i a_rs + e], B
+    likewise): the backward's D_i = rowsum(dO_i * O_i).  fastmath reassociates the sum (vector partial sums,
+    as numpy's einsum does; ~3x faster than the in-order chain), within the reference tests' tolerances."""
     z = d.dtype.type(0)
-    for i in range(b.shape[1]):
+    for i in range(d.size):
         acc = z
         ao = a_off + i * a_rs
-        for e in range(b.shape[2]):
-            acc += af[ao + e] * b[p, i, e]
+        bo = b_off + i * b_rs
+        for e in range(n):
+            acc += af[ao + e] * bf[bo + e]
         d[i] = acc
 
 
@@ -154,7 +158,7 @@ def _zero3(a, p, i0, n):
 # ----------------------------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
 def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-             scale, out, lse):
+             scale, of, o_off, o_rs, lse):
     """Loop nest (online softmax).  Work in the transposed layout -- keys down, the BLOCK_Q queries of the
     tile along the contiguous axis -- so that every inner loop has the compile-time trip count BLOCK_Q
     (LLVM unrolls it and keeps a row of the accumulator in registers) and the softmax statistics are
@@ -178,14 +182,14 @@ def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_
         qo, ko, vo = q_off[bh], k_off[bh], v_off[bh]
         i0 = (item % nqb) * BLOCK_Q
         nq = min(BLOCK_Q, L - i0)
-        qT = np.zeros((E, BLOCK_Q), out.dtype)
-        sT = np.empty((BLOCK_K, BLOCK_Q), out.dtype)
-        oT = np.zeros((Ev, BLOCK_Q), out.dtype)
-        m = np.full(BLOCK_Q, -np.inf, out.dtype)
-        mnew = np.empty(BLOCK_Q, out.dtype)
-        c = np.empty(BLOCK_Q, out.dtype)
-        alpha = np.empty(BLOCK_Q, out.dtype)
-        l = np.zeros(BLOCK_Q, out.dtype)
+        qT = np.zeros((E, BLOCK_Q), of.dtype)
+        sT = np.empty((BLOCK_K, BLOCK_Q), of.dtype)
+        oT = np.zeros((Ev, BLOCK_Q), of.dtype)
+        m = np.full(BLOCK_Q, -np.inf, of.dtype)
+        mnew = np.empty(BLOCK_Q, of.dtype)
+        c = np.empty(BLOCK_Q, of.dtype)
+        alpha = np.empty(BLOCK_Q, of.dtype)
+        l = np.zeros(BLOCK_Q, of.dtype)
         for i in range(nq):
             for e in range(E):
                 qT[e, i] = qf[qo + (i0 + i) * q_rs + e] * scale
@@ -238,17 +242,17 @@ def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_
             if l[i] > 0.0:
                 inv = 1.0 / l[i]
                 for e in range(Ev):
-                    out[bh, i0 + i, e] = oT[e, i] * inv
+                    of[o_off[bh] + (i0 + i) * o_rs + e] = oT[e, i] * inv
                 lse[bh, i0 + i] = m[i] + np.log(l[i])
             else:
                 for e in range(Ev):
-                    out[bh, i0 + i, e] = 0.0
+                    of[o_off[bh] + (i0 + i) * o_rs + e] = 0.0
                 lse[bh, i0 + i] = -np.inf
 
 
 @njit(parallel=True, cache=True)
 def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-                  scale, out, lse):
+                  scale, of, o_off, o_rs, lse):
     """The forward for a few query rows (L <= ROWS_MAX_L: a key/value-cache step, one new token), where a
     BLOCK_Q-wide tile would be almost all padding.  Same math and results as _forward.
 
@@ -266,8 +270,8 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
         i = item % L
         qo, ko, vo = q_off[bh], k_off[bh], v_off[bh]
         jlo, jhi = _key_range(i + offset, i + offset + 1, S, causal, window)
-        s = np.empty(jhi - jlo, out.dtype)
-        o = np.zeros(Ev, out.dtype)
+        s = np.empty(jhi - jlo, of.dtype)
+        o = np.zeros(Ev, of.dtype)
         m = -np.inf
         for j in range(jlo, jhi):
             a = 0.0
@@ -280,7 +284,7 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
             m = max(m, a)
         if m == -np.inf:
             for e in range(Ev):
-                out[bh, i, e] = 0.0
+                of[o_off[bh] + i * o_rs + e] = 0.0
             lse[bh, i] = -np.inf
             continue
         l = 0.0
@@ -290,7 +294,7 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
             for e in range(Ev):
                 o[e] += w * vf[vo + j * v_rs + e]
         for e in range(Ev):
-            out[bh, i, e] = o[e] / l
+            of[o_off[bh] + i * o_rs + e] = o[e] / l
         lse[bh, i] = m + np.log(l)
 
 
@@ -299,7 +303,7 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
 # ----------------------------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
 def _backward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do_rs, dims, bias, has_bias, causal,
-              window, offset, scale, out, lse, dqp, dk, dv):
+              window, offset, scale, of, o_off, o_rs, lse, dqp, dk, dv):
     """Loop nest (G = dqp.shape[0] groups of key tiles per batch-head, so BH * G work items).  Tiles are
     (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
     count BLOCK_K; K and V of the owned key tile are transposed (zero padded) once.
@@ -337,16 +341,16 @@ def _backward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do
         bh = item // G
         g = item % G
         qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
-        kT = np.empty((E, BLOCK_K), out.dtype)
-        vT = np.empty((Ev, BLOCK_K), out.dtype)
-        s = np.empty((BLOCK_Q, BLOCK_K), out.dtype)
-        dp = np.empty((BLOCK_Q, BLOCK_K), out.dtype)
-        dsT = np.empty((BLOCK_K, BLOCK_Q), out.dtype)
-        dkT = np.empty((E, BLOCK_K), out.dtype)
-        dvT = np.empty((Ev, BLOCK_K), out.dtype)
-        dqT = np.empty((E, BLOCK_Q), out.dtype)
-        delta = np.empty(L, out.dtype)
-        _row_dots(dof, doo, do_rs, out, bh, delta)  # D_i for every row of this batch-head
+        kT = np.empty((E, BLOCK_K), of.dtype)
+        vT = np.empty((Ev, BLOCK_K), of.dtype)
+        s = np.empty((BLOCK_Q, BLOCK_K), of.dtype)
+        dp = np.empty((BLOCK_Q, BLOCK_K), of.dtype)
+        dsT = np.empty((BLOCK_K, BLOCK_Q), of.dtype)
+        dkT = np.empty((E, BLOCK_K), of.dtype)
+        dvT = np.empty((Ev, BLOCK_K), of.dtype)
+        dqT = np.empty((E, BLOCK_Q), of.dtype)
+        delta = np.empty(L, of.dtype)
+        _row_dots(dof, doo, do_rs, of, o_off[bh], o_rs, Ev, delta)  # D_i for every row of this batch-head
         seen = np.zeros(nqb, np.bool_)  # query tiles whose rows of the dq slab this item has written
         for kb in range(g, nkb, G):
             j0 = kb * BLOCK_K
@@ -680,14 +684,14 @@ def _zero2(a):
 
 @njit(parallel=True, cache=True)
 def _forward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-                scale, out, lse, tag):
+                scale, of, o_off, o_rs, lse, tag):
     """_forward with its two tile products register-blocked (_mm):
         sT (nk, wq)  = K[p, kb] (nk x E, in place)  @ qT (E x wq)
         oT (Ev, wq) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x wq)
     Rows j >= nk of sT are never computed nor read; of the BQ query columns only the first wq = nq rounded
     up to the micro-tile width NR are (a short sequence, L = 32 < BQ = 64, does half the work)."""
     BH, L, S, E, Ev = dims
-    NR = _nr(tag, out)
+    NR = _nr(tag, of)
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     for item in prange(BH * nqb):
         bh = item // nqb
@@ -695,14 +699,14 @@ def _forward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, h
         i0 = (item % nqb) * BLOCK_Q
         nq = min(BLOCK_Q, L - i0)
         wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)  # query columns computed (the rest stay unused)
-        qT = np.zeros((E, BLOCK_Q), out.dtype)
-        sT = np.empty((BLOCK_K, BLOCK_Q), out.dtype)
-        oT = np.zeros((Ev, BLOCK_Q), out.dtype)
-        m = np.full(BLOCK_Q, -np.inf, out.dtype)
-        mnew = np.empty(BLOCK_Q, out.dtype)
-        c = np.empty(BLOCK_Q, out.dtype)
-        alpha = np.empty(BLOCK_Q, out.dtype)
-        l = np.zeros(BLOCK_Q, out.dtype)
+        qT = np.zeros((E, BLOCK_Q), of.dtype)
+        sT = np.empty((BLOCK_K, BLOCK_Q), of.dtype)
+        oT = np.zeros((Ev, BLOCK_Q), of.dtype)
+        m = np.full(BLOCK_Q, -np.inf, of.dtype)
+        mnew = np.empty(BLOCK_Q, of.dtype)
+        c = np.empty(BLOCK_Q, of.dtype)
+        alpha = np.empty(BLOCK_Q, of.dtype)
+        l = np.zeros(BLOCK_Q, of.dtype)
         for i in range(nq):
             for e in range(E):
                 qT[e, i] = qf[qo + (i0 + i) * q_rs + e] * scale
@@ -739,17 +743,17 @@ def _forward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, h
             if l[i] > 0.0:
                 inv = 1.0 / l[i]
                 for e in range(Ev):
-                    out[bh, i0 + i, e] = oT[e, i] * inv
+                    of[o_off[bh] + (i0 + i) * o_rs + e] = oT[e, i] * inv
                 lse[bh, i0 + i] = m[i] + np.log(l[i])
             else:
                 for e in range(Ev):
-                    out[bh, i0 + i, e] = 0.0
+                    of[o_off[bh] + (i0 + i) * o_rs + e] = 0.0
                 lse[bh, i0 + i] = -np.inf
 
 
 @njit(parallel=True, cache=True)
 def _backward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do_rs, dims, bias, has_bias, causal,
-                 window, offset, scale, out, lse, dqp, dk, dv, tag):
+                 window, offset, scale, of, o_off, o_rs, lse, dqp, dk, dv, tag):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
         s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
@@ -763,21 +767,21 @@ def _backward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off,
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
-    NR = _nr(tag, out)
+    NR = _nr(tag, of)
     for item in prange(BH * G):
         bh = item // G
         g = item % G
         qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
-        kT = np.empty((E, BLOCK_K), out.dtype)
-        vT = np.empty((Ev, BLOCK_K), out.dtype)
-        s = np.empty((BLOCK_Q, BLOCK_K), out.dtype)
-        dp = np.empty((BLOCK_Q, BLOCK_K), out.dtype)
-        dsT = np.empty((BLOCK_K, BLOCK_Q), out.dtype)
-        dkT = np.empty((E, BLOCK_K), out.dtype)
-        dvT = np.empty((Ev, BLOCK_K), out.dtype)
-        dqT = np.empty((E, BLOCK_Q), out.dtype)
-        delta = np.empty(L, out.dtype)
-        _row_dots(dof, doo, do_rs, out, bh, delta)  # D_i for every row of this batch-head
+        kT = np.empty((E, BLOCK_K), of.dtype)
+        vT = np.empty((Ev, BLOCK_K), of.dtype)
+        s = np.empty((BLOCK_Q, BLOCK_K), of.dtype)
+        dp = np.empty((BLOCK_Q, BLOCK_K), of.dtype)
+        dsT = np.empty((BLOCK_K, BLOCK_Q), of.dtype)
+        dkT = np.empty((E, BLOCK_K), of.dtype)
+        dvT = np.empty((Ev, BLOCK_K), of.dtype)
+        dqT = np.empty((E, BLOCK_Q), of.dtype)
+        delta = np.empty(L, of.dtype)
+        _row_dots(dof, doo, do_rs, of, o_off[bh], o_rs, Ev, delta)  # D_i for every row of this batch-head
         seen = np.zeros(nqb, np.bool_)  # query tiles whose rows of the dq slab this item has written
         for kb in range(g, nkb, G):
             j0 = kb * BLOCK_K
@@ -927,24 +931,31 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     causal/window (0: top-left, S - L: bottom-right).  q, k and v may be strided views (see ``_strided``:
     read in place when each row is contiguous, copied otherwise).
 
-    Returns ``(out (..., L, Ev), lse (..., L))``, both new C-contiguous arrays in q's dtype.
-    ``lse_i = log sum_j exp(S_ij)``; a fully masked row has ``out_i = 0`` and ``lse_i = -inf``.  See the
-    module docstring for the math, the masking rules and the loop nest (``_forward``).
+    Returns ``(out (..., L, Ev), lse (..., L))``, new arrays in q's dtype: lse C-contiguous, out too unless
+    the batch is (B, H), see the module docstring.  ``lse_i = log sum_j exp(S_ij)``; a fully masked row has
+    ``out_i = 0`` and ``lse_i = -inf``.  See the module docstring for the math, the masking rules and the
+    loop nest (``_forward``).
     """
     batch, BH, L, S, E, Ev = _batch("attention_forward", q, k, v)
     dt = q.dtype
-    out = np.empty((BH, L, Ev), dt)
+    if len(batch) == 2 and batch[1] > 1:       # (B, H, L, Ev) stored as (B, L, H, Ev): heads joined for free
+        buf = np.empty((batch[0], L, batch[1], Ev), dt)
+        out = buf.transpose(0, 2, 1, 3)
+    else:
+        buf = out = np.empty(batch + (L, Ev), dt)
+    it = buf.itemsize
+    o_off = _offsets(batch, tuple(s // it for s in out.strides[:-2]))
     lse = np.empty((BH, L), dt)
     args = (*_strided(q, dt), *_strided(k, dt), *_strided(v, dt), (BH, L, S, E, Ev),
             _bias(bias, has_bias, dt, BH, L, S), bool(has_bias), bool(causal), int(window), int(offset),
-            dt.type(scale), out, lse)
+            dt.type(scale), buf.reshape(-1), o_off, out.strides[-2] // it, lse)
     if L <= ROWS_MAX_L:
         _forward_rows(*args)
     elif KERNEL == "portable":
         _forward(*args)
     else:
         _forward_mk(*args, _TAGS[KERNEL])
-    return out.reshape(batch + (L, Ev)), lse.reshape(batch + (L,))
+    return out, lse.reshape(batch + (L,))
 
 
 def attention_backward(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, offset=0):
@@ -961,11 +972,10 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     batch, BH, L, S, E, Ev = _batch("attention_backward", q, k, v)
     dt = q.dtype
     assert out.shape == dout.shape == batch + (L, Ev) and lse.shape == batch + (L,), (out.shape, lse.shape)
-    # out and lse as the kernels read them: (BH, L, Ev) and (BH, L), read-only C arrays (no copy when they
-    # came from attention_forward), so one signature whatever the caller's arrays
-    out = np.ascontiguousarray(out, dtype=dt).reshape(BH, L, Ev)
+    # lse as the kernels read it: (BH, L), a read-only C array (no copy when it came from attention_forward),
+    # so one signature whatever the caller's arrays; out through _strided, like dout
     lse = np.ascontiguousarray(lse, dtype=dt).reshape(BH, L)
-    out.flags.writeable = lse.flags.writeable = False
+    lse.flags.writeable = False
     # Split each batch-head's key tiles over G items when BH alone cannot keep the threads busy;
     # each extra group costs one (BH, L, E) dq slab (so at most ~num_threads x dq of extra memory).
     nkb = (S + BLOCK_K - 1) // BLOCK_K
@@ -977,7 +987,7 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     dv = np.empty((BH, S, Ev), dt)
     args = (*_strided(q, dt), *_strided(k, dt), *_strided(v, dt), *_strided(dout, dt), (BH, L, S, E, Ev),
             _bias(bias, has_bias, dt, BH, L, S), bool(has_bias), bool(causal), int(window), int(offset),
-            dt.type(scale), out, lse, dqp, dk, dv)
+            dt.type(scale), *_strided(out, dt), lse, dqp, dk, dv)
     if KERNEL == "portable":
         _backward(*args)
     else:
