@@ -202,3 +202,9 @@ def test_unbind_gradient_keeps_the_input_layout():
     np.testing.assert_array_equal(g[:, :, 1], 2 * k.detach().numpy().transpose(0, 2, 1, 3))
     assert not g[:, :, 0].any() and not g[:, :, 2].any()
     assert ta.testing.gradcheck(lambda t: [o * (i + 1) for i, o in enumerate(split(t))], [qkv], name="qkv unbind")
+    seen.clear()
+    r = ta.tensor(rng.standard_normal((6, 4)), dtype=ta.float64, requires_grad=True)
+    a, b = Spy.apply(r[::-1]).unbind(1)[:2]   # a negative stride: laid out by its size, as in NumPy's order K
+    (a * 2 + b).sum().backward()
+    assert seen[-1].flags.c_contiguous
+    np.testing.assert_array_equal(r.grad.numpy(), np.broadcast_to([2.0, 1.0, 0.0, 0.0], (6, 4)))

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tinyattn as ta
 from tinyattn.kernels.cpu import matmul as mm
 from tinyattn.kernels.cpu import softmax as sm
 
@@ -607,3 +608,25 @@ def test_backend_sums_of_whole_arrays(rng):
         np.testing.assert_array_equal(be.add(a, b), a + b)
     small = rng.standard_normal(10).astype(np.float32)
     np.testing.assert_array_equal(be.add(small, small), small + small)
+    for dtype in (np.float16, np.dtype(">f4"), np.longdouble):   # no kernel for these: NumPy's sum
+        a = rng.standard_normal(n).astype(dtype)
+        want = a + a
+        np.testing.assert_array_equal(be.add(a, a), want)
+        assert be.add(a, a).dtype == want.dtype
+        np.testing.assert_array_equal(be.add_(a, a.copy()), want)
+
+
+def test_large_sums_through_the_public_api_keep_every_float_dtype():
+    """A residual sum and a backward's gradient sum of >= PARALLEL_SUM elements, for the dtypes the parallel
+    kernel takes and for those it does not (float16, big-endian float32): NumPy's values and dtypes."""
+    from tinyattn.backend import PARALLEL_SUM
+
+    for dtype in (np.float32, np.float64, np.float16, np.dtype(">f4")):
+        x0 = np.linspace(-1, 1, PARALLEL_SUM).astype(dtype)
+        x = ta.tensor(x0, requires_grad=True)
+        y = x * 2
+        out = y * y + y * 3          # y's two gradients are summed in the backward
+        np.testing.assert_array_equal((x + x).numpy(), x0 + x0)
+        out.backward(ta.tensor(np.ones_like(x0)))   # (a float16 .sum() would overflow)
+        want = (2 * (2 * x0) + 3) * 2
+        np.testing.assert_allclose(x.grad.numpy().astype(np.float64), want.astype(np.float64), rtol=1e-3)

@@ -28,6 +28,9 @@ PARALLEL_SUM = 1 << 17
 # Adam updates parameters of at least this many elements on every thread (the gpt benchmark's big
 # weights: 49k-65k; examples/reverse.py's largest has 16k, so its cold start compiles no parallel Adam).
 PARALLEL_ADAM = 1 << 15
+# The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
+# take NumPy's path.
+_KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
 def _run(work, kernel, *args):
@@ -210,7 +213,7 @@ class CPUBackend:
         """Whether a + b goes to the parallel kernel: two host arrays of one shape, float dtype and
         C layout, large enough that a second thread pays (PARALLEL_SUM elements), more than one thread."""
         return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= PARALLEL_SUM
-                and a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f"
+                and a.shape == b.shape and a.dtype == b.dtype and a.dtype in _KERNEL_FLOATS
                 and a.flags.c_contiguous and b.flags.c_contiguous and numba.get_num_threads() > 1)
 
     def add(self, a, b):
@@ -293,7 +296,7 @@ class CPUBackend:
         position i + offset for causal/window (0: top-left, S - L: bottom-right). backward: a backward may
         follow (on a cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
         """
-        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        bh = math.prod(q.shape[:-2])
         work = bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         if backward:
             AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
@@ -307,7 +310,7 @@ class CPUBackend:
         """dq, dk, dv (C-contiguous, shaped like q, k, v) from the forward's out and lse; dout shaped like out,
         any strides (read in place like q, k, v)."""
         AHEAD.wait()  # a cold start may be compiling this kernel in a second process (compile_ahead.py)
-        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        bh = math.prod(q.shape[:-2])
         work = 2 * bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return _run(work, self._attn.attention_backward,
                     q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout, offset)
@@ -358,11 +361,6 @@ class CPUBackend:
     def asarray(data, dtype=None):
         """`data` as an array of this device (host arrays pass through)."""
         return np.asarray(data, dtype=dtype)
-
-
-def _full_bias(bias, q, k):
-    """The CPU kernel reads the bias as (BH, L, S): broadcast (a view, zero strides), never copied."""
-    return None if bias is None else np.broadcast_to(bias, (q.shape[0], q.shape[1], k.shape[1]))
 
 
 class CUDABackend:
@@ -498,7 +496,7 @@ class CUDABackend:
     # The CUDA kernels take (BH, L, E) arrays: q, k, v (..., L, E) and dout are reshaped here (a copy when
     # their batch dims do not merge); out, lse and the gradients are (BH, ...), the caller reshapes them.
     def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
-        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        bh = math.prod(q.shape[:-2])
         q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
         out, lse = self._attn.attention_forward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale,
@@ -506,7 +504,7 @@ class CUDABackend:
         return self._wrap(out), self._wrap(lse)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
-        bh = int(np.prod(q.shape[:-2], dtype=np.int64))
+        bh = math.prod(q.shape[:-2])
         q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
         dout = dout.reshape(out.shape)
         grads = self._attn.attention_backward(

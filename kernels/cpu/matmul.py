@@ -35,7 +35,9 @@ so "transposed" just means other strides. Two implementations, chosen per host (
   micro-panels.
 
 Tasks write disjoint output rows (and columns), so the prange has no races; the k reduction stays
-inside one task. Tiny products (`_gemm_small`) take a plain i-k-j loop.
+inside one task, except in `_gemm_outer`'s k-split (a weight gradient with too few rows for the threads),
+where each task sums its share of k into a partial output of its own and the partials are added after
+the parallel loop. Tiny products (`_gemm_small`) take a plain i-k-j loop.
 """
 import numba
 import numpy as np
@@ -58,7 +60,8 @@ _FM = {"reassoc", "contract"}
 OUTER_KC = 256               # k-slice: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC
 OUTER_MIN_PANELS = 8         # row panels a task gets at least before columns are split too
 OUTER_NC_BYTES = 1 << 20     # a B block (KC x NC) of at most 1 MiB stays in L2
-OUTER_SPLIT_K = 4            # split k across tasks when K >= this many k-slices and >= 2 max(M, N)
+OUTER_SPLIT_K = 4            # split k across tasks when K >= this many k-slices and >= 2 max(M, N) ...
+OUTER_MAX_SPLIT_K = 4        # ... into at most this many blocks (each extra one: an M x N partial to add)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -402,18 +405,19 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
             C = out if k block 0 else partial[k block - 1]
             for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
+                if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
                     for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
-                if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
         if k blocks > 1: out += sum of the partials (on this thread)
-    About one task per thread (the parallel loop splits its range statically). A long reduction into a
-    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens)
-    splits k, so each task reads half the operands and no A micro-panel is copied twice; otherwise rows
-    are split first (each task then streams only its own rows of A), and a product with too few rows for
-    that splits its columns. A row-major A is never packed: the micro-kernel
+    About one task per thread (the parallel loop splits its range statically). Rows are split first (each
+    task then streams only its own rows of A). A product with too few rows for that is, when it is a long
+    reduction into a small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient
+    dy^T x, K = tokens), split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its
+    share of both operands, and no A micro-panel is copied twice), and then, like any other, along its
+    columns. A row-major A is never packed: the micro-kernel
     broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
     need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
     micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
@@ -457,23 +461,25 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
-    # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
-    # K = tokens >= 2 max(M, N)) is split along k: each task then reads only its share of both operands,
-    # into its own partial C, and the partials are added afterwards. Otherwise rows are split first
-    # (each task then streams only its own A), and a product with too few rows splits its columns.
+    # loop splits its range statically). Rows are split first (each task then streams only its own A).
+    # With too few rows for that, a long reduction over a small output (a weight gradient dy^T x:
+    # K = tokens >= 2 max(M, N)) is split along k into a few blocks: each task then reads only its share
+    # of both operands, into its own partial C, and the partials are added afterwards; what the k blocks
+    # leave of the thread count splits rows and columns as for any other product.
     nrp = (M + MR - 1) // MR                  # row panels
     need = max(1, (nth + B - 1) // B)
     nrb = 1
     ncb = 1
     nkb = 1
-    if need > 1:
-        if K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
-            nkb = need
-        elif nrp >= need * OUTER_MIN_PANELS:
-            nrb = need
+    if need > 1 and nrp < need * OUTER_MIN_PANELS and K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
+        nkb = min(need, OUTER_MAX_SPLIT_K)
+    rest = (need + nkb - 1) // nkb            # tasks per k block
+    if rest > 1:
+        if nrp >= rest * OUTER_MIN_PANELS:
+            nrb = rest
         else:
             nrb = max(1, nrp // OUTER_MIN_PANELS)
-            ncb = min(npan, (need + nrb - 1) // nrb)
+            ncb = min(npan, (rest + nrb - 1) // nrb)
     rpt = (nrp + nrb - 1) // nrb              # row panels per task
     nrb = (nrp + rpt - 1) // rpt
     cpt = (npan + ncb - 1) // ncb             # column panels per task
@@ -520,9 +526,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                                    cbase + rt * N, jc, jend, ct)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
-    if nkb > 1:       # out += the other k blocks' partials; on this thread: M*N adds (a weight's size)
-        of = out.reshape(size)     # cost about what a second parallel region's start would, and a busy
-        for kb in range(nkb - 1):  # machine can stall every region for a scheduler slice
+    if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
+        of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
+        for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice
             src = partial[kb * size:(kb + 1) * size]
             for i in range(size):
                 of[i] += src[i]

@@ -118,7 +118,7 @@ class ScaledDotProductAttention(Function):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims (any strides); bias (Bb, Lb, Sb),
         # each axis 1 or full (BH, L, S), or None
         batch = q.shape[:-2]
-        bh = int(np.prod(batch, dtype=np.int64))
+        bh = math.prod(batch)
         ctx.shapes = (q.shape, k.shape, v.shape)
         if bh == 0:  # an empty batch: nothing to compute, and the kernels split work per batch row
             ctx.empty = True
@@ -242,7 +242,7 @@ def attention_bias(attn_mask, batch, q):
     lm, sm = bias.shape[-2:]
     if all(n == 1 for n in bias.shape[:-2]):
         return bias.reshape(1, lm, sm)
-    bh = int(np.prod(batch, dtype=np.int64))
+    bh = math.prod(batch)
     return np.broadcast_to(bias, batch + (lm, sm)).reshape(bh, lm, sm)  # reshaping a broadcast view copies
 
 

@@ -106,7 +106,7 @@ class Unbind(Function):
         ctx.dim = dim
         strides = getattr(x, "strides", None)
         # x's axes from the largest stride to the smallest (its memory order), or None for a row-major x
-        order = None if strides is None else tuple(np.argsort([-s for s in strides], kind="stable"))
+        order = None if strides is None else tuple(np.argsort([-abs(s) for s in strides], kind="stable"))
         ctx.order = None if order == tuple(range(x.ndim)) else order
         return tuple(np.moveaxis(x, dim, 0))
 
