@@ -746,3 +746,15 @@ def test_adam_fused_kernel_equals_numpy_bit_for_bit(dtype, decay, l2, rows):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(c, b)
     assert not np.array_equal(fused[0], w0)
+
+
+def test_adam_on_dtypes_without_a_kernel():
+    """float16 and big-endian parameters (no compiled kernel) take the NumPy expressions, serial or large."""
+    for dtype in (np.float16, np.dtype(">f4")):
+        for n in (10, 40_000):
+            p = ta.nn.Parameter(ta.tensor(np.ones(n, dtype)))
+            opt = ta.optim.AdamW([p], lr=0.1)
+            p.grad = ta.tensor(np.full(n, 0.5, dtype))
+            opt.step()
+            assert p.dtype == dtype
+            np.testing.assert_allclose(p.detach().numpy().astype(np.float64), (1 - 0.1 * 0.01) - 0.1, rtol=2e-3)

@@ -333,10 +333,10 @@ class CPUBackend:
     def adam_update(self, w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
         """One Adam step in place (tinyattn.optim.Adam): decay w, add the L2 term, update m and v, step w.
 
-        One fused pass (kernels/cpu/optim.py) when the four arrays are C-contiguous and of one dtype, the
-        same NumPy expressions otherwise (same result, bit for bit)."""
-        if (w.dtype == g.dtype == m.dtype == v.dtype and w.flags.c_contiguous and g.flags.c_contiguous
-                and m.flags.c_contiguous and v.flags.c_contiguous):
+        One fused pass (kernels/cpu/optim.py) when the four arrays are C-contiguous and of one kernel dtype
+        (native float32/float64), the same NumPy expressions otherwise (same result, bit for bit)."""
+        if (w.dtype == g.dtype == m.dtype == v.dtype and w.dtype in _KERNEL_FLOATS and w.flags.c_contiguous
+                and g.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
             f = float  # Python floats: one compiled signature whatever number types the caller used
             args = (w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(1 - beta1), f(beta2),
                     f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay), f(l2))
