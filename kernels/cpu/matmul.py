@@ -412,12 +412,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
         if k blocks > 1: out += sum of the partials (on this thread)
-    About one task per thread (the parallel loop splits its range statically). Rows are split first (each
-    task then streams only its own rows of A). A product with too few rows for that is, when it is a long
-    reduction into a small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient
-    dy^T x, K = tokens), split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its
-    share of both operands, and no A micro-panel is copied twice), and then, like any other, along its
-    columns. A row-major A is never packed: the micro-kernel
+    About one task per thread (the parallel loop splits its range statically). A long reduction into a
+    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens) is
+    split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its share of both operands,
+    and no A micro-panel is copied twice); the rest of the thread count splits rows first (each task then
+    streams only its own rows of A), and columns when there are too few rows. A row-major A is never
+    packed: the micro-kernel
     broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
     need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
     micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
@@ -461,17 +461,17 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
-    # loop splits its range statically). Rows are split first (each task then streams only its own A).
-    # With too few rows for that, a long reduction over a small output (a weight gradient dy^T x:
+    # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
     # K = tokens >= 2 max(M, N)) is split along k into a few blocks: each task then reads only its share
-    # of both operands, into its own partial C, and the partials are added afterwards; what the k blocks
-    # leave of the thread count splits rows and columns as for any other product.
+    # of both operands (a row split reads all of x in every task), into its own partial C, and the
+    # partials are added afterwards. What the k blocks leave of the thread count splits rows first (each
+    # task then streams only its own A), and columns when there are too few rows.
     nrp = (M + MR - 1) // MR                  # row panels
     need = max(1, (nth + B - 1) // B)
     nrb = 1
     ncb = 1
     nkb = 1
-    if need > 1 and nrp < need * OUTER_MIN_PANELS and K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
+    if need > 1 and K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
         nkb = min(need, OUTER_MAX_SPLIT_K)
     rest = (need + nkb - 1) // nkb            # tasks per k block
     if rest > 1:
