@@ -41,6 +41,12 @@ from numba.extending import intrinsic
 NV = 2     # vectors per micro-tile row (NR = NV * lanes)
 
 
+def _int64_args(context, builder, sig, args):
+    """An intrinsic's arguments with every integer widened to int64 (arrays and booleans as they are)."""
+    return [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(args, sig.args)]
+
+
 def _make_ukernel(MR, vbytes):
     """An intrinsic for an MR x (NV * vbytes / itemsize) tile with vbytes-wide vectors (module doc)."""
 
@@ -59,9 +65,7 @@ def _make_ukernel(MR, vbytes):
         def codegen(context, builder, sig, args):
             i64 = ir.IntType(64)
             tys = sig.args
-            vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                    for v, t in zip(args, tys)]
-            kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accf = vals
+            kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accf = _int64_args(context, builder, sig, args)
             dt = context.get_data_type(tys[1].dtype)
             isz = context.get_abi_sizeof(dt)
             W = vbytes // isz                    # lanes per vector
@@ -178,9 +182,7 @@ def _make_copy(MR, vbytes, for_b):
         def codegen(context, builder, sig, args):
             i64 = ir.IntType(64)
             tys = sig.args
-            n, src, s_off, s_stride, dst, d_off = [
-                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                for v, t in zip(args, tys)]
+            n, src, s_off, s_stride, dst, d_off = _int64_args(context, builder, sig, args)
             dt = context.get_data_type(tys[1].dtype)
             isz = context.get_abi_sizeof(dt)
             E = NV * vbytes // isz if for_b else MR
@@ -218,9 +220,7 @@ def _make_transpose(vbytes):
         def codegen(context, builder, sig, args):
             i32, i64 = ir.IntType(32), ir.IntType(64)
             tys = sig.args
-            src, s_off, s_rs, dst, d_off, d_rs = [
-                context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                for v, t in zip(args, tys)]
+            src, s_off, s_rs, dst, d_off, d_rs = _int64_args(context, builder, sig, args)
             dt = context.get_data_type(tys[0].dtype)
             isz = context.get_abi_sizeof(dt)
             V = vbytes // isz
