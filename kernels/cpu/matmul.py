@@ -35,9 +35,9 @@ so "transposed" just means other strides. Two implementations, chosen per host (
   micro-panels.
 
 Tasks write disjoint output rows (and columns), so the prange has no races; the k reduction stays
-inside one task, except in `_gemm_outer`'s k-split (a weight gradient with too few rows for the threads),
-where each task sums its share of k into a partial output of its own and the partials are added after
-the parallel loop. Tiny products (`_gemm_small`) take a plain i-k-j loop.
+inside one task, except in `_gemm_outer`'s k-split (a long reduction into a small output: a weight
+gradient), where each task sums its share of k into a partial output of its own and the partials are
+added after the parallel loop. Tiny products (`_gemm_small`) take a plain i-k-j loop.
 """
 import numba
 import numpy as np
@@ -375,11 +375,11 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
 
 
 @njit(cache=True)
-def _a_sums(af, off, a_ks, n, k0, kc, dst, d0):
-    """dst[d0 + i] += sum_{k0 <= k < k0 + kc} A[i, k] for i < n, A[i, k] = af[off + i + k*a_ks] (rows of A
-    contiguous: dy^T in dy^T @ x). Loop nest: for k: dst[d0:d0+n] += af[row k] (vectorised along i)."""
+def _a_sums(af, off, a_ks, n, kc, dst, d0):
+    """dst[d0 + i] += sum_{k < kc} A[i, k] for i < n, A[i, k] = af[off + i + k*a_ks] (rows of A contiguous:
+    dy^T in dy^T @ x). Loop nest: for k: dst[d0:d0+n] += af[row k] (vectorised along i)."""
     acc = dst[d0:d0 + n]
-    for k in range(k0, k0 + kc):
+    for k in range(kc):
         row = af[off + k * a_ks:off + k * a_ks + n]
         for i in range(n):
             acc[i] += row[i]
@@ -509,7 +509,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             kc = min(OUTER_KC, kend - k0)
             more = k0 > kstart
             if has_sums and j0 == 0:
-                _a_sums(af, pa + i0 + k0 * a_ks, a_ks, i1 - i0, 0, kc, sums[kb], p * M + i0)
+                _a_sums(af, pa + i0 + k0 * a_ks, a_ks, i1 - i0, kc, sums[kb], p * M + i0)
             for jc in range(j0, j1, NC):
                 jend = min(jc + NC, j1)
                 for r in range(i0, i1, MR):
