@@ -114,11 +114,11 @@ def test_to_cuda_and_back(rng):
     x = ta.tensor(a, requires_grad=True)
     g = x.to("cuda")
     assert g.device == "cuda" and g.device == ta.cuda.device("cuda:0") and str(g.device) == "cuda:0" and g.is_cuda
-    assert isinstance(g.data, DeviceArray) and g.to("cuda") is g and g.cuda() is g
+    assert isinstance(g._array, DeviceArray) and g.to("cuda") is g and g.cuda() is g
     assert "device='cuda:0'" in repr(g)
     np.testing.assert_array_equal(g.numpy(), a)  # .numpy() copies to the host
     back = g.cpu()
-    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    assert back.device == "cpu" and isinstance(back._array, np.ndarray)
     (back * 3).sum().backward()  # .to(device) is differentiable: the gradient comes back to x
     np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 3.0))
     assert g.to(ta.float64).dtype == ta.float64 and g.to("cpu", ta.float64).device == "cpu"
@@ -390,7 +390,7 @@ def test_optimizer_updates_on_gpu_match_cpu(make, rng):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        assert all(isinstance(p.data, DeviceArray) == (device == "cuda") for p in model.parameters())
+        assert all(isinstance(p._array, DeviceArray) == (device == "cuda") for p in model.parameters())
         state = opt.state_dict()  # host copies, so a checkpoint saves the same from either device
         results.append([p.numpy() for p in model.parameters()]
                        + [v for i in sorted(state["state"], key=int) for _, v in sorted(state["state"][i].items())])

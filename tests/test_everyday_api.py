@@ -764,7 +764,7 @@ def test_transformer_encoder_copies_a_layer_on_the_gpu():
     layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True).to("cuda")
     enc = nn.TransformerEncoder(layer, 2)
     p0, p1 = enc.layers[0].linear1.weight, enc.layers[1].linear1.weight
-    assert p0.is_cuda and p0.data is not p1.data and p0.data is not layer.linear1.weight.data
+    assert p0.is_cuda and p0._array is not p1._array and p0._array is not layer.linear1.weight._array
     np.testing.assert_array_equal(p0.numpy(), layer.linear1.weight.numpy())
     copied = copy.deepcopy(ta.tensor([1.0, 2.0], device="cuda"))
     assert copied.is_cuda and copied.tolist() == [1.0, 2.0]

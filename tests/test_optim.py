@@ -302,7 +302,7 @@ def test_zero_grad():
     (w * w).sum().backward()
     grad = w.grad
     opt.zero_grad(set_to_none=False)
-    assert w.grad is not None and np.all(w.grad.numpy() == 0) and w.grad.data is grad.data
+    assert w.grad is not None and np.all(w.grad.numpy() == 0) and w.grad._array is grad._array
     opt.zero_grad()
     assert w.grad is None
 
@@ -336,7 +336,7 @@ class SignSGD(ta.optim.Optimizer):
                     continue
                 state = self.state[p]
                 state["count"] = state.get("count", 0) + 1
-                state["last"] = np.sign(p.grad.data)
+                state["last"] = np.sign(p.grad._array)
                 p.data -= group["lr"] * state["last"]
                 p._bump_version()
 

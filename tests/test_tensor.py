@@ -86,3 +86,28 @@ def test_devices_cpu_is_a_no_op():
         x.to("cuda:1")
     with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'cuda:0', got 'tpu'"):
         x.to("tpu")
+
+
+def test_data_is_a_detached_tensor_over_the_same_memory():
+    w = ta.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    d = w.data
+    assert isinstance(d, ta.Tensor) and not d.requires_grad and d.grad_fn is None
+    d.add_(1.0)  # PyTorch's old optimiser idiom: p.data.add_(-lr * p.grad)
+    np.testing.assert_array_equal(w.detach().numpy(), [2.0, 3.0, 4.0])
+    assert w._version == 0  # writes through .data are hidden from autograd, as in PyTorch
+    c = w.data.clone()
+    c.mul_(0)
+    np.testing.assert_array_equal(w.detach().numpy(), [2.0, 3.0, 4.0])
+
+
+def test_data_assignment_swaps_the_memory_and_keeps_the_graph_identity():
+    lin = ta.nn.Linear(3, 2)
+    p = lin.weight
+    p.data = ta.zeros(4, 3)  # any shape, as in PyTorch
+    lin.bias.data = ta.ones(4)
+    assert lin.weight is p and p.shape == (4, 3) and p.requires_grad
+    np.testing.assert_array_equal(lin(ta.ones(1, 3)).detach().numpy(), np.ones((1, 4)))
+    with pytest.raises(TypeError, match="has to be a tensor"):
+        p.data = [[1.0, 2.0, 3.0]]
+    with pytest.raises(TypeError, match="floating-point"):
+        p.data = ta.zeros(2, 3, dtype=ta.int64)

@@ -257,10 +257,10 @@ class Variable:
     # the view Functions in `steps` ((Function, extra args, output index) each); see replay_view.
     # _hooks: None; for a leaf, {handle id: hook} once register_hook was called; for a non-leaf, _RETAINS once
     # retain_grad() was called (its hooks live on its node, see register_hook).
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
+    __slots__ = ("_array", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
-        self.data = data
+        self._array = data
         self.grad = None
         self._node = node
         self._index = 0
@@ -285,9 +285,9 @@ class Variable:
 
     @requires_grad.setter
     def requires_grad(self, flag):
-        if flag and self._node is None and not np.issubdtype(self.data.dtype, np.floating):
+        if flag and self._node is None and not np.issubdtype(self._array.dtype, np.floating):
             raise TypeError(
-                f"requires_grad: only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+                f"requires_grad: only floating-point tensors can require gradients, got dtype {self._array.dtype}"
             )
         if not flag and self._node is not None:
             raise RuntimeError(
@@ -361,7 +361,7 @@ class Variable:
         It shares the memory and the version counter, as in PyTorch: an in-place change of either
         is seen by a backward that saved the other.
         """
-        out = self._wrap(self.data)
+        out = self._wrap(self._array)
         self._counter.share(out)
         return out
 
@@ -375,7 +375,7 @@ class Variable:
         out = cls.__new__(cls)
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
-        out.data, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
+        out._array, out.grad, out._requires_grad, out._node, out._index = data, None, requires_grad, node, index
         out._counter, out._view, out._hooks = VersionCounter(), None, None
         return out
 
@@ -424,7 +424,7 @@ class Function:
         n = len(args)
         first = args[0] if n else None
         if n == 1 and isinstance(first, Variable):
-            raw = (first.data,)
+            raw = (first._array,)
             tensors = args
             if first._requires_grad:
                 needs, parents = _NEEDS_1, args
@@ -434,7 +434,7 @@ class Function:
             b = args[1]
             need = first._requires_grad
             if isinstance(b, Variable):
-                raw = (first.data, b.data)
+                raw = (first._array, b._array)
                 if type(raw[1]) is not type(raw[0]):
                     _raise_mixed_devices(cls.__name__, first, b)
                 tensors = args
@@ -442,7 +442,7 @@ class Function:
                 needs = (need, need_b)
                 parents = (first if need else None, b if need_b else None)
             else:
-                raw = (first.data, b)
+                raw = (first._array, b)
                 tensors = (first,)
                 needs = (need, False)
                 parents = (first if need else None, None)
@@ -454,10 +454,10 @@ class Function:
             tensors = []
             for a in args:
                 if isinstance(a, Variable):
-                    data = a.data
+                    data = a._array
                     if first is None:
                         first = a
-                    elif type(data) is not type(first.data):
+                    elif type(data) is not type(first._array):
                         _raise_mixed_devices(cls.__name__, first, a)
                     raw.append(data)
                     tensors.append(a)
@@ -515,10 +515,10 @@ def _memory_owner(array):
 def _share_counters(source, results, function, extra, multiple):
     """Outputs of a view Function that are views of its input share the input's counter and
     remember how they were made from the input's base (for in-place ops; see functional/inplace.py)."""
-    owner = _memory_owner(source.data)
+    owner = _memory_owner(source._array)
     base, steps = source._view or (source, ())
     for i, r in enumerate(results):
-        if owner is not None and _memory_owner(r.data) is owner:
+        if owner is not None and _memory_owner(r._array) is owner:
             source._counter.share(r)
             r._view = (base, steps + ((function, extra, i if multiple else None),))
 
@@ -544,7 +544,7 @@ def replay_view(base, steps, cache=None):
 
 def view_positions(base, steps):
     """For a view of `base`: the flat index into base of each of the view's elements (host int64)."""
-    positions = np.arange(base.data.size, dtype=np.int64).reshape(base.data.shape)
+    positions = np.arange(base._array.size, dtype=np.int64).reshape(base._array.shape)
     for function, extra, i in steps:
         positions = function.forward(Context(()), positions, *extra)
         positions = positions if i is None else positions[i]
@@ -560,17 +560,17 @@ def _saved_versions(saved, inputs, results):
         if array is None or isinstance(array, np.generic):  # nothing saved, or a constant scalar: no memory to watch
             continue
         for t in inputs:
-            if t.data is array:
+            if t._array is array:
                 break
         else:
             for t in results:
-                if t.data is array:
+                if t._array is array:
                     break
             else:
                 t = _owner_among(array, inputs, results)
                 if t is None:
                     continue
-        versions.append((t._counter, t._counter.value, t.data.shape))
+        versions.append((t._counter, t._counter.value, t._array.shape))
     return tuple(versions)
 
 
@@ -582,18 +582,18 @@ def _owner_among(array, inputs, results):
         return None
     if owner is array:  # a fresh array (a constant made from a number): only an output that is a view can share it
         for t in results:
-            data = t.data
+            data = t._array
             if getattr(data, "base", None) is not None and _memory_owner(data) is owner:
                 return t
         return None
     for t in (*inputs, *results):
-        if _memory_owner(t.data) is owner:
+        if _memory_owner(t._array) is owner:
             return t
     return None
 
 
 def _raise_mixed_devices(op, a, b):
-    devices = [device_of(a.data), device_of(b.data)]
+    devices = [device_of(a._array), device_of(b._array)]
     if devices[0] == devices[1]:  # same device, array types differ (a numpy scalar): not a device mix
         return
     raise RuntimeError(
@@ -665,11 +665,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     allow_unused = materialize_grads if allow_unused is None else allow_unused
     for i, t in enumerate(inputs):
         if not t.requires_grad:
-            raise RuntimeError(f"grad: input {i} (shape {tuple(t.data.shape)}) does not require grad")
+            raise RuntimeError(f"grad: input {i} (shape {tuple(t._array.shape)}) does not require grad")
     roots = []
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if not out.requires_grad:
-            raise RuntimeError(f"grad: output {i} (shape {tuple(out.data.shape)}) does not require grad and has no "
+            raise RuntimeError(f"grad: output {i} (shape {tuple(out._array.shape)}) does not require grad and has no "
                                "grad_fn")
         roots.append((out, _output_grad("grad", out, g)))
     found = _walk(roots, bool(retain_graph), inputs)
@@ -677,11 +677,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs, found)):
         if g is None:
             if not allow_unused:
-                raise RuntimeError(f"grad: input {i} (shape {tuple(t.data.shape)}) was not used to compute the "
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t._array.shape)}) was not used to compute the "
                                    "outputs (no gradient reaches it); pass allow_unused=True to get None for it")
-            results.append(t._wrap(np.zeros_like(t.data)) if materialize_grads else None)
+            results.append(t._wrap(np.zeros_like(t._array)) if materialize_grads else None)
         else:
-            results.append(t._wrap(_owned(g, t.data.dtype)))
+            results.append(t._wrap(_owned(g, t._array.dtype)))
     return tuple(results)
 
 
@@ -698,18 +698,18 @@ def _as_tensors(op, what, value):
 def _output_grad(op, root, grad):
     """d(...)/d(root) as an array of root's shape, dtype and device (ones for a one-element root)."""
     if grad is None:
-        if root.data.size != 1:
+        if root._array.size != 1:
             raise RuntimeError(
                 f"{op}: grad can be implicitly created only for scalar outputs, "
-                f"but the output has shape {tuple(root.data.shape)}; pass a gradient of that shape"
+                f"but the output has shape {tuple(root._array.shape)}; pass a gradient of that shape"
             )
-        return np.ones_like(root.data)
-    grad = getattr(grad, "data", grad)
-    if device_of(grad) != device_of(root.data):
-        raise RuntimeError(f"{op}: the gradient is on {device_of(grad)}, the output on {device_of(root.data)}")
-    grad = backend_of(root.data).asarray(grad, dtype=root.data.dtype)
-    if grad.shape != root.data.shape:
-        raise ValueError(f"{op}: gradient shape {grad.shape} does not match output shape {root.data.shape}")
+        return np.ones_like(root._array)
+    grad = getattr(grad, "_array", grad)
+    if device_of(grad) != device_of(root._array):
+        raise RuntimeError(f"{op}: the gradient is on {device_of(grad)}, the output on {device_of(root._array)}")
+    grad = backend_of(root._array).asarray(grad, dtype=root._array.dtype)
+    if grad.shape != root._array.shape:
+        raise ValueError(f"{op}: gradient shape {grad.shape} does not match output shape {root._array.shape}")
     return grad
 
 
@@ -796,7 +796,7 @@ def _walk(roots, retain_graph, inputs=None):
         for parent, edge, pg in zip(parents, node.edges, grads):
             if parent is None or pg is None:
                 continue
-            data = parent.data
+            data = parent._array
             if getattr(pg, "shape", None) != data.shape:
                 i = next(j for j, (p, q) in enumerate(zip(parents, grads)) if p is parent and q is pg)
                 raise RuntimeError(
@@ -894,9 +894,9 @@ def _owned(g, dtype):
 def _accumulate_leaf(leaf, g, fresh=False):
     """leaf.grad += g, or leaf.grad = a copy of g (g itself when `fresh`: see Function.fresh_grads)."""
     if leaf.grad is None:
-        leaf.grad = leaf._wrap(g if fresh and g.dtype == leaf.data.dtype else _owned(g, leaf.data.dtype))
+        leaf.grad = leaf._wrap(g if fresh and g.dtype == leaf._array.dtype else _owned(g, leaf._array.dtype))
     else:
-        leaf.grad.data += g
+        leaf.grad._array += g
 
 
 # ---- hooks ---------------------------------------------------------------------------------------
@@ -992,14 +992,14 @@ def _call_hooks(hooks, g, wrap, where):
         if not isinstance(out, Variable):
             raise TypeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a "
                             f"{type(out).__name__}; a hook returns None or a tensor")
-        if out.data.shape != g.shape:
+        if out._array.shape != g.shape:
             raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient of shape "
-                               f"{tuple(out.data.shape)}; the gradient has shape {tuple(g.shape)}")
-        if device_of(out.data) != device_of(g):
+                               f"{tuple(out._array.shape)}; the gradient has shape {tuple(g.shape)}")
+        if device_of(out._array) != device_of(g):
             raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient on "
-                               f"{device_of(out.data)}; the gradient is on {device_of(g)}")
-        if out.data is not shown:
-            g = out.data if out.data.dtype == g.dtype else out.data.astype(g.dtype)
+                               f"{device_of(out._array)}; the gradient is on {device_of(g)}")
+        if out._array is not shown:
+            g = out._array if out._array.dtype == g.dtype else out._array.astype(g.dtype)
     return g
 
 

@@ -184,8 +184,8 @@ def _last(logits):
     if not isinstance(logits, Tensor) or logits.ndim != 3:
         raise ValueError(f"{_OP}: the model must return logits (N, T, vocab), got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
-    if type(logits.data) is np.ndarray:  # on the CPU: the array itself, no indexing op
-        return logits.data[:, -1].astype(np.float64)  # (N, V), a copy
+    if type(logits._array) is np.ndarray:  # on the CPU: the array itself, no indexing op
+        return logits._array[:, -1].astype(np.float64)  # (N, V), a copy
     return logits[:, -1].numpy().astype(np.float64)  # (N, V): only the last position leaves the device
 
 

@@ -93,7 +93,7 @@ class profile:
         if self.record_shapes:
             inputs = self._forward_shapes.get(id(node))
             if inputs is None:  # recorded before the profile began: what is known now
-                inputs = tuple(_shape(p.data) for p in node.parents if p is not None)
+                inputs = tuple(_shape(p._array) for p in node.parents if p is not None)
             outputs = tuple(_shape(g) for g in grad) if isinstance(grad, tuple) else (_shape(grad),)
         self.events.append(("backward", node.name, start, end, threading.get_ident(), inputs, outputs))
 

@@ -1,9 +1,10 @@
 """Tensor: an n-d array that remembers how it was made, with PyTorch's names.
 
 Operators and methods delegate to `tinyattn.functional`; the autograd machinery
-(data, grad, requires_grad, backward, detach) comes from `autograd.Variable`.
-`.data` is the underlying array: a NumPy array on the CPU, a `DeviceArray` (numpy's API in
-GPU memory, tinyattn/device_array.py) on the GPU.
+(the array, grad, requires_grad, backward, detach) comes from `autograd.Variable`.
+`._array` is the underlying array: a NumPy array on the CPU, a `DeviceArray` (numpy's API in
+GPU memory, tinyattn/device_array.py) on the GPU. `.data` is PyTorch's: a detached tensor over the
+same memory.
 """
 import numpy as np
 
@@ -32,7 +33,7 @@ class Tensor(Variable):
         out = _new(Tensor)  # results of ops on a subclass (Parameter) are plain tensors
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
-        out.data = data
+        out._array = data
         out.grad = None
         out._requires_grad = requires_grad
         out._node = node
@@ -44,49 +45,67 @@ class Tensor(Variable):
 
     # ---- attributes --------------------------------------------------------------
     @property
+    def data(self):
+        """PyTorch's `.data`: a tensor over the same memory, detached from the graph, that does not
+        require grad. Writes through it change this tensor but are hidden from autograd (its version
+        counter is its own), which is what `p.data.add_(...)` in older optimiser code relies on."""
+        return self._wrap(self._array)
+
+    @data.setter
+    def data(self, value):
+        """`t.data = other`: t now uses other's memory (any shape, dtype or device), keeping its graph
+        identity and its requires_grad, as in PyTorch."""
+        if not isinstance(value, Variable):
+            raise TypeError(f"Tensor.data: the new data has to be a tensor, but got {type(value).__name__}")
+        if self._requires_grad and value._array.dtype.kind != "f":
+            raise TypeError(f"Tensor.data: a tensor that requires grad cannot take data of dtype "
+                            f"{value._array.dtype}; only floating-point tensors can require gradients")
+        self._array = value._array
+
+    @property
     def shape(self):
-        return self.data.shape
+        return self._array.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._array.dtype
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._array.ndim
 
     @property
     def device(self):
-        return _CUDA if device_of(self.data) == "cuda" else _CPU
+        return _CUDA if device_of(self._array) == "cuda" else _CPU
 
     @property
     def is_cuda(self):
-        return device_of(self.data) == "cuda"
+        return device_of(self._array) == "cuda"
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self._array.shape if dim is None else self._array.shape[dim]
 
     def dim(self):
-        return self.data.ndim
+        return self._array.ndim
 
     def numel(self):
-        return self.data.size
+        return self._array.size
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self._array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._array.shape[0]
 
     # ---- conversion --------------------------------------------------------------
     def numpy(self):
         """The data as a NumPy array: shared, not copied, on the CPU (as in PyTorch); a host copy
         for a tensor on the GPU."""
-        return move(self.data, "cpu")
+        return move(self._array, "cpu")
 
     def item(self):
-        if self.data.size != 1:
+        if self._array.size != 1:
             raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
-        return self.data.item()
+        return self._array.item()
 
     def tolist(self):
         return self.numpy().tolist()
@@ -95,12 +114,12 @@ class Tensor(Variable):
         if self.is_cuda:
             raise TypeError(f"a cuda tensor of shape {self.shape} cannot become a numpy array implicitly: "
                             "use .cpu() or .numpy() first")
-        return self.data if dtype is None else self.data.astype(dtype)
+        return self._array if dtype is None else self._array.astype(dtype)
 
     def __bool__(self):
-        if self.data.size != 1:
-            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
-        return bool(self.data)
+        if self._array.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self._array.size} elements is ambiguous")
+        return bool(self._array)
 
     def __float__(self):
         return float(self.item())
@@ -112,7 +131,7 @@ class Tensor(Variable):
         """f"{loss:.4f}": a 0-d or one-element tensor formats as its Python number (PyTorch does so for
         0-d tensors only); with an empty spec any other tensor formats as str(); a non-empty spec on a
         multi-element tensor is a TypeError, as in PyTorch."""
-        if self.data.ndim == 0 or (spec and self.data.size == 1):
+        if self._array.ndim == 0 or (spec and self._array.size == 1):
             return format(self.item(), spec)
         if not spec:
             return str(self)
@@ -151,7 +170,7 @@ class Tensor(Variable):
         return F.contiguous(self)
 
     def clone(self):
-        return F.mul(self, 1) if self.requires_grad else self._wrap(self.data.copy())
+        return F.mul(self, 1) if self.requires_grad else self._wrap(self._array.copy())
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
@@ -330,7 +349,7 @@ class Tensor(Variable):
 def _to_array(data, dtype):
     dtype = as_dtype(dtype, "tensor")
     if isinstance(data, Variable):
-        data = data.data
+        data = data._array
     if device_of(data) == "cuda":
         return data.astype(dtype or data.dtype)  # a copy, on the GPU
     if isinstance(data, (np.ndarray, np.generic)):

@@ -35,8 +35,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
     if not checked:
         raise ValueError(f"gradcheck({op}): no input requires grad")
     for i in checked:
-        if inputs[i].data.dtype != np.float64:
-            raise TypeError(f"gradcheck({op}): input {i} is {inputs[i].data.dtype}; use float64 inputs")
+        if inputs[i]._array.dtype != np.float64:
+            raise TypeError(f"gradcheck({op}): input {i} is {inputs[i]._array.dtype}; use float64 inputs")
 
     rng = np.random.default_rng(seed)
     outputs = _as_tuple(fn(*inputs))
@@ -44,25 +44,25 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
         if not isinstance(o, Variable):
             raise TypeError(f"gradcheck({op}): fn must return a tensor or a tuple of tensors, got "
                             f"{type(o).__name__}" + (f" at output {k}" if len(outputs) > 1 else ""))
-    weights = [move(rng.standard_normal(o.data.shape), device_of(o.data)) for o in outputs]
+    weights = [move(rng.standard_normal(o._array.shape), device_of(o._array)) for o in outputs]
 
     def contracted():
         with no_grad():
-            return sum(float(np.sum(w * o.data)) for w, o in zip(weights, _as_tuple(fn(*inputs))))
+            return sum(float(np.sum(w * o._array)) for w, o in zip(weights, _as_tuple(fn(*inputs))))
 
     for i in checked:
         inputs[i].grad = None
     for o, w in zip(outputs, weights):
         if o.requires_grad:
-            o.backward(w.astype(o.data.dtype), retain_graph=True)
+            o.backward(w.astype(o._array.dtype), retain_graph=True)
 
     for i in checked:
         x = inputs[i]
-        analytic = np.zeros(x.data.shape) if x.grad is None else np.asarray(x.grad.numpy(), dtype=np.float64)
-        numeric = np.zeros(x.data.shape)
-        if not (x.data.flags.c_contiguous if isinstance(x.data, np.ndarray) else x.data.is_contiguous):
+        analytic = np.zeros(x._array.shape) if x.grad is None else np.asarray(x.grad.numpy(), dtype=np.float64)
+        numeric = np.zeros(x._array.shape)
+        if not (x._array.flags.c_contiguous if isinstance(x._array, np.ndarray) else x._array.is_contiguous):
             raise ValueError(f"gradcheck({op}): input {i} must be contiguous")
-        flat = x.data.reshape(-1)  # a view: perturbs x in place
+        flat = x._array.reshape(-1)  # a view: perturbs x in place
         for k in range(flat.size):
             original = float(flat[k])
             flat[k] = original + eps
@@ -74,9 +74,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
         excess = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
         if np.any(excess > 0) or not np.all(np.isfinite(analytic)):
             flat_worst = int(np.nanargmax(np.where(np.isfinite(analytic), excess, np.inf)))
-            worst = tuple(int(i) for i in np.unravel_index(flat_worst, x.data.shape))
+            worst = tuple(int(i) for i in np.unravel_index(flat_worst, x._array.shape))
             raise GradcheckError(
-                f"gradcheck({op}): gradient of input {i} (shape {x.data.shape}) is wrong at element {worst}: "
+                f"gradcheck({op}): gradient of input {i} (shape {x._array.shape}) is wrong at element {worst}: "
                 f"analytic {float(analytic[worst]):.8g}, numeric {float(numeric[worst]):.8g} "
                 f"(atol={atol}, rtol={rtol}; max abs error {np.nanmax(np.abs(analytic - numeric)):.3g})"
             )

@@ -119,7 +119,7 @@ class record:
         for i, a in enumerate(args):
             if isinstance(a, autograd.Variable):
                 if not a._requires_grad:
-                    inputs.append((i, weakref.ref(a), id(a), tuple(a.data.shape), str(a.data.dtype),
+                    inputs.append((i, weakref.ref(a), id(a), tuple(a._array.shape), str(a._array.dtype),
                                    self._label(a) or _argument_name(cls, i)))
             elif getattr(a, "ndim", 0) >= 1 and hasattr(a, "dtype"):  # an array the functional passed on
                 try:
@@ -227,7 +227,7 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
     stack = []
     if tensor._node is not None:
         stack.append(tensor._node)
-        shapes.setdefault(id(tensor._node), {})[tensor._index] = tuple(tensor.data.shape)
+        shapes.setdefault(id(tensor._node), {})[tensor._index] = tuple(tensor._array.shape)
     while stack:
         node = stack.pop()
         if id(node) in nodes:
@@ -240,7 +240,7 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
             if edge[0] is None:
                 leaves[id(parent)] = parent
             else:
-                shapes.setdefault(id(edge[0]), {})[edge[1]] = tuple(parent.data.shape)
+                shapes.setdefault(id(edge[0]), {})[edge[1]] = tuple(parent._array.shape)
                 if id(edge[0]) not in nodes:
                     stack.append(edge[0])
     notes = {id(n): _notes.get(n) for n in order}
@@ -265,7 +265,7 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
 
     g = Graph()
     root_name = (names and next((n for n, t in names.items() if t is tensor), None)) or "output"
-    g.add("output", "output", [root_name, _shape_text(tensor.data.shape)])
+    g.add("output", "output", [root_name, _shape_text(tensor._array.shape)])
     leaf_users = {}
     for node in order:
         for parent, edge in zip(node.parents, node.edges):
@@ -293,7 +293,7 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
         calls = sum(1 for k in module_members if k[1][-1][0] == path)
         title = (path or cls) + (f" (call {number + 1})" if calls > 1 or number > 0 else "")
         absorbed = [l for l, users in leaf_users.items() if users == {key}]
-        n_values = sum(leaves[l].data.size for l in absorbed)
+        n_values = sum(leaves[l]._array.size for l in absorbed)
         ops = f"{len(members)} op" + ("s" if len(members) != 1 else "")
         params = f", {len(absorbed)} parameter{'s' if len(absorbed) != 1 else ''} ({n_values:,} values)" if absorbed else ""
         out_shapes = []
@@ -308,10 +308,10 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
         if len(users) == 1 and next(iter(users))[0] == "module":
             continue  # inside its module's box
         name = tensor_names.get(lid) or param_names.get(lid) or "leaf"
-        g.add(("leaf", lid), "leaf", [name, _shape_text(leaf.data.shape)])
+        g.add(("leaf", lid), "leaf", [name, _shape_text(leaf._array.shape)])
     if tensor._node is None:  # a leaf on its own
         name = tensor_names.get(id(tensor)) or param_names.get(id(tensor)) or "leaf"
-        g.add(("leaf", id(tensor)), "leaf", [name, _shape_text(tensor.data.shape)])
+        g.add(("leaf", id(tensor)), "leaf", [name, _shape_text(tensor._array.shape)])
 
     # the arrows, in the direction of the backward pass
     g.connect("output", group_of[id(tensor._node)] if tensor._node is not None else ("leaf", id(tensor)))
@@ -345,11 +345,11 @@ def _holds(array, t):
     (a dtype conversion, a flattening): the same values in the same order."""
     if isinstance(array, autograd.Variable):
         return array is t
-    if array is t.data:
+    if array is t._array:
         return True
-    if not isinstance(array, np.ndarray) or not isinstance(t.data, np.ndarray) or array.size != t.data.size:
+    if not isinstance(array, np.ndarray) or not isinstance(t._array, np.ndarray) or array.size != t._array.size:
         return False
-    return bool(np.array_equal(array.reshape(-1), t.data.reshape(-1)))
+    return bool(np.array_equal(array.reshape(-1), t._array.reshape(-1)))
 
 
 def _used_outside(node, index, member_ids, order, tensor):

@@ -37,7 +37,7 @@ class _SyncAfterBackward(Function):
     @staticmethod
     def forward(ctx, anchor, ddp, outputs, sync):
         ctx.ddp, ctx.outputs, ctx.sync = ddp, outputs, sync
-        return tuple(t.data for t in outputs)
+        return tuple(t._array for t in outputs)
 
     @staticmethod
     def backward(ctx, grads):
@@ -105,14 +105,14 @@ class DistributedDataParallel(Module):
         owners = [t for _, t in module.named_parameters()] + [b for _, b in module.named_buffers()]
         if not tensors:
             return
-        hosts = [np.ascontiguousarray(move(t.data, "cpu")) for t in tensors]
+        hosts = [np.ascontiguousarray(move(t._array, "cpu")) for t in tensors]
         flat = np.concatenate([h.reshape(-1).view(np.uint8) for h in hosts])
         self._comm.Bcast(flat, root=0)
         offset = 0
         for t, h in zip(tensors, hosts):
             value = flat[offset:offset + h.nbytes].view(h.dtype).reshape(h.shape)
             offset += h.nbytes
-            t.data[...] = move(value, device_of(t.data))
+            t._array[...] = move(value, device_of(t._array))
         for t in owners:  # an in-place change: a graph that saved the old values would say so
             t._bump_version()
 
@@ -173,7 +173,7 @@ class _Bucket:
 
     def __init__(self, params, dtype):
         self.params, self.dtype = params, dtype
-        self.sizes = [p.data.size for _, p in params]
+        self.sizes = [p._array.size for _, p in params]
         self.flat = np.empty(sum(self.sizes) + len(params), dtype=dtype)
 
     def pack(self):
@@ -182,7 +182,7 @@ class _Bucket:
             if p.grad is None:
                 flat[offset:offset + n] = 0
             else:
-                flat[offset:offset + n] = move(p.grad.data, "cpu").reshape(-1)
+                flat[offset:offset + n] = move(p.grad._array, "cpu").reshape(-1)
             offset += n
         flat[offset:] = [p.grad is not None for _, p in self.params]
         return flat
@@ -191,15 +191,15 @@ class _Bucket:
         offset, flags = 0, flat[len(flat) - len(self.params):]
         world = self.dtype.type(world)
         for (_, p), n, flag in zip(self.params, self.sizes, flags):
-            part = flat[offset:offset + n].reshape(p.data.shape)
+            part = flat[offset:offset + n].reshape(p._array.shape)
             offset += n
             if flag == 0:
                 continue  # no rank had a gradient
             mean = part / world  # the sum over ranks -> their mean
             if p.grad is None:
-                p.grad = Tensor._wrap(move(np.array(mean, copy=True), device_of(p.data)))
+                p.grad = Tensor._wrap(move(np.array(mean, copy=True), device_of(p._array)))
             else:
-                p.grad.data[...] = move(mean, device_of(p.grad.data))
+                p.grad._array[...] = move(mean, device_of(p.grad._array))
                 p.grad._bump_version()
 
 
@@ -207,12 +207,12 @@ def _make_buckets(params, cap_bytes):
     """Parameters in model order, split by dtype, then into runs of at most cap_bytes."""
     by_dtype = {}
     for name, p in params:
-        by_dtype.setdefault(p.data.dtype, []).append((name, p))
+        by_dtype.setdefault(p._array.dtype, []).append((name, p))
     buckets = []
     for dtype, group in by_dtype.items():
         current, size = [], 0
         for name, p in group:
-            nbytes = p.data.size * dtype.itemsize
+            nbytes = p._array.size * dtype.itemsize
             if current and size + nbytes > cap_bytes:
                 buckets.append(_Bucket(current, dtype))
                 current, size = [], 0

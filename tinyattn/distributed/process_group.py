@@ -160,11 +160,11 @@ def all_gather(tensor_list, tensor):
             raise ValueError(f"all_gather: tensor_list[{i}] has shape {tuple(out.shape)} and dtype {out.dtype}, "
                              f"the tensor {tuple(tensor.shape)} and {tensor.dtype}")
     _check_same_everywhere("all_gather", tensor, None)
-    send = np.ascontiguousarray(move(tensor.data, "cpu"))
+    send = np.ascontiguousarray(move(tensor._array, "cpu"))
     gathered = np.empty((world,) + send.shape, dtype=send.dtype)
     comm.Allgather(send, gathered)
     for out, value in zip(tensor_list, gathered):
-        out.data[...] = move(value, device_of(out.data))
+        out._array[...] = move(value, device_of(out._array))
         out._bump_version()
 
 
@@ -285,7 +285,7 @@ def _check_same_everywhere(name, tensor, extra):
 def _host_buffer(tensor):
     """A C-contiguous host array with the tensor's values, and a function that writes the result back
     into the tensor's own memory (a no-op when the buffer is that memory) and bumps its version."""
-    data = tensor.data
+    data = tensor._array
     on_host = device_of(data) == "cpu"
     host = np.ascontiguousarray(data) if on_host else np.ascontiguousarray(move(data, "cpu"))
     if host.ndim == 0:

@@ -189,7 +189,7 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, off
         return attention_composite(q, k, v, attn_mask, is_causal, scale, window=window, dropout_p=dropout_p,
                                    causal_offset=offset)
     batch = q.shape[:-2]
-    bias = attention_bias(attn_mask, batch, q.data)
+    bias = attention_bias(attn_mask, batch, q._array)
     win = -1 if window is None else int(window)
     return ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale), int(offset))
 
@@ -210,7 +210,7 @@ def attention_composite(
     q, k, v, scale, window = _check_attention_inputs(query, key, value, attn_mask, scale, window)
     L, S = q.shape[-2], k.shape[-2]
     scores = linalg.matmul(q, sh.transpose(k, -2, -1)) * scale  # (..., L, S)
-    allowed = allowed_aligned(L, S, is_causal, window, causal_offset, device_of(q.data))  # (L, S) bool
+    allowed = allowed_aligned(L, S, is_causal, window, causal_offset, device_of(q._array))  # (L, S) bool
     scores, allowed = apply_mask(scores, allowed, attn_mask)
     allowed = np.broadcast_to(allowed, np.broadcast_shapes(allowed.shape, scores.shape))
     dead = ~allowed.any(axis=-1, keepdims=True)  # rows with no key to attend to
@@ -264,7 +264,7 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
             raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} needs at least 2 dims (..., length, dim), got shape {t.shape}")
-    check_float(op, query.data, key.data, value.data)
+    check_float(op, query._array, key._array, value._array)
     if not (query.dtype == key.dtype == value.dtype):
         raise TypeError(f"{op}: dtypes differ: query {query.dtype}, key {key.dtype}, value {value.dtype}")
     shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
@@ -280,7 +280,7 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
         raise ValueError(f"{op}: batch dims do not broadcast: {shapes}") from None
     L, S = query.shape[-2], key.shape[-2]
     if attn_mask is not None:
-        mask = on_device_of(op, attn_mask, query.data)
+        mask = on_device_of(op, attn_mask, query._array)
         if isinstance(attn_mask, Variable) and attn_mask.requires_grad:
             raise TypeError(f"{op}: attn_mask must not require grad (tinyattn does not differentiate masks)")
         if mask.dtype != np.bool_ and mask.dtype.kind != "f":

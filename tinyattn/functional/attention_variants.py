@@ -77,7 +77,7 @@ RELEVANCES = ("dot", "additive")
 
 def normalize_scores(scores, allowed, normalizer="softmax", sigmoid_bias=True):
     """α' from α: `allowed` is a bool array broadcastable to scores (L, S) or (..., L, S)."""
-    allowed = np.broadcast_to(on_device_of("attention", allowed, scores.data), scores.shape)
+    allowed = np.broadcast_to(on_device_of("attention", allowed, scores._array), scores.shape)
     if normalizer == "softmax":
         return MaskedSoftmax.apply(scores, allowed)
     if normalizer == "sigmoid":
@@ -103,10 +103,10 @@ def apply_mask(scores, allowed, attn_mask):
     """Fold an SDPA-style mask into (scores, allowed): a bool mask (True = may attend) narrows
     `allowed`; a float mask is added to the scores, its -inf entries also leaving `allowed`.
     `allowed` comes back on the scores' device."""
-    allowed = on_device_of("attention", allowed, scores.data)
+    allowed = on_device_of("attention", allowed, scores._array)
     if attn_mask is None:
         return scores, allowed
-    mask = on_device_of("attention", attn_mask, scores.data)
+    mask = on_device_of("attention", attn_mask, scores._array)
     if mask.dtype == np.bool_:
         return scores, allowed & mask
     return ew.add(scores, mask.astype(scores.dtype)), allowed & (mask != -np.inf)

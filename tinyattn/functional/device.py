@@ -18,6 +18,6 @@ class ToDevice(Function):
 
 def to_device(x, target):
     """x on device `target` ("cpu" or "cuda"); x itself when it is already there."""
-    if device_of(x.data) == target:
+    if device_of(x._array) == target:
         return x
     return ToDevice.apply(x, target)

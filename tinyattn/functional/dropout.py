@@ -26,8 +26,8 @@ class Dropout(Function):
 
 def dropout(x, p=0.5, training=True):
     check_tensor("dropout", "input", x)
-    check_float("dropout", x.data)
-    if isinstance(p, Variable) and p.data.size == 1:
+    check_float("dropout", x._array)
+    if isinstance(p, Variable) and p._array.size == 1:
         p = p.item()  # PyTorch takes a one-element tensor as p
     if not isinstance(p, numbers.Real):  # (bools pass, as in PyTorch: True is p = 1)
         raise TypeError(f"dropout: probability p must be a number, got {type(p).__name__}")
@@ -37,4 +37,4 @@ def dropout(x, p=0.5, training=True):
         return x
     keep = default_generator().random(x.shape) >= p  # drawn on the host, then copied to x's device
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return Dropout.apply(x, backend_of(x.data).asarray((keep * scale).astype(x.dtype)))
+    return Dropout.apply(x, backend_of(x._array).asarray((keep * scale).astype(x.dtype)))

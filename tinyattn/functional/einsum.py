@@ -223,9 +223,9 @@ def einsum(equation, *operands):
         if t.dtype != first.dtype:
             raise TypeError(f"einsum: operands have different dtypes: operand 0 is {first.dtype}, operand {k} is "
                             f"{t.dtype}; convert them to one dtype first")
-        if device_of(t.data) != device_of(first.data):
-            raise RuntimeError(f"einsum: expected all operands on the same device, got {device_of(first.data)} "
-                               f"and {device_of(t.data)} (operand {k})")
+        if device_of(t._array) != device_of(first._array):
+            raise RuntimeError(f"einsum: expected all operands on the same device, got {device_of(first._array)} "
+                               f"and {device_of(t._array)} (operand {k})")
     shapes = [tuple(t.shape) for t in operands]
     labels, out = _parse("einsum", equation, shapes)
     written = set(_LETTERS.index(c) for c in equation if c in _LETTERS)

@@ -17,7 +17,7 @@ _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
 def _data(x):
-    return x.data if isinstance(x, Variable) else x
+    return x._array if isinstance(x, Variable) else x
 
 
 def operands(op, a, b):
@@ -29,9 +29,9 @@ def operands(op, a, b):
     shape, or checked to broadcast), and a float tensor with a Python int or float. Devices are
     checked by Function.apply."""
     if isinstance(a, Variable):
-        da = a.data
+        da = a._array
         if isinstance(b, Variable):
-            db = b.data
+            db = b._array
             if da.dtype == db.dtype and da.dtype.kind == "f":
                 if da.shape != db.shape:
                     check_broadcast(op, da.shape, db.shape)
@@ -39,7 +39,7 @@ def operands(op, a, b):
         elif (type(b) is float or type(b) is int) and da.dtype.kind == "f":
             return a, np.asarray(b, dtype=da.dtype)
     elif isinstance(b, Variable) and (type(a) is float or type(a) is int):
-        db = b.data
+        db = b._array
         if db.dtype.kind == "f":
             return np.asarray(a, dtype=db.dtype), b
     if not isinstance(a, Variable) and not isinstance(b, Variable):
@@ -65,8 +65,8 @@ def _common_dtype(a, b):
 
 def _cast(x, dtype):
     if isinstance(x, Variable):
-        if x.data.dtype.kind != "f" and x.data.dtype != dtype:
-            return x._wrap(x.data.astype(dtype))  # an int/bool tensor never requires grad
+        if x._array.dtype.kind != "f" and x._array.dtype != dtype:
+            return x._wrap(x._array.astype(dtype))  # an int/bool tensor never requires grad
         return x
     if (isinstance(x, np.ndarray) or is_device_array(x)) and x.dtype.kind == "f":
         return x
@@ -407,7 +407,7 @@ def div(a, b):
 
 def _float32_constant(t):
     """An integer operand (which never requires grad) as a float32 constant tensor or array."""
-    return t._wrap(t.data.astype(np.float32)) if isinstance(t, Variable) else t.astype(np.float32)
+    return t._wrap(t._array.astype(np.float32)) if isinstance(t, Variable) else t.astype(np.float32)
 
 
 def neg(x):
@@ -428,8 +428,8 @@ def pow(x, exponent):
 
 def _unary(function, name):
     def op(x):
-        if x.data.dtype not in _KERNEL_FLOATS:
-            check_float(name, x.data)  # raises the error
+        if x._array.dtype not in _KERNEL_FLOATS:
+            check_float(name, x._array)  # raises the error
         return function.apply(x)
 
     op.__name__ = name
@@ -451,7 +451,7 @@ def cast(x, dtype):
     if dtype == x.dtype:
         return x
     if not np.issubdtype(dtype, np.floating):
-        return x._wrap(x.data.astype(dtype))
+        return x._wrap(x._array.astype(dtype))
     return Cast.apply(x, dtype)
 
 
@@ -463,7 +463,7 @@ def gelu(x, approximate="tanh"):
     """GELU in its tanh form (PyTorch's `approximate='tanh'`), tinyattn's only form."""
     if approximate != "tanh":
         raise ValueError(f"gelu: only approximate='tanh' is implemented, got {approximate!r}")
-    check_float("gelu", x.data)
+    check_float("gelu", x._array)
     return Gelu.apply(x)
 
 
@@ -485,7 +485,7 @@ def where(condition, input, other):
 
 
 def masked_fill(x, mask, value):
-    mask = on_device_of("masked_fill", mask, x.data)
+    mask = on_device_of("masked_fill", mask, x._array)
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
     if check_broadcast("masked_fill", x.shape, mask.shape) != tuple(x.shape):
@@ -493,7 +493,7 @@ def masked_fill(x, mask, value):
     if isinstance(value, Variable):  # a 0-d tensor on x's device (its gradient is not tracked)
         if value.ndim != 0:
             raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
-        value = on_device_of("masked_fill", value, x.data).astype(x.dtype)
+        value = on_device_of("masked_fill", value, x._array).astype(x.dtype)
     else:
         value = np.asarray(value, dtype=x.dtype)
     return MaskedFill.apply(x, mask, value)

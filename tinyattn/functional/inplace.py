@@ -32,7 +32,7 @@ from .shape import _normalize_index, reshape
 def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input=True):
     """Change x in place to `compute(t)`, an out-of-place op applied to a tensor t holding x's value.
 
-    `direct(x)`, when given, does the same job by writing into x.data itself; it is used when
+    `direct(x)`, when given, does the same job by writing into x._array itself; it is used when
     nothing is recorded, to spare a temporary the size of x (x[i] = v, x.fill_(v)).
     `saves_input=False` says that compute's op does not keep t's values for its backward (add,
     where, setitem): t then shares x's memory instead of holding a copy of the old values.
@@ -47,7 +47,7 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input
             f"{op}: {what} that requires grad (shape {tuple(x.shape)}) cannot be changed in place while "
             "gradients are recorded; do it inside `with ta.no_grad():` (as an optimiser does), or change a .clone()"
         )
-    record = grad_mode and x.data.dtype.kind == "f" and (
+    record = grad_mode and x._array.dtype.kind == "f" and (
         x._requires_grad or any(isinstance(o, Variable) and o._requires_grad for o in operands))
     _check_writable(op, x)
     if not record:
@@ -57,18 +57,18 @@ def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input
             with no_grad():
                 result = compute(x)
             _check_result(op, x, result.shape, result.dtype, same_kind)
-            x.data[...] = result.data
+            x._array[...] = result._array
         x._bump_version()
         return x
     if x._view is not None:  # a view made under no_grad, or before its base changed: make it again first
         _take_place(x, replay_view(base, x._view[1]))
-    old = x._wrap(x.data.copy() if saves_input else x.data, x._requires_grad, x._node, x._index)
+    old = x._wrap(x._array.copy() if saves_input else x._array, x._requires_grad, x._node, x._index)
     result = compute(old)
     _check_result(op, x, result.shape, result.dtype, same_kind)
     if result.dtype != x.dtype:
         result = ew.cast(result, x.dtype)
     if x._view is None:
-        x.data[...] = result.data
+        x._array[...] = result._array
         _take_place(x, result)
     else:
         _write_into_base(op, x, result)
@@ -86,14 +86,14 @@ def _write_into_base(op, view, result):
     """An in-place op on a view changes its base: the base becomes a new node, old base with the
     view's elements replaced (PyTorch's CopySlices); the gradient of those elements goes to `result`."""
     base, steps = view._view
-    if device_of(base.data) != "cpu":
+    if device_of(base._array) != "cpu":
         raise NotImplementedError(f"{op}: changing a view of a cuda tensor in place while gradients are recorded "
                                   "is not supported yet; use the out-of-place op or torch-style x = x.clone()")
     positions = view_positions(base, steps).reshape(-1)
-    old_base = base._wrap(base.data, base._requires_grad, base._node, base._index)  # SetItem keeps no values of it
+    old_base = base._wrap(base._array, base._requires_grad, base._node, base._index)  # SetItem keeps no values of it
     flat = SetItem.apply(reshape(old_base, -1), reshape(result, -1), positions)
     new_base = reshape(flat, base.shape)
-    base.data[...] = new_base.data  # the view's elements included
+    base._array[...] = new_base._array  # the view's elements included
     _take_place(base, new_base)
 
 
@@ -106,7 +106,7 @@ def _refresh_views(base):
 
 
 def _check_writable(op, x):
-    if isinstance(x.data, np.ndarray) and not x.data.flags.writeable:
+    if isinstance(x._array, np.ndarray) and not x._array.flags.writeable:
         raise ValueError(
             f"{op}: the tensor of shape {tuple(x.shape)} is a read-only view (made by expand or broadcasting); "
             "change a .clone() instead"
@@ -124,13 +124,13 @@ def _check_result(op, x, shape, dtype, same_kind):
 def _value(op, value, x):
     """A fill value: a number, or a tensor on x's device (kept as a tensor so its gradient is tracked)."""
     if isinstance(value, Variable):
-        if device_of(value.data) != device_of(x.data):
-            on_device_of(op, value, x.data)  # raises, naming both devices
+        if device_of(value._array) != device_of(x._array):
+            on_device_of(op, value, x._array)  # raises, naming both devices
         return value
     if isinstance(value, (bool, int, float, np.number)):
         return value
     if isinstance(value, np.ndarray) or device_of(value) == "cuda":
-        return x._wrap(on_device_of(op, value, x.data))
+        return x._wrap(on_device_of(op, value, x._array))
     raise TypeError(f"{op}: expected a number or a tensor, got {type(value).__name__}")
 
 
@@ -209,18 +209,18 @@ def _replace(op, x, value, mask=None):
     if isinstance(value, Variable) and check_broadcast(op, x.shape, value.shape) != tuple(x.shape):
         raise ValueError(f"{op}: a value of shape {tuple(value.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
     if mask is not None:
-        mask = on_device_of(op, mask, x.data)
+        mask = on_device_of(op, mask, x._array)
         if mask.dtype != np.bool_:
             raise TypeError(f"{op}: mask must be a bool tensor, got dtype {mask.dtype}")
         if check_broadcast(op, x.shape, mask.shape) != tuple(x.shape):
             raise ValueError(f"{op}: mask of shape {tuple(mask.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
-    raw = value.data if isinstance(value, Variable) else value
+    raw = value._array if isinstance(value, Variable) else value
 
     def direct(x):
-        x.data[...] = raw if mask is None else np.where(mask, raw, x.data)
+        x._array[...] = raw if mask is None else np.where(mask, raw, x._array)
 
     def compute(t):
-        everywhere = mask if mask is not None else backend_of(t.data).xp.ones((), dtype=np.bool_)
+        everywhere = mask if mask is not None else backend_of(t._array).xp.ones((), dtype=np.bool_)
         if isinstance(value, Variable):
             return ew.where(everywhere, value if value.dtype == t.dtype else ew.cast(value, t.dtype), t)
         return ew.masked_fill(t, everywhere, value)
@@ -250,7 +250,7 @@ def masked_fill_(x, mask, value):
 def copy_(x, src):
     """x ← src, broadcast to x's shape and converted to x's dtype (any dtype, as in PyTorch)."""
     if not isinstance(src, Variable):
-        src = x._wrap(on_device_of("copy_", src, x.data))
+        src = x._wrap(on_device_of("copy_", src, x._array))
     if check_broadcast("copy_", x.shape, src.shape) != tuple(x.shape):
         raise ValueError(f"copy_: the source of shape {tuple(src.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
     return _replace("copy_", x, src)
@@ -293,18 +293,18 @@ def setitem(x, index, value):
     index = _normalize_index(x, index)
     value = _value("setitem", value, x)
     target = _indexed_shape(x.shape, index)
-    vshape = tuple(np.shape(value.data if isinstance(value, Variable) else value))
+    vshape = tuple(np.shape(value._array if isinstance(value, Variable) else value))
     trimmed = vshape[len(vshape) - len(target):] if len(vshape) > len(target) else vshape
     if any(n != 1 for n in vshape[: len(vshape) - len(trimmed)]) or _broadcasts_to(trimmed, target) is False:
         raise ValueError(f"setitem: a value of shape {vshape} cannot be assigned to x[index] of shape {target} "
                          f"(x has shape {tuple(x.shape)})")
-    raw = value.data if isinstance(value, Variable) else value
+    raw = value._array if isinstance(value, Variable) else value
 
     def direct(x):
-        x.data[index] = raw
+        x._array[index] = raw
 
     def compute(t):
-        v = value if isinstance(value, Variable) else t._wrap(backend_of(t.data).asarray(raw, dtype=t.dtype))
+        v = value if isinstance(value, Variable) else t._wrap(backend_of(t._array).asarray(raw, dtype=t.dtype))
         return SetItem.apply(t, v if v.dtype == t.dtype else ew.cast(v, t.dtype), index)
 
     return _apply("setitem", x, compute, (value,), same_kind=False, direct=direct, saves_input=False)

@@ -114,7 +114,7 @@ def matmul(a, b):
             raise TypeError(f"matmul: expected tensors, got {type(t).__name__}")
         if t.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    check_float("matmul", a.data, b.data)
+    check_float("matmul", a._array, b._array)
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: dtypes differ: {a.dtype} and {b.dtype}")
     if a.ndim == 1 and b.ndim == 1:
@@ -135,7 +135,7 @@ def linear(x, weight, bias=None):
     """y = x Wᵀ + b, PyTorch's F.linear: W is (out_features, in_features)."""
     for name, t in (("input", x), ("weight", weight)) + ((("bias", bias),) if bias is not None else ()):
         check_tensor("linear", name, t)
-    check_float("linear", x.data, weight.data)
+    check_float("linear", x._array, weight._array)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input {x.shape} and weight {weight.shape}: expected weight (out, {x.shape[-1] if x.ndim else '?'})")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):

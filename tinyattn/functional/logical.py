@@ -20,7 +20,7 @@ def _is_array(x):
 
 
 def _raw(x):
-    return x.data if isinstance(x, Variable) else x
+    return x._array if isinstance(x, Variable) else x
 
 
 def _describe(x):
@@ -50,7 +50,7 @@ def _bitwise_operands(op, a, b):
     like = a if isinstance(a, Variable) else b
     out = []
     for x in (a, b):
-        x = on_device_of(op, x, like.data) if _is_array(x) else np.asarray(x, dtype=dtype)
+        x = on_device_of(op, x, like._array) if _is_array(x) else np.asarray(x, dtype=dtype)
         out.append(x if x.dtype == dtype else x.astype(dtype))
     check_broadcast(op, np.shape(out[0]), np.shape(out[1]))
     return like, out
@@ -78,7 +78,7 @@ def bitwise_not(x):
     if x.dtype.kind not in "biu":
         raise TypeError(f"bitwise_not: ~ is only implemented for bool and integer tensors, got {_describe(x)}; "
                         "for floats use logical_not, or compare first")
-    return x._wrap(np.invert(x.data))
+    return x._wrap(np.invert(x._array))
 
 
 def _truth(op, x, like):
@@ -96,7 +96,7 @@ def _logical(ufunc, name):
         if not isinstance(a, Variable) and not isinstance(b, Variable):
             raise TypeError(f"{name}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")
         like = a if isinstance(a, Variable) else b
-        x, y = _truth(name, a, like.data), _truth(name, b, like.data)
+        x, y = _truth(name, a, like._array), _truth(name, b, like._array)
         check_broadcast(name, np.shape(x), np.shape(y))
         return like._wrap(ufunc(x, y))
 
@@ -113,7 +113,7 @@ logical_xor = _logical(np.logical_xor, "logical_xor")
 def logical_not(x):
     if not isinstance(x, Variable):
         raise TypeError(f"logical_not: expected a tensor, got {type(x).__name__}")
-    t = _truth("logical_not", x, x.data)
+    t = _truth("logical_not", x, x._array)
     return x._wrap(~t)
 
 
@@ -121,7 +121,7 @@ def _reduce_bool(op, x, dim, keepdim):
     if not isinstance(x, Variable):
         raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
     dims = normalize_dims(op, dim, x.ndim)
-    t = _truth(op, x, x.data)
+    t = _truth(op, x, x._array)
     reduce = np.all if op == "all" else np.any
     return x._wrap(reduce(t, axis=dims, keepdims=keepdim))
 

@@ -117,10 +117,10 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     check_tensor("cross_entropy", "input", input)
-    check_float("cross_entropy", input.data)
+    check_float("cross_entropy", input._array)
     if not (isinstance(target, (Variable, np.ndarray, list, tuple, numbers.Integral)) or is_device_array(target)):
         raise TypeError(f"cross_entropy: target must be a tensor of class indices, got {type(target).__name__}")
-    t = on_device_of("cross_entropy", target, input.data)
+    t = on_device_of("cross_entropy", target, input._array)
     logits = input
     if input.ndim == 1:
         expected = ()
@@ -154,7 +154,7 @@ def cross_entropy_composite(logits, target, ignore_index=-100, label_smoothing=0
     picked by integer indexing, mixed with the mean over the classes by the label smoothing ε,
     averaged over the rows whose target is not ignored.
     """
-    t = move(target.data if isinstance(target, Variable) else np.asarray(target), "cpu")  # indices, on the host
+    t = move(target._array if isinstance(target, Variable) else np.asarray(target), "cpu")  # indices, on the host
     shifted = ew.sub(logits, red.amax(logits, -1, keepdim=True).detach())
     logp = ew.sub(shifted, ew.log(red.sum(ew.exp(shifted), -1, keepdim=True)))
     rows = np.flatnonzero(t != ignore_index)
@@ -173,10 +173,10 @@ def mse_loss(input, target, reduction="mean"):
         raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     check_tensor("mse_loss", "input", input)
     check_tensor("mse_loss", "target", target)
-    check_float("mse_loss", input.data)
+    check_float("mse_loss", input._array)
     if target.dtype.kind in "biu":  # a constant: integer tensors never require grad
-        target = target._wrap(target.data.astype(input.dtype))
-    check_float("mse_loss", target.data)
+        target = target._wrap(target._array.astype(input.dtype))
+    check_float("mse_loss", target._array)
     check_broadcast("mse_loss", input.shape, target.shape)
     if tuple(input.shape) != tuple(target.shape):
         warnings.warn(

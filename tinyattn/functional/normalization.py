@@ -80,7 +80,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} shape {p.shape} differs from normalized_shape {normalized_shape}")
-    check_float("layer_norm", x.data, *(p.data for p in (weight, bias) if p is not None))
+    check_float("layer_norm", x._array, *(p._array for p in (weight, bias) if p is not None))
     dtypes = [("input", x)] + [(name, p) for name, p in (("weight", weight), ("bias", bias)) if p is not None]
     if len({t.dtype for _, t in dtypes}) > 1:
         listed = ", ".join(f"{name} {t.dtype}" for name, t in dtypes)
@@ -89,7 +89,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise TypeError(f"layer_norm: eps must be a non-negative number, got {type(eps).__name__}")
     if not eps >= 0:
         raise ValueError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
-    if x.data.size == 0:
+    if x._array.size == 0:
         # nothing to normalise (no rows, or rows of 0 elements): an empty result, still in the graph
         y = ew.mul(x, 0.0)
         for p in (weight, bias):

@@ -111,25 +111,25 @@ def sum(x, dim=None, keepdim=False, *, axis=None):
 
 
 def mean(x, dim=None, keepdim=False, *, axis=None):
-    check_float("mean", x.data)
+    check_float("mean", x._array)
     return Mean.apply(x, _dims("mean", x, dim, axis), keepdim)
 
 
 def amax(x, dim=None, keepdim=False, *, axis=None):
-    if x.data.size == 0:
+    if x._array.size == 0:
         raise ValueError(f"amax: cannot reduce an empty tensor of shape {x.shape}")
     return Amax.apply(x, _dims("amax", x, dim, axis), keepdim)
 
 
 def amin(x, dim=None, keepdim=False, *, axis=None):
-    if x.data.size == 0:
+    if x._array.size == 0:
         raise ValueError(f"amin: cannot reduce an empty tensor of shape {x.shape}")
     return Amin.apply(x, _dims("amin", x, dim, axis), keepdim)
 
 
 def var(x, dim=None, *, correction=1, keepdim=False, unbiased=None, axis=None):
     """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
-    check_float("var", x.data)
+    check_float("var", x._array)
     if unbiased is not None:
         correction = 1 if unbiased else 0
     return Var.apply(x, _dims("var", x, dim, axis), keepdim, correction)

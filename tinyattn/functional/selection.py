@@ -174,7 +174,7 @@ def _order(a, dim, descending):
 
 def _as_1d(x):
     """A 0-d tensor's data as shape (1,), so that dim 0 exists; others unchanged."""
-    return x.data.reshape(1) if x.ndim == 0 else x.data
+    return x._array.reshape(1) if x.ndim == 0 else x._array
 
 
 # ---- public functions ---------------------------------------------------------------
@@ -200,7 +200,7 @@ def _argext(op, x, dim, keepdim, largest):
     if dim is None:
         if x.numel() == 0:
             raise ValueError(f"{op}: cannot take the {op} of an empty tensor (shape {tuple(x.shape)})")
-        index = _arg_extreme(x.data.reshape(-1), 0, largest).reshape(())
+        index = _arg_extreme(x._array.reshape(-1), 0, largest).reshape(())
         return x._wrap(index.reshape((1,) * x.ndim) if keepdim else index)
     d = _one_dim(op, x, dim)
     _check_not_empty(op, x, d)
@@ -304,9 +304,9 @@ def clamp(x, min=None, max=None):
     for b in bounds:
         if not (isinstance(b, (Variable, bool, int, float, np.number, np.ndarray)) or is_device_array(b)):
             raise TypeError(f"clamp: min and max must be numbers or tensors, got {type(b).__name__}")
-        if isinstance(b, Variable) and device_of(b.data) != device_of(x.data):
-            raise RuntimeError(f"clamp: expected all tensors on the same device, got {device_of(x.data)} "
-                               f"and {device_of(b.data)}")
+        if isinstance(b, Variable) and device_of(b._array) != device_of(x._array):
+            raise RuntimeError(f"clamp: expected all tensors on the same device, got {device_of(x._array)} "
+                               f"and {device_of(b._array)}")
     if x.dtype == np.bool_ or any(getattr(_data(b), "dtype", None) == np.bool_ for b in bounds):
         raise TypeError(f"clamp: bool tensors are not supported (input dtype {x.dtype})")
     dtype = _clamp_dtype(x, bounds)
@@ -322,9 +322,9 @@ clip = clamp
 
 def _bound(b, like):
     """A bound as a tensor or an array on the device of tensor `like`."""
-    if isinstance(b, Variable) or device_of(b) == device_of(like.data):
+    if isinstance(b, Variable) or device_of(b) == device_of(like._array):
         return b
-    return move(b, device_of(like.data))
+    return move(b, device_of(like._array))
 
 
 def _clamp_dtype(x, bounds):

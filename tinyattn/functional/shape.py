@@ -166,7 +166,7 @@ def reshape(x, *shape):
 
 def contiguous(x):
     """x itself when its elements are laid out in row-major order, else a row-major copy (differentiable)."""
-    data = x.data
+    data = x._array
     if data.is_contiguous if hasattr(data, "is_contiguous") else data.flags.c_contiguous:
         return x
     return Contiguous.apply(x)
@@ -177,7 +177,7 @@ def view(x, *shape):
     shape without a copy (a transposed matrix flattened), it is an error, as in PyTorch, so that an
     in-place change of the result can never miss x; .reshape() copies there instead."""
     out = reshape(x, *shape)
-    if out is not x and out.data.size and _memory_owner(out.data) is not _memory_owner(x.data):
+    if out is not x and out._array.size and _memory_owner(out._array) is not _memory_owner(x._array):
         raise RuntimeError(f"view: a tensor of shape {tuple(x.shape)} whose elements are not laid out in row-major "
                            f"order (a transpose or a strided slice) cannot be viewed as {tuple(out.shape)} without a "
                            "copy; use .reshape(...) (or .contiguous().view(...))")
@@ -292,7 +292,7 @@ def _normalize_index(x, index):
     out = []
     for item in items:
         if isinstance(item, Variable):
-            item = item.data.copy()  # a snapshot: backward reads the index after the user may have changed it
+            item = item._array.copy()  # a snapshot: backward reads the index after the user may have changed it
         elif isinstance(item, (list, np.ndarray)):
             item = np.array(item)
         if hasattr(item, "dtype") and item.dtype != np.bool_ and not np.issubdtype(item.dtype, np.integer):

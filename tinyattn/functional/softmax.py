@@ -49,7 +49,7 @@ class LogSoftmax(Function):
 
 
 def _dim(op, x, dim):
-    check_float(op, x.data)
+    check_float(op, x._array)
     if dim is None:
         raise TypeError(f"{op}: pass dim explicitly (PyTorch's implicit dim is deprecated)")
     if x.ndim == 0:

@@ -24,9 +24,9 @@ class Embedding(Function):
 def embedding(input, weight):
     """PyTorch's F.embedding(input, weight): input holds integer indices into weight's rows."""
     check_tensor("embedding", "weight", weight)
-    index = on_device_of("embedding", input, weight.data)
+    index = on_device_of("embedding", input, weight._array)
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
-    check_float("embedding", weight.data)
+    check_float("embedding", weight._array)
     check_indices("embedding", index, weight.shape[0], "index")
     return Embedding.apply(weight, index)

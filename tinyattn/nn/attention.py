@@ -72,7 +72,7 @@ class SelfAttention(Module):
             scores = (q @ k.mT) * (1.0 / math.sqrt(self.d_qk))  # α (..., N, N)
         else:
             scores = F.additive_relevance(q, k, self.w_1, self.w_2, self.w)
-        allowed = F.allowed_positions(n, n, self.causal, self.window, device_of(a.data))
+        allowed = F.allowed_positions(n, n, self.causal, self.window, device_of(a._array))
         scores, allowed = F.apply_mask(scores, allowed, attn_mask)
         weights = F.normalize_scores(scores, allowed, self.normalizer, self.sigmoid_bias)  # α'
         b = weights @ v
@@ -137,7 +137,7 @@ class LayerKVCache:
             self.key = F.cat([self.key, key], dim=2)  # (N, H, S + T, D)
             self.value = F.cat([self.value, value], dim=2)
         else:  # generation: written into buffers that grow by doubling, no copy of the cached positions
-            self._append(key.data, value.data)
+            self._append(key._array, value._array)
         return self.key, self.value
 
     def _append(self, k, v):
@@ -159,7 +159,7 @@ class LayerKVCache:
         k, v = self.key, self.value
         return (self._owner is not None and self._owner() is owner and k.shape[0] == n and k.shape[1] == h
                 and k.shape[3] == d and v.shape[:2] == k.shape[:2] and v.shape[3] == d and k.dtype == dtype
-                and v.dtype == dtype and isinstance(k.data, np.ndarray) and isinstance(v.data, np.ndarray))
+                and v.dtype == dtype and isinstance(k._array, np.ndarray) and isinstance(v._array, np.ndarray))
 
     def _reserve(self, n, h, dk, dv, t, dtype, xp=np):
         """Key and value buffers (n, h, capacity, dk / dv) holding the S cached positions with room for t more
@@ -172,8 +172,8 @@ class LayerKVCache:
         cap = max(2 * (s + t), 16)
         buffers = (xp.empty((n, h, cap, dk), dtype=dtype), xp.empty((n, h, cap, dv), dtype=dtype))
         if s:
-            buffers[0][:, :, :s] = self.key.data
-            buffers[1][:, :, :s] = self.value.data
+            buffers[0][:, :, :s] = self.key._array
+            buffers[1][:, :, :s] = self.value._array
         return buffers
 
     def _filled(self, owner, length, buffers):
@@ -348,7 +348,7 @@ class MultiheadAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.update(k, v, owner=self)  # (N, H, S, D): cached positions, then the new ones
         S = k.shape[2]
-        mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q.data, batched)
+        mask = self._merge_masks(attn_mask, key_padding_mask, n, L, S, q._array, batched)
         dropout_p = self.dropout if self.training else 0.0
         # with a cache the causal mask is aligned to the bottom-right: new query t sits at position S - L + t
         causal_offset = S - L if kv_cache is not None else 0

@@ -11,7 +11,7 @@ from ..random import default_generator
 def _fill(t, values):
     """t's data = host `values` (a number, or drawn from the one host generator and copied to t's
     device), in place: the tensor keeps its identity, and its version counter records the change."""
-    t.data[...] = values if np.isscalar(values) else move(values, device_of(t.data))
+    t._array[...] = values if np.isscalar(values) else move(values, device_of(t._array))
     t._bump_version()
     return t
 

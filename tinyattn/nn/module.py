@@ -204,7 +204,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data[...] = 0
+                p.grad._array[...] = 0
 
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
@@ -225,11 +225,11 @@ class Module:
                         continue
                     cast = dtype is not None and t.dtype.kind == "f" and t.dtype != dtype
                     if device is not None:
-                        t.data = move(t.data, device.type)
+                        t._array = move(t._array, device.type)
                         if t.grad is not None:
-                            t.grad.data = move(t.grad.data, device.type)
+                            t.grad._array = move(t.grad._array, device.type)
                     if cast:
-                        t.data = t.data.astype(dtype)
+                        t._array = t._array.astype(dtype)
                         t.grad = None
         return self
 
@@ -294,7 +294,7 @@ class Module:
                 raise ValueError(f"{op}: key {key!r} has shape {value.shape}, the model expects {target.shape}")
             updates.append((target, value))
         for target, value in updates:
-            target.data[...] = move(value, device_of(target.data))  # shares memory with the parameter
+            target._array[...] = move(value, device_of(target._array))  # shares memory with the parameter
             target._bump_version()  # and its version counter: a graph that saved the old value will say so
         return IncompatibleKeys(missing, unexpected)
 
@@ -392,7 +392,7 @@ class _BackwardHook:
         result = self._call(grad_input)
         if result is None:
             return grads
-        return tuple(None if result[i] is None else result[i].data for i in self.input_positions)
+        return tuple(None if result[i] is None else result[i]._array for i in self.input_positions)
 
     def _call(self, grad_input):
         grad_output = self.grad_output if self.grad_output is not None else (None,) * self.n_outputs

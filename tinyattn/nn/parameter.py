@@ -13,7 +13,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, requires_grad=True):
-        array = data.data if isinstance(data, Tensor) else np.asarray(data)
+        array = data._array if isinstance(data, Tensor) else np.asarray(data)
         super().__init__(array, requires_grad=requires_grad, dtype=array.dtype)
 
     def __repr__(self):

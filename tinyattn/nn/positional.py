@@ -130,7 +130,7 @@ class RotaryEmbedding(Module):
         offset = _check_length("RotaryEmbedding", x, self.max_len, None, offset)
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"RotaryEmbedding: expected head_dim {self.head_dim}, got input of shape {x.shape}")
-        cos, sin = self._cos_sin(x.shape[-2], x.data, offset)
+        cos, sin = self._cos_sin(x.shape[-2], x._array, offset)
         return apply_rotary(x, cos, sin)
 
     def forward(self, q, k, offset=0):

@@ -115,7 +115,7 @@ class TransformerEncoderLayer(Module):
         # an exact LayerKVCache: a subclass may change update(), which the fused step does not call
         if not isinstance(src, Tensor) or type(kv_cache) is not LayerKVCache or src.ndim not in (2, 3):
             return None
-        x = src.data
+        x = src._array
         e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
         if (type(x) is not np.ndarray or x.shape[-1] != e or not 0 < x.size <= _DECODE_MAX_ROWS * e
                 or dtype not in _DECODE_DTYPES):
@@ -128,7 +128,7 @@ class TransformerEncoderLayer(Module):
             if p is None:  # no bias: zeros; a LayerNorm without weight: ones
                 arrays.append((np.ones if len(arrays) in (4, 6) else np.zeros)(shape, dtype))
                 continue
-            a = p.data
+            a = p._array
             if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
                 return None
             arrays.append(a)

@@ -18,7 +18,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     """
     if isinstance(parameters, Variable):
         parameters = [parameters]
-    grads = [p.grad.data for p in parameters if p.grad is not None]
+    grads = [p.grad._array for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(0.0)
     total = np.sqrt(functools.reduce(operator.add, [np.sum(g.astype(np.float64) ** 2) for g in grads]))

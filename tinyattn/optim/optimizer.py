@@ -181,8 +181,8 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                self._follow(p.data, state)
-                self._update(p.data, p.grad.data, state, group)
+                self._follow(p._array, state)
+                self._update(p._array, p.grad._array, state, group)
                 p._bump_version()  # p changed in place: a graph that saved it can no longer backward
         return loss
 
@@ -286,7 +286,7 @@ class Optimizer:
             value = np.asarray(value.numpy() if isinstance(value, Tensor) else move(value, "cpu"))
             if value.shape != p.shape:
                 raise ValueError(f"{where}: {key!r} has shape {value.shape}, the parameter has shape {p.shape}")
-            out[key] = move(value.astype(p.dtype, copy=True), device_of(p.data))
+            out[key] = move(value.astype(p.dtype, copy=True), device_of(p._array))
         return out
 
     def __repr__(self):
