@@ -59,7 +59,8 @@ class CharTransformer(nn.Module):
         self.embed = nn.Embedding(vocab, d_model)
         self.pos = nn.LearnedPositionalEncoding(d_model=d_model, max_len=context)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True, causal=True)
+            nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True, causal=True,
+                                       activation=nn.GELU(approximate="tanh"), norm_first=True)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)

@@ -31,7 +31,8 @@ class ReverseTransformer(nn.Module):
         else:
             self.pos = nn.LearnedPositionalEncoding(d_model=d_model, max_len=seq_len)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
+            nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True,
+                                       activation=nn.GELU(approximate="tanh"), norm_first=True)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)

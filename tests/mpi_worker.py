@@ -31,7 +31,8 @@ class TinyLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(VOCAB, 16)
         self.pos = nn.LearnedPositionalEncoding(d_model=16, max_len=CONTEXT)
-        self.layer = nn.TransformerEncoderLayer(16, 2, 32, 0.0, batch_first=True, causal=True)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, 0.0, batch_first=True, causal=True,
+                                                activation=nn.GELU(approximate="tanh"), norm_first=True)
         self.head = nn.Linear(16, VOCAB)
         self.register_buffer("scale", ta.ones(16) * scale)
 

@@ -509,7 +509,7 @@ def test_review_layers_and_initialisers_on_gpu(rng):
 
     def rnn(t):
         ta.manual_seed(0)
-        return nn.RNN(5, 4, dtype=ta.float64).to(t.device)(t)[0]
+        return nn.RNN(5, 4, batch_first=True, dtype=ta.float64).to(t.device)(t)[0]
 
     both(conv, x)
     both(rnn, x)

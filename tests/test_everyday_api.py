@@ -617,7 +617,7 @@ def test_module_dict():
 
 def test_transformer_encoder_is_a_stack_of_deep_copies():
     ta.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, activation=nn.GELU(approximate="tanh"), norm_first=True)
     enc = nn.TransformerEncoder(layer, num_layers=3, norm=nn.LayerNorm(8))
     names = [k for k, _ in enc.named_parameters()]
     assert names[0] == "layers.0.self_attn.in_proj_weight" and "layers.2.linear2.bias" in names
@@ -643,7 +643,8 @@ def test_transformer_encoder_is_a_stack_of_deep_copies():
 
 
 def test_transformer_encoder_gradcheck_with_masks(rng):
-    layer = nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=True, activation="relu", dtype=ta.float64)
+    layer = nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=True, activation="relu", norm_first=True,
+                                       dtype=ta.float64)
     enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(4, dtype=ta.float64))
     x = leaf(rng, 2, 3, 4)
     pad = ta.tensor([[False, False, True], [False, False, False]])
@@ -761,7 +762,7 @@ def test_ops_on_the_gpu_match_the_cpu(case):
 
 @needs_cuda
 def test_transformer_encoder_copies_a_layer_on_the_gpu():
-    layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True).to("cuda")
+    layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True, activation=nn.GELU(approximate="tanh"), norm_first=True).to("cuda")
     enc = nn.TransformerEncoder(layer, 2)
     p0, p1 = enc.layers[0].linear1.weight, enc.layers[1].linear1.weight
     assert p0.is_cuda and p0._array is not p1._array and p0._array is not layer.linear1.weight._array

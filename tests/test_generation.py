@@ -198,13 +198,14 @@ class TinyLM(nn.Module):
         self.pos = {"sinusoidal": nn.SinusoidalPositionalEncoding(D, C, dtype=dtype),
                     "learned": nn.LearnedPositionalEncoding(D, C, dtype=dtype), "rotary": None}[encoding]
         layer = nn.TransformerEncoderLayer(D, H, 24, dropout=0.0, batch_first=True, causal=True, dtype=dtype,
-                                           rotary=rope)
+                                           rotary=rope, activation=nn.GELU(approximate="tanh"), norm_first=True)
         self.stack = stack
         if stack:
             self.encoder = nn.TransformerEncoder(layer, 2)
         else:  # a ModuleList the model walks itself, handing cache[i] to layer i
             self.layers = nn.ModuleList([layer, nn.TransformerEncoderLayer(D, H, 24, dropout=0.0, batch_first=True,
-                                                                           causal=True, dtype=dtype, rotary=rope)])
+                                                                           causal=True, dtype=dtype, rotary=rope,
+                                                                           activation=nn.GELU(approximate="tanh"), norm_first=True)])
         self.head = nn.Linear(D, V, dtype=dtype)
 
     def forward(self, tokens, kv_cache=None):
@@ -477,6 +478,8 @@ from tinyattn.nn import transformer as _transformer  # noqa: E402
 def _fused_layer(norm_first, activation, bias, dtype, batch_first=True, dropout=0.0):
     """A causal layer (d_model D, H heads, ff 24); bias=False: no biases anywhere, norm1 without affine
     parameters and norm2 without bias, so every missing-parameter branch of the fused step runs."""
+    if activation == "gelu":  # the tanh form, the GELU the fused kernel implements ("gelu" is the exact one)
+        activation = nn.GELU(approximate="tanh")
     layer = nn.TransformerEncoderLayer(D, H, 24, dropout, activation, batch_first=batch_first,
                                        norm_first=norm_first, causal=True, dtype=dtype)
     if not bias:
@@ -723,7 +726,7 @@ def test_fused_decode_review_fixes(monkeypatch, fused_calls):
 
     # a constant row with eps = 0: NaN, as op by op, not a ZeroDivisionError
     flat = nn.TransformerEncoderLayer(D, H, 24, 0.0, layer_norm_eps=0.0, batch_first=True, causal=True,
-                                      dtype=ta.float64).eval()
+                                      dtype=ta.float64, activation=nn.GELU(approximate="tanh"), norm_first=True).eval()
     ys = []
     for fused in (True, False):
         monkeypatch.setattr(_transformer, "_FUSED_DECODE", fused)

@@ -164,7 +164,7 @@ def test_conv1d_matches_a_direct_loop_and_gradchecks(rng):
 
 
 def test_rnn_matches_the_recurrence_and_gradchecks(rng):
-    rnn = nn.RNN(3, 4, dtype=ta.float64)
+    rnn = nn.RNN(3, 4, batch_first=True, dtype=ta.float64)
     x = leaf(rng, 2, 5, 3)
     out, h = rnn(x)
     hs = np.zeros((2, 4))
@@ -180,7 +180,7 @@ def test_rnn_matches_the_recurrence_and_gradchecks(rng):
 def test_rnn_matches_pytorch():
     torch = pytest.importorskip("torch")
     ref = torch.nn.RNN(3, 4, batch_first=True, dtype=torch.float64)
-    rnn = nn.RNN(3, 4, dtype=ta.float64)
+    rnn = nn.RNN(3, 4, batch_first=True, dtype=ta.float64)
     rnn.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     out, h = rnn(ta.tensor(x))
@@ -192,7 +192,7 @@ def test_rnn_matches_pytorch():
 @pytest.mark.parametrize("causal", [False, True])
 def test_transformer_encoder_layer_gradchecks(rng, causal):
     layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, batch_first=True, causal=causal,
-                                       dtype=ta.float64)
+                                       activation=nn.GELU(approximate="tanh"), norm_first=True, dtype=ta.float64)
     x = leaf(rng, 2, 3, 4)
     assert module_gradcheck(layer, x, name=f"TransformerEncoderLayer[causal={causal}]")
     if causal:  # position 0 must not see later positions
@@ -207,7 +207,8 @@ def test_transformer_encoder_layer_matches_pytorch():
     torch.manual_seed(0)
     ref = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation=lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
                                            batch_first=True, norm_first=True, dtype=torch.float64).eval()
-    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, dtype=ta.float64)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, activation=nn.GELU(approximate="tanh"), norm_first=True,
+                                       dtype=ta.float64)
     layer.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((2, 5, 8))
     mask = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)

@@ -70,7 +70,7 @@ def test_record_adds_inputs_without_grad_and_module_paths_and_changes_nothing():
 
 def test_collapse_makes_one_box_per_module_call():
     ta.manual_seed(0)
-    block = nn.Sequential(nn.Linear(4, 4), nn.GELU())
+    block = nn.Sequential(nn.Linear(4, 4), nn.GELU(approximate="tanh"))
     head = nn.Linear(4, 2)
     model = nn.ModuleDict({"block": block, "head": head})
     x = ta.randn(3, 4)
@@ -96,7 +96,7 @@ def test_collapse_makes_one_box_per_module_call():
 
 def test_the_layout_keeps_boxes_apart_and_arrows_pointing_down():
     ta.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, activation=nn.GELU(approximate="tanh"), norm_first=True)
     y = layer(ta.randn(2, 3, 8, requires_grad=True)).sum()
     g = viz.build_graph(y, module=layer)
     boxes, routes, width, height = viz.layout(g)

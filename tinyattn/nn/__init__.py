@@ -1,12 +1,15 @@
 """Neural-network building blocks with torch.nn's names."""
 from . import functional, init, utils
 from .attention import KVCache, LayerKVCache, MultiheadAttention, SelfAttention
-from .containers import ModuleDict, ModuleList, Sequential
+from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d
-from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU
+from .layers import Dropout, Embedding, Flatten, Identity, LayerNorm, Linear, Unflatten
 from .loss import CrossEntropyLoss, MSELoss
 from .module import Module
 from .parameter import Parameter
 from .positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
 from .rnn import RNN
-from .transformer import TransformerEncoder, TransformerEncoderLayer
+from .transformer import (
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)

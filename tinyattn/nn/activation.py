@@ -1,0 +1,237 @@
+"""Activation modules with torch.nn's names, signatures and defaults, and the few activation functions
+they need that tinyattn.functional lacks (exact GELU, SiLU, leaky ReLU), each a Function with its
+hand-written backward.
+
+    GELU(approximate='none')   y = x Φ(x) = x/2 (1 + erf(x/√2))       (PyTorch's default, the exact form)
+    GELU(approximate='tanh')   tinyattn.functional.gelu, the tanh form
+    SiLU                       y = x σ(x)
+    LeakyReLU(negative_slope)  y = x if x > 0 else slope x
+    Tanh, Sigmoid, ReLU, Softmax(dim), LogSoftmax(dim)
+
+The exact GELU runs on CPU arrays only (a Numba loop over math.erf); on the GPU use approximate='tanh'.
+"""
+import math
+import numbers
+import warnings
+
+import numpy as np
+from numba import njit
+
+from .. import functional as F
+from ..autograd import Function
+from .module import Module
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@njit(cache=True)
+def _gelu_erf(x, y):
+    """for i: y[i] = x[i]/2 (1 + erf(x[i]/√2))   (flat, contiguous arrays)."""
+    for i in range(x.size):
+        v = x[i]
+        y[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@njit(cache=True)
+def _gelu_erf_backward(x, dy, dx):
+    """for i: dx[i] = dy[i] (Φ(x[i]) + x[i] φ(x[i])),  Φ(v) = (1 + erf(v/√2))/2,  φ(v) = e^(-v²/2)/√(2π)."""
+    for i in range(x.size):
+        v = x[i]
+        cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+        pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
+        dx[i] = dy[i] * (cdf + v * pdf)
+
+
+def _cpu_float(op, x):
+    a = x._array
+    if type(a) is not np.ndarray:
+        raise NotImplementedError(f"{op}: only implemented for CPU tensors (got one on {x.device}); "
+                                  "use approximate='tanh' on the GPU")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {a.dtype}")
+
+
+class GeluErf(Function):
+    """GELU, exact form: y = x Φ(x), Φ the standard normal CDF = (1 + erf(x/√2))/2.
+
+    Backward: dx = dy (Φ(x) + x φ(x)), φ(x) = e^(-x²/2)/√(2π).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        xc = np.ascontiguousarray(x)
+        y = np.empty_like(xc)
+        _gelu_erf(xc.reshape(-1), y.reshape(-1))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        xc = np.ascontiguousarray(x)
+        dyc = np.ascontiguousarray(dy, dtype=xc.dtype)
+        dx = np.empty_like(xc)
+        _gelu_erf_backward(xc.reshape(-1), dyc.reshape(-1), dx.reshape(-1))
+        return dx
+
+
+class Silu(Function):
+    """y = x σ(x).  Backward: dx = dy σ(x) (1 + x (1 - σ(x)))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = 0.5 * (1 + np.tanh(0.5 * x))  # σ(x) without overflow
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, s = ctx.saved
+        return dy * (s * (1 + x * (1 - s)))
+
+
+class LeakyRelu(Function):
+    """y = x where x > 0, else slope · x.  Backward: dx = dy where x > 0, else slope · dy."""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return np.where(x > 0, x, x * x.dtype.type(slope))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return np.where(x > 0, dy, dy * dy.dtype.type(ctx.slope)), None
+
+
+def gelu(input, approximate="none"):
+    """PyTorch's F.gelu: approximate='none' (default) is the exact erf form, 'tanh' the tanh form."""
+    if approximate == "tanh":
+        return F.gelu(input, "tanh")
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    _cpu_float("gelu", input)
+    return GeluErf.apply(input)
+
+
+def silu(input, inplace=False):
+    """PyTorch's F.silu: x σ(x). inplace=True is accepted and computes out of place."""
+    if input._array.dtype.kind != "f":
+        raise TypeError(f"silu: expected a floating-point tensor, got dtype {input.dtype}")
+    return Silu.apply(input)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """PyTorch's F.leaky_relu. inplace=True is accepted and computes out of place."""
+    if not isinstance(negative_slope, numbers.Real) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
+    if input._array.dtype.kind != "f":
+        raise TypeError(f"leaky_relu: expected a floating-point tensor, got dtype {input.dtype}")
+    return LeakyRelu.apply(input, float(negative_slope))
+
+
+def _legacy_softmax_dim(name, ndim):
+    """PyTorch's implicit dim for Softmax(dim=None): 0 for 0-, 1- and 3-D inputs, else 1 (with its warning)."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X "
+                  "as an argument.", UserWarning, stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class GELU(Module):
+    """y = x Φ(x) (approximate='none', PyTorch's default) or its tanh form (approximate='tanh')."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input):
+        return gelu(input, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class ReLU(Module):
+    """y = max(x, 0). inplace=True is accepted (the result is computed out of place)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.relu(input)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class Tanh(Module):
+    def forward(self, input):
+        return F.tanh(input)
+
+
+class Sigmoid(Module):
+    def forward(self, input):
+        return F.sigmoid(input)
+
+
+class SiLU(Module):
+    """y = x σ(x). inplace=True is accepted (the result is computed out of place)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return silu(input)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class LeakyReLU(Module):
+    """y = x if x > 0 else negative_slope · x. inplace=True is accepted (computed out of place)."""
+
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input):
+        return leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Softmax(Module):
+    """softmax along dim (dim=None: PyTorch's deprecated implicit choice, with its warning)."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        dim = _legacy_softmax_dim("softmax", input.ndim) if self.dim is None else self.dim
+        return F.softmax(input, dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """log_softmax along dim (dim=None: PyTorch's deprecated implicit choice, with its warning)."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        dim = _legacy_softmax_dim("log_softmax", input.ndim) if self.dim is None else self.dim
+        return F.log_softmax(input, dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
