@@ -89,9 +89,13 @@ def test_optimizer_matches_pytorch():
 def test_defaults_are_pytorchs():
     w = _param()
     assert ta.optim.SGD([w]).defaults == {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
-                                          "nesterov": False}
-    assert ta.optim.Adam([w]).defaults == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
-    assert ta.optim.AdamW([w]).defaults["weight_decay"] == 1e-2
+                                          "nesterov": False, "maximize": False, "foreach": None,
+                                          "differentiable": False, "fused": None}
+    adam = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "maximize": False,
+            "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+            "decoupled_weight_decay": False}
+    assert ta.optim.Adam([w]).defaults == adam
+    assert ta.optim.AdamW([w]).defaults == {**adam, "weight_decay": 1e-2, "decoupled_weight_decay": True}
 
 
 # ---- param groups --------------------------------------------------------------------------
@@ -173,8 +177,10 @@ def test_a_group_takes_the_defaults_it_does_not_give():
     opt = ta.optim.Adam([{"params": [a]}, {"params": (p for p in [b]), "lr": 0.5, "betas": [0.8, 0.9]}], lr=0.1,
                         weight_decay=0.01)
     g0, g1 = opt.param_groups
-    assert g0 == {"params": [a], "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-    assert g1 == {"params": [b], "lr": 0.5, "betas": (0.8, 0.9), "eps": 1e-8, "weight_decay": 0.01}
+    flags = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+             "fused": None, "decoupled_weight_decay": False}
+    assert g0 == {"params": [a], "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, **flags}
+    assert g1 == {"params": [b], "lr": 0.5, "betas": (0.8, 0.9), "eps": 1e-8, "weight_decay": 0.01, **flags}
     opt.add_param_group({"params": [_param()], "eps": 1e-6})
     assert opt.param_groups[2]["eps"] == 1e-6 and opt.param_groups[2]["lr"] == 0.1
 

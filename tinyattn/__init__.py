@@ -26,4 +26,13 @@ from .serialization import load, save
 from .tensor import Tensor
 from .dtypes import bool_ as bool  # noqa: E402  (torch.bool; shadows the builtin only in this namespace)
 
+# What PyTorch programs set or call around the model: mixed precision, backend flags, threads, compile.
+from . import amp, backends, settings  # noqa: E402
+from .amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
+from .autograd import inference_mode  # noqa: E402
+from .settings import (  # noqa: E402
+    are_deterministic_algorithms_enabled, compile, get_float32_matmul_precision, get_num_threads,
+    set_float32_matmul_precision, set_num_threads, use_deterministic_algorithms,
+)
+
 __version__ = "0.1.0"

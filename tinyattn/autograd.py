@@ -137,6 +137,23 @@ class set_grad_enabled(_GradMode):
         return super().__call__(function)
 
 
+class inference_mode(_GradMode):
+    """torch.inference_mode(mode=True): for tinyattn the same as no_grad() (mode=True) or
+    enable_grad() (mode=False); it has no separate inference tensors. A context manager and a decorator,
+    with or without parentheses."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # @inference_mode without parentheses
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = not mode
+
+    def _fresh(self):
+        return _Deferred(self.mode)
+
+
 class _Deferred(_GradMode):
     """set_grad_enabled's mode, entered at each call of a function it decorates."""
 

@@ -1,5 +1,6 @@
 """Gradient utilities."""
 import functools
+import math
 import operator
 
 import numpy as np
@@ -9,20 +10,34 @@ from ..backend import backend_of
 from ..tensor import Tensor
 
 
-def clip_grad_norm_(parameters, max_norm, eps=1e-6):
-    """Scale every gradient by min(1, max_norm / (‖g‖ + eps)), ‖g‖ the 2-norm over all of them.
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+    """Scale every gradient by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ the norm_type-norm of all of them
+    together (as if concatenated; norm_type may be inf), as PyTorch does.
 
-    Returns the norm before clipping as a 0-d tensor, as PyTorch does (read it with .item()).
-    Everything stays on the gradients' device: a GPU step does not wait for the norm.
-    `parameters` is a tensor or an iterable of them.
+    Returns the norm before clipping as a 0-d tensor (read it with .item()). With error_if_nonfinite=True a
+    NaN or infinite norm raises instead of scaling. Everything stays on the gradients' device.
+    `parameters` is a tensor or an iterable of them; `foreach` is accepted and changes nothing.
     """
     if isinstance(parameters, Variable):
         parameters = [parameters]
+    max_norm, norm_type = float(max_norm), float(norm_type)
     grads = [p.grad._array for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(0.0)
-    total = np.sqrt(functools.reduce(operator.add, [np.sum(g.astype(np.float64) ** 2) for g in grads]))
-    scale = np.minimum(max_norm / (total + eps), 1.0)
+    if norm_type == math.inf:
+        total = functools.reduce(np.maximum, [np.max(np.abs(g)).astype(np.float64) for g in grads if g.size],
+                                 np.float64(0.0))
+    elif norm_type == 2.0:
+        total = np.sqrt(functools.reduce(operator.add, [np.sum(g.astype(np.float64) ** 2) for g in grads]))
+    else:
+        total = functools.reduce(operator.add, [np.sum(np.abs(g.astype(np.float64)) ** norm_type) for g in grads])
+        total = total ** (1.0 / norm_type)
+    if error_if_nonfinite and not bool(np.isfinite(total)):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} for gradients from "
+                           f"{len(grads)} parameters is non-finite, so it cannot be clipped. To disable this "
+                           "error and scale the gradients by the non-finite norm anyway, set "
+                           "`error_if_nonfinite=False`")
+    scale = np.minimum(max_norm / (total + 1e-6), 1.0)
     for g in grads:
         g *= scale.astype(g.dtype)
     return Tensor._wrap(backend_of(grads[0]).asarray(total, dtype=grads[0].dtype))

@@ -130,6 +130,8 @@ class Optimizer:
                     raise TypeError(f"{at}{key} must be True or False, got {value!r}")
                 value = bool(value)
             elif key in _NUMBER_KEYS:
+                if isinstance(value, Tensor) and value.numel() == 1 and value.dtype.kind == "f":
+                    value = value.item()  # a tensor lr (PyTorch keeps the tensor; here its value is taken now)
                 if not _is_number(value):
                     raise TypeError(f"{at}{key} must be a number, got {type(value).__name__}")
                 value = float(value)
@@ -267,12 +269,17 @@ class Optimizer:
         self.param_groups[:] = new_groups
         self.state = new_state
 
+    def _state_keys_for(self, p):
+        """The buffers that p's state holds once it has any (None: any set is accepted)."""
+        return self._state_keys
+
     def _load_buffers(self, buffers, p, where):
         if not isinstance(buffers, dict):
             raise ValueError(f"{where} must be a dict of buffers, got {type(buffers).__name__}")
-        if self._state_keys is not None and set(buffers) != set(self._state_keys):
+        keys = self._state_keys_for(p)
+        if keys is not None and set(buffers) != set(keys):
             raise ValueError(f"{where} has the keys {sorted(buffers)}; {type(self).__name__} keeps "
-                             f"{sorted(self._state_keys)}")
+                             f"{sorted(keys)}")
         out = {}
         for key, value in buffers.items():
             if key == "step":

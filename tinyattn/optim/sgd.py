@@ -11,19 +11,26 @@ class SGD(Optimizer):
         w ← w - lr · g
     """
 
-    _bool_keys = ("nesterov",)
+    _bool_keys = ("nesterov", "maximize", "differentiable")
     _state_keys = ("momentum_buffer",)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                 maximize=False, foreach=None, differentiable=False, fused=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov))
+                                      nesterov=nesterov, maximize=maximize, foreach=foreach,
+                                      differentiable=differentiable, fused=fused))
 
     def _check_hyper(self, hyper, at):
         super()._check_hyper(hyper, at)
         if hyper.get("nesterov") and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError(f"{at}Nesterov momentum requires a momentum and zero dampening")
+        if hyper.get("differentiable"):
+            raise NotImplementedError(f"{at}differentiable=True is not supported: tinyattn's optimiser step is "
+                                      "not recorded by autograd")
 
     def _update(self, w, g, state, group):
+        if group.get("maximize"):
+            g = -g
         if group["weight_decay"]:
             g = g + group["weight_decay"] * w
         momentum = group["momentum"]

@@ -86,3 +86,70 @@ def parse_to_args(op, args, kwargs):
         else:
             target_dtype = a
     return (None if target_device is None else device(target_device)), target_dtype
+
+
+# ---- the rest of torch.cuda's everyday surface -------------------------------------------------------
+# tinyattn has one GPU (cuda:0) and one random generator for both devices (GPU random tensors are drawn on
+# the host), so these are small. Like PyTorch, the seeding functions are silently ignored without CUDA.
+
+def device_count():
+    return 1 if is_available() else 0
+
+
+def current_device():
+    require_cuda("torch.cuda.current_device")
+    return 0
+
+
+def set_device(dev):
+    """Select the GPU: tinyattn has only cuda:0, so anything else is an error."""
+    index = dev if isinstance(dev, int) else device(dev).index if not isinstance(dev, device) else dev.index
+    if index not in (0, None):
+        raise ValueError(f"torch.cuda.set_device: tinyattn uses a single GPU, cuda:0; got {dev!r}")
+    require_cuda("torch.cuda.set_device")
+
+
+def get_device_name(dev=None):
+    require_cuda("torch.cuda.get_device_name")
+    from numba import cuda as numba_cuda
+    name = numba_cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def is_bf16_supported(including_emulation=True):
+    """False: tinyattn has no bfloat16 kernels on any device."""
+    return False
+
+
+def synchronize(dev=None):
+    """Wait for the GPU to finish its queued work (a no-op without CUDA, where nothing is queued)."""
+    if is_available():
+        from numba import cuda as numba_cuda
+        numba_cuda.synchronize()
+
+
+def empty_cache():
+    """Accepted for PyTorch's programs; tinyattn keeps no caching allocator of its own."""
+
+
+def _seed_if_available(seed):
+    if is_available():
+        from ..random import manual_seed as _manual_seed
+        _manual_seed(seed)
+
+
+def manual_seed(seed):
+    """Seed the generator that GPU random tensors come from. tinyattn draws them from its one generator
+    (the CPU's), so with CUDA present this reseeds that generator, as torch.manual_seed does; without
+    CUDA it is ignored, as in PyTorch."""
+    _seed_if_available(seed)
+
+
+manual_seed_all = manual_seed
+
+
+def __getattr__(name):
+    if name == "amp":  # torch.cuda.amp, imported on first use: it needs the tensor, which needs this module
+        import importlib
+        return importlib.import_module(".amp", __name__)
+    raise AttributeError(f"module 'tinyattn.cuda' has no attribute {name!r}")

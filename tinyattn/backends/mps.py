@@ -1,0 +1,9 @@
+"""torch.backends.mps: not used by tinyattn (its CPU kernels are its own Numba code)."""
+
+
+def is_available():
+    return False
+
+
+def is_built():
+    return False
