@@ -1,6 +1,5 @@
-"""Module bookkeeping, layers, gradient clipping and checkpoints (optimisers: test_optim.py)."""
-import os
-
+"""Module bookkeeping, layers and gradient clipping (optimisers: test_optim.py; checkpoints:
+test_serialization.py)."""
 import numpy as np
 import pytest
 
@@ -106,41 +105,6 @@ def test_clip_grad_norm():
     np.testing.assert_allclose(np.concatenate([a.grad.numpy(), b.grad.numpy()]), [0.6, 0.0, 0.8], rtol=1e-5)
     assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0).item() == pytest.approx(1.0, rel=1e-5)
     np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0], rtol=1e-5)
-
-
-# ---- checkpoints --------------------------------------------------------------------------
-
-
-def test_save_load_roundtrip_without_pickle(tmp_path):
-    m = TwoLayer()
-    opt = ta.optim.Adam(m.parameters(), lr=0.01)
-    m(ta.randn(3, 3)).sum().backward()
-    opt.step()
-    path = tmp_path / "ckpt.npz"
-    ta.save({"model": m.state_dict(), "optim": opt.state_dict(), "step": 7, "note": "hi"}, path)
-    ck = ta.load(path)
-    assert ck["step"] == 7 and ck["note"] == "hi"
-    assert isinstance(ck["model"]["fc1.weight"], ta.Tensor)
-    np.testing.assert_array_equal(ck["model"]["fc1.weight"].numpy(), m.fc1.weight.numpy())
-    np.testing.assert_array_equal(ck["optim"]["state"]["1"]["exp_avg"], opt.state[m.fc1.weight]["exp_avg"])
-    with np.load(path, allow_pickle=False) as raw:  # a plain .npz that needs no pickle
-        assert "model/fc1.weight::tensor" in raw.files
-    with pytest.raises(TypeError, match="cannot store 'bad' of type object"):
-        ta.save({"bad": object()}, tmp_path / "x.npz")
-
-
-def test_save_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "ckpt.npz"
-    ta.save({"w": ta.ones(3)}, path)
-
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
-        ta.save({"w": ta.zeros(3)}, path)
-    np.testing.assert_array_equal(ta.load(path)["w"].numpy(), [1, 1, 1])  # the old checkpoint survives
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temp file left behind
 
 
 # ---- the lecture's baselines and the encoder layer ----------------------------------------

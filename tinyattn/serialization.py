@@ -165,13 +165,11 @@ class _Encoder:
         kind = type(t)
         if kind is not Tensor and kind is not Parameter:
             self._unsupported(f"{kind.__module__}.{kind.__qualname__}", path)  # a subclass: pickled with its type
-        if t._node is not None and t._requires_grad:
-            self._unsupported("a non-leaf tensor that requires grad", path)
         number = self._tensor_ids.setdefault(id(t), len(self._tensor_ids))
         self._keep.append(t)
         location = "cuda:0" if device_of(t._array) == "cuda" else "cpu"
         node = {"tensor": self._array(t._array, t._array, location, path), "object": number}
-        if t._requires_grad:
+        if t.requires_grad:  # a non-leaf comes back as a leaf that requires grad, as in PyTorch
             node["requires_grad"] = True
         if kind is Parameter:
             node["parameter"] = True
@@ -211,12 +209,8 @@ class _Pickler(pickle.Pickler):
         from .nn.parameter import Parameter
 
         if type(obj) is Tensor or type(obj) is Parameter:
-            if obj._node is not None and obj._requires_grad:
-                raise pickle.PicklingError(
-                    "save: cannot store a non-leaf tensor that requires grad (autograd graphs are not saved); "
-                    "store t.detach() instead")
             return ("tensor", self.encoder._tensor(obj, ())["tensor"], self.encoder._tensor_ids[id(obj)],
-                    bool(obj._requires_grad), type(obj) is Parameter)
+                    bool(obj.requires_grad), type(obj) is Parameter)
         return None
 
 
@@ -570,7 +564,12 @@ class _Decoder:
         if type(index) is not int or not 0 <= index < len(self.table):
             raise _Bad(f"{where}: array index {index!r} is not one of the {len(self.table)} stored arrays")
         if index not in self.loaded:
-            self.loaded[index] = self.reader.array(self.table[index]["member"], where)
+            entry = self.table[index]
+            array = self.reader.array(entry["member"], where)
+            if list(array.shape) != entry["shape"] or array.dtype.newbyteorder("=") != _dtype_or_none(entry["dtype"]):
+                raise _Bad(f"entry {_shown(entry['member'])!r} ({where}) holds {array.dtype} {array.shape}, but "
+                           f"structure.json says {entry['dtype']} {tuple(entry['shape'])}")
+            self.loaded[index] = array
         return self.loaded[index]
 
     def tensor_from(self, index, number, requires_grad, parameter, where):
@@ -676,6 +675,13 @@ class _Decoder:
                 self._hashable(k, path)
 
 
+def _dtype_or_none(text):
+    try:
+        return np.dtype(text).newbyteorder("=")
+    except (TypeError, ValueError):
+        return None
+
+
 def _short(x):
     text = repr(x)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -698,7 +704,9 @@ def _check_table(table, reader):
         raise _Bad("structure.json: 'arrays' must be a list")
     for i, entry in enumerate(table):
         if (type(entry) is not dict or set(entry) != {"member", "location", "dtype", "shape"}
-                or entry["member"] != f"arrays/{i}.npy" or entry["location"] not in ("cpu", "cuda:0")):
+                or entry["member"] != f"arrays/{i}.npy" or entry["location"] not in ("cpu", "cuda:0")
+                or type(entry["dtype"]) is not str or type(entry["shape"]) is not list
+                or any(type(n) is not int or n < 0 for n in entry["shape"])):
             raise _Bad(f"structure.json: array {i} is described as {_short(entry)}")
 
 
