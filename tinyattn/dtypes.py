@@ -10,13 +10,95 @@ from .backend import is_device_array
 
 float32 = np.dtype(np.float32)  # the default for floating-point data
 float64 = np.dtype(np.float64)  # for gradient checks
+float16 = np.dtype(np.float16)  # storage and NumPy's arithmetic; the Numba kernels take float32/float64 only
+int8 = np.dtype(np.int8)
+int16 = np.dtype(np.int16)
 int32 = np.dtype(np.int32)
 int64 = np.dtype(np.int64)  # the default for integer data and indices
+uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
 
 float = float32
 double = float64
+half = float16
+short = int16
+int = int32  # torch.int is int32
 long = int64
+
+
+class UnsupportedDtype:
+    """A PyTorch dtype that tinyattn cannot hold (NumPy has no such type): the name exists, so code that
+    only mentions it (`dtype = 'bfloat16' if ok else 'float16'`, `x.dtype == torch.bfloat16`) runs, and
+    any use as a dtype raises a TypeError naming it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"tinyattn.{self.name}"
+
+    @property
+    def is_floating_point(self):
+        return True
+
+    def error(self, op):
+        return TypeError(f"{op}: dtype {self.name} is not supported by tinyattn (NumPy has no {self.name}); "
+                         "use float32 (or float16)")
+
+
+bfloat16 = UnsupportedDtype("bfloat16")
+
+# PyTorch's legacy type names (Tensor.type()) for each dtype tinyattn holds
+TYPE_NAMES = {
+    float32: "torch.FloatTensor", float64: "torch.DoubleTensor", float16: "torch.HalfTensor",
+    int64: "torch.LongTensor", int32: "torch.IntTensor", int16: "torch.ShortTensor", int8: "torch.CharTensor",
+    uint8: "torch.ByteTensor", bool_: "torch.BoolTensor",
+}
+_BY_TYPE_NAME = {name: dt for dt, name in TYPE_NAMES.items()}
+_BY_TYPE_NAME.update({"torch.BFloat16Tensor": bfloat16})
+# PyTorch's dtype names as strings ("torch.float32") map to the same dtypes
+_TORCH_NAMES = {
+    "float32": float32, "float": float32, "float64": float64, "double": float64, "float16": float16,
+    "half": float16, "int64": int64, "long": int64, "int32": int32, "int": int32, "int16": int16,
+    "short": int16, "int8": int8, "uint8": uint8, "bool": bool_, "bfloat16": bfloat16,
+}
+
+
+def type_name(dtype, cuda=False):
+    """'torch.FloatTensor' (or 'torch.cuda.FloatTensor') for float32, as PyTorch's Tensor.type()."""
+    name = TYPE_NAMES.get(np.dtype(dtype))
+    if name is None:
+        raise TypeError(f"type: dtype {dtype} has no PyTorch type name")
+    return name.replace("torch.", "torch.cuda.") if cuda else name
+
+
+def from_type_name(name, op="type"):
+    """The dtype and device type of a legacy name ('torch.FloatTensor', 'torch.cuda.LongTensor')."""
+    cuda = name.startswith("torch.cuda.")
+    dt = _BY_TYPE_NAME.get(name.replace("torch.cuda.", "torch.") if cuda else name)
+    if dt is None:
+        raise ValueError(f"{op}: invalid type: {name!r}")
+    if isinstance(dt, UnsupportedDtype):
+        raise dt.error(op)
+    return dt, ("cuda" if cuda else "cpu")
+
+
+_default_float = [float32]
+
+
+def get_default_dtype():
+    """The dtype of floating-point tensors made from Python floats and of zeros/ones/randn/... (float32)."""
+    return _default_float[0]
+
+
+def set_default_dtype(d):
+    """Make `d` (float32 or float64; float16 is accepted as PyTorch does) the default floating-point dtype."""
+    dt = as_dtype(d, "set_default_dtype")
+    if dt.kind != "f":
+        raise TypeError(f"set_default_dtype: only floating-point types are supported as the default type, got {dt}")
+    _default_float[0] = dt
 
 
 KINDS = "biuf"  # bool, signed and unsigned integers, floats: what a tensor may hold (as in PyTorch)
@@ -30,6 +112,14 @@ def as_dtype(dtype, op="dtype"):
     """
     if dtype is None:
         return None
+    if isinstance(dtype, UnsupportedDtype):
+        raise dtype.error(op)
+    if isinstance(dtype, str) and dtype.startswith("torch."):  # "torch.float32" (a plain name is NumPy's)
+        if dtype[6:] not in _TORCH_NAMES:
+            raise TypeError(f"{op}: unknown dtype {dtype!r}")
+        dtype = _TORCH_NAMES[dtype[6:]]
+        if isinstance(dtype, UnsupportedDtype):
+            raise dtype.error(op)
     try:
         dt = np.dtype(dtype)
     except (TypeError, ValueError):
@@ -40,9 +130,9 @@ def as_dtype(dtype, op="dtype"):
 
 
 def default_dtype_for(array):
-    """PyTorch's inference: Python floats become float32, ints int64, bools bool."""
+    """PyTorch's inference: Python floats become the default dtype (float32), ints int64, bools bool."""
     if array.dtype.kind == "f":
-        return float32
+        return _default_float[0]
     if array.dtype.kind in "iu":
         return int64
     if array.dtype.kind == "b":
@@ -77,3 +167,20 @@ def check_data(data, op="tensor"):
 def _short(data):
     text = repr(data)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_tensor(obj):
+    """True for a tinyattn tensor (or Parameter), as torch.is_tensor."""
+    return isinstance(obj, Variable)
+
+
+def is_floating_point(input):
+    if not isinstance(input, Variable):
+        raise TypeError(f"is_floating_point: expected a tensor, got {type(input).__name__}")
+    return input._array.dtype.kind == "f"
+
+
+def numel(input):
+    if not isinstance(input, Variable):
+        raise TypeError(f"numel: expected a tensor, got {type(input).__name__}")
+    return input._array.size.__index__()

@@ -49,3 +49,21 @@ from .shape import cat, contiguous, expand, flatten, getitem, permute, reshape, 
 from .softmax import log_softmax, softmax, softmax_composite
 from .sparse import embedding
 from .triangular import tril, triu
+from .compare import allclose, equal, isclose, isfinite, isinf, isnan, isneginf, isposinf, nan_to_num
+from .indexing import (
+    argwhere, gather, index_add, index_copy, index_fill, index_select, masked_select, nonzero, scatter, scatter_add,
+    take, take_along_dim,
+)
+from .inplace import index_add_, index_copy_, index_fill_, scatter_, scatter_add_
+from .linalg import addmm, baddbmm, bmm, dot, ger, mm, mv, outer, vdot
+from .nn_ops import cosine_similarity, one_hot, normalize, pad, pairwise_distance
+from .reduction import count_nonzero, cumprod, cumsum, logsumexp, norm, prod, std, std_mean, var_mean, vector_norm
+from .shape_ops import (
+    chunk, diag, diagonal, flip, fliplr, flipud, moveaxis, movedim, narrow, repeat, repeat_interleave, reshape_as, roll,
+    split, swapaxes, swapdims, t, tensor_split, tile, unflatten, view_as,
+)
+from .unary import (
+    acos, asin, atan, ceil, cos, cosh, elu, erf, exp2, expm1, fix, floor, frac, hardtanh, leaky_relu, log1p, log2,
+    log10, logsigmoid, mish, reciprocal, relu6, round, rsqrt, sign, signbit, silu, sin, sinh, softplus, square, tan,
+    trunc,
+)

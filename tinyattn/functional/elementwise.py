@@ -414,13 +414,49 @@ def neg(x):
     return Neg.apply(x)
 
 
-def pow(x, exponent):
-    if not isinstance(x, Variable):  # number ** tensor = exp(tensor · ln number)
-        if not x > 0:
-            raise ValueError(f"pow: a number ** tensor needs a positive base, got {x}")
-        return exp(mul(exponent, math.log(x)))
-    if isinstance(exponent, Variable):
-        raise TypeError("pow: the exponent must be a Python number; tensor exponents are not supported")
+class PowTensor(Function):
+    """y = a ** b with a tensor exponent (a and b broadcast; either may be a constant).
+
+    da = dy · b · a^(b-1) (0 where b = 0), db = dy · y · ln a (0 where a = 0 and b >= 0, as PyTorch masks it).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.power(a, b)
+        ctx.save_for_backward(a, b, y)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b, y = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        da = db = None
+        zero = np.zeros((), dtype=dy.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:
+                da = sum_to_shape(np.where(b == 0, zero, dy * b * np.power(a, b - 1)), ctx.shapes[0])
+            if need_b:
+                db = sum_to_shape(np.where((a == 0) & (b >= 0), zero, dy * y * np.log(a)), ctx.shapes[1])
+        return da, db
+
+
+def pow(input, exponent):
+    """input ** exponent: a tensor to a number (the fast path), a number to a tensor, or two tensors
+    (broadcast); differentiable in both. Integer tensors to integer powers stay integers."""
+    x = input
+    if isinstance(exponent, Variable) or not isinstance(x, Variable):
+        if not isinstance(x, Variable) and not isinstance(x, (bool, int, float, np.number)):
+            raise TypeError(f"pow: unsupported base of type {type(x).__name__}")
+        a, b = operands("pow", x, exponent)
+        da, db = _data(a), _data(b)
+        if da.dtype.kind in "iub" and db.dtype.kind in "iub":  # integers: no gradient
+            if np.any(db < 0):
+                raise ValueError("pow: integers to negative integer powers are not allowed")
+            like = a if isinstance(a, Variable) else b
+            return like._wrap(np.power(da.astype(np.int64) if da.dtype == np.bool_ else da, db))
+        return PowTensor.apply(a, b)
     if x.dtype.kind != "f" and isinstance(exponent, (float, np.floating)):
         x = _float32_constant(x)  # int ** 0.5 is float32, as in PyTorch
     return Pow.apply(x, exponent)
@@ -475,7 +511,27 @@ def minimum(a, b):
     return Minimum.apply(*operands("minimum", a, b))
 
 
-def where(condition, input, other):
+def where(condition, input=None, other=None):
+    """input where condition else other (broadcast; either may be a number); where(condition) alone is
+    nonzero(condition, as_tuple=True), as in PyTorch."""
+    if input is None and other is None:
+        from .indexing import nonzero
+
+        return nonzero(condition if isinstance(condition, Variable) else condition, as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where: expected both input and other (or neither)")
+    if not isinstance(input, Variable) and not isinstance(other, Variable):  # two numbers
+        like = condition if isinstance(condition, Variable) else None
+        if like is None:
+            raise TypeError("where: condition must be a bool tensor")
+        from ..dtypes import default_dtype_for
+
+        value = np.asarray(input)
+        value = value.astype(_common_dtype(value, other) if value.dtype.kind != "f" or
+                             np.asarray(other).dtype.kind == "f" else default_dtype_for(value))
+        if value.dtype.kind == "f" and not isinstance(input, np.ndarray):
+            value = value.astype(default_dtype_for(value))
+        input = like._wrap(on_device_of("where", value, condition._array))
     a, b = operands("where", input, other)
     cond = on_device_of("where", condition, _data(a if isinstance(a, Variable) else b))
     if cond.dtype != np.bool_:

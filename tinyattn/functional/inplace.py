@@ -321,3 +321,27 @@ def _broadcasts_to(shape, target):
         return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
+
+
+# ---- index writes (functional/indexing.py's ops, in place) ------------------------------------------
+
+
+def _indexing_(name, saves_input=False):
+    def op(x, *args, **kwargs):
+        from . import indexing
+
+        function = getattr(indexing, name)
+        operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
+        return _apply(f"{name}_", x, lambda t: function(t, *args, **kwargs), operands, same_kind=False,
+                      saves_input=saves_input)
+
+    op.__name__ = f"{name}_"
+    op.__doc__ = f"In place: x ← {name}(x, ...) (see functional/indexing.py)."
+    return op
+
+
+scatter_ = _indexing_("scatter")
+scatter_add_ = _indexing_("scatter_add")
+index_fill_ = _indexing_("index_fill")
+index_add_ = _indexing_("index_add")
+index_copy_ = _indexing_("index_copy")

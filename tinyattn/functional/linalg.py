@@ -143,3 +143,105 @@ def linear(x, weight, bias=None):
     if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
         raise TypeError(f"linear: dtypes differ: input {x.dtype}, weight {weight.dtype}" + (f", bias {bias.dtype}" if bias is not None else ""))
     return Linear.apply(x, weight, bias)
+
+
+# ---- PyTorch's named products (checked shapes, then matmul's Function) -------------------------------
+
+
+def _tensors(op, *named):
+    for name, t in named:
+        check_tensor(op, name, t)
+
+
+def mm(input, mat2):
+    """(n, m) @ (m, p) -> (n, p); both must be 2-D (matmul without broadcasting)."""
+    _tensors("mm", ("input", input), ("mat2", mat2))
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ValueError(f"mm: both arguments must be matrices (2-D), got shapes {tuple(input.shape)} and "
+                         f"{tuple(mat2.shape)}")
+    _inner("mm", input, mat2)
+    return matmul(input, mat2)
+
+
+def _inner(op, a, b):
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"{op}: {tuple(a.shape)} @ {tuple(b.shape)}: inner dimensions {a.shape[-1]} and "
+                         f"{b.shape[-2]} differ")
+
+
+def bmm(input, mat2):
+    """(b, n, m) @ (b, m, p) -> (b, n, p); both 3-D with the same batch size (no broadcasting)."""
+    _tensors("bmm", ("input", input), ("mat2", mat2))
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise ValueError(f"bmm: both arguments must be 3-D, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+    if input.shape[0] != mat2.shape[0]:
+        raise ValueError(f"bmm: batch sizes differ: {tuple(input.shape)} and {tuple(mat2.shape)}")
+    _inner("bmm", input, mat2)
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    """(n, m) @ (m,) -> (n,)."""
+    _tensors("mv", ("input", input), ("vec", vec))
+    if input.ndim != 2 or vec.ndim != 1:
+        raise ValueError(f"mv: expected a matrix and a vector, got shapes {tuple(input.shape)} and {tuple(vec.shape)}")
+    return matmul(input, vec)
+
+
+def dot(input, other):
+    """Σ input_i other_i for two 1-D tensors of the same size (a 0-d tensor)."""
+    _tensors("dot", ("input", input), ("other", other))
+    if input.ndim != 1 or other.ndim != 1:
+        raise ValueError(f"dot: 1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    if input.shape != other.shape:
+        raise ValueError(f"dot: inconsistent tensor size, expected tensors of the same size, got "
+                         f"{tuple(input.shape)} and {tuple(other.shape)}")
+    if input.dtype != other.dtype:
+        raise TypeError(f"dot: expected both vectors to have the same dtype, got {input.dtype} and {other.dtype}")
+    if input._array.dtype.kind != "f":
+        return input._wrap(np.asarray(np.dot(input._array, other._array)))
+    return matmul(input, other)
+
+
+vdot = dot  # real tensors: no conjugation
+
+
+def outer(input, vec2):
+    """The outer product of two 1-D tensors: out[i, j] = input[i] · vec2[j]."""
+    from .elementwise import mul
+
+    _tensors("outer", ("input", input), ("vec2", vec2))
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise ValueError(f"outer: expected 1-D tensors, got shapes {tuple(input.shape)} and {tuple(vec2.shape)}")
+    return mul(reshape(input, -1, 1), reshape(vec2, 1, -1))
+
+
+ger = outer
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """beta · input + alpha · (mat1 @ mat2), input broadcast to the product's shape."""
+    from .elementwise import add, mul
+
+    product = mm(mat1, mat2)
+    if alpha != 1:
+        product = mul(product, alpha)
+    check_tensor("addmm", "input", input)
+    check_broadcast("addmm", input.shape, product.shape)
+    if beta == 0:  # input is ignored (its nan and inf too), as in PyTorch
+        return product
+    return add(input if beta == 1 else mul(input, beta), product)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """beta · input + alpha · (batch1 @ batch2) for 3-D batches."""
+    from .elementwise import add, mul
+
+    product = bmm(batch1, batch2)
+    if alpha != 1:
+        product = mul(product, alpha)
+    check_tensor("baddbmm", "input", input)
+    check_broadcast("baddbmm", input.shape, product.shape)
+    if beta == 0:
+        return product
+    return add(input if beta == 1 else mul(input, beta), product)

@@ -9,8 +9,9 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
-from .checks import check_float, normalize_dims
+from ..autograd import Function, Variable
+from ..dtypes import as_dtype
+from .checks import check_float, check_tensor, normalize_dims
 
 
 def _expand_back(dy, shape, dims, keepdim):
@@ -106,11 +107,25 @@ def _dims(op, x, dim, axis):
     return normalize_dims(op, dim, x.ndim)
 
 
-def sum(x, dim=None, keepdim=False, *, axis=None):
+def _with_dtype(op, x, dtype):
+    """x converted to `dtype` first (PyTorch's dtype= on reductions), differentiably between floats."""
+    if dtype is None:
+        return x
+    from .elementwise import cast
+
+    return cast(x, as_dtype(dtype, op))
+
+
+def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None):
+    """Σ over dim (an int, a tuple of ints, or None for all); bool and integer tensors sum to int64."""
+    x = _with_dtype("sum", x, dtype)
+    if dtype is None and x._array.dtype.kind in "biu" and x._array.dtype != np.int64:
+        return x._wrap(np.sum(x._array, axis=_dims("sum", x, dim, axis), keepdims=keepdim, dtype=np.int64))
     return Sum.apply(x, _dims("sum", x, dim, axis), keepdim)
 
 
-def mean(x, dim=None, keepdim=False, *, axis=None):
+def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None):
+    x = _with_dtype("mean", x, dtype)
     check_float("mean", x._array)
     return Mean.apply(x, _dims("mean", x, dim, axis), keepdim)
 
@@ -133,3 +148,241 @@ def var(x, dim=None, *, correction=1, keepdim=False, unbiased=None, axis=None):
     if unbiased is not None:
         correction = 1 if unbiased else 0
     return Var.apply(x, _dims("var", x, dim, axis), keepdim, correction)
+
+
+def _correction(op, correction, unbiased):
+    if unbiased is not None:
+        if correction is not None:
+            raise TypeError(f"{op}: pass correction or unbiased, not both")
+        return 1 if unbiased else 0
+    return 1 if correction is None else correction
+
+
+def std(x, dim=None, *, correction=None, keepdim=False, unbiased=None, axis=None):
+    """√var: the standard deviation, with Bessel's correction by default (correction=1), as in PyTorch.
+    std(x, True) / std(x, dim, False) follow PyTorch's old positional `unbiased` too."""
+    if isinstance(dim, bool):  # std(x, unbiased) in PyTorch's older overload
+        dim, unbiased = None, dim
+    from .elementwise import sqrt
+
+    return sqrt(var(x, dim, correction=_correction("std", correction, unbiased), keepdim=keepdim, axis=axis))
+
+
+def var_mean(x, dim=None, *, correction=None, keepdim=False, unbiased=None):
+    """(var, mean) over dim, as PyTorch's var_mean."""
+    c = _correction("var_mean", correction, unbiased)
+    return var(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
+
+
+def std_mean(x, dim=None, *, correction=None, keepdim=False, unbiased=None):
+    """(std, mean) over dim, as PyTorch's std_mean."""
+    c = _correction("std_mean", correction, unbiased)
+    return std(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
+
+
+class Prod(Function):
+    """y = Π_R x.  dx_i = dy · Π_{j≠i} x_j, computed without dividing by x_i (exact with zeros):
+    the product of the elements before i times the product of those after it, along the flattened R."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        ctx.save_for_backward(x)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return np.prod(x, axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        dims = ctx.dims
+        rest = [d for d in range(x.ndim) if d not in dims]
+        moved = np.transpose(x, rest + list(dims))
+        flat = moved.reshape(moved.shape[: len(rest)] + (-1,))
+        ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+        before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        after = np.flip(np.cumprod(np.concatenate([ones, np.flip(flat, -1)[..., :-1]], axis=-1), axis=-1), -1)
+        others = (before * after).reshape(moved.shape)
+        others = np.transpose(others, np.argsort(rest + list(dims)))
+        return _expand_back(dy, x.shape, dims, ctx.keepdim) * others, None, None
+
+
+def prod(x, dim=None, keepdim=False, *, dtype=None):
+    """Π over one dim (or all elements when dim is None); bool and integer tensors multiply as int64."""
+    check_tensor("prod", "input", x)
+    x = _with_dtype("prod", x, dtype)
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"prod: dim must be an int, got {dim!r}")
+    dims = normalize_dims("prod", dim, x.ndim)
+    if x._array.dtype.kind != "f":
+        return x._wrap(np.prod(x._array, axis=dims, keepdims=keepdim, dtype=np.int64))
+    return Prod.apply(x, dims, keepdim)
+
+
+class Cumsum(Function):
+    """y_i = Σ_{j<=i} x_j along dim.  dx_i = Σ_{j>=i} dy_j: a reversed cumulative sum of dy."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return np.cumsum(x, axis=dim, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        d = ctx.dim
+        return np.flip(np.cumsum(np.flip(dy, d), axis=d), d), None
+
+
+class Cumprod(Function):
+    """y_i = Π_{j<=i} x_j along dim.  dx_i = Σ_{k>=i} dy_k Π_{j<=k, j≠i} x_j (computed by
+    products without division, one position at a time along dim: exact with zeros)."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.save_for_backward(x)
+        ctx.dim = dim
+        return np.cumprod(x, axis=dim, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        d = ctx.dim
+        xm, gm = np.moveaxis(x, d, -1), np.moveaxis(dy, d, -1)
+        n = xm.shape[-1]
+        dx = np.empty_like(xm)
+        for i in range(n):
+            masked = xm.copy()
+            masked[..., i] = 1
+            partial = np.cumprod(masked, axis=-1)[..., i:]
+            dx[..., i] = np.sum(gm[..., i:] * partial, axis=-1)
+        return np.moveaxis(dx, -1, d), None
+
+
+def _cumulative(op, function, x, dim, dtype):
+    check_tensor(op, "input", x)
+    if dim is None:
+        raise TypeError(f"{op}: missing the required argument dim")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    x = _with_dtype(op, x, dtype)
+    dims = normalize_dims(op, dim, x.ndim)
+    if x.ndim == 0:
+        return x.clone() if dtype is None else x
+    if x._array.dtype.kind != "f":
+        ufunc = np.cumsum if function is Cumsum else np.cumprod
+        return x._wrap(ufunc(x._array, axis=dims[0], dtype=np.int64))
+    return function.apply(x, dims[0])
+
+
+def cumsum(x, dim=None, *, dtype=None):
+    """Running sums along dim (bool and integer tensors give int64, as in PyTorch)."""
+    return _cumulative("cumsum", Cumsum, x, dim, dtype)
+
+
+def cumprod(x, dim=None, *, dtype=None):
+    """Running products along dim."""
+    return _cumulative("cumprod", Cumprod, x, dim, dtype)
+
+
+class LogSumExp(Function):
+    """y = m + ln Σ_R e^(x - m), m = max_R x (finite m only; all -inf gives -inf).  dx = dy · e^(x - y)."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        m = np.max(x, axis=dims, keepdims=True)
+        m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
+        with np.errstate(divide="ignore"):
+            y = m + np.log(np.sum(np.exp(x - m), axis=dims, keepdims=True))
+        ctx.save_for_backward(x, y)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return y if keepdim else np.squeeze(y, axis=dims)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y = ctx.saved
+        with np.errstate(invalid="ignore"):
+            p = np.exp(x - y)
+        return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * p, None, None
+
+
+def logsumexp(x, dim, keepdim=False):
+    """ln Σ e^x over dim, computed stably."""
+    check_tensor("logsumexp", "input", x)
+    if x._array.dtype.kind != "f":
+        x = x._wrap(x._array.astype(np.float32))
+    return LogSumExp.apply(x, normalize_dims("logsumexp", dim, x.ndim), keepdim)
+
+
+class VectorNorm(Function):
+    """y = (Σ_R |x|^p)^(1/p) (p = inf: max |x|; p = 0: the count of nonzeros).
+
+    dx = dy · sign(x) |x|^(p-1) / y^(p-1) (0 where y = 0, PyTorch's subgradient); p = 2 is dy · x / y;
+    p = inf shares dy evenly between the elements of largest |x|."""
+
+    @staticmethod
+    def forward(ctx, x, p, dims, keepdim):
+        a = np.abs(x)
+        if p == 2:
+            y = np.sqrt(np.sum(x * x, axis=dims, keepdims=True))
+        elif p == np.inf:
+            y = np.max(a, axis=dims, keepdims=True) if a.size else np.zeros_like(a, shape=())
+        elif p == -np.inf:
+            y = np.min(a, axis=dims, keepdims=True)
+        elif p == 0:
+            y = np.sum(a != 0, axis=dims, keepdims=True).astype(x.dtype)
+        elif p == 1:
+            y = np.sum(a, axis=dims, keepdims=True)
+        else:
+            with np.errstate(divide="ignore"):
+                y = np.power(np.sum(np.power(a, p), axis=dims, keepdims=True), 1 / p).astype(x.dtype)
+        ctx.save_for_backward(x, y)
+        ctx.p, ctx.dims, ctx.keepdim = p, dims, keepdim
+        return y if keepdim else np.squeeze(y, axis=dims)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y = ctx.saved
+        p = ctx.p
+        g = np.expand_dims(dy, ctx.dims) if not ctx.keepdim else dy
+        zero = np.zeros((), x.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 0:
+                dx = np.zeros_like(x)
+            elif p == 1:
+                dx = np.sign(x) * g
+            elif p == 2:
+                dx = np.where(y == 0, zero, x / y) * g
+            elif np.isinf(p):
+                hit = (np.abs(x) == y).astype(x.dtype)
+                dx = np.sign(x) * hit / np.sum(hit, axis=ctx.dims, keepdims=True) * g
+            else:
+                a = np.abs(x)
+                dx = np.where(y == 0, zero, np.sign(x) * np.power(a, p - 1) / np.power(y, p - 1)) * g
+        return np.broadcast_to(dx, x.shape).astype(x.dtype), None, None, None
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    """PyTorch's torch.linalg.vector_norm: (Σ |x|^ord)^(1/ord) over dim (all elements by default)."""
+    check_tensor("vector_norm", "input", x)
+    x = _with_dtype("vector_norm", x, dtype)
+    if x._array.dtype.kind != "f":
+        raise TypeError(f"vector_norm: expected a floating-point tensor, got dtype {x.dtype}")
+    if isinstance(ord, Variable) or not isinstance(ord, (int, float, np.number)) or isinstance(ord, bool):
+        raise TypeError(f"vector_norm: ord must be a number, got {ord!r}")
+    if x._array.size == 0 and ord < 0:
+        raise ValueError(f"vector_norm: cannot compute the {ord} norm of an empty tensor")
+    return VectorNorm.apply(x, float(ord), normalize_dims("vector_norm", dim, x.ndim), keepdim)
+
+
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+    """PyTorch's torch.norm / Tensor.norm: a vector norm over dim ('fro' and None mean 2; a 2-element dim
+    with 'fro' is the Frobenius norm of those matrices, the same number). 'nuc' is not supported."""
+    if p is None or p == "fro":
+        p = 2
+    if isinstance(p, str):
+        raise NotImplementedError(f"norm: p={p!r} is not supported (only numbers and 'fro')")
+    return vector_norm(x, p, dim, keepdim, dtype=dtype)
+
+
+def count_nonzero(x, dim=None):
+    check_tensor("count_nonzero", "input", x)
+    return x._wrap(np.asarray(np.count_nonzero(x._array, axis=normalize_dims("count_nonzero", dim, x.ndim)),
+                              dtype=np.int64))

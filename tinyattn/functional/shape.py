@@ -318,7 +318,7 @@ def _check_joinable(op, tensors, dim, same_shape):
             raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
         if t.dtype != first.dtype:
             raise TypeError(f"{op}: dtypes differ: {first.dtype} and {t.dtype}")
-    shapes = [t.shape for t in tensors]
+    shapes = [tuple(t.shape) for t in tensors]
     if same_shape:
         if len(set(shapes)) != 1:
             raise ValueError(f"{op}: all tensors must have the same shape, got {shapes}")

@@ -1,0 +1,286 @@
+"""Math, reduction, comparison and product ops against PyTorch: values, dtypes, gradients (gradcheck on small
+float64 inputs, and the gradient PyTorch computes), errors."""
+import math
+
+import numpy as np
+import pytest
+
+import tinyattn as ta
+import tinyattn.nn.functional as TF
+from tinyattn.testing import gradcheck
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(0)
+BASE = RNG.standard_normal((2, 3, 4))
+POS = np.abs(BASE) + 0.5
+
+
+def _both(a):
+    return (ta.tensor(a, dtype=ta.float64, requires_grad=True), torch.tensor(a, dtype=torch.float64,
+                                                                            requires_grad=True))
+
+
+def _as_tuple(y):
+    return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+
+def _against_torch(fa, ft, a=BASE, atol=1e-10):
+    """Values, shapes, dtypes and gradients of fa (tinyattn) and ft (torch) on the same float64 input;
+    then gradcheck of fa."""
+    x, tx = _both(a)
+    ya, yt = _as_tuple(fa(x)), _as_tuple(ft(tx))
+    assert len(ya) == len(yt)
+    weights = [RNG.standard_normal(tuple(b.shape)) for b in yt]
+    for p, q in zip(ya, yt):
+        assert tuple(p.shape) == tuple(q.shape)
+        assert str(p.dtype) == str(q.dtype).replace("torch.", "")
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=atol, rtol=1e-7)
+    if any(p.requires_grad for p in ya):
+        sum(((p * ta.tensor(w)).sum() for p, w in zip(ya, weights) if p.requires_grad)).backward()
+        sum(((q * torch.tensor(w)).sum() for q, w in zip(yt, weights) if q.requires_grad)).backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-9, rtol=1e-7)
+        assert gradcheck(fa, [ta.tensor(a, dtype=ta.float64, requires_grad=True)])
+
+
+UNARY = {
+    "sin": (lambda x: x.sin(), lambda x: x.sin(), BASE),
+    "cos": (lambda x: ta.cos(x), lambda x: torch.cos(x), BASE),
+    "tan": (lambda x: ta.tan(x * 0.3), lambda x: torch.tan(x * 0.3), BASE),
+    "sinh_cosh": (lambda x: x.sinh() + x.cosh(), lambda x: x.sinh() + x.cosh(), BASE),
+    "atan": (lambda x: x.atan(), lambda x: x.atan(), BASE),
+    "asin_acos": (lambda x: (x * 0.3).asin() + (x * 0.2).acos(), lambda x: (x * 0.3).asin() + (x * 0.2).acos(), BASE),
+    "log1p": (lambda x: x.log1p(), lambda x: x.log1p(), POS),
+    "log2_log10": (lambda x: x.log2() * x.log10(), lambda x: x.log2() * x.log10(), POS),
+    "expm1": (lambda x: ta.expm1(x), lambda x: torch.expm1(x), BASE),
+    "exp2": (lambda x: ta.exp2(x), lambda x: torch.exp2(x), BASE),
+    "rsqrt": (lambda x: x.rsqrt(), lambda x: x.rsqrt(), POS),
+    "reciprocal": (lambda x: x.reciprocal(), lambda x: x.reciprocal(), POS),
+    "square": (lambda x: x.square(), lambda x: x.square(), BASE),
+    "erf": (lambda x: ta.erf(x), lambda x: torch.erf(x), BASE),
+    "sign_floor_ceil": (lambda x: x.sign() + x.floor() * x + x.ceil() + x.trunc() + x.round() + x.frac(),
+                        lambda x: x.sign() + x.floor() * x + x.ceil() + x.trunc() + x.round() + x.frac(), BASE),
+    "neg": (lambda x: ta.neg(x) + x.negative(), lambda x: torch.neg(x) + x.negative(), BASE),
+    "silu": (lambda x: ta.functional.silu(x), lambda x: torch.nn.functional.silu(x), BASE),
+    "leaky_relu": (lambda x: ta.functional.leaky_relu(x, 0.2), lambda x: torch.nn.functional.leaky_relu(x, 0.2), BASE),
+    "elu": (lambda x: TF.elu(x, 0.7), lambda x: torch.nn.functional.elu(x, 0.7), BASE),
+    "softplus": (lambda x: TF.softplus(x * 8, beta=2, threshold=5),
+                 lambda x: torch.nn.functional.softplus(x * 8, beta=2, threshold=5), BASE),
+    "hardtanh": (lambda x: TF.hardtanh(x, -0.5, 0.5) + TF.relu6(x * 4),
+                 lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.5) + torch.nn.functional.relu6(x * 4), BASE),
+    "logsigmoid": (lambda x: TF.logsigmoid(x), lambda x: torch.nn.functional.logsigmoid(x), BASE),
+    "mish": (lambda x: TF.mish(x), lambda x: torch.nn.functional.mish(x), BASE),
+    "nan_to_num": (lambda x: (x * 1e308 * 10).nan_to_num(posinf=3.0) + x,
+                   lambda x: (x * 1e308 * 10).nan_to_num(posinf=3.0) + x, BASE),
+}
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+def test_unary_against_torch(name):
+    fa, ft, a = UNARY[name]
+    with np.errstate(over="ignore"):
+        _against_torch(fa, ft, a)
+
+
+def test_float_valued_ops_promote_integers_and_keep_integer_ops_integral():
+    i = ta.tensor([1, 2, 3])
+    ti = torch.tensor([1, 2, 3])
+    for name in ("sin", "cos", "log1p", "rsqrt", "reciprocal", "expm1"):
+        out = getattr(i, name)()
+        assert out.dtype == ta.float32
+        np.testing.assert_allclose(out.numpy(), getattr(ti, name)().numpy(), rtol=1e-6)
+    assert i.square().dtype == ta.int64 and i.square().tolist() == [1, 4, 9]
+    assert i.sign().tolist() == [1, 1, 1] and i.sign().dtype == ta.int64
+    with pytest.raises(TypeError, match="leaky_relu"):
+        ta.functional.leaky_relu(i)
+
+
+POWS = {
+    "tensor_tensor": (lambda x: (x.abs() + 0.5) ** x, lambda x: (x.abs() + 0.5) ** x),
+    "number_tensor": (lambda x: 2.0 ** x, lambda x: 2.0 ** x),
+    "zero_base": (lambda x: 0.0 ** x.abs(), lambda x: 0.0 ** x.abs()),
+    "broadcast": (lambda x: ta.pow(x[0].abs() + 1, x[1, :, :1]), lambda x: torch.pow(x[0].abs() + 1, x[1, :, :1])),
+    "top_level_scalar": (lambda x: ta.pow(x, 3.0), lambda x: torch.pow(x, 3.0)),
+    "method": (lambda x: x.pow(2), lambda x: x.pow(2)),
+}
+
+
+@pytest.mark.parametrize("name", list(POWS))
+def test_pow_against_torch(name):
+    _against_torch(*POWS[name])
+
+
+def test_pow_integer_dtypes():
+    a, ta_b = torch.tensor([1, 2, 3]), ta.tensor([1, 2, 3])
+    assert (2 ** ta_b).tolist() == (2 ** a).tolist() and (2 ** ta_b).dtype == ta.int64
+    assert (ta_b ** ta.tensor([2, 0, 1])).tolist() == [1, 1, 3]
+    assert (ta_b ** 0.5).dtype == ta.float32
+    assert (2.5 ** ta_b).dtype == ta.float32
+    with pytest.raises(ValueError, match="negative"):
+        ta_b ** ta.tensor([-1, 1, 1])
+
+
+REDUCTIONS = {
+    "std": (lambda x: x.std(1), lambda x: x.std(1)),
+    "std_tuple": (lambda x: x.std(dim=(0, 2), unbiased=False, keepdim=True),
+                  lambda x: x.std(dim=(0, 2), unbiased=False, keepdim=True)),
+    "std_all_correction": (lambda x: ta.std(x, correction=0), lambda x: torch.std(x, correction=0)),
+    "var_tuple": (lambda x: x.var((0, 1), correction=2), lambda x: x.var((0, 1), correction=2)),
+    "var_mean": (lambda x: ta.var_mean(x, 1), lambda x: torch.var_mean(x, 1)),
+    "std_mean": (lambda x: ta.std_mean(x, (0, 2), keepdim=True), lambda x: torch.std_mean(x, (0, 2), keepdim=True)),
+    "mean_tuple": (lambda x: x.mean((0, -1)), lambda x: x.mean((0, -1))),
+    "sum_tuple_keepdim": (lambda x: x.sum((1, 2), keepdim=True), lambda x: x.sum((1, 2), keepdim=True)),
+    "prod_dim": (lambda x: x.prod(1), lambda x: x.prod(1)),
+    "prod_all": (lambda x: x.prod(), lambda x: x.prod()),
+    "prod_with_zero": (lambda x: (x * (x > 0.3)).prod(-1, keepdim=True),
+                       lambda x: (x * (x > 0.3)).prod(-1, keepdim=True)),
+    "cumsum": (lambda x: x.cumsum(1), lambda x: x.cumsum(1)),
+    "cumsum_neg_dim": (lambda x: ta.cumsum(x, -1), lambda x: torch.cumsum(x, -1)),
+    "cumprod": (lambda x: x.cumprod(2), lambda x: x.cumprod(2)),
+    "logsumexp": (lambda x: x.logsumexp(-1), lambda x: x.logsumexp(-1)),
+    "logsumexp_tuple": (lambda x: ta.logsumexp(x, (0, 1), keepdim=True), lambda x: torch.logsumexp(x, (0, 1), keepdim=True)),
+    "norm": (lambda x: x.norm(), lambda x: x.norm()),
+    "norm_p1_dim": (lambda x: x.norm(p=1, dim=1), lambda x: x.norm(p=1, dim=1)),
+    "norm_p3": (lambda x: x.norm(p=3, dim=-1, keepdim=True), lambda x: x.norm(p=3, dim=-1, keepdim=True)),
+    "vector_norm_inf": (lambda x: ta.linalg.vector_norm(x, float("inf"), dim=1),
+                        lambda x: torch.linalg.vector_norm(x, float("inf"), dim=1)),
+    "vector_norm_tuple": (lambda x: ta.linalg.vector_norm(x, dim=(0, 2)), lambda x: torch.linalg.vector_norm(x, dim=(0, 2))),
+    "linalg_norm": (lambda x: ta.linalg.norm(x), lambda x: torch.linalg.norm(x)),
+}
+
+
+@pytest.mark.parametrize("name", list(REDUCTIONS))
+def test_reduction_against_torch(name):
+    _against_torch(*REDUCTIONS[name])
+
+
+def test_reduction_dtypes_and_keywords():
+    i = ta.tensor([[1, 2], [3, 4]])
+    ti = torch.tensor([[1, 2], [3, 4]])
+    assert ta.tensor([True, False, True]).sum().item() == 2
+    assert ta.tensor([True, False]).sum().dtype == ta.int64
+    assert ta.tensor([1, 2], dtype=ta.int32).sum().dtype == ta.int64
+    assert i.prod(1).tolist() == ti.prod(1).tolist() and i.prod().dtype == ta.int64
+    assert i.cumsum(0).tolist() == ti.cumsum(0).tolist() and i.cumsum(1).dtype == ta.int64
+    s = ta.tensor([1.5, 2.25], dtype=ta.float32).sum(dtype=ta.float64)
+    assert s.dtype == ta.float64 and s.item() == 3.75
+    assert i.mean(dtype=ta.float32).item() == 2.5
+    with pytest.raises(TypeError, match="mean"):
+        i.mean()
+    with pytest.raises(TypeError, match="cumsum.*dim"):
+        ta.cumsum(i)
+    with pytest.raises(TypeError, match="correction or unbiased"):
+        ta.std(ta.ones(3), correction=1, unbiased=True)
+    z = ta.zeros(3, requires_grad=True)
+    z.norm().backward()  # PyTorch's subgradient at 0: zeros, not nan
+    assert z.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_comparisons_and_tests():
+    a = ta.tensor([1.0, float("nan"), float("inf"), -float("inf"), 0.0])
+    t = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 0.0])
+    for name in ("isnan", "isinf", "isfinite", "isposinf", "isneginf", "signbit"):
+        assert getattr(ta, name)(a).tolist() == getattr(torch, name)(t).tolist(), name
+    assert ta.isfinite(ta.tensor([1, 2])).tolist() == [True, True]
+    assert ta.isnan(ta.tensor([1, 2])).tolist() == [False, False]
+    x = ta.tensor([1.0, 2.0])
+    assert ta.allclose(x, x + 1e-9) is True and ta.allclose(x, x + 1e-3) is False
+    assert x.isclose(ta.tensor([1.0, 2.1]), atol=0.05).tolist() == [True, False]
+    assert ta.isclose(a, a, equal_nan=True).tolist() == [True] * 5
+    assert ta.equal(x, x.clone()) is True and ta.equal(x, ta.tensor([1.0])) is False
+    assert (x == 1.0).dtype == ta.bool and (x >= x).tolist() == [True, True]
+    assert x.eq(1).tolist() == [True, False] and ta.greater(x, 1.5).tolist() == [False, True]
+    assert x.nan_to_num().tolist() == [1.0, 2.0]
+    big = ta.tensor([float("inf"), -float("inf"), float("nan")]).nan_to_num()
+    assert big.tolist() == torch.tensor([float("inf"), -float("inf"), float("nan")]).nan_to_num().tolist()
+
+
+PRODUCTS = {
+    "mm": (lambda x: x[0].mm(x[1].t()), lambda x: x[0].mm(x[1].t())),
+    "bmm": (lambda x: ta.bmm(x, x.transpose(1, 2)), lambda x: torch.bmm(x, x.transpose(1, 2))),
+    "mv": (lambda x: x[0].mv(x[1, 0]), lambda x: x[0].mv(x[1, 0])),
+    "dot": (lambda x: x[0, 0].dot(x[1, 1]), lambda x: x[0, 0].dot(x[1, 1])),
+    "outer": (lambda x: ta.outer(x[0, 0], x[1, 1, :3]), lambda x: torch.outer(x[0, 0], x[1, 1, :3])),
+    "addmm": (lambda x: ta.addmm(x[1, 0, :3], x[0], x[1].t(), beta=0.5, alpha=2),
+              lambda x: torch.addmm(x[1, 0, :3], x[0], x[1].t(), beta=0.5, alpha=2)),
+    "baddbmm": (lambda x: ta.baddbmm(x[:, :, :3], x, x.transpose(1, 2), alpha=0.5),
+                lambda x: torch.baddbmm(x[:, :, :3], x, x.transpose(1, 2), alpha=0.5)),
+}
+
+
+@pytest.mark.parametrize("name", list(PRODUCTS))
+def test_products_against_torch(name):
+    _against_torch(*PRODUCTS[name])
+
+
+def test_product_shape_errors():
+    with pytest.raises(ValueError, match=r"mm: .*\(2, 3\).*\(2, 3\)"):
+        ta.mm(ta.ones(2, 3), ta.ones(2, 3, 1)[..., 0])
+    with pytest.raises(ValueError, match="mm: both arguments must be matrices"):
+        ta.mm(ta.ones(2, 3, 4), ta.ones(4, 2))
+    with pytest.raises(ValueError, match="bmm: batch sizes differ"):
+        ta.bmm(ta.ones(2, 3, 4), ta.ones(3, 4, 2))
+    with pytest.raises(ValueError, match="dot: 1D tensors expected"):
+        ta.dot(ta.ones(2, 2), ta.ones(2))
+    with pytest.raises(ValueError, match="dot: inconsistent"):
+        ta.dot(ta.ones(2), ta.ones(3))
+    assert ta.dot(ta.tensor([1, 2]), ta.tensor([3, 4])).item() == 11
+
+
+def test_nn_functional_helpers_against_torch():
+    _against_torch(lambda x: TF.normalize(x, dim=-1), lambda x: torch.nn.functional.normalize(x, dim=-1))
+    _against_torch(lambda x: TF.normalize(x, p=1, dim=0), lambda x: torch.nn.functional.normalize(x, p=1, dim=0))
+    _against_torch(lambda x: TF.cosine_similarity(x[0], x[1], dim=-1),
+                   lambda x: torch.nn.functional.cosine_similarity(x[0], x[1], dim=-1))
+    _against_torch(lambda x: TF.pairwise_distance(x[0], x[1]),
+                   lambda x: torch.nn.functional.pairwise_distance(x[0], x[1]))
+    labels = ta.tensor([[0, 2], [1, 1]])
+    oh = TF.one_hot(labels)
+    assert oh.dtype == ta.int64 and oh.tolist() == torch.nn.functional.one_hot(torch.tensor([[0, 2], [1, 1]])).tolist()
+    assert TF.one_hot(ta.tensor([1]), 4).tolist() == [[0, 1, 0, 0]]
+    with pytest.raises(ValueError, match=r"one_hot: class values must be in \[0, 3\)"):
+        TF.one_hot(ta.tensor([3]), 3)
+    with pytest.raises(TypeError, match="one_hot"):
+        TF.one_hot(ta.tensor([1.0]))
+
+
+PADS = {
+    "constant": ((1, 2, 0, 1), "constant", 3.0),
+    "crop": ((-1, 2), "constant", None),
+    "reflect": ((2, 1), "reflect", None),
+    "replicate": ((2, 1, 1, 0), "replicate", None),
+    "circular": ((2, 1), "circular", None),
+}
+
+
+@pytest.mark.parametrize("name", list(PADS))
+def test_pad_against_torch(name):
+    pad, mode, value = PADS[name]
+    kw = {} if value is None else {"value": value}
+    _against_torch(lambda x: TF.pad(x, pad, mode=mode, **kw),
+                   lambda x: torch.nn.functional.pad(x, pad, mode=mode, **kw))
+
+
+def test_pad_errors():
+    with pytest.raises(ValueError, match="pad: padding length must be even"):
+        TF.pad(ta.ones(2, 3), (1, 2, 3))
+    with pytest.raises(ValueError, match="pad: reflect padding"):
+        TF.pad(ta.ones(2, 3), (3, 0), mode="reflect")
+    with pytest.raises(ValueError, match="pad: mode"):
+        TF.pad(ta.ones(2, 3), (1, 1), mode="wrap")
+    assert TF.pad(ta.tensor([[1, 2]]), (1, 0), value=7).tolist() == [[7, 1, 2]]
+
+
+def test_gelu_stays_tanh_form_here_and_nn_functional_names_exist():
+    for name in ("pad", "one_hot", "normalize", "softplus", "elu", "cosine_similarity"):
+        assert callable(getattr(TF, name))
+    assert math.isclose(ta.functional.silu(ta.tensor([1.0])).item(), 1 / (1 + math.exp(-1)), rel_tol=1e-6)
+
+
+def test_inplace_activations_follow_inplace_rules():
+    x = ta.tensor([-1.0, 2.0])
+    y = ta.functional.leaky_relu(x, 0.5, inplace=True)
+    assert y is x and x.tolist() == [-0.5, 2.0]
+    leaf = ta.tensor([-1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        TF.elu(leaf, inplace=True)

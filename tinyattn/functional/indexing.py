@@ -1,0 +1,393 @@
+"""Ops that read or write elements at integer indices, PyTorch's names: gather, scatter (src or value,
+reduce='add'/'multiply'), scatter_add, index_select, index_fill, index_add, index_copy, masked_select,
+nonzero/argwhere, take, take_along_dim; and their in-place forms (scatter_, scatter_add_, index_fill_,
+index_add_, index_copy_), which follow functional/inplace.py's rules.
+
+Indices are int64 (any integer dtype is accepted) and range-checked before anything runs. PyTorch's
+shape rules: for gather and scatter, index has the input's number of dims and is no larger than the input
+(and than src, for scatter) in every dim but `dim`; the output of gather has index's shape.
+"""
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import check_broadcast, check_indices, check_tensor, normalize_dims, on_device_of, sum_to_shape
+
+
+def _dim(op, x, dim):
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    dims = normalize_dims(op, dim, x.ndim)
+    return dims[0] if dims else 0
+
+
+def _index(op, index, like, what="index"):
+    """The index as an integer host array (a copy), or a TypeError naming op."""
+    if isinstance(index, Variable):
+        arr = index._array.copy()
+    elif isinstance(index, (list, tuple, np.ndarray, int, np.integer)):
+        arr = np.array(index)
+    else:
+        raise TypeError(f"{op}: {what} must be a tensor of integers, got {type(index).__name__}")
+    if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+        raise TypeError(f"{op}: {what} must be an integer (int64) tensor, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _axes_index(index, dim):
+    """The advanced index tuple that addresses, in an array with index's shape in every dim but `dim`,
+    the places index names along dim: aranges on the other axes."""
+    out = []
+    for d, n in enumerate(index.shape):
+        if d == dim:
+            out.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = n
+            out.append(np.arange(n).reshape(shape))
+    return tuple(out)
+
+
+def _check_index_shape(op, x, index, dim, src=None):
+    if index.ndim != max(x.ndim, 1) and not (x.ndim == 0 and index.ndim <= 1):
+        raise ValueError(f"{op}: index {tuple(index.shape)} must have as many dims as the input {tuple(x.shape)}")
+    xs = x.shape if x.ndim else (1,)
+    for d, n in enumerate(index.shape):
+        if d != dim and n > xs[d]:
+            raise ValueError(f"{op}: index of shape {tuple(index.shape)} is larger than the input of shape "
+                             f"{tuple(x.shape)} in dim {d} (only dim {dim} may differ)")
+        if src is not None and n > (src.shape if src.ndim else (1,))[d]:
+            raise ValueError(f"{op}: index of shape {tuple(index.shape)} is larger than src of shape "
+                             f"{tuple(src.shape)} in dim {d}")
+    check_indices(op, index, xs[dim], "index")
+
+
+def _corner(a, shape):
+    """a[:shape[0], :shape[1], ...]: the leading block of `a` of `shape`."""
+    return a[tuple(slice(0, n) for n in shape)]
+
+
+class Gather(Function):
+    """y[i][j][k] = x[index[i][j][k]][j][k] along dim (dim 0 shown).  dx = zeros with dy added at the
+    places read (np.add.at: an element read twice collects both gradients)."""
+
+    @staticmethod
+    def forward(ctx, x, index, dim):
+        ctx.save_for_backward(index)
+        ctx.shape, ctx.dim = x.shape, dim
+        return x[_axes_index(index, dim)]
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        dx = np.zeros_like(dy, shape=ctx.shape)
+        np.add.at(dx, _axes_index(index, ctx.dim), dy)
+        return dx, None, None
+
+
+def gather(input, dim, index, *, sparse_grad=False):
+    check_tensor("gather", "input", input)
+    d = _dim("gather", input, dim)
+    index = _index("gather", index, input)
+    _check_index_shape("gather", input, index, d)
+    if input.ndim == 0:
+        return Gather.apply(input.reshape(1), index.reshape(-1), 0).reshape(index.shape)
+    return Gather.apply(input, index, d)
+
+
+def take_along_dim(input, indices, dim=None):
+    """NumPy's take_along_axis: like gather, with indices broadcast against the input (dim=None: flattened)."""
+    check_tensor("take_along_dim", "input", input)
+    idx = _index("take_along_dim", indices, input, "indices")
+    if dim is None:
+        from .shape import reshape
+
+        return gather(reshape(input, -1), 0, idx.reshape(-1))
+    d = _dim("take_along_dim", input, dim)
+    shape = list(check_broadcast("take_along_dim", tuple(s if i != d else 1 for i, s in enumerate(input.shape)),
+                                 tuple(s if i != d else 1 for i, s in enumerate(idx.shape))))
+    from .shape import expand
+
+    xs = list(shape)
+    xs[d] = input.shape[d]
+    ishape = list(shape)
+    ishape[d] = idx.shape[d]
+    return gather(expand(input, tuple(xs)), d, np.broadcast_to(idx, ishape).copy())
+
+
+class Scatter(Function):
+    """y = x with y[index[i][j]][j] = src[i][j] along dim (dim 0 shown; src read in index's shape).
+    dx = dy with zeros at the written places; dsrc = dy read at those places (PyTorch's rule), zeros
+    outside index's shape."""
+
+    @staticmethod
+    def forward(ctx, x, src, index, dim):
+        ctx.save_for_backward(index)
+        ctx.dim, ctx.src_shape = dim, np.shape(src)
+        y = x.copy()
+        places = _axes_index(index, dim)
+        y[places] = _corner(src, index.shape) if np.ndim(src) else src
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        places = _axes_index(index, ctx.dim)
+        need_x, need_src = ctx.needs_input_grad[:2]
+        dx = dsrc = None
+        if need_x:
+            dx = dy.copy()
+            dx[places] = 0
+        if need_src:
+            dsrc = np.zeros_like(dy, shape=ctx.src_shape)
+            _corner(dsrc, index.shape)[...] = dy[places]
+        return dx, dsrc, None, None
+
+
+class ScatterAdd(Function):
+    """y = x with src added at index along dim (repeated places add up).  dx = dy; dsrc = dy read at the
+    places (zeros outside index's shape)."""
+
+    @staticmethod
+    def forward(ctx, x, src, index, dim):
+        ctx.save_for_backward(index)
+        ctx.dim, ctx.src_shape = dim, np.shape(src)
+        y = x.copy()
+        np.add.at(y, _axes_index(index, dim), _corner(src, index.shape))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        need_x, need_src = ctx.needs_input_grad[:2]
+        dsrc = None
+        if need_src:
+            dsrc = np.zeros_like(dy, shape=ctx.src_shape)
+            _corner(dsrc, index.shape)[...] = dy[_axes_index(index, ctx.dim)]
+        return (dy if need_x else None), dsrc, None, None
+
+
+def _src(op, input, src):
+    """src as a tensor of input's dtype (a number becomes a 0-d constant)."""
+    if isinstance(src, Variable):
+        if src.dtype != input.dtype:
+            raise TypeError(f"{op}: expected src to have the input's dtype {input.dtype}, got {src.dtype}")
+        return src
+    if isinstance(src, (bool, int, float, np.number)):
+        return input._wrap(np.asarray(src, dtype=input.dtype))
+    raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """A copy of input with src's elements (or `value`) written at index along dim. reduce='add' or
+    'multiply' combines with what is there instead (PyTorch's older scatter(..., reduce=))."""
+    check_tensor("scatter", "input", input)
+    if (src is None) == (value is None):
+        if src is None:
+            raise TypeError("scatter: expected src (a tensor) or value (a number)")
+        raise TypeError("scatter: pass src or value, not both")
+    src = _src("scatter", input, src if src is not None else value)
+    d = _dim("scatter", input, dim)
+    index = _index("scatter", index, input)
+    _check_index_shape("scatter", input, index, d, src if src.ndim else None)
+    if input.ndim == 0:
+        raise ValueError("scatter: a 0-d input is not supported; reshape it to (1,)")
+    if src.ndim == 0:
+        from .shape import expand
+
+        src = expand(src, tuple(index.shape))
+    if reduce is None:
+        return Scatter.apply(input, src, index, d)
+    if reduce == "add":
+        return ScatterAdd.apply(input, src, index, d)
+    if reduce == "multiply":
+        if input.requires_grad or src.requires_grad:
+            raise NotImplementedError("scatter: reduce='multiply' has no gradient (as in PyTorch)")
+        y = input._array.copy()
+        np.multiply.at(y, _axes_index(index, d), _corner(src._array, index.shape))
+        return input._wrap(y)
+    raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
+
+
+def scatter_add(input, dim, index, src):
+    check_tensor("scatter_add", "input", input)
+    src = _src("scatter_add", input, src)
+    d = _dim("scatter_add", input, dim)
+    index = _index("scatter_add", index, input)
+    _check_index_shape("scatter_add", input, index, d, src)
+    return ScatterAdd.apply(input, src, index, d)
+
+
+class IndexSelect(Function):
+    """y = x's slices along dim at `index` (1-D).  dx = zeros with dy's slices added back (repeats add)."""
+
+    @staticmethod
+    def forward(ctx, x, index, dim):
+        ctx.save_for_backward(index)
+        ctx.shape, ctx.dim = x.shape, dim
+        return np.take(x, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        dx = np.zeros_like(dy, shape=ctx.shape)
+        np.add.at(dx, (slice(None),) * ctx.dim + (index,), dy)
+        return dx, None, None
+
+
+def index_select(input, dim, index):
+    check_tensor("index_select", "input", input)
+    d = _dim("index_select", input, dim)
+    index = _index("index_select", index, input)
+    if index.ndim > 1:
+        raise ValueError(f"index_select: index must be 1-d (or 0-d), got shape {tuple(index.shape)}")
+    x = input if input.ndim else input.reshape(1)
+    check_indices("index_select", index, x.shape[d], "index")
+    out = IndexSelect.apply(x, index.reshape(-1), d)
+    return out.reshape(()) if input.ndim == 0 else out
+
+
+class IndexPut(Function):
+    """y = x with the slices along dim at `index` replaced by src's slices (add=False) or with src's slices
+    added to them (add=True).  dx = dy (zeros at the replaced slices); dsrc = dy's slices at index."""
+
+    @staticmethod
+    def forward(ctx, x, src, index, dim, add):
+        ctx.save_for_backward(index)
+        ctx.dim, ctx.add, ctx.src_shape = dim, add, np.shape(src)
+        y = x.copy()
+        where = (slice(None),) * dim + (index,)
+        if add:
+            np.add.at(y, where, src)
+        else:
+            y[where] = src
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        where = (slice(None),) * ctx.dim + (index,)
+        need_x, need_src = ctx.needs_input_grad[:2]
+        dx = dsrc = None
+        if need_x:
+            dx = dy
+            if not ctx.add:
+                dx = dy.copy()
+                dx[where] = 0
+        if need_src:
+            dsrc = sum_to_shape(np.take(dy, index, axis=ctx.dim), ctx.src_shape)
+        return dx, dsrc, None, None, None
+
+
+def _index_put(op, input, dim, index, source, add, alpha=1):
+    check_tensor(op, "input", input)
+    d = _dim(op, input, dim)
+    index = _index(op, index, input).reshape(-1)
+    check_indices(op, index, input.shape[d] if input.ndim else 1, "index")
+    if isinstance(source, Variable):
+        want = list(input.shape)
+        if want:
+            want[d] = index.size
+        if add and source.dtype != input.dtype:
+            raise TypeError(f"{op}: source dtype {source.dtype} differs from the input's {input.dtype}")
+        if tuple(source.shape) != tuple(want) and not (source.ndim == 0 and index.size == 1):
+            if add or source.ndim != 0:
+                raise ValueError(f"{op}: source of shape {tuple(source.shape)} does not match the input "
+                                 f"{tuple(input.shape)} with dim {dim} of size {index.size}")
+        if alpha != 1:
+            from .elementwise import mul
+
+            source = mul(source, alpha)
+        if source.dtype != input.dtype:
+            from .elementwise import cast
+
+            source = cast(source, input.dtype)
+    else:
+        source = input._wrap(np.asarray(source, dtype=input.dtype))
+    if input.ndim == 0:
+        from .shape import reshape
+
+        return reshape(IndexPut.apply(reshape(input, 1), reshape(source, 1), index, 0, add), ())
+    return IndexPut.apply(input, source, index, d, add)
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    """A copy of input with alpha · source's slices added at index along dim (repeats add up)."""
+    if not isinstance(source, Variable):
+        raise TypeError(f"index_add: source must be a tensor, got {type(source).__name__}")
+    return _index_put("index_add", input, dim, index, source, True, alpha)
+
+
+def index_copy(input, dim, index, source):
+    if not isinstance(source, Variable):
+        raise TypeError(f"index_copy: source must be a tensor, got {type(source).__name__}")
+    return _index_put("index_copy", input, dim, index, source, False)
+
+
+def index_fill(input, dim, index, value):
+    """A copy of input with the slices at index along dim set to value (a number or a 0-d tensor)."""
+    if isinstance(value, Variable) and value.ndim != 0:
+        raise ValueError(f"index_fill: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
+    if isinstance(value, Variable):
+        from .shape import expand
+
+        want = list(input.shape)
+        d = _dim("index_fill", input, dim)
+        idx = _index("index_fill", index, input).reshape(-1)
+        if want:
+            want[d] = idx.size
+        value = expand(value if value.dtype == input.dtype else value.to(input.dtype), tuple(want))
+        return _index_put("index_fill", input, dim, idx, value, False)
+    return _index_put("index_fill", input, dim, index, value, False)
+
+
+class MaskedSelect(Function):
+    """y = the elements of x where mask (both broadcast), as a 1-D tensor in row-major order.
+    dx = zeros with dy written at the masked places, summed back to x's shape."""
+
+    @staticmethod
+    def forward(ctx, x, mask, shape):
+        ctx.save_for_backward(mask)
+        ctx.shape, ctx.full = x.shape, shape
+        return np.broadcast_to(x, shape)[np.broadcast_to(mask, shape)]
+
+    @staticmethod
+    def backward(ctx, dy):
+        (mask,) = ctx.saved
+        dx = np.zeros_like(dy, shape=ctx.full)
+        dx[np.broadcast_to(mask, ctx.full)] = dy
+        return sum_to_shape(dx, ctx.shape), None, None
+
+
+def masked_select(input, mask):
+    check_tensor("masked_select", "input", input)
+    mask = on_device_of("masked_select", mask, input._array)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got dtype {mask.dtype}")
+    shape = check_broadcast("masked_select", input.shape, mask.shape)
+    return MaskedSelect.apply(input, mask, shape)
+
+
+def nonzero(input, *, as_tuple=False):
+    """The indices of the nonzero elements: an (n, ndim) int64 tensor, or (as_tuple=True) one 1-D tensor
+    per dim (a 0-d input counts as 1-d there, as in PyTorch)."""
+    check_tensor("nonzero", "input", input)
+    a = input.numpy()
+    if as_tuple:
+        return tuple(input._wrap(i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(a)))
+    return input._wrap(np.argwhere(a).astype(np.int64))
+
+
+def argwhere(input):
+    return nonzero(input)
+
+
+def take(input, index):
+    """input read as a 1-D tensor at index (any shape); the result has index's shape."""
+    check_tensor("take", "input", input)
+    from .shape import reshape
+
+    idx = _index("take", index, input)
+    n = input.numel()
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"take: index out of range for a tensor of {n} elements")
+    return reshape(gather(reshape(input, -1), 0, (idx % max(n, 1)).reshape(-1)), idx.shape)

@@ -1,0 +1,402 @@
+"""More ops that move elements without changing them, PyTorch's names: split, chunk, tensor_split, narrow,
+flip, t, movedim/moveaxis, swapaxes/swapdims, roll, repeat, tile, repeat_interleave, unflatten, view_as,
+reshape_as, diag, diagonal, diag_embed.
+
+split/chunk/narrow/t/movedim/swapaxes/unflatten return views of the input (they share its memory and
+its version counter), as in PyTorch; flip, roll, repeat, tile, repeat_interleave return copies.
+"""
+import math
+
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import check_tensor, normalize_dims
+from .shape import Permute, getitem, reshape, view
+
+
+def _dim(op, x, dim):
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    dims = normalize_dims(op, dim, x.ndim)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: a 0-d tensor has no dim {dim} to work along")
+    return dims[0]
+
+
+class Split(Function):
+    """(y_0, ..., y_{k-1}) = the slices of x along `dim` between `bounds` (views, no copy).
+
+    dx = the gradients joined back along dim; a piece that no gradient reached gets zeros."""
+
+    returns_view = True
+
+    @staticmethod
+    def forward(ctx, x, dim, bounds):
+        ctx.dim, ctx.shape = dim, x.shape
+        ctx.sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+        lead = (slice(None),) * dim
+        return tuple(x[lead + (slice(a, b),)] for a, b in zip(bounds[:-1], bounds[1:]))
+
+    @staticmethod
+    def backward(ctx, dys):
+        present = next(g for g in dys if g is not None)
+        parts = []
+        for g, n in zip(dys, ctx.sizes):
+            if g is None:
+                shape = list(ctx.shape)
+                shape[ctx.dim] = n
+                g = np.zeros_like(present, shape=tuple(shape))
+            parts.append(g)
+        return np.concatenate(parts, axis=ctx.dim), None, None
+
+
+def _split_at(x, dim, sizes):
+    bounds = [0]
+    for n in sizes:
+        bounds.append(bounds[-1] + n)
+    return Split.apply(x, dim, bounds)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    """Pieces of `tensor` along dim: of split_size each (the last one smaller when it does not divide),
+    or of the listed sizes (which must add up to the dim's size). Views, as in PyTorch."""
+    check_tensor("split", "tensor", tensor)
+    d = _dim("split", tensor, dim)
+    n = tensor.shape[d]
+    s = split_size_or_sections
+    if isinstance(s, Variable):
+        s = s.tolist()
+    if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+        s = int(s)
+        if s < 0:
+            raise ValueError(f"split: split_size must be non-negative, got {s}")
+        if s == 0:
+            if n != 0:
+                raise ValueError(f"split: split_size 0 cannot split a dim of size {n} (only an empty dim)")
+            return (getitem(tensor, (slice(None),) * d + (slice(0, 0),)),)
+        sizes = [s] * (n // s) + ([n % s] if n % s else [])
+        if not sizes:
+            sizes = [0]
+    elif isinstance(s, (list, tuple)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in s):
+            raise TypeError(f"split: split sizes must be ints, got {s!r}")
+        sizes = [int(v) for v in s]
+        if any(v < 0 for v in sizes) or sum(sizes) != n:
+            raise ValueError(f"split: split sizes {sizes} must be non-negative and sum to the size {n} of dim {dim} "
+                             f"(shape {tuple(tensor.shape)})")
+    else:
+        raise TypeError(f"split: split_size_or_sections must be an int or a list of ints, got {s!r}")
+    return _split_at(tensor, d, sizes)
+
+
+def chunk(input, chunks, dim=0):
+    """`chunks` pieces (or fewer) along dim, each of ceil(size / chunks) elements, the last one smaller:
+    PyTorch's rule (chunk(6 elements, 4) gives 3 pieces of 2)."""
+    check_tensor("chunk", "input", input)
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)):
+        raise TypeError(f"chunk: chunks must be an int, got {chunks!r}")
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be greater than 0, got {chunks}")
+    d = _dim("chunk", input, dim)
+    n = input.shape[d]
+    size = max(1, -(-n // int(chunks))) if n else 0
+    return split(input, size, d) if n else split(input, [0] * 1, d)
+
+
+def tensor_split(input, indices_or_sections, dim=0):
+    """NumPy's array_split rule: k sections of sizes differing by at most one (the first ones larger), or
+    pieces between the given indices."""
+    check_tensor("tensor_split", "input", input)
+    d = _dim("tensor_split", input, dim)
+    n = input.shape[d]
+    s = indices_or_sections
+    if isinstance(s, Variable):
+        s = s.tolist()
+    if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+        if s <= 0:
+            raise ValueError(f"tensor_split: number of sections must be greater than 0, got {s}")
+        q, r = divmod(n, int(s))
+        sizes = [q + 1] * r + [q] * (int(s) - r)
+    else:
+        cuts = [min(max(int(i) if i >= 0 else int(i) + n, 0), n) for i in s]
+        bounds = [0] + cuts + [n]
+        sizes = [max(b - a, 0) for a, b in zip(bounds[:-1], bounds[1:])]
+        starts = bounds[:-1]
+        return tuple(narrow(input, d, a, k) for a, k in zip(starts, sizes))
+    return _split_at(input, d, sizes)
+
+
+def narrow(input, dim, start, length):
+    """input[..., start:start+length, ...] along dim: a view."""
+    check_tensor("narrow", "input", input)
+    d = _dim("narrow", input, dim)
+    n = input.shape[d]
+    if isinstance(start, Variable):
+        start = start.item()
+    if not -n <= start <= n:
+        raise IndexError(f"narrow: start {start} is out of range for dim {dim} of size {n}")
+    start = start % n if start < 0 else start
+    if length < 0 or start + length > n:
+        raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds the size {n} of dim {dim}")
+    return getitem(input, (slice(None),) * d + (slice(start, start + length),))
+
+
+class Flip(Function):
+    """y = x reversed along `dims` (a copy, as in PyTorch).  dx = dy reversed along the same dims."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return np.ascontiguousarray(np.flip(x, dims))
+
+    @staticmethod
+    def backward(ctx, dy):
+        return np.flip(dy, ctx.dims), None
+
+
+def flip(input, *dims):
+    check_tensor("flip", "input", input)
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if not dims and input.ndim:
+        raise TypeError("flip: missing the required argument dims")
+    return Flip.apply(input, normalize_dims("flip", dims, input.ndim))
+
+
+def fliplr(input):
+    if input.ndim < 2:
+        raise ValueError(f"fliplr: input must be >= 2-d, got shape {tuple(input.shape)}")
+    return flip(input, 1)
+
+
+def flipud(input):
+    if input.ndim < 1:
+        raise ValueError("flipud: input must be >= 1-d")
+    return flip(input, 0)
+
+
+def t(input):
+    """The transpose of a 2-D tensor (a view); 0-d and 1-d tensors come back as they are."""
+    check_tensor("t", "input", input)
+    if input.ndim > 2:
+        raise ValueError(f"t: expects a tensor with <= 2 dimensions, but got shape {tuple(input.shape)}; use "
+                         ".transpose(dim0, dim1) or .mT")
+    return Permute.apply(input, tuple(reversed(range(input.ndim))))
+
+
+def movedim(input, source, destination):
+    """The axes `source` moved to positions `destination` (ints or sequences of ints), the others keeping
+    their order: a view."""
+    check_tensor("movedim", "input", input)
+    src = (source,) if isinstance(source, (int, np.integer)) else tuple(source)
+    dst = (destination,) if isinstance(destination, (int, np.integer)) else tuple(destination)
+    if len(src) != len(dst):
+        raise ValueError(f"movedim: source {source} and destination {destination} must have the same number of dims")
+    n = input.ndim
+    s = [normalize_dims("movedim", d, n)[0] if n else 0 for d in src]
+    e = [normalize_dims("movedim", d, n)[0] if n else 0 for d in dst]
+    if len(set(s)) != len(s) or len(set(e)) != len(e):
+        raise ValueError(f"movedim: repeated dim in source {source} or destination {destination}")
+    order = [None] * n
+    for a, b in zip(s, e):
+        order[b] = a
+    rest = iter(d for d in range(n) if d not in s)
+    order = tuple(next(rest) if o is None else o for o in order)
+    return Permute.apply(input, order)
+
+
+moveaxis = movedim
+
+
+def swapaxes(input, axis0, axis1):
+    from .shape import transpose
+
+    return transpose(input, axis0, axis1)
+
+
+swapdims = swapaxes
+
+
+class Roll(Function):
+    """y = x rolled by `shifts` along `axes` (elements leaving one end come back at the other; a copy).
+    dx = dy rolled back."""
+
+    @staticmethod
+    def forward(ctx, x, shifts, axes):
+        ctx.shifts, ctx.axes = shifts, axes
+        return np.roll(x, shifts, axes)
+
+    @staticmethod
+    def backward(ctx, dy):
+        neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
+        return np.roll(dy, neg, ctx.axes), None, None
+
+
+def roll(input, shifts, dims=None):
+    check_tensor("roll", "input", input)
+    if dims is None:  # roll the flattened tensor, then restore the shape (PyTorch's rule)
+        if not isinstance(shifts, (int, np.integer)):
+            if len(shifts) != 1:
+                raise ValueError(f"roll: with dims=None, shifts must be one int, got {shifts!r}")
+            shifts = shifts[0]
+        return reshape(Roll.apply(reshape(input, -1), int(shifts), 0), input.shape)
+    sh = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+    ds = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    if len(sh) != len(ds):
+        raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    axes = tuple(normalize_dims("roll", d, input.ndim)[0] for d in ds)
+    return Roll.apply(input, tuple(int(s) for s in sh), axes)
+
+
+class Repeat(Function):
+    """y = x tiled `reps` times along each axis (x first gets leading size-1 axes up to len(reps)).
+    dx = dy seen as (r_0, n_0, r_1, n_1, ...), summed over the r axes."""
+
+    @staticmethod
+    def forward(ctx, x, reps):
+        ctx.reps = reps
+        ctx.shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+        ctx.orig = x.shape
+        return np.tile(x.reshape(ctx.shape), reps)
+
+    @staticmethod
+    def backward(ctx, dy):
+        split = []
+        for r, n in zip(ctx.reps, ctx.shape):
+            split += [r, n]
+        dx = dy.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+        return dx.reshape(ctx.orig), None
+
+
+def repeat(input, *sizes):
+    """PyTorch's Tensor.repeat: the tensor tiled sizes[i] times along each axis (a copy)."""
+    check_tensor("repeat", "input", input)
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sizes):
+        raise TypeError(f"repeat: sizes must be ints, got {sizes!r}")
+    if len(sizes) < input.ndim:
+        raise ValueError(f"repeat: the number of repeat dims ({len(sizes)}) can not be smaller than the number of "
+                         f"dims of the tensor ({input.ndim}, shape {tuple(input.shape)})")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"repeat: repeats must be non-negative, got {sizes}")
+    return Repeat.apply(input, tuple(int(s) for s in sizes))
+
+
+def tile(input, dims):
+    """NumPy's tile: like repeat, with fewer reps than axes padded by leading ones."""
+    check_tensor("tile", "input", input)
+    dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    dims = (1,) * (input.ndim - len(dims)) + dims
+    return repeat(input, dims)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each element (or slice along dim) repeated `repeats` times in place (an int, or a tensor of one count
+    per element); dim=None works on the flattened tensor. repeat_interleave(counts) alone gives
+    the indices 0, 0, 1, 2, 2, ... as PyTorch does."""
+    from .indexing import index_select
+
+    if repeats is None:  # torch.repeat_interleave(repeats): arange(len) repeated
+        counts = np.asarray(input._array)
+        if counts.ndim > 1 or counts.dtype.kind not in "iu":
+            raise TypeError("repeat_interleave: repeats must be a 1-d integer tensor")
+        return input._wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+    check_tensor("repeat_interleave", "input", input)
+    x = reshape(input, -1) if dim is None else input
+    d = 0 if dim is None else _dim("repeat_interleave", x, dim)
+    n = x.shape[d] if x.ndim else 1
+    if isinstance(repeats, Variable):
+        r = np.asarray(repeats.numpy())
+    else:
+        r = np.asarray(repeats)
+    if r.dtype.kind not in "iu":
+        raise TypeError(f"repeat_interleave: repeats must be ints, got {repeats!r}")
+    if r.ndim > 1 or (r.ndim == 1 and r.size not in (1, n)):
+        raise ValueError(f"repeat_interleave: repeats must have the same size as input along dim ({n}), got "
+                         f"shape {tuple(r.shape)}")
+    if np.any(r < 0):
+        raise ValueError("repeat_interleave: repeats can not be negative")
+    index = np.repeat(np.arange(n, dtype=np.int64), r.reshape(-1) if r.ndim else int(r))
+    if output_size is not None and output_size != index.size:
+        raise ValueError(f"repeat_interleave: output_size {output_size} differs from the result's size {index.size}")
+    if x.ndim == 0:
+        x = reshape(x, 1)
+    return index_select(x, d, x._wrap(index))
+
+
+def unflatten(input, dim, sizes):
+    """Dim `dim` split into `sizes` (one entry may be -1): a view."""
+    check_tensor("unflatten", "input", input)
+    d = _dim("unflatten", input, dim)
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes:
+        raise ValueError("unflatten: sizes must be non-empty")
+    n = input.shape[d]
+    known = math.prod(s for s in sizes if s != -1)
+    if sizes.count(-1) > 1 or (sizes.count(-1) == 0 and known != n) or (sizes.count(-1) == 1 and
+                                                                         (known == 0 or n % known)):
+        raise ValueError(f"unflatten: sizes {sizes} don't multiply up to the size of dim {dim} ({n}) in the input "
+                         f"of shape {tuple(input.shape)}")
+    sizes = tuple(n // known if s == -1 else s for s in sizes)
+    return reshape(input, input.shape[:d] + sizes + input.shape[d + 1:])
+
+
+def view_as(input, other):
+    return view(input, tuple(other.shape))
+
+
+def reshape_as(input, other):
+    return reshape(input, tuple(other.shape))
+
+
+class Diagonal(Function):
+    """y = the diagonal of x's axes (d1, d2) with `offset`, as the last axis (a copy here).
+    dx = zeros with dy written on that diagonal."""
+
+    @staticmethod
+    def forward(ctx, x, offset, d1, d2):
+        ctx.shape, ctx.args = x.shape, (offset, d1, d2)
+        return np.diagonal(x, offset, d1, d2).copy()
+
+    @staticmethod
+    def backward(ctx, dy):
+        offset, d1, d2 = ctx.args
+        dx = np.zeros_like(dy, shape=ctx.shape)
+        view_ = np.diagonal(dx, offset, d1, d2)
+        view_.setflags(write=True)
+        view_[...] = dy
+        return dx, None, None, None
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    check_tensor("diagonal", "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"diagonal: expected a tensor with >= 2 dims, got shape {tuple(input.shape)}")
+    d1, d2 = (normalize_dims("diagonal", d, input.ndim)[0] for d in (dim1, dim2))
+    if d1 == d2:
+        raise ValueError(f"diagonal: dim1 and dim2 cannot be the same ({dim1}, {dim2})")
+    return Diagonal.apply(input, int(offset), d1, d2)
+
+
+class DiagEmbed(Function):
+    """y = a square matrix (size n + |offset|) with the 1-D x on its `offset` diagonal.  dx = dy's diagonal."""
+
+    @staticmethod
+    def forward(ctx, x, offset):
+        ctx.offset = offset
+        return np.diag(x, offset)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return np.diagonal(dy, ctx.offset).copy(), None
+
+
+def diag(input, diagonal=0):
+    """1-D input: the square matrix with input on its `diagonal`; 2-D input: that diagonal, as a 1-D tensor."""
+    check_tensor("diag", "input", input)
+    if input.ndim == 1:
+        return DiagEmbed.apply(input, int(diagonal))
+    if input.ndim == 2:
+        return Diagonal.apply(input, int(diagonal), 0, 1)
+    raise ValueError(f"diag: expected a 1-d or 2-d tensor, got shape {tuple(input.shape)}")

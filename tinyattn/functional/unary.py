@@ -1,0 +1,500 @@
+"""Elementwise math functions of one tensor, PyTorch's names: sin, cos, tan, log1p, expm1, log2, log10,
+exp2, rsqrt, reciprocal, square, sign, floor/ceil/round/trunc/frac, sinh/cosh, atan, erf, and the
+activations silu, leaky_relu, elu, softplus, hardtanh, relu6, mish, logsigmoid.
+
+Each Function's docstring gives y = f(x) and the derivative its backward applies. Integer and bool
+inputs of the float-valued functions become float32 first (torch.sin(int tensor) is float32), with no
+gradient; sign/square/floor/... keep integer dtypes as PyTorch does.
+"""
+import math
+
+import numpy as np
+
+from ..autograd import Function, Variable
+from .checks import check_tensor
+
+
+def _float_input(op, x):
+    """x, or x as float32 when it holds integers or bools (PyTorch's promotion for float-valued ops)."""
+    check_tensor(op, "input", x)
+    if x._array.dtype.kind != "f":
+        return x._wrap(x._array.astype(np.float32))
+    return x
+
+
+class _Saved(Function):
+    """Base: forward computes f(x) with the input saved; backward is dy * f'(x)."""
+
+    @staticmethod
+    def f(x):
+        raise NotImplementedError
+
+    @staticmethod
+    def df(x):
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, ctx, x):
+        ctx.save_for_backward(x)
+        return cls.f(x)
+
+    @classmethod
+    def backward(cls, ctx, dy):
+        (x,) = ctx.saved
+        return dy * cls.df(x)
+
+
+class Sin(_Saved):
+    """y = sin x.  dx = dy cos x."""
+    f, df = staticmethod(np.sin), staticmethod(np.cos)
+
+
+class Cos(_Saved):
+    """y = cos x.  dx = -dy sin x."""
+    f = staticmethod(np.cos)
+
+    @staticmethod
+    def df(x):
+        return -np.sin(x)
+
+
+class Tan(Function):
+    """y = tan x.  dx = dy (1 + y²)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.tan(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * (1 + y * y)
+
+
+class Sinh(_Saved):
+    """y = sinh x.  dx = dy cosh x."""
+    f, df = staticmethod(np.sinh), staticmethod(np.cosh)
+
+
+class Cosh(_Saved):
+    """y = cosh x.  dx = dy sinh x."""
+    f, df = staticmethod(np.cosh), staticmethod(np.sinh)
+
+
+class Atan(_Saved):
+    """y = atan x.  dx = dy / (1 + x²)."""
+    f = staticmethod(np.arctan)
+
+    @staticmethod
+    def df(x):
+        return 1 / (1 + x * x)
+
+
+class Asin(_Saved):
+    """y = asin x.  dx = dy / √(1 - x²)."""
+    f = staticmethod(np.arcsin)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1 / np.sqrt(1 - x * x)
+
+
+class Acos(_Saved):
+    """y = acos x.  dx = -dy / √(1 - x²)."""
+    f = staticmethod(np.arccos)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -1 / np.sqrt(1 - x * x)
+
+
+class Log1p(_Saved):
+    """y = ln(1 + x).  dx = dy / (1 + x)."""
+    f = staticmethod(np.log1p)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore"):
+            return 1 / (1 + x)
+
+
+class Log2(_Saved):
+    """y = log₂ x.  dx = dy / (x ln 2)."""
+    f = staticmethod(np.log2)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore"):
+            return 1 / (x * x.dtype.type(math.log(2)))
+
+
+class Log10(_Saved):
+    """y = log₁₀ x.  dx = dy / (x ln 10)."""
+    f = staticmethod(np.log10)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore"):
+            return 1 / (x * x.dtype.type(math.log(10)))
+
+
+class Expm1(Function):
+    """y = e^x - 1.  dx = dy (y + 1)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * (y + 1)
+
+
+class Exp2(Function):
+    """y = 2^x.  dx = dy y ln 2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.exp2(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * y * y.dtype.type(math.log(2))
+
+
+class Rsqrt(Function):
+    """y = 1/√x.  dx = -dy y³ / 2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = 1 / np.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return dy * (-0.5 * y * y * y).astype(y.dtype)
+
+
+class Reciprocal(Function):
+    """y = 1/x.  dx = -dy y²."""
+
+    @staticmethod
+    def forward(ctx, x):
+        with np.errstate(divide="ignore"):
+            y = 1 / x
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return -dy * y * y
+
+
+class Square(_Saved):
+    """y = x².  dx = 2 dy x."""
+    f = staticmethod(np.square)
+
+    @staticmethod
+    def df(x):
+        return 2 * x
+
+
+class Erf(_Saved):
+    """y = erf x.  dx = dy 2/√π e^(-x²)."""
+
+    @staticmethod
+    def f(x):
+        from ..kernels.cpu.special import erf  # compiled on first use
+
+        return erf(x)
+
+    @staticmethod
+    def df(x):
+        return x.dtype.type(2 / math.sqrt(math.pi)) * np.exp(-x * x)
+
+
+class Piecewise(Function):
+    """y = f(x) for a piecewise-constant f (sign, floor, ceil, round, trunc): dx = 0, as PyTorch defines it."""
+
+    @staticmethod
+    def forward(ctx, x, f):
+        return f(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return np.zeros_like(dy), None
+
+
+class Frac(Function):
+    """y = x - trunc(x).  dx = dy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x - np.trunc(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy
+
+
+# ---- activations -------------------------------------------------------------------------------
+
+
+class Silu(Function):
+    """y = x σ(x).  dx = dy σ(x) (1 + x (1 - σ(x)))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = 0.5 * (1 + np.tanh(0.5 * x))
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, s = ctx.saved
+        return dy * s * (1 + x * (1 - s))
+
+
+class LeakyRelu(Function):
+    """y = x for x > 0, slope·x otherwise.  dx = dy for x > 0, slope·dy otherwise."""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return np.where(x > 0, x, x * x.dtype.type(slope))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return np.where(x > 0, dy, dy * dy.dtype.type(ctx.slope)), None
+
+
+class Elu(Function):
+    """y = x for x > 0, alpha (e^x - 1) otherwise.  dx = dy for x > 0, dy alpha e^x otherwise."""
+
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return np.where(x > 0, dy, dy * dy.dtype.type(ctx.alpha) * np.exp(np.minimum(x, 0))), None
+
+
+class Softplus(Function):
+    """y = log(1 + e^(βx)) / β, and y = x where βx > threshold (PyTorch's linear region).
+    dx = dy σ(βx), and dy in the linear region."""
+
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        bx = x * x.dtype.type(beta)
+        soft = np.logaddexp(0, bx) / x.dtype.type(beta)
+        return np.where(bx > threshold, x, soft).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        bx = x * x.dtype.type(ctx.beta)
+        s = 0.5 * (1 + np.tanh(0.5 * bx))
+        return np.where(bx > ctx.threshold, dy, dy * s), None, None
+
+
+class Hardtanh(Function):
+    """y = clamp(x, lo, hi).  dx = dy strictly inside (lo, hi), 0 outside (PyTorch's hardtanh)."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return np.clip(x, x.dtype.type(lo), x.dtype.type(hi))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        inside = (x > ctx.lo) & (x < ctx.hi)
+        return np.where(inside, dy, np.zeros((), dy.dtype)), None, None
+
+
+class LogSigmoid(Function):
+    """y = log σ(x) = -softplus(-x).  dx = dy (1 - σ(x))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return -np.logaddexp(0, -x).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        return dy * (0.5 * (1 - np.tanh(0.5 * x)))
+
+
+class Mish(Function):
+    """y = x tanh(softplus(x)).  dx = dy (t + x σ(x) (1 - t²)), t = tanh(softplus(x))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * np.tanh(np.logaddexp(0, x)).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        t = np.tanh(np.logaddexp(0, x)).astype(x.dtype)
+        s = 0.5 * (1 + np.tanh(0.5 * x))
+        return dy * (t + x * s * (1 - t * t))
+
+
+# ---- public functions ------------------------------------------------------------------------------
+
+
+def _float_op(function, name):
+    def op(input):
+        return function.apply(_float_input(name, input))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = function.__doc__
+    return op
+
+
+sin = _float_op(Sin, "sin")
+cos = _float_op(Cos, "cos")
+tan = _float_op(Tan, "tan")
+sinh = _float_op(Sinh, "sinh")
+cosh = _float_op(Cosh, "cosh")
+atan = _float_op(Atan, "atan")
+asin = _float_op(Asin, "asin")
+acos = _float_op(Acos, "acos")
+log1p = _float_op(Log1p, "log1p")
+log2 = _float_op(Log2, "log2")
+log10 = _float_op(Log10, "log10")
+expm1 = _float_op(Expm1, "expm1")
+exp2 = _float_op(Exp2, "exp2")
+rsqrt = _float_op(Rsqrt, "rsqrt")
+reciprocal = _float_op(Reciprocal, "reciprocal")
+erf = _float_op(Erf, "erf")
+logsigmoid = _float_op(LogSigmoid, "logsigmoid")
+mish = _float_op(Mish, "mish")
+
+
+def square(input):
+    """x², keeping an integer dtype (int64 stays int64, bool becomes int64, as in PyTorch)."""
+    check_tensor("square", "input", input)
+    if input._array.dtype.kind != "f":
+        a = input._array.astype(np.int64) if input._array.dtype == np.bool_ else input._array
+        return input._wrap(a * a)
+    return Square.apply(input)
+
+
+def _piecewise(f, name, keep_int=True):
+    def op(input):
+        check_tensor(name, "input", input)
+        if input._array.dtype.kind != "f":
+            if input._array.dtype == np.bool_ and name == "sign":
+                return input._wrap(input._array.copy())
+            return input._wrap(f(input._array) if name == "sign" else input._array.copy())
+        return Piecewise.apply(input, f)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{name}(x) elementwise; its gradient is zero everywhere (PyTorch's convention)."
+    return op
+
+
+sign = _piecewise(np.sign, "sign")
+floor = _piecewise(np.floor, "floor")
+ceil = _piecewise(np.ceil, "ceil")
+trunc = _piecewise(np.trunc, "trunc")
+fix = trunc
+
+
+def round(input, *, decimals=0):
+    """Round half to even (PyTorch's and NumPy's rule); `decimals` rounds to that many decimal places."""
+    check_tensor("round", "input", input)
+    if not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    if input._array.dtype.kind != "f":
+        return input._wrap(input._array.copy())
+    return Piecewise.apply(input, lambda a: np.round(a, int(decimals)))
+
+
+def frac(input):
+    check_tensor("frac", "input", input)
+    if input._array.dtype.kind != "f":
+        raise TypeError(f"frac: expected a floating-point tensor, got dtype {input.dtype}")
+    return Frac.apply(input)
+
+
+def signbit(input):
+    check_tensor("signbit", "input", input)
+    return input._wrap(np.signbit(input._array))
+
+
+def _float_only(op, x):
+    check_tensor(op, "input", x)
+    if x._array.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype} (shape {tuple(x.shape)})")
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    _float_only("leaky_relu", input)
+    out = LeakyRelu.apply(input, float(negative_slope))
+    return _maybe_inplace("leaky_relu", input, out, inplace)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    _float_only("elu", input)
+    out = Elu.apply(input, float(alpha))
+    return _maybe_inplace("elu", input, out, inplace)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    _float_only("softplus", input)
+    if beta == 0:
+        raise ValueError("softplus: beta must be nonzero")
+    return Softplus.apply(input, float(beta), float(threshold))
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    _float_only("hardtanh", input)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+    return _maybe_inplace("hardtanh", input, Hardtanh.apply(input, float(min_val), float(max_val)), inplace)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def _maybe_inplace(op, x, out, inplace):
+    """`inplace=True`: x takes the result through copy_'s rules (version bump, leaf errors)."""
+    if not inplace:
+        return out
+    from .inplace import copy_
+
+    return copy_(x, out)
+
+
+def silu(input, inplace=False):
+    """x · sigmoid(x) (swish)."""
+    _float_only("silu", input)
+    return _maybe_inplace("silu", input, Silu.apply(input), inplace)
