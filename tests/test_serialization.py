@@ -403,12 +403,36 @@ def test_map_location_forms(tmp_path):
     back = ta.load(path, map_location=lambda storage, loc: seen.append(loc) or storage)
     assert seen == ["cpu", "cpu"] and back["w"].device == "cpu"
     assert ta.load(path, map_location=lambda storage, loc: None)["w"].device == "cpu"
-    if not ta.cuda.is_available():
-        with pytest.raises(RuntimeError, match=r"load: attempting to deserialize a tensor on a CUDA device but "
-                                               r"tinyattn\.cuda\.is_available\(\) is False.*map_location"):
-            ta.load(path, map_location="cuda")
-        with pytest.raises(RuntimeError, match="CUDA"):
-            ta.load(path, map_location={"cpu": "cuda:0"})
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
+    path = _checkpoint(str(tmp_path))
+    monkeypatch.setattr(ta.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"load: attempting to deserialize a tensor on a CUDA device but "
+                                           r"tinyattn\.cuda\.is_available\(\) is False.*map_location"):
+        ta.load(path, map_location="cuda")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        ta.load(path, map_location={"cpu": "cuda:0"})
+
+
+@pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
+def test_cuda_tensors_come_back_where_they_were_or_where_mapped(tmp_path):
+    """Runs under Numba's CUDA simulator without a GPU (tests/conftest.py); only copies, no kernels."""
+    w = ta.arange(6).float().reshape(2, 3)
+    path = tmp_path / "gpu.pt"
+    ta.save({"gpu": w.cuda(), "cpu": ta.ones(1), "p": nn.Parameter(w).cuda()}, path)
+    with zipfile.ZipFile(path) as zf:
+        locations = [a["location"] for a in json.loads(zf.read("structure.json"))["arrays"]]
+    assert sorted(locations) == ["cpu", "cuda:0", "cuda:0"]
+    back = ta.load(path)
+    assert back["gpu"].device == "cuda" and back["cpu"].device == "cpu"
+    np.testing.assert_array_equal(back["gpu"].numpy(), w.numpy())
+    assert ta.load(path, map_location="cpu")["gpu"].device == "cpu"
+    assert ta.load(path, map_location={"cuda:0": "cpu"})["gpu"].device == "cpu"
+    assert ta.load(path, map_location=lambda storage, loc: storage)["gpu"].device == "cpu"
+    moved = ta.load(path, map_location=lambda storage, loc: storage.cuda())
+    assert moved["cpu"].device == "cuda" and moved["gpu"].device == "cuda"
+    assert ta.load(path, map_location=ta.device("cuda"))["cpu"].device == "cuda"
 
 
 # ---- weights_only and pickled objects -------------------------------------------------------------------------
@@ -542,16 +566,27 @@ def test_temporaries_are_named_and_stale_ones_removed(tmp_path, monkeypatch):
     host = serialization._host()
     assert re.fullmatch(rf"\.ckpt\.pt\.tinyattn-tmp-{re.escape(host)}-{os.getpid()}-[0-9a-f]{{16}}", names[0])
     dead, live = _dead_pid(), os.getppid()
-    stale = tmp_path / f".ckpt.pt.tinyattn-tmp-{host}-{dead}-0123456789abcdef"  # a save killed mid-write
-    running = tmp_path / f".ckpt.pt.tinyattn-tmp-{host}-{live}-0123456789abcdef"  # a save still running
-    mine = tmp_path / f".ckpt.pt.tinyattn-tmp-{host}-{os.getpid()}-0123456789abcdef"  # another thread's
-    other_host = tmp_path / f".ckpt.pt.tinyattn-tmp-elsewhere-{dead}-0123456789abcdef"
-    other_target = tmp_path / f".other.pt.tinyattn-tmp-{host}-{dead}-0123456789abcdef"
-    for p in (stale, running, mine, other_host, other_target):
+    temp = lambda target, who, pid, tag="0123456789abcdef": tmp_path / f".{target}.tinyattn-tmp-{who}-{pid}-{tag}"
+    stale = temp("ckpt.pt", host, dead)  # a save killed mid-write on this host
+    earlier = temp("ckpt.pt", host, os.getpid())  # an earlier process with our pid (a restarted container)
+    running = temp("ckpt.pt", host, live)  # a live process's, unlocked and new: just created
+    locked = temp("ckpt.pt", host, dead, "fedcba9876543210")  # a save in progress: its lock is held
+    other_host = temp("ckpt.pt", "elsewhere", 1)  # another machine's, new
+    abandoned = temp("ckpt.pt", "elsewhere", 2)  # another machine's, unlocked for two minutes
+    other_target = temp("other.pt", host, dead)
+    for p in (stale, earlier, running, locked, other_host, abandoned, other_target):
         p.write_bytes(b"partial")
-    ta.save({"w": ta.zeros(2)}, path)
-    assert not stale.exists()
-    assert running.exists() and mine.exists() and other_host.exists() and other_target.exists()
+    os.utime(abandoned, (os.path.getmtime(abandoned) - 120,) * 2)
+    holder = os.open(locked, os.O_RDWR)
+    try:
+        import fcntl
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        os.utime(locked, (os.path.getmtime(locked) - 120,) * 2)  # however old, a held lock keeps it
+        ta.save({"w": ta.zeros(2)}, path)
+    finally:
+        os.close(holder)
+    assert not stale.exists() and not earlier.exists() and not abandoned.exists()
+    assert running.exists() and locked.exists() and other_host.exists() and other_target.exists()
     np.testing.assert_array_equal(ta.load(path)["w"].numpy(), [0, 0])
 
 

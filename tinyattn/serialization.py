@@ -26,10 +26,10 @@ hold, exact JSON types, sizes within the file); anything else is a ValueError na
 cause chained. Checkpoints of the earlier format (an .npz whose entries are named "key/sub::kind") still load.
 
 `save` to a path checks and encodes everything before the file is touched, then writes a temporary file
-beside the target (".<name>.tinyattn-tmp-<host>-<pid>-<random>"), flushes it to disk and renames it over the
-target, so that a crash mid-save leaves the previous checkpoint intact. A save killed outright leaves its
-temporary file; the next save to the same target removes those whose writing process (on this host) is dead,
-never one of a live process. A new checkpoint gets the usual permissions (0666 less the umask); an overwritten
+beside the target (".<name>.tinyattn-tmp-<host>-<pid>-<random>", locked while it is written), flushes it to
+disk and renames it over the target, so that a crash mid-save leaves the previous checkpoint intact. A save
+killed outright leaves its temporary file; the next save to the same target removes those that no live save
+holds (see _remove_stale_temporaries). A new checkpoint gets the usual permissions (0666 less the umask); an overwritten
 one keeps its own. `f` may also be a binary file object (io.BytesIO, an open file): written in place, not
 atomically, as PyTorch does.
 
@@ -46,8 +46,14 @@ import re
 import socket
 import stat
 import struct
+import time
 import zipfile
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows: temporaries are judged by their writer's pid alone
+    fcntl = None
 
 import numpy as np
 
@@ -57,7 +63,6 @@ from .tensor import Tensor
 
 FORMAT, VERSION = "tinyattn.checkpoint", 2
 STRUCTURE, OBJECT = "structure.json", "object.pkl"
-_ARRAY_MEMBER = re.compile(r"arrays/(0|[1-9][0-9]*)\.npy")
 _ALIGN = 64  # array data offsets in the file (NumPy pads .npy headers to 64 bytes as well)
 _PAD_ID = 0x7461  # the id of the zip "extra" field that pads a local header to the alignment ("ta")
 _DATE = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same object gives the same bytes
@@ -65,6 +70,8 @@ _DATE = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same object gives the s
 _DTYPES = {np.dtype(t) for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                                   "uint64", "float16", "float32", "float64")}
 _LOAD_KWARGS = {"encoding", "errors", "fix_imports", "buffers"}
+_STALE_AGE = 60.0  # seconds: an unlocked temporary older than this is abandoned, whoever wrote it
+_WRITING = set()  # the temporaries this process is writing now
 
 
 class _Unsupported(Exception):
@@ -281,30 +288,68 @@ def _alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # someone else's process: alive
+    except OSError:
+        return True  # PermissionError: someone else's process, alive
     return True
 
 
+def _lock(fd):
+    """Hold an advisory lock on a temporary while it is written: a lock outlives no process."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # a file system without locks: the pid in the name still protects it
+
+
 def _remove_stale_temporaries(path):
-    """Remove temporaries of `path` left by saves on this host whose process is dead; keep the rest."""
+    """Remove the temporaries of `path` that no save is writing any more; never one a live save holds.
+
+    A save holds a lock on its temporary from just after creating it until it is renamed. One is stale
+    when nobody holds its lock and either its writer (named in it) is a dead process on this host, or
+    it is older than _STALE_AGE seconds (the writer then died on another host, or its pid was reused).
+    Without locks (a file system that refuses them), only the first rule applies.
+    """
     folder, prefix = os.path.dirname(os.path.abspath(path)), _temp_prefix(path)
-    pattern = re.compile(re.escape(prefix + _host()) + r"-([0-9]+)-[0-9a-f]{16}")
+    pattern = re.compile(re.escape(prefix) + r"(.*)-([0-9]+)-[0-9a-f]{16}")
     try:
         names = os.listdir(folder)
     except OSError:
         return
+    host, me = _host(), os.getpid()
     for name in names:
         match = pattern.fullmatch(name)
         if match is None:
             continue
-        pid = int(match.group(1))
-        if pid == os.getpid() or _alive(pid):
-            continue  # ours (another thread's save) or a live writer's
+        full = os.path.join(folder, name)
+        pid = int(match.group(2))
+        if full in _WRITING:
+            continue  # this process is writing it (another thread's save)
+        dead_here = match.group(1) == host and (pid == me or not _alive(pid))  # our pid: an earlier process's
         try:
-            os.remove(os.path.join(folder, name))
+            fd = os.open(full, os.O_RDWR)
         except OSError:
-            pass
+            continue  # gone already, or not ours to touch
+        try:
+            locked = None  # unknown
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = False
+                except BlockingIOError:
+                    locked = True
+                except OSError:
+                    pass
+            if locked:
+                continue
+            old = time.time() - os.fstat(fd).st_mtime > _STALE_AGE
+            if dead_here or (locked is False and old):
+                try:
+                    os.remove(full)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
 
 
 def save(obj, f, pickle_module=pickle, pickle_protocol=2, _use_new_zipfile_serialization=True,
@@ -363,18 +408,23 @@ def save(obj, f, pickle_module=pickle, pickle_protocol=2, _use_new_zipfile_seria
     except FileNotFoundError:
         mode = 0o666 & ~_umask()  # a new file: what open(path, "wb") would give
     tmp = os.path.join(folder, f"{_temp_prefix(path)}{_host()}-{os.getpid()}-{os.urandom(8).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _WRITING.add(tmp)
     try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), mode)
-            _write_archive(out, encoder, structure, pickled)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _lock(out.fileno())  # held until the rename is done: no other save removes it
+                os.fchmod(out.fileno(), mode)
+                _write_archive(out, encoder, structure, pickled)
+                out.flush()
+                os.fsync(out.fileno())
+                os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+    finally:
+        _WRITING.discard(tmp)
     try:  # the rename itself reaches the disk
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
