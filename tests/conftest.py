@@ -76,7 +76,32 @@ def module_gradcheck(module, *inputs, name, call=None):
 
 # Slow tests that share no kernels with the rest run in a second process from the start (tests/background.py).
 def pytest_configure(config):
+    _require_the_reference_in_ci()
     background.configure(config)
+
+
+def _require_the_reference_in_ci():
+    """The comparison tests skip where PyTorch is not installed (a developer's choice); in CI that skip
+    would hide every check of "PyTorch's semantics", so there a missing reference stops the run."""
+    import importlib.util
+    if os.environ.get("CI") and importlib.util.find_spec("torch") is None:
+        raise pytest.UsageError("CI: PyTorch, the reference the comparison tests check against, is not installed; "
+                                "install the README's test extras: pip install -e '.[dev,examples,distributed,"
+                                "reference]'")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say loudly how many tests a missing reference (PyTorch) or program copy skipped."""
+    reasons = [getattr(r, "longrepr", None) for r in terminalreporter.stats.get("skipped", [])]
+    texts = [str(r[2]) if isinstance(r, tuple) else str(r) for r in reasons]
+    torch_skips = sum("torch" in t and ("No module" in t or "could not import" in t) for t in texts)
+    program_skips = sum("no copy of" in t for t in texts)
+    if torch_skips:
+        terminalreporter.write_line(f"WARNING: {torch_skips} comparison tests were skipped because PyTorch is not "
+                                    "installed (pip install -e '.[reference]')", red=True, bold=True)
+    if program_skips:
+        terminalreporter.write_line(f"note: {program_skips} tests of real programs were skipped: no copies of "
+                                    "nanoGPT/minGPT (benchmarks/programs/fetch.sh)", yellow=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -82,7 +82,9 @@ class TorchModule(types.ModuleType):
             raise AttributeError(attr)
         full = f"{self.__name__}.{attr}"
         if full in MODULES:
-            return importlib.import_module(full)
+            value = stand_in(full)  # not through sys.modules: a module keeps its torch after uninstall()
+            setattr(self, attr, value)
+            return value
         try:
             value = getattr(self.__tinyattn__, attr)
         except AttributeError:
@@ -98,6 +100,16 @@ class TorchModule(types.ModuleType):
         return f"<module {self.__name__!r} (tinyattn.as_torch: {self.__tinyattn__.__name__})>"
 
 
+_stand_ins = {}
+
+
+def stand_in(name):
+    """The one TorchModule for the torch module `name` (made on first use)."""
+    if name not in _stand_ins:
+        _stand_ins[name] = TorchModule(name, importlib.import_module(MODULES[name]))
+    return _stand_ins[name]
+
+
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Answers every import of `torch` and `torch.*` before the real torch's finder can."""
 
@@ -109,7 +121,7 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec):
-        return TorchModule(spec.name, importlib.import_module(MODULES[spec.name]))
+        return stand_in(spec.name)
 
     def exec_module(self, module):
         pass
