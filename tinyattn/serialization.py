@@ -69,6 +69,7 @@ _DATE = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same object gives the s
 # what a tensor may hold, by NumPy type character (either byte order in a file; arrays come back native)
 _DTYPES = {np.dtype(t) for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                                   "uint64", "float16", "float32", "float64")}
+_SCALAR_TYPES = {d.type for d in _DTYPES}
 _LOAD_KWARGS = {"encoding", "errors", "fix_imports", "buffers"}
 _STALE_AGE = 60.0  # seconds: an unlocked temporary older than this is abandoned, whoever wrote it
 _WRITING = set()  # the temporaries this process is writing now
@@ -123,7 +124,7 @@ class _Encoder:
             return self._tensor(obj, path)
         if t is np.ndarray:
             return {"ndarray": self._array(obj, obj, "cpu", path)}
-        if isinstance(obj, np.generic) and t in {d.type for d in _DTYPES}:
+        if isinstance(obj, np.generic) and t in _SCALAR_TYPES:
             return {"numpy_scalar": self._array(np.asarray(obj), None, "cpu", path)}
         if isinstance(obj, np.dtype) and obj in _DTYPES:
             return {"dtype": obj.name}
@@ -184,7 +185,7 @@ class _Encoder:
 
     def _array(self, array, share, location, path):
         """The member index for `array`; `share` (or None) is the array whose memory identifies repeats."""
-        if location == "cpu" and array.dtype not in _DTYPES:
+        if location == "cpu" and array.dtype.newbyteorder("=") not in _DTYPES:
             what = "an object array (it needs pickle)" if array.dtype.hasobject else f"an array of dtype {array.dtype}"
             self._unsupported(what, path)
         key = None
@@ -216,8 +217,11 @@ class _Pickler(pickle.Pickler):
         from .nn.parameter import Parameter
 
         if type(obj) is Tensor or type(obj) is Parameter:
-            return ("tensor", self.encoder._tensor(obj, ())["tensor"], self.encoder._tensor_ids[id(obj)],
-                    bool(obj.requires_grad), type(obj) is Parameter)
+            try:
+                node = self.encoder._tensor(obj, ())
+            except _Unsupported:
+                return None  # pickled as an object
+            return ("tensor", node["tensor"], node["object"], bool(obj.requires_grad), type(obj) is Parameter)
         return None
 
 
@@ -378,12 +382,14 @@ def save(obj, f, pickle_module=pickle, pickle_protocol=2, _use_new_zipfile_seria
         encoder = _Encoder()  # start again: the whole object is pickled, its tensors as members
         buffer = io.BytesIO()
         base = getattr(pickle_module, "Pickler", pickle.Pickler)
-        bases = (_Pickler,) if base is pickle.Pickler or not isinstance(base, type) else (_Pickler, base)
-        pickler = type("_CheckpointPickler", bases, {})
+        try:  # persistent ids over pickle_module's own Pickler where it can be combined with ours
+            pickler = _Pickler if base is pickle.Pickler else type("_CheckpointPickler", (_Pickler, base), {})
+        except TypeError:
+            pickler = _Pickler
         try:
             pickler(buffer, pickle_protocol, encoder).dump(obj)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as e:
-            what = ", ".join(f"{t} at {where}" for t, where in found[:5])
+            what = ", ".join(f"{t} at {where}" for t, where in found[:5]) or "objects"
             raise pickle.PicklingError(
                 f"save: cannot store the {type(obj).__name__}: it holds {what}, which tinyattn stores with "
                 f"pickle, and pickling failed ({type(e).__name__}: {e})") from e
@@ -488,8 +494,6 @@ class _Reader:
             if info.filename in self.infos:
                 raise _Bad(f"entry {_shown(info.filename)!r} appears twice")
             self.infos[info.filename] = info
-        self.arrays = {}
-        self.objects = {}
 
     def member_bytes(self, member, limit):
         info = self._info(member)
@@ -525,11 +529,11 @@ class _Reader:
                     raise ValueError(f".npy format version {version} (tinyattn writes 1.0)")
             except (ValueError, TypeError, SyntaxError, EOFError, OSError) as e:
                 raise _Bad(f"{label} is not a valid .npy array ({type(e).__name__}: {e})") from e
-            allowed = (dtype.newbyteorder("=") in _DTYPES if kinds is None
-                       else dtype.kind in kinds and not dtype.hasobject and dtype.fields is None)
-            if not allowed:
+            if kinds is None and dtype.newbyteorder("=") not in _DTYPES:
                 raise _Bad(f"{label} holds an array of dtype {dtype} ({_dtype_words(dtype)}), which "
                            "no tinyattn tensor holds")
+            if kinds is not None and (dtype.kind not in kinds[0] or dtype.hasobject or dtype.fields is not None):
+                raise _Bad(f"{label} should hold {kinds[1]}, but holds an array of dtype {dtype}")
             if any(type(n) is not int or n < 0 for n in shape):
                 raise _Bad(f"{label} has an invalid shape {shape}")
             nbytes = math.prod(shape) * dtype.itemsize
@@ -540,8 +544,9 @@ class _Reader:
                            "written by tinyattn.save")
             order = "F" if fortran else "C"
             if self.mmap_path is not None and nbytes:
-                return np.asarray(np.memmap(self.mmap_path, dtype=dtype, mode="c", shape=shape, order=order,
-                                            offset=self._data_offset(info) + header))
+                array = np.asarray(np.memmap(self.mmap_path, dtype=dtype, mode="c", shape=shape, order=order,
+                                             offset=self._data_offset(info) + header))
+                return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
             try:
                 flat = np.empty(math.prod(shape), dtype)
             except MemoryError as e:
@@ -806,7 +811,8 @@ def _load_v2(reader, weights_only, pickle_load_args):
 def _load_legacy(reader):
     """The earlier format: entries "a/b::kind" (tensor, array, int, float, bool, str) of a nested dict."""
     out = {}
-    scalar = {"int": ("iu", int), "float": ("f", float), "bool": ("b", bool), "str": ("U", str)}
+    scalar = {"int": (("iu", "an integer"), int), "float": (("f", "a float"), float), "bool": (("b", "a bool"), bool),
+              "str": (("U", "a string"), str)}
     for member in reader.infos:
         name = _shown(member)
         key, _, kind = name.rpartition("::")
@@ -906,6 +912,10 @@ def _load_from(raw, name, size, map_location, mmap_path, weights_only, pickle_lo
             reader = _Reader(name, raw, size, zf, map_location, mmap_path)
             if STRUCTURE in reader.infos:
                 return _load_v2(reader, weights_only, pickle_load_args)
+            if any(n.endswith("/data.pkl") or n == "data.pkl" for n in reader.infos):
+                raise _Bad("is not a tinyattn checkpoint: it looks like a file written by torch.save, which "
+                           "tinyattn cannot read (it would need pickle); load it with torch.load and save "
+                           "tensors converted with tinyattn.tensor(t.numpy()) through tinyattn.save")
             return _load_legacy(reader)
     except _Bad as e:
         text = str(e)
