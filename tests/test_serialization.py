@@ -91,6 +91,16 @@ def _huge_header(data):
     return data[:10] + (header + " " * (len(old) - len(header) - 1) + "\n").encode() + data[end:]
 
 
+def _claim_huge_member(path, member="arrays/0.npy"):
+    """The zip at `path` with its central directory claiming ~4 GiB for `member` (beyond the file's end)."""
+    raw = bytearray(open(path, "rb").read())
+    at = raw.index(b"PK\x01\x02")
+    while raw[at + 46: at + 46 + int.from_bytes(raw[at + 28: at + 30], "little")] != member.encode():
+        at = raw.index(b"PK\x01\x02", at + 4)
+    raw[at + 20: at + 28] = (0xFFFFFF00).to_bytes(4, "little") * 2
+    return _write(path, bytes(raw))
+
+
 def _dead_pid():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -188,6 +198,8 @@ BAD = [
     ("load-legacy-huge-header", lambda d: ta.load(_rewrite(_npz_with(os.path.join(d, "c.npz"), **{"w::tensor": np.zeros(2)}),
      lambda m: m.update({"w::tensor.npy": _huge_header(m["w::tensor.npy"])}))), ValueError,
      r"load: .*c\.npz: entry 'w::tensor' claims shape \(1099511627776,\) of float64 = 8\.0 TiB"),
+    ("load-huge-member", lambda d: ta.load(_claim_huge_member(_checkpoint(d))), ValueError,
+     r"load: .*c\.pt: entry 'arrays/0' claims 4294967040 bytes, more than the file holds"),
     ("load-compressed", lambda d: ta.load(np.savez_compressed(os.path.join(d, "z.npz"), **{"w::tensor": np.zeros(2)})
                                          or os.path.join(d, "z.npz")), ValueError,
      r"load: .*z\.npz: entry 'w::tensor' is compressed"),
