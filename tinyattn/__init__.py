@@ -36,3 +36,28 @@ from .settings import (  # noqa: E402
 )
 
 __version__ = "0.1.0"
+
+# ---- PyTorch's dtypes, Size, and the wider op set (functional/*) --------------------------------------
+from .dtypes import (  # noqa: E402
+    bfloat16, float16, get_default_dtype, half, int8, int16, set_default_dtype, short, uint8,
+)
+from .dtypes import float32 as float, int32 as int  # noqa: E402,F811  (torch.float / torch.int)
+from .size import Size  # noqa: E402
+from .creation import (  # noqa: E402
+    as_tensor, asarray, empty, empty_like, eye, full_like, linspace, logspace,
+)
+from .functional import (  # noqa: E402
+    acos, addmm, allclose, argwhere, asin, atan, baddbmm, bmm, ceil, chunk, cos, cosh, count_nonzero, cumprod,
+    cumsum, diag, diagonal, dot, equal, erf, exp2, expm1, fix, flip, fliplr, flipud, floor, frac, gather, ger,
+    index_add, index_copy, index_fill, index_select, isclose, isfinite, isinf, isnan, isneginf, isposinf, log1p,
+    log2, log10, logsumexp, masked_select, mm, moveaxis, movedim, mv, nan_to_num, narrow, neg, nonzero, norm,
+    outer, pow, prod, reciprocal, repeat_interleave, reshape, roll, round, rsqrt, scatter, scatter_add, sign,
+    signbit, sin, sinh, split, square, std, std_mean, swapaxes, swapdims, t, take, take_along_dim, tan,
+    tensor_split, tile, trunc, unbind, unflatten, var, var_mean, vdot, mean, sum, transpose, permute, squeeze,
+    unsqueeze, flatten, masked_fill, mul, add, sub, div,
+)
+from .functional import neg as negative, mul as multiply, sub as subtract, div as divide, div as true_divide  # noqa: E402
+from .functional import eq, ne, lt, le, gt, ge  # noqa: E402
+from .functional import gt as greater, ge as greater_equal, lt as less, le as less_equal, ne as not_equal  # noqa: E402
+from . import linalg  # noqa: E402
+from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 from . import backend
 from .autograd import Variable
 from .cuda import device as Device
-from .dtypes import KINDS, as_dtype, default_dtype_for, float32, int64
+from .dtypes import KINDS, as_dtype, default_dtype_for, float32, get_default_dtype, int64
 from .random import default_generator
 from .tensor import Tensor
 
@@ -79,20 +79,29 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def zeros(*size, dtype=None, requires_grad=False, device=None):
-    return _filled("zeros", size, 0, _dtype("zeros", dtype, float32), requires_grad, device)
+def _no_out(op, out):
+    if out is not None:
+        raise NotImplementedError(f"{op}: out= is not supported by tinyattn; assign the result instead")
 
 
-def ones(*size, dtype=None, requires_grad=False, device=None):
-    return _filled("ones", size, 1, _dtype("ones", dtype, float32), requires_grad, device)
+def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+    """Zeros of shape `size` (ints, or one tuple/list/Size), of the default dtype (float32) unless told."""
+    _no_out("zeros", out)
+    return _filled("zeros", size, 0, _dtype("zeros", dtype, get_default_dtype()), requires_grad, device)
 
 
-def full(size, fill_value, dtype=None, requires_grad=False, device=None):
+def ones(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+    _no_out("ones", out)
+    return _filled("ones", size, 1, _dtype("ones", dtype, get_default_dtype()), requires_grad, device)
+
+
+def full(size, fill_value, *, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
     """A tensor filled with fill_value; its dtype follows the value (int64, bool or float32) unless told."""
     if isinstance(fill_value, Variable):
         fill_value = fill_value.item()  # a one-element tensor, as PyTorch allows
     if not isinstance(fill_value, (numbers.Number, np.bool_)) or isinstance(fill_value, complex):
         raise TypeError(f"full: fill_value must be a number, got {type(fill_value).__name__}")
+    _no_out("full", out)
     dtype = _dtype("full", dtype, None) or default_dtype_for(np.asarray(fill_value))
     return _filled("full", (size,), fill_value, dtype, requires_grad, device)
 
@@ -103,13 +112,13 @@ def _like(op, t):
     return t
 
 
-def zeros_like(t, dtype=None, requires_grad=False, device=None):
+def zeros_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
     """Zeros of t's shape, on t's device and of t's dtype unless told."""
     t = _like("zeros_like", t)
     return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
 
-def ones_like(t, dtype=None, requires_grad=False, device=None):
+def ones_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
     t = _like("ones_like", t)
     return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
@@ -147,8 +156,11 @@ def randint(low, high=None, size=(), dtype=None, device=None):
     return _make(values, False, device)
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):
-    """Values from start to end (excluded); int64 for integer arguments, float32 otherwise."""
+def arange(start, end=None, step=1, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    """Values from start to end (excluded); int64 for integer arguments, the default dtype (float32)
+    otherwise. Numbers may be 0-d tensors."""
+    _no_out("arange", out)
+    start, end, step = (v.item() if isinstance(v, Variable) else v for v in (start, end, step))
     if end is None:
         start, end = 0, start
     for v in (start, end, step):
@@ -162,7 +174,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
         raise ValueError(f"arange: the range {start} -> {end} goes against step {step} (upper and lower bound "
                          "inconsistent with the step's sign)")
     integral = all(_is_int(v) for v in (start, end, step))
-    dtype = _dtype("arange", dtype, int64 if integral else float32)
+    dtype = _dtype("arange", dtype, int64 if integral else get_default_dtype())
     _check_grad("arange", dtype, requires_grad)
     return _make(np.arange(start, end, step).astype(dtype), requires_grad, device)
 
@@ -170,3 +182,89 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
 def empty_parameter_data(shape, dtype=None):
     """Uninitialised storage for a parameter (float32 by default); an init fills it."""
     return np.empty(shape, dtype=as_dtype(dtype, "parameter") or float32)
+
+
+# ---- more factories (PyTorch's names and keywords) -------------------------------------------------
+
+
+def empty(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False,
+          memory_format=None):
+    """A tensor of shape `size` whose values are unspecified (here: zeros, so nothing uninitialised leaks)."""
+    _no_out("empty", out)
+    return _filled("empty", size, 0, _dtype("empty", dtype, get_default_dtype()), requires_grad, device)
+
+
+def empty_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+    t = _like("empty_like", t)
+    return empty(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
+
+
+def full_like(t, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+    """A tensor of t's shape filled with fill_value, of t's dtype and device unless told."""
+    t = _like("full_like", t)
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
+
+
+def _number(op, name, v):
+    if isinstance(v, Variable):
+        v = v.item()
+    if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a number, got {v!r}")
+    return v
+
+
+def linspace(start, end, steps, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    """`steps` evenly spaced values from start to end, both included (the default dtype unless told)."""
+    _no_out("linspace", out)
+    start, end = _number("linspace", "start", start), _number("linspace", "end", end)
+    if not _is_int(steps):
+        raise TypeError(f"linspace: steps must be an int, got {steps!r}")
+    if steps < 0:
+        raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
+    dtype = _dtype("linspace", dtype, get_default_dtype())
+    _check_grad("linspace", dtype, requires_grad)
+    values = np.linspace(start, end, int(steps))
+    if dtype.kind in "iu":
+        values = np.trunc(values)
+    return _make(values.astype(dtype), requires_grad, device)
+
+
+def logspace(start, end, steps, base=10.0, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    """base ** linspace(start, end, steps)."""
+    _no_out("logspace", out)
+    start, end = _number("logspace", "start", start), _number("logspace", "end", end)
+    if not _is_int(steps) or steps < 0:
+        raise ValueError(f"logspace: steps must be a non-negative int, got {steps!r}")
+    dtype = _dtype("logspace", dtype, get_default_dtype())
+    _check_grad("logspace", dtype, requires_grad)
+    return _make(np.power(float(base), np.linspace(start, end, int(steps))).astype(dtype), requires_grad, device)
+
+
+def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    """The n x m identity matrix (m = n by default)."""
+    _no_out("eye", out)
+    m = n if m is None else m
+    for name, v in (("n", n), ("m", m)):
+        if not _is_int(v):
+            raise TypeError(f"eye: {name} must be an int, got {v!r}")
+        if v < 0:
+            raise ValueError(f"eye: {name} must be greater or equal to 0, got {v}")
+    dtype = _dtype("eye", dtype, get_default_dtype())
+    _check_grad("eye", dtype, requires_grad)
+    return _make(np.eye(int(n), int(m), dtype=dtype), requires_grad, device)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """`data` as a tensor, sharing memory where it can: a tensor of the same dtype and device comes back as
+    it is, a NumPy array of a supported dtype is wrapped without a copy (CPU); anything else is copied."""
+    dt = as_dtype(dtype, "as_tensor")
+    if isinstance(data, Variable):
+        out = data if dt is None else data.to(dt)
+        return out if device is None else out.to(device)
+    if isinstance(data, np.ndarray) and data.dtype.kind in KINDS and (dt is None or dt == data.dtype) \
+            and _device(device) == "cpu":
+        return Tensor._wrap(data)
+    return tensor(data, dtype=dt, device=device)
+
+
+asarray = as_tensor

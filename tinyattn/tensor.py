@@ -13,6 +13,7 @@ from .autograd import Variable, VersionCounter
 from .backend import device_of, move
 from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, check_data, default_dtype_for
+from .size import as_size as _as_size
 
 _CPU, _CUDA = Device("cpu"), Device("cuda")
 _new = object.__new__
@@ -64,7 +65,8 @@ class Tensor(Variable):
 
     @property
     def shape(self):
-        return self._array.shape
+        """The shape, a tinyattn.Size (a tuple with numel(), PyTorch's torch.Size)."""
+        return _as_size(self._array.shape)
 
     @property
     def dtype(self):
@@ -83,13 +85,77 @@ class Tensor(Variable):
         return device_of(self._array) == "cuda"
 
     def size(self, dim=None):
-        return self._array.shape if dim is None else self._array.shape[dim]
+        """The shape as a tinyattn.Size, or the size of one dim (negative dims count from the end)."""
+        if dim is None:
+            return _as_size(self._array.shape)
+        try:
+            return self._array.shape[dim]
+        except IndexError:
+            raise IndexError(f"size: dimension out of range (expected to be in range of "
+                             f"[{-max(self.ndim, 1)}, {max(self.ndim, 1) - 1}], but got {dim})") from None
+        except TypeError:
+            raise TypeError(f"size: dim must be an int, got {dim!r}") from None
 
     def dim(self):
         return self._array.ndim
 
+    ndimension = dim
+
     def numel(self):
         return self._array.size
+
+    nelement = numel
+
+    def element_size(self):
+        """Bytes per element (4 for float32)."""
+        return self._array.dtype.itemsize
+
+    @property
+    def itemsize(self):
+        return self._array.dtype.itemsize
+
+    @property
+    def nbytes(self):
+        return self._array.nbytes
+
+    def is_floating_point(self):
+        return self._array.dtype.kind == "f"
+
+    @property
+    def is_cpu(self):
+        return not self.is_cuda
+
+    def is_contiguous(self, memory_format=None):
+        data = self._array
+        return data.is_contiguous if hasattr(data, "is_contiguous") else bool(data.flags.c_contiguous)
+
+    def stride(self, dim=None):
+        """Strides in elements (PyTorch's unit), per dim or for one dim."""
+        data = self._array
+        strides = tuple(s // data.dtype.itemsize for s in data.strides) if hasattr(data, "strides") else None
+        if strides is None:
+            raise NotImplementedError("stride: not available for this tensor's storage")
+        return strides if dim is None else strides[dim]
+
+    def __iter__(self):
+        """Iterating walks dim 0 (each item a view), as in PyTorch; a 0-d tensor is not iterable."""
+        if self._array.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(F.unbind(self, 0))
+
+    def __contains__(self, element):
+        """`element in t`: (t == element).any(), for a number or a tensor, as in PyTorch."""
+        if not isinstance(element, (Variable, int, float, bool, np.number)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed in a "
+                               f"{type(element).__name__}")
+        return bool(F.eq(self, element)._array.any())
+
+    def __index__(self):
+        """A one-element integer (or bool) tensor used as a Python index (lst[t], range(t)); anything else is
+        the TypeError PyTorch raises."""
+        if self._array.dtype.kind not in "iub" or self._array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._array.reshape(()).item()) if self._array.ndim else int(self._array.item())
 
     def __len__(self):
         if self._array.ndim == 0:
@@ -145,11 +211,19 @@ class Tensor(Variable):
 
     def to(self, *args, **kwargs):
         """PyTorch's .to: .to("cuda"), .to(dtype), .to(device, dtype), .to(other_tensor), or the
-        keywords device=/dtype=. Returns self when nothing changes; differentiable otherwise."""
+        keywords device=/dtype=/non_blocking=/copy=. Returns self when nothing changes (unless copy=True);
+        differentiable otherwise."""
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("memory_format", None)
+        if len(args) >= 2 and isinstance(args[-1], bool):  # .to(device, dtype, non_blocking, copy) positionally
+            args = args[:-1]
+            if len(args) >= 2 and isinstance(args[-1], bool):
+                copy, args = args[-1], args[:-1]
         device, dtype = parse_to_args("to", args, kwargs)
         dtype = as_dtype(dtype, "to")  # checked before any copy
         out = self if device is None else F.to_device(self, device.type)
-        return out if dtype is None else F.cast(out, dtype)
+        out = out if dtype is None else F.cast(out, dtype)
+        return out.clone() if copy and out is self else out
 
     def cpu(self):
         return F.to_device(self, "cpu")
@@ -157,14 +231,74 @@ class Tensor(Variable):
     def cuda(self, device=None):
         return F.to_device(self, Device("cuda" if device is None else f"cuda:{device}").type)
 
-    def float(self):
+    def float(self, memory_format=None):
         return F.cast(self, np.float32)
 
-    def double(self):
+    def double(self, memory_format=None):
         return F.cast(self, np.float64)
 
-    def long(self):
+    def half(self, memory_format=None):
+        """float16 (NumPy's arithmetic; the Numba kernels take float32/float64 only)."""
+        return F.cast(self, np.float16)
+
+    def bfloat16(self, memory_format=None):
+        from .dtypes import bfloat16
+
+        raise bfloat16.error("bfloat16")
+
+    def long(self, memory_format=None):
         return F.cast(self, np.int64)
+
+    def int(self, memory_format=None):
+        return F.cast(self, np.int32)
+
+    def short(self, memory_format=None):
+        return F.cast(self, np.int16)
+
+    def char(self, memory_format=None):
+        return F.cast(self, np.int8)
+
+    def byte(self, memory_format=None):
+        return F.cast(self, np.uint8)
+
+    def bool(self, memory_format=None):
+        return F.cast(self, np.bool_)
+
+    def type(self, dtype=None, non_blocking=False, **kwargs):
+        """No argument: PyTorch's type name ('torch.FloatTensor', 'torch.cuda.LongTensor'). With a dtype or
+        such a name: the tensor converted to it (itself when nothing changes)."""
+        from .dtypes import from_type_name, type_name
+
+        if dtype is None:
+            return type_name(self._array.dtype, self.is_cuda)
+        if isinstance(dtype, str) and dtype.startswith("torch.") and dtype.endswith("Tensor"):
+            dt, dev = from_type_name(dtype)
+            out = self if dev == self.device.type else F.to_device(self, dev)
+            return F.cast(out, dt)
+        return F.cast(self, as_dtype(dtype, "type"))
+
+    def pin_memory(self, device=None):
+        """CPU memory is not page-locked here: a CPU tensor comes back as it is (the copy to a GPU is synchronous)."""
+        if self.is_cuda:
+            raise RuntimeError("pin_memory: cannot pin a cuda tensor, only dense CPU tensors can be pinned")
+        return self
+
+    def is_pinned(self, device=None):
+        return False
+
+    def share_memory_(self):
+        """A no-op returning self: tinyattn has no cross-process tensor storage (DataLoader workers pickle)."""
+        return self
+
+    def is_shared(self):
+        return False
+
+    def detach_(self):
+        """Detach in place: this tensor leaves the graph and stops requiring grad (PyTorch's detach_)."""
+        if self._view is not None and self._node is not None:
+            raise RuntimeError("detach_: can't detach views in-place; use detach() instead")
+        self._node, self._index, self._requires_grad = None, 0, False
+        return self
 
     def contiguous(self):
         return F.contiguous(self)
@@ -338,6 +472,98 @@ class Tensor(Variable):
     def mT(self):
         """The last two axes swapped: a batch of transposed matrices."""
         return F.transpose(self, -2, -1)
+
+    # ---- more of PyTorch's methods (functional/unary, shape_ops, indexing, reduction, compare, linalg) -------
+    sin, cos, tan, sinh, cosh, asin, acos, atan = F.sin, F.cos, F.tan, F.sinh, F.cosh, F.asin, F.acos, F.atan
+    log1p, log2, log10, expm1, exp2, rsqrt, reciprocal = F.log1p, F.log2, F.log10, F.expm1, F.exp2, F.rsqrt, F.reciprocal
+    square, sign, floor, ceil, trunc, frac, round, erf = F.square, F.sign, F.floor, F.ceil, F.trunc, F.frac, F.round, F.erf
+    neg, negative, signbit, nan_to_num = F.neg, F.neg, F.signbit, F.nan_to_num
+    isnan, isinf, isfinite, isposinf, isneginf = F.isnan, F.isinf, F.isfinite, F.isposinf, F.isneginf
+    isclose, allclose, equal = F.isclose, F.allclose, F.equal
+    eq, ne, lt, le, gt, ge = F.eq, F.ne, F.lt, F.le, F.gt, F.ge
+    greater, greater_equal, less, less_equal, not_equal = F.gt, F.ge, F.lt, F.le, F.ne
+    subtract, multiply, divide, true_divide = F.sub, F.mul, F.div, F.div
+    split, chunk, tensor_split, narrow, flip, fliplr, flipud = (
+        F.split, F.chunk, F.tensor_split, F.narrow, F.flip, F.fliplr, F.flipud)
+    t, movedim, moveaxis, swapaxes, swapdims, roll = F.t, F.movedim, F.moveaxis, F.swapaxes, F.swapdims, F.roll
+    repeat, tile, repeat_interleave, unflatten, view_as, reshape_as = (
+        F.repeat, F.tile, F.repeat_interleave, F.unflatten, F.view_as, F.reshape_as)
+    diag, diagonal = F.diag, F.diagonal
+    gather, scatter, scatter_add, index_select, index_add, index_copy, index_fill = (
+        F.gather, F.scatter, F.scatter_add, F.index_select, F.index_add, F.index_copy, F.index_fill)
+    scatter_, scatter_add_, index_add_, index_copy_, index_fill_ = (
+        F.scatter_, F.scatter_add_, F.index_add_, F.index_copy_, F.index_fill_)
+    masked_select, nonzero, argwhere, take, take_along_dim = (
+        F.masked_select, F.nonzero, F.argwhere, F.take, F.take_along_dim)
+    std, prod, cumsum, cumprod, logsumexp, norm, count_nonzero = (
+        F.std, F.prod, F.cumsum, F.cumprod, F.logsumexp, F.norm, F.count_nonzero)
+    mm, bmm, mv, dot, vdot, outer, ger, addmm, baddbmm = F.mm, F.bmm, F.mv, F.dot, F.vdot, F.outer, F.ger, F.addmm, F.baddbmm
+
+    def where(self, condition, other):
+        """x.where(condition, y) is where(condition, x, y), as in PyTorch."""
+        return F.where(condition, self, other)
+
+    def exp_(self):
+        return self.copy_(F.exp(self))
+
+    def sqrt_(self):
+        return self.copy_(F.sqrt(self))
+
+    def neg_(self):
+        return self.mul_(-1)
+
+    def abs_(self):
+        return self.copy_(F.abs(self))
+
+    def clamp_min(self, min):
+        return F.clamp(self, min=min)
+
+    def clamp_max(self, max):
+        return F.clamp(self, max=max)
+
+    def squeeze_(self, dim=None):
+        raise NotImplementedError("squeeze_: in-place shape changes are not supported; use x = x.squeeze(...)")
+
+    def unsqueeze_(self, dim):
+        raise NotImplementedError("unsqueeze_: in-place shape changes are not supported; use x = x.unsqueeze(...)")
+
+    @property
+    def H(self):
+        """The conjugate transpose of a 2-D tensor: the transpose, for real tensors."""
+        if self.ndim not in (0, 2):
+            raise ValueError(f"H: tensor.H is only supported on matrices (2-D tensors), got shape {tuple(self.shape)}")
+        return F.t(self)
+
+    @property
+    def mH(self):
+        return self.mT
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        """A new tensor from data, of this tensor's dtype and device unless told (a copy)."""
+        from .creation import tensor
+
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import zeros
+
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import ones
+
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import empty
+
+        return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        from .creation import full
+
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
 
     def expand_as(self, other):
         return F.expand(self, other.shape)
