@@ -511,6 +511,30 @@ def test_arbitrary_objects_need_weights_only_false(tmp_path):
         torch.load(tmp_path / "torch.pt")
 
 
+def test_safe_globals_allow_a_class_under_weights_only(tmp_path):
+    import argparse
+
+    from tinyattn import serialization
+
+    path = tmp_path / "args.pt"
+    ta.save({"args": argparse.Namespace(lr=0.1, betas=(0.9, 0.95)), "w": ta.ones(2)}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"the global argparse\.Namespace is not allowed.*"
+                                                     r"add_safe_globals\(\[argparse\.Namespace\]\)"):
+        ta.load(path)
+    with serialization.safe_globals([argparse.Namespace]):
+        back = ta.load(path)
+        assert serialization.get_safe_globals() == [argparse.Namespace]
+    assert back["args"] == argparse.Namespace(lr=0.1, betas=(0.9, 0.95)) and type(back["w"]) is ta.Tensor
+    assert serialization.get_safe_globals() == []
+    with pytest.raises(pickle.UnpicklingError):  # the allowlist was only for the block
+        ta.load(path)
+    serialization.add_safe_globals([argparse.Namespace])
+    try:
+        assert ta.load(path)["args"].lr == 0.1
+    finally:
+        serialization.clear_safe_globals()
+
+
 def test_a_whole_module_pickles():
     model = nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3))
     back = pickle.loads(pickle.dumps(model))

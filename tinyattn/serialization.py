@@ -447,6 +447,10 @@ class _Bad(ValueError):
     """A damaged or foreign checkpoint; load() adds the path."""
 
 
+class _Refused(pickle.UnpicklingError):
+    """weights_only=True met a global that is not allowlisted (its name is the argument)."""
+
+
 def _target_device(map_location, location, cpu_tensor):
     """Where a tensor saved at `location` goes: "cpu", "cuda", or a Tensor the callable returned."""
     if map_location is None:
@@ -742,10 +746,71 @@ def _short(x):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# ---- allowlisted globals (PyTorch's torch.serialization.add_safe_globals) ------------------------------------
+
+_SAFE_GLOBALS = {}  # "module.qualname" -> the object that name gives, allowed under weights_only=True
+_ALWAYS_SAFE = {"collections.OrderedDict": collections.OrderedDict, "collections.Counter": collections.Counter,
+                "builtins.set": set, "builtins.complex": complex, "builtins.bytearray": bytearray,
+                "_codecs.encode": __import__("codecs").encode}  # bytes in pickle protocol 2
+
+
+def _global_name(obj):
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+
+def add_safe_globals(safe_globals):
+    """Allow these classes/functions in what weights_only=True loads (PyTorch's add_safe_globals).
+
+    Each item is the object, or (object, "module.name") where pickle knows it by another name. Only
+    objects from a trusted source belong here: loading calls them with the file's arguments.
+    """
+    for item in safe_globals:
+        obj, name = item if isinstance(item, tuple) else (item, _global_name(item))
+        if not isinstance(name, str):
+            raise TypeError(f"add_safe_globals: a (object, name) pair needs a str name, got {type(name).__name__}")
+        _SAFE_GLOBALS[name] = obj
+
+
+def get_safe_globals():
+    return list(_SAFE_GLOBALS.values())
+
+
+def clear_safe_globals():
+    _SAFE_GLOBALS.clear()
+
+
+class safe_globals:
+    """Context manager: add_safe_globals(globals) inside the block only."""
+
+    def __init__(self, safe_globals):
+        self.safe_globals = safe_globals
+
+    def __enter__(self):
+        self._saved = dict(_SAFE_GLOBALS)
+        add_safe_globals(self.safe_globals)
+
+    def __exit__(self, *exc):
+        _SAFE_GLOBALS.clear()
+        _SAFE_GLOBALS.update(self._saved)
+        return False
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, decoder, **kwargs):
+    """weights_only=False: any global; weights_only=True: only allowlisted ones (find_class refuses the rest)."""
+
+    def __init__(self, file, decoder, restricted=False, **kwargs):
         super().__init__(file, **kwargs)
         self.decoder = decoder
+        self.restricted = restricted
+
+    def find_class(self, module, name):
+        if not self.restricted:
+            return super().find_class(module, name)
+        key = f"{module}.{name}"
+        found = _SAFE_GLOBALS.get(key, _ALWAYS_SAFE.get(key))
+        if found is None:
+            raise _Refused(key)
+        return found
 
     def persistent_load(self, pid):
         if type(pid) is not tuple or len(pid) != 5 or pid[0] != "tensor":
@@ -792,20 +857,25 @@ def _load_v2(reader, weights_only, pickle_load_args):
     decoder = _Decoder(reader, table)
     if not pickled:
         return decoder.decode(root)
-    if weights_only:
-        found = structure.get("unsafe")
-        if (type(found) is list and found and all(type(x) is list and len(x) == 2
-                                                  and all(type(s) is str for s in x) for x in found)):
-            what = "; ".join(f"{t} at {where}" for t, where in found[:5]) + ("; ..." if len(found) > 5 else "")
-        else:
-            what = "objects of other types"
-        raise pickle.UnpicklingError(
-            f"Weights only load failed: {reader.name} holds {what}, which tinyattn.save stored with pickle. "
-            "weights_only=True (the default) loads only tensors, numbers, strings, None and lists, tuples, "
-            "dicts of them. Re-running tinyattn.load with weights_only=False will likely succeed, but it "
-            "unpickles, which can run arbitrary code: do it only if you got the file from a trusted source.")
     data = reader.member_bytes(OBJECT, 1 << 40)
-    return _Unpickler(io.BytesIO(data), decoder, **pickle_load_args).load()
+    try:
+        return _Unpickler(io.BytesIO(data), decoder, restricted=weights_only, **pickle_load_args).load()
+    except _Refused as e:
+        refused = e.args[0]
+    found = structure.get("unsafe")
+    if (type(found) is list and found and all(type(x) is list and len(x) == 2
+                                              and all(type(s) is str for s in x) for x in found)):
+        what = "; ".join(f"{t} at {where}" for t, where in found[:5]) + ("; ..." if len(found) > 5 else "")
+    else:
+        what = "objects of other types"
+    raise pickle.UnpicklingError(
+        f"Weights only load failed: {reader.name} holds {what}, which tinyattn.save stored with pickle, and "
+        f"the global {refused} is not allowed. weights_only=True (the default) loads only tensors, numbers, "
+        "strings, None, dtypes, devices and lists, tuples, sets, dicts of them, and the globals allowed with "
+        f"tinyattn.serialization.add_safe_globals([{refused}]) (or the safe_globals([...]) context manager) "
+        "if you trust that class/function. Re-running tinyattn.load with weights_only=False will likely "
+        "succeed, but it unpickles, which can run arbitrary code: do it only if you got the file from a "
+        "trusted source.") from None
 
 
 def _load_legacy(reader):
