@@ -506,7 +506,7 @@ def test_cross_entropy_loss_module(rng):
             assert gradcheck(lambda z: loss(z, target), [logits], name=f"CrossEntropyLoss({reduction}, {smoothing})")
     custom = nn.CrossEntropyLoss(ignore_index=3)
     assert gradcheck(lambda z: custom(z, ta.tensor([0, 3, 3, 1, 2])), [logits], name="ce-ignore-3")
-    assert "ignore_index=3" in repr(custom)
+    assert custom.ignore_index == 3 and repr(custom) == "CrossEntropyLoss()"  # PyTorch's repr
 
 
 def test_cross_entropy_label_smoothing_matches_the_composite_reference(rng):
@@ -549,10 +549,8 @@ def test_loss_modules_reject_what_they_do_not_implement():
         nn.CrossEntropyLoss(reduction="avg")
     with pytest.raises(ValueError, match=r"CrossEntropyLoss: label_smoothing must be a number in \[0, 1\], got 1.5"):
         nn.CrossEntropyLoss(label_smoothing=1.5)
-    with pytest.raises(NotImplementedError, match="class weights"):
-        nn.CrossEntropyLoss(weight=ta.ones(3))
-    with pytest.raises(ValueError, match="size_average and reduce are deprecated"):
-        nn.MSELoss(size_average=True)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        assert nn.MSELoss(size_average=True).reduction == "mean"  # PyTorch's legacy mapping
     with pytest.raises(ValueError, match=r"cross_entropy: label_smoothing must be in \[0, 1\], got -0.1"):
         ta.nn.functional.cross_entropy(ta.zeros(2, 3), ta.tensor([0, 1]), label_smoothing=-0.1)
 

@@ -238,6 +238,6 @@ def test_mse_loss(rng, reduction):
     # y (4,) broadcasts against x (3, 4) on purpose: PyTorch warns about that, and so does tinyattn
     warning = r"mse_loss: using a target size \(4,\) that is different to the input size \(3, 4\)"
     with pytest.warns(UserWarning, match=warning):
-        np.testing.assert_allclose(F.mse_loss(x, y, reduction).numpy(), ref, rtol=1e-12)
+        np.testing.assert_allclose(F.mse_loss(x, y, reduction=reduction).numpy(), ref, rtol=1e-12)
     with pytest.warns(UserWarning, match=warning):
-        assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction), [x, y], name="mse_loss")
+        assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction=reduction), [x, y], name="mse_loss")

@@ -15,7 +15,8 @@
     dropout        dropout
     device         to_device (.to('cuda') / .cpu())
     inplace        add_, mul_, x[i] = v, ... (version counters, PyTorch's in-place rules)
-    loss           cross_entropy, mse_loss
+    loss           cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy
+                   (_with_logits), kl_div
     attention      scaled_dot_product_attention (fused) and its composite reference
     attention_variants  the lecture's additive relevance and sigmoid/relu normalisers
 """
@@ -37,7 +38,10 @@ from .elementwise import (
 )
 from .einsum import einsum
 from .linalg import linear, matmul
-from .loss import cross_entropy, cross_entropy_composite, mse_loss
+from .loss import (
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, cross_entropy_composite, huber_loss,
+    kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss,
+)
 from .normalization import layer_norm, layer_norm_composite
 from .logical import (
     all, any, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, logical_and, logical_not, logical_or, logical_xor,
@@ -66,4 +70,7 @@ from .unary import (
     acos, asin, atan, ceil, cos, cosh, elu, erf, exp2, expm1, fix, floor, frac, hardtanh, leaky_relu, log1p, log2,
     log10, logsigmoid, mish, reciprocal, relu6, round, rsqrt, sign, signbit, silu, sin, sinh, softplus, square, tan,
     trunc,
+)
+from .counting import (
+    bincount, bucketize, meshgrid, searchsorted, tril_indices, triu_indices, unique, unique_consecutive,
 )

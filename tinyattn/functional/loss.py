@@ -1,4 +1,5 @@
-"""Losses: cross_entropy (through log-softmax, finite for huge logits) and mse_loss."""
+"""Losses with PyTorch's signatures: cross_entropy (through log-softmax, finite for huge logits), nll_loss,
+mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy(_with_logits), kl_div."""
 import numbers
 import warnings
 
@@ -100,22 +101,31 @@ class MSELoss(Function):
         )
 
 
-def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """PyTorch's F.cross_entropy with class-index targets, ignore_index and label_smoothing.
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
+    """PyTorch's F.cross_entropy: class-index targets with ignore_index, class weights and label_smoothing,
+    or class-probability targets (a float target of the input's shape).
 
     input (N, C) with target (N,); input (C,) with a scalar target; or input (N, C, d1, ...)
-    with target (N, d1, ...), the class axis being dim 1. Class weights are not implemented
-    (weight must be None). Options after weight are keyword-only (PyTorch has deprecated
-    arguments between them).
+    with target (N, d1, ...), the class axis being dim 1. Without weights and with index targets it is
+    one fused Function (CrossEntropy); otherwise a composition of log_softmax and nll_loss.
+    size_average and reduce are PyTorch's deprecated pair (mapped to a reduction, with its warning).
     """
-    if weight is not None:
-        raise NotImplementedError("cross_entropy: class weights (weight=) are not implemented; pass weight=None")
+    reduction = _legacy_reduction("cross_entropy", size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating, np.integer)):
         raise TypeError(f"cross_entropy: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r}")
+    probabilities = (isinstance(target, Variable) and target.dtype.kind == "f" and isinstance(input, Variable)
+                     and tuple(target.shape) == tuple(input.shape))
+    if weight is not None or probabilities:
+        check_tensor("cross_entropy", "input", input)
+        check_float("cross_entropy", input._array)
+        return _cross_entropy_weighted(input, target, weight, int(ignore_index), reduction, float(label_smoothing))
     check_tensor("cross_entropy", "input", input)
     check_float("cross_entropy", input._array)
     if not (isinstance(target, (Variable, np.ndarray, list, tuple, numbers.Integral)) or is_device_array(target)):
@@ -165,12 +175,21 @@ def cross_entropy_composite(logits, target, ignore_index=-100, label_smoothing=0
     return red.mean(nll)
 
 
-def mse_loss(input, target, reduction="mean"):
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """PyTorch's F.mse_loss. An integer target takes the input's dtype; two float dtypes promote (float32
     and float64 give a float64 loss, each gradient in its tensor's dtype). Shapes that differ but
-    broadcast give PyTorch's UserWarning, naming both."""
+    broadcast give PyTorch's UserWarning, naming both. weight (a constant) multiplies each squared error."""
+    reduction = _legacy_reduction("mse_loss", size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if weight is not None:
+        input, target = _pointwise_operands("mse_loss", input, target)
+
+        def rule(x, y):
+            d = x - y
+            return d * d, 2 * d, -2 * d
+        w = _same_size_weight("mse_loss", weight, input)
+        return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, w.sum())
     check_tensor("mse_loss", "input", input)
     check_tensor("mse_loss", "target", target)
     check_float("mse_loss", input._array)
@@ -186,3 +205,393 @@ def mse_loss(input, target, reduction="mean"):
             UserWarning, stacklevel=2,
         )
     return MSELoss.apply(input, target, reduction)
+
+
+# ---- PyTorch's other losses ---------------------------------------------------------------------------
+def _legacy_reduction(op, size_average, reduce, reduction):
+    """PyTorch's deprecated size_average/reduce pair mapped to a reduction (with PyTorch's warning), or
+    `reduction` itself (checked) when both are None."""
+    if size_average is not None or reduce is not None:
+        sa = True if size_average is None else bool(size_average)
+        rd = True if reduce is None else bool(reduce)
+        reduction = "mean" if (sa and rd) else "sum" if rd else "none"
+        warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' "
+                      "instead.", UserWarning, stacklevel=3)
+    return reduction
+
+
+def _check_reduction(op, reduction, allowed=_REDUCTIONS):
+    if reduction not in allowed:
+        raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; expected one of {allowed}")
+
+
+def _constant(op, name, value, like):
+    """A weight-like constant (tensor, array, number or None) as an array of like's dtype on its device."""
+    if value is None:
+        return None
+    a = on_device_of(op, value, like)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: {name} must be a numeric tensor, got dtype {a.dtype}")
+    return a.astype(like.dtype, copy=False)
+
+
+def _reduce_value(loss, reduction, divisor=None):
+    be = backend_of(loss)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return be.asarray(loss.sum())
+    n = loss.size if divisor is None else divisor
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty mean is NaN, as in PyTorch
+        return be.asarray(loss.sum() / loss.dtype.type(n))
+
+
+class PointwiseLoss(Function):
+    """A loss l(x, y) evaluated elementwise (with broadcasting), then reduced: 'none', 'sum', 'mean'
+    (divided by the element count), or 'batchmean' (divided by x.shape[0]).
+
+    `rule(x, y)` returns (l, dl/dx, dl/dy) as arrays (the local derivatives written out per loss in
+    its rule's docstring; None for a side without one). Backward: dx = sum_to_shape(g · dl/dx),
+    dy = sum_to_shape(g · dl/dy), g = dloss (or dloss / n for the means) broadcast over the elements.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, rule, reduction, divisor):
+        loss, dx, dy = rule(x, y)
+        ctx.save_for_backward(dx, dy)
+        ctx.shapes, ctx.dtypes, ctx.reduction = (x.shape, y.shape), (x.dtype, y.dtype), reduction
+        if divisor is None:
+            divisor = loss.size if reduction == "mean" else x.shape[0] if reduction == "batchmean" else 1
+        ctx.n = divisor
+        return _reduce_value(loss, "mean" if reduction == "batchmean" else reduction, divisor)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        dx, dy = ctx.saved
+        g = dloss if ctx.reduction in ("none", "sum") else dloss / dloss.dtype.type(ctx.n)  # (n: Σ weight too)
+        need_x, need_y = ctx.needs_input_grad[:2]
+        gx = sum_to_shape(g * dx, ctx.shapes[0]).astype(ctx.dtypes[0], copy=False) if need_x and dx is not None \
+            else None
+        gy = sum_to_shape(g * dy, ctx.shapes[1]).astype(ctx.dtypes[1], copy=False) if need_y and dy is not None \
+            else None
+        return gx, gy, None, None, None
+
+
+def _pointwise_operands(op, input, target, same_size=None, warn_size=True):
+    """input and target as float tensors of one dtype whose shapes broadcast (PyTorch's checks)."""
+    check_tensor(op, "input", input)
+    check_tensor(op, "target", target)
+    check_float(op, input._array)
+    if target.dtype.kind in "biu":  # a constant: integer tensors never require grad
+        target = target._wrap(target._array.astype(input.dtype))
+    check_float(op, target._array)
+    if same_size is not None and tuple(input.shape) != tuple(target.shape):
+        raise ValueError(same_size.format(t=tuple(target.shape), i=tuple(input.shape)))
+    check_broadcast(op, input.shape, target.shape)
+    if warn_size and tuple(input.shape) != tuple(target.shape):
+        warnings.warn(
+            f"{op}: using a target size {tuple(target.shape)} that is different to the input size "
+            f"{tuple(input.shape)}. This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.", UserWarning, stacklevel=3)
+    return input, target
+
+
+def _weighted(rule, w):
+    """rule with every term (loss and both derivatives) multiplied by the constant weight w."""
+    if w is None:
+        return rule
+
+    def weighted(x, y):
+        loss, dx, dy = rule(x, y)
+        return loss * w, None if dx is None else dx * w, None if dy is None else dy * w
+    return weighted
+
+
+def _cast_rule(rule):
+    """Both operands in their common dtype before the rule (float32 with float64: float64, as PyTorch)."""
+    def cast(x, y):
+        dt = np.result_type(x.dtype, y.dtype)
+        return rule(x.astype(dt, copy=False), y.astype(dt, copy=False))
+    return cast
+
+
+def _same_size_weight(op, weight, input):
+    """l1_loss's and mse_loss's weight (PyTorch 2.x): the input's shape; 'mean' then divides by Σ weight."""
+    w = _constant(op, "weight", weight, input._array)
+    if w is not None and tuple(w.shape) != tuple(input.shape):
+        raise ValueError(f"{op}: Weights and input must have the same size. (weight {tuple(w.shape)}, "
+                         f"input {tuple(input.shape)})")
+    return w
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """PyTorch's F.l1_loss: |x - y|.  dl/dx = sign(x - y) (0 at a tie), dl/dy = -dl/dx. With weight
+    (the input's shape), each term is multiplied by it and 'mean' divides by Σ weight, as PyTorch."""
+    reduction = _legacy_reduction("l1_loss", size_average, reduce, reduction)
+    _check_reduction("l1_loss", reduction)
+    input, target = _pointwise_operands("l1_loss", input, target)
+
+    def rule(x, y):
+        d = x - y
+        s = np.sign(d)
+        return np.abs(d), s, -s
+    w = _same_size_weight("l1_loss", weight, input)
+    return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction,
+                               None if w is None else w.sum())
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """PyTorch's F.smooth_l1_loss: d = x - y; 0.5 d²/β where |d| < β, else |d| - 0.5 β (β = 0: |d|).
+    dl/dx = d/β where |d| < β, else sign(d); dl/dy = -dl/dx."""
+    reduction = _legacy_reduction("smooth_l1_loss", size_average, reduce, reduction)
+    _check_reduction("smooth_l1_loss", reduction)
+    if not isinstance(beta, numbers.Real) or beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be a non-negative number, got {beta!r}")
+    input, target = _pointwise_operands("smooth_l1_loss", input, target)
+
+    def rule(x, y):
+        d = x - y
+        a = np.abs(d)
+        if beta == 0:
+            return a, np.sign(d), -np.sign(d)
+        small = a < beta
+        b = d.dtype.type(beta)
+        loss = np.where(small, 0.5 * d * d / b, a - 0.5 * b)
+        g = np.where(small, d / b, np.sign(d))
+        return loss, g, -g
+    return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """PyTorch's F.huber_loss: d = x - y; 0.5 d² where |d| <= δ, else δ (|d| - 0.5 δ).
+    dl/dx = d where |d| <= δ, else δ sign(d); dl/dy = -dl/dx."""
+    _check_reduction("huber_loss", reduction)
+    if not isinstance(delta, numbers.Real) or not delta > 0:
+        raise ValueError(f"huber_loss: delta must be a positive number, got {delta!r}")
+    input, target = _pointwise_operands("huber_loss", input, target)
+
+    def rule(x, y):
+        d = x - y
+        a = np.abs(d)
+        k = d.dtype.type(delta)
+        small = a <= k
+        loss = np.where(small, 0.5 * d * d, k * (a - 0.5 * k))
+        g = np.where(small, d, k * np.sign(d))
+        return loss, g, -g
+    w = _constant("huber_loss", "weight", weight, input._array)
+    return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """PyTorch's F.binary_cross_entropy on probabilities x in [0, 1]:
+        l = -w (y log x + (1 - y) log(1 - x)), each log clamped at >= -100 (PyTorch's);
+        dl/dx = w (x - y) / max(x (1 - x), 1e-12),   dl/dy = w (log(1 - x) - log x) (clamped logs).
+    weight is a constant (no gradient), broadcast against the input."""
+    reduction = _legacy_reduction("binary_cross_entropy", size_average, reduce, reduction)
+    _check_reduction("binary_cross_entropy", reduction)
+    input, target = _pointwise_operands(
+        "binary_cross_entropy", input, target, warn_size=False,
+        same_size="binary_cross_entropy: Using a target size ({t}) that is different to the input size ({i}) is "
+                  "deprecated. Please ensure they have the same size.")
+    x = input._array
+    if x.size and bool(((x < 0) | (x > 1)).any()):
+        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1")
+
+    def rule(x, y):
+        with np.errstate(divide="ignore"):
+            lx = np.maximum(np.log(x), x.dtype.type(-100))
+            l1x = np.maximum(np.log1p(-x), x.dtype.type(-100))
+        loss = -(y * lx + (1 - y) * l1x)
+        dx = (x - y) / np.maximum(x * (1 - x), x.dtype.type(1e-12))
+        return loss, dx, l1x - lx
+    w = _constant("binary_cross_entropy", "weight", weight, input._array)
+    if w is not None:
+        check_broadcast("binary_cross_entropy", w.shape, input.shape)
+    return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """PyTorch's F.binary_cross_entropy_with_logits, finite for any logit x (p = pos_weight, 1 if None):
+        l = w (p y softplus(-x) + (1 - y) softplus(x))       [= -w (p y log σ(x) + (1 - y) log(1 - σ(x)))]
+        dl/dx = w ((p y + 1 - y) σ(x) - p y),   dl/dy = w (p softplus(-x) - softplus(x)).
+    weight and pos_weight are constants (no gradient); pos_weight broadcasts against the last (class) axis."""
+    reduction = _legacy_reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    input, target = _pointwise_operands(
+        "binary_cross_entropy_with_logits", input, target, warn_size=False,
+        same_size="binary_cross_entropy_with_logits: Target size ({t}) must be the same as input size ({i})")
+    pw = _constant("binary_cross_entropy_with_logits", "pos_weight", pos_weight, input._array)
+    w = _constant("binary_cross_entropy_with_logits", "weight", weight, input._array)
+    for name, a in (("pos_weight", pw), ("weight", w)):
+        if a is not None:
+            check_broadcast(f"binary_cross_entropy_with_logits: {name}", a.shape, input.shape)
+
+    def rule(x, y):
+        sp_neg = np.logaddexp(0, -x)  # softplus(-x) = -log σ(x)
+        sp_pos = sp_neg + x  # softplus(x) = -log(1 - σ(x))
+        s = 0.5 * (1 + np.tanh(0.5 * x))  # σ(x)
+        p = 1 if pw is None else pw
+        loss = p * y * sp_neg + (1 - y) * sp_pos
+        return loss, (p * y + 1 - y) * s - p * y, p * sp_neg - sp_pos
+    return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """PyTorch's F.kl_div: input holds log-probabilities log q, target probabilities p (log p with log_target):
+        l = p (log p - log q)  (0 where p = 0),    dl/dinput = -p,  dl/dp = log p + 1 - log q (0 where p = 0)
+        log_target: l = e^t (t - input),           dl/dinput = -e^t, dl/dt = e^t (t - input + 1).
+    reduction 'batchmean' divides the sum by input.shape[0] (the KL divergence's definition); 'mean'
+    divides by the element count and warns, as PyTorch does."""
+    reduction = _legacy_reduction("kl_div", size_average, reduce, reduction)
+    _check_reduction("kl_div", reduction, _REDUCTIONS + ("batchmean",))
+    if reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size."
+                      "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+                      "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
+                      UserWarning, stacklevel=2)
+    input, target = _pointwise_operands("kl_div", input, target, warn_size=False)
+    if reduction == "batchmean" and input.ndim == 0:
+        reduction = "sum"  # PyTorch: a 0-d input's batch size is 1
+
+    def rule(x, t):
+        if log_target:
+            e = np.exp(t)
+            return e * (t - x), -e, e * (t - x + 1)
+        pos = t > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logt = np.where(pos, np.log(np.where(pos, t, 1)), 0)
+        loss = np.where(pos, t * (logt - x), np.where(t == 0, 0, np.nan)).astype(x.dtype, copy=False)
+        return loss, -t, np.where(pos, logt + 1 - x, 0)
+    return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
+
+
+class NLLLoss(Function):
+    """loss_n = -w[t_n] · logp[n, t_n] for each row n whose target is not ignore_index (0 otherwise);
+    'mean' divides the sum by Σ_n w[t_n] over those rows (PyTorch's weighted mean), 'sum' sums.
+    Backward: dlogp[n, t_n] = -w[t_n] · dloss_n (divided by that total for 'mean'), 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx, logp, target, weight, ignore_index, reduction):
+        be = backend_of(logp)
+        valid = target != ignore_index  # (N,)
+        safe = np.where(valid, target, 0)
+        w = (weight[safe] if weight is not None else np.ones(safe.shape, logp.dtype)) * valid
+        picked = np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+        losses = -w * picked
+        ctx.save_for_backward(safe, w)
+        ctx.shape, ctx.reduction = logp.shape, reduction
+        if reduction == "none":
+            return losses
+        if reduction == "sum":
+            return be.asarray(losses.sum())
+        ctx.total = w.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, as in PyTorch
+            return be.asarray(losses.sum() / ctx.total)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        safe, w = ctx.saved
+        scale = dloss / ctx.total if ctx.reduction == "mean" else dloss
+        d = np.zeros(ctx.shape, w.dtype)
+        d[np.arange(ctx.shape[0]), safe] = -w * scale
+        return d, None, None, None, None
+
+
+def _class_rows(op, input, target, ignore_index):
+    """input (N, C) / (C,) / (N, C, d1, ...) and its class-index target as (rows (M, C), indices (M,), the
+    shape of an unreduced result)."""
+    check_tensor(op, "input", input)
+    check_float(op, input._array)
+    t = on_device_of(op, target, input._array)
+    if input.ndim == 1:
+        expected = ()
+    elif input.ndim >= 2:
+        expected = (input.shape[0],) + tuple(input.shape[2:])
+    else:
+        raise ValueError(f"{op}: input must have a class axis, got shape {tuple(input.shape)}")
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{op}: input {tuple(input.shape)} expects target of shape {expected}, got {tuple(t.shape)}")
+    n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if np.issubdtype(t.dtype, np.integer):
+        check_indices(op, np.where(t == ignore_index, 0, t), n_classes, "target")
+    else:
+        check_indices(op, t, n_classes, "target")
+    t = t.astype(np.int64)
+    rows = input
+    if input.ndim == 1:
+        rows, t = reshape(input, 1, -1), t.reshape(1)
+    elif input.ndim > 2:
+        perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+        rows, t = reshape(permute(input, perm), -1, n_classes), t.reshape(-1)
+    return rows, t, expected, n_classes
+
+
+def _class_weight(op, weight, n_classes, like):
+    if weight is None:
+        return None
+    w = _constant(op, "weight", weight, like)
+    if w.shape != (n_classes,):
+        raise ValueError(f"{op}: weight should be a 1-D tensor of {n_classes} elements (one per class), "
+                         f"got shape {tuple(w.shape)}")
+    return w
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """PyTorch's F.nll_loss on log-probabilities: input (N, C) with target (N,), (C,) with a scalar target,
+    or (N, C, d1, ...) with (N, d1, ...); class weights, ignore_index and the weighted 'mean'."""
+    reduction = _legacy_reduction("nll_loss", size_average, reduce, reduction)
+    _check_reduction("nll_loss", reduction)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"nll_loss: ignore_index must be an int, got {ignore_index!r}")
+    rows, t, expected, n_classes = _class_rows("nll_loss", input, target, ignore_index)
+    w = _class_weight("nll_loss", weight, n_classes, input._array)
+    loss = NLLLoss.apply(rows, t, w, int(ignore_index), reduction)
+    if reduction == "none" and input.ndim != 2:
+        loss = reshape(loss, expected)
+    return loss
+
+
+def _cross_entropy_weighted(input, target, weight, ignore_index, reduction, label_smoothing):
+    """cross_entropy with class weights or probability targets, composed from log_softmax, nll_loss and
+    reductions (their backwards give its gradient). PyTorch's formulas:
+      class indices: (1 - ε) nll_w + ε/C · Σ_c -w_c logp_c per row; 'mean' divides both by Σ_n w[t_n];
+      probabilities: -Σ_c w_c p'_c logp_c per row, p' = (1 - ε) p + ε/C; 'mean' divides by the row count."""
+    from .softmax import log_softmax
+
+    class_dim = 0 if input.ndim == 1 else 1
+    logp = log_softmax(input, class_dim)
+    n_classes = input.shape[class_dim]
+    if isinstance(target, Variable) and target.dtype.kind == "f":  # class probabilities
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(f"cross_entropy: probability targets must have the input's shape {tuple(input.shape)}, "
+                             f"got {tuple(target.shape)}")
+        p = target
+        if label_smoothing:
+            p = ew.add(ew.mul(p, 1 - label_smoothing), label_smoothing / n_classes)
+        w = _class_weight("cross_entropy", weight, n_classes, input._array)
+        term = ew.mul(logp, p)
+        if w is not None:
+            term = ew.mul(term, w.reshape((n_classes,) + (1,) * (input.ndim - class_dim - 1)))
+        per = ew.neg(red.sum(term, class_dim))
+        if reduction == "none":
+            return per
+        if reduction == "sum":
+            return red.sum(per)
+        return ew.div(red.sum(per), float(input.shape[0]) if input.ndim > 1 else 1.0)
+    nll = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return nll
+    rows, t, expected, _ = _class_rows("cross_entropy", logp, target, ignore_index)
+    w = _class_weight("cross_entropy", weight, n_classes, input._array)
+    valid = t != ignore_index
+    term = rows if w is None else ew.mul(rows, w)
+    smooth = ew.mul(ew.neg(red.sum(term, 1)), valid.astype(input.dtype))  # (M,), 0 for ignored rows
+    if reduction == "none":
+        smooth = reshape(smooth, expected) if input.ndim != 2 else smooth
+    elif reduction == "sum":
+        smooth = red.sum(smooth)
+    else:
+        wt = valid.astype(input.dtype) if w is None else w[np.where(valid, t, 0)] * valid
+        smooth = ew.div(red.sum(smooth), float(wt.sum()))
+    return ew.add(ew.mul(nll, 1 - label_smoothing), ew.mul(smooth, label_smoothing / n_classes))

@@ -1,6 +1,5 @@
-"""Activation modules with torch.nn's names, signatures and defaults, and the few activation functions
-they need that tinyattn.functional lacks (exact GELU, SiLU, leaky ReLU), each a Function with its
-hand-written backward.
+"""Activation modules with torch.nn's names, signatures and defaults, and the exact GELU (a Function
+with its hand-written backward) that tinyattn.functional.gelu lacks.
 
     GELU(approximate='none')   y = x Φ(x) = x/2 (1 + erf(x/√2))       (PyTorch's default, the exact form)
     GELU(approximate='tanh')   tinyattn.functional.gelu, the tanh form
@@ -76,36 +75,6 @@ class GeluErf(Function):
         return dx
 
 
-class Silu(Function):
-    """y = x σ(x).  Backward: dx = dy σ(x) (1 + x (1 - σ(x)))."""
-
-    @staticmethod
-    def forward(ctx, x):
-        s = 0.5 * (1 + np.tanh(0.5 * x))  # σ(x) without overflow
-        ctx.save_for_backward(x, s)
-        return x * s
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, s = ctx.saved
-        return dy * (s * (1 + x * (1 - s)))
-
-
-class LeakyRelu(Function):
-    """y = x where x > 0, else slope · x.  Backward: dx = dy where x > 0, else slope · dy."""
-
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return np.where(x > 0, x, x * x.dtype.type(slope))
-
-    @staticmethod
-    def backward(ctx, dy):
-        (x,) = ctx.saved
-        return np.where(x > 0, dy, dy * dy.dtype.type(ctx.slope)), None
-
-
 def gelu(input, approximate="none"):
     """PyTorch's F.gelu: approximate='none' (default) is the exact erf form, 'tanh' the tanh form."""
     if approximate == "tanh":
@@ -114,22 +83,6 @@ def gelu(input, approximate="none"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     _cpu_float("gelu", input)
     return GeluErf.apply(input)
-
-
-def silu(input, inplace=False):
-    """PyTorch's F.silu: x σ(x). inplace=True is accepted and computes out of place."""
-    if input._array.dtype.kind != "f":
-        raise TypeError(f"silu: expected a floating-point tensor, got dtype {input.dtype}")
-    return Silu.apply(input)
-
-
-def leaky_relu(input, negative_slope=0.01, inplace=False):
-    """PyTorch's F.leaky_relu. inplace=True is accepted and computes out of place."""
-    if not isinstance(negative_slope, numbers.Real) or isinstance(negative_slope, bool):
-        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
-    if input._array.dtype.kind != "f":
-        raise TypeError(f"leaky_relu: expected a floating-point tensor, got dtype {input.dtype}")
-    return LeakyRelu.apply(input, float(negative_slope))
 
 
 def _legacy_softmax_dim(name, ndim):
@@ -180,28 +133,28 @@ class Sigmoid(Module):
 
 
 class SiLU(Module):
-    """y = x σ(x). inplace=True is accepted (the result is computed out of place)."""
+    """y = x σ(x) (inplace=True: written into the input, F.silu's rules)."""
 
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
     def forward(self, input):
-        return silu(input)
+        return F.silu(input, self.inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
-    """y = x if x > 0 else negative_slope · x. inplace=True is accepted (computed out of place)."""
+    """y = x if x > 0 else negative_slope · x (inplace=True: written into the input)."""
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, input):
-        return leaky_relu(input, self.negative_slope)
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")

@@ -9,3 +9,7 @@ from ..functional.attention import (  # noqa: F401  (torch.nn.attention.bias's n
 from ..functional import (  # noqa: F401,E402  (tensor ops torch.nn.functional also names)
     cosine_similarity, elu, hardtanh, logsigmoid, mish, normalize, one_hot, pad, pairwise_distance, relu6, softplus,
 )
+from ..functional import (  # noqa: F401,E402  (losses)
+    binary_cross_entropy, binary_cross_entropy_with_logits, huber_loss, kl_div, l1_loss, nll_loss, smooth_l1_loss,
+)
+from ..functional import leaky_relu, silu  # noqa: F401,E402
