@@ -273,7 +273,7 @@ def test_every_weights_only_type_round_trips_exactly(tmp_path):
         "empty_t": ta.zeros(0, 3), "transposed": w.T, "strided": w[:, ::2], "grad": ta.ones(2, requires_grad=True),
         "param": nn.Parameter(ta.ones(2)), "frozen": nn.Parameter(ta.ones(2), requires_grad=False),
         "ndarray": np.arange(4, dtype=np.int16), "np_scalar": np.float32(0.1), "np_int": np.int64(3),
-        "dtype": ta.float32, "device": ta.device("cpu"),
+        "dtype": ta.float32, "device": ta.device("cpu"), "size": ta.ones(2, 3).shape,
     }
     ta.save(obj, tmp_path / "all.pt")
     back = ta.load(tmp_path / "all.pt")

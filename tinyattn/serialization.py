@@ -2,10 +2,10 @@
 
 What `load(f)` (weights_only, the default as in PyTorch >= 2.6) gives back is what `torch.load(weights_only=True)`
 accepts: None, bool, int, float, complex, str, bytes, bytearray, lists, tuples, sets, dicts, OrderedDicts and
-Counters (keys: None, bool, int, float, complex, str, bytes or tuples of them), tensors and Parameters (dtype, shape,
-requires_grad and device kept), dtypes and devices; besides, as tinyattn's own optimiser/scheduler state dicts
-hold them, NumPy arrays and NumPy scalars of numeric dtypes. Types round-trip exactly: a tuple stays a tuple, an
-OrderedDict an OrderedDict, an int an int, a 0-d tensor a 0-d tensor.
+Counters (keys: None, bool, int, float, complex, str, bytes or tuples of them), tensors and Parameters (dtype,
+shape, requires_grad and device kept), Size, dtypes and devices; besides, as tinyattn's own optimiser and
+scheduler state dicts hold them, NumPy arrays and NumPy scalars of numeric dtypes. Types round-trip exactly: a
+tuple stays a tuple, an OrderedDict an OrderedDict, an int an int, a 0-d tensor a 0-d tensor.
 
 The file is a zip archive of uncompressed members (an .npz that `np.load(path, allow_pickle=False)` opens):
   structure.json    {"format": "tinyattn.checkpoint", "version": 2, "arrays": [...], "root": node, ...}
@@ -15,11 +15,12 @@ A tensor that appears twice (the same object, or two tensors over the same memor
 wte/lm_head weights in a state_dict) is stored once; loading gives tensors that share that memory again, as
 torch.load does. Other views are saved by value (only the elements they show, not the storage behind them).
 
-Anything else (a whole nn.Module, a dataclass, an argparse.Namespace, a lambda-free custom object) can be saved:
-the whole object then goes into one extra member, object.pkl, pickled, with its tensors still stored as .npy
-members. Loading such a file needs an explicit `weights_only=False`, which unpickles, and so can run arbitrary
-code: only do it for files you trust. With weights_only=True (or None) such a file is refused with a
-pickle.UnpicklingError naming the types it holds, before anything is unpickled.
+Anything else (a whole nn.Module, a dataclass, an argparse.Namespace) can be saved too: the whole object then
+goes into one more member, object.pkl, pickled, its tensors still stored as .npy members. Loading such a file
+with weights_only=True (or None) unpickles it with only the globals allowed by add_safe_globals (PyTorch's
+allowlist; a few builtins such as OrderedDict are always allowed), and refuses any other with a
+pickle.UnpicklingError naming it. weights_only=False unpickles anything, and so can run arbitrary code: only
+for files you trust.
 
 Loading accepts only what tinyattn writes (members it names, stored uncompressed, .npy arrays of dtypes tensors
 hold, exact JSON types, sizes within the file); anything else is a ValueError naming the file and the entry, the
@@ -29,11 +30,11 @@ cause chained. Checkpoints of the earlier format (an .npz whose entries are name
 beside the target (".<name>.tinyattn-tmp-<host>-<pid>-<random>", locked while it is written), flushes it to
 disk and renames it over the target, so that a crash mid-save leaves the previous checkpoint intact. A save
 killed outright leaves its temporary file; the next save to the same target removes those that no live save
-holds (see _remove_stale_temporaries). A new checkpoint gets the usual permissions (0666 less the umask); an overwritten
-one keeps its own. `f` may also be a binary file object (io.BytesIO, an open file): written in place, not
-atomically, as PyTorch does.
+holds (see _remove_stale_temporaries). A new checkpoint gets the usual permissions (0666 less the umask); an
+overwritten one keeps its own. `f` may also be a binary file object (io.BytesIO, an open file): written in
+place, not atomically, as PyTorch does.
 
-Files are not interchangeable with PyTorch's: torch.load cannot read these, nor ta.load PyTorch's.
+Files are not interchangeable with PyTorch's: torch.load cannot read these, nor tinyattn.load PyTorch's.
 """
 import base64
 import collections
@@ -59,6 +60,7 @@ import numpy as np
 
 from .backend import device_of, move
 from .cuda import device as Device
+from .size import Size
 from .tensor import Tensor
 
 FORMAT, VERSION = "tinyattn.checkpoint", 2
@@ -130,6 +132,8 @@ class _Encoder:
             return {"dtype": obj.name}
         if t is Device:
             return {"device": str(obj)}
+        if t is Size:
+            return {"Size": list(obj)}
         if t in (list, tuple, set, dict, collections.OrderedDict, collections.Counter):
             if id(obj) in self._active:
                 self._unsupported(f"a {t.__name__} that contains itself", path)
@@ -165,6 +169,8 @@ class _Encoder:
             return self.encode(key)
         if t is tuple:
             return {"tuple": [self._key(k, path) for k in key]}
+        if t is Size:
+            return {"Size": list(key)}
         self._unsupported(f"a key of type {t.__module__}.{t.__qualname__} ({key!r:.40})", path)
 
     def _tensor(self, t, path):
@@ -707,6 +713,10 @@ class _Decoder:
             if array.ndim != 0:
                 raise _Bad(f"{where}: a numpy scalar must be 0-d, got shape {array.shape}")
             return array[()]
+        if kind == "Size":
+            if type(value) is not list or any(type(n) is not int for n in value):
+                raise _Bad(f"{where}: a Size node must hold a list of ints, got {_short(value)}")
+            return Size(value)
         if kind == "dtype":
             if type(value) is not str or value not in {d.name for d in _DTYPES}:
                 raise _Bad(f"{where}: unknown dtype {_short(value)}")
@@ -719,17 +729,13 @@ class _Decoder:
 
     def key(self, node, path, depth):
         key = self.decode(node, path, depth)
-        if isinstance(key, tuple):
-            for k in key:
-                self._hashable(k, path)
-        else:
-            self._hashable(key, path)
+        self._hashable(key, path)
         return key
 
     def _hashable(self, key, path):
-        if key is not None and type(key) not in (bool, int, float, complex, str, bytes, tuple):
+        if key is not None and type(key) not in (bool, int, float, complex, str, bytes, tuple, Size):
             raise _Bad(f"{_entry(path)}: a key of type {type(key).__name__}")
-        if type(key) is tuple:
+        if type(key) in (tuple, Size):
             for k in key:
                 self._hashable(k, path)
 
@@ -918,9 +924,9 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
     that gets each tensor on the CPU with its saved location ('cpu' or 'cuda:0') and returns a tensor, or
     None for the default. A tensor for 'cuda' without a GPU is a RuntimeError (use map_location='cpu').
     weights_only: True, or None as in PyTorch >= 2.6 (True unless `pickle_module` is given): only the
-    weights-only types (see the module docstring); nothing is unpickled. weights_only=False also loads what
-    save() pickled (whole modules, custom classes) with pickle, which can run arbitrary code: unsafe for
-    files you do not trust.
+    weights-only types (see the module docstring) and the globals allowed with add_safe_globals.
+    weights_only=False also loads what save() pickled (whole modules, custom classes) with pickle, which can
+    run arbitrary code: unsafe for files you do not trust.
     mmap=True (f must be a path): arrays are memory-mapped copy-on-write from the file instead of read.
     pickle_load_args (encoding=, errors=, fix_imports=) go to the unpickler for weights_only=False.
     """
