@@ -340,3 +340,40 @@ def test_creation_functions_against_torch():
         ta.zeros(2, out=ta.zeros(2))
     with pytest.raises(TypeError, match="eye: n must be an int"):
         ta.eye(2.0)
+
+
+def test_counting_ops_against_torch():
+    a = [3, 1, 3, 2, 1, 1]
+    for kw in ({}, {"return_inverse": True}, {"return_counts": True}, {"return_inverse": True, "return_counts": True}):
+        got, want = _as_tuple(ta.unique(ta.tensor(a), **kw)), _as_tuple(torch.unique(torch.tensor(a), **kw))
+        assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    got = ta.unique_consecutive(ta.tensor([1, 1, 2, 2, 3, 1]), return_inverse=True, return_counts=True)
+    want = torch.unique_consecutive(torch.tensor([1, 1, 2, 2, 3, 1]), return_inverse=True, return_counts=True)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert ta.bincount(ta.tensor([0, 2, 2]), minlength=4).tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match="bincount: input must contain non-negative"):
+        ta.bincount(ta.tensor([-1]))
+    for off in (-1, 0, 1):
+        assert ta.tril_indices(3, 4, off).tolist() == torch.tril_indices(3, 4, off).tolist()
+        assert ta.triu_indices(3, 4, off).tolist() == torch.triu_indices(3, 4, off).tolist()
+    seq, vals = [1, 3, 5, 7], [3, 6, 0, 9]
+    for right in (False, True):
+        assert ta.searchsorted(ta.tensor(seq), ta.tensor(vals), right=right).tolist() == \
+            torch.searchsorted(torch.tensor(seq), torch.tensor(vals), right=right).tolist()
+        assert ta.bucketize(ta.tensor(vals), ta.tensor(seq), right=right).tolist() == \
+            torch.bucketize(torch.tensor(vals), torch.tensor(seq), right=right).tolist()
+
+
+@pytest.mark.parametrize("indexing", ["ij", "xy"])
+def test_meshgrid_against_torch(indexing):
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0])
+    x, y = ta.tensor(a, dtype=ta.float64, requires_grad=True), ta.tensor(b, dtype=ta.float64, requires_grad=True)
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    got, want = ta.meshgrid(x, y, indexing=indexing), torch.meshgrid(tx, ty, indexing=indexing)
+    w = RNG.standard_normal(tuple(want[0].shape))
+    for g, t in zip(got, want):
+        np.testing.assert_array_equal(g.detach().numpy(), t.detach().numpy())
+    (got[0] * ta.tensor(w) + got[1] * 2 * ta.tensor(w)).sum().backward()
+    (want[0] * torch.tensor(w) + want[1] * 2 * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy())

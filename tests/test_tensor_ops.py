@@ -284,3 +284,9 @@ def test_inplace_activations_follow_inplace_rules():
     leaf = ta.tensor([-1.0, 2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="leaf"):
         TF.elu(leaf, inplace=True)
+
+
+def test_add_sub_alpha_against_torch():
+    _against_torch(lambda x: ta.add(x, x[0], alpha=3) - x.sub(x * x, alpha=0.5),
+                   lambda x: torch.add(x, x[0], alpha=3) - x.sub(x * x, alpha=0.5))
+    assert ta.tensor([1, 2]).add(ta.tensor([1, 1]), alpha=2).tolist() == [3, 4]

@@ -386,11 +386,17 @@ class Cast(Function):
 # ---- public functions ---------------------------------------------------------------
 
 
-def add(a, b):
+def add(a, b, *, alpha=1):
+    """a + alpha · b (PyTorch's add, alpha keyword-only)."""
+    if alpha != 1:
+        b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
     return Add.apply(*operands("add", a, b))
 
 
-def sub(a, b):
+def sub(a, b, *, alpha=1):
+    """a - alpha · b."""
+    if alpha != 1:
+        b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
     return Sub.apply(*operands("sub", a, b))
 
 
