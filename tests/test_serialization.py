@@ -366,6 +366,39 @@ def test_a_torch_file_is_named_as_such(tmp_path):
         ta.load(tmp_path / "t.pt")
 
 
+def test_save_writes_through_a_symlink(tmp_path):
+    (tmp_path / "runs").mkdir()
+    real = tmp_path / "runs" / "ckpt.pt"
+    ta.save({"w": ta.ones(2)}, real)
+    link = tmp_path / "latest.pt"
+    link.symlink_to(real)
+    ta.save({"w": ta.zeros(2)}, link)
+    assert link.is_symlink() and ta.load(real)["w"].tolist() == [0, 0]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["ckpt.pt"]
+
+
+def test_deep_nesting_round_trips_or_is_pickled(tmp_path):
+    deep = current = []
+    for _ in range(300):
+        current.append([])
+        current = current[0]
+    ta.save({"deep": deep}, tmp_path / "d.pt")
+    back = ta.load(tmp_path / "d.pt")["deep"]
+    for _ in range(300):
+        back = back[0]
+    assert back == []
+    too_deep = current = []
+    for _ in range(450):
+        current.append([])
+        current = current[0]
+    ta.save(too_deep, tmp_path / "dd.pt")  # pickled; plain lists need no global, so weights_only loads it
+    assert "object.pkl" in zipfile.ZipFile(tmp_path / "dd.pt").namelist()
+    back = ta.load(tmp_path / "dd.pt")
+    for _ in range(450):
+        back = back[0]
+    assert back == []
+
+
 def test_mmap_maps_the_arrays_from_the_file(tmp_path):
     path = tmp_path / "m.pt"
     w = ta.randn(4, 8)

@@ -73,6 +73,7 @@ _DTYPES = {np.dtype(t) for t in ("bool", "int8", "int16", "int32", "int64", "uin
                                   "uint64", "float16", "float32", "float64")}
 _SCALAR_TYPES = {d.type for d in _DTYPES}
 _LOAD_KWARGS = {"encoding", "errors", "fix_imports", "buffers"}
+_MAX_DEPTH = 400  # containers in containers: deeper ones are pickled (and load would refuse them)
 _STALE_AGE = 60.0  # seconds: an unlocked temporary older than this is abandoned, whoever wrote it
 _WRITING = set()  # the temporaries this process is writing now
 
@@ -135,6 +136,8 @@ class _Encoder:
         if t is Size:
             return {"Size": list(obj)}
         if t in (list, tuple, set, dict, collections.OrderedDict, collections.Counter):
+            if len(path) > _MAX_DEPTH:
+                self._unsupported(f"containers nested more than {_MAX_DEPTH} deep", path)
             if id(obj) in self._active:
                 self._unsupported(f"a {t.__name__} that contains itself", path)
             self._active.add(id(obj))
@@ -409,6 +412,8 @@ def save(obj, f, pickle_module=pickle, pickle_protocol=2, _use_new_zipfile_seria
     if path is None:
         _write_archive(f, encoder, structure, pickled)
         return
+    if os.path.islink(path):
+        path = os.path.realpath(path)  # write through a symlink (as open() does), not over it
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path} is a directory; give a file name such as {os.path.join(path, 'model.pt')}")
     folder = os.path.dirname(os.path.abspath(path))
@@ -654,8 +659,8 @@ class _Decoder:
         return out
 
     def decode(self, node, path=(), depth=0):
-        if depth > 900:
-            raise _Bad(f"{_entry(path)}: nested more than 900 levels deep")
+        if depth > 2 * _MAX_DEPTH + 4:  # a key and its value count as two levels
+            raise _Bad(f"{_entry(path)}: nested more than {_MAX_DEPTH} levels deep")
         if node is None or type(node) in (bool, int, float, str):
             return node
         if type(node) is not dict or len(node) == 0:
