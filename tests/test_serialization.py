@@ -686,6 +686,24 @@ def test_temporaries_are_named_and_stale_ones_removed(tmp_path, monkeypatch):
     np.testing.assert_array_equal(ta.load(path)["w"].numpy(), [0, 0])
 
 
+def test_damaged_bytes_give_a_value_error_or_the_data():
+    """Random byte changes anywhere in a checkpoint: a ValueError naming the file, never another error."""
+    import random
+
+    buffer = io.BytesIO()
+    ta.save({"model": collections.OrderedDict(w=ta.randn(3, 4)), "g": [{"betas": (0.9, 0.95), "x": None}]}, buffer)
+    data, rng = buffer.getvalue(), random.Random(0)
+    for _ in range(300):
+        raw = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        raw = raw[: rng.randrange(len(raw))] if rng.random() < 0.2 else raw
+        try:
+            ta.load(io.BytesIO(bytes(raw)))
+        except ValueError as e:
+            assert str(e).startswith("load: <BytesIO>"), e
+
+
 def test_failed_load_leaves_the_file_alone(tmp_path):
     """Moved from tests/test_bad_inputs.py."""
     path = _truncated_checkpoint(str(tmp_path))

@@ -522,6 +522,8 @@ class _Reader:
         info = self.infos.get(member)
         if info is None:
             raise _Bad(f"entry {_shown(member)!r} is missing")
+        if info.flag_bits & 0x41:
+            raise _Bad(f"entry {_shown(member)!r} is encrypted; tinyattn.save does not encrypt")
         if info.compress_type != zipfile.ZIP_STORED:
             raise _Bad(f"entry {_shown(member)!r} is compressed; tinyattn.save stores members uncompressed")
         if info.header_offset + info.compress_size > self.size or info.file_size != info.compress_size:
@@ -985,7 +987,7 @@ def _load_from(raw, name, size, map_location, mmap_path, weights_only, pickle_lo
                          "not an archive")
     try:
         zf = zipfile.ZipFile(raw)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, NotImplementedError) as e:
         raise ValueError(f"load: {name} is not a tinyattn checkpoint: the file is truncated or not a zip "
                          f"archive ({type(e).__name__}: {e})") from e
     try:
@@ -1002,7 +1004,8 @@ def _load_from(raw, name, size, map_location, mmap_path, weights_only, pickle_lo
         text = str(e)
         sep = " " if text.startswith("is not") else ": "
         raise ValueError(f"load: {name}{sep}{text}") from e.__cause__
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error, UnicodeDecodeError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error, UnicodeDecodeError,
+            NotImplementedError) as e:
         if isinstance(e, (FileNotFoundError, PermissionError)):
             raise
         raise ValueError(f"load: {name}: an entry cannot be read ({type(e).__name__}: {e}); the file is damaged "
