@@ -514,9 +514,16 @@ class _Reader:
         info = self._info(member)
         if info.file_size > limit:
             raise _Bad(f"entry {_shown(member)!r} is {info.file_size} bytes, more than a checkpoint's {limit}")
-        with self.zf.open(info) as fp:
+        with self._open(info) as fp:
             data = fp.read()
         return data
+
+    def _open(self, info):
+        try:
+            return self.zf.open(info)
+        except (ValueError, RuntimeError, NotImplementedError) as e:  # a bad offset, encryption, ...
+            raise _Bad(f"entry {_shown(info.filename)!r} cannot be opened ({type(e).__name__}: {e}); the file "
+                       "is damaged or was not written by tinyattn.save") from e
 
     def _info(self, member):
         info = self.infos.get(member)
@@ -526,7 +533,8 @@ class _Reader:
             raise _Bad(f"entry {_shown(member)!r} is encrypted; tinyattn.save does not encrypt")
         if info.compress_type != zipfile.ZIP_STORED:
             raise _Bad(f"entry {_shown(member)!r} is compressed; tinyattn.save stores members uncompressed")
-        if info.header_offset + info.compress_size > self.size or info.file_size != info.compress_size:
+        if (info.header_offset < 0 or info.header_offset + info.compress_size > self.size
+                or info.file_size != info.compress_size):
             raise _Bad(f"entry {_shown(member)!r} claims {info.file_size} bytes, more than the file holds "
                        f"({self.size} bytes)")
         return info
@@ -535,7 +543,7 @@ class _Reader:
         """The array in .npy member `member`, its dtype one a tensor holds (or of a kind in `kinds`)."""
         info = self._info(member)
         label = f"entry {_shown(member)!r}" + (f" ({where})" if where else "")
-        with self.zf.open(info) as fp:
+        with self._open(info) as fp:
             try:
                 version = np.lib.format.read_magic(fp)
                 if version == (1, 0):
