@@ -21,7 +21,13 @@ from .functional import (  # noqa: E402  (the everyday ops; some shadow builtins
     softmax, sort, topk, tril, triu,
 )
 from .generation import generate
-from .random import manual_seed
+from .random import (  # noqa: E402
+    Generator, default_generator, fork_rng, get_rng_state, initial_seed, manual_seed, seed, set_rng_state,
+)
+from .creation import (  # noqa: E402  (random sampling; each takes generator=)
+    bernoulli, multinomial, normal, rand_like, randint_like, randn_like, randperm,
+)
+from . import random, utils  # noqa: E402
 from .serialization import load, save
 from .tensor import Tensor
 from .dtypes import bool_ as bool  # noqa: E402  (torch.bool; shadows the builtin only in this namespace)

@@ -1,8 +1,8 @@
 """Factory functions with PyTorch's names and defaults (floats are float32 unless told).
 
 Each takes device= ("cpu" by default, or "cuda"). Constant fills are made on the device itself;
-random numbers come from the one global generator on the host and are then copied, so a seed
-gives the same values on either device.
+random numbers come from a generator on the host (generator=, or the default one: see
+tinyattn/random.py) and are then copied, so a seed gives the same values on either device.
 """
 import math
 import numbers
@@ -13,7 +13,7 @@ from . import backend
 from .autograd import Variable
 from .cuda import device as Device
 from .dtypes import KINDS, as_dtype, default_dtype_for, float32, get_default_dtype, int64
-from .random import default_generator
+from .random import RandomArgumentError, _numpy_rng
 from .tensor import Tensor
 
 
@@ -123,6 +123,20 @@ def ones_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, m
     return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
 
+# ---- random numbers (every function takes generator=; see tinyattn/random.py) ------------------------
+
+
+def _random_size(op, sizes, size):
+    """The shape from `*size` varargs or the size= keyword (PyTorch accepts either)."""
+    if size is not None:
+        if sizes:
+            raise TypeError(f"{op}: size given both positionally {sizes!r} and as size={size!r}")
+        sizes = (size,)
+    if not sizes:
+        raise TypeError(f"{op}: missing the size (ints, or one tuple/list of ints)")
+    return _size(op, sizes)
+
+
 def _random_float(op, size, dtype, requires_grad):
     size, dtype = _size(op, size), _dtype(op, dtype, float32)
     if dtype.kind != "f":
@@ -131,29 +145,357 @@ def _random_float(op, size, dtype, requires_grad):
     return size, dtype
 
 
-def randn(*size, dtype=None, requires_grad=False, device=None):
-    """Standard normal samples from the global generator (see manual_seed)."""
-    size, dtype = _random_float("randn", size, dtype, requires_grad)
-    return _make(default_generator().standard_normal(size).astype(dtype), requires_grad, device)
+def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples (float32 unless told) from `generator` or the default generator."""
+    size, dtype = _random_float("randn", _random_size("randn", sizes, size), dtype, requires_grad)
+    rng = _numpy_rng(generator, "randn")
+    return _make(rng.standard_normal(size).astype(dtype), requires_grad, device)
 
 
-def rand(*size, dtype=None, requires_grad=False, device=None):
-    """Uniform samples in [0, 1) from the global generator."""
-    size, dtype = _random_float("rand", size, dtype, requires_grad)
-    return _make(default_generator().random(size).astype(dtype), requires_grad, device)
+def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) (float32 unless told) from `generator` or the default generator."""
+    size, dtype = _random_float("rand", _random_size("rand", sizes, size), dtype, requires_grad)
+    rng = _numpy_rng(generator, "rand")
+    return _make(rng.random(size).astype(dtype), requires_grad, device)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
-    """Integers uniform in [low, high) (or [0, low) when high is omitted), int64 by default."""
-    if high is None:
-        low, high = 0, low
-    if not (_is_int(low) and _is_int(high)):
-        raise TypeError(f"randint: low and high must be ints, got {low!r} and {high!r}")
+def _int_bound(op, name, v):
+    if not _is_int(v):
+        raise TypeError(f"{op}: {name} must be an int, got {v!r}")
+    return int(v)
+
+
+def _draw_integers(op, rng, low, high, size, dtype):
+    """Integers uniform in [low, high) as `dtype`, checked as PyTorch does."""
+    low, high = _int_bound(op, "low", low), _int_bound(op, "high", high)
     if not low < high:
-        raise ValueError(f"randint: low {low} must be less than high {high}")
+        raise RandomArgumentError(f"{op}: low {low} must be less than high {high} (random_ expects 'from' to be "
+                                  f"less than 'to', but got from={low} >= to={high})")
+    if dtype.kind in "iub":
+        info = np.iinfo(dtype) if dtype.kind != "b" else None
+        lo, hi = (0, 1) if info is None else (info.min, info.max)
+        if low < lo or high - 1 > hi:
+            raise RandomArgumentError(f"{op}: the range [{low}, {high}) does not fit dtype {dtype}")
+    return rng.integers(low, high, size=size).astype(dtype)
+
+
+def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    """Integers uniform in [low, high), int64 unless told: randint(high, size) or randint(low, high, size).
+
+    As in PyTorch, size is a tuple (or list / torch.Size) of ints, positional (last) or size=; low
+    defaults to 0.
+    """
+    args = list(args)
+    if size is None:
+        if not args or (len(args) == 1 and high is None):
+            raise TypeError("randint: missing the size argument: randint(high, size) or randint(low, high, size), "
+                            "size a tuple of ints")
+        size = args.pop()
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint: size must be a tuple of ints, got {size!r}")
+    if len(args) > 2:
+        raise TypeError(f"randint: expected randint(high, size) or randint(low, high, size), got {len(args) + 1} "
+                        "positional arguments")
+    if len(args) == 2:
+        if low is not None or high is not None:
+            raise TypeError("randint: low and high given both positionally and by keyword")
+        low, high = args
+    elif len(args) == 1:
+        if high is None:
+            high = args[0]
+        elif low is None:
+            low = args[0]
+        else:
+            raise TypeError("randint: low and high given both positionally and by keyword")
+    if high is None:
+        raise TypeError("randint: missing the high argument")
+    low = 0 if low is None else low
     size, dtype = _size("randint", (size,)), _dtype("randint", dtype, int64)
-    values = default_generator().integers(low, high, size=size).astype(dtype)
-    return _make(values, False, device)
+    _check_grad("randint", dtype, requires_grad)
+    values = _draw_integers("randint", _numpy_rng(generator, "randint"), low, high, size, dtype)
+    return _make(values, requires_grad, device)
+
+
+def randperm(n, *, generator=None, dtype=int64, device=None, requires_grad=False):
+    """A random permutation of 0 .. n-1 (int64 unless told)."""
+    n = _int_bound("randperm", "n", n)
+    if n < 0:
+        raise RandomArgumentError(f"randperm: n must be non-negative, got {n}")
+    dtype = _dtype("randperm", dtype, int64)
+    _check_grad("randperm", dtype, requires_grad)
+    if dtype.kind in "iu" and n > 0 and n - 1 > np.iinfo(dtype).max:
+        raise RandomArgumentError(f"randperm: n is too large for result tensor type {dtype}, got n={n}")
+    values = _numpy_rng(generator, "randperm").permutation(n).astype(dtype)
+    return _make(values, requires_grad, device)
+
+
+def _host(op, t):
+    """A tensor's values as a host float64 array (for the samplers' bookkeeping)."""
+    if not isinstance(t, Variable):
+        raise TypeError(f"{op}: expected a tensor, got {type(t).__name__}")
+    return np.asarray(backend.move(t._array, "cpu"))
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Indices drawn from the categories of each row of `input` (1-D (K,) or 2-D (N, K), non-negative
+    weights that need not sum to 1): int64 (num_samples,) or (N, num_samples).
+
+    With replacement, each draw is independent (inverse CDF); without, each row's indices are distinct
+    (num_samples <= K), drawn one after another in proportion to the weights left (exponential keys:
+    the smallest num_samples of E_k / w_k, E_k ~ Exp(1)); categories of weight 0 come last.
+    Errors as PyTorch's (RuntimeError).
+    """
+    p = _host("multinomial", input)
+    if p.dtype.kind != "f":
+        raise RandomArgumentError(f"multinomial only supports floating-point dtypes for input, got: {p.dtype}")
+    if p.ndim not in (1, 2):
+        raise RandomArgumentError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {tuple(p.shape)}")
+    if not _is_int(num_samples):
+        raise TypeError(f"multinomial: num_samples must be an int, got {num_samples!r}")
+    num_samples = int(num_samples)
+    if num_samples <= 0:
+        raise RandomArgumentError(f"multinomial: cannot sample n_sample <= 0 samples (got {num_samples})")
+    rows = p.reshape(-1, p.shape[-1]).astype(np.float64)  # (N, K)
+    n, k = rows.shape
+    if k == 0:
+        raise RandomArgumentError("multinomial: the number of categories cannot be 0")
+    if not replacement and num_samples > k:
+        raise RandomArgumentError(f"multinomial: cannot sample n_sample > prob_dist.size(-1) samples without "
+                                  f"replacement (n_sample={num_samples}, categories={k})")
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        raise RandomArgumentError("probability tensor contains either `inf`, `nan` or element < 0")
+    totals = rows.sum(axis=1)
+    if (totals <= 0).any() or not np.isfinite(totals).all():
+        raise RandomArgumentError("invalid multinomial distribution (sum of probabilities <= 0)")
+    rng = _numpy_rng(generator, "multinomial")
+    if replacement:
+        cdf = np.cumsum(rows, axis=1) / totals[:, None]  # (N, K), each row ends at 1
+        cdf[:, -1] = 1.0
+        u = rng.random((n, num_samples))  # (N, S) in [0, 1)
+        offset = np.arange(n, dtype=np.float64)[:, None]  # rows laid end to end: one sorted array, one search
+        flat = np.searchsorted((cdf + offset).ravel(), (u + offset).ravel(), side="right")
+        out = np.minimum(flat.reshape(n, num_samples) - np.arange(n)[:, None] * k, k - 1)
+    else:
+        with np.errstate(divide="ignore"):
+            keys = rng.standard_exponential((n, k)) / rows  # (N, K); weight 0 gives inf: chosen last
+        out = np.argsort(keys, axis=1, kind="stable")[:, :num_samples]
+    out = out.astype(np.int64).reshape(p.shape[:-1] + (num_samples,))
+    return _make(out, False, input.device)
+
+
+def _float_arg(op, name, v):
+    if isinstance(v, Variable):
+        if v.numel() != 1:
+            raise TypeError(f"{op}: {name} must be a number, got a tensor of shape {tuple(v.shape)}")
+        v = v.item()
+    if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a number, got {v!r}")
+    return float(v)
+
+
+def _check_std(op, std):
+    if np.any(np.asarray(std) < 0):
+        shown = std if np.isscalar(std) else np.asarray(std).min()
+        raise RandomArgumentError(f"{op} expects std >= 0.0, but found std {shown:g}")
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """Normal samples N(mean, std²), PyTorch's forms: normal(mean_tensor, std_tensor) (broadcast),
+    normal(mean_tensor, std=1.0), normal(mean, std_tensor), normal(mean, std, size) (float32 unless told).
+    The result is a sample that does not require grad (PyTorch's records a node whose gradient for
+    mean and std is zero: the same gradients)."""
+    rng = _numpy_rng(generator, "normal")
+    if isinstance(mean, Variable) or isinstance(std, Variable):
+        if size is not None:
+            raise TypeError("normal: size is only taken with a number mean and std; with tensors the shape "
+                            "is theirs")
+        arrays = [_host("normal", v) for v in (mean, std) if isinstance(v, Variable)]
+        for a in arrays:
+            if a.dtype.kind != "f":
+                raise TypeError(f"normal: mean and std must be floating-point tensors, got dtype {a.dtype}")
+        m = _host("normal", mean) if isinstance(mean, Variable) else _float_arg("normal", "mean", mean)
+        s = _host("normal", std) if isinstance(std, Variable) else _float_arg("normal", "std", std)
+        _check_std("normal", s)
+        shape = np.broadcast_shapes(*(np.shape(m), np.shape(s)))
+        out_dtype = np.result_type(*arrays) if dtype is None else _dtype("normal", dtype, None)
+        values = (m + s * rng.standard_normal(shape)).astype(out_dtype)
+        dev = next(v for v in (mean, std) if isinstance(v, Variable)).device if device is None else device
+        return _make(values, requires_grad, dev)
+    if size is None:
+        raise TypeError("normal: with a number mean and std, give size: normal(mean, std, size)")
+    m, s = _float_arg("normal", "mean", mean), _float_arg("normal", "std", std)
+    _check_std("normal", s)
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"normal: size must be a tuple of ints, got {size!r}")
+    size, dtype = _random_float("normal", (size,), dtype, requires_grad)
+    return _make((m + s * rng.standard_normal(size)).astype(dtype), requires_grad, device)
+
+
+def _check_p(op, p):
+    if not np.all((p >= 0) & (p <= 1)):  # (nan fails both)
+        raise RandomArgumentError(f"{op} expects p to be in [0, 1], got values outside it (min {np.min(p)}, "
+                                  f"max {np.max(p)})")
+
+
+def bernoulli(input, p=None, *, generator=None):
+    """1 with probability input (elementwise, in [0, 1]) else 0, in input's dtype and shape; or with
+    probability p everywhere when p (a number) is given."""
+    a = _host("bernoulli", input)
+    if a.dtype.kind != "f":
+        raise TypeError(f"bernoulli: input must be a floating-point tensor of probabilities, got dtype {a.dtype}")
+    if p is None:
+        probs = a
+    else:
+        probs = _float_arg("bernoulli", "p", p)
+    _check_p("bernoulli", probs)
+    values = (_numpy_rng(generator, "bernoulli").random(a.shape) < probs).astype(a.dtype)
+    return _make(values, False, input.device)
+
+
+def _like_args(op, input, dtype, device, requires_grad):
+    t = _like(op, input)
+    return t.shape, dtype or t.dtype, device or t.device
+
+
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):
+    shape, dtype, device = _like_args("rand_like", input, dtype, device, requires_grad)
+    return rand(shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):
+    shape, dtype, device = _like_args("randn_like", input, dtype, device, requires_grad)
+    return randn(shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+_NO_HIGH = object()
+
+
+def randint_like(input, low=0, high=_NO_HIGH, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """randint_like(input, high) or randint_like(input, low, high): input's shape, dtype and device."""
+    if high is _NO_HIGH:
+        low, high = 0, low
+    shape, dtype, device = _like_args("randint_like", input, dtype, device, requires_grad)
+    return randint(low, high, shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+# ---- in-place random fills (Tensor.normal_, uniform_, ...): values drawn on the host, then written like
+# x.copy_(values) (leaf rules, version counter, the device) under the op's own name --------------------------
+
+
+def _fill_random(op, x, values):
+    from .functional.inplace import _replace
+    return _replace(op, x, values)
+
+
+def _float_target(op, x):
+    if not isinstance(x, Variable):
+        raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: only floating-point tensors can be filled with {op[:-1]} samples, got dtype {x.dtype}")
+
+
+def normal_(x, mean=0.0, std=1.0, *, generator=None):
+    _float_target("normal_", x)
+    mean, std = _float_arg("normal_", "mean", mean), _float_arg("normal_", "std", std)
+    _check_std("normal_", std)
+    values = mean + std * _numpy_rng(generator, "normal_").standard_normal(x.shape)
+    return _fill_random("normal_", x, values)
+
+
+def uniform_(x, a=0.0, b=1.0, *, generator=None, **bounds):
+    """Uniform in [a, b) (PyTorch's keywords `from` and `to` work too: uniform_(**{'from': 0, 'to': 2}))."""
+    a, b = bounds.pop("from", a), bounds.pop("to", b)
+    if bounds:
+        raise TypeError(f"uniform_: unexpected keyword argument(s) {sorted(bounds)}")
+    _float_target("uniform_", x)
+    a, b = _float_arg("uniform_", "from", a), _float_arg("uniform_", "to", b)
+    if a > b:
+        raise RandomArgumentError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
+    values = _numpy_rng(generator, "uniform_").uniform(a, b, x.shape)
+    return _fill_random("uniform_", x, values)
+
+
+def bernoulli_(x, p=0.5, *, generator=None):
+    if not isinstance(x, Variable):
+        raise TypeError(f"bernoulli_: expected a tensor, got {type(x).__name__}")
+    probs = _host("bernoulli_", p) if isinstance(p, Variable) else _float_arg("bernoulli_", "p", p)
+    if isinstance(probs, np.ndarray) and not _broadcasts_to(probs.shape, x.shape):
+        raise ValueError(f"bernoulli_: p of shape {tuple(probs.shape)} does not broadcast to the tensor's shape "
+                         f"{tuple(x.shape)}")
+    _check_p("bernoulli_", probs)
+    values = _numpy_rng(generator, "bernoulli_").random(x.shape) < probs
+    return _fill_random("bernoulli_", x, values)
+
+
+def _broadcasts_to(shape, target):
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
+def random_(x, *args, generator=None, **bounds):
+    """Integers uniform in [from, to): random_() covers [0, 2**mantissa] for floats and [0, max] for
+    integers; random_(to); random_(from, to) (to=None: up to the dtype's max)."""
+    if not isinstance(x, Variable):
+        raise TypeError(f"random_: expected a tensor, got {type(x).__name__}")
+    if len(args) > 2:
+        raise TypeError(f"random_: expected at most 2 positional arguments (from, to), got {len(args)}")
+    if len(args) == 1 and not bounds:
+        low, high = 0, args[0]  # random_(to)
+    else:
+        low = args[0] if len(args) > 0 else 0
+        high = args[1] if len(args) > 1 else None
+        low, high = bounds.pop("from", low), bounds.pop("to", high)
+    if bounds:
+        raise TypeError(f"random_: unexpected keyword argument(s) {sorted(bounds)}")
+    dtype = x.dtype
+    if high is None:
+        if dtype.kind == "f":
+            top = 2 ** (np.finfo(dtype).nmant + 1)
+        elif dtype.kind == "b":
+            top = 1
+        else:
+            top = int(np.iinfo(dtype).max)
+        high = top + 1
+    values = _draw_integers("random_", _numpy_rng(generator, "random_"), low, high, x.shape,
+                            np.dtype(np.int64) if dtype.kind in "fb" or high - 1 > np.iinfo(np.int64).max else dtype)
+    return _fill_random("random_", x, values)
+
+
+def exponential_(x, lambd=1.0, *, generator=None):
+    _float_target("exponential_", x)
+    lambd = _float_arg("exponential_", "lambd", lambd)
+    if not lambd > 0:
+        raise RandomArgumentError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
+    values = _numpy_rng(generator, "exponential_").standard_exponential(x.shape) / lambd
+    return _fill_random("exponential_", x, values)
+
+
+def geometric_(x, p, *, generator=None):
+    if not isinstance(x, Variable):
+        raise TypeError(f"geometric_: expected a tensor, got {type(x).__name__}")
+    p = _float_arg("geometric_", "p", p)
+    if not 0 < p < 1:
+        raise RandomArgumentError(f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+    return _fill_random("geometric_", x, _numpy_rng(generator, "geometric_").geometric(p, x.shape))
+
+
+def log_normal_(x, mean=1.0, std=2.0, *, generator=None):
+    _float_target("log_normal_", x)
+    mean, std = _float_arg("log_normal_", "mean", mean), _float_arg("log_normal_", "std", std)
+    if not std > 0:
+        raise RandomArgumentError(f"log_normal_ expects std > 0.0, but found std={std:g}")
+    return _fill_random("log_normal_", x, _numpy_rng(generator, "log_normal_").lognormal(mean, std, x.shape))
+
+
+def cauchy_(x, median=0.0, sigma=1.0, *, generator=None):
+    _float_target("cauchy_", x)
+    median, sigma = _float_arg("cauchy_", "median", median), _float_arg("cauchy_", "sigma", sigma)
+    if not sigma > 0:
+        raise RandomArgumentError(f"cauchy_ expects sigma > 0.0, but found sigma={sigma:g}")
+    values = median + sigma * _numpy_rng(generator, "cauchy_").standard_cauchy(x.shape)
+    return _fill_random("cauchy_", x, values)
 
 
 def arange(start, end=None, step=1, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):

@@ -19,6 +19,25 @@ _CPU, _CUDA = Device("cpu"), Device("cuda")
 _new = object.__new__
 
 
+def _random_method(name):
+    """Tensor.<name>(...) = tinyattn.creation.<name>(tensor, ...): the random fills and samplers, each
+    taking generator= as in PyTorch (creation.py imports this module, so the lookup waits for the call)."""
+    def method(self, *args, **kwargs):
+        from . import creation
+        return getattr(creation, name)(self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _rebuild_tensor(cls, array, requires_grad, device, state):
+    """Unpickle: a leaf `cls` (Tensor, Parameter, ...) over `array`, moved to `device`."""
+    t = _new(cls)
+    Variable.__init__(t, array if device == "cpu" else move(array, device), requires_grad)
+    if state:
+        t.__dict__.update(state)
+    return t
+
+
 class Tensor(Variable):
     __slots__ = ()
     __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
@@ -568,6 +587,28 @@ class Tensor(Variable):
 
     def expand_as(self, other):
         return F.expand(self, other.shape)
+
+    # ---- random fills and sampling (tinyattn/creation.py), generator= as in PyTorch ----------------------
+    normal_, uniform_, bernoulli_, random_, exponential_, geometric_, log_normal_, cauchy_, multinomial, bernoulli = (
+        map(_random_method, ("normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_",
+                             "log_normal_", "cauchy_", "multinomial", "bernoulli")))
+
+    # ---- pickling (DataLoader workers, multiprocessing) and deepcopy --------------------------------------
+    def __reduce_ex__(self, protocol):
+        """A pickle holds the values (of this tensor only, not a view's base), requires_grad and the
+        device; the result is a leaf of the same class (as torch's pickling: no graph, no .grad)."""
+        return (_rebuild_tensor, (type(self), move(self._array, "cpu"), self._requires_grad,
+                                  device_of(self._array), getattr(self, "__dict__", None)))
+
+    def __deepcopy__(self, memo):
+        """A new leaf with copied values, requires_grad, .grad (and attributes), as PyTorch's deepcopy."""
+        import copy
+        new = _rebuild_tensor(type(self), copy.deepcopy(self._array, memo), self._requires_grad, "cpu", None)
+        memo[id(self)] = new
+        new.grad = copy.deepcopy(self.grad, memo)
+        if getattr(self, "__dict__", None):
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def type_as(self, other):
         return self.to(other.dtype)

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from ..backend import device_of, move
-from ..random import default_generator
+from ..random import _numpy_rng
 
 
 def _fill(t, values):
@@ -23,12 +23,12 @@ def _fans(t):
     return t.shape[1] * receptive, t.shape[0] * receptive
 
 
-def uniform_(t, a=0.0, b=1.0):
-    return _fill(t, default_generator().uniform(a, b, t.shape).astype(t.dtype))
+def uniform_(t, a=0.0, b=1.0, generator=None):
+    return _fill(t, _numpy_rng(generator, "uniform_").uniform(a, b, t.shape).astype(t.dtype))
 
 
-def normal_(t, mean=0.0, std=1.0):
-    return _fill(t, default_generator().normal(mean, std, t.shape).astype(t.dtype))
+def normal_(t, mean=0.0, std=1.0, generator=None):
+    return _fill(t, _numpy_rng(generator, "normal_").normal(mean, std, t.shape).astype(t.dtype))
 
 
 def zeros_(t):
@@ -48,19 +48,43 @@ def _zero_element(t):
     return False
 
 
-def xavier_uniform_(t, gain=1.0):
+def xavier_uniform_(t, gain=1.0, generator=None):
     """U(-a, a) with a = gain · √(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _fans(t)
     if fan_in + fan_out == 0 and _zero_element(t):  # (0, 0): no bound to compute (PyTorch divides by zero)
         return t  # (a (0, 3) weight has a bound and nothing to fill: silent, as in PyTorch)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(t, -a, a)
+    return uniform_(t, -a, a, generator)
 
 
-def kaiming_uniform_(t, a=0.0):
-    """U(-b, b) with b = √(6 / ((1 + a²) fan_in)) (He et al., 2015), leaky-ReLU slope a."""
+def kaiming_uniform_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """U(-b, b) with b = gain · √(3 / fan) (He et al., 2015); for the default leaky_relu (slope a) and
+    fan_in that is √(6 / ((1 + a²) fan_in)). mode: 'fan_in' or 'fan_out'; nonlinearity: 'leaky_relu',
+    'relu' (gain √2), or 'linear'/'sigmoid'/conv (gain 1), 'tanh' (5/3), 'selu' (3/4), as PyTorch's."""
     if _zero_element(t):
         return t
-    fan_in, _ = _fans(t)
-    bound = math.sqrt(6.0 / ((1 + a * a) * fan_in))
-    return uniform_(t, -bound, bound)
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan = _fans(t)[0 if mode == "fan_in" else 1]
+    gain = _kaiming_gain(nonlinearity, a)
+    bound = gain * math.sqrt(3.0 / fan)
+    return uniform_(t, -bound, bound, generator)
+
+
+def _kaiming_gain(nonlinearity, a):
+    """PyTorch's calculate_gain for the names kaiming_uniform_ takes."""
+    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                        "conv_transpose3d", "sigmoid"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if a is None else a
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise ValueError(f"negative_slope {slope} not a valid number")
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity}")

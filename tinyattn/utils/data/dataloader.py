@@ -24,6 +24,7 @@ copies to a GPU are made from it (PyTorch also skips pinning without an accelera
 import itertools
 import math
 import multiprocessing
+import os
 import pickle
 import queue
 
@@ -217,12 +218,16 @@ class DataLoader:
     def __len__(self):
         """Batches per epoch: len(batch_sampler), or for an IterableDataset len(dataset) / batch_size
         (rounded up, or down with drop_last); TypeError when the dataset has no len()."""
-        if self._dataset_kind == _DatasetKind.Iterable:
-            length = len(self.dataset)
-            if self.batch_size is not None:
-                length = length // self.batch_size if self.drop_last else math.ceil(length / self.batch_size)
-            return length
-        return len(self._index_sampler)
+        return _length(self._dataset_kind, self.dataset, self.batch_size, self.drop_last, self._index_sampler)
+
+
+def _length(kind, dataset, batch_size, drop_last, index_sampler):
+    if kind == _DatasetKind.Iterable:
+        length = len(dataset)
+        if batch_size is not None:
+            length = length // batch_size if drop_last else math.ceil(length / batch_size)
+        return length
+    return len(index_sampler)
 
 
 class _BaseDataLoaderIter:
@@ -238,7 +243,8 @@ class _BaseDataLoaderIter:
         self._collate_fn = loader.collate_fn
         self._persistent_workers = loader.persistent_workers
         self._base_seed = _draw_base_seed(loader.generator)
-        self._loader_len = loader.__len__
+        self._len_args = (loader._dataset_kind, loader.dataset, loader.batch_size, loader.drop_last,
+                          loader._index_sampler)  # (not the loader: persistent workers' loader holds this iterator)
         self._sampler_iter = None
         self._num_yielded = 0
 
@@ -260,7 +266,7 @@ class _BaseDataLoaderIter:
         return data
 
     def __len__(self):
-        return self._loader_len()
+        return _length(*self._len_args)
 
 
 class _SingleProcessDataLoaderIter(_BaseDataLoaderIter):
@@ -282,6 +288,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
     def __init__(self, loader):
         super().__init__(loader)
         self._shutdown = True  # until the workers exist (so __del__ after a failed start is harmless)
+        self._owner_pid = os.getpid()  # a forked child that inherits this object must not shut its workers down
         context = loader.multiprocessing_context or multiprocessing
         self._worker_init_fn = loader.worker_init_fn
         self._worker_result_queue = context.Queue()
@@ -320,8 +327,8 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
                 q.put(_ResumeIteration())
             resumed = 0
             while resumed < self._num_workers:
-                _, data = self._get_data()
-                if isinstance(data, _ResumeIteration):
+                marker, _ = self._get_data()
+                if isinstance(marker, _ResumeIteration):
                     resumed += 1
         for _ in range(self._prefetch_factor * self._num_workers):
             self._try_put_index()
@@ -412,7 +419,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             self._workers_status[worker_id] = False
 
     def _shutdown_workers(self):
-        if getattr(self, "_shutdown", True):
+        if getattr(self, "_shutdown", True) or os.getpid() != self._owner_pid:
             return
         self._shutdown = True
         try:

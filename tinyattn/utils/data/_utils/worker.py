@@ -82,7 +82,10 @@ class ExceptionWrapper:
             exception = self.exc_type(msg)
         except Exception:  # a type whose constructor wants other arguments
             raise RuntimeError(msg) from None
-        raise exception
+        try:
+            raise exception
+        finally:
+            del exception  # (no frame -> exception -> traceback -> frame cycle keeping the iterator alive)
 
 
 class _IterableDatasetStopIteration:
