@@ -142,11 +142,13 @@ def amin(x, dim=None, keepdim=False, *, axis=None):
     return Amin.apply(x, _dims("amin", x, dim, axis), keepdim)
 
 
-def var(x, dim=None, *, correction=1, keepdim=False, unbiased=None, axis=None):
-    """Variance with Bessel's correction by default (correction=1), as in PyTorch."""
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+    """Variance with Bessel's correction by default (correction=1), as in PyTorch; var(x, dim, unbiased,
+    keepdim) positionally (PyTorch's older overload) and var(x, unbiased) too."""
+    if isinstance(dim, bool):  # var(x, unbiased)
+        dim, unbiased = None, dim
     check_float("var", x._array)
-    if unbiased is not None:
-        correction = 1 if unbiased else 0
+    correction = _correction("var", correction, unbiased)
     return Var.apply(x, _dims("var", x, dim, axis), keepdim, correction)
 
 
@@ -158,9 +160,9 @@ def _correction(op, correction, unbiased):
     return 1 if correction is None else correction
 
 
-def std(x, dim=None, *, correction=None, keepdim=False, unbiased=None, axis=None):
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
     """√var: the standard deviation, with Bessel's correction by default (correction=1), as in PyTorch.
-    std(x, True) / std(x, dim, False) follow PyTorch's old positional `unbiased` too."""
+    std(x, True) / std(x, dim, False, True) follow PyTorch's older positional (unbiased, keepdim) too."""
     if isinstance(dim, bool):  # std(x, unbiased) in PyTorch's older overload
         dim, unbiased = None, dim
     from .elementwise import sqrt
@@ -168,13 +170,13 @@ def std(x, dim=None, *, correction=None, keepdim=False, unbiased=None, axis=None
     return sqrt(var(x, dim, correction=_correction("std", correction, unbiased), keepdim=keepdim, axis=axis))
 
 
-def var_mean(x, dim=None, *, correction=None, keepdim=False, unbiased=None):
+def var_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(var, mean) over dim, as PyTorch's var_mean."""
     c = _correction("var_mean", correction, unbiased)
     return var(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
 
 
-def std_mean(x, dim=None, *, correction=None, keepdim=False, unbiased=None):
+def std_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(std, mean) over dim, as PyTorch's std_mean."""
     c = _correction("std_mean", correction, unbiased)
     return std(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
