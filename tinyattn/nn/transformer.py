@@ -46,8 +46,6 @@ def _activation_code(act):
     GELU the kernel has), or None when it implements something else (exact GELU, anything custom)."""
     if act is F.relu:
         return "relu"
-    if act is F.gelu:  # tinyattn.functional.gelu: the tanh form
-        return "gelu"
     if isinstance(act, Module):
         if (act._forward_pre_hooks or act._forward_hooks or act._backward_hooks or "forward" in act.__dict__
                 or type(act).forward is not _STOCK_ACT_FORWARD.get(type(act))):
@@ -77,7 +75,7 @@ class TransformerEncoderLayer(Module):
     Fused decode step: with a cache, under no_grad, on the CPU, the whole layer runs as one kernel call
     (kernels/cpu/decode.py; PyTorch's encoder-layer fast path plays the same role) when that is the same
     computation as the op-by-op path: an activation the kernel implements (F.relu / "relu" / nn.ReLU, or
-    the tanh-form GELU: nn.GELU(approximate="tanh") or tinyattn.functional.gelu; the exact GELU and custom
+    the tanh-form GELU module nn.GELU(approximate="tanh"); the exact GELU, a GELU function and other
     callables run op by op), either norm position, no dropout in effect (eval mode or p = 0), no masks, no
     rotary, float32/float64, stock submodules with no hooks (on the submodules: the layer's own hooks run
     either way) and their stock methods (none replaced on the instance or the class), an nn.LayerKVCache
@@ -247,6 +245,9 @@ class TransformerEncoder(Module):
         self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
         self.num_layers = num_layers
         self.norm = norm
+        # PyTorch's fast-path switches: accepted, recorded, and without effect on the result
+        self.enable_nested_tensor = self.use_nested_tensor = enable_nested_tensor
+        self.mask_check = mask_check
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None, *, kv_cache=None):
         if kv_cache is not None and not isinstance(kv_cache, KVCache):
