@@ -293,3 +293,18 @@ def test_add_sub_alpha_against_torch():
     _against_torch(lambda x: ta.add(x, x[0], alpha=3) - x.sub(x * x, alpha=0.5),
                    lambda x: torch.add(x, x[0], alpha=3) - x.sub(x * x, alpha=0.5))
     assert ta.tensor([1, 2]).add(ta.tensor([1, 1]), alpha=2).tolist() == [3, 4]
+
+
+def test_reductions_take_numpy_keywords_as_pytorch_does():
+    """makemore's P.sum(1, keepdims=True): keepdims= and axis= are PyTorch's aliases too."""
+    a = RNG.standard_normal((2, 3))
+    x, t = ta.tensor(a), torch.tensor(a)
+    for call in (lambda m: m.sum(1, keepdims=True), lambda m: m.mean(axis=0, keepdims=True),
+                 lambda m: m.max(1, keepdims=True)[0], lambda m: m.std(1, keepdims=True),
+                 lambda m: m.argmax(axis=1, keepdims=True), lambda m: m.logsumexp(1, keepdims=True),
+                 lambda m: m.prod(axis=1), lambda m: m.amin(1, keepdims=True), lambda m: (m > 0).any(1, keepdims=True)):
+        got, want = call(x), call(t)
+        assert tuple(got.shape) == tuple(want.shape)
+        np.testing.assert_allclose(got.numpy(), want.numpy())
+    with pytest.raises(TypeError, match="keepdim or keepdims"):
+        x.sum(1, keepdim=True, keepdims=True)

@@ -101,3 +101,26 @@ def normalize_dims(op, dim, ndim):
     if ndim == 0:
         return ()  # a 0-d tensor accepts dim 0 or -1, as in PyTorch, and has no axis to reduce
     return tuple(sorted(out))
+
+
+def numpy_keywords(function):
+    """Let a reduction take NumPy's spellings as PyTorch does: keepdims= for keepdim=, and axis= for dim=
+    (where the function has no axis parameter of its own)."""
+    import functools
+    import inspect
+
+    has_axis = "axis" in inspect.signature(function).parameters
+
+    @functools.wraps(function)
+    def op(*args, keepdims=None, **kwargs):
+        if keepdims is not None:
+            if "keepdim" in kwargs:
+                raise TypeError(f"{function.__name__}: pass keepdim or keepdims, not both")
+            kwargs["keepdim"] = keepdims
+        if not has_axis and "axis" in kwargs:
+            if "dim" in kwargs:
+                raise TypeError(f"{function.__name__}: pass dim or axis, not both")
+            kwargs["dim"] = kwargs.pop("axis")
+        return function(*args, **kwargs)
+
+    return op

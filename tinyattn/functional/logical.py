@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd import Variable
 from ..backend import is_device_array
-from .checks import check_broadcast, normalize_dims, on_device_of
+from .checks import check_broadcast, normalize_dims, on_device_of, numpy_keywords
 
 
 def _is_array(x):
@@ -126,11 +126,13 @@ def _reduce_bool(op, x, dim, keepdim):
     return x._wrap(reduce(t, axis=dims, keepdims=keepdim))
 
 
+@numpy_keywords
 def all(x, dim=None, keepdim=False):
     """True where every element along dim (an int, a tuple, or None for all) is nonzero."""
     return _reduce_bool("all", x, dim, keepdim)
 
 
+@numpy_keywords
 def any(x, dim=None, keepdim=False):
     """True where some element along dim (an int, a tuple, or None for all) is nonzero."""
     return _reduce_bool("any", x, dim, keepdim)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..dtypes import as_dtype
-from .checks import check_float, check_tensor, normalize_dims
+from .checks import check_float, check_tensor, normalize_dims, numpy_keywords
 
 
 def _expand_back(dy, shape, dims, keepdim):
@@ -116,6 +116,7 @@ def _with_dtype(op, x, dtype):
     return cast(x, as_dtype(dtype, op))
 
 
+@numpy_keywords
 def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None):
     """Σ over dim (an int, a tuple of ints, or None for all); bool and integer tensors sum to int64."""
     x = _with_dtype("sum", x, dtype)
@@ -124,24 +125,28 @@ def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None):
     return Sum.apply(x, _dims("sum", x, dim, axis), keepdim)
 
 
+@numpy_keywords
 def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None):
     x = _with_dtype("mean", x, dtype)
     check_float("mean", x._array)
     return Mean.apply(x, _dims("mean", x, dim, axis), keepdim)
 
 
+@numpy_keywords
 def amax(x, dim=None, keepdim=False, *, axis=None):
     if x._array.size == 0:
         raise ValueError(f"amax: cannot reduce an empty tensor of shape {x.shape}")
     return Amax.apply(x, _dims("amax", x, dim, axis), keepdim)
 
 
+@numpy_keywords
 def amin(x, dim=None, keepdim=False, *, axis=None):
     if x._array.size == 0:
         raise ValueError(f"amin: cannot reduce an empty tensor of shape {x.shape}")
     return Amin.apply(x, _dims("amin", x, dim, axis), keepdim)
 
 
+@numpy_keywords
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
     """Variance with Bessel's correction by default (correction=1), as in PyTorch; var(x, dim, unbiased,
     keepdim) positionally (PyTorch's older overload) and var(x, unbiased) too."""
@@ -160,6 +165,7 @@ def _correction(op, correction, unbiased):
     return 1 if correction is None else correction
 
 
+@numpy_keywords
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
     """√var: the standard deviation, with Bessel's correction by default (correction=1), as in PyTorch.
     std(x, True) / std(x, dim, False, True) follow PyTorch's older positional (unbiased, keepdim) too."""
@@ -170,12 +176,14 @@ def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
     return sqrt(var(x, dim, correction=_correction("std", correction, unbiased), keepdim=keepdim, axis=axis))
 
 
+@numpy_keywords
 def var_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(var, mean) over dim, as PyTorch's var_mean."""
     c = _correction("var_mean", correction, unbiased)
     return var(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
 
 
+@numpy_keywords
 def std_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(std, mean) over dim, as PyTorch's std_mean."""
     c = _correction("std_mean", correction, unbiased)
@@ -207,6 +215,7 @@ class Prod(Function):
         return _expand_back(dy, x.shape, dims, ctx.keepdim) * others, None, None
 
 
+@numpy_keywords
 def prod(x, dim=None, keepdim=False, *, dtype=None):
     """Π over one dim (or all elements when dim is None); bool and integer tensors multiply as int64."""
     check_tensor("prod", "input", x)
@@ -305,6 +314,7 @@ class LogSumExp(Function):
         return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * p, None, None
 
 
+@numpy_keywords
 def logsumexp(x, dim, keepdim=False):
     """ln Σ e^x over dim, computed stably."""
     check_tensor("logsumexp", "input", x)
@@ -384,6 +394,7 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     return vector_norm(x, p, dim, keepdim, dtype=dtype)
 
 
+@numpy_keywords
 def count_nonzero(x, dim=None):
     check_tensor("count_nonzero", "input", x)
     return x._wrap(np.asarray(np.count_nonzero(x._array, axis=normalize_dims("count_nonzero", dim, x.ndim)),

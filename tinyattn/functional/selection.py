@@ -16,7 +16,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import device_of, is_device_array, move
-from .checks import check_broadcast, normalize_dims, sum_to_shape
+from .checks import check_broadcast, normalize_dims, sum_to_shape, numpy_keywords
 from .elementwise import _cast, _data, maximum, minimum
 from .reduction import amax, amin
 
@@ -180,6 +180,7 @@ def _as_1d(x):
 # ---- public functions ---------------------------------------------------------------
 
 
+@numpy_keywords
 def argmax(x, dim=None, keepdim=False):
     """The index of the largest element (the first of ties; NaN counts as the largest).
 
@@ -188,6 +189,7 @@ def argmax(x, dim=None, keepdim=False):
     return _argext("argmax", x, dim, keepdim, largest=True)
 
 
+@numpy_keywords
 def argmin(x, dim=None, keepdim=False):
     """The index of the smallest element (the first of ties); see argmax."""
     return _argext("argmin", x, dim, keepdim, largest=False)
@@ -210,6 +212,7 @@ def _argext(op, x, dim, keepdim, largest):
     return x._wrap(index if keepdim else np.squeeze(index, axis=d))
 
 
+@numpy_keywords
 def max(x, dim=None, keepdim=False, *, axis=None):
     """PyTorch's max: with no dim, the largest element (ties share the gradient, as amax does);
     with an int dim, (values, indices), the gradient going to the returned index; with a tensor
@@ -217,6 +220,7 @@ def max(x, dim=None, keepdim=False, *, axis=None):
     return _extreme("max", x, dim, keepdim, axis, largest=True)
 
 
+@numpy_keywords
 def min(x, dim=None, keepdim=False, *, axis=None):
     """PyTorch's min: the smallest element, (values, indices) along an int dim, or the elementwise
     minimum with a tensor; see max."""
