@@ -377,3 +377,16 @@ def test_meshgrid_against_torch(indexing):
     (want[0] * torch.tensor(w) + want[1] * 2 * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
     np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy())
+
+
+def test_histogram_and_histc_against_torch():
+    a = RNG.standard_normal(40).astype(np.float32)
+    for kw in ({}, {"density": True}, {"range": (-1.0, 1.0)}):
+        got, want = ta.histogram(ta.tensor(a), 6, **kw), torch.histogram(torch.tensor(a), 6, **kw)
+        np.testing.assert_allclose(got.hist.numpy(), want.hist.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(got.bin_edges.numpy(), want.bin_edges.numpy(), rtol=1e-6)
+        assert got.hist.dtype == ta.float32
+    for args in ((5,), (4, -0.5, 0.5)):
+        np.testing.assert_array_equal(ta.histc(ta.tensor(a), *args).numpy(), torch.histc(torch.tensor(a), *args).numpy())
+    with pytest.raises(TypeError, match="histogram: expected a floating-point"):
+        ta.histogram(ta.tensor([1, 2]))

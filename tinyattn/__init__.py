@@ -66,7 +66,8 @@ from .functional import neg as negative, mul as multiply, sub as subtract, div a
 from .functional import eq, ne, lt, le, gt, ge  # noqa: E402
 from .functional import gt as greater, ge as greater_equal, lt as less, le as less_equal, ne as not_equal  # noqa: E402
 from .functional import (  # noqa: E402
-    bincount, bucketize, meshgrid, searchsorted, tril_indices, triu_indices, unique, unique_consecutive,
+    bincount, bucketize, histc, histogram, meshgrid, searchsorted, tril_indices, triu_indices, unique,
+    unique_consecutive,
 )
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

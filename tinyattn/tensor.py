@@ -517,7 +517,8 @@ class Tensor(Variable):
     std, prod, cumsum, cumprod, logsumexp, norm, count_nonzero = (
         F.std, F.prod, F.cumsum, F.cumprod, F.logsumexp, F.norm, F.count_nonzero)
     mm, bmm, mv, dot, vdot, outer, ger, addmm, baddbmm = F.mm, F.bmm, F.mv, F.dot, F.vdot, F.outer, F.ger, F.addmm, F.baddbmm
-    unique, unique_consecutive, bincount = F.unique, F.unique_consecutive, F.bincount
+    unique, unique_consecutive, bincount, histc, histogram = (
+        F.unique, F.unique_consecutive, F.bincount, F.histc, F.histogram)
 
     def where(self, condition, other):
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""

@@ -72,5 +72,6 @@ from .unary import (
     trunc,
 )
 from .counting import (
-    bincount, bucketize, meshgrid, searchsorted, tril_indices, triu_indices, unique, unique_consecutive,
+    bincount, bucketize, histc, histogram, meshgrid, searchsorted, tril_indices, triu_indices, unique,
+    unique_consecutive,
 )

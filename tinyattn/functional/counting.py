@@ -131,3 +131,38 @@ def meshgrid(*tensors, indexing="ij"):
     if indexing == "xy" and len(out) >= 2:  # the ij grids of (y, x, ...), handed back in the inputs' order
         out[0], out[1] = out[1], out[0]
     return tuple(out)
+
+
+def histogram(input, bins=100, *, range=None, weight=None, density=False):
+    """(hist, bin_edges) of a float tensor, as torch.histogram: `bins` equal bins over `range` (the data's
+    min and max by default) or the given 1-D tensor of edges; both results take input's dtype."""
+    from collections import namedtuple
+
+    check_tensor("histogram", "input", input)
+    a = input.numpy()
+    if a.dtype.kind != "f":
+        raise TypeError(f"histogram: expected a floating-point tensor, got dtype {a.dtype}")
+    edges = bins.numpy() if isinstance(bins, Variable) else bins
+    w = None if weight is None else weight.numpy()
+    hist, edges = np.histogram(a.reshape(-1), bins=edges, range=range,
+                               weights=None if w is None else w.reshape(-1), density=density)
+    result = namedtuple("histogram", ["hist", "bin_edges"])
+    return result(input._wrap(hist.astype(a.dtype)), input._wrap(edges.astype(a.dtype)))
+
+
+def histc(input, bins=100, min=0, max=0):
+    """Counts in `bins` equal bins between min and max (the data's range when both are 0); elements
+    outside are ignored. The result has input's dtype."""
+    check_tensor("histc", "input", input)
+    a = input.numpy().reshape(-1)
+    if a.dtype.kind != "f":
+        raise TypeError(f"histc: expected a floating-point tensor, got dtype {a.dtype}")
+    lo, hi = float(min), float(max)
+    if lo == hi and a.size:
+        lo, hi = float(a.min()), float(a.max())
+    if lo == hi:
+        lo, hi = lo - 1, hi + 1
+    if lo > hi:
+        raise ValueError(f"histc: max ({max}) must be larger than min ({min})")
+    hist, _ = np.histogram(a[(a >= lo) & (a <= hi)], bins=int(bins), range=(lo, hi))
+    return input._wrap(hist.astype(a.dtype))
