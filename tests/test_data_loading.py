@@ -4,6 +4,7 @@ get_worker_info, errors raised again in the main process, shutdown)."""
 import collections
 import itertools
 import multiprocessing
+import os
 import time
 import warnings
 
@@ -61,6 +62,14 @@ class Faulty(Dataset):
         if i == 7:
             raise ValueError("sample 7 is broken")
         return i
+
+
+class Dies(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        os._exit(3)  # a worker that dies without a word (killed, out of memory, ...)
 
 
 class Stream(IterableDataset):
@@ -400,6 +409,9 @@ def test_a_worker_error_is_raised_in_the_main_process_naming_the_worker():
             got.append(b.tolist())
     assert got == [[0, 1], [2, 3], [4, 5]]
     assert _no_children()
+    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+\) exited unexpectedly"):
+        list(DataLoader(Dies(), batch_size=2, num_workers=1))
+    assert _no_children()
 
     # stopping early (break) and a persistent loader's epochs
     loader = DataLoader(Squares(40), batch_size=5, num_workers=2, persistent_workers=True)
@@ -421,3 +433,24 @@ def test_spawned_workers():
     loader = DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="spawn")
     assert [b[0].tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
     assert _no_children()
+
+
+def test_distributed_sampler_and_generic_subscripts():
+    ours = tud.DistributedSampler(Squares(5), num_replicas=2, rank=1, shuffle=False)
+    theirs = tdata.DistributedSampler(range(5), num_replicas=2, rank=1, shuffle=False)
+    assert list(ours) == list(theirs) and len(ours) == len(theirs)
+    assert sorted(tud.DistributedSampler(dataset=Squares(6), num_replicas=2, rank=0, seed=3)) != [0, 1, 2]
+    from tinyattn.utils.data.distributed import DistributedSampler
+    assert DistributedSampler is tud.DistributedSampler
+
+    class Typed(Dataset[int]):  # PyTorch's Dataset, Sampler and DataLoader are Generic
+        pass
+
+    assert isinstance(Typed(), Dataset) and tud.Sampler[int] and DataLoader[int]
+
+
+def test_importing_utils_data_does_not_import_mpi4py():
+    import subprocess
+    import sys
+    code = "import sys, tinyattn.utils.data.distributed; assert 'mpi4py' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -27,6 +27,8 @@ import multiprocessing
 import os
 import pickle
 import queue
+import sys
+import typing
 
 from ...random import _numpy_rng
 from . import _utils
@@ -40,6 +42,9 @@ from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 __all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info"]
+
+
+_POLL_INTERVAL = 1.0  # seconds between the main process's checks that its workers are alive
 
 
 class _DatasetKind:
@@ -60,7 +65,10 @@ def _draw_base_seed(generator):
     return int(_numpy_rng(generator, "DataLoader").integers(0, 1 << 63))
 
 
-class DataLoader:
+_T_co = typing.TypeVar("_T_co", covariant=True)
+
+
+class DataLoader(typing.Generic[_T_co]):
     """Batches from a dataset (PyTorch's torch.utils.data.DataLoader; see the module docstring).
 
     Args:
@@ -290,6 +298,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._shutdown = True  # until the workers exist (so __del__ after a failed start is harmless)
         self._owner_pid = os.getpid()  # a forked child that inherits this object must not shut its workers down
         context = loader.multiprocessing_context or multiprocessing
+        self._start_method = context.get_start_method()
         self._worker_init_fn = loader.worker_init_fn
         self._worker_result_queue = context.Queue()
         self._workers_done_event = context.Event()
@@ -349,7 +358,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._tasks_outstanding += 1
         self._send_idx += 1
 
-    def _try_get_data(self, timeout=MP_STATUS_CHECK_INTERVAL):
+    def _try_get_data(self, timeout=_POLL_INTERVAL):
         try:
             payload = self._worker_result_queue.get(timeout=timeout)
             return True, pickle.loads(payload)
@@ -358,8 +367,24 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             if failed:
                 pids = ", ".join(str(w.pid) for w in failed)
                 self._shutdown_workers()
-                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly") from None
+                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly{self._fork_hint()}") from None
             return False, None
+
+    def _fork_hint(self):
+        """Why a forked worker may have died: GNU OpenMP (Numba's 'omp' threading layer) ends a forked
+        child that runs a parallel kernel after its parent did."""
+        numba = sys.modules.get("numba")
+        if self._start_method != "fork" or numba is None:
+            return ""
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run in this process
+            return ""
+        if layer != "omp":
+            return ""
+        return (" (this process ran parallel kernels with Numba's GNU OpenMP threading layer, which ends a "
+                "forked worker that runs one too; use multiprocessing_context='spawn' or 'forkserver', or set "
+                "NUMBA_THREADING_LAYER=workqueue (or tbb) before importing tinyattn)")
 
     def _get_data(self):
         if self._timeout > 0:

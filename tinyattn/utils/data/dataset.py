@@ -8,6 +8,7 @@ import bisect
 import itertools
 import math
 import operator
+import typing
 import warnings
 
 from ...autograd import Variable
@@ -17,7 +18,10 @@ __all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Conca
            "random_split"]
 
 
-class Dataset:
+_T_co = typing.TypeVar("_T_co", covariant=True)
+
+
+class Dataset(typing.Generic[_T_co]):
     """A map-style dataset: subclasses define __getitem__(index) (and __len__ for the default samplers)."""
 
     def __getitem__(self, index):
@@ -27,7 +31,7 @@ class Dataset:
         return ConcatDataset([self, other])
 
 
-class IterableDataset(Dataset):
+class IterableDataset(Dataset[_T_co]):
     """A dataset that is an iterable of samples (a stream): subclasses define __iter__.
 
     With num_workers > 0 each worker iterates its own copy; use get_worker_info() in __iter__ to give

@@ -6,6 +6,8 @@ ta.manual_seed(s) fixes every epoch's order), WeightedRandomSampler and SubsetRa
 from the default generator itself. Sampling with replacement is lazy: RandomSampler(ds,
 replacement=True, num_samples=10**10) draws 32 indices at a time.
 """
+import typing
+
 import numpy as np
 
 from ...autograd import Variable
@@ -19,7 +21,10 @@ def _is_positive_int(n):
     return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and n > 0
 
 
-class Sampler:
+_T_co = typing.TypeVar("_T_co", covariant=True)
+
+
+class Sampler(typing.Generic[_T_co]):
     """Base class: subclasses define __iter__ (indices, or lists of indices for a batch sampler), and
     __len__ when they can."""
 
