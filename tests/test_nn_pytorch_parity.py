@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 LAYERS = ["Linear", "LayerNorm", "Embedding", "Dropout", "Flatten", "Unflatten", "GELU", "ReLU", "Tanh", "Sigmoid",
           "SiLU", "LeakyReLU", "Softmax", "LogSoftmax", "Conv1d", "MultiheadAttention", "ModuleList", "ModuleDict",
-          "ParameterList", "ParameterDict"]
+          "ParameterList", "ParameterDict", "ELU", "Softplus", "Mish", "Hardtanh", "ReLU6", "LogSigmoid"]
 
 
 def _sig(obj):
@@ -76,7 +76,9 @@ def test_layers_accept_device_and_dtype():
 
 @pytest.mark.parametrize("name,kw", [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("SiLU", {}),
                                      ("LeakyReLU", {"negative_slope": 0.2}), ("Tanh", {}), ("Sigmoid", {}),
-                                     ("ReLU", {}), ("Softmax", {"dim": 1}), ("LogSoftmax", {"dim": 0})])
+                                     ("ReLU", {}), ("Softmax", {"dim": 1}), ("LogSoftmax", {"dim": 0}),
+                                     ("ELU", {"alpha": 0.5}), ("Softplus", {"beta": 2.0}), ("Mish", {}),
+                                     ("Hardtanh", {"min_val": -0.5}), ("ReLU6", {}), ("LogSigmoid", {})])
 def test_activations_match_torch_and_gradcheck(name, kw):
     x = np.random.default_rng(0).standard_normal((3, 4)) * 2
     ours, theirs = getattr(nn, name)(**kw), getattr(torch.nn, name)(**kw)

@@ -1,7 +1,9 @@
 """Neural-network building blocks with torch.nn's names."""
 from . import functional, init, utils
 from .attention import KVCache, LayerKVCache, MultiheadAttention, SelfAttention
-from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .activation import (
+    ELU, GELU, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+)
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d
 from .layers import Dropout, Embedding, Flatten, Identity, LayerNorm, Linear, Unflatten

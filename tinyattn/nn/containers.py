@@ -80,6 +80,12 @@ class ModuleList(Module):
     def __iadd__(self, modules):
         return self.extend(modules)
 
+    def pop(self, index=-1):
+        """Remove and return the module at `index` (the later ones are renumbered), as PyTorch."""
+        module = self[index]
+        del self[index]
+        return module
+
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
 
