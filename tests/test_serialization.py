@@ -5,7 +5,6 @@ import dataclasses
 import io
 import json
 import os
-import pathlib
 import pickle
 import re
 import stat
@@ -652,14 +651,14 @@ def test_overwriting_a_checkpoint_keeps_its_permissions(tmp_path):
 
 
 def test_temporaries_are_named_and_stale_ones_removed(tmp_path, monkeypatch):
-    from tinyattn import serialization
+    from tinyattn.serialization._save import _host
 
     path = tmp_path / "ckpt.pt"
     names = []
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: names.append(os.path.basename(a)) or real_replace(a, b))
     ta.save({"w": ta.ones(2)}, path)
-    host = serialization._host()
+    host = _host()
     assert re.fullmatch(rf"\.ckpt\.pt\.tinyattn-tmp-{re.escape(host)}-{os.getpid()}-[0-9a-f]{{16}}", names[0])
     dead, live = _dead_pid(), os.getppid()
     temp = lambda target, who, pid, tag="0123456789abcdef": tmp_path / f".{target}.tinyattn-tmp-{who}-{pid}-{tag}"
