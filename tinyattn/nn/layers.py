@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
+from ..backend import move
 from ..creation import empty_parameter_data
 from ..functional.normalization import normalized_shape_arg
 from . import init
@@ -174,17 +175,19 @@ class Embedding(Module):
             self._renorm(input)
         out = F.embedding(input, self.weight)
         if self.padding_idx is not None and self.weight.requires_grad:
-            idx = input._array if hasattr(input, "_array") else np.asarray(input)
-            pad = idx == self.padding_idx
+            idx = move(input._array, "cpu") if hasattr(input, "_array") else np.asarray(input)
+            pad = np.asarray(idx) == self.padding_idx  # on the host; F.where moves it to out's device
             if pad.any():  # the padding rows' outputs carry no gradient to the weight
                 out = F.where(out._wrap(pad[..., None]), out.detach(), out)
         return out
 
     def _renorm(self, input):
-        idx = input._array if hasattr(input, "_array") else np.asarray(input)
+        idx = move(input._array, "cpu") if hasattr(input, "_array") else np.asarray(input)
         rows = np.unique(np.asarray(idx).reshape(-1))
         w = self.weight._array
-        if rows.size == 0 or type(w) is not np.ndarray:
+        if type(w) is not np.ndarray:
+            raise NotImplementedError("Embedding: max_norm is only implemented for a weight on the CPU")
+        if rows.size == 0:
             return
         norms = np.linalg.norm(w[rows], ord=self.norm_type, axis=1)
         big = norms > self.max_norm
