@@ -31,7 +31,7 @@ import sys
 import typing
 
 from ...random import _numpy_rng
-from . import _utils
+from . import _utils  # noqa: F401  (torch.utils.data.dataloader._utils)
 from ._utils.collate import default_collate, default_convert
 from ._utils.fetch import create_fetcher
 from ._utils.worker import (
@@ -367,7 +367,8 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             if failed:
                 pids = ", ".join(str(w.pid) for w in failed)
                 self._shutdown_workers()
-                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly{self._fork_hint()}") from None
+                hint = self._fork_hint()
+                raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly{hint}") from None
             return False, None
 
     def _fork_hint(self):
@@ -467,5 +468,3 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
     def __del__(self):
         self._shutdown_workers()
 
-
-_ = _utils  # (the package is imported for its side-effect-free submodules at torch's paths)

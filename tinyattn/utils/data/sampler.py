@@ -116,7 +116,8 @@ class WeightedRandomSampler(Sampler):
         w = weights.numpy() if isinstance(weights, Variable) else weights
         weights_tensor = tensor(np.asarray(w, dtype=np.float64))
         if weights_tensor.ndim != 1:
-            raise ValueError(f"weights should be a 1d sequence but given weights have shape {tuple(weights_tensor.shape)}")
+            raise ValueError("weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(weights_tensor.shape)}")
         self.weights = weights_tensor
         self.num_samples = int(num_samples)
         self.replacement = replacement

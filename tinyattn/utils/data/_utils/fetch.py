@@ -5,7 +5,8 @@ class _MapDatasetFetcher:
     """dataset[i] for each index of a batch (or dataset.__getitems__(batch) when it has one), collated."""
 
     def __init__(self, dataset, auto_collation, collate_fn, drop_last):
-        self.dataset, self.auto_collation, self.collate_fn, self.drop_last = dataset, auto_collation, collate_fn, drop_last
+        self.dataset, self.auto_collation = dataset, auto_collation
+        self.collate_fn, self.drop_last = collate_fn, drop_last
 
     def fetch(self, possibly_batched_index):
         if self.auto_collation:
@@ -23,7 +24,8 @@ class _IterableDatasetFetcher:
     """The next len(batch) items of iter(dataset) (fewer at the end, none: StopIteration), collated."""
 
     def __init__(self, dataset, auto_collation, collate_fn, drop_last):
-        self.dataset, self.auto_collation, self.collate_fn, self.drop_last = dataset, auto_collation, collate_fn, drop_last
+        self.dataset, self.auto_collation = dataset, auto_collation
+        self.collate_fn, self.drop_last = collate_fn, drop_last
         self.dataset_iter = iter(dataset)
         self.ended = False
 
