@@ -178,7 +178,7 @@ class Embedding(Module):
             idx = move(input._array, "cpu") if hasattr(input, "_array") else np.asarray(input)
             pad = np.asarray(idx) == self.padding_idx  # on the host; F.where moves it to out's device
             if pad.any():  # the padding rows' outputs carry no gradient to the weight
-                out = F.where(out._wrap(pad[..., None]), out.detach(), out)
+                out = F.where(pad[..., None], out.detach(), out)
         return out
 
     def _renorm(self, input):
