@@ -308,3 +308,50 @@ def test_reductions_take_numpy_keywords_as_pytorch_does():
         np.testing.assert_allclose(got.numpy(), want.numpy())
     with pytest.raises(TypeError, match="keepdim or keepdims"):
         x.sum(1, keepdim=True, keepdims=True)
+
+
+POINTWISE = {
+    "addcmul": (lambda x: ta.addcmul(x, x[0], x * 2, value=0.5), lambda x: torch.addcmul(x, x[0], x * 2, value=0.5)),
+    "addcdiv": (lambda x: x.addcdiv(x, x.abs() + 1, value=-2), lambda x: x.addcdiv(x, x.abs() + 1, value=-2)),
+    "lerp_number": (lambda x: x.lerp(x.exp(), 0.3), lambda x: x.lerp(x.exp(), 0.3)),
+    "lerp_tensor": (lambda x: ta.lerp(x, x * 3, x.sigmoid()), lambda x: torch.lerp(x, x * 3, x.sigmoid())),
+    "atan2": (lambda x: ta.atan2(x, x[0].flip(-1) + 0.1), lambda x: torch.atan2(x, x[0].flip(-1) + 0.1)),
+    "hypot": (lambda x: ta.hypot(x, x.exp()), lambda x: torch.hypot(x, x.exp())),
+    "logaddexp": (lambda x: ta.logaddexp(x, x[1] * 2), lambda x: torch.logaddexp(x, x[1] * 2)),
+    "fmod": (lambda x: ta.fmod(x * 3, x[0, 0].abs() + 0.7), lambda x: torch.fmod(x * 3, x[0, 0].abs() + 0.7)),
+    "diff": (lambda x: ta.diff(x, dim=1), lambda x: torch.diff(x, dim=1)),
+    "diff_n2_append": (lambda x: x.diff(2, -1, append=x[..., :1] * 2), lambda x: x.diff(2, -1, append=x[..., :1] * 2)),
+    "median_dim": (lambda x: x.median(1), lambda x: x.median(1)),
+    "median_keepdim": (lambda x: x.median(-1, keepdim=True)[0], lambda x: x.median(-1, keepdim=True)[0]),
+    "median_all": (lambda x: x.median(), lambda x: x.median()),
+}
+
+
+@pytest.mark.parametrize("name", list(POINTWISE))
+def test_pointwise_against_torch(name):
+    _against_torch(*POINTWISE[name])
+
+
+def test_inplace_pointwise_and_legacy_constructors():
+    x = ta.tensor([1.0, 2.0])
+    assert x.addcmul_(x, x, value=2) is x and x.tolist() == [3.0, 10.0]
+    x.addcdiv_(ta.tensor([2.0, 4.0]), ta.tensor([2.0, 2.0]))
+    assert x.tolist() == [4.0, 12.0]
+    x.lerp_(ta.zeros(2), 0.25)
+    assert x.tolist() == [3.0, 9.0] and x._version == 3
+    y = ta.tensor([-1.0, 2.0])
+    assert y.relu_() is y and y.tolist() == [0.0, 2.0]
+    leaf = ta.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="tanh_: a leaf"):
+        leaf.tanh_()
+    h = leaf * 1
+    h.sigmoid_()
+    h.sum().backward()
+    np.testing.assert_allclose(leaf.grad.numpy(), [0.19661193] * 2, rtol=1e-6)
+    assert ta.LongTensor([1, 2]).dtype == ta.int64 and ta.FloatTensor((2, 3)).tolist() == [2.0, 3.0]
+    assert ta.FloatTensor(2, 3).shape == (2, 3) and ta.FloatTensor().shape == (0,)
+    assert ta.BoolTensor([True]).dtype == ta.bool and ta.DoubleTensor([1]).dtype == ta.float64
+    assert ta.fmod(ta.tensor([-7, 7]), 3).tolist() == torch.fmod(torch.tensor([-7, 7]), 3).tolist()
+    v, i = ta.tensor([[1.0, 3.0], [2.0, 2.0]]).median(1)
+    tv, ti = torch.tensor([[1.0, 3.0], [2.0, 2.0]]).median(1)
+    assert v.tolist() == tv.tolist() and i.tolist() == ti.tolist()

@@ -69,5 +69,11 @@ from .functional import (  # noqa: E402
     bincount, bucketize, histc, histogram, meshgrid, searchsorted, tril_indices, triu_indices, unique,
     unique_consecutive,
 )
+from .functional import (  # noqa: E402
+    addcdiv, addcmul, arctan2, atan2, diff, fmod, hypot, lerp, logaddexp, median,
+)
+from .creation import (  # noqa: E402  (PyTorch's legacy typed constructors)
+    BoolTensor, ByteTensor, DoubleTensor, FloatTensor, HalfTensor, IntTensor, LongTensor,
+)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -610,3 +610,28 @@ def as_tensor(data, dtype=None, device=None):
 
 
 asarray = as_tensor
+
+
+def _typed_constructor(name, dtype):
+    def make(*args, device=None):
+        """torch.<name>(data) copies data into a tensor of this dtype; torch.<name>(*sizes) gives one of that
+        shape (zeros here; PyTorch leaves it uninitialised)."""
+        from .size import Size
+
+        if not args:
+            return tensor([], dtype=dtype, device=device)
+        if len(args) == 1 and not _is_int(args[0]) and not isinstance(args[0], Size):  # data (a tuple too)
+            return tensor(args[0], dtype=dtype, device=device)
+        return zeros(*args, dtype=dtype, device=device)
+
+    make.__name__ = make.__qualname__ = name
+    return make
+
+
+FloatTensor = _typed_constructor("FloatTensor", np.float32)
+DoubleTensor = _typed_constructor("DoubleTensor", np.float64)
+HalfTensor = _typed_constructor("HalfTensor", np.float16)
+LongTensor = _typed_constructor("LongTensor", np.int64)
+IntTensor = _typed_constructor("IntTensor", np.int32)
+ByteTensor = _typed_constructor("ByteTensor", np.uint8)
+BoolTensor = _typed_constructor("BoolTensor", np.bool_)

@@ -519,6 +519,9 @@ class Tensor(Variable):
     mm, bmm, mv, dot, vdot, outer, ger, addmm, baddbmm = F.mm, F.bmm, F.mv, F.dot, F.vdot, F.outer, F.ger, F.addmm, F.baddbmm
     unique, unique_consecutive, bincount, histc, histogram = (
         F.unique, F.unique_consecutive, F.bincount, F.histc, F.histogram)
+    addcmul, addcmul_, addcdiv, addcdiv_, lerp, lerp_ = F.addcmul, F.addcmul_, F.addcdiv, F.addcdiv_, F.lerp, F.lerp_
+    atan2, arctan2, hypot, logaddexp, fmod, diff, median = F.atan2, F.arctan2, F.hypot, F.logaddexp, F.fmod, F.diff, F.median
+    relu_, sigmoid_, tanh_ = F.relu_, F.sigmoid_, F.tanh_
 
     def where(self, condition, other):
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""

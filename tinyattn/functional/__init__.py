@@ -75,3 +75,7 @@ from .counting import (
     bincount, bucketize, histc, histogram, meshgrid, searchsorted, tril_indices, triu_indices, unique,
     unique_consecutive,
 )
+from .pointwise import (
+    addcdiv, addcdiv_, addcmul, addcmul_, arctan2, atan2, diff, fmod, hypot, lerp, lerp_, logaddexp, median, relu_,
+    sigmoid_, tanh_,
+)

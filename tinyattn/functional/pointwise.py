@@ -1,0 +1,199 @@
+"""More elementwise ops of two or three tensors, PyTorch's names: addcmul, addcdiv, lerp, atan2, hypot,
+logaddexp, fmod, and diff, median (values with their indices along a dim); in-place forms addcmul_,
+addcdiv_, lerp_, relu_, sigmoid_, tanh_ (functional/inplace.py's rules)."""
+from collections import namedtuple
+
+import numpy as np
+
+from ..autograd import Function, Variable
+from . import elementwise as ew
+from .checks import check_tensor, normalize_dims, sum_to_shape
+
+MedianResult = namedtuple("MedianResult", ["values", "indices"])
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value · tensor1 · tensor2 (broadcast)."""
+    prod = ew.mul(tensor1, tensor2)
+    return ew.add(input, prod if value == 1 else ew.mul(prod, value))
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """input + value · tensor1 / tensor2 (broadcast)."""
+    quot = ew.div(tensor1, tensor2)
+    return ew.add(input, quot if value == 1 else ew.mul(quot, value))
+
+
+def lerp(input, end, weight):
+    """input + weight · (end - input); weight a number or a tensor (broadcast)."""
+    check_tensor("lerp", "input", input)
+    check_tensor("lerp", "end", end)
+    if input.dtype != end.dtype:
+        raise TypeError(f"lerp: expected end to have the input's dtype {input.dtype}, got {end.dtype}")
+    return ew.add(input, ew.mul(weight, ew.sub(end, input)) if isinstance(weight, Variable)
+                  else ew.mul(ew.sub(end, input), weight))
+
+
+class Atan2(Function):
+    """y = atan2(a, b), the angle of the point (b, a).  da = dy · b / (a² + b²), db = -dy · a / (a² + b²)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return np.arctan2(a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = a * a + b * b
+            da = sum_to_shape(dy * b / r2, ctx.shapes[0]) if need_a else None
+            db = sum_to_shape(-dy * a / r2, ctx.shapes[1]) if need_b else None
+        return da, db
+
+
+def atan2(input, other):
+    a, b = ew.operands("atan2", input, other)
+    if ew._data(a).dtype.kind != "f":
+        a, b = (ew._float32_constant(t) for t in (a, b))
+    return Atan2.apply(a, b)
+
+
+arctan2 = atan2
+
+
+class LogAddExp(Function):
+    """y = ln(e^a + e^b), computed stably.  da = dy · e^(a - y), db = dy · e^(b - y)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = np.logaddexp(a, b)
+        ctx.save_for_backward(a, b, y)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b, y = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        with np.errstate(invalid="ignore"):
+            da = sum_to_shape(dy * np.exp(a - y), ctx.shapes[0]) if need_a else None
+            db = sum_to_shape(dy * np.exp(b - y), ctx.shapes[1]) if need_b else None
+        return da, db
+
+
+def logaddexp(input, other):
+    a, b = ew.operands("logaddexp", input, other)
+    if ew._data(a).dtype.kind != "f":
+        a, b = (ew._float32_constant(t) for t in (a, b))
+    return LogAddExp.apply(a, b)
+
+
+def hypot(input, other):
+    """√(a² + b²)."""
+    return ew.sqrt(ew.add(ew.mul(input, input), ew.mul(other, other)))
+
+
+class Fmod(Function):
+    """y = a - trunc(a / b) · b (the sign of a, C's fmod).  da = dy, db = -dy · trunc(a / b)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return np.fmod(a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        da = sum_to_shape(dy, ctx.shapes[0]) if need_a else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            db = sum_to_shape(-dy * np.trunc(a / b), ctx.shapes[1]) if need_b else None
+        return da, db
+
+
+def fmod(input, other):
+    a, b = ew.operands("fmod", input, other)
+    if ew._data(a).dtype.kind != "f":
+        if np.any(np.asarray(ew._data(b)) == 0):
+            raise ZeroDivisionError("fmod: integer division by zero")
+        like = a if isinstance(a, Variable) else b
+        return like._wrap(np.fmod(ew._data(a), ew._data(b)))
+    return Fmod.apply(a, b)
+
+
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along dim: out[i] = x[i+1] - x[i] (applied n times); prepend/append are
+    joined to input along dim first. Bool tensors give x[i+1] != x[i]."""
+    from .shape import cat, getitem
+
+    check_tensor("diff", "input", input)
+    if input.ndim == 0:
+        raise ValueError("diff: expected at least a 1-dimensional tensor")
+    d = normalize_dims("diff", dim, input.ndim)[0]
+    parts = [p for p in (prepend, input, append) if p is not None]
+    x = cat(parts, d) if len(parts) > 1 else input
+    lead = (slice(None),) * d
+    for _ in range(int(n)):
+        if x.shape[d] == 0:
+            break
+        hi, lo = getitem(x, lead + (slice(1, None),)), getitem(x, lead + (slice(None, -1),))
+        x = ew.ne(hi, lo) if x.dtype == np.bool_ else ew.sub(hi, lo)
+    return x
+
+
+def median(input, dim=None, keepdim=False):
+    """No dim: the lower median of all elements (a 0-d tensor). With dim: (values, indices), the lower
+    median along dim and where it is; the gradient goes to that element (as max(dim))."""
+    from .selection import Gather, _order
+
+    check_tensor("median", "input", input)
+    if dim is None:
+        from .shape import reshape
+
+        flat = reshape(input, -1)
+        if flat.shape[0] == 0:
+            return input._wrap(np.asarray(np.nan, dtype=input.dtype))
+        values, _ = median(flat, 0)
+        return values
+    d = normalize_dims("median", dim, input.ndim)
+    d = d[0] if d else 0
+    x = input if input.ndim else input.reshape(1)
+    n = x.shape[d]
+    if n == 0:
+        raise ValueError(f"median: cannot compute the median of an empty dim {dim} (shape {tuple(input.shape)})")
+    order = _order(x._array, d, False)
+    index = np.take(order, [(n - 1) // 2], axis=d)
+    values = Gather.apply(x, index, d, keepdim or input.ndim == 0)
+    indices = x._wrap(index if keepdim else np.squeeze(index, axis=d))
+    if input.ndim == 0:
+        return MedianResult(values.reshape(()), indices.reshape(()))
+    return MedianResult(values, indices)
+
+
+# ---- in place ------------------------------------------------------------------------------------
+
+
+def _inplace(name, compute_name):
+    def op(x, *args, **kwargs):
+        from .inplace import _apply
+        import sys
+
+        compute = getattr(sys.modules[__name__], compute_name, None) or getattr(ew, compute_name)
+        operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
+        return _apply(name, x, lambda t: compute(t, *args, **kwargs), operands)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"In place: x ← {compute_name}(x, ...)."
+    return op
+
+
+addcmul_ = _inplace("addcmul_", "addcmul")
+addcdiv_ = _inplace("addcdiv_", "addcdiv")
+lerp_ = _inplace("lerp_", "lerp")
+relu_ = _inplace("relu_", "relu")
+sigmoid_ = _inplace("sigmoid_", "sigmoid")
+tanh_ = _inplace("tanh_", "tanh")
