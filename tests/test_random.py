@@ -318,3 +318,19 @@ def test_deepcopy_keeps_grad_and_class():
     assert p.tolist() == [1.0, 1.0]
     m = copy.deepcopy(ta.nn.Linear(2, 2))
     assert isinstance(m.weight, ta.nn.Parameter)
+
+
+@pytest.mark.skipif(not ta.cuda.is_available(), reason="needs a GPU or Numba's CUDA simulator")
+def test_random_numbers_on_the_gpu_equal_the_cpus_for_one_seed():
+    on_gpu = ta.randn(3, 2, generator=_g(9), device="cuda")
+    assert on_gpu.is_cuda
+    np.testing.assert_array_equal(on_gpu.cpu().numpy(), ta.randn(3, 2, generator=_g(9)).numpy())
+    filled = ta.zeros(4, device="cuda").uniform_(generator=_g(2))
+    assert filled.is_cuda
+    np.testing.assert_array_equal(filled.cpu().numpy(), ta.zeros(4).uniform_(generator=_g(2)).numpy())
+    idx = ta.multinomial(ta.tensor([0.0, 1.0], device="cuda"), 1)
+    assert idx.is_cuda and idx.cpu().tolist() == [1]
+    back = pickle.loads(pickle.dumps(on_gpu))
+    assert back.is_cuda and back.cpu().tolist() == on_gpu.cpu().tolist()
+    batch = ta.utils.data.default_collate([on_gpu[0], on_gpu[1]])
+    assert batch.is_cuda and batch.shape == (2, 2)
