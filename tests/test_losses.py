@@ -44,6 +44,10 @@ def test_weighted_cross_entropy(reduction, smoothing):
     _both(lambda x, t, w: F.cross_entropy(x, t, w, reduction=reduction, label_smoothing=smoothing),
           lambda x, t, w: TF.cross_entropy(x, t, w, reduction=reduction, label_smoothing=smoothing),
           [X, T, W])
+    x3 = rng.standard_normal((2, 4, 3))  # (N, C, d1) with (N, d1) targets
+    t3 = np.array([[0, 1, 3], [2, -100, 1]])
+    _both(lambda x, t, w: F.cross_entropy(x, t, w, reduction=reduction, label_smoothing=smoothing),
+          lambda x, t, w: TF.cross_entropy(x, t, w, reduction=reduction, label_smoothing=smoothing), [x3, t3, W])
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -55,6 +59,10 @@ def test_cross_entropy_with_probability_targets(reduction, smoothing):
           lambda x, p: TF.cross_entropy(x, p, reduction=reduction, label_smoothing=smoothing), [X, p], diff=(0, 1))
     _both(lambda x, p, w: F.cross_entropy(x, p, w, reduction=reduction),
           lambda x, p, w: TF.cross_entropy(x, p, w, reduction=reduction), [X, p, W], diff=(0, 1))
+    x3 = rng.standard_normal((2, 4, 3))  # (N, C, d1): 'mean' averages over N·d1
+    p3 = rng.dirichlet(np.ones(4), (2, 3)).transpose(0, 2, 1).copy()
+    _both(lambda x, p: F.cross_entropy(x, p, reduction=reduction, label_smoothing=smoothing),
+          lambda x, p: TF.cross_entropy(x, p, reduction=reduction, label_smoothing=smoothing), [x3, p3], diff=(0, 1))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

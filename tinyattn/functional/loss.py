@@ -556,7 +556,7 @@ def _cross_entropy_weighted(input, target, weight, ignore_index, reduction, labe
     """cross_entropy with class weights or probability targets, composed from log_softmax, nll_loss and
     reductions (their backwards give its gradient). PyTorch's formulas:
       class indices: (1 - ε) nll_w + ε/C · Σ_c -w_c logp_c per row; 'mean' divides both by Σ_n w[t_n];
-      probabilities: -Σ_c w_c p'_c logp_c per row, p' = (1 - ε) p + ε/C; 'mean' divides by the row count."""
+      probabilities: -Σ_c w_c p'_c logp_c per row, p' = (1 - ε) p + ε/C; 'mean' averages over N, d1, ...."""
     from .softmax import log_softmax
 
     class_dim = 0 if input.ndim == 1 else 1
@@ -578,7 +578,7 @@ def _cross_entropy_weighted(input, target, weight, ignore_index, reduction, labe
             return per
         if reduction == "sum":
             return red.sum(per)
-        return ew.div(red.sum(per), float(input.shape[0]) if input.ndim > 1 else 1.0)
+        return red.mean(per)  # over every sample position (N, d1, ...), whatever the weights
     nll = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
     if not label_smoothing:
         return nll
