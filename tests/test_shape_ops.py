@@ -390,3 +390,28 @@ def test_histogram_and_histc_against_torch():
         np.testing.assert_array_equal(ta.histc(ta.tensor(a), *args).numpy(), torch.histc(torch.tensor(a), *args).numpy())
     with pytest.raises(TypeError, match="histogram: expected a floating-point"):
         ta.histogram(ta.tensor([1, 2]))
+
+
+JOINS = {
+    "hstack": (lambda x: ta.hstack([x[0], x[1]]), lambda x: torch.hstack([x[0], x[1]])),
+    "hstack_1d": (lambda x: ta.hstack([x[0, 0], x[1, 1]]), lambda x: torch.hstack([x[0, 0], x[1, 1]])),
+    "vstack": (lambda x: ta.vstack([x[0], x[1, 0]]), lambda x: torch.vstack([x[0], x[1, 0]])),
+    "dstack": (lambda x: ta.dstack([x[0], x[1]]), lambda x: torch.dstack([x[0], x[1]])),
+    "column_stack": (lambda x: ta.column_stack([x[0, 0], x[1, 1]]), lambda x: torch.column_stack([x[0, 0], x[1, 1]])),
+    "concat": (lambda x: ta.concat([x, x], -1) + ta.concatenate([x, x], dim=2),
+               lambda x: torch.concat([x, x], -1) + torch.concatenate([x, x], dim=2)),
+    "atleast": (lambda x: ta.atleast_3d(x[0]) + ta.atleast_2d(x[0, 0]).sum(), lambda x: torch.atleast_3d(x[0]) + torch.atleast_2d(x[0, 0]).sum()),
+    "trace": (lambda x: x[0].trace(), lambda x: x[0].trace()),
+    "cdist": (lambda x: ta.cdist(x[0], x[1] + 0.1), lambda x: torch.cdist(x[0], x[1] + 0.1)),
+    "cdist_p1_batched": (lambda x: ta.cdist(x, x.flip(1) + 0.1, p=1), lambda x: torch.cdist(x, x.flip(1) + 0.1, p=1)),
+}
+
+
+@pytest.mark.parametrize("name", list(JOINS))
+def test_join_ops_against_torch(name):
+    _against_torch(*JOINS[name])
+
+
+def test_type_with_a_legacy_constructor():
+    x = ta.tensor([1.5, 2.5])
+    assert x.type(ta.LongTensor).dtype == ta.int64 and x.type(ta.DoubleTensor).dtype == ta.float64

@@ -75,5 +75,9 @@ from .functional import (  # noqa: E402
 from .creation import (  # noqa: E402  (PyTorch's legacy typed constructors)
     BoolTensor, ByteTensor, DoubleTensor, FloatTensor, HalfTensor, IntTensor, LongTensor,
 )
+from .functional import (  # noqa: E402
+    atleast_1d, atleast_2d, atleast_3d, cdist, column_stack, concat, concatenate, dstack, hstack, row_stack, trace,
+    vstack,
+)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -290,6 +290,8 @@ class Tensor(Variable):
 
         if dtype is None:
             return type_name(self._array.dtype, self.is_cuda)
+        if callable(dtype) and getattr(dtype, "__name__", "").endswith("Tensor"):  # x.type(torch.LongTensor)
+            dtype = "torch." + dtype.__name__
         if isinstance(dtype, str) and dtype.startswith("torch.") and dtype.endswith("Tensor"):
             dt, dev = from_type_name(dtype)
             out = self if dev == self.device.type else F.to_device(self, dev)
@@ -522,6 +524,7 @@ class Tensor(Variable):
     addcmul, addcmul_, addcdiv, addcdiv_, lerp, lerp_ = F.addcmul, F.addcmul_, F.addcdiv, F.addcdiv_, F.lerp, F.lerp_
     atan2, arctan2, hypot, logaddexp, fmod, diff, median = F.atan2, F.arctan2, F.hypot, F.logaddexp, F.fmod, F.diff, F.median
     relu_, sigmoid_, tanh_ = F.relu_, F.sigmoid_, F.tanh_
+    trace = F.trace
 
     def where(self, condition, other):
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""

@@ -79,3 +79,8 @@ from .pointwise import (
     addcdiv, addcdiv_, addcmul, addcmul_, arctan2, atan2, diff, fmod, hypot, lerp, lerp_, logaddexp, median, relu_,
     sigmoid_, tanh_,
 )
+from .linalg import cdist
+from .shape import cat as concat, cat as concatenate  # noqa: F401  (PyTorch's aliases)
+from .shape_ops import (
+    atleast_1d, atleast_2d, atleast_3d, column_stack, dstack, hstack, row_stack, trace, vstack,
+)

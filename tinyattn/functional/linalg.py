@@ -245,3 +245,18 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
     if beta == 0:
         return product
     return add(input if beta == 1 else mul(input, beta), product)
+
+
+def cdist(x1, x2, p=2.0, compute_mode=None):
+    """Pairwise p-norm distances between the rows of x1 (..., P, M) and x2 (..., R, M): (..., P, R)."""
+    from .elementwise import sub
+    from .reduction import vector_norm
+    from .shape import unsqueeze
+
+    _tensors("cdist", ("x1", x1), ("x2", x2))
+    if x1.ndim < 2 or x2.ndim < 2 or x1.shape[-1] != x2.shape[-1]:
+        raise ValueError(f"cdist: x1 {tuple(x1.shape)} and x2 {tuple(x2.shape)} must be (..., P, M) and (..., R, M) "
+                         "with the same M")
+    if p < 0:
+        raise ValueError(f"cdist: p value for the p-norm distance must be >= 0, got {p}")
+    return vector_norm(sub(unsqueeze(x1, -2), unsqueeze(x2, -3)), p, -1)

@@ -400,3 +400,78 @@ def diag(input, diagonal=0):
     if input.ndim == 2:
         return Diagonal.apply(input, int(diagonal), 0, 1)
     raise ValueError(f"diag: expected a 1-d or 2-d tensor, got shape {tuple(input.shape)}")
+
+
+# ---- joining helpers (cat/stack under NumPy's names) ------------------------------------------------
+
+
+def atleast_1d(*tensors):
+    out = tuple(reshape(t, 1) if t.ndim == 0 else t for t in _flat_args(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def atleast_2d(*tensors):
+    out = tuple(reshape(t, (1,) * (2 - t.ndim) + tuple(t.shape)) if t.ndim < 2 else t for t in _flat_args(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def atleast_3d(*tensors):
+    def up(t):
+        if t.ndim == 0:
+            return reshape(t, 1, 1, 1)
+        if t.ndim == 1:
+            return reshape(t, 1, t.shape[0], 1)
+        if t.ndim == 2:
+            return reshape(t, tuple(t.shape) + (1,))
+        return t
+
+    out = tuple(up(t) for t in _flat_args(tensors))
+    return out[0] if len(out) == 1 else out
+
+
+def _flat_args(tensors):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    for t in tensors:
+        check_tensor("atleast", "tensors", t)
+    return tensors
+
+
+def hstack(tensors):
+    """Joined along dim 1, or dim 0 for 1-D tensors (NumPy's hstack)."""
+    from .shape import cat
+
+    ts = [atleast_1d(t) for t in tensors]
+    return cat(ts, 0 if ts and ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Joined along dim 0 after making every tensor at least 2-D (NumPy's vstack; row_stack)."""
+    from .shape import cat
+
+    return cat([atleast_2d(t) for t in tensors], 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    from .shape import cat
+
+    return cat([atleast_3d(t) for t in tensors], 2)
+
+
+def column_stack(tensors):
+    """1-D tensors become columns, then everything is joined along dim 1."""
+    from .shape import cat
+
+    return cat([reshape(t, -1, 1) if t.ndim <= 1 else t for t in tensors], 1)
+
+
+def trace(input):
+    """The sum of a 2-D tensor's main diagonal."""
+    from .reduction import sum
+
+    if input.ndim != 2:
+        raise ValueError(f"trace: expected a matrix, got shape {tuple(input.shape)}")
+    return sum(diagonal(input))
