@@ -1,7 +1,6 @@
 """Losses against PyTorch: values and gradients in float64 for every reduction, the weighted and smoothed
 cross-entropy, nll_loss, kl_div, the binary cross-entropies, L1/SmoothL1/Huber; gradcheck; signatures."""
 import inspect
-import warnings
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ with its hand-written backward) that tinyattn.functional.gelu lacks.
 The exact GELU runs on CPU arrays only (a Numba loop over math.erf); on the GPU use approximate='tanh'.
 """
 import math
-import numbers
 import warnings
 
 import numpy as np

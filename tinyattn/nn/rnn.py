@@ -18,7 +18,6 @@ import math
 import numbers
 import warnings
 
-import numpy as np
 
 from .. import functional as F
 from ..creation import empty_parameter_data, zeros
