@@ -184,3 +184,15 @@ def test_containers_behave_like_pytorchs():
     holder = nn.Module()
     holder.params = pd
     assert [k for k, _ in holder.named_parameters()] == ["params.w", "params.b"]
+
+
+def test_embedding_scale_grad_by_freq_matches_torch():
+    ref = torch.nn.Embedding(5, 2, scale_grad_by_freq=True, padding_idx=4, dtype=torch.float64)
+    ours = nn.Embedding(5, 2, scale_grad_by_freq=True, padding_idx=4, dtype=ta.float64)
+    ours.load_state_dict({"weight": ref.weight.detach().numpy().copy()})
+    idx = np.array([[1, 1, 3], [1, 4, 0]])
+    w = np.random.default_rng(2).standard_normal((2, 3, 2))
+    (ours(ta.tensor(idx)) * ta.tensor(w)).sum().backward()
+    (ref(torch.tensor(idx)) * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(ours.weight.grad.numpy(), ref.weight.grad.numpy(), rtol=1e-12)
+    assert np.all(ours(ta.tensor(idx)).numpy() == ref(torch.tensor(idx)).detach().numpy())

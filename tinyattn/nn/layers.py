@@ -10,8 +10,8 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from ..autograd import no_grad
-from ..backend import move
+from ..autograd import Function, no_grad
+from ..backend import device_of, move
 from ..creation import empty_parameter_data
 from ..functional.normalization import normalized_shape_arg
 from . import init
@@ -115,13 +115,27 @@ class LayerNorm(Module):
                 f"bias={self.bias is not None}")
 
 
+class _ScaleGrad(Function):
+    """y = x; backward dx = dy · s (s a constant array broadcast against x): Embedding's scale_grad_by_freq."""
+
+    @staticmethod
+    def forward(ctx, x, s):
+        ctx.s = move(s, device_of(x))
+        return x
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy * ctx.s, None
+
+
 class Embedding(Module):
     """A lookup table of num_embeddings rows of size embedding_dim, initialised N(0, 1) (PyTorch's).
 
     padding_idx: that row starts at zeros and gets no gradient (its output rows are detached).
     max_norm: before each lookup, the rows looked up whose `norm_type`-norm exceeds max_norm are
-    rescaled in place to norm max_norm (PyTorch's renorm, under no_grad). scale_grad_by_freq and
-    sparse=True are not implemented (NotImplementedError).
+    rescaled in place to norm max_norm (PyTorch's renorm, under no_grad). scale_grad_by_freq: each
+    looked-up row's gradient is divided by the number of times its index occurs in the batch.
+    sparse=True (sparse gradients) is not implemented (NotImplementedError).
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
@@ -135,8 +149,6 @@ class Embedding(Module):
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise AssertionError("Padding_idx must be within num_embeddings")  # PyTorch's type and words
             padding_idx = int(padding_idx) % num_embeddings
-        if scale_grad_by_freq:
-            raise NotImplementedError("Embedding: scale_grad_by_freq=True is not implemented")
         if sparse:
             raise NotImplementedError("Embedding: sparse=True (sparse gradients) is not implemented")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
@@ -174,6 +186,11 @@ class Embedding(Module):
         if self.max_norm is not None:
             self._renorm(input)
         out = F.embedding(input, self.weight)
+        if self.scale_grad_by_freq and self.weight.requires_grad:
+            idx = np.asarray(move(input._array, "cpu") if hasattr(input, "_array") else input)
+            _, inverse, counts = np.unique(idx.reshape(-1), return_inverse=True, return_counts=True)
+            scale = (1.0 / counts[inverse]).reshape(idx.shape + (1,)).astype(out.dtype)  # 1 / count of each index
+            out = _ScaleGrad.apply(out, scale)
         if self.padding_idx is not None and self.weight.requires_grad:
             idx = move(input._array, "cpu") if hasattr(input, "_array") else np.asarray(input)
             pad = np.asarray(idx) == self.padding_idx  # on the host; F.where moves it to out's device
