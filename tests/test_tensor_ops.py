@@ -355,3 +355,79 @@ def test_inplace_pointwise_and_legacy_constructors():
     v, i = ta.tensor([[1.0, 3.0], [2.0, 2.0]]).median(1)
     tv, ti = torch.tensor([[1.0, 3.0], [2.0, 2.0]]).median(1)
     assert v.tolist() == tv.tolist() and i.tolist() == ti.tolist()
+
+
+MORE = {
+    "asinh_acosh_atanh": (lambda x: x.asinh() + (x.abs() + 1.5).acosh() + (x * 0.3).atanh(),
+                          lambda x: x.asinh() + (x.abs() + 1.5).acosh() + (x * 0.3).atanh()),
+    "logit": (lambda x: ta.logit(x.sigmoid()) + x.sigmoid().logit(eps=0.3),
+              lambda x: torch.logit(x.sigmoid()) + x.sigmoid().logit(eps=0.3)),
+    "xlogy": (lambda x: ta.xlogy(x, x.abs() + 0.5) + x.xlogy(2.0), lambda x: torch.xlogy(x, x.abs() + 0.5) + x.xlogy(2.0)),
+    "deg_rad": (lambda x: ta.deg2rad(x) * ta.rad2deg(x), lambda x: torch.deg2rad(x) * torch.rad2deg(x)),
+    "aminmax": (lambda x: ta.aminmax(x, dim=1), lambda x: torch.aminmax(x, dim=1)),
+    "nansum_nanmean": (lambda x: x.nansum(1) + x.nanmean((0, 2), keepdim=True).sum(),
+                       lambda x: x.nansum(1) + x.nanmean((0, 2), keepdim=True).sum()),
+    "kthvalue": (lambda x: x.kthvalue(2, 1), lambda x: x.kthvalue(2, 1)),
+    "cummax": (lambda x: x.cummax(2), lambda x: x.cummax(2)),
+    "cummin": (lambda x: ta.cummin(x, 0), lambda x: torch.cummin(x, 0)),
+    "logcumsumexp": (lambda x: x.logcumsumexp(1), lambda x: x.logcumsumexp(1)),
+    "quantile": (lambda x: x.quantile(0.3, dim=1), lambda x: x.quantile(0.3, dim=1)),
+    "quantile_q_tensor": (lambda x: ta.quantile(x, ta.tensor([0.25, 0.9], dtype=ta.float64), dim=-1, keepdim=True),
+                          lambda x: torch.quantile(x, torch.tensor([0.25, 0.9], dtype=torch.float64), dim=-1, keepdim=True)),
+    "quantile_all": (lambda x: x.quantile(0.6), lambda x: x.quantile(0.6)),
+    "scatter_reduce_sum": (lambda x: x.scatter_reduce(1, ta.tensor([[[0, 2, 2, 1]]]), x[:1, :1] * 2, "sum"),
+                           lambda x: x.scatter_reduce(1, torch.tensor([[[0, 2, 2, 1]]]), x[:1, :1] * 2, "sum")),
+    "scatter_reduce_mean": (lambda x: x.scatter_reduce(2, ta.tensor([[[0, 0, 3]]]), x[:1, :1, :3] * 2, "mean",
+                                                       include_self=False),
+                            lambda x: x.scatter_reduce(2, torch.tensor([[[0, 0, 3]]]), x[:1, :1, :3] * 2, "mean",
+                                                       include_self=False)),
+    "scatter_reduce_amax": (lambda x: x.scatter_reduce(0, ta.tensor([[[1, 0, 1, 1]]]), x[1:, :1] * 3, "amax"),
+                            lambda x: x.scatter_reduce(0, torch.tensor([[[1, 0, 1, 1]]]), x[1:, :1] * 3, "amax")),
+    "index_put": (lambda x: x.index_put((ta.tensor([0, 1]), ta.tensor([2, 0])), x[0, 0, :4] * 2),
+                  lambda x: x.index_put((torch.tensor([0, 1]), torch.tensor([2, 0])), x[0, 0, :4] * 2)),
+    "index_put_accumulate": (lambda x: x.index_put((ta.tensor([0, 0]),), x[1] * 2, accumulate=True),
+                             lambda x: x.index_put((torch.tensor([0, 0]),), x[1] * 2, accumulate=True)),
+    "masked_scatter": (lambda x: x.masked_scatter(x > 0, x.flip(0) * 2), lambda x: x.masked_scatter(x > 0, x.flip(0) * 2)),
+    "unfold": (lambda x: x.unfold(2, 2, 1) * 1 + x.unfold(2, 2, 1), lambda x: x.unfold(2, 2, 1) * 1 + x.unfold(2, 2, 1)),
+    "unfold_step": (lambda x: x.unfold(1, 2, 2), lambda x: x.unfold(1, 2, 2)),
+    "select_ravel_broadcast": (lambda x: x.select(1, -1).ravel() + ta.broadcast_to(x[0, 0, :1], (8,)),
+                               lambda x: x.select(1, -1).ravel() + torch.broadcast_to(x[0, 0, :1], (8,))),
+    "rot90": (lambda x: x.rot90(1, (1, 2)) * 2 + ta.rot90(x, -1, [1, 2]),
+              lambda x: x.rot90(1, (1, 2)) * 2 + torch.rot90(x, -1, [1, 2])),
+    "diag_embed": (lambda x: ta.diag_embed(x, 1) + 0, lambda x: torch.diag_embed(x, 1) + 0),
+    "diagflat": (lambda x: x[0, :2, :2].diagflat(-1), lambda x: x[0, :2, :2].diagflat(-1)),
+    "inner": (lambda x: x.inner(x[0]), lambda x: x.inner(x[0])),
+    "kron": (lambda x: ta.kron(x[0], x[1, :2]), lambda x: torch.kron(x[0], x[1, :2])),
+    "sum_to_size": (lambda x: x.sum_to_size(3, 1), lambda x: x.sum_to_size(3, 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(MORE))
+def test_more_ops_against_torch(name):
+    _against_torch(*MORE[name])
+
+
+def test_inplace_method_forms():
+    for name in ("sin", "log1p", "square", "floor", "erf", "tril", "cumsum", "atan2", "clamp_min", "xlogy"):
+        args = {"tril": (), "cumsum": (0,), "atan2": (ta.tensor([[1.0, 2.0], [3.0, 4.0]]),), "clamp_min": (0.7,),
+                "xlogy": (2.0,)}.get(name, ())
+        x = ta.tensor([[0.5, 1.5], [2.5, 3.5]])
+        want = getattr(torch.tensor([[0.5, 1.5], [2.5, 3.5]]), name + "_")(
+            *(torch.tensor(a.numpy()) if isinstance(a, ta.Tensor) else a for a in args))
+        out = getattr(x, name + "_")(*args)
+        assert out is x and x._version == 1, name
+        np.testing.assert_allclose(x.numpy(), want.numpy(), rtol=1e-6, err_msg=name)
+    leaf = ta.ones(2, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="sin_: a leaf"):
+        leaf.sin_()
+    h = leaf * 2
+    h.fill_diagonal_(0.0)
+    h.exp2_()
+    h.sum().backward()
+    np.testing.assert_allclose(leaf.grad.numpy(), [[0, 8 * np.log(2)], [8 * np.log(2), 0]], rtol=1e-6)
+    m = ta.zeros(3, 2)
+    m.fill_diagonal_(5.0, wrap=True)
+    assert m.tolist() == torch.zeros(3, 2).fill_diagonal_(5.0, wrap=True).tolist()
+    x = ta.zeros(2, 2)
+    assert x.get_device() == -1 and x.is_signed() and not x.is_complex() and x.is_same_size(ta.ones(2, 2))
+    assert ta.tensor([3]).is_nonzero() and x.data_ptr() == x[0].data_ptr()

@@ -79,5 +79,11 @@ from .functional import (  # noqa: E402
     atleast_1d, atleast_2d, atleast_3d, cdist, column_stack, concat, concatenate, dstack, hstack, row_stack, trace,
     vstack,
 )
+from .functional import (  # noqa: E402
+    absolute, acosh, aminmax, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asinh, atanh, broadcast_to,
+    clamp_max, clamp_min, cummax, cummin, deg2rad, diag_embed, diagflat, index_put, inner, kron, kthvalue, logit,
+    logcumsumexp, masked_scatter, nanmean, nanquantile, nansum, positive, quantile, rad2deg, ravel, rot90,
+    scatter_reduce, select, sgn, xlogy,
+)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

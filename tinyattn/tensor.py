@@ -525,6 +525,61 @@ class Tensor(Variable):
     atan2, arctan2, hypot, logaddexp, fmod, diff, median = F.atan2, F.arctan2, F.hypot, F.logaddexp, F.fmod, F.diff, F.median
     relu_, sigmoid_, tanh_ = F.relu_, F.sigmoid_, F.tanh_
     trace = F.trace
+    unfold, broadcast_to, ravel, select, rot90, diag_embed, diagflat, inner, kron = (
+        F.unfold, F.broadcast_to, F.ravel, F.select, F.rot90, F.diag_embed, F.diagflat, F.inner, F.kron)
+    aminmax, nansum, nanmean, kthvalue, cummax, cummin, logcumsumexp, quantile, nanquantile = (
+        F.aminmax, F.nansum, F.nanmean, F.kthvalue, F.cummax, F.cummin, F.logcumsumexp, F.quantile, F.nanquantile)
+    scatter_reduce, scatter_reduce_, index_put, index_put_, masked_scatter, masked_scatter_ = (
+        F.scatter_reduce, F.scatter_reduce_, F.index_put, F.index_put_, F.masked_scatter, F.masked_scatter_)
+    absolute, asinh, acosh, atanh, arcsin, arccos, arctan, arcsinh, arccosh, arctanh = (
+        F.absolute, F.asinh, F.acosh, F.atanh, F.arcsin, F.arccos, F.arctan, F.arcsinh, F.arccosh, F.arctanh)
+    logit, xlogy, sgn, positive, deg2rad, rad2deg, fill_diagonal_ = (
+        F.logit, F.xlogy, F.sgn, F.positive, F.deg2rad, F.rad2deg, F.fill_diagonal_)
+    (sin_, cos_, tan_, asin_, acos_, atan_, sinh_, cosh_, asinh_, acosh_, atanh_, log_, log1p_, log2_, log10_, exp2_,
+     expm1_, rsqrt_, reciprocal_, square_, sign_, sgn_, floor_, ceil_, round_, trunc_, fix_, frac_, erf_, logit_,
+     nan_to_num_, tril_, triu_, cumsum_, cumprod_, atan2_, hypot_, fmod_, xlogy_, deg2rad_, rad2deg_, absolute_,
+     arcsin_, arccos_, arctan_, arcsinh_, arccosh_, arctanh_, arctan2_, negative_, clamp_min_, clamp_max_) = (
+        F.inplace_ops[f"{_n}_"] for _n in (
+            "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "log", "log1p",
+            "log2", "log10", "exp2", "expm1", "rsqrt", "reciprocal", "square", "sign", "sgn", "floor", "ceil",
+            "round", "trunc", "fix", "frac", "erf", "logit", "nan_to_num", "tril", "triu", "cumsum", "cumprod",
+            "atan2", "hypot", "fmod", "xlogy", "deg2rad", "rad2deg", "absolute", "arcsin", "arccos", "arctan",
+            "arcsinh", "arccosh", "arctanh", "arctan2", "negative", "clamp_min", "clamp_max"))
+
+    def get_device(self):
+        """-1 for a CPU tensor, the GPU's index (0) for a cuda tensor."""
+        return 0 if self.is_cuda else -1
+
+    def is_nonzero(self):
+        if self._array.size != 1:
+            raise RuntimeError(f"is_nonzero: a tensor with {self._array.size} elements cannot be converted to a bool")
+        return bool(self._array.reshape(()).item()) if self._array.ndim else bool(self._array.item())
+
+    def is_signed(self):
+        return self._array.dtype.kind in "fi"
+
+    def is_complex(self):
+        return False
+
+    def is_same_size(self, other):
+        return tuple(self.shape) == tuple(other.shape)
+
+    def data_ptr(self):
+        """The address of the first element (CPU arrays; a GPU buffer's device pointer otherwise)."""
+        data = self._array
+        if isinstance(data, np.ndarray):
+            return data.__array_interface__["data"][0]
+        return data.__cuda_array_interface__["data"][0]
+
+    def sum_to_size(self, *size):
+        """The sum over the dims that `size` broadcasts along (expand's reverse)."""
+        size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+        lead = self.ndim - len(size)
+        if lead < 0 or any(s != 1 and s != n for s, n in zip(size, self.shape[lead:])):
+            raise ValueError(f"sum_to_size: size {size} is not expandable to the tensor's shape {tuple(self.shape)}")
+        dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(size) if s == 1 and self.shape[lead + i] != 1)
+        out = F.sum(self, dims, keepdim=True) if dims else self
+        return F.reshape(out, size) if tuple(out.shape) != size else out
 
     def where(self, condition, other):
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""

@@ -84,3 +84,14 @@ from .shape import cat as concat, cat as concatenate  # noqa: F401  (PyTorch's a
 from .shape_ops import (
     atleast_1d, atleast_2d, atleast_3d, column_stack, dstack, hstack, row_stack, trace, vstack,
 )
+from .indexing import index_put, masked_scatter, scatter_reduce
+from .pointwise import clamp_max, clamp_min, fill_diagonal_, inplace_ops
+from .reduction import (
+    aminmax, cummax, cummin, kthvalue, logcumsumexp, nanmean, nanquantile, nansum, quantile,
+)
+from .shape_ops import broadcast_to, diag_embed, diagflat, inner, kron, ravel, rot90, select, unfold
+from .unary import (
+    absolute, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asinh, atanh, deg2rad, logit, positive,
+    rad2deg, sgn, xlogy,
+)
+from .inplace import index_put_, masked_scatter_, scatter_reduce_

@@ -391,3 +391,163 @@ def take(input, index):
     if idx.size and (idx.min() < -n or idx.max() >= n):
         raise IndexError(f"take: index out of range for a tensor of {n} elements")
     return reshape(gather(reshape(input, -1), 0, (idx % max(n, 1)).reshape(-1)), idx.shape)
+
+
+# ---- scatter_reduce, index_put, masked_scatter ---------------------------------------------------------
+
+
+class ScatterReduce(Function):
+    """y = x with src's elements combined into the places index names along dim, by reduce:
+    'sum', 'mean', 'amax', 'amin' (include_self: x's own value takes part; else only what is scattered,
+    at the places that receive something).
+
+    Backward: sum: dx = dy (0 at the receiving places without include_self), dsrc = dy read at the places;
+    mean: both divided by the count at the place; amax/amin: dy shared evenly between the elements that
+    equal the result (x's own included when it takes part)."""
+
+    @staticmethod
+    def forward(ctx, x, src, index, dim, reduce, include_self):
+        places = _axes_index(index, dim)
+        src = _corner(src, index.shape)
+        received = np.zeros(x.shape, dtype=np.int64)
+        np.add.at(received, places, 1)
+        hit = received > 0
+        if reduce in ("sum", "mean"):
+            y = x.copy() if include_self else np.where(hit, 0, x).astype(x.dtype)
+            np.add.at(y, places, src)
+            count = received + (1 if include_self else 0)
+            if reduce == "mean":
+                y = np.where(count > 0, y / np.maximum(count, 1), y).astype(x.dtype)
+        else:
+            ufunc = np.maximum if reduce == "amax" else np.minimum
+            start = x.copy()
+            if not include_self:
+                fill = -np.inf if reduce == "amax" else np.inf
+                if x.dtype.kind != "f":
+                    info = np.iinfo(x.dtype)
+                    fill = info.min if reduce == "amax" else info.max
+                start = np.where(hit, x.dtype.type(fill), x)
+            y = start
+            ufunc.at(y, places, src)
+            count = None  # not used by amax/amin's backward
+        ctx.save_for_backward(index, x, src, y)
+        ctx.dim, ctx.reduce, ctx.include_self, ctx.hit, ctx.count = dim, reduce, include_self, hit, count
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        index, x, src, y = ctx.saved
+        places = _axes_index(index, ctx.dim)
+        need_x, need_src = ctx.needs_input_grad[:2]
+        zero = np.zeros((), dy.dtype)
+        if ctx.reduce in ("sum", "mean"):
+            g = dy / np.maximum(ctx.count, 1) if ctx.reduce == "mean" else dy
+            g = np.where(ctx.count > 0, g, dy)
+            dx = g if ctx.include_self else np.where(ctx.hit, zero, dy)
+            dsrc = g[places]
+        else:
+            self_wins = (x == y) & (ctx.include_self | ~ctx.hit)
+            src_wins = src == y[places]
+            winners = self_wins.astype(np.int64) * ctx.hit
+            np.add.at(winners, places, src_wins.astype(np.int64))
+            share = dy / np.maximum(winners, 1)
+            dx = np.where(ctx.hit, np.where(self_wins, share, zero), dy)
+            dsrc = np.where(src_wins, share[places], zero)
+        return (dx.astype(dy.dtype) if need_x else None), (dsrc if need_src else None), None, None, None, None
+
+
+def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
+    """PyTorch's scatter_reduce: src combined into input at index along dim by 'sum', 'prod', 'mean',
+    'amax' or 'amin' (differentiable except 'prod')."""
+    check_tensor("scatter_reduce", "input", input)
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+        raise ValueError(f"scatter_reduce: reduce must be one of 'sum', 'prod', 'mean', 'amax', 'amin', got {reduce!r}")
+    src = _src("scatter_reduce", input, src)
+    d = _dim("scatter_reduce", input, dim)
+    index = _index("scatter_reduce", index, input)
+    _check_index_shape("scatter_reduce", input, index, d, src)
+    if reduce == "prod":
+        if input.requires_grad or src.requires_grad:
+            raise NotImplementedError("scatter_reduce: reduce='prod' has no gradient in tinyattn")
+        y = input._array.copy()
+        received = np.zeros(y.shape, dtype=bool)
+        received[_axes_index(index, d)] = True
+        if not include_self:
+            y = np.where(received, 1, y).astype(y.dtype)
+        np.multiply.at(y, _axes_index(index, d), _corner(src._array, index.shape))
+        return input._wrap(y)
+    if tuple(src.shape) != tuple(index.shape):  # only index's block of src takes part
+        from .shape import getitem
+
+        src = getitem(src, tuple(slice(0, n) for n in index.shape))
+    return ScatterReduce.apply(input, src, index, d, reduce, include_self)
+
+
+def index_put(input, indices, values, accumulate=False):
+    """A copy of input with input[indices] = values (or += values, repeats adding up, with accumulate)."""
+    from .inplace import SetItem
+    from .shape import _normalize_index
+
+    check_tensor("index_put", "input", input)
+    if not isinstance(indices, (tuple, list)):
+        raise TypeError("index_put: indices must be a tuple of tensors")
+    index = _normalize_index(input, tuple(indices))
+    if not isinstance(values, Variable):
+        values = input._wrap(np.asarray(values, dtype=input.dtype))
+    if accumulate:
+        return IndexAccumulate.apply(input, values, index)
+    return SetItem.apply(input, values if values.dtype == input.dtype else values.to(input.dtype), index)
+
+
+class IndexAccumulate(Function):
+    """y = x with values added at x[index] (repeated places add up).  dx = dy; dvalues = dy[index]."""
+
+    @staticmethod
+    def forward(ctx, x, values, index):
+        ctx.index, ctx.vshape = index, values.shape
+        y = x.copy()
+        np.add.at(y, index, values)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy, sum_to_shape(dy[ctx.index], ctx.vshape), None
+
+
+class MaskedScatter(Function):
+    """y = x with the places where mask is True filled, in row-major order, by source's first elements.
+    dx = dy with zeros at those places; dsource = dy's masked elements at the front (zeros after)."""
+
+    @staticmethod
+    def forward(ctx, x, mask, source):
+        mask = np.broadcast_to(mask, x.shape)
+        k = int(mask.sum())
+        ctx.save_for_backward(mask)
+        ctx.k, ctx.src_shape = k, source.shape
+        y = x.copy()
+        y[mask] = source.reshape(-1)[:k]
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (mask,) = ctx.saved
+        dx = np.where(mask, np.zeros((), dy.dtype), dy)
+        dsrc = np.zeros(int(np.prod(ctx.src_shape)), dtype=dy.dtype)
+        dsrc[:ctx.k] = dy[mask]
+        return dx, None, dsrc.reshape(ctx.src_shape)
+
+
+def masked_scatter(input, mask, source):
+    check_tensor("masked_scatter", "input", input)
+    check_tensor("masked_scatter", "source", source)
+    mask = on_device_of("masked_scatter", mask, input._array)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_scatter: mask must be a bool tensor, got dtype {mask.dtype}")
+    if check_broadcast("masked_scatter", input.shape, mask.shape) != tuple(input.shape):
+        raise ValueError(f"masked_scatter: mask {tuple(mask.shape)} does not broadcast to the input {tuple(input.shape)}")
+    k = int(np.broadcast_to(mask, input.shape).sum())
+    if source.numel() < k:
+        raise ValueError(f"masked_scatter: source has {source.numel()} elements, the mask selects {k}")
+    if source.dtype != input.dtype:
+        raise TypeError(f"masked_scatter: source dtype {source.dtype} differs from the input's {input.dtype}")
+    return MaskedScatter.apply(input, mask, source)

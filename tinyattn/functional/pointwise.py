@@ -197,3 +197,59 @@ lerp_ = _inplace("lerp_", "lerp")
 relu_ = _inplace("relu_", "relu")
 sigmoid_ = _inplace("sigmoid_", "sigmoid")
 tanh_ = _inplace("tanh_", "tanh")
+
+
+def _functional_inplace(name):
+    """x.<name>_(...) = x ← functional.<name>(x, ...), in place (inplace.py's rules)."""
+    def op(x, *args, **kwargs):
+        from .. import functional
+        from .inplace import _apply
+
+        compute = getattr(functional, name)
+        operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
+        return _apply(f"{name}_", x, lambda t: compute(t, *args, **kwargs), operands)
+
+    op.__name__ = op.__qualname__ = f"{name}_"
+    op.__doc__ = f"In place: x ← {name}(x, ...)."
+    return op
+
+
+INPLACE_NAMES = (
+    "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "log", "log1p", "log2",
+    "log10", "exp2", "expm1", "rsqrt", "reciprocal", "square", "sign", "sgn", "floor", "ceil", "round", "trunc", "fix",
+    "frac", "erf", "logit", "nan_to_num", "tril", "triu", "cumsum", "cumprod", "atan2", "hypot", "fmod", "xlogy",
+    "deg2rad", "rad2deg", "absolute", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "arctan2",
+)
+inplace_ops = {f"{n}_": _functional_inplace(n) for n in INPLACE_NAMES}
+inplace_ops["negative_"] = _functional_inplace("neg")
+inplace_ops["clamp_min_"] = _functional_inplace("clamp_min")
+inplace_ops["clamp_max_"] = _functional_inplace("clamp_max")
+
+
+def clamp_min(input, min):
+    from .selection import clamp
+
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    from .selection import clamp
+
+    return clamp(input, max=max)
+
+
+def fill_diagonal_(input, fill_value, wrap=False):
+    """The main diagonal (all indices equal) set to fill_value in place; for a tall 2-D matrix wrap=True
+    restarts the diagonal every (columns + 1) rows, as NumPy's fill_diagonal."""
+    from .elementwise import masked_fill
+    from .inplace import _apply
+
+    check_tensor("fill_diagonal_", "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"fill_diagonal_: dimensions must be larger than 1, got shape {tuple(input.shape)}")
+    if input.ndim > 2 and len(set(input.shape)) != 1:
+        raise ValueError(f"fill_diagonal_: all dimensions of input must be of equal length, got {tuple(input.shape)}")
+    mask = np.zeros(input.shape, dtype=bool)
+    np.fill_diagonal(mask, True, wrap=wrap)
+    return _apply("fill_diagonal_", input, lambda t: masked_fill(t, t._wrap(mask), fill_value), (),
+                  same_kind=False)

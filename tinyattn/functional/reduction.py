@@ -6,6 +6,7 @@ Backward of a reduction over axes R broadcasts dy back over R: with keepdim=Fals
 reduced axes are first reinserted as size-1 axes.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 
@@ -399,3 +400,181 @@ def count_nonzero(x, dim=None):
     check_tensor("count_nonzero", "input", x)
     return x._wrap(np.asarray(np.count_nonzero(x._array, axis=normalize_dims("count_nonzero", dim, x.ndim)),
                               dtype=np.int64))
+
+
+# ---- more reductions (PyTorch's names) ---------------------------------------------------------------
+
+
+AminmaxResult = namedtuple("aminmax", ["min", "max"])
+KthvalueResult = namedtuple("kthvalue", ["values", "indices"])
+CumResult = namedtuple("cummax", ["values", "indices"])
+
+
+@numpy_keywords
+def aminmax(input, *, dim=None, keepdim=False):
+    """(amin, amax) over dim (all elements by default)."""
+    return AminmaxResult(amin(input, dim, keepdim), amax(input, dim, keepdim))
+
+
+@numpy_keywords
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    """Σ treating NaN as 0 (the gradient at a NaN is 0)."""
+    from .compare import isnan
+    from .elementwise import masked_fill
+
+    check_tensor("nansum", "input", input)
+    x = input if input._array.dtype.kind != "f" else masked_fill(input, isnan(input), 0.0)
+    return sum(x, dim, keepdim, dtype=dtype)
+
+
+@numpy_keywords
+def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    """The mean over the elements that are not NaN."""
+    from .elementwise import div
+
+    check_tensor("nanmean", "input", input)
+    check_float("nanmean", input._array)
+    count = sum(input._wrap((~np.isnan(input._array)).astype(input._array.dtype)), dim, keepdim)
+    return div(nansum(input, dim, keepdim, dtype=dtype), count)
+
+
+@numpy_keywords
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """(values, indices): the k-th smallest element along dim (k counts from 1); the gradient goes to it."""
+    from .selection import Gather, _order
+
+    check_tensor("kthvalue", "input", input)
+    x = input if input.ndim else input.reshape(1)
+    d = normalize_dims("kthvalue", dim, x.ndim)[0]
+    n = x.shape[d]
+    if not 1 <= k <= n:
+        raise ValueError(f"kthvalue: k ({k}) must be between 1 and the size {n} of dim {dim}")
+    index = np.take(_order(x._array, d, False), [k - 1], axis=d)
+    values = Gather.apply(x, index, d, keepdim or input.ndim == 0)
+    indices = x._wrap(index if keepdim else np.squeeze(index, axis=d))
+    if input.ndim == 0:
+        return KthvalueResult(values.reshape(()), indices.reshape(()))
+    return KthvalueResult(values, indices)
+
+
+def _cum_extreme(op, input, dim, largest):
+    from .selection import Gather
+
+    check_tensor(op, "input", input)
+    x = input if input.ndim else input.reshape(1)
+    d = normalize_dims(op, dim, x.ndim)[0]
+    a = np.moveaxis(x._array, d, -1)
+    n = a.shape[-1]
+    idx = np.zeros(a.shape, dtype=np.int64)
+    best = a[..., 0].copy()
+    best_i = np.zeros(a.shape[:-1], dtype=np.int64)
+    for i in range(n):  # PyTorch's rule: a later equal element takes over (>= / <=); NaN wins and stays
+        v = a[..., i]
+        take = (v >= best) if largest else (v <= best)
+        take |= np.isnan(v) if a.dtype.kind == "f" else False
+        take &= ~(np.isnan(best) & ~np.isnan(v)) if a.dtype.kind == "f" else True
+        best = np.where(take, v, best)
+        best_i = np.where(take, i, best_i)
+        idx[..., i] = best_i
+    index = np.ascontiguousarray(np.moveaxis(idx, -1, d))
+    values = Gather.apply(x, index, d, True)
+    if input.ndim == 0:
+        return CumResult(values.reshape(()), x._wrap(index.reshape(())))
+    return CumResult(values, x._wrap(index))
+
+
+def cummax(input, dim):
+    """(values, indices): the running maximum along dim and where it was; the gradient goes to that element."""
+    return _cum_extreme("cummax", input, dim, True)
+
+
+def cummin(input, dim):
+    return _cum_extreme("cummin", input, dim, False)
+
+
+class LogCumSumExp(Function):
+    """y_i = ln Σ_{j<=i} e^(x_j) along dim (stably).  dx_j = Σ_{i>=j} dy_i e^(x_j - y_i)."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = np.logaddexp.accumulate(x, axis=dim)
+        ctx.save_for_backward(x, y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y = ctx.saved
+        d = ctx.dim
+        with np.errstate(over="ignore", invalid="ignore"):  # Σ_{i>=j} dy_i e^(-y_i), times e^(x_j), shifted
+            shift = np.max(-y, axis=d, keepdims=True)
+            shift = np.where(np.isfinite(shift), shift, 0)
+            w = dy * np.exp(-y - shift)
+            rev = np.flip(np.cumsum(np.flip(w, d), axis=d), d)
+            return rev * np.exp(x + shift), None
+
+
+def logcumsumexp(input, dim):
+    check_tensor("logcumsumexp", "input", input)
+    check_float("logcumsumexp", input._array)
+    x = input if input.ndim else input.reshape(1)
+    out = LogCumSumExp.apply(x, normalize_dims("logcumsumexp", dim, x.ndim)[0])
+    return out.reshape(()) if input.ndim == 0 else out
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    """The q-th quantiles (q a number or a 1-D tensor in [0, 1]) along dim (of all elements by default),
+    interpolating as NumPy/PyTorch do ('linear', 'lower', 'higher', 'midpoint', 'nearest'). Differentiable
+    through the sorted values it reads."""
+    from .elementwise import add, mul, sub
+    from .selection import sort
+    from .shape import reshape, unsqueeze
+
+    check_tensor("quantile", "input", input)
+    check_float("quantile", input._array)
+    scalar_q = not isinstance(q, Variable)
+    qs = np.atleast_1d(np.asarray(q.numpy() if isinstance(q, Variable) else q, dtype=np.float64))
+    if qs.ndim > 1 or np.any((qs < 0) | (qs > 1)):
+        raise ValueError(f"quantile: q must be a scalar or 1-D tensor with values in [0, 1], got {q}")
+    if interpolation not in ("linear", "lower", "higher", "midpoint", "nearest"):
+        raise ValueError(f"quantile: unknown interpolation {interpolation!r}")
+    x = reshape(input, -1) if dim is None else input
+    d = 0 if dim is None else normalize_dims("quantile", dim, x.ndim)[0]
+    n = x.shape[d]
+    if n == 0:
+        raise ValueError("quantile: input tensor must be non-empty")
+    values = sort(x, d).values
+    pos = qs * (n - 1)
+    lo, hi = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
+    frac = pos - lo
+    if interpolation == "lower":
+        hi, frac = lo, frac * 0
+    elif interpolation == "higher":
+        lo, frac = hi, frac * 0
+    elif interpolation == "nearest":
+        near = np.round(pos).astype(np.int64)  # half to even, as PyTorch
+        lo = hi = near
+        frac = frac * 0
+    elif interpolation == "midpoint":
+        frac = np.where(hi > lo, 0.5, 0.0)
+    from .indexing import index_select
+
+    a, b = index_select(values, d, x._wrap(lo)), index_select(values, d, x._wrap(hi))
+    w = frac.astype(input._array.dtype).reshape((-1,) + (1,) * (x.ndim - d - 1))
+    out = add(a, mul(sub(b, a), w))  # (..., len(q) at d, ...)
+    out = reshape(out, out.shape[:d] + (len(qs),) + out.shape[d + 1:])
+    from .shape_ops import movedim
+
+    out = movedim(out, d, 0)  # PyTorch puts the q axis first
+    if keepdim:
+        if dim is None:
+            out = reshape(out, (len(qs),) + (1,) * input.ndim)
+        else:
+            out = unsqueeze(out, d + 1)
+    return reshape(out, out.shape[1:]) if scalar_q else out
+
+
+def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    if np.isnan(input.numpy()).any():
+        raise NotImplementedError("nanquantile: inputs with NaN are not supported; use quantile on the rest")
+    return quantile(input, q, dim, keepdim, interpolation=interpolation)

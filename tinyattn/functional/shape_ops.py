@@ -475,3 +475,161 @@ def trace(input):
     if input.ndim != 2:
         raise ValueError(f"trace: expected a matrix, got shape {tuple(input.shape)}")
     return sum(diagonal(input))
+
+
+# ---- windows, selection, products of shapes ------------------------------------------------------------
+
+
+class Unfold(Function):
+    """y = the windows of `size` elements, `step` apart, along dim (a new last axis of length size), read
+    from x without a copy (a read-only view).  dx = zeros with each window's gradient added back."""
+
+    returns_view = True
+
+    @staticmethod
+    def forward(ctx, x, dim, size, step):
+        ctx.shape, ctx.args = x.shape, (dim, size, step)
+        windows = np.lib.stride_tricks.sliding_window_view(x, size, axis=dim)
+        return windows[(slice(None),) * dim + (slice(None, None, step),)]
+
+    @staticmethod
+    def backward(ctx, dy):
+        dim, size, step = ctx.args
+        dx = np.zeros_like(dy, shape=ctx.shape)
+        count = dy.shape[dim]
+        lead = (slice(None),) * dim
+        for k in range(size):  # window element k of window w sits at w * step + k along dim
+            stop = k + (count - 1) * step + 1
+            dx[lead + (slice(k, stop, step),)] += dy[..., k]
+        return dx, None, None, None
+
+
+def unfold(input, dimension, size, step):
+    """PyTorch's Tensor.unfold: every window of `size` elements along `dimension`, `step` apart."""
+    check_tensor("unfold", "input", input)
+    x = input if input.ndim else reshape(input, 1)
+    d = _dim("unfold", x, dimension)
+    if size < 0 or size > x.shape[d]:
+        raise ValueError(f"unfold: size {size} must be between 0 and the size {x.shape[d]} of dim {dimension}")
+    if step <= 0:
+        raise ValueError(f"unfold: step must be > 0, got {step}")
+    return Unfold.apply(x, d, int(size), int(step))
+
+
+def broadcast_to(input, size):
+    """input expanded to `size` (a view), NumPy's broadcasting rules."""
+    from .shape import expand
+
+    return expand(input, tuple(size))
+
+
+def ravel(input):
+    """The elements as a 1-D tensor (a view when the layout allows, else a copy)."""
+    from .shape import contiguous
+
+    return reshape(contiguous(input), -1)
+
+
+def select(input, dim, index):
+    """input[..., index, ...] at `dim` (the dim removed): a view."""
+    check_tensor("select", "input", input)
+    d = _dim("select", input, dim)
+    n = input.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select: index {index} out of range for dim {dim} of size {n}")
+    return getitem(input, (slice(None),) * d + (int(index),))
+
+
+def rot90(input, k=1, dims=(0, 1)):
+    """Rotated by 90° k times in the plane of `dims` (from the first towards the second), as a copy."""
+    check_tensor("rot90", "input", input)
+    if len(dims) != 2 or input.ndim < 2:
+        raise ValueError(f"rot90: expected two dims and a tensor of >= 2 dims, got dims {dims} and shape "
+                         f"{tuple(input.shape)}")
+    a, b = (normalize_dims("rot90", d, input.ndim)[0] for d in dims)
+    if a == b:
+        raise ValueError(f"rot90: the dims must differ, got {dims}")
+    from .shape import transpose
+
+    k %= 4
+    if k == 1:
+        return transpose(flip(input, b), a, b)
+    if k == 2:
+        return flip(input, a, b)
+    if k == 3:
+        return flip(transpose(input, a, b), b)
+    from .elementwise import mul
+
+    return mul(input, 1)  # a copy, as PyTorch's rot90 with k = 0
+
+
+class DiagEmbedLast(Function):
+    """y[..., i, i + offset] = x[..., i] in new (m, m) matrices, m = n + |offset| (zeros elsewhere).
+    dx = dy read on that diagonal."""
+
+    @staticmethod
+    def forward(ctx, x, offset):
+        n = x.shape[-1]
+        m = n + abs(offset)
+        rows = np.arange(n) + max(-offset, 0)
+        ctx.places = (Ellipsis, rows, rows + offset)
+        y = np.zeros_like(x, shape=x.shape[:-1] + (m, m))
+        y[ctx.places] = x
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy[ctx.places], None
+
+
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """The last dim of input placed on the `offset` diagonal of new square matrices at dims dim1, dim2."""
+    check_tensor("diag_embed", "input", input)
+    if input.ndim == 0:
+        raise ValueError("diag_embed: expected a tensor with at least 1 dim")
+    out = DiagEmbedLast.apply(input, int(offset))
+    n = out.ndim
+    d1, d2 = (normalize_dims("diag_embed", d, n)[0] for d in (dim1, dim2))
+    if d1 == d2:
+        raise ValueError(f"diag_embed: dim1 and dim2 cannot be the same ({dim1}, {dim2})")
+    return movedim(out, (n - 2, n - 1), (d1, d2))
+
+
+def diagflat(input, offset=0):
+    """The flattened input on the `offset` diagonal of a square matrix."""
+    return DiagEmbed.apply(reshape(input, -1), int(offset))
+
+
+def inner(input, other):
+    """Σ over the last dims of input and other: the dot product for 1-D tensors, in general
+    out[i..., j...] = Σ_k input[i..., k] · other[j..., k]."""
+    from .einsum import einsum
+
+    check_tensor("inner", "input", input)
+    check_tensor("inner", "other", other)
+    if input.ndim == 0 or other.ndim == 0:
+        from .elementwise import mul
+
+        return mul(input, other)
+    if input.shape[-1] != other.shape[-1]:
+        raise ValueError(f"inner: the last dims differ: {tuple(input.shape)} and {tuple(other.shape)}")
+    letters = "abcdefghijklmnopqrstuvwxy"
+    li, lo = letters[: input.ndim - 1], letters[input.ndim - 1: input.ndim - 1 + other.ndim - 1]
+    return einsum(f"{li}z,{lo}z->{li}{lo}", input, other)
+
+
+def kron(input, other):
+    """The Kronecker product: out[i·m + k, ...] = input[i, ...] · other[k, ...] (dims padded to match)."""
+    from .elementwise import mul
+
+    check_tensor("kron", "input", input)
+    check_tensor("kron", "other", other)
+    n = max(input.ndim, other.ndim)
+    a = reshape(input, (1,) * (n - input.ndim) + tuple(input.shape))
+    b = reshape(other, (1,) * (n - other.ndim) + tuple(other.shape))
+    a_shape, b_shape = [], []
+    for sa, sb in zip(a.shape, b.shape):
+        a_shape += [sa, 1]
+        b_shape += [1, sb]
+    out = mul(reshape(a, tuple(a_shape)), reshape(b, tuple(b_shape)))
+    return reshape(out, tuple(sa * sb for sa, sb in zip(a.shape, b.shape)))

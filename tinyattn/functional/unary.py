@@ -498,3 +498,141 @@ def silu(input, inplace=False):
     """x · sigmoid(x) (swish)."""
     _float_only("silu", input)
     return _maybe_inplace("silu", input, Silu.apply(input), inplace)
+
+
+# ---- more of PyTorch's unary names ----------------------------------------------------------------------
+
+
+class Asinh(_Saved):
+    """y = asinh x.  dx = dy / √(x² + 1)."""
+    f = staticmethod(np.arcsinh)
+
+    @staticmethod
+    def df(x):
+        return 1 / np.sqrt(x * x + 1)
+
+
+class Acosh(_Saved):
+    """y = acosh x.  dx = dy / √(x² - 1)."""
+    f = staticmethod(np.arccosh)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1 / np.sqrt(x * x - 1)
+
+
+class Atanh(_Saved):
+    """y = atanh x.  dx = dy / (1 - x²)."""
+    f = staticmethod(np.arctanh)
+
+    @staticmethod
+    def df(x):
+        with np.errstate(divide="ignore"):
+            return 1 / (1 - x * x)
+
+
+class Logit(Function):
+    """y = ln(z / (1 - z)), z = clamp(x, eps, 1 - eps) when eps is given.  dx = dy / (z (1 - z)), 0 where
+    the clamp cut x (PyTorch's rule)."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        z = x if eps is None else np.clip(x, eps, 1 - eps)
+        ctx.save_for_backward(x)
+        ctx.eps = eps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(z / (1 - z))
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved
+        eps = ctx.eps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = dy / (x * (1 - x))
+        if eps is not None:
+            g = np.where((x < eps) | (x > 1 - eps), np.zeros((), dy.dtype), g)
+        return g, None
+
+
+arcsinh = asinh = _float_op(Asinh, "asinh")
+arccosh = acosh = _float_op(Acosh, "acosh")
+arctanh = atanh = _float_op(Atanh, "atanh")
+arcsin, arccos, arctan = asin, acos, atan
+absolute = None  # set below (functional.elementwise.abs)
+
+
+def logit(input, eps=None):
+    return Logit.apply(_float_input("logit", input), None if eps is None else float(eps))
+
+
+def sgn(input):
+    """sign(x) for real tensors."""
+    return sign(input)
+
+
+def positive(input):
+    """input itself (PyTorch's unary +)."""
+    check_tensor("positive", "input", input)
+    if input._array.dtype == np.bool_:
+        raise TypeError("positive: the `+` operator, on a bool tensor is not supported")
+    return input
+
+
+def deg2rad(input):
+    from .elementwise import mul
+
+    return mul(_float_input("deg2rad", input), math.pi / 180)
+
+
+def rad2deg(input):
+    from .elementwise import mul
+
+    return mul(_float_input("rad2deg", input), 180 / math.pi)
+
+
+class Xlogy(Function):
+    """y = a · ln b, and 0 where a = 0 (unless b is nan).
+    da = dy · ln b (0 where a = 0 and b <= 0), db = dy · a / b: PyTorch's rule."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = a * np.log(b)
+        return np.where((a == 0) & ~np.isnan(b), np.zeros((), y.dtype), y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        from .checks import sum_to_shape
+
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        zero = np.zeros((), dy.dtype)
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:
+                da = sum_to_shape(np.where((a == 0) & (b <= 0), zero, dy * np.log(b)), ctx.shapes[0])
+            if need_b:
+                db = sum_to_shape(dy * a / b, ctx.shapes[1])  # 0/0 = nan at a = b = 0, as PyTorch
+        return da, db
+
+
+def xlogy(input, other):
+    """x · ln y, and 0 where x = 0 (unless y is nan)."""
+    from .elementwise import _data, _float32_constant, operands
+
+    a, b = operands("xlogy", input, other)
+    if _data(a).dtype.kind != "f":
+        a, b = (_float32_constant(t) for t in (a, b))
+    return Xlogy.apply(a, b)
+
+
+def _make_absolute():
+    from .elementwise import abs as _abs
+
+    return _abs
+
+
+absolute = _make_absolute()
