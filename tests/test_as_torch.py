@@ -91,3 +91,9 @@ def test_the_runner_runs_a_module_and_reports_a_missing_name(tmp_path):
     assert "(2,) ['a']" in result.stdout
     assert result.returncode != 0 and "torch.fft: tinyattn has no counterpart" in result.stderr
     assert _run([], cwd=tmp_path).returncode == 2
+
+
+def test_every_mapped_torch_module_exists_in_tinyattn():
+    import importlib
+    for torch_name, ours in as_torch.MODULES.items():
+        assert importlib.import_module(ours).__name__ == ours, torch_name

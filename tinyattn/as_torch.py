@@ -36,6 +36,7 @@ MODULES = {
     "torch.cuda": "tinyattn.cuda",
     "torch.cuda.amp": "tinyattn.cuda.amp",
     "torch.distributed": "tinyattn.distributed",
+    "torch.linalg": "tinyattn.linalg",
     "torch.nn": "tinyattn.nn",
     "torch.nn.functional": "tinyattn.nn.functional",
     "torch.nn.init": "tinyattn.nn.init",
@@ -47,6 +48,7 @@ MODULES = {
     "torch.optim.lr_scheduler": "tinyattn.optim.lr_scheduler",
     "torch.optim.optimizer": "tinyattn.optim.optimizer",
     "torch.random": "tinyattn.random",
+    "torch.serialization": "tinyattn.serialization",
     "torch.testing": "tinyattn.testing",
     "torch.utils": "tinyattn.utils",
     "torch.utils.data": "tinyattn.utils.data",
@@ -54,6 +56,8 @@ MODULES = {
     "torch.utils.data.dataset": "tinyattn.utils.data.dataset",
     "torch.utils.data.distributed": "tinyattn.utils.data.distributed",
     "torch.utils.data.sampler": "tinyattn.utils.data.sampler",
+    "torch.utils.data._utils": "tinyattn.utils.data._utils",
+    "torch.utils.data._utils.collate": "tinyattn.utils.data._utils.collate",
 }
 
 # The PyTorch API level tinyattn follows (e.g. torch.load's weights_only default of 2.6), for programs that
