@@ -431,3 +431,43 @@ def test_inplace_method_forms():
     x = ta.zeros(2, 2)
     assert x.get_device() == -1 and x.is_signed() and not x.is_complex() and x.is_same_size(ta.ones(2, 2))
     assert ta.tensor([3]).is_nonzero() and x.data_ptr() == x[0].data_ptr()
+
+
+MISC = {
+    "tensordot_pairs": (lambda x: ta.tensordot(x, x[0].T, dims=([1, 2], [1, 0])),
+                        lambda x: torch.tensordot(x, x[0].T, dims=([1, 2], [1, 0]))),
+    "tensordot_n": (lambda x: ta.tensordot(x, x[0], 2), lambda x: torch.tensordot(x, x[0], 2)),
+    "broadcast_tensors": (lambda x: ta.broadcast_tensors(x[:, :1], x[0]), lambda x: torch.broadcast_tensors(x[:, :1], x[0])),
+    "rsub": (lambda x: ta.rsub(x, 2.0) + ta.rsub(x, x[0], alpha=3), lambda x: torch.rsub(x, 2.0) + torch.rsub(x, x[0], alpha=3)),
+    "float_power": (lambda x: x.float_power(2) + ta.float_power(x.abs() + 1, x), lambda x: x.float_power(2) + torch.float_power(x.abs() + 1, x)),
+    "fmax_fmin": (lambda x: ta.fmax(x, x[0]) + x.fmin(x[1] * 2), lambda x: torch.fmax(x, x[0]) + x.fmin(x[1] * 2)),
+    "copysign": (lambda x: x.copysign(x[1]), lambda x: x.copysign(x[1])),
+    "sinc_erfc": (lambda x: x.sinc() + ta.erfc(x), lambda x: x.sinc() + torch.erfc(x)),
+    "logaddexp2": (lambda x: x.logaddexp2(x[0] * 3), lambda x: x.logaddexp2(x[0] * 3)),
+    "dist": (lambda x: x.dist(x.exp()) + ta.dist(x, x * 2, 3), lambda x: x.dist(x.exp()) + torch.dist(x, x * 2, 3)),
+    "splits": (lambda x: ta.hsplit(x, 3) + x[0].vsplit([1]) + x.dsplit(2) + x.split_with_sizes([1, 2], 1),
+               lambda x: torch.hsplit(x, 3) + x[0].vsplit([1]) + x.dsplit(2) + x.split_with_sizes([1, 2], 1)),
+    "cartesian_prod": (lambda x: ta.cartesian_prod(x[0, 0], x[1, 1, :2]), lambda x: torch.cartesian_prod(x[0, 0], x[1, 1, :2])),
+    "block_diag": (lambda x: ta.block_diag(x[0], x[1, 0], x[0, 0, 0]), lambda x: torch.block_diag(x[0], x[1, 0], x[0, 0, 0])),
+    "combinations": (lambda x: ta.combinations(x[0, 0], 2) + ta.combinations(x[1, 1], 2, with_replacement=True)[:6],
+                     lambda x: torch.combinations(x[0, 0], 2) + torch.combinations(x[1, 1], 2, with_replacement=True)[:6]),
+}
+
+
+@pytest.mark.parametrize("name", list(MISC))
+def test_misc_ops_against_torch(name):
+    _against_torch(*MISC[name])
+
+
+def test_misc_non_differentiable():
+    assert ta.isin(ta.tensor([0, 5, 3]), ta.tensor([3, 4])).tolist() == [False, False, True]
+    assert ta.tensor([1, 2]).isin(ta.tensor([2]), invert=True).tolist() == [True, False]
+    assert [t.tolist() for t in ta.unravel_index(ta.tensor([0, 5, 3]), (2, 3))] == [[0, 1, 1], [0, 2, 0]]
+    assert ta.broadcast_shapes((2, 1), (3,)) == (2, 3) and isinstance(ta.broadcast_shapes((1,), (2,)), ta.Size)
+    assert ta.result_type(ta.tensor([1]), 1.0) == ta.float32 and ta.promote_types(ta.int32, ta.float32) == ta.float32
+    assert ta.can_cast(ta.int64, ta.float32) and not ta.can_cast(ta.float32, ta.int32)
+    assert ta.scalar_tensor(3).dtype == ta.float32 and ta.scalar_tensor(3).ndim == 0
+    h = ta.heaviside(ta.tensor([-1.0, 0.0, 2.0]), ta.tensor(0.5))
+    assert h.tolist() == torch.heaviside(torch.tensor([-1.0, 0.0, 2.0]), torch.tensor(0.5)).tolist()
+    x = ta.ones(2, requires_grad=True)
+    assert ta.clone(x).requires_grad and not ta.detach(x).requires_grad

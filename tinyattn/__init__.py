@@ -85,5 +85,11 @@ from .functional import (  # noqa: E402
     logcumsumexp, masked_scatter, nanmean, nanquantile, nansum, positive, quantile, rad2deg, ravel, rot90,
     scatter_reduce, select, sgn, xlogy,
 )
+from .functional import (  # noqa: E402
+    block_diag, broadcast_shapes, broadcast_tensors, can_cast, cartesian_prod, clone, combinations, copysign,
+    cosine_similarity, detach, dist, dsplit, erfc, float_power, fmax, fmin, heaviside, hsplit, isin, logaddexp2,
+    pairwise_distance, promote_types, result_type, rsub, scalar_tensor, sinc, split_with_sizes, tensordot,
+    unravel_index, vsplit,
+)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -95,3 +95,8 @@ from .unary import (
     rad2deg, sgn, xlogy,
 )
 from .inplace import index_put_, masked_scatter_, scatter_reduce_
+from .misc import (
+    block_diag, broadcast_shapes, broadcast_tensors, can_cast, cartesian_prod, clone, combinations, copysign, detach,
+    dist, dsplit, erfc, float_power, fmax, fmin, heaviside, hsplit, isin, logaddexp2, promote_types, result_type,
+    rsub, scalar_tensor, sinc, split_with_sizes, tensordot, unravel_index, vsplit,
+)
