@@ -208,3 +208,50 @@ def test_unbind_gradient_keeps_the_input_layout():
     (a * 2 + b).sum().backward()
     assert seen[-1].flags.c_contiguous
     np.testing.assert_array_equal(r.grad.numpy(), np.broadcast_to([2.0, 1.0, 0.0, 0.0], (6, 4)))
+
+
+# ---- a backward that fails leaves no partial gradient --------------------------------------------------
+
+def _raise(g):
+    raise ValueError("stop here")
+
+
+def test_a_hook_that_raises_leaves_every_leaf_gradient_as_it_was():
+    x = ta.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    w = ta.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = x.exp()
+    h.register_hook(_raise)
+    with pytest.raises(ValueError, match="stop here"):
+        (h * x * w).sum().backward()  # x's direct path and w's gradient are computed before the hook runs
+    assert x.grad is None and w.grad is None  # PyTorch leaves None; a half-filled grad would be wrong later
+    # and a later, complete backward gives exactly the gradient, not gradient + a leftover share
+    (x * w).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), w.detach().numpy())
+
+
+def test_a_failed_backward_keeps_existing_gradients_unchanged():
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    before = x.grad.numpy().copy()
+    h = x * 2
+    h.register_hook(_raise)
+    with pytest.raises(ValueError):
+        (h + x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), before)
+
+
+def test_an_interrupt_in_a_backward_leaves_no_partial_gradient():
+    class Interrupted(ta.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            raise KeyboardInterrupt  # Ctrl-C while the walk runs
+
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    y = Interrupted.apply(x * 2) + x  # x's direct share arrives first (the Add runs before Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        y.sum().backward()
+    assert x.grad is None

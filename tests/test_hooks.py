@@ -368,3 +368,15 @@ def test_modules_without_hooks_add_nothing_to_the_graph():
     with ta.no_grad():
         lin.register_full_backward_hook(lambda *a: None)
         assert lin(ta.randn(2, 3)).grad_fn is None
+
+
+def test_a_hook_may_not_change_the_gradients_dtype():
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y.register_hook(lambda g: g.double())
+    with pytest.raises(RuntimeError, match="changed the type of the gradient"):
+        y.sum().backward()
+    x.register_hook(lambda g: g.long())
+    with pytest.raises(RuntimeError, match="changed the type"):
+        (x * 3).sum().backward()
+    assert x.grad is None

@@ -824,19 +824,22 @@ def _walk(roots, retain_graph, inputs=None):
                 pg = pg.astype(data.dtype)
             producer = edge[0]
             if producer is None:
-                if parent._hooks is None and wanted is None:
-                    _accumulate_leaf(parent, pg, node.function.fresh_grads)
-                else:
-                    _leaf_gets(leaves, parent, pg, wanted, owned)
+                _leaf_gets(leaves, parent, pg, wanted, owned, node.function.fresh_grads)
             elif producer.n_outputs == 1 and id(producer) not in pending:  # the first gradient to arrive there
                 pending[id(producer)] = [pg]
             else:
                 _add_pending(pending, producer, edge[1], pg, owned)
-    for leaf, g in leaves.values():  # each leaf once, on the sum of its gradients: hooks, then .grad
+    # Each leaf once, on the sum of its gradients: its hooks first, for every leaf, and only then the .grad
+    # of every leaf, so that a walk that fails anywhere (an op's backward, a hook, Ctrl-C) leaves no leaf
+    # with part of its gradient, as in PyTorch.
+    final = []
+    for leaf, g in leaves.values():
         if isinstance(leaf._hooks, dict) and leaf._hooks:
             g = _call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
+        final.append((leaf, g))
+    for leaf, g in final:
         if wanted is None:
-            _accumulate_leaf(leaf, g)
+            _accumulate_leaf(leaf, g, fresh=id(g) in owned)
         else:
             for i in wanted[id(leaf)]:
                 found[i] = g
@@ -884,17 +887,17 @@ def _add_pending(pending, node, index, g, owned):
             owned.add(id(s))
 
 
-def _leaf_gets(leaves, leaf, g, wanted, owned):
-    """A gradient for a leaf that must wait for the others (it has hooks, or grad() wants it).
-    Summed as in _add_pending: into an array of accumulation's own (in `owned`), never into g."""
+def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
+    """A gradient for a leaf, held until the walk ends (see _walk). Summed as in _add_pending: into an
+    array of accumulation's own (in `owned`: a sum it made, or a `fresh` gradient, which no one else
+    holds), never into g otherwise."""
     if wanted is not None and id(leaf) not in wanted:
-        return
-    if wanted is None and leaf._hooks is None:
-        _accumulate_leaf(leaf, g)
         return
     entry = leaves.get(id(leaf))
     if entry is None:
         leaves[id(leaf)] = [leaf, g]
+        if fresh and type(g) is np.ndarray:
+            owned.add(id(g))
     elif id(entry[1]) in owned:
         entry[1] += g
     else:
@@ -1015,8 +1018,12 @@ def _call_hooks(hooks, g, wrap, where):
         if device_of(out._array) != device_of(g):
             raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient on "
                                f"{device_of(out._array)}; the gradient is on {device_of(g)}")
+        if out._array.dtype != g.dtype:
+            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) has changed the type of the "
+                               f"gradient (was {g.dtype}, got {out._array.dtype}); return a tensor of the "
+                               "gradient's dtype")
         if out._array is not shown:
-            g = out._array if out._array.dtype == g.dtype else out._array.astype(g.dtype)
+            g = out._array
     return g
 
 
