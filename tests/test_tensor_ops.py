@@ -471,3 +471,29 @@ def test_misc_non_differentiable():
     assert h.tolist() == torch.heaviside(torch.tensor([-1.0, 0.0, 2.0]), torch.tensor(0.5)).tolist()
     x = ta.ones(2, requires_grad=True)
     assert ta.clone(x).requires_grad and not ta.detach(x).requires_grad
+
+
+SPD = np.array([[[2.5, 0.3, 0.1], [0.2, 3.0, 0.4], [0.0, 0.5, 2.0]], [[1.5, -0.3, 0.2], [0.1, 2.0, 0.0], [0.3, 0.2, 1.8]]])
+LINALG = {
+    "inv": (lambda x: ta.linalg.inv(x) + x.inverse(), lambda x: torch.linalg.inv(x) + x.inverse()),
+    "det": (lambda x: ta.linalg.det(x) + x.det(), lambda x: torch.linalg.det(x) + x.det()),
+    "slogdet": (lambda x: ta.linalg.slogdet(x), lambda x: torch.linalg.slogdet(x)),
+    "logdet": (lambda x: x.logdet(), lambda x: x.logdet()),
+    "solve_matrix": (lambda x: ta.linalg.solve(x, x[:, :, :2] * 2), lambda x: torch.linalg.solve(x, x[:, :, :2] * 2)),
+    "solve_vector_broadcast": (lambda x: ta.linalg.solve(x, x[0, 0]), lambda x: torch.linalg.solve(x, x[0, 0])),
+    "matrix_power": (lambda x: ta.linalg.matrix_power(x, 3) + x.matrix_power(-2),
+                     lambda x: torch.linalg.matrix_power(x, 3) + x.matrix_power(-2)),
+}
+
+
+@pytest.mark.parametrize("name", list(LINALG))
+def test_linalg_against_torch(name):
+    _against_torch(*LINALG[name], a=SPD)
+
+
+def test_linalg_errors():
+    with pytest.raises(ValueError, match="linalg.inv: the matrix .* is singular"):
+        ta.linalg.inv(ta.zeros(2, 2))
+    with pytest.raises(ValueError, match="square matrices"):
+        ta.linalg.det(ta.ones(2, 3))
+    assert ta.linalg.matrix_power(ta.ones(2, 2), 0).tolist() == [[1.0, 0.0], [0.0, 1.0]]

@@ -91,5 +91,6 @@ from .functional import (  # noqa: E402
     pairwise_distance, promote_types, result_type, rsub, scalar_tensor, sinc, split_with_sizes, tensordot,
     unravel_index, vsplit,
 )
+from .functional import det, inverse, logdet, matrix_power, slogdet  # noqa: E402
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -1,4 +1,6 @@
-"""torch.linalg's names that tinyattn has: vector_norm, norm (vectors only), matrix_norm ('fro')."""
+"""torch.linalg's names that tinyattn has: vector_norm, norm (vectors only), matrix_norm ('fro'), inv, det,
+slogdet, solve, matrix_power (the last five on CPU tensors, through NumPy's LAPACK)."""
+from .functional.linalg import det, inv, matrix_power, slogdet, solve  # noqa: F401
 from .functional.reduction import vector_norm  # noqa: F401
 from .functional.reduction import norm as _norm
 from .functional.linalg import matmul  # noqa: F401

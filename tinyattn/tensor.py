@@ -538,6 +538,7 @@ class Tensor(Variable):
     fmax, fmin, copysign, heaviside, sinc, erfc, logaddexp2, dist, float_power = (
         F.fmax, F.fmin, F.copysign, F.heaviside, F.sinc, F.erfc, F.logaddexp2, F.dist, F.float_power)
     hsplit, vsplit, dsplit, split_with_sizes, isin = F.hsplit, F.vsplit, F.dsplit, F.split_with_sizes, F.isin
+    inverse, det, logdet, slogdet, matrix_power = F.inverse, F.det, F.logdet, F.slogdet, F.matrix_power
     (sin_, cos_, tan_, asin_, acos_, atan_, sinh_, cosh_, asinh_, acosh_, atanh_, log_, log1p_, log2_, log10_, exp2_,
      expm1_, rsqrt_, reciprocal_, square_, sign_, sgn_, floor_, ceil_, round_, trunc_, fix_, frac_, erf_, logit_,
      nan_to_num_, tril_, triu_, cumsum_, cumprod_, atan2_, hypot_, fmod_, xlogy_, deg2rad_, rad2deg_, absolute_,

@@ -100,3 +100,4 @@ from .misc import (
     dist, dsplit, erfc, float_power, fmax, fmin, heaviside, hsplit, isin, logaddexp2, promote_types, result_type,
     rsub, scalar_tensor, sinc, split_with_sizes, tensordot, unravel_index, vsplit,
 )
+from .linalg import det, inverse, logdet, matrix_power, slogdet

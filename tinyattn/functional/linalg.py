@@ -260,3 +260,158 @@ def cdist(x1, x2, p=2.0, compute_mode=None):
     if p < 0:
         raise ValueError(f"cdist: p value for the p-norm distance must be >= 0, got {p}")
     return vector_norm(sub(unsqueeze(x1, -2), unsqueeze(x2, -3)), p, -1)
+
+
+# ---- inverses and determinants (NumPy's LAPACK on the host; CPU tensors) ----------------------------------
+
+
+def _square(op, a):
+    check_tensor(op, "A", a)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{op}: A must be a batch of square matrices, got shape {tuple(a.shape)}")
+    check_float(op, a._array)
+    if a.is_cuda:
+        raise NotImplementedError(f"{op}: runs on CPU tensors only")
+
+
+def _mT(x):
+    return np.swapaxes(x, -1, -2)
+
+
+class Inverse(Function):
+    """Y = A⁻¹.  dA = -Yᵀ dY Yᵀ."""
+
+    @staticmethod
+    def forward(ctx, a):
+        try:
+            y = np.linalg.inv(a)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"linalg.inv: the matrix (shape {a.shape}) is singular, it has no inverse") from None
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved
+        return -(_mT(y) @ dy @ _mT(y))
+
+
+def inv(A):
+    _square("linalg.inv", A)
+    return Inverse.apply(A)
+
+
+inverse = inv
+
+
+class Det(Function):
+    """y = det A.  dA = dy · y · A⁻ᵀ (A invertible)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        y = np.linalg.det(a)
+        ctx.save_for_backward(a, np.asarray(y))
+        return np.asarray(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, y = ctx.saved
+        return (dy * y)[..., None, None] * _mT(np.linalg.inv(a))
+
+
+def det(A):
+    _square("linalg.det", A)
+    return Det.apply(A)
+
+
+class SlogDet(Function):
+    """(sign, ln |det A|).  d ln|det A| / dA = A⁻ᵀ; sign carries no gradient."""
+
+    @staticmethod
+    def forward(ctx, a):
+        sign, logabs = np.linalg.slogdet(a)
+        ctx.save_for_backward(a)
+        return np.asarray(sign, dtype=a.dtype), np.asarray(logabs, dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, dys):
+        (a,) = ctx.saved
+        g = dys[1]
+        if g is None:
+            return np.zeros_like(a)
+        return g[..., None, None] * _mT(np.linalg.inv(a))
+
+
+def slogdet(A):
+    from collections import namedtuple
+
+    _square("linalg.slogdet", A)
+    sign, logabs = SlogDet.apply(A)
+    return namedtuple("slogdet", ["sign", "logabsdet"])(sign, logabs)
+
+
+def logdet(A):
+    """ln det A: nan for a negative determinant, -inf for a zero one (PyTorch's logdet)."""
+    from .elementwise import log, where
+
+    sign, logabs = slogdet(A)
+    nan = logabs._wrap(np.full(logabs.shape, np.nan, dtype=logabs.dtype))
+    return where(sign._wrap(sign._array < 0), nan, logabs) if (sign._array < 0).any() else logabs
+
+
+class Solve(Function):
+    """X = A⁻¹ B.  dB = A⁻ᵀ dX, dA = -dB Xᵀ."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        try:
+            x = np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"linalg.solve: the matrix A (shape {a.shape}) is singular") from None
+        ctx.save_for_backward(a, x)
+        ctx.shapes = (a.shape, b.shape)
+        return x
+
+    @staticmethod
+    def backward(ctx, dx):
+        a, x = ctx.saved
+        db = np.linalg.solve(_mT(a), dx)
+        need_a, need_b = ctx.needs_input_grad
+        da = sum_to_shape(-(db @ _mT(x)), ctx.shapes[0]) if need_a else None
+        return da, (sum_to_shape(db, ctx.shapes[1]) if need_b else None)
+
+
+def solve(A, B, *, left=True):
+    """X with A X = B (B a batch of matrices, or of vectors when B has one dim fewer than A)."""
+    _square("linalg.solve", A)
+    check_tensor("linalg.solve", "B", B)
+    if not left:
+        raise NotImplementedError("linalg.solve: left=False is not supported; solve Aᵀ Xᵀ = Bᵀ instead")
+    vector = B.ndim == A.ndim - 1 or B.ndim == 1
+    b = reshape(B, tuple(B.shape) + (1,)) if vector else B
+    if b.shape[-2] != A.shape[-1]:
+        raise ValueError(f"linalg.solve: A {tuple(A.shape)} and B {tuple(B.shape)} do not fit")
+    if b.ndim < A.ndim:
+        b = reshape(b, (1,) * (A.ndim - b.ndim) + tuple(b.shape))
+    shape = check_broadcast("linalg.solve", A.shape[:-2], b.shape[:-2])
+    from .shape import expand
+
+    a_full = expand(A, shape + tuple(A.shape[-2:])) if tuple(A.shape[:-2]) != shape else A
+    b_full = expand(b, shape + tuple(b.shape[-2:])) if tuple(b.shape[:-2]) != shape else b
+    x = Solve.apply(a_full, b_full)
+    return reshape(x, tuple(x.shape[:-1])) if vector else x
+
+
+def matrix_power(A, n):
+    """A multiplied by itself n times (the identity for n = 0, powers of A⁻¹ for n < 0)."""
+    _square("linalg.matrix_power", A)
+    if not isinstance(n, (int, np.integer)):
+        raise TypeError(f"linalg.matrix_power: n must be an int, got {n!r}")
+    if n == 0:
+        eye = np.broadcast_to(np.eye(A.shape[-1], dtype=A.dtype), A.shape).copy()
+        return A._wrap(eye)
+    base = inv(A) if n < 0 else A
+    out = None
+    for _ in range(abs(int(n))):
+        out = base if out is None else matmul(out, base)
+    return out
