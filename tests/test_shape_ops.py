@@ -415,3 +415,14 @@ def test_join_ops_against_torch(name):
 def test_type_with_a_legacy_constructor():
     x = ta.tensor([1.5, 2.5])
     assert x.type(ta.LongTensor).dtype == ta.int64 and x.type(ta.DoubleTensor).dtype == ta.float64
+
+
+def test_keyword_spellings():
+    x = ta.arange(6).view(2, 3)
+    t = torch.arange(6).view(2, 3)
+    assert x.flip(dims=[0]).tolist() == t.flip(dims=[0]).tolist()
+    assert [p.tolist() for p in x.split(split_size=2, dim=1)] == [p.tolist() for p in t.split(split_size=2, dim=1)]
+    assert ta.gather(x, dim=1, index=ta.tensor([[2], [0]])).tolist() == \
+        torch.gather(t, dim=1, index=torch.tensor([[2], [0]])).tolist()
+    assert x.roll(shifts=1, dims=1).tolist() == t.roll(shifts=1, dims=1).tolist()
+    assert x.movedim(source=0, destination=1).tolist() == t.movedim(source=0, destination=1).tolist()

@@ -57,10 +57,17 @@ def _split_at(x, dim, sizes):
     return Split.apply(x, dim, bounds)
 
 
-def split(tensor, split_size_or_sections, dim=0):
+def split(tensor, split_size_or_sections=None, dim=0, *, split_size=None):
     """Pieces of `tensor` along dim: of split_size each (the last one smaller when it does not divide),
-    or of the listed sizes (which must add up to the dim's size). Views, as in PyTorch."""
+    or of the listed sizes (which must add up to the dim's size). Views, as in PyTorch. (Tensor.split names
+    its first argument split_size.)"""
     check_tensor("split", "tensor", tensor)
+    if split_size is not None:
+        if split_size_or_sections is not None:
+            raise TypeError("split: pass split_size_or_sections or split_size, not both")
+        split_size_or_sections = split_size
+    if split_size_or_sections is None:
+        raise TypeError("split: missing the required argument split_size_or_sections")
     d = _dim("split", tensor, dim)
     n = tensor.shape[d]
     s = split_size_or_sections
@@ -154,8 +161,17 @@ class Flip(Function):
         return np.flip(dy, ctx.dims), None
 
 
-def flip(input, *dims):
+def flip(input, *dims, **kwargs):
+    """input reversed along dims (flip(x, 0, 1), flip(x, (0, 1)) or flip(x, dims=[0, 1])); a copy."""
     check_tensor("flip", "input", input)
+    if "dims" in kwargs:
+        if dims:
+            raise TypeError("flip: pass dims positionally or as dims=, not both")
+        dims = (kwargs.pop("dims"),)
+    if kwargs:
+        raise TypeError(f"flip: unexpected keyword arguments {sorted(kwargs)}")
+    if len(dims) == 1 and isinstance(dims[0], int):
+        dims = (dims[0],)
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if not dims and input.ndim:
