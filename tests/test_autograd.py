@@ -255,3 +255,52 @@ def test_an_interrupt_in_a_backward_leaves_no_partial_gradient():
     with pytest.raises(KeyboardInterrupt):
         y.sum().backward()
     assert x.grad is None
+
+
+# ---- PyTorch's keywords and checks on backward, grad() and .grad --------------------------------------
+
+def test_backward_takes_pytorchs_keywords():
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    w = ta.tensor([3.0, 4.0], requires_grad=True)
+    y = x * w
+    y.backward(gradient=ta.tensor([1.0, 10.0]), retain_graph=True)
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 40.0])
+    x.grad = w.grad = None
+    h = x * 2
+    (h * w).sum().backward(inputs=[w, h])  # only these get .grad: x stays None, h (a non-leaf) gets one
+    assert x.grad is None
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(h.grad.numpy(), [3.0, 4.0])
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        (x * x).sum().backward(create_graph=True)
+
+
+def test_grad_takes_a_generator_of_inputs_and_refuses_non_tensor_grad_outputs():
+    x = ta.tensor([1.0, 2.0], requires_grad=True)
+    (g,) = ta.autograd.grad((x * x).sum(), (t for t in [x]))
+    np.testing.assert_array_equal(g.numpy(), [2.0, 4.0])
+    with pytest.raises(TypeError, match="Tensors or None, but got list"):
+        ta.autograd.grad(x * 2, [x], grad_outputs=[[1.0, 1.0]])
+
+
+def test_assigning_grad_checks_type_shape_dtype_as_pytorch():
+    p = ta.nn.Parameter(ta.zeros(2, 3))
+    p.grad = ta.ones(2, 3)
+    with pytest.raises(TypeError, match="Tensor or None"):
+        p.grad = np.ones((2, 3), dtype=np.float32)
+    with pytest.raises(RuntimeError, match="different size"):
+        p.grad = ta.ones(3, 2)
+    with pytest.raises(RuntimeError, match="different type"):
+        p.grad = ta.ones(2, 3, dtype=ta.float64)
+    np.testing.assert_array_equal(p.grad.numpy(), np.ones((2, 3)))  # the refused values changed nothing
+    p.grad = None
+    assert p.grad is None
+
+
+def test_parameter_shares_the_memory_of_its_tensor():
+    t = ta.zeros(3)
+    p = ta.nn.Parameter(t)
+    with ta.no_grad():
+        p += 1.0
+    np.testing.assert_array_equal(t.numpy(), [1.0, 1.0, 1.0])
+    assert ta.nn.Parameter().shape == (0,)

@@ -274,11 +274,11 @@ class Variable:
     # the view Functions in `steps` ((Function, extra args, output index) each); see replay_view.
     # _hooks: None; for a leaf, {handle id: hook} once register_hook was called; for a non-leaf, _RETAINS once
     # retain_grad() was called (its hooks live on its node, see register_hook).
-    __slots__ = ("_array", "grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
+    __slots__ = ("_array", "_grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
 
     def __init__(self, data, requires_grad=False, node=None):
         self._array = data
-        self.grad = None
+        self._grad = None
         self._node = node
         self._index = 0
         self._counter = VersionCounter()
@@ -313,6 +313,29 @@ class Variable:
         self._requires_grad = bool(flag)
 
     @property
+    def grad(self):
+        """The gradient that backward() accumulated here (a leaf, or a tensor that called retain_grad())."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        """PyTorch's checks: None, or a tensor of this tensor's shape, dtype and device."""
+        if value is not None:
+            if not isinstance(value, Variable):
+                raise TypeError(f"grad: assigned grad expected to be a Tensor or None but got grad of type "
+                                f"{type(value).__name__}")
+            if value._array.dtype != self._array.dtype:
+                raise RuntimeError(f"grad: assigned grad has data of a different type ({value._array.dtype}) than "
+                                   f"the tensor ({self._array.dtype})")
+            if value._array.shape != self._array.shape:
+                raise RuntimeError(f"grad: assigned grad has data of a different size {tuple(value._array.shape)} "
+                                   f"than the tensor {tuple(self._array.shape)}")
+            if device_of(value._array) != device_of(self._array):
+                raise RuntimeError(f"grad: assigned grad has data located on {device_of(value._array)}, the tensor "
+                                   f"on {device_of(self._array)}")
+        self._grad = value
+
+    @property
     def is_leaf(self):
         return self._node is None
 
@@ -320,8 +343,10 @@ class Variable:
     def grad_fn(self):
         return self._node
 
-    def backward(self, grad=None, retain_graph=False):
-        backward(self, grad, retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """PyTorch's Tensor.backward: accumulate d(self)/d(leaf) into the leaves' .grad, or, with `inputs`,
+        into those tensors' .grad only (leaves or not). See `backward` below."""
+        backward(self, gradient, retain_graph, create_graph, inputs)
 
     # ---- hooks (PyTorch's Tensor.register_hook / retain_grad) --------------------------------
     def register_hook(self, hook):
@@ -642,15 +667,32 @@ def _topological_order(root_nodes):
     return nodes
 
 
-def backward(root, grad=None, retain_graph=False):
+def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(root)/d(leaf) into every leaf's `.grad` that requires a gradient.
 
     `grad` is d(loss)/d(root); it may be omitted only when root holds a single element.
-    Saved values are freed afterwards unless `retain_graph=True`.
+    Saved values are freed afterwards unless `retain_graph=True`. `inputs` (a tensor or a sequence of
+    them): accumulate into those tensors' .grad only, as PyTorch does; nothing else's .grad changes.
     """
+    if create_graph:
+        raise NotImplementedError("backward: create_graph=True is not supported: tinyattn's backward functions work "
+                                  "on raw arrays, so a gradient has no graph of its own (no second derivatives)")
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn")
-    _walk(((root, _output_grad("backward", root, grad)),), retain_graph)
+    root_grad = _output_grad("backward", root, grad)
+    if inputs is None:
+        _walk(((root, root_grad),), bool(retain_graph))
+        return
+    inputs = _as_tensors("backward", "inputs", inputs)
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"backward: inputs[{i}] (shape {tuple(t._array.shape)}) does not require grad")
+    found = _walk(((root, root_grad),), bool(retain_graph), inputs)
+    done = set()
+    for t, g in zip(inputs, found):  # only now, when the whole walk succeeded
+        if g is not None and id(t) not in done:
+            done.add(id(t))
+            _accumulate_leaf(t, g)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
@@ -674,9 +716,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None:
         grad_outputs = (None,) * len(outputs)
     else:
-        grad_outputs = tuple(grad_outputs) if isinstance(grad_outputs, (tuple, list)) else (grad_outputs,)
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Variable) else tuple(grad_outputs)
         if len(grad_outputs) != len(outputs):
             raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+        for g in grad_outputs:
+            if g is not None and not isinstance(g, Variable):
+                raise TypeError(f"grad: gradients can be either Tensors or None, but got {type(g).__name__}")
     if materialize_grads and allow_unused is False:
         raise ValueError("grad: allow_unused must be True (or left out) when materialize_grads=True")
     allow_unused = materialize_grads if allow_unused is None else allow_unused
@@ -703,13 +748,21 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 def _as_tensors(op, what, value):
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    items = (value,) if isinstance(value, Variable) else tuple(value) if _iterable(value) else (value,)
     for i, t in enumerate(items):
         if not isinstance(t, Variable):
             raise TypeError(f"{op}: {what}[{i}] must be a tensor, got {type(t).__name__}")
     if not items:
         raise ValueError(f"{op}: {what} is empty")
     return items
+
+
+def _iterable(value):
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return not isinstance(value, (str, bytes, np.ndarray))
 
 
 def _output_grad(op, root, grad):
@@ -913,10 +966,10 @@ def _owned(g, dtype):
 
 def _accumulate_leaf(leaf, g, fresh=False):
     """leaf.grad += g, or leaf.grad = a copy of g (g itself when `fresh`: see Function.fresh_grads)."""
-    if leaf.grad is None:
-        leaf.grad = leaf._wrap(g if fresh and g.dtype == leaf._array.dtype else _owned(g, leaf._array.dtype))
+    if leaf._grad is None:
+        leaf._grad = leaf._wrap(g if fresh and g.dtype == leaf._array.dtype else _owned(g, leaf._array.dtype))
     else:
-        leaf.grad._array += g
+        leaf._grad._array += g
 
 
 # ---- hooks ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Parameter: a leaf tensor that a Module registers as learnable."""
 import numpy as np
 
+from ..autograd import Variable
 from ..tensor import Tensor
 
 
@@ -12,9 +13,15 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad=True):
-        array = data._array if isinstance(data, Tensor) else np.asarray(data)
-        super().__init__(array, requires_grad=requires_grad, dtype=array.dtype)
+    def __init__(self, data=None, requires_grad=True):
+        """Parameter(t) shares t's memory, as in PyTorch (changing one changes the other); a NumPy array or a
+        list is taken as tinyattn.tensor would take it. Parameter() is an empty float32 parameter."""
+        if data is None:
+            data = np.empty(0, dtype=np.float32)
+        if isinstance(data, Tensor):
+            Variable.__init__(self, data._array, requires_grad)
+        else:
+            super().__init__(np.asarray(data), requires_grad=requires_grad)
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
