@@ -442,16 +442,16 @@ def _stepped_adam():
     return opt, (a, b, c)
 
 
-def test_state_dict_layout_is_pytorchs_with_indices_as_str():
+def test_state_dict_layout_is_pytorchs():
     opt, (a, b, c) = _stepped_adam()
     sd = opt.state_dict()
     assert set(sd) == {"state", "param_groups"}
-    assert set(sd["state"]) == {"0", "2"}  # b had no gradient: no state
-    assert sd["state"]["2"]["step"] == 1 and sd["state"]["2"]["exp_avg"].shape == (2, 2)
-    g0, g1 = sd["param_groups"]["0"], sd["param_groups"]["1"]
-    assert g0["params"].tolist() == [0, 1] and g1["params"].tolist() == [2]  # numbered across the groups
-    assert g0["lr"] == 0.1 and g1["lr"] == 0.01 and g1["betas"].tolist() == [0.8, 0.9]
-    sd["state"]["0"]["exp_avg"][...] = 7.0  # copies: changing the dict changes no state
+    assert set(sd["state"]) == {0, 2}  # b had no gradient: no state
+    assert sd["state"][2]["step"] == 1 and sd["state"][2]["exp_avg"].shape == (2, 2)
+    g0, g1 = sd["param_groups"]
+    assert g0["params"] == [0, 1] and g1["params"] == [2]  # numbered across the groups
+    assert g0["lr"] == 0.1 and g1["lr"] == 0.01 and g1["betas"] == (0.8, 0.9)
+    sd["state"][0]["exp_avg"][...] = 7.0  # copies: changing the dict changes no state
     assert opt.state[a]["exp_avg"][0] != 7.0
 
     torch = pytest.importorskip("torch")
@@ -461,16 +461,33 @@ def test_state_dict_layout_is_pytorchs_with_indices_as_str():
         p.grad = torch.ones_like(p)
     topt.step()
     tsd = topt.state_dict()
-    assert [g["params"] for g in tsd["param_groups"]] == [[0, 1], [2]]
-    assert sorted(tsd["state"]) == [0, 2]
+    assert [g["params"] for g in tsd["param_groups"]] == [g["params"] for g in sd["param_groups"]]
+    assert [sorted(g) for g in tsd["param_groups"]] == [sorted(g) for g in sd["param_groups"]]
+    assert sorted(tsd["state"]) == sorted(sd["state"])
     for i in (0, 2):
-        np.testing.assert_allclose(sd["state"][str(i)]["exp_avg_sq"], tsd["state"][i]["exp_avg_sq"].numpy(), rtol=1e-12)
+        assert sorted(tsd["state"][i]) == sorted(sd["state"][i])
+        np.testing.assert_allclose(sd["state"][i]["exp_avg_sq"].numpy(), tsd["state"][i]["exp_avg_sq"].numpy(),
+                                   rtol=1e-12)
+
+
+def test_the_older_str_keyed_layout_still_loads():
+    opt, params = _stepped_adam()
+    sd = opt.state_dict()
+    old = {"state": {str(k): {n: (v.numpy() if isinstance(v, ta.Tensor) else v) for n, v in b.items()}
+                     for k, b in sd["state"].items()},
+           "param_groups": {str(i): {**g, "params": np.array(g["params"]), "betas": np.array(g["betas"])}
+                            for i, g in enumerate(sd["param_groups"])}}
+    fresh = [_param(), _param(), nn.Parameter(ta.zeros(2, 2, dtype=ta.float64))]
+    other = ta.optim.Adam([{"params": fresh[:2]}, {"params": fresh[2:]}], lr=0.2)
+    other.load_state_dict(old)
+    assert other.param_groups[1]["betas"] == (0.8, 0.9)
+    np.testing.assert_array_equal(other.state[fresh[0]]["exp_avg"], opt.state[params[0]]["exp_avg"])
 
 
 def test_a_fresh_optimizer_saves_and_loads(tmp_path):
     opt = ta.optim.AdamW(_decay_groups(Small(), 0.1), lr=0.3)
     sd = opt.state_dict()
-    assert "state" not in sd  # tinyattn.save cannot store an empty dict
+    assert sd["state"] == {}
     ta.save({"optim": sd}, tmp_path / "fresh.npz")
     other = ta.optim.AdamW(_decay_groups(Small(), 0.5), lr=0.1)
     other.load_state_dict(ta.load(tmp_path / "fresh.npz")["optim"])
@@ -502,21 +519,22 @@ def _corrupt(edit):
 
 
 @pytest.mark.parametrize("edit,error,match", [
-    (lambda sd: sd["param_groups"].pop("1"), ValueError, "Adam.load_state_dict: the checkpoint has 1 parameter group"),
-    (lambda sd: sd["param_groups"]["0"].update(params=np.array([0])), ValueError,
+    (lambda sd: sd["param_groups"].pop(1), ValueError, "Adam.load_state_dict: the checkpoint has 1 parameter group"),
+    (lambda sd: sd["param_groups"][0].update(params=[0]), ValueError,
      r"param group 0 has 1 parameter\(s\) in the checkpoint, 2 in this optimizer"),
-    (lambda sd: sd["param_groups"]["1"].update(momentum=0.9), ValueError, r"param group 1 has unknown key\(s\) \['momentum'\]"),
+    (lambda sd: sd["param_groups"][1].update(momentum=0.9), ValueError, r"param group 1 has unknown key\(s\) \['momentum'\]"),
     (lambda sd: sd.update(step_count=3), ValueError, "expected the keys 'param_groups' and 'state'"),
     (lambda sd: sd.pop("param_groups"), ValueError, "expected the keys 'param_groups' and 'state'"),
-    (lambda sd: sd["state"]["2"].update(exp_avg=np.zeros((4,))), ValueError,
-     r"state '2': 'exp_avg' has shape \(4,\), the parameter has shape \(2, 2\)"),
-    (lambda sd: sd["state"]["0"].pop("exp_avg_sq"), ValueError, r"state '0' has the keys \['exp_avg', 'step'\]"),
-    (lambda sd: sd["state"]["0"].update(momentum_buffer=np.zeros(3)), ValueError, "Adam keeps"),
-    (lambda sd: sd["state"].update({"5": sd["state"]["0"]}), ValueError, "state entry '5' refers to no parameter"),
-    (lambda sd: sd["state"]["0"].update(step=1.5), ValueError, "step must be a non-negative integer"),
-    (lambda sd: sd["param_groups"]["1"].update(lr=-0.5), ValueError, "param group 1: invalid lr -0.5"),
-    (lambda sd: sd["param_groups"]["1"].update(betas=np.array([0.9, 1.0])), ValueError, "invalid beta parameter at index 1"),
-    (lambda sd: sd["param_groups"].update({"7": sd["param_groups"].pop("1")}), ValueError, "indices 0..n-1"),
+    (lambda sd: sd["state"][2].update(exp_avg=np.zeros((4,))), ValueError,
+     r"state 2: 'exp_avg' has shape \(4,\), the parameter has shape \(2, 2\)"),
+    (lambda sd: sd["state"][0].pop("exp_avg_sq"), ValueError, r"state 0 has the keys \['exp_avg', 'step'\]"),
+    (lambda sd: sd["state"][0].update(momentum_buffer=np.zeros(3)), ValueError, "Adam keeps"),
+    (lambda sd: sd["state"].update({5: sd["state"][0]}), ValueError, "state entry 5 refers to no parameter"),
+    (lambda sd: sd["state"][0].update(step=1.5), ValueError, "step must be a non-negative integer"),
+    (lambda sd: sd["param_groups"][1].update(lr=-0.5), ValueError, "param group 1: invalid lr -0.5"),
+    (lambda sd: sd["param_groups"][1].update(betas=(0.9, 1.0)), ValueError, "invalid beta parameter at index 1"),
+    (lambda sd: sd.update(param_groups={"0": sd["param_groups"][0], "7": sd["param_groups"][1]}), ValueError,
+     "indices 0..n-1"),
 ])
 def test_a_bad_checkpoint_is_refused_and_nothing_is_half_loaded(edit, error, match):
     sd = _corrupt(edit)()

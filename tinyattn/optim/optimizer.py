@@ -6,15 +6,14 @@ default. `state` maps each parameter to its buffers (momentum, Adam's moments an
 `step()` updates every parameter that has a gradient, in place, and bumps its version counter, so
 a backward through a graph that saved the old value raises instead of using the new one.
 
-state_dict() has PyTorch's layout, with the lists turned into dicts keyed by str index so that
-`tinyattn.save` can store it as it is:
+state_dict() has PyTorch's layout:
 
-    {"state":        {"0": {"step": 3, "exp_avg": array, ...}, "1": {...}},   # by parameter position
-     "param_groups": {"0": {"lr": 1e-3, "betas": array([0.9, 0.999]), ..., "params": array([0, 1])},
-                      "1": {...}}}
+    {"state":        {0: {"step": 3, "exp_avg": tensor, ...}, 1: {...}},   # by parameter position
+     "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), ..., "params": [0, 1]}, {...}]}
 
-Parameters are numbered across the groups in order, as in PyTorch. "state" is left out while no
-parameter has any (tinyattn.save cannot store an empty dict). Arrays are host copies.
+Parameters are numbered across the groups in order, as in PyTorch. Buffers are host copies, as tensors; the
+step count is a Python int (PyTorch keeps a 0-d tensor). load_state_dict also takes the older tinyattn layout
+(dicts keyed "0", "1", ... for the lists, NumPy arrays for the buffers).
 """
 from collections import defaultdict
 
@@ -201,24 +200,21 @@ class Optimizer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self):
-        """PyTorch's layout with str-keyed dicts for lists (see the module docstring); host copies."""
+        """PyTorch's layout (see the module docstring); host copies."""
         index = {}
-        groups = {}
-        for g, group in enumerate(self.param_groups):
+        groups = []
+        for group in self.param_groups:
             for p in group["params"]:
                 index[id(p)] = len(index)
-            packed = {k: (np.array(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
-            packed["params"] = np.array([index[id(p)] for p in group["params"]], dtype=np.int64)
-            groups[str(g)] = packed
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
         state = {}
         for p, buffers in self.state.items():
             if buffers and id(p) in index:
-                state[str(index[id(p)])] = {
-                    k: v if isinstance(v, (int, float)) else np.array(move(v, "cpu")) for k, v in buffers.items()}
-        out = {"param_groups": groups}
-        if state:
-            out["state"] = dict(sorted(state.items(), key=lambda kv: int(kv[0])))
-        return out
+                state[index[id(p)]] = {k: v if isinstance(v, (int, float)) else Tensor._wrap(np.array(move(v, "cpu")))
+                                       for k, v in buffers.items()}
+        return {"state": dict(sorted(state.items())), "param_groups": groups}
 
     def load_state_dict(self, state_dict):
         """Restore groups' hyperparameters and per-parameter state from state_dict(). Everything is
@@ -243,7 +239,7 @@ class Optimizer:
             unknown = sorted(set(saved) - known - {"params"})
             if unknown:
                 raise ValueError(f"{name}: {where} has unknown key(s) {unknown} (a checkpoint of another optimizer?)")
-            ids = [int(i) for i in np.asarray(saved["params"]).reshape(-1)]
+            ids = [int(i) for i in np.asarray(saved["params"], dtype=np.int64).reshape(-1)]
             if len(ids) != len(group["params"]):
                 raise ValueError(f"{name}: {where} has {len(ids)} parameter(s) in the checkpoint, "
                                  f"{len(group['params'])} in this optimizer")
@@ -251,7 +247,8 @@ class Optimizer:
                 if i in params_by_id:
                     raise ValueError(f"{name}: parameter index {i} appears twice in the checkpoint's groups")
                 params_by_id[i] = p
-            hyper = {k: (tuple(np.asarray(v).tolist()) if k in self._pair_keys else v)
+            hyper = {k: (tuple(np.asarray(v.numpy() if isinstance(v, Tensor) else v).tolist())
+                         if k in self._pair_keys else v)
                      for k, v in saved.items() if k != "params"}
             hyper = self._normalise({**{k: v for k, v in group.items() if k != "params"}, **hyper}, where)
             new_groups.append({**hyper, "params": group["params"]})
