@@ -352,7 +352,7 @@ def slogdet(A):
 
 def logdet(A):
     """ln det A: nan for a negative determinant, -inf for a zero one (PyTorch's logdet)."""
-    from .elementwise import log, where
+    from .elementwise import where
 
     sign, logabs = slogdet(A)
     nan = logabs._wrap(np.full(logabs.shape, np.nan, dtype=logabs.dtype))

@@ -2,7 +2,7 @@
 pairwise_distance."""
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function
 from .checks import check_tensor
 
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function
 from .checks import check_tensor
 
 
