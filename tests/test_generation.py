@@ -386,7 +386,7 @@ def test_window_full_reprimes_the_cache():
     model = _model("learned")
     prompt = np.random.default_rng(15).integers(0, V, (2, 5))
     ta.manual_seed(3)
-    ids, cached = ta.generate(model, prompt, 14, temperature=0, return_logits=True)
+    ids, cached = ta.generate(model, prompt, 14, temperature=0, return_logits=True, context_overflow="reprime")
     _, plain = ta.generate(model, prompt, 14, temperature=0, use_cache=False, return_logits=True)
     ids = ids.numpy()
     assert ids.shape == (2, 19)
@@ -407,8 +407,6 @@ def test_window_full_reprimes_the_cache():
 
 def test_generate_bad_arguments():
     model = _model("sinusoidal")
-    with pytest.raises(ValueError, match="generate: the prompt has 13 tokens but the model's context is 12"):
-        ta.generate(model, np.zeros(13, np.int64), 1)
     for top_p in (0, 1.5, -0.1, float("nan")):
         with pytest.raises(ValueError, match=r"generate: top_p must be in \(0, 1\]"):
             ta.generate(model, [1], 1, top_p=top_p)
@@ -539,12 +537,13 @@ def _generate_both(model, prompt, n, monkeypatch, **kw):
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_decode_equals_op_by_op(dtype, tol, norm_first, activation, bias, monkeypatch, fused_calls):
-    # 24 new tokens from a 3-token prompt, batch 2, context C = 12: the cache re-primes twice (at 12 and at 18
-    # positions), so the fused step also runs on 3- and 6-token chunks, on an empty and on a grown cache
+    # 24 new tokens from a 3-token prompt, batch 2, context C = 12, context_overflow="reprime": the cache
+    # re-primes twice (at 12 and at 18 positions), so the fused step also runs on 3- and 6-token chunks, on an
+    # empty and on a grown cache
     ta.manual_seed(1)
     model = _FusedLM([_fused_layer(norm_first, activation, bias, dtype) for _ in range(2)], dtype).eval()
     prompt = np.random.default_rng(4).integers(0, V, (2, 3))
-    (ids, fused), (ids_plain, plain) = _generate_both(model, prompt, 24, monkeypatch)
+    (ids, fused), (ids_plain, plain) = _generate_both(model, prompt, 24, monkeypatch, context_overflow="reprime")
     assert len(fused_calls) == 2 * 24  # every step of both layers, the prompt and the re-primes included
     np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
     np.testing.assert_array_equal(ids.numpy(), ids_plain.numpy())
