@@ -426,3 +426,18 @@ def test_keyword_spellings():
         torch.gather(t, dim=1, index=torch.tensor([[2], [0]])).tolist()
     assert x.roll(shifts=1, dims=1).tolist() == t.roll(shifts=1, dims=1).tolist()
     assert x.movedim(source=0, destination=1).tolist() == t.movedim(source=0, destination=1).tolist()
+
+
+def test_finfo_iinfo_and_constants():
+    for dtype, tdtype in ((ta.float32, torch.float32), (ta.float64, torch.float64), (ta.float16, torch.float16)):
+        f, t = ta.finfo(dtype), torch.finfo(tdtype)
+        assert (f.min, f.max, f.eps, f.tiny, f.bits, f.resolution) == (t.min, t.max, t.eps, t.tiny, t.bits, t.resolution)
+    assert ta.finfo().eps == torch.finfo().eps
+    for dtype, tdtype in ((ta.int64, torch.int64), (ta.int32, torch.int32), (ta.uint8, torch.uint8)):
+        i, t = ta.iinfo(dtype), torch.iinfo(tdtype)
+        assert (i.min, i.max, i.bits) == (t.min, t.max, t.bits)
+    with pytest.raises(TypeError, match="finfo"):
+        ta.finfo(ta.int64)
+    x = ta.zeros(2).masked_fill(ta.tensor([True, False]), ta.finfo(ta.float32).min)
+    assert x[0].item() == torch.finfo(torch.float32).min
+    assert (ta.pi, ta.e, ta.inf) == (torch.pi, torch.e, torch.inf) and ta.nan != ta.nan

@@ -92,5 +92,7 @@ from .functional import (  # noqa: E402
     unravel_index, vsplit,
 )
 from .functional import det, inverse, logdet, matrix_power, slogdet  # noqa: E402
+from .dtypes import finfo, iinfo  # noqa: E402
+from math import e, inf, nan, pi  # noqa: E402  (torch.pi, torch.e, torch.inf, torch.nan)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402

@@ -184,3 +184,40 @@ def numel(input):
     if not isinstance(input, Variable):
         raise TypeError(f"numel: expected a tensor, got {type(input).__name__}")
     return input._array.size.__index__()
+
+
+class finfo:
+    """PyTorch's torch.finfo: the limits of a floating-point dtype (the default dtype when none is given) as
+    Python floats: bits, eps, max, min, tiny (= smallest_normal), resolution, dtype."""
+
+    def __init__(self, type=None):
+        dt = _default_float[0] if type is None else as_dtype(type, "finfo")
+        if dt.kind != "f":
+            raise TypeError(f"finfo: expected a floating-point dtype, got {dt}")
+        info = np.finfo(dt)
+        self.dtype = dt.name
+        self.bits = info.bits
+        self.eps, self.max, self.min = info.eps.item(), info.max.item(), info.min.item()
+        self.tiny = self.smallest_normal = info.smallest_normal.item()
+        self.resolution = 10.0 ** -info.precision  # PyTorch's: 1e-06 for float32
+
+    def __repr__(self):
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, eps={self.eps:g}, "
+                f"smallest_normal={self.smallest_normal:g}, tiny={self.tiny:g}, dtype={self.dtype})")
+
+
+class iinfo:
+    """PyTorch's torch.iinfo: bits, min, max and dtype of an integer (or bool) dtype, as Python ints."""
+
+    def __init__(self, type):
+        dt = as_dtype(type, "iinfo")
+        if dt.kind not in "iub":
+            raise TypeError(f"iinfo: expected an integer dtype, got {dt}")
+        info = np.iinfo(np.uint8 if dt.kind == "b" else dt)
+        self.dtype = dt.name
+        self.bits, self.min, self.max = info.bits, info.min, info.max
+        if dt.kind == "b":
+            self.bits, self.min, self.max = 8, 0, 1
+
+    def __repr__(self):
+        return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype})"
