@@ -441,3 +441,9 @@ def test_finfo_iinfo_and_constants():
     x = ta.zeros(2).masked_fill(ta.tensor([True, False]), ta.finfo(ta.float32).min)
     assert x[0].item() == torch.finfo(torch.float32).min
     assert (ta.pi, ta.e, ta.inf) == (torch.pi, torch.e, torch.inf) and ta.nan != ta.nan
+
+
+def test_unary_plus_and_reversed():
+    x = ta.tensor([1.0, 2.0, 3.0])
+    assert (+x).tolist() == [1.0, 2.0, 3.0] and reversed(x).tolist() == [3.0, 2.0, 1.0]
+    assert reversed(ta.tensor([[1, 2], [3, 4]])).tolist() == torch.tensor([[1, 2], [3, 4]]).__reversed__().tolist()

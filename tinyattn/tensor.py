@@ -377,6 +377,13 @@ class Tensor(Variable):
     def __abs__(self):
         return F.abs(self)
 
+    def __pos__(self):
+        return F.positive(self)
+
+    def __reversed__(self):
+        """reversed(t) is t flipped along dim 0 (a tensor, as in PyTorch)."""
+        return self if self.ndim == 0 else F.flip(self, 0)
+
     def __floordiv__(self, other):
         return F.floor_divide(self, other)
 
