@@ -447,3 +447,11 @@ def test_unary_plus_and_reversed():
     x = ta.tensor([1.0, 2.0, 3.0])
     assert (+x).tolist() == [1.0, 2.0, 3.0] and reversed(x).tolist() == [3.0, 2.0, 1.0]
     assert reversed(ta.tensor([[1, 2], [3, 4]])).tolist() == torch.tensor([[1, 2], [3, 4]]).__reversed__().tolist()
+
+
+def test_one_element_integer_tensors_as_sizes():
+    x = ta.arange(6)
+    n = ta.tensor(2)
+    assert x.view(n, -1).shape == (2, 3) and x.reshape(3, n).shape == (3, 2)
+    with pytest.raises(TypeError, match="reshape: shape arguments must be ints"):
+        x.reshape(ta.tensor(2.0), 3)

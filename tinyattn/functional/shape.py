@@ -277,6 +277,9 @@ def _shape_args(op, args, what="shape arguments"):
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
     if not all(isinstance(a, (int, np.integer)) for a in args):
+        if all(isinstance(a, Variable) and a._array.dtype.kind in "iu" and a._array.size == 1 for a in args
+               if not isinstance(a, (int, np.integer))) and not any(isinstance(a, bool) for a in args):
+            return tuple(a.__index__() if isinstance(a, Variable) else int(a) for a in args)  # one-element int tensors
         raise TypeError(f"{op}: {what} must be ints, got {args}")
     return tuple(int(a) for a in args)
 
