@@ -49,7 +49,7 @@ class Const(nn.Module):
         super().__init__()
         self.rows = np.asarray(rows, dtype=np.float64)
 
-    def forward(self, tokens, kv_cache=None):
+    def forward(self, tokens):
         n, t = tokens.shape
         return ta.tensor(np.broadcast_to(self.rows[:, None, :], (n, t, self.rows.shape[-1])).copy())
 
@@ -139,7 +139,7 @@ def test_nonfinite_logits_raise_instead_of_token_zero(temperature, top_k, top_p)
         # the error is PyTorch's type too, and generate restores the model's mode after it
         model = Const([good, bad]).train()
         with pytest.raises(RuntimeError, match=NONFINITE):
-            ta.generate(model, [[1], [2]], 3, temperature=temperature, top_k=top_k, top_p=top_p)
+            ta.generate(model, [[1], [2]], 3, temperature=temperature, top_k=top_k, top_p=top_p, use_cache=False)
         assert model.training
     # -inf for some tokens is masking, not an error: they are never drawn
     masked = np.array([[-np.inf, 0.3, -np.inf, 0.2]] * 2000)
@@ -233,3 +233,44 @@ def test_return_logits_with_zero_new_tokens_has_the_vocab():
     assert ids.shape == (2,) and logits.shape == (0, V)
     _, logits = ta.generate(model, [1, 2], 3, return_logits=True)
     assert logits.shape == (3, V)
+
+
+def test_a_model_that_ignores_its_cache_is_refused_not_fed_one_token():
+    inner = _model("learned")
+
+    class Ignores(nn.Module):  # takes kv_cache (via **kwargs) but never hands it on: would see one token a step
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tokens, **kwargs):
+            return self.inner(tokens)
+
+    with pytest.raises(ValueError, match=r"generate: after a forward over 2 new token\(s\) with kv_cache, the cache "
+                                         r"holds 0 position\(s\) instead of 2: Ignores.forward must hand kv_cache"):
+        ta.generate(Ignores(), [1, 2], 3)
+    np.testing.assert_array_equal(ta.generate(Ignores(), [1, 2], 3, temperature=0, use_cache=False).numpy(),
+                                  ta.generate(inner, [1, 2], 3, temperature=0).numpy())
+
+
+def test_tuple_outputs_and_batch_mismatch():
+    inner = _model("learned")
+
+    class NanoStyle(nn.Module):  # nanoGPT / minGPT: forward(idx, targets=None) -> (logits, loss)
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, idx, targets=None, kv_cache=None):
+            return self.inner(idx, kv_cache=kv_cache), None
+
+    for use_cache in (True, False):
+        np.testing.assert_array_equal(ta.generate(NanoStyle(), [[1, 2]], 4, temperature=0, use_cache=use_cache).numpy(),
+                                      ta.generate(inner, [[1, 2]], 4, temperature=0).numpy())
+    class FirstRowOnly(nn.Module):
+        def forward(self, idx):
+            return inner(idx)[:1]
+
+    with pytest.raises(ValueError, match=r"generate: the model returned logits for 1 rows \(shape \(1, 7\)\) for a "
+                                         r"batch of 2 prompts"):
+        ta.generate(FirstRowOnly(), [[1], [2]], 2, use_cache=False)

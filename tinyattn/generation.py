@@ -9,7 +9,8 @@ query, key and value, append the key and value to the cache and attend the one q
 cached positions: O(S) work per token and layer, where re-running the window costs O(S²) attention
 and O(S) projections of tokens already seen.
 
-The model contract: model(tokens) -> logits (N, T, vocab) for tokens (N, T) (int64), and, for the
+The model contract: model(tokens) -> logits (N, T, vocab) for tokens (N, T) (int64) (or a tuple whose
+first item they are, as nanoGPT's (logits, loss), or an object with a .logits Tensor), and, for the
 cached path, model(tokens, kv_cache=cache) with an nn.KVCache that the model hands to its causal
 layers (cache[i] to layer i, or the whole cache to an nn.TransformerEncoder) and whose seq_len, read
 before the layers, is the position offset for its positional encoding (see examples/char_lm.py).
@@ -167,6 +168,9 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=N
             logits = next(run)
             vocab = logits.shape[-1]
             for _ in range(max_new_tokens):
+                if logits.shape[0] != ids.shape[0]:
+                    raise ValueError(f"{_OP}: the model returned logits for {logits.shape[0]} rows (shape "
+                                     f"{logits.shape}) for a batch of {ids.shape[0]} prompts")
                 steps.append(logits)
                 token = _sample(logits, temperature, top_k, top_p, generator)  # (N,); checked above
                 ids = np.concatenate([ids, token[:, None]], axis=1)
@@ -195,18 +199,32 @@ def _cached(model, ids, context, device, overflow):
         return
     cache = KVCache()
     start = 0 if context is None else max(0, ids.shape[1] - context)  # a prompt longer than the window: its end
-    logits = _last(model(tensor(ids[:, start:], device=device), kv_cache=cache))
+    logits = _cached_forward(model, tensor(ids[:, start:], device=device), cache)
     while True:
         ids = yield logits
         if context is None or cache.seq_len < context:  # the newest token fits: one cached step
-            logits = _last(model(_tokens(ids[:, -1:], device), kv_cache=cache))
+            logits = _cached_forward(model, _tokens(ids[:, -1:], device), cache)
         elif overflow == "slide":  # from now on every step is a forward over the last `context` tokens
             yield from _uncached(model, ids, context, device)
             return
         else:  # "reprime": a new cache from the newest max(1, context // 2) tokens (never ids[:, -0:])
             cache = KVCache()
             keep = max(1, context // 2)
-            logits = _last(model(tensor(ids[:, -keep:], device=device), kv_cache=cache))
+            logits = _cached_forward(model, tensor(ids[:, -keep:], device=device), cache)
+
+
+def _cached_forward(model, tokens, cache):
+    """model(tokens, kv_cache=cache)'s last logits, after checking that the model did fill the cache: a
+    model that takes kv_cache but does not hand it to its layers would otherwise see one token per step."""
+    before = cache.seq_len
+    logits = _last(model(tokens, kv_cache=cache))
+    if cache.seq_len != before + tokens.shape[1]:
+        raise ValueError(f"{_OP}: after a forward over {tokens.shape[1]} new token(s) with kv_cache, the cache holds "
+                         f"{cache.seq_len} position(s) instead of {before + tokens.shape[1]}: "
+                         f"{type(model).__name__}.forward must hand kv_cache to its causal attention layers "
+                         "(cache[i] to layer i, or the whole cache to an nn.TransformerEncoder), or pass "
+                         "use_cache=False")
+    return logits
 
 
 def _uncached(model, ids, context, device):
@@ -222,6 +240,10 @@ def _tokens(ids, device):
 
 
 def _last(logits):
+    if isinstance(logits, (tuple, list)) and logits:  # (logits, loss) as nanoGPT's and minGPT's models return
+        logits = logits[0]
+    elif not isinstance(logits, Tensor) and isinstance(getattr(logits, "logits", None), Tensor):  # HF's outputs
+        logits = logits.logits
     if not isinstance(logits, Tensor) or logits.ndim != 3:
         raise ValueError(f"{_OP}: the model must return logits (N, T, vocab), got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
