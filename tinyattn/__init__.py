@@ -5,6 +5,7 @@
     y = (x @ x.T).softmax(dim=-1).sum()
     y.backward()            # x.grad now holds dy/dx
 """
+from . import kernel_cache  # first: the kernels' Numba cache tolerates a full or unwritable disk (kernel_cache.py)
 from . import cuda, functional, nn, optim, profiler, testing, viz
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .cuda import device
