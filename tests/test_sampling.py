@@ -190,6 +190,8 @@ def test_temperature_zero_is_greedy_whatever_top_k_top_p():
         np.testing.assert_array_equal(sample_from_logits(logits, 0, top_k, top_p), logits.argmax(-1))
     with pytest.raises(ValueError, match="generate: temperature must be finite and >= 0"):
         sample_from_logits(logits, float("nan"))
+    with pytest.raises(ValueError, match="generate: top_k must be >= 1"):
+        sample_from_logits(logits, 0, top_k=0)  # checked even where greedy would not use it
 
 
 # ---------------------------------------------------------------------------------------------------------

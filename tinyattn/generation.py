@@ -79,6 +79,7 @@ def sample_from_logits(logits, temperature=1.0, top_k=None, top_p=None, generato
     with PyTorch multinomial's message, whatever the temperature: never a silent token 0.
     """
     temperature = _check_temperature(temperature)
+    _check_top(top_k, top_p)  # (greedy ignores them, but bad values are refused all the same)
     _numpy_rng(generator, _OP)  # a bad generator is refused before anything else
     return _sample(np.asarray(_as_numpy(logits), dtype=np.float64), temperature, top_k, top_p, generator)
 
@@ -128,8 +129,9 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=N
     (the returned ids keep all of it), and once the sequence is longer the window slides by one token
     per step.
 
-    use_cache=True (default) feeds the prompt once and then one token per step with an nn.KVCache;
-    use_cache=False re-runs the window at every step (the reference). With the default
+    use_cache=True (default) feeds the prompt once and then one token per step with an nn.KVCache
+    (a model that takes kv_cache but leaves it unfilled is refused with a ValueError: it would see one
+    token per step); use_cache=False re-runs the window at every step (the reference). With the default
     context_overflow="slide" both give the same tokens (and the same logits, to float rounding): a
     cache cannot drop its oldest position (every later key was computed with it in view), so once the
     window is full the cached path re-runs the last context_length tokens at every step as
