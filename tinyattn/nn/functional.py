@@ -13,4 +13,3 @@ from ..functional import (  # noqa: F401,E402  (losses)
     binary_cross_entropy, binary_cross_entropy_with_logits, huber_loss, kl_div, l1_loss, nll_loss, smooth_l1_loss,
 )
 from ..functional import leaky_relu, silu  # noqa: F401,E402
-from .activation import gelu  # noqa: F401,E402,F811  (PyTorch's default: approximate='none', the exact erf form)
