@@ -102,8 +102,8 @@ def mean_loss(model, data, rng, batches, batch, context):
 
 
 def sample(model, prompt_ids, length, seed, temperature=0.8, top_k=None, top_p=None):
-    """prompt_ids followed by `length` sampled ids (ta.generate with its key/value cache; when the
-    context window is full it re-primes from the last context // 2 characters)."""
+    """prompt_ids followed by `length` sampled ids (ta.generate with its key/value cache; once the
+    context window is full, each step re-runs the last `context` characters)."""
     ids = ta.generate(model, np.asarray(prompt_ids, dtype=np.int64), length, temperature=temperature, top_k=top_k,
                       top_p=top_p, generator=np.random.default_rng(seed))
     return ids.numpy().tolist()
