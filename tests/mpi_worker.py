@@ -186,6 +186,89 @@ def run_mixed_ddp(dist, rank, out):
         out["save_error"] = np.array(f"{type(e).__name__}: {e}")
 
 
+class TwoLayers(nn.Module):
+    """For the wrap-time checks and join(): two small Linear layers."""
+
+    def __init__(self, out_features=1):
+        super().__init__()
+        self.l1 = nn.Linear(3, 4)
+        self.l2 = nn.Linear(4, out_features)
+
+    def forward(self, x):
+        return self.l2(self.l1(x).tanh())
+
+
+JOIN_BATCHES = (5, 3)  # rank 0 has 5 batches, rank 1 has 3
+JOIN_LR = 0.1
+
+
+def join_batch(rank, step):
+    return np.random.default_rng((rank, step, 7)).standard_normal((4, 3)).astype(np.float32)
+
+
+def run_wrap_checks(dist, rank, out):
+    """Models that differ between the ranks: a RuntimeError on every rank at wrap time, naming the first
+    parameter that differs; the group stays usable (nothing was sent but the signatures)."""
+    cases = {
+        "other_bias": lambda m: (m.l1 if rank == 0 else m.l2).bias.requires_grad_(False),  # equal-size buckets
+        "one_rank_frozen": lambda m: m.l1.bias.requires_grad_(False) if rank == 1 else None,
+        "shape": None,
+        "order": None,
+    }
+    for name, change in cases.items():
+        ta.manual_seed(SEED)
+        model = TwoLayers(out_features=2 if name == "shape" and rank == 1 else 1)
+        if name == "order" and rank == 1:  # the same parameters, registered in another order
+            model = nn.Module()
+            model.l2, model.l1 = nn.Linear(4, 1), nn.Linear(3, 4)
+        if change is not None:
+            change(model)
+        try:
+            dist.DistributedDataParallel(model)
+            out[f"wrap/{name}"] = np.array("no error")
+        except RuntimeError as e:
+            out[f"wrap/{name}"] = np.array(f"{type(e).__name__}: {e}")
+    # the same frozen parameter on every rank is fine: it gets no gradient, the others are averaged
+    model = TwoLayers()
+    model.l1.bias.requires_grad_(False)
+    ddp = dist.DistributedDataParallel(model)
+    ddp(ta.tensor(join_batch(rank, 0))).sum().backward()
+    out["wrap/frozen_grad_is_none"] = np.array(model.l1.bias.grad is None)
+    out["wrap/l1_weight_grad"] = model.l1.weight.grad.numpy().copy()
+
+
+def run_join(dist, rank, out):
+    """Uneven inputs under ddp.join(): rank 1 runs out of batches after 3 steps; the job ends with both
+    ranks equal to one process that averages rank 0's gradients with rank 1's zeros."""
+    for divide in (True, False):
+        ta.manual_seed(SEED + rank)  # different: the wrap-time broadcast makes them equal
+        model = TwoLayers()
+        ddp = dist.DistributedDataParallel(model)
+        opt = ta.optim.SGD(ddp.parameters(), lr=JOIN_LR)
+        with ddp.join(divide_by_initial_world_size=divide):
+            for step in range(JOIN_BATCHES[rank]):
+                opt.zero_grad()
+                (ddp(ta.tensor(join_batch(rank, step))) ** 2).mean().backward()
+                opt.step()
+        for name, p in model.named_parameters():
+            out[f"join/{divide}/{name}"] = p.numpy().copy()
+    t = ta.ones(2)
+    dist.all_reduce(t)  # the group is in step after join()
+    out["join/after"] = t.numpy()
+    # throw_on_early_termination: every rank raises as soon as one runs out
+    ddp = dist.DistributedDataParallel(TwoLayers())
+    try:
+        with ddp.join(throw_on_early_termination=True):
+            for step in range(JOIN_BATCHES[rank]):
+                (ddp(ta.tensor(join_batch(rank, step))) ** 2).mean().backward()
+        out["join/throw"] = np.array("no error")
+    except RuntimeError as e:
+        out["join/throw"] = np.array(str(e))
+    t = ta.ones(1)
+    dist.all_reduce(t)
+    out["join/after_throw"] = t.numpy()
+
+
 def run_training(dist, rank, world, out, tag, micro, bucket_cap_mb, checkpoint=None):
     ta.manual_seed(SEED + 1000 * rank)  # different on each rank: the wrap-time broadcast makes them equal
     model = TinyLM(scale=1.0 + rank)
@@ -222,6 +305,8 @@ def main_mode(out_dir):
     out = {"world": np.array(world), "numba_threads": np.array(__import__("numba").get_num_threads())}
     run_collectives(dist, rank, world, out)
     run_mixed_ddp(dist, rank, out)
+    run_wrap_checks(dist, rank, out)
+    run_join(dist, rank, out)
     run_training(dist, rank, world, out, "plain", micro=1, bucket_cap_mb=0.002,
                  checkpoint=os.path.join(out_dir, "checkpoint.npz"))
     run_training(dist, rank, world, out, "accumulate", micro=2, bucket_cap_mb=25)

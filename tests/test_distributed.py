@@ -22,6 +22,7 @@ import tinyattn.distributed as dist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "mpi_worker.py")
+FAULTS = os.path.join(HERE, "mpi_faults.py")
 WORLD = 2
 
 
@@ -104,6 +105,21 @@ def test_uninitialized_group_says_so():
         dist.DistributedDataParallel(w.TinyLM())
     with pytest.raises(ValueError, match="backend 'nccl'"):
         dist.init_process_group("nccl")
+
+
+def test_timeout_argument_is_checked_before_mpi_starts():
+    import datetime
+
+    with pytest.raises(TypeError, match="timeout must be a datetime.timedelta or a number of seconds"):
+        dist.init_process_group("gloo", timeout="30")
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        dist.init(timeout=datetime.timedelta(seconds=0))
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        dist.init(timeout=-1.5)
+    assert dist.DEFAULT_TIMEOUT == datetime.timedelta(minutes=30)  # PyTorch's gloo default
+    assert not dist.is_initialized()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timout'"):
+        dist.init_process_group(timout=3)
 
 
 @pytest.mark.parametrize("n, world, drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (2, 3, False)])
@@ -305,3 +321,118 @@ def test_char_lm_distributed_trains_like_one_process_with_the_global_batch(tmp_p
         if name.endswith("in_proj_bias"):
             a[16:32] = b[16:32] = 0  # the key bias: see key_bias_slice
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@needs_mpi
+def test_wrap_time_checks_name_the_first_parameter_that_differs(run):
+    """Every rank raises at wrap time (and the group stays usable: the later tests ran in the same job)."""
+    for got in run["ranks"]:
+        # rank 0 freezes l1.bias, rank 1 l2.bias: equal-size buckets, different layouts (summed wrongly before)
+        assert str(got["wrap/other_bias"]) == (
+            "RuntimeError: DistributedDataParallel: the ranks' models differ at parameter #1 (rank 1 differs from "
+            "rank 0): rank 0: 'l1.bias' shape (4,), dtype float32, requires_grad=False; rank 1: 'l1.bias' shape (4,), "
+            "dtype float32, requires_grad=True. Every rank must wrap the same model: the same parameters in the same "
+            "order, with the same names, shapes, dtypes and requires_grad (freeze the same parameters on every rank), "
+            "and the same buffers.")
+        # frozen on one rank only (MPICH's "Message truncated" before)
+        assert "parameter #1" in str(got["wrap/one_rank_frozen"])
+        assert "rank 0: 'l1.bias' shape (4,), dtype float32, requires_grad=True" in str(got["wrap/one_rank_frozen"])
+        assert "rank 1: 'l2.weight' shape (2, 4)" in str(got["wrap/shape"]) and "#2" in str(got["wrap/shape"])
+        assert "parameter #0" in str(got["wrap/order"]) and "rank 1: 'l2.weight'" in str(got["wrap/order"])
+        # the same frozen parameter everywhere is fine
+        assert bool(got["wrap/frozen_grad_is_none"])
+    np.testing.assert_array_equal(run["ranks"][0]["wrap/l1_weight_grad"], run["ranks"][1]["wrap/l1_weight_grad"])
+
+
+@needs_mpi
+@pytest.mark.parametrize("divide", [True, False])
+def test_join_trains_ranks_with_different_batch_counts(run, divide):
+    """Rank 0 has 5 batches, rank 1 has 3, inside ddp.join(): for the last 2 steps rank 1 contributes zeros.
+    Both ranks end equal to one process doing SGD on (g0 + g1) / 2, then g0 / 2 (divide_by_initial_world_size),
+    or g0 / 1 (the ranks still training)."""
+    ta.manual_seed(w.SEED)  # any start: the wrap-time broadcast gives rank 0's (seeded SEED + 0)
+    model = w.TwoLayers()
+    params = dict(model.named_parameters())
+
+    def grads(rank, step):
+        for p in params.values():
+            p.grad = None
+        (model(ta.tensor(w.join_batch(rank, step))) ** 2).mean().backward()
+        return {n: p.grad.numpy().copy() for n, p in params.items()}
+
+    for step in range(max(w.JOIN_BATCHES)):
+        active = [r for r in range(WORLD) if step < w.JOIN_BATCHES[r]]
+        each = [grads(r, step) for r in active]
+        divisor = WORLD if divide else len(active)
+        with ta.no_grad():
+            for n, p in params.items():
+                p -= w.JOIN_LR * (sum(g[n] for g in each) / divisor)
+    for got in run["ranks"]:
+        for n, p in params.items():
+            np.testing.assert_allclose(got[f"join/{divide}/{n}"], p.numpy(), rtol=1e-5, atol=1e-6, err_msg=n)
+        np.testing.assert_array_equal(got["join/after"], [2.0, 2.0])  # the group is in step afterwards
+    for n in params:
+        np.testing.assert_array_equal(run["ranks"][0][f"join/{divide}/{n}"], run["ranks"][1][f"join/{divide}/{n}"])
+
+
+@needs_mpi
+def test_join_throw_on_early_termination(run):
+    for got in run["ranks"]:
+        assert str(got["join/throw"]) == "Detected at least one rank that exhausted inputs. Throwing across all ranks."
+        np.testing.assert_array_equal(got["join/after_throw"], [2.0])
+
+
+# Each fault ends the job non-zero, with a message naming the collective, its number (and DDP's iteration) and
+# the rank at fault, on the ranks that can still speak. seconds: the most the job may take from the fault to its
+# end (measured on 2 shared cores: about 0.6 s for the notes and mismatches, 2.0 + 0.6 s for "stall", whose
+# timeout is 2 s; the limit leaves room for a loaded machine, and is far below the worker's 20 s timeout).
+FAULT_CASES = {
+    "exit": (["rank 1 left the job (its process exited: the end of its script or sys.exit()) after its "
+              "collective #5, while rank 0 waits for it in DistributedDataParallel's gradient all-reduce "
+              "(DistributedDataParallel #0, iteration 3: the backward of forward #3), collective #6"], 8),
+    "ragged_exit": (["rank 1 left the job", "after its collective #6", "gradient all-reduce",
+                     "iteration 4: the backward of forward #4), collective #7", "with ddp_model.join():"], 8),
+    "ragged_collective": (["the ranks called different collectives as their collective #7: rank 0: "
+                           "DistributedDataParallel's gradient all-reduce (DistributedDataParallel #0, iteration 4: "
+                           "the backward of forward #4), collective #7; rank 1: all_reduce (shape (), dtype float32, "
+                           "op='sum'), collective #7", "with ddp_model.join():"], 8),
+    "skip_backward": (["the ranks are out of step at collective #6, the gradient all-reduce: rank 0: "
+                       "DistributedDataParallel #0, iteration 3: the backward of forward #3; rank 1: "
+                       "DistributedDataParallel #0, iteration 3: the backward of forward #4"], 8),
+    "no_sync_alone": (["the ranks are out of step at collective #6, the gradient all-reduce: rank 0: "
+                       "DistributedDataParallel #0, iteration 3: the backward of forward #4; rank 1: "
+                       "DistributedDataParallel #0, iteration 3: the backward of forward #3"], 8),
+    "lone_collective": (["the ranks called different collectives as their collective #7: rank 0: all_reduce "
+                         "(shape (), dtype float32, op='avg'), collective #7; rank 1: DistributedDataParallel's "
+                         "gradient all-reduce (DistributedDataParallel #0, iteration 4"], 8),
+    "stall": (["rank 0 timed out after 2 s in DistributedDataParallel's gradient all-reduce (DistributedDataParallel "
+               "#0, iteration 3: the backward of forward #3), collective #6: rank 1 did not arrive (the last "
+               "collective it reached is #5"], 12),
+}
+FAULT_SECONDS = {}  # mode -> seconds from the fault to the end of the job (printed at the end of the session)
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode", list(FAULT_CASES))
+def test_a_fault_ends_the_job_with_a_clear_error(mode):
+    expected, limit = FAULT_CASES[mode]
+    cmd = [_mpiexec(), "-n", str(WORLD), sys.executable, FAULTS, mode]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=HERE)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{mode}: the job hung (still running after 60 s)\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+    end = time.time()
+    stdout, stderr = done.stdout, done.stderr
+    assert done.returncode != 0, f"{mode}: exit code 0\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    assert "finished all steps" not in stdout or mode.startswith("ragged"), stdout
+    faults = [float(line.split()[1]) for line in stdout.splitlines() if line.startswith("FAULT ")]
+    assert len(faults) == 1, stdout
+    seconds = end - faults[0]
+    FAULT_SECONDS[mode] = seconds
+    print(f"{mode}: {seconds:.2f} s from the fault to the end of the job (exit code {done.returncode})")
+    text = " ".join(stderr.split())  # mpiexec may wrap nothing, but the traceback prefixes lines with [rank r]
+    for piece in expected:
+        assert piece in text, f"{mode}: {piece!r} not in stderr:\n{stderr[-4000:]}"
+    assert seconds < limit, f"{mode}: {seconds:.1f} s from the fault to the end of the job"
+    if mode != "stall":
+        assert seconds < 20 - 5, "ended by the worker's timeout, not by the fault's own detection"

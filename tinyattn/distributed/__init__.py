@@ -4,9 +4,10 @@
 
     import tinyattn.distributed as dist
     dist.init()                                       # join the job; one rank's error ends all of them
+                                                      # (timeout=: how long a collective may wait, 30 min)
     model = dist.DistributedDataParallel(Model())     # rank 0's weights everywhere
     sampler = dist.DistributedSampler(len(data), shuffle=True, seed=0)
-    for epoch in range(epochs):
+    for epoch in range(epochs):                       # (different batch counts per rank: `with model.join():`)
         sampler.set_epoch(epoch)
         ...
         loss.backward()                               # gradients averaged over the ranks here
@@ -19,6 +20,7 @@ environment); it is imported by init(), so importing this package does not need 
 """
 from .ddp import DistributedDataParallel
 from .process_group import (
+    DEFAULT_TIMEOUT, DistBackendError, DistError, get_backend, get_timeout, monitored_barrier,
     ReduceOp, all_gather, all_reduce, barrier, broadcast, destroy_process_group, get_local_rank, get_local_size,
     get_rank, get_world_size, init, init_process_group, is_available, is_initialized, is_main_process, print0,
     save,
@@ -26,6 +28,7 @@ from .process_group import (
 from .sampler import DistributedSampler
 
 __all__ = [
+    "DEFAULT_TIMEOUT", "DistBackendError", "DistError", "get_backend", "get_timeout", "monitored_barrier",
     "DistributedDataParallel", "DistributedSampler", "ReduceOp", "all_gather", "all_reduce", "barrier", "broadcast",
     "destroy_process_group", "get_local_rank", "get_local_size", "get_rank", "get_world_size", "init",
     "init_process_group", "is_available", "is_initialized", "is_main_process", "print0", "save",
