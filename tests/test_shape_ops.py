@@ -455,3 +455,18 @@ def test_one_element_integer_tensors_as_sizes():
     assert x.view(n, -1).shape == (2, 3) and x.reshape(3, n).shape == (3, 2)
     with pytest.raises(TypeError, match="reshape: shape arguments must be ints"):
         x.reshape(ta.tensor(2.0), 3)
+
+
+def test_scatter_reduce_in_place_keeps_the_old_values_for_backward():
+    """amax's backward compares with the values before the write: scatter_reduce_ must not let it read the new ones."""
+    a = np.array([[1.0, 5.0, 2.0], [3.0, 0.0, 4.0]])
+    w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    grads = []
+    for m in (ta, torch):
+        base = m.tensor(a, requires_grad=True, dtype=m.float64)
+        src = m.tensor([[4.0, 1.0, 9.0]], requires_grad=True, dtype=m.float64)
+        x = base * 1
+        x.scatter_reduce_(0, m.tensor([[1, 0, 1]]), src, "amax")
+        (x * m.tensor(w, dtype=m.float64)).sum().backward()
+        grads.append((x.tolist(), base.grad.tolist(), src.grad.tolist()))
+    assert grads[0] == grads[1]

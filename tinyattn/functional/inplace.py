@@ -345,6 +345,6 @@ scatter_add_ = _indexing_("scatter_add")
 index_fill_ = _indexing_("index_fill")
 index_add_ = _indexing_("index_add")
 index_copy_ = _indexing_("index_copy")
-scatter_reduce_ = _indexing_("scatter_reduce")
+scatter_reduce_ = _indexing_("scatter_reduce", saves_input=True)  # amax/amin backward reads the old values
 masked_scatter_ = _indexing_("masked_scatter")
 index_put_ = _indexing_("index_put")
