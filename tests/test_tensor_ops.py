@@ -497,3 +497,17 @@ def test_linalg_errors():
     with pytest.raises(ValueError, match="square matrices"):
         ta.linalg.det(ta.ones(2, 3))
     assert ta.linalg.matrix_power(ta.ones(2, 2), 0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "elu", "hardtanh", "silu"])
+def test_inplace_activation_on_a_non_leaf_against_torch(name):
+    out = []
+    for m, f in ((ta, ta.functional), (torch, torch.nn.functional)):
+        a = m.tensor([-1.0, 2.0, 0.25], requires_grad=True)
+        h = a * 3
+        y = getattr(f, name)(h, inplace=True)
+        (y * m.tensor([1.0, 2.0, 3.0])).sum().backward()
+        out.append((y is h, y.detach().numpy().copy(), a.grad.numpy().copy()))
+    assert out[0][0] and out[1][0]
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-6)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-6)

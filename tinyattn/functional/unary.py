@@ -457,14 +457,12 @@ def _float_only(op, x):
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     _float_only("leaky_relu", input)
-    out = LeakyRelu.apply(input, float(negative_slope))
-    return _maybe_inplace("leaky_relu", input, out, inplace)
+    return _maybe_inplace("leaky_relu", input, lambda t: LeakyRelu.apply(t, float(negative_slope)), inplace)
 
 
 def elu(input, alpha=1.0, inplace=False):
     _float_only("elu", input)
-    out = Elu.apply(input, float(alpha))
-    return _maybe_inplace("elu", input, out, inplace)
+    return _maybe_inplace("elu", input, lambda t: Elu.apply(t, float(alpha)), inplace)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -478,26 +476,27 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     _float_only("hardtanh", input)
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
-    return _maybe_inplace("hardtanh", input, Hardtanh.apply(input, float(min_val), float(max_val)), inplace)
+    return _maybe_inplace("hardtanh", input, lambda t: Hardtanh.apply(t, float(min_val), float(max_val)), inplace)
 
 
 def relu6(input, inplace=False):
     return hardtanh(input, 0.0, 6.0, inplace)
 
 
-def _maybe_inplace(op, x, out, inplace):
-    """`inplace=True`: x takes the result through copy_'s rules (version bump, leaf errors)."""
+def _maybe_inplace(op, x, compute, inplace):
+    """compute(x), or with inplace=True x changed to it in place by inplace.py's rules (version bump, the
+    leaf error; the op saves a copy of the old values, so its backward stays right)."""
     if not inplace:
-        return out
-    from .inplace import copy_
+        return compute(x)
+    from .inplace import _apply
 
-    return copy_(x, out)
+    return _apply(f"{op}(inplace=True)", x, compute)
 
 
 def silu(input, inplace=False):
     """x · sigmoid(x) (swish)."""
     _float_only("silu", input)
-    return _maybe_inplace("silu", input, Silu.apply(input), inplace)
+    return _maybe_inplace("silu", input, Silu.apply, inplace)
 
 
 # ---- more of PyTorch's unary names ----------------------------------------------------------------------
