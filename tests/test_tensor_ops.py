@@ -511,3 +511,17 @@ def test_inplace_activation_on_a_non_leaf_against_torch(name):
     assert out[0][0] and out[1][0]
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-6)
     np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["exp_", "sqrt_", "abs_"])
+def test_inplace_methods_on_a_non_leaf_against_torch(name):
+    out = []
+    for m in (ta, torch):
+        a = m.tensor([1.0, 2.0, 0.75], requires_grad=True)
+        h = a * 3 - 2
+        y = getattr(h, name)()
+        (y * m.tensor([1.0, 2.0, 3.0])).sum().backward()
+        out.append((y is h, y.detach().numpy().copy(), a.grad.numpy().copy()))
+    assert out[0][0] and out[1][0]
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-6)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-6)

@@ -596,17 +596,10 @@ class Tensor(Variable):
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""
         return F.where(condition, self, other)
 
-    def exp_(self):
-        return self.copy_(F.exp(self))
-
-    def sqrt_(self):
-        return self.copy_(F.sqrt(self))
+    exp_, sqrt_, abs_ = F.inplace_ops["exp_"], F.inplace_ops["sqrt_"], F.inplace_ops["abs_"]
 
     def neg_(self):
         return self.mul_(-1)
-
-    def abs_(self):
-        return self.copy_(F.abs(self))
 
     def clamp_min(self, min):
         return F.clamp(self, min=min)

@@ -219,6 +219,7 @@ INPLACE_NAMES = (
     "log10", "exp2", "expm1", "rsqrt", "reciprocal", "square", "sign", "sgn", "floor", "ceil", "round", "trunc", "fix",
     "frac", "erf", "logit", "nan_to_num", "tril", "triu", "cumsum", "cumprod", "atan2", "hypot", "fmod", "xlogy",
     "deg2rad", "rad2deg", "absolute", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "arctan2",
+    "exp", "sqrt", "abs",
 )
 inplace_ops = {f"{n}_": _functional_inplace(n) for n in INPLACE_NAMES}
 inplace_ops["negative_"] = _functional_inplace("neg")
