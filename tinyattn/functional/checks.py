@@ -124,3 +124,8 @@ def numpy_keywords(function):
         return function(*args, **kwargs)
 
     return op
+
+
+def host_result(like, array):
+    """A tensor holding `array` (computed on the host) on the device of tensor `like`."""
+    return like._wrap(move(np.asarray(array), device_of(like._array)))

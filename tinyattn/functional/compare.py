@@ -3,7 +3,7 @@ and nan_to_num (differentiable: the gradient passes where the input was finite, 
 import numpy as np
 
 from ..autograd import Function, Variable
-from .checks import check_broadcast, check_tensor
+from .checks import check_broadcast, check_tensor, host_result
 
 
 def _unary_test(ufunc, name):
@@ -42,7 +42,7 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     a, b = _pair("isclose", input, other)
     if rtol < 0 or atol < 0:
         raise ValueError(f"isclose: rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
-    return input._wrap(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return host_result(input, np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):

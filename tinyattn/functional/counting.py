@@ -4,7 +4,7 @@ expanded from its inputs)."""
 import numpy as np
 
 from ..autograd import Variable
-from .checks import check_tensor
+from .checks import check_tensor, host_result
 
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
@@ -17,11 +17,11 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     else:
         values, inverse, counts = np.unique(a, return_inverse=True, return_counts=True, axis=dim)
         inverse = inverse.reshape(-1)
-    out = [input._wrap(values)]
+    out = [host_result(input, values)]
     if return_inverse:
-        out.append(input._wrap(inverse.astype(np.int64)))
+        out.append(host_result(input, inverse.astype(np.int64)))
     if return_counts:
-        out.append(input._wrap(counts.astype(np.int64)))
+        out.append(host_result(input, counts.astype(np.int64)))
     return out[0] if len(out) == 1 else tuple(out)
 
 
@@ -35,12 +35,12 @@ def unique_consecutive(input, return_inverse=False, return_counts=False, dim=Non
         starts = np.zeros(0, dtype=np.int64)
     else:
         starts = np.flatnonzero(np.concatenate([[True], a[1:] != a[:-1]]))
-    out = [input._wrap(a[starts].copy())]
+    out = [host_result(input, a[starts].copy())]
     if return_inverse:
-        out.append(input._wrap((np.cumsum(np.isin(np.arange(a.size), starts)) - 1).reshape(input.shape)
+        out.append(host_result(input, (np.cumsum(np.isin(np.arange(a.size), starts)) - 1).reshape(input.shape)
                                .astype(np.int64)))
     if return_counts:
-        out.append(input._wrap(np.diff(np.append(starts, a.size)).astype(np.int64)))
+        out.append(host_result(input, np.diff(np.append(starts, a.size)).astype(np.int64)))
     return out[0] if len(out) == 1 else tuple(out)
 
 
@@ -58,7 +58,7 @@ def bincount(input, weights=None, minlength=0):
         out = out.astype(np.int64)
     elif w.dtype == np.float32:
         out = out.astype(np.float32)
-    return input._wrap(out)
+    return host_result(input, out)
 
 
 def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None, sorter=None):
@@ -77,7 +77,7 @@ def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=N
         flat_vals = vals.reshape(flat_seq.shape[0], -1)
         out = np.stack([np.searchsorted(s, v, side=how) for s, v in zip(flat_seq, flat_vals)]).reshape(vals.shape)
     out = np.asarray(out, dtype=np.int32 if out_int32 else np.int64)
-    return sorted_sequence._wrap(out)
+    return host_result(sorted_sequence, out)
 
 
 def bucketize(input, boundaries, *, out_int32=False, right=False):
@@ -147,7 +147,7 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     hist, edges = np.histogram(a.reshape(-1), bins=edges, range=range,
                                weights=None if w is None else w.reshape(-1), density=density)
     result = namedtuple("histogram", ["hist", "bin_edges"])
-    return result(input._wrap(hist.astype(a.dtype)), input._wrap(edges.astype(a.dtype)))
+    return result(host_result(input, hist.astype(a.dtype)), host_result(input, edges.astype(a.dtype)))
 
 
 def histc(input, bins=100, min=0, max=0):
@@ -165,4 +165,4 @@ def histc(input, bins=100, min=0, max=0):
     if lo > hi:
         raise ValueError(f"histc: max ({max}) must be larger than min ({min})")
     hist, _ = np.histogram(a[(a >= lo) & (a <= hi)], bins=int(bins), range=(lo, hi))
-    return input._wrap(hist.astype(a.dtype))
+    return host_result(input, hist.astype(a.dtype))

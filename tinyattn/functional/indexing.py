@@ -10,7 +10,9 @@ shape rules: for gather and scatter, index has the input's number of dims and is
 import numpy as np
 
 from ..autograd import Function, Variable
-from .checks import check_broadcast, check_indices, check_tensor, normalize_dims, on_device_of, sum_to_shape
+from .checks import (
+    check_broadcast, check_indices, check_tensor, host_result, normalize_dims, on_device_of, sum_to_shape,
+)
 
 
 def _dim(op, x, dim):
@@ -373,8 +375,8 @@ def nonzero(input, *, as_tuple=False):
     check_tensor("nonzero", "input", input)
     a = input.numpy()
     if as_tuple:
-        return tuple(input._wrap(i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(a)))
-    return input._wrap(np.argwhere(a).astype(np.int64))
+        return tuple(host_result(input, i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(a)))
+    return host_result(input, np.argwhere(a).astype(np.int64))
 
 
 def argwhere(input):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from . import elementwise as ew
-from .checks import check_broadcast, check_tensor, sum_to_shape
+from .checks import check_broadcast, check_tensor, sum_to_shape, host_result
 
 
 def clone(input, *, memory_format=None):
@@ -46,7 +46,7 @@ def isin(elements, test_elements, *, assume_unique=False, invert=False):
     like = elements if isinstance(elements, Variable) else test_elements
     if not isinstance(like, Variable):
         raise TypeError("isin: expected at least one tensor")
-    return like._wrap(np.asarray(np.isin(a, b, assume_unique=assume_unique, invert=invert)))
+    return host_result(like, np.asarray(np.isin(a, b, assume_unique=assume_unique, invert=invert)))
 
 
 def tensordot(a, b, dims=2):
@@ -208,7 +208,7 @@ def heaviside(input, values):
     check_tensor("heaviside", "input", input)
     v = values.numpy() if isinstance(values, Variable) else np.asarray(values)
     a = input.numpy()
-    return input._wrap(np.heaviside(a, v).astype(np.result_type(a.dtype, v.dtype)))
+    return host_result(input, np.heaviside(a, v).astype(np.result_type(a.dtype, v.dtype)))
 
 
 class Sinc(Function):

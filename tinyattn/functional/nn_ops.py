@@ -3,7 +3,7 @@ pairwise_distance."""
 import numpy as np
 
 from ..autograd import Function
-from .checks import check_tensor
+from .checks import check_tensor, host_result
 
 
 class Pad(Function):
@@ -92,7 +92,7 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got values from {a.min()} to {a.max()}")
     out = np.zeros(a.shape + (num_classes,), dtype=np.int64)
     np.put_along_axis(out, a[..., None].astype(np.int64), 1, axis=-1)
-    return tensor._wrap(out)
+    return host_result(tensor, out)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
