@@ -139,3 +139,22 @@ def test_a_child_that_keeps_working_is_waited_for(monkeypatch):
         warnings.simplefilter("error")
         ahead.wait()
     assert ahead.outcomes == {"k": "done"} and time.monotonic() - start > 1.0
+
+
+def test_no_child_when_this_process_could_not_write_the_kernel_cache(monkeypatch):
+    import numpy as np
+
+    from tinyattn import kernel_cache
+    from tinyattn.kernels.cpu import attention
+
+    ahead = compile_ahead.AheadCompiler()
+    ahead.enabled = True
+    started = []
+    monkeypatch.setattr(ahead, "start", lambda key, code, argument="": started.append(key) or True)
+    q = np.zeros((1, 2, 3))
+    monkeypatch.setattr(kernel_cache, "failures", [("write", "/cache", OSError(28, "No space left on device"))])
+    ahead.forward_called(q, q, q, None, False, True, -1, 0.5, 0)
+    assert not ahead.compiling(attention._forward_mk) and started == []  # it could not hand its kernel over
+    monkeypatch.setattr(kernel_cache, "failures", [])
+    ahead.forward_called(q, q, q, None, False, True, -1, 0.5, 0)
+    assert ahead.compiling(attention._forward_mk) and len(started) == 1
