@@ -105,6 +105,9 @@ class DistributedDataParallel(Module):
         if process_group is not None:
             raise NotImplementedError("DistributedDataParallel: process subgroups are not supported; "
                                       "only the default group (process_group=None)")
+        if device_ids is not None and not isinstance(device_ids, (list, tuple)):
+            raise TypeError(f"DistributedDataParallel: device_ids must be a list of devices (or None), got "
+                            f"{type(device_ids).__name__} (bucket_cap_mb is passed by keyword)")
         comm = pg._world()
         pg._ddp_used = True
         self.module = module
@@ -255,9 +258,9 @@ class DistributedDataParallel(Module):
         spec = (self._serial, self._layout, None if in_join else forward)
         what = "shadowing with zeros (joined)" if shadow else f"the backward of forward #{forward}"
         info = f"DistributedDataParallel #{self._serial}, iteration {self._iteration + 1}: {what}"
-        pg._exchange("ddp_grads", spec, data=True, info=info, mismatch=self._out_of_step)
-        start = time.perf_counter()
         flats = [b.zeros() if shadow else b.pack() for b in self._buckets]
+        start = time.perf_counter()  # the header's wait (for the slower rank) included, as a blocking all-reduce
+        pg._exchange("ddp_grads", spec, data=True, info=info, mismatch=self._out_of_step)
         MPI = pg._MPI
         pg._data_phase("ddp_grads", [pg._coll.Iallreduce(MPI.IN_PLACE, f, op=MPI.SUM) for f in flats], info)
         self.comm_stats["allreduce_seconds"] += time.perf_counter() - start
