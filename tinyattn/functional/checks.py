@@ -129,3 +129,39 @@ def numpy_keywords(function):
 def host_result(like, array):
     """A tensor holding `array` (computed on the host) on the device of tensor `like`."""
     return like._wrap(move(np.asarray(array), device_of(like._array)))
+
+
+def on_host(function):
+    """Class decorator for a Function whose forward and backward use NumPy calls that DeviceArray does not
+    offer (np.flip, np.cumsum, integer-array assignment, ...): with cuda arrays among its arguments, both
+    run on host copies and their results go back to the GPU. CPU calls are unchanged. (The arrays such an
+    op saves are then host copies, so the saved-version check does not cover them on the GPU.)"""
+    from ..backend import is_device_array
+
+    forward, backward = function.forward, function.backward
+
+    def host_forward(ctx, *args):
+        if not any(is_device_array(a) for a in args):
+            return forward(ctx, *args)
+        ctx.host_device = "cuda"
+        out = forward(ctx, *(move(a, "cpu") if is_device_array(a) else a for a in args))
+        if isinstance(out, tuple):
+            return tuple(move(np.ascontiguousarray(o), "cuda") for o in out)
+        return move(np.ascontiguousarray(out), "cuda")
+
+    def host_backward(ctx, dy):
+        if getattr(ctx, "host_device", None) is None:
+            return backward(ctx, dy)
+        if isinstance(dy, tuple):
+            dy = tuple(None if g is None else move(g, "cpu") for g in dy)
+        else:
+            dy = move(dy, "cpu")
+        grads = backward(ctx, dy)
+        if not isinstance(grads, tuple):
+            return move(np.ascontiguousarray(grads), "cuda")
+        return tuple(g if g is None or not isinstance(g, np.ndarray) else move(np.ascontiguousarray(g), "cuda")
+                     for g in grads)
+
+    function.forward = staticmethod(host_forward)
+    function.backward = staticmethod(host_backward)
+    return function

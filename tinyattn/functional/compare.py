@@ -3,7 +3,7 @@ and nan_to_num (differentiable: the gradient passes where the input was finite, 
 import numpy as np
 
 from ..autograd import Function, Variable
-from .checks import check_broadcast, check_tensor, host_result
+from .checks import check_broadcast, check_tensor, host_result, on_host
 
 
 def _unary_test(ufunc, name):
@@ -11,8 +11,8 @@ def _unary_test(ufunc, name):
         check_tensor(name, "input", input)
         a = input._array
         if a.dtype.kind != "f":  # integers and bools are never nan or inf
-            return input._wrap(np.full(a.shape, name == "isfinite", dtype=np.bool_))
-        return input._wrap(ufunc(a))
+            return host_result(input, np.full(a.shape, name == "isfinite", dtype=np.bool_))
+        return host_result(input, ufunc(input.numpy()))
 
     op.__name__ = op.__qualname__ = name
     return op
@@ -58,6 +58,7 @@ def equal(input, other):
     return tuple(input.shape) == tuple(other.shape) and bool(np.array_equal(input.numpy(), other.numpy()))
 
 
+@on_host
 class NanToNum(Function):
     """y = x with nan, +inf and -inf replaced.  dx = dy where x is finite, 0 where it was replaced."""
 

@@ -10,7 +10,9 @@ shape rules: for gather and scatter, index has the input's number of dims and is
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..backend import move
 from .checks import (
+    on_host,
     check_broadcast, check_indices, check_tensor, host_result, normalize_dims, on_device_of, sum_to_shape,
 )
 
@@ -25,7 +27,7 @@ def _dim(op, x, dim):
 def _index(op, index, like, what="index"):
     """The index as an integer host array (a copy), or a TypeError naming op."""
     if isinstance(index, Variable):
-        arr = index._array.copy()
+        arr = move(index._array, "cpu").copy()  # indices are read on the host
     elif isinstance(index, (list, tuple, np.ndarray, int, np.integer)):
         arr = np.array(index)
     else:
@@ -68,6 +70,7 @@ def _corner(a, shape):
     return a[tuple(slice(0, n) for n in shape)]
 
 
+@on_host
 class Gather(Function):
     """y[i][j][k] = x[index[i][j][k]][j][k] along dim (dim 0 shown).  dx = zeros with dy added at the
     places read (np.add.at: an element read twice collects both gradients)."""
@@ -116,6 +119,7 @@ def take_along_dim(input, indices, dim=None):
     return gather(expand(input, tuple(xs)), d, np.broadcast_to(idx, ishape).copy())
 
 
+@on_host
 class Scatter(Function):
     """y = x with y[index[i][j]][j] = src[i][j] along dim (dim 0 shown; src read in index's shape).
     dx = dy with zeros at the written places; dsrc = dy read at those places (PyTorch's rule), zeros
@@ -145,6 +149,7 @@ class Scatter(Function):
         return dx, dsrc, None, None
 
 
+@on_host
 class ScatterAdd(Function):
     """y = x with src added at index along dim (repeated places add up).  dx = dy; dsrc = dy read at the
     places (zeros outside index's shape)."""
@@ -175,7 +180,7 @@ def _src(op, input, src):
             raise TypeError(f"{op}: expected src to have the input's dtype {input.dtype}, got {src.dtype}")
         return src
     if isinstance(src, (bool, int, float, np.number)):
-        return input._wrap(np.asarray(src, dtype=input.dtype))
+        return host_result(input, np.asarray(src, dtype=input.dtype))
     raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
 
 
@@ -219,6 +224,7 @@ def scatter_add(input, dim, index, src):
     return ScatterAdd.apply(input, src, index, d)
 
 
+@on_host
 class IndexSelect(Function):
     """y = x's slices along dim at `index` (1-D).  dx = zeros with dy's slices added back (repeats add)."""
 
@@ -248,6 +254,7 @@ def index_select(input, dim, index):
     return out.reshape(()) if input.ndim == 0 else out
 
 
+@on_host
 class IndexPut(Function):
     """y = x with the slices along dim at `index` replaced by src's slices (add=False) or with src's slices
     added to them (add=True).  dx = dy (zeros at the replaced slices); dsrc = dy's slices at index."""
@@ -304,7 +311,7 @@ def _index_put(op, input, dim, index, source, add, alpha=1):
 
             source = cast(source, input.dtype)
     else:
-        source = input._wrap(np.asarray(source, dtype=input.dtype))
+        source = host_result(input, np.asarray(source, dtype=input.dtype))
     if input.ndim == 0:
         from .shape import reshape
 
@@ -342,6 +349,7 @@ def index_fill(input, dim, index, value):
     return _index_put("index_fill", input, dim, index, value, False)
 
 
+@on_host
 class MaskedSelect(Function):
     """y = the elements of x where mask (both broadcast), as a 1-D tensor in row-major order.
     dx = zeros with dy written at the masked places, summed back to x's shape."""
@@ -398,6 +406,7 @@ def take(input, index):
 # ---- scatter_reduce, index_put, masked_scatter ---------------------------------------------------------
 
 
+@on_host
 class ScatterReduce(Function):
     """y = x with src's elements combined into the places index names along dim, by reduce:
     'sum', 'mean', 'amax', 'amin' (include_self: x's own value takes part; else only what is scattered,
@@ -487,35 +496,48 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
 
 def index_put(input, indices, values, accumulate=False):
     """A copy of input with input[indices] = values (or += values, repeats adding up, with accumulate)."""
-    from .inplace import SetItem
     from .shape import _normalize_index
 
     check_tensor("index_put", "input", input)
     if not isinstance(indices, (tuple, list)):
         raise TypeError("index_put: indices must be a tuple of tensors")
-    index = _normalize_index(input, tuple(indices))
+    index = tuple(move(i, "cpu") for i in _normalize_index(input, tuple(indices)))  # read on the host
     if not isinstance(values, Variable):
-        values = input._wrap(np.asarray(values, dtype=input.dtype))
-    if accumulate:
-        return IndexAccumulate.apply(input, values, index)
-    return SetItem.apply(input, values if values.dtype == input.dtype else values.to(input.dtype), index)
+        values = host_result(input, np.asarray(values, dtype=input.dtype))
+    if values.dtype != input.dtype:
+        values = values.to(input.dtype)
+    return IndexAccumulate.apply(input, values, index, bool(accumulate))
 
 
+@on_host
 class IndexAccumulate(Function):
-    """y = x with values added at x[index] (repeated places add up).  dx = dy; dvalues = dy[index]."""
+    """y = x with values written at x[index] (accumulate: added there, repeated places adding up).
+    dx = dy (zeros at the written places without accumulate); dvalues = dy[index] summed to values' shape."""
 
     @staticmethod
-    def forward(ctx, x, values, index):
-        ctx.index, ctx.vshape = index, values.shape
+    def forward(ctx, x, values, index, accumulate):
+        ctx.index, ctx.vshape, ctx.accumulate = index, values.shape, accumulate
         y = x.copy()
-        np.add.at(y, index, values)
+        if accumulate:
+            np.add.at(y, index, values)
+        else:
+            y[index] = values
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        return dy, sum_to_shape(dy[ctx.index], ctx.vshape), None
+        g = dy[ctx.index]
+        lead = len(ctx.vshape) - g.ndim
+        if lead > 0:
+            g = g.reshape((1,) * lead + g.shape)
+        dx = dy
+        if not ctx.accumulate and ctx.needs_input_grad[0]:
+            dx = dy.copy()
+            dx[ctx.index] = 0
+        return dx, sum_to_shape(g, ctx.vshape), None, None
 
 
+@on_host
 class MaskedScatter(Function):
     """y = x with the places where mask is True filled, in row-major order, by source's first elements.
     dx = dy with zeros at those places; dsource = dy's masked elements at the front (zeros after)."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
-from .checks import check_broadcast, check_float, check_tensor, sum_to_shape
+from .checks import check_broadcast, check_float, check_tensor, sum_to_shape, on_host
 from .shape import reshape
 
 
@@ -270,14 +270,13 @@ def _square(op, a):
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"{op}: A must be a batch of square matrices, got shape {tuple(a.shape)}")
     check_float(op, a._array)
-    if a.is_cuda:
-        raise NotImplementedError(f"{op}: runs on CPU tensors only")
 
 
 def _mT(x):
     return np.swapaxes(x, -1, -2)
 
 
+@on_host
 class Inverse(Function):
     """Y = A⁻¹.  dA = -Yᵀ dY Yᵀ."""
 
@@ -304,6 +303,7 @@ def inv(A):
 inverse = inv
 
 
+@on_host
 class Det(Function):
     """y = det A.  dA = dy · y · A⁻ᵀ (A invertible)."""
 
@@ -324,6 +324,7 @@ def det(A):
     return Det.apply(A)
 
 
+@on_host
 class SlogDet(Function):
     """(sign, ln |det A|).  d ln|det A| / dA = A⁻ᵀ; sign carries no gradient."""
 
@@ -359,6 +360,7 @@ def logdet(A):
     return where(sign._wrap(sign._array < 0), nan, logabs) if (sign._array < 0).any() else logabs
 
 
+@on_host
 class Solve(Function):
     """X = A⁻¹ B.  dB = A⁻ᵀ dX, dA = -dB Xᵀ."""
 
@@ -408,8 +410,9 @@ def matrix_power(A, n):
     if not isinstance(n, (int, np.integer)):
         raise TypeError(f"linalg.matrix_power: n must be an int, got {n!r}")
     if n == 0:
-        eye = np.broadcast_to(np.eye(A.shape[-1], dtype=A.dtype), A.shape).copy()
-        return A._wrap(eye)
+        from .checks import host_result
+
+        return host_result(A, np.broadcast_to(np.eye(A.shape[-1], dtype=A.dtype), A.shape).copy())
     base = inv(A) if n < 0 else A
     out = None
     for _ in range(abs(int(n))):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from . import elementwise as ew
-from .checks import check_broadcast, check_tensor, sum_to_shape, host_result
+from .checks import check_broadcast, check_tensor, sum_to_shape, host_result, on_host
 
 
 def clone(input, *, memory_format=None):
@@ -163,6 +163,7 @@ def float_power(input, exponent):
     return ew.pow(a, b)
 
 
+@on_host
 class FMaxMin(Function):
     """y = max(a, b) (or min) ignoring NaN: NaN only where both are NaN.  The gradient goes to the chosen
     input (to a where they tie)."""
@@ -211,6 +212,7 @@ def heaviside(input, values):
     return host_result(input, np.heaviside(a, v).astype(np.result_type(a.dtype, v.dtype)))
 
 
+@on_host
 class Sinc(Function):
     """y = sin(πx) / (πx), 1 at 0.  dx = dy (cos(πx) - y) / x, 0 at x = 0."""
 

@@ -3,9 +3,10 @@ pairwise_distance."""
 import numpy as np
 
 from ..autograd import Function
-from .checks import check_tensor, host_result
+from .checks import check_tensor, host_result, on_host
 
 
+@on_host
 class Pad(Function):
     """y = x padded by `widths` ((before, after) per axis, in axis order; negative widths crop).
 

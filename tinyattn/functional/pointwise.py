@@ -7,7 +7,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from . import elementwise as ew
-from .checks import check_tensor, normalize_dims, sum_to_shape
+from .checks import check_tensor, normalize_dims, sum_to_shape, on_host
 
 MedianResult = namedtuple("MedianResult", ["values", "indices"])
 
@@ -34,6 +34,7 @@ def lerp(input, end, weight):
                   else ew.mul(ew.sub(end, input), weight))
 
 
+@on_host
 class Atan2(Function):
     """y = atan2(a, b), the angle of the point (b, a).  da = dy · b / (a² + b²), db = -dy · a / (a² + b²)."""
 
@@ -64,6 +65,7 @@ def atan2(input, other):
 arctan2 = atan2
 
 
+@on_host
 class LogAddExp(Function):
     """y = ln(e^a + e^b), computed stably.  da = dy · e^(a - y), db = dy · e^(b - y)."""
 
@@ -96,6 +98,7 @@ def hypot(input, other):
     return ew.sqrt(ew.add(ew.mul(input, input), ew.mul(other, other)))
 
 
+@on_host
 class Fmod(Function):
     """y = a - trunc(a / b) · b (the sign of a, C's fmod).  da = dy, db = -dy · trunc(a / b)."""
 

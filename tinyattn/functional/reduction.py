@@ -12,7 +12,8 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..dtypes import as_dtype
-from .checks import check_float, check_tensor, normalize_dims, numpy_keywords
+from ..backend import device_of, move
+from .checks import check_float, check_tensor, host_result, normalize_dims, numpy_keywords, on_host
 
 
 def _expand_back(dy, shape, dims, keepdim):
@@ -191,6 +192,7 @@ def std_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return std(x, dim, correction=c, keepdim=keepdim), mean(x, dim, keepdim)
 
 
+@on_host
 class Prod(Function):
     """y = Π_R x.  dx_i = dy · Π_{j≠i} x_j, computed without dividing by x_i (exact with zeros):
     the product of the elements before i times the product of those after it, along the flattened R."""
@@ -225,10 +227,11 @@ def prod(x, dim=None, keepdim=False, *, dtype=None):
         raise TypeError(f"prod: dim must be an int, got {dim!r}")
     dims = normalize_dims("prod", dim, x.ndim)
     if x._array.dtype.kind != "f":
-        return x._wrap(np.prod(x._array, axis=dims, keepdims=keepdim, dtype=np.int64))
+        return host_result(x, np.prod(x.numpy(), axis=dims, keepdims=keepdim, dtype=np.int64))
     return Prod.apply(x, dims, keepdim)
 
 
+@on_host
 class Cumsum(Function):
     """y_i = Σ_{j<=i} x_j along dim.  dx_i = Σ_{j>=i} dy_j: a reversed cumulative sum of dy."""
 
@@ -243,6 +246,7 @@ class Cumsum(Function):
         return np.flip(np.cumsum(np.flip(dy, d), axis=d), d), None
 
 
+@on_host
 class Cumprod(Function):
     """y_i = Π_{j<=i} x_j along dim.  dx_i = Σ_{k>=i} dy_k Π_{j<=k, j≠i} x_j (computed by
     products without division, one position at a time along dim: exact with zeros)."""
@@ -280,7 +284,7 @@ def _cumulative(op, function, x, dim, dtype):
         return x.clone() if dtype is None else x
     if x._array.dtype.kind != "f":
         ufunc = np.cumsum if function is Cumsum else np.cumprod
-        return x._wrap(ufunc(x._array, axis=dims[0], dtype=np.int64))
+        return host_result(x, ufunc(x.numpy(), axis=dims[0], dtype=np.int64))
     return function.apply(x, dims[0])
 
 
@@ -434,7 +438,7 @@ def nanmean(input, dim=None, keepdim=False, *, dtype=None):
 
     check_tensor("nanmean", "input", input)
     check_float("nanmean", input._array)
-    count = sum(input._wrap((~np.isnan(input._array)).astype(input._array.dtype)), dim, keepdim)
+    count = sum(host_result(input, (~np.isnan(input.numpy())).astype(input._array.dtype)), dim, keepdim)
     return div(nansum(input, dim, keepdim, dtype=dtype), count)
 
 
@@ -463,7 +467,7 @@ def _cum_extreme(op, input, dim, largest):
     check_tensor(op, "input", input)
     x = input if input.ndim else input.reshape(1)
     d = normalize_dims(op, dim, x.ndim)[0]
-    a = np.moveaxis(x._array, d, -1)
+    a = np.moveaxis(x.numpy(), d, -1)  # on the host
     n = a.shape[-1]
     idx = np.zeros(a.shape, dtype=np.int64)
     best = a[..., 0].copy()
@@ -477,10 +481,10 @@ def _cum_extreme(op, input, dim, largest):
         best_i = np.where(take, i, best_i)
         idx[..., i] = best_i
     index = np.ascontiguousarray(np.moveaxis(idx, -1, d))
-    values = Gather.apply(x, index, d, True)
+    values = Gather.apply(x, move(index, device_of(x._array)), d, True)
     if input.ndim == 0:
-        return CumResult(values.reshape(()), x._wrap(index.reshape(())))
-    return CumResult(values, x._wrap(index))
+        return CumResult(values.reshape(()), host_result(x, index.reshape(())))
+    return CumResult(values, host_result(x, index))
 
 
 def cummax(input, dim):
@@ -492,6 +496,7 @@ def cummin(input, dim):
     return _cum_extreme("cummin", input, dim, False)
 
 
+@on_host
 class LogCumSumExp(Function):
     """y_i = ln Σ_{j<=i} e^(x_j) along dim (stably).  dx_j = Σ_{i>=j} dy_i e^(x_j - y_i)."""
 
@@ -561,7 +566,7 @@ def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
 
     a, b = index_select(values, d, x._wrap(lo)), index_select(values, d, x._wrap(hi))
     w = frac.astype(input._array.dtype).reshape((-1,) + (1,) * (x.ndim - d - 1))
-    out = add(a, mul(sub(b, a), w))  # (..., len(q) at d, ...)
+    out = add(a, mul(sub(b, a), host_result(x, w)))  # (..., len(q) at d, ...)
     out = reshape(out, out.shape[:d] + (len(qs),) + out.shape[d + 1:])
     from .shape_ops import movedim
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
-from .checks import check_tensor, normalize_dims
+from .checks import check_tensor, normalize_dims, on_host
 from .shape import Permute, getitem, reshape, view
 
 
@@ -148,6 +148,7 @@ def narrow(input, dim, start, length):
     return getitem(input, (slice(None),) * d + (slice(start, start + length),))
 
 
+@on_host
 class Flip(Function):
     """y = x reversed along `dims` (a copy, as in PyTorch).  dx = dy reversed along the same dims."""
 
@@ -233,6 +234,7 @@ def swapaxes(input, axis0, axis1):
 swapdims = swapaxes
 
 
+@on_host
 class Roll(Function):
     """y = x rolled by `shifts` along `axes` (elements leaving one end come back at the other; a copy).
     dx = dy rolled back."""
@@ -264,6 +266,7 @@ def roll(input, shifts, dims=None):
     return Roll.apply(input, tuple(int(s) for s in sh), axes)
 
 
+@on_host
 class Repeat(Function):
     """y = x tiled `reps` times along each axis (x first gets leading size-1 axes up to len(reps)).
     dx = dy seen as (r_0, n_0, r_1, n_1, ...), summed over the r axes."""
@@ -314,10 +317,12 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     from .indexing import index_select
 
     if repeats is None:  # torch.repeat_interleave(repeats): arange(len) repeated
-        counts = np.asarray(input._array)
+        counts = input.numpy()
         if counts.ndim > 1 or counts.dtype.kind not in "iu":
             raise TypeError("repeat_interleave: repeats must be a 1-d integer tensor")
-        return input._wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+        from .checks import host_result
+
+        return host_result(input, np.repeat(np.arange(counts.size, dtype=np.int64), counts))
     check_tensor("repeat_interleave", "input", input)
     x = reshape(input, -1) if dim is None else input
     d = 0 if dim is None else _dim("repeat_interleave", x, dim)
@@ -366,6 +371,7 @@ def reshape_as(input, other):
     return reshape(input, tuple(other.shape))
 
 
+@on_host
 class Diagonal(Function):
     """y = the diagonal of x's axes (d1, d2) with `offset`, as the last axis (a copy here).
     dx = zeros with dy written on that diagonal."""
@@ -395,6 +401,7 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     return Diagonal.apply(input, int(offset), d1, d2)
 
 
+@on_host
 class DiagEmbed(Function):
     """y = a square matrix (size n + |offset|) with the 1-D x on its `offset` diagonal.  dx = dy's diagonal."""
 
@@ -496,6 +503,7 @@ def trace(input):
 # ---- windows, selection, products of shapes ------------------------------------------------------------
 
 
+@on_host
 class Unfold(Function):
     """y = the windows of `size` elements, `step` apart, along dim (a new last axis of length size), read
     from x without a copy (a read-only view).  dx = zeros with each window's gradient added back."""
@@ -579,6 +587,7 @@ def rot90(input, k=1, dims=(0, 1)):
     return mul(input, 1)  # a copy, as PyTorch's rot90 with k = 0
 
 
+@on_host
 class DiagEmbedLast(Function):
     """y[..., i, i + offset] = x[..., i] in new (m, m) matrices, m = n + |offset| (zeros elsewhere).
     dx = dy read on that diagonal."""

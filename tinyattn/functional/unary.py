@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..autograd import Function
-from .checks import check_tensor
+from .checks import check_tensor, on_host
 
 
 def _float_input(op, x):
@@ -58,6 +58,7 @@ class Cos(_Saved):
         return -np.sin(x)
 
 
+@on_host
 class Tan(Function):
     """y = tan x.  dx = dy (1 + y²)."""
 
@@ -73,16 +74,19 @@ class Tan(Function):
         return dy * (1 + y * y)
 
 
+@on_host
 class Sinh(_Saved):
     """y = sinh x.  dx = dy cosh x."""
     f, df = staticmethod(np.sinh), staticmethod(np.cosh)
 
 
+@on_host
 class Cosh(_Saved):
     """y = cosh x.  dx = dy sinh x."""
     f, df = staticmethod(np.cosh), staticmethod(np.sinh)
 
 
+@on_host
 class Atan(_Saved):
     """y = atan x.  dx = dy / (1 + x²)."""
     f = staticmethod(np.arctan)
@@ -92,6 +96,7 @@ class Atan(_Saved):
         return 1 / (1 + x * x)
 
 
+@on_host
 class Asin(_Saved):
     """y = asin x.  dx = dy / √(1 - x²)."""
     f = staticmethod(np.arcsin)
@@ -102,6 +107,7 @@ class Asin(_Saved):
             return 1 / np.sqrt(1 - x * x)
 
 
+@on_host
 class Acos(_Saved):
     """y = acos x.  dx = -dy / √(1 - x²)."""
     f = staticmethod(np.arccos)
@@ -112,6 +118,7 @@ class Acos(_Saved):
             return -1 / np.sqrt(1 - x * x)
 
 
+@on_host
 class Log1p(_Saved):
     """y = ln(1 + x).  dx = dy / (1 + x)."""
     f = staticmethod(np.log1p)
@@ -122,6 +129,7 @@ class Log1p(_Saved):
             return 1 / (1 + x)
 
 
+@on_host
 class Log2(_Saved):
     """y = log₂ x.  dx = dy / (x ln 2)."""
     f = staticmethod(np.log2)
@@ -132,6 +140,7 @@ class Log2(_Saved):
             return 1 / (x * x.dtype.type(math.log(2)))
 
 
+@on_host
 class Log10(_Saved):
     """y = log₁₀ x.  dx = dy / (x ln 10)."""
     f = staticmethod(np.log10)
@@ -142,6 +151,7 @@ class Log10(_Saved):
             return 1 / (x * x.dtype.type(math.log(10)))
 
 
+@on_host
 class Expm1(Function):
     """y = e^x - 1.  dx = dy (y + 1)."""
 
@@ -157,6 +167,7 @@ class Expm1(Function):
         return dy * (y + 1)
 
 
+@on_host
 class Exp2(Function):
     """y = 2^x.  dx = dy y ln 2."""
 
@@ -204,6 +215,7 @@ class Reciprocal(Function):
         return -dy * y * y
 
 
+@on_host
 class Square(_Saved):
     """y = x².  dx = 2 dy x."""
     f = staticmethod(np.square)
@@ -213,6 +225,7 @@ class Square(_Saved):
         return 2 * x
 
 
+@on_host
 class Erf(_Saved):
     """y = erf x.  dx = dy 2/√π e^(-x²)."""
 
@@ -227,6 +240,7 @@ class Erf(_Saved):
         return x.dtype.type(2 / math.sqrt(math.pi)) * np.exp(-x * x)
 
 
+@on_host
 class Piecewise(Function):
     """y = f(x) for a piecewise-constant f (sign, floor, ceil, round, trunc): dx = 0, as PyTorch defines it."""
 
@@ -239,6 +253,7 @@ class Piecewise(Function):
         return np.zeros_like(dy), None
 
 
+@on_host
 class Frac(Function):
     """y = x - trunc(x).  dx = dy."""
 
@@ -284,6 +299,7 @@ class LeakyRelu(Function):
         return np.where(x > 0, dy, dy * dy.dtype.type(ctx.slope)), None
 
 
+@on_host
 class Elu(Function):
     """y = x for x > 0, alpha (e^x - 1) otherwise.  dx = dy for x > 0, dy alpha e^x otherwise."""
 
@@ -299,6 +315,7 @@ class Elu(Function):
         return np.where(x > 0, dy, dy * dy.dtype.type(ctx.alpha) * np.exp(np.minimum(x, 0))), None
 
 
+@on_host
 class Softplus(Function):
     """y = log(1 + e^(βx)) / β, and y = x where βx > threshold (PyTorch's linear region).
     dx = dy σ(βx), and dy in the linear region."""
@@ -319,6 +336,7 @@ class Softplus(Function):
         return np.where(bx > ctx.threshold, dy, dy * s), None, None
 
 
+@on_host
 class Hardtanh(Function):
     """y = clamp(x, lo, hi).  dx = dy strictly inside (lo, hi), 0 outside (PyTorch's hardtanh)."""
 
@@ -335,6 +353,7 @@ class Hardtanh(Function):
         return np.where(inside, dy, np.zeros((), dy.dtype)), None, None
 
 
+@on_host
 class LogSigmoid(Function):
     """y = log σ(x) = -softplus(-x).  dx = dy (1 - σ(x))."""
 
@@ -349,6 +368,7 @@ class LogSigmoid(Function):
         return dy * (0.5 * (1 - np.tanh(0.5 * x)))
 
 
+@on_host
 class Mish(Function):
     """y = x tanh(softplus(x)).  dx = dy (t + x σ(x) (1 - t²)), t = tanh(softplus(x))."""
 
@@ -502,6 +522,7 @@ def silu(input, inplace=False):
 # ---- more of PyTorch's unary names ----------------------------------------------------------------------
 
 
+@on_host
 class Asinh(_Saved):
     """y = asinh x.  dx = dy / √(x² + 1)."""
     f = staticmethod(np.arcsinh)
@@ -511,6 +532,7 @@ class Asinh(_Saved):
         return 1 / np.sqrt(x * x + 1)
 
 
+@on_host
 class Acosh(_Saved):
     """y = acosh x.  dx = dy / √(x² - 1)."""
     f = staticmethod(np.arccosh)
@@ -521,6 +543,7 @@ class Acosh(_Saved):
             return 1 / np.sqrt(x * x - 1)
 
 
+@on_host
 class Atanh(_Saved):
     """y = atanh x.  dx = dy / (1 - x²)."""
     f = staticmethod(np.arctanh)
@@ -531,6 +554,7 @@ class Atanh(_Saved):
             return 1 / (1 - x * x)
 
 
+@on_host
 class Logit(Function):
     """y = ln(z / (1 - z)), z = clamp(x, eps, 1 - eps) when eps is given.  dx = dy / (z (1 - z)), 0 where
     the clamp cut x (PyTorch's rule)."""
@@ -590,6 +614,7 @@ def rad2deg(input):
     return mul(_float_input("rad2deg", input), 180 / math.pi)
 
 
+@on_host
 class Xlogy(Function):
     """y = a · ln b, and 0 where a = 0 (unless b is nan).
     da = dy · ln b (0 where a = 0 and b <= 0), db = dy · a / b: PyTorch's rule."""
