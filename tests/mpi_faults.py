@@ -7,8 +7,9 @@
 A small model trains for STEPS steps on both ranks; one rank misbehaves at step FAULT_STEP (or, for
 "ragged_*", has fewer batches). The misbehaving rank prints "FAULT <time.time()>" when it does, so
 the test can measure the time from the fault to the end of the job. Each rank writes its stdout and
-stderr to OUT_DIR/rank{r}.log itself: an MPI_Abort can cut off what mpiexec is still forwarding. Every mode must end the job
-non-zero with a message naming the collective, its number and the rank at fault.
+stderr to OUT_DIR/rank{r}.log itself: an MPI_Abort can cut off what mpiexec is still forwarding.
+Every mode must end the job non-zero with a message naming the collective, its number and the rank
+at fault ("stall_caught": rank 0 catches the timeout's error and returns; the job still fails).
 """
 import contextlib
 import os

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under `mpiexec -n 2` (and imported by it for the shared pieces).
 
-    mpiexec -n 2 python tests/mpi_worker.py main OUT_DIR    # collectives, DDP training runs, a checkpoint
+    mpiexec -n 2 python tests/mpi_worker.py main OUT_DIR    # collectives, DDP training runs, a checkpoint,
+                                                            # wrap-time model checks, join() with uneven inputs
     mpiexec -n 2 python tests/mpi_worker.py crash OUT_DIR   # rank 1 raises at step 3
 
 Each rank writes what it saw to OUT_DIR/rank{r}.npz; the test recomputes the expected values in one

@@ -1,9 +1,13 @@
 """tinyattn.distributed: collectives, DistributedDataParallel, the sampler and failure handling.
 
 The MPI tests launch tests/mpi_worker.py under this environment's `mpiexec -n 2` (the MPICH wheel of the
-`distributed` extra puts it next to the Python executable), with a timeout, twice in all: once for
-everything that should work, once for a rank that crashes. The worker writes what each rank saw; the
-expected values are recomputed here, in this plain process, which never imports mpi4py.
+`distributed` extra puts it next to the Python executable), with a timeout: once for everything that
+should work (collectives, DDP training, wrap-time model checks, join() with uneven inputs), once for a
+rank that crashes. The worker writes what each rank saw; the expected values are recomputed here, in
+this plain process, which never imports mpi4py. Then tests/mpi_faults.py, once per fault (a rank that
+exits, runs out of batches, skips a backward, enters no_sync() alone, calls a collective alone, or
+stalls past a 2 s timeout): each job must end non-zero, with the collective, its number and the rank
+at fault in the message, within seconds of the fault (printed with -s).
 They are skipped, with the reason, when the extra is not installed.
 """
 import importlib.util

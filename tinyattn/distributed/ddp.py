@@ -157,7 +157,8 @@ class DistributedDataParallel(Module):
             raise RuntimeError(
                 f"DistributedDataParallel: the ranks' models differ at {what} #{i} (rank"
                 f"{'s' if len(differ) > 1 else ''} {', '.join(map(str, differ))} "
-                f"{'differ' if len(differ) > 1 else 'differs'} from rank 0): {listing}. Every rank must wrap the same model: "
+                f"{'differ' if len(differ) > 1 else 'differs'} from rank 0): {listing}. "
+                "Every rank must wrap the same model: "
                 "the same parameters in the same order, with the same names, shapes, dtypes and requires_grad "
                 "(freeze the same parameters on every rank), and the same buffers.")
 

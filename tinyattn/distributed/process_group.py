@@ -56,6 +56,7 @@ DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # PyTorch's default for gloo (
 _timeout = DEFAULT_TIMEOUT.total_seconds()
 _seq = 0  # collectives this process entered
 _done = 0  # collectives this process completed
+_init_n = 0  # the number of the last init()'s collective
 _broken = None  # the message of a failed wait: the group cannot be used any more
 _hosts = None  # each rank's processor name (for the local rank and size)
 _left = {}  # rank -> (collectives it completed, how it left)
@@ -109,7 +110,7 @@ def init(numba_threads="auto", timeout=None):
       for Numba's parallel kernels (1 thread each for 2 ranks on 2 cores), unless NUMBA_NUM_THREADS is
       set; like torchrun's OMP_NUM_THREADS=1. An int sets it; None leaves Numba alone.
     """
-    global _comm, _MPI, _coll, _ctl, _previous_excepthook, _timeout, _atexit_registered, _hosts, _broken
+    global _comm, _MPI, _coll, _ctl, _previous_excepthook, _timeout, _atexit_registered, _hosts, _broken, _init_n
     seconds = _timeout_seconds(timeout, "init") if timeout is not None else None
     if _comm is not None:
         if seconds is not None:
@@ -133,6 +134,7 @@ def init(numba_threads="auto", timeout=None):
     _waiting.clear()
     _gave_up.clear()
     # every rank says it is here and on which machine (the local rank and size come from that)
+    _init_n = _seq + 1  # notes of ranks that left before this collective are from an earlier group
     _hosts = [str(h) for h in _exchange("init", (), payload=MPI.Get_processor_name())]
     if not _atexit_registered:
         atexit.register(_at_exit)  # after mpi4py's import: runs before MPI_Finalize
@@ -235,7 +237,8 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
     that did not arrive (all of them: wait_all_ranks is accepted, the report is always complete)."""
     _world()
     _no_group_or_async("monitored_barrier", group, False)
-    _exchange("monitored_barrier", (), timeout=None if timeout is None else _timeout_seconds(timeout, "monitored_barrier"))
+    limit = None if timeout is None else _timeout_seconds(timeout, "monitored_barrier")
+    _exchange("monitored_barrier", (), timeout=limit)
 
 
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
@@ -420,7 +423,8 @@ _KIND_NAMES = {
     "save": "distributed.save()", "ddp_wrap": "DistributedDataParallel(...) at wrap time",
     "ddp_broadcast": "DistributedDataParallel(...)'s broadcast of rank 0's parameters and buffers",
     "ddp_grads": "DistributedDataParallel's gradient all-reduce",
-    "ddp_final_sync_data": "DistributedDataParallel's join() final broadcast", "ddp_join": "DistributedDataParallel's join() count",
+    "ddp_final_sync_data": "DistributedDataParallel's join() final broadcast",
+    "ddp_join": "DistributedDataParallel's join() count",
     "ddp_final_sync": "DistributedDataParallel's join() final model sync",
 }
 
@@ -458,7 +462,8 @@ def _wait(requests, what, timeout=None, spin=0.001):
         if MPI.Request.Testall(requests):
             return
         _read_notes()
-        late = [r for r, (completed, _) in _left.items() if completed < n]
+        # (a note older than this init() is from a destroy_process_group() before it: every rank got past that)
+        late = [r for r, (completed, _) in _left.items() if _init_n <= completed < n]
         if late:
             _fail(_left_message(late, what))
         if _gave_up:
