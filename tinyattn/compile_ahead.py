@@ -14,15 +14,15 @@ frozen executable) costs only its own time: the main process then compiles the k
 this process has already failed to write the kernel cache (tinyattn/kernel_cache.py), no child starts:
 it could not hand its kernel over. TINYATTN_COMPILE_AHEAD=0 turns it off.
 
-A child that stops making progress (stopped by SIGSTOP or Ctrl-Z of it alone, frozen, blocked on
+A child that stops making progress (stopped by a SIGSTOP sent to it alone, frozen, blocked on
 something) is not waited for: it reports its own CPU time (time.process_time) on its stdout every
 BEAT_S from a thread started before anything else, and the waiting process counts it as progressing
 while that number grows (by MIN_CPU_S or more). A compiling process uses CPU without pause, so after
 STALL_S seconds of waiting with no growth the child is killed (a RuntimeWarning says so) and this process
 compiles the kernel itself: a first backward then takes at most STALL_S more than compiling in-process.
 Progress is counted per beat, not per kernel, so STALL_S does not have to outlast the slowest kernel's
-compile (attention's float64 backward: 12.4 s measured alone on the 2-core development machine), only a
-pause of a running process: 5 s. Only the time this process spends waiting counts (each poll adds at most
+compile (attention's float64 backward: 7.1-12.4 s measured on the 2-core development machine, by load), only
+a pause of a running process: 5 s. Only the time this process spends waiting counts (each poll adds at most
 1 s), so a Ctrl-Z that stops both processes does not make the child look stalled when they resume.
 A child that keeps progressing is waited for up to WAIT_S in all.
 """
