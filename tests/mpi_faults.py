@@ -63,6 +63,10 @@ def main(mode, out_dir):
         if mode == "exit" and rank == last and step == FAULT_STEP:
             fault("sys.exit()")
             sys.exit()
+        if mode == "destroy" and rank == last and step == FAULT_STEP:
+            fault("destroy_process_group()")
+            dist.destroy_process_group()
+            time.sleep(60)  # busy with something else: the others must not wait for it
         if mode.startswith("stall") and rank == last and step == FAULT_STEP:
             fault("sleeping")
             time.sleep(60)

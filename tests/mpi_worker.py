@@ -246,7 +246,9 @@ def run_join(dist, rank, out):
         model = TwoLayers()
         ddp = dist.DistributedDataParallel(model)
         opt = ta.optim.SGD(ddp.parameters(), lr=JOIN_LR)
-        with ddp.join(divide_by_initial_world_size=divide):
+        join = (ddp.join(divide_by_initial_world_size=True) if divide  # and PyTorch's generic spelling:
+                else dist.Join([ddp], divide_by_initial_world_size=False))
+        with join:
             for step in range(JOIN_BATCHES[rank]):
                 opt.zero_grad()
                 (ddp(ta.tensor(join_batch(rank, step))) ** 2).mean().backward()

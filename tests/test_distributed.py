@@ -394,6 +394,8 @@ FAULT_CASES = {
     "exit": (["rank 1 left the job (its process exited: the end of its script or sys.exit()) after its "
               "collective #5, while rank 0 waits for it in DistributedDataParallel's gradient all-reduce "
               "(DistributedDataParallel #0, iteration 3: the backward of forward #3), collective #6"], 8),
+    "destroy": (["rank 1 left the job (called destroy_process_group()) after its collective #5, while rank 0 waits "
+                 "for it in DistributedDataParallel's gradient all-reduce"], 8),
     "ragged_exit": (["rank 1 left the job", "after its collective #6", "gradient all-reduce",
                      "iteration 4: the backward of forward #4), collective #7", "with ddp_model.join():"], 8),
     "ragged_collective": (["the ranks called different collectives as their collective #7: rank 0: "

@@ -18,7 +18,7 @@
 Needs the `distributed` extra (mpi4py and the MPICH wheel, which installs mpiexec into the
 environment); it is imported by init(), so importing this package does not need it.
 """
-from .ddp import DistributedDataParallel
+from .ddp import DistributedDataParallel, Join
 from .process_group import (
     DEFAULT_TIMEOUT, DistBackendError, DistError, get_backend, get_timeout, monitored_barrier,
     ReduceOp, all_gather, all_reduce, barrier, broadcast, destroy_process_group, get_local_rank, get_local_size,
@@ -29,7 +29,7 @@ from .sampler import DistributedSampler
 
 __all__ = [
     "DEFAULT_TIMEOUT", "DistBackendError", "DistError", "get_backend", "get_timeout", "monitored_barrier",
-    "DistributedDataParallel", "DistributedSampler", "ReduceOp", "all_gather", "all_reduce", "barrier", "broadcast",
+    "DistributedDataParallel", "DistributedSampler", "Join", "ReduceOp", "all_gather", "all_reduce", "barrier", "broadcast",
     "destroy_process_group", "get_local_rank", "get_local_size", "get_rank", "get_world_size", "init",
     "init_process_group", "is_available", "is_initialized", "is_main_process", "print0", "save",
 ]

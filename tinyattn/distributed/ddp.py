@@ -289,6 +289,31 @@ class DistributedDataParallel(Module):
         return f"buckets={len(self._buckets)}, bucket_cap_mb={self.bucket_cap_mb:g}"
 
 
+class Join:
+    """PyTorch's generic torch.distributed.algorithms.join.Join, for a DistributedDataParallel:
+    `with Join([ddp_model]):` is `with ddp_model.join():`. Keyword arguments go to the model's join
+    (divide_by_initial_world_size). One DistributedDataParallel per Join (tinyattn has no other
+    joinables, such as ZeroRedundancyOptimizer)."""
+
+    def __init__(self, joinables, enable=True, throw_on_early_termination=False, **kwargs):
+        joinables = list(joinables)
+        if len(joinables) != 1 or not isinstance(joinables[0], DistributedDataParallel):
+            raise NotImplementedError("Join: tinyattn supports exactly one DistributedDataParallel as the joinable, "
+                                      f"got {[type(j).__name__ for j in joinables]}")
+        unknown = set(kwargs) - {"divide_by_initial_world_size"}
+        if unknown:
+            raise TypeError(f"Join() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        self._context = joinables[0].join(kwargs.get("divide_by_initial_world_size", True), enable,
+                                          throw_on_early_termination)
+
+    def __enter__(self):
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return self._context.__exit__(exc_type, exc, tb)
+
+
 class _Join:
     """The context manager of DistributedDataParallel.join()."""
 
