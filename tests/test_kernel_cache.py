@@ -17,8 +17,8 @@ from tinyattn import kernel_cache
 # Runs in a fresh process on its own NUMBA_CACHE_DIR. With argv[1] == "full" the disk is full: opening any
 # file under the cache folder for writing raises ENOSPC, as a full disk does (creating the folders and Numba's
 # empty probe file still works, as on a real full disk). Prints which tinyattn kernels it compiled, how many
-# KernelCacheWarnings it got, and whether softmax, exact gelu (tinyattn/nn's own kernel, another cache folder)
-# and a matmul gave the right values.
+# KernelCacheWarnings it got, and whether softmax, exact gelu (twice: compiled once) and a matmul gave the right
+# values.
 SCRIPT = r"""
 import builtins, errno, json, os, sys, warnings
 from numba.core import event
@@ -55,18 +55,20 @@ with warnings.catch_warnings(record=True) as caught:
     import numpy as np
     import tinyattn as ta
     from math import erf
-    from tinyattn.nn.activation import gelu
+    import tinyattn.nn.functional as F
 
     a = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
     x = ta.tensor(a)
     ok = {"softmax": bool(np.allclose(x.softmax(-1).numpy(), np.exp(a) / np.exp(a).sum(-1, keepdims=True)))}
+    softmax_compiled = len(compiled)
     if sys.argv[1] == "full":
         want = a * (1 + np.vectorize(erf)(a / np.sqrt(2))) / 2
-        ok["gelu"] = bool(np.allclose(gelu(x, approximate="none").numpy(), want))
-        ok["gelu again"] = bool(np.allclose(gelu(x, approximate="none").numpy(), want))
+        ok["gelu"] = bool(np.allclose(F.gelu(x, approximate="none").numpy(), want))
+        n = len(compiled)
+        ok["gelu again"] = bool(np.allclose(F.gelu(x, approximate="none").numpy(), want)) and len(compiled) == n
         ok["matmul"] = bool(np.allclose((x @ x.T).numpy(), a @ a.T))
 ours = [str(w.message) for w in caught if issubclass(w.category, ta.kernel_cache.KernelCacheWarning)]
-print(json.dumps({"ok": ok, "compiled": compiled, "warnings": ours,
+print(json.dumps({"ok": ok, "compiled": compiled, "softmax_compiled": softmax_compiled, "warnings": ours,
                   "failures": [[k, e.errno] for k, _, e in ta.kernel_cache.failures]}))
 """
 
@@ -86,18 +88,16 @@ def files(folder):
 def test_a_full_disk_costs_one_warning_and_cache_hits_still_load(tmp_path):
     # a normal cold start fills the cache with softmax's kernels
     cold = run(tmp_path, "normal")
-    assert cold["ok"] == {"softmax": True} and cold["compiled"] and cold["warnings"] == [], cold
+    assert cold["ok"] == {"softmax": True} and cold["softmax_compiled"] > 0 and cold["warnings"] == [], cold
     before = files(tmp_path)
     assert any(f.endswith(".nbi") for f in before) and any(f.endswith(".nbc") for f in before), before
     # the disk is now full: softmax loads from the cache (nothing compiled, nothing to save), gelu and matmul
-    # compile in memory, their saves fail in two folders (kernels/cpu's and tinyattn/nn's): one warning in all
+    # compile in memory, several kernels, their saves fail (a folder that failed is not tried again): one warning
     full = run(tmp_path, "full")
     assert all(full["ok"].values()) and set(full["ok"]) == {"softmax", "gelu", "gelu again", "matmul"}, full
-    assert not any(name.startswith("softmax") or name.startswith("_softmax") for name in full["compiled"]), full
-    assert "_gelu_erf" in full["compiled"] and full["compiled"].count("_gelu_erf") == 1, full
+    assert full["softmax_compiled"] == 0 and len(full["compiled"]) >= 2, full
     assert len(full["warnings"]) == 1, full
-    assert [k for k, _ in full["failures"]] == ["write", "write"], full
-    assert {e for _, e in full["failures"]} == {errno.ENOSPC}, full
+    assert full["failures"] and {tuple(f) for f in full["failures"]} == {("write", errno.ENOSPC)}, full
     assert "No space left on device" in full["warnings"][0] and "NUMBA_CACHE_DIR" in full["warnings"][0]
     assert files(tmp_path) == before  # nothing written, no temporary file left behind
 
@@ -167,13 +167,30 @@ def test_an_unreadable_cache_entry_is_compiled_again(fresh, monkeypatch):
     assert healed(1.0) == 2.0 and healed.stats.cache_hits and not healed.stats.cache_misses
 
 
-def test_no_writable_folder_at_all_runs_uncached(fresh, monkeypatch):
+def unwritable_folders(monkeypatch):
     def unwritable(self):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.get_cache_path())
 
     monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", unwritable)
-    with pytest.warns(kernel_cache.KernelCacheWarning, match="no folder can hold"):
+
+
+def test_no_writable_folder_costs_one_warning(fresh, monkeypatch):
+    unwritable_folders(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         probe = make()  # Numba alone raises "cannot cache function ...: no locator available" here
-    assert isinstance(probe._cache, caching.NullCache) and probe(1.0) == 2.0
+        assert probe(1.0) == 2.0 and probe(2.0) == 3.0
+    assert [w.category for w in caught] == [kernel_cache.KernelCacheWarning], [str(w.message) for w in caught]
     with pytest.raises(RuntimeError, match="no locator available"):
         make(module="someone_else")
+
+
+def test_a_read_only_cache_folder_still_loads(fresh, monkeypatch):
+    assert make()(1.0) == 2.0  # cached in NUMBA_CACHE_DIR
+    unwritable_folders(monkeypatch)  # now every folder is read-only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probe = make()
+        assert probe(1.0) == 2.0
+    assert probe.stats.cache_hits and not probe.stats.cache_misses
+    assert probe.stats.cache_path.startswith(str(fresh))

@@ -18,10 +18,12 @@ Here tinyattn's dispatchers get a cache that treats the disk as an optimisation 
   compiles those kernels again;
 - a failed load (unreadable, truncated or foreign file) is a cache miss: the kernel is compiled, one
   warning per process;
-- no writable folder at all when a kernel module is imported: that kernel runs uncached (one warning).
+- no writable folder when a kernel module is imported: the cache folder Numba would have used is loaded
+  from if it exists (NUMBA_CACHE_DIR's, else the ``__pycache__`` next to the source: a read-only install
+  with its caches keeps its warm start; Numba alone would skip it), saves to it fail as above; with no such
+  folder either, that kernel runs uncached (one warning).
 
-Loading from a readable cache is unchanged (Numba's own code does it), whether or not it can be written:
-an installed, read-only site-packages with its caches shipped still loads them.
+Loading from a readable cache is otherwise Numba's own code, unchanged.
 
 How: ``install()`` (run by ``import tinyattn`` before any kernel module is imported) replaces
 ``numba.core.dispatcher.Dispatcher.enable_caching``, the method ``@njit(cache=True)`` calls at decoration
@@ -30,6 +32,7 @@ time, by one that gives functions defined in tinyattn's own modules (``tinyattn.
 a user's own ``@njit(cache=True)`` functions keep Numba's behaviour. New kernels need nothing: any
 ``njit(cache=True)`` in a tinyattn module gets it.
 """
+import os
 import threading
 import warnings
 
@@ -92,8 +95,40 @@ class _TolerantIndex(caching.IndexDataCacheFile):
             return {}
 
 
+class _ReadableUserProvidedLocator(caching.UserProvidedCacheLocator):
+    """NUMBA_CACHE_DIR's folder for this source file when it exists but cannot be written: loaded from, not
+    written to. Numba's own locators need a writable folder even to load, so a read-only cache folder (or an
+    installed, read-only package with its caches) would be skipped for another, empty one, or for none."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not caching.config.CACHE_DIR or not os.path.exists(py_file):
+            return None
+        self = cls(py_func, py_file)
+        return self if os.path.isdir(self.get_cache_path()) else None
+
+
+class _ReadableInTreeLocator(caching.InTreeCacheLocator):
+    """The source file's __pycache__ when it exists but cannot be written (a read-only install): loaded from."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not os.path.exists(py_file):
+            return None
+        self = cls(py_func, py_file)
+        return self if os.path.isdir(self.get_cache_path()) else None
+
+
+class _TolerantImpl(caching.CompileResultCacheImpl):
+    # Numba's locators first (the first writable folder wins, as without tinyattn), then the read-only ones
+    _locator_classes = [*caching.CompileResultCacheImpl._locator_classes, _ReadableUserProvidedLocator,
+                        _ReadableInTreeLocator]
+
+
 class TolerantCache(caching.FunctionCache):
     """Numba's FunctionCache, where a failing disk costs a warning and a compile, never the call."""
+
+    _impl_class = _TolerantImpl
 
     def __init__(self, py_func):
         super().__init__(py_func)
