@@ -3,6 +3,8 @@
 Covers broadcast pairs, non-contiguous inputs (transposed and sliced views made inside
 the checked function) and batched shapes; hypothesis draws the shapes.
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -65,6 +67,7 @@ UNARY = {
     "sigmoid": (ta.sigmoid, None),
     "relu": (F.relu, 0.1),
     "gelu": (F.gelu, None),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), None),
     "pow3": (lambda x: x**3, None),
     "pow_half": (lambda x: x**0.5, 0.2),
     "pow_neg": (lambda x: x**-2, 0.5),
@@ -87,7 +90,9 @@ def test_unary_values_match_numpy(rng):
     t = ta.tensor(x, dtype=ta.float64)
     np.testing.assert_allclose(ta.sigmoid(t).numpy(), 1 / (1 + np.exp(-x)), rtol=1e-12)
     gelu_tanh = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-    np.testing.assert_allclose(F.gelu(t).numpy(), gelu_tanh, rtol=1e-12)
+    np.testing.assert_allclose(F.gelu(t, approximate="tanh").numpy(), gelu_tanh, rtol=1e-12)
+    gelu_exact = 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+    np.testing.assert_allclose(F.gelu(t).numpy(), gelu_exact, rtol=1e-12)
     assert np.all(np.isfinite(ta.sigmoid(ta.tensor([-1e4, 1e4])).numpy()))
 
 

@@ -262,6 +262,15 @@ class CPUBackend:
         flat = np.ascontiguousarray(x).reshape(-1)
         return _run(flat.size, self._act.gelu_backward, flat, np.ascontiguousarray(dy).reshape(-1)).reshape(x.shape)
 
+    def gelu_erf(self, x):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        return _run(flat.size, self._act.gelu_erf_forward, flat).reshape(x.shape)
+
+    def gelu_erf_backward(self, x, dy):
+        flat = np.ascontiguousarray(x).reshape(-1)
+        dy = np.ascontiguousarray(dy, dtype=flat.dtype).reshape(-1)
+        return _run(flat.size, self._act.gelu_erf_backward, flat, dy).reshape(x.shape)
+
     # ---- layer norm over rows ---------------------------------------------------
     def layer_norm(self, x, w, b, eps):
         """x (R, N) -> (y, x̂, rstd)."""
@@ -463,6 +472,13 @@ class CUDABackend:
 
     def gelu_backward(self, x, dy):
         flat = self._act.gelu_backward(self._dev(x.reshape(-1)), self._dev(dy.reshape(-1)), **self._flat)
+        return self._wrap(flat).reshape(x.shape)
+
+    def gelu_erf(self, x):
+        return self._wrap(self._act.gelu_erf_forward(self._dev(x.reshape(-1)), **self._flat)).reshape(x.shape)
+
+    def gelu_erf_backward(self, x, dy):
+        flat = self._act.gelu_erf_backward(self._dev(x.reshape(-1)), self._dev(dy.reshape(-1)), **self._flat)
         return self._wrap(flat).reshape(x.shape)
 
     def layer_norm(self, x, w, b, eps):

@@ -55,3 +55,38 @@ def gelu_backward(x, dy):
             du = T(GELU_C) * (T(1) + T(3 * GELU_A) * v * v)
             ds[i] = gs[i] * (s + T(2) * v * s * (T(1) - s) * du)
     return dx
+
+
+# ---- GELU, exact form ----------------------------------------------------------------------------------
+#     y = x Φ(x),  Φ(x) = (1 + erf(x/√2)) / 2
+#     dx = dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2) / √(2π)
+# erf is libm's (math.erf), in float64 for every dtype, then rounded to the array's dtype.
+
+SQRT_HALF = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@njit(parallel=True, cache=True)
+def gelu_erf_forward(x):
+    """y = x Φ(x) for a 1-D C-contiguous array.  Loop nest: prange chunk: for i in chunk: y[i] = x[i] Φ(x[i])."""
+    y = np.empty_like(x)
+    n = x.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = np.float64(x[i])
+            y[i] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
+    return y
+
+
+@njit(parallel=True, cache=True)
+def gelu_erf_backward(x, dy):
+    """dx = dy (Φ(x) + x φ(x)) for 1-D C-contiguous arrays (only x is saved)."""
+    dx = np.empty_like(x)
+    n = x.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = np.float64(x[i])
+            cdf = 0.5 * (1.0 + math.erf(v * SQRT_HALF))
+            pdf = math.exp(-0.5 * v * v) * INV_SQRT_2PI
+            dx[i] = dy[i] * (cdf + v * pdf)
+    return dx

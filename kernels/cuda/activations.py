@@ -1,4 +1,4 @@
-"""GELU (tanh form) on a CUDA device, forward and backward over a flat array; the meaning and the formula
+"""GELU (tanh form, and the exact erf form below) on a CUDA device, forward and backward over a flat array; the meaning and the formula
 of kernels/cpu/activations.py (its constants GELU_C, GELU_A):
 
     u = c (x + a x³),  c = √(2/π),  a = 0.044715
@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..cpu.activations import GELU_A, GELU_C
+from ..cpu.activations import GELU_A, GELU_C, INV_SQRT_2PI, SQRT_HALF
 from .device import as_device
 
 BLOCK = 256        # threads per block
@@ -67,7 +67,29 @@ def _kernels(dtype):
     return forward, backward
 
 
-def _launch(name, arrays, which, block, blocks):
+@functools.lru_cache(maxsize=None)
+def _erf_kernels(dtype):
+    """(forward, backward) kernels of the exact GELU for one dtype (kernels/cpu/activations.py's formulas:
+    y = x Φ(x), dx = dy (Φ(x) + x φ(x)), computed in float64 and rounded to the dtype)."""
+
+    @cuda.jit
+    def forward(x, y):
+        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            v = float(x[i])
+            y[i] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
+
+    @cuda.jit
+    def backward(x, dy, dx):
+        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            v = float(x[i])
+            cdf = 0.5 * (1.0 + math.erf(v * SQRT_HALF))
+            pdf = math.exp(-0.5 * v * v) * INV_SQRT_2PI
+            dx[i] = dy[i] * (cdf + v * pdf)
+
+    return forward, backward
+
+
+def _launch(name, arrays, which, block, blocks, kernels=_kernels):
     arrays = [as_device(a) for a in arrays]
     x = arrays[0]
     if any(a.ndim != 1 or a.shape != x.shape for a in arrays):
@@ -80,7 +102,7 @@ def _launch(name, arrays, which, block, blocks):
     if n:
         if blocks is None:
             blocks = min(MAX_BLOCKS, (n + block - 1) // block)
-        _kernels(dt)[which][blocks, block](*arrays, out)
+        kernels(dt)[which][blocks, block](*arrays, out)
     return out
 
 
@@ -92,3 +114,13 @@ def gelu_forward(x, block=BLOCK, blocks=None):
 def gelu_backward(x, dy, block=BLOCK, blocks=None):
     """dx = dy · gelu'(x) for 1-D arrays.  Loop nest: for i in grid-stride(n): dx[i] = dy[i] gelu'(x[i])."""
     return _launch("gelu_backward", [x, dy], 1, block, blocks)
+
+
+def gelu_erf_forward(x, block=BLOCK, blocks=None):
+    """y = x Φ(x) (exact GELU) for a 1-D array.  Loop nest: for i in grid-stride(n): y[i] = x[i] Φ(x[i])."""
+    return _launch("gelu_erf_forward", [x], 0, block, blocks, _erf_kernels)
+
+
+def gelu_erf_backward(x, dy, block=BLOCK, blocks=None):
+    """dx = dy (Φ(x) + x φ(x)) for 1-D arrays.  Loop nest: for i in grid-stride(n): dx[i] = dy[i] gelu'(x[i])."""
+    return _launch("gelu_erf_backward", [x, dy], 1, block, blocks, _erf_kernels)

@@ -279,21 +279,24 @@ class Relu(Function):
 
 
 class Gelu(Function):
-    """GELU, tanh form: y = x/2 · (1 + tanh u), u = c (x + 0.044715 x³), c = √(2/π).
-
-    dx = dy · [ (1 + tanh u)/2 + x/2 · (1 - tanh² u) · c (1 + 3·0.044715 x²) ].
-    Both directions are one fused kernel pass (kernels/cpu/activations.py).
+    """GELU, exact form (approximate='none', PyTorch's default): y = x Φ(x), Φ(x) = (1 + erf(x/√2))/2;
+        dx = dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2)/√(2π).
+    tanh form (approximate='tanh'): y = x/2 · (1 + tanh u), u = c (x + 0.044715 x³), c = √(2/π);
+        dx = dy · [ (1 + tanh u)/2 + x/2 · (1 - tanh² u) · c (1 + 3·0.044715 x²) ].
+    Both directions are one fused kernel pass (kernels/cpu/activations.py, kernels/cuda/activations.py).
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, exact):
         ctx.save_for_backward(x)
-        return backend_of(x).gelu(x)
+        ctx.exact = exact
+        return backend_of(x).gelu_erf(x) if exact else backend_of(x).gelu(x)
 
     @staticmethod
     def backward(ctx, dy):
         (x,) = ctx.saved
-        return backend_of(dy).gelu_backward(x, dy)
+        backend = backend_of(dy)
+        return backend.gelu_erf_backward(x, dy) if ctx.exact else backend.gelu_backward(x, dy), None
 
 
 class Maximum(Function):
@@ -501,12 +504,13 @@ def abs(x):
     return Abs.apply(x)
 
 
-def gelu(x, approximate="tanh"):
-    """GELU in its tanh form (PyTorch's `approximate='tanh'`), tinyattn's only form."""
-    if approximate != "tanh":
-        raise ValueError(f"gelu: only approximate='tanh' is implemented, got {approximate!r}")
+def gelu(x, approximate="none"):
+    """PyTorch's F.gelu: the exact form x Φ(x) (approximate='none', the default) or the tanh form
+    (approximate='tanh'); see Gelu."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     check_float("gelu", x._array)
-    return Gelu.apply(x)
+    return Gelu.apply(x, approximate == "none")
 
 
 def maximum(a, b):

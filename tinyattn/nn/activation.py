@@ -1,87 +1,15 @@
-"""Activation modules with torch.nn's names, signatures and defaults, and the exact GELU (a Function
-with its hand-written backward) that tinyattn.functional.gelu lacks.
+"""Activation modules with torch.nn's names, signatures and defaults.
 
     GELU(approximate='none')   y = x Φ(x) = x/2 (1 + erf(x/√2))       (PyTorch's default, the exact form)
-    GELU(approximate='tanh')   tinyattn.functional.gelu, the tanh form
+    GELU(approximate='tanh')   its tanh form (tinyattn.functional.gelu either way)
     SiLU                       y = x σ(x)
     LeakyReLU(negative_slope)  y = x if x > 0 else slope x
     Tanh, Sigmoid, ReLU, Softmax(dim), LogSoftmax(dim)
-
-The exact GELU runs on CPU arrays only (a Numba loop over math.erf); on the GPU use approximate='tanh'.
 """
-import math
 import warnings
 
-import numpy as np
-from numba import njit
-
 from .. import functional as F
-from ..autograd import Function
 from .module import Module
-
-_SQRT_HALF = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-@njit(cache=True)
-def _gelu_erf(x, y):
-    """for i: y[i] = x[i]/2 (1 + erf(x[i]/√2))   (flat, contiguous arrays)."""
-    for i in range(x.size):
-        v = x[i]
-        y[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
-
-
-@njit(cache=True)
-def _gelu_erf_backward(x, dy, dx):
-    """for i: dx[i] = dy[i] (Φ(x[i]) + x[i] φ(x[i])),  Φ(v) = (1 + erf(v/√2))/2,  φ(v) = e^(-v²/2)/√(2π)."""
-    for i in range(x.size):
-        v = x[i]
-        cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
-        pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
-        dx[i] = dy[i] * (cdf + v * pdf)
-
-
-def _cpu_float(op, x):
-    a = x._array
-    if type(a) is not np.ndarray:
-        raise NotImplementedError(f"{op}: only implemented for CPU tensors (got one on {x.device}); "
-                                  "use approximate='tanh' on the GPU")
-    if a.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {a.dtype}")
-
-
-class GeluErf(Function):
-    """GELU, exact form: y = x Φ(x), Φ the standard normal CDF = (1 + erf(x/√2))/2.
-
-    Backward: dx = dy (Φ(x) + x φ(x)), φ(x) = e^(-x²/2)/√(2π).
-    """
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        xc = np.ascontiguousarray(x)
-        y = np.empty_like(xc)
-        _gelu_erf(xc.reshape(-1), y.reshape(-1))
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        (x,) = ctx.saved
-        xc = np.ascontiguousarray(x)
-        dyc = np.ascontiguousarray(dy, dtype=xc.dtype)
-        dx = np.empty_like(xc)
-        _gelu_erf_backward(xc.reshape(-1), dyc.reshape(-1), dx.reshape(-1))
-        return dx
-
-
-def gelu(input, approximate="none"):
-    """PyTorch's F.gelu: approximate='none' (default) is the exact erf form, 'tanh' the tanh form."""
-    if approximate == "tanh":
-        return F.gelu(input, "tanh")
-    if approximate != "none":
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    _cpu_float("gelu", input)
-    return GeluErf.apply(input)
 
 
 def _legacy_softmax_dim(name, ndim):
@@ -101,7 +29,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, input):
-        return gelu(input, self.approximate)
+        return F.gelu(input, self.approximate)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"

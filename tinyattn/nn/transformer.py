@@ -17,7 +17,7 @@ from ..tensor import Tensor
 from .attention import KVCache, LayerKVCache, MultiheadAttention
 from . import init
 from .containers import ModuleList
-from .activation import GELU, ReLU, gelu as _gelu_exact
+from .activation import GELU, ReLU
 from .layers import Dropout, LayerNorm, Linear, place
 from .module import Module
 
@@ -34,7 +34,7 @@ def _activation_fn(owner, activation):
         if activation == "relu":
             return F.relu
         if activation == "gelu":
-            return _gelu_exact
+            return F.gelu  # approximate='none', the exact form
         raise RuntimeError(f"{owner}: activation should be relu/gelu, not {activation}")
     if not callable(activation):
         raise TypeError(f"{owner}: activation must be 'relu', 'gelu' or a callable, got {type(activation).__name__}")
