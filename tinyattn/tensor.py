@@ -54,7 +54,7 @@ class Tensor(Variable):
         if isinstance(data, np.generic):  # a numpy scalar (a full reduction): a 0-d array, which can change in place
             data = np.asarray(data)
         out._array = data
-        out.grad = None
+        out._grad = None
         out._requires_grad = requires_grad
         out._node = node
         out._index = index
