@@ -115,7 +115,7 @@ class _Child:
                 self.proc.wait()
                 break
         self.listener.join(timeout=1.0)
-        if self.proc.stdout is not None:
+        if not self.listener.is_alive():  # (closing a pipe another thread still reads would wait for that read)
             self.proc.stdout.close()
         return self.outcome
 
@@ -174,7 +174,7 @@ class AheadCompiler:
     def wait(self):
         """Before an attention backward: let every child still compiling finish (it fills the cache), unless it
         makes no progress for STALL_S (then it is killed, and the kernel compiles here)."""
-        for key, child in self.children.items():
+        for key, child in list(self.children.items()):
             if child is None:
                 continue
             outcome = self.outcomes[key] = child.wait()
