@@ -85,6 +85,7 @@ def files(folder):
     return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
 
 
+@pytest.mark.background  # its own cache folder: its compiles are shared with no other test
 def test_a_full_disk_costs_one_warning_and_cache_hits_still_load(tmp_path):
     # a normal cold start fills the cache with softmax's kernels
     cold = run(tmp_path, "normal")
