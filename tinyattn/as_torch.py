@@ -36,6 +36,8 @@ MODULES = {
     "torch.cuda": "tinyattn.cuda",
     "torch.cuda.amp": "tinyattn.cuda.amp",
     "torch.distributed": "tinyattn.distributed",
+    "torch.distributed.algorithms": "tinyattn.distributed",
+    "torch.distributed.algorithms.join": "tinyattn.distributed",  # Join
     "torch.linalg": "tinyattn.linalg",
     "torch.nn": "tinyattn.nn",
     "torch.nn.functional": "tinyattn.nn.functional",
