@@ -525,3 +525,10 @@ def test_inplace_methods_on_a_non_leaf_against_torch(name):
     assert out[0][0] and out[1][0]
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-6)
     np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-6)
+
+
+def test_abs_of_a_bool_tensor_is_pytorchs_error():
+    with pytest.raises(NotImplementedError, match="abs: not implemented for bool"):
+        ta.abs(ta.tensor([True, False]))
+    with pytest.raises(NotImplementedError):
+        ta.tensor([True]).abs()

@@ -501,6 +501,9 @@ def cast(x, dtype):
 
 
 def abs(x):
+    if isinstance(x, Variable) and x._array.dtype == np.bool_:
+        raise NotImplementedError(f"abs: not implemented for bool tensors (shape {tuple(x.shape)}), as in PyTorch; "
+                                  "a bool is its own absolute value")
     return Abs.apply(x)
 
 
