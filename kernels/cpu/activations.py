@@ -12,7 +12,8 @@ kernel here makes one, in parallel over chunks of the array, in the array's dtyp
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .vexp import vexp
 
@@ -58,35 +59,77 @@ def gelu_backward(x, dy):
 
 
 # ---- GELU, exact form ----------------------------------------------------------------------------------
-#     y = x Φ(x),  Φ(x) = (1 + erf(x/√2)) / 2
+#     y = x Φ(x),  Φ(x) = (1 + erf(x/√2)) / 2 = erfc(-x/√2) / 2
 #     dx = dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2) / √(2π)
-# erf is libm's (math.erf), in float64 for every dtype, then rounded to the array's dtype.
+# float64: libm's erf (math.erf), exact to float64 rounding. float32: erfc by the Chebyshev-fitted form of
+# Numerical Recipes (§6.2: erfc(z) ≈ t e^(-z² + P(t)), t = 1/(1 + z/2), z >= 0, relative error < 1.2e-7
+# everywhere, tails included), branch-free with `vexp`, so that LLVM vectorises the loop (libm's erf is one
+# call per element: 3.4 of 18 s of a nanoGPT run); Φ(x) = erfc(|x|/√2)/2 for x < 0, 1 - that for x >= 0.
 
 SQRT_HALF = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
+         -0.82215223, 0.17087277)
 
 
-@njit(parallel=True, cache=True)
+def norm_cdf(v):
+    """Φ(v), the standard normal CDF, in v's dtype (see the note above)."""
+    return 0.5 * (1.0 + math.erf(v * SQRT_HALF))
+
+
+@overload(norm_cdf, inline="always")  # inlined in Numba IR: the caller's error_model="numpy" then applies
+def _norm_cdf_impl(v):
+    if v == types.float64:
+        def impl(v):
+            return 0.5 * (1.0 + math.erf(v * SQRT_HALF))
+        return impl
+    if v == types.float32:
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = (np.float32(c) for c in _ERFC)
+
+        def impl(v):
+            z = abs(v) * np.float32(SQRT_HALF)
+            t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.5) * z)
+            p = c9
+            p = p * t + c8
+            p = p * t + c7
+            p = p * t + c6
+            p = p * t + c5
+            p = p * t + c4
+            p = p * t + c3
+            p = p * t + c2
+            p = p * t + c1
+            p = p * t + c0
+            half_erfc = np.float32(0.5) * t * vexp(p - z * z)
+            return half_erfc if v < np.float32(0.0) else np.float32(1.0) - half_erfc
+        return impl
+    return None
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_erf_forward(x):
     """y = x Φ(x) for a 1-D C-contiguous array.  Loop nest: prange chunk: for i in chunk: y[i] = x[i] Φ(x[i])."""
     y = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = np.float64(x[i])
-            y[i] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
+        xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
+        ys = y[c * CHUNK : min(n, (c + 1) * CHUNK)]
+        for i in range(xs.size):
+            ys[i] = xs[i] * norm_cdf(xs[i])
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_erf_backward(x, dy):
     """dx = dy (Φ(x) + x φ(x)) for 1-D C-contiguous arrays (only x is saved)."""
+    T = x.dtype.type
     dx = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = np.float64(x[i])
-            cdf = 0.5 * (1.0 + math.erf(v * SQRT_HALF))
-            pdf = math.exp(-0.5 * v * v) * INV_SQRT_2PI
-            dx[i] = dy[i] * (cdf + v * pdf)
+        xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
+        gs = dy[c * CHUNK : min(n, (c + 1) * CHUNK)]
+        ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
+        for i in range(xs.size):
+            v = xs[i]
+            pdf = vexp(T(-0.5) * v * v) * T(INV_SQRT_2PI)
+            ds[i] = gs[i] * (norm_cdf(v) + v * pdf)
     return dx
