@@ -18,16 +18,10 @@ import numpy as np
 
 from .compile_ahead import AHEAD
 
-# Below this many multiply-adds a kernel runs on one thread: waking the thread pool costs
-# more than it saves, and a busy machine can stall a parallel region for a whole time slice.
-SERIAL_WORK = 1 << 18
-# Sums of at least this many elements run on every thread (CPUBackend.add). Below it NumPy's serial loop
-# finishes about as soon, and examples/reverse.py (65,536-element activations) does not pay the kernel's
-# ~1 s of compile on a cold start.
-PARALLEL_SUM = 1 << 17
-# Adam updates parameters of at least this many elements on every thread (the gpt benchmark's big
-# weights: 49k-65k; examples/reverse.py's largest has 16k, so its cold start compiles no parallel Adam).
-PARALLEL_ADAM = 1 << 15
+# The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
+# and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
+# imports no Numba).
+from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_SUM, SERIAL_WORK
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
 # take NumPy's path.
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
@@ -157,9 +151,22 @@ def _tune_malloc():
                                                                                          TRIM_THRESHOLD))
 
 
+def _window(window):
+    """The contract's window (None: no window, or an int >= 0) as the kernels take it (-1: none)."""
+    return -1 if window is None else int(window)
+
+
 class CPUBackend:
+    """The contract (tinyattn/backend_contract.py) on host NumPy arrays, with the Numba kernels of
+    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode)."""
+
     name = "cpu"
     xp = np
+    capabilities = frozenset({"encoder_layer_decode"})
+
+    def supports(self, capability):
+        """Whether the optional kernel `capability` is offered (backend_contract.OPTIONAL)."""
+        return capability in self.capabilities
 
     def __init__(self):
         self.malloc_tuned = _tune_malloc()
@@ -301,12 +308,13 @@ class CPUBackend:
         strides: the kernel reads them in place through a flat view, a per-batch-head offset table and a
         row stride when each row is contiguous (the q, k, v of a fused qkv projection), and copies them
         otherwise (kernels/cpu/attention.py, _strided). bias is None or (Bb, Lb, Sb), each axis 1 or full
-        (BH, L, S), broadcast by the kernel, never copied; window < 0 means none; query row i sits at key
+        (BH, L, S), broadcast by the kernel, never copied; window None means none; query row i sits at key
         position i + offset for causal/window (0: top-left, S - L: bottom-right). backward: a backward may
         follow (on a cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
         """
         bh = math.prod(q.shape[:-2])
         work = bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        window = _window(window)
         if backward:
             AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
         try:
@@ -322,7 +330,7 @@ class CPUBackend:
         bh = math.prod(q.shape[:-2])
         work = 2 * bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return _run(work, self._attn.attention_backward,
-                    q, k, v, bias, bias is not None, causal, window, scale, out, lse, dout, offset)
+                    q, k, v, bias, bias is not None, causal, _window(window), scale, out, lse, dout, offset)
 
     # ---- a causal encoder layer over new positions, fused (generation's decode step) -------------
     def encoder_layer_decode(self, x, norm1, in_proj, out_proj, norm2, linear1, linear2, k_buf, v_buf, start,
@@ -373,13 +381,18 @@ class CPUBackend:
 
 
 class CUDABackend:
-    """The same kernel names on the GPU; arrays are DeviceArrays, results stay on the device.
+    """The contract (tinyattn/backend_contract.py) on the GPU; arrays are DeviceArrays, results stay on the device.
 
     Under Numba's simulator the launch sizes are small (the simulator runs each GPU thread as a
     Python thread); the kernels and results are the same.
     """
 
     name = "cuda"
+    capabilities = frozenset()  # no fused decode step (yet)
+
+    def supports(self, capability):
+        """Whether the optional kernel `capability` is offered (backend_contract.OPTIONAL)."""
+        return capability in self.capabilities
 
     def __init__(self):
         from tinyattn import device_array
@@ -509,25 +522,31 @@ class CUDABackend:
                                 beta1, beta2, step_size, bias2, eps, decay, l2)
 
     # ---- fused attention ---------------------------------------------------------------------
-    # The CUDA kernels take (BH, L, E) arrays: q, k, v (..., L, E) and dout are reshaped here (a copy when
-    # their batch dims do not merge); out, lse and the gradients are (BH, ...), the caller reshapes them.
+    # The CUDA kernels take (BH, L, E) arrays: q, k, v (..., L, E), out, lse and dout are reshaped here (a
+    # copy when their batch dims do not merge); out, lse and the gradients are reshaped back to the batch
+    # dims (views of the kernels' contiguous results), as the contract says.
     def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
-        bh = math.prod(q.shape[:-2])
+        batch = q.shape[:-2]
+        bh = math.prod(batch)
         q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
         out, lse = self._attn.attention_forward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale,
-            bias=None if bias is None else self._dev(bias), window=window, offset=offset, **self._attn_sizes)
-        return self._wrap(out), self._wrap(lse)
+            bias=None if bias is None else self._dev(bias), window=_window(window), offset=offset,
+            **self._attn_sizes)
+        return self._wrap(out).reshape(batch + out.shape[-2:]), self._wrap(lse).reshape(batch + lse.shape[-1:])
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
+        shapes = (q.shape, k.shape, v.shape)
         bh = math.prod(q.shape[:-2])
         q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))
+        out = out.reshape(bh, *out.shape[-2:])
+        lse = lse.reshape(bh, lse.shape[-1])
         dout = dout.reshape(out.shape)
         grads = self._attn.attention_backward(
             self._dev(q), self._dev(k), self._dev(v), causal, scale, self._dev(out), self._dev(lse),
-            self._dev(dout), bias=None if bias is None else self._dev(bias), window=window,
+            self._dev(dout), bias=None if bias is None else self._dev(bias), window=_window(window),
             rows=self._attn_sizes.get("rows", self._attn.ROWS), offset=offset)
-        return tuple(self._wrap(g) for g in grads)
+        return tuple(self._wrap(g).reshape(s) for g, s in zip(grads, shapes))
 
 
 _cpu = None

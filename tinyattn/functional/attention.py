@@ -30,6 +30,7 @@ import numpy as np
 
 from ..autograd import Function, Variable, is_grad_enabled
 from ..backend import backend_of, device_of, move
+from ..backend_contract import attention_allowed
 from . import elementwise as ew, linalg, shape as sh
 from .attention_variants import allowed_positions, apply_mask
 from .checks import check_float, on_device_of
@@ -92,19 +93,13 @@ def _causal_size(op, size):
 
 
 def allowed_aligned(L, S, causal, window, offset, device="cpu"):
-    """(L, S) bool: may query row i (at key position i + offset) attend to key j under causal/window."""
-    if offset == 0:
-        return allowed_positions(L, S, causal, window, device)
-    if offset > 0:  # the last L rows of the top-left table for L + offset queries
+    """(L, S) bool: may query row i (at key position i + offset) attend to key j under causal/window (the
+    reference definition, backend_contract.attention_allowed; on a GPU a slice of the cached table)."""
+    if device == "cpu":
+        return attention_allowed(L, S, causal, window, offset)
+    if offset >= 0:  # the last L rows of the (cached) top-left table for L + offset queries
         return allowed_positions(L + offset, S, causal, window, device)[offset:]
-    pos = np.arange(L)[:, None] + offset
-    j = np.arange(S)[None, :]
-    allowed = np.ones((L, S), dtype=bool)
-    if causal:
-        allowed &= j <= pos
-    if window is not None:
-        allowed &= np.abs(pos - j) <= window
-    return allowed if device == "cpu" else move(allowed, device)
+    return move(attention_allowed(L, S, causal, window, offset), device)
 
 
 class ScaledDotProductAttention(Function):
@@ -190,8 +185,7 @@ def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, off
                                    causal_offset=offset)
     batch = q.shape[:-2]
     bias = attention_bias(attn_mask, batch, q._array)
-    win = -1 if window is None else int(window)
-    return ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), win, float(scale), int(offset))
+    return ScaledDotProductAttention.apply(q, k, v, bias, bool(is_causal), window, float(scale), int(offset))
 
 
 def attention_composite(
@@ -301,3 +295,6 @@ def _check_attention_inputs(query, key, value, attn_mask, scale, window):
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = (sh.expand(t, batch + t.shape[-2:]) if t.shape[:-2] != batch else t for t in (query, key, value))
     return q, k, v, scale, window
+
+
+__all__ = ["allowed_aligned", "attention_bias", "attention_composite", "causal_lower_right", "causal_upper_left", "CausalBias", "CausalVariant", "scaled_dot_product_attention", "ScaledDotProductAttention", "window_arg"]  # noqa: E501

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of, move
+from ..backend_contract import attention_allowed
 from .checks import on_device_of
 from . import elementwise as ew, linalg, shape as sh
 
@@ -113,23 +114,20 @@ def apply_mask(scores, allowed, attn_mask):
 
 
 def allowed_positions(L, S, causal=False, window=None, device="cpu"):
-    """(L, S) bool: i may attend to j unless causal (j > i) or outside the window (|i - j| > w).
+    """(L, S) bool: i may attend to j unless causal (j > i) or outside the window (|i - j| > w): the
+    masking rule's reference definition (backend_contract.attention_allowed) with offset 0.
 
     On device "cuda" the table is made once per (L, S, causal, window) and reused: it is never
     written to, and uploading it at every forward would stall the GPU's queue.
     """
     if device != "cpu":
         return _allowed_on_gpu(L, S, causal, window)
-    i = np.arange(L)[:, None]
-    j = np.arange(S)[None, :]
-    allowed = np.ones((L, S), dtype=bool)
-    if causal:
-        allowed &= j <= i
-    if window is not None:
-        allowed &= np.abs(i - j) <= window
-    return allowed
+    return attention_allowed(L, S, causal, window)
 
 
 @functools.lru_cache(maxsize=16)
 def _allowed_on_gpu(L, S, causal, window):
     return move(allowed_positions(L, S, causal, window), "cuda")
+
+
+__all__ = ["additive_relevance", "allowed_positions", "apply_mask", "MaskedRelu", "MaskedSigmoid", "MaskedSoftmax", "normalize_scores", "NORMALIZERS", "RELEVANCES"]  # noqa: E501

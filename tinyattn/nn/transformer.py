@@ -13,6 +13,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..backend import backend_of
+from ..backend_contract import DECODE
 from ..tensor import Tensor
 from .attention import KVCache, LayerKVCache, MultiheadAttention
 from . import init
@@ -163,7 +164,8 @@ class TransformerEncoderLayer(Module):
             return None
         x = src._array
         e, f, dtype = attn.embed_dim, self.linear1.out_features, x.dtype
-        if (type(x) is not np.ndarray or x.shape[-1] != e or not 0 < x.size <= _DECODE_MAX_ROWS * e
+        # the fused step is an optional kernel (backend_contract.DECODE): ask the array's backend for it
+        if (not backend_of(x).supports(DECODE) or x.shape[-1] != e or not 0 < x.size <= _DECODE_MAX_ROWS * e
                 or dtype not in _DECODE_DTYPES):
             return None
         arrays = []
@@ -175,7 +177,7 @@ class TransformerEncoderLayer(Module):
                 arrays.append((np.ones if len(arrays) in (4, 6) else np.zeros)(shape, dtype))
                 continue
             a = p._array
-            if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+            if type(a) is not type(x) or a.dtype != dtype or a.shape != shape:
                 return None
             arrays.append(a)
         if src.ndim == 2:
@@ -408,3 +410,6 @@ class Transformer(Module):
 
         mask = full((sz, sz), float("-inf"), dtype=float32 if dtype is None else dtype).triu(1)
         return mask if device is None else mask.to(device)
+
+
+__all__ = ["Transformer", "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer"]  # noqa: E501
