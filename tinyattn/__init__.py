@@ -97,3 +97,43 @@ from .dtypes import finfo, iinfo  # noqa: E402
 from math import e, inf, nan, pi  # noqa: E402  (torch.pi, torch.e, torch.inf, torch.nan)
 from . import linalg  # noqa: E402
 from .dtypes import is_floating_point, is_tensor, numel  # noqa: E402
+
+
+__all__ = [
+    "abs", "absolute", "acos", "acosh", "add", "addcdiv", "addcmul", "addmm", "all", "allclose", "amax", "amin",
+    "aminmax", "any", "arange", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh",
+    "are_deterministic_algorithms_enabled", "argmax", "argmin", "argsort", "argwhere", "as_tensor", "asarray", "asin",
+    "asinh", "atan", "atan2", "atanh", "atleast_1d", "atleast_2d", "atleast_3d", "autocast", "baddbmm", "bernoulli",
+    "bfloat16", "bincount", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "block_diag", "bmm", "bool",
+    "BoolTensor", "broadcast_shapes", "broadcast_tensors", "broadcast_to", "bucketize", "ByteTensor", "can_cast",
+    "cartesian_prod", "cat", "cdist", "ceil", "chunk", "clamp", "clamp_max", "clamp_min", "clip", "clone",
+    "column_stack", "combinations", "compile", "concat", "concatenate", "copysign", "cos", "cosh", "cosine_similarity",
+    "count_nonzero", "cummax", "cummin", "cumprod", "cumsum", "default_generator", "deg2rad", "det", "detach", "device",
+    "diag", "diag_embed", "diagflat", "diagonal", "diff", "dist", "div", "divide", "dot", "double", "DoubleTensor",
+    "dsplit", "dstack", "einsum", "empty", "empty_like", "enable_grad", "eq", "equal", "erf", "erfc", "exp", "exp2",
+    "expm1", "eye", "finfo", "fix", "flatten", "flip", "fliplr", "flipud", "float", "float16", "float32", "float64",
+    "float_power", "FloatTensor", "floor", "floor_divide", "fmax", "fmin", "fmod", "fork_rng", "frac", "from_numpy",
+    "full", "full_like", "Function", "gather", "ge", "generate", "Generator", "ger", "get_autocast_dtype",
+    "get_default_dtype", "get_float32_matmul_precision", "get_num_threads", "get_rng_state", "greater", "greater_equal",
+    "gt", "half", "HalfTensor", "heaviside", "histc", "histogram", "hsplit", "hstack", "hypot", "iinfo", "index_add",
+    "index_copy", "index_fill", "index_put", "index_select", "inference_mode", "initial_seed", "inner", "int", "int16",
+    "int32", "int64", "int8", "IntTensor", "inverse", "is_autocast_enabled", "is_floating_point", "is_grad_enabled",
+    "is_tensor", "isclose", "isfinite", "isin", "isinf", "isnan", "isneginf", "isposinf", "kron", "kthvalue", "le",
+    "lerp", "less", "less_equal", "linspace", "load", "log", "log10", "log1p", "log2", "log_softmax", "logaddexp",
+    "logaddexp2", "logcumsumexp", "logdet", "logical_and", "logical_not", "logical_or", "logical_xor", "logit",
+    "logspace", "logsumexp", "long", "LongTensor", "lt", "manual_seed", "masked_fill", "masked_scatter",
+    "masked_select", "matmul", "matrix_power", "max", "maximum", "mean", "median", "meshgrid", "min", "minimum", "mm",
+    "moveaxis", "movedim", "mul", "multinomial", "multiply", "mv", "nan_to_num", "nanmean", "nanquantile", "nansum",
+    "narrow", "ne", "neg", "negative", "no_grad", "nonzero", "norm", "normal", "not_equal", "numel", "ones",
+    "ones_like", "outer", "pairwise_distance", "permute", "positive", "pow", "prod", "promote_types", "quantile",
+    "rad2deg", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm", "ravel", "reciprocal",
+    "relu", "remainder", "repeat_interleave", "reshape", "result_type", "roll", "rot90", "round", "row_stack", "rsqrt",
+    "rsub", "save", "scalar_tensor", "scatter", "scatter_add", "scatter_reduce", "searchsorted", "seed", "select",
+    "set_default_dtype", "set_float32_matmul_precision", "set_grad_enabled", "set_num_threads", "set_rng_state", "sgn",
+    "short", "sigmoid", "sign", "signbit", "sin", "sinc", "sinh", "Size", "slogdet", "softmax", "sort", "split",
+    "split_with_sizes", "sqrt", "square", "squeeze", "stack", "std", "std_mean", "sub", "subtract", "sum", "swapaxes",
+    "swapdims", "t", "take", "take_along_dim", "tan", "tanh", "Tensor", "tensor", "tensor_split", "tensordot", "tile",
+    "topk", "trace", "transpose", "tril", "tril_indices", "triu", "triu_indices", "true_divide", "trunc", "uint8",
+    "unbind", "unflatten", "unique", "unique_consecutive", "unravel_index", "unsqueeze", "use_deterministic_algorithms",
+    "var", "var_mean", "vdot", "vsplit", "vstack", "where", "xlogy", "zeros", "zeros_like",
+]

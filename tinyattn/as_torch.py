@@ -21,6 +21,10 @@ import runpy
 import sys
 import types
 
+__all__ = [
+    "install", "main", "MODULES", "stand_in", "TORCH_VERSION", "TorchModule", "uninstall",
+]
+
 # torch module -> the tinyattn module that stands for it
 MODULES = {
     "torch": "tinyattn",

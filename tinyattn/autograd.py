@@ -25,6 +25,11 @@ import numpy as np
 
 from .backend import backend_of, device_of
 
+__all__ = [
+    "backward", "Context", "enable_grad", "Function", "grad", "inference_mode", "is_grad_enabled", "no_grad", "Node",
+    "observe", "RemovableHandle", "replay_view", "set_grad_enabled", "Variable", "VersionCounter", "view_positions",
+]
+
 class _State(threading.local):
     grad_enabled = True  # each thread starts recording (a class default: no missing-attribute lookup per op)
 

@@ -16,6 +16,14 @@ from .dtypes import KINDS, as_dtype, default_dtype_for, float32, get_default_dty
 from .random import RandomArgumentError, _numpy_rng
 from .tensor import Tensor
 
+__all__ = [
+    "arange", "as_tensor", "asarray", "bernoulli", "bernoulli_", "BoolTensor", "ByteTensor", "cauchy_", "DoubleTensor",
+    "empty", "empty_like", "empty_parameter_data", "exponential_", "eye", "FloatTensor", "from_numpy", "full",
+    "full_like", "geometric_", "HalfTensor", "IntTensor", "linspace", "log_normal_", "logspace", "LongTensor",
+    "multinomial", "normal", "normal_", "ones", "ones_like", "rand", "rand_like", "randint", "randint_like", "randn",
+    "randn_like", "random_", "randperm", "tensor", "uniform_", "zeros", "zeros_like",
+]
+
 
 def _is_int(n):
     """A Python or numpy integer, not a bool (PyTorch refuses zeros(True))."""
@@ -383,8 +391,8 @@ def randint_like(input, low=0, high=_NO_HIGH, *, generator=None, dtype=None, dev
 
 
 def _fill_random(op, x, values):
-    from .functional.inplace import _replace
-    return _replace(op, x, values)
+    from .functional.inplace import replace_values
+    return replace_values(op, x, values)
 
 
 def _float_target(op, x):

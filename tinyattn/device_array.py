@@ -22,6 +22,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+__all__ = [
+    "arange", "asarray", "DeviceArray", "empty", "full", "ones", "where", "zeros",
+]
+
 _k = None
 
 

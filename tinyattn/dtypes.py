@@ -8,6 +8,13 @@ import numpy as np
 from .autograd import Variable
 from .backend import is_device_array
 
+__all__ = [
+    "as_dtype", "bfloat16", "bool_", "check_data", "default_dtype_for", "double", "finfo", "float", "float16",
+    "float32", "float64", "from_type_name", "get_default_dtype", "half", "iinfo", "int", "int16", "int32", "int64",
+    "int8", "is_floating_point", "is_tensor", "KINDS", "long", "numel", "set_default_dtype", "short", "type_name",
+    "TYPE_NAMES", "uint8", "UnsupportedDtype",
+]
+
 float32 = np.dtype(np.float32)  # the default for floating-point data
 float64 = np.dtype(np.float64)  # for gradient checks
 float16 = np.dtype(np.float16)  # storage and NumPy's arithmetic; the Numba kernels take float32/float64 only

@@ -28,6 +28,10 @@ from .nn.positional import LearnedPositionalEncoding, RotaryEmbedding, Sinusoida
 from .random import RandomArgumentError, _numpy_rng
 from .tensor import Tensor
 
+__all__ = [
+    "filter_logits", "generate", "model_context_length", "sample_from_logits",
+]
+
 _OP = "generate"
 _OVERFLOW = ("slide", "reprime")
 

@@ -38,6 +38,10 @@ import warnings
 
 from numba.core import caching, dispatcher
 
+__all__ = [
+    "failures", "install", "KernelCacheWarning", "TolerantCache", "uninstall", "write_failed",
+]
+
 
 class KernelCacheWarning(UserWarning):
     """Numba's on-disk cache of tinyattn's kernels could not be written or read: the kernels are compiled in

@@ -5,6 +5,10 @@ from .functional.reduction import vector_norm  # noqa: F401
 from .functional.reduction import norm as _norm
 from .functional.linalg import matmul  # noqa: F401
 
+__all__ = [
+    "det", "inv", "matmul", "matrix_norm", "matrix_power", "norm", "slogdet", "solve", "vector_norm",
+]
+
 
 def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):
     """The 2-norm of the flattened input (ord=None), or a vector norm along dim; matrix ords other than

@@ -23,6 +23,10 @@ from time import perf_counter_ns
 
 from . import autograd
 
+__all__ = [
+    "OpStats", "profile", "record_function",
+]
+
 OpStats = namedtuple("OpStats", "name calls forward_ns backward_ns backward_calls input_shapes")
 OpStats.__doc__ = """One row of profile.key_averages(): an op name (and input shapes when grouped by them), how
 many times its forward ran, the nanoseconds spent in its forwards and backwards, and how many backwards ran."""

@@ -23,6 +23,11 @@ import struct
 
 import numpy as np
 
+__all__ = [
+    "default_generator", "fork_rng", "Generator", "get_rng_state", "initial_seed", "manual_seed", "RandomArgumentError",
+    "seed", "set_rng_state",
+]
+
 _UINT64 = 1 << 64
 _DEFAULT_SEED = 67280421310721  # PyTorch's seed for a new torch.Generator()
 _MAGIC = b"taRNG1"

@@ -6,6 +6,10 @@ A tuple of ints (it compares equal to a plain tuple, unpacks, indexes and hashes
 import math
 import operator
 
+__all__ = [
+    "as_size", "Size",
+]
+
 
 class Size(tuple):
     __slots__ = ()

@@ -13,7 +13,12 @@ from .autograd import Variable, VersionCounter
 from .backend import device_of, move
 from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, check_data, default_dtype_for
+from .functional.device import to_device as _to_device
 from .size import as_size as _as_size
+
+__all__ = [
+    "Tensor",
+]
 
 _CPU, _CUDA = Device("cpu"), Device("cuda")
 _new = object.__new__
@@ -240,15 +245,15 @@ class Tensor(Variable):
                 copy, args = args[-1], args[:-1]
         device, dtype = parse_to_args("to", args, kwargs)
         dtype = as_dtype(dtype, "to")  # checked before any copy
-        out = self if device is None else F.to_device(self, device.type)
+        out = self if device is None else _to_device(self, device.type)
         out = out if dtype is None else F.cast(out, dtype)
         return out.clone() if copy and out is self else out
 
     def cpu(self):
-        return F.to_device(self, "cpu")
+        return _to_device(self, "cpu")
 
     def cuda(self, device=None):
-        return F.to_device(self, Device("cuda" if device is None else f"cuda:{device}").type)
+        return _to_device(self, Device("cuda" if device is None else f"cuda:{device}").type)
 
     def float(self, memory_format=None):
         return F.cast(self, np.float32)
@@ -294,7 +299,7 @@ class Tensor(Variable):
             dtype = "torch." + dtype.__name__
         if isinstance(dtype, str) and dtype.startswith("torch.") and dtype.endswith("Tensor"):
             dt, dev = from_type_name(dtype)
-            out = self if dev == self.device.type else F.to_device(self, dev)
+            out = self if dev == self.device.type else _to_device(self, dev)
             return F.cast(out, dt)
         return F.cast(self, as_dtype(dtype, "type"))
 

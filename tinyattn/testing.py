@@ -4,6 +4,10 @@ import numpy as np
 from .autograd import Variable, no_grad
 from .backend import device_of, move
 
+__all__ = [
+    "gradcheck", "GradcheckError",
+]
+
 
 class GradcheckError(AssertionError):
     pass

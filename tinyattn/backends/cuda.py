@@ -3,6 +3,11 @@ import contextlib
 
 from ..cuda import is_available as _is_available
 
+__all__ = [
+    "cudnn_sdp_enabled", "enable_cudnn_sdp", "enable_flash_sdp", "enable_math_sdp", "enable_mem_efficient_sdp",
+    "flash_sdp_enabled", "is_built", "math_sdp_enabled", "matmul", "mem_efficient_sdp_enabled", "sdp_kernel",
+]
+
 
 class _MatmulFlags:
     """torch.backends.cuda.matmul: allow_tf32 and the reduced-precision reduction switches."""

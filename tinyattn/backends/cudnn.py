@@ -1,4 +1,8 @@
 """torch.backends.cudnn: tinyattn does not use cuDNN; the flags are kept as set and change nothing."""
+
+__all__ = [
+    "allow_tf32", "benchmark", "deterministic", "enabled", "is_available", "version",
+]
 enabled = True
 benchmark = False
 deterministic = False

@@ -1,4 +1,8 @@
 """torch.backends.mkl: not used by tinyattn (its CPU kernels are its own Numba code)."""
+
+__all__ = [
+    "enabled", "is_available", "is_built",
+]
 enabled = False
 
 

@@ -1,5 +1,9 @@
 """torch.backends.mps: not used by tinyattn (its CPU kernels are its own Numba code)."""
 
+__all__ = [
+    "is_available", "is_built",
+]
+
 
 def is_available():
     return False

@@ -153,3 +153,9 @@ def __getattr__(name):
         import importlib
         return importlib.import_module(".amp", __name__)
     raise AttributeError(f"module 'tinyattn.cuda' has no attribute {name!r}")
+
+
+__all__ = [
+    "current_device", "device", "device_count", "empty_cache", "get_device_name", "is_available", "is_bf16_supported",
+    "manual_seed", "manual_seed_all", "parse_to_args", "require_cuda", "set_device", "synchronize",
+]

@@ -37,6 +37,10 @@ from ..nn.module import Module
 from ..tensor import Tensor
 from . import process_group as pg
 
+__all__ = [
+    "DistributedDataParallel", "Join",
+]
+
 
 class _SyncAfterBackward(Function):
     """Identity on the module's outputs; its backward is the module's backward plus the gradient sync."""

@@ -45,6 +45,13 @@ import numpy as np
 from ..backend import device_of, move
 from ..tensor import Tensor
 
+__all__ = [
+    "all_gather", "all_reduce", "barrier", "broadcast", "DEFAULT_TIMEOUT", "destroy_process_group", "DistBackendError",
+    "DistError", "get_backend", "get_local_rank", "get_local_size", "get_rank", "get_timeout", "get_world_size", "init",
+    "init_process_group", "is_available", "is_initialized", "is_main_process", "monitored_barrier", "print0",
+    "ReduceOp", "save",
+]
+
 _comm = None  # COMM_WORLD once init() ran
 _MPI = None  # the mpi4py.MPI module once init() ran
 _coll = None  # a duplicate of COMM_WORLD for tinyattn's own collectives (headers and data)

@@ -6,6 +6,10 @@ import numpy as np
 
 from . import process_group as pg
 
+__all__ = [
+    "DistributedSampler",
+]
+
 
 class DistributedSampler:
     """Indices 0 .. n-1 split over the ranks (PyTorch's DistributedSampler, over a length).

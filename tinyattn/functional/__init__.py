@@ -13,7 +13,7 @@
     normalization  layer_norm
     sparse         embedding
     dropout        dropout
-    device         to_device (.to('cuda') / .cpu())
+    device         to_device (.to('cuda') / .cpu(); used by Tensor, not exported here)
     inplace        add_, mul_, x[i] = v, ... (version counters, PyTorch's in-place rules)
     loss           cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy
                    (_with_logits), kl_div
@@ -25,8 +25,6 @@ from .attention import (
     scaled_dot_product_attention,
 )
 from .attention_variants import additive_relevance, allowed_positions, apply_mask, normalize_scores
-from .checks import sum_to_shape
-from .device import to_device
 from .dropout import dropout
 from .inplace import (
     add_, bitwise_and_, bitwise_or_, bitwise_xor_, clamp_, copy_, div_, fill_, floor_divide_, masked_fill_, mul_,
@@ -101,3 +99,42 @@ from .misc import (
     rsub, scalar_tensor, sinc, split_with_sizes, tensordot, unravel_index, vsplit,
 )
 from .linalg import det, inverse, logdet, matrix_power, slogdet
+
+
+__all__ = [
+    "abs", "absolute", "acos", "acosh", "add", "add_", "addcdiv", "addcdiv_", "addcmul", "addcmul_",
+    "additive_relevance", "addmm", "all", "allclose", "allowed_positions", "amax", "amin", "aminmax", "any",
+    "apply_mask", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "argmax", "argmin",
+    "argsort", "argwhere", "asin", "asinh", "atan", "atan2", "atanh", "atleast_1d", "atleast_2d", "atleast_3d",
+    "attention_composite", "baddbmm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "bincount",
+    "bitwise_and", "bitwise_and_", "bitwise_not", "bitwise_or", "bitwise_or_", "bitwise_xor", "bitwise_xor_",
+    "block_diag", "bmm", "broadcast_shapes", "broadcast_tensors", "broadcast_to", "bucketize", "can_cast",
+    "cartesian_prod", "cast", "cat", "causal_lower_right", "causal_upper_left", "CausalBias", "CausalVariant", "cdist",
+    "ceil", "chunk", "clamp", "clamp_", "clamp_max", "clamp_min", "clip", "clone", "column_stack", "combinations",
+    "concat", "concatenate", "contiguous", "copy_", "copysign", "cos", "cosh", "cosine_similarity", "count_nonzero",
+    "cross_entropy", "cross_entropy_composite", "cummax", "cummin", "cumprod", "cumsum", "deg2rad", "det", "detach",
+    "diag", "diag_embed", "diagflat", "diagonal", "diff", "dist", "div", "div_", "dot", "dropout", "dsplit", "dstack",
+    "einsum", "elu", "embedding", "eq", "equal", "erf", "erfc", "exp", "exp2", "expand", "expm1", "fill_",
+    "fill_diagonal_", "fix", "flatten", "flip", "fliplr", "flipud", "float_power", "floor", "floor_divide",
+    "floor_divide_", "fmax", "fmin", "fmod", "frac", "gather", "ge", "gelu", "ger", "getitem", "gt", "hardtanh",
+    "heaviside", "histc", "histogram", "hsplit", "hstack", "huber_loss", "hypot", "index_add", "index_add_",
+    "index_copy", "index_copy_", "index_fill", "index_fill_", "index_put", "index_put_", "index_select", "inner",
+    "inplace_ops", "inverse", "isclose", "isfinite", "isin", "isinf", "isnan", "isneginf", "isposinf", "kl_div", "kron",
+    "kthvalue", "l1_loss", "layer_norm", "layer_norm_composite", "le", "leaky_relu", "lerp", "lerp_", "linear", "log",
+    "log10", "log1p", "log2", "log_softmax", "logaddexp", "logaddexp2", "logcumsumexp", "logdet", "logical_and",
+    "logical_not", "logical_or", "logical_xor", "logit", "logsigmoid", "logsumexp", "lt", "masked_fill", "masked_fill_",
+    "masked_scatter", "masked_scatter_", "masked_select", "matmul", "matrix_power", "max", "maximum", "mean", "median",
+    "meshgrid", "min", "minimum", "mish", "mm", "moveaxis", "movedim", "mse_loss", "mul", "mul_", "mv", "nan_to_num",
+    "nanmean", "nanquantile", "nansum", "narrow", "ne", "neg", "nll_loss", "nonzero", "norm", "normalize",
+    "normalize_scores", "one_hot", "outer", "pad", "pairwise_distance", "permute", "positive", "pow", "pow_", "prod",
+    "promote_types", "quantile", "rad2deg", "ravel", "reciprocal", "relu", "relu6", "relu_", "remainder", "remainder_",
+    "repeat", "repeat_interleave", "reshape", "reshape_as", "result_type", "roll", "rot90", "round", "row_stack",
+    "rsqrt", "rsub", "scalar_tensor", "scaled_dot_product_attention", "scatter", "scatter_", "scatter_add",
+    "scatter_add_", "scatter_reduce", "scatter_reduce_", "searchsorted", "select", "setitem", "sgn", "sigmoid",
+    "sigmoid_", "sign", "signbit", "silu", "sin", "sinc", "sinh", "slogdet", "smooth_l1_loss", "softmax",
+    "softmax_composite", "softplus", "sort", "split", "split_with_sizes", "sqrt", "square", "squeeze", "stack", "std",
+    "std_mean", "sub", "sub_", "sum", "swapaxes", "swapdims", "t", "take", "take_along_dim", "tan", "tanh", "tanh_",
+    "tensor_split", "tensordot", "tile", "topk", "trace", "transpose", "tril", "tril_indices", "triu", "triu_indices",
+    "trunc", "unbind", "unflatten", "unfold", "unique", "unique_consecutive", "unravel_index", "unsqueeze", "var",
+    "var_mean", "vdot", "vector_norm", "view", "view_as", "vsplit", "vstack", "where", "xlogy", "zero_",
+]

@@ -9,6 +9,11 @@ import numpy as np
 from ..autograd import Variable
 from ..backend import device_of, move
 
+__all__ = [
+    "check_broadcast", "check_float", "check_indices", "check_tensor", "host_result", "normalize_dims",
+    "numpy_keywords", "on_device_of", "on_host", "sum_to_shape",
+]
+
 
 def sum_to_shape(grad, shape):
     """Undo NumPy broadcasting in the backward pass.

@@ -5,6 +5,10 @@ import numpy as np
 from ..autograd import Function, Variable
 from .checks import check_broadcast, check_tensor, host_result, on_host
 
+__all__ = [
+    "allclose", "equal", "isclose", "isfinite", "isinf", "isnan", "isneginf", "isposinf", "nan_to_num", "NanToNum",
+]
+
 
 def _unary_test(ufunc, name):
     def op(input):

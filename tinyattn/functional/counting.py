@@ -6,6 +6,11 @@ import numpy as np
 from ..autograd import Variable
 from .checks import check_tensor, host_result
 
+__all__ = [
+    "bincount", "bucketize", "histc", "histogram", "meshgrid", "searchsorted", "tril_indices", "triu_indices", "unique",
+    "unique_consecutive",
+]
+
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
     """The distinct values (sorted), and optionally the inverse indices (input's shape) and the counts."""

@@ -2,6 +2,10 @@
 from ..autograd import Function
 from ..backend import device_of, move
 
+__all__ = [
+    "to_device", "ToDevice",
+]
+
 
 class ToDevice(Function):
     """y = x copied to device `target` ("cpu" or "cuda").  dx = dy copied back to x's device."""

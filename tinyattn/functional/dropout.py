@@ -6,6 +6,10 @@ from ..backend import backend_of
 from ..random import default_generator
 from .checks import check_float, check_tensor
 
+__all__ = [
+    "Dropout", "dropout",
+]
+
 
 class Dropout(Function):
     """y = x ∘ m, m_i = 1/(1-p) with probability 1-p else 0 (drawn in the forward pass).

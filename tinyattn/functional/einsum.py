@@ -17,6 +17,10 @@ from ..autograd import Function, Variable
 from ..backend import device_of, move
 from .shape import reshape
 
+__all__ = [
+    "Einsum", "einsum",
+]
+
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # numpy's labels 0..51, in this order
 
 

@@ -12,11 +12,18 @@ from ..backend import backend_of, is_device_array
 from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
 
+__all__ = [
+    "Abs", "abs", "Add", "add", "array_of", "Cast", "cast", "cast_operand", "Div", "div", "eq", "Exp", "exp",
+    "float32_constant", "ge", "Gelu", "gelu", "gt", "le", "Log", "log", "lt", "masked_fill", "MaskedFill", "Maximum",
+    "maximum", "Minimum", "minimum", "Mul", "mul", "ne", "Neg", "neg", "operands", "Pow", "pow", "PowTensor", "Relu",
+    "relu", "Sigmoid", "sigmoid", "Sqrt", "sqrt", "Sub", "sub", "Tanh", "tanh", "Where", "where",
+]
+
 
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
-def _data(x):
+def array_of(x):
     return x._array if isinstance(x, Variable) else x
 
 
@@ -48,13 +55,13 @@ def operands(op, a, b):
         if not (isinstance(x, (Variable, np.ndarray, bool, int, float, np.number)) or is_device_array(x)):
             raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
     dtype = _common_dtype(a, b)
-    a, b = _cast(a, dtype), _cast(b, dtype)
-    check_broadcast(op, np.shape(_data(a)), np.shape(_data(b)))
+    a, b = cast_operand(a, dtype), cast_operand(b, dtype)
+    check_broadcast(op, np.shape(array_of(a)), np.shape(array_of(b)))
     return a, b
 
 
 def _common_dtype(a, b):
-    tensors = [_data(x).dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray)) or is_device_array(x)]
+    tensors = [array_of(x).dtype for x in (a, b) if isinstance(x, (Variable, np.ndarray)) or is_device_array(x)]
     floats = [d for d in tensors if d.kind == "f"]
     if floats:
         return np.result_type(*floats)
@@ -63,7 +70,7 @@ def _common_dtype(a, b):
     return np.result_type(*tensors)
 
 
-def _cast(x, dtype):
+def cast_operand(x, dtype):
     if isinstance(x, Variable):
         if x._array.dtype.kind != "f" and x._array.dtype != dtype:
             return x._wrap(x._array.astype(dtype))  # an int/bool tensor never requires grad
@@ -409,12 +416,12 @@ def mul(a, b):
 
 def div(a, b):
     a, b = operands("div", a, b)
-    if _data(a).dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
-        a, b = (_float32_constant(t) for t in (a, b))
+    if array_of(a).dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
+        a, b = (float32_constant(t) for t in (a, b))
     return Div.apply(a, b)
 
 
-def _float32_constant(t):
+def float32_constant(t):
     """An integer operand (which never requires grad) as a float32 constant tensor or array."""
     return t._wrap(t._array.astype(np.float32)) if isinstance(t, Variable) else t.astype(np.float32)
 
@@ -459,7 +466,7 @@ def pow(input, exponent):
         if not isinstance(x, Variable) and not isinstance(x, (bool, int, float, np.number)):
             raise TypeError(f"pow: unsupported base of type {type(x).__name__}")
         a, b = operands("pow", x, exponent)
-        da, db = _data(a), _data(b)
+        da, db = array_of(a), array_of(b)
         if da.dtype.kind in "iub" and db.dtype.kind in "iub":  # integers: no gradient
             if np.any(db < 0):
                 raise ValueError("pow: integers to negative integer powers are not allowed")
@@ -467,7 +474,7 @@ def pow(input, exponent):
             return like._wrap(np.power(da.astype(np.int64) if da.dtype == np.bool_ else da, db))
         return PowTensor.apply(a, b)
     if x.dtype.kind != "f" and isinstance(exponent, (float, np.floating)):
-        x = _float32_constant(x)  # int ** 0.5 is float32, as in PyTorch
+        x = float32_constant(x)  # int ** 0.5 is float32, as in PyTorch
     return Pow.apply(x, exponent)
 
 
@@ -546,10 +553,10 @@ def where(condition, input=None, other=None):
             value = value.astype(default_dtype_for(value))
         input = like._wrap(on_device_of("where", value, condition._array))
     a, b = operands("where", input, other)
-    cond = on_device_of("where", condition, _data(a if isinstance(a, Variable) else b))
+    cond = on_device_of("where", condition, array_of(a if isinstance(a, Variable) else b))
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
-    check_broadcast("where", cond.shape, np.shape(_data(a)), np.shape(_data(b)))
+    check_broadcast("where", cond.shape, np.shape(array_of(a)), np.shape(array_of(b)))
     return Where.apply(cond, a, b)
 
 
@@ -572,7 +579,7 @@ def _comparison(ufunc, name):
     def op(a, b):
         a, b = operands(name, a, b)
         like = a if isinstance(a, Variable) else b
-        return like._wrap(ufunc(_data(a), _data(b)))
+        return like._wrap(ufunc(array_of(a), array_of(b)))
 
     op.__name__ = name
     return op

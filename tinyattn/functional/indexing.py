@@ -16,6 +16,13 @@ from .checks import (
     check_broadcast, check_indices, check_tensor, host_result, normalize_dims, on_device_of, sum_to_shape,
 )
 
+__all__ = [
+    "argwhere", "Gather", "gather", "index_add", "index_copy", "index_fill", "index_put", "index_select",
+    "IndexAccumulate", "IndexPut", "IndexSelect", "masked_scatter", "masked_select", "MaskedScatter", "MaskedSelect",
+    "nonzero", "Scatter", "scatter", "scatter_add", "scatter_reduce", "ScatterAdd", "ScatterReduce", "take",
+    "take_along_dim",
+]
+
 
 def _dim(op, x, dim):
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
@@ -496,12 +503,12 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
 
 def index_put(input, indices, values, accumulate=False):
     """A copy of input with input[indices] = values (or += values, repeats adding up, with accumulate)."""
-    from .shape import _normalize_index
+    from .shape import normalize_index
 
     check_tensor("index_put", "input", input)
     if not isinstance(indices, (tuple, list)):
         raise TypeError("index_put: indices must be a tuple of tensors")
-    index = tuple(move(i, "cpu") for i in _normalize_index(input, tuple(indices)))  # read on the host
+    index = tuple(move(i, "cpu") for i in normalize_index(input, tuple(indices)))  # read on the host
     if not isinstance(values, Variable):
         values = host_result(input, np.asarray(values, dtype=input.dtype))
     if values.dtype != input.dtype:

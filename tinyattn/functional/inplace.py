@@ -26,10 +26,17 @@ from ..autograd import Function, Variable, is_grad_enabled, no_grad, replay_view
 from ..backend import backend_of, device_of, move
 from . import elementwise as ew
 from .checks import check_broadcast, on_device_of, sum_to_shape
-from .shape import _normalize_index, reshape
+from .shape import normalize_index, reshape
+
+__all__ = [
+    "add_", "apply_inplace", "bitwise_and_", "bitwise_or_", "bitwise_xor_", "clamp_", "copy_", "div_", "fill_",
+    "floor_divide_", "index_add_", "index_copy_", "index_fill_", "index_put_", "masked_fill_", "masked_scatter_",
+    "mul_", "pow_", "remainder_", "replace_values", "scatter_", "scatter_add_", "scatter_reduce_", "SetItem", "setitem",
+    "sub_", "zero_",
+]
 
 
-def _apply(op, x, compute, operands=(), same_kind=True, direct=None, saves_input=True):
+def apply_inplace(op, x, compute, operands=(), same_kind=True, direct=None, saves_input=True):
     """Change x in place to `compute(t)`, an out-of-place op applied to a tensor t holding x's value.
 
     `direct(x)`, when given, does the same job by writing into x._array itself; it is used when
@@ -140,49 +147,49 @@ def _value(op, value, x):
 def add_(x, other, alpha=1):
     """x ← x + alpha · other."""
     scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
-    return _apply("add_", x, lambda t: ew.add(t, scaled), (other,), saves_input=False)
+    return apply_inplace("add_", x, lambda t: ew.add(t, scaled), (other,), saves_input=False)
 
 
 def sub_(x, other, alpha=1):
     """x ← x - alpha · other."""
     scaled = other if alpha == 1 else ew.mul(other, alpha) if isinstance(other, Variable) else other * alpha
-    return _apply("sub_", x, lambda t: ew.sub(t, scaled), (other,), saves_input=False)
+    return apply_inplace("sub_", x, lambda t: ew.sub(t, scaled), (other,), saves_input=False)
 
 
 def mul_(x, other):
     """x ← x · other."""
-    return _apply("mul_", x, lambda t: ew.mul(t, other), (other,))
+    return apply_inplace("mul_", x, lambda t: ew.mul(t, other), (other,))
 
 
 def div_(x, other):
     """x ← x / other (an integer tensor cannot hold the float quotient: an error, as in PyTorch)."""
-    return _apply("div_", x, lambda t: ew.div(t, other), (other,))
+    return apply_inplace("div_", x, lambda t: ew.div(t, other), (other,))
 
 
 def pow_(x, exponent):
     """x ← x ** exponent."""
-    return _apply("pow_", x, lambda t: ew.pow(t, exponent), (exponent,))
+    return apply_inplace("pow_", x, lambda t: ew.pow(t, exponent), (exponent,))
 
 
 def floor_divide_(x, other):
     """x ← x // other (floor division, as Python's)."""
     from .rounding import floor_divide
 
-    return _apply("floor_divide_", x, lambda t: floor_divide(t, other), (other,))
+    return apply_inplace("floor_divide_", x, lambda t: floor_divide(t, other), (other,))
 
 
 def remainder_(x, other):
     """x ← x % other (the sign of other, as Python's)."""
     from .rounding import remainder
 
-    return _apply("remainder_", x, lambda t: remainder(t, other), (other,))
+    return apply_inplace("remainder_", x, lambda t: remainder(t, other), (other,))
 
 
 def _bitwise_(name):
     def op(x, other):
         from . import logical
 
-        return _apply(f"{name}_", x, lambda t: getattr(logical, name)(t, other), (other,))
+        return apply_inplace(f"{name}_", x, lambda t: getattr(logical, name)(t, other), (other,))
 
     op.__name__ = f"{name}_"
     op.__doc__ = f"x ← {name}(x, other), for bool and integer tensors."
@@ -196,13 +203,13 @@ def clamp_(x, min=None, max=None):
     """x ← clamp(x, min, max)."""
     from .selection import clamp  # the out-of-place op
 
-    return _apply("clamp_", x, lambda t: clamp(t, min, max), (min, max))
+    return apply_inplace("clamp_", x, lambda t: clamp(t, min, max), (min, max))
 
 
 # ---- replacing values ------------------------------------------------------------------------------
 
 
-def _replace(op, x, value, mask=None):
+def replace_values(op, x, value, mask=None):
     """x ← value where mask (everywhere when mask is None); the gradient goes to value there and to
     the old x elsewhere. Any dtype converts to x's, as in PyTorch's fill_ and copy_."""
     value = _value(op, value, x)
@@ -225,26 +232,26 @@ def _replace(op, x, value, mask=None):
             return ew.where(everywhere, value if value.dtype == t.dtype else ew.cast(value, t.dtype), t)
         return ew.masked_fill(t, everywhere, value)
 
-    return _apply(op, x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
+    return apply_inplace(op, x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
 
 
 def fill_(x, value):
     """x ← value everywhere (a number, or a 0-d tensor whose gradient is tracked)."""
     if isinstance(value, Variable) and value.ndim != 0:
         raise ValueError(f"fill_: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
-    return _replace("fill_", x, value)
+    return replace_values("fill_", x, value)
 
 
 def zero_(x):
     """x ← 0."""
-    return _replace("zero_", x, 0)
+    return replace_values("zero_", x, 0)
 
 
 def masked_fill_(x, mask, value):
     """x ← value where mask (broadcast to x's shape)."""
     if isinstance(value, Variable) and value.ndim != 0:
         raise ValueError(f"masked_fill_: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
-    return _replace("masked_fill_", x, value, mask)
+    return replace_values("masked_fill_", x, value, mask)
 
 
 def copy_(x, src):
@@ -253,7 +260,7 @@ def copy_(x, src):
         src = x._wrap(on_device_of("copy_", src, x._array))
     if check_broadcast("copy_", x.shape, src.shape) != tuple(x.shape):
         raise ValueError(f"copy_: the source of shape {tuple(src.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
-    return _replace("copy_", x, src)
+    return replace_values("copy_", x, src)
 
 
 # ---- x[index] = value ------------------------------------------------------------------------------
@@ -290,7 +297,7 @@ class SetItem(Function):
 
 def setitem(x, index, value):
     """x[index] = value, in place; differentiable with respect to value and to x's other elements."""
-    index = _normalize_index(x, index)
+    index = normalize_index(x, index)
     value = _value("setitem", value, x)
     target = _indexed_shape(x.shape, index)
     vshape = tuple(np.shape(value._array if isinstance(value, Variable) else value))
@@ -307,7 +314,7 @@ def setitem(x, index, value):
         v = value if isinstance(value, Variable) else t._wrap(backend_of(t._array).asarray(raw, dtype=t.dtype))
         return SetItem.apply(t, v if v.dtype == t.dtype else ew.cast(v, t.dtype), index)
 
-    return _apply("setitem", x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
+    return apply_inplace("setitem", x, compute, (value,), same_kind=False, direct=direct, saves_input=False)
 
 
 def _indexed_shape(shape, index):
@@ -332,7 +339,7 @@ def _indexing_(name, saves_input=False):
 
         function = getattr(indexing, name)
         operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
-        return _apply(f"{name}_", x, lambda t: function(t, *args, **kwargs), operands, same_kind=False,
+        return apply_inplace(f"{name}_", x, lambda t: function(t, *args, **kwargs), operands, same_kind=False,
                       saves_input=saves_input)
 
     op.__name__ = f"{name}_"

@@ -16,6 +16,11 @@ from ..backend import backend_of
 from .checks import check_broadcast, check_float, check_tensor, sum_to_shape, on_host
 from .shape import reshape
 
+__all__ = [
+    "addmm", "baddbmm", "bmm", "cdist", "Det", "det", "dot", "ger", "inv", "Inverse", "inverse", "Linear", "linear",
+    "logdet", "Matmul", "matmul", "matrix_power", "mm", "mv", "outer", "SlogDet", "slogdet", "Solve", "solve", "vdot",
+]
+
 
 class Matmul(Function):
     """C = A @ B over the last two axes, batch axes broadcast.  A (..., M, K), B (..., K, N).

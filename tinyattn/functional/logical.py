@@ -14,6 +14,11 @@ from ..autograd import Variable
 from ..backend import is_device_array
 from .checks import check_broadcast, normalize_dims, on_device_of, numpy_keywords
 
+__all__ = [
+    "all", "any", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "logical_and", "logical_not", "logical_or",
+    "logical_xor",
+]
+
 
 def _is_array(x):
     return isinstance(x, (Variable, np.ndarray)) or is_device_array(x)

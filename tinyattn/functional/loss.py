@@ -11,6 +11,12 @@ from .checks import check_broadcast, check_float, check_indices, check_tensor, o
 from . import elementwise as ew, reduction as red
 from .shape import getitem, permute, reshape
 
+__all__ = [
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "cross_entropy_composite",
+    "CrossEntropy", "FUSED_BACKWARD", "huber_loss", "kl_div", "l1_loss", "legacy_reduction", "mse_loss", "MSELoss",
+    "nll_loss", "NLLLoss", "PointwiseLoss", "smooth_l1_loss",
+]
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -111,7 +117,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     one fused Function (CrossEntropy); otherwise a composition of log_softmax and nll_loss.
     size_average and reduce are PyTorch's deprecated pair (mapped to a reduction, with its warning).
     """
-    reduction = _legacy_reduction("cross_entropy", size_average, reduce, reduction)
+    reduction = legacy_reduction("cross_entropy", size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating, np.integer)):
@@ -179,7 +185,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     """PyTorch's F.mse_loss. An integer target takes the input's dtype; two float dtypes promote (float32
     and float64 give a float64 loss, each gradient in its tensor's dtype). Shapes that differ but
     broadcast give PyTorch's UserWarning, naming both. weight (a constant) multiplies each squared error."""
-    reduction = _legacy_reduction("mse_loss", size_average, reduce, reduction)
+    reduction = legacy_reduction("mse_loss", size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"mse_loss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if weight is not None:
@@ -208,7 +214,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 
 
 # ---- PyTorch's other losses ---------------------------------------------------------------------------
-def _legacy_reduction(op, size_average, reduce, reduction):
+def legacy_reduction(op, size_average, reduce, reduction):
     """PyTorch's deprecated size_average/reduce pair mapped to a reduction (with PyTorch's warning), or
     `reduction` itself (checked) when both are None."""
     if size_average is not None or reduce is not None:
@@ -327,7 +333,7 @@ def _same_size_weight(op, weight, input):
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """PyTorch's F.l1_loss: |x - y|.  dl/dx = sign(x - y) (0 at a tie), dl/dy = -dl/dx. With weight
     (the input's shape), each term is multiplied by it and 'mean' divides by Σ weight, as PyTorch."""
-    reduction = _legacy_reduction("l1_loss", size_average, reduce, reduction)
+    reduction = legacy_reduction("l1_loss", size_average, reduce, reduction)
     _check_reduction("l1_loss", reduction)
     input, target = _pointwise_operands("l1_loss", input, target)
 
@@ -343,7 +349,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """PyTorch's F.smooth_l1_loss: d = x - y; 0.5 d²/β where |d| < β, else |d| - 0.5 β (β = 0: |d|).
     dl/dx = d/β where |d| < β, else sign(d); dl/dy = -dl/dx."""
-    reduction = _legacy_reduction("smooth_l1_loss", size_average, reduce, reduction)
+    reduction = legacy_reduction("smooth_l1_loss", size_average, reduce, reduction)
     _check_reduction("smooth_l1_loss", reduction)
     if not isinstance(beta, numbers.Real) or beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be a non-negative number, got {beta!r}")
@@ -387,7 +393,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         l = -w (y log x + (1 - y) log(1 - x)), each log clamped at >= -100 (PyTorch's);
         dl/dx = w (x - y) / max(x (1 - x), 1e-12),   dl/dy = w (log(1 - x) - log x) (clamped logs).
     weight is a constant (no gradient), broadcast against the input."""
-    reduction = _legacy_reduction("binary_cross_entropy", size_average, reduce, reduction)
+    reduction = legacy_reduction("binary_cross_entropy", size_average, reduce, reduction)
     _check_reduction("binary_cross_entropy", reduction)
     input, target = _pointwise_operands(
         "binary_cross_entropy", input, target, warn_size=False,
@@ -416,7 +422,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         l = w (p y softplus(-x) + (1 - y) softplus(x))       [= -w (p y log σ(x) + (1 - y) log(1 - σ(x)))]
         dl/dx = w ((p y + 1 - y) σ(x) - p y),   dl/dy = w (p softplus(-x) - softplus(x)).
     weight and pos_weight are constants (no gradient); pos_weight broadcasts against the last (class) axis."""
-    reduction = _legacy_reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
+    reduction = legacy_reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     input, target = _pointwise_operands(
         "binary_cross_entropy_with_logits", input, target, warn_size=False,
@@ -443,7 +449,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
         log_target: l = e^t (t - input),           dl/dinput = -e^t, dl/dt = e^t (t - input + 1).
     reduction 'batchmean' divides the sum by input.shape[0] (the KL divergence's definition); 'mean'
     divides by the element count and warns, as PyTorch does."""
-    reduction = _legacy_reduction("kl_div", size_average, reduce, reduction)
+    reduction = legacy_reduction("kl_div", size_average, reduce, reduction)
     _check_reduction("kl_div", reduction, _REDUCTIONS + ("batchmean",))
     if reduction == "mean":
         warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size."
@@ -540,7 +546,7 @@ def _class_weight(op, weight, n_classes, like):
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """PyTorch's F.nll_loss on log-probabilities: input (N, C) with target (N,), (C,) with a scalar target,
     or (N, C, d1, ...) with (N, d1, ...); class weights, ignore_index and the weighted 'mean'."""
-    reduction = _legacy_reduction("nll_loss", size_average, reduce, reduction)
+    reduction = legacy_reduction("nll_loss", size_average, reduce, reduction)
     _check_reduction("nll_loss", reduction)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"nll_loss: ignore_index must be an int, got {ignore_index!r}")

@@ -11,6 +11,13 @@ from ..autograd import Function, Variable
 from . import elementwise as ew
 from .checks import check_broadcast, check_tensor, sum_to_shape, host_result, on_host
 
+__all__ = [
+    "block_diag", "broadcast_shapes", "broadcast_tensors", "can_cast", "cartesian_prod", "clone", "combinations",
+    "copysign", "detach", "dist", "dsplit", "erfc", "float_power", "fmax", "FMaxMin", "fmin", "heaviside", "hsplit",
+    "isin", "logaddexp2", "promote_types", "result_type", "rsub", "scalar_tensor", "Sinc", "sinc", "split_with_sizes",
+    "tensordot", "unravel_index", "vsplit",
+]
+
 
 def clone(input, *, memory_format=None):
     check_tensor("clone", "input", input)
@@ -79,7 +86,7 @@ def result_type(tensor1, tensor2):
     """The dtype PyTorch's type promotion gives for an op on the two (tensors or numbers)."""
     a, b = ew.operands("result_type", tensor1, tensor2) if isinstance(tensor1, Variable) or isinstance(
         tensor2, Variable) else (np.asarray(tensor1), np.asarray(tensor2))
-    return np.result_type(ew._data(a), ew._data(b)) if not isinstance(a, Variable) else a._array.dtype
+    return np.result_type(ew.array_of(a), ew.array_of(b)) if not isinstance(a, Variable) else a._array.dtype
 
 
 def promote_types(type1, type2):
@@ -197,9 +204,9 @@ def fmin(input, other):
 def copysign(input, other):
     """|input| with the sign of other.  d/dinput = sign agreement; no gradient to other (PyTorch: 0)."""
     a, b = ew.operands("copysign", input, other)
-    if ew._data(a).dtype.kind != "f":
-        a, b = (ew._float32_constant(t) for t in (a, b))
-    sign = np.where(np.signbit(ew._data(b)), -1.0, 1.0).astype(ew._data(a).dtype)
+    if ew.array_of(a).dtype.kind != "f":
+        a, b = (ew.float32_constant(t) for t in (a, b))
+    sign = np.where(np.signbit(ew.array_of(b)), -1.0, 1.0).astype(ew.array_of(a).dtype)
     like = a if isinstance(a, Variable) else b
     return ew.mul(ew.abs(a) if isinstance(a, Variable) else like._wrap(np.abs(a)), like._wrap(sign))
 
@@ -231,9 +238,9 @@ class Sinc(Function):
 
 
 def sinc(input):
-    from .unary import _float_input
+    from .unary import float_input
 
-    return Sinc.apply(_float_input("sinc", input))
+    return Sinc.apply(float_input("sinc", input))
 
 
 def erfc(input):

@@ -5,6 +5,10 @@ import numpy as np
 from ..autograd import Function
 from .checks import check_tensor, host_result, on_host
 
+__all__ = [
+    "cosine_similarity", "normalize", "one_hot", "Pad", "pad", "pairwise_distance",
+]
+
 
 @on_host
 class Pad(Function):

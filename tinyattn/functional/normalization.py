@@ -9,6 +9,10 @@ from ..backend import backend_of
 from . import elementwise as ew, reduction as red
 from .checks import check_float, check_tensor
 
+__all__ = [
+    "layer_norm", "layer_norm_composite", "LayerNorm", "normalized_shape_arg",
+]
+
 
 class LayerNorm(Function):
     """Normalise over the last D axes (n = their element count), then scale and shift.

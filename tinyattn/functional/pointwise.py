@@ -9,6 +9,12 @@ from ..autograd import Function, Variable
 from . import elementwise as ew
 from .checks import check_tensor, normalize_dims, sum_to_shape, on_host
 
+__all__ = [
+    "addcdiv", "addcdiv_", "addcmul", "addcmul_", "arctan2", "Atan2", "atan2", "clamp_max", "clamp_min", "diff",
+    "fill_diagonal_", "Fmod", "fmod", "hypot", "INPLACE_NAMES", "inplace_ops", "lerp", "lerp_", "LogAddExp",
+    "logaddexp", "median", "MedianResult", "relu_", "sigmoid_", "tanh_",
+]
+
 MedianResult = namedtuple("MedianResult", ["values", "indices"])
 
 
@@ -57,8 +63,8 @@ class Atan2(Function):
 
 def atan2(input, other):
     a, b = ew.operands("atan2", input, other)
-    if ew._data(a).dtype.kind != "f":
-        a, b = (ew._float32_constant(t) for t in (a, b))
+    if ew.array_of(a).dtype.kind != "f":
+        a, b = (ew.float32_constant(t) for t in (a, b))
     return Atan2.apply(a, b)
 
 
@@ -88,8 +94,8 @@ class LogAddExp(Function):
 
 def logaddexp(input, other):
     a, b = ew.operands("logaddexp", input, other)
-    if ew._data(a).dtype.kind != "f":
-        a, b = (ew._float32_constant(t) for t in (a, b))
+    if ew.array_of(a).dtype.kind != "f":
+        a, b = (ew.float32_constant(t) for t in (a, b))
     return LogAddExp.apply(a, b)
 
 
@@ -120,11 +126,11 @@ class Fmod(Function):
 
 def fmod(input, other):
     a, b = ew.operands("fmod", input, other)
-    if ew._data(a).dtype.kind != "f":
-        if np.any(np.asarray(ew._data(b)) == 0):
+    if ew.array_of(a).dtype.kind != "f":
+        if np.any(np.asarray(ew.array_of(b)) == 0):
             raise ZeroDivisionError("fmod: integer division by zero")
         like = a if isinstance(a, Variable) else b
-        return like._wrap(np.fmod(ew._data(a), ew._data(b)))
+        return like._wrap(np.fmod(ew.array_of(a), ew.array_of(b)))
     return Fmod.apply(a, b)
 
 
@@ -151,7 +157,7 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
 def median(input, dim=None, keepdim=False):
     """No dim: the lower median of all elements (a 0-d tensor). With dim: (values, indices), the lower
     median along dim and where it is; the gradient goes to that element (as max(dim))."""
-    from .selection import Gather, _order
+    from .selection import Gather, sort_order
 
     check_tensor("median", "input", input)
     if dim is None:
@@ -168,7 +174,7 @@ def median(input, dim=None, keepdim=False):
     n = x.shape[d]
     if n == 0:
         raise ValueError(f"median: cannot compute the median of an empty dim {dim} (shape {tuple(input.shape)})")
-    order = _order(x._array, d, False)
+    order = sort_order(x._array, d, False)
     index = np.take(order, [(n - 1) // 2], axis=d)
     values = Gather.apply(x, index, d, keepdim or input.ndim == 0)
     indices = x._wrap(index if keepdim else np.squeeze(index, axis=d))
@@ -182,12 +188,12 @@ def median(input, dim=None, keepdim=False):
 
 def _inplace(name, compute_name):
     def op(x, *args, **kwargs):
-        from .inplace import _apply
+        from .inplace import apply_inplace
         import sys
 
         compute = getattr(sys.modules[__name__], compute_name, None) or getattr(ew, compute_name)
         operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
-        return _apply(name, x, lambda t: compute(t, *args, **kwargs), operands)
+        return apply_inplace(name, x, lambda t: compute(t, *args, **kwargs), operands)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"In place: x ← {compute_name}(x, ...)."
@@ -206,11 +212,11 @@ def _functional_inplace(name):
     """x.<name>_(...) = x ← functional.<name>(x, ...), in place (inplace.py's rules)."""
     def op(x, *args, **kwargs):
         from .. import functional
-        from .inplace import _apply
+        from .inplace import apply_inplace
 
         compute = getattr(functional, name)
         operands = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Variable)]
-        return _apply(f"{name}_", x, lambda t: compute(t, *args, **kwargs), operands)
+        return apply_inplace(f"{name}_", x, lambda t: compute(t, *args, **kwargs), operands)
 
     op.__name__ = op.__qualname__ = f"{name}_"
     op.__doc__ = f"In place: x ← {name}(x, ...)."
@@ -246,7 +252,7 @@ def fill_diagonal_(input, fill_value, wrap=False):
     """The main diagonal (all indices equal) set to fill_value in place; for a tall 2-D matrix wrap=True
     restarts the diagonal every (columns + 1) rows, as NumPy's fill_diagonal."""
     from .elementwise import masked_fill
-    from .inplace import _apply
+    from .inplace import apply_inplace
 
     check_tensor("fill_diagonal_", "input", input)
     if input.ndim < 2:
@@ -255,5 +261,5 @@ def fill_diagonal_(input, fill_value, wrap=False):
         raise ValueError(f"fill_diagonal_: all dimensions of input must be of equal length, got {tuple(input.shape)}")
     mask = np.zeros(input.shape, dtype=bool)
     np.fill_diagonal(mask, True, wrap=wrap)
-    return _apply("fill_diagonal_", input, lambda t: masked_fill(t, t._wrap(mask), fill_value), (),
+    return apply_inplace("fill_diagonal_", input, lambda t: masked_fill(t, t._wrap(mask), fill_value), (),
                   same_kind=False)

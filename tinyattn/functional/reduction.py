@@ -15,6 +15,13 @@ from ..dtypes import as_dtype
 from ..backend import device_of, move
 from .checks import check_float, check_tensor, host_result, normalize_dims, numpy_keywords, on_host
 
+__all__ = [
+    "Amax", "amax", "Amin", "amin", "aminmax", "AminmaxResult", "count_nonzero", "cummax", "cummin", "Cumprod",
+    "cumprod", "CumResult", "Cumsum", "cumsum", "kthvalue", "KthvalueResult", "LogCumSumExp", "logcumsumexp",
+    "LogSumExp", "logsumexp", "Mean", "mean", "nanmean", "nanquantile", "nansum", "norm", "Prod", "prod", "quantile",
+    "std", "std_mean", "Sum", "sum", "Var", "var", "var_mean", "vector_norm", "VectorNorm",
+]
+
 
 def _expand_back(dy, shape, dims, keepdim):
     if not keepdim:
@@ -445,7 +452,7 @@ def nanmean(input, dim=None, keepdim=False, *, dtype=None):
 @numpy_keywords
 def kthvalue(input, k, dim=-1, keepdim=False):
     """(values, indices): the k-th smallest element along dim (k counts from 1); the gradient goes to it."""
-    from .selection import Gather, _order
+    from .selection import Gather, sort_order
 
     check_tensor("kthvalue", "input", input)
     x = input if input.ndim else input.reshape(1)
@@ -453,7 +460,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     n = x.shape[d]
     if not 1 <= k <= n:
         raise ValueError(f"kthvalue: k ({k}) must be between 1 and the size {n} of dim {dim}")
-    index = np.take(_order(x._array, d, False), [k - 1], axis=d)
+    index = np.take(sort_order(x._array, d, False), [k - 1], axis=d)
     values = Gather.apply(x, index, d, keepdim or input.ndim == 0)
     indices = x._wrap(index if keepdim else np.squeeze(index, axis=d))
     if input.ndim == 0:

@@ -13,6 +13,10 @@ import numpy as np
 
 from ..autograd import Function
 
+__all__ = [
+    "apply_rotary", "Rotary", "rotary_tables",
+]
+
 
 def _rotate_half(x):
     half = x.shape[-1] // 2

@@ -12,7 +12,11 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..backend import is_device_array, move
 from .checks import sum_to_shape
-from .elementwise import _data, operands
+from .elementwise import array_of, operands
+
+__all__ = [
+    "floor_divide", "FloorDivide", "Remainder", "remainder",
+]
 
 
 def _on_host(ufunc, a, b):
@@ -68,12 +72,12 @@ class Remainder(Function):
 
 def _integer_operands(op, a, b):
     a, b = operands(op, a, b)
-    dtype = _data(a if isinstance(a, Variable) else b).dtype
+    dtype = array_of(a if isinstance(a, Variable) else b).dtype
     if dtype == np.bool_:
-        raise TypeError(f"{op}: not implemented for bool tensors (shapes {np.shape(_data(a))} and "
-                        f"{np.shape(_data(b))}); convert them with .long() first")
+        raise TypeError(f"{op}: not implemented for bool tensors (shapes {np.shape(array_of(a))} and "
+                        f"{np.shape(array_of(b))}); convert them with .long() first")
     if dtype.kind in "iu":
-        divisor = _data(b)
+        divisor = array_of(b)
         if bool((divisor == 0).any()):
             raise ZeroDivisionError(f"{op}: integer division by zero (divisor of shape {np.shape(divisor)})")
     return a, b

@@ -17,8 +17,13 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..backend import device_of, is_device_array, move
 from .checks import check_broadcast, normalize_dims, sum_to_shape, numpy_keywords
-from .elementwise import _cast, _data, maximum, minimum
+from .elementwise import cast_operand, array_of, maximum, minimum
 from .reduction import amax, amin
+
+__all__ = [
+    "argmax", "argmin", "argsort", "Clamp", "clamp", "clip", "Gather", "max", "MaxDim", "MaxResult", "min", "MinDim",
+    "MinResult", "Sort", "sort", "sort_order", "SortResult", "TopK", "topk", "TopKResult",
+]
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 MinResult = namedtuple("MinResult", ["values", "indices"])
@@ -159,7 +164,7 @@ def _arg_extreme(a, axis, largest):
     return np.argmax(hit.astype(np.int32), axis=axis, keepdims=True)
 
 
-def _order(a, dim, descending):
+def sort_order(a, dim, descending):
     """Indices that sort array `a` along `dim` (stable: ties keep their order; NaN counts as the
     largest), as int64 on a's device. Descending order sorts the flipped axis ascending, so ties
     still come in their original order."""
@@ -256,7 +261,7 @@ def argsort(x, dim=-1, descending=False, stable=False):
     stable=False too)."""
     _check_tensor("argsort", x)
     d = _one_dim("argsort", x, dim)
-    index = _order(_as_1d(x), d, descending)
+    index = sort_order(_as_1d(x), d, descending)
     return x._wrap(index.reshape(()) if x.ndim == 0 else index)
 
 
@@ -265,7 +270,7 @@ def sort(x, dim=-1, descending=False, stable=False):
     their order. NaN counts as the largest value. The values' gradient goes back through indices."""
     _check_tensor("sort", x)
     d = _one_dim("sort", x, dim)
-    index = _order(_as_1d(x), d, descending)
+    index = sort_order(_as_1d(x), d, descending)
     if x.ndim == 0:
         return SortResult(x.clone(), x._wrap(index.reshape(())))
     return SortResult(Sort.apply(x, index, d, True), x._wrap(index.copy()))  # not the array backward reads
@@ -285,7 +290,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     if not 0 <= k <= n:
         raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {n} (input shape {tuple(x.shape)})")
     data = _as_1d(x)
-    index = _order(data, d, descending=largest)
+    index = sort_order(data, d, descending=largest)
     index = index[(slice(None),) * d + (slice(0, int(k)),)]
     if x.ndim == 0:
         if k == 0:
@@ -311,13 +316,13 @@ def clamp(x, min=None, max=None):
         if isinstance(b, Variable) and device_of(b._array) != device_of(x._array):
             raise RuntimeError(f"clamp: expected all tensors on the same device, got {device_of(x._array)} "
                                f"and {device_of(b._array)}")
-    if x.dtype == np.bool_ or any(getattr(_data(b), "dtype", None) == np.bool_ for b in bounds):
+    if x.dtype == np.bool_ or any(getattr(array_of(b), "dtype", None) == np.bool_ for b in bounds):
         raise TypeError(f"clamp: bool tensors are not supported (input dtype {x.dtype})")
     dtype = _clamp_dtype(x, bounds)
-    x = _cast(x, dtype)
-    lo = None if min is None else _bound(_cast(min, dtype), x)
-    hi = None if max is None else _bound(_cast(max, dtype), x)
-    check_broadcast("clamp", x.shape, *(np.shape(_data(b)) for b in (lo, hi) if b is not None))
+    x = cast_operand(x, dtype)
+    lo = None if min is None else _bound(cast_operand(min, dtype), x)
+    hi = None if max is None else _bound(cast_operand(max, dtype), x)
+    check_broadcast("clamp", x.shape, *(np.shape(array_of(b)) for b in (lo, hi) if b is not None))
     return Clamp.apply(x, lo, hi)
 
 
@@ -335,7 +340,7 @@ def _clamp_dtype(x, bounds):
     """PyTorch's promotion for clamp: the float tensors' dtype; else float32 if a bound is a Python
     (or numpy scalar) float; else the integer tensors' common dtype."""
     arrays = [b for b in bounds if isinstance(b, (Variable, np.ndarray)) or is_device_array(b)]
-    tensors = [x.dtype] + [_data(b).dtype for b in arrays]
+    tensors = [x.dtype] + [array_of(b).dtype for b in arrays]
     floats = [np.dtype(d) for d in tensors if np.dtype(d).kind == "f"]
     if floats:
         return np.result_type(*floats)

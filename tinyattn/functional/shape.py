@@ -8,6 +8,12 @@ from ..autograd import Function, Variable, _memory_owner
 from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape
 
+__all__ = [
+    "Cat", "cat", "Contiguous", "contiguous", "Expand", "expand", "flatten", "GetItem", "getitem", "normalize_index",
+    "Permute", "permute", "Reshape", "reshape", "squeeze", "Stack", "stack", "transpose", "Unbind", "unbind",
+    "unsqueeze", "view",
+]
+
 
 class Reshape(Function):
     """y = x viewed with another shape (same elements in row-major order).  dx = dy reshaped back."""
@@ -242,7 +248,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 
 def getitem(x, index):
-    index = _normalize_index(x, index)
+    index = normalize_index(x, index)
     return GetItem.apply(x, index)
 
 
@@ -289,7 +295,7 @@ def _is_basic(index):
     return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
 
 
-def _normalize_index(x, index):
+def normalize_index(x, index):
     """Tensors inside the index become arrays; integer indices are range-checked up front."""
     items = index if isinstance(index, tuple) else (index,)
     out = []

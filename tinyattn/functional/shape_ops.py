@@ -13,6 +13,14 @@ from ..autograd import Function, Variable
 from .checks import check_tensor, normalize_dims, on_host
 from .shape import Permute, getitem, reshape, view
 
+__all__ = [
+    "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_to", "chunk", "column_stack", "diag", "diag_embed",
+    "DiagEmbed", "DiagEmbedLast", "diagflat", "Diagonal", "diagonal", "dstack", "Flip", "flip", "fliplr", "flipud",
+    "hstack", "inner", "kron", "moveaxis", "movedim", "narrow", "ravel", "Repeat", "repeat", "repeat_interleave",
+    "reshape_as", "Roll", "roll", "rot90", "row_stack", "select", "Split", "split", "swapaxes", "swapdims", "t",
+    "tensor_split", "tile", "trace", "unflatten", "Unfold", "unfold", "view_as", "vstack",
+]
+
 
 def _dim(op, x, dim):
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):

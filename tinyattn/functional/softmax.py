@@ -9,6 +9,10 @@ from ..dtypes import as_dtype
 from .checks import check_float, normalize_dims
 from . import elementwise as ew, reduction as red
 
+__all__ = [
+    "log_softmax", "LogSoftmax", "Softmax", "softmax", "softmax_composite",
+]
+
 
 class Softmax(Function):
     """y = softmax(x) along `dim`: y_i = e^(x_i - m) / Σ_j e^(x_j - m), m = max_j x_j.

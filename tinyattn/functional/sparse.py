@@ -3,6 +3,10 @@ from ..autograd import Function
 from ..backend import backend_of
 from .checks import check_float, check_indices, check_tensor, on_device_of
 
+__all__ = [
+    "Embedding", "embedding",
+]
+
 
 class Embedding(Function):
     """y[..., :] = W[idx[...], :].  dW = zeros with every dy row added at its index's row."""

@@ -9,6 +9,10 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..backend import backend_of
 
+__all__ = [
+    "Tril", "tril", "Triu", "triu",
+]
+
 
 def _keep(x, diagonal, upper):
     """(rows, cols) bool mask of the kept elements, on x's device."""

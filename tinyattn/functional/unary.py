@@ -13,8 +13,18 @@ import numpy as np
 from ..autograd import Function
 from .checks import check_tensor, on_host
 
+__all__ = [
+    "absolute", "Acos", "acos", "Acosh", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctanh", "Asin",
+    "asin", "Asinh", "asinh", "Atan", "atan", "Atanh", "atanh", "ceil", "Cos", "cos", "Cosh", "cosh", "deg2rad", "Elu",
+    "elu", "Erf", "erf", "Exp2", "exp2", "Expm1", "expm1", "fix", "float_input", "floor", "Frac", "frac", "Hardtanh",
+    "hardtanh", "leaky_relu", "LeakyRelu", "Log10", "log10", "Log1p", "log1p", "Log2", "log2", "Logit", "logit",
+    "LogSigmoid", "logsigmoid", "Mish", "mish", "Piecewise", "positive", "rad2deg", "Reciprocal", "reciprocal", "relu6",
+    "round", "Rsqrt", "rsqrt", "sgn", "sign", "signbit", "Silu", "silu", "Sin", "sin", "Sinh", "sinh", "Softplus",
+    "softplus", "Square", "square", "Tan", "tan", "trunc", "Xlogy", "xlogy",
+]
 
-def _float_input(op, x):
+
+def float_input(op, x):
     """x, or x as float32 when it holds integers or bools (PyTorch's promotion for float-valued ops)."""
     check_tensor(op, "input", x)
     if x._array.dtype.kind != "f":
@@ -390,7 +400,7 @@ class Mish(Function):
 
 def _float_op(function, name):
     def op(input):
-        return function.apply(_float_input(name, input))
+        return function.apply(float_input(name, input))
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = function.__doc__
@@ -508,9 +518,9 @@ def _maybe_inplace(op, x, compute, inplace):
     leaf error; the op saves a copy of the old values, so its backward stays right)."""
     if not inplace:
         return compute(x)
-    from .inplace import _apply
+    from .inplace import apply_inplace
 
-    return _apply(f"{op}(inplace=True)", x, compute)
+    return apply_inplace(f"{op}(inplace=True)", x, compute)
 
 
 def silu(input, inplace=False):
@@ -586,7 +596,7 @@ absolute = None  # set below (functional.elementwise.abs)
 
 
 def logit(input, eps=None):
-    return Logit.apply(_float_input("logit", input), None if eps is None else float(eps))
+    return Logit.apply(float_input("logit", input), None if eps is None else float(eps))
 
 
 def sgn(input):
@@ -605,13 +615,13 @@ def positive(input):
 def deg2rad(input):
     from .elementwise import mul
 
-    return mul(_float_input("deg2rad", input), math.pi / 180)
+    return mul(float_input("deg2rad", input), math.pi / 180)
 
 
 def rad2deg(input):
     from .elementwise import mul
 
-    return mul(_float_input("rad2deg", input), 180 / math.pi)
+    return mul(float_input("rad2deg", input), 180 / math.pi)
 
 
 @on_host
@@ -645,11 +655,11 @@ class Xlogy(Function):
 
 def xlogy(input, other):
     """x · ln y, and 0 where x = 0 (unless y is nan)."""
-    from .elementwise import _data, _float32_constant, operands
+    from .elementwise import array_of, float32_constant, operands
 
     a, b = operands("xlogy", input, other)
-    if _data(a).dtype.kind != "f":
-        a, b = (_float32_constant(t) for t in (a, b))
+    if array_of(a).dtype.kind != "f":
+        a, b = (float32_constant(t) for t in (a, b))
     return Xlogy.apply(a, b)
 
 

@@ -17,3 +17,15 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBas
 from .transformer import (
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
 )
+
+
+__all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "Conv1d", "CrossEntropyLoss", "Dropout", "ELU", "Embedding", "Flatten", "GELU",
+    "GRU", "GRUCell", "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "KVCache", "L1Loss", "LayerKVCache",
+    "LayerNorm", "LeakyReLU", "LearnedPositionalEncoding", "Linear", "LogSigmoid", "LogSoftmax", "LSTM", "LSTMCell",
+    "Mish", "Module", "ModuleDict", "ModuleList", "MSELoss", "MultiheadAttention", "NLLLoss", "Parameter",
+    "ParameterDict", "ParameterList", "ReLU", "ReLU6", "RNN", "RNNBase", "RNNCell", "RNNCellBase", "RotaryEmbedding",
+    "SelfAttention", "Sequential", "Sigmoid", "SiLU", "SinusoidalPositionalEncoding", "SmoothL1Loss", "Softmax",
+    "Softplus", "Tanh", "Transformer", "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
+    "TransformerEncoderLayer", "Unflatten",
+]

@@ -11,6 +11,11 @@ import warnings
 from .. import functional as F
 from .module import Module
 
+__all__ = [
+    "ELU", "GELU", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU",
+    "Softmax", "Softplus", "Tanh",
+]
+
 
 def _legacy_softmax_dim(name, ndim):
     """PyTorch's implicit dim for Softmax(dim=None): 0 for 0-, 1- and 3-D inputs, else 1 (with its warning)."""

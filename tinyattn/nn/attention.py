@@ -20,6 +20,10 @@ from .module import Module
 from .parameter import Parameter
 from ..tensor import Tensor
 
+__all__ = [
+    "KVCache", "LayerKVCache", "MultiheadAttention", "SelfAttention",
+]
+
 
 class SelfAttention(Module):
     """One self-attention head, as in Hung-Yi Lee's ML 2021 lecture.

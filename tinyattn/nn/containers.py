@@ -8,6 +8,10 @@ from ..tensor import Tensor
 from .module import Module
 from .parameter import Parameter
 
+__all__ = [
+    "ModuleDict", "ModuleList", "ParameterDict", "ParameterList", "Sequential",
+]
+
 
 class ModuleList(Module):
     """A list of modules whose parameters are registered ("0.weight", "1.weight", ...): PyTorch's

@@ -11,6 +11,10 @@ from .layers import place, size_arg
 from .module import Module
 from .parameter import Parameter
 
+__all__ = [
+    "Conv1d",
+]
+
 
 def _single(value):
     """PyTorch's Conv1d takes kernel_size, stride and padding as an int or a 1-tuple."""

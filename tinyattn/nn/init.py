@@ -1,17 +1,21 @@
 """Parameter initialisers, in place, with PyTorch's names and formulas."""
-import math
-import warnings
+import math as _math
+import warnings as _warnings
 
-import numpy as np
+import numpy as _np
 
-from ..backend import device_of, move
+from ..backend import device_of as _device_of, move as _move
 from ..random import _numpy_rng
+
+__all__ = [
+    "kaiming_uniform_", "normal_", "ones_", "uniform_", "xavier_uniform_", "zeros_",
+]
 
 
 def _fill(t, values):
     """t's data = host `values` (a number, or drawn from the one host generator and copied to t's
     device), in place: the tensor keeps its identity, and its version counter records the change."""
-    t._array[...] = values if np.isscalar(values) else move(values, device_of(t._array))
+    t._array[...] = values if _np.isscalar(values) else _move(values, _device_of(t._array))
     t._bump_version()
     return t
 
@@ -19,7 +23,7 @@ def _fill(t, values):
 def _fans(t):
     if t.ndim < 2:
         raise ValueError(f"init: fan in/out need a tensor with at least 2 dims, got shape {t.shape}")
-    receptive = int(np.prod(t.shape[2:])) if t.ndim > 2 else 1
+    receptive = int(_np.prod(t.shape[2:])) if t.ndim > 2 else 1
     return t.shape[1] * receptive, t.shape[0] * receptive
 
 
@@ -43,7 +47,7 @@ def _zero_element(t):
     """PyTorch's rule for the fan-based inits: a tensor with a zero-size axis has nothing to fill
     (and no fan to scale by), so the init warns and leaves it alone."""
     if 0 in t.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        _warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
         return True
     return False
 
@@ -53,7 +57,7 @@ def xavier_uniform_(t, gain=1.0, generator=None):
     fan_in, fan_out = _fans(t)
     if fan_in + fan_out == 0 and _zero_element(t):  # (0, 0): no bound to compute (PyTorch divides by zero)
         return t  # (a (0, 3) weight has a bound and nothing to fill: silent, as in PyTorch)
-    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    a = gain * _math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -a, a, generator)
 
 
@@ -67,7 +71,7 @@ def kaiming_uniform_(t, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generat
         raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
     fan = _fans(t)[0 if mode == "fan_in" else 1]
     gain = _kaiming_gain(nonlinearity, a)
-    bound = gain * math.sqrt(3.0 / fan)
+    bound = gain * _math.sqrt(3.0 / fan)
     return uniform_(t, -bound, bound, generator)
 
 
@@ -79,12 +83,12 @@ def _kaiming_gain(nonlinearity, a):
     if nonlinearity == "tanh":
         return 5.0 / 3
     if nonlinearity == "relu":
-        return math.sqrt(2.0)
+        return _math.sqrt(2.0)
     if nonlinearity == "selu":
         return 3.0 / 4
     if nonlinearity == "leaky_relu":
         slope = 0.01 if a is None else a
         if isinstance(slope, bool) or not isinstance(slope, (int, float)):
             raise ValueError(f"negative_slope {slope} not a valid number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return _math.sqrt(2.0 / (1 + slope ** 2))
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")

@@ -19,6 +19,11 @@ from .activation import GELU, ReLU  # noqa: F401  (their old home)
 from .module import Module
 from .parameter import Parameter
 
+__all__ = [
+    "Dropout", "Embedding", "Flatten", "Identity", "LayerNorm", "Linear", "place", "probability_arg", "size_arg",
+    "Unflatten",
+]
+
 
 def size_arg(owner, name, value, minimum=0):
     """A layer's size argument as an int >= minimum: Python and numpy ints pass, as in PyTorch;

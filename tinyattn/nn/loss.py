@@ -8,9 +8,14 @@ import warnings
 import numpy as np
 
 from .. import functional as F
-from ..functional.loss import _legacy_reduction
+from ..functional.loss import legacy_reduction
 from ..tensor import Tensor
 from .module import Module
+
+__all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss",
+    "SmoothL1Loss",
+]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -22,7 +27,7 @@ class _Loss(Module):
         if size_average is not None or reduce is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                reduction = _legacy_reduction(name, size_average, reduce, reduction)
+                reduction = legacy_reduction(name, size_average, reduce, reduction)
             warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' "
                           "instead.", UserWarning, stacklevel=3)
         if reduction not in allowed:

@@ -10,6 +10,10 @@ from ..cuda import parse_to_args
 from ..tensor import Tensor
 from .parameter import Parameter
 
+__all__ = [
+    "BackwardHookFunction", "IncompatibleKeys", "Module",
+]
+
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 

@@ -4,6 +4,10 @@ import numpy as np
 from ..autograd import Variable
 from ..tensor import Tensor
 
+__all__ = [
+    "Parameter",
+]
+
 
 class Parameter(Tensor):
     """A Tensor that requires grad by default; assigning one to a Module attribute registers it.

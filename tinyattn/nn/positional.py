@@ -19,6 +19,10 @@ from .layers import size_arg
 from .module import Module
 from .parameter import Parameter
 
+__all__ = [
+    "LearnedPositionalEncoding", "RotaryEmbedding", "SinusoidalPositionalEncoding",
+]
+
 
 def _check_length(name, x, max_len, d_model=None, offset=0):
     """Checks the input and returns `offset` as an int."""

@@ -9,6 +9,10 @@ from ..autograd import Variable
 from ..backend import backend_of
 from ..tensor import Tensor
 
+__all__ = [
+    "clip_grad_norm_",
+]
+
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Scale every gradient by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ the norm_type-norm of all of them

@@ -4,6 +4,10 @@ import numpy as np
 from ..backend import backend_of
 from .optimizer import Optimizer
 
+__all__ = [
+    "Adam", "AdamW",
+]
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015): with g (+ weight_decay · w, L2 style),

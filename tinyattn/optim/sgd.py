@@ -1,6 +1,10 @@
 """SGD with momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's torch.optim.SGD)."""
 from .optimizer import Optimizer
 
+__all__ = [
+    "SGD",
+]
+
 
 class SGD(Optimizer):
     """Per parameter, with g its gradient and the group's hyperparameters:
