@@ -46,22 +46,13 @@ from numba import njit, prange
 from .microkernel import (copy_a_w32, copy_a_w64, copy_b_w32, copy_b_w64, host_kernel, transpose_w32, transpose_w64,
                           ukernel_w32, ukernel_w32t, ukernel_w64, ukernel_w64t)
 
-MR = 3     # micro-tile rows (of A)        3 x 3 = 9 vector accumulators + 6 operand loads per step
-NR = 3     # micro-tile columns (rows of the packed B)
-KC = 512   # k-slice: a micro-panel of B is NR*KC elements (6 KiB float32), it stays in L1
-MC = 96    # rows per task block, at most: MC*KC elements of packed A (192 KiB float32) stay in L2
-MIN_TASKS = 16     # split rows finer than MC until there are this many tasks (thread balance)
-SMALL_WORK = 1 << 15   # multiply-adds per batch element below which the plain loop wins
+# Blocking sizes and thresholds, with their units and measurements: policy.py
+from .policy import (KC, MC, MICRO_ROWS_W32, MICRO_ROWS_W64, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K,
+                     OUTER_MIN_PANELS, OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_WORK,
+                     TAIL_ROWS_W32, TAIL_ROWS_W64)
 
 # Only reassociation and FMA contraction: NaN/inf still propagate; tests hold results to numpy.
 _FM = {"reassoc", "contract"}
-
-# The outer-product path (`_gemm_outer`, micro-kernels in microkernel.py)
-OUTER_KC = 256               # k-slice: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC
-OUTER_MIN_PANELS = 8         # row panels a task gets at least before columns are split too
-OUTER_NC_BYTES = 1 << 20     # a B block (KC x NC) of at most 1 MiB stays in L2
-OUTER_SPLIT_K = 4            # split k across tasks when K >= this many k-slices and >= 2 max(M, N) ...
-OUTER_MAX_SPLIT_K = 4        # ... into at most this many blocks (each extra one: an M x N partial to add)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -437,8 +428,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             for j in range(N):
                 o2[i, j] = bias[j] if has_bias else z
         return out
-    MR = 12 if wide else 6
-    MT = 4 if wide else 2                     # rows of the tail kernel for the last rows
+    MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
+    MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32   # rows of the tail kernel for the last rows
     kind = 0 if wide else 1
     NR = 2 * (64 if wide else 32) // af.itemsize
     NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
@@ -535,12 +526,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     return out
 
 
-# Products with at most this many rows (M) take `_gemm_rows` (the backend chooses; generation's one-row
-# Linears). Measured on 1 thread against the packed kernels (docs/benchmarks.md, generation): x @ W^T
-# (nt, where the big kernels pack W by transposition) wins up to 16 rows at K, N in 64..512; dy @ W and
-# a^T @ b (nn, tn: the big kernels read B in place) win at 1 row and tie at 2.
-ROWS_MAX_NT = 16
-ROWS_MAX_NN = 2
+# Products with at most ROWS_MAX_NT / ROWS_MAX_NN rows (M) take `_gemm_rows` (the backend chooses; generation's
+# one-row Linears): policy.py.
 
 
 @njit(cache=True, fastmath=_FM)

@@ -38,6 +38,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .policy import MICRO_ROWS_W32, MICRO_ROWS_W64, TAIL_ROWS_W32, TAIL_ROWS_W64
+
 NV = 2     # vectors per micro-tile row (NR = NV * lanes)
 
 
@@ -248,19 +250,19 @@ def _make_transpose(vbytes):
     return transpose
 
 
-ukernel_w64 = _make_ukernel(12, 64)
-ukernel_w32 = _make_ukernel(6, 32)
-ukernel_w64t = _make_ukernel(4, 64)     # tail shapes for the last rows (M % MR), so that no row
-ukernel_w32t = _make_ukernel(2, 32)     # panel computes more than 3 (1) rows of zeros
-copy_a_w64 = _make_copy(12, 64, False)
-copy_a_w32 = _make_copy(6, 32, False)
-copy_b_w64 = _make_copy(12, 64, True)
-copy_b_w32 = _make_copy(6, 32, True)
+# The shapes (rows of A per tile; vector bytes: 64 = AVX-512, 32 = AVX2; NR = NV * vector bytes / itemsize):
+# policy.py, with the measurements that chose them.
+ukernel_w64 = _make_ukernel(MICRO_ROWS_W64, 64)
+ukernel_w32 = _make_ukernel(MICRO_ROWS_W32, 32)
+ukernel_w64t = _make_ukernel(TAIL_ROWS_W64, 64)     # tail shapes for the last rows (M % MR), so that no row
+ukernel_w32t = _make_ukernel(TAIL_ROWS_W32, 32)     # panel computes more than 3 (1) rows of zeros
+copy_a_w64 = _make_copy(MICRO_ROWS_W64, 64, False)
+copy_a_w32 = _make_copy(MICRO_ROWS_W32, 32, False)
+copy_b_w64 = _make_copy(MICRO_ROWS_W64, 64, True)
+copy_b_w32 = _make_copy(MICRO_ROWS_W32, 32, True)
 transpose_w64 = _make_transpose(64)
 transpose_w32 = _make_transpose(32)
 
-# (MR, vector bytes) of each shape; NR = NV * vector bytes / itemsize
-SHAPES = {"avx512": (12, 64), "avx2": (6, 32)}
 KERNELS = ("avx512", "avx2", "portable")
 
 

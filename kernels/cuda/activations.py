@@ -14,7 +14,7 @@ Inputs are 1-D numba device arrays (host arrays are copied), float32 or float64;
 arrays in that dtype, and the arithmetic is done in that dtype (the constants are cast to it).
 
 Launch: a grid-stride loop, `blocks` blocks of `block` threads (blocks defaults to enough for one element
-per thread, capped at MAX_BLOCKS); thread g handles i = g, g + stride, g + 2 stride, ... with stride =
+per thread, capped at OP_MAX_BLOCKS); thread g handles i = g, g + stride, g + 2 stride, ... with stride =
 blocks * block. No shared memory, so nothing to synchronise. Kernels are compiled per dtype by
 `_kernels`, which bakes the constants in that dtype.
 """
@@ -27,8 +27,8 @@ from numba import cuda
 from ..cpu.activations import GELU_A, GELU_C, INV_SQRT_2PI, SQRT_HALF
 from .device import as_device
 
-BLOCK = 256        # threads per block
-MAX_BLOCKS = 1024  # grid cap; the grid-stride loop covers the rest
+from .policy import OP_MAX_BLOCKS  # grid cap; the grid-stride loop covers the rest (policy.py)
+from .policy import THREADS as BLOCK  # default threads per block (policy.py)
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,7 +101,7 @@ def _launch(name, arrays, which, block, blocks, kernels=_kernels):
     n = x.shape[0]
     if n:
         if blocks is None:
-            blocks = min(MAX_BLOCKS, (n + block - 1) // block)
+            blocks = min(OP_MAX_BLOCKS, (n + block - 1) // block)
         kernels(dt)[which][blocks, block](*arrays, out)
     return out
 

@@ -10,7 +10,7 @@ the float dtype. Indices are the caller's to check (0 <= index < V), as on the C
 
 Launch: grid-stride loops over the n·D output (or dy) elements, flat f = n·D + d, so consecutive threads
 walk a row's contiguous axis; `blocks` blocks of `block` threads (blocks defaults to one element per
-thread, capped at MAX_BLOCKS):
+thread, capped at OP_MAX_BLOCKS):
 
     forward:   for f in grid-stride(n·D):  out[f // D, f % D] = weight[index[f // D], f % D]
     backward:  for f in grid-stride(V·D):  dW[f // D, f % D] = 0                  (one kernel)
@@ -25,8 +25,8 @@ from numba import cuda
 
 from .device import as_device
 
-BLOCK = 256        # threads per block
-MAX_BLOCKS = 1024  # grid cap; the grid-stride loops cover the rest
+from .policy import OP_MAX_BLOCKS  # grid cap; the grid-stride loop covers the rest (policy.py)
+from .policy import THREADS as BLOCK  # default threads per block (policy.py)
 
 
 @cuda.jit
@@ -56,7 +56,7 @@ def _scatter_add(index, dy, dw):
 
 
 def _grid(size, block, blocks):
-    return blocks if blocks is not None else max(1, min(MAX_BLOCKS, (size + block - 1) // block))
+    return blocks if blocks is not None else max(1, min(OP_MAX_BLOCKS, (size + block - 1) // block))
 
 
 def _prepare(name, table, index):

@@ -9,13 +9,12 @@ from numba import config
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)  # read when numba was imported, as numba itself does
 
-THREADS = 256  # threads per block on a GPU
-MAX_BLOCKS = 2048  # enough to fill a large GPU; larger sizes loop
-SIM_THREADS = 8  # threads in all under the simulator
+# threads per block on a GPU, the grid cap (larger sizes loop), threads in all under the simulator: policy.py
+from .policy import GRID_STRIDE_MAX_BLOCKS, SIM_THREADS, THREADS
 
 
 def grid_1d(n):
     """(blocks, threads) for a grid-stride loop over n elements."""
     if SIMULATOR:
         return 1, max(1, min(n, SIM_THREADS))
-    return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS)), THREADS
+    return max(1, min((n + THREADS - 1) // THREADS, GRID_STRIDE_MAX_BLOCKS)), THREADS

@@ -37,7 +37,7 @@ from numba import cuda
 from .device import as_device
 from .softmax import _reduce_sum
 
-BLOCK = 128  # default threads per row (a power of two), and per block of columns in the dw/db kernel
+from .policy import ROW_THREADS as BLOCK  # threads per row, and per block of columns in the dw/db kernel (policy.py)
 
 
 @functools.lru_cache(maxsize=None)

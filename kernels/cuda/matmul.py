@@ -43,8 +43,9 @@ from numba import cuda
 
 from .device import as_device
 
-TILE = 16  # threads per block edge (TILE * TILE threads), and the k-slice
-REGS = 4   # outputs per thread along each edge: a block computes a (TILE*REGS)^2 output tile
+# TILE: threads per block edge (TILE * TILE threads), and the k-slice; REGS: outputs per thread along each edge:
+# a block computes a (TILE*REGS)^2 output tile (policy.py)
+from .policy import REGS, TILE
 MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z; larger batches loop
 
 

@@ -20,10 +20,11 @@ import numpy as np
 from numba import cuda
 
 from .launch import SIMULATOR, grid_1d
+from .policy import REDUCE_MANY_ROWS as MANY_ROWS  # from this many rows on, one thread per row (policy.py)
+from .policy import REDUCE_ROW_THREADS, REDUCE_SIM_ROW_THREADS
 
 SUM, MAX, MIN, ANY, ALL = range(5)
-BLOCK = 8 if SIMULATOR else 256  # threads per row of the block-per-row kernel (a power of two)
-MANY_ROWS = 1024  # from this many rows on, one thread per row keeps the GPU busy
+BLOCK = REDUCE_SIM_ROW_THREADS if SIMULATOR else REDUCE_ROW_THREADS  # threads per row of the block-per-row kernel
 
 
 def _identity(op, dtype):

@@ -33,7 +33,7 @@ from numba import cuda
 
 from .device import as_device
 
-BLOCK = 128  # default threads per row (a power of two)
+from .policy import ROW_THREADS as BLOCK  # default threads per row (a power of two; policy.py)
 
 
 @cuda.jit(device=True)

@@ -1,0 +1,111 @@
+"""Every tuned threshold and blocking size of the CPU kernels and of the CPU backend, in one place.
+
+Each name below says its unit and the measurement that set it (a commit, or a section of
+docs/benchmarks.md), or "not recorded" when the history has no figure for it. Changing a value changes
+speed, never results: every path computes the same thing (tests hold each path to NumPy). The numbers are
+read when a module imports them; the Numba kernels freeze them as constants when they compile, so a
+value changed after a kernel compiled (or cached) takes effect only after Numba recompiles it.
+
+Who reads what:
+    tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_ADAM, ROWS_MAX_NT, ROWS_MAX_NN
+    tinyattn/functional/loss.py          FUSED_BACKWARD (the loss keeps its own copy today: see below)
+    kernels/cpu/matmul*                  SMALL_WORK, the portable and the outer-product blocking, the shapes
+    kernels/cpu/microkernel.py           the micro-kernel shapes (MICRO_ROWS_*, TAIL_ROWS_*)
+    kernels/cpu/attention.py             ROWS_MAX_L (attention keeps its own copy today: see below)
+    tinyattn/nn/transformer.py           DECODE_MAX_ROWS (the layer keeps its own copy today: see below)
+This module imports nothing: kernels/ may not import tinyattn, and tinyattn may import this.
+"""
+
+# ---- the backend: which path a call takes -----------------------------------------------------------------
+
+# Multiply-adds (or the kernel's comparable unit of work) below which a kernel runs on one thread: waking
+# the thread pool costs more than it saves, and a busy machine can stall a parallel region for a whole time
+# slice. Set with the first CPU kernels (commit 8a71b85); the measurement is not recorded.
+SERIAL_WORK = 1 << 18
+
+# Elements from which a sum of two arrays of one shape (residual connections, gradient sums; CPUBackend.add
+# and add_) runs on every thread (kernels/cpu/elementwise.py). Measured (docs/benchmarks.md, "Goal 1, third
+# round"; commits 2d8764b, ad4c2af): 1 MB 150 -> 140 us with cold inputs, and the layer norm right after it
+# 110 -> 85 us; below it NumPy's serial loop finishes about as soon. 2^17 rather than lower so that
+# examples/reverse.py (65,536-element activations) does not pay the kernel's ~1 s compile on a cold start.
+PARALLEL_SUM = 1 << 17
+
+# Elements from which Adam updates a parameter on every thread (kernels/cpu/optim.py adam_update_parallel).
+# Chosen from the sizes (commit ad4c2af, docs/benchmarks.md "Goal 1, third round"): the gpt benchmark's big
+# weights have 49k-65k elements, examples/reverse.py's largest 16k (its cold start then compiles no
+# parallel Adam). The speed-up itself is not recorded.
+PARALLEL_ADAM = 1 << 15
+
+# Elements of the logits from which cross_entropy's backward goes through log_softmax's parallel backward
+# kernel instead of four serial NumPy passes. Measured (commit 9fdf88b, docs/benchmarks.md "Goal 1, third
+# round"): 0.49 -> 0.30 ms at 2048 x 96, under load; smaller logits keep the formula, so reverse.py's cold
+# start compiles nothing new. tinyattn/functional/loss.py still defines its own FUSED_BACKWARD (same value):
+# it should read this one (`from tinyattn.kernels.cpu.policy import FUSED_BACKWARD`).
+FUSED_BACKWARD = 1 << 17
+
+# ---- matmul: few-row products (`_gemm_rows`, chosen by the backend) -----------------------------------------
+
+# Rows M of a product at or below which it takes the serial row kernel: x @ W^T (nt) up to ROWS_MAX_NT,
+# dy @ W and a^T @ b (nn, tn: the blocked kernels read B in place there) up to ROWS_MAX_NN. Measured on 1
+# thread, float32, against the blocked kernels (commit 259c8e1, docs/benchmarks.md "Generation ... a
+# few-row matmul path"): x @ W^T (1, 128) x (128, 384) 44.9 -> 5.5 us, 8 rows 47.0 -> 21.4, 16 rows 53 -> 38,
+# 32 rows 67 -> 126 (blocked better); nn/tn: the row kernel wins at 1 row (5.4 vs 9.2 us), ties at 2, loses
+# from 4.
+ROWS_MAX_NT = 16
+ROWS_MAX_NN = 2
+
+# ---- matmul: tiny products ---------------------------------------------------------------------------------
+
+# Multiply-adds per batch element (M*N*K) at or below which a product takes the plain i-k-j loop
+# (`_gemm_small`). Set with the first CPU kernels (commit 8a71b85); the measurement is not recorded.
+SMALL_WORK = 1 << 15
+
+# ---- matmul: the portable dot-product kernel (`_gemm`) -----------------------------------------------------
+# Set with the first CPU kernels (commit 8a71b85) from the cache sizes in the comments; measurements not
+# recorded. MR x NR is fixed by the hand-written 3 x 3 tile (_micro_3x3): change them together.
+MR = 3     # micro-tile rows (of A), rows: 3 x 3 = 9 vector accumulators + 6 operand loads per step
+NR = 3     # micro-tile columns (rows of the packed B), rows
+KC = 512   # k-slice, elements of k: a micro-panel of B is NR*KC elements (6 KiB float32), it stays in L1
+MC = 96    # rows per task block, at most: MC*KC elements of packed A (192 KiB float32) stay in L2
+MIN_TASKS = 16     # tasks: split rows finer than MC until there are this many (thread balance)
+
+# ---- matmul: the outer-product kernel (`_gemm_outer`, micro-kernels of microkernel.py) -------------------
+
+# Micro-kernel shapes, rows of A per tile (the columns are NV = 2 vectors of the register width: 64 bytes on
+# AVX-512, 32 on AVX2). 12 x 2 zmm and 6 x 2 ymm accumulators fill the register file with room for the
+# operands (docs/benchmarks.md "Goal 2: matmul"; the asm is checked by a test). The tail shapes take the
+# last M mod MR rows: measured (same section) the 4-row tail instead of zero-padding the last panel to 12
+# rows took the 64 x 64 weight gradient from 0.72x to 1.02x of numpy; the 2-row AVX2 tail is its
+# counterpart, not measured separately.
+MICRO_ROWS_W64 = 12    # AVX-512 micro-tile rows
+MICRO_ROWS_W32 = 6     # AVX2 micro-tile rows
+TAIL_ROWS_W64 = 4      # AVX-512 tail micro-tile rows
+TAIL_ROWS_W32 = 2      # AVX2 tail micro-tile rows
+
+# k-slice, elements of k: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC. Measured
+# (docs/benchmarks.md "Goal 2: matmul"): KC 128/256/384/512, 256 best or equal.
+OUTER_KC = 256
+# Row panels a task gets at least before columns are split too. Not recorded.
+OUTER_MIN_PANELS = 8
+# Bytes of a B block (KC x NC) that stays in L2. From the cache size; not recorded.
+OUTER_NC_BYTES = 1 << 20
+# Split k across tasks when K >= OUTER_SPLIT_K k-slices and K >= 2 max(M, N), into at most OUTER_MAX_SPLIT_K
+# blocks (each extra one: an M x N partial to add). Measured (commit 925f9ab): gpt's weight-gradient products
+# 10.3 -> 9.6 ms per step on 2 threads (best of 7 x 5), the 128 x 128 and 96 x 128 ones ~1.3x; the values
+# 4 / 4 themselves are not recorded.
+OUTER_SPLIT_K = 4
+OUTER_MAX_SPLIT_K = 4
+
+# ---- attention and the decode step (owned by the attention code; listed here, copies there) -------------
+
+# Query rows at or below which attention's forward takes one work item per row (`_forward_rows`: a key/value
+# cache step) instead of 64-row tiles. From commit b7ff3fd ("a cache step no longer pays a 64-row tile");
+# the threshold's measurement is not recorded. kernels/cpu/attention.py still defines its own ROWS_MAX_L
+# (same value): it should read this one.
+ROWS_MAX_L = 4
+
+# Rows (batch x new positions) at or below which nn.TransformerEncoderLayer's decode step runs the fused
+# kernel (kernels/cpu/decode.py); longer prompts run op by op. Measured (commit 0f44101): 1 thread, d_model
+# 128, 128 rows 2.0 ms fused vs 1.3 ms op by op per layer. tinyattn/nn/transformer.py still defines its own
+# _DECODE_MAX_ROWS (same value): it should read this one.
+DECODE_MAX_ROWS = 64
