@@ -12,8 +12,9 @@ Prints three Markdown tables for docs/benchmarks.md, each with the GPU's name:
   torch.nn.functional.scaled_dot_product_attention, causal and not.
 
 Each time is the median of --repeats calls, each from a synchronised device to a synchronised device
-(launch overhead included), after two warm-up calls (compilation excluded). The reference needs PyTorch built with CUDA; without it the tinyattn columns
-are still printed. Needs a real GPU: under Numba's simulator the script refuses to run.
+(launch overhead included), after two warm-up calls (compilation excluded). The reference needs PyTorch built
+with CUDA; without it the tinyattn columns are still printed. Needs a real GPU: under Numba's simulator the
+script refuses to run.
 """
 import argparse
 import math
@@ -92,14 +93,16 @@ def bench_softmax(shapes, repeats, torch):
             theirs = _time(lambda: torch.softmax(tx, dim=-1), repeats, torch.cuda.synchronize)
         bw = lambda ms: None if ms is None else gbytes / (ms / 1e3)
         ratio = None if theirs is None else theirs / ours
-        print(f"| {rows}x{cols} | {ours:.3f} | {bw(ours):.0f} | {_cell(theirs, '{:.3f}')} | {_cell(bw(theirs), '{:.0f}')} "
+        print(f"| {rows}x{cols} | {ours:.3f} | {bw(ours):.0f} | {_cell(theirs, '{:.3f}')} "
+              f"| {_cell(bw(theirs), '{:.0f}')} "
               f"| {_cell(ratio, '{:.2f}')} |")
 
 
 def bench_attention(lengths, repeats, torch, B=4, H=8, E=64):
     from tinyattn.kernels.cuda import attention
 
-    print(f"\n| attention fwd+bwd f32, B={B} H={H} E={E} | causal | tinyattn ms | torch SDPA ms | tinyattn/torch (time) |")
+    print(f"\n| attention fwd+bwd f32, B={B} H={H} E={E} | causal | tinyattn ms | torch SDPA ms "
+          "| tinyattn/torch (time) |")
     print("|---:|:---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     scale = 1.0 / math.sqrt(E)
@@ -122,14 +125,16 @@ def bench_attention(lengths, repeats, torch, B=4, H=8, E=64):
 
                 theirs = _time(theirs_step, repeats, torch.cuda.synchronize)
             ratio = None if theirs is None else ours / theirs
-            print(f"| L=S={L} | {'yes' if causal else 'no'} | {ours:.2f} | {_cell(theirs, '{:.2f}')} | {_cell(ratio, '{:.2f}')} |")
+            print(f"| L=S={L} | {'yes' if causal else 'no'} | {ours:.2f} | {_cell(theirs, '{:.2f}')} "
+                  f"| {_cell(ratio, '{:.2f}')} |")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="smaller sizes (a first look, or a short device lease)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes under the simulator: checks the script, times nothing real")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes under the simulator: checks the script, times nothing real")
     args = p.parse_args(argv)
     if args.smoke:
         bench_matmul((8,), 1, None)
@@ -137,12 +142,14 @@ def main(argv=None):
         bench_attention((4,), 1, None, B=1, H=1, E=4)
         return
     if config.ENABLE_CUDASIM or not cuda.is_available():
-        raise SystemExit("bench_cuda: needs a real CUDA GPU (the simulator is far too slow to time; --smoke checks the script)")
+        raise SystemExit("bench_cuda: needs a real CUDA GPU "
+                         "(the simulator is far too slow to time; --smoke checks the script)")
     torch = _torch()
     device = cuda.get_current_device()
     print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}, "
           f"compute capability {'.'.join(map(str, device.compute_capability))}")
-    print(f"reference: {'torch ' + torch.__version__ + ' (TF32 off)' if torch else 'none (PyTorch with CUDA not installed)'}")
+    reference = f"torch {torch.__version__} (TF32 off)" if torch else "none (PyTorch with CUDA not installed)"
+    print("reference: " + reference)
     sizes = (1024, 2048) if args.quick else (1024, 2048, 4096, 8192)
     bench_matmul(sizes, args.repeats, torch)
     bench_softmax(((4096, 1024), (8192, 4096)) if not args.quick else ((4096, 1024),), args.repeats, torch)

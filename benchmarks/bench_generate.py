@@ -92,7 +92,8 @@ def torch_model(model, heads):
             ids = torch.cat([ids, tok], dim=1)
             if step == n - 1:
                 break
-            if cache[0][0].shape[2] >= context:  # window full: re-prime from the last context // 2, as ta.generate(context_overflow='reprime')
+            # window full: re-prime from the last context // 2, as ta.generate(context_overflow='reprime')
+            if cache[0][0].shape[2] >= context:
                 cache = [None] * n_layers
                 logits = forward(ids[:, -(context // 2):], cache)[:, -1]
             else:
@@ -163,7 +164,8 @@ def main():
     if args.rounds and torch is not None:
         n, ratios = args.lengths[-1], []
         for r in range(args.rounds):
-            runs = [lambda: ta.generate(model, prompt, n, context_overflow="reprime"), lambda: t_generate(prompt, n, gen)]
+            runs = [lambda: ta.generate(model, prompt, n, context_overflow="reprime"),
+                    lambda: t_generate(prompt, n, gen)]
             times = [best_of(run, 1) for run in (runs if r % 2 == 0 else runs[::-1])]
             ours, theirs = times if r % 2 == 0 else times[::-1]
             ratios.append(theirs / ours)  # tinyattn tok/s / PyTorch tok/s

@@ -7,7 +7,8 @@ Compilation is excluded (every kernel is called once before timing). Prints the 
 tables for docs/benchmarks.md:
 - models: the matmuls of the two training benchmarks' Linear layers (forward x @ W^T, input gradient
   dy @ W, weight gradient dy^T @ x) and 1024^2, against numpy's BLAS at the same thread count, in
-  interleaved rounds: each round takes the best of 3 calls of each, the ratio is the median over rounds (and, beside it, best time over best time);
+  interleaved rounds: each round takes the best of 3 calls of each, the ratio is the median over rounds (and,
+  beside it, best time over best time);
 - square: a few square and thin shapes (median of --repeats calls), with torch beside them;
 - softmax: the fused kernel against the NumPy composite.
 --threads sets Numba's, numpy's BLAS (through threadpoolctl, when installed) and torch's thread counts.
@@ -146,9 +147,12 @@ def model_shapes(rng, rounds, kernel):
         dy = rng.standard_normal((1, M, fout)).astype(np.float32)
         x2, w2, dy2 = x[0], w[0], dy[0]
         cases += [
-            (name, "x @ W^T", (M, fin, fout), lambda x=x, w=w: mm.matmul_nt(x, w, kernel), lambda x2=x2, w2=w2: x2 @ w2.T),
-            (name, "dy @ W", (M, fout, fin), lambda dy=dy, w=w: mm.matmul_nn(dy, w, kernel), lambda dy2=dy2, w2=w2: dy2 @ w2),
-            (name, "dy^T @ x", (fout, M, fin), lambda dy=dy, x=x: mm.matmul_tn(dy, x, kernel), lambda dy2=dy2, x2=x2: dy2.T @ x2),
+            (name, "x @ W^T", (M, fin, fout), lambda x=x, w=w: mm.matmul_nt(x, w, kernel),
+             lambda x2=x2, w2=w2: x2 @ w2.T),
+            (name, "dy @ W", (M, fout, fin), lambda dy=dy, w=w: mm.matmul_nn(dy, w, kernel),
+             lambda dy2=dy2, w2=w2: dy2 @ w2),
+            (name, "dy^T @ x", (fout, M, fin), lambda dy=dy, x=x: mm.matmul_tn(dy, x, kernel),
+             lambda dy2=dy2, x2=x2: dy2.T @ x2),
         ]
     a = rng.standard_normal((1, 1024, 1024)).astype(np.float32)
     b = rng.standard_normal((1, 1024, 1024)).astype(np.float32)

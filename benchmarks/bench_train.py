@@ -1,7 +1,7 @@
 """Training-step benchmark: a tinyattn model against the same model in PyTorch eager.
 
     python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10]
-    python benchmarks/bench_train.py --profile [--model gpt] [--steps 5] [--trace t.json]   # tinyattn op by op, no torch
+    python benchmarks/bench_train.py --profile [--model gpt] [--steps 5] [--trace t.json]  # op by op, no torch
 
 --model reverse: the examples/reverse.py model (2 pre-norm encoder layers, d_model 64, 4 heads, ff 256,
     T 32, vocab 16, batch 32, Adam). --model gpt: a nanoGPT-style causal character model written below

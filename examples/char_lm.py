@@ -154,7 +154,8 @@ def main(argv=None):
     data = encode(load_corpus(args.chars))
     split = int(0.9 * len(data))
     train_data, val_data = data[:split], data[split:]
-    print0(f"corpus: {len(data):,} characters from the standard library ({len(train_data):,} train, {len(val_data):,} validation)")
+    print0(f"corpus: {len(data):,} characters from the standard library "
+           f"({len(train_data):,} train, {len(val_data):,} validation)")
 
     ta.manual_seed(args.seed)
     model = CharTransformer(len(PRINTABLE), args.context, args.d_model, args.heads, args.layers, args.ff, args.dropout)
@@ -188,11 +189,13 @@ def main(argv=None):
         bar.update(1)
         if step % args.eval_every == 0:
             eval_rng = np.random.default_rng(12345)
-            train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
+            train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size * world,
+                                   args.context)
             val_loss = mean_loss(model, val_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)
             history.append((step, time.perf_counter() - start, train_loss, val_loss))
             if rank == 0:
-                bar.write(f"step {step:5d}  {history[-1][1]:6.1f} s  train {train_loss:.3f}  val {val_loss:.3f} nats/char")
+                bar.write(f"step {step:5d}  {history[-1][1]:6.1f} s  "
+                          f"train {train_loss:.3f}  val {val_loss:.3f} nats/char")
     bar.close()
     eval_rng = np.random.default_rng(12345)
     train_loss = mean_loss(model, train_data, eval_rng, args.eval_batches, args.batch_size * world, args.context)

@@ -79,7 +79,8 @@ def torch_reverse_model(vocab=16, seq_len=32, d_model=64, nhead=4, num_layers=2,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="runs/reverse/reverse.npz", help="from examples/reverse.py (random weights if absent)")
+    p.add_argument("--checkpoint", default="runs/reverse/reverse.npz",
+                   help="from examples/reverse.py (random weights if absent)")
     p.add_argument("--out", default="runs/reverse/reverse_torch.npz")
     args = p.parse_args(argv)
     import torch

@@ -123,7 +123,8 @@ def main(argv=None):
     model = ReverseTransformer(args.vocab, args.seq_len, args.d_model, args.heads, args.layers, args.ff, pos=args.pos)
     model.to(args.device)
     opt = ta.optim.Adam(model.parameters(), lr=args.lr)
-    sched = ta.optim.WarmupCosine(opt, warmup_steps=min(100, args.max_steps // 2), total_steps=args.max_steps, min_lr=args.lr / 20)
+    sched = ta.optim.WarmupCosine(opt, warmup_steps=min(100, args.max_steps // 2), total_steps=args.max_steps,
+                                  min_lr=args.lr / 20)
     train = batches(np.random.default_rng(args.seed), args.batch_size, args.seq_len, args.vocab)
     held = np.random.default_rng(args.seed + 1).integers(0, args.vocab, size=(512, args.seq_len))
 

@@ -546,7 +546,8 @@ def _binary(name, a, b):
     if name in _LOGICAL:
         for x in (a, b):
             if _dtype_of(x) not in (bool, np.bool_, np.dtype(np.bool_)) and not isinstance(x, bool):
-                raise TypeError(f"{op}: bitwise ops on cuda arrays are implemented for bool arrays only, got {_dtype_of(x)!r}")
+                raise TypeError(f"{op}: bitwise ops on cuda arrays are implemented for bool arrays only, "
+                                f"got {_dtype_of(x)!r}")
         dtype = np.dtype(np.bool_)
     else:
         dtype = np.result_type(_dtype_of(a), _dtype_of(b))
@@ -820,7 +821,8 @@ _FUNCTIONS = {
     np.zeros_like: _like(0),
     np.ones_like: _like(1),
     np.empty_like: lambda x, dtype=None, shape=None, **_: empty(x.shape if shape is None else shape, dtype or x.dtype),
-    np.full_like: lambda x, fill_value, dtype=None, shape=None, **_: full(x.shape if shape is None else shape, fill_value, dtype or x.dtype),
+    np.full_like: lambda x, fill_value, dtype=None, shape=None, **_: full(x.shape if shape is None else shape,
+                                                                          fill_value, dtype or x.dtype),
     np.stack: _stack,
     np.concatenate: _concatenate,
     np.split: _split,
@@ -831,5 +833,6 @@ _FUNCTIONS = {
     np.ndim: lambda x: x.ndim,
     np.size: lambda x, axis=None: x.size if axis is None else x.shape[axis],
     np.result_type: _result_type,
-    np.broadcast_arrays: lambda *xs: [asarray(x).broadcast_to(np.broadcast_shapes(*[np.shape(y) for y in xs])) for x in xs],
+    np.broadcast_arrays: lambda *xs: [asarray(x).broadcast_to(np.broadcast_shapes(*[np.shape(y) for y in xs]))
+                                      for x in xs],
 }

@@ -154,7 +154,8 @@ def check_data(data, op="tensor"):
         return
     if isinstance(data, (np.ndarray, np.generic)):
         if np.dtype(data.dtype).kind not in KINDS:
-            raise TypeError(f"{op}: unsupported dtype {data.dtype}; a tensor holds bool, integer or floating-point data")
+            raise TypeError(f"{op}: unsupported dtype {data.dtype}; "
+                            "a tensor holds bool, integer or floating-point data")
         return
     array_like = hasattr(data, "__array__") or hasattr(data, "__array_interface__")
     if isinstance(data, (str, bytes)) or not (isinstance(data, (numbers.Real, Sequence)) or array_like):

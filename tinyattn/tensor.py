@@ -194,7 +194,8 @@ class Tensor(Variable):
 
     def item(self):
         if self._array.size != 1:
-            raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
+            raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, "
+                             f"got shape {self.shape}")
         return self._array.item()
 
     def tolist(self):
@@ -508,8 +509,10 @@ class Tensor(Variable):
 
     # ---- more of PyTorch's methods (functional/unary, shape_ops, indexing, reduction, compare, linalg) -------
     sin, cos, tan, sinh, cosh, asin, acos, atan = F.sin, F.cos, F.tan, F.sinh, F.cosh, F.asin, F.acos, F.atan
-    log1p, log2, log10, expm1, exp2, rsqrt, reciprocal = F.log1p, F.log2, F.log10, F.expm1, F.exp2, F.rsqrt, F.reciprocal
-    square, sign, floor, ceil, trunc, frac, round, erf = F.square, F.sign, F.floor, F.ceil, F.trunc, F.frac, F.round, F.erf
+    log1p, log2, log10, expm1 = F.log1p, F.log2, F.log10, F.expm1
+    exp2, rsqrt, reciprocal = F.exp2, F.rsqrt, F.reciprocal
+    square, sign, floor, ceil = F.square, F.sign, F.floor, F.ceil
+    trunc, frac, round, erf = F.trunc, F.frac, F.round, F.erf
     neg, negative, signbit, nan_to_num = F.neg, F.neg, F.signbit, F.nan_to_num
     isnan, isinf, isfinite, isposinf, isneginf = F.isnan, F.isinf, F.isfinite, F.isposinf, F.isneginf
     isclose, allclose, equal = F.isclose, F.allclose, F.equal
@@ -530,11 +533,13 @@ class Tensor(Variable):
         F.masked_select, F.nonzero, F.argwhere, F.take, F.take_along_dim)
     std, prod, cumsum, cumprod, logsumexp, norm, count_nonzero = (
         F.std, F.prod, F.cumsum, F.cumprod, F.logsumexp, F.norm, F.count_nonzero)
-    mm, bmm, mv, dot, vdot, outer, ger, addmm, baddbmm = F.mm, F.bmm, F.mv, F.dot, F.vdot, F.outer, F.ger, F.addmm, F.baddbmm
+    mm, bmm, mv, dot, vdot = F.mm, F.bmm, F.mv, F.dot, F.vdot
+    outer, ger, addmm, baddbmm = F.outer, F.ger, F.addmm, F.baddbmm
     unique, unique_consecutive, bincount, histc, histogram = (
         F.unique, F.unique_consecutive, F.bincount, F.histc, F.histogram)
     addcmul, addcmul_, addcdiv, addcdiv_, lerp, lerp_ = F.addcmul, F.addcmul_, F.addcdiv, F.addcdiv_, F.lerp, F.lerp_
-    atan2, arctan2, hypot, logaddexp, fmod, diff, median = F.atan2, F.arctan2, F.hypot, F.logaddexp, F.fmod, F.diff, F.median
+    atan2, arctan2, hypot, logaddexp = F.atan2, F.arctan2, F.hypot, F.logaddexp
+    fmod, diff, median = F.fmod, F.diff, F.median
     relu_, sigmoid_, tanh_ = F.relu_, F.sigmoid_, F.tanh_
     trace = F.trace
     unfold, broadcast_to, ravel, select, rot90, diag_embed, diagflat, inner, kron = (

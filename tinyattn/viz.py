@@ -161,7 +161,8 @@ def _argument_name(cls, position):
 # ---- the graph as boxes and arrows ---------------------------------------------------------------
 
 class Vertex:
-    """A box: kind ("output", "op", "leaf", "input", "module"), its lines of text, and for ops the nodes it stands for."""
+    """A box: kind ("output", "op", "leaf", "input", "module"), its lines of text, and for ops the nodes it
+    stands for."""
 
     __slots__ = ("key", "kind", "lines", "nodes", "faint")
 
@@ -295,7 +296,8 @@ def build_graph(tensor, module=None, names=None, collapse=None, depth=1):
         absorbed = [l for l, users in leaf_users.items() if users == {key}]
         n_values = sum(leaves[l]._array.size for l in absorbed)
         ops = f"{len(members)} op" + ("s" if len(members) != 1 else "")
-        params = f", {len(absorbed)} parameter{'s' if len(absorbed) != 1 else ''} ({n_values:,} values)" if absorbed else ""
+        params = (f", {len(absorbed)} parameter{'s' if len(absorbed) != 1 else ''} ({n_values:,} values)"
+                  if absorbed else "")
         out_shapes = []
         member_ids = {id(n) for n in members}
         for n in members:  # shapes of what leaves the box

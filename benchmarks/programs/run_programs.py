@@ -43,7 +43,8 @@ def _run(args, cwd, tinyattn, timeout, pythonpath=None):
     result = subprocess.run(prefix + args, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} on {'tinyattn' if tinyattn else 'torch'} failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"{' '.join(args)} on {'tinyattn' if tinyattn else 'torch'} failed:\n"
+                           f"{result.stderr[-4000:]}")
     return result.stdout, wall
 
 
@@ -86,8 +87,8 @@ def adder(work, tinyattn, iters):
 
 def chargpt(work, tinyattn, iters):
     (work / "input.txt").write_text(plain_text(300_000))
-    out, wall = _run(["projects/chargpt/chargpt.py", f"--trainer.max_iters={iters}", f"--system.work_dir='{work / 'out'}'"],
-                     work, tinyattn, timeout=3600)
+    out, wall = _run(["projects/chargpt/chargpt.py", f"--trainer.max_iters={iters}",
+                      f"--system.work_dir='{work / 'out'}'"], work, tinyattn, timeout=3600)
     times = [float(t) for t in re.findall(r"iter_dt ([\d.]+)ms", out)]
     losses = re.findall(r"iter (\d+): train loss ([\d.]+)", out)
     return {"ms/iter (every 10th)": _median_ms(times), "losses": losses[-3:], "wall s": wall}

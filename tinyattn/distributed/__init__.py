@@ -29,7 +29,8 @@ from .sampler import DistributedSampler
 
 __all__ = [
     "DEFAULT_TIMEOUT", "DistBackendError", "DistError", "get_backend", "get_timeout", "monitored_barrier",
-    "DistributedDataParallel", "DistributedSampler", "Join", "ReduceOp", "all_gather", "all_reduce", "barrier", "broadcast",
+    "DistributedDataParallel", "DistributedSampler", "Join", "ReduceOp", "all_gather", "all_reduce", "barrier",
+    "broadcast",
     "destroy_process_group", "get_local_rank", "get_local_size", "get_rank", "get_world_size", "init",
     "init_process_group", "is_available", "is_initialized", "is_main_process", "print0", "save",
 ]

@@ -47,7 +47,9 @@ from .logical import (
 from .reduction import amax, amin, mean, sum, var
 from .rounding import floor_divide, remainder
 from .selection import argmax, argmin, argsort, clamp, clip, max, min, sort, topk
-from .shape import cat, contiguous, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze, view
+from .shape import (
+    cat, contiguous, expand, flatten, getitem, permute, reshape, squeeze, stack, transpose, unbind, unsqueeze, view,
+)
 from .softmax import log_softmax, softmax, softmax_composite
 from .sparse import embedding
 from .triangular import tril, triu

@@ -42,7 +42,8 @@ def on_device_of(op, value, like):
     want = device_of(like)
     if isinstance(value, Variable):
         if device_of(value._array) != want:
-            raise RuntimeError(f"{op}: expected all tensors on the same device, got {want} and {device_of(value._array)}")
+            raise RuntimeError(f"{op}: expected all tensors on the same device, "
+                               f"got {want} and {device_of(value._array)}")
         return value._array.copy()
     if device_of(value) == "cuda":
         if want != "cuda":

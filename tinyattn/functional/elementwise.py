@@ -3,7 +3,6 @@
 Each Function's docstring gives y = f(x) and the local derivative its backward applies.
 Binary ops send their gradients through `sum_to_shape` to undo broadcasting.
 """
-import math
 
 import numpy as np
 

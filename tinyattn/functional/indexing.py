@@ -575,7 +575,8 @@ def masked_scatter(input, mask, source):
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_scatter: mask must be a bool tensor, got dtype {mask.dtype}")
     if check_broadcast("masked_scatter", input.shape, mask.shape) != tuple(input.shape):
-        raise ValueError(f"masked_scatter: mask {tuple(mask.shape)} does not broadcast to the input {tuple(input.shape)}")
+        raise ValueError(f"masked_scatter: mask {tuple(mask.shape)} does not broadcast to the input "
+                         f"{tuple(input.shape)}")
     k = int(np.broadcast_to(mask, input.shape).sum())
     if source.numel() < k:
         raise ValueError(f"masked_scatter: source has {source.numel()} elements, the mask selects {k}")

@@ -214,13 +214,15 @@ def replace_values(op, x, value, mask=None):
     the old x elsewhere. Any dtype converts to x's, as in PyTorch's fill_ and copy_."""
     value = _value(op, value, x)
     if isinstance(value, Variable) and check_broadcast(op, x.shape, value.shape) != tuple(x.shape):
-        raise ValueError(f"{op}: a value of shape {tuple(value.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+        raise ValueError(f"{op}: a value of shape {tuple(value.shape)} does not broadcast to the tensor's shape "
+                         f"{tuple(x.shape)}")
     if mask is not None:
         mask = on_device_of(op, mask, x._array)
         if mask.dtype != np.bool_:
             raise TypeError(f"{op}: mask must be a bool tensor, got dtype {mask.dtype}")
         if check_broadcast(op, x.shape, mask.shape) != tuple(x.shape):
-            raise ValueError(f"{op}: mask of shape {tuple(mask.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+            raise ValueError(f"{op}: mask of shape {tuple(mask.shape)} does not broadcast to the tensor's shape "
+                             f"{tuple(x.shape)}")
     raw = value._array if isinstance(value, Variable) else value
 
     def direct(x):
@@ -259,7 +261,8 @@ def copy_(x, src):
     if not isinstance(src, Variable):
         src = x._wrap(on_device_of("copy_", src, x._array))
     if check_broadcast("copy_", x.shape, src.shape) != tuple(x.shape):
-        raise ValueError(f"copy_: the source of shape {tuple(src.shape)} does not broadcast to the tensor's shape {tuple(x.shape)}")
+        raise ValueError(f"copy_: the source of shape {tuple(src.shape)} does not broadcast to the tensor's shape "
+                         f"{tuple(x.shape)}")
     return replace_values("copy_", x, src)
 
 

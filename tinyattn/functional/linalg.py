@@ -55,7 +55,8 @@ class Matmul(Function):
             da3 = be.matmul_nt(dc3, _as_batched(b, ctx.batch, fold_rows))  # (B, M, K)
             da = sum_to_shape(da3.reshape(ctx.batch + a_shape[-2:]), a_shape)
         if need_b:
-            db3 = be.matmul_tn(_as_batched(a, ctx.batch, fold_rows), dc3)  # (B, K, N), or (1, K, N) when a's batch was folded
+            # (B, K, N), or (1, K, N) when a's batch was folded
+            db3 = be.matmul_tn(_as_batched(a, ctx.batch, fold_rows), dc3)
             db = db3.reshape(b_shape) if fold_rows else sum_to_shape(db3.reshape(ctx.batch + b_shape[-2:]), b_shape)
         return da, db
 
@@ -142,11 +143,14 @@ def linear(x, weight, bias=None):
         check_tensor("linear", name, t)
     check_float("linear", x._array, weight._array)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input {x.shape} and weight {weight.shape}: expected weight (out, {x.shape[-1] if x.ndim else '?'})")
+        raise ValueError(f"linear: input {x.shape} and weight {weight.shape}: "
+                         f"expected weight (out, {x.shape[-1] if x.ndim else '?'})")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias shape {bias.shape} does not match weight {weight.shape}; expected ({weight.shape[0]},)")
+        raise ValueError(f"linear: bias shape {bias.shape} does not match weight {weight.shape}; "
+                         f"expected ({weight.shape[0]},)")
     if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
-        raise TypeError(f"linear: dtypes differ: input {x.dtype}, weight {weight.dtype}" + (f", bias {bias.dtype}" if bias is not None else ""))
+        raise TypeError(f"linear: dtypes differ: input {x.dtype}, weight {weight.dtype}"
+                        + (f", bias {bias.dtype}" if bias is not None else ""))
     return Linear.apply(x, weight, bias)
 
 

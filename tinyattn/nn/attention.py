@@ -1,7 +1,6 @@
 """Attention layers: the lecture's single head (SelfAttention) and PyTorch's MultiheadAttention, and the
 key/value cache (KVCache) that lets a causal model generate one token at a time."""
 import math
-import numbers
 import weakref
 
 import numpy as np
@@ -249,7 +248,8 @@ class MultiheadAttention(Module):
     attends, and the heads' outputs are concatenated and mixed by W^o (out_proj).
 
     The constructor takes PyTorch's arguments in PyTorch's order; add_bias_kv and
-    add_zero_attn must stay False. Masks follow PyTorch's MultiheadAttention (the opposite of SDPA's boolean convention):
+    add_zero_attn must stay False. Masks follow PyTorch's MultiheadAttention (the opposite of SDPA's boolean
+    convention):
     a boolean attn_mask (L, S) or (N·num_heads, L, S) or key_padding_mask (N, S) is True where
     attention is NOT allowed; float masks are added to the scores. Differences from PyTorch:
     is_causal=True without an attn_mask applies the causal mask (PyTorch asks for both), and a
@@ -428,7 +428,8 @@ class MultiheadAttention(Module):
             return allowed
         bias = np.zeros((), dtype)
         for m in parts:
-            bias = bias + (np.where(m, np.asarray(-np.inf, dtype), np.zeros((), dtype)) if m.dtype == np.bool_ else m.astype(dtype))
+            bias = bias + (np.where(m, np.asarray(-np.inf, dtype), np.zeros((), dtype)) if m.dtype == np.bool_
+                           else m.astype(dtype))
         return bias
 
     @staticmethod
@@ -467,7 +468,8 @@ class MultiheadAttention(Module):
         dtypes = {t.dtype for t in (query, key, value)}
         param = self.out_proj.weight.dtype
         if len(dtypes) > 1 or dtypes != {param}:
-            raise TypeError(f"MultiheadAttention: query, key and value are {query.dtype}, {key.dtype} and {value.dtype}; "
+            raise TypeError(f"MultiheadAttention: query, key and value are {query.dtype}, {key.dtype} and "
+                            f"{value.dtype}; "
                             f"the parameters are {param} (convert the inputs, or the module with .to())")
         if any(t.ndim != ndim for t in (query, key, value)):
             raise ValueError(f"MultiheadAttention: query, key and value must all be {ndim}-D: {shapes}")
@@ -483,4 +485,5 @@ class MultiheadAttention(Module):
                 raise ValueError(f"MultiheadAttention: batch sizes differ: {shapes}")
 
     def extra_repr(self):
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, batch_first={self.batch_first}"
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
+                f"batch_first={self.batch_first}")

@@ -355,7 +355,8 @@ def save(obj, f, pickle_module=pickle, pickle_protocol=2, _use_new_zipfile_seria
     if os.path.islink(path):
         path = os.path.realpath(path)  # write through a symlink (as open() does), not over it
     if os.path.isdir(path):
-        raise IsADirectoryError(f"save: {path} is a directory; give a file name such as {os.path.join(path, 'model.pt')}")
+        raise IsADirectoryError(f"save: {path} is a directory; "
+                                f"give a file name such as {os.path.join(path, 'model.pt')}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: folder {folder} does not exist (saving {path})")
