@@ -166,6 +166,27 @@ def test_mha_kdim_vdim_batch_first_and_unbatched(rng):
     assert w1.shape == (3, 4)
 
 
+def test_multihead_attention_takes_pytorch_positional_arguments():
+    mha = nn.MultiheadAttention(8, 2, 0.0, True, False, False, 3, 5)  # ..., add_bias_kv, add_zero_attn, kdim, vdim
+    assert mha.k_proj_weight.shape == (8, 3) and mha.v_proj_weight.shape == (8, 5)
+    with pytest.raises(NotImplementedError, match="add_bias_kv"):
+        nn.MultiheadAttention(8, 2, add_bias_kv=True)
+    with pytest.raises(ValueError, match="num_heads must be positive"):
+        nn.MultiheadAttention(8, 0)
+
+
+def test_multihead_self_attention_uses_one_packed_projection_when_sequence_first():
+    mha = nn.MultiheadAttention(4, 2)  # batch_first=False: the inputs are transposed first
+    x = ta.randn(3, 2, 4)
+    out, _ = mha(x, x, x, need_weights=False)
+    kinds, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        kinds.add(node.name)
+        stack.extend(p.grad_fn for p in node.parents if p is not None and p.grad_fn is not None)
+    assert "Unbind" in kinds and "GetItem" not in kinds
+
+
 def test_mha_bad_inputs():
     mha = nn.MultiheadAttention(4, 2)
     x = ta.randn(3, 2, 4)

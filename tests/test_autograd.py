@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 import tinyattn as ta
+import tinyattn.nn as nn
+import tinyattn.nn.functional as F
 from conftest import WrongSquare
 from tinyattn.autograd import Function
 
@@ -101,6 +103,27 @@ def test_comparisons_carry_no_gradient():
     assert m.dtype == np.bool_ and not m.requires_grad
     np.testing.assert_array_equal(m.numpy(), x.numpy() > 0)
     np.testing.assert_array_equal((x == x).numpy(), np.ones(4, bool))
+
+
+def test_gradients_keep_their_tensors_dtype_through_mixed_dtype_ops():
+    lin = nn.Linear(4, 3)
+    x = ta.randn(5, 4, requires_grad=True)
+    seen = []
+
+    class Spy(ta.Function):  # records the dtype of the gradient reaching it
+        @staticmethod
+        def forward(ctx, t):
+            return t
+
+        @staticmethod
+        def backward(ctx, g):
+            seen.append(g.dtype)
+            return g
+
+    h = Spy.apply(lin(x))
+    (h.amax(-1).sum() + ta.maximum(h, 0.0).sum() + F.mse_loss(h, ta.zeros(5, 3, dtype=ta.float64))).backward()
+    assert seen == [np.float32]
+    assert x.grad.dtype == ta.float32 and lin.weight.grad.dtype == ta.float32
 
 
 class Cube(Function):

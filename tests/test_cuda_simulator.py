@@ -2,9 +2,9 @@
 
 The simulator (numba-cuda 0.30.4) finds a launch's `cuda.shared.array` by the (file, line) of the call with
 an unlocked get-then-store, so a thread switch between the two gives threads of one block different
-arrays: the rare wrong row of test_review_float_masks_in_the_composite_paths at a 1 µs switch interval
-(issue 10; the lost store was always in matmul.py's As/Bs tiles). kernels/cuda/simulator.py makes the
-lookup thread-safe; these tests hold it to that, deterministically: lookups that wait for one another put
+arrays: the rare wrong row of test_cuda_tensors.py's test_float_attention_masks_in_the_composite_paths_on_gpu
+at a 1 µs switch interval (the lost store was always in matmul.py's As/Bs tiles). kernels/cuda/simulator.py
+makes the lookup thread-safe; these tests hold it to that, deterministically: lookups that wait for one another put
 every thread in the window at once, which makes the unpatched simulator fail every time.
 benchmarks/sim_shared_race.py shows the race itself without tinyattn; tests/test_cuda_stress.py (opt-in)
 runs it and the composite path at a 1 µs switch interval.

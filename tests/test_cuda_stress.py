@@ -4,15 +4,16 @@
     TINYATTN_STRESS=1 TINYATTN_STRESS_RUNS=400 python -m pytest ...       # more runs of the composite path
 
 The simulator runs each GPU thread as a Python thread. At a 1 µs GIL switch interval those threads
-interleave at almost every bytecode, which is how the rare wrong result of issue 10 was found: about 1 run
-in 70 of test_review_float_masks_in_the_composite_paths gave a wrong row, in the output one time and in an
-input gradient another. Its cause was not ours but the simulator's (numba-cuda 0.30.4): FakeCUDAShared.array
-looks a launch's shared array up and stores it without a lock, so a thread switch between the two gives
-threads of one block different "shared" arrays (every failing run had such a lost store, in matmul.py's
-As/Bs tiles; no passing run had one). benchmarks/sim_shared_race.py shows it with no tinyattn code (205
-wrong block sums in 3000 launches); kernels/cuda/simulator.py works around it with a lock (0 in 3000), and
-tests/test_cuda_simulator.py holds the workaround to it deterministically. Measured before the workaround:
-3 failures in 200 runs of the composite test; after: 0 in 300.
+interleave at almost every bytecode, which is how a rare wrong result of the GPU attention path was found:
+about 1 run in 70 of test_cuda_tensors.py's test_float_attention_masks_in_the_composite_paths_on_gpu gave a
+wrong row, in the output one time and in an input gradient another. Its cause was not ours but the
+simulator's (numba-cuda 0.30.4): FakeCUDAShared.array looks a launch's shared array up and stores it without
+a lock, so a thread switch between the two gives threads of one block different "shared" arrays (every
+failing run had such a lost store, in matmul.py's As/Bs tiles; no passing run had one).
+benchmarks/sim_shared_race.py shows it with no tinyattn code (205 wrong block sums in 3000 launches);
+kernels/cuda/simulator.py works around it with a lock (0 in 3000), and tests/test_cuda_simulator.py holds
+the workaround to it deterministically. Measured before the workaround: 3 failures in 200 runs of the
+composite test; after: 0 in 300.
 """
 import os
 import sys
@@ -74,11 +75,11 @@ def test_stress_shared_array_block_sums(switch_often):
 
 
 def test_stress_composite_attention_path(switch_often):
-    # The test where issue 10 showed, repeated; an AssertionError names the run.
+    # The test where the simulator's shared-array race showed, repeated; an AssertionError names the run.
     import test_cuda_tensors as composite  # tests/ is on sys.path (conftest.py sits there)
 
     for run in range(RUNS):
         try:
-            composite.test_review_float_masks_in_the_composite_paths(np.random.default_rng(7))
+            composite.test_float_attention_masks_in_the_composite_paths_on_gpu(np.random.default_rng(7))
         except AssertionError as e:
             raise AssertionError(f"run {run + 1} of {RUNS}: {e}") from None

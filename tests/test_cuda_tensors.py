@@ -443,8 +443,10 @@ def test_checkpoint_moves_between_devices(tmp_path):
         np.testing.assert_array_equal(c.numpy(), a.numpy())
 
 
-# ---- regressions from the review of the GPU work ----------------------------------------------------------
-def test_review_float_masks_in_the_composite_paths(rng):
+# ---- edge cases of the GPU paths: float masks in the composite attention, NaN/empty/overlapping device
+# arrays, layers and initialisers, uint8 targets, optimizer state that follows its model, batched matmul
+# past the grid's z limit ----------------------------------------------------------------------------------
+def test_float_attention_masks_in_the_composite_paths_on_gpu(rng):
     x = rng.standard_normal((2, 3, 4))
     mask = rng.standard_normal((3, 3))
 
@@ -462,7 +464,7 @@ def test_review_float_masks_in_the_composite_paths(rng):
     both(lambda t: self_attention(t, mask), x)
 
 
-def test_review_elementwise_edge_cases():
+def test_device_array_edge_cases_nan_empty_overlap_views_and_errors():
     nan = ta.tensor([float("nan"), 1.0], device="cuda")
     assert np.isnan(nan.exp().numpy()[0])
     empty = ta.zeros(0, 3, device="cuda")
@@ -500,7 +502,7 @@ def test_review_elementwise_edge_cases():
     assert [p.shape for p in np.split(x, 2, axis=2)] == [(2, 3, 2), (2, 3, 2)]
 
 
-def test_review_layers_and_initialisers_on_gpu(rng):
+def test_conv1d_rnn_and_xavier_init_on_gpu_match_cpu(rng):
     x = rng.standard_normal((2, 3, 5))
 
     def conv(t):
@@ -520,7 +522,7 @@ def test_review_layers_and_initialisers_on_gpu(rng):
     assert np.array_equal(w.numpy(), nn.init.xavier_uniform_(nn.Parameter(ta.zeros(4, 3))).numpy())
 
 
-def test_review_masked_fill_with_a_tensor_value_and_uint8_targets(rng):
+def test_masked_fill_with_a_tensor_value_and_uint8_targets_on_gpu(rng):
     x = rng.standard_normal((2, 3))
     mask = x > 0
     both(lambda t: t.masked_fill(ta.tensor(mask, device=t.device), ta.tensor(5.0, device=t.device, dtype=t.dtype)), x)
@@ -528,7 +530,7 @@ def test_review_masked_fill_with_a_tensor_value_and_uint8_targets(rng):
     both(lambda t: F.cross_entropy(t, ta.tensor(target, device=t.device)), x)
 
 
-def test_review_optimizer_state_follows_its_model_and_to_takes_non_blocking():
+def test_optimizer_state_follows_its_model_to_the_gpu_and_to_takes_non_blocking():
     model = nn.Linear(2, 1)
     opt = ta.optim.Adam(model.parameters(), lr=0.1)
     for device in ("cpu", "cuda"):
@@ -541,7 +543,7 @@ def test_review_optimizer_state_follows_its_model_and_to_takes_non_blocking():
     assert opt.state[model.weight]["step"] == 2
 
 
-def test_review_matmul_batches_beyond_the_grid_loop(monkeypatch, rng):
+def test_matmul_batches_beyond_the_grid_z_limit(monkeypatch, rng):
     from tinyattn.kernels.cuda import matmul
 
     monkeypatch.setattr(matmul, "MAX_GRID_Z", 2)  # the real limit, 65535, is too big to reach here

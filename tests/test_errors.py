@@ -35,6 +35,11 @@ def test_integer_tensors_where_floats_are_required():
         F.cross_entropy(i, ta.tensor([0, 1]))
 
 
+def test_float16_is_rejected_naming_the_op_and_the_dtype():
+    with pytest.raises(TypeError, match=r"matmul: expected a float32 or float64 tensor, got dtype float16"):
+        ta.tensor(np.ones((2, 2), np.float16)) @ ta.tensor(np.ones((2, 2), np.float16))
+
+
 def test_embedding_index_out_of_range_leaves_weight_alone():
     w = ta.randn(4, 3, requires_grad=True)
     before = w.numpy().copy()
@@ -99,3 +104,23 @@ def test_failed_op_keeps_grads_and_data():
         (a @ ta.randn(2, 3)).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), grad_before)
     np.testing.assert_array_equal(a.numpy(), data_before)
+
+
+def test_bad_argument_types_and_values_name_the_op():
+    x = ta.randn(2, 3)
+    with pytest.raises(TypeError, match="mse_loss: target must be a tensor, got ndarray"):
+        F.mse_loss(x, np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="linear: input must be a tensor, got ndarray"):
+        F.linear(np.zeros((2, 3)), ta.randn(4, 3))
+    with pytest.raises(TypeError, match="shape arguments must be ints"):
+        x.reshape(2.5, 2)
+    with pytest.raises(ValueError, match="flatten: dim 5 is out of range"):
+        x.flatten(5)
+    with pytest.raises(TypeError, match="dropout: expected a float32 or float64 tensor"):
+        F.dropout(ta.arange(4))
+    with pytest.raises(ValueError, match="cat: zero-dimensional tensors cannot be concatenated"):
+        ta.cat([ta.tensor(1.0), ta.tensor(2.0)])
+    with pytest.raises(TypeError, match="sum: dim must be an int"):
+        x.sum(dim="a")
+    with pytest.raises(TypeError, match="layer_norm: eps must be a non-negative number"):
+        F.layer_norm(x, 3, eps="a")

@@ -114,7 +114,8 @@ def test_a_failed_in_place_op_changes_nothing():
 # ---- the version counter -------------------------------------------------------------------------
 
 
-def test_the_issue_example_raises_instead_of_a_silent_zero_gradient():
+def test_zeroing_a_saved_tensor_in_place_raises_at_backward_instead_of_a_silent_zero_gradient():
+    # h * h saved h for its gradient; h.zero_() afterwards would turn that gradient into zeros without a word
     x = ta.randn(3, requires_grad=True)
     h = x * 2
     y = (h * h).sum()

@@ -45,6 +45,14 @@ def test_train_eval_switches_dropout():
     assert m.drop.training
 
 
+def test_dropout_module_drops_about_p_in_training_and_nothing_in_eval():
+    ta.manual_seed(0)
+    layer = nn.Dropout(0.5)
+    x = ta.ones(1000)
+    assert (layer(x).numpy() == 0).mean() > 0.4
+    assert (layer.eval()(x).numpy() == 1).all()
+
+
 def test_layers_gradcheck_as_a_whole(rng):
     ta.manual_seed(0)
     m = TwoLayer(dtype=ta.float64).eval()
@@ -105,6 +113,13 @@ def test_clip_grad_norm():
     np.testing.assert_allclose(np.concatenate([a.grad.numpy(), b.grad.numpy()]), [0.6, 0.0, 0.8], rtol=1e-5)
     assert nn.utils.clip_grad_norm_([a, b], max_norm=10.0).item() == pytest.approx(1.0, rel=1e-5)
     np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0], rtol=1e-5)
+
+
+def test_clip_grad_norm_accepts_a_single_tensor():
+    p = nn.Parameter(ta.tensor([3.0, 4.0]))
+    p.grad = ta.tensor([30.0, 40.0])
+    assert nn.utils.clip_grad_norm_(p, 1.0).item() == pytest.approx(50.0)
+    np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
 
 
 # ---- the lecture's baselines and the encoder layer ----------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 import tinyattn as ta
 import tinyattn.nn.functional as F
-from tinyattn.functional import softmax_composite
+from tinyattn.functional import cross_entropy_composite, layer_norm_composite, softmax_composite
 from tinyattn.testing import gradcheck
 
 from conftest import leaf
@@ -62,6 +62,22 @@ def test_linear(rng, x_shape, bias):
     np.testing.assert_allclose(F.linear(x, w, b).numpy(), expected, rtol=1e-12)
     inputs = [x, w] + ([b] if bias else [])
     assert gradcheck(lambda x, w, *b: F.linear(x, w, *b), inputs, name="linear")
+
+
+def test_zero_sized_dimensions_in_matmul_softmax_attention_and_sum(rng):
+    a = ta.randn(3, 0, requires_grad=True)
+    b = ta.randn(0, 4, requires_grad=True)
+    c = a @ b
+    np.testing.assert_array_equal(c.numpy(), np.zeros((3, 4)))
+    c.sum().backward()
+    assert a.grad.shape == (3, 0) and b.grad.shape == (0, 4)
+    assert F.softmax(ta.randn(3, 0), -1).shape == (3, 0)
+    out = F.scaled_dot_product_attention(ta.randn(2, 4), ta.randn(0, 4), ta.randn(0, 3))
+    np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3)))  # no key at all: every row fully masked
+    assert F.scaled_dot_product_attention(ta.randn(0, 4), ta.randn(3, 4), ta.randn(3, 2)).shape == (0, 2)
+    with pytest.raises(ValueError, match="head dim E must be positive"):
+        F.scaled_dot_product_attention(ta.randn(3, 0), ta.randn(3, 0), ta.randn(3, 2))
+    assert ta.tensor(2.0).sum(0).item() == 2.0
 
 
 # ---- softmax family ----------------------------------------------------------------------
@@ -125,6 +141,29 @@ def test_layer_norm_float32_kernel_across_row_blocks(rng):
     g = dy * w
     dx = (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(tx.grad.numpy(), dx, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_with_only_a_bias_over_a_2d_normalized_shape_gradchecks(rng):
+    x, b = leaf(rng, 2, 2, 3), leaf(rng, 2, 3)
+    assert gradcheck(lambda x, b: F.layer_norm(x, (2, 3), None, b), [x, b], name="layer_norm-bias-only")
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_fused_equals_composite(rng, affine):
+    x, w, b = leaf(rng, 3, 2, 5), leaf(rng, 2, 5), leaf(rng, 2, 5)
+    args = (w, b) if affine else (None, None)
+    fused, ref = F.layer_norm(x, (2, 5), *args), layer_norm_composite(x, (2, 5), *args)
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-10, atol=1e-12)
+    g = ta.tensor(rng.standard_normal(fused.shape))
+    grads = []
+    for out in (fused, ref):
+        for t in (x, w, b):
+            t.grad = None
+        out.backward(g)
+        grads.append([None if t.grad is None else t.grad.numpy().copy() for t in (x, w, b)])
+    for a, r in zip(*grads):
+        if a is not None or r is not None:
+            np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-12)
 
 
 # ---- embedding -----------------------------------------------------------------------------
@@ -228,6 +267,18 @@ def test_cross_entropy_is_finite_for_logits_of_1e4():
     assert loss.item() == pytest.approx(1e4, rel=1e-6)  # row 0: -log softmax = 2e4, row 1: 0
     loss.backward()
     assert np.all(np.isfinite(logits.grad.numpy()))
+
+
+def test_cross_entropy_fused_equals_composite(rng):
+    logits = leaf(rng, 6, 5)
+    target = ta.tensor([4, 0, -100, 2, 2, 1])
+    fused, ref = F.cross_entropy(logits, target), cross_entropy_composite(logits, target)
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
+    fused.backward()
+    g_fused = logits.grad.numpy().copy()
+    logits.grad = None
+    ref.backward()
+    np.testing.assert_allclose(g_fused, logits.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

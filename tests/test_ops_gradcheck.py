@@ -96,6 +96,14 @@ def test_unary_values_match_numpy(rng):
     assert np.all(np.isfinite(ta.sigmoid(ta.tensor([-1e4, 1e4])).numpy()))
 
 
+def test_pow_zero_has_zero_gradient_and_rpow_of_a_negative_base_is_pytorchs():
+    x = ta.tensor([0.0, 2.0], requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
+    y = (-2) ** ta.tensor([0.0, 2.0, 0.5], requires_grad=True)  # PyTorch: 1, 4, nan, and a NaN gradient (log(-2))
+    np.testing.assert_array_equal(y.detach().numpy(), [1.0, 4.0, np.nan])
+
+
 # ---- selection -----------------------------------------------------------------------
 
 
@@ -121,6 +129,13 @@ def test_maximum_ties_share_the_gradient():
     ta.maximum(a, b).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [0.5, 1.0])
     np.testing.assert_array_equal(b.grad.numpy(), [0.5, 0.0])
+
+
+
+def test_max_of_two_tensors_is_elementwise_and_max_of_one_is_the_overall_max():
+    x, y = ta.randn(2, 3), ta.randn(2, 3)
+    np.testing.assert_array_equal(x.max(y).numpy(), np.maximum(x.numpy(), y.numpy()))
+    assert ta.max(x).item() == x.numpy().max()
 
 
 # ---- reductions ------------------------------------------------------------------------
@@ -156,6 +171,14 @@ def test_reductions_accept_axis_and_correction(rng):
     np.testing.assert_allclose(x.var(dim=0, correction=0).numpy(), x.numpy().var(axis=0))
     np.testing.assert_allclose(x.var(dim=0, unbiased=False).numpy(), x.numpy().var(axis=0))
     assert gradcheck(lambda t: t.var(dim=1, correction=0), [x], name="var")
+
+
+def test_var_backward_with_too_few_elements_is_nan_not_an_exception():
+    x = ta.tensor([2.0], requires_grad=True)
+    y = x.var()
+    assert np.isnan(y.item())
+    y.backward()
+    assert np.isnan(x.grad.numpy()).all()
 
 
 # ---- shape ops --------------------------------------------------------------------------

@@ -224,6 +224,35 @@ def test_state_is_keyed_by_parameter():
     np.testing.assert_allclose(opt.state[a]["exp_avg"], [0.1, 0.1, 0.1])
 
 
+def test_adam_counts_steps_per_parameter_like_pytorch():
+    def run(make_opt, grad_of):
+        p, q = nn.Parameter(ta.tensor([1.0], dtype=ta.float64)), nn.Parameter(ta.tensor([1.0], dtype=ta.float64))
+        opt = make_opt([p, q])
+        for step in range(3):
+            opt.zero_grad()
+            p.grad = ta.tensor([grad_of(step)], dtype=ta.float64)
+            if step > 0:  # q has no gradient at the first step
+                q.grad = ta.tensor([0.5], dtype=ta.float64)
+            opt.step()
+        return p.numpy()[0], q.numpy()[0]
+
+    _, q = run(lambda ps: ta.optim.Adam(ps, lr=0.1), lambda s: 1.0)
+    # q's first update is its own step 1: m̂/√v̂ = 1, so it moves by exactly lr; then again by lr
+    assert q == pytest.approx(0.8, abs=1e-7)
+    torch = pytest.importorskip("torch")
+    for name in ("Adam", "AdamW"):
+        tp, tq = torch.tensor([1.0], dtype=torch.float64, requires_grad=True), torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+        topt = getattr(torch.optim, name)([tp, tq], lr=0.1, weight_decay=0.01)
+        for step in range(3):
+            topt.zero_grad(set_to_none=True)
+            tp.grad = torch.tensor([1.0 + step], dtype=torch.float64)
+            if step > 0:
+                tq.grad = torch.tensor([0.5], dtype=torch.float64)
+            topt.step()
+        ours = run(lambda ps: getattr(ta.optim, name)(ps, lr=0.1, weight_decay=0.01), lambda s: 1.0 + s)
+        np.testing.assert_allclose(ours, [tp.item(), tq.item()], rtol=1e-12)
+
+
 # ---- validation ----------------------------------------------------------------------------
 
 W = _param()

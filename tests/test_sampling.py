@@ -1,4 +1,4 @@
-"""Sampling: no wrong token, ever (issue 20, section 3).
+"""Sampling: no wrong token, ever.
 
 ta.generate with its key/value cache against the recompute path (use_cache=False) token for token at every
 context length (1, 2, 3, ... and prompts longer than the context), greedy and seeded; the re-prime

@@ -159,7 +159,7 @@ BAD = [
      ValueError, r"load: .*obj\.npz: entry 'w::array' .*"),
     ("load-corrupted", lambda d: ta.load(_corrupted_checkpoint(d)), ValueError, r"load: .*corrupt\.npz.*damaged"),
     ("load-None", lambda d: ta.load(None), TypeError, r"load: path must be a str or os.PathLike, got NoneType"),
-    # ---- load: only what tinyattn wrote (issue 20) ----
+    # ---- load: only what tinyattn wrote (no extra members, no dtypes or entries it never saves) ----
     ("load-extra-member", lambda d: ta.load(_rewrite(_checkpoint(d), lambda m: m.update({"notes.txt": b"hi"}))),
      ValueError, r"load: .*c\.pt: entry 'notes\.txt' is not part of a tinyattn checkpoint"),
     ("load-complex-array", lambda d: ta.load(_rewrite(_checkpoint(d), lambda m: m.update(

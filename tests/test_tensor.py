@@ -26,6 +26,15 @@ def test_scalar_operands_keep_the_tensor_dtype():
     assert (np.float32(2) * x).__class__ is ta.Tensor
 
 
+def test_integer_true_division_and_powers_give_float32():
+    np.testing.assert_array_equal((ta.arange(6) / 2).numpy(), np.arange(6) / 2)
+    assert (ta.arange(6) / 2).dtype == ta.float32
+    assert (ta.arange(3) / ta.arange(1, 4)).dtype == ta.float32
+    assert (ta.arange(3) ** 0.5).dtype == ta.float32
+    assert ta.tensor(np.float64(1.5)).dtype == ta.float64
+    assert ta.full((2,), 3).dtype == ta.int64 and ta.full((2,), 0.5).dtype == ta.float32
+
+
 def test_manual_seed_makes_random_tensors_reproducible():
     ta.manual_seed(7)
     a = ta.randn(3).numpy()
