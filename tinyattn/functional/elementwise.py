@@ -161,6 +161,16 @@ class Neg(Function):
         return -dy
 
 
+def _power(x, p):
+    """x ** p, with the small integer exponents as products, as PyTorch computes them (x³ = x·x·x): NumPy's
+    pow for a float exponent is one libm call per element, 10-20x slower (minGPT's GELU cubes its input)."""
+    if p == 3:
+        return x * x * x
+    if p == -2:
+        return 1 / (x * x)
+    return x**p
+
+
 class Pow(Function):
     """y = x ** p for a constant exponent p.  dx = dy * p * x^(p-1)."""
 
@@ -168,7 +178,7 @@ class Pow(Function):
     def forward(ctx, x, p):
         ctx.save_for_backward(x)
         ctx.p = p
-        return x**p
+        return _power(x, p)
 
     @staticmethod
     def backward(ctx, dy):
@@ -176,7 +186,7 @@ class Pow(Function):
         p = ctx.p
         if p == 0:  # x⁰ = 1 everywhere: no gradient (p·x^(p-1) would be 0·inf at x = 0)
             return np.zeros_like(dy), None
-        return dy * (p * x ** (p - 1)), None
+        return dy * (p * _power(x, p - 1)), None
 
 
 class Exp(Function):
