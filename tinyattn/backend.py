@@ -16,6 +16,7 @@ import math
 import numba
 import numpy as np
 
+from . import runtime
 from .compile_ahead import AHEAD
 
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
@@ -55,100 +56,10 @@ def _rows(x, dim):
     return moved.reshape(math.prod(shape[:-1]), shape[-1]), undo
 
 
-def _kernel_label(dispatcher, args):
-    """'matmul._gemm_outer (float32)' for a kernel compiled for float32 array arguments."""
-    fn = dispatcher.py_func
-    dtypes = sorted({str(a.dtype) for a in args if getattr(a, "dtype", None) is not None
-                     and str(getattr(a, "dtype", "")).startswith("float")})
-    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}" + (f" ({', '.join(dtypes)})" if dtypes else "")
-
-
-class _CompileNotice:
-    """Says on stderr which tinyattn kernel Numba is compiling, so a first run is not a silent pause.
-
-    Numba announces a compilation ("numba:compile" event) only when it does compile, i.e. on a cache miss:
-    the lines appear on the first run (or after an upgrade), never on a warm start. Only the outermost
-    tinyattn kernel is named (helpers compile inside it). Written through tqdm.write when tqdm is loaded,
-    so an open progress bar stays intact. TINYATTN_COMPILE_NOTICE=0 silences it. The same listener starts
-    compile_ahead's second process, so it listens whether or not the lines are printed.
-    """
-
-    installed = False
-    quiet = False
-
-    @classmethod
-    def install(cls):
-        import os
-
-        if cls.installed:
-            return
-        cls.quiet = os.environ.get("TINYATTN_COMPILE_NOTICE", "1") == "0"
-        from numba.core import event
-
-        class Listener(event.Listener):
-            depth = 0
-
-            def on_start(self, ev):
-                self.depth += 1
-                data = ev.data or {}
-                disp = data.get("dispatcher")
-                mod = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
-                if self.depth == 1 and mod.startswith("tinyattn.kernels."):
-                    label = _kernel_label(disp, data.get("args") or ())
-                    _CompileNotice.say(f"tinyattn: compiling {label} (first run only: Numba caches it on disk)")
-                    if AHEAD.compiling(disp):
-                        _CompileNotice.say("tinyattn: compiling attention's backward for it in a second process")
-
-            def on_end(self, ev):
-                self.depth -= 1
-
-        event.register("numba:compile", Listener())
-        cls.installed = True
-
-    @classmethod
-    def say(cls, line):
-        import sys
-
-        if cls.quiet:
-            return
-        tqdm = sys.modules.get("tqdm")
-        if tqdm is not None and hasattr(tqdm, "tqdm"):
-            tqdm.tqdm.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-
-# glibc's malloc, as it starts: a block of 128 KiB or more gets pages of its own from mmap, and freed memory
-# at the top of the heap past 128 KiB goes back to the system. A training step allocates its activations and
-# gradients afresh (2048 x 512 float32 is 4 MiB), so a step could touch new pages every time: 6,000-26,000
-# page faults per step of benchmarks/bench_train.py's gpt model in a tinyattn-only process, 90-118 ms per step
-# against 79-82 ms with the thresholds below (1 fault per step). glibc raises both thresholds by itself as big blocks are freed, up
-# to these values (32 MiB and twice that); tinyattn starts there.
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 64 << 20
-
-
-def _tune_malloc():
-    """Sets glibc's mmap and trim thresholds (mallopt) unless the user chose malloc settings or turned this off
-    (TINYATTN_MALLOC_TUNING=0); a no-op off glibc. Returns whether it set them."""
-    import os
-
-    chosen = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "MALLOC_TOP_PAD_")
-    if os.environ.get("TINYATTN_MALLOC_TUNING", "1") == "0" or any(k in os.environ for k in chosen):
-        return False
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(libc.mallopt(m_trim_threshold,
-                                                                                         TRIM_THRESHOLD))
+# Process-wide effects (malloc tuning, the compile notice, compile-ahead, the host kernel choice): runtime.py.
+# The old private names stay for callers that used them.
+_CompileNotice = runtime.CompileNotice
+_tune_malloc = runtime.tune_malloc
 
 
 def _window(window):
@@ -169,8 +80,7 @@ class CPUBackend:
         return capability in self.capabilities
 
     def __init__(self):
-        self.malloc_tuned = _tune_malloc()
-        _CompileNotice.install()
+        self.malloc_tuned = runtime.setup_cpu()  # malloc tuning and the compile notice (runtime.py)
         from tinyattn.kernels.cpu import (activations, attention, decode, elementwise,  # compiled on first call
                                           embedding, layer_norm, matmul, optim, softmax)
 

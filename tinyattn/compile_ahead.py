@@ -12,7 +12,11 @@ Numba then loads the kernel from the cache instead of compiling it.
 A warm start sends no compile event and starts nothing. A child that fails (no writable cache, a
 frozen executable) costs only its own time: the main process then compiles the kernel itself. When
 this process has already failed to write the kernel cache (tinyattn/kernel_cache.py), no child starts:
-it could not hand its kernel over. TINYATTN_COMPILE_AHEAD=0 turns it off.
+it could not hand its kernel over. TINYATTN_COMPILE_AHEAD=0 (or tinyattn.runtime.configure(compile_ahead=False))
+turns it off; tinyattn/runtime.py lists it with the other process-wide effects.
+
+Which kernels start a child is declared, not guessed from their names: TRIGGERS names them (module and
+function names, resolved when the module has been imported), and `AheadCompiler.register` adds others.
 
 A child that stops making progress (stopped by a SIGSTOP sent to it alone, frozen, blocked on
 something) is not waited for: it reports its own CPU time (time.process_time) on its stdout every
@@ -41,6 +45,10 @@ MIN_CPU_S = 0.05  # CPU seconds a child must add to count as progressing (a bloc
 STALL_S = 5.0  # seconds of waiting without progress after which a child is killed and the kernel compiled here
 WAIT_S = 300  # the longest attention_backward waits for a child that keeps progressing
 POLL_S = 0.05
+
+# The kernels whose compilation (during a pending attention forward call) starts the child: attention's CPU
+# forward kernels, by module and name. A name that no longer resolves fails tests/test_runtime.py.
+TRIGGERS = {"tinyattn.kernels.cpu.attention": ("_forward", "_forward_rows", "_forward_mk")}
 
 # First thing in the child, before any import that takes time: a daemon thread that writes the process's CPU
 # time to the original stdout every BEAT_S; anything else the child prints goes to the null device.
@@ -128,6 +136,22 @@ class AheadCompiler:
         self.pending = None  # the arguments of the attention forward being called
         self.children = {}  # the types of a backward call -> its _Child (None once it has been waited for)
         self.outcomes = {}  # the types of a backward call -> how its child ended ("done", "stalled", "timeout")
+        self.registered = set()  # Python functions of further trigger kernels (register)
+
+    def register(self, *kernels):
+        """Declare more kernels (Numba dispatchers or their Python functions) whose compilation during a
+        pending attention forward call starts the child that compiles the matching backward."""
+        self.registered.update(getattr(k, "py_func", k) for k in kernels)
+
+    def triggers(self):
+        """The Python functions of every declared trigger kernel whose module is imported (TRIGGERS, register)."""
+        found = set(self.registered)
+        for module_name, names in TRIGGERS.items():
+            module = sys.modules.get(module_name)
+            if module is not None:
+                found.update(getattr(getattr(module, name, None), "py_func", None) for name in names)
+        found.discard(None)
+        return found
 
     def forward_called(self, q, k, v, bias, has_bias, causal, window, scale, offset):
         """The backend is about to run an attention forward with these arguments: keep them, in case the
@@ -139,8 +163,7 @@ class AheadCompiler:
         """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel during a pending
         forward call: start the child that compiles the matching backward. Returns whether it started."""
         fn = getattr(dispatcher, "py_func", None)
-        if (self.pending is None or fn is None or fn.__module__ != "tinyattn.kernels.cpu.attention"
-                or not fn.__name__.startswith("_forward")):
+        if self.pending is None or fn is None or fn not in self.triggers():
             return False
         q, k, v, bias, has_bias, causal, window, scale, offset = self.pending
         self.pending = None
