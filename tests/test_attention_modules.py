@@ -242,6 +242,22 @@ def test_learned_positional_encoding(rng):
         pe(ta.randn(9, 3, dtype=ta.float64))
 
 
+def test_learned_positional_encoding_takes_d_model_then_max_len():
+    pe = nn.LearnedPositionalEncoding(16, 10)
+    assert pe.weight.shape == (10, 16) and (pe.d_model, pe.max_len) == (16, 10)
+    assert pe(ta.zeros(2, 7, 16)).shape == (2, 7, 16)
+    assert tuple(nn.LearnedPositionalEncoding(d_model=16, max_len=10).weight.shape) == (10, 16)
+    assert tuple(nn.SinusoidalPositionalEncoding(16, 10).pe.shape) == tuple(pe.weight.shape)
+    old_order = nn.LearnedPositionalEncoding(10, 16)  # (max_len, d_model) from before: caught at forward
+    with pytest.raises(ValueError, match=r"LearnedPositionalEncoding\(d_model=10, max_len=16\): the input's last "
+                                         r"axis has size 16, not d_model=10.*\(d_model, max_len\)"):
+        old_order(ta.zeros(2, 7, 16))
+    with pytest.raises(ValueError, match=r"SinusoidalPositionalEncoding\(d_model=8, max_len=5000\).*size 6"):
+        nn.SinusoidalPositionalEncoding(8)(ta.zeros(3, 6))
+    with pytest.raises(ValueError, match="max_len must be a positive int"):
+        nn.LearnedPositionalEncoding(16, 0)
+
+
 def test_rotary_is_relative_and_gradchecks(rng):
     rope = nn.RotaryEmbedding(4, max_len=16)
     q1 = rng.standard_normal(4)

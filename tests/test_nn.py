@@ -94,6 +94,48 @@ def test_module_to_dtype_and_zero_grad():
     assert all(p.dtype == ta.float64 for p in m.parameters())
 
 
+def test_identity_returns_its_input_and_takes_any_arguments():
+    x = ta.randn(2, 3)
+    assert nn.Identity(54, unused="x")(x) is x
+    assert list(nn.Identity().parameters()) == []
+
+
+def test_module_dict_keeps_order_registers_and_refuses_bad_keys():
+    md = nn.ModuleDict({"enc": nn.Linear(3, 4), "dec": nn.Linear(4, 2)})
+    assert list(md.keys()) == ["enc", "dec"] and len(md) == 2 and "enc" in md
+    assert md["enc"] is md.enc
+    assert [k for k, _ in md.named_parameters()] == ["enc.weight", "enc.bias", "dec.weight", "dec.bias"]
+    md["act"] = nn.ReLU()
+    md.update([("out", nn.Linear(2, 1))])
+    assert list(md) == ["enc", "dec", "act", "out"]
+    replacement = nn.Linear(3, 4, bias=False)
+    md["enc"] = replacement  # keeps its place
+    assert list(md) == ["enc", "dec", "act", "out"] and md.enc is replacement
+    assert "enc.bias" not in md.state_dict()
+    popped = md.pop("act")
+    assert isinstance(popped, nn.ReLU) and "act" not in md and not hasattr(md, "act")
+    del md["out"]
+    assert list(md.keys()) == ["enc", "dec"]
+    x = ta.randn(5, 3)
+    assert md["dec"](md["enc"](x)).shape == (5, 2)
+    outer = nn.ModuleDict({"inner": md})
+    assert "inner.dec.bias" in outer.state_dict()
+    md.clear()
+    assert len(md) == 0 and list(md.parameters()) == []
+    with pytest.raises(KeyError, match=r"no module under 'nope'; keys are \[\]"):
+        md["nope"]
+    with pytest.raises(KeyError, match="would shadow the attribute ModuleDict.keys"):
+        md["keys"] = nn.ReLU()
+    with pytest.raises(KeyError, match="without '.'"):
+        md["a.b"] = nn.ReLU()
+    with pytest.raises(TypeError, match="keys must be strings"):
+        md[1] = nn.ReLU()
+    with pytest.raises(TypeError, match="expected a Module under 'x', got int"):
+        md["x"] = 3
+    with pytest.raises(TypeError, match="element 0 should be a \\(key, module\\) pair"):
+        md.update([nn.ReLU()])
+
+
 def test_linear_init_matches_pytorch_bounds():
     ta.manual_seed(0)
     lin = nn.Linear(100, 50)
@@ -122,7 +164,7 @@ def test_clip_grad_norm_accepts_a_single_tensor():
     np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
 
 
-# ---- the lecture's baselines and the encoder layer ----------------------------------------
+# ---- the lecture's baselines, the encoder layer and the encoder stack -----------------------
 
 
 def test_conv1d_matches_a_direct_loop_and_gradchecks(rng):
@@ -194,3 +236,42 @@ def test_transformer_encoder_layer_matches_pytorch():
     np.testing.assert_allclose(layer(ta.tensor(x)).numpy(), ref(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(layer(ta.tensor(x), is_causal=True).numpy(),
                                ref(torch.tensor(x), src_mask=mask, is_causal=True).detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_transformer_encoder_is_a_stack_of_deep_copies():
+    ta.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, activation=nn.GELU(approximate="tanh"), norm_first=True)
+    enc = nn.TransformerEncoder(layer, num_layers=3, norm=nn.LayerNorm(8))
+    names = [k for k, _ in enc.named_parameters()]
+    assert names[0] == "layers.0.self_attn.in_proj_weight" and "layers.2.linear2.bias" in names
+    assert names[-2:] == ["norm.weight", "norm.bias"]
+    assert len(names) == 3 * len(list(layer.parameters())) + 2
+    first, second = enc.layers[0], enc.layers[1]
+    assert first is not layer and first.linear1.weight is not second.linear1.weight
+    np.testing.assert_array_equal(first.linear1.weight.numpy(), layer.linear1.weight.numpy())
+    x = ta.randn(2, 5, 8)
+    expected = x
+    for m in enc.layers:
+        expected = m(expected)
+    np.testing.assert_allclose(enc(x).numpy(), enc.norm(expected).numpy(), rtol=1e-6)
+    with ta.no_grad():
+        first.linear1.weight.data[...] = 0  # the copies are independent
+    assert not np.all(second.linear1.weight.numpy() == 0)
+    bare = nn.TransformerEncoder(layer, 2)
+    assert bare.norm is None and not any(k.startswith("norm") for k in bare.state_dict())
+    with pytest.raises(ValueError, match="num_layers must be a non-negative int"):
+        nn.TransformerEncoder(layer, -1)
+    with pytest.raises(TypeError, match="encoder_layer must be a Module"):
+        nn.TransformerEncoder("layer", 2)
+
+
+def test_transformer_encoder_gradcheck_with_masks(rng):
+    layer = nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=True, activation="relu", norm_first=True,
+                                       dtype=ta.float64)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(4, dtype=ta.float64))
+    x = leaf(rng, 2, 3, 4)
+    pad = ta.tensor([[False, False, True], [False, False, False]])
+    assert gradcheck(lambda t: enc(t, src_key_padding_mask=pad, is_causal=True), [x], name="TransformerEncoder")
+    causal = enc(x, is_causal=True).numpy()
+    mask = ta.tensor(np.triu(np.ones((3, 3), dtype=bool), 1))
+    np.testing.assert_allclose(enc(x, mask=mask).numpy(), causal, rtol=1e-10)

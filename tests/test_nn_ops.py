@@ -1,13 +1,15 @@
-"""Fused ops: matmul, linear, softmax, log_softmax, layer_norm, embedding, dropout, losses.
+"""Fused ops: matmul, linear, softmax, log_softmax, layer_norm, embedding, dropout, losses (and the
+CrossEntropyLoss/MSELoss modules over them).
 
 Each is gradchecked, compared with a NumPy reference, and the fused ones with the same
-math built from primitive ops.
+math built from primitive ops. (The other losses, against PyTorch: test_losses.py.)
 """
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 import tinyattn as ta
+import tinyattn.nn as nn
 import tinyattn.nn.functional as F
 from tinyattn.functional import cross_entropy_composite, layer_norm_composite, softmax_composite
 from tinyattn.testing import gradcheck
@@ -292,3 +294,53 @@ def test_mse_loss(rng, reduction):
         np.testing.assert_allclose(F.mse_loss(x, y, reduction=reduction).numpy(), ref, rtol=1e-12)
     with pytest.warns(UserWarning, match=warning):
         assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction=reduction), [x, y], name="mse_loss")
+
+
+def test_cross_entropy_loss_module(rng):
+    logits = leaf(rng, 5, 4)
+    target = ta.tensor([0, 3, -100, 1, 2])
+    for reduction in ("mean", "sum", "none"):
+        for smoothing in (0.0, 0.2):
+            loss = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+            out = loss(logits, target)
+            assert out.shape == ((5,) if reduction == "none" else ())
+            assert gradcheck(lambda z: loss(z, target), [logits], name=f"CrossEntropyLoss({reduction}, {smoothing})")
+    custom = nn.CrossEntropyLoss(ignore_index=3)
+    assert gradcheck(lambda z: custom(z, ta.tensor([0, 3, 3, 1, 2])), [logits], name="ce-ignore-3")
+    assert custom.ignore_index == 3 and repr(custom) == "CrossEntropyLoss()"  # PyTorch's repr
+
+
+def test_cross_entropy_label_smoothing_matches_the_composite_reference(rng):
+    logits = leaf(rng, 6, 5)
+    target = ta.tensor([0, 4, -100, 1, 2, 2])
+    for eps in (0.0, 0.1, 1.0):
+        fused = ta.nn.functional.cross_entropy(logits, target, label_smoothing=eps)
+        ref = ta.functional.cross_entropy_composite(logits, target, label_smoothing=eps)
+        np.testing.assert_allclose(fused.item(), ref.item(), rtol=1e-12)
+        fused.backward()
+        g = logits.grad.numpy().copy()
+        logits.grad = None
+        ref.backward()
+        np.testing.assert_allclose(g, logits.grad.numpy(), rtol=1e-10, atol=1e-14)
+        logits.grad = None
+
+
+def test_mse_loss_module(rng):
+    p, q = leaf(rng, 3, 4), leaf(rng, 3, 4)
+    for reduction in ("mean", "sum", "none"):
+        loss = nn.MSELoss(reduction=reduction)
+        expected = (p.numpy() - q.numpy()) ** 2
+        expected = {"mean": expected.mean(), "sum": expected.sum(), "none": expected}[reduction]
+        np.testing.assert_allclose(loss(p, q).numpy(), expected, rtol=1e-12)
+        assert gradcheck(lambda a, b: loss(a, b), [p, q], name=f"MSELoss({reduction})")
+
+
+def test_loss_modules_reject_what_they_do_not_implement():
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: reduction must be one of .*'avg'"):
+        nn.CrossEntropyLoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: label_smoothing must be a number in \[0, 1\], got 1.5"):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        assert nn.MSELoss(size_average=True).reduction == "mean"  # PyTorch's legacy mapping
+    with pytest.raises(ValueError, match=r"cross_entropy: label_smoothing must be in \[0, 1\], got -0.1"):
+        ta.nn.functional.cross_entropy(ta.zeros(2, 3), ta.tensor([0, 1]), label_smoothing=-0.1)

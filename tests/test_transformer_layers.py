@@ -89,6 +89,29 @@ def test_callable_activation_and_stack_match_pytorch():
     _close(ours(ta.tensor(x), mask=ta.tensor(mask)), ref(torch.tensor(x), mask=torch.tensor(mask)))
 
 
+def test_transformer_encoder_matches_torch():
+    ta.manual_seed(1)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation="relu", batch_first=True,
+                                       norm_first=True, dtype=ta.float64)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8, dtype=ta.float64))
+    for i, m in enumerate(enc.layers):  # make the copies differ, so a wrong order of layers would show
+        with ta.no_grad():
+            m.linear1.weight.data[...] *= 1 + i
+    t_layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation="relu", batch_first=True,
+                                               norm_first=True, dtype=torch.float64)
+    t_enc = torch.nn.TransformerEncoder(t_layer, 2, norm=torch.nn.LayerNorm(8, dtype=torch.float64),
+                                        enable_nested_tensor=False)
+    state = {k: torch.tensor(v.numpy()) for k, v in enc.state_dict().items()}
+    assert set(state) == set(t_enc.state_dict())
+    t_enc.load_state_dict(state)
+    x = np.random.default_rng(0).standard_normal((2, 5, 8))
+    pad = np.array([[False] * 5, [False, False, False, True, True]])
+    mask = np.triu(np.ones((5, 5), dtype=bool), 1)
+    out = enc(ta.tensor(x), mask=ta.tensor(mask), src_key_padding_mask=ta.tensor(pad))
+    expected = t_enc(torch.tensor(x), mask=torch.tensor(mask), src_key_padding_mask=torch.tensor(pad))
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_pytorch_with_masks(norm_first):
     torch.manual_seed(2)
