@@ -20,10 +20,14 @@ import operator
 import threading
 import weakref
 from time import perf_counter_ns
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .backend import backend_of, device_of
+
+if TYPE_CHECKING:
+    from .size import Size
 
 __all__ = [
     "backward", "Context", "enable_grad", "Function", "grad", "inference_mode", "is_grad_enabled", "no_grad", "Node",
@@ -280,6 +284,14 @@ class Variable:
     # _hooks: None; for a leaf, {handle id: hook} once register_hook was called; for a non-leaf, _RETAINS once
     # retain_grad() was called (its hooks live on its node, see register_hook).
     __slots__ = ("_array", "_grad", "_requires_grad", "_node", "_index", "_counter", "_view", "_hooks", "__weakref__")
+
+    if TYPE_CHECKING:  # what Tensor adds, declared for the type checker (ops take and check Variables)
+        @property
+        def shape(self) -> Size: ...
+        @property
+        def ndim(self) -> int: ...
+        @property
+        def dtype(self) -> np.dtype: ...
 
     def __init__(self, data, requires_grad=False, node=None):
         self._array = data

@@ -4,6 +4,7 @@ Each takes device= ("cpu" by default, or "cuda"). Constant fills are made on the
 random numbers come from a generator on the host (generator=, or the default one: see
 tinyattn/random.py) and are then copied, so a seed gives the same values on either device.
 """
+from __future__ import annotations
 import math
 import numbers
 
@@ -15,6 +16,11 @@ from .cuda import device as Device
 from .dtypes import KINDS, as_dtype, default_dtype_for, float32, get_default_dtype, int64
 from .random import RandomArgumentError, _numpy_rng
 from .tensor import Tensor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._typing import Device as DeviceLike, DType, Number, Shape
+    from .random import Generator
 
 __all__ = [
     "arange", "as_tensor", "asarray", "bernoulli", "bernoulli_", "BoolTensor", "ByteTensor", "cauchy_", "DoubleTensor",
@@ -71,13 +77,13 @@ def _filled(op, size, value, dtype, requires_grad, device):
     return _make(xp.full(size, value, dtype=dtype), requires_grad, device)
 
 
-def tensor(data, requires_grad=False, dtype=None, device=None):
+def tensor(data: Any, requires_grad: bool = False, dtype: DType = None, device: DeviceLike = None) -> Tensor:
     """A new tensor holding a copy of `data` (a number, nested lists, an ndarray or a Tensor)."""
     dtype = as_dtype(dtype, "tensor")  # then Tensor() checks the data (dtypes.check_data)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 
-def from_numpy(array):
+def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing memory with `array`, keeping its dtype."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
@@ -92,18 +98,21 @@ def _no_out(op, out):
         raise NotImplementedError(f"{op}: out= is not supported by tinyattn; assign the result instead")
 
 
-def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+def zeros(*size: Any, out: Tensor | None = None, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+          requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
     """Zeros of shape `size` (ints, or one tuple/list/Size), of the default dtype (float32) unless told."""
     _no_out("zeros", out)
     return _filled("zeros", size, 0, _dtype("zeros", dtype, get_default_dtype()), requires_grad, device)
 
 
-def ones(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+def ones(*size: Any, out: Tensor | None = None, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+         requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
     _no_out("ones", out)
     return _filled("ones", size, 1, _dtype("ones", dtype, get_default_dtype()), requires_grad, device)
 
 
-def full(size, fill_value, *, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+def full(size: Shape, fill_value: Number, *, out: Tensor | None = None, dtype: DType = None, layout: Any = None,
+         device: DeviceLike = None, requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
     """A tensor filled with fill_value; its dtype follows the value (int64, bool or float32) unless told."""
     if isinstance(fill_value, Variable):
         fill_value = fill_value.item()  # a one-element tensor, as PyTorch allows
@@ -120,13 +129,15 @@ def _like(op, t):
     return t
 
 
-def zeros_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+def zeros_like(t: Tensor, *, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+               requires_grad: bool = False, memory_format: Any = None) -> Tensor:
     """Zeros of t's shape, on t's device and of t's dtype unless told."""
     t = _like("zeros_like", t)
     return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
 
-def ones_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+def ones_like(t: Tensor, *, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+              requires_grad: bool = False, memory_format: Any = None) -> Tensor:
     t = _like("ones_like", t)
     return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
@@ -153,14 +164,16 @@ def _random_float(op, size, dtype, requires_grad):
     return size, dtype
 
 
-def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*sizes: Any, size: Shape | None = None, generator: Generator | None = None, dtype: DType = None,
+          device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples (float32 unless told) from `generator` or the default generator."""
     size, dtype = _random_float("randn", _random_size("randn", sizes, size), dtype, requires_grad)
     rng = _numpy_rng(generator, "randn")
     return _make(rng.standard_normal(size).astype(dtype), requires_grad, device)
 
 
-def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(*sizes: Any, size: Shape | None = None, generator: Generator | None = None, dtype: DType = None,
+         device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) (float32 unless told) from `generator` or the default generator."""
     size, dtype = _random_float("rand", _random_size("rand", sizes, size), dtype, requires_grad)
     rng = _numpy_rng(generator, "rand")
@@ -187,7 +200,9 @@ def _draw_integers(op, rng, low, high, size, dtype):
     return rng.integers(low, high, size=size).astype(dtype)
 
 
-def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+def randint(*args: Any, low: int | None = None, high: int | None = None, size: Shape | None = None,
+            generator: Generator | None = None, dtype: DType = None, device: DeviceLike = None,
+            requires_grad: bool = False) -> Tensor:
     """Integers uniform in [low, high), int64 unless told: randint(high, size) or randint(low, high, size).
 
     As in PyTorch, size is a tuple (or list / torch.Size) of ints, positional (last) or size=; low
@@ -365,12 +380,14 @@ def _like_args(op, input, dtype, device, requires_grad):
     return t.shape, dtype or t.dtype, device or t.device
 
 
-def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):
+def rand_like(input: Tensor, *, generator: Generator | None = None, dtype: DType = None, device: DeviceLike = None,
+              requires_grad: bool = False) -> Tensor:
     shape, dtype, device = _like_args("rand_like", input, dtype, device, requires_grad)
     return rand(shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):
+def randn_like(input: Tensor, *, generator: Generator | None = None, dtype: DType = None, device: DeviceLike = None,
+               requires_grad: bool = False) -> Tensor:
     shape, dtype, device = _like_args("randn_like", input, dtype, device, requires_grad)
     return randn(shape, generator=generator, dtype=dtype, device=device, requires_grad=requires_grad)
 
@@ -506,7 +523,8 @@ def cauchy_(x, median=0.0, sigma=1.0, *, generator=None):
     return _fill_random("cauchy_", x, values)
 
 
-def arange(start, end=None, step=1, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+def arange(start: Number, end: Number | None = None, step: Number = 1, *, out: Tensor | None = None,
+           dtype: DType = None, layout: Any = None, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Values from start to end (excluded); int64 for integer arguments, the default dtype (float32)
     otherwise. Numbers may be 0-d tensors."""
     _no_out("arange", out)
@@ -544,12 +562,14 @@ def empty(*size, out=None, dtype=None, layout=None, device=None, requires_grad=F
     return _filled("empty", size, 0, _dtype("empty", dtype, get_default_dtype()), requires_grad, device)
 
 
-def empty_like(t, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+def empty_like(t: Tensor, *, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+               requires_grad: bool = False, memory_format: Any = None) -> Tensor:
     t = _like("empty_like", t)
     return empty(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
 
 
-def full_like(t, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+def full_like(t: Tensor, fill_value: Number, *, dtype: DType = None, layout: Any = None, device: DeviceLike = None,
+              requires_grad: bool = False, memory_format: Any = None) -> Tensor:
     """A tensor of t's shape filled with fill_value, of t's dtype and device unless told."""
     t = _like("full_like", t)
     return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
@@ -563,7 +583,8 @@ def _number(op, name, v):
     return v
 
 
-def linspace(start, end, steps, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+def linspace(start: Number, end: Number, steps: int, *, out: Tensor | None = None, dtype: DType = None,
+             layout: Any = None, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """`steps` evenly spaced values from start to end, both included (the default dtype unless told)."""
     _no_out("linspace", out)
     start, end = _number("linspace", "start", start), _number("linspace", "end", end)
@@ -590,7 +611,8 @@ def logspace(start, end, steps, base=10.0, *, out=None, dtype=None, layout=None,
     return _make(np.power(float(base), np.linspace(start, end, int(steps))).astype(dtype), requires_grad, device)
 
 
-def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+def eye(n: int, m: int | None = None, *, out: Tensor | None = None, dtype: DType = None, layout: Any = None,
+        device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """The n x m identity matrix (m = n by default)."""
     _no_out("eye", out)
     m = n if m is None else m
@@ -604,7 +626,7 @@ def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_g
     return _make(np.eye(int(n), int(m), dtype=dtype), requires_grad, device)
 
 
-def as_tensor(data, dtype=None, device=None):
+def as_tensor(data: Any, dtype: DType = None, device: DeviceLike = None) -> Tensor:
     """`data` as a tensor, sharing memory where it can: a tensor of the same dtype and device comes back as
     it is, a NumPy array of a supported dtype is wrapped without a copy (CPU); anything else is copied."""
     dt = as_dtype(dtype, "as_tensor")

@@ -6,6 +6,7 @@ Operators and methods delegate to `tinyattn.functional`; the autograd machinery
 GPU memory, tinyattn/device_array.py) on the GPU. `.data` is PyTorch's: a detached tensor over the
 same memory.
 """
+from __future__ import annotations
 import numpy as np
 
 from . import functional as F
@@ -15,6 +16,13 @@ from .cuda import device as Device, parse_to_args
 from .dtypes import as_dtype, check_data, default_dtype_for
 from .functional.device import to_device as _to_device
 from .size import as_size as _as_size
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import builtins
+
+    from ._typing import Device as DeviceLike, DType, Dim, Number, Operand, Shape
+    from .size import Size
 
 __all__ = [
     "Tensor",
@@ -48,7 +56,8 @@ class Tensor(Variable):
     __hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
     __array_ufunc__ = None  # numpy defers to our reflected operators: np.float32(2) * t is a Tensor
 
-    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+    def __init__(self, data: Any, requires_grad: builtins.bool = False, dtype: DType = None,
+                 device: DeviceLike = None) -> None:
         check_data(data, "tensor")  # the same errors as tinyattn.tensor(), before any conversion
         array = _to_array(data, dtype)
         super().__init__(array if device is None else move(array, Device(device).type), requires_grad)
@@ -70,7 +79,7 @@ class Tensor(Variable):
 
     # ---- attributes --------------------------------------------------------------
     @property
-    def data(self):
+    def data(self) -> Tensor:
         """PyTorch's `.data`: a tensor over the same memory, detached from the graph, that does not
         require grad. Writes through it change this tensor but are hidden from autograd (its version
         counter is its own), which is what `p.data.add_(...)` in older optimiser code relies on."""
@@ -88,27 +97,27 @@ class Tensor(Variable):
         self._array = value._array
 
     @property
-    def shape(self):
+    def shape(self) -> Size:
         """The shape, a tinyattn.Size (a tuple with numel(), PyTorch's torch.Size)."""
         return _as_size(self._array.shape)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self._array.dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> builtins.int:
         return self._array.ndim
 
     @property
-    def device(self):
+    def device(self) -> Device:
         return _CUDA if device_of(self._array) == "cuda" else _CPU
 
     @property
-    def is_cuda(self):
+    def is_cuda(self) -> builtins.bool:
         return device_of(self._array) == "cuda"
 
-    def size(self, dim=None):
+    def size(self, dim: builtins.int | None = None) -> Any:
         """The shape as a tinyattn.Size, or the size of one dim (negative dims count from the end)."""
         if dim is None:
             return _as_size(self._array.shape)
@@ -120,40 +129,40 @@ class Tensor(Variable):
         except TypeError:
             raise TypeError(f"size: dim must be an int, got {dim!r}") from None
 
-    def dim(self):
+    def dim(self) -> builtins.int:
         return self._array.ndim
 
     ndimension = dim
 
-    def numel(self):
+    def numel(self) -> builtins.int:
         return self._array.size
 
     nelement = numel
 
-    def element_size(self):
+    def element_size(self) -> builtins.int:
         """Bytes per element (4 for float32)."""
         return self._array.dtype.itemsize
 
     @property
-    def itemsize(self):
+    def itemsize(self) -> builtins.int:
         return self._array.dtype.itemsize
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> builtins.int:
         return self._array.nbytes
 
-    def is_floating_point(self):
+    def is_floating_point(self) -> builtins.bool:
         return self._array.dtype.kind == "f"
 
     @property
-    def is_cpu(self):
+    def is_cpu(self) -> builtins.bool:
         return not self.is_cuda
 
-    def is_contiguous(self, memory_format=None):
+    def is_contiguous(self, memory_format: Any = None) -> builtins.bool:
         data = self._array
         return data.is_contiguous if hasattr(data, "is_contiguous") else bool(data.flags.c_contiguous)
 
-    def stride(self, dim=None):
+    def stride(self, dim: builtins.int | None = None) -> Any:
         """Strides in elements (PyTorch's unit), per dim or for one dim."""
         data = self._array
         strides = tuple(s // data.dtype.itemsize for s in data.strides) if hasattr(data, "strides") else None
@@ -161,44 +170,44 @@ class Tensor(Variable):
             raise NotImplementedError("stride: not available for this tensor's storage")
         return strides if dim is None else strides[dim]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         """Iterating walks dim 0 (each item a view), as in PyTorch; a 0-d tensor is not iterable."""
         if self._array.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return iter(F.unbind(self, 0))
 
-    def __contains__(self, element):
+    def __contains__(self, element: Any) -> builtins.bool:
         """`element in t`: (t == element).any(), for a number or a tensor, as in PyTorch."""
         if not isinstance(element, (Variable, int, float, bool, np.number)):
             raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed in a "
                                f"{type(element).__name__}")
         return bool(F.eq(self, element)._array.any())
 
-    def __index__(self):
+    def __index__(self) -> builtins.int:
         """A one-element integer (or bool) tensor used as a Python index (lst[t], range(t)); anything else is
         the TypeError PyTorch raises."""
         if self._array.dtype.kind not in "iub" or self._array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self._array.reshape(()).item()) if self._array.ndim else int(self._array.item())
 
-    def __len__(self):
+    def __len__(self) -> builtins.int:
         if self._array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self._array.shape[0]
 
     # ---- conversion --------------------------------------------------------------
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The data as a NumPy array: shared, not copied, on the CPU (as in PyTorch); a host copy
         for a tensor on the GPU."""
         return move(self._array, "cpu")
 
-    def item(self):
+    def item(self) -> Any:
         if self._array.size != 1:
             raise ValueError(f"item: only one-element tensors can be converted to a Python scalar, "
                              f"got shape {self.shape}")
         return self._array.item()
 
-    def tolist(self):
+    def tolist(self) -> Any:
         return self.numpy().tolist()
 
     def __array__(self, dtype=None, copy=None):
@@ -207,18 +216,18 @@ class Tensor(Variable):
                             "use .cpu() or .numpy() first")
         return self._array if dtype is None else self._array.astype(dtype)
 
-    def __bool__(self):
+    def __bool__(self) -> builtins.bool:
         if self._array.size != 1:
             raise RuntimeError(f"the truth value of a tensor with {self._array.size} elements is ambiguous")
         return bool(self._array)
 
-    def __float__(self):
+    def __float__(self) -> builtins.float:
         return float(self.item())
 
-    def __int__(self):
+    def __int__(self) -> builtins.int:
         return int(self.item())
 
-    def __format__(self, spec):
+    def __format__(self, spec: str) -> str:
         """f"{loss:.4f}": a 0-d or one-element tensor formats as its Python number (PyTorch does so for
         0-d tensors only); with an empty spec any other tensor formats as str(); a non-empty spec on a
         multi-element tensor is a TypeError, as in PyTorch."""
@@ -229,12 +238,12 @@ class Tensor(Variable):
         raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__ for a tensor of shape "
                         f"{tuple(self.shape)}: only one-element tensors take a format spec; use .item() or .tolist()")
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: builtins.bool = True) -> Tensor:
         """Set requires_grad in place and return self (PyTorch's requires_grad_)."""
         self.requires_grad = requires_grad
         return self
 
-    def to(self, *args, **kwargs):
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """PyTorch's .to: .to("cuda"), .to(dtype), .to(device, dtype), .to(other_tensor), or the
         keywords device=/dtype=/non_blocking=/copy=. Returns self when nothing changes (unless copy=True);
         differentiable otherwise."""
@@ -250,46 +259,46 @@ class Tensor(Variable):
         out = out if dtype is None else F.cast(out, dtype)
         return out.clone() if copy and out is self else out
 
-    def cpu(self):
+    def cpu(self) -> Tensor:
         return _to_device(self, "cpu")
 
-    def cuda(self, device=None):
+    def cuda(self, device: builtins.int | None = None) -> Tensor:
         return _to_device(self, Device("cuda" if device is None else f"cuda:{device}").type)
 
-    def float(self, memory_format=None):
+    def float(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.float32)
 
-    def double(self, memory_format=None):
+    def double(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.float64)
 
-    def half(self, memory_format=None):
+    def half(self, memory_format: Any = None) -> Tensor:
         """float16 (NumPy's arithmetic; the Numba kernels take float32/float64 only)."""
         return F.cast(self, np.float16)
 
-    def bfloat16(self, memory_format=None):
+    def bfloat16(self, memory_format: Any = None) -> Tensor:
         from .dtypes import bfloat16
 
         raise bfloat16.error("bfloat16")
 
-    def long(self, memory_format=None):
+    def long(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.int64)
 
-    def int(self, memory_format=None):
+    def int(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.int32)
 
-    def short(self, memory_format=None):
+    def short(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.int16)
 
-    def char(self, memory_format=None):
+    def char(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.int8)
 
-    def byte(self, memory_format=None):
+    def byte(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.uint8)
 
-    def bool(self, memory_format=None):
+    def bool(self, memory_format: Any = None) -> Tensor:
         return F.cast(self, np.bool_)
 
-    def type(self, dtype=None, non_blocking=False, **kwargs):
+    def type(self, dtype: DType = None, non_blocking: builtins.bool = False, **kwargs: Any) -> Any:
         """No argument: PyTorch's type name ('torch.FloatTensor', 'torch.cuda.LongTensor'). With a dtype or
         such a name: the tensor converted to it (itself when nothing changes)."""
         from .dtypes import from_type_name, type_name
@@ -320,20 +329,20 @@ class Tensor(Variable):
     def is_shared(self):
         return False
 
-    def detach_(self):
+    def detach_(self) -> Tensor:
         """Detach in place: this tensor leaves the graph and stops requiring grad (PyTorch's detach_)."""
         if self._view is not None and self._node is not None:
             raise RuntimeError("detach_: can't detach views in-place; use detach() instead")
         self._node, self._index, self._requires_grad = None, 0, False
         return self
 
-    def contiguous(self):
+    def contiguous(self) -> Tensor:
         return F.contiguous(self)
 
-    def clone(self):
+    def clone(self) -> Tensor:
         return F.mul(self, 1) if self.requires_grad else self._wrap(self._array.copy())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extras = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
         if self.is_cuda:
@@ -347,135 +356,135 @@ class Tensor(Variable):
     # ---- arithmetic --------------------------------------------------------------
     __add__ = F.add  # t + other is F.add(t, other): one Python call fewer per operator
 
-    def __radd__(self, other):
+    def __radd__(self, other: Operand) -> Tensor:
         return F.add(other, self)
 
     __sub__ = F.sub  # t - other is F.sub(t, other): one Python call fewer per operator
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: Operand) -> Tensor:
         return F.sub(other, self)
 
     __mul__ = F.mul  # t * other is F.mul(t, other): one Python call fewer per operator
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: Operand) -> Tensor:
         return F.mul(other, self)
 
     __truediv__ = F.div  # t / other is F.div(t, other): one Python call fewer per operator
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: Operand) -> Tensor:
         return F.div(other, self)
 
-    def __pow__(self, exponent):
+    def __pow__(self, exponent: Operand) -> Tensor:
         return F.pow(self, exponent)
 
-    def __rpow__(self, base):
+    def __rpow__(self, base: Operand) -> Tensor:
         return F.pow(base, self)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: Tensor) -> Tensor:
         return F.matmul(self, other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: Tensor) -> Tensor:
         return F.matmul(other, self)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return F.neg(self)
 
-    def __abs__(self):
+    def __abs__(self) -> Tensor:
         return F.abs(self)
 
-    def __pos__(self):
+    def __pos__(self) -> Tensor:
         return F.positive(self)
 
-    def __reversed__(self):
+    def __reversed__(self) -> Tensor:
         """reversed(t) is t flipped along dim 0 (a tensor, as in PyTorch)."""
         return self if self.ndim == 0 else F.flip(self, 0)
 
-    def __floordiv__(self, other):
+    def __floordiv__(self, other: Operand) -> Tensor:
         return F.floor_divide(self, other)
 
-    def __rfloordiv__(self, other):
+    def __rfloordiv__(self, other: Operand) -> Tensor:
         return F.floor_divide(other, self)
 
-    def __mod__(self, other):
+    def __mod__(self, other: Operand) -> Tensor:
         return F.remainder(self, other)
 
-    def __rmod__(self, other):
+    def __rmod__(self, other: Operand) -> Tensor:
         return F.remainder(other, self)
 
-    def __and__(self, other):
+    def __and__(self, other: Operand) -> Tensor:
         return F.bitwise_and(self, other)
 
-    def __rand__(self, other):
+    def __rand__(self, other: Operand) -> Tensor:
         return F.bitwise_and(other, self)
 
-    def __or__(self, other):
+    def __or__(self, other: Operand) -> Tensor:
         return F.bitwise_or(self, other)
 
-    def __ror__(self, other):
+    def __ror__(self, other: Operand) -> Tensor:
         return F.bitwise_or(other, self)
 
-    def __xor__(self, other):
+    def __xor__(self, other: Operand) -> Tensor:
         return F.bitwise_xor(self, other)
 
-    def __rxor__(self, other):
+    def __rxor__(self, other: Operand) -> Tensor:
         return F.bitwise_xor(other, self)
 
-    def __invert__(self):
+    def __invert__(self) -> Tensor:
         return F.bitwise_not(self)
 
-    def __eq__(self, other):
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
         return F.eq(self, other)
 
-    def __ne__(self, other):
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return F.ne(self, other)
 
-    def __lt__(self, other):
+    def __lt__(self, other: Operand) -> Tensor:
         return F.lt(self, other)
 
-    def __le__(self, other):
+    def __le__(self, other: Operand) -> Tensor:
         return F.le(self, other)
 
-    def __gt__(self, other):
+    def __gt__(self, other: Operand) -> Tensor:
         return F.gt(self, other)
 
-    def __ge__(self, other):
+    def __ge__(self, other: Operand) -> Tensor:
         return F.ge(self, other)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tensor:
         return F.getitem(self, index)
 
     # ---- in place (rules in functional/inplace.py) -----------------------------------
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: Any, value: Operand) -> None:
         F.setitem(self, index, value)
 
-    def __iadd__(self, other):
+    def __iadd__(self, other: Operand) -> Tensor:  # type: ignore[misc]
         return F.add_(self, other)
 
-    def __isub__(self, other):
+    def __isub__(self, other: Operand) -> Tensor:  # type: ignore[misc]
         return F.sub_(self, other)
 
-    def __imul__(self, other):
+    def __imul__(self, other: Operand) -> Tensor:  # type: ignore[misc]
         return F.mul_(self, other)
 
-    def __itruediv__(self, other):
+    def __itruediv__(self, other: Operand) -> Tensor:  # type: ignore[misc]
         return F.div_(self, other)
 
-    def __ifloordiv__(self, other):
+    def __ifloordiv__(self, other: Operand) -> Tensor:
         return F.floor_divide_(self, other)
 
-    def __imod__(self, other):
+    def __imod__(self, other: Operand) -> Tensor:
         return F.remainder_(self, other)
 
-    def __ipow__(self, exponent):
+    def __ipow__(self, exponent: Operand) -> Tensor:
         return F.pow_(self, exponent)
 
-    def __iand__(self, other):
+    def __iand__(self, other: Operand) -> Tensor:
         return F.bitwise_and_(self, other)
 
-    def __ior__(self, other):
+    def __ior__(self, other: Operand) -> Tensor:
         return F.bitwise_or_(self, other)
 
-    def __ixor__(self, other):
+    def __ixor__(self, other: Operand) -> Tensor:
         return F.bitwise_xor_(self, other)
 
     add_, sub_, mul_, div_, clamp_, clip_ = F.add_, F.sub_, F.mul_, F.div_, F.clamp_, F.clamp_
@@ -498,12 +507,12 @@ class Tensor(Variable):
     logical_and, logical_or, logical_xor, logical_not = F.logical_and, F.logical_or, F.logical_xor, F.logical_not
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         """All axes reversed (PyTorch's .T; for 2-D tensors the transpose)."""
         return F.permute(self, tuple(reversed(range(self.ndim))))
 
     @property
-    def mT(self):
+    def mT(self) -> Tensor:
         """The last two axes swapped: a batch of transposed matrices."""
         return F.transpose(self, -2, -1)
 
@@ -567,32 +576,32 @@ class Tensor(Variable):
             "atan2", "hypot", "fmod", "xlogy", "deg2rad", "rad2deg", "absolute", "arcsin", "arccos", "arctan",
             "arcsinh", "arccosh", "arctanh", "arctan2", "negative", "clamp_min", "clamp_max"))
 
-    def get_device(self):
+    def get_device(self) -> builtins.int:
         """-1 for a CPU tensor, the GPU's index (0) for a cuda tensor."""
         return 0 if self.is_cuda else -1
 
-    def is_nonzero(self):
+    def is_nonzero(self) -> builtins.bool:
         if self._array.size != 1:
             raise RuntimeError(f"is_nonzero: a tensor with {self._array.size} elements cannot be converted to a bool")
         return bool(self._array.reshape(()).item()) if self._array.ndim else bool(self._array.item())
 
-    def is_signed(self):
+    def is_signed(self) -> builtins.bool:
         return self._array.dtype.kind in "fi"
 
-    def is_complex(self):
+    def is_complex(self) -> builtins.bool:
         return False
 
-    def is_same_size(self, other):
+    def is_same_size(self, other: Tensor) -> builtins.bool:
         return tuple(self.shape) == tuple(other.shape)
 
-    def data_ptr(self):
+    def data_ptr(self) -> builtins.int:
         """The address of the first element (CPU arrays; a GPU buffer's device pointer otherwise)."""
         data = self._array
         if isinstance(data, np.ndarray):
             return data.__array_interface__["data"][0]
         return data.__cuda_array_interface__["data"][0]
 
-    def sum_to_size(self, *size):
+    def sum_to_size(self, *size: Any) -> Tensor:
         """The sum over the dims that `size` broadcasts along (expand's reverse)."""
         size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
         lead = self.ndim - len(size)
@@ -602,66 +611,71 @@ class Tensor(Variable):
         out = F.sum(self, dims, keepdim=True) if dims else self
         return F.reshape(out, size) if tuple(out.shape) != size else out
 
-    def where(self, condition, other):
+    def where(self, condition: Tensor, other: Operand) -> Tensor:
         """x.where(condition, y) is where(condition, x, y), as in PyTorch."""
         return F.where(condition, self, other)
 
     exp_, sqrt_, abs_ = F.inplace_ops["exp_"], F.inplace_ops["sqrt_"], F.inplace_ops["abs_"]
 
-    def neg_(self):
+    def neg_(self) -> Tensor:
         return self.mul_(-1)
 
-    def clamp_min(self, min):
+    def clamp_min(self, min: Operand) -> Tensor:
         return F.clamp(self, min=min)
 
-    def clamp_max(self, max):
+    def clamp_max(self, max: Operand) -> Tensor:
         return F.clamp(self, max=max)
 
-    def squeeze_(self, dim=None):
+    def squeeze_(self, dim: Dim = None) -> Tensor:
         raise NotImplementedError("squeeze_: in-place shape changes are not supported; use x = x.squeeze(...)")
 
-    def unsqueeze_(self, dim):
+    def unsqueeze_(self, dim: builtins.int) -> Tensor:
         raise NotImplementedError("unsqueeze_: in-place shape changes are not supported; use x = x.unsqueeze(...)")
 
     @property
-    def H(self):
+    def H(self) -> Tensor:
         """The conjugate transpose of a 2-D tensor: the transpose, for real tensors."""
         if self.ndim not in (0, 2):
             raise ValueError(f"H: tensor.H is only supported on matrices (2-D tensors), got shape {tuple(self.shape)}")
         return F.t(self)
 
     @property
-    def mH(self):
+    def mH(self) -> Tensor:
         return self.mT
 
-    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    def new_tensor(self, data: Any, dtype: DType = None, device: DeviceLike = None,
+                   requires_grad: builtins.bool = False) -> Tensor:
         """A new tensor from data, of this tensor's dtype and device unless told (a copy)."""
         from .creation import tensor
 
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
-    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_zeros(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
+                  requires_grad: builtins.bool = False) -> Tensor:
         from .creation import zeros
 
         return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
-    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_ones(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
+                 requires_grad: builtins.bool = False) -> Tensor:
         from .creation import ones
 
         return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
-    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+    def new_empty(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
+                  requires_grad: builtins.bool = False) -> Tensor:
         from .creation import empty
 
         return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
-    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+    def new_full(self, size: Shape, fill_value: Number, dtype: DType = None, device: DeviceLike = None,
+                 requires_grad: builtins.bool = False) -> Tensor:
         from .creation import full
 
         return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
                     requires_grad=requires_grad)
 
-    def expand_as(self, other):
+    def expand_as(self, other: Tensor) -> Tensor:
         return F.expand(self, other.shape)
 
     # ---- random fills and sampling (tinyattn/creation.py), generator= as in PyTorch ----------------------
@@ -686,7 +700,7 @@ class Tensor(Variable):
             new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 
-    def type_as(self, other):
+    def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
 

@@ -1,10 +1,15 @@
 """dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
+from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
 from ..random import default_generator
 from .checks import check_float, check_tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "Dropout", "dropout",
@@ -28,7 +33,7 @@ class Dropout(Function):
         return dy * mask, None
 
 
-def dropout(x, p=0.5, training=True):
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     check_tensor("dropout", "input", x)
     check_float("dropout", x._array)
     if isinstance(p, Variable) and p._array.size == 1:

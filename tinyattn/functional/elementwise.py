@@ -3,6 +3,7 @@
 Each Function's docstring gives y = f(x) and the local derivative its backward applies.
 Binary ops send their gradients through `sum_to_shape` to undo broadcasting.
 """
+from __future__ import annotations
 
 import numpy as np
 
@@ -10,6 +11,11 @@ from ..autograd import Function, Variable
 from ..backend import backend_of, is_device_array
 from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .._typing import DType, Number, Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "Abs", "abs", "Add", "add", "array_of", "Cast", "cast", "cast_operand", "Div", "div", "eq", "Exp", "exp",
@@ -405,25 +411,25 @@ class Cast(Function):
 # ---- public functions ---------------------------------------------------------------
 
 
-def add(a, b, *, alpha=1):
+def add(a: Operand, b: Operand, *, alpha: Number = 1) -> Tensor:
     """a + alpha · b (PyTorch's add, alpha keyword-only)."""
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
     return Add.apply(*operands("add", a, b))
 
 
-def sub(a, b, *, alpha=1):
+def sub(a: Operand, b: Operand, *, alpha: Number = 1) -> Tensor:
     """a - alpha · b."""
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
     return Sub.apply(*operands("sub", a, b))
 
 
-def mul(a, b):
+def mul(a: Operand, b: Operand) -> Tensor:
     return Mul.apply(*operands("mul", a, b))
 
 
-def div(a, b):
+def div(a: Operand, b: Operand) -> Tensor:
     a, b = operands("div", a, b)
     if array_of(a).dtype.kind != "f":  # true division of integers gives float32, as in PyTorch
         a, b = (float32_constant(t) for t in (a, b))
@@ -435,7 +441,7 @@ def float32_constant(t):
     return t._wrap(t._array.astype(np.float32)) if isinstance(t, Variable) else t.astype(np.float32)
 
 
-def neg(x):
+def neg(x: Tensor) -> Tensor:
     return Neg.apply(x)
 
 
@@ -467,7 +473,7 @@ class PowTensor(Function):
         return da, db
 
 
-def pow(input, exponent):
+def pow(input: Operand, exponent: Operand) -> Tensor:
     """input ** exponent: a tensor to a number (the fast path), a number to a tensor, or two tensors
     (broadcast); differentiable in both. Integer tensors to integer powers stay integers."""
     x = input
@@ -487,7 +493,7 @@ def pow(input, exponent):
     return Pow.apply(x, exponent)
 
 
-def _unary(function, name):
+def _unary(function: Any, name: str) -> Callable[[Tensor], Tensor]:
     def op(x):
         if x._array.dtype not in _KERNEL_FLOATS:
             check_float(name, x._array)  # raises the error
@@ -506,7 +512,7 @@ sigmoid = _unary(Sigmoid, "sigmoid")
 relu = _unary(Relu, "relu")
 
 
-def cast(x, dtype):
+def cast(x: Tensor, dtype: DType) -> Tensor:
     """x as `dtype`; differentiable between float dtypes (an integer result carries no gradient)."""
     dtype = as_dtype(dtype, "cast")
     if dtype == x.dtype:
@@ -516,14 +522,14 @@ def cast(x, dtype):
     return Cast.apply(x, dtype)
 
 
-def abs(x):
+def abs(x: Tensor) -> Tensor:
     if isinstance(x, Variable) and x._array.dtype == np.bool_:
         raise NotImplementedError(f"abs: not implemented for bool tensors (shape {tuple(x.shape)}), as in PyTorch; "
                                   "a bool is its own absolute value")
     return Abs.apply(x)
 
 
-def gelu(x, approximate="none"):
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """PyTorch's F.gelu: the exact form x Φ(x) (approximate='none', the default) or the tanh form
     (approximate='tanh'); see Gelu."""
     if approximate not in ("none", "tanh"):
@@ -532,15 +538,15 @@ def gelu(x, approximate="none"):
     return Gelu.apply(x, approximate == "none")
 
 
-def maximum(a, b):
+def maximum(a: Operand, b: Operand) -> Tensor:
     return Maximum.apply(*operands("maximum", a, b))
 
 
-def minimum(a, b):
+def minimum(a: Operand, b: Operand) -> Tensor:
     return Minimum.apply(*operands("minimum", a, b))
 
 
-def where(condition, input=None, other=None):
+def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:
     """input where condition else other (broadcast; either may be a number); where(condition) alone is
     nonzero(condition, as_tuple=True), as in PyTorch."""
     if input is None and other is None:
@@ -569,7 +575,7 @@ def where(condition, input=None, other=None):
     return Where.apply(cond, a, b)
 
 
-def masked_fill(x, mask, value):
+def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
     mask = on_device_of("masked_fill", mask, x._array)
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
@@ -584,7 +590,7 @@ def masked_fill(x, mask, value):
     return MaskedFill.apply(x, mask, value)
 
 
-def _comparison(ufunc, name):
+def _comparison(ufunc: Any, name: str) -> Callable[[Any, Any], Tensor]:
     def op(a, b):
         a, b = operands(name, a, b)
         like = a if isinstance(a, Variable) else b

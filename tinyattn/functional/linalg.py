@@ -7,6 +7,7 @@ whose batch is 1 or the full batch:
     matmul_tn(a, b) = aᵀ @ b     dB = Aᵀ · dC
 so no transpose is ever materialised.
 """
+from __future__ import annotations
 import math
 
 import numpy as np
@@ -15,6 +16,11 @@ from ..autograd import Function, Variable
 from ..backend import backend_of
 from .checks import check_broadcast, check_float, check_tensor, sum_to_shape, on_host
 from .shape import reshape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import Number
+    from ..tensor import Tensor
 
 __all__ = [
     "addmm", "baddbmm", "bmm", "cdist", "Det", "det", "dot", "ger", "inv", "Inverse", "inverse", "Linear", "linear",
@@ -113,7 +119,7 @@ class Linear(Function):
         return dx, dw, db
 
 
-def matmul(a, b):
+def matmul(a: Tensor, b: Tensor) -> Tensor:
     """PyTorch's matmul: 1-D operands are promoted to a row / column vector and squeezed after."""
     for t in (a, b):
         if not isinstance(t, Variable):
@@ -137,7 +143,7 @@ def matmul(a, b):
     return Matmul.apply(a, b)
 
 
-def linear(x, weight, bias=None):
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x Wᵀ + b, PyTorch's F.linear: W is (out_features, in_features)."""
     for name, t in (("input", x), ("weight", weight)) + ((("bias", bias),) if bias is not None else ()):
         check_tensor("linear", name, t)
@@ -162,7 +168,7 @@ def _tensors(op, *named):
         check_tensor(op, name, t)
 
 
-def mm(input, mat2):
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
     """(n, m) @ (m, p) -> (n, p); both must be 2-D (matmul without broadcasting)."""
     _tensors("mm", ("input", input), ("mat2", mat2))
     if input.ndim != 2 or mat2.ndim != 2:
@@ -178,7 +184,7 @@ def _inner(op, a, b):
                          f"{b.shape[-2]} differ")
 
 
-def bmm(input, mat2):
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     """(b, n, m) @ (b, m, p) -> (b, n, p); both 3-D with the same batch size (no broadcasting)."""
     _tensors("bmm", ("input", input), ("mat2", mat2))
     if input.ndim != 3 or mat2.ndim != 3:
@@ -189,7 +195,7 @@ def bmm(input, mat2):
     return matmul(input, mat2)
 
 
-def mv(input, vec):
+def mv(input: Tensor, vec: Tensor) -> Tensor:
     """(n, m) @ (m,) -> (n,)."""
     _tensors("mv", ("input", input), ("vec", vec))
     if input.ndim != 2 or vec.ndim != 1:
@@ -197,7 +203,7 @@ def mv(input, vec):
     return matmul(input, vec)
 
 
-def dot(input, other):
+def dot(input: Tensor, other: Tensor) -> Tensor:
     """Σ input_i other_i for two 1-D tensors of the same size (a 0-d tensor)."""
     _tensors("dot", ("input", input), ("other", other))
     if input.ndim != 1 or other.ndim != 1:
@@ -215,7 +221,7 @@ def dot(input, other):
 vdot = dot  # real tensors: no conjugation
 
 
-def outer(input, vec2):
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
     """The outer product of two 1-D tensors: out[i, j] = input[i] · vec2[j]."""
     from .elementwise import mul
 
@@ -228,7 +234,7 @@ def outer(input, vec2):
 ger = outer
 
 
-def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta: Number = 1, alpha: Number = 1) -> Tensor:
     """beta · input + alpha · (mat1 @ mat2), input broadcast to the product's shape."""
     from .elementwise import add, mul
 
@@ -242,7 +248,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     return add(input if beta == 1 else mul(input, beta), product)
 
 
-def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta: Number = 1, alpha: Number = 1) -> Tensor:
     """beta · input + alpha · (batch1 @ batch2) for 3-D batches."""
     from .elementwise import add, mul
 

@@ -1,5 +1,6 @@
 """Losses with PyTorch's signatures: cross_entropy (through log-softmax, finite for huge logits), nll_loss,
 mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy(_with_logits), kl_div."""
+from __future__ import annotations
 import numbers
 import warnings
 
@@ -10,6 +11,10 @@ from ..backend import backend_of, is_device_array, move
 from .checks import check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape
 from . import elementwise as ew, reduction as red
 from .shape import getitem, permute, reshape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "cross_entropy_composite",
@@ -107,8 +112,9 @@ class MSELoss(Function):
         )
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                  label_smoothing=0.0):
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
+                  ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
     """PyTorch's F.cross_entropy: class-index targets with ignore_index, class weights and label_smoothing,
     or class-probability targets (a float target of the input's shape).
 
@@ -181,7 +187,8 @@ def cross_entropy_composite(logits, target, ignore_index=-100, label_smoothing=0
     return red.mean(nll)
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """PyTorch's F.mse_loss. An integer target takes the input's dtype; two float dtypes promote (float32
     and float64 give a float64 loss, each gradient in its tensor's dtype). Shapes that differ but
     broadcast give PyTorch's UserWarning, naming both. weight (a constant) multiplies each squared error."""
@@ -330,7 +337,8 @@ def _same_size_weight(op, weight, input):
     return w
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+            reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """PyTorch's F.l1_loss: |x - y|.  dl/dx = sign(x - y) (0 at a tie), dl/dy = -dl/dx. With weight
     (the input's shape), each term is multiplied by it and 'mean' divides by Σ weight, as PyTorch."""
     reduction = legacy_reduction("l1_loss", size_average, reduce, reduction)
@@ -346,7 +354,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
                                None if w is None else w.sum())
 
 
-def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """PyTorch's F.smooth_l1_loss: d = x - y; 0.5 d²/β where |d| < β, else |d| - 0.5 β (β = 0: |d|).
     dl/dx = d/β where |d| < β, else sign(d); dl/dy = -dl/dx."""
     reduction = legacy_reduction("smooth_l1_loss", size_average, reduce, reduction)
@@ -368,7 +377,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
 
 
-def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
     """PyTorch's F.huber_loss: d = x - y; 0.5 d² where |d| <= δ, else δ (|d| - 0.5 δ).
     dl/dx = d where |d| <= δ, else δ sign(d); dl/dy = -dl/dx."""
     _check_reduction("huber_loss", reduction)
@@ -388,7 +398,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
+                         reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """PyTorch's F.binary_cross_entropy on probabilities x in [0, 1]:
         l = -w (y log x + (1 - y) log(1 - x)), each log clamped at >= -100 (PyTorch's);
         dl/dx = w (x - y) / max(x (1 - x), 1e-12),   dl/dy = w (log(1 - x) - log x) (clamped logs).
@@ -416,8 +427,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
-                                     pos_weight=None):
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """PyTorch's F.binary_cross_entropy_with_logits, finite for any logit x (p = pos_weight, 1 if None):
         l = w (p y softplus(-x) + (1 - y) softplus(x))       [= -w (p y log σ(x) + (1 - y) log(1 - σ(x)))]
         dl/dx = w ((p y + 1 - y) σ(x) - p y),   dl/dy = w (p softplus(-x) - softplus(x)).
@@ -443,7 +455,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+           reduction: str = "mean", log_target: bool = False) -> Tensor:
     """PyTorch's F.kl_div: input holds log-probabilities log q, target probabilities p (log p with log_target):
         l = p (log p - log q)  (0 where p = 0),    dl/dinput = -p,  dl/dp = log p + 1 - log q (0 where p = 0)
         log_target: l = e^t (t - input),           dl/dinput = -e^t, dl/dt = e^t (t - input + 1).
@@ -543,7 +556,8 @@ def _class_weight(op, weight, n_classes, like):
     return w
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
+             ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """PyTorch's F.nll_loss on log-probabilities: input (N, C) with target (N,), (C,) with a scalar target,
     or (N, C, d1, ...) with (N, d1, ...); class weights, ignore_index and the weighted 'mean'."""
     reduction = legacy_reduction("nll_loss", size_average, reduce, reduction)

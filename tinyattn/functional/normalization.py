@@ -1,4 +1,5 @@
 """layer_norm as one fused Function with a hand-derived backward."""
+from __future__ import annotations
 import math
 import numbers
 
@@ -8,6 +9,11 @@ from ..autograd import Function
 from ..backend import backend_of
 from . import elementwise as ew, reduction as red
 from .checks import check_float, check_tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import Shape
+    from ..tensor import Tensor
 
 __all__ = [
     "layer_norm", "layer_norm_composite", "LayerNorm", "normalized_shape_arg",
@@ -71,14 +77,15 @@ def normalized_shape_arg(op, normalized_shape):
     return tuple(int(n) for n in shape)
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm(x: Tensor, normalized_shape: Shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
     """PyTorch's F.layer_norm: x, weight and bias share one float dtype; eps is a number >= 0."""
     check_tensor("layer_norm", "input", x)
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
             check_tensor("layer_norm", name, p)
     normalized_shape = normalized_shape_arg("layer_norm", normalized_shape)
-    n = len(normalized_shape)
+    n = len(normalized_shape)  # type: ignore[arg-type]
     if n == 0 or tuple(x.shape[x.ndim - n :]) != normalized_shape or x.ndim < n:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
     for name, p in (("weight", weight), ("bias", bias)):

@@ -5,6 +5,7 @@ max/min (with their (values, indices) form along one dim) live in selection.py.
 Backward of a reduction over axes R broadcasts dy back over R: with keepdim=False the
 reduced axes are first reinserted as size-1 axes.
 """
+from __future__ import annotations
 import math
 from collections import namedtuple
 
@@ -14,6 +15,11 @@ from ..autograd import Function, Variable
 from ..dtypes import as_dtype
 from ..backend import device_of, move
 from .checks import check_float, check_tensor, host_result, normalize_dims, numpy_keywords, on_host
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import DType, Dim, Number
+    from ..tensor import Tensor
 
 __all__ = [
     "Amax", "amax", "Amin", "amin", "aminmax", "AminmaxResult", "count_nonzero", "cummax", "cummin", "Cumprod",
@@ -126,7 +132,7 @@ def _with_dtype(op, x, dtype):
 
 
 @numpy_keywords
-def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None):
+def sum(x: Tensor, dim: Dim = None, keepdim: bool = False, *, dtype: DType = None, axis: Dim = None) -> Tensor:
     """Σ over dim (an int, a tuple of ints, or None for all); bool and integer tensors sum to int64."""
     x = _with_dtype("sum", x, dtype)
     if dtype is None and x._array.dtype.kind in "biu" and x._array.dtype != np.int64:
@@ -135,28 +141,29 @@ def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None):
 
 
 @numpy_keywords
-def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None):
+def mean(x: Tensor, dim: Dim = None, keepdim: bool = False, *, dtype: DType = None, axis: Dim = None) -> Tensor:
     x = _with_dtype("mean", x, dtype)
     check_float("mean", x._array)
     return Mean.apply(x, _dims("mean", x, dim, axis), keepdim)
 
 
 @numpy_keywords
-def amax(x, dim=None, keepdim=False, *, axis=None):
+def amax(x: Tensor, dim: Dim = None, keepdim: bool = False, *, axis: Dim = None) -> Tensor:
     if x._array.size == 0:
         raise ValueError(f"amax: cannot reduce an empty tensor of shape {x.shape}")
     return Amax.apply(x, _dims("amax", x, dim, axis), keepdim)
 
 
 @numpy_keywords
-def amin(x, dim=None, keepdim=False, *, axis=None):
+def amin(x: Tensor, dim: Dim = None, keepdim: bool = False, *, axis: Dim = None) -> Tensor:
     if x._array.size == 0:
         raise ValueError(f"amin: cannot reduce an empty tensor of shape {x.shape}")
     return Amin.apply(x, _dims("amin", x, dim, axis), keepdim)
 
 
 @numpy_keywords
-def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+def var(x: Tensor, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: Number | None = None, axis: Dim = None) -> Tensor:
     """Variance with Bessel's correction by default (correction=1), as in PyTorch; var(x, dim, unbiased,
     keepdim) positionally (PyTorch's older overload) and var(x, unbiased) too."""
     if isinstance(dim, bool):  # var(x, unbiased)
@@ -175,7 +182,8 @@ def _correction(op, correction, unbiased):
 
 
 @numpy_keywords
-def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None):
+def std(x: Tensor, dim: Dim = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: Number | None = None, axis: Dim = None) -> Tensor:
     """√var: the standard deviation, with Bessel's correction by default (correction=1), as in PyTorch.
     std(x, True) / std(x, dim, False, True) follow PyTorch's older positional (unbiased, keepdim) too."""
     if isinstance(dim, bool):  # std(x, unbiased) in PyTorch's older overload
@@ -226,7 +234,7 @@ class Prod(Function):
 
 
 @numpy_keywords
-def prod(x, dim=None, keepdim=False, *, dtype=None):
+def prod(x: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype: DType = None) -> Tensor:
     """Π over one dim (or all elements when dim is None); bool and integer tensors multiply as int64."""
     check_tensor("prod", "input", x)
     x = _with_dtype("prod", x, dtype)
@@ -295,12 +303,12 @@ def _cumulative(op, function, x, dim, dtype):
     return function.apply(x, dims[0])
 
 
-def cumsum(x, dim=None, *, dtype=None):
+def cumsum(x: Tensor, dim: int | None = None, *, dtype: DType = None) -> Tensor:
     """Running sums along dim (bool and integer tensors give int64, as in PyTorch)."""
     return _cumulative("cumsum", Cumsum, x, dim, dtype)
 
 
-def cumprod(x, dim=None, *, dtype=None):
+def cumprod(x: Tensor, dim: int | None = None, *, dtype: DType = None) -> Tensor:
     """Running products along dim."""
     return _cumulative("cumprod", Cumprod, x, dim, dtype)
 
@@ -327,7 +335,7 @@ class LogSumExp(Function):
 
 
 @numpy_keywords
-def logsumexp(x, dim, keepdim=False):
+def logsumexp(x: Tensor, dim: Dim, keepdim: bool = False) -> Tensor:
     """ln Σ e^x over dim, computed stably."""
     check_tensor("logsumexp", "input", x)
     if x._array.dtype.kind != "f":
@@ -396,7 +404,7 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     return VectorNorm.apply(x, float(ord), normalize_dims("vector_norm", dim, x.ndim), keepdim)
 
 
-def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+def norm(x: Tensor, p: Any = "fro", dim: Dim = None, keepdim: bool = False, dtype: DType = None) -> Tensor:
     """PyTorch's torch.norm / Tensor.norm: a vector norm over dim ('fro' and None mean 2; a 2-element dim
     with 'fro' is the Frobenius norm of those matrices, the same number). 'nuc' is not supported."""
     if p is None or p == "fro":
@@ -416,9 +424,9 @@ def count_nonzero(x, dim=None):
 # ---- more reductions (PyTorch's names) ---------------------------------------------------------------
 
 
-AminmaxResult = namedtuple("aminmax", ["min", "max"])
-KthvalueResult = namedtuple("kthvalue", ["values", "indices"])
-CumResult = namedtuple("cummax", ["values", "indices"])
+AminmaxResult = namedtuple("aminmax", ["min", "max"])  # type: ignore[name-match]  # PyTorch's result names
+KthvalueResult = namedtuple("kthvalue", ["values", "indices"])  # type: ignore[name-match]  # PyTorch's result names
+CumResult = namedtuple("cummax", ["values", "indices"])  # type: ignore[name-match]  # PyTorch's result names
 
 
 @numpy_keywords

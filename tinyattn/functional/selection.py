@@ -10,6 +10,7 @@ The orderings (argsort, hence sort and topk) are computed by numpy on the host; 
 the GPU that is one copy of the input down and one of the indices up. argmax/argmin and the
 gathers run on the tensor's device.
 """
+from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
@@ -19,6 +20,11 @@ from ..backend import device_of, is_device_array, move
 from .checks import check_broadcast, normalize_dims, sum_to_shape, numpy_keywords
 from .elementwise import cast_operand, array_of, maximum, minimum
 from .reduction import amax, amin
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "argmax", "argmin", "argsort", "Clamp", "clamp", "clip", "Gather", "max", "MaxDim", "MaxResult", "min", "MinDim",
@@ -186,7 +192,7 @@ def _as_1d(x):
 
 
 @numpy_keywords
-def argmax(x, dim=None, keepdim=False):
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """The index of the largest element (the first of ties; NaN counts as the largest).
 
     dim=None: the index into the flattened tensor (keepdim keeps every axis, at size 1).
@@ -195,7 +201,7 @@ def argmax(x, dim=None, keepdim=False):
 
 
 @numpy_keywords
-def argmin(x, dim=None, keepdim=False):
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """The index of the smallest element (the first of ties); see argmax."""
     return _argext("argmin", x, dim, keepdim, largest=False)
 
@@ -218,7 +224,7 @@ def _argext(op, x, dim, keepdim, largest):
 
 
 @numpy_keywords
-def max(x, dim=None, keepdim=False, *, axis=None):
+def max(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
     """PyTorch's max: with no dim, the largest element (ties share the gradient, as amax does);
     with an int dim, (values, indices), the gradient going to the returned index; with a tensor
     as the second argument, the elementwise maximum."""
@@ -226,7 +232,7 @@ def max(x, dim=None, keepdim=False, *, axis=None):
 
 
 @numpy_keywords
-def min(x, dim=None, keepdim=False, *, axis=None):
+def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
     """PyTorch's min: the smallest element, (values, indices) along an int dim, or the elementwise
     minimum with a tensor; see max."""
     return _extreme("min", x, dim, keepdim, axis, largest=False)
@@ -256,7 +262,7 @@ def _extreme(op, x, dim, keepdim, axis, largest):
     return (MaxResult if largest else MinResult)(values, indices)
 
 
-def argsort(x, dim=-1, descending=False, stable=False):
+def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """The indices that sort x along dim (always a stable sort, which is one valid answer for
     stable=False too)."""
     _check_tensor("argsort", x)
@@ -265,7 +271,7 @@ def argsort(x, dim=-1, descending=False, stable=False):
     return x._wrap(index.reshape(()) if x.ndim == 0 else index)
 
 
-def sort(x, dim=-1, descending=False, stable=False):
+def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
     """(values, indices): x sorted along dim, ascending unless descending=True. Stable: ties keep
     their order. NaN counts as the largest value. The values' gradient goes back through indices."""
     _check_tensor("sort", x)
@@ -276,7 +282,7 @@ def sort(x, dim=-1, descending=False, stable=False):
     return SortResult(Sort.apply(x, index, d, True), x._wrap(index.copy()))  # not the array backward reads
 
 
-def topk(x, k, dim=-1, largest=True, sorted=True):
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
     """(values, indices) of the k largest (largest=False: smallest) elements along dim, in order.
 
     The result is always sorted (which sorted=False allows). The values' gradient goes to the
@@ -300,7 +306,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     return TopKResult(TopK.apply(x, index, d, True), x._wrap(index.copy()))  # not the array backward reads
 
 
-def clamp(x, min=None, max=None):
+def clamp(x: Tensor, min: Operand | None = None, max: Operand | None = None) -> Tensor:
     """Every element limited to [min, max] (each a number, a tensor or None; at least one given).
 
     Where min > max the result is max, as in PyTorch. Tensor bounds broadcast with x and get

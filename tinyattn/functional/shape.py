@@ -2,11 +2,17 @@
 indexing, cat and stack. Each backward sends every gradient element back to where its
 element came from (indexing scatter-adds, since an index may repeat).
 """
+from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Variable, _memory_owner
 from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .._typing import Dim
+    from ..tensor import Tensor
 
 __all__ = [
     "Cat", "cat", "Contiguous", "contiguous", "Expand", "expand", "flatten", "GetItem", "getitem", "normalize_index",
@@ -159,7 +165,7 @@ class Stack(Function):
 # ---- public functions ---------------------------------------------------------------
 
 
-def reshape(x, *shape):
+def reshape(x: Tensor, *shape: Any) -> Tensor:
     shape = _shape_args("reshape", shape)
     try:
         target = np.empty(x.shape, dtype=np.bool_).reshape(shape).shape  # resolves -1, checks the size
@@ -170,7 +176,7 @@ def reshape(x, *shape):
     return Reshape.apply(x, target)
 
 
-def contiguous(x):
+def contiguous(x: Tensor) -> Tensor:
     """x itself when its elements are laid out in row-major order, else a row-major copy (differentiable)."""
     data = x._array
     if data.is_contiguous if hasattr(data, "is_contiguous") else data.flags.c_contiguous:
@@ -178,7 +184,7 @@ def contiguous(x):
     return Contiguous.apply(x)
 
 
-def view(x, *shape):
+def view(x: Tensor, *shape: Any) -> Tensor:
     """PyTorch's view: a reshape that shares x's memory. Where x's layout cannot be seen in the new
     shape without a copy (a transposed matrix flattened), it is an error, as in PyTorch, so that an
     in-place change of the result can never miss x; .reshape() copies there instead."""
@@ -190,7 +196,7 @@ def view(x, *shape):
     return out
 
 
-def permute(x, *dims):
+def permute(x: Tensor, *dims: Any) -> Tensor:
     dims = _shape_args("permute", dims, what="dims")
     in_range = all(-x.ndim <= d < x.ndim for d in dims)  # checked before `%`: 5 % 2 would pass for axis 1
     if len(dims) != x.ndim or not in_range or len({d % x.ndim for d in dims}) != x.ndim:
@@ -198,14 +204,14 @@ def permute(x, *dims):
     return Permute.apply(x, tuple(d % x.ndim for d in dims))
 
 
-def transpose(x, dim0, dim1):
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     d0, d1 = (normalize_dims("transpose", d, x.ndim)[0] for d in (dim0, dim1))
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute.apply(x, tuple(dims))
 
 
-def expand(x, *sizes):
+def expand(x: Tensor, *sizes: Any) -> Tensor:
     sizes = _shape_args("expand", sizes, what="sizes")
     if len(sizes) < x.ndim:
         raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}: too few sizes")
@@ -224,19 +230,19 @@ def expand(x, *sizes):
     return Expand.apply(x, shape)
 
 
-def unsqueeze(x, dim):
-    dim = dim % (x.ndim + 1) if -(x.ndim + 1) <= dim <= x.ndim else None
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    dim = dim % (x.ndim + 1) if -(x.ndim + 1) <= dim <= x.ndim else None  # type: ignore[assignment]
     if dim is None:
         raise ValueError(f"unsqueeze: dim is out of range for a tensor with {x.ndim} dimensions")
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
-def squeeze(x, dim=None):
+def squeeze(x: Tensor, dim: Dim = None) -> Tensor:
     dims = normalize_dims("squeeze", dim, x.ndim)
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
 
 
-def flatten(x, start_dim=0, end_dim=-1):
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     for d in (start_dim, end_dim):
         normalize_dims("flatten", d, x.ndim)  # range and type checks (a 0-d tensor takes 0 or -1)
     if x.ndim == 0:
@@ -252,21 +258,21 @@ def getitem(x, index):
     return GetItem.apply(x, index)
 
 
-def unbind(x, dim=0):
+def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     """The slices of x along dim, as a tuple of tensors (PyTorch's unbind)."""
     if x.ndim == 0:
         raise ValueError("unbind: cannot unbind a 0-d tensor")
     return Unbind.apply(x, normalize_dims("unbind", dim, x.ndim)[0])
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     _check_joinable("cat", tensors, dim, same_shape=False)
     d = normalize_dims("cat", dim, tensors[0].ndim)[0]
     return Cat.apply(d, *tensors)
 
 
-def stack(tensors, dim=0):
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     _check_joinable("stack", tensors, dim, same_shape=True)
     ndim = tensors[0].ndim + 1

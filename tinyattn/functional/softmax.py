@@ -2,12 +2,18 @@
 
 `softmax_composite` builds the same function from primitive ops; tests hold the two together.
 """
+from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import backend_of
 from ..dtypes import as_dtype
 from .checks import check_float, normalize_dims
 from . import elementwise as ew, reduction as red
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import DType
+    from ..tensor import Tensor
 
 __all__ = [
     "log_softmax", "LogSoftmax", "Softmax", "softmax", "softmax_composite",
@@ -61,13 +67,13 @@ def _dim(op, x, dim):
     return normalize_dims(op, dim, x.ndim)[0]
 
 
-def softmax(x, dim, dtype=None):
+def softmax(x: Tensor, dim: int, dtype: DType = None) -> Tensor:
     """softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
     x = _cast_first(x, dtype, "softmax")
     return Softmax.apply(x, _dim("softmax", x, dim))
 
 
-def log_softmax(x, dim, dtype=None):
+def log_softmax(x: Tensor, dim: int, dtype: DType = None) -> Tensor:
     """log_softmax along dim; with dtype, x is cast to it first (PyTorch's dtype=)."""
     x = _cast_first(x, dtype, "log_softmax")
     return LogSoftmax.apply(x, _dim("log_softmax", x, dim))

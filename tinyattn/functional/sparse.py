@@ -1,7 +1,12 @@
 """embedding: rows of a weight matrix picked by integer indices."""
+from __future__ import annotations
 from ..autograd import Function
 from ..backend import backend_of
 from .checks import check_float, check_indices, check_tensor, on_device_of
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "Embedding", "embedding",
@@ -25,7 +30,7 @@ class Embedding(Function):
         return backend_of(dy).embedding_backward(index, dy, ctx.num_embeddings), None
 
 
-def embedding(input, weight):
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """PyTorch's F.embedding(input, weight): input holds integer indices into weight's rows."""
     check_tensor("embedding", "weight", weight)
     index = on_device_of("embedding", input, weight._array)

@@ -4,6 +4,7 @@ the other activations live in activation.py and are re-exported here).
 Each wraps one fused, gradchecked Function of tinyattn.functional; the initialisations
 follow PyTorch's, so a model behaves like its PyTorch twin from the first step.
 """
+from __future__ import annotations
 import math
 import numbers
 
@@ -18,6 +19,11 @@ from . import init
 from .activation import GELU, ReLU  # noqa: F401  (their old home)
 from .module import Module
 from .parameter import Parameter
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .._typing import Device as DeviceLike, DType, Shape
+    from ..tensor import Tensor
 
 __all__ = [
     "Dropout", "Embedding", "Flatten", "Identity", "LayerNorm", "Linear", "place", "probability_arg", "size_arg",
@@ -55,7 +61,8 @@ def place(module, device):
 class Linear(Module):
     """y = x Wᵀ + b with W (out_features, in_features); W, b ~ U(-1/√in, 1/√in) as in PyTorch."""
 
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device: DeviceLike = None,
+                 dtype: DType = None) -> None:
         super().__init__()
         in_features = size_arg("Linear", "in_features", in_features)
         out_features = size_arg("Linear", "out_features", out_features)
@@ -68,24 +75,31 @@ class Linear(Module):
         self.reset_parameters()
         place(self, device)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         if self.weight.numel():  # a zero-size layer (PyTorch allows them) has nothing to initialise
             init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # = U(-1/√in, 1/√in)
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class LayerNorm(Module):
     """Normalise over the trailing `normalized_shape` axes, then scale (ones) and shift (zeros)."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+    if TYPE_CHECKING:
+        weight: Parameter | None
+        bias: Parameter | None
+        eps: float
+        elementwise_affine: bool
+
+    def __init__(self, normalized_shape: Shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device: DeviceLike = None, dtype: DType = None) -> None:
         super().__init__()
         self.normalized_shape = normalized_shape_arg("LayerNorm", normalized_shape)
         if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)):
@@ -106,16 +120,16 @@ class LayerNorm(Module):
         self.reset_parameters()
         place(self, device)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         if self.weight is not None:
             init.ones_(self.weight)
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
 
@@ -143,8 +157,10 @@ class Embedding(Module):
     sparse=True (sparse gradients) is not implemented (NotImplementedError).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
-                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight: Tensor | None = None, _freeze: bool = False, device: DeviceLike = None,
+                 dtype: DType = None) -> None:
         super().__init__()
         num_embeddings = size_arg("Embedding", "num_embeddings", num_embeddings)
         embedding_dim = size_arg("Embedding", "embedding_dim", embedding_dim)
@@ -170,7 +186,7 @@ class Embedding(Module):
             self.weight = Parameter(_weight, requires_grad=not _freeze)
         place(self, device)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
             with no_grad():
@@ -187,7 +203,7 @@ class Embedding(Module):
         return cls(rows, cols, _weight=embeddings, _freeze=freeze, padding_idx=padding_idx, max_norm=max_norm,
                    norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         if self.max_norm is not None:
             self._renorm(input)
         out = F.embedding(input, self.weight)
@@ -218,7 +234,7 @@ class Embedding(Module):
             w[rows[big]] *= scale[:, None].astype(w.dtype)
             self.weight._bump_version()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         if self.padding_idx is not None:
             s += f", padding_idx={self.padding_idx}"
@@ -231,46 +247,46 @@ class Dropout(Module):
     """Zeroes elements with probability p while training (the rest scaled by 1/(1-p)); the identity in
     eval mode. inplace=True is accepted and computes out of place."""
 
-    def __init__(self, p=0.5, inplace=False):
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         self.p = probability_arg("Dropout", "p", p)
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):
     """y = x: a placeholder layer (its arguments are accepted and ignored, as in PyTorch)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return input
 
 
 class Flatten(Module):
     """input.flatten(start_dim, end_dim); by default every axis but the batch one (start_dim=1)."""
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.flatten(input, self.start_dim, self.end_dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Unflatten(Module):
     """Axis `dim` reshaped to `unflattened_size` (a tuple or list of ints, one of them may be -1)."""
 
-    def __init__(self, dim, unflattened_size):
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
         super().__init__()
         if isinstance(dim, str):
             raise NotImplementedError("Unflatten: named dimensions are not implemented; pass an int dim")
@@ -279,7 +295,7 @@ class Unflatten(Module):
             raise TypeError(f"Unflatten: unflattened_size must be a tuple of ints, got {unflattened_size!r}")
         self.dim, self.unflattened_size = dim, tuple(int(s) for s in unflattened_size)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         d = self.dim + input.ndim if self.dim < 0 else self.dim
         if not 0 <= d < input.ndim:
             raise IndexError(f"Unflatten: dim {self.dim} out of range for a {input.ndim}-D input")
@@ -290,5 +306,5 @@ class Unflatten(Module):
                                f"{input.shape[d]} of dim {self.dim} of the input {tuple(input.shape)}")
         return F.reshape(input, shape)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

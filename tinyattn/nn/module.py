@@ -1,4 +1,5 @@
 """Module: parameters and sub-modules registered by attribute assignment, state_dict, modes."""
+from __future__ import annotations
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
@@ -9,6 +10,10 @@ from ..backend import device_of, move
 from ..cuda import parse_to_args
 from ..tensor import Tensor
 from .parameter import Parameter
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    _M = TypeVar("_M", bound="Module")
 
 __all__ = [
     "BackwardHookFunction", "IncompatibleKeys", "Module",
@@ -25,7 +30,19 @@ class Module:
     that is saved but not learned.
     """
 
-    def __init__(self):
+    if TYPE_CHECKING:  # set in __init__ (through object.__setattr__), declared for the type checker
+        training: bool
+        _parameters: OrderedDict[str, Parameter | None]
+        _modules: OrderedDict[str, Module | None]
+        _buffers: OrderedDict[str, Tensor | None]
+        _forward_pre_hooks: OrderedDict[int, Any]
+        _forward_pre_hooks_with_kwargs: OrderedDict[int, bool]
+        _forward_hooks: OrderedDict[int, Any]
+        _forward_hooks_with_kwargs: OrderedDict[int, bool]
+        _forward_hooks_always_called: OrderedDict[int, bool]
+        _backward_hooks: OrderedDict[int, Any]
+
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -60,27 +77,28 @@ class Module:
             self._buffers[name] = value
         object.__setattr__(self, name, value)
 
-    def register_buffer(self, name, tensor):
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         self.__dict__.setdefault("_buffer_names", set()).add(name)
         setattr(self, name, tensor)
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is None:
             self._parameters.pop(name, None)
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks:
             return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
 
     # ---- hooks (PyTorch's names and semantics) -------------------------------------------
-    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
         """Call `hook(module, args)` before each forward. It may return None, or new positional
         arguments (a tuple; a single value is wrapped into one). With with_kwargs=True it is called
         as `hook(module, args, kwargs)` and may return None or a tuple (new_args, new_kwargs).
@@ -88,7 +106,8 @@ class Module:
         return self._add_hook(self._forward_pre_hooks, hook, prepend,
                               (self._forward_pre_hooks_with_kwargs,) if with_kwargs else ())
 
-    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
         """Call `hook(module, args, output)` after each forward (`hook(module, args, kwargs, output)`
         with with_kwargs=True). It may return None, or a value that replaces the output.
         always_call=True also calls it when forward raises (then output is None), before the error
@@ -97,7 +116,7 @@ class Module:
             (self._forward_hooks_always_called,) if always_call else ())
         return self._add_hook(self._forward_hooks, hook, prepend, extra)
 
-    def register_full_backward_hook(self, hook, prepend=False):
+    def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False) -> RemovableHandle:
         """Call `hook(module, grad_input, grad_output)` when the gradients with respect to the
         module's inputs have been computed. grad_output holds the gradients with respect to the
         outputs (one entry per output tensor), grad_input those with respect to the positional
@@ -164,19 +183,19 @@ class Module:
         return output
 
     # ---- traversal -------------------------------------------------------------------
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, child in self._modules.items():
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return (m for m in self._modules.values() if m is not None)
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
         seen = set()
         modules = self.named_modules(prefix) if recurse else [(prefix, self)]
         for module_prefix, module in modules:
@@ -185,37 +204,37 @@ class Module:
                     seen.add(id(p))
                     yield (f"{module_prefix}.{name}" if module_prefix else name), p
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix=""):
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         for module_prefix, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
                 if b is not None:
                     yield (f"{module_prefix}.{name}" if module_prefix else name), b
 
     # ---- modes and gradients ---------------------------------------------------------
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
                 p.grad._array[...] = 0
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self: _M, requires_grad: bool = True) -> _M:
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self
 
-    def to(self, *args, **kwargs):
+    def to(self: _M, *args: Any, **kwargs: Any) -> _M:
         """Move every parameter and buffer to a device and/or cast the floating-point ones to a
         dtype, in place: .to("cuda"), .to(torch_dtype), .to(device, dtype) (PyTorch's Module.to).
         Parameters stay the same objects (optimisers built before keep working); gradients move
@@ -237,26 +256,26 @@ class Module:
                         t.grad = None
         return self
 
-    def cuda(self, device=None):
+    def cuda(self: _M, device: int | None = None) -> _M:
         return self.to("cuda" if device is None else f"cuda:{device}")
 
-    def cpu(self):
+    def cpu(self: _M) -> _M:
         return self.to("cpu")
 
-    def double(self):
+    def double(self: _M) -> _M:
         return self.to(np.float64)
 
-    def float(self):
+    def float(self: _M) -> _M:
         return self.to(np.float32)
 
-    def apply(self, fn):
+    def apply(self: _M, fn: Callable[[Module], Any]) -> _M:
         for m in self.children():
             m.apply(fn)
         fn(self)
         return self
 
     # ---- state -------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, Tensor]:
         """Name -> tensor (detached, sharing memory) for every parameter and buffer."""
         state = OrderedDict()
         for prefix, m in self.named_modules():
@@ -266,7 +285,7 @@ class Module:
                         state[f"{prefix}.{name}" if prefix else name] = t.detach()
         return state
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters and buffers, checking every key and shape first.
 
         Values may be tensors or arrays (converted to each parameter's dtype, as PyTorch's copy_).
@@ -303,7 +322,7 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ---- display -------------------------------------------------------------------------
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
     def __repr__(self):

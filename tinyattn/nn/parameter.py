@@ -1,8 +1,10 @@
 """Parameter: a leaf tensor that a Module registers as learnable."""
+from __future__ import annotations
 import numpy as np
 
 from ..autograd import Variable
 from ..tensor import Tensor
+from typing import Any
 
 __all__ = [
     "Parameter",
@@ -17,7 +19,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data=None, requires_grad=True):
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         """Parameter(t) shares t's memory, as in PyTorch (changing one changes the other); a NumPy array or a
         list is taken as tinyattn.tensor would take it. Parameter() is an empty float32 parameter."""
         if data is None:

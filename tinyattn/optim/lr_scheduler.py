@@ -34,7 +34,7 @@ def _lists(value, n, what, where):
 class LRScheduler:
     """Base class: subclasses set their settings, list them in `_settings`, and define get_lr()."""
 
-    _settings = ()  # names of the subclass's settings, saved in state_dict beside the counters
+    _settings: tuple[str, ...] = ()  # names of the subclass's settings, saved in state_dict beside the counters
 
     def __init__(self, optimizer, last_epoch=-1):
         name = type(self).__name__

@@ -15,6 +15,7 @@ Parameters are numbered across the groups in order, as in PyTorch. Buffers are h
 step count is a Python int (PyTorch keeps a 0-d tensor). load_state_dict also takes the older tinyattn layout
 (dicts keyed "0", "1", ... for the lists, NumPy arrays for the buffers).
 """
+from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
@@ -22,6 +23,10 @@ import numpy as np
 from ..autograd import enable_grad
 from ..backend import device_of, move
 from ..tensor import Tensor
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .._typing import Params
 
 _EXTRA_GROUP_KEYS = ("initial_lr",)  # set by the learning-rate schedulers (lr_scheduler.LRScheduler)
 _NUMBER_KEYS = ("lr", "initial_lr", "momentum", "dampening", "weight_decay", "eps")  # become Python floats
@@ -43,11 +48,12 @@ class Optimizer:
         defaults: the hyperparameters a group takes when it does not give its own.
     """
 
-    _state_keys = None  # the buffers one parameter's state holds (all of them once it has any); None: any
-    _pair_keys = ()  # hyperparameters that are pairs of numbers (Adam's betas)
-    _bool_keys = ()  # hyperparameters that are True or False (SGD's nesterov)
+    # the buffers one parameter's state holds (all of them once it has any); None: any
+    _state_keys: tuple[str, ...] | None = None
+    _pair_keys: tuple[str, ...] = ()  # hyperparameters that are pairs of numbers (Adam's betas)
+    _bool_keys: tuple[str, ...] = ()  # hyperparameters that are True or False (SGD's nesterov)
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         name = type(self).__name__
         if isinstance(params, Tensor):
             raise TypeError(f"{name}: params argument given to the optimizer should be an iterable of Tensors "
@@ -70,7 +76,7 @@ class Optimizer:
             self.add_param_group(group)
 
     # ---- groups ------------------------------------------------------------------------------
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (a dict with "params" and optionally its own hyperparameters), e.g. layers
         unfrozen while fine-tuning. Its missing keys take the optimizer's defaults."""
         name, where = type(self).__name__, f"param group {len(self.param_groups)}"
@@ -161,7 +167,7 @@ class Optimizer:
             g["lr"] = value
 
     # ---- stepping ----------------------------------------------------------------------------
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
@@ -170,7 +176,7 @@ class Optimizer:
                     p.grad = p.grad.detach()
                     p.grad.zero_()
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient. `closure`, if given, re-evaluates
         the model and returns the loss (with gradients enabled); step returns that loss."""
         loss = None
@@ -199,7 +205,7 @@ class Optimizer:
                 state[key] = move(value, device_of(w))
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """PyTorch's layout (see the module docstring); host copies."""
         index = {}
         groups = []
@@ -216,7 +222,7 @@ class Optimizer:
                                        for k, v in buffers.items()}
         return {"state": dict(sorted(state.items())), "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore groups' hyperparameters and per-parameter state from state_dict(). Everything is
         checked before anything changes: a bad checkpoint leaves the optimizer as it was."""
         name = f"{type(self).__name__}.load_state_dict"
