@@ -466,7 +466,8 @@ def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch)
     with event.trigger_event("numba:compile", data={"dispatcher": user_function, "args": (arr,)}):
         pass
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["tinyattn: compiling matmul._gemm_outer (float32) (first run only: Numba caches it on disk)"]
+    assert lines == [
+        "tinyattn: compiling matmul.outer._gemm_outer (float32) (first run only: Numba caches it on disk)"]
 
 
 

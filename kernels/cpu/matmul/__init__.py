@@ -1,0 +1,161 @@
+"""Batched matrix products on the CPU: packing + a register-blocked micro-kernel, Numba-parallel.
+
+Three public kernels, each returning a new (B, M, N) array of the inputs' dtype:
+
+    matmul_nn(a, b)  a (Ba, M, K), b (Bb, K, N)   out[p] = a[p]   @ b[p]
+    matmul_nt(a, b)  a (Ba, M, K), b (Bb, N, K)   out[p] = a[p]   @ b[p].T    (dA = dC · Bᵀ)
+    matmul_tn(a, b)  a (Ba, K, M), b (Bb, K, N)   out[p] = a[p].T @ b[p]      (dB = Aᵀ · dC)
+
+Inputs are C-contiguous. Batch broadcast: each operand's batch is 1 or B = max(Ba, Bb); an operand of
+batch 1 has batch stride 0, so out[p] reads a[p * (Ba > 1)] and b[p * (Bb > 1)].
+
+All three are one routine that sees both operands through strides:
+
+    A[p][i, k] = a_flat[p*sa + i*a_rs + k*a_ks]      (i < M)
+    B[p][j, k] = b_flat[p*sb + j*b_rs + k*b_ks]      (j < N)       out[p][i, j] = sum_k A[i, k] * B[j, k]
+
+so "transposed" just means other strides. Two implementations, chosen per host (`KERNEL`):
+
+- `_gemm_outer` (CPUs with AVX-512 or AVX2 + FMA): BLAS-style outer-product micro-kernels emitted as
+  LLVM vector IR (microkernel.py): a 12 x 2-vector tile (12 x 32 float32) of register accumulators on
+  AVX-512, 6 x 2 vectors (6 x 16) on AVX2; per k, NR values of B are loaded as vectors and each of the
+  MR values of A is broadcast into them, so no horizontal sums at all. B is packed once into k-major
+  micro-panels when it is contiguous along k (x @ W^T) and read in place when it is contiguous along j
+  (dy @ W, dy^T @ x); A is read in place when contiguous along k and copied one micro-panel at a time
+  otherwise. See its docstring for the loop nest and docs/benchmarks.md for the measurements.
+- `_gemm` (the portable path, any CPU; no explicit vectors): packing copies A and B into buffers where
+  every row (fixed i, or fixed j) is contiguous along k, padded with zero rows to a multiple of the
+  micro-tile. The micro-kernel then computes an MR x NR tile of dot products over k: MR*NR scalar
+  accumulators that LLVM vectorises along k (8 float32 / 4 float64 lanes each, `reassoc` lets it split
+  the sums), and a horizontal add at the end.
+
+  Blocking (Goto-style, adapted): the packed B (all of N, all of K) is shared read-only by every task;
+  each parallel task owns one batch p and one block of MC rows and, per KC-slice of k, packs its A block
+  (MC x KC, in L2), then sweeps the NR-row micro-panels of B (NR x KC, in L1) over its MR-row
+  micro-panels.
+
+Tasks write disjoint output rows (and columns), so the prange has no races; the k reduction stays
+inside one task, except in `_gemm_outer`'s k-split (a long reduction into a small output: a weight
+gradient), where each task sums its share of k into a partial output of its own and the partials are
+added after the parallel loop. Tiny products (`_gemm_small`) take a plain i-k-j loop.
+
+The package, one job per module:
+    pack.py       packing operands into micro-panels (`_pack`, `_pack_b_panel`)
+    portable.py   the portable dot-product kernel `_gemm` and its 3 x 3 tile
+    small.py      tiny products (`_gemm_small`)
+    panel.py      the outer-product micro-kernel driver for one row panel (`_panel`)
+    outer.py      the outer-product kernel `_gemm_outer`: task grid, k-split, bias and row-sum fusions
+    rows.py       few-row products (`_gemm_rows`)
+    __init__.py   the three public entry points and the choice among the kernels (`_product`, KERNEL)
+Blocking sizes and thresholds, with their units and measurements: ../policy.py.
+"""
+import numba
+import numpy as np
+
+from ..microkernel import host_kernel
+from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
+                      OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_WORK)
+from .outer import _a_sums, _add_bias, _gemm_outer  # noqa: F401
+from .pack import _pack, _pack_b_panel  # noqa: F401
+from .panel import _panel  # noqa: F401
+from .portable import _gemm, _micro_3x3  # noqa: F401
+from .rows import _gemm_rows
+from .small import _gemm_small, _small  # noqa: F401
+
+
+def _estrides(x):
+    """Strides of x in elements, as Python ints (typed int64, so one compiled `_gemm` serves all three)."""
+    return tuple(s // x.itemsize for s in x.strides)
+
+
+# Which kernel large products use: 'avx512' / 'avx2' (`_gemm_outer`, vector micro-kernels) or 'portable'
+# (`_gemm`, the dot-product kernel, no explicit vectors), chosen once from the features of the CPU that
+# Numba compiles for (microkernel.host_kernel; TINYATTN_MATMUL_KERNEL overrides). Assign another name
+# here to compare them: every call reads it.
+KERNEL = host_kernel()
+
+
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+_NO_SUMS = {dt: np.empty((0, 0), dt) for dt in _NO_BIAS}
+
+
+def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None, a_sums=False):
+    """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
+    for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
+    first used. `bias` (N,) or None: added to every output row (inside `_gemm_outer`, after the others).
+    a_sums (only with a_rs == 1): return (out, s) with s[p, i] = sum_k A[p][i, k], (max(Ba, Bb), M); None
+    from the kernels that do not compute it (the caller sums)."""
+    out = None
+    if kernel == "rows":
+        out = _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    elif 0 < M * N * K <= SMALL_WORK:
+        out = _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    elif (KERNEL if kernel is None else kernel) == "portable":
+        out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
+    if out is None:
+        b = _NO_BIAS[af.dtype] if bias is None else bias
+        nth = numba.get_num_threads()
+        fused = a_sums and M * N * K > 0      # (an empty product returns before its loops)
+        sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if fused else _NO_SUMS[af.dtype]
+        out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
+                          (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums)
+        if not a_sums:
+            return out
+        return out, sums.sum(axis=0).reshape(-1, M) if fused else None
+    if bias is not None:
+        out += bias
+    return (out, None) if a_sums else out
+
+
+# The three public functions are plain Python: they only compute strides and call the compiled
+# `_gemm`, so compiling them as well would add seconds to a cold start and save nothing per call.
+
+
+def matmul_nn(a, b, kernel=None):
+    """out[p] = a[p] @ b[p]: a (Ba, M, K), b (Bb, K, N) -> (max(Ba, Bb), M, N).
+
+    Math: out[p, i, j] = sum_k a[p, i, k] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, i, k]
+    (row stride K, k stride 1) and B[j, k] = b[p, k, j] (row stride 1, k stride N): b is transposed
+    while it is packed. a and b are C-contiguous.
+    """
+    Ba, M, K = a.shape
+    Bb, _, N = b.shape
+    sa, a_rs, a_ks = _estrides(a)
+    sb, b_ks, b_rs = _estrides(b)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
+
+
+def matmul_nt(a, b, kernel=None, bias=None):
+    """out[p] = a[p] @ b[p].T (+ bias): a (Ba, M, K), b (Bb, N, K), bias None or C-contiguous (N,) of
+    their dtype -> (max(Ba, Bb), M, N).
+
+    Math: out[p, i, j] = sum_k a[p, i, k] * b[p, j, k] (+ bias[j]: a Linear's forward, x W^T + b).
+    Loop nest: `_gemm` with both operands contiguous along k (row stride K, k stride 1); packing is a
+    plain copy.
+    """
+    Ba, M, K = a.shape
+    Bb, N, _ = b.shape
+    sa, a_rs, a_ks = _estrides(a)
+    sb, b_rs, b_ks = _estrides(b)
+    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, bias)
+
+
+def matmul_tn(a, b, kernel=None, a_sums=False):
+    """out[p] = a[p].T @ b[p]: a (Ba, K, M), b (Bb, K, N) -> (max(Ba, Bb), M, N); with a_sums, also
+    s[p] = a[p].sum(axis=0) (max(Ba, Bb), M): a Linear's dW = dy^T x and db = sum of dy in one pass over dy.
+
+    Math: out[p, i, j] = sum_k a[p, k, i] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, k, i]
+    (row stride 1, k stride M) and B[j, k] = b[p, k, j] (row stride 1, k stride N): both operands are
+    transposed while they are packed.
+    """
+    Ba, K, M = a.shape
+    Bb, _, N = b.shape
+    sa, a_ks, a_rs = _estrides(a)
+    sb, b_ks, b_rs = _estrides(b)
+    out = _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, None, a_sums)
+    if not a_sums:
+        return out
+    out, s = out
+    if s is None:                             # a kernel without the fused sums
+        s = np.broadcast_to(a.sum(axis=1), (max(Ba, Bb), M)).copy()
+    return out, s

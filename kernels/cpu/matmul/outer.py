@@ -1,0 +1,182 @@
+"""The outer-product matmul kernel `_gemm_outer` (CPUs with AVX-512 or AVX2 + FMA): B packed once (or read in
+place), the task grid over (batch, row block, column block, k block) -- the k-split of a long reduction into
+a small output included -- and the bias and row-sum fusions of a Linear. The loop nest: `_gemm_outer`'s
+docstring; the blocking sizes and the micro-kernel shapes: policy.py."""
+import numpy as np
+from numba import njit, prange
+
+from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
+                      OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
+from .pack import _pack_b_panel
+from .panel import _panel
+
+
+@njit(cache=True)
+def _add_bias(of, cbase, N, mr, bias, j0, j1):
+    """of[cbase + r*N + j] += bias[j] for r < mr, j0 <= j < j1: a Linear's bias on the tile rows just written."""
+    bs = bias[j0:j1]
+    for r in range(mr):
+        orow = of[cbase + r * N + j0:cbase + r * N + j1]
+        for j in range(j1 - j0):  # slices: a run of non-negative indices, which vectorises
+            orow[j] += bs[j]
+
+
+@njit(cache=True)
+def _a_sums(af, off, a_ks, n, kc, dst, d0):
+    """dst[d0 + i] += sum_{k < kc} A[i, k] for i < n, A[i, k] = af[off + i + k*a_ks] (rows of A contiguous:
+    dy^T in dy^T @ x). Loop nest: for k: dst[d0:d0+n] += af[row k] (vectorised along i)."""
+    acc = dst[d0:d0 + n]
+    for k in range(kc):
+        row = af[off + k * a_ks:off + k * a_ks + n]
+        for i in range(n):
+            acc[i] += row[i]
+
+
+@njit(cache=True, parallel=True)
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums):
+    """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
+    outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
+    6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
+    last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row
+    (a Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice,
+    while they are still in L1 (a separate `y += b` pass costs a read and a write of all of C).
+    `sums`: zeros (nth, B*M), or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k]
+    over k block kb's share of k (summed over kb by the caller: a Linear's bias gradient db = sum_k dy[k, :]
+    alongside dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead
+    of in a separate pass over dy). Only for A with contiguous rows (a_rs == 1: dy^T).
+
+    Loop nest:
+        B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
+            in-place panel would touch a new page): for (pb, NR-column micro-panel), on this thread:
+            pack Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): in place
+        prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
+            C = out if k block 0 else partial[k block - 1]
+            for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
+                if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
+                for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
+                    for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
+                        for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
+                            C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
+                        if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
+        if k blocks > 1: out += sum of the partials (on this thread)
+    About one task per thread (the parallel loop splits its range statically). A long reduction into a
+    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens) is
+    split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its share of both operands,
+    and no A micro-panel is copied twice); the rest of the thread count splits rows first (each task then
+    streams only its own rows of A), and columns when there are too few rows. A row-major A is never
+    packed: the micro-kernel
+    broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
+    need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
+    micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
+    puts every k on a new cache line and a power-of-two stride maps them to a few L1 sets. Tiles past N
+    or past M go through a scratch tile.
+    """
+    B = max(Ba, Bb)
+    out = np.empty((B, M, N), dtype=af.dtype)
+    has_bias = bias.size > 0
+    has_sums = sums.size > 0
+    if B == 0 or M == 0 or N == 0:
+        return out
+    if K == 0:                                # plain loops: an array expression here would be a parfor
+        o2 = out.reshape(B * M, N)
+        z = out.dtype.type(0)
+        for i in range(B * M):
+            for j in range(N):
+                o2[i, j] = bias[j] if has_bias else z
+        return out
+    MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
+    MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32   # rows of the tail kernel for the last rows
+    kind = 0 if wide else 1
+    NR = 2 * (64 if wide else 32) // af.itemsize
+    NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
+    Np = (N + NR - 1) // NR * NR
+    npan = Np // NR
+
+    # ---- pack all of B once, shared read-only by every task
+    # B contiguous along j (B[j, k] = b[k, j]: dy @ W, dy^T @ x) is read in place, its full micro-panels
+    # at least; B contiguous along k (x @ W^T), or with rows a page apart, is packed into Bp here, once.
+    pack_b = b_rs != 1 or b_ks * af.itemsize >= 4096   # in place only while rows share 4 KiB pages (TLB)
+    Nb = Np if pack_b else NR                 # columns per k-slice in Bp
+    Bp = np.empty(Bb * Nb * K, dtype=af.dtype)
+    if pack_b:                                # on this thread: one parallel region per product, not two
+        for t in range(Bb * npan):            # (each waits for its slowest thread: on a busy machine, a
+            pb = t // npan                    # scheduler slice), and one prange fewer to compile cold
+            q = t % npan
+            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
+    elif N % NR:                              # in place: only a last partial panel is packed
+        for pb in range(Bb):
+            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
+
+    # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
+    # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
+    # K = tokens >= 2 max(M, N)) is split along k into a few blocks: each task then reads only its share
+    # of both operands (a row split reads all of x in every task), into its own partial C, and the
+    # partials are added afterwards. What the k blocks leave of the thread count splits rows first (each
+    # task then streams only its own A), and columns when there are too few rows.
+    nrp = (M + MR - 1) // MR                  # row panels
+    need = max(1, (nth + B - 1) // B)
+    nrb = 1
+    ncb = 1
+    nkb = 1
+    if need > 1 and K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
+        nkb = min(need, OUTER_MAX_SPLIT_K)
+    rest = (need + nkb - 1) // nkb            # tasks per k block
+    if rest > 1:
+        if nrp >= rest * OUTER_MIN_PANELS:
+            nrb = rest
+        else:
+            nrb = max(1, nrp // OUTER_MIN_PANELS)
+            ncb = min(npan, (rest + nrb - 1) // nrb)
+    rpt = (nrp + nrb - 1) // nrb              # row panels per task
+    nrb = (nrp + rpt - 1) // rpt
+    cpt = (npan + ncb - 1) // ncb             # column panels per task
+    ncb = (npan + cpt - 1) // cpt
+    kpt = ((K + nkb - 1) // nkb + OUTER_KC - 1) // OUTER_KC * OUTER_KC   # k per task: whole k-slices
+    nkb = (K + kpt - 1) // kpt
+    size = B * M * N
+    partial = np.empty((nkb - 1) * size, dtype=af.dtype)   # k blocks 1.. write here, block 0 into out
+
+    for tk in prange(B * nrb * ncb * nkb):
+        kb = tk % nkb
+        t = tk // nkb
+        of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
+        kstart = kb * kpt
+        kend = min(K, kstart + kpt)
+        p = t // (nrb * ncb)
+        i0 = (t // ncb) % nrb * rpt * MR
+        i1 = min(M, i0 + rpt * MR)
+        j0 = t % ncb * cpt * NR
+        j1 = min(Np, j0 + cpt * NR)
+        pa = p * sa if Ba > 1 else 0
+        pbb = (p if Bb > 1 else 0) * Nb * K
+        pbf = p * sb if Bb > 1 else 0
+        ct = np.empty(MR * NR, dtype=af.dtype)                 # scratch tile for edges
+        ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
+        for k0 in range(kstart, kend, OUTER_KC):
+            kc = min(OUTER_KC, kend - k0)
+            more = k0 > kstart
+            if has_sums and j0 == 0:
+                _a_sums(af, pa + i0 + k0 * a_ks, a_ks, i1 - i0, kc, sums[kb], p * M + i0)
+            for jc in range(j0, j1, NC):
+                jend = min(jc + NC, j1)
+                for r in range(i0, i1, MR):
+                    mr = min(MR, i1 - r)
+                    aoff = pa + r * a_rs + k0 * a_ks
+                    cbase = (p * M + r) * N
+                    if mr == MR:
+                        _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, pbb + k0 * Nb, Nb,
+                               bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend, ct)
+                    else:                             # the last rows: panels of MT rows
+                        for rt in range(0, mr, MT):
+                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
+                                   ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
+                                   cbase + rt * N, jc, jend, ct)
+                    if has_bias and kb == 0 and k0 + kc == kend:
+                        _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+    if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
+        of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
+        for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice
+            src = partial[kb * size:(kb + 1) * size]
+            for i in range(size):
+                of[i] += src[i]
+    return out
