@@ -17,7 +17,7 @@ the operations run in NumPy's order without contraction, so the result is the on
 expressions give, bit for bit ((1 - β) arrives computed in double, as NumPy's weak Python scalar would
 be). One pass reads w, g, m, v and writes w, m, v: NumPy's version makes about twelve passes and seven
 temporaries. Small parameters take the serial kernel (a parallel region would cost more than it saves);
-large ones (the backend's PARALLEL_ADAM elements) the parallel one: prange over nth chunks, thread t
+large ones (policy.PARALLEL_ADAM elements and more) the parallel one: prange over nth chunks, thread t
 taking chunk t, each chunk the serial loop.
 """
 import numpy as np
