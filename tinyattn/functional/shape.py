@@ -5,7 +5,8 @@ element came from (indexing scatter-adds, since an index may repeat).
 from __future__ import annotations
 import numpy as np
 
-from ..autograd import Function, Variable, _memory_owner
+from ..autograd import Function, Variable
+from ..autograd.views import memory_owner
 from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape
 from typing import TYPE_CHECKING, Any, Sequence
@@ -189,7 +190,7 @@ def view(x: Tensor, *shape: Any) -> Tensor:
     shape without a copy (a transposed matrix flattened), it is an error, as in PyTorch, so that an
     in-place change of the result can never miss x; .reshape() copies there instead."""
     out = reshape(x, *shape)
-    if out is not x and out._array.size and _memory_owner(out._array) is not _memory_owner(x._array):
+    if out is not x and out._array.size and memory_owner(out._array) is not memory_owner(x._array):
         raise RuntimeError(f"view: a tensor of shape {tuple(x.shape)} whose elements are not laid out in row-major "
                            f"order (a transpose or a strided slice) cannot be viewed as {tuple(out.shape)} without a "
                            "copy; use .reshape(...) (or .contiguous().view(...))")

@@ -1,0 +1,358 @@
+"""The backward walk: backward() and grad() order the nodes reachable from their roots and run each node's
+backward once, after every node that consumes its output; gradients reach the leaves' .grad (backward) or
+are returned (grad)."""
+from time import perf_counter_ns
+
+import numpy as np
+
+from ..backend import backend_of, device_of
+from . import function as _function
+from .graph import creation_order
+from .hooks import attach_retained, call_hooks, retained
+from .variable import Variable
+
+__all__ = ["backward", "grad"]
+
+
+def _topological_order(root_nodes):
+    """Nodes reachable from root_nodes, each after every node that consumes its output.
+
+    A node's inputs were made before it, so every node was created after the nodes it reads from:
+    the reachable nodes in decreasing creation order (`Node.seq`) are in topological order,
+    consumers first. One pass collects them, one C-level sort orders them."""
+    nodes, seen = [], set()
+    for node in root_nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            nodes.append(node)
+    add, push = seen.add, nodes.append
+    for node in nodes:  # the list grows while it is read: a breadth-first walk
+        for edge in node.edges:
+            if edge is not None:
+                producer = edge[0]
+                if producer is not None and id(producer) not in seen:
+                    add(id(producer))
+                    push(producer)
+    nodes.sort(key=creation_order, reverse=True)
+    return nodes
+
+
+def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(root)/d(leaf) into every leaf's `.grad` that requires a gradient.
+
+    `grad` is d(loss)/d(root); it may be omitted only when root holds a single element.
+    Saved values are freed afterwards unless `retain_graph=True`. `inputs` (a tensor or a sequence of
+    them): accumulate into those tensors' .grad only, as PyTorch does; nothing else's .grad changes.
+    """
+    if create_graph:
+        raise NotImplementedError("backward: create_graph=True is not supported: tinyattn's backward functions work "
+                                  "on raw arrays, so a gradient has no graph of its own (no second derivatives)")
+    if not root.requires_grad:
+        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn")
+    root_grad = _output_grad("backward", root, grad)
+    if inputs is None:
+        _walk(((root, root_grad),), bool(retain_graph))
+        return
+    inputs = _as_tensors("backward", "inputs", inputs)
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"backward: inputs[{i}] (shape {tuple(t._array.shape)}) does not require grad")
+    found = _walk(((root, root_grad),), bool(retain_graph), inputs)
+    done = set()
+    for t, g in zip(inputs, found):  # only now, when the whole walk succeeded
+        if g is not None and id(t) not in done:
+            done.add(id(t))
+            _accumulate_leaf(t, g)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
+         materialize_grads=False):
+    """The gradients of `outputs` with respect to `inputs`, returned as a tuple (PyTorch's
+    torch.autograd.grad). No `.grad` is touched, not even a retained one.
+
+    outputs, inputs: a tensor or a sequence of tensors; every input must require grad and may be a
+    leaf or an intermediate tensor (its gradient is that of the value it holds now). grad_outputs:
+    d(something)/d(output) for each output (None: ones, allowed for one-element outputs only).
+    Only the part of the graph between the outputs and the inputs runs; tensor hooks on it run
+    too. retain_graph (default False) keeps the saved values for another pass. An input that no
+    gradient reaches is an error unless allow_unused=True (then its entry is None) or
+    materialize_grads=True (then zeros). create_graph=True (a graph of the gradient itself, for
+    second derivatives) is not supported: every backward here works on raw arrays.
+    """
+    if create_graph:
+        raise NotImplementedError("grad: create_graph=True is not supported: tinyattn's backward functions work on raw "
+                                  "arrays, so a gradient has no graph of its own (no second derivatives)")
+    outputs, inputs = _as_tensors("grad", "outputs", outputs), _as_tensors("grad", "inputs", inputs)
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    else:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Variable) else tuple(grad_outputs)
+        if len(grad_outputs) != len(outputs):
+            raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+        for g in grad_outputs:
+            if g is not None and not isinstance(g, Variable):
+                raise TypeError(f"grad: gradients can be either Tensors or None, but got {type(g).__name__}")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("grad: allow_unused must be True (or left out) when materialize_grads=True")
+    allow_unused = materialize_grads if allow_unused is None else allow_unused
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {tuple(t._array.shape)}) does not require grad")
+    roots = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: output {i} (shape {tuple(out._array.shape)}) does not require grad and has no "
+                               "grad_fn")
+        roots.append((out, _output_grad("grad", out, g)))
+    found = _walk(roots, bool(retain_graph), inputs)
+    results = []
+    for i, (t, g) in enumerate(zip(inputs, found)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t._array.shape)}) was not used to compute the "
+                                   "outputs (no gradient reaches it); pass allow_unused=True to get None for it")
+            results.append(t._wrap(np.zeros_like(t._array)) if materialize_grads else None)
+        else:
+            results.append(t._wrap(_owned(g, t._array.dtype)))
+    return tuple(results)
+
+
+def _as_tensors(op, what, value):
+    items = (value,) if isinstance(value, Variable) else tuple(value) if _iterable(value) else (value,)
+    for i, t in enumerate(items):
+        if not isinstance(t, Variable):
+            raise TypeError(f"{op}: {what}[{i}] must be a tensor, got {type(t).__name__}")
+    if not items:
+        raise ValueError(f"{op}: {what} is empty")
+    return items
+
+
+def _iterable(value):
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return not isinstance(value, (str, bytes, np.ndarray))
+
+
+def _output_grad(op, root, grad):
+    """d(...)/d(root) as an array of root's shape, dtype and device (ones for a one-element root)."""
+    if grad is None:
+        if root._array.size != 1:
+            raise RuntimeError(
+                f"{op}: grad can be implicitly created only for scalar outputs, "
+                f"but the output has shape {tuple(root._array.shape)}; pass a gradient of that shape"
+            )
+        return np.ones_like(root._array)
+    grad = getattr(grad, "_array", grad)
+    if device_of(grad) != device_of(root._array):
+        raise RuntimeError(f"{op}: the gradient is on {device_of(grad)}, the output on {device_of(root._array)}")
+    grad = backend_of(root._array).asarray(grad, dtype=root._array.dtype)
+    if grad.shape != root._array.shape:
+        raise ValueError(f"{op}: gradient shape {grad.shape} does not match output shape {root._array.shape}")
+    return grad
+
+
+def _walk(roots, retain_graph, inputs=None):
+    """The backward pass from `roots` ((tensor, d/d tensor) pairs), node by node in topological order.
+
+    inputs=None (backward): gradients that reach a leaf accumulate into its `.grad`. Otherwise
+    (grad()): only the nodes on a path to an input run, nothing's `.grad` changes, and the return
+    value holds each input's gradient (None where none arrived).
+    """
+    if retained:
+        attach_retained()
+    observers = _function._observers
+    pending = {}  # id(node) -> list of the gradients of its outputs (None until one arrives)
+    leaves = {}  # id(leaf) -> [leaf, summed gradient]: leaves with hooks, or grad()'s leaf inputs
+    wanted = capture = run = found = None
+    if inputs is not None:
+        found = [None] * len(inputs)
+        wanted, capture = {}, {}  # id(leaf) -> input positions; (id(node), index) -> input positions
+        for i, t in enumerate(inputs):
+            if t._node is None:
+                wanted.setdefault(id(t), []).append(i)
+            else:
+                capture.setdefault((id(t._node), t._index), []).append(i)
+    owned = set()  # ids of the pending sums that accumulation made (see _add_pending): it may add into them
+    root_nodes = []
+    for t, g in roots:
+        if t._node is None:
+            _leaf_gets(leaves, t, g, wanted, owned)
+        else:
+            _add_pending(pending, t._node, t._index, g, owned)
+            root_nodes.append(t._node)
+    order = _topological_order(root_nodes)
+    if inputs is not None:
+        run = _nodes_to_run(order, capture, wanted)
+    for node in order:
+        output_grads = pending.pop(id(node), None)
+        if output_grads is None:  # no gradient flows through this node
+            continue
+        if owned:  # these sums leave the pending table: from here on they may be shared (hooks, grad())
+            for og in output_grads:
+                owned.discard(id(og))
+        if run is not None:
+            todo = run.get(id(node))
+            if todo is None:  # grad(): nothing wanted lies behind this node
+                continue
+        if node.hooks is not None:
+            _run_output_hooks(node, output_grads, inputs is None)
+        if capture is not None:
+            for index, og in enumerate(output_grads):
+                for i in capture.get((id(node), index), ()):
+                    found[i] = og
+            if not todo:
+                continue
+        g = tuple(output_grads) if node.returns_tuple else output_grads[0]
+        ctx = node.ctx
+        if ctx is None:
+            raise RuntimeError(
+                f"backward: trying to backward through {node.name} a second time, but its saved "
+                "values were freed by the first backward; pass retain_graph=True to the first call"
+            )
+        if ctx.versions:
+            for counter, version, _ in ctx.versions:
+                if counter.value != version:
+                    node.check_versions()  # raises, naming the op
+        if observers:
+            start = perf_counter_ns()
+            grads = node.function.backward(ctx, g)
+            end = perf_counter_ns()
+            for observer in observers:
+                observer.on_backward(node, g, start, end)
+        else:
+            grads = node.function.backward(ctx, g)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        parents = node.parents
+        if len(grads) != len(parents):
+            raise RuntimeError(
+                f"backward: {node.name}.backward returned {len(grads)} gradients, but forward took "
+                f"{len(parents)} arguments (return None for each one without a gradient)"
+            )
+        if not retain_graph:
+            node.ctx = None
+        for parent, edge, pg in zip(parents, node.edges, grads):
+            if parent is None or pg is None:
+                continue
+            data = parent._array
+            if getattr(pg, "shape", None) != data.shape:
+                i = next(j for j, (p, q) in enumerate(zip(parents, grads)) if p is parent and q is pg)
+                raise RuntimeError(
+                    f"backward: {node.name}.backward returned a gradient of shape {getattr(pg, 'shape', type(pg))} "
+                    f"for argument {i}, which has shape {data.shape}"
+                )
+            if pg.dtype != data.dtype:  # a gradient has its tensor's dtype (mixed-dtype ops)
+                pg = pg.astype(data.dtype)
+            producer = edge[0]
+            if producer is None:
+                _leaf_gets(leaves, parent, pg, wanted, owned, node.function.fresh_grads)
+            elif producer.n_outputs == 1 and id(producer) not in pending:  # the first gradient to arrive there
+                pending[id(producer)] = [pg]
+            else:
+                _add_pending(pending, producer, edge[1], pg, owned)
+    # Each leaf once, on the sum of its gradients: its hooks first, for every leaf, and only then the .grad
+    # of every leaf, so that a walk that fails anywhere (an op's backward, a hook, Ctrl-C) leaves no leaf
+    # with part of its gradient, as in PyTorch.
+    final = []
+    for leaf, g in leaves.values():
+        if isinstance(leaf._hooks, dict) and leaf._hooks:
+            g = call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
+        final.append((leaf, g))
+    for leaf, g in final:
+        if wanted is None:
+            _accumulate_leaf(leaf, g, fresh=id(g) in owned)
+        else:
+            for i in wanted[id(leaf)]:
+                found[i] = g
+    return found
+
+
+def _nodes_to_run(order, capture, wanted):
+    """For grad(): id(node) -> True for the nodes whose backward must run to reach an input, False
+    for those that only hold an input's gradient (it is taken, their backward is not run)."""
+    run = {}
+    for node in reversed(order):  # producers first
+        needed = False
+        for parent, edge in zip(node.parents, node.edges):
+            if parent is None:
+                continue
+            if edge[0] is None:
+                needed = id(parent) in wanted
+            else:
+                needed = run.get(id(edge[0])) is True or (id(edge[0]), edge[1]) in capture
+            if needed:
+                break
+        if needed or any((id(node), i) in capture for i in range(node.n_outputs)):
+            run[id(node)] = needed
+    return run
+
+
+def _add_pending(pending, node, index, g, owned):
+    """Add g to the gradient waiting for output `index` of `node`.
+
+    The first sum is a new array, which accumulation owns (its id goes into `owned`); later
+    gradients are added into it in place. Never into any other array: a backward may hand one
+    array to several inputs (Add gives dy to both), so a gradient as it arrives may be shared.
+    """
+    slots = pending.get(id(node))
+    if slots is None:
+        slots = pending[id(node)] = [None] * node.n_outputs
+    s = slots[index]
+    if s is None:
+        slots[index] = g
+    elif id(s) in owned:
+        backend_of(s).add_(s, g)  # same shape and dtype (the walk checked and cast g), a host array of our own
+    else:
+        s = slots[index] = backend_of(s).add(s, g)
+        if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
+            owned.add(id(s))
+
+
+def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
+    """A gradient for a leaf, held until the walk ends (see _walk). Summed as in _add_pending: into an
+    array of accumulation's own (in `owned`: a sum it made, or a `fresh` gradient, which no one else
+    holds), never into g otherwise."""
+    if wanted is not None and id(leaf) not in wanted:
+        return
+    entry = leaves.get(id(leaf))
+    if entry is None:
+        leaves[id(leaf)] = [leaf, g]
+        if fresh and type(g) is np.ndarray:
+            owned.add(id(g))
+    elif id(entry[1]) in owned:
+        entry[1] += g
+    else:
+        s = entry[1] = entry[1] + g  # not into entry[1]: it may be an array that backward handed to several inputs
+        if type(s) is np.ndarray:
+            owned.add(id(s))  # kept alive by `leaves` until the walk ends: the id stays its own
+
+
+def _owned(g, dtype):
+    """A fresh copy of g (backward functions may hand one array to several inputs)."""
+    return np.array(g, dtype=dtype, copy=True) if device_of(g) == "cpu" else g.astype(dtype)
+
+
+def _accumulate_leaf(leaf, g, fresh=False):
+    """leaf.grad += g, or leaf.grad = a copy of g (g itself when `fresh`: see Function.fresh_grads)."""
+    if leaf._grad is None:
+        leaf._grad = leaf._wrap(g if fresh and g.dtype == leaf._array.dtype else _owned(g, leaf._array.dtype))
+    else:
+        leaf._grad._array += g
+
+
+def _run_output_hooks(node, output_grads, retain):
+    """The hooks of node's outputs, on their gradients (in the list, replaced by what the hooks
+    return); then, in backward() (retain=True), the retained .grad of the tensors there now."""
+    for index, entry in node.hooks.items():
+        g = output_grads[index]
+        if g is None:
+            continue
+        if entry.fns:
+            g = output_grads[index] = call_hooks(entry.fns, g, entry.wrap, f"{node.name}Backward output {index}")
+        if retain and entry.retain:
+            for ref in entry.retain:
+                t = ref()
+                if t is not None and t._node is node and t._index == index:  # not moved by an in-place op
+                    _accumulate_leaf(t, g)

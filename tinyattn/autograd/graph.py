@@ -1,0 +1,113 @@
+"""The recorded graph: VersionCounter (in-place changes of an array), Context (what a forward leaves for its
+backward) and Node (one recorded op, with the edges its gradients flow along)."""
+import itertools
+import operator
+import weakref
+
+__all__ = ["Context", "creation_order", "Node", "VersionCounter"]
+
+
+class VersionCounter:
+    """How many times an array was changed in place. A tensor and its views share one counter.
+
+    `views` holds weak references to the tensors that were made as views of the memory (dead
+    ones are dropped now and then): an in-place op that records a graph re-makes the live ones
+    from their base's new node.
+    """
+
+    __slots__ = ("value", "views", "_prune_at")
+
+    def __init__(self):
+        self.value = 0
+        self.views = None
+
+    def share(self, view):
+        """Make `view` (a tensor over this counter's memory) count with this counter."""
+        view._counter = self
+        if self.views is None:
+            self.views, self._prune_at = [], 32
+        elif len(self.views) >= self._prune_at:  # a long-lived base viewed every step: forget the dead views
+            self.views = [r for r in self.views if r() is not None]
+            self._prune_at = max(32, 2 * len(self.views))  # amortised: the list at most doubles between prunes
+        self.views.append(weakref.ref(view))
+
+    def live_views(self):
+        return [v for v in (r() for r in self.views or ()) if v is not None]
+
+
+class Context:
+    """What a Function's forward leaves for its backward.
+
+    `needs_input_grad[i]` says whether input i needs a gradient, so backward can skip work.
+    Arbitrary attributes (ctx.dim = ...) hold non-array state. `versions` holds, for each saved
+    array that is (part of) a tensor's data, that tensor's counter and its value at save time.
+    """
+
+    __slots__ = ("saved", "needs_input_grad", "versions", "__dict__")
+
+    def __init__(self, needs_input_grad):
+        self.saved = ()
+        self.needs_input_grad = needs_input_grad
+        self.versions = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self):  # PyTorch's name
+        return self.saved
+
+
+_node_seq = itertools.count()
+creation_order = operator.attrgetter("seq")
+
+
+class Node:
+    """One recorded op: the Function, its context, and the Variables it was applied to.
+
+    `parents[i]` is the i-th positional argument when it is a Variable that requires a
+    gradient, else None. `edges[i]` is where that argument's gradient goes: the (node, output
+    index) that had made it when the op ran, or (None, 0) for a leaf. The edge is taken at record
+    time because an in-place op later gives the tensor a new node, and this op consumed the old
+    value. `ctx` becomes None once backward has freed the saved values. A Function whose forward
+    returns a tuple makes one Node with `n_outputs` outputs; each output tensor knows its
+    position (`_index`).
+
+    `hooks` is None, or {output index: _OutputHooks}: the tensor hooks and retain_grad() of the
+    tensors that stood for that output when they were registered (see Variable.register_hook).
+    """
+
+    __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple", "hooks", "seq", "__weakref__")
+
+    def __init__(self, function, ctx, parents, n_outputs=1, returns_tuple=False):
+        self.seq = next(_node_seq)  # creation order: the backward walk's topological order (see _topological_order)
+        self.function = function
+        self.ctx = ctx
+        self.parents = parents
+        self.edges = tuple([None if p is None else (p._node, p._index) for p in parents])
+        self.n_outputs = n_outputs
+        self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
+        self.hooks = None
+
+    @property
+    def name(self):
+        return self.function.__name__
+
+    def __repr__(self):  # PyTorch prints grad_fn as <MulBackward0 object at ...>
+        return f"<{self.name}Backward>"
+
+    @property
+    def next_functions(self):
+        """The nodes that made this node's inputs, one (node or None, output index) per input, as in PyTorch."""
+        return tuple((None, 0) if e is None else e for e in self.edges)
+
+    def check_versions(self):
+        """Raise if a tensor this node saved for backward was changed in place since."""
+        for counter, version, shape in self.ctx.versions:
+            if counter.value != version:
+                raise RuntimeError(
+                    f"backward: a tensor of shape {shape} that {self.name} saved for its backward was modified "
+                    f"by an in-place operation (it is at version {counter.value}; {self.name} saved version "
+                    f"{version}). Use an out-of-place op (x = x + y, not x += y), .clone() it before changing "
+                    "it, or call the optimiser's step() only after backward()"
+                )
