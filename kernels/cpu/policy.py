@@ -11,7 +11,8 @@ Who reads what:
     tinyattn/functional/loss.py          FUSED_BACKWARD (the loss keeps its own copy today: see below)
     kernels/cpu/matmul*                  SMALL_WORK, the portable and the outer-product blocking, the shapes
     kernels/cpu/microkernel.py           the micro-kernel shapes (MICRO_ROWS_*, TAIL_ROWS_*)
-    kernels/cpu/attention.py             ROWS_MAX_L (attention keeps its own copy today: see below)
+    kernels/cpu/attention/               ROWS_MAX_L (attention keeps its own copy today: see below); its tile
+                                         sizes BLOCK_Q, BLOCK_K stay in attention/tiles.py (attention-owned)
     tinyattn/nn/transformer.py           DECODE_MAX_ROWS (the layer keeps its own copy today: see below)
 This module imports nothing: kernels/ may not import tinyattn, and tinyattn may import this.
 """
@@ -100,7 +101,7 @@ OUTER_MAX_SPLIT_K = 4
 
 # Query rows at or below which attention's forward takes one work item per row (`_forward_rows`: a key/value
 # cache step) instead of 64-row tiles. From commit b7ff3fd ("a cache step no longer pays a 64-row tile");
-# the threshold's measurement is not recorded. kernels/cpu/attention.py still defines its own ROWS_MAX_L
+# the threshold's measurement is not recorded. kernels/cpu/attention/tiles.py still defines its own ROWS_MAX_L
 # (same value): it should read this one.
 ROWS_MAX_L = 4
 

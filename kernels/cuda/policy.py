@@ -13,7 +13,7 @@ Who reads what:
     softmax.py, layer_norm.py   ROW_THREADS
     reduce.py           REDUCE_ROW_THREADS, REDUCE_SIM_ROW_THREADS, REDUCE_MANY_ROWS
     matmul.py           TILE, REGS
-    attention.py        ROWS, BLOCK_K: owned by the attention code, defined there (not listed here yet)
+    attention.py        ROWS, BLOCK_K: owned by the attention code, still defined there
 """
 
 # Threads per block of a grid-stride kernel (one thread per element, thread g handling g, g + G, ...).
