@@ -29,6 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .attention.mask import _key_range
 from .vexp import vexp
 
 _FM = {"reassoc", "contract"}
@@ -99,13 +100,14 @@ def _activate(z, activation):
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
-def _attend(q, keys, vals, count, scale, p, out):
-    """out = Σ_{j<count} softmax_j(scale · q·keys[j]) vals[j] for one head: q (D,), keys, vals (>= count, D),
-    p (>= count,) scratch for the weights; the softmax with its maximum subtracted."""
+def _attend(q, keys, vals, jlo, jhi, scale, p, out):
+    """out = Σ_{jlo<=j<jhi} softmax_j(scale · q·keys[j]) vals[j] for one head: q (D,), keys, vals (>= jhi, D),
+    p (>= jhi,) scratch for the weights; the softmax with its maximum subtracted. [jlo, jhi) is never empty
+    here (the row's own key is always in it)."""
     T = q.dtype.type
     D = q.size
     m = T(-np.inf)
-    for r in range(count):
+    for r in range(jlo, jhi):
         kr = keys[r]
         s = T(0)
         for d in range(D):
@@ -113,12 +115,12 @@ def _attend(q, keys, vals, count, scale, p, out):
         p[r] = s * scale
         m = max(m, p[r])
     total = T(0)
-    for r in range(count):
+    for r in range(jlo, jhi):
         e = vexp(p[r] - m)
         p[r] = e
         total += e
     out[:] = 0
-    for r in range(count):
+    for r in range(jlo, jhi):
         w = p[r]
         vr = vals[r]
         for d in range(D):
@@ -157,8 +159,11 @@ def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2
             for hd in range(H):
                 k_buf[n, hd, pos, :] = qkv[E + hd * D : E + (hd + 1) * D]
                 v_buf[n, hd, pos, :] = qkv[2 * E + hd * D : 2 * E + (hd + 1) * D]
+            # the keys row t sees, by the masking rule of the attention kernels (attention/mask.py): causal,
+            # bottom-right aligned (the row at position pos sees 0 .. pos), no window
+            jlo, jhi = _key_range(pos, pos + 1, start + L, True, -1)
             for hd in range(H):
-                _attend(qkv[hd * D : (hd + 1) * D], k_buf[n, hd], v_buf[n, hd], pos + 1, scale, p_j,
+                _attend(qkv[hd * D : (hd + 1) * D], k_buf[n, hd], v_buf[n, hd], jlo, jhi, scale, p_j,
                         o[hd * D : (hd + 1) * D])
             _matvec(w_o, b_o, o, z)  # the attention block's output s
             if norm_first:

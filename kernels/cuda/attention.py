@@ -88,6 +88,18 @@ def _kernels(dtype, rows, block_k):
             jhi = min(jhi, pos + window + 1)
         return jlo, jhi
 
+    @cuda.jit(device=True)
+    def query_range(j, L, causal, window, offset):
+        """Query rows [ilo, ihi) whose position i + offset may see key j under causal/window (bias not
+        considered); ihi <= ilo when none. key_range and query_range are the masking rule on this device
+        (its reference: tinyattn.backend_contract.attention_allowed)."""
+        ilo = max(0, j - offset) if causal else 0
+        ihi = L
+        if window >= 0:
+            ilo = max(ilo, j - window - offset)
+            ihi = min(ihi, j + window + 1 - offset)
+        return ilo, ihi
+
     @cuda.jit
     def forward(q, k, v, bias, has_bias, causal, window, offset, scale, out, lse):
         i = cuda.blockIdx.x * rows + cuda.threadIdx.x
@@ -175,11 +187,7 @@ def _kernels(dtype, rows, block_k):
             dk[p, j, e] = zero
         for e in range(Ev):
             dv[p, j, e] = zero
-        ilo = max(0, j - offset) if causal else 0  # rows i whose position i + offset may see key j
-        ihi = q.shape[1]
-        if window >= 0:
-            ilo = max(ilo, j - window - offset)
-            ihi = min(ihi, j + window + 1 - offset)
+        ilo, ihi = query_range(j, q.shape[1], causal, window, offset)
         for i in range(ilo, ihi):
             li = lse[p, i]
             if li == neg_inf:

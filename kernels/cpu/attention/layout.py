@@ -1,0 +1,66 @@
+"""How the CPU attention kernels see their arrays: flat read-only views with per-batch-head offset tables
+(``_strided``), the shape checks (``_batch``) and the bias view (``_bias``). Plain Python, no kernels."""
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(shape, strides):
+    """The offset table of a batch of shape ``shape`` with element strides ``strides``: off[p] = sum_d
+    idx_d(p) strides[d] over the batch index idx(p) of flat (C-order) position p; int64, read-only."""
+    off = np.zeros(1, np.int64)
+    for n, st in zip(shape, strides):
+        off = (off[:, None] + np.arange(n, dtype=np.int64) * st).reshape(-1)
+    off.flags.writeable = False
+    return off
+
+
+def _strided(a, dt):
+    """``(flat, off, rs)`` for an array ``a (..., n, E)`` seen as ``(P, n, E)`` (P = the product of its batch
+    dims, flattened in C order): element ``[p, i, e]`` is ``flat[off[p] + i * rs + e]``.
+
+    ``flat`` is a read-only 1-D view of a's memory from its first element to its last when every stride is
+    non-negative and a row's E elements are adjacent (stride = itemsize): the q, k, v of a fused qkv
+    projection, a transposed gradient, a sliced or broadcast batch are read in place, not copied.  Any other
+    layout (a negative stride, a strided last axis) or dtype is copied to a C-contiguous array first, as
+    before.  The strides of size-1 axes never matter (index 0).  Always the same types (a read-only float
+    C array, a read-only int64 C array, an int), so each kernel compiles once per dtype whatever the layout.
+    """
+    it = np.dtype(dt).itemsize
+    ok = a.dtype == dt and a.size > 0 and (a.shape[-1] == 1 or a.strides[-1] == it)
+    st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
+    if not (ok and all(s >= 0 and s % it == 0 for s in st)):
+        a = np.ascontiguousarray(a, dtype=dt)
+        st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
+    el = [s // it for s in st]
+    span = 1 + sum((n - 1) * s for n, s in zip(a.shape, el)) if a.size else 0
+    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(it,), writeable=False)
+    return flat, _offsets(a.shape[:-2], tuple(el[:-2])), el[-2]
+
+
+def _batch(op, q, k, v):
+    """Checks q (..., L, E), k (..., S, E), v (..., S, Ev): same batch dims and dtype, float32 or float64.
+    Returns (batch, BH, L, S, E, Ev)."""
+    dt = q.dtype
+    assert dt in (np.float32, np.float64), (op, dt)
+    assert k.dtype == dt and v.dtype == dt, (op, q.dtype, k.dtype, v.dtype)
+    assert q.ndim >= 2 and k.ndim == q.ndim and v.ndim == q.ndim, (op, q.shape, k.shape, v.shape)
+    batch = q.shape[:-2]
+    L, E = q.shape[-2:]
+    S, Ev = v.shape[-2:]
+    assert k.shape == batch + (S, E) and v.shape[:-2] == batch, (op, q.shape, k.shape, v.shape)
+    return batch, int(np.prod(batch, dtype=np.int64)), L, S, E, Ev
+
+
+def _bias(bias, has_bias, dt, BH, L, S):
+    """The kernels read bias[0, p, i, j] from a read-only (2, BH, L, S) view with a zero-stride leading axis:
+    never a copy, and always Numba's non-contiguous 'A' layout, whether the caller's bias was contiguous or
+    a broadcast view -- so each kernel compiles once per dtype, not once per bias layout."""
+    if has_bias:
+        assert bias.ndim == 3, bias.shape
+        if bias.dtype != dt:
+            bias = bias.astype(dt)
+    else:
+        bias = np.zeros((1, 1, 1), dt)
+    return np.broadcast_to(bias[None], (2, BH, L, S))

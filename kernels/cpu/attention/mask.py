@@ -1,0 +1,84 @@
+"""The masking rule of attention, computed in one place for every CPU kernel (the forward and backward
+kernels here and the decode step, kernels/cpu/decode.py). Its reference definition, in NumPy, is
+tinyattn.backend_contract.attention_allowed / attention_reference, which the tests hold these to.
+
+Query row i sits at key position p = i + offset. Key j is masked for it when causal and j > p, or when
+window >= 0 and |p - j| > window (window = -1: none); a -inf bias entry masks too. A row with every key
+masked is "fully masked": output 0, lse = -inf, gradient 0 (the kernels' epilogues).
+The helpers take positions, so offset only appears where a row index becomes a position.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _key_range(p0, p1, S, causal, window):
+    """Keys [jlo, jhi) that queries at positions [p0, p1) may see under causal/window (bias not
+    considered); empty (jhi <= jlo) when they see none."""
+    jlo = 0
+    jhi = S
+    if causal:
+        jhi = min(jhi, p1)
+    if window >= 0:
+        jlo = max(jlo, p0 - window)
+        jhi = min(jhi, p1 + window)
+    return jlo, max(jlo, jhi)
+
+
+@njit(cache=True, inline="always")
+def _query_range(j0, j1, L, causal, window, offset):
+    """Query rows [ilo, ihi) (row i at position i + offset) that may see keys [j0, j1) under causal/window."""
+    ilo = 0
+    ihi = L
+    if causal:
+        ilo = max(ilo, j0 - offset)
+    if window >= 0:
+        ilo = max(ilo, j0 - window - offset)
+        ihi = min(ihi, j1 + window - offset)
+    return ilo, ihi
+
+
+@njit(cache=True, inline="always")
+def _tile_needs_mask(p0, nq, j0, nk, causal, window):
+    """True unless every (query position p, key j) of the tile is allowed by causal/window."""
+    if causal and j0 + nk - 1 > p0:
+        return True
+    if window >= 0 and ((p0 + nq - 1) - j0 > window or (j0 + nk - 1) - p0 > window):
+        return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _masked(p, j, causal, window):
+    """Key j masked for the query at position p."""
+    return (causal and j > p) or (window >= 0 and abs(p - j) > window)
+
+
+@njit(cache=True, inline="always")
+def _bias_and_mask_t(sT, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset):
+    """The masking rule on a transposed score tile sT (keys j x queries i, the forward's): sT[j, i] +=
+    bias[0, bh, i0 + i, j0 + j], then -inf where causal/window mask (query row i0 + i at position
+    i0 + i + offset). Only rows j < nk and columns i < nq are touched."""
+    if has_bias:
+        for j in range(nk):
+            for i in range(nq):
+                sT[j, i] += bias[0, bh, i0 + i, j0 + j]
+    if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
+        for j in range(nk):
+            for i in range(nq):
+                if _masked(i0 + i + offset, j0 + j, causal, window):
+                    sT[j, i] = -np.inf
+
+
+@njit(cache=True, inline="always")
+def _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset):
+    """_bias_and_mask_t on a score tile s (queries i x keys j, the backward's)."""
+    if has_bias:
+        for i in range(nq):
+            for j in range(nk):
+                s[i, j] += bias[0, bh, i0 + i, j0 + j]
+    if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
+        for i in range(nq):
+            for j in range(nk):
+                if _masked(i0 + i + offset, j0 + j, causal, window):
+                    s[i, j] = -np.inf
