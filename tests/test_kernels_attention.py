@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinyattn.backend_contract import attention_backward_reference, attention_reference
 from tinyattn.kernels.cpu import attention as A
 from tinyattn.kernels.cpu.attention import BLOCK_K, BLOCK_Q, attention_backward, attention_forward
 
@@ -12,34 +13,12 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol
 
 
 def reference(q, k, v, bias, causal, window, scale, dout):
-    """out, lse, (dq, dk, dv) in float64 from the textbook formulas with P materialised.
-
-    A fully masked row: out = 0, lse = -inf, P row = 0.
-    """
-    q, k, v, dout = (a.astype(np.float64) for a in (q, k, v, dout))
-    s = scale * q @ k.transpose(0, 2, 1)  # (BH, L, S)
-    if bias is not None:
-        s = s + bias
-    L, S = s.shape[1:]
-    i, j = np.arange(L)[:, None], np.arange(S)[None, :]
-    masked = np.zeros((L, S), bool)
-    if causal:
-        masked |= j > i
-    if window >= 0:
-        masked |= np.abs(i - j) > window
-    s = np.where(masked, -np.inf, s)
-    m = s.max(-1, keepdims=True)
-    dead = m == -np.inf  # fully masked rows
-    e = np.exp(s - np.where(dead, 0.0, m))
-    l = e.sum(-1, keepdims=True)
-    p = np.where(dead, 0.0, e / np.where(dead, 1.0, l))
-    out = p @ v
-    with np.errstate(divide="ignore"):
-        lse = np.where(dead, -np.inf, m + np.log(l))[..., 0]
-    dv = p.transpose(0, 2, 1) @ dout
-    dp = dout @ v.transpose(0, 2, 1)
-    ds = p * (dp - (dout * out).sum(-1, keepdims=True))
-    return out, lse, (scale * ds @ k, scale * ds.transpose(0, 2, 1) @ q, dv)
+    """out, lse, (dq, dk, dv) in float64 from the one reference definition of the masking rule and the math
+    (tinyattn.backend_contract.attention_reference / attention_backward_reference: P materialised; the
+    kernels' window -1 is the contract's None). A fully masked row: out = 0, lse = -inf, P row = 0."""
+    window = None if window < 0 else window
+    out, lse = attention_reference(q, k, v, bias, causal, window, scale)
+    return out, lse, attention_backward_reference(q, k, v, bias, causal, window, scale, dout)
 
 
 def make(rng, BH, L, S, E, Ev, dtype, spread=1.0):
