@@ -14,6 +14,7 @@ from .. import autograd
 from .. import functional as F
 from ..backend import backend_of
 from ..backend_contract import DECODE
+from ..kernels.cpu.policy import DECODE_MAX_ROWS
 from ..tensor import Tensor
 from .attention import KVCache, LayerKVCache, MultiheadAttention
 from . import init
@@ -25,8 +26,9 @@ from .module import Module
 # The fused decode step (TransformerEncoderLayer._decode): tests switch it off to hold it to the op-by-op path.
 _FUSED_DECODE = True
 # It takes at most this many new rows (batch x positions): its products are matrix-vector ones, row after row,
-# and from about 64-96 rows (d_model 128, ff 512, one thread) the op-by-op path's packed, threaded products win.
-_DECODE_MAX_ROWS = 64
+# and from about 64-96 rows (d_model 128, ff 512, one thread) the op-by-op path's packed, threaded products win
+# (kernels/cpu/policy.py, DECODE_MAX_ROWS, with its measurement).
+_DECODE_MAX_ROWS = DECODE_MAX_ROWS
 
 
 def _activation_fn(owner, activation):

@@ -11,10 +11,12 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..microkernel import _make_ukernel, host_kernel, ukernel_w32, ukernel_w32t, ukernel_w64, ukernel_w64t
+from ..policy import MICRO_ROWS_W32, MICRO_ROWS_W64, ROWS_MAX_L, TAIL_ROWS_W32, TAIL_ROWS_W64  # noqa: F401
 
 BLOCK_Q = 64  # query rows per tile
 BLOCK_K = 64  # keys per tile
-ROWS_MAX_L = 4  # forward with at most this many query rows: one work item per row (_forward_rows)
+# ROWS_MAX_L (forward with at most this many query rows: one work item per row, _forward_rows) and the
+# micro-kernel shapes (MICRO_ROWS_*, TAIL_ROWS_*: rows per register tile) are kernels/cpu/policy.py's
 
 # Same loop nests and math as _forward / _backward; only the tile products differ. Each product
 #     C[r, j] (+)= sum_{t < kc} A[r, t] B[t, j]        r < M, j < N (N = BLOCK_Q or BLOCK_K)
@@ -50,7 +52,7 @@ def _mm_w64(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
     NR = 2 * 64 // c.itemsize
     r = 0
     while r < M:
-        kind = 0 if M - r >= 12 else (1 if M - r >= 4 else 2)
+        kind = 0 if M - r >= MICRO_ROWS_W64 else (1 if M - r >= TAIL_ROWS_W64 else 2)
         ao = a_off + r * a_rs
         for j in range(0, N, NR):
             co = c_off + r * ldc + j
@@ -61,7 +63,7 @@ def _mm_w64(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
                 ukernel_w64t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
             else:
                 _uk1_w64(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-        r += 12 if kind == 0 else (4 if kind == 1 else 1)
+        r += MICRO_ROWS_W64 if kind == 0 else (TAIL_ROWS_W64 if kind == 1 else 1)
 
 
 @njit(cache=True)
@@ -69,7 +71,7 @@ def _mm_w32(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
     NR = 2 * 32 // c.itemsize
     r = 0
     while r < M:
-        kind = 0 if M - r >= 6 else (1 if M - r >= 2 else 2)
+        kind = 0 if M - r >= MICRO_ROWS_W32 else (1 if M - r >= TAIL_ROWS_W32 else 2)
         ao = a_off + r * a_rs
         for j in range(0, N, NR):
             co = c_off + r * ldc + j
@@ -80,7 +82,7 @@ def _mm_w32(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
                 ukernel_w32t(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
             else:
                 _uk1_w32(kc, a, ao, a_rs, a_ks, b, bo, b_ks, c, co, ldc, acc)
-        r += 6 if kind == 0 else (2 if kind == 1 else 1)
+        r += MICRO_ROWS_W32 if kind == 0 else (TAIL_ROWS_W32 if kind == 1 else 1)
 
 
 @overload(_mm)
