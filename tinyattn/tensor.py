@@ -3,7 +3,7 @@
 Operators and methods delegate to `tinyattn.functional`; the autograd machinery
 (the array, grad, requires_grad, backward, detach) comes from `autograd.Variable`.
 `._array` is the underlying array: a NumPy array on the CPU, a `DeviceArray` (numpy's API in
-GPU memory, tinyattn/device_array.py) on the GPU. `.data` is PyTorch's: a detached tensor over the
+GPU memory, tinyattn/device_array/) on the GPU. `.data` is PyTorch's: a detached tensor over the
 same memory.
 """
 from __future__ import annotations
