@@ -22,7 +22,8 @@ without affine parameters: ones and zeros.
 
 fastmath: reassociation and contraction only (as matmul.py), so the dot products vectorise; NaN and
 inf still propagate. error_model="numpy": a division by zero (a constant row with eps = 0) gives inf/NaN
-as the op-by-op path does, not a ZeroDivisionError. Results match the op-by-op path to rounding (tests/test_generation.py).
+as the op-by-op path does, not a ZeroDivisionError. Results match the op-by-op path to rounding
+(tests/test_generation.py).
 """
 import math
 

@@ -22,17 +22,18 @@ BLOCK_K = 64  # keys per tile
 #     C[r, j] (+)= sum_{t < kc} A[r, t] B[t, j]        r < M, j < N (N = BLOCK_Q or BLOCK_K)
 # runs as MR x NR register tiles of the outer-product micro-kernel (12 x 2 vectors on AVX-512, 6 x 2 on
 # AVX2): per t, NR values of B are loaded as vectors and MR values of A broadcast into them, so many
-# query (or key) rows share each load -- the one-row axpy loops above reload their operand row for every
+# query (or key) rows share each load -- the portable kernels' one-row axpy loops reload their operand row for every
 # row of the tile. A and B are read in place through strides (q, k, v, dout or the local tiles).
 _uk1_w64 = _make_ukernel(1, 64)   # last rows of a product when M is not a multiple of the tail shape
 _uk1_w32 = _make_ukernel(1, 32)
-KERNEL = host_kernel()            # 'avx512' | 'avx2' -> the versions below; 'portable' -> the loops above
+KERNEL = host_kernel()            # 'avx512' | 'avx2' -> the _mk kernels; 'portable' -> _forward, _backward
 
 
 def _mm(tag, M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
     """C[r, j] = (or +=, acc) sum_{t < kc} A[r, t] B[t, j] for r < M, j < N (N a multiple of NR), with
     A[r, t] = a[a_off + r a_rs + t a_ks], B[t, j] = b[b_off + t b_ks + j], C[r, j] = c[c_off + r ldc + j]
-    (flat offsets into C-contiguous arrays: the local tiles, or q, k, v, dout's flat views).  Rows in MR-row tiles, then tail tiles, then single rows.
+    (flat offsets into C-contiguous arrays: the local tiles, or q, k, v, dout's flat views).  Rows in MR-row
+    tiles, then tail tiles, then single rows.
     The micro-kernel shape is chosen at compile time from the type of ``tag`` (``_TAGS``: an empty int8
     array for AVX-512, int16 for AVX2), so a kernel compiles only the shape it runs.  Numba only."""
     raise NotImplementedError
