@@ -5,6 +5,7 @@ random numbers come from a generator on the host (generator=, or the default one
 tinyattn/random.py) and are then copied, so a seed gives the same values on either device.
 """
 from __future__ import annotations
+
 import math
 import numbers
 

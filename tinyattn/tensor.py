@@ -7,6 +7,7 @@ GPU memory, tinyattn/device_array/) on the GPU. `.data` is PyTorch's: a detached
 same memory.
 """
 from __future__ import annotations
+
 import numpy as np
 
 from . import functional as F

@@ -2,8 +2,10 @@
 
 `tinyattn.tensor.Tensor` subclasses it and adds the user-facing operators and methods.
 """
+from __future__ import annotations
+
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -12,6 +14,8 @@ from .graph import VersionCounter
 
 if TYPE_CHECKING:
     from ..size import Size
+    from ..tensor import Tensor
+    from .graph import Node
 
 __all__ = ["Variable"]
 
@@ -54,7 +58,7 @@ class Variable:
         self._counter.value += 1
 
     @property
-    def requires_grad(self):
+    def requires_grad(self) -> bool:
         return self._requires_grad
 
     @requires_grad.setter
@@ -70,7 +74,7 @@ class Variable:
         self._requires_grad = bool(flag)
 
     @property
-    def grad(self):
+    def grad(self) -> Tensor | None:
         """The gradient that backward() accumulated here (a leaf, or a tensor that called retain_grad())."""
         return self._grad
 
@@ -93,20 +97,21 @@ class Variable:
         self._grad = value
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
         return self._node is None
 
     @property
-    def grad_fn(self):
+    def grad_fn(self) -> Node | None:
         return self._node
 
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+                 inputs: Any = None) -> None:
         """PyTorch's Tensor.backward: accumulate d(self)/d(leaf) into the leaves' .grad, or, with `inputs`,
         into those tensors' .grad only (leaves or not). See `backward` below."""
         backward(self, gradient, retain_graph, create_graph, inputs)
 
     # ---- hooks (PyTorch's Tensor.register_hook / retain_grad) --------------------------------
-    def register_hook(self, hook):
+    def register_hook(self, hook: Callable[[Any], Any]) -> RemovableHandle:
         """Call `hook(grad)` each time the gradient with respect to this tensor is computed.
 
         The hook gets the gradient as a tensor and returns None or a tensor of the same shape,
@@ -134,7 +139,7 @@ class Variable:
         hooks[handle.id] = hook
         return handle
 
-    def retain_grad(self):
+    def retain_grad(self) -> None:
         """Keep the gradient of this non-leaf tensor in its `.grad` during backward (a leaf keeps
         it anyway: then this does nothing). It follows the tensor through in-place changes (its
         `.grad` is the gradient of the tensor's latest value), it sees the gradient after every
@@ -150,11 +155,11 @@ class Variable:
         output_hooks(self).retain.append(ref)
 
     @property
-    def retains_grad(self):
+    def retains_grad(self) -> bool:
         """True for a non-leaf tensor on which retain_grad() was called (PyTorch's name)."""
         return self._node is not None and self._hooks is RETAINS
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """The same data, cut from the graph: no gradient flows through the result.
 
         It shares the memory and the version counter, as in PyTorch: an in-place change of either

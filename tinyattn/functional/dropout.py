@@ -1,5 +1,6 @@
 """dropout: zero each element with probability p in training, scale the rest by 1/(1-p)."""
 from __future__ import annotations
+
 import numbers
 
 from ..autograd import Function, Variable

@@ -8,6 +8,7 @@ whose batch is 1 or the full batch:
 so no transpose is ever materialised.
 """
 from __future__ import annotations
+
 import math
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Losses with PyTorch's signatures: cross_entropy (through log-softmax, finite for huge logits), nll_loss,
 mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy(_with_logits), kl_div."""
 from __future__ import annotations
+
 import numbers
 import warnings
 

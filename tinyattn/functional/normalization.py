@@ -1,5 +1,6 @@
 """layer_norm as one fused Function with a hand-derived backward."""
 from __future__ import annotations
+
 import math
 import numbers
 

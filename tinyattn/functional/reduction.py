@@ -6,6 +6,7 @@ Backward of a reduction over axes R broadcasts dy back over R: with keepdim=Fals
 reduced axes are first reinserted as size-1 axes.
 """
 from __future__ import annotations
+
 import math
 from collections import namedtuple
 

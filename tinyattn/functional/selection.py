@@ -11,6 +11,7 @@ the GPU that is one copy of the input down and one of the indices up. argmax/arg
 gathers run on the tensor's device.
 """
 from __future__ import annotations
+
 from collections import namedtuple
 
 import numpy as np

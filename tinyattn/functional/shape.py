@@ -3,6 +3,7 @@ indexing, cat and stack. Each backward sends every gradient element back to wher
 element came from (indexing scatter-adds, since an index may repeat).
 """
 from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable

@@ -1,5 +1,6 @@
 """embedding: rows of a weight matrix picked by integer indices."""
 from __future__ import annotations
+
 from ..autograd import Function
 from ..backend import backend_of
 from .checks import check_float, check_indices, check_tensor, on_device_of

@@ -6,10 +6,16 @@
     LeakyReLU(negative_slope)  y = x if x > 0 else slope x
     Tanh, Sigmoid, ReLU, Softmax(dim), LogSoftmax(dim)
 """
+from __future__ import annotations
+
 import warnings
 
 from .. import functional as F
 from .module import Module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "ELU", "GELU", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU",
@@ -27,13 +33,13 @@ def _legacy_softmax_dim(name, ndim):
 class GELU(Module):
     """y = x Φ(x) (approximate='none', PyTorch's default) or its tanh form (approximate='tanh')."""
 
-    def __init__(self, approximate="none"):
+    def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.gelu(input, self.approximate)
 
     def extra_repr(self):
@@ -43,11 +49,11 @@ class GELU(Module):
 class ReLU(Module):
     """y = max(x, 0). inplace=True is accepted (the result is computed out of place)."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.relu(input)
 
     def extra_repr(self):
@@ -55,23 +61,23 @@ class ReLU(Module):
 
 
 class Tanh(Module):
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.tanh(input)
 
 
 class Sigmoid(Module):
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.sigmoid(input)
 
 
 class SiLU(Module):
     """y = x σ(x) (inplace=True: written into the input, F.silu's rules)."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.silu(input, self.inplace)
 
     def extra_repr(self):
@@ -81,11 +87,11 @@ class SiLU(Module):
 class LeakyReLU(Module):
     """y = x if x > 0 else negative_slope · x (inplace=True: written into the input)."""
 
-    def __init__(self, negative_slope=0.01, inplace=False):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope, self.inplace = negative_slope, inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self):
@@ -95,11 +101,11 @@ class LeakyReLU(Module):
 class Softmax(Module):
     """softmax along dim (dim=None: PyTorch's deprecated implicit choice, with its warning)."""
 
-    def __init__(self, dim=None):
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         dim = _legacy_softmax_dim("softmax", input.ndim) if self.dim is None else self.dim
         return F.softmax(input, dim)
 
@@ -110,11 +116,11 @@ class Softmax(Module):
 class LogSoftmax(Module):
     """log_softmax along dim (dim=None: PyTorch's deprecated implicit choice, with its warning)."""
 
-    def __init__(self, dim=None):
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         dim = _legacy_softmax_dim("log_softmax", input.ndim) if self.dim is None else self.dim
         return F.log_softmax(input, dim)
 
@@ -125,11 +131,11 @@ class LogSoftmax(Module):
 class ELU(Module):
     """y = x if x > 0 else α (e^x - 1)."""
 
-    def __init__(self, alpha=1.0, inplace=False):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha, self.inplace = alpha, inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.elu(input, self.alpha, self.inplace)
 
     def extra_repr(self):
@@ -139,11 +145,11 @@ class ELU(Module):
 class Softplus(Module):
     """y = log(1 + e^(βx)) / β (x where βx > threshold)."""
 
-    def __init__(self, beta=1.0, threshold=20.0):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
         self.beta, self.threshold = beta, threshold
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.softplus(input, self.beta, self.threshold)
 
     def extra_repr(self):
@@ -153,11 +159,11 @@ class Softplus(Module):
 class Mish(Module):
     """y = x tanh(softplus(x))."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.mish(input)  # (inplace=True computes out of place)
 
     def extra_repr(self):
@@ -167,7 +173,8 @@ class Mish(Module):
 class Hardtanh(Module):
     """y = clamp(x, min_val, max_val)."""
 
-    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None, max_value=None):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False,
+                 min_value: float | None = None, max_value: float | None = None) -> None:
         super().__init__()
         if min_value is not None:  # PyTorch's deprecated spellings
             warnings.warn("keyword argument `min_value` is deprecated and rename to `min_val`", FutureWarning,
@@ -181,7 +188,7 @@ class Hardtanh(Module):
             raise ValueError(f"Hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
         self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
     def extra_repr(self):
@@ -191,7 +198,7 @@ class Hardtanh(Module):
 class ReLU6(Hardtanh):
     """y = min(max(x, 0), 6)."""
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__(0.0, 6.0, inplace)
 
     def extra_repr(self):
@@ -201,5 +208,5 @@ class ReLU6(Hardtanh):
 class LogSigmoid(Module):
     """y = log σ(x) = -softplus(-x)."""
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.logsigmoid(input)

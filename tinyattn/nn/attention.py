@@ -1,5 +1,7 @@
 """Attention layers: the lecture's single head (SelfAttention) and PyTorch's MultiheadAttention, and the
 key/value cache (KVCache) that lets a causal model generate one token at a time."""
+from __future__ import annotations
+
 import math
 import weakref
 
@@ -18,6 +20,11 @@ from .layers import Linear, probability_arg, size_arg
 from .module import Module
 from .parameter import Parameter
 from ..tensor import Tensor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import Device as DeviceLike, DType
+    from ..tensor import Tensor
 
 __all__ = [
     "KVCache", "LayerKVCache", "MultiheadAttention", "SelfAttention",
@@ -265,8 +272,10 @@ class MultiheadAttention(Module):
       same rows of a forward over the whole sequence. attn_mask is then (T, S), key_padding_mask (N, S).
     """
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
-                 kdim=None, vdim=None, batch_first=False, device=None, dtype=None, *, rotary=None):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, device: DeviceLike = None, dtype: DType = None, *,
+                 rotary: Any = None) -> None:
         super().__init__()
         if add_bias_kv or add_zero_attn:
             raise NotImplementedError("MultiheadAttention: add_bias_kv and add_zero_attn are not implemented")
@@ -326,8 +335,9 @@ class MultiheadAttention(Module):
             init.zeros_(self.in_proj_bias)
             init.zeros_(self.out_proj.bias)
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False, *, kv_cache=None):
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
+                need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False, *, kv_cache: Any = None) -> tuple[Tensor, Tensor | None]:
         """query (L, N, E) (or (N, L, E) with batch_first, or unbatched (L, E)); key (S, N, kdim), value (S, N, vdim).
 
         Returns (attn_output shaped like query, attn_weights or None); the weights are

@@ -5,6 +5,7 @@ Each wraps one fused, gradchecked Function of tinyattn.functional; the initialis
 follow PyTorch's, so a model behaves like its PyTorch twin from the first step.
 """
 from __future__ import annotations
+
 import math
 import numbers
 

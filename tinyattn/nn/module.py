@@ -1,5 +1,6 @@
 """Module: parameters and sub-modules registered by attribute assignment, state_dict, modes."""
 from __future__ import annotations
+
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 

@@ -1,5 +1,6 @@
 """Parameter: a leaf tensor that a Module registers as learnable."""
 from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Variable

@@ -1,5 +1,6 @@
 """Adam and AdamW (PyTorch's torch.optim.Adam / AdamW), through the backend's fused update."""
 from __future__ import annotations
+
 import numpy as np
 
 from ..backend import backend_of

@@ -16,6 +16,7 @@ step count is a Python int (PyTorch keeps a 0-d tensor). load_state_dict also ta
 (dicts keyed "0", "1", ... for the lists, NumPy arrays for the buffers).
 """
 from __future__ import annotations
+
 from collections import defaultdict
 
 import numpy as np

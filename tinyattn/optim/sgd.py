@@ -1,5 +1,6 @@
 """SGD with momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's torch.optim.SGD)."""
 from __future__ import annotations
+
 from .optimizer import Optimizer
 from typing import TYPE_CHECKING
 
