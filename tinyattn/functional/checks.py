@@ -4,10 +4,16 @@
 the input it came from: every binary op's backward calls it. The `check_*` helpers raise
 the user-facing errors, naming the op and the shapes or dtypes, before any kernel runs.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Variable
 from ..backend import device_of, move
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "check_broadcast", "check_float", "check_indices", "check_tensor", "host_result", "normalize_dims",
@@ -109,7 +115,7 @@ def normalize_dims(op, dim, ndim):
     return tuple(sorted(out))
 
 
-def numpy_keywords(function):
+def numpy_keywords(function: _F) -> _F:
     """Let a reduction take NumPy's spellings as PyTorch does: keepdims= for keepdim=, and axis= for dim=
     (where the function has no axis parameter of its own)."""
     import functools
@@ -129,7 +135,7 @@ def numpy_keywords(function):
             kwargs["dim"] = kwargs.pop("axis")
         return function(*args, **kwargs)
 
-    return op
+    return op  # type: ignore[return-value]  # the same signature, plus NumPy's spellings
 
 
 def host_result(like, array):
