@@ -1,4 +1,6 @@
 """ModuleList, Sequential, ModuleDict, ParameterList and ParameterDict."""
+from __future__ import annotations
+
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -7,6 +9,7 @@ import numpy as np
 from ..tensor import Tensor
 from .module import Module
 from .parameter import Parameter
+from typing import Any, Iterable, Iterator
 
 __all__ = [
     "ModuleDict", "ModuleList", "ParameterDict", "ParameterList", "Sequential",
@@ -17,7 +20,7 @@ class ModuleList(Module):
     """A list of modules whose parameters are registered ("0.weight", "1.weight", ...): PyTorch's
     append, extend, insert, indexing (a slice gives a ModuleList), item assignment and deletion."""
 
-    def __init__(self, modules=None):
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
         if modules is not None:
             self.extend(modules)
@@ -41,23 +44,23 @@ class ModuleList(Module):
         for m in modules:
             setattr(self, str(len(self._modules)), m)
 
-    def append(self, module):
+    def append(self, module: Module) -> ModuleList:
         self._check(module, len(self._modules))
         setattr(self, str(len(self._modules)), module)
         return self
 
-    def extend(self, modules):
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
         for m in modules:
             self.append(m)
         return self
 
-    def insert(self, index, module):
+    def insert(self, index: int, module: Module) -> None:
         self._check(module, index)
         mods = list(self._modules.values())
         mods.insert(index, module)
         self._renumber(mods)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Any) -> Any:
         mods = list(self._modules.values())
         if isinstance(i, slice):
             return type(self)(mods[i]) if type(self) is ModuleList else ModuleList(mods[i])
@@ -75,16 +78,16 @@ class ModuleList(Module):
             del mods[self._index(i)]
         self._renumber(mods)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
     def __iadd__(self, modules):
         return self.extend(modules)
 
-    def pop(self, index=-1):
+    def pop(self, index: int = -1) -> Module:
         """Remove and return the module at `index` (the later ones are renumbered), as PyTorch."""
         module = self[index]
         del self[index]
@@ -101,7 +104,7 @@ class Sequential(ModuleList):
     """Applies its modules in order: Sequential(a, b)(x) = b(a(x)). Sequential(OrderedDict([(name, m), ...]))
     names them; a slice gives a Sequential."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: Any) -> None:
         Module.__init__(self)
         if len(args) == 1 and isinstance(args[0], OrderedDict):
             for key, module in args[0].items():
@@ -112,7 +115,7 @@ class Sequential(ModuleList):
                 self._check(module, i)
                 setattr(self, str(i), module)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Any) -> Any:
         mods = list(self._modules.items())
         if isinstance(i, slice):
             return Sequential(OrderedDict(mods[i]))
@@ -132,7 +135,7 @@ class Sequential(ModuleList):
         # PyTorch renumbers the remaining modules after a deletion
         self._renumber(list(self._modules.values()))
 
-    def append(self, module):
+    def append(self, module: Module) -> Sequential:
         self._check(module, len(self._modules))
         setattr(self, str(len(self._modules)), module)
         return self
@@ -140,7 +143,7 @@ class Sequential(ModuleList):
     def __add__(self, other):
         return Sequential(*(list(self) + list(other)))
 
-    def forward(self, input):
+    def forward(self, input: Any) -> Any:
         for m in self:
             input = m(input)
         return input
@@ -153,7 +156,7 @@ class ModuleDict(Module):
     as in PyTorch; each module is also an attribute (md.encoder). Insertion order is kept.
     """
 
-    def __init__(self, modules=None):
+    def __init__(self, modules: Any = None) -> None:
         super().__init__()
         if modules is not None:
             self.update(modules)
@@ -166,7 +169,7 @@ class ModuleDict(Module):
         if key not in self._modules and hasattr(self, key):
             raise KeyError(f"ModuleDict: key {key!r} would shadow the attribute ModuleDict.{key}; choose another name")
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Module:
         if key not in self._modules:
             raise KeyError(f"ModuleDict: no module under {key!r}; keys are {list(self._modules)}")
         return self._modules[key]
@@ -186,34 +189,34 @@ class ModuleDict(Module):
         del self._modules[key]
         object.__delattr__(self, key)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._modules)
 
     def __contains__(self, key):
         return key in self._modules
 
-    def keys(self):
+    def keys(self) -> Iterable[str]:
         return self._modules.keys()
 
-    def values(self):
+    def values(self) -> Iterable[Module]:
         return self._modules.values()
 
-    def items(self):
+    def items(self) -> Iterable[tuple[str, Module]]:
         return self._modules.items()
 
-    def pop(self, key):
+    def pop(self, key: str) -> Module:
         module = self[key]
         del self[key]
         return module
 
-    def clear(self):
+    def clear(self) -> None:
         for key in list(self._modules):
             del self[key]
 
-    def update(self, modules):
+    def update(self, modules: Any) -> None:
         """Add (or replace) modules from a mapping or an iterable of (key, module) pairs."""
         if isinstance(modules, (Mapping, ModuleDict)):
             pairs = list(modules.items())
@@ -239,7 +242,7 @@ def _as_parameter(owner, value):
 class ParameterList(Module):
     """A list of Parameters registered as "0", "1", ... (a plain Tensor is wrapped into a Parameter)."""
 
-    def __init__(self, values=None):
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
         super().__init__()
         if values is not None:
             self.extend(values)
@@ -253,7 +256,7 @@ class ParameterList(Module):
             self.append(v)
         return self
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._parameters)
 
     def _index(self, i):
@@ -276,7 +279,7 @@ class ParameterList(Module):
         self._parameters.pop(key, None)
         setattr(self, key, _as_parameter("ParameterList", value))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._parameters.values())
 
     def __iadd__(self, values):
@@ -290,7 +293,7 @@ class ParameterList(Module):
 class ParameterDict(Module):
     """An ordered dict of Parameters registered under their keys (a plain Tensor is wrapped)."""
 
-    def __init__(self, parameters=None):
+    def __init__(self, parameters: Any = None) -> None:
         super().__init__()
         if parameters is not None:
             self.update(parameters)
@@ -312,16 +315,16 @@ class ParameterDict(Module):
         del self._parameters[key]
         object.__delattr__(self, key)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._parameters)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._parameters)
 
     def __contains__(self, key):
         return key in self._parameters
 
-    def keys(self):
+    def keys(self) -> Iterable[str]:
         return self._parameters.keys()
 
     def values(self):
