@@ -13,12 +13,15 @@ LambdaLR, LinearLR and CosineAnnealingLR follow PyTorch's recursive ("chainable"
 step scaling the group's current lr; `_get_closed_form_lr()` gives the same schedule from base_lrs
 directly. WarmupCosine is this library's own: a linear warmup, then a cosine down to min_lr.
 """
+from __future__ import annotations
+
 import math
 import numbers
 
 import numpy as np
 
 from .optimizer import Optimizer
+from typing import TYPE_CHECKING, Any
 
 
 def _lists(value, n, what, where):
@@ -36,7 +39,15 @@ class LRScheduler:
 
     _settings: tuple[str, ...] = ()  # names of the subclass's settings, saved in state_dict beside the counters
 
-    def __init__(self, optimizer, last_epoch=-1):
+    if TYPE_CHECKING:  # set in __init__ and step()
+        optimizer: Optimizer
+        base_lrs: list[float]
+        last_epoch: int
+        _step_count: int
+        _last_lr: list[float]
+        _is_initial: bool
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         name = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{name}: {type(optimizer).__name__} is not an Optimizer")
@@ -60,15 +71,15 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         """The lrs of step `last_epoch`, one per param group."""
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The lrs the last step() wrote, one per param group."""
         return list(self._last_lr)
 
-    def step(self):
+    def step(self) -> None:
         groups = self.optimizer.param_groups
         if len(groups) != len(self.base_lrs):
             raise ValueError(f"{type(self).__name__}.step: the optimizer has {len(groups)} param groups, the "
@@ -79,7 +90,7 @@ class LRScheduler:
             group["lr"] = float(lr)
         self._last_lr = [group["lr"] for group in groups]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Counters, base and last lrs, and the settings; lists as arrays, so tinyattn.save stores it."""
         out = {"last_epoch": self.last_epoch, "_step_count": self._step_count,
                "base_lrs": np.array(self.base_lrs, dtype=np.float64),
@@ -89,7 +100,7 @@ class LRScheduler:
             out[key] = np.array(value, dtype=np.float64) if isinstance(value, list) else value
         return out
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from state_dict(); checks everything first, so a bad one changes nothing."""
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict):
@@ -122,7 +133,7 @@ class LambdaLR(LRScheduler):
     give the same ones when rebuilding the scheduler.
     """
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
         n = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
         if isinstance(lr_lambda, (list, tuple)):
             if len(lr_lambda) != n:
@@ -144,7 +155,8 @@ class LinearLR(LRScheduler):
 
     _settings = ("start_factor", "end_factor", "total_iters")
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1) -> None:
         if not 0 < start_factor <= 1:
             raise ValueError(f"LinearLR: start_factor {start_factor!r}: starting multiplicative factor expected "
                              "to be greater than 0 and less or equal to 1")
@@ -178,7 +190,7 @@ class CosineAnnealingLR(LRScheduler):
 
     _settings = ("T_max", "eta_min")
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         if not isinstance(T_max, numbers.Integral) or T_max < 1:
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max!r}")
         if not isinstance(eta_min, numbers.Real) or not eta_min >= 0:
@@ -213,7 +225,8 @@ class WarmupCosine(LRScheduler):
 
     _settings = ("warmup_steps", "total_steps", "min_lrs")
 
-    def __init__(self, optimizer, warmup_steps, total_steps, min_lr=0.0, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0,
+                 last_epoch: int = -1) -> None:
         if not isinstance(warmup_steps, numbers.Integral) or warmup_steps < 0:
             raise ValueError(f"WarmupCosine: warmup_steps must be an integer >= 0, got {warmup_steps!r}")
         if not isinstance(total_steps, numbers.Integral) or total_steps <= warmup_steps:
