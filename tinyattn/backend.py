@@ -510,3 +510,6 @@ def is_device_array(x):
 def device_of(array):
     """"cpu" or "cuda" for an array, without importing the CUDA backend."""
     return "cuda" if is_device_array(array) else "cpu"
+
+
+__all__ = ["backend_of", "cpu", "CPUBackend", "cuda", "CUDABackend", "device_of", "get", "is_device_array", "move"]

@@ -212,3 +212,6 @@ class AheadCompiler:
 
 
 AHEAD = AheadCompiler()
+
+
+__all__ = ["AHEAD", "AheadCompiler", "BEAT_S", "MIN_CPU_S", "POLL_S", "STALL_S", "TRIGGERS", "WAIT_S"]
