@@ -1,16 +1,22 @@
 """Tests of values, PyTorch's names: isnan, isinf, isposinf, isneginf, isfinite, isclose, allclose, equal,
 and nan_to_num (differentiable: the gradient passes where the input was finite, 0 elsewhere)."""
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable
 from .checks import check_broadcast, check_tensor, host_result, on_host
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "allclose", "equal", "isclose", "isfinite", "isinf", "isnan", "isneginf", "isposinf", "nan_to_num", "NanToNum",
 ]
 
 
-def _unary_test(ufunc, name):
+def _unary_test(ufunc: Any, name: str) -> Callable[[Tensor], Tensor]:
     def op(input):
         check_tensor(name, "input", input)
         a = input._array

@@ -11,11 +11,17 @@ order. An axis of size 1 broadcasts against the same letter's size in other oper
 The forward and backward are numpy's einsum (optimize=True contracts pairwise through BLAS); a tensor
 on the GPU is computed on the host, which costs a copy of the operands down and of the result up.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import device_of, move
 from .shape import reshape
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "Einsum", "einsum",
@@ -210,7 +216,7 @@ def _sizes(op, equation, labels, shapes, written):
     return sizes
 
 
-def einsum(equation, *operands):
+def einsum(equation: str, *operands: Any) -> Tensor:
     """PyTorch's einsum(equation, *operands) (or einsum(equation, [operands])); see the module doc."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])

@@ -6,6 +6,8 @@ results); they return plain tensors that never require grad.
     logical_and/or/xor/not             any dtype, nonzero is True; the result is bool
     all, any                           over any dims, with keepdim; the result is bool
 """
+from __future__ import annotations
+
 import builtins
 
 import numpy as np
@@ -13,6 +15,11 @@ import numpy as np
 from ..autograd import Variable
 from ..backend import is_device_array
 from .checks import check_broadcast, normalize_dims, on_device_of, numpy_keywords
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import Dim
+    from ..tensor import Tensor
 
 __all__ = [
     "all", "any", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "logical_and", "logical_not", "logical_or",
@@ -76,7 +83,7 @@ bitwise_or = _bitwise(np.bitwise_or, "bitwise_or")
 bitwise_xor = _bitwise(np.bitwise_xor, "bitwise_xor")
 
 
-def bitwise_not(x):
+def bitwise_not(x: Tensor) -> Tensor:
     """~x: logical not of a bool tensor, the bitwise complement (-x - 1) of an integer one."""
     if not isinstance(x, Variable):
         raise TypeError(f"bitwise_not: expected a tensor, got {type(x).__name__}")
@@ -115,7 +122,7 @@ logical_or = _logical(np.logical_or, "logical_or")
 logical_xor = _logical(np.logical_xor, "logical_xor")
 
 
-def logical_not(x):
+def logical_not(x: Tensor) -> Tensor:
     if not isinstance(x, Variable):
         raise TypeError(f"logical_not: expected a tensor, got {type(x).__name__}")
     t = _truth("logical_not", x, x._array)
@@ -132,12 +139,12 @@ def _reduce_bool(op, x, dim, keepdim):
 
 
 @numpy_keywords
-def all(x, dim=None, keepdim=False):
+def all(x: Tensor, dim: Dim = None, keepdim: bool = False) -> Tensor:
     """True where every element along dim (an int, a tuple, or None for all) is nonzero."""
     return _reduce_bool("all", x, dim, keepdim)
 
 
 @numpy_keywords
-def any(x, dim=None, keepdim=False):
+def any(x: Tensor, dim: Dim = None, keepdim: bool = False) -> Tensor:
     """True where some element along dim (an int, a tuple, or None for all) is nonzero."""
     return _reduce_bool("any", x, dim, keepdim)

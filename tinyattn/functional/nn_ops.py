@@ -1,9 +1,16 @@
 """torch.nn.functional's helpers that are not layers: pad, one_hot, normalize, cosine_similarity,
 pairwise_distance."""
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function
 from .checks import check_tensor, host_result, on_host
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .._typing import Number
+    from ..tensor import Tensor
 
 __all__ = [
     "cosine_similarity", "normalize", "one_hot", "Pad", "pad", "pairwise_distance",
@@ -46,7 +53,7 @@ class Pad(Function):
         return dx, None, None, None
 
 
-def pad(input, pad, mode="constant", value=None):
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: Number | None = None) -> Tensor:
     """PyTorch's F.pad: `pad` lists (left, right) for the last dim, then (top, bottom) for the one before,
     and so on (last dim first). Modes: 'constant' (value, default 0), 'reflect', 'replicate', 'circular'."""
     check_tensor("pad", "input", input)
@@ -82,7 +89,7 @@ def pad(input, pad, mode="constant", value=None):
     return Pad.apply(input, tuple(widths), mode, fill)
 
 
-def one_hot(tensor, num_classes=-1):
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """An int64 tensor of shape tensor.shape + (num_classes,), 1 at each class index (num_classes=-1: one
     more than the largest index)."""
     check_tensor("one_hot", "tensor", tensor)
@@ -100,7 +107,7 @@ def one_hot(tensor, num_classes=-1):
     return host_result(tensor, out)
 
 
-def normalize(input, p=2.0, dim=1, eps=1e-12):
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
     """input / max(‖input‖_p along dim, eps), PyTorch's F.normalize."""
     from .elementwise import div
     from .reduction import vector_norm
@@ -110,7 +117,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     return div(input, clamp(vector_norm(input, p, dim, keepdim=True), min=eps).expand_as(input))
 
 
-def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """Σ x1 x2 / max(‖x1‖ ‖x2‖, eps) along dim (x1 and x2 broadcast)."""
     from .elementwise import div, mul, sqrt
     from .reduction import sum
@@ -123,7 +130,7 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     return div(w12, n12)
 
 
-def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
     """‖x1 - x2 + eps‖_p along the last dim."""
     from .elementwise import add, sub
     from .reduction import vector_norm

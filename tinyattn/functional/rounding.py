@@ -7,12 +7,19 @@ numpy's floor_divide and remainder compute exactly these (floats too, through fm
 On the GPU they are computed on the host: DeviceArray has no floor, so a tensor there costs a copy
 of the operands down and of the result up.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import is_device_array, move
 from .checks import sum_to_shape
 from .elementwise import array_of, operands
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._typing import Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "floor_divide", "FloorDivide", "Remainder", "remainder",
@@ -83,7 +90,7 @@ def _integer_operands(op, a, b):
     return a, b
 
 
-def floor_divide(a, b):
+def floor_divide(a: Operand, b: Operand) -> Tensor:
     """a // b, rounding toward -inf (PyTorch's floor_divide; the same as div(a, b, rounding_mode='floor')).
 
     Integers stay integers (an integer divisor of 0 raises ZeroDivisionError); a float operand makes
@@ -94,7 +101,7 @@ def floor_divide(a, b):
         return FloorDivide.apply(a, b)
 
 
-def remainder(a, b):
+def remainder(a: Operand, b: Operand) -> Tensor:
     """a % b with the sign of the divisor (PyTorch's remainder, Python's %); differentiable in both."""
     a, b = _integer_operands("remainder", a, b)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -5,6 +5,8 @@ reshape_as, diag, diagonal, diag_embed.
 split/chunk/narrow/t/movedim/swapaxes/unflatten return views of the input (they share its memory and
 its version counter), as in PyTorch; flip, roll, repeat, tile, repeat_interleave return copies.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -12,6 +14,10 @@ import numpy as np
 from ..autograd import Function, Variable
 from .checks import check_tensor, normalize_dims, on_host
 from .shape import Permute, getitem, reshape, view
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_to", "chunk", "column_stack", "diag", "diag_embed",
@@ -65,7 +71,8 @@ def _split_at(x, dim, sizes):
     return Split.apply(x, dim, bounds)
 
 
-def split(tensor, split_size_or_sections=None, dim=0, *, split_size=None):
+def split(tensor: Tensor, split_size_or_sections: int | Sequence[int] | None = None, dim: int = 0, *,
+          split_size: int | Sequence[int] | None = None) -> tuple[Tensor, ...]:
     """Pieces of `tensor` along dim: of split_size each (the last one smaller when it does not divide),
     or of the listed sizes (which must add up to the dim's size). Views, as in PyTorch. (Tensor.split names
     its first argument split_size.)"""
@@ -104,7 +111,7 @@ def split(tensor, split_size_or_sections=None, dim=0, *, split_size=None):
     return _split_at(tensor, d, sizes)
 
 
-def chunk(input, chunks, dim=0):
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """`chunks` pieces (or fewer) along dim, each of ceil(size / chunks) elements, the last one smaller:
     PyTorch's rule (chunk(6 elements, 4) gives 3 pieces of 2)."""
     check_tensor("chunk", "input", input)
@@ -118,7 +125,7 @@ def chunk(input, chunks, dim=0):
     return split(input, size, d) if n else split(input, [0] * 1, d)
 
 
-def tensor_split(input, indices_or_sections, dim=0):
+def tensor_split(input: Tensor, indices_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
     """NumPy's array_split rule: k sections of sizes differing by at most one (the first ones larger), or
     pieces between the given indices."""
     check_tensor("tensor_split", "input", input)
@@ -141,7 +148,7 @@ def tensor_split(input, indices_or_sections, dim=0):
     return _split_at(input, d, sizes)
 
 
-def narrow(input, dim, start, length):
+def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     """input[..., start:start+length, ...] along dim: a view."""
     check_tensor("narrow", "input", input)
     d = _dim("narrow", input, dim)
@@ -170,7 +177,7 @@ class Flip(Function):
         return np.flip(dy, ctx.dims), None
 
 
-def flip(input, *dims, **kwargs):
+def flip(input: Tensor, *dims: Any, **kwargs: Any) -> Tensor:
     """input reversed along dims (flip(x, 0, 1), flip(x, (0, 1)) or flip(x, dims=[0, 1])); a copy."""
     check_tensor("flip", "input", input)
     if "dims" in kwargs:
@@ -188,19 +195,19 @@ def flip(input, *dims, **kwargs):
     return Flip.apply(input, normalize_dims("flip", dims, input.ndim))
 
 
-def fliplr(input):
+def fliplr(input: Tensor) -> Tensor:
     if input.ndim < 2:
         raise ValueError(f"fliplr: input must be >= 2-d, got shape {tuple(input.shape)}")
     return flip(input, 1)
 
 
-def flipud(input):
+def flipud(input: Tensor) -> Tensor:
     if input.ndim < 1:
         raise ValueError("flipud: input must be >= 1-d")
     return flip(input, 0)
 
 
-def t(input):
+def t(input: Tensor) -> Tensor:
     """The transpose of a 2-D tensor (a view); 0-d and 1-d tensors come back as they are."""
     check_tensor("t", "input", input)
     if input.ndim > 2:
@@ -209,7 +216,7 @@ def t(input):
     return Permute.apply(input, tuple(reversed(range(input.ndim))))
 
 
-def movedim(input, source, destination):
+def movedim(input: Tensor, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
     """The axes `source` moved to positions `destination` (ints or sequences of ints), the others keeping
     their order: a view."""
     check_tensor("movedim", "input", input)
@@ -233,7 +240,7 @@ def movedim(input, source, destination):
 moveaxis = movedim
 
 
-def swapaxes(input, axis0, axis1):
+def swapaxes(input: Tensor, axis0: int, axis1: int) -> Tensor:
     from .shape import transpose
 
     return transpose(input, axis0, axis1)
@@ -258,7 +265,7 @@ class Roll(Function):
         return np.roll(dy, neg, ctx.axes), None, None
 
 
-def roll(input, shifts, dims=None):
+def roll(input: Tensor, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
     check_tensor("roll", "input", input)
     if dims is None:  # roll the flattened tensor, then restore the shape (PyTorch's rule)
         if not isinstance(shifts, (int, np.integer)):
@@ -295,7 +302,7 @@ class Repeat(Function):
         return dx.reshape(ctx.orig), None
 
 
-def repeat(input, *sizes):
+def repeat(input: Tensor, *sizes: Any) -> Tensor:
     """PyTorch's Tensor.repeat: the tensor tiled sizes[i] times along each axis (a copy)."""
     check_tensor("repeat", "input", input)
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
@@ -310,7 +317,7 @@ def repeat(input, *sizes):
     return Repeat.apply(input, tuple(int(s) for s in sizes))
 
 
-def tile(input, dims):
+def tile(input: Tensor, dims: Sequence[int]) -> Tensor:
     """NumPy's tile: like repeat, with fewer reps than axes padded by leading ones."""
     check_tensor("tile", "input", input)
     dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
@@ -354,7 +361,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     return index_select(x, d, x._wrap(index))
 
 
-def unflatten(input, dim, sizes):
+def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     """Dim `dim` split into `sizes` (one entry may be -1): a view."""
     check_tensor("unflatten", "input", input)
     d = _dim("unflatten", input, dim)
@@ -371,11 +378,11 @@ def unflatten(input, dim, sizes):
     return reshape(input, input.shape[:d] + sizes + input.shape[d + 1:])
 
 
-def view_as(input, other):
+def view_as(input: Tensor, other: Tensor) -> Tensor:
     return view(input, tuple(other.shape))
 
 
-def reshape_as(input, other):
+def reshape_as(input: Tensor, other: Tensor) -> Tensor:
     return reshape(input, tuple(other.shape))
 
 
@@ -399,7 +406,7 @@ class Diagonal(Function):
         return dx, None, None, None
 
 
-def diagonal(input, offset=0, dim1=0, dim2=1):
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     check_tensor("diagonal", "input", input)
     if input.ndim < 2:
         raise ValueError(f"diagonal: expected a tensor with >= 2 dims, got shape {tuple(input.shape)}")
@@ -423,7 +430,7 @@ class DiagEmbed(Function):
         return np.diagonal(dy, ctx.offset).copy(), None
 
 
-def diag(input, diagonal=0):
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     """1-D input: the square matrix with input on its `diagonal`; 2-D input: that diagonal, as a 1-D tensor."""
     check_tensor("diag", "input", input)
     if input.ndim == 1:
@@ -499,7 +506,7 @@ def column_stack(tensors):
     return cat([reshape(t, -1, 1) if t.ndim <= 1 else t for t in tensors], 1)
 
 
-def trace(input):
+def trace(input: Tensor) -> Tensor:
     """The sum of a 2-D tensor's main diagonal."""
     from .reduction import sum
 
@@ -548,21 +555,21 @@ def unfold(input, dimension, size, step):
     return Unfold.apply(x, d, int(size), int(step))
 
 
-def broadcast_to(input, size):
+def broadcast_to(input: Tensor, size: Sequence[int]) -> Tensor:
     """input expanded to `size` (a view), NumPy's broadcasting rules."""
     from .shape import expand
 
     return expand(input, tuple(size))
 
 
-def ravel(input):
+def ravel(input: Tensor) -> Tensor:
     """The elements as a 1-D tensor (a view when the layout allows, else a copy)."""
     from .shape import contiguous
 
     return reshape(contiguous(input), -1)
 
 
-def select(input, dim, index):
+def select(input: Tensor, dim: int, index: int) -> Tensor:
     """input[..., index, ...] at `dim` (the dim removed): a view."""
     check_tensor("select", "input", input)
     d = _dim("select", input, dim)
@@ -633,7 +640,7 @@ def diagflat(input, offset=0):
     return DiagEmbed.apply(reshape(input, -1), int(offset))
 
 
-def inner(input, other):
+def inner(input: Tensor, other: Tensor) -> Tensor:
     """Σ over the last dims of input and other: the dot product for 1-D tensors, in general
     out[i..., j...] = Σ_k input[i..., k] · other[j..., k]."""
     from .einsum import einsum
@@ -651,7 +658,7 @@ def inner(input, other):
     return einsum(f"{li}z,{lo}z->{li}{lo}", input, other)
 
 
-def kron(input, other):
+def kron(input: Tensor, other: Tensor) -> Tensor:
     """The Kronecker product: out[i·m + k, ...] = input[i, ...] · other[k, ...] (dims padded to match)."""
     from .elementwise import mul
 

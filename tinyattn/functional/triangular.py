@@ -4,10 +4,16 @@ Element (i, j) is kept when j - i <= diagonal (tril) or j - i >= diagonal (triu)
 the main diagonal, > 0 above it, < 0 below it. The mask is built from two aranges on the input's
 device, so the op runs where the tensor lives.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import backend_of
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "Tril", "tril", "Triu", "triu",
@@ -51,11 +57,11 @@ def _check(op, x, diagonal):
     return int(diagonal)
 
 
-def tril(x, diagonal=0):
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
     """The lower triangle of x's last two axes (element (i, j) kept when j - i <= diagonal), 0 elsewhere."""
     return Tril.apply(x, _check("tril", x, diagonal), False)
 
 
-def triu(x, diagonal=0):
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
     """The upper triangle of x's last two axes (element (i, j) kept when j - i >= diagonal), 0 elsewhere."""
     return Triu.apply(x, _check("triu", x, diagonal), True)

@@ -6,12 +6,18 @@ Each Function's docstring gives y = f(x) and the derivative its backward applies
 inputs of the float-valued functions become float32 first (torch.sin(int tensor) is float32), with no
 gradient; sign/square/floor/... keep integer dtypes as PyTorch does.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
 
 from ..autograd import Function
 from .checks import check_tensor, on_host
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 __all__ = [
     "absolute", "Acos", "acos", "Acosh", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctanh", "Asin",
@@ -398,7 +404,7 @@ class Mish(Function):
 # ---- public functions ------------------------------------------------------------------------------
 
 
-def _float_op(function, name):
+def _float_op(function: Any, name: str) -> Callable[[Tensor], Tensor]:
     def op(input):
         return function.apply(float_input(name, input))
 
@@ -436,7 +442,7 @@ def square(input):
     return Square.apply(input)
 
 
-def _piecewise(f, name, keep_int=True):
+def _piecewise(f: Any, name: str, keep_int: bool = True) -> Callable[[Tensor], Tensor]:
     def op(input):
         check_tensor(name, "input", input)
         if input._array.dtype.kind != "f":
