@@ -84,6 +84,13 @@ from .forward import _forward, _forward_mk, _forward_rows
 from .layout import _batch, _bias, _offsets, _strided
 from .tiles import _TAGS, BLOCK_K, BLOCK_Q, KERNEL, ROWS_MAX_L
 
+def _mask(bias, has_bias, causal, window, offset, dt, BH, L, S):
+    """The kernels' masking arguments as one tuple: (bias view (layout._bias), has_bias, causal, window (-1:
+    none), offset). The kernels take their arrays grouped too: q, k, v, dout and out each as (flat view,
+    offset table, row stride) (layout._strided), so a kernel's signature reads as its math."""
+    return (_bias(bias, has_bias, dt, BH, L, S), bool(has_bias), bool(causal), int(window), int(offset))
+
+
 __all__ = ["BLOCK_K", "BLOCK_Q", "KERNEL", "ROWS_MAX_L", "attention_backward", "attention_forward"]
 
 
@@ -108,9 +115,9 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     it = buf.itemsize
     o_off = _offsets(batch, tuple(s // it for s in out.strides[:-2]))
     lse = np.empty((BH, L), dt)
-    args = (*_strided(q, dt), *_strided(k, dt), *_strided(v, dt), (BH, L, S, E, Ev),
-            _bias(bias, has_bias, dt, BH, L, S), bool(has_bias), bool(causal), int(window), int(offset),
-            dt.type(scale), buf.reshape(-1), o_off, out.strides[-2] // it, lse)
+    args = (_strided(q, dt), _strided(k, dt), _strided(v, dt), (BH, L, S, E, Ev),
+            _mask(bias, has_bias, causal, window, offset, dt, BH, L, S), dt.type(scale),
+            (buf.reshape(-1), o_off, out.strides[-2] // it), lse)
     if L <= ROWS_MAX_L:
         _forward_rows(*args)
     elif KERNEL == "portable":
@@ -147,9 +154,9 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     dqp = np.empty((G, BH, L, E), dt)
     dk = np.empty((BH, S, E), dt)
     dv = np.empty((BH, S, Ev), dt)
-    args = (*_strided(q, dt), *_strided(k, dt), *_strided(v, dt), *_strided(dout, dt), (BH, L, S, E, Ev),
-            _bias(bias, has_bias, dt, BH, L, S), bool(has_bias), bool(causal), int(window), int(offset),
-            dt.type(scale), *_strided(out, dt), lse, dqp, dk, dv)
+    args = (_strided(q, dt), _strided(k, dt), _strided(v, dt), _strided(dout, dt), (BH, L, S, E, Ev),
+            _mask(bias, has_bias, causal, window, offset, dt, BH, L, S), dt.type(scale), _strided(out, dt), lse,
+            dqp, dk, dv)
     if KERNEL == "portable":
         _backward(*args)
     else:

@@ -105,8 +105,7 @@ def _zero_unseen(dqp, g, bh, seen, L):
 
 
 @njit(parallel=True, cache=True)
-def _backward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do_rs, dims, bias, has_bias, causal,
-              window, offset, scale, of, o_off, o_rs, lse, dqp, dk, dv):
+def _backward(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
     """Loop nest (G = dqp.shape[0] groups of key tiles per batch-head, so BH * G work items).  Tiles are
     (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
     count BLOCK_K; K and V of the owned key tile are transposed (zero padded) once.
@@ -136,6 +135,12 @@ def _backward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do
     wait, measured slower (~0.2 ms of a 2.8 ms backward at B32 H4 L64 E32, one thread).  Q, K, V, dO are
     read through their flat views, offsets and row strides (module docstring).
     """
+    qf, q_off, q_rs = q
+    kf, k_off, k_rs = k
+    vf, v_off, v_rs = v
+    dof, do_off, do_rs = do
+    bias, has_bias, causal, window, offset = mask
+    of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K
@@ -235,8 +240,7 @@ def _sum_groups(dqp, dq):
 
 
 @njit(parallel=True, cache=True)
-def _backward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off, do_rs, dims, bias, has_bias, causal,
-                 window, offset, scale, of, o_off, o_rs, lse, dqp, dk, dv, tag):
+def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
         s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
@@ -246,6 +250,12 @@ def _backward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dof, do_off,
                         of NR; else dqT (E, BQ) = K[p, kb]^T @ dS^T, added to the slab transposed
     Rows i >= nq of s and dp are never computed nor read; of the BK key columns only the first wk = nk
     rounded up to the micro-tile width NR are (and of dqT's BQ columns the first nq rounded up)."""
+    qf, q_off, q_rs = q
+    kf, k_off, k_rs = k
+    vf, v_off, v_rs = v
+    dof, do_off, do_rs = do
+    bias, has_bias, causal, window, offset = mask
+    of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K

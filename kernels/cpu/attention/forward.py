@@ -14,8 +14,7 @@ from .tiles import BLOCK_K, BLOCK_Q, _mm, _nr
 
 
 @njit(parallel=True, cache=True)
-def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-             scale, of, o_off, o_rs, lse):
+def _forward(q, k, v, dims, mask, scale, o, lse):
     """Loop nest (online softmax).  Work in the transposed layout -- keys down, the BLOCK_Q queries of the
     tile along the contiguous axis -- so that every inner loop has the compile-time trip count BLOCK_Q
     (LLVM unrolls it and keeps a row of the accumulator in registers) and the softmax statistics are
@@ -32,6 +31,11 @@ def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_
             m = m'
         O[p, qb] = (oT / l)^T;  lse = m + log(l)                 # l == 0 -> O = 0, lse = -inf
     """
+    qf, q_off, q_rs = q
+    kf, k_off, k_rs = k
+    vf, v_off, v_rs = v
+    bias, has_bias, causal, window, offset = mask
+    of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     for item in prange(BH * nqb):
@@ -100,8 +104,7 @@ def _forward(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_
 
 
 @njit(parallel=True, cache=True)
-def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-                  scale, of, o_off, o_rs, lse):
+def _forward_rows(q, k, v, dims, mask, scale, o, lse):
     """The forward for a few query rows (L <= ROWS_MAX_L: a key/value-cache step, one new token), where a
     BLOCK_Q-wide tile would be almost all padding.  Same math and results as _forward.
 
@@ -113,6 +116,11 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
 
     (The row's scalars -- dot products, m, l -- accumulate in float64 for either dtype.)
     """
+    qf, q_off, q_rs = q
+    kf, k_off, k_rs = k
+    vf, v_off, v_rs = v
+    bias, has_bias, causal, window, offset = mask
+    of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
     for item in prange(BH * L):
         bh = item // L
@@ -120,7 +128,7 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
         qo, ko, vo = q_off[bh], k_off[bh], v_off[bh]
         jlo, jhi = _key_range(i + offset, i + offset + 1, S, causal, window)
         s = np.empty(jhi - jlo, of.dtype)
-        o = np.zeros(Ev, of.dtype)
+        acc = np.zeros(Ev, of.dtype)
         m = -np.inf
         for j in range(jlo, jhi):
             a = 0.0
@@ -141,20 +149,24 @@ def _forward_rows(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias,
             w = _exp(s[j - jlo] - m)
             l += w
             for e in range(Ev):
-                o[e] += w * vf[vo + j * v_rs + e]
+                acc[e] += w * vf[vo + j * v_rs + e]
         for e in range(Ev):
-            of[o_off[bh] + i * o_rs + e] = o[e] / l
+            of[o_off[bh] + i * o_rs + e] = acc[e] / l
         lse[bh, i] = m + np.log(l)
 
 
 @njit(parallel=True, cache=True)
-def _forward_mk(qf, q_off, q_rs, kf, k_off, k_rs, vf, v_off, v_rs, dims, bias, has_bias, causal, window, offset,
-                scale, of, o_off, o_rs, lse, tag):
+def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag):
     """_forward with its two tile products register-blocked (_mm):
         sT (nk, wq)  = K[p, kb] (nk x E, in place)  @ qT (E x wq)
         oT (Ev, wq) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x wq)
     Rows j >= nk of sT are never computed nor read; of the BQ query columns only the first wq = nq rounded
     up to the micro-tile width NR are (a short sequence, L = 32 < BQ = 64, does half the work)."""
+    qf, q_off, q_rs = q
+    kf, k_off, k_rs = k
+    vf, v_off, v_rs = v
+    bias, has_bias, causal, window, offset = mask
+    of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
     NR = _nr(tag, of)
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
