@@ -7,6 +7,8 @@ Indices are int64 (any integer dtype is accepted) and range-checked before anyth
 shape rules: for gather and scatter, index has the input's number of dims and is no larger than the input
 (and than src, for scatter) in every dim but `dim`; the output of gather has index's shape.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Function, Variable
@@ -15,6 +17,11 @@ from .checks import (
     on_host,
     check_broadcast, check_indices, check_tensor, host_result, normalize_dims, on_device_of, sum_to_shape,
 )
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .._typing import Number, Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "argwhere", "Gather", "gather", "index_add", "index_copy", "index_fill", "index_put", "index_select",
@@ -96,7 +103,7 @@ class Gather(Function):
         return dx, None, None
 
 
-def gather(input, dim, index, *, sparse_grad=False):
+def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
     check_tensor("gather", "input", input)
     d = _dim("gather", input, dim)
     index = _index("gather", index, input)
@@ -106,7 +113,7 @@ def gather(input, dim, index, *, sparse_grad=False):
     return Gather.apply(input, index, d)
 
 
-def take_along_dim(input, indices, dim=None):
+def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:
     """NumPy's take_along_axis: like gather, with indices broadcast against the input (dim=None: flattened)."""
     check_tensor("take_along_dim", "input", input)
     idx = _index("take_along_dim", indices, input, "indices")
@@ -191,7 +198,8 @@ def _src(op, input, src):
     raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
 
 
-def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+def scatter(input: Tensor, dim: int, index: Tensor, src: Tensor | None = None, *, value: Number | None = None,
+            reduce: str | None = None) -> Tensor:
     """A copy of input with src's elements (or `value`) written at index along dim. reduce='add' or
     'multiply' combines with what is there instead (PyTorch's older scatter(..., reduce=))."""
     check_tensor("scatter", "input", input)
@@ -222,7 +230,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
     raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
 
 
-def scatter_add(input, dim, index, src):
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     check_tensor("scatter_add", "input", input)
     src = _src("scatter_add", input, src)
     d = _dim("scatter_add", input, dim)
@@ -249,7 +257,7 @@ class IndexSelect(Function):
         return dx, None, None
 
 
-def index_select(input, dim, index):
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     check_tensor("index_select", "input", input)
     d = _dim("index_select", input, dim)
     index = _index("index_select", index, input)
@@ -326,20 +334,20 @@ def _index_put(op, input, dim, index, source, add, alpha=1):
     return IndexPut.apply(input, source, index, d, add)
 
 
-def index_add(input, dim, index, source, *, alpha=1):
+def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha: Number = 1) -> Tensor:
     """A copy of input with alpha · source's slices added at index along dim (repeats add up)."""
     if not isinstance(source, Variable):
         raise TypeError(f"index_add: source must be a tensor, got {type(source).__name__}")
     return _index_put("index_add", input, dim, index, source, True, alpha)
 
 
-def index_copy(input, dim, index, source):
+def index_copy(input: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
     if not isinstance(source, Variable):
         raise TypeError(f"index_copy: source must be a tensor, got {type(source).__name__}")
     return _index_put("index_copy", input, dim, index, source, False)
 
 
-def index_fill(input, dim, index, value):
+def index_fill(input: Tensor, dim: int, index: Tensor, value: Operand) -> Tensor:
     """A copy of input with the slices at index along dim set to value (a number or a 0-d tensor)."""
     if isinstance(value, Variable) and value.ndim != 0:
         raise ValueError(f"index_fill: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
@@ -375,7 +383,7 @@ class MaskedSelect(Function):
         return sum_to_shape(dx, ctx.shape), None, None
 
 
-def masked_select(input, mask):
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     check_tensor("masked_select", "input", input)
     mask = on_device_of("masked_select", mask, input._array)
     if mask.dtype != np.bool_:
@@ -384,7 +392,7 @@ def masked_select(input, mask):
     return MaskedSelect.apply(input, mask, shape)
 
 
-def nonzero(input, *, as_tuple=False):
+def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:
     """The indices of the nonzero elements: an (n, ndim) int64 tensor, or (as_tuple=True) one 1-D tensor
     per dim (a 0-d input counts as 1-d there, as in PyTorch)."""
     check_tensor("nonzero", "input", input)
@@ -394,11 +402,11 @@ def nonzero(input, *, as_tuple=False):
     return host_result(input, np.argwhere(a).astype(np.int64))
 
 
-def argwhere(input):
+def argwhere(input: Tensor) -> Tensor:
     return nonzero(input)
 
 
-def take(input, index):
+def take(input: Tensor, index: Tensor) -> Tensor:
     """input read as a 1-D tensor at index (any shape); the result has index's shape."""
     check_tensor("take", "input", input)
     from .shape import reshape
@@ -474,7 +482,8 @@ class ScatterReduce(Function):
         return (dx.astype(dy.dtype) if need_x else None), (dsrc if need_src else None), None, None, None, None
 
 
-def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
+def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
     """PyTorch's scatter_reduce: src combined into input at index along dim by 'sum', 'prod', 'mean',
     'amax' or 'amin' (differentiable except 'prod')."""
     check_tensor("scatter_reduce", "input", input)
@@ -501,7 +510,7 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
     return ScatterReduce.apply(input, src, index, d, reduce, include_self)
 
 
-def index_put(input, indices, values, accumulate=False):
+def index_put(input: Tensor, indices: Sequence[Tensor], values: Tensor, accumulate: bool = False) -> Tensor:
     """A copy of input with input[indices] = values (or += values, repeats adding up, with accumulate)."""
     from .shape import normalize_index
 
@@ -568,7 +577,7 @@ class MaskedScatter(Function):
         return dx, None, dsrc.reshape(ctx.src_shape)
 
 
-def masked_scatter(input, mask, source):
+def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     check_tensor("masked_scatter", "input", input)
     check_tensor("masked_scatter", "source", source)
     mask = on_device_of("masked_scatter", mask, input._array)

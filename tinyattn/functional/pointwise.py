@@ -1,6 +1,8 @@
 """More elementwise ops of two or three tensors, PyTorch's names: addcmul, addcdiv, lerp, atan2, hypot,
 logaddexp, fmod, and diff, median (values with their indices along a dim); in-place forms addcmul_,
 addcdiv_, lerp_, relu_, sigmoid_, tanh_ (functional/inplace.py's rules)."""
+from __future__ import annotations
+
 from collections import namedtuple
 
 import numpy as np
@@ -8,6 +10,11 @@ import numpy as np
 from ..autograd import Function, Variable
 from . import elementwise as ew
 from .checks import check_tensor, normalize_dims, sum_to_shape, on_host
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import Number, Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "addcdiv", "addcdiv_", "addcmul", "addcmul_", "arctan2", "Atan2", "atan2", "clamp_max", "clamp_min", "diff",
@@ -18,19 +25,19 @@ __all__ = [
 MedianResult = namedtuple("MedianResult", ["values", "indices"])
 
 
-def addcmul(input, tensor1, tensor2, *, value=1):
+def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Number = 1) -> Tensor:
     """input + value · tensor1 · tensor2 (broadcast)."""
     prod = ew.mul(tensor1, tensor2)
     return ew.add(input, prod if value == 1 else ew.mul(prod, value))
 
 
-def addcdiv(input, tensor1, tensor2, *, value=1):
+def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Number = 1) -> Tensor:
     """input + value · tensor1 / tensor2 (broadcast)."""
     quot = ew.div(tensor1, tensor2)
     return ew.add(input, quot if value == 1 else ew.mul(quot, value))
 
 
-def lerp(input, end, weight):
+def lerp(input: Tensor, end: Tensor, weight: Operand) -> Tensor:
     """input + weight · (end - input); weight a number or a tensor (broadcast)."""
     check_tensor("lerp", "input", input)
     check_tensor("lerp", "end", end)
@@ -61,7 +68,7 @@ class Atan2(Function):
         return da, db
 
 
-def atan2(input, other):
+def atan2(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("atan2", input, other)
     if ew.array_of(a).dtype.kind != "f":
         a, b = (ew.float32_constant(t) for t in (a, b))
@@ -92,14 +99,14 @@ class LogAddExp(Function):
         return da, db
 
 
-def logaddexp(input, other):
+def logaddexp(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("logaddexp", input, other)
     if ew.array_of(a).dtype.kind != "f":
         a, b = (ew.float32_constant(t) for t in (a, b))
     return LogAddExp.apply(a, b)
 
 
-def hypot(input, other):
+def hypot(input: Tensor, other: Tensor) -> Tensor:
     """√(a² + b²)."""
     return ew.sqrt(ew.add(ew.mul(input, input), ew.mul(other, other)))
 
@@ -124,7 +131,7 @@ class Fmod(Function):
         return da, db
 
 
-def fmod(input, other):
+def fmod(input: Tensor, other: Operand) -> Tensor:
     a, b = ew.operands("fmod", input, other)
     if ew.array_of(a).dtype.kind != "f":
         if np.any(np.asarray(ew.array_of(b)) == 0):
@@ -134,7 +141,8 @@ def fmod(input, other):
     return Fmod.apply(a, b)
 
 
-def diff(input, n=1, dim=-1, prepend=None, append=None):
+def diff(input: Tensor, n: int = 1, dim: int = -1, prepend: Tensor | None = None,
+         append: Tensor | None = None) -> Tensor:
     """The n-th forward difference along dim: out[i] = x[i+1] - x[i] (applied n times); prepend/append are
     joined to input along dim first. Bool tensors give x[i+1] != x[i]."""
     from .shape import cat, getitem
@@ -154,7 +162,7 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     return x
 
 
-def median(input, dim=None, keepdim=False):
+def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     """No dim: the lower median of all elements (a 0-d tensor). With dim: (values, indices), the lower
     median along dim and where it is; the gradient goes to that element (as max(dim))."""
     from .selection import Gather, sort_order
@@ -236,19 +244,19 @@ inplace_ops["clamp_min_"] = _functional_inplace("clamp_min")
 inplace_ops["clamp_max_"] = _functional_inplace("clamp_max")
 
 
-def clamp_min(input, min):
+def clamp_min(input: Tensor, min: Operand) -> Tensor:
     from .selection import clamp
 
     return clamp(input, min=min)
 
 
-def clamp_max(input, max):
+def clamp_max(input: Tensor, max: Operand) -> Tensor:
     from .selection import clamp
 
     return clamp(input, max=max)
 
 
-def fill_diagonal_(input, fill_value, wrap=False):
+def fill_diagonal_(input: Tensor, fill_value: Number, wrap: bool = False) -> Tensor:
     """The main diagonal (all indices equal) set to fill_value in place; for a tall 2-D matrix wrap=True
     restarts the diagonal every (columns + 1) rows, as NumPy's fill_diagonal."""
     from .elementwise import masked_fill
