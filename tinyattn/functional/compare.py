@@ -9,6 +9,7 @@ from .checks import check_broadcast, check_tensor, host_result, on_host
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
+    from .._typing import Operand
     from ..tensor import Tensor
 
 __all__ = [
@@ -47,7 +48,7 @@ def _pair(op, input, other):
     return a, b
 
 
-def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+def isclose(input: Tensor, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
     """|input - other| <= atol + rtol |other| elementwise (broadcast), PyTorch's and NumPy's test."""
     a, b = _pair("isclose", input, other)
     if rtol < 0 or atol < 0:
@@ -55,12 +56,12 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     return host_result(input, np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
-def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+def allclose(input: Tensor, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
     """True when every element is close (isclose); a Python bool."""
     return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
 
 
-def equal(input, other):
+def equal(input: Tensor, other: Tensor) -> bool:
     """True when the two tensors have the same shape and the same elements (a Python bool)."""
     check_tensor("equal", "input", input)
     if not isinstance(other, Variable):
@@ -83,7 +84,7 @@ class NanToNum(Function):
         return np.where(finite, dy, np.zeros((), dy.dtype)), None, None, None
 
 
-def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
     """nan -> `nan`, +inf -> `posinf` (the dtype's largest value by default), -inf -> `neginf` (its lowest)."""
     check_tensor("nan_to_num", "input", input)
     if input._array.dtype.kind != "f":

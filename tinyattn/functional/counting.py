@@ -1,10 +1,17 @@
 """Ops on values and positions that carry no gradient, PyTorch's names: unique, unique_consecutive,
 bincount, bucketize, searchsorted, tril_indices, triu_indices; and meshgrid (differentiable: views
 expanded from its inputs)."""
+from __future__ import annotations
+
 import numpy as np
 
 from ..autograd import Variable
 from .checks import check_tensor, host_result
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._typing import Number
+    from ..tensor import Tensor
 
 __all__ = [
     "bincount", "bucketize", "histc", "histogram", "meshgrid", "searchsorted", "tril_indices", "triu_indices", "unique",
@@ -12,7 +19,8 @@ __all__ = [
 ]
 
 
-def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,
+           dim: int | None = None) -> Any:
     """The distinct values (sorted), and optionally the inverse indices (input's shape) and the counts."""
     check_tensor("unique", "input", input)
     a = input.numpy()
@@ -30,7 +38,8 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+def unique_consecutive(input: Tensor, return_inverse: bool = False, return_counts: bool = False,
+                       dim: int | None = None) -> Any:
     """Each run of equal consecutive values kept once (the flattened input when dim is None)."""
     check_tensor("unique_consecutive", "input", input)
     if dim is not None:
@@ -49,7 +58,7 @@ def unique_consecutive(input, return_inverse=False, return_counts=False, dim=Non
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def bincount(input, weights=None, minlength=0):
+def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
     """How often each value 0, 1, ... occurs in the 1-D non-negative integer input (weighted sums with weights)."""
     check_tensor("bincount", "input", input)
     a = input.numpy()
@@ -111,7 +120,7 @@ def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
     return _indices("triu_indices", row, col, offset, True)
 
 
-def meshgrid(*tensors, indexing="ij"):
+def meshgrid(*tensors: Any, indexing: str = "ij") -> tuple[Tensor, ...]:
     """Grids from 1-D tensors: indexing='ij' (matrix, PyTorch's default) or 'xy' (Cartesian, the first two
     axes swapped). Each output is an expanded view of its input, so gradients flow back."""
     from .shape import expand, reshape
@@ -155,7 +164,7 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False):
     return result(host_result(input, hist.astype(a.dtype)), host_result(input, edges.astype(a.dtype)))
 
 
-def histc(input, bins=100, min=0, max=0):
+def histc(input: Tensor, bins: int = 100, min: Number = 0, max: Number = 0) -> Tensor:
     """Counts in `bins` equal bins between min and max (the data's range when both are 0); elements
     outside are ignored. The result has input's dtype."""
     check_tensor("histc", "input", input)

@@ -2,6 +2,8 @@
 result_type, promote_types, can_cast, scalar_tensor, rsub, unravel_index, hsplit/vsplit/dsplit,
 split_with_sizes, float_power, fmax/fmin, copysign, heaviside, sinc, erfc, logaddexp2, dist,
 cartesian_prod, block_diag, combinations."""
+from __future__ import annotations
+
 import itertools
 import math
 
@@ -10,6 +12,11 @@ import numpy as np
 from ..autograd import Function, Variable
 from . import elementwise as ew
 from .checks import check_broadcast, check_tensor, sum_to_shape, host_result, on_host
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .._typing import Device as DeviceLike, DType, Number, Operand
+    from ..tensor import Tensor
 
 __all__ = [
     "block_diag", "broadcast_shapes", "broadcast_tensors", "can_cast", "cartesian_prod", "clone", "combinations",
@@ -19,24 +26,24 @@ __all__ = [
 ]
 
 
-def clone(input, *, memory_format=None):
+def clone(input: Tensor, *, memory_format: Any = None) -> Tensor:
     check_tensor("clone", "input", input)
     return input.clone()
 
 
-def detach(input):
+def detach(input: Tensor) -> Tensor:
     check_tensor("detach", "input", input)
     return input.detach()
 
 
-def broadcast_shapes(*shapes):
+def broadcast_shapes(*shapes: Any) -> Any:
     """The shape that all `shapes` broadcast to (a tinyattn.Size)."""
     from ..size import Size
 
     return Size(check_broadcast("broadcast_shapes", *[(s,) if isinstance(s, int) else tuple(s) for s in shapes]))
 
 
-def broadcast_tensors(*tensors):
+def broadcast_tensors(*tensors: Tensor) -> tuple[Tensor, ...]:
     """The tensors expanded to their common broadcast shape (views)."""
     from .shape import expand
 
@@ -46,7 +53,7 @@ def broadcast_tensors(*tensors):
     return tuple(expand(t, shape) for t in tensors)
 
 
-def isin(elements, test_elements, *, assume_unique=False, invert=False):
+def isin(elements: Operand, test_elements: Operand, *, assume_unique: bool = False, invert: bool = False) -> Tensor:
     """A bool tensor: whether each element of `elements` occurs in `test_elements`."""
     a = elements.numpy() if isinstance(elements, Variable) else np.asarray(elements)
     b = test_elements.numpy() if isinstance(test_elements, Variable) else np.asarray(test_elements)
@@ -56,7 +63,7 @@ def isin(elements, test_elements, *, assume_unique=False, invert=False):
     return host_result(like, np.asarray(np.isin(a, b, assume_unique=assume_unique, invert=invert)))
 
 
-def tensordot(a, b, dims=2):
+def tensordot(a: Tensor, b: Tensor, dims: Any = 2) -> Tensor:
     """Σ over paired dims: dims = n (the last n of a with the first n of b) or ([dims of a], [dims of b])."""
     from .einsum import einsum
 
@@ -107,14 +114,14 @@ def can_cast(from_, to):
     return order[f.kind] <= order[t.kind]
 
 
-def scalar_tensor(s, *, dtype=None, device=None, requires_grad=False):
+def scalar_tensor(s: Number, *, dtype: DType = None, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     from ..creation import tensor
     from ..dtypes import get_default_dtype
 
     return tensor(float(s), dtype=dtype or get_default_dtype(), device=device, requires_grad=requires_grad)
 
 
-def rsub(input, other, *, alpha=1):
+def rsub(input: Tensor, other: Operand, *, alpha: Number = 1) -> Tensor:
     """other - alpha · input."""
     return ew.sub(other, input, alpha=alpha) if isinstance(other, Variable) else ew.add(
         ew.mul(input, -alpha), other)
@@ -145,25 +152,25 @@ def _nsplit(op, input, sections, dim, min_ndim):
     return tensor_split(input, sections, dim)
 
 
-def hsplit(input, indices_or_sections):
+def hsplit(input: Tensor, indices_or_sections: Any) -> tuple[Tensor, ...]:
     return _nsplit("hsplit", input, indices_or_sections, 0 if input.ndim == 1 else 1, 1)
 
 
-def vsplit(input, indices_or_sections):
+def vsplit(input: Tensor, indices_or_sections: Any) -> tuple[Tensor, ...]:
     return _nsplit("vsplit", input, indices_or_sections, 0, 2)
 
 
-def dsplit(input, indices_or_sections):
+def dsplit(input: Tensor, indices_or_sections: Any) -> tuple[Tensor, ...]:
     return _nsplit("dsplit", input, indices_or_sections, 2, 3)
 
 
-def split_with_sizes(input, split_sizes, dim=0):
+def split_with_sizes(input: Tensor, split_sizes: Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
     from .shape_ops import split
 
     return split(input, list(split_sizes), dim)
 
 
-def float_power(input, exponent):
+def float_power(input: Operand, exponent: Operand) -> Tensor:
     """input ** exponent in float64."""
     a = ew.cast(input, np.float64) if isinstance(input, Variable) else float(input)
     b = ew.cast(exponent, np.float64) if isinstance(exponent, Variable) else float(exponent)
@@ -191,17 +198,17 @@ class FMaxMin(Function):
                 sum_to_shape(np.where(take_a, zero, dy), ctx.shapes[1]) if need_b else None, None)
 
 
-def fmax(input, other):
+def fmax(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("fmax", input, other)
     return FMaxMin.apply(a, b, True)
 
 
-def fmin(input, other):
+def fmin(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("fmin", input, other)
     return FMaxMin.apply(a, b, False)
 
 
-def copysign(input, other):
+def copysign(input: Tensor, other: Operand) -> Tensor:
     """|input| with the sign of other.  d/dinput = sign agreement; no gradient to other (PyTorch: 0)."""
     a, b = ew.operands("copysign", input, other)
     if ew.array_of(a).dtype.kind != "f":
@@ -211,7 +218,7 @@ def copysign(input, other):
     return ew.mul(ew.abs(a) if isinstance(a, Variable) else like._wrap(np.abs(a)), like._wrap(sign))
 
 
-def heaviside(input, values):
+def heaviside(input: Tensor, values: Operand) -> Tensor:
     """0 where input < 0, 1 where input > 0, `values` where input == 0 (no gradient)."""
     check_tensor("heaviside", "input", input)
     v = values.numpy() if isinstance(values, Variable) else np.asarray(values)
@@ -237,20 +244,20 @@ class Sinc(Function):
         return dy * np.where(x == 0, np.zeros((), x.dtype), g).astype(dy.dtype)
 
 
-def sinc(input):
+def sinc(input: Tensor) -> Tensor:
     from .unary import float_input
 
     return Sinc.apply(float_input("sinc", input))
 
 
-def erfc(input):
+def erfc(input: Tensor) -> Tensor:
     """1 - erf(x)."""
     from .unary import erf
 
     return ew.sub(1.0, erf(input))
 
 
-def logaddexp2(input, other):
+def logaddexp2(input: Tensor, other: Tensor) -> Tensor:
     """log₂(2^a + 2^b)."""
     from .pointwise import logaddexp
 
@@ -258,14 +265,14 @@ def logaddexp2(input, other):
     return ew.div(logaddexp(ew.mul(input, ln2), ew.mul(other, ln2)), ln2)
 
 
-def dist(input, other, p=2):
+def dist(input: Tensor, other: Tensor, p: float = 2) -> Tensor:
     """‖input - other‖_p over all elements."""
     from .reduction import vector_norm
 
     return vector_norm(ew.sub(input, other), p)
 
 
-def cartesian_prod(*tensors):
+def cartesian_prod(*tensors: Tensor) -> Tensor:
     """Every combination of one element from each 1-D tensor, as rows (a 1-D tensor for one input)."""
     from .counting import meshgrid
     from .shape import reshape, stack
@@ -276,7 +283,7 @@ def cartesian_prod(*tensors):
     return stack([reshape(g, -1) for g in grids], 1)
 
 
-def block_diag(*tensors):
+def block_diag(*tensors: Tensor) -> Tensor:
     """The tensors (0-, 1- or 2-D) placed along the diagonal of one matrix, zeros elsewhere."""
     from .nn_ops import pad
     from .shape import cat, reshape
@@ -293,7 +300,7 @@ def block_diag(*tensors):
     return cat(rows, 0)
 
 
-def combinations(input, r=2, with_replacement=False):
+def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> Tensor:
     """Rows of r elements of the 1-D input, in itertools' order."""
     from .indexing import index_select
     from .shape import reshape
