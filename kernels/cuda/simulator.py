@@ -13,7 +13,7 @@ with no lock. If Python switches threads between the get and the store, two thre
 allocate an array and keep their own: from then on they write and read different "shared" memory, so a
 tiled matmul or a block reduction silently computes with garbage in some slots. At Python's default switch
 interval (5 ms) this is very rare; at 1 µs it hit about 1 launch in 500-2000, and it was the rare wrong
-row of tests/test_cuda_tensors.py::test_review_float_masks_in_the_composite_paths (issue 10): every
+row of tests/test_cuda_tensors.py::test_float_attention_masks_in_the_composite_paths_on_gpu: every
 failing run had one such lost store, in matmul.py's As/Bs tiles, and no passing run had one.
 benchmarks/sim_shared_race.py shows it without tinyattn code.
 
