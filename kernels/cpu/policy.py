@@ -8,7 +8,7 @@ value changed after a kernel compiled (or cached) takes effect only after Numba 
 
 Who reads what:
     tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_ADAM, ROWS_MAX_NT, ROWS_MAX_NN
-    tinyattn/functional/loss.py          FUSED_BACKWARD (the loss keeps its own copy today: see below)
+    tinyattn/functional/loss.py          FUSED_BACKWARD
     kernels/cpu/matmul*                  SMALL_WORK, the portable and the outer-product blocking, the shapes
     kernels/cpu/microkernel.py           the micro-kernel shapes (MICRO_ROWS_*, TAIL_ROWS_*)
     kernels/cpu/attention/               ROWS_MAX_L (attention keeps its own copy today: see below); its tile
@@ -40,8 +40,7 @@ PARALLEL_ADAM = 1 << 15
 # Elements of the logits from which cross_entropy's backward goes through log_softmax's parallel backward
 # kernel instead of four serial NumPy passes. Measured (commit 9fdf88b, docs/benchmarks.md "Goal 1, third
 # round"): 0.49 -> 0.30 ms at 2048 x 96, under load; smaller logits keep the formula, so reverse.py's cold
-# start compiles nothing new. tinyattn/functional/loss.py still defines its own FUSED_BACKWARD (same value):
-# it should read this one (`from tinyattn.kernels.cpu.policy import FUSED_BACKWARD`).
+# start compiles nothing new.
 FUSED_BACKWARD = 1 << 17
 
 # ---- matmul: few-row products (`_gemm_rows`, chosen by the backend) -----------------------------------------

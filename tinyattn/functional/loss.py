@@ -26,9 +26,9 @@ __all__ = [
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-# Logits of at least this many elements take log_softmax's parallel backward kernel (CrossEntropy.backward);
-# smaller ones (examples/reverse.py: 16k) the NumPy formula, so a cold start compiles no extra kernel.
-FUSED_BACKWARD = 1 << 17
+# Logits of at least FUSED_BACKWARD elements take log_softmax's parallel backward kernel (CrossEntropy.backward);
+# smaller ones the NumPy formula (the CPU policy module says why and how it was measured).
+from ..kernels.cpu.policy import FUSED_BACKWARD  # noqa: E402
 
 
 class CrossEntropy(Function):
