@@ -159,7 +159,8 @@ class TransformerEncoderLayer(Module):
         if ((attn.training and attn.dropout > 0) or (self.dropout.training and self.dropout.p > 0)
                 or (self.dropout1.training and self.dropout1.p > 0) or (self.dropout2.training and self.dropout2.p > 0)
                 or attn.rotary is not None or attn.in_proj_weight is None
-                or self.norm1.normalized_shape != (attn.embed_dim,) or self.norm2.normalized_shape != (attn.embed_dim,)):
+                or self.norm1.normalized_shape != (attn.embed_dim,)
+                or self.norm2.normalized_shape != (attn.embed_dim,)):
             return None
         # an exact LayerKVCache: a subclass may change update(), which the fused step does not call
         if not isinstance(src, Tensor) or type(kv_cache) is not LayerKVCache or src.ndim not in (2, 3):
