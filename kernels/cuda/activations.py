@@ -1,5 +1,5 @@
-"""GELU (tanh form, and the exact erf form below) on a CUDA device, forward and backward over a flat array; the meaning and the formula
-of kernels/cpu/activations.py (its constants GELU_C, GELU_A):
+"""GELU (tanh form, and the exact erf form below) on a CUDA device, forward and backward over a flat array; the
+meaning and the formula of kernels/cpu/activations.py (its constants GELU_C, GELU_A):
 
     u = c (x + a x³),  c = √(2/π),  a = 0.044715
     y = x/2 · (1 + tanh u) = x · s,   s = σ(2u) = 1 / (1 + e^(-2u))

@@ -217,7 +217,8 @@ def _prepare(name, q, k, v, causal, scale, bias, window, offset=0):
     BH, L, E = q.shape
     S = k.shape[1]
     if k.shape != (BH, S, E) or v.shape[:2] != (BH, S):
-        raise ValueError(f"{name}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (BH, L, E), (BH, S, E), (BH, S, Ev)")
+        raise ValueError(f"{name}: q {q.shape}, k {k.shape}, v {v.shape} do not fit "
+                         "(BH, L, E), (BH, S, E), (BH, S, Ev)")
     has_bias = bias is not None
     if has_bias:
         bias = as_device(np.asarray(bias, dtype=dt) if isinstance(bias, np.ndarray) else bias)
@@ -252,7 +253,8 @@ def attention_backward(q, k, v, causal, scale, out, lse, dout, bias=None, window
     BH, L, E = q.shape
     S = k.shape[1]
     if out.shape != (BH, L, v.shape[2]) or dout.shape != out.shape or lse.shape != (BH, L):
-        raise ValueError(f"attention_backward: out {out.shape}, lse {lse.shape}, dout {dout.shape} do not fit q {q.shape}, v {v.shape}")
+        raise ValueError(f"attention_backward: out {out.shape}, lse {lse.shape}, dout {dout.shape} do not fit "
+                         f"q {q.shape}, v {v.shape}")
     if any(np.dtype(a.dtype) != dt for a in (out, lse, dout)):
         raise TypeError(f"attention_backward: out, lse, dout must be {dt}")
     _, delta, dq_kernel, dkdv_kernel = _kernels(dt, rows, BLOCK_K)
