@@ -266,7 +266,7 @@ def test_every_weights_only_type_round_trips_exactly(tmp_path):
         "nan": float("nan"), "inf": float("-inf"), "str": "héllo", "complex": 1 - 2j, "bytes": b"\x00\xff",
         "bytearray": bytearray(b"ab"), "list": [1, [2.0, None]], "tuple": (0.9, 0.95), "empty": {}, "empty_list": [],
         "set": {1, "a"}, "odict": collections.OrderedDict([("b", 1), ("a", 2)]), "counter": collections.Counter("aab"),
-        1: "int key", 2.5: "float key", None: "None key", True: "bool key", (1, "a"): "tuple key", "a/b::c": "odd key",
+        1: "int key", 2.5: "float key", None: "None key", False: "bool key", (1, "a"): "tuple key", "a/b::c": "odd key",
         "f32": w, "f64": ta.ones(2, dtype=ta.float64), "i64": ta.arange(3), "i32": ta.zeros(2, dtype=ta.int32),
         "bool": ta.tensor([True, False]), "f16": ta.tensor(np.ones(2, np.float16)), "zero_d": ta.tensor(1.5),
         "empty_t": ta.zeros(0, 3), "transposed": w.T, "strided": w[:, ::2], "grad": ta.ones(2, requires_grad=True),
@@ -277,6 +277,7 @@ def test_every_weights_only_type_round_trips_exactly(tmp_path):
     ta.save(obj, tmp_path / "all.pt")
     back = ta.load(tmp_path / "all.pt")
     assert list(back) == list(obj)
+    assert [type(k) for k in back] == [type(k) for k in obj]  # an int key stays an int, a bool key a bool
     for key, value in obj.items():
         got = back[key]
         assert type(got) is type(value), key

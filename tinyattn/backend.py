@@ -5,7 +5,7 @@ device-specific module, so a second device only has to provide the same names.
 
 - CPUBackend: numpy arrays; numpy for elementwise work (`xp`) and the Numba kernels in
   `tinyattn.kernels.cpu` for matmul, softmax, attention, GELU, layer norm and embedding.
-- CUDABackend: `DeviceArray`s (tinyattn/device_array.py, numpy's API on the GPU) for
+- CUDABackend: `DeviceArray`s (tinyattn/device_array/, numpy's API on the GPU) for
   elementwise work, and the `numba.cuda` kernels in `tinyattn.kernels.cuda` for the rest.
   Imported on first use, so `import tinyattn` never imports numba.cuda.
 
@@ -217,7 +217,7 @@ class CPUBackend:
         q (..., L, E), k (..., S, E), v (..., S, Ev) with the same batch dims (BH: their product), any
         strides: the kernel reads them in place through a flat view, a per-batch-head offset table and a
         row stride when each row is contiguous (the q, k, v of a fused qkv projection), and copies them
-        otherwise (kernels/cpu/attention.py, _strided). bias is None or (Bb, Lb, Sb), each axis 1 or full
+        otherwise (kernels/cpu/attention/layout.py). bias is None or (Bb, Lb, Sb), each axis 1 or full
         (BH, L, S), broadcast by the kernel, never copied; window None means none; query row i sits at key
         position i + offset for causal/window (0: top-left, S - L: bottom-right). backward: a backward may
         follow (on a cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
