@@ -4,7 +4,6 @@ import pytest
 
 import tinyattn as ta
 import tinyattn.nn as nn
-import tinyattn.nn.functional as F
 from tinyattn import autograd
 
 
