@@ -148,7 +148,7 @@ def _run_attention(be, rng):
                 bias = rng.standard_normal((1, 1, S)).astype(dtype)
             what = f"attention {np.dtype(dtype).name} causal={causal} window={window} offset={offset} bias={kind}"
             args = (None if bias is None else be.asarray(bias), causal, window, 0.7)
-            out, lse = be.attention_forward(*(be.asarray(a) for a in (q, k, v)), *args, offset, True)
+            out, lse = be.attention_forward(*(be.asarray(a) for a in (q, k, v)), *args, offset)
             want_out, want_lse = attention_reference(q, k, v, bias, causal, window, 0.7, offset)
             _close(out, want_out, tol, what + " out")
             _close(lse, want_lse, tol, what + " lse")
@@ -219,7 +219,7 @@ def test_a_drifting_backend_fails_the_check():
     class Reordered(Missing):
         softmax = B.CPUBackend.softmax
 
-        def attention_forward(self, q, k, v, causal, scale, bias=None, window=-1, offset=0, backward=False):
+        def attention_forward(self, q, k, v, causal, scale, bias=None, window=-1, offset=0):
             pass
 
     class Undeclared(Reordered):

@@ -42,6 +42,11 @@ from .settings import (  # noqa: E402
     set_float32_matmul_precision, set_num_threads, use_deterministic_algorithms,
 )
 
+# The composition root tells the runtime when a backward may follow a forward (whether a cold start compiles
+# attention's backward ahead, in a second process): whenever gradients are being recorded.
+from . import runtime as _runtime  # noqa: E402
+_runtime.set_backward_expected(is_grad_enabled)
+
 __version__ = "0.1.0"
 
 # ---- PyTorch's dtypes, Size, and the wider op set (functional/*) --------------------------------------

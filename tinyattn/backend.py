@@ -17,7 +17,6 @@ import numba
 import numpy as np
 
 from . import runtime
-from .compile_ahead import AHEAD
 
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
@@ -211,7 +210,7 @@ class CPUBackend:
         )
 
     # ---- fused attention on (..., length, dim) arrays ------------------------------------
-    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
         """O = softmax(scale·QKᵀ + bias, masked) V, tiled; returns O (..., L, Ev) and the row logsumexp (..., L).
 
         q (..., L, E), k (..., S, E), v (..., S, Ev) with the same batch dims (BH: their product), any
@@ -219,24 +218,20 @@ class CPUBackend:
         row stride when each row is contiguous (the q, k, v of a fused qkv projection), and copies them
         otherwise (kernels/cpu/attention/layout.py). bias is None or (Bb, Lb, Sb), each axis 1 or full
         (BH, L, S), broadcast by the kernel, never copied; window None means none; query row i sits at key
-        position i + offset for causal/window (0: top-left, S - L: bottom-right). backward: a backward may
-        follow (on a cold start its kernel then compiles in a second process meanwhile: compile_ahead.py).
+        position i + offset for causal/window (0: top-left, S - L: bottom-right). On a cold start, when a
+        backward is expected, its kernel compiles in a second process meanwhile (runtime.py, compile_ahead.py).
         """
         bh = math.prod(q.shape[:-2])
         work = bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         window = _window(window)
-        if backward:
-            AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
-        try:
+        with runtime.compile_ahead_of_backward(q, k, v, bias, causal, window, scale, offset):
             return _run(work, self._attn.attention_forward, q, k, v, bias, bias is not None, causal, window, scale,
                         offset)
-        finally:
-            AHEAD.pending = None
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
         """dq, dk, dv (C-contiguous, shaped like q, k, v) from the forward's out and lse; dout shaped like out,
         any strides (read in place like q, k, v)."""
-        AHEAD.wait()  # a cold start may be compiling this kernel in a second process (compile_ahead.py)
+        runtime.before_backward()  # a cold start may be compiling this kernel in a second process
         bh = math.prod(q.shape[:-2])
         work = 2 * bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return _run(work, self._attn.attention_backward,
@@ -435,7 +430,7 @@ class CUDABackend:
     # The CUDA kernels take (BH, L, E) arrays: q, k, v (..., L, E), out, lse and dout are reshaped here (a
     # copy when their batch dims do not merge); out, lse and the gradients are reshaped back to the batch
     # dims (views of the kernels' contiguous results), as the contract says.
-    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0, backward=False):
+    def attention_forward(self, q, k, v, bias, causal, window, scale, offset=0):
         batch = q.shape[:-2]
         bh = math.prod(batch)
         q, k, v = (a.reshape(bh, *a.shape[-2:]) for a in (q, k, v))

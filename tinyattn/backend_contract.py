@@ -139,8 +139,7 @@ class Backend(Protocol):
 
     # ---- fused attention ------------------------------------------------------------------------
     def attention_forward(self, q: Array, k: Array, v: Array, bias: Optional[Array], causal: bool,
-                          window: Optional[int], scale: float, offset: int = 0,
-                          backward: bool = False) -> Tuple[Array, Array]:
+                          window: Optional[int], scale: float, offset: int = 0) -> Tuple[Array, Array]:
         """Fused scaled-dot-product attention, never forming the L x S matrix in memory. Per batch-head:
 
             S_ij = scale q_i·k_j + bias_ij, and -inf where masked (attention_allowed, or bias_ij = -inf)
@@ -152,8 +151,8 @@ class Backend(Protocol):
         j <= i + offset. window: None (no window), or w >= 0: keep key j only if |i + offset - j| <= w.
         offset places query row i at key position i + offset (0: PyTorch's top-left is_causal, S - L:
         bottom-right, a key/value cache). A fully masked row (every key masked, or S = 0) gets out_i = 0 and
-        lse_i = -inf, and contributes exactly 0 to every gradient. backward: a backward may follow (a hint;
-        the CPU backend then may compile the backward in a second process on a cold start).
+        lse_i = -inf, and contributes exactly 0 to every gradient. (On a cold start the CPU backend may
+        compile the backward kernel in a second process meanwhile: tinyattn.runtime decides, not the caller.)
 
         Returns (out (..., L, Ev), lse (..., L)); out may be strided (the CPU lays (B, H, L, Ev) out as
         (B, L, H, Ev) so joining the heads is a view)."""

@@ -28,7 +28,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, Variable, is_grad_enabled
+from ..autograd import Function, Variable
 from ..backend import backend_of, device_of, move
 from ..backend_contract import attention_allowed
 from . import elementwise as ew, linalg, shape as sh
@@ -121,8 +121,7 @@ class ScaledDotProductAttention(Function):
         ctx.empty = False
         # q, k, v go to the backend as they are, batch dims and strides included: reshaping them to
         # (BH, L, E) would copy the usual strided views (the q, k, v of a fused qkv projection)
-        backward = is_grad_enabled() and True in ctx.needs_input_grad[:3]  # a backward may follow
-        out, lse = backend_of(q).attention_forward(q, k, v, bias, causal, window, scale, offset, backward)
+        out, lse = backend_of(q).attention_forward(q, k, v, bias, causal, window, scale, offset)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.args = (bias, causal, window, scale, offset)
         return out.reshape(batch + out.shape[-2:])
