@@ -8,8 +8,11 @@ import contextlib
 import importlib.util
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
+
+import numpy as np
 
 import tinyattn.as_torch as as_torch
 
@@ -72,3 +75,20 @@ def plain_text(n_chars=300_000):
             break
     text = "".join(parts)
     return "".join(c for c in text if c == "\n" or " " <= c <= "~")[:n_chars]
+
+
+def write_char_dataset(folder, text):
+    """What nanoGPT's data/shakespeare_char/prepare.py writes for `text` (train.bin and val.bin as uint16
+    character ids, 90/10, and meta.pkl), without its download (prepare.py imports `requests` to fetch a
+    missing input.txt). Returns the vocabulary size."""
+    folder = pathlib.Path(folder)
+    (folder / "input.txt").write_text(text)
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    cut = int(len(ids) * 0.9)
+    ids[:cut].tofile(folder / "train.bin")
+    ids[cut:].tofile(folder / "val.bin")
+    with open(folder / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
+    return len(chars)

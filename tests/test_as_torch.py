@@ -6,20 +6,15 @@ import textwrap
 
 import pytest
 
+import programs
 import tinyattn as ta
 import tinyattn.as_torch as as_torch
 
 
 @pytest.fixture
 def torch_is_tinyattn():
-    real = {n: m for n, m in sys.modules.items() if n == "torch" or n.startswith("torch.")}
-    for name in real:
-        del sys.modules[name]
-    try:
-        yield as_torch.install(quiet=True)
-    finally:
-        as_torch.uninstall()
-        sys.modules.update(real)
+    with programs.torch_is_tinyattn() as torch:
+        yield torch
 
 
 def test_torch_and_its_submodules_resolve_to_tinyattn(torch_is_tinyattn):

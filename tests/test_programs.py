@@ -6,7 +6,6 @@ every gradient and the parameters after optimiser steps with gradient clipping m
 rounding. The real programs (nanoGPT, minGPT) are used where a copy is present (see tests/programs.py);
 tests/program_tiny_gpt.py, our own program in their idioms, runs everywhere.
 """
-import pickle
 import re
 import shutil
 
@@ -15,7 +14,7 @@ import pytest
 
 import tinyattn as ta
 from tinyattn.as_torch import stand_in
-from programs import PROGRAMS, load_file, plain_text, program_dir, run_script
+from programs import PROGRAMS, load_file, plain_text, program_dir, run_script, write_char_dataset
 
 torch = pytest.importorskip("torch")
 HERE = __import__("pathlib").Path(__file__).parent
@@ -135,17 +134,7 @@ def _nanogpt_workdir(tmp_path):
     """A copy of nanoGPT with a character-level data set prepared from local text."""
     work = tmp_path / "nanoGPT"
     shutil.copytree(NANOGPT, work, ignore=shutil.ignore_patterns(".git", "assets"))
-    data = work / "data" / "shakespeare_char"
-    text = plain_text(60_000)
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-    cut = int(len(ids) * 0.9)
-    ids[:cut].tofile(data / "train.bin")
-    ids[cut:].tofile(data / "val.bin")
-    with open(data / "meta.pkl", "wb") as f:  # the layout prepare.py writes (it needs `requests` to import)
-        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
-    return work, len(chars)
+    return work, write_char_dataset(work / "data" / "shakespeare_char", plain_text(60_000))
 
 
 @needs_nanogpt

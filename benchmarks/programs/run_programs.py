@@ -16,7 +16,6 @@ prepare.py does (train.bin, val.bin, meta.pkl), so that no network is needed.
 import argparse
 import os
 import pathlib
-import pickle
 import re
 import shutil
 import statistics
@@ -25,10 +24,9 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
-from programs import PROGRAMS, plain_text  # noqa: E402
+from programs import PROGRAMS, plain_text, write_char_dataset  # noqa: E402
 
 NANOGPT_RECIPE = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                   "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
@@ -53,17 +51,7 @@ def _median_ms(values):
 
 
 def nanogpt(work, tinyattn, iters):
-    data = work / "data" / "shakespeare_char"
-    text = plain_text(300_000)
-    (data / "input.txt").write_text(text)
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-    cut = int(len(ids) * 0.9)
-    ids[:cut].tofile(data / "train.bin")
-    ids[cut:].tofile(data / "val.bin")
-    with open(data / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
+    write_char_dataset(work / "data" / "shakespeare_char", plain_text(300_000))
     recipe = [a if not a.startswith(("--max_iters", "--lr_decay_iters")) else f"{a.split('=')[0]}={iters}"
               for a in NANOGPT_RECIPE]
     out, wall = _run(["train.py", *recipe], work, tinyattn, timeout=3600)
