@@ -449,10 +449,10 @@ def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch)
     from numba import njit, types
     from numba.core import event
 
-    from tinyattn import backend
+    from tinyattn import backend, runtime
 
     backend.cpu()                                  # installs the listener (once per process)
-    assert backend._CompileNotice.installed
+    assert runtime.CompileNotice.installed
     monkeypatch.delitem(sys.modules, "tqdm", raising=False)   # plain stderr, not tqdm.write
 
     @njit
@@ -473,7 +473,7 @@ def test_compile_notice_names_the_outermost_tinyattn_kernel(capsys, monkeypatch)
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_malloc_thresholds_are_set_unless_the_user_chose(tmp_path):
-    """The CPU backend sets glibc's mmap/trim thresholds (backend._tune_malloc) at its creation, so that a
+    """The CPU backend sets glibc's mmap/trim thresholds (runtime.tune_malloc) at its creation, so that a
     training step's large temporaries reuse heap pages instead of faulting in new ones every step; not
     when TINYATTN_MALLOC_TUNING=0 or when the user set malloc's own variables. Each case in a new process
     (the backend is made once per process)."""

@@ -56,9 +56,6 @@ def _rows(x, dim):
 
 
 # Process-wide effects (malloc tuning, the compile notice, compile-ahead, the host kernel choice): runtime.py.
-# The old private names stay for callers that used them.
-_CompileNotice = runtime.CompileNotice
-_tune_malloc = runtime.tune_malloc
 
 
 def _window(window):

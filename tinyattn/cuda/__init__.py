@@ -105,7 +105,7 @@ def current_device():
 
 def set_device(dev):
     """Select the GPU: tinyattn has only cuda:0, so anything else is an error."""
-    index = dev if isinstance(dev, int) else device(dev).index if not isinstance(dev, device) else dev.index
+    index = dev if isinstance(dev, int) else device(dev).index  # device() also takes a device
     if index not in (0, None):
         raise ValueError(f"torch.cuda.set_device: tinyattn uses a single GPU, cuda:0; got {dev!r}")
     require_cuda("torch.cuda.set_device")
