@@ -15,7 +15,7 @@ from . import backend
 from .autograd import Variable
 from .cuda import device as Device
 from .dtypes import KINDS, as_dtype, default_dtype_for, float32, get_default_dtype, int64
-from .random import RandomArgumentError, _numpy_rng
+from .random import RandomArgumentError, numpy_rng
 from .tensor import Tensor
 from typing import TYPE_CHECKING, Any
 
@@ -169,7 +169,7 @@ def randn(*sizes: Any, size: Shape | None = None, generator: Generator | None = 
           device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples (float32 unless told) from `generator` or the default generator."""
     size, dtype = _random_float("randn", _random_size("randn", sizes, size), dtype, requires_grad)
-    rng = _numpy_rng(generator, "randn")
+    rng = numpy_rng(generator, "randn")
     return _make(rng.standard_normal(size).astype(dtype), requires_grad, device)
 
 
@@ -177,7 +177,7 @@ def rand(*sizes: Any, size: Shape | None = None, generator: Generator | None = N
          device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) (float32 unless told) from `generator` or the default generator."""
     size, dtype = _random_float("rand", _random_size("rand", sizes, size), dtype, requires_grad)
-    rng = _numpy_rng(generator, "rand")
+    rng = numpy_rng(generator, "rand")
     return _make(rng.random(size).astype(dtype), requires_grad, device)
 
 
@@ -236,7 +236,7 @@ def randint(*args: Any, low: int | None = None, high: int | None = None, size: S
     low = 0 if low is None else low
     size, dtype = _size("randint", (size,)), _dtype("randint", dtype, int64)
     _check_grad("randint", dtype, requires_grad)
-    values = _draw_integers("randint", _numpy_rng(generator, "randint"), low, high, size, dtype)
+    values = _draw_integers("randint", numpy_rng(generator, "randint"), low, high, size, dtype)
     return _make(values, requires_grad, device)
 
 
@@ -249,7 +249,7 @@ def randperm(n, *, generator=None, dtype=int64, device=None, requires_grad=False
     _check_grad("randperm", dtype, requires_grad)
     if dtype.kind in "iu" and n > 0 and n - 1 > np.iinfo(dtype).max:
         raise RandomArgumentError(f"randperm: n is too large for result tensor type {dtype}, got n={n}")
-    values = _numpy_rng(generator, "randperm").permutation(n).astype(dtype)
+    values = numpy_rng(generator, "randperm").permutation(n).astype(dtype)
     return _make(values, requires_grad, device)
 
 
@@ -291,7 +291,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     totals = rows.sum(axis=1)
     if (totals <= 0).any() or not np.isfinite(totals).all():
         raise RandomArgumentError("invalid multinomial distribution (sum of probabilities <= 0)")
-    rng = _numpy_rng(generator, "multinomial")
+    rng = numpy_rng(generator, "multinomial")
     if replacement:
         cdf = np.cumsum(rows, axis=1) / totals[:, None]  # (N, K), each row ends at 1
         cdf[:, -1] = 1.0
@@ -328,7 +328,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
     normal(mean_tensor, std=1.0), normal(mean, std_tensor), normal(mean, std, size) (float32 unless told).
     The result is a sample that does not require grad (PyTorch's records a node whose gradient for
     mean and std is zero: the same gradients)."""
-    rng = _numpy_rng(generator, "normal")
+    rng = numpy_rng(generator, "normal")
     if isinstance(mean, Variable) or isinstance(std, Variable):
         if size is not None:
             raise TypeError("normal: size is only taken with a number mean and std; with tensors the shape "
@@ -372,7 +372,7 @@ def bernoulli(input, p=None, *, generator=None):
     else:
         probs = _float_arg("bernoulli", "p", p)
     _check_p("bernoulli", probs)
-    values = (_numpy_rng(generator, "bernoulli").random(a.shape) < probs).astype(a.dtype)
+    values = (numpy_rng(generator, "bernoulli").random(a.shape) < probs).astype(a.dtype)
     return _make(values, False, input.device)
 
 
@@ -424,7 +424,7 @@ def normal_(x, mean=0.0, std=1.0, *, generator=None):
     _float_target("normal_", x)
     mean, std = _float_arg("normal_", "mean", mean), _float_arg("normal_", "std", std)
     _check_std("normal_", std)
-    values = mean + std * _numpy_rng(generator, "normal_").standard_normal(x.shape)
+    values = mean + std * numpy_rng(generator, "normal_").standard_normal(x.shape)
     return _fill_random("normal_", x, values)
 
 
@@ -437,7 +437,7 @@ def uniform_(x, a=0.0, b=1.0, *, generator=None, **bounds):
     a, b = _float_arg("uniform_", "from", a), _float_arg("uniform_", "to", b)
     if a > b:
         raise RandomArgumentError(f"uniform_ expects to return a [from, to) range, but found from={a:g} > to={b:g}")
-    values = _numpy_rng(generator, "uniform_").uniform(a, b, x.shape)
+    values = numpy_rng(generator, "uniform_").uniform(a, b, x.shape)
     return _fill_random("uniform_", x, values)
 
 
@@ -449,7 +449,7 @@ def bernoulli_(x, p=0.5, *, generator=None):
         raise ValueError(f"bernoulli_: p of shape {tuple(probs.shape)} does not broadcast to the tensor's shape "
                          f"{tuple(x.shape)}")
     _check_p("bernoulli_", probs)
-    values = _numpy_rng(generator, "bernoulli_").random(x.shape) < probs
+    values = numpy_rng(generator, "bernoulli_").random(x.shape) < probs
     return _fill_random("bernoulli_", x, values)
 
 
@@ -484,7 +484,7 @@ def random_(x, *args, generator=None, **bounds):
         else:
             top = int(np.iinfo(dtype).max)
         high = top + 1
-    values = _draw_integers("random_", _numpy_rng(generator, "random_"), low, high, x.shape,
+    values = _draw_integers("random_", numpy_rng(generator, "random_"), low, high, x.shape,
                             np.dtype(np.int64) if dtype.kind in "fb" or high - 1 > np.iinfo(np.int64).max else dtype)
     return _fill_random("random_", x, values)
 
@@ -494,7 +494,7 @@ def exponential_(x, lambd=1.0, *, generator=None):
     lambd = _float_arg("exponential_", "lambd", lambd)
     if not lambd > 0:
         raise RandomArgumentError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
-    values = _numpy_rng(generator, "exponential_").standard_exponential(x.shape) / lambd
+    values = numpy_rng(generator, "exponential_").standard_exponential(x.shape) / lambd
     return _fill_random("exponential_", x, values)
 
 
@@ -504,7 +504,7 @@ def geometric_(x, p, *, generator=None):
     p = _float_arg("geometric_", "p", p)
     if not 0 < p < 1:
         raise RandomArgumentError(f"geometric_ expects p to be in (0, 1), but got p={p:g}")
-    return _fill_random("geometric_", x, _numpy_rng(generator, "geometric_").geometric(p, x.shape))
+    return _fill_random("geometric_", x, numpy_rng(generator, "geometric_").geometric(p, x.shape))
 
 
 def log_normal_(x, mean=1.0, std=2.0, *, generator=None):
@@ -512,7 +512,7 @@ def log_normal_(x, mean=1.0, std=2.0, *, generator=None):
     mean, std = _float_arg("log_normal_", "mean", mean), _float_arg("log_normal_", "std", std)
     if not std > 0:
         raise RandomArgumentError(f"log_normal_ expects std > 0.0, but found std={std:g}")
-    return _fill_random("log_normal_", x, _numpy_rng(generator, "log_normal_").lognormal(mean, std, x.shape))
+    return _fill_random("log_normal_", x, numpy_rng(generator, "log_normal_").lognormal(mean, std, x.shape))
 
 
 def cauchy_(x, median=0.0, sigma=1.0, *, generator=None):
@@ -520,7 +520,7 @@ def cauchy_(x, median=0.0, sigma=1.0, *, generator=None):
     median, sigma = _float_arg("cauchy_", "median", median), _float_arg("cauchy_", "sigma", sigma)
     if not sigma > 0:
         raise RandomArgumentError(f"cauchy_ expects sigma > 0.0, but found sigma={sigma:g}")
-    values = median + sigma * _numpy_rng(generator, "cauchy_").standard_cauchy(x.shape)
+    values = median + sigma * numpy_rng(generator, "cauchy_").standard_cauchy(x.shape)
     return _fill_random("cauchy_", x, values)
 
 

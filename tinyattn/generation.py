@@ -25,7 +25,7 @@ from .creation import from_numpy, tensor
 from .nn.attention import KVCache
 from .nn.module import Module
 from .nn.positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
-from .random import RandomArgumentError, _numpy_rng
+from .random import RandomArgumentError, numpy_rng
 from .tensor import Tensor
 
 __all__ = [
@@ -84,7 +84,7 @@ def sample_from_logits(logits, temperature=1.0, top_k=None, top_p=None, generato
     """
     temperature = _check_temperature(temperature)
     _check_top(top_k, top_p)  # (greedy ignores them, but bad values are refused all the same)
-    _numpy_rng(generator, _OP)  # a bad generator is refused before anything else
+    numpy_rng(generator, _OP)  # a bad generator is refused before anything else
     return _sample(np.asarray(_as_numpy(logits), dtype=np.float64), temperature, top_k, top_p, generator)
 
 
@@ -100,7 +100,7 @@ def _sample(x, temperature, top_k, top_p, generator):
     if top_k is not None or top_p is not None:  # (with neither, filter_logits would only copy x)
         x = filter_logits(x, top_k, top_p)
     p = np.exp(x)  # (N, V); the max is exp(0) = 1, so every row sums to >= 1 and nothing is NaN
-    rng = _numpy_rng(generator, _OP)
+    rng = numpy_rng(generator, _OP)
     u = rng.random(len(p))[:, None]  # (N, 1) in [0, 1)
     cdf = np.cumsum(p, axis=-1)
     # the first token whose cdf exceeds u·total; were u·total to round up to the total, the last token of
@@ -154,7 +154,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=N
     max_new_tokens = _count("max_new_tokens", max_new_tokens)
     temperature = _check_temperature(temperature)
     _check_top(top_k, top_p)
-    _numpy_rng(generator, _OP)  # a TypeError naming the argument for anything but a generator, before the model runs
+    numpy_rng(generator, _OP)  # a TypeError naming the argument for anything but a generator, before the model runs
     if context_overflow not in _OVERFLOW:
         raise ValueError(f"{_OP}: context_overflow must be one of {_OVERFLOW}, got {context_overflow!r}")
     ids, device, one_d = _prompt(prompt)  # (N, T) int64 numpy

@@ -120,8 +120,11 @@ class Generator:
         return f"<tinyattn.Generator object at {id(self):#x} (device={self.device.type!r})>"
 
 
-def _numpy_rng(generator, op="random"):
-    """The NumPy generator to draw from: the default one when `generator` is None."""
+def numpy_rng(generator, op="random"):
+    """The NumPy generator to draw from: the default one when `generator` is None.
+
+    For the library's own modules (creation, nn.init, generation, utils.data): not public API, not in
+    __all__. `op` names the caller in the TypeError raised for anything but a Generator."""
     if generator is None:
         return default_generator._rng
     if isinstance(generator, Generator):

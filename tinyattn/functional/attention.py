@@ -153,7 +153,7 @@ def scaled_dot_product_attention(
     sees keys j <= i + S - L), as in PyTorch.
     """
     attn_mask, is_causal, offset = _causal_bias_arg(attn_mask, is_causal, query, key)
-    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset)
+    return sdpa_with_offset(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset)
 
 
 def _causal_bias_arg(attn_mask, is_causal, query, key):
@@ -170,9 +170,11 @@ def _causal_bias_arg(attn_mask, is_causal, query, key):
     return None, True, attn_mask.offset
 
 
-def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset):
+def sdpa_with_offset(query, key, value, attn_mask, dropout_p, is_causal, scale, window, offset):
     """scaled_dot_product_attention with the causal/window alignment explicit: query row i at key
-    position i + offset (0: PyTorch's top-left is_causal; S - L: bottom-right, for a key/value cache)."""
+    position i + offset (0: PyTorch's top-left is_causal; S - L: bottom-right, for a key/value cache).
+
+    For the library's own modules (nn.MultiheadAttention's cached decode); not public API, not in __all__."""
     op = "scaled_dot_product_attention"
     if not isinstance(dropout_p, numbers.Real) or isinstance(dropout_p, (bool, np.bool_)):
         raise TypeError(f"{op}: dropout_p must be a number, got {type(dropout_p).__name__}")
@@ -196,7 +198,7 @@ def attention_composite(
     It materialises S and P (L×S each). Fully masked rows give 0, as in the fused kernel:
     their scores are replaced by 0 before the softmax and their weights zeroed after it.
     attn_mask may be a CausalBias as in scaled_dot_product_attention; causal_offset places query
-    row i at key position i + causal_offset for is_causal and window (see _sdpa).
+    row i at key position i + causal_offset for is_causal and window (see sdpa_with_offset).
     """
     if isinstance(attn_mask, CausalBias):
         attn_mask, is_causal, causal_offset = _causal_bias_arg(attn_mask, is_causal, query, key)

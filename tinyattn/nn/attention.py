@@ -11,7 +11,7 @@ from .. import functional as F
 from ..autograd import is_grad_enabled
 from ..backend import backend_of, device_of
 from ..creation import empty_parameter_data
-from ..functional.attention import _sdpa, window_arg
+from ..functional.attention import sdpa_with_offset, window_arg
 from ..functional.attention import CausalBias, CausalVariant, causal_lower_right, causal_upper_left  # noqa: F401
 from ..functional.attention_variants import NORMALIZERS, RELEVANCES
 from ..functional.checks import on_device_of
@@ -370,7 +370,7 @@ class MultiheadAttention(Module):
             out, weights = F.attention_composite(q, k, v, mask, is_causal, dropout_p=dropout_p, return_weights=True,
                                                  causal_offset=causal_offset)
         else:
-            out, weights = _sdpa(q, k, v, mask, dropout_p, is_causal, None, None, causal_offset), None
+            out, weights = sdpa_with_offset(q, k, v, mask, dropout_p, is_causal, None, None, causal_offset), None
         out = self.out_proj(out.transpose(1, 2).reshape(n, L, self.embed_dim))  # concat heads, then W^o
         if not batched:
             out = out.squeeze(0)

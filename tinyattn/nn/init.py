@@ -5,7 +5,7 @@ import warnings as _warnings
 import numpy as _np
 
 from ..backend import device_of as _device_of, move as _move
-from ..random import _numpy_rng
+from ..random import numpy_rng as _numpy_rng
 
 __all__ = [
     "kaiming_uniform_", "normal_", "ones_", "uniform_", "xavier_uniform_", "zeros_",

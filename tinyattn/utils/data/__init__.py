@@ -10,7 +10,7 @@ Submodules at PyTorch's paths: dataset, sampler, dataloader, distributed, _utils
 from . import _utils
 from ._utils.collate import default_collate, default_convert
 from ._utils.worker import get_worker_info
-from .dataloader import DataLoader, _DatasetKind
+from .dataloader import DataLoader, DatasetKind as _DatasetKind  # PyTorch's torch.utils.data._DatasetKind
 from .dataset import (
     ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset, Subset, TensorDataset, random_split,
 )

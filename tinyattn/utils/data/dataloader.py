@@ -30,12 +30,12 @@ import queue
 import sys
 import typing
 
-from ...random import _numpy_rng
+from ...random import numpy_rng
 from . import _utils  # noqa: F401  (torch.utils.data.dataloader._utils)
 from ._utils.collate import default_collate, default_convert
 from ._utils.fetch import create_fetcher
 from ._utils.worker import (
-    MP_STATUS_CHECK_INTERVAL, ExceptionWrapper, _IterableDatasetStopIteration, _ResumeIteration, _worker_loop,
+    MP_STATUS_CHECK_INTERVAL, ExceptionWrapper, IterableDatasetStopIteration, ResumeIteration, worker_loop,
     get_worker_info,
 )
 from .dataset import IterableDataset
@@ -47,9 +47,13 @@ __all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info"
 _POLL_INTERVAL = 1.0  # seconds between the main process's checks that its workers are alive
 
 
-class _DatasetKind:
+class DatasetKind:
+    """Map-style or iterable dataset: for the library's own modules, not public API (not in __all__)."""
     Map = 0
     Iterable = 1
+
+
+_DatasetKind = DatasetKind  # PyTorch's torch.utils.data.dataloader._DatasetKind
 
 
 class _InfiniteConstantSampler(Sampler):
@@ -62,7 +66,7 @@ class _InfiniteConstantSampler(Sampler):
 
 def _draw_base_seed(generator):
     """One int64 in [0, 2**63) from `generator` (None: the default one): PyTorch's base seed per iterator."""
-    return int(_numpy_rng(generator, "DataLoader").integers(0, 1 << 63))
+    return int(numpy_rng(generator, "DataLoader").integers(0, 1 << 63))
 
 
 _T_co = typing.TypeVar("_T_co", covariant=True)
@@ -124,7 +128,7 @@ class DataLoader(typing.Generic[_T_co]):
         self.in_order = in_order
 
         if isinstance(dataset, IterableDataset):
-            self._dataset_kind = _DatasetKind.Iterable
+            self._dataset_kind = DatasetKind.Iterable
             if shuffle not in {False, None}:
                 raise ValueError(f"DataLoader with IterableDataset: expected unspecified shuffle option, but got "
                                  f"shuffle={shuffle}")
@@ -136,7 +140,7 @@ class DataLoader(typing.Generic[_T_co]):
                                  f"batch_sampler={batch_sampler}")
         else:
             shuffle = bool(shuffle)
-            self._dataset_kind = _DatasetKind.Map
+            self._dataset_kind = DatasetKind.Map
 
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
@@ -150,7 +154,7 @@ class DataLoader(typing.Generic[_T_co]):
             raise ValueError("batch_size=None option disables auto-batching and is mutually exclusive with drop_last")
 
         if sampler is None:
-            if self._dataset_kind == _DatasetKind.Iterable:
+            if self._dataset_kind == DatasetKind.Iterable:
                 sampler = _InfiniteConstantSampler()
             elif shuffle:
                 sampler = RandomSampler(dataset, generator=generator)
@@ -230,7 +234,7 @@ class DataLoader(typing.Generic[_T_co]):
 
 
 def _length(kind, dataset, batch_size, drop_last, index_sampler):
-    if kind == _DatasetKind.Iterable:
+    if kind == DatasetKind.Iterable:
         length = len(dataset)
         if batch_size is not None:
             length = length // batch_size if drop_last else math.ceil(length / batch_size)
@@ -309,7 +313,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
                 index_queue = context.Queue()
                 index_queue.cancel_join_thread()
                 w = context.Process(
-                    target=_worker_loop,
+                    target=worker_loop,
                     args=(self._dataset_kind, self._dataset, index_queue, self._worker_result_queue,
                           self._workers_done_event, self._auto_collation, self._collate_fn, self._drop_last,
                           self._base_seed, self._worker_init_fn, worker_id, self._num_workers),
@@ -333,11 +337,11 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._worker_queue_idx_cycle = itertools.cycle(range(self._num_workers))
         if not first_iter:  # persistent workers: a new epoch
             for q in self._index_queues:
-                q.put(_ResumeIteration())
+                q.put(ResumeIteration())
             resumed = 0
             while resumed < self._num_workers:
                 marker, _ = self._get_data()
-                if isinstance(marker, _ResumeIteration):
+                if isinstance(marker, ResumeIteration):
                     resumed += 1
         for _ in range(self._prefetch_factor * self._num_workers):
             self._try_put_index()
@@ -419,7 +423,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
 
             idx, data = self._get_data()
             self._tasks_outstanding -= 1
-            if isinstance(data, _IterableDatasetStopIteration):
+            if isinstance(data, IterableDatasetStopIteration):
                 if self._persistent_workers:
                     self._workers_status[data.worker_id] = False
                 else:

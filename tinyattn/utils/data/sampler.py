@@ -11,7 +11,7 @@ import typing
 import numpy as np
 
 from ...autograd import Variable
-from ...random import Generator, _numpy_rng
+from ...random import Generator, numpy_rng
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
            "BatchSampler"]
@@ -50,7 +50,7 @@ class SequentialSampler(Sampler):
 
 def _fresh_generator():
     """PyTorch's RandomSampler without a generator: a new one seeded by one draw of the default generator."""
-    return Generator().manual_seed(int(_numpy_rng(None).integers(0, 1 << 63)))
+    return Generator().manual_seed(int(numpy_rng(None).integers(0, 1 << 63)))
 
 
 class RandomSampler(Sampler):
@@ -73,7 +73,7 @@ class RandomSampler(Sampler):
 
     def __iter__(self):
         n = len(self.data_source)
-        rng = _numpy_rng(self.generator if self.generator is not None else _fresh_generator(), "RandomSampler")
+        rng = numpy_rng(self.generator if self.generator is not None else _fresh_generator(), "RandomSampler")
         total = int(self.num_samples)
         if self.replacement:
             for _ in range(total // 32):
@@ -96,7 +96,7 @@ class SubsetRandomSampler(Sampler):
         self.generator = generator
 
     def __iter__(self):
-        for i in _numpy_rng(self.generator, "SubsetRandomSampler").permutation(len(self.indices)).tolist():
+        for i in numpy_rng(self.generator, "SubsetRandomSampler").permutation(len(self.indices)).tolist():
             yield self.indices[i]
 
     def __len__(self):

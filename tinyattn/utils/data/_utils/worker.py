@@ -88,14 +88,14 @@ class ExceptionWrapper:
             del exception  # (no frame -> exception -> traceback -> frame cycle keeping the iterator alive)
 
 
-class _IterableDatasetStopIteration:
+class IterableDatasetStopIteration:
     """A worker's iterator over an IterableDataset is exhausted."""
 
     def __init__(self, worker_id):
         self.worker_id = worker_id
 
 
-class _ResumeIteration:
+class ResumeIteration:
     """Persistent workers: start a new epoch (re-create the fetcher); the worker echoes it back."""
 
 
@@ -112,8 +112,8 @@ def _put(data_queue, idx, data, worker_id):
     data_queue.put(payload)
 
 
-def _worker_loop(dataset_kind, dataset, index_queue, data_queue, done_event, auto_collation, collate_fn, drop_last,
-                 base_seed, init_fn, worker_id, num_workers):
+def worker_loop(dataset_kind, dataset, index_queue, data_queue, done_event, auto_collation, collate_fn, drop_last,
+                base_seed, init_fn, worker_id, num_workers):
     global _worker_info
     from .... import random as ta_random
     parent = os.getppid()
@@ -141,7 +141,7 @@ def _worker_loop(dataset_kind, dataset, index_queue, data_queue, done_event, aut
                 if os.getppid() != parent:  # the main process died: nobody will read our results
                     break
                 continue
-            if isinstance(task, _ResumeIteration):
+            if isinstance(task, ResumeIteration):
                 data_queue.put(pickle.dumps((task, None)))
                 iteration_end = False
                 if init_exception is None:
@@ -162,7 +162,7 @@ def _worker_loop(dataset_kind, dataset, index_queue, data_queue, done_event, aut
                     data = fetcher.fetch(index)
                 except Exception as e:
                     if isinstance(e, StopIteration) and dataset_kind == 1:
-                        data = _IterableDatasetStopIteration(worker_id)
+                        data = IterableDatasetStopIteration(worker_id)
                         iteration_end = True
                     else:
                         data = ExceptionWrapper(where=f"in DataLoader worker process {worker_id}")
