@@ -142,3 +142,4 @@ __all__ = [
     "unbind", "unflatten", "unique", "unique_consecutive", "unravel_index", "unsqueeze", "use_deterministic_algorithms",
     "var", "var_mean", "vdot", "vsplit", "vstack", "where", "xlogy", "zeros", "zeros_like",
 ]
+__all__ += ["e", "inf", "nan", "pi"]  # torch.e, torch.inf, torch.nan, torch.pi: in torch.__all__ too

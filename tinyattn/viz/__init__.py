@@ -34,4 +34,4 @@ from .graph import Graph, Vertex, build_graph
 from .layered import layout
 from .recording import record
 
-__all__ = ["record", "draw_graph", "to_dot", "build_graph"]
+__all__ = ["record", "draw_graph", "to_dot", "build_graph", "Graph", "Vertex", "layout"]
