@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
+from . import functional as F, tensor_factories as _factories
 from .autograd import Variable, VersionCounter
 from .backend import device_of, move
 from .cuda import device as Device, parse_to_args
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 if TYPE_CHECKING:
     import builtins
 
-    from ._typing import Device as DeviceLike, DType, Dim, Number, Operand, Shape
+    from ._typing import Device as DeviceLike, DType, Dim, Operand
     from .size import Size
 
 __all__ = [
@@ -31,16 +31,6 @@ __all__ = [
 
 _CPU, _CUDA = Device("cpu"), Device("cuda")
 _new = object.__new__
-
-
-def _random_method(name):
-    """Tensor.<name>(...) = tinyattn.creation.<name>(tensor, ...): the random fills and samplers, each
-    taking generator= as in PyTorch (creation.py imports this module, so the lookup waits for the call)."""
-    def method(self, *args, **kwargs):
-        from . import creation
-        return getattr(creation, name)(self, *args, **kwargs)
-    method.__name__ = method.__qualname__ = name
-    return method
 
 
 def _rebuild_tensor(cls, array, requires_grad, device, state):
@@ -644,44 +634,14 @@ class Tensor(Variable):
     def mH(self) -> Tensor:
         return self.mT
 
-    def new_tensor(self, data: Any, dtype: DType = None, device: DeviceLike = None,
-                   requires_grad: builtins.bool = False) -> Tensor:
-        """A new tensor from data, of this tensor's dtype and device unless told (a copy)."""
-        from .creation import tensor
-
-        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_zeros(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
-                  requires_grad: builtins.bool = False) -> Tensor:
-        from .creation import zeros
-
-        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_ones(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
-                 requires_grad: builtins.bool = False) -> Tensor:
-        from .creation import ones
-
-        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_empty(self, *size: Any, dtype: DType = None, device: DeviceLike = None,
-                  requires_grad: builtins.bool = False) -> Tensor:
-        from .creation import empty
-
-        return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_full(self, size: Shape, fill_value: Number, dtype: DType = None, device: DeviceLike = None,
-                 requires_grad: builtins.bool = False) -> Tensor:
-        from .creation import full
-
-        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
-                    requires_grad=requires_grad)
-
     def expand_as(self, other: Tensor) -> Tensor:
         return F.expand(self, other.shape)
 
-    # ---- random fills and sampling (tinyattn/creation.py), generator= as in PyTorch ----------------------
+    # ---- new tensors, random fills and sampling (tensor_factories.py, through creation.py) -------------------
+    new_tensor, new_zeros, new_ones, new_empty, new_full = (
+        _factories.new_tensor, _factories.new_zeros, _factories.new_ones, _factories.new_empty, _factories.new_full)
     normal_, uniform_, bernoulli_, random_, exponential_, geometric_, log_normal_, cauchy_, multinomial, bernoulli = (
-        map(_random_method, ("normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_",
+        map(_factories.random_method, ("normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_",
                              "log_normal_", "cauchy_", "multinomial", "bernoulli")))
 
     # ---- pickling (DataLoader workers, multiprocessing) and deepcopy --------------------------------------
