@@ -294,8 +294,10 @@ def test_backward_takes_pytorchs_keywords():
     assert x.grad is None
     np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0])
     np.testing.assert_array_equal(h.grad.numpy(), [3.0, 4.0])
-    with pytest.raises(NotImplementedError, match="create_graph"):
-        (x * x).sum().backward(create_graph=True)
+    x.grad = None
+    (x * x).sum().backward(create_graph=True)  # the gradient has a graph of its own
+    assert x.grad.requires_grad and x.grad.grad_fn is not None
+    np.testing.assert_array_equal(x.grad.detach().numpy(), [2.0, 4.0])
 
 
 def test_grad_takes_a_generator_of_inputs_and_refuses_non_tensor_grad_outputs():

@@ -1,11 +1,12 @@
-"""gradcheck: compare a hand-written backward with central finite differences."""
+"""gradcheck and gradgradcheck: compare hand-written backwards (first and second derivatives) with central
+finite differences."""
 import numpy as np
 
-from .autograd import Variable, no_grad
+from .autograd import Variable, enable_grad, grad, no_grad
 from .backend import device_of, move
 
 __all__ = [
-    "gradcheck", "GradcheckError",
+    "gradcheck", "GradcheckError", "gradgradcheck",
 ]
 
 
@@ -89,3 +90,65 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
 
 def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, name=None, seed=0):
+    """Check the second derivatives of fn: gradcheck of the map (inputs, v) -> v·d(fn)/d(inputs), whose
+    value is computed by `grad(..., create_graph=True)`, i.e. by every op's differentiable backward.
+
+    That map is linear in v and depends on the inputs through the first derivative, so gradcheck of it checks
+    d²fn/d(inputs)² (contracted with v) and the v-direction (the first derivative again) element by element,
+    against central differences of the gradient. Before that, the create_graph gradient is compared with the
+    plain backward's (atol, rtol): a differentiable backward that computes a different first derivative fails
+    here, naming the input. grad_outputs: one tensor per output of fn (None: random float64 ones, drawn from
+    `seed`); they become inputs of the check, so they must be float64 and are given requires_grad=True.
+    """
+    op = name or getattr(fn, "__name__", repr(fn))
+    inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, Variable) and x.requires_grad]
+    if not diff:
+        raise ValueError(f"gradgradcheck({op}): no input requires grad")
+    with enable_grad():
+        outputs = _as_tuple(fn(*inputs))
+    rng = np.random.default_rng(seed + 1)
+    if grad_outputs is None:
+        grad_outputs = [o._wrap(move(rng.standard_normal(o._array.shape), device_of(o._array)), True)
+                        for o in outputs]
+    else:
+        grad_outputs = [grad_outputs] if isinstance(grad_outputs, Variable) else list(grad_outputs)
+        if len(grad_outputs) != len(outputs):
+            raise ValueError(f"gradgradcheck({op}): {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+        grad_outputs = [v.detach().requires_grad_(True) for v in grad_outputs]
+    n_in = len(inputs)
+
+    def first_derivative(*args):
+        with enable_grad():
+            pairs = [(o, v) for o, v in zip(_as_tuple(fn(*args[:n_in])), args[n_in:]) if o.requires_grad]
+            if not pairs:
+                return ()
+            grads = grad([o for o, _ in pairs], [args[i] for i in diff], [v for _, v in pairs], create_graph=True,
+                         allow_unused=True)
+        return tuple(g for g in grads if g is not None)
+
+    _compare_with_plain_backward(op, fn, inputs, diff, grad_outputs, first_derivative, atol, rtol)
+    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol, name=f"{op} (grad)",
+                     seed=seed)
+
+
+def _compare_with_plain_backward(op, fn, inputs, diff, grad_outputs, first_derivative, atol, rtol):
+    with enable_grad():
+        outs = [(o, v) for o, v in zip(_as_tuple(fn(*inputs)), grad_outputs) if o.requires_grad]
+        if not outs:
+            return
+        plain = grad([o for o, _ in outs], [inputs[i] for i in diff], [v.detach() for _, v in outs],
+                     retain_graph=True, allow_unused=True)
+        graphed = grad([o for o, _ in outs], [inputs[i] for i in diff], [v for _, v in outs], create_graph=True,
+                       allow_unused=True)
+    for i, p, g in zip(diff, plain, graphed):
+        if (p is None) != (g is None):
+            raise GradcheckError(f"gradgradcheck({op}): input {i} gets a gradient from one backward only "
+                                 f"(plain: {p is not None}, create_graph: {g is not None})")
+        if p is not None and not np.allclose(g.numpy(), p.numpy(), atol=atol, rtol=rtol):
+            worst = float(np.max(np.abs(g.detach().numpy() - p.numpy())))
+            raise GradcheckError(f"gradgradcheck({op}): the create_graph gradient of input {i} differs from the plain "
+                                 f"backward's (max abs difference {worst:.3g}): a differentiable_backward is wrong")

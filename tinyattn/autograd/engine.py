@@ -8,6 +8,7 @@ import numpy as np
 from ..backend import backend_of, device_of
 from . import function as _function
 from .graph import creation_order
+from .graph_walk import walk_with_graph
 from .hooks import attach_retained, call_hooks, retained
 from .variable import Variable
 
@@ -43,26 +44,33 @@ def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None
     `grad` is d(loss)/d(root); it may be omitted only when root holds a single element.
     Saved values are freed afterwards unless `retain_graph=True`. `inputs` (a tensor or a sequence of
     them): accumulate into those tensors' .grad only, as PyTorch does; nothing else's .grad changes.
+    create_graph=True: the backward runs as recorded tensor ops (graph_walk.py), so every `.grad` it fills
+    has a graph and can be differentiated again; retain_graph then defaults to True, as in PyTorch.
     """
-    if create_graph:
-        raise NotImplementedError("backward: create_graph=True is not supported: tinyattn's backward functions work "
-                                  "on raw arrays, so a gradient has no graph of its own (no second derivatives)")
     if not root.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn")
     root_grad = _output_grad("backward", root, grad)
+    if retain_graph is None:
+        retain_graph = create_graph  # PyTorch's default
+    walk = _walk
+    if create_graph:
+        walk, root_grad = walk_with_graph, _grad_tensor(root, grad, root_grad)
     if inputs is None:
-        _walk(((root, root_grad),), bool(retain_graph))
+        walk(((root, root_grad),), bool(retain_graph))
         return
     inputs = _as_tensors("backward", "inputs", inputs)
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"backward: inputs[{i}] (shape {tuple(t._array.shape)}) does not require grad")
-    found = _walk(((root, root_grad),), bool(retain_graph), inputs)
+    found = walk(((root, root_grad),), bool(retain_graph), inputs)
     done = set()
     for t, g in zip(inputs, found):  # only now, when the whole walk succeeded
         if g is not None and id(t) not in done:
             done.add(id(t))
-            _accumulate_leaf(t, g)
+            if create_graph:
+                t._grad = g.clone() if t._grad is None else t._grad + g
+            else:
+                _accumulate_leaf(t, g)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
@@ -76,12 +84,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     Only the part of the graph between the outputs and the inputs runs; tensor hooks on it run
     too. retain_graph (default False) keeps the saved values for another pass. An input that no
     gradient reaches is an error unless allow_unused=True (then its entry is None) or
-    materialize_grads=True (then zeros). create_graph=True (a graph of the gradient itself, for
-    second derivatives) is not supported: every backward here works on raw arrays.
+    materialize_grads=True (then zeros). create_graph=True: the gradients are built from recorded ops
+    (graph_walk.py) and can be differentiated again; retain_graph then defaults to True. As in PyTorch, the
+    `.grad` of tensors that called retain_grad() on the way is filled.
     """
-    if create_graph:
-        raise NotImplementedError("grad: create_graph=True is not supported: tinyattn's backward functions work on raw "
-                                  "arrays, so a gradient has no graph of its own (no second derivatives)")
+    if retain_graph is None:
+        retain_graph = create_graph
     outputs, inputs = _as_tensors("grad", "outputs", outputs), _as_tensors("grad", "inputs", inputs)
     if grad_outputs is None:
         grad_outputs = (None,) * len(outputs)
@@ -103,8 +111,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not out.requires_grad:
             raise RuntimeError(f"grad: output {i} (shape {tuple(out._array.shape)}) does not require grad and has no "
                                "grad_fn")
-        roots.append((out, _output_grad("grad", out, g)))
-    found = _walk(roots, bool(retain_graph), inputs)
+        root_grad = _output_grad("grad", out, g)
+        roots.append((out, _grad_tensor(out, g, root_grad) if create_graph else root_grad))
+    found = (walk_with_graph if create_graph else _walk)(roots, bool(retain_graph), inputs)
     results = []
     for i, (t, g) in enumerate(zip(inputs, found)):
         if g is None:
@@ -112,6 +121,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise RuntimeError(f"grad: input {i} (shape {tuple(t._array.shape)}) was not used to compute the "
                                    "outputs (no gradient reaches it); pass allow_unused=True to get None for it")
             results.append(t._wrap(np.zeros_like(t._array)) if materialize_grads else None)
+        elif create_graph:
+            results.append(g)
         else:
             results.append(t._wrap(_owned(g, t._array.dtype)))
     return tuple(results)
@@ -133,6 +144,16 @@ def _iterable(value):
     except TypeError:
         return False
     return not isinstance(value, (str, bytes, np.ndarray))
+
+
+def _grad_tensor(root, given, array):
+    """The root's gradient as a tensor for the create_graph walk: the one given, when it is a tensor of the
+    right dtype (so that a gradient that requires grad stays in the graph), else a constant over `array`."""
+    if isinstance(given, Variable) and given._array is array:
+        return given
+    if isinstance(given, Variable) and given._requires_grad:
+        return given.to(root._array.dtype)
+    return root._wrap(array)
 
 
 def _output_grad(op, root, grad):
@@ -197,7 +218,7 @@ def _walk(roots, retain_graph, inputs=None):
             if todo is None:  # grad(): nothing wanted lies behind this node
                 continue
         if node.hooks is not None:
-            _run_output_hooks(node, output_grads, inputs is None)
+            _run_output_hooks(node, output_grads)
         if capture is not None:
             for index, og in enumerate(output_grads):
                 for i in capture.get((id(node), index), ()):
@@ -338,20 +359,22 @@ def _accumulate_leaf(leaf, g, fresh=False):
     """leaf.grad += g, or leaf.grad = a copy of g (g itself when `fresh`: see Function.fresh_grads)."""
     if leaf._grad is None:
         leaf._grad = leaf._wrap(g if fresh and g.dtype == leaf._array.dtype else _owned(g, leaf._array.dtype))
+    elif leaf._grad._requires_grad:  # a .grad with a graph (create_graph=True before): its array may be saved there
+        leaf._grad = leaf._wrap(leaf._grad._array + g)
     else:
         leaf._grad._array += g
 
 
-def _run_output_hooks(node, output_grads, retain):
+def _run_output_hooks(node, output_grads):
     """The hooks of node's outputs, on their gradients (in the list, replaced by what the hooks
-    return); then, in backward() (retain=True), the retained .grad of the tensors there now."""
+    return); then the retained .grad of the tensors there now (in grad() too, as in PyTorch)."""
     for index, entry in node.hooks.items():
         g = output_grads[index]
         if g is None:
             continue
         if entry.fns:
             g = output_grads[index] = call_hooks(entry.fns, g, entry.wrap, f"{node.name}Backward output {index}")
-        if retain and entry.retain:
+        if entry.retain:
             for ref in entry.retain:
                 t = ref()
                 if t is not None and t._node is node and t._index == index:  # not moved by an in-place op

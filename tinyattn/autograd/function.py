@@ -9,7 +9,7 @@ from .hooks import RemovableHandle
 from .variable import Variable
 from .views import saved_versions, share_counters
 
-__all__ = ["Function", "observe"]
+__all__ = ["constant", "Function", "observe"]
 
 
 _NEEDS_1, _NO_NEEDS_1, _NO_PARENTS_1 = (True,), (False,), (None,)
@@ -33,10 +33,20 @@ class Function:
     leaf's first gradient from it then becomes the leaf's `.grad` as it is, without the defensive copy
     (PyTorch's AccumulateGrad steals an unshared gradient the same way). Anything else must leave it
     False: a backward may hand one array to several inputs (Add gives dy to both).
+
+    The backward of a Function works on raw arrays, which is fast but leaves no graph. For
+    `backward(create_graph=True)` / `grad(..., create_graph=True)` (second derivatives), a Function also
+    defines `differentiable_backward(ctx, inputs, grad)`: the same derivative written with tensor ops, which
+    record a graph. `inputs` holds one entry per positional argument of forward: the tensor as this op used
+    it when that argument requires a gradient, else None (its value, when needed, is what forward saved in
+    ctx: wrap it with `constant(like, array)`). `grad` is the gradient tensor of the output (a tuple of tensors
+    or None for a tuple of outputs). It returns a tensor or None per argument, as backward does. A Function
+    without one makes create_graph=True raise, naming it: never a silently detached gradient.
     """
 
     returns_view = False
     fresh_grads = False
+    differentiable_backward = None
 
     @staticmethod
     def forward(ctx, *args):
@@ -117,6 +127,12 @@ class Function:
         if cls.returns_view:
             share_counters(first, (result,), cls, args[1:], False)
         return result
+
+
+def constant(like, array):
+    """A tensor over `array` with no graph (a value a differentiable backward uses but does not
+    differentiate through: a saved mask, an index, an argument that needs no gradient), of like's class."""
+    return like._wrap(array)
 
 
 def _wrap_outputs(cls, args, parents, tensors, first, ctx, out):

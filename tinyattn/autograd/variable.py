@@ -144,7 +144,7 @@ class Variable:
         it anyway: then this does nothing). It follows the tensor through in-place changes (its
         `.grad` is the gradient of the tensor's latest value), it sees the gradient after every
         hook of the tensor has run, and it accumulates over backward calls, as in PyTorch.
-        `autograd.grad` does not fill it (tinyattn's grad() touches no `.grad`)."""
+        `autograd.grad` fills it too (when its walk passes the tensor), as PyTorch's does."""
         if not self._requires_grad:
             raise RuntimeError("retain_grad: can't retain_grad on a tensor that has requires_grad=False")
         if self._node is None or self._hooks is RETAINS:

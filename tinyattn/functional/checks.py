@@ -37,6 +37,17 @@ def sum_to_shape(grad, shape):
     return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
 
 
+def sum_to_shape_graph(grad, shape):
+    """sum_to_shape for a gradient tensor, with recorded ops (for differentiable backwards, see Function)."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(dim=axes, keepdim=True).reshape(tuple(shape)) if axes else grad.reshape(tuple(shape))
+
+
 def on_device_of(op, value, like):
     """`value` (a tensor, an array, a list or a number) as an array on the device of array `like`.
 

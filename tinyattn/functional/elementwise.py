@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..backend import backend_of, is_device_array
 from ..dtypes import as_dtype
-from .checks import check_broadcast, check_float, on_device_of, sum_to_shape
+from .checks import check_broadcast, check_float, on_device_of, sum_to_shape, sum_to_shape_graph
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -101,6 +101,12 @@ class Add(Function):
         need_a, need_b = ctx.needs_input_grad
         return (sum_to_shape(dy, sa) if need_a else None, sum_to_shape(dy, sb) if need_b else None)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = inputs
+        sa, sb = ctx.shapes
+        return (None if a is None else sum_to_shape_graph(dy, sa), None if b is None else sum_to_shape_graph(dy, sb))
+
 
 class Sub(Function):
     """y = a - b.  da = dy, db = -dy."""
@@ -115,6 +121,12 @@ class Sub(Function):
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
         return (sum_to_shape(dy, sa) if need_a else None, sum_to_shape(-dy, sb) if need_b else None)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = inputs
+        sa, sb = ctx.shapes
+        return (None if a is None else sum_to_shape_graph(dy, sa), None if b is None else sum_to_shape_graph(-dy, sb))
 
 
 class Mul(Function):
@@ -134,6 +146,15 @@ class Mul(Function):
         return (
             sum_to_shape(dy * b, ctx.shapes[0]) if need_a else None,
             sum_to_shape(dy * a, ctx.shapes[1]) if need_b else None,
+        )
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = inputs
+        saved_a, saved_b = ctx.saved  # the value of an argument that needs no gradient: a constant here
+        return (
+            None if a is None else sum_to_shape_graph(dy * (saved_b if b is None else b), ctx.shapes[0]),
+            None if b is None else sum_to_shape_graph(dy * (saved_a if a is None else a), ctx.shapes[1]),
         )
 
 

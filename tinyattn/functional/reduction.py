@@ -36,6 +36,16 @@ def _expand_back(dy, shape, dims, keepdim):
     return np.broadcast_to(dy, shape)
 
 
+def _expand_back_graph(dy, shape, dims, keepdim):
+    """_expand_back with recorded ops."""
+    if not keepdim:
+        kept = list(shape)
+        for d in dims:
+            kept[d] = 1
+        dy = dy.reshape(tuple(kept))
+    return dy.expand(*shape)
+
+
 class Sum(Function):
     """y = Σ_R x.  dx = dy broadcast over R."""
 
@@ -47,6 +57,10 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, dy):
         return _expand_back(dy, ctx.shape, ctx.dims, ctx.keepdim), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return _expand_back_graph(dy, ctx.shape, ctx.dims, ctx.keepdim), None, None
 
 
 class Mean(Function):

@@ -9,7 +9,7 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..autograd.views import memory_owner
 from ..backend import backend_of, move
-from .checks import normalize_dims, sum_to_shape
+from .checks import normalize_dims, sum_to_shape, sum_to_shape_graph
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ class Reshape(Function):
     def backward(ctx, dy):
         return dy.reshape(ctx.shape), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy.reshape(tuple(ctx.shape)), None
+
 
 class Permute(Function):
     """y = x with its axes reordered: y.shape[i] = x.shape[dims[i]].  dx = dy permuted by the inverse."""
@@ -52,6 +56,10 @@ class Permute(Function):
     def backward(ctx, dy):
         return np.transpose(dy, ctx.inverse), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy.permute(*ctx.inverse), None
+
 
 class Expand(Function):
     """y = x broadcast to `shape` (a view, no copy).  dx = dy summed over the broadcast axes."""
@@ -66,6 +74,10 @@ class Expand(Function):
     @staticmethod
     def backward(ctx, dy):
         return sum_to_shape(dy, ctx.shape), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return sum_to_shape_graph(dy, ctx.shape), None
 
 
 class GetItem(Function):
