@@ -30,6 +30,7 @@ MODULES = {
     "torch": "tinyattn",
     "torch.amp": "tinyattn.amp",
     "torch.autograd": "tinyattn.autograd",
+    "torch.autograd.functional": "tinyattn.autograd.functional",
     "torch.backends": "tinyattn.backends",
     "torch.backends.cuda": "tinyattn.backends.cuda",
     "torch.backends.cudnn": "tinyattn.backends.cudnn",

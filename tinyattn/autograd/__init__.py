@@ -3,7 +3,9 @@
 Every differentiable op is a `Function` with a hand-written `forward(ctx, ...)` and
 `backward(ctx, grad)`. Both work on raw arrays (numpy on the CPU, DeviceArray on the GPU); `Function.apply`
 unwraps Tensor arguments, runs `forward`, wraps the result, and, when a gradient is
-needed, records a `Node` that remembers the Function, its context and its parents.
+needed, records a `Node` that remembers the Function, its context and its parents. For second
+derivatives (create_graph=True) a Function also has `differentiable_backward`, the same derivative in
+tensor ops, which record a graph of the gradient itself.
 
 `backward(root)` orders the nodes reachable from `root` topologically, then visits each
 node once, after every node that consumes its output. So a tensor used several times
@@ -22,6 +24,8 @@ One file per part, each readable on its own:
     function.py    Function and Function.apply (every op's hot path); observe() for the study tools
     hooks.py       tensor hooks and retain_grad's bookkeeping; RemovableHandle
     engine.py      backward() and grad(): the walk over the graph, gradient accumulation
+    graph_walk.py  the walk with create_graph=True: gradients as tensors, each node's differentiable_backward
+    functional.py  torch.autograd.functional: vjp, jvp, jacobian, hessian, hvp, vhp (built on grad)
 
 variable.py, hooks.py, function.py and engine.py refer to each other; variable.py is imported first (below)
 and imports the others at its end, once Variable exists.
@@ -33,10 +37,12 @@ from .function import Function, observe
 from .hooks import RemovableHandle
 from .views import replay_view, view_positions
 from .engine import backward, grad
+from . import functional
 
 __all__ = [
-    "backward", "Context", "enable_grad", "Function", "grad", "inference_mode", "is_grad_enabled", "no_grad", "Node",
-    "observe", "RemovableHandle", "replay_view", "set_grad_enabled", "Variable", "VersionCounter", "view_positions",
+    "backward", "Context", "enable_grad", "Function", "functional", "grad", "inference_mode", "is_grad_enabled",
+    "no_grad", "Node", "observe", "RemovableHandle", "replay_view", "set_grad_enabled", "Variable", "VersionCounter",
+    "view_positions",
 ]
 
 
