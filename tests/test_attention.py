@@ -1,10 +1,12 @@
 """scaled_dot_product_attention: the fused kernel against the composite path, the lecture's
-loop form, and central differences; masks, windows and fully masked rows."""
+loop form, and central differences; masks, windows and fully masked rows; the causal mask's alignment
+when L != S (CausalBias: causal_lower_right / causal_upper_left) against the float64 reference and PyTorch."""
 import numpy as np
 import pytest
 
 import tinyattn as ta
 import tinyattn.nn.functional as F
+from tinyattn.backend_contract import attention_reference
 from tinyattn.functional import attention_composite
 from tinyattn.testing import gradcheck
 
@@ -195,3 +197,81 @@ def test_saved_views_are_version_checked(rng):
     h.mul_(2.0)
     with pytest.raises(RuntimeError, match="ScaledDotProductAttention saved for its backward was modified"):
         out.sum().backward()
+
+
+# ---- causal alignment when L != S: SDPA's CausalBias (causal_lower_right / causal_upper_left) against the same
+# float64 reference, its composite, gradcheck and PyTorch (the kernels' offset: tests/test_kernels_attention.py) ---
+def aligned_reference(q, k, v, causal, window, offset, scale):
+    """float64 attention output of the contract's reference (P materialised, dead rows -> 0) with query row i at
+    key position i + offset; window -1 is none, as in the kernels."""
+    return attention_reference(q, k, v, None, causal, None if window < 0 else window, scale, offset)[0]
+
+
+def _qkv(rng, L, S, dtype=ta.float64, grad=True, E=4):
+    return [ta.tensor(rng.standard_normal((2, 2, n, E)), dtype=dtype, requires_grad=grad) for n in (L, S, S)]
+
+
+@pytest.mark.parametrize("L,S", [(3, 7), (1, 5), (5, 3)])
+def test_sdpa_causal_lower_right_gradcheck_and_composite(L, S):
+    rng = np.random.default_rng(L + 10 * S)
+    q, k, v = _qkv(rng, L, S)
+    mask = F.causal_lower_right(L, S)
+    assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=mask), [q, k, v])
+    assert gradcheck(lambda a, b, c: ta.functional.attention_composite(a, b, c, attn_mask=mask), [q, k, v])
+    fused = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    explicit = F.scaled_dot_product_attention(q, k, v, attn_mask=ta.tensor(mask.materialize()))
+    np.testing.assert_allclose(fused.numpy(), explicit.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.numpy(), aligned_reference(q.numpy(), k.numpy(), v.numpy(), True, -1, S - L,
+                                                         1 / 2), rtol=1e-12, atol=1e-12)
+    # and gradients of the fused path equal the composite's
+    w = ta.tensor(rng.standard_normal(fused.shape))
+    for fn in (F.scaled_dot_product_attention, ta.functional.attention_composite):
+        for t in (q, k, v):
+            t.grad = None
+        (fn(q, k, v, attn_mask=mask) * w).sum().backward()
+        grads = [t.grad.numpy().copy() for t in (q, k, v)]
+        if fn is F.scaled_dot_product_attention:
+            fused_grads = grads
+    for a, b in zip(fused_grads, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_causal_upper_left_is_is_causal_and_window_follows_the_alignment():
+    rng = np.random.default_rng(5)
+    q, k, v = _qkv(rng, 3, 8, grad=False)
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_upper_left(3, 8))
+    b = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    table = F.causal_lower_right(3, 8).materialize()
+    assert table.tolist()[0] == [True] * 6 + [False] * 2 and table[-1].all()
+    assert F.causal_upper_left(3, 8).materialize().sum() == 1 + 2 + 3
+    w = F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 8), window=1)
+    np.testing.assert_allclose(w.numpy(), aligned_reference(q.numpy(), k.numpy(), v.numpy(), True, 1, 5, 0.5), rtol=1e-12)
+
+
+def test_causal_bias_errors_name_the_op():
+    rng = np.random.default_rng(6)
+    q, k, v = _qkv(rng, 3, 8, grad=False)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention: attn_mask is a CausalBias.*is_causal"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 8), is_causal=True)
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention: CausalBias\(LOWER_RIGHT.*query length 3"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_lower_right(3, 9))
+    with pytest.raises(ValueError, match="causal_lower_right: expected two sizes"):
+        F.causal_lower_right(3)
+
+
+def test_sdpa_matches_torchs_top_left_and_bottom_right_alignments():
+    torch = pytest.importorskip("torch")
+    from torch.nn.attention.bias import causal_lower_right
+
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 2, n, 4)) for n in (3, 7, 7))
+    tq, tk, tv = (torch.tensor(a) for a in (q, k, v))
+    ours_tl = F.scaled_dot_product_attention(*(ta.tensor(a) for a in (q, k, v)), is_causal=True).numpy()
+    ours_br = F.scaled_dot_product_attention(*(ta.tensor(a) for a in (q, k, v)),
+                                             attn_mask=F.causal_lower_right(3, 7)).numpy()
+    theirs_tl = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True).numpy()
+    theirs_br = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=causal_lower_right(3, 7)).numpy()
+    np.testing.assert_allclose(ours_tl, theirs_tl, rtol=1e-10, atol=1e-12)  # is_causal: top-left in both
+    np.testing.assert_allclose(ours_br, theirs_br, rtol=1e-10, atol=1e-12)
+    assert np.abs(ours_tl - ours_br).max() > 1e-3

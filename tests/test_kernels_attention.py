@@ -1,4 +1,5 @@
-"""The fused CPU attention kernel against a plain numpy reference that materialises P (float64)."""
+"""The fused CPU attention kernel against a plain numpy reference that materialises P (float64), and the
+causal mask's alignment (a query offset) in the CPU and CUDA kernels."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -375,3 +376,62 @@ def test_one_compiled_signature_per_dtype_whatever_the_layout():
         run_both(*args, bias=rng.standard_normal((bh, 20, 20)).astype(np.float32))
         run_both(*args, causal=True)
     assert (len(kernel.signatures), len(forward.signatures)) == before
+
+
+# ---- the causal mask's alignment: query row i at key position i + offset (0: PyTorch's top-left is_causal,
+# S - L: the bottom-right alignment that generation's key/value-cache decode steps rely on) --------------------
+def aligned_reference(q, k, v, causal, window, offset, scale):
+    """float64 attention output of the contract's reference (P materialised, dead rows -> 0) with query row i at
+    key position i + offset; window -1 is none, as in the kernels."""
+    return attention_reference(q, k, v, None, causal, None if window < 0 else window, scale, offset)[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L,S,offset", [(1, 13, 12), (3, 10, 7), (70, 140, 70), (5, 5, 0), (6, 4, -2), (4, 9, 2)])
+@pytest.mark.parametrize("causal,window", [(True, -1), (True, 2), (False, 3)])
+def test_cpu_kernel_offset_matchesaligned_reference(dtype, L, S, offset, causal, window):
+    rng = np.random.default_rng(L * 100 + S)
+    q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((2, L, 8), (2, S, 8), (2, S, 5)))
+    out, lse = A.attention_forward(q, k, v, np.zeros((1, 1, 1), dtype), False, causal, window, 0.4, offset)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    want = aligned_reference(*(a.astype(np.float64) for a in (q, k, v)), causal, window, offset, 0.4)
+    np.testing.assert_allclose(out, want, **tol)
+    # the alignment matters: top-left (offset 0) gives another result whenever offset != 0
+    if offset > 0 and causal:
+        top_left = aligned_reference(*(a.astype(np.float64) for a in (q, k, v)), causal, window, 0, 0.4)
+        assert np.abs(top_left - want).max() > 1e-3
+
+
+def test_cpu_kernel_offset_backward_matchesaligned_reference():
+    # dq, dk, dv of the kernel against the same attention in float64 autograd-free algebra (finite-size check)
+    rng = np.random.default_rng(3)
+    q, k, v, dout = (rng.standard_normal(s) for s in ((1, 70, 8), (1, 140, 8), (1, 140, 6), (1, 70, 6)))
+    dummy = np.zeros((1, 1, 1))
+    out, lse = A.attention_forward(q, k, v, dummy, False, True, -1, 0.3, 70)
+    dq, dk, dv = A.attention_backward(q, k, v, dummy, False, True, -1, 0.3, out, lse, dout, 70)
+    eps = 1e-6  # directional derivatives along random directions
+    for grad, idx in ((dq, 0), (dk, 1), (dv, 2)):
+        d = rng.standard_normal(grad.shape)
+        args = [q, k, v]
+        plus = [a + eps * d if i == idx else a for i, a in enumerate(args)]
+        minus = [a - eps * d if i == idx else a for i, a in enumerate(args)]
+        num = ((aligned_reference(*plus, True, -1, 70, 0.3) - aligned_reference(*minus, True, -1, 70, 0.3)) * dout).sum() / (2 * eps)
+        assert abs((grad * d).sum() - num) < 1e-6 * max(1.0, abs(num))
+
+
+def test_cuda_kernel_offset_matches_cpu():
+    pytest.importorskip("numba_cuda")
+    from tinyattn.kernels.cuda import attention as gpu
+
+    rng = np.random.default_rng(8)
+    q, k, v, dout = (rng.standard_normal(s) for s in ((1, 3, 4), (1, 6, 4), (1, 6, 3), (1, 3, 3)))
+    dummy = np.zeros((1, 1, 1))
+    for offset, window in ((3, -1), (1, 1), (-1, -1)):
+        out, lse = A.attention_forward(q, k, v, dummy, False, True, window, 0.5, offset)
+        grads = A.attention_backward(q, k, v, dummy, False, True, window, 0.5, out, lse, dout, offset)
+        g_out, g_lse = gpu.attention_forward(q, k, v, True, 0.5, window=window, rows=4, block_k=2, offset=offset)
+        np.testing.assert_allclose(g_out.copy_to_host(), out, rtol=1e-12, atol=1e-12)
+        g_grads = gpu.attention_backward(q, k, v, True, 0.5, out, lse, dout, window=window, rows=4, offset=offset)
+        for g, c in zip(g_grads, grads):
+            np.testing.assert_allclose(g.copy_to_host(), c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, aligned_reference(q, k, v, True, -1, -1, 0.5), atol=1e-12)
