@@ -67,6 +67,29 @@ class Matmul(Function):
             db = db3.reshape(b_shape) if fold_rows else sum_to_shape(db3.reshape(ctx.batch + b_shape[-2:]), b_shape)
         return da, db
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dc):
+        """dA = dC · Bᵀ and dB = Aᵀ · dC with recorded ops (matmul, transpose, then sums over broadcast batch
+        axes); an operand that needs no gradient is a constant made from what forward saved."""
+        from ..autograd.function import constant
+        from .checks import sum_to_shape_graph
+
+        a, b = inputs
+        sa, sb = ctx.shapes
+
+        def value(saved, shape):  # the saved operand (as given, or in its batched 3-D form) as a constant
+            full = shape if saved.size == math.prod(shape) else ctx.batch + shape[-2:]
+            return constant(dc, saved.reshape(full))
+
+        da = db = None
+        if a is not None:
+            bt = b if b is not None else value(ctx.saved[1], sb)
+            da = sum_to_shape_graph(matmul(dc, bt.mT), sa)
+        if b is not None:
+            at = a if a is not None else value(ctx.saved[0], sa)
+            db = sum_to_shape_graph(matmul(at.mT, dc), sb)
+        return da, db
+
 
 def _as_batched(x, batch, fold_rows):
     """An operand as a (batch, rows, cols) array for the kernels, its batch 1 or the full batch.
@@ -117,6 +140,27 @@ class Linear(Function):
         elif need_b:
             db = dy2.sum(axis=(0, 1))
         dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
+        return dx, dw, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy W, dW = dyᵀ x (over every row), db = Σ_rows dy with recorded ops (matmul, transpose, sum); an
+        operand that needs no gradient is a constant made from what forward saved."""
+        from ..autograd.function import constant
+
+        x, w, b = inputs
+        x2, weight = ctx.saved
+        n_out = dy.shape[-1]
+        dy2 = dy.reshape(-1, n_out)
+        dx = dw = db = None
+        if x is not None:
+            dx = matmul(dy2, w if w is not None else constant(dy, weight)).reshape(tuple(ctx.x_shape))
+        if w is not None:
+            n_in = ctx.x_shape[-1]
+            xs = x.reshape(-1, n_in) if x is not None else constant(dy, x2.reshape(-1, n_in))
+            dw = matmul(dy2.mT, xs)
+        if b is not None:
+            db = dy2.sum(0)
         return dx, dw, db
 
 
@@ -310,6 +354,12 @@ class Inverse(Function):
         (y,) = ctx.saved
         return -(_mT(y) @ dy @ _mT(y))
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dA = -Yᵀ dY Yᵀ with recorded ops, Y = A⁻¹ recomputed from A by this op."""
+        yt = Inverse.apply(inputs[0]).mT
+        return matmul(matmul(yt, dy), yt) * -1.0
+
 
 def inv(A):
     _square("linalg.inv", A)
@@ -334,6 +384,13 @@ class Det(Function):
         a, y = ctx.saved
         return (dy * y)[..., None, None] * _mT(np.linalg.inv(a))
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dA = dy · det A · A⁻ᵀ with recorded ops (det and inverse recomputed from A by their ops)."""
+        (a,) = inputs
+        scale = (dy * Det.apply(a)).reshape(tuple(dy.shape) + (1, 1))
+        return scale * Inverse.apply(a).mT
+
 
 def det(A):
     _square("linalg.det", A)
@@ -357,6 +414,18 @@ class SlogDet(Function):
         if g is None:
             return np.zeros_like(a)
         return g[..., None, None] * _mT(np.linalg.inv(a))
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dys):
+        """dA = d(ln|det A|) · A⁻ᵀ with recorded ops (the inverse recomputed from A by Inverse); the sign's
+        gradient is ignored (piecewise constant)."""
+        from ..autograd.function import constant
+
+        (a,) = inputs
+        g = dys[1]
+        if g is None:
+            return constant(a, np.zeros(a.shape, a._array.dtype))
+        return g.reshape(tuple(g.shape) + (1, 1)) * Inverse.apply(a).mT
 
 
 def slogdet(A):
@@ -397,6 +466,22 @@ class Solve(Function):
         need_a, need_b = ctx.needs_input_grad
         da = sum_to_shape(-(db @ _mT(x)), ctx.shapes[0]) if need_a else None
         return da, (sum_to_shape(db, ctx.shapes[1]) if need_b else None)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dx):
+        """dB = A⁻ᵀ dX (a solve with Aᵀ) and dA = -dB Xᵀ with recorded ops, X = A⁻¹ B recomputed by this op; an
+        operand that needs no gradient is a constant (B's value: A X, from what forward saved)."""
+        from ..autograd.function import constant
+
+        a, b = inputs
+        a_saved, x_saved = ctx.saved
+        at = a if a is not None else constant(dx, a_saved)
+        db = Solve.apply(at.mT, dx)
+        da = None
+        if a is not None:
+            bt = b if b is not None else constant(dx, a_saved @ x_saved)
+            da = matmul(db, Solve.apply(at, bt).mT) * -1.0
+        return da, (db if b is not None else None)
 
 
 def solve(A, B, *, left=True):

@@ -38,6 +38,13 @@ class Softmax(Function):
         (y,) = ctx.saved
         return backend_of(dy).softmax_backward(y, dy, ctx.dim), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = y ∘ (dy - Σ_j dy_j y_j) with recorded ops, y recomputed from x by this op (so it is differentiated
+        too)."""
+        y = Softmax.apply(inputs[0], ctx.dim)
+        return y * (dy - (dy * y).sum(ctx.dim, keepdim=True)), None
+
 
 class LogSoftmax(Function):
     """y = log softmax(x) = x - m - log Σ_j e^(x_j - m) along `dim`.
@@ -56,6 +63,11 @@ class LogSoftmax(Function):
     def backward(ctx, dy):
         (y,) = ctx.saved
         return backend_of(dy).log_softmax_backward(y, dy, ctx.dim), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy - softmax(x) Σ_j dy_j with recorded ops (softmax(x) = e^y, from x by Softmax)."""
+        return dy - Softmax.apply(inputs[0], ctx.dim) * dy.sum(ctx.dim, keepdim=True), None
 
 
 def _dim(op, x, dim):
