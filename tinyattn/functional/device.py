@@ -19,6 +19,11 @@ class ToDevice(Function):
     def backward(ctx, dy):
         return move(dy, ctx.source), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy copied back by ToDevice itself (whose double backward copies it forward again)."""
+        return ToDevice.apply(dy, ctx.source), None
+
 
 def to_device(x, target):
     """x on device `target` ("cpu" or "cuda"); x itself when it is already there."""

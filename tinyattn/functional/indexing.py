@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import move
+from ..autograd.function import constant
+from ..backend import device_of, move
 from .checks import (
     on_host,
     check_broadcast, check_indices, check_tensor, host_result, normalize_dims, on_device_of, sum_to_shape,
+    sum_to_shape_graph,
 )
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -84,6 +86,24 @@ def _corner(a, shape):
     return a[tuple(slice(0, n) for n in shape)]
 
 
+def _const(like, array):
+    """`array` (a mask, a scale, zeros: a value the double backward does not differentiate) as a constant
+    tensor on the device of tensor `like`, in its dtype."""
+    array = np.asarray(array, dtype=like._array.dtype) if isinstance(array, np.ndarray) else array
+    return constant(like, move(array, device_of(like._array)))
+
+
+def _zeros(like, shape):
+    return _const(like, np.zeros(shape, dtype=like._array.dtype))
+
+
+def _pad_graph(g, shape):
+    """Tensor g placed at the leading corner of zeros of `shape` (recorded; g itself when it fills it)."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    return IndexAccumulate.apply(_zeros(g, shape), g, tuple(slice(0, n) for n in g.shape), False)
+
+
 @on_host
 class Gather(Function):
     """y[i][j][k] = x[index[i][j][k]][j][k] along dim (dim 0 shown).  dx = zeros with dy added at the
@@ -101,6 +121,12 @@ class Gather(Function):
         dx = np.zeros_like(dy, shape=ctx.shape)
         np.add.at(dx, _axes_index(index, ctx.dim), dy)
         return dx, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy scatter-added into zeros (ScatterAdd, whose double backward gathers again)."""
+        (index,) = ctx.saved
+        return ScatterAdd.apply(_zeros(dy, ctx.shape), dy, index, ctx.dim), None, None
 
 
 def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
@@ -162,6 +188,20 @@ class Scatter(Function):
             _corner(dsrc, index.shape)[...] = dy[places]
         return dx, dsrc, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy times a constant mask (0 at the written places); dsrc = Gather of dy, padded with zeros."""
+        (index,) = ctx.saved
+        x, src = inputs[:2]
+        dx = dsrc = None
+        if x is not None:
+            keep = np.ones(dy.shape, dtype=dy._array.dtype)
+            keep[_axes_index(index, ctx.dim)] = 0
+            dx = dy * _const(dy, keep)
+        if src is not None:
+            dsrc = _pad_graph(Gather.apply(dy, index, ctx.dim), ctx.src_shape)
+        return dx, dsrc, None, None
+
 
 @on_host
 class ScatterAdd(Function):
@@ -185,6 +225,14 @@ class ScatterAdd(Function):
             dsrc = np.zeros_like(dy, shape=ctx.src_shape)
             _corner(dsrc, index.shape)[...] = dy[_axes_index(index, ctx.dim)]
         return (dy if need_x else None), dsrc, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy; dsrc = Gather of dy, padded with zeros outside index's shape."""
+        (index,) = ctx.saved
+        x, src = inputs[:2]
+        dsrc = None if src is None else _pad_graph(Gather.apply(dy, index, ctx.dim), ctx.src_shape)
+        return (None if x is None else dy), dsrc, None, None
 
 
 def _src(op, input, src):
@@ -256,6 +304,12 @@ class IndexSelect(Function):
         np.add.at(dx, (slice(None),) * ctx.dim + (index,), dy)
         return dx, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy's slices added into zeros at index (IndexPut with add, whose double backward selects again)."""
+        (index,) = ctx.saved
+        return IndexPut.apply(_zeros(dy, ctx.shape), dy, index, ctx.dim, True), None, None
+
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     check_tensor("index_select", "input", input)
@@ -299,6 +353,22 @@ class IndexPut(Function):
                 dx[where] = 0
         if need_src:
             dsrc = sum_to_shape(np.take(dy, index, axis=ctx.dim), ctx.src_shape)
+        return dx, dsrc, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy (times a constant mask, 0 at the replaced slices, without add); dsrc = IndexSelect of dy."""
+        (index,) = ctx.saved
+        x, src = inputs[:2]
+        dx = dsrc = None
+        if x is not None:
+            dx = dy
+            if not ctx.add:
+                keep = np.ones(dy.shape, dtype=dy._array.dtype)
+                keep[(slice(None),) * ctx.dim + (index,)] = 0
+                dx = dy * _const(dy, keep)
+        if src is not None:
+            dsrc = sum_to_shape_graph(IndexSelect.apply(dy, index, ctx.dim), ctx.src_shape)
         return dx, dsrc, None, None, None
 
 
@@ -381,6 +451,14 @@ class MaskedSelect(Function):
         dx = np.zeros_like(dy, shape=ctx.full)
         dx[np.broadcast_to(mask, ctx.full)] = dy
         return sum_to_shape(dx, ctx.shape), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy written at the masked places of zeros (MaskedScatter, whose double backward selects again),
+        summed back to x's shape."""
+        (mask,) = ctx.saved
+        dx = MaskedScatter.apply(_zeros(dy, ctx.full), np.broadcast_to(mask, ctx.full), dy)
+        return sum_to_shape_graph(dx, ctx.shape), None, None
 
 
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
@@ -481,6 +559,30 @@ class ScatterReduce(Function):
             dsrc = np.where(src_wins, share[places], zero)
         return (dx.astype(dy.dtype) if need_x else None), (dsrc if need_src else None), None, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's rule with dy times constant scales (the counts, the winners' shares) and Gather for dsrc;
+        amax/amin are piecewise, their second derivative 0."""
+        index, x_saved, src_saved, y = ctx.saved
+        x, src = inputs[:2]
+        places = _axes_index(index, ctx.dim)
+        one = np.ones((), dtype=dy._array.dtype)
+        zero = np.zeros((), dtype=dy._array.dtype)
+        if ctx.reduce in ("sum", "mean"):
+            scale = np.where(ctx.count > 0, one / np.maximum(ctx.count, 1), one) if ctx.reduce == "mean" else None
+            g = dy if scale is None else dy * _const(dy, scale)
+            dx = g if ctx.include_self else dy * _const(dy, np.where(ctx.hit, zero, one))
+            dsrc = Gather.apply(g, index, ctx.dim)
+        else:
+            self_wins = (x_saved == y) & (ctx.include_self | ~ctx.hit)
+            src_wins = src_saved == y[places]
+            winners = self_wins.astype(np.int64) * ctx.hit
+            np.add.at(winners, places, src_wins.astype(np.int64))
+            share = one / np.maximum(winners, 1)
+            dx = dy * _const(dy, np.where(ctx.hit, np.where(self_wins, share, zero), one))
+            dsrc = Gather.apply(dy * _const(dy, share), index, ctx.dim) * _const(dy, np.where(src_wins, one, zero))
+        return (None if x is None else dx), (None if src is None else dsrc), None, None, None, None
+
 
 def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
                    include_self: bool = True) -> Tensor:
@@ -552,6 +654,28 @@ class IndexAccumulate(Function):
             dx[ctx.index] = 0
         return dx, sum_to_shape(g, ctx.vshape), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy (times a constant mask, 0 at the written places, without accumulate); dvalues = dy[index]
+        (GetItem, whose double backward scatters back here), summed to values' shape."""
+        from .shape import GetItem
+
+        x, values = inputs[:2]
+        dx = dvalues = None
+        if x is not None:
+            dx = dy
+            if not ctx.accumulate:
+                keep = np.ones(dy.shape, dtype=dy._array.dtype)
+                keep[ctx.index] = 0
+                dx = dy * _const(dy, keep)
+        if values is not None:
+            g = GetItem.apply(dy, ctx.index)
+            lead = len(ctx.vshape) - g.ndim
+            if lead > 0:
+                g = g.reshape((1,) * lead + tuple(g.shape))
+            dvalues = sum_to_shape_graph(g, ctx.vshape)
+        return dx, dvalues, None, None
+
 
 @on_host
 class MaskedScatter(Function):
@@ -575,6 +699,20 @@ class MaskedScatter(Function):
         dsrc = np.zeros(int(np.prod(ctx.src_shape)), dtype=dy.dtype)
         dsrc[:ctx.k] = dy[mask]
         return dx, None, dsrc.reshape(ctx.src_shape)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy times a constant mask (0 at the filled places); dsource = MaskedSelect of dy, padded with
+        zeros to source's size."""
+        (mask,) = ctx.saved
+        x, _, source = inputs
+        dx = dsrc = None
+        if x is not None:
+            dx = dy * _const(dy, np.where(mask, 0, 1))
+        if source is not None:
+            picked = MaskedSelect.apply(dy, mask, tuple(dy.shape))
+            dsrc = _pad_graph(picked, (int(np.prod(ctx.src_shape)),)).reshape(tuple(ctx.src_shape))
+        return dx, None, dsrc
 
 
 def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd.function import constant
 from ..dtypes import as_dtype
 from ..backend import device_of, move
 from .checks import check_float, check_tensor, host_result, normalize_dims, numpy_keywords, on_host
@@ -76,6 +77,10 @@ class Mean(Function):
     def backward(ctx, dy):
         return _expand_back(dy / ctx.n, ctx.shape, ctx.dims, ctx.keepdim), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return _expand_back_graph(dy * (1.0 / ctx.n), ctx.shape, ctx.dims, ctx.keepdim), None, None
+
 
 class Amax(Function):
     """y = max_R x.  dx = dy at the maximising elements, shared evenly between ties (as PyTorch's
@@ -94,6 +99,14 @@ class Amax(Function):
         winners = (x == y).astype(dy.dtype)
         share = winners / winners.sum(axis=ctx.dims, keepdims=True)
         return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * share, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy broadcast back times the constant shares (piecewise linear: second derivative 0)."""
+        x, y = ctx.saved
+        winners = (x == y).astype(dy._array.dtype)
+        share = winners / winners.sum(axis=ctx.dims, keepdims=True)
+        return _expand_back_graph(dy, x.shape, ctx.dims, ctx.keepdim) * constant(dy, share), None, None
 
 
 class Amin(Amax):
@@ -127,6 +140,17 @@ class Var(Function):
         with np.errstate(divide="ignore", invalid="ignore"):  # n <= correction: nan, as in PyTorch
             scale = np.divide(centered.dtype.type(2), centered.dtype.type(ctx.denominator))
             return dy * centered * scale, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy · 2 (x - x̄) / (n - correction), x - x̄ recomputed from the input tensor (it depends on x)."""
+        x = inputs[0]
+        centered = x - Mean.apply(x, ctx.dims, True)
+        dy = _expand_back_graph(dy, tuple(x.shape), ctx.dims, ctx.keepdim)
+        dtype = x._array.dtype.type
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.divide(dtype(2), dtype(ctx.denominator))
+        return dy * centered * float(scale), None, None, None
 
 
 def _dims(op, x, dim, axis):
@@ -247,6 +271,30 @@ class Prod(Function):
         others = np.transpose(others, np.argsort(rest + list(dims)))
         return _expand_back(dy, x.shape, dims, ctx.keepdim) * others, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's products before and after each element, with recorded ops (Permute, GetItem, Cat,
+        Cumprod, Flip) on the input tensor."""
+        from .shape import Cat, GetItem, Permute
+        from .shape_ops import Flip
+
+        x = inputs[0]
+        dims = ctx.dims
+        shape = tuple(x.shape)
+        rest = [d for d in range(len(shape)) if d not in dims]
+        order = tuple(rest + list(dims))
+        moved = Permute.apply(x, order)
+        flat = moved.reshape(tuple(moved.shape[: len(rest)]) + (-1,))
+        last = flat.ndim - 1
+        ones = constant(x, np.ones(tuple(flat.shape[:-1]) + (1,), dtype=x._array.dtype))
+        head = GetItem.apply(flat, (Ellipsis, slice(None, -1)))
+        before = Cumprod.apply(Cat.apply(last, ones, head), last)
+        tail = GetItem.apply(Flip.apply(flat, (last,)), (Ellipsis, slice(None, -1)))
+        after = Flip.apply(Cumprod.apply(Cat.apply(last, ones, tail), last), (last,))
+        others = (before * after).reshape(tuple(moved.shape))
+        others = Permute.apply(others, tuple(int(a) for a in np.argsort(order)))
+        return _expand_back_graph(dy, shape, dims, ctx.keepdim) * others, None, None
+
 
 @numpy_keywords
 def prod(x: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype: DType = None) -> Tensor:
@@ -275,6 +323,13 @@ class Cumsum(Function):
         d = ctx.dim
         return np.flip(np.cumsum(np.flip(dy, d), axis=d), d), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        from .shape_ops import Flip
+
+        d = (ctx.dim,)
+        return Flip.apply(Cumsum.apply(Flip.apply(dy, d), ctx.dim), d), None
+
 
 @on_host
 class Cumprod(Function):
@@ -300,6 +355,30 @@ class Cumprod(Function):
             partial = np.cumprod(masked, axis=-1)[..., i:]
             dx[..., i] = np.sum(gm[..., i:] * partial, axis=-1)
         return np.moveaxis(dx, -1, d), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's loop with recorded ops on the input tensor: for each position i, x with x_i replaced
+        by 1 (x times a constant mask plus a constant one-hot), its running products from i on, times dy."""
+        from .shape import GetItem, Permute, Stack
+
+        x = inputs[0]
+        d = ctx.dim
+        nd = x.ndim
+        order = tuple(a for a in range(nd) if a != d) + (d,)
+        xm, gm = Permute.apply(x, order), Permute.apply(dy, order)
+        n = xm.shape[-1]
+        last = nd - 1
+        dtype = x._array.dtype
+        columns = []
+        for i in range(n):
+            hole = np.ones(n, dtype=dtype)
+            hole[i] = 0
+            masked = xm * constant(x, hole) + constant(x, 1 - hole)
+            partial = GetItem.apply(Cumprod.apply(masked, last), (Ellipsis, slice(i, None)))
+            columns.append((GetItem.apply(gm, (Ellipsis, slice(i, None))) * partial).sum(dim=last))
+        dx = Stack.apply(last, *columns)
+        return Permute.apply(dx, tuple(int(a) for a in np.argsort(order))), None
 
 
 def _cumulative(op, function, x, dim, dtype):
@@ -347,6 +426,13 @@ class LogSumExp(Function):
         with np.errstate(invalid="ignore"):
             p = np.exp(x - y)
         return _expand_back(dy, x.shape, ctx.dims, ctx.keepdim) * p, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy · e^(x - y), y recomputed from the input tensor (LogSumExp with keepdim)."""
+        x = inputs[0]
+        p = (x - LogSumExp.apply(x, ctx.dims, True)).exp()
+        return _expand_back_graph(dy, tuple(x.shape), ctx.dims, ctx.keepdim) * p, None, None
 
 
 @numpy_keywords
@@ -404,6 +490,31 @@ class VectorNorm(Function):
                 a = np.abs(x)
                 dx = np.where(y == 0, zero, np.sign(x) * np.power(a, p - 1) / np.power(y, p - 1)) * g
         return np.broadcast_to(dx, x.shape).astype(x.dtype), None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's cases with recorded ops; where the norm depends on x (p = 2, other finite p) it is
+        recomputed from the input tensor, |x| as x times its constant sign; y = 0 gives 0 as backward does.
+        p = 0, 1, ±inf are piecewise: dy times constants."""
+        xt = inputs[0]
+        x, y = ctx.saved
+        p = ctx.p
+        dtype = x.dtype
+        g = _expand_back_graph(dy, x.shape, ctx.dims, ctx.keepdim)
+        sign = np.sign(x)
+        if p == 0:
+            return g * 0.0, None, None, None
+        if p == 1:
+            return g * constant(dy, sign), None, None, None
+        if np.isinf(p):
+            hit = (np.abs(x) == y).astype(dtype)
+            return g * constant(dy, sign * hit / np.sum(hit, axis=ctx.dims, keepdims=True)), None, None, None
+        nonzero = constant(dy, (y != 0).astype(dtype))
+        safe_y = VectorNorm.apply(xt, p, ctx.dims, True) + constant(dy, (y == 0).astype(dtype))  # 1 where y = 0
+        if p == 2:
+            return xt / safe_y * nonzero * g, None, None, None
+        a = xt * constant(dy, sign)
+        return constant(dy, sign) * a ** (p - 1) / safe_y ** (p - 1) * nonzero * g, None, None, None
 
 
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
@@ -547,6 +658,22 @@ class LogCumSumExp(Function):
             w = dy * np.exp(-y - shift)
             rev = np.flip(np.cumsum(np.flip(w, d), axis=d), d)
             return rev * np.exp(x + shift), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's reversed cumulative sum with recorded ops, y recomputed from the input tensor; the shift
+        is a constant (it cancels: any value gives the same derivative)."""
+        from .shape_ops import Flip
+
+        x = inputs[0]
+        y = ctx.saved[1]
+        d = ctx.dim
+        with np.errstate(over="ignore", invalid="ignore"):
+            shift = np.max(-y, axis=d, keepdims=True)
+            shift = np.where(np.isfinite(shift), shift, 0).astype(y.dtype)
+        w = dy * (constant(dy, -shift) - LogCumSumExp.apply(x, d)).exp()
+        rev = Flip.apply(Cumsum.apply(Flip.apply(w, (d,)), d), (d,))
+        return rev * (x + constant(dy, shift)).exp(), None
 
 
 def logcumsumexp(input, dim):

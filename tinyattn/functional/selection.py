@@ -17,8 +17,9 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import device_of, is_device_array, move
-from .checks import check_broadcast, normalize_dims, sum_to_shape, numpy_keywords
+from ..autograd.function import constant
+from ..backend import backend_of, device_of, is_device_array, move
+from .checks import check_broadcast, normalize_dims, sum_to_shape, sum_to_shape_graph, numpy_keywords
 from .elementwise import cast_operand, array_of, maximum, minimum
 from .reduction import amax, amin
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,17 @@ class Gather(Function):
         dx = np.zeros_like(dy, shape=ctx.shape)
         np.add.at(dx, _scatter_index(indices, ctx.dim), dy)
         return dx, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy scatter-added into zeros by indexing.ScatterAdd (whose double backward gathers dy again)."""
+        from .indexing import ScatterAdd
+
+        (indices,) = ctx.saved
+        if not ctx.keepdim:
+            dy = dy.unsqueeze(ctx.dim)
+        zeros = constant(dy, backend_of(dy._array).xp.zeros(ctx.shape, dtype=dy._array.dtype))
+        return ScatterAdd.apply(zeros, dy, indices, ctx.dim), None, None, None
 
 
 class MaxDim(Gather):
@@ -121,6 +133,28 @@ class Clamp(Function):
         if need_hi:
             takes_hi = (x > hi) if lo is None else (x > hi) | (hi < lo)
             dhi = sum_to_shape(np.where(takes_hi, dy, zero), hi.shape)
+        return dx, dlo, dhi
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward's rule as dy times constant masks (clamp is piecewise linear: its second derivative is 0)."""
+        x, lo, hi = ctx.saved
+        tx, tlo, thi = inputs
+        dtype = dy._array.dtype
+        keep = None
+        if lo is not None:
+            keep = x >= lo
+        if hi is not None:
+            keep = (x <= hi) if keep is None else keep & (x <= hi)
+        dx = dlo = dhi = None
+        if tx is not None:
+            dx = sum_to_shape_graph(dy * constant(dy, keep.astype(dtype)), x.shape)
+        if tlo is not None:
+            takes_lo = (x < lo) if hi is None else (x < lo) & (lo < hi)
+            dlo = sum_to_shape_graph(dy * constant(dy, takes_lo.astype(dtype)), lo.shape)
+        if thi is not None:
+            takes_hi = (x > hi) if lo is None else (x > hi) | (hi < lo)
+            dhi = sum_to_shape_graph(dy * constant(dy, takes_hi.astype(dtype)), hi.shape)
         return dx, dlo, dhi
 
 

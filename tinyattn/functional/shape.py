@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd.function import constant
 from ..autograd.views import memory_owner
 from ..backend import backend_of, move
 from .checks import normalize_dims, sum_to_shape, sum_to_shape_graph
@@ -102,6 +103,15 @@ class GetItem(Function):
             np.add.at(dx, ctx.index, dy)
         return dx, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy written (a basic index) or scatter-added (an advanced one) into zeros of x's shape by
+        IndexAccumulate, whose own double backward reads the places back with GetItem."""
+        from .indexing import IndexAccumulate
+
+        zeros = constant(dy, backend_of(dy._array).xp.zeros(ctx.shape, dtype=dy._array.dtype))
+        return IndexAccumulate.apply(zeros, dy, ctx.index, not _is_basic(ctx.index)), None
+
 
 class Contiguous(Function):
     """y = x laid out in row-major order (a copy).  dx = dy."""
@@ -112,6 +122,10 @@ class Contiguous(Function):
 
     @staticmethod
     def backward(ctx, dy):
+        return dy
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
         return dy
 
 
@@ -148,6 +162,21 @@ class Unbind(Function):
         np.stack(parts, axis=ctx.dim, out=dx)
         return dx, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dys):
+        """The gradients stacked back along dim (Stack), zeros for a slice that no gradient reached."""
+        present = next(g for g in dys if g is not None)
+        zeros = None
+        parts = []
+        for g in dys:
+            if g is None:
+                if zeros is None:
+                    zeros = constant(present, backend_of(present._array).xp.zeros(present.shape,
+                                                                                   dtype=present._array.dtype))
+                g = zeros
+            parts.append(g)
+        return Stack.apply(ctx.dim, *parts), None
+
 
 class Cat(Function):
     """y = the inputs joined along `dim`.  Each input's gradient is its slice of dy."""
@@ -162,6 +191,15 @@ class Cat(Function):
     def backward(ctx, dy):
         return (None, *np.split(dy, ctx.bounds, axis=ctx.dim))
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy split back into the inputs' pieces along dim (shape_ops.Split)."""
+        from .shape_ops import Split
+
+        bounds = [0, *(int(b) for b in ctx.bounds), dy.shape[ctx.dim]]
+        parts = Split.apply(dy, ctx.dim, bounds)
+        return (None, *(None if x is None else p for x, p in zip(inputs[1:], parts)))
+
 
 class Stack(Function):
     """y = the inputs stacked along a new axis `dim`.  Input i's gradient is dy[..., i, ...]."""
@@ -174,6 +212,12 @@ class Stack(Function):
     @staticmethod
     def backward(ctx, dy):
         return (None, *(np.take(dy, i, axis=ctx.dim) for i in range(dy.shape[ctx.dim])))
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy's slices along dim (Unbind)."""
+        parts = Unbind.apply(dy, ctx.dim)
+        return (None, *(None if x is None else p for x, p in zip(inputs[1:], parts)))
 
 
 # ---- public functions ---------------------------------------------------------------

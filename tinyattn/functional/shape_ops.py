@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd.function import constant
 from .checks import check_tensor, normalize_dims, on_host
 from .shape import Permute, getitem, reshape, view
 from typing import TYPE_CHECKING, Any, Sequence
@@ -35,6 +36,21 @@ def _dim(op, x, dim):
     if x.ndim == 0:
         raise ValueError(f"{op}: a 0-d tensor has no dim {dim} to work along")
     return dims[0]
+
+
+def _zeros(like, shape):
+    """Constant zeros of `shape` in tensor like's dtype, on its device (for differentiable backwards)."""
+    from ..backend import backend_of
+
+    return constant(like, backend_of(like._array).xp.zeros(tuple(shape), dtype=like._array.dtype))
+
+
+def _scatter_graph(like, shape, values, index, accumulate):
+    """Zeros of `shape` with tensor `values` written (or, accumulate, added) at zeros[index], recorded
+    (indexing.IndexAccumulate, whose double backward reads zeros[index] back with GetItem)."""
+    from .indexing import IndexAccumulate
+
+    return IndexAccumulate.apply(_zeros(like, shape), values, index, accumulate)
 
 
 class Split(Function):
@@ -62,6 +78,21 @@ class Split(Function):
                 g = np.zeros_like(present, shape=tuple(shape))
             parts.append(g)
         return np.concatenate(parts, axis=ctx.dim), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dys):
+        """The gradients joined back along dim (Cat), zeros for a piece that no gradient reached."""
+        from .shape import Cat
+
+        present = next(g for g in dys if g is not None)
+        parts = []
+        for g, n in zip(dys, ctx.sizes):
+            if g is None:
+                shape = list(ctx.shape)
+                shape[ctx.dim] = n
+                g = _zeros(present, shape)
+            parts.append(g)
+        return Cat.apply(ctx.dim, *parts), None, None
 
 
 def _split_at(x, dim, sizes):
@@ -176,6 +207,10 @@ class Flip(Function):
     def backward(ctx, dy):
         return np.flip(dy, ctx.dims), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return Flip.apply(dy, ctx.dims), None
+
 
 def flip(input: Tensor, *dims: Any, **kwargs: Any) -> Tensor:
     """input reversed along dims (flip(x, 0, 1), flip(x, (0, 1)) or flip(x, dims=[0, 1])); a copy."""
@@ -264,6 +299,11 @@ class Roll(Function):
         neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return np.roll(dy, neg, ctx.axes), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
+        return Roll.apply(dy, neg, ctx.axes), None, None
+
 
 def roll(input: Tensor, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
     check_tensor("roll", "input", input)
@@ -300,6 +340,14 @@ class Repeat(Function):
             split += [r, n]
         dx = dy.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
         return dx.reshape(ctx.orig), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        split = []
+        for r, n in zip(ctx.reps, ctx.shape):
+            split += [r, n]
+        dx = dy.reshape(tuple(split)).sum(dim=tuple(range(0, len(split), 2)))
+        return dx.reshape(tuple(ctx.orig)), None
 
 
 def repeat(input: Tensor, *sizes: Any) -> Tensor:
@@ -405,6 +453,17 @@ class Diagonal(Function):
         view_[...] = dy
         return dx, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy written on the diagonal of zeros whose axes d1, d2 come last (IndexAccumulate at
+        [..., rows, cols], read back by GetItem in the double backward), then permuted back."""
+        offset, d1, d2 = ctx.args
+        order = [a for a in range(len(ctx.shape)) if a not in (d1, d2)] + [d1, d2]
+        n = dy.shape[-1]
+        rows, cols = np.arange(n) + max(-offset, 0), np.arange(n) + max(offset, 0)
+        dx = _scatter_graph(dy, [ctx.shape[a] for a in order], dy, (Ellipsis, rows, cols), False)
+        return Permute.apply(dx, tuple(int(a) for a in np.argsort(order))), None, None, None
+
 
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     check_tensor("diagonal", "input", input)
@@ -428,6 +487,10 @@ class DiagEmbed(Function):
     @staticmethod
     def backward(ctx, dy):
         return np.diagonal(dy, ctx.offset).copy(), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return Diagonal.apply(dy, ctx.offset, 0, 1), None
 
 
 def diag(input: Tensor, diagonal: int = 0) -> Tensor:
@@ -542,6 +605,18 @@ class Unfold(Function):
             dx[lead + (slice(k, stop, step),)] += dy[..., k]
         return dx, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy's window axis moved next to dim, then added into zeros at the positions w·step + k
+        (IndexAccumulate; its double backward reads them back with GetItem, which is unfold again)."""
+        dim, size, step = ctx.args
+        count = dy.shape[dim]
+        positions = np.arange(count).reshape(count, 1) * step + np.arange(size).reshape(1, size)
+        last = dy.ndim - 1
+        g = Permute.apply(dy, tuple(range(dim + 1)) + (last,) + tuple(range(dim + 1, last)))
+        dx = _scatter_graph(dy, ctx.shape, g, (slice(None),) * dim + (positions,), True)
+        return dx, None, None, None
+
 
 def unfold(input, dimension, size, step):
     """PyTorch's Tensor.unfold: every window of `size` elements along `dimension`, `step` apart."""
@@ -620,6 +695,12 @@ class DiagEmbedLast(Function):
     @staticmethod
     def backward(ctx, dy):
         return dy[ctx.places], None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        from .shape import GetItem
+
+        return GetItem.apply(dy, ctx.places), None
 
 
 def diag_embed(input, offset=0, dim1=-2, dim2=-1):

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 __all__ = [
-    "Embedding", "embedding",
+    "Embedding", "embedding", "EmbeddingBackward",
 ]
 
 
@@ -29,6 +29,35 @@ class Embedding(Function):
     def backward(ctx, dy):
         (index,) = ctx.saved
         return backend_of(dy).embedding_backward(index, dy, ctx.num_embeddings), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dW by EmbeddingBackward, the same scatter-add of rows as an op (whose own backward is an embedding)."""
+        (index,) = ctx.saved
+        return EmbeddingBackward.apply(dy, index, ctx.num_embeddings), None
+
+
+class EmbeddingBackward(Function):
+    """Embedding's backward as a differentiable op, for create_graph=True: y = zeros (num_embeddings, D) with
+    every row g[..., :] added at its index's row.  It is linear in g, the transpose of Embedding:
+    dg = dy's rows picked by the index, an Embedding."""
+
+    fresh_grads = True
+
+    @staticmethod
+    def forward(ctx, g, index, num_embeddings):
+        ctx.save_for_backward(index)
+        return backend_of(g).embedding_backward(index, g, num_embeddings)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (index,) = ctx.saved
+        return backend_of(dy).embedding(dy, index), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (index,) = ctx.saved
+        return Embedding.apply(dy, index), None, None
 
 
 def embedding(input: Tensor, weight: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd.function import constant
 from ..backend import backend_of
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,12 @@ class Tril(Function):
     def backward(ctx, dy):
         (keep,) = ctx.saved
         return np.where(keep, dy, np.zeros((), dtype=dy.dtype)), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dy times the constant mask (linear in dy)."""
+        (keep,) = ctx.saved
+        return dy * constant(dy, keep.astype(dy._array.dtype)), None, None
 
 
 class Triu(Tril):
