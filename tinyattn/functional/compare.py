@@ -83,6 +83,13 @@ class NanToNum(Function):
         (finite,) = ctx.saved
         return np.where(finite, dy, np.zeros((), dy.dtype)), None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        from .elementwise import where
+
+        (finite,) = ctx.saved
+        return where(finite, dy, 0.0), None, None, None
+
 
 def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
     """nan -> `nan`, +inf -> `posinf` (the dtype's largest value by default), -inf -> `neginf` (its lowest)."""

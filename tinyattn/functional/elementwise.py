@@ -5,10 +5,13 @@ Binary ops send their gradients through `sum_to_shape` to undo broadcasting.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import backend_of, is_device_array
+from ..autograd.function import constant
+from ..backend import backend_of, device_of, is_device_array, move
 from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape, sum_to_shape_graph
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,9 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Abs", "abs", "Add", "add", "array_of", "Cast", "cast", "cast_operand", "Div", "div", "eq", "Exp", "exp",
-    "float32_constant", "ge", "Gelu", "gelu", "gt", "le", "Log", "log", "lt", "masked_fill", "MaskedFill", "Maximum",
-    "maximum", "Minimum", "minimum", "Mul", "mul", "ne", "Neg", "neg", "operands", "Pow", "pow", "PowTensor", "Relu",
-    "relu", "Sigmoid", "sigmoid", "Sqrt", "sqrt", "Sub", "sub", "Tanh", "tanh", "Where", "where",
+    "float32_constant", "ge", "Gelu", "gelu", "graph_operand", "gt", "le", "Log", "log", "lt", "masked_fill",
+    "MaskedFill", "Maximum", "maximum", "Minimum", "minimum", "Mul", "mul", "ne", "Neg", "neg", "operands", "Pow", "pow",
+    "PowTensor", "Relu", "relu", "saved_constant", "Sigmoid", "sigmoid", "Sqrt", "sqrt", "Sub", "sub", "Tanh", "tanh",
+    "Where", "where", "zeros_graph",
 ]
 
 
@@ -85,6 +89,26 @@ def cast_operand(x, dtype):
     if is_device_array(x):
         return x.astype(dtype)
     return np.asarray(x, dtype=dtype)
+
+
+# ---- helpers of the differentiable backwards (create_graph=True, see Function) ----------------------------
+
+
+def saved_constant(like, array):
+    """An array a forward saved (a mask, an operand that needs no gradient) as a constant tensor (no graph) on
+    the device of tensor `like`: an on_host op saves host copies while its gradients may live on the GPU."""
+    return constant(like, move(array, device_of(like._array)))
+
+
+def graph_operand(tensor, saved, like):
+    """An operand's value inside a differentiable backward: the input tensor itself when it requires grad (so
+    that its use is recorded and differentiated again), else its saved value as a constant."""
+    return tensor if tensor is not None else saved_constant(like, saved)
+
+
+def zeros_graph(like):
+    """Zeros of like's shape, dtype and device, as a constant tensor: the gradient of a piecewise-constant op."""
+    return constant(like, backend_of(like._array).xp.zeros(like._array.shape, like._array.dtype))
 
 
 class Add(Function):
@@ -175,6 +199,16 @@ class Div(Function):
         db = sum_to_shape(-dy * a / (b * b), ctx.shapes[1]) if need_b else None
         return da, db
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = inputs
+        saved_a, saved_b = ctx.saved
+        bv = graph_operand(b, saved_b, dy)
+        da = None if a is None else sum_to_shape_graph(dy / bv, ctx.shapes[0])
+        db = None if b is None else sum_to_shape_graph(
+            -(dy * graph_operand(a, saved_a, dy)) / (bv * bv), ctx.shapes[1])
+        return da, db
+
 
 class Neg(Function):
     """y = -x.  dx = -dy."""
@@ -185,6 +219,10 @@ class Neg(Function):
 
     @staticmethod
     def backward(ctx, dy):
+        return -dy
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
         return -dy
 
 
@@ -215,6 +253,13 @@ class Pow(Function):
             return np.zeros_like(dy), None
         return dy * (p * _power(x, p - 1)), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        p = ctx.p
+        if p == 0:
+            return zeros_graph(dy), None
+        return dy * (Pow.apply(inputs[0], p - 1) * p), None
+
 
 class Exp(Function):
     """y = e^x.  dx = dy * y."""
@@ -231,6 +276,11 @@ class Exp(Function):
         return dy * y
 
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy * Exp.apply(inputs[0])  # y recomputed from x, so that it is differentiated
+
+
 class Log(Function):
     """y = ln x.  dx = dy / x."""
 
@@ -243,6 +293,10 @@ class Log(Function):
     def backward(ctx, dy):
         (x,) = ctx.saved
         return dy / x
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy / inputs[0]
 
 
 class Sqrt(Function):
@@ -259,6 +313,10 @@ class Sqrt(Function):
         (y,) = ctx.saved
         return dy / (2 * y)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy / (Sqrt.apply(inputs[0]) * 2)
+
 
 class Abs(Function):
     """y = |x|.  dx = dy * sign(x) (0 at x = 0, as in PyTorch)."""
@@ -273,6 +331,11 @@ class Abs(Function):
         (x,) = ctx.saved
         return dy * np.sign(x)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        return dy * saved_constant(dy, np.sign(x))  # piecewise: the sign is a constant (0 at x = 0)
+
 
 class Tanh(Function):
     """y = tanh x.  dx = dy * (1 - y²)."""
@@ -286,6 +349,11 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
+        return dy * (1 - y * y)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        y = Tanh.apply(inputs[0])
         return dy * (1 - y * y)
 
 
@@ -304,6 +372,11 @@ class Sigmoid(Function):
         (y,) = ctx.saved
         return dy * y * (1 - y)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        y = Sigmoid.apply(inputs[0])
+        return dy * y * (1 - y)
+
 
 class Relu(Function):
     """y = max(x, 0).  dx = dy where y > 0 (that is, x > 0), else 0; y is saved, as PyTorch does,
@@ -319,6 +392,11 @@ class Relu(Function):
     def backward(ctx, dy):
         (y,) = ctx.saved
         return dy * (y > 0)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (y,) = ctx.saved
+        return dy * saved_constant(dy, (y > 0).astype(dy._array.dtype))  # the mask is a constant
 
 
 class Gelu(Function):
@@ -341,6 +419,20 @@ class Gelu(Function):
         backend = backend_of(dy)
         return backend.gelu_erf_backward(x, dy) if ctx.exact else backend.gelu_backward(x, dy), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The formulas of the docstring in tensor ops (the fused kernels leave no graph)."""
+        x = inputs[0]
+        if ctx.exact:
+            from .unary import Erf
+
+            cdf = (Erf.apply(x * (1 / math.sqrt(2))) + 1) * 0.5
+            pdf = Exp.apply(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
+            return dy * (cdf + x * pdf), None
+        c = math.sqrt(2 / math.pi)
+        t = Tanh.apply((x + x * x * x * 0.044715) * c)
+        return dy * ((t + 1) * 0.5 + x * 0.5 * (1 - t * t) * (x * x * (3 * 0.044715 * c) + c)), None
+
 
 class Maximum(Function):
     """y = max(a, b) elementwise.  The gradient goes to the larger input; ties split it evenly."""
@@ -360,6 +452,15 @@ class Maximum(Function):
             sum_to_shape(dy * (1 - share_a), b.shape) if need_b else None,
         )
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = ctx.saved
+        share_a = ((a > b) + 0.5 * (a == b)).astype(dy._array.dtype)  # piecewise: a constant share
+        return (
+            None if inputs[0] is None else sum_to_shape_graph(dy * saved_constant(dy, share_a), a.shape),
+            None if inputs[1] is None else sum_to_shape_graph(dy * saved_constant(dy, 1 - share_a), b.shape),
+        )
+
 
 class Minimum(Function):
     """y = min(a, b) elementwise.  The gradient goes to the smaller input; ties split it evenly."""
@@ -377,6 +478,15 @@ class Minimum(Function):
         return (
             sum_to_shape(dy * share_a, a.shape) if need_a else None,
             sum_to_shape(dy * (1 - share_a), b.shape) if need_b else None,
+        )
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = ctx.saved
+        share_a = ((a < b) + 0.5 * (a == b)).astype(dy._array.dtype)  # piecewise: a constant share
+        return (
+            None if inputs[0] is None else sum_to_shape_graph(dy * saved_constant(dy, share_a), a.shape),
+            None if inputs[1] is None else sum_to_shape_graph(dy * saved_constant(dy, 1 - share_a), b.shape),
         )
 
 
@@ -401,6 +511,16 @@ class Where(Function):
             sum_to_shape(np.where(condition, zero, dy), sb) if need_b else None,
         )
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (condition,) = ctx.saved
+        sa, sb = ctx.shapes
+        return (
+            None,
+            None if inputs[1] is None else sum_to_shape_graph(where(condition, dy, 0.0), sa),
+            None if inputs[2] is None else sum_to_shape_graph(where(condition, 0.0, dy), sb),
+        )
+
 
 class MaskedFill(Function):
     """y = value where mask else x (mask broadcasts to x).  dx = dy where not mask, else 0."""
@@ -415,6 +535,11 @@ class MaskedFill(Function):
         (mask,) = ctx.saved
         return np.where(mask, np.zeros((), dtype=dy.dtype), dy), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (mask,) = ctx.saved
+        return masked_fill(dy, mask, 0.0), None, None
+
 
 class Cast(Function):
     """y = x converted to another float dtype.  dx = dy converted back."""
@@ -427,6 +552,10 @@ class Cast(Function):
     @staticmethod
     def backward(ctx, dy):
         return dy.astype(ctx.dtype), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return cast(dy, ctx.dtype), None
 
 
 # ---- public functions ---------------------------------------------------------------
@@ -491,6 +620,23 @@ class PowTensor(Function):
                 da = sum_to_shape(np.where(b == 0, zero, dy * b * np.power(a, b - 1)), ctx.shapes[0])
             if need_b:
                 db = sum_to_shape(np.where((a == 0) & (b >= 0), zero, dy * y * np.log(a)), ctx.shapes[1])
+        return da, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The backward's formulas with y = a ** b recomputed; the masks (b = 0; a = 0 and b >= 0) are constants.
+        As in PyTorch, a second derivative through a masked place where a = 0 can be nan (0 · inf)."""
+        a, b = inputs
+        saved_a, saved_b, _ = ctx.saved
+        av, bv = graph_operand(a, saved_a, dy), graph_operand(b, saved_b, dy)
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if a is not None:
+                da = sum_to_shape_graph(where(saved_constant(dy, saved_b == 0), 0.0,
+                                              dy * bv * PowTensor.apply(av, bv - 1)), ctx.shapes[0])
+            if b is not None:
+                db = sum_to_shape_graph(where(saved_constant(dy, (saved_a == 0) & (saved_b >= 0)), 0.0,
+                                              dy * PowTensor.apply(av, bv) * Log.apply(av)), ctx.shapes[1])
         return da, db
 
 

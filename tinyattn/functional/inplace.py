@@ -25,7 +25,7 @@ import numpy as np
 from ..autograd import Function, Variable, is_grad_enabled, no_grad, replay_view, view_positions
 from ..backend import backend_of, device_of, move
 from . import elementwise as ew
-from .checks import check_broadcast, on_device_of, sum_to_shape
+from .checks import check_broadcast, on_device_of, sum_to_shape, sum_to_shape_graph
 from .shape import normalize_index, reshape
 
 __all__ = [
@@ -295,6 +295,22 @@ class SetItem(Function):
             if lead > 0:  # numpy lets the value carry extra leading size-1 axes
                 g = g.reshape((1,) * lead + g.shape)
             dvalue = sum_to_shape(g, ctx.value_shape)
+        return dx, dvalue, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The same in recorded ops: dx is SetItem itself (writing 0), dvalue a GetItem of dy."""
+        from .shape import GetItem
+
+        dx = dvalue = None
+        if inputs[0] is not None:
+            dx = SetItem.apply(dy, backend_of(dy._array).xp.zeros((), dy._array.dtype), ctx.index)
+        if inputs[1] is not None:
+            g = GetItem.apply(dy, ctx.index)
+            lead = len(ctx.value_shape) - g.ndim
+            if lead > 0:
+                g = g.reshape((1,) * lead + tuple(g.shape))
+            dvalue = sum_to_shape_graph(g, ctx.value_shape)
         return dx, dvalue, None
 
 

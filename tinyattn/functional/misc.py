@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from . import elementwise as ew
-from .checks import check_broadcast, check_tensor, sum_to_shape, host_result, on_host
+from .checks import check_broadcast, check_tensor, sum_to_shape, sum_to_shape_graph, host_result, on_host
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
@@ -197,6 +197,12 @@ class FMaxMin(Function):
         return (sum_to_shape(np.where(take_a, dy, zero), ctx.shapes[0]) if need_a else None,
                 sum_to_shape(np.where(take_a, zero, dy), ctx.shapes[1]) if need_b else None, None)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (take_a,) = ctx.saved
+        return (None if inputs[0] is None else sum_to_shape_graph(ew.where(take_a, dy, 0.0), ctx.shapes[0]),
+                None if inputs[1] is None else sum_to_shape_graph(ew.where(take_a, 0.0, dy), ctx.shapes[1]), None)
+
 
 def fmax(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("fmax", input, other)
@@ -242,6 +248,18 @@ class Sinc(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             g = (np.cos(np.pi * x) - y) / x
         return dy * np.where(x == 0, np.zeros((), x.dtype), g).astype(dy.dtype)
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """g(x) = (cos(πx) - sinc x) / x as the backward; at x = 0 it is written -π²x/3 (its Taylor term), which
+        is 0 there, as the backward's, and has the right derivative, sinc''(0) = -π²/3."""
+        from .unary import Cos
+
+        x = inputs[0]
+        zero = ctx.saved[0] == 0
+        safe = ew.where(zero, 1.0, x)  # no 0/0 in the branch that where() drops (its gradient would be nan)
+        g = (Cos.apply(safe * math.pi) - Sinc.apply(safe)) / safe
+        return dy * ew.where(zero, x * (-math.pi ** 2 / 3), g)
 
 
 def sinc(input: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from . import elementwise as ew
-from .checks import check_tensor, normalize_dims, sum_to_shape, on_host
+from .checks import check_tensor, normalize_dims, sum_to_shape, sum_to_shape_graph, on_host
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,6 +67,14 @@ class Atan2(Function):
             db = sum_to_shape(-dy * a / r2, ctx.shapes[1]) if need_b else None
         return da, db
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = ctx.saved
+        av, bv = ew.graph_operand(inputs[0], a, dy), ew.graph_operand(inputs[1], b, dy)
+        r2 = av * av + bv * bv
+        return (None if inputs[0] is None else sum_to_shape_graph(dy * bv / r2, ctx.shapes[0]),
+                None if inputs[1] is None else sum_to_shape_graph(-dy * av / r2, ctx.shapes[1]))
+
 
 def atan2(input: Tensor, other: Tensor) -> Tensor:
     a, b = ew.operands("atan2", input, other)
@@ -97,6 +105,14 @@ class LogAddExp(Function):
             da = sum_to_shape(dy * np.exp(a - y), ctx.shapes[0]) if need_a else None
             db = sum_to_shape(dy * np.exp(b - y), ctx.shapes[1]) if need_b else None
         return da, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b, _ = ctx.saved
+        av, bv = ew.graph_operand(inputs[0], a, dy), ew.graph_operand(inputs[1], b, dy)
+        y = LogAddExp.apply(av, bv)  # recomputed from the operands, so that it is differentiated
+        return (None if inputs[0] is None else sum_to_shape_graph(dy * ew.Exp.apply(av - y), ctx.shapes[0]),
+                None if inputs[1] is None else sum_to_shape_graph(dy * ew.Exp.apply(bv - y), ctx.shapes[1]))
 
 
 def logaddexp(input: Tensor, other: Tensor) -> Tensor:
@@ -129,6 +145,16 @@ class Fmod(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             db = sum_to_shape(-dy * np.trunc(a / b), ctx.shapes[1]) if need_b else None
         return da, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = ctx.saved
+        db = None
+        if inputs[1] is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                quotient = ew.saved_constant(dy, np.trunc(a / b))  # piecewise constant
+            db = sum_to_shape_graph(-dy * quotient, ctx.shapes[1])
+        return None if inputs[0] is None else sum_to_shape_graph(dy, ctx.shapes[0]), db
 
 
 def fmod(input: Tensor, other: Operand) -> Tensor:

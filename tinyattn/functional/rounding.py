@@ -13,8 +13,8 @@ import numpy as np
 
 from ..autograd import Function, Variable
 from ..backend import is_device_array, move
-from .checks import sum_to_shape
-from .elementwise import array_of, operands
+from .checks import sum_to_shape, sum_to_shape_graph
+from .elementwise import array_of, operands, saved_constant
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,6 +53,10 @@ class FloorDivide(Function):
             "either: the quotient is piecewise constant); detach() the operands of // or use a / b"
         )
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return FloorDivide.backward(ctx, None)  # raises, as the plain backward does
+
 
 class Remainder(Function):
     """y = a - floor(a / b) · b elementwise (Python's %: the sign of the divisor).
@@ -75,6 +79,16 @@ class Remainder(Function):
             with np.errstate(divide="ignore", invalid="ignore"):  # b = 0: -inf/nan, as in PyTorch
                 db = sum_to_shape(-dy * _on_host(np.floor_divide, a, b), np.shape(b))
         return da, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        a, b = ctx.saved
+        db = None
+        if inputs[1] is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                quotient = saved_constant(dy, _on_host(np.floor_divide, a, b))  # piecewise constant
+            db = sum_to_shape_graph(-dy * quotient, np.shape(b))
+        return None if inputs[0] is None else sum_to_shape_graph(dy, np.shape(a)), db
 
 
 def _integer_operands(op, a, b):

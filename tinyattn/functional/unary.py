@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd import Function
 from .checks import check_tensor, on_host
+from .elementwise import Exp, Log, Minimum, Sigmoid, Tanh, saved_constant, where, zeros_graph
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -59,10 +60,23 @@ class _Saved(Function):
         (x,) = ctx.saved
         return dy * cls.df(x)
 
+    @staticmethod
+    def df_graph(x):
+        """df with tensor ops on the input tensor x (recorded, for create_graph=True)."""
+        raise NotImplementedError
+
+    @classmethod
+    def differentiable_backward(cls, ctx, inputs, dy):
+        return dy * cls.df_graph(inputs[0])
+
 
 class Sin(_Saved):
     """y = sin x.  dx = dy cos x."""
     f, df = staticmethod(np.sin), staticmethod(np.cos)
+
+    @staticmethod
+    def df_graph(x):
+        return Cos.apply(x)
 
 
 class Cos(_Saved):
@@ -72,6 +86,10 @@ class Cos(_Saved):
     @staticmethod
     def df(x):
         return -np.sin(x)
+
+    @staticmethod
+    def df_graph(x):
+        return -Sin.apply(x)
 
 
 @on_host
@@ -89,17 +107,30 @@ class Tan(Function):
         (y,) = ctx.saved
         return dy * (1 + y * y)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        y = Tan.apply(inputs[0])
+        return dy * (y * y + 1)
+
 
 @on_host
 class Sinh(_Saved):
     """y = sinh x.  dx = dy cosh x."""
     f, df = staticmethod(np.sinh), staticmethod(np.cosh)
 
+    @staticmethod
+    def df_graph(x):
+        return Cosh.apply(x)
+
 
 @on_host
 class Cosh(_Saved):
     """y = cosh x.  dx = dy sinh x."""
     f, df = staticmethod(np.cosh), staticmethod(np.sinh)
+
+    @staticmethod
+    def df_graph(x):
+        return Sinh.apply(x)
 
 
 @on_host
@@ -110,6 +141,10 @@ class Atan(_Saved):
     @staticmethod
     def df(x):
         return 1 / (1 + x * x)
+
+    @staticmethod
+    def df_graph(x):
+        return Reciprocal.apply(x * x + 1)
 
 
 @on_host
@@ -122,6 +157,10 @@ class Asin(_Saved):
         with np.errstate(divide="ignore", invalid="ignore"):
             return 1 / np.sqrt(1 - x * x)
 
+    @staticmethod
+    def df_graph(x):
+        return Rsqrt.apply(1 - x * x)
+
 
 @on_host
 class Acos(_Saved):
@@ -132,6 +171,10 @@ class Acos(_Saved):
     def df(x):
         with np.errstate(divide="ignore", invalid="ignore"):
             return -1 / np.sqrt(1 - x * x)
+
+    @staticmethod
+    def df_graph(x):
+        return -Rsqrt.apply(1 - x * x)
 
 
 @on_host
@@ -144,6 +187,10 @@ class Log1p(_Saved):
         with np.errstate(divide="ignore"):
             return 1 / (1 + x)
 
+    @staticmethod
+    def df_graph(x):
+        return Reciprocal.apply(x + 1)
+
 
 @on_host
 class Log2(_Saved):
@@ -155,6 +202,10 @@ class Log2(_Saved):
         with np.errstate(divide="ignore"):
             return 1 / (x * x.dtype.type(math.log(2)))
 
+    @staticmethod
+    def df_graph(x):
+        return Reciprocal.apply(x * math.log(2))
+
 
 @on_host
 class Log10(_Saved):
@@ -165,6 +216,10 @@ class Log10(_Saved):
     def df(x):
         with np.errstate(divide="ignore"):
             return 1 / (x * x.dtype.type(math.log(10)))
+
+    @staticmethod
+    def df_graph(x):
+        return Reciprocal.apply(x * math.log(10))
 
 
 @on_host
@@ -182,6 +237,10 @@ class Expm1(Function):
         (y,) = ctx.saved
         return dy * (y + 1)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy * (Expm1.apply(inputs[0]) + 1)
+
 
 @on_host
 class Exp2(Function):
@@ -197,6 +256,10 @@ class Exp2(Function):
     def backward(ctx, dy):
         (y,) = ctx.saved
         return dy * y * y.dtype.type(math.log(2))
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy * Exp2.apply(inputs[0]) * math.log(2)
 
 
 class Rsqrt(Function):
@@ -214,6 +277,11 @@ class Rsqrt(Function):
         (y,) = ctx.saved
         return dy * (-0.5 * y * y * y).astype(y.dtype)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        y = Rsqrt.apply(inputs[0])
+        return dy * (y * y * y * -0.5)
+
 
 class Reciprocal(Function):
     """y = 1/x.  dx = -dy y²."""
@@ -230,6 +298,11 @@ class Reciprocal(Function):
         (y,) = ctx.saved
         return -dy * y * y
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        y = Reciprocal.apply(inputs[0])
+        return -dy * y * y
+
 
 @on_host
 class Square(_Saved):
@@ -239,6 +312,10 @@ class Square(_Saved):
     @staticmethod
     def df(x):
         return 2 * x
+
+    @staticmethod
+    def df_graph(x):
+        return x * 2
 
 
 @on_host
@@ -255,6 +332,10 @@ class Erf(_Saved):
     def df(x):
         return x.dtype.type(2 / math.sqrt(math.pi)) * np.exp(-x * x)
 
+    @staticmethod
+    def df_graph(x):
+        return Exp.apply(-(x * x)) * (2 / math.sqrt(math.pi))
+
 
 @on_host
 class Piecewise(Function):
@@ -268,6 +349,10 @@ class Piecewise(Function):
     def backward(ctx, dy):
         return np.zeros_like(dy), None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return zeros_graph(dy), None
+
 
 @on_host
 class Frac(Function):
@@ -279,6 +364,10 @@ class Frac(Function):
 
     @staticmethod
     def backward(ctx, dy):
+        return dy
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
         return dy
 
 
@@ -299,6 +388,12 @@ class Silu(Function):
         x, s = ctx.saved
         return dy * s * (1 + x * (1 - s))
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        x = inputs[0]
+        s = Sigmoid.apply(x)
+        return dy * s * (1 + x * (1 - s))
+
 
 class LeakyRelu(Function):
     """y = x for x > 0, slope·x otherwise.  dx = dy for x > 0, slope·dy otherwise."""
@@ -313,6 +408,11 @@ class LeakyRelu(Function):
     def backward(ctx, dy):
         (x,) = ctx.saved
         return np.where(x > 0, dy, dy * dy.dtype.type(ctx.slope)), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        return where(saved_constant(dy, x > 0), dy, dy * ctx.slope), None
 
 
 @on_host
@@ -329,6 +429,12 @@ class Elu(Function):
     def backward(ctx, dy):
         (x,) = ctx.saved
         return np.where(x > 0, dy, dy * dy.dtype.type(ctx.alpha) * np.exp(np.minimum(x, 0))), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        negative = dy * ctx.alpha * Exp.apply(Minimum.apply(inputs[0], np.zeros((), x.dtype)))
+        return where(saved_constant(dy, x > 0), dy, negative), None
 
 
 @on_host
@@ -351,6 +457,12 @@ class Softplus(Function):
         s = 0.5 * (1 + np.tanh(0.5 * bx))
         return np.where(bx > ctx.threshold, dy, dy * s), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        linear = saved_constant(dy, x * x.dtype.type(ctx.beta) > ctx.threshold)
+        return where(linear, dy, dy * Sigmoid.apply(inputs[0] * ctx.beta)), None, None
+
 
 @on_host
 class Hardtanh(Function):
@@ -368,6 +480,11 @@ class Hardtanh(Function):
         inside = (x > ctx.lo) & (x < ctx.hi)
         return np.where(inside, dy, np.zeros((), dy.dtype)), None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        return where(saved_constant(dy, (x > ctx.lo) & (x < ctx.hi)), dy, 0.0), None, None
+
 
 @on_host
 class LogSigmoid(Function):
@@ -382,6 +499,10 @@ class LogSigmoid(Function):
     def backward(ctx, dy):
         (x,) = ctx.saved
         return dy * (0.5 * (1 - np.tanh(0.5 * x)))
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        return dy * Sigmoid.apply(-inputs[0])  # 1 - σ(x) = σ(-x)
 
 
 @on_host
@@ -399,6 +520,13 @@ class Mish(Function):
         t = np.tanh(np.logaddexp(0, x)).astype(x.dtype)
         s = 0.5 * (1 + np.tanh(0.5 * x))
         return dy * (t + x * s * (1 - t * t))
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """t from softplus with PyTorch's threshold 20 (the forward's logaddexp differs by < 1e-8 beyond it)."""
+        x = inputs[0]
+        t = Tanh.apply(Softplus.apply(x, 1.0, 20.0))
+        return dy * (t + x * Sigmoid.apply(x) * (1 - t * t))
 
 
 # ---- public functions ------------------------------------------------------------------------------
@@ -547,6 +675,10 @@ class Asinh(_Saved):
     def df(x):
         return 1 / np.sqrt(x * x + 1)
 
+    @staticmethod
+    def df_graph(x):
+        return Rsqrt.apply(x * x + 1)
+
 
 @on_host
 class Acosh(_Saved):
@@ -558,6 +690,10 @@ class Acosh(_Saved):
         with np.errstate(divide="ignore", invalid="ignore"):
             return 1 / np.sqrt(x * x - 1)
 
+    @staticmethod
+    def df_graph(x):
+        return Rsqrt.apply(x * x - 1)
+
 
 @on_host
 class Atanh(_Saved):
@@ -568,6 +704,10 @@ class Atanh(_Saved):
     def df(x):
         with np.errstate(divide="ignore"):
             return 1 / (1 - x * x)
+
+    @staticmethod
+    def df_graph(x):
+        return Reciprocal.apply(1 - x * x)
 
 
 @on_host
@@ -591,6 +731,15 @@ class Logit(Function):
             g = dy / (x * (1 - x))
         if eps is not None:
             g = np.where((x < eps) | (x > 1 - eps), np.zeros((), dy.dtype), g)
+        return g, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        (x,) = ctx.saved
+        xt, eps = inputs[0], ctx.eps
+        g = dy / (xt * (1 - xt))
+        if eps is not None:
+            g = where(saved_constant(dy, (x < eps) | (x > 1 - eps)), 0.0, g)
         return g, None
 
 
@@ -656,6 +805,22 @@ class Xlogy(Function):
                 da = sum_to_shape(np.where((a == 0) & (b <= 0), zero, dy * np.log(b)), ctx.shapes[0])
             if need_b:
                 db = sum_to_shape(dy * a / b, ctx.shapes[1])  # 0/0 = nan at a = b = 0, as PyTorch
+        return da, db
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        from .checks import sum_to_shape_graph
+        from .elementwise import graph_operand
+
+        a, b = ctx.saved
+        av, bv = graph_operand(inputs[0], a, dy), graph_operand(inputs[1], b, dy)
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if inputs[0] is not None:
+                da = sum_to_shape_graph(where(saved_constant(dy, (a == 0) & (b <= 0)), 0.0, dy * Log.apply(bv)),
+                                        ctx.shapes[0])
+            if inputs[1] is not None:
+                db = sum_to_shape_graph(dy * av / bv, ctx.shapes[1])
         return da, db
 
 
