@@ -674,6 +674,6 @@ def _to_array(data, dtype):
     if isinstance(data, (np.ndarray, np.generic)):
         return np.array(data, dtype=dtype, copy=True)  # an ndarray or numpy scalar keeps its dtype unless told
     if isinstance(data, (list, tuple)) and any(isinstance(x, Variable) for x in data):
-        data = [np.asarray(x.numpy() if isinstance(x, Variable) else x) for x in data]
+        data = [np.asarray(x.numpy() if isinstance(x, Variable) else x) for x in data]  # type: ignore[attr-defined]
     array = np.array(data)
     return array.astype(dtype or default_dtype_for(array), copy=False)
