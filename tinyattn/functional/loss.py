@@ -86,6 +86,26 @@ class CrossEntropy(Function):
             dlogits = np.exp(logp) - onehot
         return dlogits * weight[:, None], None, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dloss):
+        """dlogits_n = (p_n - (1 - ε)·onehot(t_n) - ε/C) · w_n with recorded ops: p = softmax(logits) recomputed
+        from the logits tensor (Softmax), w_n = dloss_n (or dloss / count for 'mean') for rows not ignored, 0
+        for ignored ones; the targets, the smoothing and the count are constants."""
+        from ..autograd.function import constant
+        from .softmax import Softmax
+
+        logp, safe_target, valid = ctx.saved
+        n, c = logp.shape
+        dt = logp.dtype.type
+        eps = ctx.smoothing
+        onehot = (safe_target[:, None] == backend_of(logp).xp.arange(c)).astype(logp.dtype)
+        target_dist = onehot * dt(1 - eps) + dt(eps / c) if eps else onehot
+        rows = valid.astype(logp.dtype)[:, None]  # (N, 1)
+        if ctx.reduction == "mean":
+            rows = rows / np.maximum(ctx.count, 1)
+        per_row = dloss.reshape(n, 1) if ctx.reduction == "none" else dloss.reshape(1, 1)
+        return (Softmax.apply(inputs[0], -1) - constant(dloss, target_dist)) * (per_row * rows), None, None, None, None
+
 
 class MSELoss(Function):
     """loss = mean((x - y)²) ('mean'), sum, or elementwise ('none').  dx = 2 (x - y) dloss / n, dy = -dx."""
@@ -111,6 +131,25 @@ class MSELoss(Function):
             sum_to_shape(-g, ctx.shapes[1]) if need_y else None,
             None,
         )
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dloss):
+        """dx = 2 (x - y) dloss / n, dy = -dx with recorded ops; x - y is formed from the input tensors (an
+        operand that needs no gradient is a constant: its value from the saved difference)."""
+        from ..autograd.function import constant
+        from .checks import sum_to_shape_graph
+
+        x, y = inputs[:2]
+        (diff,) = ctx.saved
+        if x is not None and y is not None:
+            d = x - y
+        elif x is not None:
+            d = x - constant(dloss, x._array - diff)  # y's value, broadcast
+        else:
+            d = constant(dloss, diff + y._array) - y  # x's value, broadcast
+        g = d * (dloss * (2.0 / diff.size if ctx.reduction == "mean" else 2.0))
+        return (None if x is None else sum_to_shape_graph(g, ctx.shapes[0]),
+                None if y is None else sum_to_shape_graph(g * -1.0, ctx.shapes[1]), None)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -289,6 +328,17 @@ class PointwiseLoss(Function):
         gy = sum_to_shape(g * dy, ctx.shapes[1]).astype(ctx.dtypes[1], copy=False) if need_y and dy is not None \
             else None
         return gx, gy, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dloss):
+        """Not possible: the rule gives the local derivatives dl/dx, dl/dy as arrays only, and forward keeps
+        neither the rule nor a tensor-op form of it, so their derivatives (the second derivatives) are unknown
+        here. Raises, naming the losses, instead of returning a gradient detached from x and y."""
+        raise RuntimeError(
+            "backward with create_graph=True: PointwiseLoss (l1_loss, smooth_l1_loss, huber_loss, "
+            "binary_cross_entropy, binary_cross_entropy_with_logits, kl_div, mse_loss with weight) has no "
+            "differentiable backward: its local derivatives are computed as raw arrays. For second derivatives "
+            "write the loss from tensor ops (e.g. (x - y).abs().mean()), or use mse_loss without weight")
 
 
 def _pointwise_operands(op, input, target, same_size=None, warn_size=True):
@@ -516,6 +566,20 @@ class NLLLoss(Function):
         d = np.zeros(ctx.shape, w.dtype)
         d[np.arange(ctx.shape[0]), safe] = -w * scale
         return d, None, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dloss):
+        """dlogp[n, t_n] = -w[t_n] · dloss_n (/ Σ w for 'mean') with recorded ops: dloss times a constant
+        (N, C) table (linear in dloss, constant in logp: the second derivative in logp is 0)."""
+        from ..autograd.function import constant
+
+        safe, w = ctx.saved
+        n = ctx.shape[0]
+        table = np.zeros(ctx.shape, w.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, as backward gives
+            table[np.arange(n), safe] = -w / ctx.total if ctx.reduction == "mean" else -w
+        per_row = dloss.reshape(n, 1) if ctx.reduction == "none" else dloss.reshape(1, 1)
+        return per_row * constant(dloss, table), None, None, None, None
 
 
 def _class_rows(op, input, target, ignore_index):

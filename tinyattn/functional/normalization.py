@@ -55,6 +55,46 @@ class LayerNorm(Function):
         return (dx.reshape(x_shape), dw.reshape(normalized_shape) if need_w else None,
                 db.reshape(normalized_shape) if need_b else None, None, None)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The backward above written in tensor ops (the fused kernel's math, not a re-run of the composite),
+        for create_graph=True: μ, σ² (sums), r = (σ² + ε)^(-1/2) and x̂ = (x - μ) r recomputed from the input
+        tensor, then dx = r (g - mean(g) - x̂ mean(g x̂)) with g = dy ∘ w, dw = Σ_batch dy ∘ x̂, db = Σ_batch dy.
+        forward keeps no ε: each row's is recovered from what it saved, ε = (1 - mean(x̂²)) / r², which gives
+        back forward's r to rounding. An input that needs no gradient is a constant (x̂, w as saved)."""
+        from ..autograd.function import constant
+        from ..backend import device_of, move
+
+        x, weight, bias = inputs[:3]
+        xhat_saved, rstd, w_saved = ctx.saved
+        x_shape, normalized_shape = ctx.shapes
+        x_shape, normalized_shape = tuple(x_shape), tuple(normalized_shape)
+        nd, n = len(normalized_shape), math.prod(normalized_shape)
+        dims = tuple(range(len(x_shape) - nd, len(x_shape)))
+        batch_dims = tuple(range(len(x_shape) - nd))
+        kept = x_shape[: len(x_shape) - nd] + (1,) * nd  # a per-row value, broadcast over the normalised axes
+        if x is not None:
+            xh = move(xhat_saved, "cpu").astype(np.float64).reshape(-1, n)
+            r0 = move(rstd, "cpu").astype(np.float64).reshape(-1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                eps = ((1.0 - (xh * xh).mean(axis=1)) / (r0 * r0)).reshape(kept).astype(xhat_saved.dtype)
+            eps = move(eps, device_of(x._array))
+            centered = x - x.sum(dims, keepdim=True) * (1.0 / n)
+            r = ((centered * centered).sum(dims, keepdim=True) * (1.0 / n) + eps) ** -0.5
+            xhat = centered * r
+        else:
+            xhat = constant(dy, xhat_saved.reshape(x_shape))
+        dx = dw = db = None
+        if x is not None:
+            g = dy * (weight if weight is not None else constant(dy, w_saved.reshape(normalized_shape)))
+            mean_g, mean_gx = g.sum(dims, keepdim=True) * (1.0 / n), (g * xhat).sum(dims, keepdim=True) * (1.0 / n)
+            dx = r * (g - mean_g - xhat * mean_gx)
+        if weight is not None:
+            dw = (dy * xhat).sum(batch_dims) if batch_dims else dy * xhat
+        if bias is not None:
+            db = dy.sum(batch_dims) if batch_dims else dy * 1.0
+        return dx, dw, db, None, None
+
 
 def layer_norm_composite(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """The same layer norm from primitive ops (mean, sub, mul, sqrt, div): the reference path."""
