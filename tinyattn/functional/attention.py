@@ -138,6 +138,49 @@ class ScaledDotProductAttention(Function):
         sq, sk, sv = ctx.shapes
         return dq.reshape(sq), dk.reshape(sk), dv.reshape(sv), None, None, None, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dout):
+        """The backward above with recorded ops, for create_graph=True. The fused kernel never forms P, so this
+        runs the composite twin's math (attention_composite) in tensor ops and writes its derivative out:
+            S = scale·QKᵀ + bias,  P = MaskedSoftmax(S) over the allowed keys (the masking rule of
+            backend_contract.attention_allowed with causal/window/offset, and a -inf bias entry masks too;
+            fully masked rows give P = 0),
+            dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP - Σ_j dP ∘ P),  dQ = scale·dS K,  dK = scale·dSᵀ Q
+        with P recomputed from the differentiable q and k (matmul, MaskedSoftmax), so that every term is
+        differentiated again; an input that needs no gradient is a constant made from what forward saved.
+        It holds L×S tensors (the twin's memory, not the kernel's): fine for second derivatives of small models."""
+        from ..autograd.function import constant
+        from .attention_variants import MaskedSoftmax
+
+        if ctx.empty:
+            return tuple(constant(dout, backend_of(dout._array).xp.zeros(s, dtype=dout._array.dtype))
+                         for s in ctx.shapes) + (None,) * 5
+        q_in, k_in, v_in = inputs[:3]
+        q_saved, k_saved, v_saved = ctx.saved[:3]
+        bias, causal, window, scale, offset = ctx.args
+        q = q_in if q_in is not None else constant(dout, q_saved)
+        k = k_in if k_in is not None else constant(dout, k_saved)
+        v = v_in if v_in is not None else constant(dout, v_saved)
+        batch, L, S = tuple(q.shape[:-2]), q.shape[-2], k.shape[-2]
+        allowed = allowed_aligned(L, S, causal, window, offset, device_of(q._array))  # (L, S)
+        scores = linalg.matmul(q, k.mT) * scale  # (..., L, S)
+        if bias is not None:
+            b = bias.reshape(bias.shape[-2:] if bias.shape[0] == 1 else batch + bias.shape[-2:])
+            allowed = allowed & (b != -np.inf)
+            scores = scores + np.where(b == -np.inf, np.zeros((), b.dtype), b)  # masked entries: P = 0 anyway
+        p = MaskedSoftmax.apply(scores, np.broadcast_to(allowed, tuple(scores.shape)))
+        dq = dk = dv = None
+        if v_in is not None:
+            dv = linalg.matmul(p.mT, dout)
+        if q_in is not None or k_in is not None:
+            dp = linalg.matmul(dout, v.mT)
+            ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+            if q_in is not None:
+                dq = linalg.matmul(ds, k) * scale
+            if k_in is not None:
+                dk = linalg.matmul(ds.mT, q) * scale
+        return dq, dk, dv, None, None, None, None, None
+
 
 def scaled_dot_product_attention(
     query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *, window=None

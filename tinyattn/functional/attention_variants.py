@@ -33,6 +33,7 @@ class MaskedSoftmax(Function):
         y = backend_of(scores).softmax(masked, -1)
         y = np.where(allowed, y, np.zeros((), y.dtype))
         ctx.save_for_backward(y)
+        ctx.allowed = allowed  # (a reference, for differentiable_backward)
         return y
 
     @staticmethod
@@ -40,6 +41,14 @@ class MaskedSoftmax(Function):
         (y,) = ctx.saved
         # y = 0 on masked entries and dead rows, so the usual formula gives them 0
         return backend_of(dy).softmax_backward(y, dy, -1), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dα = α' ∘ (dα' - Σ_j dα' ∘ α') with recorded ops, α' recomputed from the scores tensor by this op
+        (so that it is differentiated too); `allowed` is a constant."""
+        scores, allowed = inputs
+        y = MaskedSoftmax.apply(scores, ctx.allowed)
+        return y * (dy - (dy * y).sum(-1, keepdim=True)), None
 
 
 class MaskedSigmoid(Function):
@@ -49,12 +58,21 @@ class MaskedSigmoid(Function):
     def forward(ctx, scores, allowed, b):
         y = np.where(allowed, 0.5 * (1 + np.tanh(0.5 * (scores + b))), np.zeros((), scores.dtype))
         ctx.save_for_backward(y)
+        ctx.allowed, ctx.b = allowed, b  # (references, for differentiable_backward)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
         return dy * y * (1 - y), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dα = dα' ∘ α' ∘ (1 - α') with recorded ops, α' recomputed from the scores tensor by this op (masked
+        entries: α' = 0, so their gradient is 0 at every order)."""
+        scores = inputs[0]
+        y = MaskedSigmoid.apply(scores, ctx.allowed, ctx.b)
+        return dy * (y - y * y), None, None
 
 
 class MaskedRelu(Function):
@@ -70,6 +88,13 @@ class MaskedRelu(Function):
     def backward(ctx, dy):
         (y,) = ctx.saved
         return dy * (y > 0), None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dα = dα' ∘ [α > 0] with recorded ops; the mask is a constant of the forward (piecewise linear: the
+        second derivative in α is 0)."""
+        (y,) = ctx.saved
+        return dy * (y > 0).astype(y.dtype), None
 
 
 NORMALIZERS = ("softmax", "sigmoid", "relu")

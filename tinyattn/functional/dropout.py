@@ -33,6 +33,13 @@ class Dropout(Function):
         (mask,) = ctx.saved
         return dy * mask, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy ∘ m with recorded ops: the mask is a constant of the forward, so the second derivative in x
+        is 0 and the one in dy is m again."""
+        (mask,) = ctx.saved
+        return dy * mask, None
+
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     check_tensor("dropout", "input", x)

@@ -36,6 +36,23 @@ class Rotary(Function):
         cos, sin = ctx.saved
         return dy * cos - _rotate_half(dy) * sin, None, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The same dx with recorded ops: rotate_half(dy) = dy @ R, R the constant signed permutation
+        (R[j + d/2, j] = -1, R[j, j + d/2] = 1), so dx = dy ∘ cos - (dy @ R) ∘ sin, linear in dy."""
+        from ..autograd.function import constant
+        from ..backend import device_of, move
+        from .linalg import matmul
+
+        cos, sin = ctx.saved
+        d = dy.shape[-1]
+        half = d // 2
+        r = np.zeros((d, d), dtype=dy._array.dtype)
+        r[np.arange(half) + half, np.arange(half)] = -1
+        r[np.arange(half), np.arange(half) + half] = 1
+        rotated = matmul(dy, constant(dy, move(r, device_of(dy._array))))
+        return dy * cos - rotated * sin, None, None
+
 
 def rotary_tables(length, head_dim, base=10000.0, dtype=np.float32):
     """cos and sin tables, each (length, head_dim), with the angle of pair i repeated at i and i + d/2."""
