@@ -76,6 +76,51 @@ class Einsum(Function):
             grads.append(move(np.asarray(g, dtype=arrays[j].dtype, order="C"), device))
         return tuple(grads)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """The backward above with recorded ops: each operand's gradient is this op again (an einsum of dy and
+        the other operands, as tensors: an operand that needs no gradient is a constant of its saved value),
+        then expanded along the labels summed inside that operand alone, permuted to its labels, and for a
+        repeated label contracted with constant identity matrices (the diagonal), as in _operand_grad."""
+        from ..autograd.function import constant
+
+        labels, out = ctx.labels, ctx.out
+        device = device_of(dy._array)
+        operands = [t if t is not None else constant(dy, a) for t, a in zip(inputs[2:], ctx.saved)]
+        grads = [None, None]
+        for j, t in enumerate(inputs[2:]):
+            if t is None:
+                grads.append(None)
+                continue
+            s = labels[j]
+            sizes = dict(zip(s, ctx.saved[j].shape))
+            unique = list(dict.fromkeys(s))
+            others = [(dy, out)] + [(o, lab) for k, (o, lab) in enumerate(zip(operands, labels)) if k != j]
+            available = set(l for _, lab in others for l in lab)
+            present = tuple(l for l in unique if l in available)
+            g = Einsum.apply(tuple(tuple(lab) for _, lab in others), present, *(o for o, _ in others))
+            g = g.reshape(tuple(sizes[l] if l in available else 1 for l in unique))
+            full = tuple(sizes[l] for l in unique)
+            if tuple(g.shape) != full:
+                g = g.expand(*full)
+            if len(unique) == len(s):
+                grads.append(g if list(s) == unique else g.permute(*[unique.index(l) for l in s]))
+                continue
+            used = set(s) | set(out) | available
+            fresh = (l for l in range(len(_LETTERS)) if l not in used)
+            renamed, deltas, delta_labels, seen = [], [], [], set()
+            for l in s:
+                if l in seen:
+                    l2 = next(fresh)
+                    deltas.append(constant(dy, move(np.eye(sizes[l], dtype=dy._array.dtype), device)))
+                    delta_labels.append((l, l2))
+                    renamed.append(l2)
+                else:
+                    seen.add(l)
+                    renamed.append(l)
+            grads.append(Einsum.apply((tuple(unique),) + tuple(delta_labels), tuple(renamed), g, *deltas))
+        return tuple(grads)
+
 
 def _contract(arrays, labels, out):
     """np.einsum in its sublist form: operands with integer labels, then the output's labels."""
