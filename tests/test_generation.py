@@ -334,7 +334,7 @@ from tinyattn.nn import transformer as _transformer  # noqa: E402
 def _fused_layer(norm_first, activation, bias, dtype, batch_first=True, dropout=0.0):
     """A causal layer (d_model D, H heads, ff 24); bias=False: no biases anywhere, norm1 without affine
     parameters and norm2 without bias, so every missing-parameter branch of the fused step runs."""
-    if activation == "gelu":  # the tanh form, the GELU the fused kernel implements ("gelu" is the exact one)
+    if activation == "gelu_tanh":  # the tanh form ("gelu" is PyTorch's exact one, F.gelu)
         activation = nn.GELU(approximate="tanh")
     layer = nn.TransformerEncoderLayer(D, H, 24, dropout, activation, batch_first=batch_first,
                                        norm_first=norm_first, causal=True, dtype=dtype)
@@ -392,7 +392,7 @@ def _generate_both(model, prompt, n, monkeypatch, **kw):
 
 @pytest.mark.parametrize("dtype,tol", [(ta.float64, 1e-10), (ta.float32, 1e-5)])
 @pytest.mark.parametrize("norm_first", [True, False])
-@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("activation", ["gelu_tanh", "relu"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_decode_equals_op_by_op(dtype, tol, norm_first, activation, bias, monkeypatch, fused_calls):
     # 24 new tokens from a 3-token prompt, batch 2, context C = 12, context_overflow="reprime": the cache
@@ -408,12 +408,32 @@ def test_fused_decode_equals_op_by_op(dtype, tol, norm_first, activation, bias, 
     assert np.abs(fused[:, 1:] - fused[:, :-1]).max() > 1e-3  # the logits do move from step to step
 
 
+@pytest.mark.parametrize("dtype,tol,norm_first,spelling", [(ta.float64, 1e-10, True, "gelu"),
+                                                             (ta.float32, 1e-5, False, "F.gelu"),
+                                                             (ta.float64, 1e-10, False, "nn.GELU()")])
+def test_fused_decode_exact_gelu_equals_op_by_op(dtype, tol, norm_first, spelling, monkeypatch, fused_calls):
+    # PyTorch's exact GELU (activation="gelu", the default form of F.gelu and nn.GELU) takes the fused step too,
+    # and computes x Φ(x) there, not the tanh form: the logits of the two differ by ~1e-4, above 10 tol
+    activation = {"gelu": "gelu", "F.gelu": F.gelu, "nn.GELU()": nn.GELU()}[spelling]
+    ta.manual_seed(1)
+    model = _FusedLM([_fused_layer(norm_first, activation, True, dtype) for _ in range(2)], dtype).eval()
+    prompt = np.random.default_rng(4).integers(0, V, (2, 3))
+    (ids, fused), (ids_plain, plain) = _generate_both(model, prompt, 8, monkeypatch)
+    assert len(fused_calls) == 2 * 8
+    np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(ids.numpy(), ids_plain.numpy())
+    for layer in model.layers:  # the same weights with the tanh form: other logits
+        layer.activation = nn.GELU(approximate="tanh")
+    _, tanh_form = _generate_both(model, prompt, 8, monkeypatch)[0]
+    assert np.abs(tanh_form - plain).max() > 10 * tol
+
+
 @pytest.mark.parametrize("layout", ["batch_first", "seq_first", "unbatched"])
 def test_fused_decode_layouts_and_cache_contents(layout, monkeypatch, fused_calls):
     # the layer on its own: outputs and the cached keys/values equal the op-by-op path's, for (N, T, E),
     # (T, N, E) and (T, E) inputs; the cache is first filled op by op with grad on (F.cat, no buffers), then
     # the fused steps copy it into their buffers and go on
-    layer = _fused_layer(True, "gelu", True, ta.float64, batch_first=layout == "batch_first").eval()
+    layer = _fused_layer(True, "gelu_tanh", True, ta.float64, batch_first=layout == "batch_first").eval()
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 9, D) if layout == "batch_first" else (9, 3, D) if layout == "seq_first" else (9, D))
 
@@ -439,7 +459,7 @@ def test_fused_decode_layouts_and_cache_contents(layout, monkeypatch, fused_call
 
 def test_fused_decode_falls_back_where_it_would_change_the_result(fused_calls):
     ta.manual_seed(2)
-    layer = _fused_layer(True, "gelu", True, ta.float64, dropout=0.5).eval()
+    layer = _fused_layer(True, "gelu_tanh", True, ta.float64, dropout=0.5).eval()
     x = ta.tensor(np.random.default_rng(3).standard_normal((2, 4, D)))
 
     def run(new=x[:, 3:], grad=False, **kw):
@@ -527,7 +547,7 @@ def test_fused_decode_never_bypasses_overridden_code_and_keeps_the_cache_on_fail
     # the fused step must never compute something other than the op-by-op path, nor leave a bad cache:
     # a cache subclass with its own update(), replaced methods on the layer or on Linear, a kernel that
     # raises (the cache keeps its old buffers), and a constant row with eps = 0 (NaN, not an exception)
-    layer = _fused_layer(True, "gelu", True, ta.float64).eval()
+    layer = _fused_layer(True, "gelu_tanh", True, ta.float64).eval()
     x = ta.tensor(np.random.default_rng(5).standard_normal((1, 4, D)))
 
     def step(cache):

@@ -188,7 +188,7 @@ def test_decoder_layer_gradcheck():
                      name="TransformerDecoderLayer")
 
 
-@pytest.mark.parametrize("activation,fused", [("relu", True), (None, True), ("gelu", False), ("lambda", False)])
+@pytest.mark.parametrize("activation,fused", [("relu", True), (None, True), ("gelu", True), ("lambda", False)])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_fused_decode_only_for_what_it_implements(activation, fused, norm_first, monkeypatch):
     act = {"relu": "relu", None: nn.GELU(approximate="tanh"), "gelu": "gelu",

@@ -240,9 +240,10 @@ class CPUBackend:
         """y (N, T, E) for the new positions x (N, T, E) of nn.TransformerEncoderLayer's decode step
         (kernels/cpu/decode.py): norm1, norm2 are (weight, bias, eps); in_proj, out_proj, linear1, linear2
         (weight, bias), biases never None; writes the new keys and values into k_buf, v_buf (N, H, C, D)
-        at positions start .. start + T - 1. activation: "relu" or "gelu" (tanh form). One thread."""
+        at positions start .. start + T - 1. activation: "relu", "gelu" (tanh form) or "gelu_erf" (exact).
+        One thread."""
         c = np.ascontiguousarray
-        act = self._dec.GELU if activation == "gelu" else self._dec.RELU
+        act = self._dec.ACTIVATIONS[activation]
         return self._dec.encoder_layer_decode(
             c(x), c(norm1[0]), c(norm1[1]), norm1[2], c(in_proj[0]), c(in_proj[1]), c(out_proj[0]), c(out_proj[1]),
             c(norm2[0]), c(norm2[1]), norm2[2], c(linear1[0]), c(linear1[1]), c(linear2[0]), c(linear2[1]),

@@ -181,7 +181,7 @@ class DecodeStep(Protocol):
         b (E,)), linear1 (W (F, E), b (F,)), linear2 (W (E, F), b (E,)), biases never None (zeros instead),
         all C-contiguous of x's dtype. Writes the new keys and values into k_buf, v_buf (N, H, C, D),
         C >= start + T, at those positions (in place), and attends over positions 0 .. p for the row at
-        position p (bottom-right causal). activation: "relu" or "gelu" (tanh form). The math is
+        position p (bottom-right causal). activation: "relu", "gelu" (tanh form) or "gelu_erf" (exact). The math is
         kernels/cpu/decode.py's docstring: the op-by-op layer's result to rounding."""
 
 

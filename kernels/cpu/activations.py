@@ -22,20 +22,59 @@ GELU_A = 0.044715
 CHUNK = 4096  # elements per parallel work item
 
 
+# ---- the per-element formulas, shared with the fused decode step (kernels/cpu/decode.py) -------------------
+# Overloads with inline="always": Numba inlines them into the caller's IR, so each loop compiles exactly as if
+# the formula were written in it (the caller's fastmath and error model apply, LLVM vectorises the loop).
+# gelu_erf (the exact form, through norm_cdf) is with the exact form's kernels below.
+
+def gelu_tanh_sigma(v):
+    """s = σ(2u) = (1 + tanh u)/2, u = c (v + a v³), in v's dtype: gelu(v) = v s (tanh form)."""
+    u = GELU_C * (v + GELU_A * v * v * v)
+    return 1.0 / (1.0 + math.exp(min(max(-2.0 * u, -80.0), 80.0)))
+
+
+def gelu_tanh(v):
+    """GELU's tanh form of one element, v σ(2u)."""
+    return v * gelu_tanh_sigma(v)
+
+
+def _float_type(v):
+    return np.float32 if v == types.float32 else np.float64 if v == types.float64 else None
+
+
+@overload(gelu_tanh_sigma, inline="always")
+def _gelu_tanh_sigma_impl(v):
+    T = _float_type(v)
+    if T is None:
+        return None
+    m2c, a, one, lim = T(-2 * GELU_C), T(GELU_A), T(1), T(80)
+
+    def impl(v):
+        z = m2c * v * (one + a * v * v)  # -2u
+        return one / (one + vexp(min(max(z, -lim), lim)))
+    return impl
+
+
+@overload(gelu_tanh, inline="always")
+def _gelu_tanh_impl(v):
+    if _float_type(v) is None:
+        return None
+
+    def impl(v):
+        return v * gelu_tanh_sigma(v)
+    return impl
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def gelu_forward(x):
     """y = gelu(x) for a 1-D C-contiguous array.  Loop nest: prange chunk: for i in chunk: y[i] = x[i] s_i."""
-    T = x.dtype.type
     y = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ys = y[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
-            v = xs[i]
-            z = T(-2 * GELU_C) * v * (T(1) + T(GELU_A) * v * v)  # -2u
-            s = T(1) / (T(1) + vexp(min(max(z, T(-80)), T(80))))
-            ys[i] = v * s
+            ys[i] = gelu_tanh(xs[i])
     return y
 
 
@@ -51,8 +90,7 @@ def gelu_backward(x, dy):
         ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
             v = xs[i]
-            z = T(-2 * GELU_C) * v * (T(1) + T(GELU_A) * v * v)
-            s = T(1) / (T(1) + vexp(min(max(z, T(-80)), T(80))))
+            s = gelu_tanh_sigma(v)
             du = T(GELU_C) * (T(1) + T(3 * GELU_A) * v * v)
             ds[i] = gs[i] * (s + T(2) * v * s * (T(1) - s) * du)
     return dx
@@ -105,6 +143,21 @@ def _norm_cdf_impl(v):
     return None
 
 
+def gelu_erf(v):
+    """GELU's exact form of one element, v Φ(v)."""
+    return v * norm_cdf(v)
+
+
+@overload(gelu_erf, inline="always")
+def _gelu_erf_impl(v):
+    if _float_type(v) is None:
+        return None
+
+    def impl(v):
+        return v * norm_cdf(v)
+    return impl
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_erf_forward(x):
     """y = x Φ(x) for a 1-D C-contiguous array.  Loop nest: prange chunk: for i in chunk: y[i] = x[i] Φ(x[i])."""
@@ -114,7 +167,7 @@ def gelu_erf_forward(x):
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ys = y[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
-            ys[i] = xs[i] * norm_cdf(xs[i])
+            ys[i] = gelu_erf(xs[i])
     return y
 
 

@@ -13,7 +13,9 @@ values at 0 .. start - 1. Per sequence n and new row t, in order (p = start + t)
     s = [o_1 | ... | o_H] W_oᵀ + b_o
     norm_first:  h = x + s,        y = h + FF(LN2(h))
     post-norm:   h = LN1(x + s),   y = LN2(h + FF(h))
-    FF(z) = act(z W_1ᵀ + b_1) W_2ᵀ + b_2,  act = relu or GELU's tanh form (as kernels/cpu/activations.py)
+    FF(z) = act(z W_1ᵀ + b_1) W_2ᵀ + b_2,  act = relu, GELU's tanh form or GELU's exact form
+
+The layer norm row and the GELU formulas are those of kernels/cpu/layer_norm.py and activations.py, inlined.
 
 Row t only reads keys at positions <= p, all written before it, so the rows run one after another
 and the loop nest is exactly that: for n: for t: (the steps above), every product a matrix-vector
@@ -30,31 +32,14 @@ import math
 import numpy as np
 from numba import njit
 
+from .activations import gelu_erf, gelu_tanh
 from .attention.mask import _key_range
+from .layer_norm import layer_norm_row
 from .vexp import vexp
 
 _FM = {"reassoc", "contract"}
-GELU_C = math.sqrt(2.0 / math.pi)
-GELU_A = 0.044715
-RELU, GELU = 0, 1  # the `activation` codes
-
-
-@njit(cache=True, fastmath=_FM, error_model="numpy")
-def _layer_norm_row(z, w, b, eps, out):
-    """out = (z - μ) / √(σ² + eps) ∘ w + b over one row z (E,) (σ² the biased variance)."""
-    T = z.dtype.type
-    E = z.size
-    s = T(0)
-    for c in range(E):
-        s += z[c]
-    mu = s / T(E)
-    v = T(0)
-    for c in range(E):
-        d = z[c] - mu
-        v += d * d
-    inv = T(1) / np.sqrt(v / T(E) + T(eps))
-    for c in range(E):
-        out[c] = (z[c] - mu) * inv * w[c] + b[c]
+RELU, GELU, GELU_ERF = 0, 1, 2  # the `activation` codes: relu, GELU's tanh form, GELU's exact (erf) form
+ACTIVATIONS = {"relu": RELU, "gelu": GELU, "gelu_erf": GELU_ERF}  # the backend's names -> codes
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
@@ -87,13 +72,15 @@ def _matvec(w, b, z, out):
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
 def _activate(z, activation):
-    """relu or GELU (tanh form, through σ: y = z σ(2u), u = c (z + a z³)) in place on z."""
+    """relu, GELU's tanh form or GELU's exact form in place on z: the per-element formulas of
+    kernels/cpu/activations.py (inlined), so the fused step computes what the op-by-op path does."""
     T = z.dtype.type
     if activation == GELU:
         for i in range(z.size):
-            v = z[i]
-            e = T(-2 * GELU_C) * v * (T(1) + T(GELU_A) * v * v)  # -2u
-            z[i] = v * (T(1) / (T(1) + vexp(min(max(e, T(-80)), T(80)))))
+            z[i] = gelu_tanh(z[i])
+    elif activation == GELU_ERF:
+        for i in range(z.size):
+            z[i] = gelu_erf(z[i])
     else:
         for i in range(z.size):
             if z[i] < T(0):
@@ -153,7 +140,7 @@ def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2
             pos = start + t
             xr = x[n, t]
             if norm_first:
-                _layer_norm_row(xr, ln1_w, ln1_b, eps1, a)
+                layer_norm_row(xr, ln1_w, ln1_b, eps1, a)
             else:
                 a[:] = xr
             _matvec(w_in, b_in, a, qkv)
@@ -170,11 +157,11 @@ def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2
             if norm_first:
                 for c in range(E):
                     h[c] = xr[c] + z[c]
-                _layer_norm_row(h, ln2_w, ln2_b, eps2, z)  # the FF block's input
+                layer_norm_row(h, ln2_w, ln2_b, eps2, z)  # the FF block's input
             else:
                 for c in range(E):
                     z[c] += xr[c]
-                _layer_norm_row(z, ln1_w, ln1_b, eps1, h)
+                layer_norm_row(z, ln1_w, ln1_b, eps1, h)
                 z[:] = h
             _matvec(w_1, b_1, z, f)
             _activate(f, activation)
@@ -186,5 +173,5 @@ def encoder_layer_decode(x, ln1_w, ln1_b, eps1, w_in, b_in, w_o, b_o, ln2_w, ln2
             else:
                 for c in range(E):
                     z[c] = yr[c] + h[c]
-                _layer_norm_row(z, ln2_w, ln2_b, eps2, yr)
+                layer_norm_row(z, ln2_w, ln2_b, eps2, yr)
     return y

@@ -22,25 +22,44 @@ ROWS_PER_ITEM = 64
 _FM = {"reassoc", "contract"}
 
 
+# ---- one row, shared with the fused decode step (kernels/cpu/decode.py) ---------------------------------
+# njit(inline="always"): inlined into the caller's Numba IR, so the row loops compile as if written in the
+# caller (its fastmath flags and error model apply; the reductions vectorise under the caller's "reassoc").
+
+@njit(inline="always")
+def row_stats(z, eps):
+    """(μ, rstd) of one row z (N,): μ = mean z, rstd = 1/√(σ² + eps), σ² the biased variance (two passes)."""
+    T = z.dtype.type
+    N = z.size
+    s = T(0)
+    for c in range(N):
+        s += z[c]
+    mu = s / T(N)
+    v = T(0)
+    for c in range(N):
+        d = z[c] - mu
+        v += d * d
+    return mu, T(1) / np.sqrt(v / T(N) + T(eps))
+
+
+@njit(inline="always")
+def layer_norm_row(z, w, b, eps, out):
+    """out = (z - μ) rstd ∘ w + b over one row z (N,) (out may be z)."""
+    mu, inv = row_stats(z, eps)
+    for c in range(z.size):
+        out[c] = (z[c] - mu) * inv * w[c] + b[c]
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def layer_norm_forward(x, w, b, eps):
     """Returns (y, xhat, rstd): y (R, N), the normalised x̂ (R, N) for the backward, rstd (R,)."""
     R, N = x.shape
-    T = x.dtype.type
     y = np.empty_like(x)
     xhat = np.empty_like(x)
     rstd = np.empty(R, dtype=x.dtype)
     for r in prange(R):
         xr = x[r]
-        s = T(0)
-        for c in range(N):
-            s += xr[c]
-        mu = s / T(N)
-        v = T(0)
-        for c in range(N):
-            d = xr[c] - mu
-            v += d * d
-        inv = T(1) / np.sqrt(v / T(N) + T(eps))
+        mu, inv = row_stats(xr, eps)
         rstd[r] = inv
         hr = xhat[r]
         yr = y[r]

@@ -45,18 +45,20 @@ def _activation_fn(owner, activation):
 
 
 def _activation_code(act):
-    """The fused decode kernel's activation for the callable `act`: "relu", "gelu" (the tanh form: the only
-    GELU the kernel has), or None when it implements something else (exact GELU, anything custom)."""
+    """The fused decode kernel's activation for the callable `act`: "relu", "gelu" (GELU's tanh form),
+    "gelu_erf" (the exact form: activation="gelu", F.gelu, nn.GELU()), or None for anything else."""
     if act is F.relu:
         return "relu"
+    if act is F.gelu:  # approximate="none" by default: the exact form
+        return "gelu_erf"
     if isinstance(act, Module):
         if (act._forward_pre_hooks or act._forward_hooks or act._backward_hooks or "forward" in act.__dict__
                 or type(act).forward is not _STOCK_ACT_FORWARD.get(type(act))):
             return None
         if type(act) is ReLU:
             return "relu"
-        if type(act) is GELU and act.approximate == "tanh":
-            return "gelu"
+        if type(act) is GELU:
+            return {"tanh": "gelu", "none": "gelu_erf"}.get(act.approximate)
     return None
 
 
@@ -154,7 +156,7 @@ class TransformerEncoderLayer(Module):
             if m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or "forward" in m.__dict__:
                 return None
         activation = _activation_code(self.activation)
-        if activation is None:  # the exact GELU, a custom callable, a hooked or patched activation module
+        if activation is None:  # a custom callable, a hooked or patched activation module
             return None
         if ((attn.training and attn.dropout > 0) or (self.dropout.training and self.dropout.p > 0)
                 or (self.dropout1.training and self.dropout1.p > 0) or (self.dropout2.training and self.dropout2.p > 0)
