@@ -14,8 +14,8 @@ from tinyattn.testing import gradgradcheck
 
 def leaf(shape, seed=0, spread=False):
     """float64 leaf of `shape`; spread: well-separated values (no ties, no element near another)."""
-    rng = np.random.default_rng(seed)
-    n = int(np.prod(shape))
+    rng = np.random.default_rng(100 + seed)  # not gradcheck's default_rng(0) draws: with x equal to its weights w,
+    n = int(np.prod(shape))                   # H·w = H·x = 0 for a norm (degree-1 homogeneous), hiding its Hessian
     if spread:
         values = rng.permutation(n) * 0.37 - n * 0.15 + rng.uniform(0.02, 0.05, n)
     else:
@@ -173,6 +173,17 @@ def test_second_derivative_of_a_repeated_index_reaches_dy():
     w = ta.tensor([10.0, 20.0, 30.0, 40.0], dtype=ta.float64)
     (dv,) = autograd.grad((g * w).sum(), v)
     np.testing.assert_allclose(dv.numpy(), [30.0, 10.0, 30.0])
+
+
+def test_third_derivative_through_indexing_and_reductions():
+    """The differentiable backwards are made of ops that have one too: a third derivative works.
+    f = Σ x[[0, 0, 2]]³ + Σ_i cumsum(x)_i²: d³f/dx³ contracted with ones is 6 per read of x_j."""
+    x = ta.tensor([0.5, -1.0, 2.0], dtype=ta.float64, requires_grad=True)
+    f = (x[[0, 0, 2]] ** 3).sum() + (ta.cumsum(x, 0) ** 2).sum()
+    (g1,) = autograd.grad(f, x, create_graph=True)
+    (g2,) = autograd.grad(g1.sum(), x, create_graph=True)
+    (g3,) = autograd.grad(g2.sum(), x)
+    np.testing.assert_allclose(g3.numpy(), [12.0, 0.0, 6.0])
 
 
 def test_second_derivative_of_prod_and_var_by_hand():
