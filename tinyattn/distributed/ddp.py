@@ -60,6 +60,19 @@ class _SyncAfterBackward(Function):
             ctx.ddp._reduce_gradients(ctx.meta["forward"], ctx.meta["divisor"])
         return (None, None, None, None)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, grads):
+        """Not supported, as in PyTorch (DDP works with gradients accumulated in .grad, not with
+        autograd.grad or double backward): the sync all-reduces the parameters' .grad arrays after a plain
+        backward of the module, and a gradient with a graph cannot be averaged over the ranks (each rank's graph
+        is its own). Raises naming DistributedDataParallel instead of a gradient detached from the model."""
+        raise RuntimeError(
+            "backward with create_graph=True through DistributedDataParallel is not supported: "
+            "its gradient sync all-reduces the parameters' .grad after a plain backward of the module, and a "
+            "gradient with a graph cannot be averaged over the ranks. For second derivatives (a gradient "
+            "penalty, a Hessian-vector product) call the wrapped model (ddp.module) and average what you need "
+            "yourself, or run on one process")
+
 
 _serials = [0]  # DistributedDataParallel objects wrapped in this process (the same order on every rank)
 

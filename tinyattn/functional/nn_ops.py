@@ -2,6 +2,8 @@
 pairwise_distance."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ..autograd import Function
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 __all__ = [
-    "cosine_similarity", "normalize", "one_hot", "Pad", "pad", "pairwise_distance",
+    "cosine_similarity", "normalize", "one_hot", "Pad", "pad", "PadBackward", "pairwise_distance",
 ]
 
 
@@ -51,6 +53,33 @@ class Pad(Function):
         dx = np.zeros_like(dy, shape=ctx.shape)
         dx[ctx.crop] = inner
         return dx, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """backward as a recorded op, PadBackward (linear in dy), whose own derivative is this Pad again."""
+        return PadBackward.apply(dy, ctx.shape, ctx.widths, ctx.mode, ctx.crop, ctx.cropped), None, None, None
+
+
+@on_host
+class PadBackward(Function):
+    """Pad's backward as an op of its own, for create_graph=True: dx = Pᵀ dy, where Pad's forward is y = P x (a
+    crop, then a constant fill or copies of x's elements: each y element is 0 or one x element). Pᵀ adds
+    every element of dy back to the one it was copied from (Pad.backward computes it). Linear in dy, with
+    adjoint P: its backward is Pad's forward with fill 0, its differentiable backward Pad itself."""
+
+    @staticmethod
+    def forward(ctx, dy, shape, widths, mode, crop, cropped):
+        ctx.widths, ctx.mode = widths, mode
+        pad_ctx = SimpleNamespace(shape=shape, widths=widths, mode=mode, crop=crop, cropped=cropped)
+        return Pad.backward(pad_ctx, dy)[0]
+
+    @staticmethod
+    def backward(ctx, ddx):
+        return Pad.forward(SimpleNamespace(), ddx, ctx.widths, ctx.mode, 0), None, None, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, ddx):
+        return Pad.apply(ddx, ctx.widths, ctx.mode, 0), None, None, None, None, None
 
 
 def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: Number | None = None) -> Tensor:

@@ -147,6 +147,14 @@ class _ScaleGrad(Function):
     def backward(ctx, dy):
         return dy * ctx.s, None
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy · s as a tensor whose derivative in dy is the identity, not s: PyTorch's double backward of
+        scale_grad_by_freq ignores the frequency scaling (embedding_dense_double_backward is a plain gather),
+        and so does this one, so that second derivatives match PyTorch's (the scaling is not a derivative of
+        the forward, so no choice here would agree with finite differences in both directions)."""
+        return (dy * ctx.s).detach() + (dy - dy.detach()), None
+
 
 class Embedding(Module):
     """A lookup table of num_embeddings rows of size embedding_dim, initialised N(0, 1) (PyTorch's).

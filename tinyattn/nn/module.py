@@ -355,6 +355,27 @@ class BackwardHookFunction(Function):
         grads = ctx.hook.on_output_grads(grads) if ctx.side == "output" else ctx.hook.on_input_grads(grads)
         return (None, None, *grads)
 
+    @staticmethod
+    def differentiable_backward(ctx, inputs, grads):
+        """backward with gradient tensors (create_graph=True): the module's hooks see grad_output and
+        grad_input as those tensors, graphs included, and a tensor a hook returns replaces grad_input with its
+        graph (PyTorch's hooks under create_graph)."""
+        hook = ctx.hook
+        grads = tuple(grads)
+        if ctx.side == "output":
+            packed = [None] * hook.n_outputs
+            for i, g in zip(hook.output_positions, grads):
+                packed[i] = g
+            hook.grad_output = tuple(packed)
+            if not hook.input_positions:  # no input gradient will come: call the hooks now, as PyTorch does
+                hook._call((None,) * hook.n_args)
+            return (None, None, *grads)
+        packed = [None] * hook.n_args
+        for i, g in zip(hook.input_positions, grads):
+            packed[i] = g
+        result = hook._call(tuple(packed))
+        return (None, None, *(result[i] for i in hook.input_positions))
+
 
 class _BackwardHook:
     """One forward call of a module with full backward hooks: wraps its inputs and outputs in
