@@ -295,3 +295,17 @@ def test_second_derivatives_match_torch_binary_broadcast_and_inplace():
                 + torch.logaddexp(a, b) * torch.maximum(a, b * 1.1) + torch.nn.functional.elu(a - 1.0) * b)
 
     _hvp_both(ours, theirs, [a, b], [rng.standard_normal((2, 3)), rng.standard_normal((3,))])
+
+
+@pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
+def test_double_backward_on_the_gpu_with_host_computed_ops():
+    """on_host ops save host copies; their differentiable backwards must move what they use to the GPU."""
+    def on_gpu(values):
+        return ta.tensor(np.array(values, dtype=np.float64)).to("cuda").requires_grad_(True)
+
+    x, y = on_gpu([0.3, -0.6, 0.8]), on_gpu([0.7, 1.2, 0.9])
+    assert gradgradcheck(ta.sinc, [x], name="sinc (cuda)")
+    assert gradgradcheck(lambda a, b: ta.fmax(a, b) * ta.atan2(a, b), [x, y], name="fmax, atan2 (cuda)")
+    assert gradgradcheck(lambda a, b: ta.remainder(a, b) * a * ta.where(a > 0, b, a * a), [x, y], name="cuda")
+    (g,) = autograd.grad(ta.tan(x).sum(), x, create_graph=True)
+    assert g.is_cuda and g.grad_fn is not None
