@@ -1,6 +1,6 @@
-"""Training-step benchmark: a tinyattn model against the same model in PyTorch eager.
+"""Training-step benchmark: a tinyattn model against the same model in PyTorch eager (and torch.compile).
 
-    python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10]
+    python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10] [--compile] [--contend]
     python benchmarks/bench_train.py --profile [--model gpt] [--steps 5] [--trace t.json]  # op by op, no torch
 
 --model reverse: the examples/reverse.py model (2 pre-norm encoder layers, d_model 64, 4 heads, ff 256,
@@ -13,7 +13,10 @@ Both frameworks start from the same weights (tinyattn's, exported under PyTorch'
 same batches, so their losses should agree to float32 rounding: the script prints both. Timing is
 interleaved, since this machine's load moves by +-20 % within a minute: after warm-up steps
 (compilation excluded), rounds of `--block` steps of one framework then `--block` of the other (the
-order alternating), and the speed ratio is the median over rounds of tinyattn's steps/s over PyTorch's.
+order rotating), and the speed ratio is the median over rounds of each framework's steps/s over PyTorch
+eager's. --compile adds torch.compile (inductor, default mode) of the same PyTorch model as a third framework; its
+first step (the compilation) is reported apart. --contend times the rounds again while another process keeps one
+of the cores busy (a spin loop), as on a laptop or CI box that is not idle.
 """
 import argparse
 import os
@@ -197,14 +200,12 @@ def char_batches(n, batch_size, context, seed=0):
 
 
 def setup_reverse(torch, batch_size, n):
-    """(tinyattn step, torch step, description): the examples/reverse.py model, Adam."""
+    """(tinyattn step, maker of a torch step (compiled or not), description): the examples/reverse.py model, Adam."""
     ta.manual_seed(0)
     ours = ReverseTransformer()
     path = "/tmp/bench_train_weights.npz"
     export_for_torch(ours, path)
-    theirs = load_into_torch(torch_reverse_model(), path)
     opt_ours = ta.optim.Adam(ours.parameters(), lr=1e-3)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     data = [rng.integers(0, 16, size=(batch_size, 32)) for _ in range(n)]
 
@@ -218,29 +219,34 @@ def setup_reverse(torch, batch_size, n):
         opt_ours.step()
         return loss.item()
 
-    def step_theirs(i):
-        x = data[i]
-        y = torch.from_numpy(x[:, ::-1].copy())
-        logits = theirs(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), y.reshape(-1))
-        opt_theirs.zero_grad()
-        loss.backward()
-        opt_theirs.step()
-        return loss.item()
+    def torch_step(compiled):
+        model = load_into_torch(torch_reverse_model(), path)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        run = torch.compile(model) if compiled else model
+
+        def step_theirs(i):
+            x = data[i]
+            y = torch.from_numpy(x[:, ::-1].copy())
+            logits = run(torch.from_numpy(x))
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return step_theirs
 
     desc = f"reverse: 2 pre-norm encoder layers, d_model 64, 4 heads, ff 256, T=32, vocab 16, batch {batch_size}, Adam"
-    return step_ours, step_theirs, desc
+    return step_ours, torch_step, desc
 
 
 def setup_gpt(torch, batch_size, n):
-    """(tinyattn step, torch step, description): the nanoGPT-style char model above, AdamW."""
+    """(tinyattn step, maker of a torch step (compiled or not), description): the nanoGPT-style char model
+    above, AdamW."""
     ta.manual_seed(0)
     ours = CharGPT(**GPT)
     path = "/tmp/bench_train_gpt_weights.npz"
     export_for_torch(ours, path)
-    theirs = load_into_torch(torch_char_gpt(**GPT), path)
     opt_ours = ta.optim.AdamW(ours.parameters(), lr=1e-3, weight_decay=0.1)
-    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-3, weight_decay=0.1)
     data = char_batches(n, batch_size, GPT["context"])
     V = GPT["vocab"]
 
@@ -253,18 +259,24 @@ def setup_gpt(torch, batch_size, n):
         opt_ours.step()
         return loss.item()
 
-    def step_theirs(i):
-        x, y = data[i]
-        logits = theirs(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(y).reshape(-1))
-        opt_theirs.zero_grad()
-        loss.backward()
-        opt_theirs.step()
-        return loss.item()
+    def torch_step(compiled):
+        model = load_into_torch(torch_char_gpt(**GPT), path)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        run = torch.compile(model) if compiled else model
+
+        def step_theirs(i):
+            x, y = data[i]
+            logits = run(torch.from_numpy(x))
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(y).reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return step_theirs
 
     desc = (f"gpt: 3 pre-norm blocks, d_model 128, 4 heads, T=64, vocab 96, batch {batch_size}, AdamW, "
             "fused qkv + causal SDPA, tanh GELU")
-    return step_ours, step_theirs, desc
+    return step_ours, torch_step, desc
 
 
 def main(argv=None):
@@ -274,6 +286,11 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--block", type=int, default=10, help="steps per framework in one interleaved round")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile (inductor) of the PyTorch model; its compile time is reported apart")
+    p.add_argument("--contend", action="store_true",
+                   help="after the quiet rounds, start a process that keeps one core busy and time the same rounds "
+                        "again (the rate under contention, and its ratio to the quiet rate)")
     p.add_argument("--profile", action="store_true",
                    help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
     p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
@@ -284,11 +301,14 @@ def main(argv=None):
 
     torch.set_num_threads(numba.get_num_threads())
     setup = setup_reverse if args.model == "reverse" else setup_gpt
-    n = args.warmup + args.steps
-    step_ours, step_theirs, desc = setup(torch, args.batch_size, n)
-
-    losses = {"tinyattn": [], "torch": []}
-    steps = {"tinyattn": step_ours, "torch": step_theirs}
+    phases = ("quiet", "contended") if args.contend else ("quiet",)
+    rounds = max(1, args.steps // args.block)
+    n = args.warmup + len(phases) * rounds * args.block
+    step_ours, torch_step, desc = setup(torch, args.batch_size, n)
+    steps = {"tinyattn": step_ours, "PyTorch eager": torch_step(False)}
+    if args.compile:
+        steps["torch.compile"] = torch_step(True)
+    losses = {name: [] for name in steps}
 
     def run(name, count):
         """`count` more steps of one framework (each on its own next batch); their wall time."""
@@ -298,30 +318,54 @@ def main(argv=None):
             losses[name].append(steps[name](i))
         return time.perf_counter() - start
 
+    first_step = {name: run(name, 1) for name in steps}  # compilation (Numba's cache is warm or not; inductor's)
     for name in steps:
-        run(name, args.warmup)
-    rounds, ratios, total = max(1, args.steps // args.block), [], {"tinyattn": 0.0, "torch": 0.0}
-    for r in range(rounds):
-        order = ("tinyattn", "torch") if r % 2 == 0 else ("torch", "tinyattn")
-        t = {name: run(name, args.block) for name in order}
-        for name in t:
-            total[name] += t[name]
-        ratios.append(t["torch"] / t["tinyattn"])          # = tinyattn steps/s over torch steps/s
+        run(name, args.warmup - 1)
+    names = list(steps)
+    results = {}
+    for phase in phases:
+        spinner = _busy_core() if phase == "contended" else None
+        try:
+            ratios, total = {name: [] for name in names}, dict.fromkeys(names, 0.0)
+            for r in range(rounds):
+                order = names[r % len(names):] + names[:r % len(names)]  # each framework leads in turn
+                t = {name: run(name, args.block) for name in order}
+                for name in t:
+                    total[name] += t[name]
+                    ratios[name].append(t["PyTorch eager"] / t[name])  # = its steps/s over PyTorch eager's
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+        results[phase] = ({name: rounds * args.block / total[name] for name in names},
+                          {name: float(np.median(ratios[name])) for name in names})
 
-    ours_losses, torch_losses = losses["tinyattn"], losses["torch"]
-    gap = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
-    timed = rounds * args.block
-    ours_sps, torch_sps = timed / total["tinyattn"], timed / total["torch"]
     print(f"model: {desc}")
-    print(f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()}; torch {torch.__version__}")
+    print(f"threads: numba {numba.get_num_threads()} ({numba.threading_layer()}), torch {torch.get_num_threads()}; "
+          f"torch {torch.__version__}; load average before: {os.getloadavg()[0]:.2f}")
+    ours_losses, torch_losses = losses["tinyattn"], losses["PyTorch eager"]
+    gap = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
     print(f"losses: first {ours_losses[0]:.4f} vs {torch_losses[0]:.4f}, last {ours_losses[-1]:.4f} vs "
           f"{torch_losses[-1]:.4f}, max |difference| over {len(ours_losses)} steps {gap:.2e}")
-    print(f"interleaved: {rounds} rounds of {args.block} steps each; tinyattn/torch per round: "
-          + " ".join(f"{x:.2f}" for x in ratios))
-    print("\n| framework | steps/s | ms/step | tinyattn / torch (median of rounds) |")
-    print("|---|---:|---:|---:|")
-    print(f"| tinyattn | {ours_sps:.1f} | {1000 / ours_sps:.1f} | {float(np.median(ratios)):.2f}x |")
-    print(f"| PyTorch eager | {torch_sps:.1f} | {1000 / torch_sps:.1f} | 1.00x |")
+    print("first step (compilation included): " + ", ".join(f"{k} {v:.1f} s" for k, v in first_step.items()))
+    for phase in phases:
+        sps, ratio = results[phase]
+        print(f"\n{phase}: {rounds} interleaved rounds of {args.block} steps each")
+        print("| framework | steps/s | ms/step | vs PyTorch eager (median of rounds) |"
+              + (" vs its quiet rate |" if phase == "contended" else ""))
+        print("|---|---:|---:|---:|" + ("---:|" if phase == "contended" else ""))
+        for name in names:
+            row = f"| {name} | {sps[name]:.1f} | {1000 / sps[name]:.1f} | {ratio[name]:.2f}x |"
+            if phase == "contended":
+                row += f" {sps[name] / results['quiet'][0][name]:.2f}x |"
+            print(row)
+
+
+def _busy_core():
+    """A process that keeps one core busy (a Python spin loop) until killed: a user's other work."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 if __name__ == "__main__":
