@@ -163,6 +163,24 @@ def test_to_device_on_the_host():
     gradgradcheck(lambda x: ToDevice.apply(x * x, "cpu"), [x], name="ToDevice")
 
 
+CUDA_CASES = [  # the ops whose double backward builds constants from arrays saved on the host (on_host ops)
+    ("prod", lambda x, i: x.prod(1)),
+    ("cumprod", lambda x, i: ta.cumprod(x, 1)),
+    ("logcumsumexp", lambda x, i: ta.logcumsumexp(x, 1)),
+    ("getitem_fancy", lambda x, i: x[[1, 0, 1]] * x[0]),
+    ("gather_scatter", lambda x, i: ta.scatter(x * x, 1, i, ta.gather(x, 1, i))),
+    ("masked_scatter", lambda x, i: ta.masked_scatter(x * x, x > 0, x.flip(0))),
+]
+
+
+@pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
+@pytest.mark.parametrize("name, fn", CUDA_CASES, ids=[c[0] for c in CUDA_CASES])
+def test_double_backward_on_cuda(name, fn):
+    x = leaf((2, 3)).detach().to("cuda").requires_grad_(True)
+    i = idx([[0, 2], [1, 1]]).to("cuda")
+    gradgradcheck(lambda x: fn(x, i), [x], name=f"{name} on cuda")
+
+
 def test_second_derivative_of_a_repeated_index_reaches_dy():
     """x[idx] with a repeated index: g = scatter-add of v; d(w·g)/dv = w read at idx (the GetItem of the
     IndexAccumulate in the double backward), d(w·g)/dx = 0."""

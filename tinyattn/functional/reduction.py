@@ -37,6 +37,11 @@ def _expand_back(dy, shape, dims, keepdim):
     return np.broadcast_to(dy, shape)
 
 
+def _constant(like, array):
+    """A host or device array as a constant tensor on the device of tensor `like` (on_host ops save host copies)."""
+    return constant(like, move(array, device_of(like._array)))
+
+
 def _expand_back_graph(dy, shape, dims, keepdim):
     """_expand_back with recorded ops."""
     if not keepdim:
@@ -286,7 +291,7 @@ class Prod(Function):
         moved = Permute.apply(x, order)
         flat = moved.reshape(tuple(moved.shape[: len(rest)]) + (-1,))
         last = flat.ndim - 1
-        ones = constant(x, np.ones(tuple(flat.shape[:-1]) + (1,), dtype=x._array.dtype))
+        ones = _constant(x, np.ones(tuple(flat.shape[:-1]) + (1,), dtype=x._array.dtype))
         head = GetItem.apply(flat, (Ellipsis, slice(None, -1)))
         before = Cumprod.apply(Cat.apply(last, ones, head), last)
         tail = GetItem.apply(Flip.apply(flat, (last,)), (Ellipsis, slice(None, -1)))
@@ -374,7 +379,7 @@ class Cumprod(Function):
         for i in range(n):
             hole = np.ones(n, dtype=dtype)
             hole[i] = 0
-            masked = xm * constant(x, hole) + constant(x, 1 - hole)
+            masked = xm * _constant(x, hole) + _constant(x, 1 - hole)
             partial = GetItem.apply(Cumprod.apply(masked, last), (Ellipsis, slice(i, None)))
             columns.append((GetItem.apply(gm, (Ellipsis, slice(i, None))) * partial).sum(dim=last))
         dx = Stack.apply(last, *columns)
@@ -671,9 +676,9 @@ class LogCumSumExp(Function):
         with np.errstate(over="ignore", invalid="ignore"):
             shift = np.max(-y, axis=d, keepdims=True)
             shift = np.where(np.isfinite(shift), shift, 0).astype(y.dtype)
-        w = dy * (constant(dy, -shift) - LogCumSumExp.apply(x, d)).exp()
+        w = dy * (_constant(dy, -shift) - LogCumSumExp.apply(x, d)).exp()
         rev = Flip.apply(Cumsum.apply(Flip.apply(w, (d,)), d), (d,))
-        return rev * (x + constant(dy, shift)).exp(), None
+        return rev * (x + _constant(dy, shift)).exp(), None
 
 
 def logcumsumexp(input, dim):
