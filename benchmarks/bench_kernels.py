@@ -1,6 +1,6 @@
 """Kernel benchmark: tinyattn's Numba matmul and softmax against NumPy (and PyTorch when installed).
 
-    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax]
+    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax|matmul_paths]
                                        [--kernel avx512|avx2|portable] [--clock wall|thread]
 
 Compilation is excluded (every kernel is called once before timing). Prints the machine, then markdown
@@ -10,7 +10,9 @@ tables for docs/benchmarks.md:
   interleaved rounds: each round takes the best of 3 calls of each, the ratio is the median over rounds (and,
   beside it, best time over best time);
 - square: a few square and thin shapes (median of --repeats calls), with torch beside them;
-- softmax: the fused kernel against the NumPy composite.
+- softmax: the fused kernel against the NumPy composite;
+- matmul_paths (only with --only): the public operator (`@`, mm, bmm, einsum, F.linear) on transposed, sliced
+  and batched views, forward and forward + backward, against NumPy and PyTorch in interleaved rounds.
 --threads sets Numba's, numpy's BLAS (through threadpoolctl, when installed) and torch's thread counts.
 For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them
 and the kernel OpenBLAS chose).
@@ -174,7 +176,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model shape")
     ap.add_argument("--threads", type=int, default=None, help="threads for tinyattn, numpy's BLAS and torch")
-    ap.add_argument("--only", choices=("models", "square", "softmax"), default=None)
+    ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths"), default=None,
+                    help="matmul_paths: the public matmul operator on strided, batched, einsum and F.linear "
+                         "layouts, forward and backward, against NumPy and PyTorch (not in the default run)")
+    ap.add_argument("--match", default=None, help="matmul_paths: only the cases whose name contains this")
     ap.add_argument("--kernel", choices=("avx512", "avx2", "portable"), default=None,
                     help="tinyattn matmul kernel (default: the one chosen for this CPU)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
@@ -201,6 +206,8 @@ def main():
     print(machine())
     print(f"- clock: {args.clock}")
     print()
+    if args.only == "matmul_paths":
+        return matmul_paths(rng, args)
     if args.only in (None, "models"):
         model_shapes(rng, args.rounds, args.kernel)
     if args.only not in (None, "square", "softmax"):
@@ -274,6 +281,140 @@ def softmax_table(rng, args):
         t_t = median_time(lambda: torch.softmax(tx, dim=-1), args.repeats)
         row += f" {t_t * 1e3:.3f} |"
     print(row)
+
+
+# ---- matmul_paths: the public operator on strided / batched / einsum / linear-weight layouts --------------
+# Each case builds its leaves three times over one set of values (tinyattn tensors, NumPy arrays, torch tensors)
+# and takes the same views of them in the timed call. Forward: tinyattn's operator against NumPy's matmul on
+# the same views (its BLAS) and PyTorch's operator. Forward + backward (upstream gradient g): tinyattn's
+# autograd against PyTorch's, and against NumPy computing the same three products on the same views
+# (kind "mm": C = a @ b, da = g b^T, db = a^T g; kind "mt": C = a b^T, da = g b, db = g^T a).
+
+
+def _np3(kind, a, b, g=None):
+    sw = np.swapaxes
+    if g is None:
+        return a @ b if kind == "mm" else a @ sw(b, -1, -2)
+    if kind == "mm":
+        return a @ b, g @ sw(b, -1, -2), sw(a, -1, -2) @ g
+    db = sw(g, -1, -2) @ a
+    return a @ sw(b, -1, -2), g @ b, db if db.ndim == b.ndim else db.sum(axis=0)
+
+
+def _paths_cases(rng):
+    import tinyattn as ta
+    import tinyattn.nn.functional as F
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def tr(x, i, j):                               # x.transpose(i, j) in all three libraries
+        return np.swapaxes(x, i, j) if isinstance(x, np.ndarray) else x.transpose(i, j)
+
+    def heads(t, B, T, H, D, i):   # nanoGPT: c_attn(x).split(C, 2)[i].view(B, T, H, D).transpose(1, 2)
+        C = H * D
+        return tr(t[..., i * C:(i + 1) * C].reshape(B, T, H, D), 1, 2)
+
+    mm = (lambda a, b: a @ b)
+    cases = []                                     # (name, kind, multiply-adds, leaves, view, tinyattn op, torch op)
+    cases.append(("dy.T @ x (512x2048)·(2048x128)", "mm", 512 * 2048 * 128, [arr(2048, 512), arr(2048, 128)],
+                  lambda d, x: (d.T, x), mm, mm))
+    cases.append(("dy.T @ x (384x2048)·(2048x128)", "mm", 384 * 2048 * 128, [arr(2048, 384), arr(2048, 128)],
+                  lambda d, x: (d.T, x), mm, mm))
+    cases.append(("x @ W.T (2048x128)·(128x384)", "mm", 2048 * 128 * 384, [arr(2048, 128), arr(384, 128)],
+                  lambda x, w: (x, w.T), mm, mm))
+    cases.append(("a.T @ b.T (1024x256)·(256x512)", "mm", 1024 * 256 * 512, [arr(256, 1024), arr(512, 256)],
+                  lambda a, b: (a.T, b.T), mm, mm))
+    cases.append(("x[:, ::2] @ W (1024x256)·(256x256)", "mm", 1024 * 256 * 256, [arr(1024, 512), arr(256, 256)],
+                  lambda x, w: (x[:, ::2], w), mm, mm))
+    for B, T, H, D in ((32, 64, 4, 32), (4, 512, 8, 64)):
+        C = H * D
+        cases.append((f"q @ k.transpose(-2, -1) B{B} H{H} T{T} D{D}, views", "mm", B * H * T * T * D,
+                      [arr(B, T, 3 * C)],
+                      lambda t, B=B, T=T, H=H, D=D: (heads(t, B, T, H, D, 0), tr(heads(t, B, T, H, D, 1), -2, -1)),
+                      mm, mm))
+        cases.append((f"att @ v B{B} H{H} T{T} D{D}, v a view", "mm", B * H * T * T * D,
+                      [arr(B, H, T, T), arr(B, T, 3 * C)],
+                      lambda a, t, B=B, T=T, H=H, D=D: (a, heads(t, B, T, H, D, 2)), mm, mm))
+    B, T, H, D = 32, 64, 4, 32
+    for eq, kind, leaves, view, macs in (
+            ("bhtd,bhsd->bhts", "mt", [arr(B, T, 3 * H * D)],
+             lambda t: (heads(t, B, T, H, D, 0), heads(t, B, T, H, D, 1)), B * H * T * T * D),
+            ("bij,bjk->bik", "mm", [arr(128, 64, 32), arr(128, 32, 64)], None, 128 * 64 * 32 * 64),
+            ("ij,kj->ik", "mt", [arr(1024, 256), arr(512, 256)], None, 1024 * 256 * 512),
+            ("bti,oi->bto", "mt", [arr(32, 64, 128), arr(384, 128)], None, 32 * 64 * 128 * 384)):
+        cases.append((f"einsum {eq} " + " ".join("x".join(map(str, x.shape)) for x in leaves), kind, macs, leaves,
+                      view or (lambda a, b: (a, b)), lambda a, b, eq=eq: ta.einsum(eq, a, b),
+                      lambda a, b, eq=eq: torch.einsum(eq, a, b)))
+    cases.append(("F.linear(x, W.t()) 2048x128 -> 384, W (128, 384)", "mt", 2048 * 128 * 384,
+                  [arr(2048, 128), arr(128, 384)], lambda x, w: (x, w.T), F.linear, torch.nn.functional.linear))
+    cases.append(("F.linear(x.transpose(0, 1), W) (64,32,128) -> 384", "mt", 2048 * 128 * 384,
+                  [arr(32, 64, 128), arr(384, 128)], lambda x, w: (tr(x, 0, 1), w), F.linear,
+                  torch.nn.functional.linear))
+    cases.append(("bmm(a, b.transpose(1, 2)) 128x(64x32)·(32x64)", "mm", 128 * 64 * 64 * 32,
+                  [arr(128, 64, 32), arr(128, 64, 32)], lambda a, b: (a, tr(b, 1, 2)), ta.bmm, torch.bmm))
+    cases.append(("mm(a.t(), b) (512x2048)·(2048x128)", "mm", 512 * 2048 * 128, [arr(2048, 512), arr(2048, 128)],
+                  lambda a, b: (a.T, b), ta.mm, torch.mm))
+    return cases
+
+
+def interleaved_n(fns, rounds):
+    """interleaved() for several sides (side 0 is ours): best-of-3 (5 with SETTLE) per side per round, the order
+    rotating; returns (best time of each side, median over rounds of side's time / ours)."""
+    for f in fns:
+        f()                                        # warm-up: compilation, first-touch allocation
+    times = [[] for _ in fns]
+    for r in range(rounds):
+        for i in [(r + j) % len(fns) for j in range(len(fns))]:
+            time.sleep(SETTLE)
+            times[i].append(best_time(fns[i], 5 if SETTLE else 3))
+    return [min(t) for t in times], [float(np.median(np.array(t) / np.array(times[0]))) for t in times]
+
+
+def matmul_paths(rng, args):
+    import tinyattn as ta
+    if torch is None:
+        print("(matmul_paths needs torch)")
+        return
+    torch.set_num_threads(numba.get_num_threads())
+    print(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print("| case | pass | tinyattn ms | numpy ms | torch ms | numpy/tinyattn (median) | torch/tinyattn (median) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, kind, macs, leaves, view, taf, tf in _paths_cases(rng):
+        if args.match and args.match not in name:
+            continue
+        ta_in = [ta.from_numpy(x.copy()) for x in leaves]
+        t_in = [torch.from_numpy(x.copy()) for x in leaves]
+        ta_req = [ta.from_numpy(x.copy()).requires_grad_() for x in leaves]
+        t_req = [torch.from_numpy(x.copy()).requires_grad_() for x in leaves]
+        g = rng.standard_normal(tuple(tf(*view(*t_in)).shape)).astype(np.float32)
+        tg, tag = torch.from_numpy(g), ta.from_numpy(g)
+
+        def ta_fwd():
+            with ta.no_grad():
+                return taf(*view(*ta_in))
+
+        def t_fwd():
+            with torch.no_grad():
+                return tf(*view(*t_in))
+
+        def ta_bwd():
+            for x in ta_req:
+                x.grad = None
+            taf(*view(*ta_req)).backward(tag)
+
+        def t_bwd():
+            for x in t_req:
+                x.grad = None
+            tf(*view(*t_req)).backward(tg)
+
+        sides = {"fwd": [ta_fwd, lambda: _np3(kind, *view(*leaves)), t_fwd],
+                 "fwd+bwd": [ta_bwd, lambda: _np3(kind, *view(*leaves), g), t_bwd]}
+        for pas, fns in sides.items():
+            best, ratios = interleaved_n(fns, args.rounds)
+            print(f"| {name} | {pas} | {best[0] * 1e3:.3f} | {best[1] * 1e3:.3f} | {best[2] * 1e3:.3f} | "
+                  f"{ratios[1]:.2f} | {ratios[2]:.2f} |", flush=True)
+    print(f"\n- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,8 @@ class CPUBackend:
     # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)
     # takes the plain serial kernel `_gemm_rows` (kernel="rows"): no parallel region, no packing.
     def matmul(self, a, b):
-        """(Ba, M, K) @ (Bb, K, N) -> (B, M, N)."""
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        """(Ba, M, K) @ (Bb, K, N) -> (B, M, N). Operands of any strides go to the kernels as they are (they read
+        transposed and strided views in place, and copy only what they cannot: kernels/cpu/matmul)."""
         if a.shape[1] <= self._mm.ROWS_MAX_NN:
             return self._mm.matmul_nn(a, b, "rows")
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
@@ -104,7 +104,6 @@ class CPUBackend:
     def matmul_nt(self, a, b, bias=None):
         """(Ba, M, K) @ (Bb, N, K)ᵀ (+ bias (N,), added to every row) -> (B, M, N), without materialising
         the transpose; the bias is added inside the product (a Linear's forward)."""
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
         if bias is not None:
             bias = np.ascontiguousarray(bias)
         if a.shape[1] <= self._mm.ROWS_MAX_NT:
@@ -115,7 +114,6 @@ class CPUBackend:
     def matmul_tn(self, a, b, a_sums=False):
         """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose; with a_sums, also
         a summed over K, (B, M) (a Linear's dW = dyᵀ x and db = Σ dy, in one pass over dy)."""
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
         if a.shape[2] <= self._mm.ROWS_MAX_NN:
             return self._mm.matmul_tn(a, b, "rows", a_sums)
         work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]

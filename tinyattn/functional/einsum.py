@@ -8,15 +8,22 @@ Subscripts are letters [a-zA-Z]; "..." stands for the axes not named, right-alig
 Without "->" the output is the ellipsis axes, then the letters that appear once, in alphabetical
 order. An axis of size 1 broadcasts against the same letter's size in other operands, as in PyTorch.
 
-The forward and backward are numpy's einsum (optimize=True contracts pairwise through BLAS); a tensor
-on the GPU is computed on the host, which costs a copy of the operands down and of the result up.
+A contraction of two float32/float64 operands (the forward of a two-operand einsum and every gradient of
+one: each is an einsum of dy and the other operand) runs as one batched product on the backend's matmul
+kernels (`_pair`): the labels of both operands and the output are batch axes, those of both but not the
+output are summed in the product, the rest are the rows and columns; the operands are passed as views in that
+order (a copy only where axes do not merge). Anything else (three or more operands, a repeated label, integer
+dtypes) is numpy's einsum (optimize=True contracts pairwise through BLAS). A tensor on the GPU is computed
+on the host, which costs a copy of the operands down and of the result up.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..autograd import Function, Variable
-from ..backend import device_of, move
+from ..backend import backend_of, device_of, move
 from .shape import reshape
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +130,88 @@ class Einsum(Function):
 
 
 def _contract(arrays, labels, out):
-    """np.einsum in its sublist form: operands with integer labels, then the output's labels."""
+    """np.einsum in its sublist form: operands with integer labels, then the output's labels (two float
+    operands without repeated labels: `_pair`, the same result through the matmul kernels)."""
+    if len(arrays) == 2:
+        y = _pair(arrays, labels, out)
+        if y is not None:
+            return y
     args = []
     for a, s in zip(arrays, labels):
         args += [a, list(s)]
     return np.einsum(*args, list(out), optimize=len(arrays) > 2)
+
+
+_PAIR_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Multiply-adds per batch element below which a contraction stays numpy's einsum (and so does one with no
+# summed label, an elementwise or outer product): a batch of tiny products is not what the kernels are for.
+_PAIR_MIN_WORK = 1024
+
+
+def _pair(arrays, labels, out):
+    """y[out] = Σ a[la] b[lb] as one batched product, or None when this form does not apply (not two host
+    float arrays of one dtype, or a label repeated within an operand or the output).
+
+        batch g: labels in a, b and out     rows i: in a and out only     columns j: in b and out only
+        summed k: in a and b, not in out    (a label in one operand only, not in out: summed first)
+        C[g, i, j] = Σ_k A[g, i, k] B[g, k, j]: backend matmul on (G, I, K) and (G, K, J) views
+    """
+    a, b = arrays
+    la, lb = list(labels[0]), list(labels[1])
+    out = list(out)
+    if (type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype or a.dtype not in _PAIR_DTYPES
+            or len(set(la)) != len(la) or len(set(lb)) != len(lb) or len(set(out)) != len(out)):
+        return None
+    from .linalg import _merge_axes, _merge
+
+    for x_is_a in (True, False):              # labels of one operand only and not in out: sum them first
+        x, lx, other = (a, la, lb) if x_is_a else (b, lb, la)
+        alone = [d for d, l in enumerate(lx) if l not in other and l not in out]
+        if alone:
+            x = x.sum(axis=tuple(alone))
+            lx = [l for l in lx if l in other or l in out]
+            if x_is_a:
+                a, la = x, lx
+            else:
+                b, lb = x, lx
+    size = dict(zip(la, a.shape))
+    size.update(zip(lb, b.shape))
+    g = [l for l in out if l in la and l in lb]
+    i = [l for l in out if l in la and l not in lb]
+    j = [l for l in out if l in lb and l not in la]
+    k = [l for l in la if l in lb and l not in out]
+    G, I, J, K = (math.prod(size[l] for l in ls) for ls in (g, i, j, k))
+
+    if K == 1 or I * J * K < _PAIR_MIN_WORK:   # an elementwise or tiny product: numpy's loops do it well
+        return None
+
+    def operand(x, lx, rows, cols, shape):
+        """x with axes (g, rows, cols) merged into `shape` (G, R, C): a view wherever the strides allow,
+        else a copy that keeps the faster of the rows and columns innermost (`linalg._merge`)."""
+        t = np.transpose(x, [lx.index(l) for l in g + rows + cols])
+        v = _merge_axes(t, shape)
+        if v is not None:
+            return v
+        gs = t.shape[:len(g)]
+        v = _merge_axes(t, gs + shape[1:])    # rows and columns merge: only the batch axes need a copy
+        if v is None:
+            inner = (lambda ls: min(abs(t.strides[(g + rows + cols).index(l)]) for l in ls if size[l] > 1)
+                     if any(size[l] > 1 for l in ls) else 0)
+            if inner(cols) <= inner(rows):    # columns faster: a row-major copy
+                v = np.ascontiguousarray(t).reshape(gs + shape[1:])
+            else:
+                n = len(g)
+                tt = np.transpose(t, list(range(n)) + list(range(n + len(rows), t.ndim))
+                                  + list(range(n, n + len(rows))))
+                v = np.swapaxes(np.ascontiguousarray(tt).reshape(gs + (shape[2], shape[1])), -1, -2)
+        return _merge(v, shape)
+
+    a3 = operand(a, la, i, k, (G, I, K))
+    b3 = operand(b, lb, k, j, (G, K, J))
+    c = backend_of(a3).matmul(a3, b3)         # (G, I, J)
+    c = c.reshape([size[l] for l in g + i + j])
+    order = g + i + j
+    return np.transpose(c, [order.index(l) for l in out])
 
 
 def _operand_grad(j, arrays, labels, out, dy):

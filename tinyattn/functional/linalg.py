@@ -35,35 +35,42 @@ class Matmul(Function):
     dA = dC · Bᵀ and dB = Aᵀ · dC per batch element, then summed over broadcast batch axes.
     When B has no batch axes (x @ W), A's batch folds into its rows: one (B·M, K) @ (K, N)
     product, and dB = Aᵀ · dC reduces over the batch inside the kernel.
+
+    Operands reach the kernels as views wherever the layout allows (a transposed, sliced or permuted
+    operand is read in place: `_as_batched`); the 3-D forms are what backward saves, so an operand copied
+    once (batch axes that do not merge) is not copied again for the gradients.
     """
 
     @staticmethod
     def forward(ctx, a, b):
         need_a, need_b = ctx.needs_input_grad
-        ctx.save_for_backward(a if need_b else None, b if need_a else None)  # dA needs B, dB needs A
         ctx.shapes = (a.shape, b.shape)
         ctx.batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         fold_rows = b.ndim == 2
         a3, b3 = _as_batched(a, ctx.batch, fold_rows), _as_batched(b, ctx.batch, fold_rows)
+        # dA needs B, dB needs A: their 3-D forms, and the operands themselves for the in-place check when a
+        # 3-D form is a copy (autograd checks the versions of the tensors whose memory a saved array is)
+        ctx.save_for_backward(a3 if need_b else None, b3 if need_a else None,
+                              a if need_b and _copied(a3, a) else None, b if need_a and _copied(b3, b) else None)
         c3 = backend_of(a).matmul(a3, b3)
         ctx.c3_shape = c3.shape
         return c3.reshape(ctx.batch + (a.shape[-2], b.shape[-1]))
 
     @staticmethod
     def backward(ctx, dc):
-        a, b = ctx.saved
+        a3, b3 = ctx.saved[:2]
         a_shape, b_shape = ctx.shapes
         fold_rows = len(b_shape) == 2
-        dc3 = dc.reshape(ctx.c3_shape)
+        dc3 = _merge(dc, ctx.c3_shape)
         be = backend_of(dc)
         need_a, need_b = ctx.needs_input_grad
         da = db = None
         if need_a:
-            da3 = be.matmul_nt(dc3, _as_batched(b, ctx.batch, fold_rows))  # (B, M, K)
+            da3 = be.matmul_nt(dc3, b3)  # (B, M, K)
             da = sum_to_shape(da3.reshape(ctx.batch + a_shape[-2:]), a_shape)
         if need_b:
             # (B, K, N), or (1, K, N) when a's batch was folded
-            db3 = be.matmul_tn(_as_batched(a, ctx.batch, fold_rows), dc3)
+            db3 = be.matmul_tn(a3, dc3)
             db = db3.reshape(b_shape) if fold_rows else sum_to_shape(db3.reshape(ctx.batch + b_shape[-2:]), b_shape)
         return da, db
 
@@ -91,44 +98,96 @@ class Matmul(Function):
         return da, db
 
 
+def _copied(x3, x):
+    """Whether x3 (an operand's 3-D form) may not be a view of x's memory (then backward keeps x too)."""
+    return not (type(x3) is np.ndarray and type(x) is np.ndarray and np.may_share_memory(x3, x))
+
+
+def _merge_axes(x, shape):
+    """x.reshape(shape) as a view, for a `shape` whose every axis is a run of consecutive axes of x merged
+    (axes of length 1 go anywhere; an axis of `shape` of length 1 may stand for no axis of x); None when the
+    strides do not allow it (numpy's reshape would copy). Host arrays only (other arrays: None)."""
+    if type(x) is not np.ndarray:
+        return None
+    if x.size == 0:
+        return x.reshape(shape)
+    i = 0
+    for n in shape:                           # the axes of x whose sizes multiply to n
+        group = []
+        size = 1
+        while i < x.ndim and size < n:
+            group.append(i)
+            size *= x.shape[i]
+            i += 1
+        if size != n:
+            return None
+        live = [j for j in group if x.shape[j] != 1]
+        for j, k in zip(live, live[1:]):
+            if x.strides[j] != x.shape[k] * x.strides[k]:
+                return None
+    if any(x.shape[j] != 1 for j in range(i, x.ndim)):
+        return None
+    # numpy's reshape makes this same view (it copies only when the strides do not merge), and keeps numpy's
+    # chain of bases to x: autograd finds a saved view's owner through it (autograd/views.py)
+    return x.reshape(shape)
+
+
+def _merge(x, shape):
+    """x as `shape` (leading axes merged): a view when the strides allow it, else a copy that keeps the
+    matrices' faster axis (a transposed operand stays transposed: copying it row-major would be a transposing
+    copy, slower than the product's own packing)."""
+    if x.shape == tuple(shape):
+        return x
+    v = _merge_axes(x, shape)
+    if v is not None:
+        return v
+    if type(x) is np.ndarray and x.ndim >= 2 and abs(x.strides[-2]) < abs(x.strides[-1]):
+        return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)).reshape(
+            tuple(shape[:-2]) + (shape[-1], shape[-2])), -1, -2)
+    return x.reshape(shape)
+
+
 def _as_batched(x, batch, fold_rows):
-    """An operand as a (batch, rows, cols) array for the kernels, its batch 1 or the full batch.
+    """An operand as a (batch, rows, cols) array for the kernels, its batch 1 or the full batch: a view of x
+    wherever its strides allow (`_merge`).
 
     fold_rows (x @ W, W 2-D): every batch axis of the left operand folds into its rows, and W
     gets a batch of 1 (the same reshape, for a 2-D array)."""
     if fold_rows:
-        return x.reshape(1, math.prod(x.shape[:-1]), x.shape[-1])
+        return _merge(x, (1, math.prod(x.shape[:-1]), x.shape[-1]))
     full = math.prod(batch)
     if x.shape[:-2] == batch:
-        return x.reshape(full, *x.shape[-2:])
+        return _merge(x, (full,) + x.shape[-2:])
     if math.prod(x.shape[:-2]) == 1:
-        return x.reshape(1, *x.shape[-2:])
-    return np.broadcast_to(x, batch + x.shape[-2:]).reshape(full, *x.shape[-2:])
+        return _merge(x, (1,) + x.shape[-2:])
+    return _merge(np.broadcast_to(x, batch + x.shape[-2:]), (full,) + x.shape[-2:])
 
 
 class Linear(Function):
     """y = x Wᵀ + b.  x (..., in), W (out, in), b (out,).
 
     dx = dy W,  dW = dyᵀ x (summed over every batch row),  db = Σ_rows dy.
+    Any layout of x and W (a transposed or tied weight, a permuted input) goes to the kernels as a view.
     """
 
     fresh_grads = True  # every gradient is a new array (autograd.Function.fresh_grads)
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        x2 = x.reshape(1, math.prod(x.shape[:-1]), x.shape[-1])  # (1, N, in)
+        x2 = _merge(x, (1, math.prod(x.shape[:-1]), x.shape[-1]))  # (1, N, in)
         need_x, need_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x2 if need_w else None, weight if need_x else None)  # dx needs W, dW needs x
+        ctx.save_for_backward(x2 if need_w else None, weight if need_x else None,  # dx needs W, dW needs x
+                              x if need_w and _copied(x2, x) else None)         # (x2 a copy: x's version)
         ctx.x_shape = x.shape
         y = backend_of(x).matmul_nt(x2, weight[None], bias)  # (1, N, out); the bias added inside the product
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, dy):
-        x2, weight = ctx.saved
+        x2, weight = ctx.saved[:2]
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
-        dy2 = dy.reshape(1, -1, dy.shape[-1])  # (1, N, out)
+        dy2 = _merge(dy, (1, math.prod(dy.shape[:-1]), dy.shape[-1]))  # (1, N, out)
         # dW first: dy was just written by the op above and is still partly in cache (about 1 % of a step);
         # db from the same pass over dy when dW is wanted too
         dw = db = None

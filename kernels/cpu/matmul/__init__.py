@@ -109,20 +109,95 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
 
 # The three public functions are plain Python: they only compute strides and call the compiled
 # `_gemm`, so compiling them as well would add seconds to a cold start and save nothing per call.
+#
+# Operands may have any strides (transposed views, slices, a batch view of a wider array, a broadcast batch):
+# the kernels address A[p][i, k] and B[p][j, k] through element strides, so a view is read where it lies and
+# only its layout decides which copy the kernel makes of it (`_gemm_outer`: A read in place when contiguous
+# along k, copied one micro-panel at a time when contiguous along i; B read in place when contiguous along j,
+# packed otherwise). `_operands` copies only what no kernel path reads well: a matrix with no unit stride
+# (x[:, ::2]), negative strides, a read-only array (it would compile a read-only specialisation of every
+# kernel), and for `_gemm_rows` a strided A against a k-contiguous B (its slow any-strides loop).
+
+
+def _flat(x, rs_axis, ks_axis):
+    """(flat, batch stride, row stride, k stride) of a 3-D view x (batch, rows, k) whose matrices have a unit
+    stride along rows or k: flat is a 1-D C-contiguous array starting at x[0, 0, 0] (a view of x's memory:
+    no copy) and x[p, r, k] = flat[p*sb + r*rs + k*ks]. Strides of axes of length 1 never multiply an index
+    but decide paths: the batch's becomes 0, a row's or k's 1 (unit: read in place)."""
+    isz = x.itemsize
+    st = [s // isz if n > 1 else (0 if ax == 0 else 1) for ax, (n, s) in enumerate(zip(x.shape, x.strides))]
+    if x.flags.c_contiguous or x.size == 0:
+        flat = x.reshape(-1)
+    else:
+        span = 1 + sum((n - 1) * s for n, s in zip(x.shape, st))
+        flat = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(isz,))
+    return flat, st[0], st[rs_axis], st[ks_axis]
+
+
+def _readable(x):
+    """Whether the kernels can address x (batch, rows, k) in place: element strides, none negative, writeable
+    (the kernels never write to it: a read-only array would only compile its own kernel specialisations)."""
+    isz = x.itemsize
+    return (x.size > 0 and x.flags.writeable and x.flags.aligned
+            and all(s >= 0 and s % isz == 0 for n, s in zip(x.shape, x.strides) if n > 1))
+
+
+def _unit(n, s, isz):
+    return n <= 1 or s == isz
+
+
+def _operands(A, Bt, rows_kernel=False):
+    """A (Ba, M, K) and Bt (Bb, N, K), any strides (views of the caller's arrays: A[p][i, k], B[p][j, k]), as
+    the kernels' arguments (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks). Copies (module note above) keep
+    the faster unit stride: a copied A is contiguous along k (read in place), a copied B along j."""
+    isz = A.itemsize
+    Ba, M, K = A.shape
+    Bb, N, _ = Bt.shape
+    if not (_readable(A) and (_unit(K, A.strides[2], isz) or _unit(M, A.strides[1], isz))):
+        A = np.array(A, order="C")            # (always a new, writeable array)
+    if not (_readable(Bt) and (_unit(K, Bt.strides[2], isz) or _unit(N, Bt.strides[1], isz))):
+        Bt = np.swapaxes(np.array(np.swapaxes(Bt, 1, 2), order="C"), 1, 2)
+    if rows_kernel and not _unit(K, A.strides[2], isz) and _unit(K, Bt.strides[2], isz) \
+            and not _unit(N, Bt.strides[1], isz):
+        A = np.array(A, order="C")            # `_gemm_rows`' dot products want rows of A along k: M <= 16 rows
+    af, sa, a_rs, a_ks = _flat(A, 1, 2)
+    bf, sb, b_rs, b_ks = _flat(Bt, 1, 2)
+    return af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K
+
+
+def _matmul(A, Bt, kernel, bias=None, a_sums=False):
+    """out[p] = A[p] @ Bt[p].T (+ bias) for 3-D views A (Ba, M, K), Bt (Bb, N, K); with a_sums, (out, s),
+    s[p, i] = sum_k A[p][i, k]. A batch of stride 0 (a broadcast) is computed once, not per batch element."""
+    B = max(A.shape[0], Bt.shape[0])
+    if A.shape[0] > 1 and A.strides[0] == 0 and A.size:
+        A = A[:1]
+    if Bt.shape[0] > 1 and Bt.strides[0] == 0 and Bt.size:
+        Bt = Bt[:1]
+    args = _operands(A, Bt, kernel == "rows")
+    if a_sums and args[3] != 1:               # the fused sums read rows of A along i (dy^T): else summed here
+        out, s = _product(*args, kernel, bias), None
+    else:
+        out = _product(*args, kernel, bias, a_sums)
+        out, s = out if a_sums else (out, None)
+    if out.shape[0] != B:                     # both batches broadcast: one product for every batch element
+        out = np.broadcast_to(out, (B,) + out.shape[1:]).copy()
+    if not a_sums:
+        return out
+    if s is None:                             # a kernel or a layout without the fused sums
+        s = A.sum(axis=2)
+    if s.shape[0] != B:
+        s = np.broadcast_to(s, (B, s.shape[1])).copy()
+    return out, s
 
 
 def matmul_nn(a, b, kernel=None):
     """out[p] = a[p] @ b[p]: a (Ba, M, K), b (Bb, K, N) -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, i, k] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, i, k]
-    (row stride K, k stride 1) and B[j, k] = b[p, k, j] (row stride 1, k stride N): b is transposed
-    while it is packed. a and b are C-contiguous.
+    and B[j, k] = b[p, k, j]: for C-contiguous operands A has row stride K and k stride 1, B row stride 1
+    and k stride N (b is transposed while it is packed, or read in place). Any strides (module note).
     """
-    Ba, M, K = a.shape
-    Bb, _, N = b.shape
-    sa, a_rs, a_ks = _estrides(a)
-    sb, b_ks, b_rs = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel)
+    return _matmul(a, np.swapaxes(b, 1, 2), kernel)
 
 
 def matmul_nt(a, b, kernel=None, bias=None):
@@ -130,14 +205,10 @@ def matmul_nt(a, b, kernel=None, bias=None):
     their dtype -> (max(Ba, Bb), M, N).
 
     Math: out[p, i, j] = sum_k a[p, i, k] * b[p, j, k] (+ bias[j]: a Linear's forward, x W^T + b).
-    Loop nest: `_gemm` with both operands contiguous along k (row stride K, k stride 1); packing is a
-    plain copy.
+    Loop nest: `_gemm` with A[i, k] = a[p, i, k], B[j, k] = b[p, j, k]: for C-contiguous operands both
+    are contiguous along k (row stride K, k stride 1). Any strides (module note).
     """
-    Ba, M, K = a.shape
-    Bb, N, _ = b.shape
-    sa, a_rs, a_ks = _estrides(a)
-    sb, b_rs, b_ks = _estrides(b)
-    return _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, bias)
+    return _matmul(a, b, kernel, bias)
 
 
 def matmul_tn(a, b, kernel=None, a_sums=False):
@@ -145,17 +216,7 @@ def matmul_tn(a, b, kernel=None, a_sums=False):
     s[p] = a[p].sum(axis=0) (max(Ba, Bb), M): a Linear's dW = dy^T x and db = sum of dy in one pass over dy.
 
     Math: out[p, i, j] = sum_k a[p, k, i] * b[p, k, j]. Loop nest: `_gemm` with A[i, k] = a[p, k, i]
-    (row stride 1, k stride M) and B[j, k] = b[p, k, j] (row stride 1, k stride N): both operands are
-    transposed while they are packed.
+    and B[j, k] = b[p, k, j]: for C-contiguous operands both have row stride 1 (A k stride M, B k stride
+    N): A is copied one micro-panel at a time, B read in place. Any strides (module note).
     """
-    Ba, K, M = a.shape
-    Bb, _, N = b.shape
-    sa, a_ks, a_rs = _estrides(a)
-    sb, b_ks, b_rs = _estrides(b)
-    out = _product(a.ravel(), Ba, sa, a_rs, a_ks, b.ravel(), Bb, sb, b_rs, b_ks, M, N, K, kernel, None, a_sums)
-    if not a_sums:
-        return out
-    out, s = out
-    if s is None:                             # a kernel without the fused sums
-        s = np.broadcast_to(a.sum(axis=1), (max(Ba, Bb), M)).copy()
-    return out, s
+    return _matmul(np.swapaxes(a, 1, 2), np.swapaxes(b, 1, 2), kernel, None, a_sums)
