@@ -208,7 +208,7 @@ class Linear(Function):
         from ..autograd.function import constant
 
         x, w, b = inputs
-        x2, weight = ctx.saved
+        x2, weight = ctx.saved[:2]
         n_out = dy.shape[-1]
         dy2 = dy.reshape(-1, n_out)
         dx = dw = db = None
