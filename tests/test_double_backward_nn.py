@@ -284,6 +284,24 @@ def test_second_derivatives_match_torch():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_linalg_and_einsum_second_derivatives_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    arrays = [rng.standard_normal((2, 2)) + 3 * np.eye(2), rng.standard_normal((2, 3)), rng.standard_normal((3, 2))]
+
+    def run(lib, tensor, grad):
+        a, b, c = (tensor(x, requires_grad=True) for x in arrays)
+        x = lib.linalg.solve(a, lib.einsum("ij,jk->ik", b, c))
+        loss = (x * x).sum() + lib.linalg.det(a) * lib.linalg.slogdet(a)[1] + (lib.linalg.inv(a) ** 2).sum()
+        grads = grad(loss, [a, b, c], create_graph=True)
+        dot = sum((g * tensor(np.cos(np.arange(g.numel())).reshape(g.shape))).sum() for g in grads)
+        return [t.detach().numpy() for t in grad(dot, [a, b, c])]
+    ours = run(ta, ta.tensor, autograd.grad)
+    theirs = run(torch, torch.tensor, torch.autograd.grad)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_attention_second_derivative_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(8)
