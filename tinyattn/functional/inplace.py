@@ -68,7 +68,7 @@ def apply_inplace(op, x, compute, operands=(), same_kind=True, direct=None, save
         x._bump_version()
         return x
     if x._view is not None:  # a view made under no_grad, or before its base changed: make it again first
-        _take_place(x, replay_view(base, x._view[1]))
+        _take_place(x, replay_view(_stand_in(base), x._view[1]))
     old = x._wrap(x._array.copy() if saves_input else x._array, x._requires_grad, x._node, x._index)
     result = compute(old)
     _check_result(op, x, result.shape, result.dtype, same_kind)
@@ -97,7 +97,7 @@ def _write_into_base(op, view, result):
         raise NotImplementedError(f"{op}: changing a view of a cuda tensor in place while gradients are recorded "
                                   "is not supported yet; use the out-of-place op or torch-style x = x.clone()")
     positions = view_positions(base, steps).reshape(-1)
-    old_base = base._wrap(base._array, base._requires_grad, base._node, base._index)  # SetItem keeps no values of it
+    old_base = _stand_in(base)  # SetItem keeps no values of it
     flat = SetItem.apply(reshape(old_base, -1), reshape(result, -1), positions)
     new_base = reshape(flat, base.shape)
     base._array[...] = new_base._array  # the view's elements included
@@ -106,10 +106,19 @@ def _write_into_base(op, view, result):
 
 def _refresh_views(base):
     """Every live view of `base` becomes a view of its new node, as PyTorch regenerates a view's grad_fn."""
-    cache = {}
+    cache, stand_in = {}, _stand_in(base)
     for t in base._counter.live_views():
         if t._view is not None and t._view[0] is base:
-            _take_place(t, replay_view(base, t._view[1], cache))
+            _take_place(t, replay_view(stand_in, t._view[1], cache))
+
+
+def _stand_in(base):
+    """A tensor for base's present value in the graph (its node now), over base's array: the parent a replayed
+    view (or SetItem) records, in place of base itself. base's node changes at its next in-place op; the stand-in's
+    does not, so backward(create_graph=True) can still hand it to the view op's differentiable_backward as the
+    tensor that op used. View ops and SetItem keep no values of it; the replay's outputs are only used for their
+    node (the view tensor keeps its own counter and _view), so the stand-in's own counter is never seen."""
+    return base._wrap(base._array, base._requires_grad, base._node, base._index)
 
 
 def _check_writable(op, x):
