@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 __all__ = [
     "Abs", "abs", "Add", "add", "array_of", "Cast", "cast", "cast_operand", "Div", "div", "eq", "Exp", "exp",
     "float32_constant", "ge", "Gelu", "gelu", "graph_operand", "gt", "le", "Log", "log", "lt", "masked_fill",
-    "MaskedFill", "Maximum", "maximum", "Minimum", "minimum", "Mul", "mul", "ne", "Neg", "neg", "operands", "Pow", "pow",
-    "PowTensor", "Relu", "relu", "saved_constant", "Sigmoid", "sigmoid", "Sqrt", "sqrt", "Sub", "sub", "Tanh", "tanh",
-    "Where", "where", "zeros_graph",
+    "MaskedFill", "Maximum", "maximum", "Minimum", "minimum", "Mul", "mul", "ne", "Neg", "neg", "operands", "Pow",
+    "pow", "PowTensor", "Relu", "relu", "saved_constant", "Sigmoid", "sigmoid", "Sqrt", "sqrt", "Sub", "sub", "Tanh",
+    "tanh", "Where", "where", "zeros_graph",
 ]
 
 
