@@ -644,7 +644,7 @@ class IndexAccumulate(Function):
 
     @staticmethod
     def backward(ctx, dy):
-        g = dy[ctx.index]
+        g = np.asarray(dy[ctx.index])  # an index of ints alone reads a numpy scalar, which on_host would not move
         lead = len(ctx.vshape) - g.ndim
         if lead > 0:
             g = g.reshape((1,) * lead + g.shape)

@@ -110,7 +110,9 @@ class GetItem(Function):
         from .indexing import IndexAccumulate
 
         zeros = constant(dy, backend_of(dy._array).xp.zeros(ctx.shape, dtype=dy._array.dtype))
-        return IndexAccumulate.apply(zeros, dy, ctx.index, not _is_basic(ctx.index)), None
+        index = ctx.index  # IndexAccumulate reads its index on the host
+        index = tuple(move(i, "cpu") for i in index) if isinstance(index, tuple) else move(index, "cpu")
+        return IndexAccumulate.apply(zeros, dy, index, not _is_basic(index)), None
 
 
 class Contiguous(Function):
