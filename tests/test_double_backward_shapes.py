@@ -204,6 +204,15 @@ def test_third_derivative_through_indexing_and_reductions():
     np.testing.assert_allclose(g3.numpy(), [12.0, 0.0, 6.0])
 
 
+def test_amax_ties_share_the_gradient_under_create_graph_too():
+    x = ta.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], dtype=ta.float64, requires_grad=True)
+    v = ta.tensor([1.0, 4.0], dtype=ta.float64, requires_grad=True)
+    (g,) = autograd.grad(x.amax(1), x, v, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), [[0.0, 0.5, 0.5], [2.0, 0.0, 2.0]])
+    (dv,) = autograd.grad((g * ta.tensor([[1.0, 2.0, 4.0], [8.0, 16.0, 32.0]], dtype=ta.float64)).sum(), v)
+    np.testing.assert_allclose(dv.numpy(), [3.0, 20.0])  # the shares, read back through dy
+
+
 def test_second_derivative_of_prod_and_var_by_hand():
     x = ta.tensor([2.0, 3.0, 5.0], dtype=ta.float64, requires_grad=True)
     (g,) = autograd.grad(x.prod(), x, create_graph=True)
