@@ -316,3 +316,32 @@ def test_double_backward_on_the_gpu_with_host_computed_ops():
     assert gradgradcheck(lambda a, b: ta.remainder(a, b) * a * ta.where(a > 0, b, a * a), [x, y], name="cuda")
     (g,) = autograd.grad(ta.tan(x).sum(), x, create_graph=True)
     assert g.is_cuda and g.grad_fn is not None
+
+
+def test_second_derivatives_match_torch_more_ops():
+    rng = np.random.default_rng(13)
+    x = np.array([[-0.7, -0.3, 0.4], [0.6, 0.2, -0.5]]) + rng.uniform(-0.05, 0.05, (2, 3))
+    y = rng.uniform(0.5, 1.5, (3,))
+
+    def ours(x, y):
+        return (NF.elu(x, 1.5) * x + NF.leaky_relu(x, 0.1) * y + NF.silu(x) * NF.logsigmoid(y) + ta.abs(x) * y
+                + ta.relu(x) * x + NF.hardtanh(x, -0.5, 0.5) * y + NF.softplus(x, 2.0, 0.5) * x + ta.tan(x) * ta.cosh(y)
+                + ta.asin(x) * ta.sinh(x) + ta.acosh(y + 1) * ta.atanh(x) + ta.log2(y) * ta.log10(y + 1)
+                + ta.expm1(x) * ta.reciprocal(y) + ta.square(x) * ta.sqrt(y) + x ** 3 / y + 2.0 ** x * y ** 2.5
+                + ta.fmod(x * 3, y) * x + ta.remainder(x * 3, y) * y + ta.fmax(x, y - 1) * ta.fmin(x, 0.1) * x
+                + ta.where(x > 0, x * y, y / 2) * x + ta.masked_fill(x * y, x < 0, 0.5) * y + ta.floor(x * 3) * x * y
+                + ta.frac(x * 3) * x + NF.gelu(x, approximate="tanh") * y + ta.sin(x) * ta.cos(y) - ta.exp(-x * y))
+
+    def theirs(torch, x, y):
+        F = torch.nn.functional
+        return (F.elu(x, 1.5) * x + F.leaky_relu(x, 0.1) * y + F.silu(x) * F.logsigmoid(y) + torch.abs(x) * y
+                + torch.relu(x) * x + F.hardtanh(x, -0.5, 0.5) * y + F.softplus(x, 2.0, 0.5) * x
+                + torch.tan(x) * torch.cosh(y) + torch.asin(x) * torch.sinh(x) + torch.acosh(y + 1) * torch.atanh(x)
+                + torch.log2(y) * torch.log10(y + 1) + torch.expm1(x) * torch.reciprocal(y) + torch.square(x) * torch.sqrt(y)
+                + x ** 3 / y + 2.0 ** x * y ** 2.5 + torch.fmod(x * 3, y) * x + torch.remainder(x * 3, y) * y
+                + torch.fmax(x, y - 1) * torch.fmin(x, torch.tensor(0.1, dtype=x.dtype)) * x
+                + torch.where(x > 0, x * y, y / 2) * x + torch.masked_fill(x * y, x < 0, 0.5) * y
+                + torch.floor(x * 3) * x * y + torch.frac(x * 3) * x + F.gelu(x, approximate="tanh") * y
+                + torch.sin(x) * torch.cos(y) - torch.exp(-x * y))
+
+    _hvp_both(ours, theirs, [x, y], [rng.standard_normal((2, 3)), rng.standard_normal((3,))])
