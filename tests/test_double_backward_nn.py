@@ -98,6 +98,9 @@ def test_sdpa_double_backward_masks_window_and_constants():
     assert gradgradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=padding), [q, k, v])
     assert gradgradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, window=1),
                          qkv(t=3, s=3, seed=9))
+    lower_right = F.causal_lower_right(2, 3)  # a key/value cache's alignment: the offset S - L
+    assert gradgradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=lower_right),
+                         qkv(t=2, s=3, seed=12))
 
 
 def test_sdpa_second_derivative_equals_the_composite_twins():
