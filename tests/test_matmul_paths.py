@@ -140,6 +140,9 @@ def test_merge_axes_is_a_view_exactly_when_the_strides_allow(rng):
     q = np.swapaxes(np.swapaxes(a, 0, 1), -1, -2)      # permuted batch and transposed matrices: the copy
     m = _merge(q, (6, 7, 5))                           # keeps the matrices transposed (no transposing copy)
     assert np.array_equal(m, q.reshape(6, 7, 5)) and m.strides[1] < m.strides[2]
+    for x in (q, np.swapaxes(a, -1, -2)):              # rows folded with the batch (x @ W): same, transposed
+        m = _merge(x, (1, 6 * 7, 5))
+        assert np.array_equal(m, x.reshape(1, 42, 5)) and m.strides[1] < m.strides[2]
 
 
 # ---- the public operator, forward and backward ----------------------------------------------------------
@@ -168,6 +171,10 @@ CASES = {
                                   lambda a, b: (ta if isinstance(a, ta.Tensor) else torch).bmm(a, b.transpose(1, 2))),
     "linear(x, W.t())": ([(2, 3, 5), (5, 4), (4,)], lambda x, w, c: FN(x).linear(x, w.t(), c)),
     "linear(x.transpose(0, 1), W)": ([(3, 2, 5), (4, 5)], lambda x, w: FN(x).linear(x.transpose(0, 1), w)),
+    "linear(x.mT of a batch view, W)": ([(5, 2, 3), (4, 5)],
+                                        lambda x, w: FN(x).linear(x.transpose(0, 1).transpose(-2, -1), w)),
+    "x.mT of a batch view @ W": ([(5, 2, 3), (5, 4)], lambda x, w: x.transpose(0, 1).transpose(-2, -1) @ w),
+    "x.mT @ W, 3-D": ([(2, 5, 3), (5, 4)], lambda x, w: x.transpose(-2, -1) @ w),
     "linear(x[:, ::2], W[::2].t())": ([(3, 10), (10, 4)], lambda x, w: FN(x).linear(x[:, ::2], w[::2].t())),
 }
 torch = None

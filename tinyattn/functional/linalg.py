@@ -142,8 +142,12 @@ def _merge(x, shape):
     if v is not None:
         return v
     if type(x) is np.ndarray and x.ndim >= 2 and abs(x.strides[-2]) < abs(x.strides[-1]):
-        return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)).reshape(
-            tuple(shape[:-2]) + (shape[-1], shape[-2])), -1, -2)
+        if shape[-2] == x.shape[-2]:          # only batch axes merge: each matrix copied as its transpose
+            return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)).reshape(
+                tuple(shape[:-2]) + (shape[-1], shape[-2])), -1, -2)
+        # rows merge with batch axes too (x @ W, a Linear's input): the last axis first, the rest as they are
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 0)).reshape((shape[-1],) + tuple(shape[:-1])),
+                           0, -1)
     return x.reshape(shape)
 
 
