@@ -1,5 +1,6 @@
 """Smoke tests: every example runs end to end on a tiny configuration and writes its outputs."""
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -86,6 +87,24 @@ def test_attention_vs_cnn_rnn_runs(tmp_path):
     assert (tmp_path / "attention_vs_cnn_rnn.png").exists()
     x = np.array([[1, 2, 3, 4]])
     np.testing.assert_array_equal(cmp.labels(x, 8), [[1, 2, 4, 6]])
+
+
+def test_receptive_field_study_smoke(tmp_path):
+    study = load("receptive_field_study")
+    x = np.array([[3, 5, 8, 2, 8, 7]])  # vocab 8: the symbol 8 is R, "recall x_0"
+    np.testing.assert_array_equal(study.labels(x, 8), [[3, 0, 3, 2, 3, 7]])
+    assert study.ceiling(x, 8, reach=3) == pytest.approx((5 + 1 / 8) / 6)  # only the R at position 4 is blind
+    result = study.main(["--smoke", "--out-dir", str(tmp_path)])
+    sizes = result["sizes"]
+    assert len(sizes) >= 2 and len(result["runs"]) == len(study.MODELS) * len(sizes) * result["config"]["seeds"]
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["train_accuracy"] <= 1 for r in result["runs"])
+    assert 0.8 < result["cnn_ceiling"] < 0.95 and result["chance"] == 1 / 8
+    for kind in study.MODELS:
+        largest = result["summary"][kind][str(sizes[-1])]
+        assert largest["min"] <= largest["mean"] <= largest["max"] and largest["mean"] > result["chance"] + 0.05
+    assert result["summary"]["cnn"][str(sizes[-1])]["max"] <= result["cnn_ceiling"] + 0.01  # it cannot see x_0
+    assert json.loads((tmp_path / "receptive_field_study.json").read_text())["summary"] == result["summary"]
+    assert (tmp_path / "receptive_field_study.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_export_to_torch_gives_the_same_outputs(tmp_path):
