@@ -118,3 +118,21 @@ def test_gradgradcheck_fails_a_second_derivative_that_is_wrong_only_in_its_graph
     monkeypatch.setattr(Mul, "differentiable_backward", staticmethod(detached_b))
     with pytest.raises(GradcheckError):
         gradgradcheck(lambda a: a * a, [x])
+
+
+def _all_functions():
+    import tinyattn.distributed.ddp  # noqa: F401  (its Function too)
+    from tinyattn.autograd import Function
+
+    seen, todo = [], list(Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls.__module__.startswith("tinyattn") and cls not in seen:
+            seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return seen
+
+
+def test_every_function_of_the_library_has_a_differentiable_backward():
+    missing = sorted(f"{c.__module__}.{c.__qualname__}" for c in _all_functions() if c.differentiable_backward is None)
+    assert not missing, f"no differentiable_backward (create_graph=True would raise): {missing}"

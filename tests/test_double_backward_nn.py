@@ -214,12 +214,49 @@ def test_mse_loss_double_backward():
     assert gradgradcheck(lambda x, y: F.mse_loss(x, y), [leaf(2, 3, requires_grad=False), leaf(2, 3, seed=1)])
 
 
-def test_pointwise_losses_refuse_create_graph_naming_them():
-    x, y = leaf(2, 3), leaf(2, 3, seed=1)
-    with pytest.raises(RuntimeError, match="PointwiseLoss .*l1_loss.*raw arrays"):
-        autograd.grad(F.l1_loss(x, y), x, create_graph=True)
-    (g,) = autograd.grad(F.l1_loss(x, y), x)  # the plain backward is unchanged
-    np.testing.assert_allclose(g.numpy(), np.sign(x.numpy() - y.detach().numpy()) / 6)
+def _probabilities(*shape, seed=0):
+    rng = np.random.default_rng(seed + 100)
+    return ta.tensor(rng.uniform(0.1, 0.9, shape), requires_grad=True)
+
+
+POINTWISE_LOSSES = {  # name: (loss, input maker); inputs are kept away from the losses' kinks
+    "l1": (lambda x, y: F.l1_loss(x, y), None),
+    "l1_weighted": (lambda x, y: F.l1_loss(x, y, weight=ta.tensor(np.linspace(0.5, 2, 6).reshape(2, 3))), None),
+    "smooth_l1": (lambda x, y: F.smooth_l1_loss(x, y, beta=0.8, reduction="sum"), None),
+    "huber": (lambda x, y: F.huber_loss(x, y, delta=0.7, reduction="none"), None),
+    "mse_weighted": (lambda x, y: F.mse_loss(x, y, weight=ta.tensor(np.linspace(0.5, 2, 6).reshape(2, 3))), None),
+    "bce": (lambda x, y: F.binary_cross_entropy(x, y), "probabilities"),
+    "bce_logits": (lambda x, y: F.binary_cross_entropy_with_logits(
+        x, y, pos_weight=ta.tensor([1.0, 2.0, 0.5]), weight=ta.tensor([0.3, 1.0, 2.0])), "targets"),
+    "kl_div": (lambda x, y: F.kl_div(x, y, reduction="batchmean"), "probabilities"),
+    "kl_div_log_target": (lambda x, y: F.kl_div(x, y, reduction="sum", log_target=True), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POINTWISE_LOSSES))
+def test_pointwise_losses_double_backward(name):
+    loss, kind = POINTWISE_LOSSES[name]
+    x = _probabilities(2, 3) if name == "bce" else leaf(2, 3)
+    y = _probabilities(2, 3, seed=1) if kind else leaf(2, 3, seed=1)
+    assert gradgradcheck(loss, [x, y])
+
+
+def test_pointwise_loss_second_derivatives_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x0, y0, v0 = rng.standard_normal((3, 4)), rng.uniform(0.1, 0.9, (3, 4)), rng.standard_normal((3, 4))
+    ours, theirs = [], []
+    for lib, out in ((ta, ours), (torch, theirs)):
+        fn = F if lib is ta else torch.nn.functional
+        x = lib.tensor(x0, requires_grad=True)
+        y = lib.tensor(y0, requires_grad=True)
+        v = lib.tensor(v0)
+        for loss in (fn.binary_cross_entropy_with_logits(x, y, pos_weight=lib.tensor([1.0, 2.0, 0.5, 1.5])),
+                     fn.smooth_l1_loss(x, y, beta=0.5), fn.kl_div(x, y, reduction="batchmean")):
+            gx, gy = lib.autograd.grad(loss, (x, y), create_graph=True)
+            out.extend(t.detach().numpy() for t in lib.autograd.grad((gx * v).sum() + (gy * v).sum(), (x, y)))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 # ---- nn's Functions -----------------------------------------------------------------------------------

@@ -138,3 +138,12 @@ def test_backprop_by_hand_fails_loudly_on_a_wrong_derivation(tmp_path, capsys, m
     assert walk.main(["--out-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] dL/dα_ij by hand vs autograd" in out and "[ok] dL/db_i by hand vs autograd" in out
+
+
+def test_second_order_checks_a_hessian_vector_product_and_newton_converges(capsys):
+    results = load("second_order").main(["--steps", "7"])
+    assert results["hvp_error"] < 1e-6  # double backward against finite differences of gradients
+    newton, gd = results["newton"], results["gd"]
+    assert newton[-1] < 1e-10 < gd[-1]  # Newton reaches the optimum in 7 steps, gradient descent does not
+    assert newton[5] < newton[4] ** 1.5  # quadratic convergence near the optimum
+    assert "Hessian-vector product" in capsys.readouterr().out

@@ -131,8 +131,10 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
         return tuple(g for g in grads if g is not None)
 
     _compare_with_plain_backward(op, fn, inputs, diff, grad_outputs, first_derivative, atol, rtol)
+    # gradcheck's output weights from another stream than default_rng(seed), which tests often draw their inputs
+    # from: weights equal to an input can hide an error (a norm's Hessian times x is 0 by construction)
     return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol, name=f"{op} (grad)",
-                     seed=seed)
+                     seed=seed + 0x5EED)
 
 
 def _compare_with_plain_backward(op, fn, inputs, diff, grad_outputs, first_derivative, atol, rtol):

@@ -163,14 +163,17 @@ def on_host(function):
 
     forward, backward = function.forward, function.backward
 
+    def to_device(o):  # (np.ascontiguousarray makes a 0-d result 1-d: keep its shape)
+        return move(np.ascontiguousarray(o).reshape(np.shape(o)), "cuda")
+
     def host_forward(ctx, *args):
         if not any(is_device_array(a) for a in args):
             return forward(ctx, *args)
         ctx.host_device = "cuda"
         out = forward(ctx, *(move(a, "cpu") if is_device_array(a) else a for a in args))
         if isinstance(out, tuple):
-            return tuple(move(np.ascontiguousarray(o), "cuda") for o in out)
-        return move(np.ascontiguousarray(out), "cuda")
+            return tuple(to_device(o) for o in out)
+        return to_device(out)
 
     def host_backward(ctx, dy):
         if getattr(ctx, "host_device", None) is None:
@@ -181,9 +184,8 @@ def on_host(function):
             dy = move(dy, "cpu")
         grads = backward(ctx, dy)
         if not isinstance(grads, tuple):
-            return move(np.ascontiguousarray(grads), "cuda")
-        return tuple(g if g is None or not isinstance(g, np.ndarray) else move(np.ascontiguousarray(g), "cuda")
-                     for g in grads)
+            return to_device(grads)
+        return tuple(g if g is None or not isinstance(g, np.ndarray) else to_device(g) for g in grads)
 
     function.forward = staticmethod(host_forward)
     function.backward = staticmethod(host_backward)

@@ -8,10 +8,13 @@ import warnings
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd.function import constant
 from ..backend import backend_of, is_device_array, move
-from .checks import check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape
+from .checks import (check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape,
+                     sum_to_shape_graph)
 from . import elementwise as ew, reduction as red
 from .shape import getitem, permute, reshape
+from .unary import softplus
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -241,6 +244,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, re
         def rule(x, y):
             d = x - y
             return d * d, 2 * d, -2 * d
+        rule.graph = lambda x, y: (2 * (x - y), -2 * (x - y))
         w = _same_size_weight("mse_loss", weight, input)
         return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, w.sum())
     check_tensor("mse_loss", "input", input)
@@ -306,12 +310,15 @@ class PointwiseLoss(Function):
     `rule(x, y)` returns (l, dl/dx, dl/dy) as arrays (the local derivatives written out per loss in
     its rule's docstring; None for a side without one). Backward: dx = sum_to_shape(g · dl/dx),
     dy = sum_to_shape(g · dl/dy), g = dloss (or dloss / n for the means) broadcast over the elements.
+    `rule.graph(x, y)` gives (dl/dx, dl/dy) again, from tensors with tensor ops: the differentiable backward
+    (create_graph=True) is the same formula on those.
     """
 
     @staticmethod
     def forward(ctx, x, y, rule, reduction, divisor):
         loss, dx, dy = rule(x, y)
-        ctx.save_for_backward(dx, dy)
+        ctx.save_for_backward(dx, dy, x, y)  # x, y: the values for rule.graph (a create_graph backward)
+        ctx.rule = rule
         ctx.shapes, ctx.dtypes, ctx.reduction = (x.shape, y.shape), (x.dtype, y.dtype), reduction
         if divisor is None:
             divisor = loss.size if reduction == "mean" else x.shape[0] if reduction == "batchmean" else 1
@@ -320,7 +327,7 @@ class PointwiseLoss(Function):
 
     @staticmethod
     def backward(ctx, dloss):
-        dx, dy = ctx.saved
+        dx, dy = ctx.saved[:2]
         g = dloss if ctx.reduction in ("none", "sum") else dloss / dloss.dtype.type(ctx.n)  # (n: Σ weight too)
         need_x, need_y = ctx.needs_input_grad[:2]
         gx = sum_to_shape(g * dx, ctx.shapes[0]).astype(ctx.dtypes[0], copy=False) if need_x and dx is not None \
@@ -331,14 +338,16 @@ class PointwiseLoss(Function):
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dloss):
-        """Not possible: the rule gives the local derivatives dl/dx, dl/dy as arrays only, and forward keeps
-        neither the rule nor a tensor-op form of it, so their derivatives (the second derivatives) are unknown
-        here. Raises, naming the losses, instead of returning a gradient detached from x and y."""
-        raise RuntimeError(
-            "backward with create_graph=True: PointwiseLoss (l1_loss, smooth_l1_loss, huber_loss, "
-            "binary_cross_entropy, binary_cross_entropy_with_logits, kl_div, mse_loss with weight) has no "
-            "differentiable backward: its local derivatives are computed as raw arrays. For second derivatives "
-            "write the loss from tensor ops (e.g. (x - y).abs().mean()), or use mse_loss without weight")
+        """backward with the local derivatives from `rule.graph` on the input tensors (the saved values for
+        an argument that needs no gradient): dl/dx and dl/dy then depend on x and y through recorded ops."""
+        x, y = inputs[:2]
+        x_value, y_value = ctx.saved[2:]
+        local_x, local_y = ctx.rule.graph(constant(dloss, x_value) if x is None else x,
+                                          constant(dloss, y_value) if y is None else y)
+        g = dloss if ctx.reduction in ("none", "sum") else dloss / ctx.n
+        gx = None if x is None or local_x is None else sum_to_shape_graph(g * local_x, ctx.shapes[0])
+        gy = None if y is None or local_y is None else sum_to_shape_graph(g * local_y, ctx.shapes[1])
+        return gx, gy, None, None, None
 
 
 def _pointwise_operands(op, input, target, same_size=None, warn_size=True):
@@ -368,6 +377,11 @@ def _weighted(rule, w):
     def weighted(x, y):
         loss, dx, dy = rule(x, y)
         return loss * w, None if dx is None else dx * w, None if dy is None else dy * w
+
+    def graph(x, y):
+        dx, dy = rule.graph(x, y)
+        return None if dx is None else dx * w, None if dy is None else dy * w
+    weighted.graph = graph
     return weighted
 
 
@@ -376,6 +390,11 @@ def _cast_rule(rule):
     def cast(x, y):
         dt = np.result_type(x.dtype, y.dtype)
         return rule(x.astype(dt, copy=False), y.astype(dt, copy=False))
+
+    def graph(x, y):
+        dt = np.result_type(x.dtype, y.dtype)
+        return rule.graph(x if x.dtype == dt else x.to(dt), y if y.dtype == dt else y.to(dt))
+    cast.graph = graph
     return cast
 
 
@@ -400,6 +419,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, red
         d = x - y
         s = np.sign(d)
         return np.abs(d), s, -s
+    rule.graph = lambda x, y: ((x - y).sign(), -(x - y).sign())
     w = _same_size_weight("l1_loss", weight, input)
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction,
                                None if w is None else w.sum())
@@ -425,6 +445,14 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = No
         loss = np.where(small, 0.5 * d * d / b, a - 0.5 * b)
         g = np.where(small, d / b, np.sign(d))
         return loss, g, -g
+
+    def graph(x, y):
+        d = x - y
+        if beta == 0:
+            return d.sign(), -d.sign()
+        g = ew.where(constant(d, np.abs(d._array) < beta), d / beta, d.sign())
+        return g, -g
+    rule.graph = graph
     return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
 
 
@@ -445,6 +473,12 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
         loss = np.where(small, 0.5 * d * d, k * (a - 0.5 * k))
         g = np.where(small, d, k * np.sign(d))
         return loss, g, -g
+
+    def graph(x, y):
+        d = x - y
+        g = ew.where(constant(d, np.abs(d._array) <= delta), d, delta * d.sign())
+        return g, -g
+    rule.graph = graph
     w = _constant("huber_loss", "weight", weight, input._array)
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
@@ -472,6 +506,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         loss = -(y * lx + (1 - y) * l1x)
         dx = (x - y) / np.maximum(x * (1 - x), x.dtype.type(1e-12))
         return loss, dx, l1x - lx
+
+    def graph(x, y):
+        lx, l1x = x.log().clamp(min=-100), (1 - x).log().clamp(min=-100)
+        return (x - y) / (x * (1 - x)).clamp(min=1e-12), l1x - lx
+    rule.graph = graph
     w = _constant("binary_cross_entropy", "weight", weight, input._array)
     if w is not None:
         check_broadcast("binary_cross_entropy", w.shape, input.shape)
@@ -503,6 +542,12 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
         p = 1 if pw is None else pw
         loss = p * y * sp_neg + (1 - y) * sp_pos
         return loss, (p * y + 1 - y) * s - p * y, p * sp_neg - sp_pos
+
+    def graph(x, y):
+        p = 1 if pw is None else pw
+        sp_neg = softplus(-x)
+        return (p * y + 1 - y) * x.sigmoid() - p * y, p * sp_neg - (sp_neg + x)
+    rule.graph = graph
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
 
@@ -533,6 +578,15 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, redu
             logt = np.where(pos, np.log(np.where(pos, t, 1)), 0)
         loss = np.where(pos, t * (logt - x), np.where(t == 0, 0, np.nan)).astype(x.dtype, copy=False)
         return loss, -t, np.where(pos, logt + 1 - x, 0)
+
+    def graph(x, t):
+        if log_target:
+            e = t.exp()
+            return -e, e * (t - x + 1)
+        pos = constant(t, t._array > 0)
+        logt = ew.where(pos, t, 1.0).log()
+        return -t, ew.where(pos, logt + 1 - x, 0.0)
+    rule.graph = graph
     return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
 
 
