@@ -1,6 +1,6 @@
 """Kernel benchmark: tinyattn's Numba matmul and softmax against NumPy (and PyTorch when installed).
 
-    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax|matmul_paths]
+    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax|matmul_paths|rows]
                                        [--kernel avx512|avx2|portable] [--clock wall|thread]
 
 Compilation is excluded (every kernel is called once before timing). Prints the machine, then markdown
@@ -12,7 +12,10 @@ tables for docs/benchmarks.md:
 - square: a few square and thin shapes (median of --repeats calls), with torch beside them;
 - softmax: the fused kernel against the NumPy composite;
 - matmul_paths (only with --only): the public operator (`@`, mm, bmm, einsum, F.linear) on transposed, sliced
-  and batched views, forward and forward + backward, against NumPy and PyTorch in interleaved rounds.
+  and batched views, forward and forward + backward, against NumPy and PyTorch in interleaved rounds;
+- rows (only with --only): the memory-bound row ops (softmax, log_softmax, layer_norm, gelu, cross_entropy,
+  the residual add) through the public API at the model's and at large shapes, forward and forward +
+  backward, against PyTorch in interleaved rounds, with the bandwidth each reaches.
 --threads sets Numba's, numpy's BLAS (through threadpoolctl, when installed) and torch's thread counts.
 For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them
 and the kernel OpenBLAS chose).
@@ -176,7 +179,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model shape")
     ap.add_argument("--threads", type=int, default=None, help="threads for tinyattn, numpy's BLAS and torch")
-    ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths"), default=None,
+    ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths", "rows"), default=None,
                     help="matmul_paths: the public matmul operator on strided, batched, einsum and F.linear "
                          "layouts, forward and backward, against NumPy and PyTorch (not in the default run)")
     ap.add_argument("--match", default=None, help="matmul_paths: only the cases whose name contains this")
@@ -208,6 +211,8 @@ def main():
     print()
     if args.only == "matmul_paths":
         return matmul_paths(rng, args)
+    if args.only == "rows":
+        return rows_table(rng, args)
     if args.only in (None, "models"):
         model_shapes(rng, args.rounds, args.kernel)
     if args.only not in (None, "square", "softmax"):
@@ -415,6 +420,86 @@ def matmul_paths(rng, args):
             print(f"| {name} | {pas} | {best[0] * 1e3:.3f} | {best[1] * 1e3:.3f} | {best[2] * 1e3:.3f} | "
                   f"{ratios[1]:.2f} | {ratios[2]:.2f} |", flush=True)
     print(f"\n- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def rows_table(rng, args):
+    """The memory-bound row ops through the public API, tinyattn against PyTorch (torch first in the process
+    when installed: it is imported at the top). fwd: the op under no_grad; fwd+bwd: the op on a leaf that
+    requires grad, then backward of a fixed upstream gradient (the loss: of 1). GB/s = the bytes the op must
+    move (inputs read once, outputs written once: x and y forward, y (or x), dy and dx backward) / time."""
+    import tinyattn as ta
+    import tinyattn.nn.functional as F
+
+    if torch is None:
+        print("rows: needs torch")
+        return
+    import torch.nn.functional as TF
+
+    torch.set_num_threads(numba.get_num_threads())
+    f32 = np.float32
+    gpt, big = (32 * 64, 128), (4096, 1024)
+    cases = []  # (op, shape, (ours(x, extra), theirs(x, extra)), extra maker, forward bytes, backward bytes)
+
+    def add(op, shape, ours, theirs, extra=None, fwd_b=None, bwd_b=None):
+        n = 4 * int(np.prod(shape))
+        cases.append((op, shape, ours, theirs, extra, fwd_b or 2 * n, bwd_b or 3 * n))
+
+    for shape in (gpt, (32 * 4 * 64, 64), (4 * 8 * 256, 256), big):
+        add("softmax", shape, lambda x, e: F.softmax(x, -1), lambda x, e: torch.softmax(x, -1))
+        add("log_softmax", shape, lambda x, e: F.log_softmax(x, -1), lambda x, e: torch.log_softmax(x, -1))
+    for shape in (gpt, big):
+        d = shape[1]
+        add("layer_norm", shape, lambda x, e: F.layer_norm(x, x.shape[-1:], e[0], e[1]),
+            lambda x, e: TF.layer_norm(x, x.shape[-1:], e[0], e[1]),
+            lambda d=d: [rng.standard_normal(d).astype(f32) for _ in range(2)])
+    for shape in ((32 * 64, 512), big):
+        add("gelu tanh", shape, lambda x, e: F.gelu(x, approximate="tanh"),
+            lambda x, e: TF.gelu(x, approximate="tanh"), bwd_b=3 * 4 * int(np.prod(shape)))
+        add("gelu", shape, lambda x, e: F.gelu(x), lambda x, e: TF.gelu(x))
+    for shape in ((32 * 64, 96), big):
+        n = 4 * int(np.prod(shape))
+        add("cross_entropy", shape, lambda x, e: F.cross_entropy(x, e[0]), lambda x, e: TF.cross_entropy(x, e[0]),
+            lambda s=shape: [rng.integers(0, s[1], s[0])], fwd_b=n, bwd_b=2 * n)
+    for shape in (gpt, big):
+        n = 4 * int(np.prod(shape))
+        add("add (residual)", shape, lambda x, e: x + e[0], lambda x, e: x + e[0],
+            lambda s=shape: [rng.standard_normal(s).astype(f32)], fwd_b=3 * n, bwd_b=2 * n)
+
+    print("| op | shape | pass | tinyattn us | torch us | tinyattn/torch speed (median) | tinyattn GB/s | torch GB/s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for op, shape, ours, theirs, extra, fwd_b, bwd_b in cases:
+        x = rng.standard_normal(shape).astype(f32)
+        ex = extra() if extra else []
+        e_ta = [ta.tensor(a) for a in ex]
+        e_t = [torch.from_numpy(a) for a in ex]
+        g = rng.standard_normal(shape).astype(f32)
+        xt, xo = ta.tensor(x), torch.from_numpy(x)
+        xt_g, xo_g = ta.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        gt, go = ta.tensor(g), torch.from_numpy(g)
+
+        def fwd_ours():
+            with ta.no_grad():
+                ours(xt, e_ta)
+
+        def fwd_theirs():
+            with torch.no_grad():
+                theirs(xo, e_t)
+
+        def both_ours():
+            y = ours(xt_g, e_ta)
+            y.backward() if y.ndim == 0 else y.backward(gt)
+            xt_g.grad = None
+
+        def both_theirs():
+            y = theirs(xo_g, e_t)
+            y.backward() if y.ndim == 0 else y.backward(go)
+            xo_g.grad = None
+
+        for name, fns, nbytes in (("fwd", (fwd_ours, fwd_theirs), fwd_b), ("fwd+bwd", (both_ours, both_theirs),
+                                                                            fwd_b + bwd_b)):
+            best, ratio = interleaved_n(fns, args.rounds)
+            print(f"| {op} | {shape[0]}x{shape[1]} | {name} | {best[0] * 1e6:.1f} | {best[1] * 1e6:.1f} | "
+                  f"{ratio[1]:.2f} | {nbytes / best[0] / 1e9:.1f} | {nbytes / best[1] / 1e9:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -377,6 +377,24 @@ def test_softmax_all_minus_inf_row_is_nan_like_pytorch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cols", [5, 64, 1031])
+def test_softmax_nan_or_inf_anywhere_makes_only_its_row_nan(rng, dtype, cols):
+    # the row maximum is a vectorised reduction without NaN handling (kernels/cpu/softmax.py `_row_max`): a NaN
+    # or +inf at the start, in the vector body or in the scalar tail must still give a NaN row, as in PyTorch
+    x = rng.standard_normal((8, cols)).astype(dtype)
+    for row, col, value in ((1, 0, np.nan), (2, cols // 2, np.nan), (3, cols - 1, np.nan), (4, 0, np.inf),
+                            (5, cols - 1, np.inf), (6, cols // 3, -np.inf)):
+        x[row, col] = value
+    want = softmax_ref(x[[0, 6, 7]])
+    for f in (sm.softmax_forward, sm.log_softmax_forward):
+        y = f(x)
+        assert np.isnan(y[1:6]).all(), f.__name__
+        assert np.isfinite(y[[0, 7]]).all() and not np.isnan(y[6]).any()
+    np.testing.assert_allclose(sm.softmax_forward(x)[[0, 6, 7]], want, **stol(dtype))
+    assert sm.softmax_forward(x)[6, cols // 3] == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (5, 9), (13, 200)])
 def test_softmax_backward_matches_jacobian(rng, dtype, shape):
     x = rng.standard_normal(shape).astype(dtype)

@@ -1,4 +1,4 @@
-"""A scalar exp that LLVM can vectorise, shared by the kernels that need exp in a hot loop.
+"""A scalar exp (and max) that LLVM can vectorise, shared by the kernels that need them in a hot loop.
 
 Inside Numba, np.exp compiles to one libm call per element, which blocks vectorisation
 (llvmlite from PyPI has no SVML). `vexp` is branch-free arithmetic instead.
@@ -82,6 +82,20 @@ def _vexp_impl(x):
     return None
 
 
+@intrinsic
+def fmax(typingctx, a, b):
+    """max(a, b) as LLVM's `maxnum` (IEEE maxNum): a NaN operand is skipped, the other returned. Unlike a
+    compare-and-select (`a if a > b else b`, what Python's max compiles to), a loop reducing with it
+    vectorises (vmaxps) without fast-math flags: a row maximum ran ~2.6 cycles per element as a scalar chain."""
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lt = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [lt], ir.FunctionType(lt, [lt, lt]))
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
 
 
 @njit(parallel=True, cache=True)
