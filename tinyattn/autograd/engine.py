@@ -7,35 +7,12 @@ import numpy as np
 
 from ..backend import backend_of, device_of
 from . import function as _function
-from .graph import creation_order
+from .graph import nodes_to_run, topological_order
 from .graph_walk import walk_with_graph
 from .hooks import attach_retained, call_hooks, retained
 from .variable import Variable
 
 __all__ = ["backward", "grad"]
-
-
-def _topological_order(root_nodes):
-    """Nodes reachable from root_nodes, each after every node that consumes its output.
-
-    A node's inputs were made before it, so every node was created after the nodes it reads from:
-    the reachable nodes in decreasing creation order (`Node.seq`) are in topological order,
-    consumers first. One pass collects them, one C-level sort orders them."""
-    nodes, seen = [], set()
-    for node in root_nodes:
-        if id(node) not in seen:
-            seen.add(id(node))
-            nodes.append(node)
-    add, push = seen.add, nodes.append
-    for node in nodes:  # the list grows while it is read: a breadth-first walk
-        for edge in node.edges:
-            if edge is not None:
-                producer = edge[0]
-                if producer is not None and id(producer) not in seen:
-                    add(id(producer))
-                    push(producer)
-    nodes.sort(key=creation_order, reverse=True)
-    return nodes
 
 
 def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None):
@@ -203,9 +180,9 @@ def _walk(roots, retain_graph, inputs=None):
         else:
             _add_pending(pending, t._node, t._index, g, owned)
             root_nodes.append(t._node)
-    order = _topological_order(root_nodes)
+    order = topological_order(root_nodes)
     if inputs is not None:
-        run = _nodes_to_run(order, capture, wanted)
+        run = nodes_to_run(order, capture, wanted)
     for node in order:
         output_grads = pending.pop(id(node), None)
         if output_grads is None:  # no gradient flows through this node
@@ -288,26 +265,6 @@ def _walk(roots, retain_graph, inputs=None):
             for i in wanted[id(leaf)]:
                 found[i] = g
     return found
-
-
-def _nodes_to_run(order, capture, wanted):
-    """For grad(): id(node) -> True for the nodes whose backward must run to reach an input, False
-    for those that only hold an input's gradient (it is taken, their backward is not run)."""
-    run = {}
-    for node in reversed(order):  # producers first
-        needed = False
-        for parent, edge in zip(node.parents, node.edges):
-            if parent is None:
-                continue
-            if edge[0] is None:
-                needed = id(parent) in wanted
-            else:
-                needed = run.get(id(edge[0])) is True or (id(edge[0]), edge[1]) in capture
-            if needed:
-                break
-        if needed or any((id(node), i) in capture for i in range(node.n_outputs)):
-            run[id(node)] = needed
-    return run
 
 
 def _add_pending(pending, node, index, g, owned):

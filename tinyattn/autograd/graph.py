@@ -4,7 +4,7 @@ import itertools
 import operator
 import weakref
 
-__all__ = ["Context", "creation_order", "Node", "VersionCounter"]
+__all__ = ["Context", "creation_order", "Node", "nodes_to_run", "topological_order", "VersionCounter"]
 
 
 class VersionCounter:
@@ -80,7 +80,7 @@ class Node:
     __slots__ = ("function", "ctx", "parents", "edges", "n_outputs", "returns_tuple", "hooks", "seq", "__weakref__")
 
     def __init__(self, function, ctx, parents, n_outputs=1, returns_tuple=False):
-        self.seq = next(_node_seq)  # creation order: the backward walk's topological order (see _topological_order)
+        self.seq = next(_node_seq)  # creation order: the backward walk's topological order (see topological_order)
         self.function = function
         self.ctx = ctx
         self.parents = parents
@@ -111,3 +111,46 @@ class Node:
                     f"{version}). Use an out-of-place op (x = x + y, not x += y), .clone() it before changing "
                     "it, or call the optimiser's step() only after backward()"
                 )
+
+
+def topological_order(root_nodes):
+    """Nodes reachable from root_nodes, each after every node that consumes its output.
+
+    A node's inputs were made before it, so every node was created after the nodes it reads from:
+    the reachable nodes in decreasing creation order (`Node.seq`) are in topological order,
+    consumers first. One pass collects them, one C-level sort orders them."""
+    nodes, seen = [], set()
+    for node in root_nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            nodes.append(node)
+    add, push = seen.add, nodes.append
+    for node in nodes:  # the list grows while it is read: a breadth-first walk
+        for edge in node.edges:
+            if edge is not None:
+                producer = edge[0]
+                if producer is not None and id(producer) not in seen:
+                    add(id(producer))
+                    push(producer)
+    nodes.sort(key=creation_order, reverse=True)
+    return nodes
+
+
+def nodes_to_run(order, capture, wanted):
+    """For grad(): id(node) -> True for the nodes whose backward must run to reach an input, False
+    for those that only hold an input's gradient (it is taken, their backward is not run)."""
+    run = {}
+    for node in reversed(order):  # producers first
+        needed = False
+        for parent, edge in zip(node.parents, node.edges):
+            if parent is None:
+                continue
+            if edge[0] is None:
+                needed = id(parent) in wanted
+            else:
+                needed = run.get(id(edge[0])) is True or (id(edge[0]), edge[1]) in capture
+            if needed:
+                break
+        if needed or any((id(node), i) in capture for i in range(node.n_outputs)):
+            run[id(node)] = needed
+    return run

@@ -10,7 +10,7 @@ it runs, whatever it was outside. engine._walk, the everyday path, is left as it
 create_graph=True is asked for.
 """
 from .grad_mode import enable_grad
-from .graph import Node
+from .graph import Node, nodes_to_run, topological_order
 from .hooks import attach_retained, retained
 from .variable import Variable
 
@@ -20,8 +20,6 @@ __all__ = ["walk_with_graph"]
 def walk_with_graph(roots, retain_graph, inputs=None):
     """engine._walk for create_graph=True. roots: (tensor, gradient tensor) pairs. Returns, for grad(), each
     input's gradient tensor (None where none arrived); for backward() (inputs=None), fills the leaves' .grad."""
-    from .engine import _nodes_to_run, _topological_order  # engine imports this module
-
     if retained:
         attach_retained()
     pending, leaves = {}, {}
@@ -42,9 +40,9 @@ def walk_with_graph(roots, retain_graph, inputs=None):
             else:
                 _add_pending(pending, t._node, t._index, g)
                 root_nodes.append(t._node)
-        order = _topological_order(root_nodes)
+        order = topological_order(root_nodes)
         if inputs is not None:
-            run = _nodes_to_run(order, capture, wanted)
+            run = nodes_to_run(order, capture, wanted)
         for node in order:
             output_grads = pending.pop(id(node), None)
             if output_grads is None:

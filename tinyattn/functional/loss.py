@@ -244,7 +244,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, re
         def rule(x, y):
             d = x - y
             return d * d, 2 * d, -2 * d
-        rule.graph = lambda x, y: (2 * (x - y), -2 * (x - y))
+        _with_graph(rule, lambda x, y: (2 * (x - y), -2 * (x - y)))
         w = _same_size_weight("mse_loss", weight, input)
         return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, w.sum())
     check_tensor("mse_loss", "input", input)
@@ -369,6 +369,13 @@ def _pointwise_operands(op, input, target, same_size=None, warn_size=True):
     return input, target
 
 
+def _with_graph(rule, graph):
+    """Give a pointwise rule its tensor form: graph(x, y) -> (dl/dx, dl/dy) as recorded ops (PointwiseLoss's
+    differentiable backward calls it)."""
+    setattr(rule, "graph", graph)
+    return rule
+
+
 def _weighted(rule, w):
     """rule with every term (loss and both derivatives) multiplied by the constant weight w."""
     if w is None:
@@ -379,9 +386,9 @@ def _weighted(rule, w):
         return loss * w, None if dx is None else dx * w, None if dy is None else dy * w
 
     def graph(x, y):
-        dx, dy = rule.graph(x, y)
+        dx, dy = getattr(rule, "graph")(x, y)
         return None if dx is None else dx * w, None if dy is None else dy * w
-    weighted.graph = graph
+    _with_graph(weighted, graph)
     return weighted
 
 
@@ -393,8 +400,8 @@ def _cast_rule(rule):
 
     def graph(x, y):
         dt = np.result_type(x.dtype, y.dtype)
-        return rule.graph(x if x.dtype == dt else x.to(dt), y if y.dtype == dt else y.to(dt))
-    cast.graph = graph
+        return getattr(rule, "graph")(x if x.dtype == dt else x.to(dt), y if y.dtype == dt else y.to(dt))
+    _with_graph(cast, graph)
     return cast
 
 
@@ -419,7 +426,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, red
         d = x - y
         s = np.sign(d)
         return np.abs(d), s, -s
-    rule.graph = lambda x, y: ((x - y).sign(), -(x - y).sign())
+    _with_graph(rule, lambda x, y: ((x - y).sign(), -(x - y).sign()))
     w = _same_size_weight("l1_loss", weight, input)
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction,
                                None if w is None else w.sum())
@@ -452,7 +459,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = No
             return d.sign(), -d.sign()
         g = ew.where(constant(d, np.abs(d._array) < beta), d / beta, d.sign())
         return g, -g
-    rule.graph = graph
+    _with_graph(rule, graph)
     return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
 
 
@@ -478,7 +485,7 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
         d = x - y
         g = ew.where(constant(d, np.abs(d._array) <= delta), d, delta * d.sign())
         return g, -g
-    rule.graph = graph
+    _with_graph(rule, graph)
     w = _constant("huber_loss", "weight", weight, input._array)
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
@@ -510,7 +517,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     def graph(x, y):
         lx, l1x = x.log().clamp(min=-100), (1 - x).log().clamp(min=-100)
         return (x - y) / (x * (1 - x)).clamp(min=1e-12), l1x - lx
-    rule.graph = graph
+    _with_graph(rule, graph)
     w = _constant("binary_cross_entropy", "weight", weight, input._array)
     if w is not None:
         check_broadcast("binary_cross_entropy", w.shape, input.shape)
@@ -547,7 +554,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
         p = 1 if pw is None else pw
         sp_neg = softplus(-x)
         return (p * y + 1 - y) * x.sigmoid() - p * y, p * sp_neg - (sp_neg + x)
-    rule.graph = graph
+    _with_graph(rule, graph)
     return PointwiseLoss.apply(input, target, _weighted(_cast_rule(rule), w), reduction, None)
 
 
@@ -586,7 +593,7 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, redu
         pos = constant(t, t._array > 0)
         logt = ew.where(pos, t, 1.0).log()
         return -t, ew.where(pos, logt + 1 - x, 0.0)
-    rule.graph = graph
+    _with_graph(rule, graph)
     return PointwiseLoss.apply(input, target, _cast_rule(rule), reduction, None)
 
 
