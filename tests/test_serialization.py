@@ -136,14 +136,14 @@ class TwoLayer(nn.Module):
 # (id, call, error, pattern): `call` gets a scratch folder; the pattern is searched in the message, and
 # names the op and what is wrong with the input.
 BAD = [
-    # ---- save (moved from tests/test_bad_inputs.py) ----
+    # ---- save ----
     ("save-missing-folder", lambda d: ta.save({"a": 1}, os.path.join(d, "nope", "c.npz")), FileNotFoundError,
      r"save: folder .*nope.* does not exist"),
     ("save-to-folder", lambda d: ta.save({"a": 1}, d), IsADirectoryError, r"save: .* is a directory"),
     ("save-None-path", lambda d: ta.save({"a": 1}, None), TypeError, r"save: path must be a str or os.PathLike, got NoneType"),
     ("save-unpicklable", lambda d: ta.save({"w": ta.ones(2), "f": lambda x: x}, os.path.join(d, "c.pt")),
      pickle.PicklingError, r"save: cannot store the dict: it holds builtins.function at \['f'\].*pickling failed"),
-    # ---- load (moved from tests/test_bad_inputs.py) ----
+    # ---- load ----
     ("load-missing", lambda d: ta.load(os.path.join(d, "missing.npz")), FileNotFoundError, r"missing\.npz"),
     ("load-empty", lambda d: ta.load(_write(os.path.join(d, "empty.npz"), b"")), ValueError,
      r"load: .*empty\.npz is not a tinyattn checkpoint: the file is empty"),
@@ -613,7 +613,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_failed_save_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path):
-    """Moved from tests/test_bad_inputs.py: the values that fail are now ones that cannot be pickled."""
+    """Values that cannot be pickled make save fail before the file is replaced."""
     import threading
 
     path = tmp_path / "model.npz"
@@ -629,7 +629,6 @@ def test_failed_save_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_pa
 
 
 def test_checkpoint_permissions_follow_the_umask(tmp_path):
-    """Moved from tests/test_bad_inputs.py."""
     old = os.umask(0o022)
     try:
         ta.save({"w": ta.ones(2)}, tmp_path / "a.npz")
@@ -642,7 +641,6 @@ def test_checkpoint_permissions_follow_the_umask(tmp_path):
 
 
 def test_overwriting_a_checkpoint_keeps_its_permissions(tmp_path):
-    """Moved from tests/test_bad_inputs.py."""
     path = tmp_path / "a.npz"
     ta.save({"w": ta.ones(2)}, path)
     os.chmod(path, 0o640)
@@ -705,7 +703,6 @@ def test_damaged_bytes_give_a_value_error_or_the_data():
 
 
 def test_failed_load_leaves_the_file_alone(tmp_path):
-    """Moved from tests/test_bad_inputs.py."""
     path = _truncated_checkpoint(str(tmp_path))
     raw = open(path, "rb").read()
     with pytest.raises(ValueError, match="load: "):
@@ -714,7 +711,7 @@ def test_failed_load_leaves_the_file_alone(tmp_path):
 
 
 def test_load_error_keeps_the_cause():
-    """Moved from tests/test_bad_inputs.py: the wrapped error says what numpy or zipfile found."""
+    """The wrapped error says what numpy or zipfile found."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
