@@ -234,7 +234,7 @@ def test_bad_input_is_a_clear_error(call, error, pattern, tmp_path):
 # ---- round trips --------------------------------------------------------------------------------------------
 
 def test_save_load_roundtrip_without_pickle(tmp_path):
-    """Moved from tests/test_nn.py; the member names are those of the new format."""
+    """The member names are those of the new format."""
     m = TwoLayer()
     opt = ta.optim.Adam(m.parameters(), lr=0.01)
     m(ta.randn(3, 3)).sum().backward()
@@ -598,7 +598,6 @@ def test_legacy_checkpoints_still_load(tmp_path):
 # ---- atomic saves and their temporaries -----------------------------------------------------------------------
 
 def test_save_is_atomic(tmp_path, monkeypatch):
-    """Moved from tests/test_nn.py."""
     path = tmp_path / "ckpt.npz"
     ta.save({"w": ta.ones(3)}, path)
 
