@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .vexp import vexp
+from .vexp import vexp, wide_vectors
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
@@ -65,12 +65,13 @@ def _gelu_tanh_impl(v):
     return impl
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_forward(x):
     """y = gelu(x) for a 1-D C-contiguous array.  Loop nest: prange chunk: for i in chunk: y[i] = x[i] s_i."""
     y = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
+        wide_vectors()  # 512-bit vectors (vexp.py)
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ys = y[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
@@ -78,13 +79,14 @@ def gelu_forward(x):
     return y
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_backward(x, dy):
     """dx = dy · gelu'(x) for 1-D C-contiguous arrays; s is recomputed from x (only x is saved)."""
     T = x.dtype.type
     dx = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
+        wide_vectors()  # 512-bit vectors (vexp.py)
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         gs = dy[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
@@ -164,6 +166,7 @@ def gelu_erf_forward(x):
     y = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
+        wide_vectors()  # 512-bit vectors (vexp.py)
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ys = y[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
@@ -178,6 +181,7 @@ def gelu_erf_backward(x, dy):
     dx = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
+        wide_vectors()  # 512-bit vectors (vexp.py)
         xs = x[c * CHUNK : min(n, (c + 1) * CHUNK)]
         gs = dy[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
