@@ -12,12 +12,12 @@ from numba import njit, prange
 
 from .vexp import fmax, vexp, wide_vectors
 
-# Every loop below vectorises (checked in the asm: vmaxps, the vexp polynomial and the sums in vector
-# registers): the row maximum reduces with `fmax` (LLVM maxnum; a compare-and-select chain stays scalar at
-# ~2.6 cycles per element for long rows, most of the old forward's time), sums reassociate, and the exp stays exact to its
-# ~1 ulp: reassociation is confined to `_acc` (an add that LLVM inlines with its own flags), so it never
-# reaches vexp's Cody-Waite reduction. Each row makes the fewest passes its formula needs; a row of up to a
-# few thousand elements stays in L1 between them, so memory sees one read of each input and one write.
+# Every loop below vectorises (vmaxps, the vexp polynomial and the sums in vector registers): the row maximum
+# reduces with `fmax` (LLVM maxnum) under no-NaN flags (a compare-and-select chain stays scalar at ~2.6 cycles
+# per element: most of the old forward's time), sums reassociate, and the exp stays exact to its ~1 ulp:
+# reassociation is confined to `_acc` (an add that LLVM inlines with its own flags), so it never reaches vexp's
+# Cody-Waite reduction. Each row makes the fewest passes its formula needs; a row of up to a few thousand
+# elements stays in L1 between them, so memory sees one read of each input and one write.
 
 
 @njit(cache=True, fastmath={"nnan", "nsz"})
