@@ -36,7 +36,7 @@ import tinyattn as ta
 import tinyattn.nn as nn
 import tinyattn.nn.functional as F
 
-MODELS = ("cnn", "self-attention")
+MODELS = ("cnn", "self-attention")  # the default sweep; --models adds "local-attention"
 MODES = {  # sizes, seeds, steps, test sequences
     "full": dict(sizes=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096], seeds=5, steps=1000, test_size=2000),
     "quick": dict(sizes=[32, 128, 512, 2048], seeds=2, steps=500, test_size=1000),
@@ -79,7 +79,21 @@ class AttentionTagger(nn.Module):
         self.head = nn.Linear(d, vocab)
 
     def forward(self, x):
-        return self.head(self.layer(self.pos(self.embed(x))))
+        return self.head(self.layer(self.pos(self.embed(x)), src_mask=self.mask(x.shape[1])))
+
+    def mask(self, seq_len):
+        return None
+
+
+class LocalAttentionTagger(AttentionTagger):
+    """The same model, each position allowed to attend only to x_(i-3)..x_(i+3): self-attention with
+    the CNN's receptive field (a bool attn mask, PyTorch's meaning: True = may NOT attend)."""
+
+    reach = 3
+
+    def mask(self, seq_len):
+        i = np.arange(seq_len)
+        return ta.tensor(np.abs(i[:, None] - i[None, :]) > self.reach)
 
 
 class CNNTagger(nn.Module):
@@ -100,7 +114,8 @@ class CNNTagger(nn.Module):
         return self.head(h.transpose(1, 2))
 
 
-FACTORIES = {"cnn": CNNTagger, "self-attention": AttentionTagger}
+FACTORIES = {"cnn": CNNTagger, "self-attention": AttentionTagger, "local-attention": LocalAttentionTagger}
+COLOURS = {"cnn": "tab:orange", "self-attention": "tab:blue", "local-attention": "tab:green"}
 
 
 def count_parameters(model):
@@ -135,9 +150,9 @@ def accuracy(model, x, y, batch=500):
     return correct / y.size
 
 
-def summarise(runs, sizes):
+def summarise(runs, sizes, models):
     table = {}
-    for kind in MODELS:
+    for kind in models:
         for size in sizes:
             accs = [r["accuracy"] for r in runs if r["model"] == kind and r["size"] == size]
             train = [r["train_accuracy"] for r in runs if r["model"] == kind and r["size"] == size]
@@ -153,7 +168,8 @@ def plot(table, sizes, cnn_ceiling, args, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for kind, colour in zip(MODELS, ("tab:orange", "tab:blue")):
+    for kind in args.models:
+        colour = COLOURS[kind]
         mean = [table[kind, s]["mean"] for s in sizes]
         ax.plot(sizes, mean, marker="o", color=colour, label=f"{kind} (mean of {args.seeds})")
         ax.fill_between(sizes, [table[kind, s]["min"] for s in sizes], [table[kind, s]["max"] for s in sizes],
@@ -181,6 +197,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, help="seeds per size; default by mode")
     p.add_argument("--steps", type=int, help="Adam steps per run; default by mode")
     p.add_argument("--test-size", type=int, help="held-out sequences; default by mode")
+    p.add_argument("--models", nargs="+", choices=list(FACTORIES), default=list(MODELS),
+                   help="local-attention: self-attention masked to the CNN's window (not in the default sweep)")
     p.add_argument("--seq-len", type=int, default=32)
     p.add_argument("--vocab", type=int, default=8)
     p.add_argument("--p-recall", type=float, default=0.15)
@@ -201,7 +219,7 @@ def main(argv=None):
     test_x = make_sequences(np.random.default_rng(12345), args.test_size, args.seq_len, args.vocab, args.p_recall)
     test_y = labels(test_x, args.vocab)
     cnn_ceiling = ceiling(test_x, args.vocab, CNNTagger.reach)
-    params = {kind: count_parameters(FACTORIES[kind](args.vocab, args.seq_len)) for kind in MODELS}
+    params = {kind: count_parameters(FACTORIES[kind](args.vocab, args.seq_len)) for kind in args.models}
     print(f"mode {mode}: sizes {sizes}, {args.seeds} seeds, {args.steps} steps; parameters: "
           + ", ".join(f"{k} {n}" for k, n in params.items())
           + f"; CNN ceiling {cnn_ceiling:.3f}, chance {1 / args.vocab:.3f}", flush=True)
@@ -211,7 +229,7 @@ def main(argv=None):
     for size in sizes:
         for seed in range(args.seeds):
             train_x = make_sequences(np.random.default_rng(seed), size, args.seq_len, args.vocab, args.p_recall)
-            for kind in MODELS:
+            for kind in args.models:
                 t0 = time.perf_counter()
                 acc, train_acc = train_once(kind, train_x, test_x, test_y, seed, args)
                 runs.append(dict(model=kind, size=size, seed=seed, accuracy=acc, train_accuracy=train_acc,
@@ -219,16 +237,16 @@ def main(argv=None):
                 print(f"{kind:15s} n={size:5d} seed {seed}: held-out {acc:.3f}, train {train_acc:.3f} "
                       f"({runs[-1]['seconds']:.1f} s)", flush=True)
     elapsed = time.perf_counter() - start
-    table = summarise(runs, sizes)
+    table = summarise(runs, sizes, args.models)
 
     print(f"\nHeld-out token accuracy, mean [min, max] over {args.seeds} seeds ({elapsed:.0f} s):\n")
     print("| model | " + " | ".join(f"n={s}" for s in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
-    for kind in MODELS:
+    for kind in args.models:
         print(f"| {kind} ({params[kind]} parameters) | " + " | ".join(
             f"{table[kind, s]['mean']:.3f} [{table[kind, s]['min']:.3f}, {table[kind, s]['max']:.3f}]"
             for s in sizes) + " |")
-    for kind in MODELS:
+    for kind in args.models:
         print(f"| {kind}, on its training set | " + " | ".join(f"{table[kind, s]['train_mean']:.3f}" for s in sizes)
               + " |")
 
@@ -239,7 +257,7 @@ def main(argv=None):
                                      ("seq_len", "vocab", "p_recall", "batch_size", "lr", "steps", "seeds", "test_size")},
                   sizes=sizes, parameters=params, cnn_ceiling=cnn_ceiling, chance=1 / args.vocab,
                   seconds=round(elapsed, 1),
-                  summary={kind: {str(s): table[kind, s] for s in sizes} for kind in MODELS}, runs=runs)
+                  summary={kind: {str(s): table[kind, s] for s in sizes} for kind in args.models}, runs=runs)
     with open(os.path.join(args.out_dir, "receptive_field_study.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nplot: {png}\ntable: {os.path.join(args.out_dir, 'receptive_field_study.json')}")

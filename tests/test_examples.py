@@ -105,6 +105,15 @@ def test_receptive_field_study_smoke(tmp_path):
     assert result["summary"]["cnn"][str(sizes[-1])]["max"] <= result["cnn_ceiling"] + 0.01  # it cannot see x_0
     assert json.loads((tmp_path / "receptive_field_study.json").read_text())["summary"] == result["summary"]
     assert (tmp_path / "receptive_field_study.png").read_bytes()[:4] == b"\x89PNG"
+    # receptive fields: changing x_0 moves the CNN's and the masked attention's outputs at positions 0..3 only
+    x = study.make_sequences(np.random.default_rng(0), 2, 12, 8, 0.15)
+    x2 = x.copy()
+    x2[:, 0] = (x2[:, 0] + 1) % 8
+    for name, reach in (("cnn", range(4)), ("local-attention", range(4)), ("self-attention", range(12))):
+        model = study.FACTORIES[name](8, 12)
+        with ta.no_grad():
+            moved = np.abs(model(ta.tensor(x)).numpy() - model(ta.tensor(x2)).numpy()).max(axis=(0, 2)) > 1e-6
+        assert list(np.nonzero(moved)[0]) == list(reach), name
 
 
 def test_export_to_torch_gives_the_same_outputs(tmp_path):
