@@ -291,3 +291,48 @@ def test_an_in_place_change_to_a_copied_operand_is_still_seen(rng):
         a.mul_(2)
     with pytest.raises(RuntimeError, match="in-place|Matmul"):
         out.backward()
+
+
+def _sum_to(g, shape):
+    """g summed over the broadcast axes of an operand of `shape` (as autograd does)."""
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1), keepdims=True)
+
+
+def test_random_views_of_random_shapes():
+    """Random shapes; each operand a permuted and sliced view of a bigger leaf, its batch axes broadcast at
+    random: `@` and the leaves' gradients (through the views) against numpy in float64."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(st.data())
+    def check(data):
+        r = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+        M, K, N = (data.draw(st.integers(1, 40)) for _ in range(3))
+        batch = tuple(data.draw(st.lists(st.integers(1, 3), max_size=2)))
+
+        def operand(shape):
+            if data.draw(st.booleans()):
+                shape = tuple(1 if data.draw(st.booleans()) else n for n in batch) + shape
+            perm = [int(p) for p in r.permutation(len(shape))]
+            step = data.draw(st.sampled_from([1, 1, 2]))
+            big = r.standard_normal(tuple(shape[p] for p in perm[:-1]) + (shape[perm[-1]] * step,))
+            leaf = ta.tensor(big, requires_grad=True)
+            inv = [int(i) for i in np.argsort(perm)]
+            t = leaf[..., ::step].permute(*inv)
+            return leaf, t, np.transpose(big[..., ::step], inv), perm, step
+
+        (la, a, an, pa, sa), (lb, b, bn, pb, sb) = operand((M, K)), operand((K, N))
+        y = a @ b
+        ref = an @ bn
+        np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-12, atol=1e-12)
+        g = r.standard_normal(ref.shape)
+        y.backward(ta.tensor(g))
+        for leaf, x, perm, step, gx in ((la, an, pa, sa, g @ np.swapaxes(bn, -1, -2)),
+                                        (lb, bn, pb, sb, np.swapaxes(an, -1, -2) @ g)):
+            want = np.zeros(leaf.shape)
+            want[..., ::step] = np.transpose(_sum_to(gx, x.shape), perm)
+            np.testing.assert_allclose(leaf.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+
+    check()
