@@ -98,11 +98,11 @@ def test_views_are_read_in_place(rng):
     read-only array (np.broadcast_to's too: of a broadcast batch `_matmul` passes one matrix, so one is copied)."""
     seen = []
     real = mm._operands
-    mm_ops = lambda A, Bt, rows=False: seen.append(A.shape) or real(A, Bt, rows)  # noqa: E731
+    mm_ops = lambda a, *rest: seen.append(a.shape) or real(a, *rest)  # noqa: E731
     for kind, copied in (("c", False), ("t", False), ("p", False), ("s", True), ("r", True)):
         a = layout(rng, (3, 20, 30), kind)
         b = layout(rng, (3, 40, 30), "t")
-        args = mm._operands(a, b)
+        args = mm._operands(a, 1, 2, b, 1, 2)
         assert np.shares_memory(args[0], a) != copied, kind
         assert np.shares_memory(args[5], b)
         assert args[0].flags.c_contiguous and args[0].flags.writeable and args[0].ndim == 1

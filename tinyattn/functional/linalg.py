@@ -138,6 +138,8 @@ def _merge(x, shape):
     copy, slower than the product's own packing)."""
     if x.shape == tuple(shape):
         return x
+    if type(x) is np.ndarray and x.flags.c_contiguous:
+        return x.reshape(shape)               # (a view)
     v = _merge_axes(x, shape)
     if v is not None:
         return v

@@ -119,61 +119,91 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
 # kernel), and for `_gemm_rows` a strided A against a k-contiguous B (its slow any-strides loop).
 
 
-def _flat(x, rs_axis, ks_axis):
-    """(flat, batch stride, row stride, k stride) of a 3-D view x (batch, rows, k) whose matrices have a unit
-    stride along rows or k: flat is a 1-D C-contiguous array starting at x[0, 0, 0] (a view of x's memory:
-    no copy) and x[p, r, k] = flat[p*sb + r*rs + k*ks]. Strides of axes of length 1 never multiply an index
-    but decide paths: the batch's becomes 0, a row's or k's 1 (unit: read in place)."""
+def _flat(x, r, k):
+    """(flat, batch stride, row stride, k stride) of a 3-D array x (batch and two matrix axes, in any order of
+    strides) whose matrices A[p][i, k] = x[p, i, k] (r, k = 1, 2) or x[p, k, i] (r, k = 2, 1) have a unit stride
+    along i or k: flat is a 1-D C-contiguous array starting at x[0, 0, 0] (a view of x's memory, no copy) with
+    A[p][i, k] = flat[p*sb + i*rs + k*ks]. Strides of axes of length 1 never multiply an index but decide paths:
+    the batch's becomes 0, a row's or k's 1 (unit: read in place)."""
     isz = x.itemsize
-    st = [s // isz if n > 1 else (0 if ax == 0 else 1) for ax, (n, s) in enumerate(zip(x.shape, x.strides))]
+    n0, n1, n2 = x.shape
+    s0, s1, s2 = x.strides
+    st = (s0 // isz if n0 > 1 else 0, s1 // isz if n1 > 1 else 1, s2 // isz if n2 > 1 else 1)
     if x.flags.c_contiguous or x.size == 0:
         flat = x.reshape(-1)
     else:
-        span = 1 + sum((n - 1) * s for n, s in zip(x.shape, st))
-        flat = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(isz,))
-    return flat, st[0], st[rs_axis], st[ks_axis]
+        y = x.transpose(0, 2, 1) if s1 < s2 else x   # a transposed C-contiguous array: its ravel (0.5 us; as_strided
+        if y.flags.c_contiguous:                     # takes 2.6)
+            flat = y.reshape(-1)
+        else:
+            span = 1 + (n0 - 1) * st[0] + (n1 - 1) * st[1] + (n2 - 1) * st[2]
+            flat = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(isz,))
+    return flat, st[0], st[r], st[k]
 
 
-def _readable(x):
-    """Whether the kernels can address x (batch, rows, k) in place: element strides, none negative, writeable
-    (the kernels never write to it: a read-only array would only compile its own kernel specialisations)."""
+def _readable(x, r, k):
+    """Whether the kernels can address x's matrices in place (`_flat`): non-empty, writeable (a read-only array
+    would compile read-only specialisations of every kernel; none writes its inputs), element strides none
+    negative, and a unit stride along rows (axis r) or k (axis k)."""
+    f = x.flags
+    if not (f.writeable and f.aligned and x.size > 0):
+        return False
+    if f.c_contiguous:
+        return True
     isz = x.itemsize
-    return (x.size > 0 and x.flags.writeable and x.flags.aligned
-            and all(s >= 0 and s % isz == 0 for n, s in zip(x.shape, x.strides) if n > 1))
+    n0, n1, n2 = x.shape
+    s0, s1, s2 = x.strides
+    if s0 < 0 or s1 < 0 or s2 < 0 or s0 % isz or s1 % isz or s2 % isz:
+        return False
+    return n1 == 1 or n2 == 1 or s1 == isz or s2 == isz
 
 
-def _unit(n, s, isz):
-    return n <= 1 or s == isz
+def _unit(x, axis):
+    """Whether x's axis has length 1 or a unit stride."""
+    return x.shape[axis] == 1 or x.strides[axis] == x.itemsize
 
 
-def _operands(A, Bt, rows_kernel=False):
-    """A (Ba, M, K) and Bt (Bb, N, K), any strides (views of the caller's arrays: A[p][i, k], B[p][j, k]), as
-    the kernels' arguments (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks). Copies (module note above) keep
-    the faster unit stride: a copied A is contiguous along k (read in place), a copied B along j."""
-    isz = A.itemsize
-    Ba, M, K = A.shape
-    Bb, N, _ = Bt.shape
-    if not (_readable(A) and (_unit(K, A.strides[2], isz) or _unit(M, A.strides[1], isz))):
-        A = np.array(A, order="C")            # (always a new, writeable array)
-    if not (_readable(Bt) and (_unit(K, Bt.strides[2], isz) or _unit(N, Bt.strides[1], isz))):
-        Bt = np.swapaxes(np.array(np.swapaxes(Bt, 1, 2), order="C"), 1, 2)
-    if rows_kernel and not _unit(K, A.strides[2], isz) and _unit(K, Bt.strides[2], isz) \
-            and not _unit(N, Bt.strides[1], isz):
-        A = np.array(A, order="C")            # `_gemm_rows`' dot products want rows of A along k: M <= 16 rows
-    af, sa, a_rs, a_ks = _flat(A, 1, 2)
-    bf, sb, b_rs, b_ks = _flat(Bt, 1, 2)
+def _operands(a, ar, ak, b, br, bk, rows_kernel=False):
+    """The kernels' arguments (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K) for A[p][i, k] = a[p]
+    along axes (ar, ak) and B[p][j, k] = b[p] along axes (br, bk), a and b 3-D arrays of any strides (read in
+    place: no transposed view, no copy). Copies (module note above) keep the faster unit stride: a copied A is
+    contiguous along k (read in place), a copied B along j."""
+    Ba, M, K = a.shape[0], a.shape[ar], a.shape[ak]
+    Bb, N = b.shape[0], b.shape[br]
+    if not _readable(a, ar, ak):
+        a, ar, ak = np.array(a.transpose(0, ar, ak), order="C"), 1, 2       # (always a new, writeable array)
+    if not _readable(b, br, bk):
+        b, br, bk = np.array(b.transpose(0, bk, br), order="C"), 2, 1
+    if rows_kernel and not _unit(a, ak) and _unit(b, bk) and not _unit(b, br):
+        a, ar, ak = np.array(a.transpose(0, ar, ak), order="C"), 1, 2       # `_gemm_rows`' dot products: M <= 16
+    af, sa, a_rs, a_ks = _flat(a, ar, ak)
+    bf, sb, b_rs, b_ks = _flat(b, br, bk)
     return af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K
 
 
-def _matmul(A, Bt, kernel, bias=None, a_sums=False):
-    """out[p] = A[p] @ Bt[p].T (+ bias) for 3-D views A (Ba, M, K), Bt (Bb, N, K); with a_sums, (out, s),
-    s[p, i] = sum_k A[p][i, k]. A batch of stride 0 (a broadcast) is computed once, not per batch element."""
-    B = max(A.shape[0], Bt.shape[0])
-    if A.shape[0] > 1 and A.strides[0] == 0 and A.size:
-        A = A[:1]
-    if Bt.shape[0] > 1 and Bt.strides[0] == 0 and Bt.size:
-        Bt = Bt[:1]
-    args = _operands(A, Bt, kernel == "rows")
+def _matmul(a, ar, ak, b, br, bk, kernel, bias=None, a_sums=False):
+    """out[p] = A[p] @ B[p].T (+ bias) for A[p][i, k] = a[p] along axes (ar, ak), B[p][j, k] = b[p] along (br, bk);
+    with a_sums, (out, s), s[p, i] = sum_k A[p][i, k]. A batch of stride 0 (a broadcast) is computed once, not per
+    batch element."""
+    fa, fb = a.flags, b.flags
+    if fa.c_contiguous and fb.c_contiguous and fa.writeable and fb.writeable and a.size and b.size:
+        # the common case, C-contiguous operands: their strides from their shapes (no copy, no check)
+        Ba, a1, a2 = a.shape
+        Bb, b1, b2 = b.shape
+        B = max(Ba, Bb)
+        sa = (0 if Ba == 1 else a1 * a2, a2 if a1 > 1 else 1, 1)
+        sb = (0 if Bb == 1 else b1 * b2, b2 if b1 > 1 else 1, 1)
+        args = (a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
+                a.shape[ar], b.shape[br], a.shape[ak])
+        if kernel == "rows" and ak == 1 and bk == 2 and b1 > 1:    # (the one layout `_gemm_rows` reads slowly)
+            args = _operands(a, ar, ak, b, br, bk, True)
+    else:
+        B = max(a.shape[0], b.shape[0])
+        if a.shape[0] > 1 and a.strides[0] == 0 and a.size:
+            a = a[:1]
+        if b.shape[0] > 1 and b.strides[0] == 0 and b.size:
+            b = b[:1]
+        args = _operands(a, ar, ak, b, br, bk, kernel == "rows")
     if a_sums and args[3] != 1:               # the fused sums read rows of A along i (dy^T): else summed here
         out, s = _product(*args, kernel, bias), None
     else:
@@ -184,7 +214,7 @@ def _matmul(A, Bt, kernel, bias=None, a_sums=False):
     if not a_sums:
         return out
     if s is None:                             # a kernel or a layout without the fused sums
-        s = A.sum(axis=2)
+        s = a.sum(axis=ak)
     if s.shape[0] != B:
         s = np.broadcast_to(s, (B, s.shape[1])).copy()
     return out, s
@@ -197,7 +227,7 @@ def matmul_nn(a, b, kernel=None):
     and B[j, k] = b[p, k, j]: for C-contiguous operands A has row stride K and k stride 1, B row stride 1
     and k stride N (b is transposed while it is packed, or read in place). Any strides (module note).
     """
-    return _matmul(a, np.swapaxes(b, 1, 2), kernel)
+    return _matmul(a, 1, 2, b, 2, 1, kernel)
 
 
 def matmul_nt(a, b, kernel=None, bias=None):
@@ -208,7 +238,7 @@ def matmul_nt(a, b, kernel=None, bias=None):
     Loop nest: `_gemm` with A[i, k] = a[p, i, k], B[j, k] = b[p, j, k]: for C-contiguous operands both
     are contiguous along k (row stride K, k stride 1). Any strides (module note).
     """
-    return _matmul(a, b, kernel, bias)
+    return _matmul(a, 1, 2, b, 1, 2, kernel, bias)
 
 
 def matmul_tn(a, b, kernel=None, a_sums=False):
@@ -219,4 +249,4 @@ def matmul_tn(a, b, kernel=None, a_sums=False):
     and B[j, k] = b[p, k, j]: for C-contiguous operands both have row stride 1 (A k stride M, B k stride
     N): A is copied one micro-panel at a time, B read in place. Any strides (module note).
     """
-    return _matmul(np.swapaxes(a, 1, 2), np.swapaxes(b, 1, 2), kernel, None, a_sums)
+    return _matmul(a, 2, 1, b, 2, 1, kernel, None, a_sums)
