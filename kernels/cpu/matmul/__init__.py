@@ -166,14 +166,14 @@ def _unit(x, axis):
 def _operands(a, ar, ak, b, br, bk, rows_kernel=False):
     """The kernels' arguments (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K) for A[p][i, k] = a[p]
     along axes (ar, ak) and B[p][j, k] = b[p] along axes (br, bk), a and b 3-D arrays of any strides (read in
-    place: no transposed view, no copy). Copies (module note above) keep the faster unit stride: a copied A is
-    contiguous along k (read in place), a copied B along j."""
+    place: no transposed view, no copy). Copies (module note above) keep the operand's axis order (a plain copy,
+    not a transposing one): its last axis becomes the unit stride, along rows or k, which every kernel reads."""
     Ba, M, K = a.shape[0], a.shape[ar], a.shape[ak]
     Bb, N = b.shape[0], b.shape[br]
-    if not _readable(a, ar, ak):
-        a, ar, ak = np.array(a.transpose(0, ar, ak), order="C"), 1, 2       # (always a new, writeable array)
+    if not _readable(a, ar, ak):              # a copy in a's own axis order (no transposing copy): its last axis
+        a = np.array(a, order="C")            # becomes the unit stride (always a new, writeable array)
     if not _readable(b, br, bk):
-        b, br, bk = np.array(b.transpose(0, bk, br), order="C"), 2, 1
+        b = np.array(b, order="C")
     if rows_kernel and not _unit(a, ak) and _unit(b, bk) and not _unit(b, br):
         a, ar, ak = np.array(a.transpose(0, ar, ak), order="C"), 1, 2       # `_gemm_rows`' dot products: M <= 16
     af, sa, a_rs, a_ks = _flat(a, ar, ak)
