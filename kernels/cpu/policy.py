@@ -9,7 +9,8 @@ value changed after a kernel compiled (or cached) takes effect only after Numba 
 Who reads what:
     tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_ADAM, ROWS_MAX_NT, ROWS_MAX_NN
     tinyattn/functional/loss.py          FUSED_BACKWARD
-    kernels/cpu/matmul*                  SMALL_WORK, the portable and the outer-product blocking, the shapes
+    kernels/cpu/matmul*                  SMALL_WORK, SMALL_BATCH_WORK, SMALL_ALWAYS, the portable and the
+                                         outer-product blocking, the shapes
     kernels/cpu/microkernel.py           the micro-kernel shapes (MICRO_ROWS_*, TAIL_ROWS_*)
     kernels/cpu/attention/               ROWS_MAX_L (attention keeps its own copy today: see below); its tile
                                          sizes BLOCK_Q, BLOCK_K stay in attention/tiles.py (attention-owned)
@@ -59,6 +60,14 @@ ROWS_MAX_NN = 2
 # Multiply-adds per batch element (M*N*K) at or below which a product takes the plain i-k-j loop
 # (`_gemm_small`). Set with the first CPU kernels (commit 8a71b85); the measurement is not recorded.
 SMALL_WORK = 1 << 15
+# ... but a batch of them only while the whole batch is at most SMALL_BATCH_WORK multiply-adds, or each
+# product at most SMALL_ALWAYS: past that the outer-product kernel is faster per product. Measured (issue 22,
+# goal 3; 1 thread, best of 20, 2-core AVX-512 guest under load 4-7), `_gemm_small` -> `_gemm_outer`, float32:
+# 128 x (32x32 . 32x32) 452 -> 95 us (numpy 59), 128 x (12x32 . 32x64) 310 -> 74 (numpy 47), 128 x (12x12 .
+# 12x12) 76 -> 64; float64 128 x (8x16 . 16x16) 76 -> 37, 32 x 16^3 35 -> 14. Still small: 128 x (8x8 . 8x16)
+# float32 40 (outer 54), and a single product up to SMALL_WORK (1 x 24^3: 5.5 us either; 1 x 16^3 3.5 vs 5.0).
+SMALL_BATCH_WORK = 1 << 15
+SMALL_ALWAYS = 1 << 10
 
 # ---- matmul: the portable dot-product kernel (`_gemm`) -----------------------------------------------------
 # Set with the first CPU kernels (commit 8a71b85) from the cache sizes in the comments; measurements not

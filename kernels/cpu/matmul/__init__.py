@@ -54,7 +54,8 @@ import numpy as np
 
 from ..microkernel import host_kernel
 from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
-                      OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_WORK)
+                      OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_ALWAYS, SMALL_BATCH_WORK,
+                      SMALL_WORK)
 from .outer import _a_sums, _add_bias, _gemm_outer  # noqa: F401
 from .pack import _pack, _pack_b_panel  # noqa: F401
 from .panel import _panel  # noqa: F401
@@ -81,14 +82,15 @@ _NO_SUMS = {dt: np.empty((0, 0), dt) for dt in _NO_BIAS}
 
 def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None, a_sums=False):
     """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
-    for tiny products, else `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
+    for tiny products (policy.SMALL_WORK, and for a batch of them SMALL_BATCH_WORK / SMALL_ALWAYS), else
+    `_gemm_outer` or `_gemm` by `kernel` (default KERNEL): each compiles only when
     first used. `bias` (N,) or None: added to every output row (inside `_gemm_outer`, after the others).
     a_sums (only with a_rs == 1): return (out, s) with s[p, i] = sum_k A[p][i, k], (max(Ba, Bb), M); None
     from the kernels that do not compute it (the caller sums)."""
     out = None
     if kernel == "rows":
         out = _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    elif 0 < M * N * K <= SMALL_WORK:
+    elif 0 < M * N * K <= SMALL_WORK and (M * N * K <= SMALL_ALWAYS or max(Ba, Bb) * M * N * K <= SMALL_BATCH_WORK):
         out = _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     elif (KERNEL if kernel is None else kernel) == "portable":
         out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
