@@ -332,7 +332,7 @@ def _paths_cases(rng):
                   lambda a, b: (a.T, b.T), mm, mm))
     cases.append(("x[:, ::2] @ W (1024x256)·(256x256)", "mm", 1024 * 256 * 256, [arr(1024, 512), arr(256, 256)],
                   lambda x, w: (x[:, ::2], w), mm, mm))
-    for B, T, H, D in ((32, 64, 4, 32), (4, 512, 8, 64)):
+    for B, T, H, D in ((32, 16, 4, 16), (32, 64, 4, 32), (4, 512, 8, 64)):
         C = H * D
         cases.append((f"q @ k.transpose(-2, -1) B{B} H{H} T{T} D{D}, views", "mm", B * H * T * T * D,
                       [arr(B, T, 3 * C)],
