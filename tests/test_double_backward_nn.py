@@ -411,3 +411,26 @@ def test_model_hessian_vector_product_matches_finite_differences():
     for h, a, b in zip(hv, plus, minus):
         np.testing.assert_allclose(h.numpy(), (a - b) / (2 * eps), rtol=1e-5, atol=1e-8)
     assert max(float(np.abs(h.numpy()).max()) for h in hv) > 1e-3  # a real curvature, not all zeros
+
+
+def _layer_cases():
+    ta.manual_seed(0)
+    f64 = {"dtype": ta.float64}
+    return {
+        "Conv1d": (nn.Conv1d(2, 2, 3, padding=1, **f64), (1, 2, 4), lambda m, a: m(a)),
+        "LSTM": (nn.LSTM(2, 2, batch_first=True, **f64), (1, 3, 2), lambda m, a: m(a)[0]),
+        "GRU": (nn.GRU(2, 2, **f64), (3, 1, 2), lambda m, a: m(a)[0]),
+        "RNN": (nn.RNN(2, 2, **f64), (3, 1, 2), lambda m, a: m(a)[0]),
+        "TransformerEncoderLayer": (nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=True, **f64),
+                                    (1, 3, 4), lambda m, a: m(a)),
+        "MultiheadAttention": (nn.MultiheadAttention(4, 2, batch_first=True, **f64), (1, 3, 4),
+                               lambda m, a: m(a, a, a)[0]),
+        "SelfAttention additive": (nn.SelfAttention(3, 2, 2, relevance="additive", **f64), (3, 3), lambda m, a: m(a)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_layer_cases()))
+def test_layers_double_backward(name):
+    module, shape, call = _layer_cases()[name]
+    x = ta.tensor(np.random.default_rng(0).standard_normal(shape), requires_grad=True)
+    assert gradgradcheck(lambda a: call(module, a), [x])
