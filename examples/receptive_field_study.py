@@ -256,8 +256,8 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     png = os.path.join(args.out_dir, "receptive_field_study.png")
     plot(table, sizes, cnn_ceiling, args, png)
-    result = dict(mode=mode, config={k: getattr(args, k) for k in
-                                     ("seq_len", "vocab", "p_recall", "batch_size", "lr", "steps", "seeds", "test_size")},
+    keys = ("seq_len", "vocab", "p_recall", "batch_size", "lr", "steps", "seeds", "test_size")
+    result = dict(mode=mode, config={k: getattr(args, k) for k in keys},
                   sizes=sizes, parameters=params, cnn_ceiling=cnn_ceiling, chance=1 / args.vocab,
                   seconds=round(elapsed, 1),
                   summary={kind: {str(s): table[kind, s] for s in sizes} for kind in args.models}, runs=runs)
