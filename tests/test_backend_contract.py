@@ -169,7 +169,7 @@ def _run_decode(be, rng):
     N, T, E, H, F, start, C = 2, 2, 4, 2, 6, 1, 4
     D = E // H
     r = lambda *s: rng.standard_normal(s)  # noqa: E731
-    for norm_first, act in ((True, "gelu"), (False, "relu")):
+    for norm_first, act in ((True, "gelu"), (False, "relu"), (False, "gelu_erf")):
         x = r(N, T, E)
         n1, n2 = (r(E), r(E), 1e-5), (r(E), r(E), 1e-5)
         inp, outp, l1, l2 = (r(3 * E, E), r(3 * E)), (r(E, E), r(E)), (r(F, E), r(F)), (r(E, F), r(E))
@@ -184,15 +184,16 @@ def _run_decode(be, rng):
         o, _ = attention_reference(q, k0[:, :, :start + T], v0[:, :, :start + T], None, True, None,
                                    1 / math.sqrt(D), start)
         s = o.transpose(0, 2, 1, 3).reshape(N, T, E) @ outp[0].T + outp[1]
-        ff = lambda z: (np.maximum(z @ l1[0].T + l1[1], 0) if act == "relu"  # noqa: E731
-                        else _gelu_tanh(z @ l1[0].T + l1[1])[0]) @ l2[0].T + l2[1]
+        activate = {"relu": lambda z: np.maximum(z, 0), "gelu": lambda z: _gelu_tanh(z)[0],
+                    "gelu_erf": lambda z: _gelu_erf(z)[0]}[act]
+        ff = lambda z: activate(z @ l1[0].T + l1[1]) @ l2[0].T + l2[1]  # noqa: E731
         if norm_first:
             h = x + s
             want = h + ff(_layer_norm(h, *n2))
         else:
             h = _layer_norm(x + s, *n1)
             want = _layer_norm(h + ff(h), *n2)
-        _close(y, want, 1e-9, f"encoder_layer_decode norm_first={norm_first}")
+        _close(y, want, 1e-9, f"encoder_layer_decode norm_first={norm_first} activation={act}")
         _close(k_buf[:, :, :start + T], k0[:, :, :start + T], 1e-12, "decode's cached keys")
         _close(v_buf[:, :, :start + T], v0[:, :, :start + T], 1e-12, "decode's cached values")
 
