@@ -1,7 +1,7 @@
 """Generation with a key/value cache: positional encodings at an offset, nn.KVCache through
 MultiheadAttention / TransformerEncoderLayer / TransformerEncoder, ta.generate's sampling, and the fused
-decode step. The bottom-right causal alignment the cache relies on (kernels and SDPA) is tested in
-tests/test_attention_alignment.py."""
+decode step. The bottom-right causal alignment the cache relies on is tested in tests/test_kernels_attention.py
+(the kernels' query offset) and tests/test_attention.py (SDPA's CausalBias)."""
 import numpy as np
 import pytest
 
