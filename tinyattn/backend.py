@@ -9,7 +9,8 @@ device-specific module, so a second device only has to provide the same names.
   elementwise work, and the `numba.cuda` kernels in `tinyattn.kernels.cuda` for the rest.
   Imported on first use, so `import tinyattn` never imports numba.cuda.
 
-Kernels want C-contiguous arrays; the backend makes them so (a no-op when they already are).
+Kernels want C-contiguous arrays; the backend makes them so (a no-op when they already are), except the CPU
+matmul kernels, which read transposed and strided views in place.
 """
 import math
 

@@ -6,8 +6,10 @@ Three public kernels, each returning a new (B, M, N) array of the inputs' dtype:
     matmul_nt(a, b)  a (Ba, M, K), b (Bb, N, K)   out[p] = a[p]   @ b[p].T    (dA = dC · Bᵀ)
     matmul_tn(a, b)  a (Ba, K, M), b (Bb, K, N)   out[p] = a[p].T @ b[p]      (dB = Aᵀ · dC)
 
-Inputs are C-contiguous. Batch broadcast: each operand's batch is 1 or B = max(Ba, Bb); an operand of
-batch 1 has batch stride 0, so out[p] reads a[p * (Ba > 1)] and b[p * (Bb > 1)].
+Inputs may have any strides: a transposed, sliced or batch view is read where it lies (see "Operands may
+have any strides" below; only a matrix with no unit stride, negative strides or a read-only array is copied).
+Batch broadcast: each operand's batch is 1 or B = max(Ba, Bb); an operand of batch 1 has batch stride 0, so
+out[p] reads a[p * (Ba > 1)] and b[p * (Bb > 1)] (a batch of stride 0 is computed as a batch of 1).
 
 All three are one routine that sees both operands through strides:
 
