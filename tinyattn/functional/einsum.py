@@ -13,8 +13,9 @@ one: each is an einsum of dy and the other operand) runs as one batched product 
 kernels (`_pair`): the labels of both operands and the output are batch axes, those of both but not the
 output are summed in the product, the rest are the rows and columns; the operands are passed as views in that
 order (a copy only where axes do not merge). Anything else (three or more operands, a repeated label, integer
-dtypes) is numpy's einsum (optimize=True contracts pairwise through BLAS). A tensor on the GPU is computed
-on the host, which costs a copy of the operands down and of the result up.
+dtypes, a product with no summed label or under _PAIR_MIN_WORK multiply-adds each) is numpy's einsum
+(optimize=True contracts pairwise through BLAS). A tensor on the GPU is computed on the host, which costs a
+copy of the operands down and of the result up.
 """
 from __future__ import annotations
 
