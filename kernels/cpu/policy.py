@@ -66,6 +66,8 @@ SMALL_WORK = 1 << 15
 # 128 x (32x32 . 32x32) 452 -> 95 us (numpy 59), 128 x (12x32 . 32x64) 310 -> 74 (numpy 47), 128 x (12x12 .
 # 12x12) 76 -> 64; float64 128 x (8x16 . 16x16) 76 -> 37, 32 x 16^3 35 -> 14. Still small: 128 x (8x8 . 8x16)
 # float32 40 (outer 54), and a single product up to SMALL_WORK (1 x 24^3: 5.5 us either; 1 x 16^3 3.5 vs 5.0).
+# Open: 128 x 16^3 float32 is faster on the outer kernel on 1 thread (90 vs 128 us) but slower on 2 (79 vs 67;
+# q @ k^T of B32 H4 T16 D16 views: 0.29 vs 0.25 ms); both are ~10x numpy's time there (per-product overhead).
 SMALL_BATCH_WORK = 1 << 15
 SMALL_ALWAYS = 1 << 10
 
