@@ -95,3 +95,20 @@ def test_kernel_label_names_the_module_below_the_device_package():
         disp = Fake()
         disp.py_func = f
         assert runtime._kernel_label(disp, (np.zeros(1, np.float32),)) == label + " (float32)"
+
+
+def test_omp_spin_is_set_only_when_the_user_chose_nothing(monkeypatch):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TINYATTN_OMP_SPIN"):
+        monkeypatch.delenv(name, raising=False)
+    assert runtime.limit_omp_spin() and runtime.os.environ["GOMP_SPINCOUNT"] == runtime.OMP_SPIN_COUNT
+    monkeypatch.setenv("TINYATTN_OMP_SPIN", "250")
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    assert runtime.limit_omp_spin() and runtime.os.environ["GOMP_SPINCOUNT"] == "250"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "77")  # the user's own choice stays
+    assert not runtime.limit_omp_spin() and runtime.os.environ["GOMP_SPINCOUNT"] == "77"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert not runtime.limit_omp_spin() and "GOMP_SPINCOUNT" not in runtime.os.environ
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("TINYATTN_OMP_SPIN", "0")  # off
+    assert not runtime.limit_omp_spin() and "GOMP_SPINCOUNT" not in runtime.os.environ

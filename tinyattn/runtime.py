@@ -1,6 +1,6 @@
 """What tinyattn does to the whole process, besides computing: every such effect, in one place.
 
-Four effects, each with the environment variable that turns it off (read when the effect starts) and the
+Five effects, each with the environment variable that turns it off (read when the effect starts) and the
 function that does the same from Python:
 
 =================  ====================================================  ===============================
@@ -19,6 +19,10 @@ compile ahead      on a cold start, attention's backward kernel          TINYATT
 host kernel        which CPU matmul/attention micro-kernel runs:         TINYATTN_MATMUL_KERNEL=portable
                    'avx512', 'avx2' or 'portable', from the features     (or avx2/avx512), or
                    Numba compiles for (kernels/cpu/microkernel.py)       configure(host_kernel="portable")
+OpenMP spin        GOMP_SPINCOUNT set (OMP_SPIN_COUNT) for the libgomp   TINYATTN_OMP_SPIN=0, or the
+                   Numba loads, when the first CPU backend is created;   user's own OMP_WAIT_POLICY or
+                   a busy machine then keeps most of its speed           GOMP_SPINCOUNT
+                   (`limit_omp_spin`)
 =================  ====================================================  ===============================
 
 `off()` turns the first three off together (the process then keeps glibc's defaults, prints nothing
@@ -40,8 +44,8 @@ import sys
 from .compile_ahead import AHEAD
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
-           "compile_ahead_of_backward", "before_backward", "set_backward_expected", "MMAP_THRESHOLD",
-           "TRIM_THRESHOLD"]
+           "compile_ahead_of_backward", "before_backward", "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD",
+           "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
 
 
 # ---- malloc tuning ----------------------------------------------------------------------------------------
@@ -242,9 +246,37 @@ def settings():
             "host_kernel": getattr(mm, "KERNEL", None)}
 
 
+# ---- OpenMP spin -----------------------------------------------------------------------------------------
+
+# Numba's parallel kernels run on GNU OpenMP (libgomp). Between two parallel regions its threads spin, by default
+# for 300,000 rounds, before they sleep. On an idle machine that saves a wake-up; when another process holds one
+# of the cores, the spinning thread takes the core from the thread that has the work, and every region waits for
+# it. The gpt model of benchmarks/bench_train.py, tinyattn alone in its process (2026-12-07, 2 threads, steps/s
+# quiet / with a spin loop on the other core): libgomp's default 15.6 / 2.0-2.4; 30000: 15.3 / 5.4; 10000:
+# 14.9 / 7.2; 3000: 14.7 / 8.0; 1000: 12.8 / 7.9; one thread 8.1 / 8.3. 3000 keeps the quiet speed within this
+# box's noise and gets back most of the busy one. When PyTorch was imported first, Numba's kernels run on
+# PyTorch's libgomp (same soname, already loaded and configured), and this has no effect: set GOMP_SPINCOUNT
+# before Python starts for both.
+OMP_SPIN_COUNT = "3000"
+_OMP_OWN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def limit_omp_spin():
+    """Set GOMP_SPINCOUNT for the OpenMP runtime Numba will load, unless the user chose a wait policy or spin
+    count, or TINYATTN_OMP_SPIN=0. It must run before Numba's first parallel kernel (libgomp reads it when it
+    loads); a libgomp loaded earlier (PyTorch's own copy, when torch was imported first) keeps its settings.
+    TINYATTN_OMP_SPIN=<n> sets another count. Returns whether it set it."""
+    chosen = os.environ.get("TINYATTN_OMP_SPIN", "")
+    if chosen == "0" or any(k in os.environ for k in _OMP_OWN):
+        return False
+    os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() else OMP_SPIN_COUNT
+    return True
+
+
 def setup_cpu():
-    """What creating the CPU backend does to the process: malloc tuning, then the compile listener. Returns
-    whether the malloc thresholds were set."""
+    """What creating the CPU backend does to the process: malloc tuning, the OpenMP spin, then the compile
+    listener. Returns whether the malloc thresholds were set."""
     tuned = tune_malloc()
+    limit_omp_spin()
     CompileNotice.install()
     return tuned
