@@ -304,6 +304,7 @@ def test_second_derivatives_match_torch_binary_broadcast_and_inplace():
     _hvp_both(ours, theirs, [a, b], [rng.standard_normal((2, 3)), rng.standard_normal((3,))])
 
 
+@pytest.mark.background(order=1)  # the simulator: no kernel shared with the rest (tests/background.py)
 @pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
 def test_double_backward_on_the_gpu_with_host_computed_ops():
     """on_host ops save host copies; their differentiable backwards must move what they use to the GPU."""

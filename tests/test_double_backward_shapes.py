@@ -173,6 +173,7 @@ CUDA_CASES = [  # the ops whose double backward builds constants from arrays sav
 ]
 
 
+@pytest.mark.background(order=1)  # the simulator: no kernel shared with the rest (tests/background.py)
 @pytest.mark.skipif(not ta.cuda.is_available(), reason="no CUDA GPU and no numba-cuda simulator")
 @pytest.mark.parametrize("name, fn", CUDA_CASES, ids=[c[0] for c in CUDA_CASES])
 def test_double_backward_on_cuda(name, fn):
