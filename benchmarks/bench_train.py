@@ -303,7 +303,7 @@ def main(argv=None):
     setup = setup_reverse if args.model == "reverse" else setup_gpt
     phases = ("quiet", "contended") if args.contend else ("quiet",)
     rounds = max(1, args.steps // args.block)
-    n = args.warmup + len(phases) * rounds * args.block
+    n = max(1, args.warmup) + len(phases) * rounds * args.block  # the first step is always taken
     step_ours, torch_step, desc = setup(torch, args.batch_size, n)
     steps = {"tinyattn": step_ours, "PyTorch eager": torch_step(False)}
     if args.compile:

@@ -136,3 +136,21 @@ def _all_functions():
 def test_every_function_of_the_library_has_a_differentiable_backward():
     missing = sorted(f"{c.__module__}.{c.__qualname__}" for c in _all_functions() if c.differentiable_backward is None)
     assert not missing, f"no differentiable_backward (create_graph=True would raise): {missing}"
+
+
+def test_an_input_changed_under_no_grad_after_use_is_an_error_not_a_wrong_second_derivative():
+    x = leaf([1.0, 2.0])
+    y = x.exp().sum()  # Exp saves its output, not x: only the recorded version can tell x moved
+    with ta.no_grad():
+        x.add_(1.0)
+    with pytest.raises(RuntimeError, match="input 0 of Exp .* changed in place"):
+        autograd.grad(y, x, create_graph=True)
+    (g,) = autograd.grad(y, x)  # the plain backward needs only the saved output: still right
+    np.testing.assert_allclose(g.numpy(), np.exp([1.0, 2.0]))
+    x = leaf([1.0, 2.0])
+    h = x * 1.0
+    y = (ta.softmax(h, 0) * ta.tensor([1.0, 3.0], dtype=ta.float64)).sum()
+    with ta.no_grad():
+        h.mul_(3.0)  # a non-leaf changed without a new node
+    with pytest.raises(RuntimeError, match="input 0 of Softmax .* changed in place"):
+        autograd.grad(y, x, create_graph=True)

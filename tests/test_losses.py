@@ -235,3 +235,16 @@ def test_errors_and_legacy_arguments():
     assert loss.reduction == "sum"
     with pytest.warns(UserWarning, match="'batchmean' divides only by the batch size"):
         F.kl_div(ta.zeros(2, 2), ta.ones(2, 2) / 2)
+
+
+def test_a_loss_weight_that_requires_grad_is_refused_not_silently_constant():
+    x = ta.tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True)
+    w = ta.tensor([0.5, 1.0, 2.0], requires_grad=True)
+    t = ta.tensor([0, 2])
+    for call in (lambda: F.cross_entropy(x, t, weight=w), lambda: F.binary_cross_entropy_with_logits(x, x.detach(), pos_weight=w),
+                 lambda: F.mse_loss(x, x.detach(), weight=w.expand(2, 3))):
+        with pytest.raises(NotImplementedError, match="requires grad"):
+            call()
+    F.cross_entropy(x, t, weight=w.detach()).backward()  # detached: the constant weight, as documented
+    with ta.no_grad():
+        F.cross_entropy(x, t, weight=w)  # no graph recorded: nothing would be lost

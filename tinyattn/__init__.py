@@ -46,6 +46,7 @@ from .settings import (  # noqa: E402
 # attention's backward ahead, in a second process): whenever gradients are being recorded.
 from . import runtime as _runtime  # noqa: E402
 _runtime.set_backward_expected(is_grad_enabled)
+_runtime.limit_omp_spin()  # before anything (ta.set_num_threads, a first kernel) makes Numba load its OpenMP
 
 __version__ = "0.1.0"
 

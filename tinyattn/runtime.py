@@ -19,10 +19,10 @@ compile ahead      on a cold start, attention's backward kernel          TINYATT
 host kernel        which CPU matmul/attention micro-kernel runs:         TINYATTN_MATMUL_KERNEL=portable
                    'avx512', 'avx2' or 'portable', from the features     (or avx2/avx512), or
                    Numba compiles for (kernels/cpu/microkernel.py)       configure(host_kernel="portable")
-OpenMP spin        GOMP_SPINCOUNT set (OMP_SPIN_COUNT) for the libgomp   TINYATTN_OMP_SPIN=0, or the
-                   Numba loads, when the first CPU backend is created;   user's own OMP_WAIT_POLICY or
-                   a busy machine then keeps most of its speed           GOMP_SPINCOUNT
-                   (`limit_omp_spin`)
+OpenMP spin        GOMP_SPINCOUNT set (OMP_SPIN_COUNT) when tinyattn is  TINYATTN_OMP_SPIN=0, or the
+                   imported, for the libgomp Numba loads later (and a    user's own OMP_WAIT_POLICY or
+                   PyTorch imported after tinyattn); a busy machine      GOMP_SPINCOUNT
+                   then keeps most of its speed (`limit_omp_spin`)
 =================  ====================================================  ===============================
 
 `off()` turns the first three off together (the process then keeps glibc's defaults, prints nothing
@@ -263,20 +263,20 @@ _OMP_OWN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 def limit_omp_spin():
     """Set GOMP_SPINCOUNT for the OpenMP runtime Numba will load, unless the user chose a wait policy or spin
-    count, or TINYATTN_OMP_SPIN=0. It must run before Numba's first parallel kernel (libgomp reads it when it
-    loads); a libgomp loaded earlier (PyTorch's own copy, when torch was imported first) keeps its settings.
+    count, or TINYATTN_OMP_SPIN=0 (or off/false/no). `import tinyattn` calls it, before anything makes Numba load
+    libgomp (which reads it once, when it loads); a libgomp loaded earlier (PyTorch's own copy, when torch was
+    imported first) keeps its settings, and a PyTorch imported after tinyattn gets this one too.
     TINYATTN_OMP_SPIN=<n> sets another count. Returns whether it set it."""
-    chosen = os.environ.get("TINYATTN_OMP_SPIN", "")
-    if chosen == "0" or any(k in os.environ for k in _OMP_OWN):
+    chosen = os.environ.get("TINYATTN_OMP_SPIN", "").strip().lower()
+    if chosen in ("0", "off", "false", "no") or any(k in os.environ for k in _OMP_OWN):
         return False
     os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() else OMP_SPIN_COUNT
     return True
 
 
 def setup_cpu():
-    """What creating the CPU backend does to the process: malloc tuning, the OpenMP spin, then the compile
-    listener. Returns whether the malloc thresholds were set."""
+    """What creating the CPU backend does to the process: malloc tuning, then the compile listener. Returns
+    whether the malloc thresholds were set."""
     tuned = tune_malloc()
-    limit_omp_spin()
     CompileNotice.install()
     return tuned

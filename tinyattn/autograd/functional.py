@@ -19,6 +19,7 @@ reverse mode are not offered: asking for them raises.
 """
 import numpy as np
 
+from ..backend import backend_of, device_of, move
 from .engine import grad
 from .grad_mode import enable_grad
 from .variable import Variable
@@ -42,7 +43,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         was_tuple, inputs = _as_inputs("jvp", inputs, create_graph)
         v = _vectors("jvp", v, inputs, "v", "inputs")
         out_tuple, outputs = _outputs("jvp", func(*inputs))
-        dummies = [o._wrap(np.zeros_like(o._array), True) for o in outputs]
+        dummies = [_zeros(o, o._array.shape).requires_grad_(True) for o in outputs]
         g = _grad(outputs, inputs, dummies, True, strict, "jvp")  # uᵀ J, linear in u, with a graph
         used = [(gi, vi) for gi, vi in zip(g, v) if gi._requires_grad]
         if used:
@@ -50,7 +51,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
                       allow_unused=True)
         else:
             jv = (None,) * len(dummies)
-        jv = [o._wrap(np.zeros_like(o._array)) if j is None else j for o, j in zip(outputs, jv)]
+        jv = [_zeros(o, o._array.shape) if j is None else j for o, j in zip(outputs, jv)]
         if strict and any(not gi._requires_grad for gi in g):
             raise RuntimeError("jvp (strict=True): the output is independent of an input")
     return _shaped(outputs, out_tuple, create_graph), _shaped(jv, out_tuple, create_graph)
@@ -104,7 +105,7 @@ def _vhp(op, func, inputs, v, create_graph, strict):
             raise RuntimeError(f"{op}: the function must return a single tensor with one element")
         g = _grad(outputs, inputs, [None], True, strict, op)
         used = [(gi, vi, k) for k, (gi, vi) in enumerate(zip(g, v)) if gi._requires_grad]
-        result = [x._wrap(np.zeros_like(x._array)) for x in inputs]
+        result = [_zeros(x, x._array.shape) for x in inputs]
         if used:
             total = sum(((gi * vi).sum() for gi, vi, _ in used[1:]), (used[0][0] * used[0][1]).sum())
             parts = grad(total, inputs, create_graph=create_graph, allow_unused=True)
@@ -121,28 +122,32 @@ def _jacobian_of(output, inputs, create_graph, strict):
     rows = [[] for _ in inputs]
     if strict and n and not output._requires_grad:
         raise RuntimeError("jacobian (strict=True): the output is independent of the inputs")
+    from ..functional.shape import stack  # called, not imported at load: autograd sits below functional
+
+    device = device_of(output._array)
     for k in range(n):
         basis = np.zeros(n, dtype=output._array.dtype)
         basis[k] = 1
-        g = (grad(flat, inputs, flat._wrap(basis), retain_graph=True, create_graph=create_graph, allow_unused=True)
+        g = (grad(flat, inputs, flat._wrap(move(basis, device)), retain_graph=True, create_graph=create_graph,
+                  allow_unused=True)
              if output._requires_grad else (None,) * len(inputs))
         for i, (x, gi) in enumerate(zip(inputs, g)):
             if gi is None:
                 if strict:
                     raise RuntimeError(f"jacobian (strict=True): output {k} is independent of input {i}")
-                gi = x._wrap(np.zeros_like(x._array))
+                gi = _zeros(x, x._array.shape)
             rows[i].append(gi)
     blocks = []
     for x, r in zip(inputs, rows):
         shape = tuple(output._array.shape) + tuple(x._array.shape)
-        if create_graph:
-            from ..functional.shape import stack  # called, not imported at load: autograd sits below functional
-            blocks.append(stack(r, 0).reshape(shape) if r else x._wrap(np.zeros(shape, x._array.dtype)))
-        else:
-            arrays = [gi._array for gi in r]
-            data = np.stack(arrays).reshape(shape) if arrays else np.zeros(shape, x._array.dtype)
-            blocks.append(x._wrap(data))
+        block = stack(r, 0).reshape(shape) if r else _zeros(x, shape)
+        blocks.append(block if create_graph else block.detach())
     return blocks
+
+
+def _zeros(like, shape):
+    """Zeros of like's dtype and device, no graph."""
+    return like._wrap(backend_of(like._array).xp.zeros(shape, like._array.dtype))
 
 
 def _grad(outputs, inputs, v, create_graph, strict, op):
@@ -150,7 +155,7 @@ def _grad(outputs, inputs, v, create_graph, strict, op):
     if not pairs:
         if strict:
             raise RuntimeError(f"{op} (strict=True): the output does not depend on the inputs")
-        return [x._wrap(np.zeros_like(x._array)) for x in inputs]
+        return [_zeros(x, x._array.shape) for x in inputs]
     grads = grad([o for o, _ in pairs], inputs, [vi for _, vi in pairs], retain_graph=True,
                  create_graph=create_graph, allow_unused=True)
     result = []
@@ -158,7 +163,7 @@ def _grad(outputs, inputs, v, create_graph, strict, op):
         if g is None:
             if strict:
                 raise RuntimeError(f"{op} (strict=True): the output is independent of input {i}")
-            g = x._wrap(np.zeros_like(x._array))
+            g = _zeros(x, x._array.shape)
         result.append(g)
     return result
 
@@ -191,7 +196,7 @@ def _vectors(op, v, like, name, what):
             if x._array.size != 1:
                 raise RuntimeError(f"{op}: {name} can be left out only when the {what} have one element each; "
                                    f"got shape {tuple(x._array.shape)}")
-        return [x._wrap(np.ones_like(x._array)) for x in like]
+        return [x._wrap(backend_of(x._array).xp.ones(x._array.shape, x._array.dtype)) for x in like]
     vs = tuple(v) if isinstance(v, (tuple, list)) else (v,)
     if len(vs) != len(like):
         raise RuntimeError(f"{op}: {len(vs)} tensors in {name} for {len(like)} {what}")

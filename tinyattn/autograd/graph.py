@@ -67,11 +67,11 @@ class Node:
 
     `parents[i]` is the i-th positional argument when it is a Variable that requires a
     gradient, else None. `edges[i]` is where that argument's gradient goes: the (node, output
-    index) that had made it when the op ran, or (None, 0) for a leaf. The edge is taken at record
-    time because an in-place op later gives the tensor a new node, and this op consumed the old
-    value. `ctx` becomes None once backward has freed the saved values. A Function whose forward
-    returns a tuple makes one Node with `n_outputs` outputs; each output tensor knows its
-    position (`_index`).
+    index) that had made it when the op ran, or (None, 0) for a leaf, and the argument's version
+    then. The edge is taken at record time because an in-place op later gives the tensor a new
+    node, and this op consumed the old value. `ctx` becomes None once backward has freed the saved
+    values. A Function whose forward returns a tuple makes one Node with `n_outputs` outputs; each
+    output tensor knows its position (`_index`).
 
     `hooks` is None, or {output index: _OutputHooks}: the tensor hooks and retain_grad() of the
     tensors that stood for that output when they were registered (see Variable.register_hook).
@@ -84,7 +84,9 @@ class Node:
         self.function = function
         self.ctx = ctx
         self.parents = parents
-        self.edges = tuple([None if p is None else (p._node, p._index) for p in parents])
+        # (node, output index, the input's version now): the version lets a create_graph backward, which reads the
+        # inputs' values, refuse one that an in-place op changed since (graph_walk.py)
+        self.edges = tuple([None if p is None else (p._node, p._index, p._counter.value) for p in parents])
         self.n_outputs = n_outputs
         self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
         self.hooks = None
@@ -99,7 +101,7 @@ class Node:
     @property
     def next_functions(self):
         """The nodes that made this node's inputs, one (node or None, output index) per input, as in PyTorch."""
-        return tuple((None, 0) if e is None else e for e in self.edges)
+        return tuple((None, 0) if e is None else e[:2] for e in self.edges)
 
     def check_versions(self):
         """Raise if a tensor this node saved for backward was changed in place since."""

@@ -100,7 +100,10 @@ def _node_backward(node: Node, output_grads, retain_graph):
             node.check_versions()  # raises, naming the op
     inputs = []
     for i, (parent, edge) in enumerate(zip(node.parents, node.edges)):
-        if parent is not None and edge[0] is not None and (parent._node is not edge[0] or parent._index != edge[1]):
+        # the differentiable backward reads the inputs' values (not only what forward saved): an input changed in
+        # place since (its version moved, or it stands for a newer node) would give a silently wrong derivative
+        if parent is not None and (parent._counter.value != edge[2] or (
+                edge[0] is not None and (parent._node is not edge[0] or parent._index != edge[1]))):
             raise RuntimeError(
                 f"backward with create_graph=True: input {i} of {name} (shape {tuple(parent._array.shape)}) was "
                 f"changed in place after {name} used it, so its old value is gone and the gradient's graph cannot "

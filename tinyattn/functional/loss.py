@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from ..autograd import Function, Variable
+from ..autograd import Function, Variable, is_grad_enabled
 from ..autograd.function import constant
 from ..backend import backend_of, is_device_array, move
 from .checks import (check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape,
@@ -306,6 +306,10 @@ def _constant(op, name, value, like):
     """A weight-like constant (tensor, array, number or None) as an array of like's dtype on its device."""
     if value is None:
         return None
+    if isinstance(value, Variable) and value.requires_grad and is_grad_enabled():
+        raise NotImplementedError(
+            f"{op}: {name} requires grad, and tinyattn takes it as a constant (no gradient would reach it; PyTorch "
+            f"differentiates it): pass {name}.detach(), or write the weighting with tensor ops")
     a = on_device_of(op, value, like)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{op}: {name} must be a numeric tensor, got dtype {a.dtype}")

@@ -66,11 +66,6 @@ from .rows import _gemm_rows
 from .small import _gemm_small, _small  # noqa: F401
 
 
-def _estrides(x):
-    """Strides of x in elements, as Python ints (typed int64, so one compiled `_gemm` serves all three)."""
-    return tuple(s // x.itemsize for s in x.strides)
-
-
 # Which kernel large products use: 'avx512' / 'avx2' (`_gemm_outer`, vector micro-kernels) or 'portable'
 # (`_gemm`, the dot-product kernel, no explicit vectors), chosen once from the features of the CPU that
 # Numba compiles for (microkernel.host_kernel; TINYATTN_MATMUL_KERNEL overrides). Assign another name
