@@ -7,8 +7,8 @@ import numpy as np
 
 from ..backend import backend_of, device_of
 from . import function as _function
-from .graph import nodes_to_run, topological_order
-from .graph_walk import walk_with_graph
+from .graph import input_positions, nodes_to_run, topological_order
+from .graph_walk import accumulate_with_graph, walk_with_graph
 from .hooks import attach_retained, call_hooks, retained
 from .variable import Variable
 
@@ -45,7 +45,7 @@ def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None
         if g is not None and id(t) not in done:
             done.add(id(t))
             if create_graph:
-                t._grad = g.clone() if t._grad is None else t._grad + g
+                accumulate_with_graph(t, g)
             else:
                 _accumulate_leaf(t, g)
 
@@ -163,15 +163,8 @@ def _walk(roots, retain_graph, inputs=None):
     observers = _function._observers
     pending = {}  # id(node) -> list of the gradients of its outputs (None until one arrives)
     leaves = {}  # id(leaf) -> [leaf, summed gradient]: leaves with hooks, or grad()'s leaf inputs
-    wanted = capture = run = found = None
-    if inputs is not None:
-        found = [None] * len(inputs)
-        wanted, capture = {}, {}  # id(leaf) -> input positions; (id(node), index) -> input positions
-        for i, t in enumerate(inputs):
-            if t._node is None:
-                wanted.setdefault(id(t), []).append(i)
-            else:
-                capture.setdefault((id(t._node), t._index), []).append(i)
+    run = None
+    found, wanted, capture = input_positions(inputs)
     owned = set()  # ids of the pending sums that accumulation made (see _add_pending): it may add into them
     root_nodes = []
     for t, g in roots:
@@ -205,10 +198,7 @@ def _walk(roots, retain_graph, inputs=None):
         g = tuple(output_grads) if node.returns_tuple else output_grads[0]
         ctx = node.ctx
         if ctx is None:
-            raise RuntimeError(
-                f"backward: trying to backward through {node.name} a second time, but its saved "
-                "values were freed by the first backward; pass retain_graph=True to the first call"
-            )
+            raise node.freed_error()
         if ctx.versions:
             for counter, version, _ in ctx.versions:
                 if counter.value != version:

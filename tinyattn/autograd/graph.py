@@ -4,7 +4,8 @@ import itertools
 import operator
 import weakref
 
-__all__ = ["Context", "creation_order", "Node", "nodes_to_run", "topological_order", "VersionCounter"]
+__all__ = ["Context", "creation_order", "input_positions", "Node", "nodes_to_run", "topological_order",
+           "VersionCounter"]
 
 
 class VersionCounter:
@@ -103,6 +104,12 @@ class Node:
         """The nodes that made this node's inputs, one (node or None, output index) per input, as in PyTorch."""
         return tuple((None, 0) if e is None else e[:2] for e in self.edges)
 
+    def freed_error(self):
+        """The error for a second backward through this node after the first freed its saved values."""
+        return RuntimeError(
+            f"backward: trying to backward through {self.name} a second time, but its saved values were freed by "
+            "the first backward; pass retain_graph=True to the first call")
+
     def check_versions(self):
         """Raise if a tensor this node saved for backward was changed in place since."""
         for counter, version, shape in self.ctx.versions:
@@ -156,3 +163,18 @@ def nodes_to_run(order, capture, wanted):
         if needed or any((id(node), i) in capture for i in range(node.n_outputs)):
             run[id(node)] = needed
     return run
+
+
+def input_positions(inputs):
+    """For a walk that collects the gradients of `inputs` (grad()): (found, wanted, capture), found a list of one
+    None per input, wanted {id(leaf): its positions}, capture {(id(node), output index): positions} for the
+    non-leaf ones; all None for backward() (inputs=None)."""
+    if inputs is None:
+        return None, None, None
+    found, wanted, capture = [None] * len(inputs), {}, {}
+    for i, t in enumerate(inputs):
+        if t._node is None:
+            wanted.setdefault(id(t), []).append(i)
+        else:
+            capture.setdefault((id(t._node), t._index), []).append(i)
+    return found, wanted, capture

@@ -10,11 +10,11 @@ it runs, whatever it was outside. engine._walk, the everyday path, is left as it
 create_graph=True is asked for.
 """
 from .grad_mode import enable_grad
-from .graph import Node, nodes_to_run, topological_order
-from .hooks import attach_retained, retained
+from .graph import Node, input_positions, nodes_to_run, topological_order
+from .hooks import attach_retained, check_hook_result, retained
 from .variable import Variable
 
-__all__ = ["walk_with_graph"]
+__all__ = ["accumulate_with_graph", "walk_with_graph"]
 
 
 def walk_with_graph(roots, retain_graph, inputs=None):
@@ -22,16 +22,8 @@ def walk_with_graph(roots, retain_graph, inputs=None):
     input's gradient tensor (None where none arrived); for backward() (inputs=None), fills the leaves' .grad."""
     if retained:
         attach_retained()
-    pending, leaves = {}, {}
-    wanted = capture = run = found = None
-    if inputs is not None:
-        found = [None] * len(inputs)
-        wanted, capture = {}, {}
-        for i, t in enumerate(inputs):
-            if t._node is None:
-                wanted.setdefault(id(t), []).append(i)
-            else:
-                capture.setdefault((id(t._node), t._index), []).append(i)
+    pending, leaves, run = {}, {}, None
+    found, wanted, capture = input_positions(inputs)
     root_nodes = []
     with enable_grad():
         for t, g in roots:
@@ -74,7 +66,7 @@ def walk_with_graph(roots, retain_graph, inputs=None):
             final.append((leaf, g))
         for leaf, g in final:
             if wanted is None:
-                leaf._grad = g.clone() if leaf._grad is None else leaf._grad + g
+                accumulate_with_graph(leaf, g)
             else:
                 for i in wanted[id(leaf)]:
                     found[i] = g
@@ -92,9 +84,7 @@ def _node_backward(node: Node, output_grads, retain_graph):
             f"create_graph, or write {name} from ops that have one")
     ctx = node.ctx
     if ctx is None:
-        raise RuntimeError(
-            f"backward: trying to backward through {name} a second time, but its saved values were freed by the "
-            "first backward; pass retain_graph=True to the first call")
+        raise node.freed_error()
     for counter, version, _ in ctx.versions:
         if counter.value != version:
             node.check_versions()  # raises, naming the op
@@ -136,6 +126,12 @@ def _node_backward(node: Node, output_grads, retain_graph):
     return checked
 
 
+def accumulate_with_graph(t, g):
+    """t.grad += g under create_graph: out of place, so that an earlier .grad keeps its graph (a copy of g
+    for the first, as PyTorch's AccumulateGrad: g may be handed to several inputs)."""
+    t._grad = g.clone() if t._grad is None else t._grad + g
+
+
 def _add_pending(pending, node, index, g):
     slots = pending.get(id(node))
     if slots is None:
@@ -165,21 +161,14 @@ def _run_output_hooks(node, output_grads):
         for ref in entry.retain:
             t = ref()
             if t is not None and t._node is node and t._index == index:
-                t._grad = g.clone() if t._grad is None else t._grad + g
+                accumulate_with_graph(t, g)
 
 
 def _call_hooks(hooks, g, where):
     """Each hook on the gradient tensor the previous one left; a returned tensor replaces it (its graph too)."""
     for hook in list(hooks):
         out = hook(g)
-        if out is None:
-            continue
-        if not isinstance(out, Variable):
-            raise TypeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a "
-                            f"{type(out).__name__}; a hook returns None or a tensor")
-        if out._array.shape != g._array.shape or out._array.dtype != g._array.dtype:
-            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient of shape "
-                               f"{tuple(out._array.shape)} and dtype {out._array.dtype}; the gradient has shape "
-                               f"{tuple(g._array.shape)} and dtype {g._array.dtype}")
-        g = out
+        if out is not None:
+            check_hook_result(hook, out, g._array, where)
+            g = out
     return g

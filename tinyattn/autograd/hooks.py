@@ -6,7 +6,8 @@ import numpy as np
 from ..backend import device_of
 from .variable import Variable
 
-__all__ = ["attach_retained", "call_hooks", "output_hooks", "RemovableHandle", "RETAINS", "retained"]
+__all__ = ["attach_retained", "call_hooks", "check_hook_result", "output_hooks", "RemovableHandle", "RETAINS",
+           "retained"]
 
 
 class RemovableHandle:
@@ -81,19 +82,25 @@ def call_hooks(hooks, g, wrap, where):
         out = hook(wrap(shown))
         if out is None:
             continue
-        if not isinstance(out, Variable):
-            raise TypeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a "
-                            f"{type(out).__name__}; a hook returns None or a tensor")
-        if out._array.shape != g.shape:
-            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient of shape "
-                               f"{tuple(out._array.shape)}; the gradient has shape {tuple(g.shape)}")
-        if device_of(out._array) != device_of(g):
-            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient on "
-                               f"{device_of(out._array)}; the gradient is on {device_of(g)}")
-        if out._array.dtype != g.dtype:
-            raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) has changed the type of the "
-                               f"gradient (was {g.dtype}, got {out._array.dtype}); return a tensor of the "
-                               "gradient's dtype")
+        check_hook_result(hook, out, g, where)
         if out._array is not shown:
             g = out._array
     return g
+
+
+def check_hook_result(hook, out, g, where):
+    """What a hook returned in place of gradient array g: a tensor of g's shape, device and dtype (PyTorch's
+    checks), else an error naming the hook and where it was registered."""
+    if not isinstance(out, Variable):
+        raise TypeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a "
+                        f"{type(out).__name__}; a hook returns None or a tensor")
+    if out._array.shape != g.shape:
+        raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient of shape "
+                           f"{tuple(out._array.shape)}; the gradient has shape {tuple(g.shape)}")
+    if device_of(out._array) != device_of(g):
+        raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) returned a gradient on "
+                           f"{device_of(out._array)}; the gradient is on {device_of(g)}")
+    if out._array.dtype != g.dtype:
+        raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} (on {where}) has changed the type of the "
+                           f"gradient (was {g.dtype}, got {out._array.dtype}); return a tensor of the "
+                           "gradient's dtype")
