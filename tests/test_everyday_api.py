@@ -16,6 +16,7 @@ from tinyattn import nn
 from tinyattn.testing import gradcheck
 
 from conftest import leaf
+from torch_reference import both_grads
 
 
 def _torch():
@@ -27,22 +28,6 @@ def distinct(rng, *shape):
     n = int(np.prod(shape))
     data = rng.permutation(n).reshape(shape) * 0.37 + rng.uniform(-0.05, 0.05, shape)
     return ta.tensor(data, dtype=ta.float64, requires_grad=True)
-
-
-def both_grads(fn_ta, fn_torch, *arrays, weight_seed=0):
-    """(tinyattn output, its input grads) and torch's for the same float64 inputs and output weight."""
-    torch = _torch()
-    xs = [ta.tensor(a, dtype=ta.float64, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
-    y, yt = fn_ta(*xs), fn_torch(*ts)
-    w = np.random.default_rng(weight_seed).standard_normal(y.shape)
-    y.backward(ta.tensor(w, dtype=ta.float64))
-    yt.backward(torch.tensor(w))
-    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
-    for x, t in zip(xs, ts):
-        expected = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
-        got = np.zeros(x.shape) if x.grad is None else x.grad.numpy()
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 # ---- f"{loss:.4f}" ----------------------------------------------------------------------
