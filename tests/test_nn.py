@@ -164,6 +164,14 @@ def test_clip_grad_norm_accepts_a_single_tensor():
     np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8], rtol=1e-5)
 
 
+def test_clip_grad_norm_of_huge_float32_gradients_scales_them_instead_of_zeroing():
+    # Σ g² overflows float32 here (1e50): the norm is then summed in float64, as before the BLAS fast path
+    p, q = nn.Parameter(ta.zeros(2)), nn.Parameter(ta.zeros(1))
+    p.grad, q.grad = ta.tensor([3e25, 0.0]), ta.tensor([4e25])
+    assert nn.utils.clip_grad_norm_([p, q], max_norm=1.0).item() == pytest.approx(5e25, rel=1e-6)
+    np.testing.assert_allclose(np.concatenate([p.grad.numpy(), q.grad.numpy()]), [0.6, 0.0, 0.8], rtol=1e-5)
+
+
 # ---- the lecture's baselines, the encoder layer and the encoder stack -----------------------
 
 
