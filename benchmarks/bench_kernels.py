@@ -182,7 +182,7 @@ def main():
     ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths", "rows"), default=None,
                     help="matmul_paths: the public matmul operator on strided, batched, einsum and F.linear "
                          "layouts, forward and backward, against NumPy and PyTorch (not in the default run)")
-    ap.add_argument("--match", default=None, help="matmul_paths: only the cases whose name contains this")
+    ap.add_argument("--match", default=None, help="matmul_paths, rows: only the cases (ops) whose name contains this")
     ap.add_argument("--kernel", choices=("avx512", "avx2", "portable"), default=None,
                     help="tinyattn matmul kernel (default: the one chosen for this CPU)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
@@ -447,7 +447,8 @@ def rows_table(rng, args):
     for shape in (gpt, (32 * 4 * 64, 64), (4 * 8 * 256, 256), big):
         add("softmax", shape, lambda x, e: F.softmax(x, -1), lambda x, e: torch.softmax(x, -1))
         add("log_softmax", shape, lambda x, e: F.log_softmax(x, -1), lambda x, e: torch.log_softmax(x, -1))
-    for shape in (gpt, big):
+    nano = (12 * 64, 128)  # nanoGPT's Shakespeare-char recipe on the CPU: batch 12, T 64, d 128
+    for shape in (nano, gpt, big):
         d = shape[1]
         add("layer_norm", shape, lambda x, e: F.layer_norm(x, x.shape[-1:], e[0], e[1]),
             lambda x, e: TF.layer_norm(x, x.shape[-1:], e[0], e[1]),
@@ -460,7 +461,7 @@ def rows_table(rng, args):
         n = 4 * int(np.prod(shape))
         add("cross_entropy", shape, lambda x, e: F.cross_entropy(x, e[0]), lambda x, e: TF.cross_entropy(x, e[0]),
             lambda s=shape: [rng.integers(0, s[1], s[0])], fwd_b=n, bwd_b=2 * n)
-    for shape in (gpt, big):
+    for shape in (nano, gpt, big):
         n = 4 * int(np.prod(shape))
         add("add (residual)", shape, lambda x, e: x + e[0], lambda x, e: x + e[0],
             lambda s=shape: [rng.standard_normal(s).astype(f32)], fwd_b=3 * n, bwd_b=2 * n)
@@ -468,6 +469,8 @@ def rows_table(rng, args):
     print("| op | shape | pass | tinyattn us | torch us | tinyattn/torch speed (median) | tinyattn GB/s | torch GB/s |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for op, shape, ours, theirs, extra, fwd_b, bwd_b in cases:
+        if args.match and args.match not in op:  # --match: only the ops whose name contains it
+            continue
         x = rng.standard_normal(shape).astype(f32)
         ex = extra() if extra else []
         e_ta = [ta.tensor(a) for a in ex]

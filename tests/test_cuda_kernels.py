@@ -257,20 +257,20 @@ def _check_layer_norm(ck, rng):
             b = rng.standard_normal(N).astype(dt)
             dy = rng.standard_normal((R, N)).astype(dt)
             eps = 1e-5
-            y, xhat, rstd = cpu.layer_norm_forward(x, w, b, eps)
+            y, mean, rstd = cpu.layer_norm_forward(x, w, b, eps)
             tag = f"{dt.__name__} R={R} N={N} block={block}"
             got = gpu.layer_norm_forward(x, w, b, eps, block)
-            for name, got, want in zip(("y", "xhat", "rstd"), got, (y, xhat, rstd)):
+            for name, got, want in zip(("y", "mean", "rstd"), got, (y, mean, rstd)):
                 ck.close(f"layer_norm_forward {name} {tag}", got, want, dt)
-            got = gpu.layer_norm_backward(dy, xhat, rstd, w, block)
-            for name, got, want in zip(("dx", "dw", "db"), got, cpu.layer_norm_backward(dy, xhat, rstd, w)):
+            got = gpu.layer_norm_backward(dy, x, mean, rstd, w, block)
+            for name, got, want in zip(("dx", "dw", "db"), got, cpu.layer_norm_backward(dy, x, mean, rstd, w)):
                 ck.close(f"layer_norm_backward {name} {tag}", got, want, dt)
     x = np.ones((2, 3))
     _expect_error(ck, "layer_norm_forward w (4,)", ValueError, gpu.layer_norm_forward, x, np.ones(4), np.ones(3), 1e-5)
     _expect_error(ck, "layer_norm_forward float32 w", TypeError, gpu.layer_norm_forward, x,
                   np.ones(3, np.float32), np.ones(3), 1e-5)
     v3 = np.ones(3)
-    _expect_error(ck, "layer_norm_backward rstd (3,)", ValueError, gpu.layer_norm_backward, x, x, v3, v3)
+    _expect_error(ck, "layer_norm_backward mean (3,)", ValueError, gpu.layer_norm_backward, x, x, v3, np.ones(2), v3)
     _expect_error(ck, "layer_norm_forward block 3", ValueError, gpu.layer_norm_forward, x, v3, v3, 1e-5, 3)
 
 

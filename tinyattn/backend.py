@@ -22,7 +22,7 @@ from . import runtime
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
 # imports no Numba).
-from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_SUM, SERIAL_WORK
+from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_LAYER_NORM, PARALLEL_SUM, SERIAL_WORK
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
 # take NumPy's path.
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
@@ -184,14 +184,17 @@ class CPUBackend:
         return _run(flat.size, self._act.gelu_erf_backward, flat, dy).reshape(x.shape)
 
     # ---- layer norm over rows ---------------------------------------------------
+    # On every thread from PARALLEL_LAYER_NORM elements (policy.py, with its measurement), not SERIAL_WORK.
     def layer_norm(self, x, w, b, eps):
-        """x (R, N) -> (y, x̂, rstd)."""
+        """x (R, N) -> (y, mean, rstd)."""
         x = np.ascontiguousarray(x)
-        return _run(x.size, self._ln.layer_norm_forward, x, np.ascontiguousarray(w), np.ascontiguousarray(b), eps)
+        return _run(SERIAL_WORK if x.size >= PARALLEL_LAYER_NORM else 0, self._ln.layer_norm_forward, x,
+                    np.ascontiguousarray(w), np.ascontiguousarray(b), eps)
 
-    def layer_norm_backward(self, dy, xhat, rstd, w):
+    def layer_norm_backward(self, dy, x, mean, rstd, w):
         """-> (dx, dw, db)."""
-        return _run(dy.size, self._ln.layer_norm_backward, np.ascontiguousarray(dy), xhat, rstd, w)
+        return _run(SERIAL_WORK if dy.size >= PARALLEL_LAYER_NORM else 0, self._ln.layer_norm_backward,
+                    np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, rstd, w)
 
     # ---- embedding ------------------------------------------------------------------
     @staticmethod
@@ -397,13 +400,13 @@ class CUDABackend:
         return self._wrap(flat).reshape(x.shape)
 
     def layer_norm(self, x, w, b, eps):
-        """x (R, N) -> (y, x̂, rstd)."""
+        """x (R, N) -> (y, mean, rstd)."""
         arrays = (self._dev(a) for a in (x, w, b))
         return tuple(self._wrap(a) for a in self._ln.layer_norm_forward(*arrays, eps, block=self._block))
 
-    def layer_norm_backward(self, dy, xhat, rstd, w):
+    def layer_norm_backward(self, dy, x, mean, rstd, w):
         """-> (dx, dw, db)."""
-        arrays = (self._dev(a) for a in (dy, xhat, rstd, w))
+        arrays = (self._dev(a) for a in (dy, x, mean, rstd, w))
         return tuple(self._wrap(a) for a in self._ln.layer_norm_backward(*arrays, block=self._block))
 
     def embedding(self, weight, index):

@@ -113,11 +113,13 @@ class Backend(Protocol):
     # ---- layer norm over rows ------------------------------------------------------------------
     def layer_norm(self, x: Array, w: Array, b: Array, eps: float) -> Tuple[Array, Array, Array]:
         """Per row r of x (R, N): μ, σ² (biased) over the row, rstd = 1/√(σ² + eps), x̂ = (x - μ) rstd,
-        y = x̂ ∘ w + b, with w, b (N,). Returns (y (R, N), x̂ (R, N), rstd (R,)); x̂, rstd feed the backward."""
+        y = x̂ ∘ w + b, with w, b (N,). Returns (y (R, N), μ (R,), rstd (R,)); μ, rstd feed the backward."""
 
-    def layer_norm_backward(self, dy: Array, xhat: Array, rstd: Array, w: Array) -> Tuple[Array, Array, Array]:
-        """From the forward's x̂ (R, N) and rstd (R,), g = dy ∘ w: dx = rstd (g - mean_c g - x̂ mean_c(g ∘ x̂)),
-        dw = Σ_r dy ∘ x̂, db = Σ_r dy. Returns (dx (R, N), dw (N,), db (N,))."""
+    def layer_norm_backward(self, dy: Array, x: Array, mean: Array, rstd: Array,
+                            w: Array) -> Tuple[Array, Array, Array]:
+        """From the forward's input x (R, N), its μ (R,) and rstd (R,): x̂ = (x - μ) rstd, g = dy ∘ w,
+        dx = rstd (g - mean_c g - x̂ mean_c(g ∘ x̂)), dw = Σ_r dy ∘ x̂, db = Σ_r dy.
+        Returns (dx (R, N), dw (N,), db (N,))."""
 
     # ---- embedding -----------------------------------------------------------------------------
     def embedding(self, weight: Array, index: Array) -> Array:

@@ -8,7 +8,11 @@ Backward, with g = dy ∘ w:
     dw = Σ_r dy ∘ x̂,   db = Σ_r dy
 dw and db sum over rows, so they are accumulated per block of rows (one private partial
 per parallel work item) and the partials are added afterwards: no two threads ever write
-the same element.
+the same element. A block is ROWS_PER_ITEM rows, or R // 4 rows when that is fewer (a 32 x 1024 input
+still makes 4 work items); it depends on R only, so the sums do not depend on the thread count.
+
+The forward saves each row's μ and rstd (2R numbers), not x̂ (R x N): it writes one array instead of two,
+and the backward recomputes x̂ = (x - μ) rstd from the input x it reads anyway in place of x̂.
 
 Both kernels may reassociate and contract (fastmath "reassoc", "contract"; NaN and inf still propagate):
 without reassociation each row sum is one sequential chain that LLVM cannot vectorise, and the row
@@ -52,53 +56,55 @@ def layer_norm_row(z, w, b, eps, out):
 
 @njit(parallel=True, cache=True, fastmath=_FM)
 def layer_norm_forward(x, w, b, eps):
-    """Returns (y, xhat, rstd): y (R, N), the normalised x̂ (R, N) for the backward, rstd (R,)."""
+    """Returns (y, mean, rstd): y (R, N), and each row's μ (R,) and rstd (R,) for the backward."""
     R, N = x.shape
     y = np.empty_like(x)
-    xhat = np.empty_like(x)
+    mean = np.empty(R, dtype=x.dtype)
     rstd = np.empty(R, dtype=x.dtype)
     for r in prange(R):
         xr = x[r]
         mu, inv = row_stats(xr, eps)
+        mean[r] = mu
         rstd[r] = inv
-        hr = xhat[r]
         yr = y[r]
         for c in range(N):
-            h = (xr[c] - mu) * inv
-            hr[c] = h
-            yr[c] = h * w[c] + b[c]
-    return y, xhat, rstd
+            yr[c] = (xr[c] - mu) * inv * w[c] + b[c]
+    return y, mean, rstd
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def layer_norm_backward(dy, xhat, rstd, w):
-    """Returns (dx, dw, db) from dy (R, N), the forward's x̂ and rstd, and the weight w (N,)."""
+def layer_norm_backward(dy, x, mean, rstd, w):
+    """Returns (dx, dw, db) from dy (R, N), the forward's input x (R, N), its μ and rstd (R,), and the weight
+    w (N,); x̂ = (x - μ) rstd is recomputed row by row (the row is in L1 for both of its passes)."""
     R, N = dy.shape
     T = dy.dtype.type
     dx = np.empty_like(dy)
-    items = (R + ROWS_PER_ITEM - 1) // ROWS_PER_ITEM
+    per = min(ROWS_PER_ITEM, max(1, R // 4))  # at least 4 work items from 4 rows on (2 threads' worth, twice)
+    items = (R + per - 1) // per
     dw_part = np.zeros((items, N), dtype=dy.dtype)
     db_part = np.zeros((items, N), dtype=dy.dtype)
     for it in prange(items):
         pw = dw_part[it]
         pb = db_part[it]
-        for r in range(it * ROWS_PER_ITEM, min(R, (it + 1) * ROWS_PER_ITEM)):
+        for r in range(it * per, min(R, (it + 1) * per)):
             g_r = dy[r]
-            h_r = xhat[r]
+            x_r = x[r]
+            mu = mean[r]
+            inv = rstd[r]
             mean_g = T(0)
             mean_gh = T(0)
             for c in range(N):
+                h = (x_r[c] - mu) * inv
                 g = g_r[c] * w[c]
                 mean_g += g
-                mean_gh += g * h_r[c]
-                pw[c] += g_r[c] * h_r[c]
+                mean_gh += g * h
+                pw[c] += g_r[c] * h
                 pb[c] += g_r[c]
             mean_g /= T(N)
             mean_gh /= T(N)
-            inv = rstd[r]
             dxr = dx[r]
             for c in range(N):
-                dxr[c] = inv * (g_r[c] * w[c] - mean_g - h_r[c] * mean_gh)
+                dxr[c] = inv * (g_r[c] * w[c] - mean_g - (x_r[c] - mu) * inv * mean_gh)
     dw = np.zeros(N, dtype=dy.dtype)
     db = np.zeros(N, dtype=dy.dtype)
     for it in range(items):

@@ -7,8 +7,10 @@ Backward, with g = dy ∘ w:
     dx = rstd · (g - mean_c(g) - x̂ ∘ mean_c(g ∘ x̂))
     dw = Σ_r dy ∘ x̂,   db = Σ_r dy
 
-    layer_norm_forward(x, w, b, eps)      -> (y (R, N), xhat (R, N), rstd (R,))
-    layer_norm_backward(dy, xhat, rstd, w) -> (dx (R, N), dw (N,), db (N,))
+    layer_norm_forward(x, w, b, eps)             -> (y (R, N), mean (R,), rstd (R,))
+    layer_norm_backward(dy, x, mean, rstd, w)    -> (dx (R, N), dw (N,), db (N,))
+
+The forward keeps each row's μ and rstd, not x̂; the backward recomputes x̂ = (x - μ) rstd from x.
 
 Inputs are numba device arrays (host arrays are copied), all float32 or all float64; results are new
 device arrays in that dtype, and the arithmetic is done in that dtype.
@@ -19,11 +21,11 @@ Launches:
   (softmax's `_reduce_sum`). Forward loop nest of a block:
 
       μ = block_sum(Σ_owned x) / N;   σ² = block_sum(Σ_owned (x - μ)²) / N;   rstd = 1/√(σ² + eps)
-      x̂[r, c] = (x[r, c] - μ) rstd;   y[r, c] = x̂ w[c] + b[c]   (owned c);   thread 0: rstd[r]
+      y[r, c] = (x[r, c] - μ) rstd w[c] + b[c]   (owned c);   thread 0: mean[r], rstd[r]
 
-  dx: mean_g = block_sum(Σ_owned g) / N;  mean_gh = block_sum(Σ_owned g x̂) / N;  then dx elementwise.
+  dx (x̂ = (x - μ) rstd recomputed): mean_g = block_sum(Σ_owned g) / N;  mean_gh = block_sum(Σ_owned g x̂) / N;  then dx elementwise.
 * column kernel (dw, db): one thread per column c, grid ceil(N / block): for r in 0..R-1: dw[c] += dy x̂,
-  db[c] += dy. Each thread owns its column, so nothing races and no atomics are needed; consecutive
+  db[c] += dy (x̂ recomputed from x, mean[r], rstd[r]). Each thread owns its column, so nothing races and no atomics are needed; consecutive
   threads read consecutive addresses.
 Kernels are compiled per (dtype, block) by `_kernels`, since a shared array needs both at compile time.
 """
@@ -48,7 +50,7 @@ def _kernels(dtype, block):
     one = dtype.type(1)
 
     @cuda.jit
-    def forward(x, w, b, eps, y, xhat, rstd):
+    def forward(x, w, b, eps, y, mean, rstd):
         r = cuda.blockIdx.x
         t = cuda.threadIdx.x
         N = x.shape[1]
@@ -64,40 +66,40 @@ def _kernels(dtype, block):
             part += d * d
         inv = one / math.sqrt(_reduce_sum(sh, t, part) / n + eps)
         for c in range(t, N, block):
-            h = (x[r, c] - mu) * inv
-            xhat[r, c] = h
-            y[r, c] = h * w[c] + b[c]
+            y[r, c] = (x[r, c] - mu) * inv * w[c] + b[c]
         if t == 0:
+            mean[r] = mu
             rstd[r] = inv
 
     @cuda.jit
-    def dx_kernel(dy, xhat, rstd, w, dx):
+    def dx_kernel(dy, x, mean, rstd, w, dx):
         r = cuda.blockIdx.x
         t = cuda.threadIdx.x
         N = dy.shape[1]
         n = dtype.type(N)
         sh = cuda.shared.array(block, nbt)
+        mu = mean[r]
+        inv = rstd[r]
         part_g = zero
         part_gh = zero
         for c in range(t, N, block):
             g = dy[r, c] * w[c]
             part_g += g
-            part_gh += g * xhat[r, c]
+            part_gh += g * ((x[r, c] - mu) * inv)
         mean_g = _reduce_sum(sh, t, part_g) / n
         mean_gh = _reduce_sum(sh, t, part_gh) / n
-        inv = rstd[r]
         for c in range(t, N, block):
-            dx[r, c] = inv * (dy[r, c] * w[c] - mean_g - xhat[r, c] * mean_gh)
+            dx[r, c] = inv * (dy[r, c] * w[c] - mean_g - (x[r, c] - mu) * inv * mean_gh)
 
     @cuda.jit
-    def dw_db_kernel(dy, xhat, dw, db):
+    def dw_db_kernel(dy, x, mean, rstd, dw, db):
         c = cuda.blockIdx.x * block + cuda.threadIdx.x
         if c >= dy.shape[1]:
             return
         sw = zero
         sb = zero
         for r in range(dy.shape[0]):
-            sw += dy[r, c] * xhat[r, c]
+            sw += dy[r, c] * ((x[r, c] - mean[r]) * rstd[r])
             sb += dy[r, c]
         dw[c] = sw
         db[c] = sb
@@ -126,27 +128,29 @@ def _prepare(name, mats, vecs, block):
 
 
 def layer_norm_forward(x, w, b, eps, block=BLOCK):
-    """Returns (y, xhat, rstd): y (R, N), the normalised x̂ (R, N) for the backward, rstd (R,)."""
+    """Returns (y, mean, rstd): y (R, N), and each row's μ (R,) and rstd (R,) for the backward."""
     (x,), (w, b), dt = _prepare("layer_norm_forward", [x], [(w, 1), (b, 1)], block)
     R, N = x.shape
     y = cuda.device_array((R, N), dtype=dt)
-    xhat = cuda.device_array((R, N), dtype=dt)
+    mean = cuda.device_array(R, dtype=dt)
     rstd = cuda.device_array(R, dtype=dt)
     if R:
-        _kernels(dt, block)[0][R, block](x, w, b, dt.type(eps), y, xhat, rstd)
-    return y, xhat, rstd
+        _kernels(dt, block)[0][R, block](x, w, b, dt.type(eps), y, mean, rstd)
+    return y, mean, rstd
 
 
-def layer_norm_backward(dy, xhat, rstd, w, block=BLOCK):
-    """Returns (dx, dw, db) from dy (R, N), the forward's x̂ and rstd, and the weight w (N,)."""
-    (dy, xhat), (rstd, w), dt = _prepare("layer_norm_backward", [dy, xhat], [(rstd, 0), (w, 1)], block)
+def layer_norm_backward(dy, x, mean, rstd, w, block=BLOCK):
+    """Returns (dx, dw, db) from dy (R, N), the forward's input x (R, N), its row μ and rstd (R,), and the
+    weight w (N,)."""
+    (dy, x), (mean, rstd, w), dt = _prepare("layer_norm_backward", [dy, x], [(mean, 0), (rstd, 0), (w, 1)],
+                                            block)
     R, N = dy.shape
     _, dx_kernel, dw_db_kernel = _kernels(dt, block)
     dx = cuda.device_array((R, N), dtype=dt)
     dw = cuda.device_array(N, dtype=dt)
     db = cuda.device_array(N, dtype=dt)
     if R and N:
-        dx_kernel[R, block](dy, xhat, rstd, w, dx)
+        dx_kernel[R, block](dy, x, mean, rstd, w, dx)
     if N:
-        dw_db_kernel[(N + block - 1) // block, block](dy, xhat, dw, db)
+        dw_db_kernel[(N + block - 1) // block, block](dy, x, mean, rstd, dw, db)
     return dx, dw, db

@@ -37,20 +37,25 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, ndims, eps):
-        n = math.prod(x.shape[x.ndim - ndims :])
-        xp = backend_of(x).xp
-        w = xp.ones((n,), x.dtype) if weight is None else weight.reshape(n)
-        b = xp.zeros((n,), x.dtype) if bias is None else bias.reshape(n)
-        y, xhat, rstd = backend_of(x).layer_norm(x.reshape(-1, n), w, b, eps)
-        ctx.save_for_backward(xhat, rstd, w)
-        ctx.shapes = (x.shape, x.shape[x.ndim - ndims :])
-        return y.reshape(x.shape)
+        shape = x.shape
+        normalized_shape = shape[len(shape) - ndims :]
+        n = math.prod(normalized_shape)
+        be = backend_of(x)
+        w = _filled(be.xp, n, x.dtype, 1) if weight is None else weight.reshape(n)
+        b = _filled(be.xp, n, x.dtype, 0) if bias is None else bias.reshape(n)
+        rows = x.reshape(-1, n)
+        y, mean, rstd = be.layer_norm(rows, w, b, eps)
+        # the input itself (a view: its version is checked at backward time) and each row's μ and rstd
+        ctx.save_for_backward(rows, mean, rstd, w)
+        ctx.shapes = (shape, normalized_shape)
+        ctx.eps = eps
+        return y.reshape(shape)
 
     @staticmethod
     def backward(ctx, dy):
-        xhat, rstd, w = ctx.saved
+        rows, mean, rstd, w = ctx.saved
         x_shape, normalized_shape = ctx.shapes
-        dx, dw, db = backend_of(dy).layer_norm_backward(dy.reshape(xhat.shape), xhat, rstd, w)
+        dx, dw, db = backend_of(dy).layer_norm_backward(dy.reshape(rows.shape), rows, mean, rstd, w)
         need_w, need_b = ctx.needs_input_grad[1:3]
         return (dx.reshape(x_shape), dw.reshape(normalized_shape) if need_w else None,
                 db.reshape(normalized_shape) if need_b else None, None, None)
@@ -59,31 +64,26 @@ class LayerNorm(Function):
     def differentiable_backward(ctx, inputs, dy):
         """The backward above written in tensor ops (the fused kernel's math, not a re-run of the composite),
         for create_graph=True: μ, σ² (sums), r = (σ² + ε)^(-1/2) and x̂ = (x - μ) r recomputed from the input
-        tensor, then dx = r (g - mean(g) - x̂ mean(g x̂)) with g = dy ∘ w, dw = Σ_batch dy ∘ x̂, db = Σ_batch dy.
-        forward keeps no ε: each row's is recovered from what it saved, ε = (1 - mean(x̂²)) / r², which gives
-        back forward's r to rounding. An input that needs no gradient is a constant (x̂, w as saved)."""
+        tensor (with forward's ε), then dx = r (g - mean(g) - x̂ mean(g x̂)) with g = dy ∘ w,
+        dw = Σ_batch dy ∘ x̂, db = Σ_batch dy. An input that needs no gradient is a constant (x̂ from the saved
+        input, μ and rstd; w as saved)."""
         from ..autograd.function import constant
-        from ..backend import device_of, move
 
         x, weight, bias = inputs[:3]
-        xhat_saved, rstd, w_saved = ctx.saved
+        rows, mean, rstd, w_saved = ctx.saved
         x_shape, normalized_shape = ctx.shapes
         x_shape, normalized_shape = tuple(x_shape), tuple(normalized_shape)
         nd, n = len(normalized_shape), math.prod(normalized_shape)
         dims = tuple(range(len(x_shape) - nd, len(x_shape)))
         batch_dims = tuple(range(len(x_shape) - nd))
-        kept = x_shape[: len(x_shape) - nd] + (1,) * nd  # a per-row value, broadcast over the normalised axes
         if x is not None:
-            xh = move(xhat_saved, "cpu").astype(np.float64).reshape(-1, n)
-            r0 = move(rstd, "cpu").astype(np.float64).reshape(-1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                eps = ((1.0 - (xh * xh).mean(axis=1)) / (r0 * r0)).reshape(kept).astype(xhat_saved.dtype)
-            eps = move(eps, device_of(x._array))
             centered = x - x.sum(dims, keepdim=True) * (1.0 / n)
-            r = ((centered * centered).sum(dims, keepdim=True) * (1.0 / n) + eps) ** -0.5
+            r = ((centered * centered).sum(dims, keepdim=True) * (1.0 / n) + ctx.eps) ** -0.5
             xhat = centered * r
         else:
-            xhat = constant(dy, xhat_saved.reshape(x_shape))
+            per_row = (len(mean), 1)
+            xhat = ((constant(dy, rows) - constant(dy, mean.reshape(per_row)))
+                    * constant(dy, rstd.reshape(per_row))).reshape(x_shape)
         dx = dw = db = None
         if x is not None:
             g = dy * (weight if weight is not None else constant(dy, w_saved.reshape(normalized_shape)))
@@ -94,6 +94,22 @@ class LayerNorm(Function):
         if bias is not None:
             db = dy.sum(batch_dims) if batch_dims else dy * 1.0
         return dx, dw, db, None, None
+
+
+_FILLED = {}  # (n, dtype, value) -> a host vector of n values: the weight or bias layer_norm was not given
+
+
+def _filled(xp, n, dtype, value):
+    """A vector of n `value`s standing for a missing weight (1) or bias (0). Host vectors are made once
+    per (n, dtype) and shared by every call (only ever read: by the kernels, and by differentiable_backward
+    as a constant); a device's are made per call."""
+    if xp is not np:
+        return (xp.ones if value else xp.zeros)((n,), dtype)
+    key = (n, dtype, value)
+    vec = _FILLED.get(key)
+    if vec is None:
+        vec = _FILLED[key] = np.full(n, value, dtype)
+    return vec
 
 
 def layer_norm_composite(x, normalized_shape, weight=None, bias=None, eps=1e-5):
