@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Variable, is_grad_enabled
 from ..autograd.function import constant
-from ..backend import backend_of, is_device_array, move
+from ..backend import _KERNEL_FLOATS, _run, backend_of, is_device_array, move
 from .checks import (check_broadcast, check_float, check_indices, check_tensor, on_device_of, sum_to_shape,
                      sum_to_shape_graph)
 from . import elementwise as ew, reduction as red
@@ -34,6 +34,18 @@ _REDUCTIONS = ("mean", "sum", "none")
 from ..kernels.cpu.policy import FUSED_BACKWARD  # noqa: E402
 
 
+def _softmax_kernels():
+    from ..kernels.cpu import softmax
+    return softmax
+
+
+def _fused(logits):
+    """Whether cross_entropy's fused CPU kernels take these (N, C) logits: a host float32/float64 array with
+    rows and classes (the kernels compile for those dtypes; anything else goes through log_softmax)."""
+    return (isinstance(logits, np.ndarray) and logits.dtype in _KERNEL_FLOATS and logits.shape[0] > 0
+            and logits.shape[1] > 0)
+
+
 class CrossEntropy(Function):
     """loss_n = (1 - ε)·(-logp_n[t_n]) + ε·(-(1/C) Σ_c logp_n[c]) for each row n whose target is not
     ignored, with logp = log_softmax(logits) (finite even for logits of ±1e4) and ε the label
@@ -49,48 +61,68 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, safe_target, valid, reduction, smoothing):
         """safe_target: the targets with ignored ones replaced by 0; valid: which are not ignored (both (N,)),
-        or None when none is (cross_entropy computes them once, with its range check)."""
+        or None when none is (cross_entropy computes them once, with its range check).
+
+        On the CPU (float32/float64 logits) one fused kernel pass (kernels/cpu/softmax.py cross_entropy_forward)
+        gives each row's loss and its max m and ls = log Σ exp(x - m), which the backward reuses; elsewhere the
+        loss comes from log_softmax's output."""
         be = backend_of(logits)
-        logp = be.log_softmax(logits, -1)  # (N, C)
-        n, c = logp.shape
-        if isinstance(logp, np.ndarray):  # logp[n, t_n] as one flat gather (np.take_along_axis costs ~3x more)
-            picked = logp.reshape(-1).take(np.arange(0, n * c, c) + safe_target)
-        else:
-            picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
-        losses = -picked
-        if smoothing:
-            losses = logp.dtype.type(1 - smoothing) * losses - logp.dtype.type(smoothing) * logp.mean(axis=1)
-        if valid is not None:
-            losses = np.where(valid, losses, np.zeros((), logp.dtype))
-        ctx.save_for_backward(logp, safe_target, valid)
+        n, c = logits.shape
         ctx.reduction, ctx.smoothing = reduction, smoothing
+        if _fused(logits):
+            x = np.ascontiguousarray(logits)
+            losses, m, ls = _run(x.size, _softmax_kernels().cross_entropy_forward, x, safe_target, float(smoothing))
+            ctx.fused = True
+            ctx.save_for_backward(x, m, ls, safe_target, valid)
+            dtype = x.dtype
+        else:
+            logp = be.log_softmax(logits, -1)  # (N, C)
+            picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+            losses = -picked
+            if smoothing:
+                losses = logp.dtype.type(1 - smoothing) * losses - logp.dtype.type(smoothing) * logp.mean(axis=1)
+            ctx.fused = False
+            ctx.save_for_backward(logp, safe_target, valid)
+            dtype = logp.dtype
+        if valid is not None:
+            losses = np.where(valid, losses, np.zeros((), dtype))
         if reduction == "none":
             return losses
         if reduction == "sum":
             return be.asarray(losses.sum())
         if valid is None:
-            ctx.count = logp.dtype.type(n)
+            ctx.count = dtype.type(n)
             if n:
                 return be.asarray(losses.sum() / ctx.count)
         else:
-            ctx.count = valid.sum().astype(logp.dtype)
+            ctx.count = valid.sum().astype(dtype)
         with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: nan, as in PyTorch
             return be.asarray(losses.sum() / ctx.count)
 
     @staticmethod
     def backward(ctx, dloss):
-        logp, safe_target, valid = ctx.saved
-        be = backend_of(logp)
+        if ctx.fused:
+            x, m, ls, safe_target, valid = ctx.saved
+            dtype = x.dtype
+        else:
+            logp, safe_target, valid = ctx.saved
+            dtype = logp.dtype
+        be = backend_of(ctx.saved[0])
         eps = ctx.smoothing
         scale = dloss / np.maximum(ctx.count, 1) if ctx.reduction == "mean" else dloss
         if valid is None:  # no target ignored: every row's weight is the upstream gradient's
-            weight = np.broadcast_to(np.asarray(scale, dtype=logp.dtype), logp.shape[:1])
+            weight = np.broadcast_to(np.asarray(scale, dtype=dtype), safe_target.shape)
         else:
-            weight = valid.astype(logp.dtype) * scale
-        if logp.size >= FUSED_BACKWARD and isinstance(logp, np.ndarray):
+            weight = valid.astype(dtype) * scale
+        if ctx.fused:
+            if x.size >= FUSED_BACKWARD:  # one kernel pass: p recomputed from the logits and the saved m, ls
+                w = np.ascontiguousarray(weight, dtype=dtype)
+                return (_run(x.size, _softmax_kernels().cross_entropy_backward, x, m, ls, safe_target, w, float(eps)),
+                        None, None, None, None)
+            logp = (x - m[:, None]) - ls[:, None]  # the NumPy formula below (the kernel's twin)
+        elif logp.size >= FUSED_BACKWARD and isinstance(logp, np.ndarray):
             # log_softmax's fused backward on the loss's gradient with respect to logp, which is
-            # d_n = -w_n ((1 - ε) onehot(t_n) + ε/C): dx_n = d_n - p_n Σ_c d_n[c] = w_n (p_n - (1 - ε) onehot - ε/C),
-            # one parallel pass instead of four serial NumPy ones (exp, compare, subtract, scale)
+            # d_n = -w_n ((1 - ε) onehot(t_n) + ε/C): dx_n = d_n - p_n Σ_c d_n[c] = w_n (p_n - (1 - ε) onehot - ε/C)
             d = np.full(logp.shape, -weight[:, None] * logp.dtype.type(eps / logp.shape[1]) if eps else 0,
                         dtype=logp.dtype)
             rows = np.arange(logp.shape[0])
@@ -98,9 +130,9 @@ class CrossEntropy(Function):
             return be.log_softmax_backward(logp, d, -1), None, None, None, None
         onehot = safe_target[:, None] == be.xp.arange(logp.shape[1])  # (N, C) bool
         if eps:
-            dlogits = np.exp(logp) - onehot * logp.dtype.type(1 - eps) - logp.dtype.type(eps / logp.shape[1])
+            dlogits = be.xp.exp(logp) - onehot * logp.dtype.type(1 - eps) - logp.dtype.type(eps / logp.shape[1])
         else:
-            dlogits = np.exp(logp) - onehot
+            dlogits = be.xp.exp(logp) - onehot
         return dlogits * weight[:, None], None, None, None, None
 
     @staticmethod
@@ -111,7 +143,8 @@ class CrossEntropy(Function):
         from ..autograd.function import constant
         from .softmax import Softmax
 
-        logp, safe_target, valid = ctx.saved
+        logp = ctx.saved[0]  # the logits when fused: only the shape, dtype and device are used here
+        safe_target, valid = ctx.saved[-2:]
         n, c = logp.shape
         dt = logp.dtype.type
         eps = ctx.smoothing
