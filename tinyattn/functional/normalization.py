@@ -43,17 +43,29 @@ class LayerNorm(Function):
         be = backend_of(x)
         w = _filled(be.xp, n, x.dtype, 1) if weight is None else weight.reshape(n)
         b = _filled(be.xp, n, x.dtype, 0) if bias is None else bias.reshape(n)
-        rows = x.reshape(-1, n)
-        y, mean, rstd = be.layer_norm(rows, w, b, eps)
-        # the input itself (a view: its version is checked at backward time) and each row's μ and rstd
-        ctx.save_for_backward(rows, mean, rstd, w)
+        y, mean, rstd = be.layer_norm(x.reshape(-1, n), w, b, eps)
+        # The input's and the weight's own arrays (their versions are checked at backward time: changing the
+        # input in place after this is an error, as in PyTorch); each row's μ and rstd are fresh arrays of
+        # this op's alone, kept on ctx (saved_versions need not look for an owner).
+        ctx.save_for_backward(x, weight)
+        ctx.stats = (mean, rstd)
         ctx.shapes = (shape, normalized_shape)
         ctx.eps = eps
         return y.reshape(shape)
 
     @staticmethod
+    def _saved_rows(ctx):
+        """(x as (R, n), mean, rstd, w (n,)) from what forward kept."""
+        x, weight = ctx.saved
+        mean, rstd = ctx.stats
+        R = mean.shape[0]
+        n = x.size // R
+        w = _filled(backend_of(x).xp, n, x.dtype, 1) if weight is None else weight.reshape(n)
+        return x.reshape(R, n), mean, rstd, w
+
+    @staticmethod
     def backward(ctx, dy):
-        rows, mean, rstd, w = ctx.saved
+        rows, mean, rstd, w = LayerNorm._saved_rows(ctx)
         x_shape, normalized_shape = ctx.shapes
         dx, dw, db = backend_of(dy).layer_norm_backward(dy.reshape(rows.shape), rows, mean, rstd, w)
         need_w, need_b = ctx.needs_input_grad[1:3]
@@ -70,7 +82,7 @@ class LayerNorm(Function):
         from ..autograd.function import constant
 
         x, weight, bias = inputs[:3]
-        rows, mean, rstd, w_saved = ctx.saved
+        rows, mean, rstd, w_saved = LayerNorm._saved_rows(ctx)
         x_shape, normalized_shape = ctx.shapes
         x_shape, normalized_shape = tuple(x_shape), tuple(normalized_shape)
         nd, n = len(normalized_shape), math.prod(normalized_shape)
@@ -126,6 +138,8 @@ def layer_norm_composite(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 def normalized_shape_arg(op, normalized_shape):
     """normalized_shape (an int or a sequence of ints, numpy ints included) as a tuple of ints."""
+    if type(normalized_shape) is tuple and all(type(n) is int and n >= 0 for n in normalized_shape):
+        return normalized_shape  # the common case (nn.LayerNorm's own tuple), checked without conversions
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
     if not all(isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) for n in shape):
         raise TypeError(f"{op}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}")
@@ -138,30 +152,37 @@ def layer_norm(x: Tensor, normalized_shape: Shape, weight: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """PyTorch's F.layer_norm: x, weight and bias share one float dtype; eps is a number >= 0."""
     check_tensor("layer_norm", "input", x)
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None:
-            check_tensor("layer_norm", name, p)
+    if weight is not None:
+        check_tensor("layer_norm", "weight", weight)
+    if bias is not None:
+        check_tensor("layer_norm", "bias", bias)
     normalized_shape = normalized_shape_arg("layer_norm", normalized_shape)
     n = len(normalized_shape)  # type: ignore[arg-type]
-    if n == 0 or tuple(x.shape[x.ndim - n :]) != normalized_shape or x.ndim < n:
+    xa = x._array
+    shape = xa.shape
+    if n == 0 or len(shape) < n or tuple(shape[len(shape) - n :]) != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
     for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and tuple(p.shape) != normalized_shape:
+        if p is not None and tuple(p._array.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} shape {p.shape} differs from normalized_shape {normalized_shape}")
-    check_float("layer_norm", x._array, *(p._array for p in (weight, bias) if p is not None))
-    dtypes = [("input", x)] + [(name, p) for name, p in (("weight", weight), ("bias", bias)) if p is not None]
-    if len({t.dtype for _, t in dtypes}) > 1:
+    wa = None if weight is None else weight._array
+    ba = None if bias is None else bias._array
+    check_float("layer_norm", xa, wa, ba)
+    if (wa is not None and wa.dtype != xa.dtype) or (ba is not None and ba.dtype != xa.dtype):
+        dtypes = [("input", x)] + [(name, p) for name, p in (("weight", weight), ("bias", bias)) if p is not None]
         listed = ", ".join(f"{name} {t.dtype}" for name, t in dtypes)
         raise TypeError(f"layer_norm: dtypes differ: {listed}; convert them to one dtype (as PyTorch asks)")
-    if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)):
-        raise TypeError(f"layer_norm: eps must be a non-negative number, got {type(eps).__name__}")
+    if type(eps) is not float:
+        if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)):
+            raise TypeError(f"layer_norm: eps must be a non-negative number, got {type(eps).__name__}")
+        eps = float(eps)
     if not eps >= 0:
         raise ValueError(f"layer_norm: eps must be a non-negative number, got {eps!r}")
-    if x._array.size == 0:
+    if xa.size == 0:
         # nothing to normalise (no rows, or rows of 0 elements): an empty result, still in the graph
         y = ew.mul(x, 0.0)
         for p in (weight, bias):
             if p is not None:
                 y = ew.add(y, ew.mul(p, 0.0))
         return y
-    return LayerNorm.apply(x, weight, bias, n, float(eps))
+    return LayerNorm.apply(x, weight, bias, n, eps)
