@@ -37,12 +37,13 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
-    last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row
-    (a Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice,
-    while they are still in L1 (a separate `y += b` pass costs a read and a write of all of C).
-    `sums`: zeros (nth, B*M), or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k]
-    over k block kb's share of k (summed over kb by the caller: a Linear's bias gradient db = sum_k dy[k, :]
-    alongside dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead
+    last rows. `nth`: the thread count the task grid is sized for. `bias`: N
+    values added to every row (a Linear's b) or an empty array for none; each tile's rows get it right after
+    their last k-slice, while they are still in L1 (a separate `y += b` pass costs a read and a write of all
+    of C). `sums`: zeros (nth, B*M), or an empty array for none: then also sums[kb, p*M + i] += sum_k
+    A[p][i, k] over k block kb's share of k, then added into row 0 (rows 1.. left zero; a Linear's bias
+    gradient db = sum_k dy[k, :] alongside dW = dy^T x, read while the k-slice of dy is in cache from the
+    micro-panel copies instead
     of in a separate pass over dy). Only for A with contiguous rows (a_rs == 1: dy^T).
 
     Loop nest:
@@ -179,4 +180,11 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             src = partial[kb * size:(kb + 1) * size]
             for i in range(size):
                 of[i] += src[i]
+        if has_sums:               # the row sums of every k block into row 0 (the others left zero, so the
+            s0 = sums[0]           # sum over rows is unchanged): the caller reads row 0 (no 2 us NumPy reduction)
+            for kb in range(1, nkb):
+                sk = sums[kb]
+                for i in range(B * M):
+                    s0[i] += sk[i]
+                    sk[i] = 0
     return out
