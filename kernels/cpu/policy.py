@@ -31,7 +31,11 @@ SERIAL_WORK = 1 << 18
 # round"; commits 2d8764b, ad4c2af): 1 MB 150 -> 140 us with cold inputs, and the layer norm right after it
 # 110 -> 85 us; below it NumPy's serial loop finishes about as soon. 2^17 rather than lower so that
 # examples/reverse.py (65,536-element activations) does not pay the kernel's ~1 s compile on a cold start.
-PARALLEL_SUM = 1 << 17
+# Lowered to 3 x 2^15 = 98,304 (the nanoGPT CPU recipe's 768 x 128 activations; still above reverse.py's)
+# once the kernel's loop vectorised (issue 22 goal 4; 2 threads, wall, best of 20 in 5 interleaved rounds, load
+# 4.2, float32, NumPy -> kernel, us): a + b 65,536 elements 12.7 -> 5.7 (torch 5.2), 98,304 19.2 -> 6.5 (torch
+# 6.8), 262,144 126 -> 19.5 (torch 17.4); a += b 98,304 7.9 -> 5.7 (torch 6.0); at 32,768 all tie (~3.4).
+PARALLEL_SUM = 3 << 15
 
 # Elements of the input from which layer norm's forward and backward (CPUBackend.layer_norm*,
 # kernels/cpu/layer_norm.py) run on every thread rather than one (in place of SERIAL_WORK, which kept the
