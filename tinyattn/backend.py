@@ -28,18 +28,43 @@ from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_LAYER_NORM, PARALLEL_SUM
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
+def _thread_count_calls():
+    """(get, set) of the calling thread's Numba thread count, without the checks of numba.get_num_threads /
+    set_num_threads, which _run pays twice per small kernel: each of those enters _launch_threads, which takes
+    a multiprocessing lock (0.7 and 1.0 us a call here, against 0.1 and 0.25 us for the threading layer's own
+    calls). The count is the same thread-local value either way (Numba's set_num_threads ends in the same
+    call), so what ta.set_num_threads / numba.set_num_threads set is what _run reads and restores. Falls back
+    to the public functions if this Numba keeps them elsewhere."""
+    numba.get_num_threads()  # launches the threading layer (once), which binds the two calls below
+    try:
+        from numba.np.ufunc import parallel
+
+        get, put = parallel._get_num_threads, parallel._set_num_threads
+        if get() == numba.get_num_threads():
+            return get, put
+    except Exception:  # another Numba: the public (checked) calls
+        pass
+    return numba.get_num_threads, numba.set_num_threads
+
+
+_get_threads = _set_threads = None
+
+
 def _run(work, kernel, *args):
     """kernel(*args), on one thread when the work is small."""
     if work >= SERIAL_WORK:
         return kernel(*args)
-    threads = numba.get_num_threads()
-    if threads == 1:  # already one thread: no switching (2 x 0.9 us per call)
+    global _get_threads, _set_threads
+    if _get_threads is None:
+        _get_threads, _set_threads = _thread_count_calls()
+    threads = _get_threads()
+    if threads == 1:  # already one thread: no switching
         return kernel(*args)
-    numba.set_num_threads(1)
+    _set_threads(1)
     try:
         return kernel(*args)
     finally:
-        numba.set_num_threads(threads)
+        _set_threads(threads)
 
 
 def _rows(x, dim):

@@ -187,6 +187,9 @@ def _int_bound(op, name, v):
     return int(v)
 
 
+_INT64_END = 1 << 63  # randint's high may be at most this for int64 (high - 1 is int64's largest)
+
+
 def _draw_integers(op, rng, low, high, size, dtype):
     """Integers uniform in [low, high) as `dtype`, checked as PyTorch does."""
     low, high = _int_bound(op, "low", low), _int_bound(op, "high", high)
@@ -209,6 +212,15 @@ def randint(*args: Any, low: int | None = None, high: int | None = None, size: S
     As in PyTorch, size is a tuple (or list / torch.Size) of ints, positional (last) or size=; low
     defaults to 0.
     """
+    if (len(args) == 2 and size is None and low is None and high is None and dtype is None and device is None
+            and not requires_grad):  # randint(high, size), the commonest call: the same draw, fewer checks
+        bound, shape = args
+        if type(bound) is int and 0 < bound <= _INT64_END and isinstance(shape, tuple):
+            for n in shape:
+                if type(n) is not int or n < 0:
+                    break
+            else:  # what the general path draws: int64 already, so no conversion
+                return Tensor._wrap(numpy_rng(generator, "randint").integers(0, bound, size=shape))
     args = list(args)
     if size is None:
         if not args or (len(args) == 1 and high is None):

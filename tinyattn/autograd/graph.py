@@ -87,7 +87,15 @@ class Node:
         self.parents = parents
         # (node, output index, the input's version now): the version lets a create_graph backward, which reads the
         # inputs' values, refuse one that an in-place op changed since (graph_walk.py)
-        self.edges = tuple([None if p is None else (p._node, p._index, p._counter.value) for p in parents])
+        if len(parents) == 1:  # the commonest ops spelled out (a comprehension is a call of its own)
+            p = parents[0]
+            self.edges = (None if p is None else (p._node, p._index, p._counter.value),)
+        elif len(parents) == 2:
+            p, q = parents
+            self.edges = (None if p is None else (p._node, p._index, p._counter.value),
+                          None if q is None else (q._node, q._index, q._counter.value))
+        else:
+            self.edges = tuple([None if p is None else (p._node, p._index, p._counter.value) for p in parents])
         self.n_outputs = n_outputs
         self.returns_tuple = returns_tuple  # backward then takes a tuple of gradients, even of one
         self.hooks = None

@@ -22,11 +22,19 @@ def share_counters(source, results, function, extra, multiple):
     """Outputs of a view Function that are views of its input share the input's counter and
     remember how they were made from the input's base (for in-place ops; see functional/inplace.py)."""
     owner = memory_owner(source._array)
+    if owner is None:
+        return
     base, steps = source._view or (source, ())
+    counter = source._counter
     for i, r in enumerate(results):
-        if owner is not None and memory_owner(r._array) is owner:
-            source._counter.share(r)
-            r._view = (base, steps + ((function, extra, i if multiple else None),))
+        data = r._array
+        if type(data) is np.ndarray and data.base is None:  # owns its memory: shares only if it is the owner
+            if data is not owner:
+                continue
+        elif memory_owner(data) is not owner:
+            continue
+        counter.share(r)
+        r._view = (base, steps + ((function, extra, i if multiple else None),))
 
 
 def replay_view(base, steps, cache=None):

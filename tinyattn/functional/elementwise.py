@@ -42,8 +42,8 @@ def operands(op, a, b):
     the shapes must broadcast.
 
     The common cases take a short path with the same result: two float tensors of one dtype (same
-    shape, or checked to broadcast), and a float tensor with a Python int or float. Devices are
-    checked by Function.apply."""
+    shape, or checked to broadcast), a float tensor with a Python int or float, and an integer (not bool)
+    tensor with a Python int (`i + 1` on a 0-d index). Devices are checked by Function.apply."""
     if isinstance(a, Variable):
         da = a._array
         if isinstance(b, Variable):
@@ -52,11 +52,14 @@ def operands(op, a, b):
                 if da.shape != db.shape:
                     check_broadcast(op, da.shape, db.shape)
                 return a, b
-        elif (type(b) is float or type(b) is int) and da.dtype.kind == "f":
-            return a, np.asarray(b, dtype=da.dtype)
+        elif type(b) is float or type(b) is int:
+            kind = da.dtype.kind
+            if kind == "f" or (kind in "iu" and type(b) is int):  # an int tensor and an int keep the tensor's dtype
+                return a, np.asarray(b, dtype=da.dtype)
     elif isinstance(b, Variable) and (type(a) is float or type(a) is int):
         db = b._array
-        if db.dtype.kind == "f":
+        kind = db.dtype.kind
+        if kind == "f" or (kind in "iu" and type(a) is int):
             return np.asarray(a, dtype=db.dtype), b
     if not isinstance(a, Variable) and not isinstance(b, Variable):
         raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and {type(b).__name__}")

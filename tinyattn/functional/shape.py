@@ -148,9 +148,10 @@ class Unbind(Function):
         ctx.dim = dim
         strides = getattr(x, "strides", None)
         # x's axes from the largest stride to the smallest (its memory order), or None for a row-major x
-        order = None if strides is None else tuple(np.argsort([-abs(s) for s in strides], kind="stable"))
+        # (a stable sort: equal strides keep their axis order, as np.argsort(kind="stable") would)
+        order = None if strides is None else tuple(sorted(range(len(strides)), key=lambda i: -abs(strides[i])))
         ctx.order = None if order == tuple(range(x.ndim)) else order
-        return tuple(np.moveaxis(x, dim, 0))
+        return tuple(x if dim == 0 and type(x) is np.ndarray else np.moveaxis(x, dim, 0))
 
     @staticmethod
     def backward(ctx, dys):
@@ -209,6 +210,12 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, dim, *xs):
         ctx.dim = dim
+        if dim == 0:  # host arrays of one shape and dtype (stack checked): np.array stacks them in one C call
+            for x in xs:  # (np.memmap: from_numpy of a memmap's slice; both give a plain array)
+                if type(x) is not np.ndarray and type(x) is not np.memmap:
+                    break
+            else:
+                return np.array(xs)
         return np.stack(xs, axis=dim)
 
     @staticmethod
@@ -227,13 +234,37 @@ class Stack(Function):
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
     shape = _shape_args("reshape", shape)
-    try:
-        target = np.empty(x.shape, dtype=np.bool_).reshape(shape).shape  # resolves -1, checks the size
-    except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from None
-    if target == x.shape:
+    current = x._array.shape
+    target = _resolved_shape(current, shape)
+    if target is None:  # anything unusual (a size mismatch, a negative size, a -1 with no elements): NumPy decides
+        try:
+            target = np.empty(current, dtype=np.bool_).reshape(shape).shape  # resolves -1, checks the size
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from None
+    if target == current:
         return x
     return Reshape.apply(x, target)
+
+
+def _resolved_shape(current, shape):
+    """`shape` (ints, at most one -1) with its -1 resolved, when it fits `current`'s element count and has
+    elements; None otherwise (the caller then asks NumPy, which resolves or raises)."""
+    size = 1
+    for n in current:
+        size *= n
+    known, free = 1, -1
+    for i, n in enumerate(shape):
+        if n >= 0:
+            known *= n
+        elif n == -1 and free < 0:
+            free = i
+        else:
+            return None
+    if free < 0:
+        return shape if known == size else None
+    if known == 0 or size % known:
+        return None
+    return shape[:free] + (size // known,) + shape[free + 1:]
 
 
 def contiguous(x: Tensor) -> Tensor:
@@ -249,7 +280,14 @@ def view(x: Tensor, *shape: Any) -> Tensor:
     shape without a copy (a transposed matrix flattened), it is an error, as in PyTorch, so that an
     in-place change of the result can never miss x; .reshape() copies there instead."""
     out = reshape(x, *shape)
-    if out is not x and out._array.size and memory_owner(out._array) is not memory_owner(x._array):
+    if out is x:
+        return out
+    data, source = out._array, x._array
+    if type(data) is np.ndarray and type(source) is np.ndarray:  # a view of x's array, or of the array x views
+        base = data.base
+        if base is not None and (base is source or base is source.base):
+            return out
+    if data.size and memory_owner(data) is not memory_owner(source):
         raise RuntimeError(f"view: a tensor of shape {tuple(x.shape)} whose elements are not laid out in row-major "
                            f"order (a transpose or a strided slice) cannot be viewed as {tuple(out.shape)} without a "
                            "copy; use .reshape(...) (or .contiguous().view(...))")
@@ -320,9 +358,12 @@ def getitem(x, index):
 
 def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     """The slices of x along dim, as a tuple of tensors (PyTorch's unbind)."""
-    if x.ndim == 0:
+    ndim = x._array.ndim
+    if ndim == 0:
         raise ValueError("unbind: cannot unbind a 0-d tensor")
-    return Unbind.apply(x, normalize_dims("unbind", dim, x.ndim)[0])
+    if type(dim) is int and -ndim <= dim < ndim:
+        return Unbind.apply(x, dim % ndim)
+    return Unbind.apply(x, normalize_dims("unbind", dim, ndim)[0])
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -348,6 +389,11 @@ def _shape_args(op, args, what="shape arguments"):
     """Accept both f(2, 3) and f((2, 3)), as PyTorch does; anything but ints is a TypeError naming `op`."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
+    for a in args:  # the common case, plain ints (not bools), as they are
+        if type(a) is not int:
+            break
+    else:
+        return args
     if not all(isinstance(a, (int, np.integer)) for a in args):
         if all(isinstance(a, Variable) and a._array.dtype.kind in "iu" and a._array.size == 1 for a in args
                if not isinstance(a, (int, np.integer))) and not any(isinstance(a, bool) for a in args):
@@ -391,9 +437,9 @@ def _check_joinable(op, tensors, dim, same_shape):
     for t in tensors:
         if not isinstance(t, Variable):
             raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
-        if t.dtype != first.dtype:
+        if t._array.dtype != first._array.dtype:
             raise TypeError(f"{op}: dtypes differ: {first.dtype} and {t.dtype}")
-    shapes = [tuple(t.shape) for t in tensors]
+    shapes = [tuple(t._array.shape) for t in tensors]
     if same_shape:
         if len(set(shapes)) != 1:
             raise ValueError(f"{op}: all tensors must have the same shape, got {shapes}")
