@@ -1,6 +1,7 @@
 """Kernel benchmark: tinyattn's Numba matmul and softmax against NumPy (and PyTorch when installed).
 
-    python benchmarks/bench_kernels.py [--threads N] [--rounds R] [--only models|square|softmax|matmul_paths|rows]
+    python benchmarks/bench_kernels.py [--threads N] [--rounds R]
+                                       [--only models|square|softmax|matmul_paths|rows|model_products]
                                        [--kernel avx512|avx2|portable] [--clock wall|thread]
 
 Compilation is excluded (every kernel is called once before timing). Prints the machine, then markdown
@@ -13,6 +14,11 @@ tables for docs/benchmarks.md:
 - softmax: the fused kernel against the NumPy composite;
 - matmul_paths (only with --only): the public operator (`@`, mm, bmm, einsum, F.linear) on transposed, sliced
   and batched views, forward and forward + backward, against NumPy and PyTorch in interleaved rounds;
+- model_products (only with --only): the Linear products of the two gpt-style models (768 tokens: nanoGPT's
+  batch 12 x T 64; 2048: bench_train.py --model gpt) as a training step issues them (x @ W^T + b through
+  matmul_nt with the bias, dy @ W, dW = dy^T x with db fused), against PyTorch (addmm, mm, mm + sum), warm
+  (same inputs call after call) and cold (a 32 MB read between calls evicts them from L2, as in a step), one
+  call of each side per round, the order alternating: median times and the median of per-round ratios;
 - rows (only with --only): the memory-bound row ops (softmax, log_softmax, layer_norm, gelu, cross_entropy,
   the residual add) through the public API at the model's and at large shapes, forward and forward +
   backward, against PyTorch in interleaved rounds, with the bandwidth each reaches.
@@ -179,7 +185,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model shape")
     ap.add_argument("--threads", type=int, default=None, help="threads for tinyattn, numpy's BLAS and torch")
-    ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths", "rows"), default=None,
+    ap.add_argument("--only", choices=("models", "square", "softmax", "matmul_paths", "rows", "model_products"),
+                    default=None,
                     help="matmul_paths: the public matmul operator on strided, batched, einsum and F.linear "
                          "layouts, forward and backward, against NumPy and PyTorch (not in the default run)")
     ap.add_argument("--match", default=None, help="matmul_paths, rows: only the cases (ops) whose name contains this")
@@ -213,6 +220,8 @@ def main():
         return matmul_paths(rng, args)
     if args.only == "rows":
         return rows_table(rng, args)
+    if args.only == "model_products":
+        return model_products(rng, args)
     if args.only in (None, "models"):
         model_shapes(rng, args.rounds, args.kernel)
     if args.only not in (None, "square", "softmax"):
@@ -419,6 +428,56 @@ def matmul_paths(rng, args):
             best, ratios = interleaved_n(fns, args.rounds)
             print(f"| {name} | {pas} | {best[0] * 1e3:.3f} | {best[1] * 1e3:.3f} | {best[2] * 1e3:.3f} | "
                   f"{ratios[1]:.2f} | {ratios[2]:.2f} |", flush=True)
+    print(f"\n- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+# ---- model_products: a training step's Linear products, warm and cold, against PyTorch ---------------------
+# (in, out) features of the gpt-style models' Linear layers (d 128: qkv, attention out, MLP up, MLP down, head)
+PRODUCT_LINEARS = [(128, 384), (128, 128), (128, 512), (512, 128), (128, 96)]
+
+
+def model_products(rng, args):
+    if torch is None:
+        print("(model_products needs torch)")
+        return
+    torch.set_num_threads(numba.get_num_threads())
+    flush = np.ones(8 << 20, np.float32)           # 32 MB: more than both cores' L2
+    rounds = max(args.rounds, 15)
+    print(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {rounds} rounds; "
+          f"clock {'thread CPU time' if CLOCK is time.thread_time else 'wall'}\n")
+    print("| tokens | layer (in->out) | product | mode | tinyattn us | torch us | torch/tinyattn (median) |")
+    print("|---:|---|---|---|---:|---:|---:|")
+    ratios = {"warm": [], "cold": []}
+    for M in (768, 2048):
+        for fin, fout in PRODUCT_LINEARS:
+            x = rng.standard_normal((1, M, fin)).astype(np.float32)
+            w = rng.standard_normal((1, fout, fin)).astype(np.float32)
+            b = rng.standard_normal(fout).astype(np.float32)
+            dy = rng.standard_normal((1, M, fout)).astype(np.float32)
+            tx, tw, tb, tdy = (torch.from_numpy(v) for v in (x[0], w[0], b, dy[0]))
+            cases = [
+                ("x @ W^T + b", lambda: mm.matmul_nt(x, w, None, b), lambda: torch.addmm(tb, tx, tw.t())),
+                ("dy @ W", lambda: mm.matmul_nn(dy, w), lambda: torch.mm(tdy, tw)),
+                ("dy^T @ x, db", lambda: mm.matmul_tn(dy, x, None, True), lambda: (torch.mm(tdy.t(), tx), tdy.sum(0))),
+            ]
+            for prod, ours, theirs in cases:
+                for mode in ("warm", "cold"):
+                    ours(), theirs()
+                    to, tt = [], []
+                    for r in range(rounds):
+                        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+                            if mode == "cold":
+                                flush.sum()
+                            t0 = CLOCK()
+                            (ours if side == 0 else theirs)()
+                            (to if side == 0 else tt).append(CLOCK() - t0)
+                    ratio = float(np.median(np.array(tt) / np.array(to)))
+                    ratios[mode].append(ratio)
+                    print(f"| {M} | {fin}->{fout} | {prod} | {mode} | {np.median(to) * 1e6:.1f} | "
+                          f"{np.median(tt) * 1e6:.1f} | {ratio:.2f} |", flush=True)
+    for mode, r in ratios.items():
+        print(f"\n{mode}: geometric mean torch/tinyattn {float(np.exp(np.mean(np.log(r)))):.2f}, worst {min(r):.2f}, "
+              f"{sum(v >= 1.0 for v in r)}/{len(r)} at >= 1.0")
     print(f"\n- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
