@@ -13,6 +13,7 @@ __all__ = ["constant", "Function", "observe"]
 
 
 _NEEDS_1, _NO_NEEDS_1, _NO_PARENTS_1 = (True,), (False,), (None,)
+_NEEDS_FIRST_2, _NO_NEEDS_2, _NO_PARENTS_2 = (True, False), (False, False), (None, None)
 
 
 class Function:
@@ -69,9 +70,9 @@ class Function:
             raw = (first._array,)
             tensors = args
             if first._requires_grad:
-                needs, parents = _NEEDS_1, args
+                needs, parents, record = _NEEDS_1, args, True
             else:
-                needs, parents = _NO_NEEDS_1, _NO_PARENTS_1
+                needs, parents, record = _NO_NEEDS_1, _NO_PARENTS_1, False
         elif n == 2 and isinstance(first, Variable):
             b = args[1]
             need = first._requires_grad
@@ -83,11 +84,14 @@ class Function:
                 need_b = b._requires_grad
                 needs = (need, need_b)
                 parents = (first if need else None, b if need_b else None)
+                record = need or need_b
             else:
                 raw = (first._array, b)
                 tensors = (first,)
-                needs = (need, False)
-                parents = (first if need else None, None)
+                if need:
+                    needs, parents, record = _NEEDS_FIRST_2, (first, None), True
+                else:
+                    needs, parents, record = _NO_NEEDS_2, _NO_PARENTS_2, False
         else:
             first = None
             raw = []
@@ -113,13 +117,13 @@ class Function:
                 parents.append(None)
             needs = tuple(needs)
             parents = tuple(parents)
+            record = True in needs
         ctx = Context(needs)
         out = cls.forward(ctx, *raw)
         if isinstance(out, tuple):
             return _wrap_outputs(cls, args, parents, tensors, first, ctx, out)
-        if True in needs and grad_state.grad_enabled:
-            node = Node(cls, ctx, parents)
-            result = first._wrap(out, True, node)
+        if record and grad_state.grad_enabled:
+            result = first._wrap(out, True, Node(cls, ctx, parents))
             if ctx.saved:
                 ctx.versions = saved_versions(ctx.saved, tensors, (result,))
         else:

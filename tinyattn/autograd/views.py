@@ -71,7 +71,7 @@ def saved_versions(saved, inputs, results):
     so the common case (the saved array is an input's or output's array itself) is checked first."""
     versions = []
     for array in saved:
-        if array is None or isinstance(array, np.generic):  # nothing saved, or a constant scalar: no memory to watch
+        if array is None:  # nothing saved
             continue
         for t in inputs:
             if t._array is array:
@@ -81,10 +81,21 @@ def saved_versions(saved, inputs, results):
                 if t._array is array:
                     break
             else:
-                t = _owner_among(array, inputs, results)
-                if t is None:
+                if isinstance(array, np.generic):  # a constant scalar: no memory to watch
                     continue
-        versions.append((t._counter, t._counter.value, t._array.shape))
+                if type(array) is np.ndarray and array.base is None:  # a fresh array (a constant made from a
+                    for t in results:  # number): only an output that is a view of it can share it
+                        data = t._array
+                        if getattr(data, "base", None) is not None and memory_owner(data) is array:
+                            break
+                    else:
+                        continue
+                else:
+                    t = _owner_among(array, inputs, results)
+                    if t is None:
+                        continue
+        counter = t._counter
+        versions.append((counter, counter.value, t._array.shape))
     return tuple(versions)
 
 
