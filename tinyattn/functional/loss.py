@@ -58,6 +58,8 @@ class CrossEntropy(Function):
     array on the logits' device, so a GPU step never waits for it.
     """
 
+    fresh_grads = True  # every path's backward returns a new array (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, logits, safe_target, valid, reduction, smoothing):
         """safe_target: the targets with ignored ones replaced by 0; valid: which are not ignored (both (N,)),
