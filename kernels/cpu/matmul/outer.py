@@ -53,7 +53,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
             C = out if k block 0 else partial[k block - 1]
             for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
-                if sums and first column block: sums[k block, p, i0:i1] += sum over the slice of A[p][i, k]
+                if sums: sums[k block, p, this column block's share of i0:i1] += sum over the slice of A
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
                     for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
@@ -151,13 +151,18 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         pa = p * sa if Ba > 1 else 0
         pbb = (p if Bb > 1 else 0) * Nb * K
         pbf = p * sb if Bb > 1 else 0
+        # the fused row sums of rows i0..i1 are shared among the column blocks of this row block: one
+        # block summing them all kept the other threads waiting (~100k adds for a 128-row weight at K 768)
+        ssh = (i1 - i0 + ncb - 1) // ncb
+        s0 = min(i1 - i0, t % ncb * ssh)
+        s1 = min(i1 - i0, s0 + ssh)
         ct = np.empty(MR * NR, dtype=af.dtype)                 # scratch tile for edges
         ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
         for k0 in range(kstart, kend, OUTER_KC):
             kc = min(OUTER_KC, kend - k0)
             more = k0 > kstart
-            if has_sums and j0 == 0:
-                _a_sums(af, pa + i0 + k0 * a_ks, a_ks, i1 - i0, kc, sums[kb], p * M + i0)
+            if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
+                _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
             for jc in range(j0, j1, NC):
                 jend = min(jc + NC, j1)
                 for r in range(i0, i1, MR):

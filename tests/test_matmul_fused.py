@@ -1,0 +1,57 @@
+"""The matmul package's direct path for C-contiguous products (matmul_nt with a bias, matmul_nn, matmul_tn with the
+fused bias-gradient sums go straight to `_gemm_outer`) and the fused sums' layout that path reads: row 0 of
+`sums` holds the whole sum, whatever the task grid (k blocks, column blocks sharing the rows)."""
+import numpy as np
+import pytest
+
+from tinyattn.kernels.cpu import matmul as mm
+
+OUTER = mm.KERNEL != "portable"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_path_matches_strided_path(rng, dtype):
+    """The same products through the direct path (C-contiguous operands) and through `_operands` (the same
+    values as views of wider arrays): equal results, and float64 integer products exact."""
+    M, K, N = 40, 70, 50                                  # M*N*K above SMALL_WORK: the outer kernel
+    assert M * N * K > mm.SMALL_WORK
+    x = rng.integers(-20, 20, size=(1, M, K)).astype(dtype)
+    w = rng.integers(-20, 20, size=(1, N, K)).astype(dtype)
+    dy = rng.integers(-20, 20, size=(1, M, N)).astype(dtype)
+    bias = rng.integers(-20, 20, size=N).astype(dtype)
+
+    def wide(a):                                          # the same values, not C-contiguous
+        out = np.zeros(a.shape[:-1] + (a.shape[-1] + 3,), dtype)
+        out[..., :a.shape[-1]] = a
+        return out[..., :a.shape[-1]]
+
+    x64, w64, dy64 = (v[0].astype(np.float64) for v in (x, w, dy))
+    y = mm.matmul_nt(x, w, None, bias)
+    np.testing.assert_array_equal(y, mm.matmul_nt(wide(x), wide(w), None, bias))
+    np.testing.assert_array_equal(y[0], x64 @ w64.T + bias)
+    dx = mm.matmul_nn(dy, w)
+    np.testing.assert_array_equal(dx, mm.matmul_nn(wide(dy), wide(w)))
+    np.testing.assert_array_equal(dx[0], dy64 @ w64)
+    dw, db = mm.matmul_tn(dy, x, None, True)
+    dw2, db2 = mm.matmul_tn(wide(dy), wide(x), None, True)
+    np.testing.assert_array_equal(dw, dw2)
+    np.testing.assert_array_equal(db, db2)
+    np.testing.assert_array_equal(dw[0], dy64.T @ x64)
+    np.testing.assert_array_equal(db[0], dy64.sum(axis=0))
+    assert db.shape == (1, N) and dw.shape == (1, N, K)
+
+
+@pytest.mark.skipif(not OUTER, reason="the outer-product kernel needs AVX2 or AVX-512")
+@pytest.mark.parametrize("nth", [2, 3])
+@pytest.mark.parametrize("M,N,K", [(20, 200, 45), (13, 96, 1100)])    # column blocks; k blocks
+def test_fused_sums_in_row_zero(rng, nth, M, N, K):
+    """Every task grid leaves the whole sum in row 0 of `sums` and zeros elsewhere (matmul_tn reads row 0):
+    column blocks each sum their share of the rows, k blocks are added into row 0 after the parallel loop."""
+    a = rng.integers(-1000, 1000, size=(1, K, M)).astype(np.float64)     # A read as a^T (matmul_tn's strides)
+    b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
+    sums = np.zeros((nth, M))
+    out = mm._gemm_outer(a.ravel(), 1, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, mm.KERNEL == "avx512",
+                         nth, np.empty(0), sums)
+    np.testing.assert_array_equal(out[0], a[0].T @ b[0].T)
+    np.testing.assert_array_equal(sums[0], a[0].sum(axis=0))
+    assert not sums[1:].any()
