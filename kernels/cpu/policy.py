@@ -52,11 +52,15 @@ PARALLEL_LAYER_NORM = 1 << 15
 # parallel Adam). The speed-up itself is not recorded.
 PARALLEL_ADAM = 1 << 15
 
-# Elements of the logits from which cross_entropy's backward runs its fused kernel (kernels/cpu/softmax.py
-# cross_entropy_backward: p recomputed from the logits and the forward's row max and log-sum, one pass) instead
-# of the NumPy formula (its twin, kept for tests: they raise the threshold to reach it). Issue 22: every size takes
-# the kernel (1 thread, float32: 768 x 95 bwd 168 -> 87 us, 2048 x 96 319 -> 214 us); before, 2^17 (commit 9fdf88b).
-FUSED_BACKWARD = 1
+# Elements of the logits from which cross_entropy runs its fused kernels (kernels/cpu/softmax.py
+# cross_entropy_forward: the row max, log-sum and loss in one pass, writing no log-probabilities;
+# cross_entropy_backward: p recomputed from the logits, one pass) instead of log_softmax's kernel and the NumPy
+# backward formula (their twin; tests lower the threshold to 1 or raise it to reach each). Issue 22 (1 thread,
+# float32, load ~4): 768 x 95 backward 168 -> 58 us, forward 109 -> 74 us; 2048 x 96 backward 319 -> 91 us. 2^15
+# and not lower: examples/reverse.py's logits (1024 x 16) then compile nothing new on a cold start (the two
+# kernels cost 2.4-2.7 s of compile CPU time against log_softmax_forward's 1.3 s). Was 2^17, backward only
+# (commit 9fdf88b).
+FUSED_BACKWARD = 1 << 15
 
 # ---- matmul: few-row products (`_gemm_rows`, chosen by the backend) -----------------------------------------
 

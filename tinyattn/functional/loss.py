@@ -29,8 +29,8 @@ __all__ = [
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-# Logits of at least FUSED_BACKWARD elements take log_softmax's parallel backward kernel (CrossEntropy.backward);
-# smaller ones the NumPy formula (the CPU policy module says why and how it was measured).
+# Logits of at least FUSED_BACKWARD elements take the fused cross-entropy kernels (CrossEntropy); smaller ones
+# log_softmax's kernel and the NumPy backward formula (the CPU policy module says why and how it was measured).
 from ..kernels.cpu.policy import FUSED_BACKWARD  # noqa: E402
 
 
@@ -40,10 +40,11 @@ def _softmax_kernels():
 
 
 def _fused(logits):
-    """Whether cross_entropy's fused CPU kernels take these (N, C) logits: a host float32/float64 array with
-    rows and classes (the kernels compile for those dtypes; anything else goes through log_softmax)."""
-    return (isinstance(logits, np.ndarray) and logits.dtype in _KERNEL_FLOATS and logits.shape[0] > 0
-            and logits.shape[1] > 0)
+    """Whether cross_entropy's fused CPU kernels take these (N, C) logits: a host float32/float64 array of at
+    least FUSED_BACKWARD elements (the kernels compile for those dtypes; smaller logits, and anything else, go
+    through log_softmax and the NumPy backward, so that a small model's cold start compiles nothing new)."""
+    return (isinstance(logits, np.ndarray) and logits.dtype in _KERNEL_FLOATS and logits.size >= FUSED_BACKWARD
+            and logits.shape[0] > 0 and logits.shape[1] > 0)
 
 
 class CrossEntropy(Function):
