@@ -178,3 +178,45 @@ def test_run_switches_to_one_thread_and_restores():
         assert seen[-1] == 1 and ta.get_num_threads() == 1
     finally:
         ta.set_num_threads(before)
+
+
+def test_ops_without_a_gradient_match_function_apply():
+    """add/sub/mul of operands none of which needs a gradient skip Function.apply: same values, dtypes, shapes,
+    fresh results, and the study tools still see every op."""
+    from tinyattn.autograd.function import observe
+    from tinyattn.functional import elementwise as E
+
+    rng = np.random.default_rng(2)
+    x = ta.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    r = ta.tensor(rng.standard_normal((3,)).astype(np.float32))
+    i = ta.tensor(np.array(4, dtype=np.int64))
+    for op, fn in ((E.add, E.Add), (E.sub, E.Sub), (E.mul, E.Mul)):
+        for a, b in ((x, r), (x, 2), (3, x), (i, 1), (5, i), (i, i), (i, 0.5)):
+            fast = op(a, b)
+            general = fn.apply(*E.operands(op.__name__, a, b))
+            assert fast.dtype == general.dtype and fast.shape == general.shape and type(fast._array) is np.ndarray
+            np.testing.assert_array_equal(fast.numpy(), general.numpy())
+            assert fast.is_leaf and not fast.requires_grad
+    y = i + 1
+    y.add_(1)  # the result is its own memory
+    assert i.item() == 4 and y.item() == 6 and y.shape == ()
+    w = ta.tensor([1.0, 2.0], requires_grad=True)
+    out = (w * 3 + x[0, :2]) - 1  # a tensor that needs a gradient still records
+    out.sum().backward()
+    assert out.grad_fn is not None and w.grad.numpy().tolist() == [3.0, 3.0]
+
+    seen = []
+
+    class Watch:
+        def on_apply(self, cls, args, out, start, end):
+            seen.append(cls.__name__)
+
+        def on_backward(self, node, grad, start, end):
+            pass
+
+    handle = observe(Watch())
+    try:
+        i + 1, x * 2, x - r
+    finally:
+        handle.remove()
+    assert seen == ["Add", "Mul", "Sub"]

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..autograd import Function, Variable
+from ..autograd import function as _function
 from ..autograd.function import constant
 from ..backend import backend_of, device_of, is_device_array, move
 from ..dtypes import as_dtype
@@ -564,22 +565,63 @@ class Cast(Function):
 # ---- public functions ---------------------------------------------------------------
 
 
+def _untracked(a, b):
+    """For a binary op on agreed operands (operands()) none of which needs a gradient, on the host, with no study
+    tool watching: (a's array, b's array, the tensor whose _wrap makes the result), which the op computes without
+    Function.apply (it would record nothing: `i + 1` on an index, a comparison's operand). None otherwise: the op
+    goes through apply (a gradient to record, an observer, a device array and its checks)."""
+    if _function._observers:
+        return None
+    if isinstance(a, Variable):
+        if a._requires_grad:
+            return None
+        da, like = a._array, a
+    else:
+        da, like = a, None
+    if isinstance(b, Variable):
+        if b._requires_grad:
+            return None
+        db = b._array
+        if like is None:
+            like = b
+    else:
+        db = b
+    if type(da) is not np.ndarray or type(db) is not np.ndarray:
+        return None
+    return da, db, like
+
+
 def add(a: Operand, b: Operand, *, alpha: Number = 1) -> Tensor:
     """a + alpha · b (PyTorch's add, alpha keyword-only)."""
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
-    return Add.apply(*operands("add", a, b))
+    a, b = operands("add", a, b)
+    plain = _untracked(a, b)
+    if plain is not None:  # what Add.forward returns, without the graph bookkeeping
+        da, db, like = plain
+        return like._wrap(backend_of(da).add(da, db))
+    return Add.apply(a, b)
 
 
 def sub(a: Operand, b: Operand, *, alpha: Number = 1) -> Tensor:
     """a - alpha · b."""
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Variable) else b * alpha
-    return Sub.apply(*operands("sub", a, b))
+    a, b = operands("sub", a, b)
+    plain = _untracked(a, b)
+    if plain is not None:  # Sub.forward's a - b
+        da, db, like = plain
+        return like._wrap(da - db)
+    return Sub.apply(a, b)
 
 
 def mul(a: Operand, b: Operand) -> Tensor:
-    return Mul.apply(*operands("mul", a, b))
+    a, b = operands("mul", a, b)
+    plain = _untracked(a, b)
+    if plain is not None:  # Mul.forward's a * b
+        da, db, like = plain
+        return like._wrap(da * db)
+    return Mul.apply(a, b)
 
 
 def div(a: Operand, b: Operand) -> Tensor:
