@@ -136,7 +136,7 @@ def _exp_neg_f32(x):
     return math.exp(x)
 
 
-@overload(_exp_neg_f32, inline="always")
+@overload(_exp_neg_f32)  # not inline="always": as a function of its own (LLVM inlines it) it compiles 4x faster
 def _exp_neg_f32_impl(x):
     if x != types.float32:
         return None
@@ -161,7 +161,7 @@ def _half_erfc_f32(v):
     return 0.5 * math.erfc(abs(v) * SQRT_HALF), math.exp(-0.5 * v * v)
 
 
-@overload(_half_erfc_f32, inline="always")
+@overload(_half_erfc_f32)  # likewise: Numba-IR inlining made the two kernels compile in 8.4-9.8 s, not 1.9 s
 def _half_erfc_f32_impl(v):
     if v != types.float32:
         return None
