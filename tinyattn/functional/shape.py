@@ -4,6 +4,8 @@ element came from (indexing scatter-adds, since an index may repeat).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Function, Variable
@@ -249,9 +251,9 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
 def _resolved_shape(current, shape):
     """`shape` (ints, at most one -1) with its -1 resolved, when it fits `current`'s element count and has
     elements; None otherwise (the caller then asks NumPy, which resolves or raises)."""
-    size = 1
-    for n in current:
-        size *= n
+    size = math.prod(current)
+    if len(shape) == 1 and shape[0] == -1:  # flatten: x.view(-1)
+        return (size,) if size else None
     known, free = 1, -1
     for i, n in enumerate(shape):
         if n >= 0:
