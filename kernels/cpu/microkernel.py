@@ -19,6 +19,10 @@ output is one sequential sum over k (no reassociation, so float64 stays as exact
 product). The k loop is emitted twice: for a_rs == 1 (a packed or copied panel) the MR values of A[:, k]
 are at constant offsets from one pointer; for a row-major A read in place, at multiples of a_rs (LLVM
 then walks them with a chain of MR adds per k step: 12 cycles, as long as the step's 24 FMAs take).
+The first loop also prefetches B's row B_PREFETCH_ROWS k steps ahead (policy.py): that loop serves a
+copied A (dy^T in a weight gradient dy^T @ x), whose B is x read in place, rows in_features apart; the
+hardware prefetchers do not follow rows 2 KiB apart across pages, so a cold x (a saved activation) was
+waited for row by row.
 
 Two shapes, one per register file (float32 / float64 lanes in brackets):
     ukernel_w64: 64-byte vectors (AVX-512, 32 registers):  MR = 12, NR = 2 x 16 (8)   24 accumulators
@@ -38,7 +42,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .policy import MICRO_ROWS_W32, MICRO_ROWS_W64, TAIL_ROWS_W32, TAIL_ROWS_W64
+from .policy import B_PREFETCH_ROWS, MICRO_ROWS_W32, MICRO_ROWS_W64, TAIL_ROWS_W32, TAIL_ROWS_W64
 
 NV = 2     # vectors per micro-tile row (NR = NV * lanes)
 
@@ -105,7 +109,7 @@ def _make_ukernel(MR, vbytes):
             builder.position_at_end(choose)
             builder.cbranch(builder.icmp_signed("==", a_rs, ir.Constant(i64, 1)), packed, strided)
 
-            def k_loop(block, a_addr):
+            def k_loop(block, a_addr, pf):
                 """for k < kc: acc[r, v] = fmuladd(A[r, k], Bp[k, v*W:(v+1)*W], acc[r, v]) in `block`;
                 a_addr(k) -> the MR addresses of A[:, k]. Returns (last block, final accumulators)."""
                 builder.position_at_end(block)
@@ -119,6 +123,11 @@ def _make_ukernel(MR, vbytes):
                 bk = builder.gep(pb, [builder.mul(k, b_ks)])
                 bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
                       for v in range(NV)]
+                if pf:     # prefetch B's row pf steps ahead (module doc: a B read in place from memory)
+                    ahead = builder.bitcast(builder.gep(bk, [builder.mul(b_ks, ir.Constant(i64, pf))]), i8p)
+                    for off in range(0, NR * isz, 64):
+                        builder.call(prefetch, [builder.gep(ahead, [ir.Constant(i64, off)]), ir.Constant(i32, 0),
+                                                ir.Constant(i32, 3), ir.Constant(i32, 1)])
                 new = []
                 for r, addr in enumerate(a_addr(k)):
                     s = builder.load(addr)
@@ -143,7 +152,7 @@ def _make_ukernel(MR, vbytes):
                 base = builder.gep(pa, [builder.mul(k, a_ks)])
                 return [builder.gep(base, [builder.mul(a_rs, ir.Constant(i64, r))]) for r in range(MR)]
 
-            ends = [k_loop(packed, packed_addr), k_loop(strided, strided_addr)]
+            ends = [k_loop(packed, packed_addr, B_PREFETCH_ROWS), k_loop(strided, strided_addr, 0)]
 
             # C tile: store, or add to what is there
             builder.position_at_end(done)

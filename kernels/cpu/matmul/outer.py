@@ -56,7 +56,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                 if sums: sums[k block, p, this column block's share of i0:i1] += sum over the slice of A
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
                     for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
-                        for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2
+                        for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2 (in place
+                                                              # under a copied A: prefetched rows ahead)
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
         if k blocks > 1: out += sum of the partials (on this thread)

@@ -17,7 +17,9 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
     A is read in place when it is contiguous along k and the panel is full; otherwise it is copied into
     `ap` (MRk values per k, zero rows past mr). B comes from the packed Bp (panel j at boff0 + j*kc, or
     its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
-    Edge tiles (mr < MRk or past N) go through the scratch tile `ct`.
+    Edge tiles (mr < MRk or past N) go through the scratch tile `ct`. Over a copied A panel the micro-kernel
+    prefetches B's rows policy.B_PREFETCH_ROWS k steps ahead (microkernel.py; a weight gradient's x read in
+    place). The micro-kernels are inlined here: Numba's cache of this file does not see microkernel.py change.
     """
     if mr == MRk and a_ks == 1:                  # row-major A: read in place
         asrc = af
