@@ -148,22 +148,28 @@ class Unbind(Function):
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
-        strides = getattr(x, "strides", None)
-        # x's axes from the largest stride to the smallest (its memory order), or None for a row-major x
-        # (a stable sort: equal strides keep their axis order, as np.argsort(kind="stable") would)
-        order = None if strides is None else tuple(sorted(range(len(strides)), key=lambda i: -abs(strides[i])))
-        ctx.order = None if order == tuple(range(x.ndim)) else order
+        ctx.strides = getattr(x, "strides", None)  # x's memory order, which backward reads (see _memory_order)
         return tuple(x if dim == 0 and type(x) is np.ndarray else np.moveaxis(x, dim, 0))
+
+    @staticmethod
+    def _memory_order(strides):
+        """x's axes from the largest stride to the smallest (its memory order), or None for a row-major x (or no
+        strides); a stable sort: equal strides keep their axis order, as np.argsort(kind="stable") would."""
+        if strides is None:
+            return None
+        order = tuple(sorted(range(len(strides)), key=lambda i: -abs(strides[i])))
+        return None if order == tuple(range(len(strides))) else order
 
     @staticmethod
     def backward(ctx, dys):
         present = next(g for g in dys if g is not None)
         parts = [np.zeros_like(present) if g is None else g for g in dys]
-        if ctx.order is None or not isinstance(present, np.ndarray):
+        order = Unbind._memory_order(ctx.strides)
+        if order is None or not isinstance(present, np.ndarray):
             return np.stack(parts, axis=ctx.dim), None
         shape = present.shape[:ctx.dim] + (len(parts),) + present.shape[ctx.dim:]
-        base = np.empty(tuple(shape[a] for a in ctx.order), dtype=np.result_type(*parts))
-        dx = base.transpose(np.argsort(ctx.order))  # shape `shape`, strides in x's order
+        base = np.empty(tuple(shape[a] for a in order), dtype=np.result_type(*parts))
+        dx = base.transpose(np.argsort(order))  # shape `shape`, strides in x's order
         np.stack(parts, axis=ctx.dim, out=dx)
         return dx, None
 
