@@ -111,10 +111,10 @@ MICRO_ROWS_W32 = 6     # AVX2 micro-tile rows
 TAIL_ROWS_W64 = 4      # AVX-512 tail micro-tile rows
 TAIL_ROWS_W32 = 2      # AVX2 tail micro-tile rows
 # k steps ahead at which the micro-kernel's loop over a copied A panel (a weight gradient dy^T @ x: B = x read
-# in place) prefetches B's row. Measured (issue 22; 1 thread, thread CPU time, B evicted from L2 by a 32 MB
-# read between calls, load 6-9): dW = dy^T x with db, 128 x 512 at 768 / 2048 tokens 1226 -> 1063 and
-# 3124 -> 2662 us (15-17 %), the other model shapes within +-5 %; 16 steps ahead: no effect; dy @ W (the
-# strided loop) 0.96-0.98x with it, so that loop has none.
+# in place) prefetches B's row. Measured (issue 22; 1 thread, thread CPU time, median of 40 interleaved calls,
+# operands evicted from L2 by a 32 MB read before each call, load 7): dW = dy^T x with db, 128 x 512 at 768 /
+# 2048 tokens 1232 -> 945 and 3718 -> 3063 us, the other weight gradients 0.97-1.12x, warm 0.95-1.03x; in the
+# strided loop too, dy @ W went 0.96-0.98x, so that loop has none. Other distances not measured.
 B_PREFETCH_ROWS = 64
 
 # k-slice, elements of k: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC. Measured
