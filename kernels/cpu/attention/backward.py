@@ -4,6 +4,8 @@
 register-blocked (tiles._mm). Both share one set-up (their local tiles and D, which query rows see a key
 tile, loading and storing a key tile, zeroing the dq rows no key tile reached): the helpers below, inlined.
 ``_sum_groups`` adds the dq slabs of the key-tile groups.
+``_key_tiles`` / ``_key_tiles_mk``: one work item (batch-head, group of key tiles) of the two loop nests, which are
+a parallel loop calling them (forward._forward_mk says why).
 """
 import numpy as np
 from numba import njit, prange
@@ -135,6 +137,15 @@ def _backward(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
     wait, measured slower (~0.2 ms of a 2.8 ms backward at B32 H4 L64 E32, one thread).  Q, K, V, dO are
     read through their flat views, offsets and row strides (module docstring).
     """
+    BH = dims[0]
+    G = dqp.shape[0]
+    for item in prange(BH * G):
+        _key_tiles(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv)  # int64: _backward_mk
+
+
+@njit(cache=True)
+def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
+    """One work item (batch-head, group of key tiles) of _backward (see _key_tiles_mk)."""
     qf, q_off, q_rs = q
     kf, k_off, k_rs = k
     vf, v_off, v_rs = v
@@ -145,84 +156,83 @@ def _backward(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
     G = dqp.shape[0]
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
-    for item in prange(BH * G):
-        bh = item // G
-        g = item % G
-        qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
-        kT, vT, s, dp, dsT, dkT, dvT, dqT, delta, seen = _item_locals(dims, nqb, dof, doo, do_rs, of, o_off[bh], o_rs)
-        for kb in range(g, nkb, G):
-            j0 = kb * BLOCK_K
-            nk = min(BLOCK_K, S - j0)
-            ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
-            if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
-                continue
-            _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, of.dtype.type(1))
-            for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
-                i0 = qb * BLOCK_Q
-                nq = min(BLOCK_Q, L - i0)
-                # scores -> P (in s)
-                for i in range(nq):
+    bh = item // G
+    g = item % G
+    qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
+    kT, vT, s, dp, dsT, dkT, dvT, dqT, delta, seen = _item_locals(dims, nqb, dof, doo, do_rs, of, o_off[bh], o_rs)
+    for kb in range(g, nkb, G):
+        j0 = kb * BLOCK_K
+        nk = min(BLOCK_K, S - j0)
+        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
+        if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
+            continue
+        _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, of.dtype.type(1))
+        for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
+            i0 = qb * BLOCK_Q
+            nq = min(BLOCK_Q, L - i0)
+            # scores -> P (in s)
+            for i in range(nq):
+                for j in range(BLOCK_K):
+                    s[i, j] = 0.0
+                for e in range(E):
+                    a = qf[qo + (i0 + i) * q_rs + e] * scale
+                    for j in range(BLOCK_K):
+                        s[i, j] += a * kT[e, j]
+            _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
+            for i in range(nq):
+                li = lse[bh, i0 + i]
+                if li == -np.inf:
                     for j in range(BLOCK_K):
                         s[i, j] = 0.0
-                    for e in range(E):
-                        a = qf[qo + (i0 + i) * q_rs + e] * scale
-                        for j in range(BLOCK_K):
-                            s[i, j] += a * kT[e, j]
-                _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
+                else:
+                    for j in range(BLOCK_K):
+                        s[i, j] = _exp(s[i, j] - li)
+                    for j in range(nk, BLOCK_K):  # zero padding keys
+                        s[i, j] = 0.0
+            # dV
+            for e in range(Ev):
                 for i in range(nq):
-                    li = lse[bh, i0 + i]
-                    if li == -np.inf:
-                        for j in range(BLOCK_K):
-                            s[i, j] = 0.0
-                    else:
-                        for j in range(BLOCK_K):
-                            s[i, j] = _exp(s[i, j] - li)
-                        for j in range(nk, BLOCK_K):  # zero padding keys
-                            s[i, j] = 0.0
-                # dV
+                    a = dof[doo + (i0 + i) * do_rs + e]
+                    for j in range(BLOCK_K):
+                        dvT[e, j] += a * s[i, j]
+            # dP -> dS (in dp, scale folded in)
+            for i in range(nq):
+                for j in range(BLOCK_K):
+                    dp[i, j] = 0.0
                 for e in range(Ev):
-                    for i in range(nq):
-                        a = dof[doo + (i0 + i) * do_rs + e]
-                        for j in range(BLOCK_K):
-                            dvT[e, j] += a * s[i, j]
-                # dP -> dS (in dp, scale folded in)
+                    a = dof[doo + (i0 + i) * do_rs + e]
+                    for j in range(BLOCK_K):
+                        dp[i, j] += a * vT[e, j]
+                di = delta[i0 + i]
+                for j in range(BLOCK_K):
+                    dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
+            # dK
+            for e in range(E):
                 for i in range(nq):
+                    a = qf[qo + (i0 + i) * q_rs + e]
                     for j in range(BLOCK_K):
-                        dp[i, j] = 0.0
-                    for e in range(Ev):
-                        a = dof[doo + (i0 + i) * do_rs + e]
-                        for j in range(BLOCK_K):
-                            dp[i, j] += a * vT[e, j]
-                    di = delta[i0 + i]
-                    for j in range(BLOCK_K):
-                        dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
-                # dK
-                for e in range(E):
-                    for i in range(nq):
-                        a = qf[qo + (i0 + i) * q_rs + e]
-                        for j in range(BLOCK_K):
-                            dkT[e, j] += a * dp[i, j]
-                # dQ (through the transposed tile so the inner loop runs over BLOCK_Q queries)
+                        dkT[e, j] += a * dp[i, j]
+            # dQ (through the transposed tile so the inner loop runs over BLOCK_Q queries)
+            for j in range(nk):
+                for i in range(nq):
+                    dsT[j, i] = dp[i, j]
+                for i in range(nq, BLOCK_Q):
+                    dsT[j, i] = 0.0
+            for e in range(E):
+                for i in range(BLOCK_Q):
+                    dqT[e, i] = 0.0
                 for j in range(nk):
-                    for i in range(nq):
-                        dsT[j, i] = dp[i, j]
-                    for i in range(nq, BLOCK_Q):
-                        dsT[j, i] = 0.0
-                for e in range(E):
+                    a = kT[e, j]
                     for i in range(BLOCK_Q):
-                        dqT[e, i] = 0.0
-                    for j in range(nk):
-                        a = kT[e, j]
-                        for i in range(BLOCK_Q):
-                            dqT[e, i] += a * dsT[j, i]
-                add = seen[qb]  # the first key tile of this query tile writes its dq rows, the others add
-                for i in range(nq):
-                    for e in range(E):
-                        x = dqT[e, i]
-                        dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
-                seen[qb] = True
-            _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
-        _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
+                        dqT[e, i] += a * dsT[j, i]
+            add = seen[qb]  # the first key tile of this query tile writes its dq rows, the others add
+            for i in range(nq):
+                for e in range(E):
+                    x = dqT[e, i]
+                    dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
+            seen[qb] = True
+        _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
+    _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
 
 
 @njit(parallel=True, cache=True)
@@ -249,7 +259,18 @@ def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
         dQ[p, qb]    += dS (nq x nk) @ K[p, kb] (nk x E, in place)  into the dq slab, when E is a multiple
                         of NR; else dqT (E, BQ) = K[p, kb]^T @ dS^T, added to the slab transposed
     Rows i >= nq of s and dp are never computed nor read; of the BK key columns only the first wk = nk
-    rounded up to the micro-tile width NR are (and of dqT's BQ columns the first nq rounded up)."""
+    rounded up to the micro-tile width NR are (and of dqT's BQ columns the first nq rounded up).
+
+    The parallel loop only calls _key_tiles_mk, a plain function (forward._forward_mk says why; cold
+    compile 9.1-9.7 -> 7.6-8.0 s CPU, the same run time)."""
+    BH = dims[0]
+    for item in prange(BH * dqp.shape[0]):
+        _key_tiles_mk(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag)
+
+
+@njit(cache=True)
+def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
+    """One work item (batch-head, group of key tiles) of _backward_mk."""
     qf, q_off, q_rs = q
     kf, k_off, k_rs = k
     vf, v_off, v_rs = v
@@ -261,60 +282,59 @@ def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     NR = _nr(tag, of)
-    for item in prange(BH * G):
-        bh = item // G
-        g = item % G
-        qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
-        kT, vT, s, dp, dsT, dkT, dvT, dqT, delta, seen = _item_locals(dims, nqb, dof, doo, do_rs, of, o_off[bh], o_rs)
-        for kb in range(g, nkb, G):
-            j0 = kb * BLOCK_K
-            nk = min(BLOCK_K, S - j0)
-            ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
-            if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
-                continue
-            _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, scale)  # kT = scale K^T
-            for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
-                i0 = qb * BLOCK_Q
-                nq = min(BLOCK_Q, L - i0)
-                wk = min(BLOCK_K, (nk + NR - 1) // NR * NR)  # key columns computed
-                _mm(tag, nq, wk, E, qf, qo + i0 * q_rs, q_rs, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
-                _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
-                for i in range(nq):
-                    li = lse[bh, i0 + i]
-                    if li == -np.inf:
-                        for j in range(wk):
-                            s[i, j] = 0.0
-                    else:
-                        _exp_bwd(s, i, lse, bh * L + i0 + i, wk)
-                        for j in range(nk, wk):  # zero padding keys
-                            s[i, j] = 0.0
-                # dV
-                _mm(tag, Ev, wk, nq, dof, doo + i0 * do_rs, 1, do_rs, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
-                # dP -> dS (in dp, scale folded in)
-                _mm(tag, nq, wk, Ev, dof, doo + i0 * do_rs, do_rs, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
-                for i in range(nq):
-                    di = delta[i0 + i]
+    bh = item // G
+    g = item % G
+    qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
+    kT, vT, s, dp, dsT, dkT, dvT, dqT, delta, seen = _item_locals(dims, nqb, dof, doo, do_rs, of, o_off[bh], o_rs)
+    for kb in range(g, nkb, G):
+        j0 = kb * BLOCK_K
+        nk = min(BLOCK_K, S - j0)
+        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
+        if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
+            continue
+        _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, scale)  # kT = scale K^T
+        for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
+            i0 = qb * BLOCK_Q
+            nq = min(BLOCK_Q, L - i0)
+            wk = min(BLOCK_K, (nk + NR - 1) // NR * NR)  # key columns computed
+            _mm(tag, nq, wk, E, qf, qo + i0 * q_rs, q_rs, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
+            _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
+            for i in range(nq):
+                li = lse[bh, i0 + i]
+                if li == -np.inf:
                     for j in range(wk):
-                        dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
-                # dK
-                _mm(tag, E, wk, nq, qf, qo + i0 * q_rs, 1, q_rs, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
-                # dQ
-                if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
-                    _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqp,
-                        ((g * BH + bh) * L + i0) * E, E, seen[qb])  # the first key tile writes
+                        s[i, j] = 0.0
                 else:
-                    wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)
-                    for j in range(nk):
-                        for i in range(nq):
-                            dsT[j, i] = dp[i, j]
-                        for i in range(nq, wq):
-                            dsT[j, i] = 0.0
-                    _mm(tag, E, wq, nk, kf, ko + j0 * k_rs, 1, k_rs, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
-                    add = seen[qb]  # (one loop with a select: two loops compiled measurably longer)
+                    _exp_bwd(s, i, lse, bh * L + i0 + i, wk)
+                    for j in range(nk, wk):  # zero padding keys
+                        s[i, j] = 0.0
+            # dV
+            _mm(tag, Ev, wk, nq, dof, doo + i0 * do_rs, 1, do_rs, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
+            # dP -> dS (in dp, scale folded in)
+            _mm(tag, nq, wk, Ev, dof, doo + i0 * do_rs, do_rs, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
+            for i in range(nq):
+                di = delta[i0 + i]
+                for j in range(wk):
+                    dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
+            # dK
+            _mm(tag, E, wk, nq, qf, qo + i0 * q_rs, 1, q_rs, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
+            # dQ
+            if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
+                _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqp,
+                    ((g * BH + bh) * L + i0) * E, E, seen[qb])  # the first key tile writes
+            else:
+                wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)
+                for j in range(nk):
                     for i in range(nq):
-                        for e in range(E):
-                            x = dqT[e, i]
-                            dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
-                seen[qb] = True
-            _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
-        _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
+                        dsT[j, i] = dp[i, j]
+                    for i in range(nq, wq):
+                        dsT[j, i] = 0.0
+                _mm(tag, E, wq, nk, kf, ko + j0 * k_rs, 1, k_rs, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
+                add = seen[qb]  # (one loop with a select: two loops compiled measurably longer)
+                for i in range(nq):
+                    for e in range(E):
+                        x = dqT[e, i]
+                        dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
+            seen[qb] = True
+        _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
+    _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
