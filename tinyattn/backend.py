@@ -200,13 +200,13 @@ class CPUBackend:
         return _run(flat.size, self._act.gelu_backward, flat, np.ascontiguousarray(dy).reshape(-1)).reshape(x.shape)
 
     def gelu_erf(self, x):
-        flat = np.ascontiguousarray(x).reshape(-1)
-        return _run(flat.size, self._act.gelu_erf_forward, flat).reshape(x.shape)
+        flat = np.ascontiguousarray(x).reshape(-1)  # the output from NumPy: huge pages for large ones (the kernel's note)
+        return _run(flat.size, self._act.gelu_erf_forward, flat, np.empty_like(flat)).reshape(x.shape)
 
     def gelu_erf_backward(self, x, dy):
         flat = np.ascontiguousarray(x).reshape(-1)
         dy = np.ascontiguousarray(dy, dtype=flat.dtype).reshape(-1)
-        return _run(flat.size, self._act.gelu_erf_backward, flat, dy).reshape(x.shape)
+        return _run(flat.size, self._act.gelu_erf_backward, flat, dy, np.empty_like(flat)).reshape(x.shape)
 
     # ---- layer norm over rows ---------------------------------------------------
     # On every thread from PARALLEL_LAYER_NORM elements (policy.py, with its measurement), not SERIAL_WORK.

@@ -206,12 +206,12 @@ def cross_entropy_forward(x, target, smoothing):
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")  # FMA in the exp polynomial
-def cross_entropy_backward(x, mx, lse, target, w, smoothing):
-    """dx (R, C) of the formula above; w (R,) the gradient of each row's loss (0 for an ignored row).
+def cross_entropy_backward(x, mx, lse, target, w, smoothing, dx):
+    """dx (R, C) of the formula above, into dx (allocated by the caller with NumPy: huge pages for large arrays);
+    w (R,) the gradient of each row's loss (0 for an ignored row).
     Loop nest: prange r: for c: dx[r, c] = w_r (exp((x[r, c] - m_r) - ls_r) - ε/C);  dx[r, t_r] -= w_r (1 - ε)."""
     R, C = x.shape
     T = x.dtype.type
-    dx = np.empty_like(x)
     off = T(smoothing / C) if C else T(0)
     hit = T(1.0 - smoothing)
     for r in prange(R):
