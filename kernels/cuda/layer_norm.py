@@ -23,10 +23,11 @@ Launches:
       μ = block_sum(Σ_owned x) / N;   σ² = block_sum(Σ_owned (x - μ)²) / N;   rstd = 1/√(σ² + eps)
       y[r, c] = (x[r, c] - μ) rstd w[c] + b[c]   (owned c);   thread 0: mean[r], rstd[r]
 
-  dx (x̂ = (x - μ) rstd recomputed): mean_g = block_sum(Σ_owned g) / N;  mean_gh = block_sum(Σ_owned g x̂) / N;  then dx elementwise.
+  dx (x̂ = (x - μ) rstd recomputed): mean_g = block_sum(Σ_owned g) / N;  mean_gh = block_sum(Σ_owned g x̂) / N;
+  then dx elementwise.
 * column kernel (dw, db): one thread per column c, grid ceil(N / block): for r in 0..R-1: dw[c] += dy x̂,
-  db[c] += dy (x̂ recomputed from x, mean[r], rstd[r]). Each thread owns its column, so nothing races and no atomics are needed; consecutive
-  threads read consecutive addresses.
+  db[c] += dy (x̂ recomputed from x, mean[r], rstd[r]). Each thread owns its column, so nothing races and no
+  atomics are needed; consecutive threads read consecutive addresses.
 Kernels are compiled per (dtype, block) by `_kernels`, since a shared array needs both at compile time.
 """
 import functools
