@@ -130,9 +130,9 @@ def norm_cdf_pdf(v):
 
 
 def _exp_neg_f32(x):
-    """e^x for float32 x <= 0 (0 below -87; NaN in gives 0 out, the callers propagate NaN through x itself), with
-    vexp's reduction and Taylor polynomial evaluated in Estrin's scheme: a shorter dependency chain in a loop
-    where it is the longest part."""
+    """e^x for float32 x <= 0 (0 below -87; NaN in gives 0 out, the callers propagate NaN through x itself): vexp's
+    reduction and Taylor polynomial without its NaN and large-x handling. Horner, not Estrin: the loop is bound by
+    its instruction count, not by the chain (Estrin's extra products made the forward ~5 % slower)."""
     return math.exp(x)
 
 
@@ -147,10 +147,14 @@ def _exp_neg_f32_impl(x):
         xc = max(x, lo)
         nf = np.floor(xc * f(1.4426950408889634) + f(0.5))
         r = (xc - nf * f(0.693359375)) - nf * f(-2.12194440e-4)
-        r2 = r * r
-        r4 = r2 * r2
-        p = ((f(1.0) + r) + (f(0.5) + f(1.0 / 6.0) * r) * r2) + \
-            ((f(1.0 / 24.0) + f(1.0 / 120.0) * r) + (f(1.0 / 720.0) + f(1.0 / 5040.0) * r) * r2) * r4
+        p = f(1.0 / 5040.0)
+        p = p * r + f(1.0 / 720.0)
+        p = p * r + f(1.0 / 120.0)
+        p = p * r + f(1.0 / 24.0)
+        p = p * r + f(1.0 / 6.0)
+        p = p * r + f(0.5)
+        p = p * r + f(1.0)
+        p = p * r + f(1.0)
         two_n = _bits_as_float(np.int32((np.int32(nf) + 127) << 23))
         return p * two_n if x >= lo else f(0.0)
     return impl
@@ -172,9 +176,15 @@ def _half_erfc_f32_impl(v):
     def impl(v):
         e = _exp_neg_f32(f(-0.5) * v * v)
         t = recip_finite(f(1.0) + k * min(abs(v), f(20.0)))  # clamped: finite (past 20, E is 0)
-        t2 = t * t
-        t4 = t2 * t2
-        q = ((q0 + q1 * t) + (q2 + q3 * t) * t2) + ((q4 + q5 * t) + (q6 + q7 * t) * t2) * t4 + q8 * (t4 * t4)
+        q = q8
+        q = q * t + q7
+        q = q * t + q6
+        q = q * t + q5
+        q = q * t + q4
+        q = q * t + q3
+        q = q * t + q2
+        q = q * t + q1
+        q = q * t + q0
         return t * q * e, e
     return impl
 
