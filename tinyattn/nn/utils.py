@@ -45,7 +45,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            "error and scale the gradients by the non-finite norm anyway, set "
                            "`error_if_nonfinite=False`")
     scale = np.minimum(max_norm / (total + 1e-6), 1.0)
-    if scale != 1.0:  # (x * 1.0 is x, NaN and -0.0 included: skipping the pass changes no bit)
+    # on the host, a scale of 1 skips the pass (x * 1.0 is x, NaN and -0.0 included: no bit changes); on a
+    # device, reading the scale back would be a copy to the host per step
+    if not isinstance(scale, np.generic) or scale != 1.0:
         for g in grads:
             g *= scale.astype(g.dtype)
     return Tensor._wrap(backend_of(grads[0]).asarray(total, dtype=grads[0].dtype))
