@@ -55,3 +55,33 @@ def test_fused_sums_in_row_zero(rng, nth, M, N, K):
     np.testing.assert_array_equal(out[0], a[0].T @ b[0].T)
     np.testing.assert_array_equal(sums[0], a[0].sum(axis=0))
     assert not sums[1:].any()
+
+
+@pytest.mark.skipif(not OUTER, reason="the outer-product kernel needs AVX2 or AVX-512")
+def test_ukernel_strided_loop_every_kc():
+    """The micro-kernel over a row-major A read in place (a_rs rows apart): its unrolled main loop (a_ks == 1,
+    kc >= 4) and single steps for the rest of kc, or for any other layout (a_ks == 2), float64 exact."""
+    from numba import njit
+
+    from tinyattn.kernels.cpu import microkernel as uk
+
+    kern, MR, lanes = (uk.ukernel_w64, 12, 8) if mm.KERNEL == "avx512" else (uk.ukernel_w32, 6, 4)
+    NR = 2 * lanes
+
+    @njit
+    def tile(kc, a, a_rs, a_ks, b, c, acc):
+        kern(kc, a, 1, a_rs, a_ks, b, 0, NR, c, 0, NR, acc)
+
+    rng = np.random.default_rng(3)
+    for kc in (0, 1, 3, 4, 5, 9):
+        for a_ks in (1, 2):
+            a_rs = 2 * kc + 3
+            a = rng.integers(-50, 50, size=1 + MR * a_rs + 2 * kc).astype(np.float64)
+            b = rng.integers(-50, 50, size=max(kc, 1) * NR).astype(np.float64)
+            A = np.array([[a[1 + r * a_rs + k * a_ks] for k in range(kc)] for r in range(MR)]).reshape(MR, kc)
+            ref = A @ b[:kc * NR].reshape(kc, NR)
+            c = np.full(MR * NR, 7.0)
+            tile(kc, a, a_rs, a_ks, b, c, False)
+            np.testing.assert_array_equal(c.reshape(MR, NR), ref)
+            tile(kc, a, a_rs, a_ks, b, c, True)
+            np.testing.assert_array_equal(c.reshape(MR, NR), 2 * ref)

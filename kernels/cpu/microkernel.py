@@ -18,7 +18,9 @@ accumulators are SSA values (loop phis), so LLVM keeps them in registers: no hor
 output is one sequential sum over k (no reassociation, so float64 stays as exact as a plain dot
 product). The k loop is emitted twice: for a_rs == 1 (a packed or copied panel) the MR values of A[:, k]
 are at constant offsets from one pointer; for a row-major A read in place, at multiples of a_rs (LLVM
-then walks them with a chain of MR adds per k step: 12 cycles, as long as the step's 24 FMAs take).
+would walk them with a chain of MR dependent adds per k step, 12 cycles, as long as the step's 24 FMAs take:
+so when a_ks == 1 it keeps one pointer per group of 4 rows, advanced through an empty inline asm that LLVM
+cannot see through, and unrolls UNROLL_STRIDED k steps at constant offsets, single steps for the rest).
 The first loop also prefetches B's row B_PREFETCH_ROWS k steps ahead (policy.py): that loop serves a
 copied A (dy^T in a weight gradient dy^T @ x), whose B is x read in place, rows in_features apart; the
 hardware prefetchers do not follow rows 2 KiB apart across pages, so a cold x (a saved activation) was
@@ -42,7 +44,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .policy import B_PREFETCH_ROWS, MICRO_ROWS_W32, MICRO_ROWS_W64, TAIL_ROWS_W32, TAIL_ROWS_W64
+from .policy import B_PREFETCH_ROWS, MICRO_ROWS_W32, MICRO_ROWS_W64, TAIL_ROWS_W32, TAIL_ROWS_W64, UNROLL_STRIDED
 
 NV = 2     # vectors per micro-tile row (NR = NV * lanes)
 
@@ -109,17 +111,19 @@ def _make_ukernel(MR, vbytes):
             builder.position_at_end(choose)
             builder.cbranch(builder.icmp_signed("==", a_rs, ir.Constant(i64, 1)), packed, strided)
 
-            def k_loop(block, a_addr, pf):
+            def k_loop(block, a_addr, pf, incoming=None):
                 """for k < kc: acc[r, v] = fmuladd(A[r, k], Bp[k, v*W:(v+1)*W], acc[r, v]) in `block`;
-                a_addr(k) -> the MR addresses of A[:, k]. Returns (last block, final accumulators)."""
+                a_addr(k) -> the MR addresses of A[:, k]; entered from `incoming` (block, k, accumulators),
+                default `choose` with k = 0 and zeros. Returns (last block, final accumulators)."""
                 builder.position_at_end(block)
                 k = builder.phi(i64)
-                k.add_incoming(ir.Constant(i64, 0), choose)
                 acc = []
                 for _ in range(MR * NV):
-                    ph = builder.phi(vt)
-                    ph.add_incoming(zero, choose)
-                    acc.append(ph)
+                    acc.append(builder.phi(vt))
+                for blk, k_in, acc_in in incoming or [(choose, ir.Constant(i64, 0), [zero] * (MR * NV))]:
+                    k.add_incoming(k_in, blk)
+                    for ph, a_in in zip(acc, acc_in):
+                        ph.add_incoming(a_in, blk)
                 bk = builder.gep(pb, [builder.mul(k, b_ks)])
                 bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
                       for v in range(NV)]
@@ -152,7 +156,73 @@ def _make_ukernel(MR, vbytes):
                 base = builder.gep(pa, [builder.mul(k, a_ks)])
                 return [builder.gep(base, [builder.mul(a_rs, ir.Constant(i64, r))]) for r in range(MR)]
 
-            ends = [k_loop(packed, packed_addr, B_PREFETCH_ROWS), k_loop(strided, strided_addr, 0)]
+            ends = [k_loop(packed, packed_addr, B_PREFETCH_ROWS)]
+            # strided, a_ks == 1 and kc >= U: a main loop of U k steps with one pointer per group of 4 rows
+            # (A[4g, k]), advanced by an increment LLVM cannot see through (an empty inline asm), so that it
+            # does not walk all MR rows with one register (a chain of MR dependent adds per k step); then
+            # single steps (`rest`) for the last kc % U steps, or for every step of any other layout
+            U = UNROLL_STRIDED
+            main = builder.append_basic_block("ukernel.k.strided.main")
+            check = builder.append_basic_block("ukernel.k.strided.check")
+            rest = builder.append_basic_block("ukernel.k.strided.rest")
+            builder.position_at_end(strided)
+            G = (MR + 3) // 4
+            starts = [builder.gep(pa, [builder.mul(a_rs, ir.Constant(i64, 4 * g))]) for g in range(G)]
+            rows3 = builder.mul(a_rs, ir.Constant(i64, 3))
+            fast = builder.and_(builder.icmp_signed(">=", kc, ir.Constant(i64, U)),
+                                builder.icmp_signed("==", a_ks, ir.Constant(i64, 1)))
+            builder.cbranch(fast, main, check)
+            builder.position_at_end(main)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), strided)
+            acc = []
+            for _ in range(MR * NV):
+                ph = builder.phi(vt)
+                ph.add_incoming(zero, strided)
+                acc.append(ph)
+            gp = []
+            for g in range(G):
+                ph = builder.phi(pa.type)
+                ph.add_incoming(starts[g], strided)
+                gp.append(ph)
+            acc_phis = acc
+            for u in range(U):
+                bk = builder.gep(pb, [builder.mul(builder.add(k, ir.Constant(i64, u)), b_ks)])
+                bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, v * W)]), vptr), align=isz)
+                      for v in range(NV)]
+                new = []
+                for r in range(MR):
+                    g, j = divmod(r, 4)
+                    off = ir.Constant(i64, u) if j == 0 else builder.add(
+                        rows3 if j == 3 else builder.mul(a_rs, ir.Constant(i64, j)), ir.Constant(i64, u))
+                    s = builder.load(builder.gep(gp[g], [off]))
+                    sv = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
+                    for v in range(NV):
+                        new.append(builder.call(fma, [sv, bv[v], acc[r * NV + v]]))
+                acc = new
+            k1 = builder.add(k, ir.Constant(i64, U))
+            step = builder.asm(ir.FunctionType(i64, [i64]), "", "=r,0", [ir.Constant(i64, U)], True)
+            nxt = [builder.gep(ptr, [step]) for ptr in gp]
+            m_last = builder.block
+            k.add_incoming(k1, m_last)
+            for ph, nv in zip(acc_phis, new):
+                ph.add_incoming(nv, m_last)
+            for ph, nv in zip(gp, nxt):
+                ph.add_incoming(nv, m_last)
+            builder.cbranch(builder.icmp_signed("<=", builder.add(k1, ir.Constant(i64, U)), kc), main, check)
+            builder.position_at_end(check)
+            kr = builder.phi(i64)
+            kr.add_incoming(ir.Constant(i64, 0), strided)
+            kr.add_incoming(k1, m_last)
+            acc_r = []
+            for t in range(MR * NV):
+                ph = builder.phi(vt)
+                ph.add_incoming(zero, strided)
+                ph.add_incoming(new[t], m_last)
+                acc_r.append(ph)
+            builder.cbranch(builder.icmp_signed("<", kr, kc), rest, done)
+            ends.append((check, acc_r))
+            ends.append(k_loop(rest, strided_addr, 0, [(check, kr, acc_r)]))
 
             # C tile: store, or add to what is there
             builder.position_at_end(done)

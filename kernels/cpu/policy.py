@@ -116,6 +116,12 @@ TAIL_ROWS_W32 = 2      # AVX2 tail micro-tile rows
 # 2048 tokens 1232 -> 945 and 3718 -> 3063 us, the other weight gradients 0.97-1.12x, warm 0.95-1.03x; in the
 # strided loop too, dy @ W went 0.96-0.98x, so that loop has none. Other distances not measured.
 B_PREFETCH_ROWS = 64
+# k steps per iteration of the micro-kernel's loop over a row-major A read in place (x @ W^T, dy @ W), which
+# keeps one pointer per group of 4 rows (microkernel.py). Measured (issue 22; 1 thread, thread CPU time, fresh
+# Numba cache, load 5.5-6): against the former loop (one register walking all 12 rows, a chain of 12 adds per
+# k step): a 12 x 256 panel in L1 172 -> 184-190 GF/s; x @ W^T and dy @ W at the model shapes (768 and 2048
+# tokens) 0.98-1.14x warm, geometric mean 1.06, and 1.07 cold (inputs evicted from L2).
+UNROLL_STRIDED = 4
 
 # k-slice, elements of k: a B micro-panel is NR*KC elements (32 KiB), an A micro-panel MR*KC. Measured
 # (docs/benchmarks.md "Goal 2: matmul"): KC 128/256/384/512, 256 best or equal.

@@ -55,7 +55,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
                 if sums: sums[k block, p, this column block's share of i0:i1] += sum over the slice of A
                 for jc in range(j0, j1, NC):                  # B block kc x NC (<= 1 MiB) stays in L2
-                    for i in range(i0, i1, MR):               # A micro-panel: in place or copied (L1)
+                    for i in range(i0, i1, MR):               # A micro-panel: in place (unrolled) or copied
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2 (in place
                                                               # under a copied A: prefetched rows ahead)
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)

@@ -19,7 +19,8 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
     its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
     Edge tiles (mr < MRk or past N) go through the scratch tile `ct`. Over a copied A panel the micro-kernel
     prefetches B's rows policy.B_PREFETCH_ROWS k steps ahead (microkernel.py; a weight gradient's x read in
-    place). The micro-kernels are inlined here: Numba's cache of this file does not see microkernel.py change.
+    place); over a row-major A read in place it unrolls policy.UNROLL_STRIDED k steps. The micro-kernels are
+    inlined here: Numba's cache of this file does not see microkernel.py change (edit this file with it).
     """
     if mr == MRk and a_ks == 1:                  # row-major A: read in place
         asrc = af
