@@ -195,3 +195,22 @@ def test_a_read_only_cache_folder_still_loads(fresh, monkeypatch):
         assert probe(1.0) == 2.0
     assert probe.stats.cache_hits and not probe.stats.cache_misses
     assert probe.stats.cache_path.startswith(str(fresh))
+
+
+def test_a_kernels_cache_stamp_covers_the_sources_it_inlines(tmp_path):
+    # a kernel inlines code from other kernel modules (micro-kernels, policy's constants): its cache stamp
+    # holds a digest of all of them, so editing any one recompiles it instead of loading stale code
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "policy.py").write_text("BLOCK = 64\n")
+    (tmp_path / "cpu" / "notes.txt").write_text("not a source")
+    before = kernel_cache.kernels_digest([str(tmp_path)])
+    assert kernel_cache.kernels_digest([str(tmp_path)]) == before
+    (tmp_path / "cpu" / "notes.txt").write_text("still not a source")
+    assert kernel_cache.kernels_digest([str(tmp_path)]) == before
+    (tmp_path / "cpu" / "policy.py").write_text("BLOCK = 32\n")
+    assert kernel_cache.kernels_digest([str(tmp_path)]) != before
+
+    from tinyattn.kernels.cpu import softmax
+
+    stamp = kernel_cache.TolerantCache(softmax._row_max.py_func)._cache_file._source_stamp
+    assert stamp[1] == kernel_cache.kernels_digest()

@@ -39,7 +39,7 @@ import warnings
 from numba.core import caching, dispatcher
 
 __all__ = [
-    "failures", "install", "KernelCacheWarning", "TolerantCache", "uninstall", "write_failed",
+    "failures", "install", "kernels_digest", "KernelCacheWarning", "TolerantCache", "uninstall", "write_failed",
 ]
 
 
@@ -129,6 +129,40 @@ class _TolerantImpl(caching.CompileResultCacheImpl):
                         _ReadableInTreeLocator]
 
 
+_digest = None
+
+
+def kernels_digest(roots=None):
+    """A digest of the sources of every module under tinyattn.kernels (their paths and contents), part of each
+    kernel's cache stamp. Numba stamps a cached kernel with its own file only, but a kernel compiles in what it
+    inlines from other files (the micro-kernels, policy's constants, the shared row functions): without this, an
+    edited micro-kernel or threshold would leave every kernel that inlines it running its old cached code.
+    With it, changing any kernel source recompiles the kernels once. `roots`: folders to digest (default: the
+    kernels package's, computed once per process)."""
+    global _digest
+    if roots is None and _digest is not None:
+        return _digest
+    import hashlib
+    import sys
+
+    h = hashlib.sha256()
+    for root in roots if roots is not None else sys.modules["tinyattn.kernels"].__path__:
+        for folder, dirs, names in sorted(os.walk(root)):
+            dirs.sort()
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(folder, name)
+                h.update(os.path.relpath(path, root).encode())
+                try:
+                    with open(path, "rb") as f:
+                        h.update(f.read())
+                except OSError:  # unreadable: its own kernels' stamps (Numba's) still cover it
+                    h.update(b"?")
+    digest = h.hexdigest()[:16]
+    if roots is None:
+        _digest = digest
+    return digest
+
+
 class TolerantCache(caching.FunctionCache):
     """Numba's FunctionCache, where a failing disk costs a warning and a compile, never the call."""
 
@@ -136,8 +170,11 @@ class TolerantCache(caching.FunctionCache):
 
     def __init__(self, py_func):
         super().__init__(py_func)
+        stamp = self._impl.locator.get_source_stamp()
+        if (getattr(py_func, "__module__", None) or "").startswith("tinyattn.kernels."):
+            stamp = (stamp, kernels_digest())
         self._cache_file = _TolerantIndex(cache_path=self._cache_path, filename_base=self._impl.filename_base,
-                                          source_stamp=self._impl.locator.get_source_stamp())
+                                          source_stamp=stamp)
 
     def load_overload(self, sig, target_context):
         try:
