@@ -107,7 +107,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
     elif N % NR:                              # in place: only a last partial panel is packed
         for pb in range(Bb):
-            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR, 0, wide)
+            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR,
+                          np.int64(0), wide)   # int64 as above: a literal 0 compiles a second copy (~1.3 s)
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
