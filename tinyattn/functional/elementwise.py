@@ -411,6 +411,8 @@ class Gelu(Function):
     Both directions are one fused kernel pass (kernels/cpu/activations.py, kernels/cuda/activations.py).
     """
 
+    fresh_grads = True  # both backends' backward kernels return a new array (no copy before accumulating)
+
     @staticmethod
     def forward(ctx, x, exact):
         ctx.save_for_backward(x)
