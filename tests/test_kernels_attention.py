@@ -215,7 +215,7 @@ def test_tile_row_exp(dtype):
 
     @njit
     def run(sT, nk, c, l, s, lse, lo):
-        A._exp_fwd(sT, nk, c, l, BLOCK_Q)
+        A._exp_fwd(sT, 0, nk, c, l, 0, BLOCK_Q)
         for i in range(s.shape[0]):
             A._exp_bwd(s, i, lse, lo, BLOCK_K)
 

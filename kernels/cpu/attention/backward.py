@@ -14,6 +14,7 @@ from ..vexp import vexp as _exp
 from .exp import _exp_bwd
 from .mask import _bias_and_mask, _query_range
 from .tiles import BLOCK_K, BLOCK_Q, _mm, _nr, _zero2
+from .transpose import _transpose
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -75,15 +76,13 @@ def _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset):
 
 @njit(cache=True, inline="always")
 def _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, kscale):
-    """kT = kscale K[p, kb]^T, vT = V[p, kb]^T, zero padded to BLOCK_K keys; dkT = dvT = 0. Loops (_zero2),
-    not kT[:, :] = 0 (an array expression: a parfor inside the prange body)."""
-    _zero2(kT)
-    _zero2(vT)
-    for j in range(nk):
-        for e in range(kT.shape[0]):
-            kT[e, j] = kf[ko + (j0 + j) * k_rs + e] * kscale
-        for e in range(vT.shape[0]):
-            vT[e, j] = vf[vo + (j0 + j) * v_rs + e]
+    """kT = kscale K[p, kb]^T, vT = V[p, kb]^T (transpose._transpose), zero padded to BLOCK_K keys;
+    dkT = dvT = 0. Loops (_zero2), not kT[:, :] = 0 (an array expression: a parfor inside the prange body)."""
+    if nk < BLOCK_K:
+        _zero2(kT)
+        _zero2(vT)
+    _transpose(kf, ko + j0 * k_rs, k_rs, kT.reshape(-1), 0, BLOCK_K, nk, kT.shape[0], kscale)
+    _transpose(vf, vo + j0 * v_rs, v_rs, vT.reshape(-1), 0, BLOCK_K, nk, vT.shape[0], vT.dtype.type(1))
     _zero2(dkT)
     _zero2(dvT)
 
@@ -91,11 +90,10 @@ def _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, kscale)
 @njit(cache=True, inline="always")
 def _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk):
     """dK[p, kb] = dkT^T, dV[p, kb] = dvT^T (the first nk keys)."""
-    for j in range(nk):
-        for e in range(dkT.shape[0]):
-            dk[bh, j0 + j, e] = dkT[e, j]
-        for e in range(dvT.shape[0]):
-            dv[bh, j0 + j, e] = dvT[e, j]
+    E, Ev = dkT.shape[0], dvT.shape[0]
+    one = dk.dtype.type(1)
+    _transpose(dkT.reshape(-1), 0, BLOCK_K, dk.reshape(-1), (bh * dk.shape[1] + j0) * E, E, E, nk, one)
+    _transpose(dvT.reshape(-1), 0, BLOCK_K, dv.reshape(-1), (bh * dv.shape[1] + j0) * Ev, Ev, Ev, nk, one)
 
 
 @njit(cache=True, inline="always")

@@ -89,9 +89,9 @@ _exp_row_c = _make_exp_row(True)      # x = exp(x - c[:]); l += x
 _exp_row_s = _make_exp_row(False)     # x = exp(x - c)
 
 
-def _exp_fwd(sT, nk, c, l, w):
-    """sT[j, :w] = exp(sT[j, :w] - c[:w]); l[:w] += sT[j, :w]   for j < nk (rows of BLOCK_Q, the first w
-    columns: w a multiple of 16 for float32; Numba only)."""
+def _exp_fwd(sT, r0, r1, c, l, c0, w):
+    """sT[j, c0:c0 + w] = exp(sT[j, c0:c0 + w] - c[c0:c0 + w]); l[c0:c0 + w] += sT[j, c0:c0 + w]   for
+    r0 <= j < r1 (rows of BLOCK_Q; w a multiple of 16 for float32; Numba only)."""
     raise NotImplementedError
 
 
@@ -102,16 +102,16 @@ def _exp_bwd(s, i, lse, lo, w):
 
 
 @overload(_exp_fwd)
-def _exp_fwd_impl(sT, nk, c, l, w):
+def _exp_fwd_impl(sT, r0, r1, c, l, c0, w):
     if sT.dtype == types.float32 and BLOCK_Q % _EXP_N == 0:
-        def impl(sT, nk, c, l, w):
-            for j in range(nk):
-                _exp_row_c(w // _EXP_N, sT, j * BLOCK_Q, c, 0, l, 0)
+        def impl(sT, r0, r1, c, l, c0, w):
+            for j in range(r0, r1):
+                _exp_row_c(w // _EXP_N, sT, j * BLOCK_Q + c0, c, c0, l, c0)
         return impl
 
-    def impl(sT, nk, c, l, w):
-        for j in range(nk):
-            for i in range(w):
+    def impl(sT, r0, r1, c, l, c0, w):
+        for j in range(r0, r1):
+            for i in range(c0, c0 + w):
                 pji = _exp(sT[j, i] - c[i])
                 sT[j, i] = pji
                 l[i] += pji
@@ -132,3 +132,66 @@ def _exp_bwd_impl(s, i, lse, lo, w):
     return impl
 
 
+
+
+@intrinsic
+def _max_rows_ir(typingctx, n, x, x_off, ld, nrows, m, m_off):
+    """m[m_off + t] = max(m[m_off + t], x[x_off + r * ld + t]) for r < nrows, t < n * W (W = 64 bytes of
+    x's dtype), as vector IR: Numba's own loops over one NR-wide column block of a tile measured scalar.
+    max as Numba's builtin: the new value only where it compares greater (a NaN score never wins)."""
+    if not (isinstance(x, types.Array) and isinstance(m, types.Array) and x.dtype == m.dtype
+            and x.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.void(n, x, x_off, ld, nrows, m, m_off)
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+        from llvmlite import ir
+
+        i64 = ir.IntType(64)
+        ft = context.get_value_type(sig.args[1].dtype)
+        W = 64 // sig.args[1].dtype.bitwidth * 8
+        vt = ir.VectorType(ft, W)
+        vptr = vt.as_pointer()
+        tys = sig.args
+        n, x, x_off, ld, nrows, m, m_off = [
+            context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(args, tys)]
+        px = builder.gep(context.make_array(tys[1])(context, builder, x).data, [x_off])
+        pm = builder.gep(context.make_array(tys[5])(context, builder, m).data, [m_off])
+        with cgutils.for_range(builder, n) as vloop:
+            off = builder.mul(vloop.index, ir.Constant(i64, W))
+            mp = builder.bitcast(builder.gep(pm, [off]), vptr)
+            acc = cgutils.alloca_once(builder, vt)
+            builder.store(builder.load(mp, align=1), acc)
+            with cgutils.for_range(builder, nrows) as rloop:
+                xp = builder.bitcast(builder.gep(px, [builder.add(builder.mul(rloop.index, ld), off)]), vptr)
+                xv = builder.load(xp, align=1)
+                mv = builder.load(acc)
+                builder.store(builder.select(builder.fcmp_ordered(">", xv, mv), xv, mv), acc)
+            builder.store(builder.load(acc), mp, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _max_rows(sT, r0, r1, m, c0, w):
+    """m[c0:c0 + w] = max(m[c0:c0 + w], sT[j, c0:c0 + w]) for r0 <= j < r1 (rows of BLOCK_Q; w a multiple
+    of 64 bytes of the dtype; Numba only)."""
+    raise NotImplementedError
+
+
+@overload(_max_rows)
+def _max_rows_impl(sT, r0, r1, m, c0, w):
+    if sT.dtype in (types.float32, types.float64) and BLOCK_Q % (64 // sT.dtype.bitwidth * 8) == 0:
+        W = 64 // sT.dtype.bitwidth * 8
+
+        def impl(sT, r0, r1, m, c0, w):
+            _max_rows_ir(w // W, sT, r0 * BLOCK_Q + c0, BLOCK_Q, r1 - r0, m, c0)
+        return impl
+
+    def impl(sT, r0, r1, m, c0, w):
+        for j in range(r0, r1):
+            for i in range(c0, c0 + w):
+                m[i] = max(m[i], sT[j, i])
+    return impl

@@ -26,6 +26,15 @@ def _key_range(p0, p1, S, causal, window):
 
 
 @njit(cache=True, inline="always")
+def _block_rows(p0, p1, j0, nk, S, causal, window):
+    """Rows [r0, r1) of the key tile [j0, j0 + nk) that queries at positions [p0, p1) may see (_key_range
+    clipped to the tile); r1 <= r0 when they see none of it."""
+    jlo, jhi = _key_range(p0, p1, S, causal, window)
+    r0 = max(jlo - j0, 0)
+    return r0, max(r0, min(jhi - j0, nk))
+
+
+@njit(cache=True, inline="always")
 def _query_range(j0, j1, L, causal, window, offset):
     """Query rows [ilo, ihi) (row i at position i + offset) that may see keys [j0, j1) under causal/window."""
     ilo = 0
@@ -55,17 +64,17 @@ def _masked(p, j, causal, window):
 
 
 @njit(cache=True, inline="always")
-def _bias_and_mask_t(sT, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset):
+def _bias_and_mask_t(sT, bias, has_bias, bh, i0, c0, c1, j0, r0, r1, causal, window, offset):
     """The masking rule on a transposed score tile sT (keys j x queries i, the forward's): sT[j, i] +=
     bias[0, bh, i0 + i, j0 + j], then -inf where causal/window mask (query row i0 + i at position
-    i0 + i + offset). Only rows j < nk and columns i < nq are touched."""
+    i0 + i + offset). Only rows r0 <= j < r1 and columns c0 <= i < c1 are touched."""
     if has_bias:
-        for j in range(nk):
-            for i in range(nq):
+        for j in range(r0, r1):
+            for i in range(c0, c1):
                 sT[j, i] += bias[0, bh, i0 + i, j0 + j]
-    if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
-        for j in range(nk):
-            for i in range(nq):
+    if _tile_needs_mask(i0 + c0 + offset, c1 - c0, j0 + r0, r1 - r0, causal, window):
+        for j in range(r0, r1):
+            for i in range(c0, c1):
                 if _masked(i0 + i + offset, j0 + j, causal, window):
                     sT[j, i] = -np.inf
 
