@@ -239,7 +239,7 @@ def test_cross_entropy_with_class_axis_one_and_single_sample(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_fused_backward_equals_the_formula(rng, dtype, monkeypatch):
-    """Large logits (>= loss.FUSED_BACKWARD elements) take log_softmax's fused backward kernel: the same
+    """Large logits (>= loss.FUSED_BACKWARD elements) take the fused cross-entropy kernels: the same
     gradient as the NumPy formula smaller ones use, with ignored rows, label smoothing and every reduction;
     gradcheck through the fused path in float64."""
     from tinyattn.functional import loss

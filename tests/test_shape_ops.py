@@ -157,6 +157,19 @@ def test_split_and_chunk_are_views_sharing_versions():
     (q * 2 + v).sum().backward()  # k gets no gradient: zeros in its slice
 
 
+def test_unbinding_or_iterating_a_vector_gives_views():
+    # as in PyTorch: each element is a 0-d view of the vector (an in-place change shows through)
+    x = ta.arange(3.0)
+    x.unbind(0)[0].add_(5)
+    for v in x:
+        v.mul_(2)
+    assert x.tolist() == [10.0, 2.0, 4.0] and x._version == 4
+    z = ta.arange(3.0, requires_grad=True)
+    a, _, c = z * 1
+    (a * 2 + c).backward()
+    assert z.grad.tolist() == [2.0, 0.0, 1.0]
+
+
 def test_shape_op_errors():
     x = ta.ones(2, 3)
     with pytest.raises(ValueError, match=r"split: split sizes \[1, 1\] must .* sum to the size 3"):

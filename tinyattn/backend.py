@@ -23,28 +23,10 @@ from . import runtime
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
 # imports no Numba).
 from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_LAYER_NORM, PARALLEL_SUM, SERIAL_WORK
+from .kernels.cpu.threads import thread_count_calls
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
 # take NumPy's path.
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
-
-
-def _thread_count_calls():
-    """(get, set) of the calling thread's Numba thread count, without the checks of numba.get_num_threads /
-    set_num_threads, which _run pays twice per small kernel: each of those enters _launch_threads, which takes
-    a multiprocessing lock (0.7 and 1.0 us a call here, against 0.1 and 0.25 us for the threading layer's own
-    calls). The count is the same thread-local value either way (Numba's set_num_threads ends in the same
-    call), so what ta.set_num_threads / numba.set_num_threads set is what _run reads and restores. Falls back
-    to the public functions if this Numba keeps them elsewhere."""
-    numba.get_num_threads()  # launches the threading layer (once), which binds the two calls below
-    try:
-        from numba.np.ufunc import parallel
-
-        get, put = parallel._get_num_threads, parallel._set_num_threads
-        if get() == numba.get_num_threads():
-            return get, put
-    except Exception:  # another Numba: the public (checked) calls
-        pass
-    return numba.get_num_threads, numba.set_num_threads
 
 
 _get_threads = _set_threads = None
@@ -56,7 +38,7 @@ def _run(work, kernel, *args):
         return kernel(*args)
     global _get_threads, _set_threads
     if _get_threads is None:
-        _get_threads, _set_threads = _thread_count_calls()
+        _get_threads, _set_threads = thread_count_calls()  # (kernels/cpu/threads.py: no per-call lock)
     threads = _get_threads()
     if threads == 1:  # already one thread: no switching
         return kernel(*args)
@@ -200,7 +182,7 @@ class CPUBackend:
         return _run(flat.size, self._act.gelu_backward, flat, np.ascontiguousarray(dy).reshape(-1)).reshape(x.shape)
 
     def gelu_erf(self, x):
-        flat = np.ascontiguousarray(x).reshape(-1)  # the output from NumPy: huge pages for large ones (the kernel's note)
+        flat = np.ascontiguousarray(x).reshape(-1)  # output allocated by NumPy: huge pages for large (kernel's note)
         return _run(flat.size, self._act.gelu_erf_forward, flat, np.empty_like(flat)).reshape(x.shape)
 
     def gelu_erf_backward(self, x, dy):

@@ -147,8 +147,7 @@ def kernels_digest(roots=None):
 
     h = hashlib.sha256()
     for root in roots if roots is not None else sys.modules["tinyattn.kernels"].__path__:
-        for folder, dirs, names in sorted(os.walk(root)):
-            dirs.sort()
+        for folder, _, names in sorted(os.walk(root)):
             for name in sorted(n for n in names if n.endswith(".py")):
                 path = os.path.join(folder, name)
                 h.update(os.path.relpath(path, root).encode())

@@ -123,18 +123,10 @@ class CrossEntropy(Function):
             weight = valid.astype(dtype) * scale
         if ctx.fused:
             if x.size >= FUSED_BACKWARD:  # one kernel pass: p recomputed from the logits and the saved m, ls
-                w = np.ascontiguousarray(weight, dtype=dtype)
+                w = np.array(weight, dtype=dtype)  # writable (a broadcast view would compile a read-only twin)
                 dx = _softmax_kernels().cross_entropy_backward(x, m, ls, safe_target, w, float(eps), np.empty_like(x))
                 return dx, None, None, None, None
             logp = (x - m[:, None]) - ls[:, None]  # the NumPy formula below (the kernel's twin)
-        elif logp.size >= FUSED_BACKWARD and isinstance(logp, np.ndarray):
-            # log_softmax's fused backward on the loss's gradient with respect to logp, which is
-            # d_n = -w_n ((1 - ε) onehot(t_n) + ε/C): dx_n = d_n - p_n Σ_c d_n[c] = w_n (p_n - (1 - ε) onehot - ε/C)
-            d = np.full(logp.shape, -weight[:, None] * logp.dtype.type(eps / logp.shape[1]) if eps else 0,
-                        dtype=logp.dtype)
-            rows = np.arange(logp.shape[0])
-            d[rows, safe_target] -= weight * logp.dtype.type(1 - eps)
-            return be.log_softmax_backward(logp, d, -1), None, None, None, None
         onehot = safe_target[:, None] == be.xp.arange(logp.shape[1])  # (N, C) bool
         if eps:
             dlogits = np.exp(logp) - onehot * logp.dtype.type(1 - eps) - logp.dtype.type(eps / logp.shape[1])

@@ -149,6 +149,8 @@ class Unbind(Function):
     def forward(ctx, x, dim):
         ctx.dim = dim
         ctx.strides = getattr(x, "strides", None)  # x's memory order, which backward reads (see _memory_order)
+        if x.ndim == 1 and type(x) is np.ndarray:  # 0-d views (x[i, ...]), as PyTorch: tuple(x) gives copies
+            return tuple(x[i, ...] for i in range(x.shape[0]))
         return tuple(x if dim == 0 and type(x) is np.ndarray else np.moveaxis(x, dim, 0))
 
     @staticmethod

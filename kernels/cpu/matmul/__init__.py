@@ -64,6 +64,7 @@ from .panel import _panel  # noqa: F401
 from .portable import _gemm, _micro_3x3  # noqa: F401
 from .rows import _gemm_rows
 from .small import _gemm_small, _small  # noqa: F401
+from ..threads import thread_count_calls
 
 
 # Which kernel large products use: 'avx512' / 'avx2' (`_gemm_outer`, vector micro-kernels) or 'portable'
@@ -74,19 +75,10 @@ KERNEL = host_kernel()
 
 
 def _num_threads():
-    """numba.get_num_threads(); from the first call on, `_threads` is the threading layer's own getter when it
-    agrees (0.2 us a call instead of 1-1.6: get_num_threads takes a lock to check the layer is loaded)."""
+    """numba.get_num_threads(), through the threading layer's own getter from the first call on (threads.py)."""
     global _threads
-    n = numba.get_num_threads()
-    try:
-        from numba.np.ufunc import parallel
-
-        getter = parallel._get_num_threads
-        if getter() == n:
-            _threads = getter
-    except Exception:         # pragma: no cover - another Numba's internals: keep the public function
-        _threads = numba.get_num_threads
-    return n
+    _threads = thread_count_calls()[0]
+    return _threads()
 
 
 _threads = _num_threads
@@ -119,7 +111,7 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
                           (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums)
         if not a_sums:
             return out
-        return out, sums.sum(axis=0).reshape(-1, M) if fused else None
+        return out, sums[0].reshape(-1, M) if fused else None   # the kernel adds every block's sums into row 0
     if bias is not None:
         out += bias
     return (out, None) if a_sums else out

@@ -37,14 +37,13 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
-    last rows. `nth`: the thread count the task grid is sized for. `bias`: N
-    values added to every row (a Linear's b) or an empty array for none; each tile's rows get it right after
-    their last k-slice, while they are still in L1 (a separate `y += b` pass costs a read and a write of all
-    of C). `sums`: zeros (nth, B*M), or an empty array for none: then also sums[kb, p*M + i] += sum_k
-    A[p][i, k] over k block kb's share of k, then added into row 0 (rows 1.. left zero; a Linear's bias
-    gradient db = sum_k dy[k, :] alongside dW = dy^T x, read while the k-slice of dy is in cache from the
-    micro-panel copies instead
-    of in a separate pass over dy). Only for A with contiguous rows (a_rs == 1: dy^T).
+    last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row (a
+    Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice, while they
+    are still in L1 (a separate `y += b` pass costs a read and a write of all of C). `sums`: zeros (nth, B*M),
+    or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k] over k block kb's share of k,
+    then added into row 0 (rows 1.. left zero): a Linear's bias gradient db = sum_k dy[k, :] alongside
+    dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
+    pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T).
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
