@@ -151,6 +151,7 @@ def test_no_child_when_this_process_could_not_write_the_kernel_cache(monkeypatch
     ahead.enabled = True
     started = []
     monkeypatch.setattr(ahead, "start", lambda key, code, argument="": started.append(key) or True)
+    monkeypatch.setattr(compile_ahead, "_cold", lambda name, sig: True)  # as on an empty cache
     q = np.zeros((1, 2, 3))
     monkeypatch.setattr(kernel_cache, "failures", [("write", "/cache", OSError(28, "No space left on device"))])
     ahead.forward_called(q, q, q, None, False, True, -1, 0.5, 0)

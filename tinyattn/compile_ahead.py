@@ -1,22 +1,37 @@
-"""On a cold start, compile attention's backward kernel in a second process while this one compiles the forward.
+"""On a cold start, compile attention's kernels in a second process while this one compiles the rest.
 
 A first training step with an empty Numba cache spends most of its time compiling, one kernel after
-another on one core, and attention's backward is the largest kernel of all (about 7-12 s). Its
-signature is known as soon as the forward runs: the same dtype, the same kind of bias, the same
-scalar types. So when Numba starts compiling an attention forward kernel (the "numba:compile" event,
-sent only on a cache miss), the CPU backend hands this module the call's arguments. A child Python
-process then calls the backward on tiny arrays of the same types, which compiles it into the
-on-disk cache, on the second core. The backend's attention_backward first waits for that child;
-Numba then loads the kernel from the cache instead of compiling it.
+another on one core; attention's forward (about 5 s) and backward (about 8 s) kernels are the largest.
+Their signatures depend only on the dtype and on which forward kernel the query length picks (the
+kernels read every array through flat views of fixed types: kernels/cpu/attention/layout.py), so they
+are known before any projection has run. A second Python process compiles them into Numba's on-disk
+cache on the second core; this process then loads them from the cache instead of compiling them.
 
-A warm start sends no compile event and starts nothing. A child that fails (no writable cache, a
-frozen executable) costs only its own time: the main process then compiles the kernel itself. When
-this process has already failed to write the kernel cache (tinyattn/kernel_cache.py), no child starts:
-it could not hand its kernel over. TINYATTN_COMPILE_AHEAD=0 (or tinyattn.runtime.configure(compile_ahead=False))
-turns it off; tinyattn/runtime.py lists it with the other process-wide effects.
+Two ways in:
 
-Which kernels start a child is declared, not guessed from their names: TRIGGERS names them (module and
-function names, resolved when the module has been imported), and `AheadCompiler.register` adds others.
+* Early (`expect`, through runtime.expect_attention): nn.MultiheadAttention (and the encoder layers, at
+  their entry, before their first layer norm and input projection) say "a fused attention of this dtype
+  and query length follows". The kernels that attention would compile are found by running the kernels'
+  own Python wrappers (attention_forward, and the backward's) with the kernels swapped for recorders, on
+  tiny arrays: so the child compiles exactly the signatures the real call will use, nothing else. Any
+  of them already compiled in this process or present in the on-disk cache index is left out; a warm
+  start finds none and starts nothing. One child compiles them in order: the forward, then (when a
+  backward is expected) the backward.
+* Late (`compiling`, the fallback for a bare F.scaled_dot_product_attention): when Numba starts
+  compiling an attention forward kernel (the "numba:compile" event, sent only on a cache miss) during
+  a forward call no early child covered, a child compiles the matching backward, as before.
+
+Before the forward kernel runs here (`before_forward`), a child holding that kernel is waited for only
+if it has already started compiling it (it says so on its stdout): it then finishes sooner than this
+process would. If it has not started yet, it is told to skip that kernel (a line on its stdin) and this
+process compiles it itself; so this process never waits longer than compiling would take (plus the
+stall rule below). Before the backward kernel (`wait`), every child is waited for, as before.
+
+A child that fails (no writable cache, a frozen executable, a crash) costs only its own time: the kernel
+it did not leave in the cache is compiled here. When this process has already failed to write the kernel
+cache (tinyattn/kernel_cache.py), no child starts: it could not hand its kernels over.
+TINYATTN_COMPILE_AHEAD=0 (or tinyattn.runtime.configure(compile_ahead=False)) turns it all off;
+tinyattn/runtime.py lists it with the other process-wide effects.
 
 A child that stops making progress (stopped by a SIGSTOP sent to it alone, frozen, blocked on
 something) is not waited for: it reports its own CPU time (time.process_time) on its stdout every
@@ -36,6 +51,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -46,16 +62,25 @@ STALL_S = 5.0  # seconds of waiting without progress after which a child is kill
 WAIT_S = 300  # the longest attention_backward waits for a child that keeps progressing
 POLL_S = 0.05
 
-# The kernels whose compilation (during a pending attention forward call) starts the child: attention's CPU
+KERNELS = "tinyattn.kernels.cpu.attention"  # the module whose wrappers call the kernels below
+FORWARD_KERNELS = ("_forward", "_forward_rows", "_forward_mk")
+BACKWARD_KERNELS = ("_backward", "_backward_mk", "_sum_groups")
+
+# The kernels whose compilation (during a pending attention forward call) starts the late child: attention's CPU
 # forward kernels, by module and name. A name that no longer resolves fails tests/test_runtime.py.
-TRIGGERS = {"tinyattn.kernels.cpu.attention": ("_forward", "_forward_rows", "_forward_mk")}
+TRIGGERS = {KERNELS: FORWARD_KERNELS}
 
 # First thing in the child, before any import that takes time: a daemon thread that writes the process's CPU
-# time to the original stdout every BEAT_S; anything else the child prints goes to the null device.
+# time to the original stdout every BEAT_S; anything else the child prints goes to the null device. `_say`
+# writes the child's own lines ("start <label>", "done <label>") to the same pipe (one write each: whole lines).
 _HEARTBEAT = f"""
 import os, sys, threading, time
 _beats = os.fdopen(os.dup(1), "wb", 0)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+
+def _say(line):
+    _beats.write(line.encode() + b"\\n")
 
 
 def _beat():
@@ -69,27 +94,51 @@ def _beat():
 
 threading.Thread(target=_beat, daemon=True).start()
 """
-_COMPILE = """
-import pickle
-from tinyattn.kernels.cpu import attention
-attention.attention_backward(*pickle.loads(bytes.fromhex(sys.argv[1])))
+# The jobs (label, kernel name, Numba signature) come pickled in sys.argv[1]; before each job the child reads
+# what its parent wrote on stdin meanwhile ("skip <label>": the parent compiles that one itself).
+_COMPILE = f"""
+import importlib, pickle, select
+module = importlib.import_module({KERNELS!r})
+jobs = pickle.loads(bytes.fromhex(sys.argv[1]))
+skipped, pending = set(), b""
+for label, name, sig in jobs:
+    while select.select([0], [], [], 0)[0]:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break
+        pending += chunk
+    *lines, pending = pending.split(b"\\n")
+    skipped.update(line.split(b" ", 1)[1].decode() for line in lines if line.startswith(b"skip "))
+    if label in skipped:
+        continue
+    _say("start " + label)
+    getattr(module, name).compile(sig)
+    _say("done " + label)
 """
 
 
 class _Child:
-    """A child process and what its heartbeat says: `progress` counts the beats that showed it working."""
+    """A child process and what its heartbeat says: `progress` counts the beats that showed it working;
+    `started` and `done` the labels of the jobs it began and finished."""
 
     def __init__(self, proc):
         self.proc = proc
         self.progress = 0
         self.cpu = 0.0  # the child's CPU seconds at its last counted progress
         self.outcome = None  # "done" (it exited by itself), "stalled" or "timeout" (killed)
+        self.started, self.done = set(), set()
+        self.lock = threading.Lock()  # orders a "skip" sent here against a "start" read by the listener
         self.listener = threading.Thread(target=self._listen, daemon=True, name="tinyattn-compile-ahead")
         self.listener.start()
 
     def _listen(self):
         try:
             for line in self.proc.stdout:
+                word, _, label = line.strip().partition(b" ")
+                if word in (b"start", b"done"):
+                    with self.lock:
+                        (self.started if word == b"start" else self.done).add(label.decode())
+                    continue
                 try:
                     cpu = float(line)
                 except ValueError:
@@ -100,11 +149,27 @@ class _Child:
         except (OSError, ValueError):
             pass
 
-    def wait(self):
-        """Until the child exits, stalls for STALL_S of waiting, or WAIT_S have passed; returns the outcome."""
+    def claim(self, label):
+        """This process is about to need job `label`: True if the child has started it (wait for it: it ends
+        sooner than a compile started now); else the child is told to skip it, and False."""
+        with self.lock:
+            if label in self.started or self.proc.poll() is not None:
+                return label in self.started
+            try:
+                self.proc.stdin.write(f"skip {label}\n".encode())
+                self.proc.stdin.flush()
+            except (OSError, ValueError):  # it is exiting: it compiles nothing more
+                pass
+            return False
+
+    def wait(self, until=None):
+        """Until the child exits (or `until()` holds), stalls for STALL_S of waiting, or WAIT_S have passed;
+        returns the outcome ("ready" when `until()` held first)."""
         start = last = time.monotonic()
         seen, idle = self.progress, 0.0
         while True:
+            if until is not None and until():
+                return "ready"
             try:
                 self.proc.wait(timeout=POLL_S)
                 self.outcome = "done"
@@ -125,18 +190,92 @@ class _Child:
         self.listener.join(timeout=1.0)
         if not self.listener.is_alive():  # (closing a pipe another thread still reads would wait for that read)
             self.proc.stdout.close()
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         return self.outcome
 
 
+def _recorder(calls, name):
+    def record(*args):
+        calls.append((name, args))
+    return record
+
+
+def _recorded_calls(fn, names, *args):
+    """The calls of the kernels `names` that the Python wrapper `fn` makes for `args`: [(name, args)], recorded
+    instead of run (fn runs as a copy whose globals hold recorders under those names: thread-safe, and it
+    follows any change to the wrapper)."""
+    calls = []
+    scope = dict(fn.__globals__)
+    scope.update((name, _recorder(calls, name)) for name in names)
+    types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)(*args)
+    return calls
+
+
+_KERNELS_MEMO = {}
+
+
+def attention_kernels(dtype, L, backward=True):
+    """[(kernel name, Numba signature)]: what a CPU fused attention of this dtype with L query rows compiles,
+    the forward kernel first, then (backward) the backward's. The signatures depend on the dtype and on the
+    kernel the wrapper picks (by L and the host kernel), not on the other sizes, strides, bias or mask
+    (kernels/cpu/attention/layout.py): tiny arrays stand in for the real ones."""
+    module = sys.modules.get(KERNELS)
+    if module is None:
+        import importlib
+
+        module = importlib.import_module(KERNELS)
+    dt = np.dtype(dtype)
+    memo = (dt.str, int(L), bool(backward), getattr(module, "KERNEL", None))
+    if memo not in _KERNELS_MEMO:
+        _KERNELS_MEMO[memo] = _attention_kernels(module, dt, L, backward)
+    return _KERNELS_MEMO[memo]
+
+
+def _attention_kernels(module, dt, L, backward):
+    q = np.zeros((1, max(int(L), 1), 1), dt)
+    kv = np.zeros((1, 1, 1), dt)
+    calls = _recorded_calls(module.attention_forward, FORWARD_KERNELS, q, kv, kv, None, False, False, -1, 1.0, 0)
+    if backward:
+        out, lse = np.zeros((1, q.shape[1], 1), dt), np.zeros((1, q.shape[1]), dt)
+        calls += _recorded_calls(module._backward_impl, BACKWARD_KERNELS,
+                                 q, kv, kv, None, False, False, -1, 1.0, out, lse, out, None, 0)
+    found = []
+    for name, args in calls:
+        kernel = getattr(module, name)
+        found.append((name, tuple(kernel.typeof_pyval(a) for a in args)))
+    return found
+
+
+def _cold(name, sig):
+    """Whether kernel `name` for `sig` would compile: not in this process, not in the on-disk cache's index.
+    When that cannot be told, False (a warm start must start nothing)."""
+    try:
+        kernel = getattr(sys.modules[KERNELS], name)
+        if sig in kernel.overloads:
+            return False
+        cache = kernel._cache
+        key = cache._index_key(sig, kernel.targetctx.codegen())
+        return key not in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 (Numba internals moved: take it as warm, the late trigger remains)
+        return False
+
+
 class AheadCompiler:
-    """The backward compiles started in child processes, keyed by the types that pick the kernel."""
+    """The attention kernels compiled in child processes, and those children."""
 
     def __init__(self):
         self.enabled = os.environ.get("TINYATTN_COMPILE_AHEAD", "1") != "0"
         self.pending = None  # the arguments of the attention forward being called
-        self.children = {}  # the types of a backward call -> its _Child (None once it has been waited for)
-        self.outcomes = {}  # the types of a backward call -> how its child ended ("done", "stalled", "timeout")
+        self.children = {}  # a key -> its _Child (None once it has been waited for)
+        self.outcomes = {}  # a key -> how its child ended ("done", "stalled", "timeout")
+        self.jobs = {}  # (kernel name, signature) -> (key of the child holding it, its label)
+        self.expected = set()  # (dtype, L, backward) already planned by `expect`
         self.registered = set()  # Python functions of further trigger kernels (register)
+        self.lock = threading.Lock()
 
     def register(self, *kernels):
         """Declare more kernels (Numba dispatchers or their Python functions) whose compilation during a
@@ -153,65 +292,117 @@ class AheadCompiler:
         found.discard(None)
         return found
 
+    def _plan(self, key, kernels):
+        """Start one child compiling those of `kernels` ([(name, sig)]) that are cold and held by no child."""
+        from . import kernel_cache
+
+        with self.lock:
+            todo = [job for job in kernels if job not in self.jobs and _cold(*job)]
+            if not todo or key in self.children or kernel_cache.write_failed():
+                return False  # (a failed write: the child could not hand its kernels over through the cache)
+            labelled = [(f"{key[0]}.{i}", name, sig) for i, (name, sig) in enumerate(todo)]
+            try:
+                argument = pickle.dumps(labelled).hex()
+            except Exception:  # noqa: BLE001 (a signature that does not pickle: compile here)
+                return False
+            if not self.start(key, _COMPILE, argument):
+                return False
+            for label, name, sig in labelled:
+                self.jobs[(name, sig)] = (key, label)
+            return True
+
+    def expect(self, dtype, L):
+        """A CPU fused attention of this dtype with L query rows is coming (its projections have not run yet): on
+        a cold start, a child compiles its forward kernel, then its backward when one is expected."""
+        from .runtime import _backward_expected
+
+        backward = bool(_backward_expected())
+        memo = (np.dtype(dtype).str, int(L), backward)
+        if memo in self.expected:
+            return False
+        self.expected.add(memo)
+        try:
+            kernels = attention_kernels(dtype, L, backward)
+        except Exception:  # noqa: BLE001 (a wrapper that no longer matches: no early child, the late one remains)
+            return False
+        return self._plan((f"early{len(self.expected)}", memo), kernels)
+
     def forward_called(self, q, k, v, bias, has_bias, causal, window, scale, offset):
         """The backend is about to run an attention forward with these arguments: keep them, in case the
         forward turns out to need compiling (then its backward will too)."""
-        if self.enabled:
-            self.pending = (q, k, v, bias, has_bias, causal, window, scale, offset)
+        if not self.enabled:
+            return
+        self.pending = (q, k, v, bias, has_bias, causal, window, scale, offset)
+
+    def before_forward(self, dtype, L):
+        """Before the forward kernel for (dtype, L) runs here: if a child holds it and has started it, wait until
+        it is in the cache; if the child has not started it, it skips it and this process compiles it."""
+        if not any(self.children.values()):
+            return
+        try:
+            name, sig = attention_kernels(dtype, L, backward=False)[0]
+        except Exception:  # noqa: BLE001
+            return
+        held = self.jobs.get((name, sig))
+        child = held and self.children.get(held[0])
+        if not child:
+            return
+        key, label = held
+        if child.claim(label):
+            outcome = child.wait(until=lambda: label in child.done)
+            if outcome != "ready":
+                self._finished(key, child, outcome, "attention's forward")
 
     def compiling(self, dispatcher):
         """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel during a pending
-        forward call: start the child that compiles the matching backward. Returns whether it started."""
+        forward call that no child covers: start the child that compiles the matching backward. Returns
+        whether it started."""
         fn = getattr(dispatcher, "py_func", None)
         if self.pending is None or fn is None or fn not in self.triggers():
             return False
-        q, k, v, bias, has_bias, causal, window, scale, offset = self.pending
+        q = self.pending[0]
         self.pending = None
-        key = (q.dtype, k.dtype, v.dtype, None if bias is None else (bias.dtype, bias.ndim), type(scale))
-        if key in self.children:
+        try:
+            kernels = attention_kernels(q.dtype, q.shape[-2], backward=True)[1:]
+        except Exception:  # noqa: BLE001
             return False
-        from . import kernel_cache
-
-        if kernel_cache.write_failed():  # the child could not hand its kernel over through the cache
-            return False
-
-        def tiny(ndim, dtype):  # the kernels' types depend on dtype and ndim only
-            return np.zeros((1,) * ndim, dtype)
-
-        args = (tiny(q.ndim, q.dtype), tiny(k.ndim, k.dtype), tiny(v.ndim, v.dtype),
-                None if bias is None else tiny(bias.ndim, bias.dtype), has_bias, causal, window, scale,
-                tiny(v.ndim, q.dtype), tiny(q.ndim - 1, q.dtype), tiny(v.ndim, q.dtype), offset)  # out, lse, dout
-        return self.start(key, _COMPILE, pickle.dumps(args).hex())
+        return self._plan(("late", np.dtype(q.dtype).str), kernels)
 
     def start(self, key, code, argument=""):
         """Start a child running `code` (after the heartbeat) with sys.argv[1] = argument, for `key`."""
         env = dict(os.environ, TINYATTN_COMPILE_AHEAD="0", TINYATTN_COMPILE_NOTICE="0")
+        attention = sys.modules.get(KERNELS)
+        if getattr(attention, "KERNEL", None):  # the host kernel this process chose (configure may have changed it)
+            env["TINYATTN_MATMUL_KERNEL"] = attention.KERNEL
         try:
             proc = subprocess.Popen([sys.executable, "-c", _HEARTBEAT + code, argument], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError:
             return False
         self.children[key] = _Child(proc)
         return True
 
+    def _finished(self, key, child, outcome, what):
+        self.outcomes[key] = outcome
+        self.children[key] = None
+        if outcome != "done":
+            warnings.warn(
+                f"tinyattn: the second process compiling {what} (pid {child.proc.pid}) "
+                + (f"made no progress for {STALL_S:g} s (stopped or blocked?)" if outcome == "stalled"
+                   else f"was still compiling after {WAIT_S} s")
+                + "; it was killed and the kernel is compiled in this process instead (compile_ahead.py).",
+                RuntimeWarning, stacklevel=4)
+
     def wait(self):
         """Before an attention backward: let every child still compiling finish (it fills the cache), unless it
         makes no progress for STALL_S (then it is killed, and the kernel compiles here)."""
         for key, child in list(self.children.items()):
-            if child is None:
-                continue
-            outcome = self.outcomes[key] = child.wait()
-            self.children[key] = None
-            if outcome != "done":
-                warnings.warn(
-                    f"tinyattn: the second process compiling attention's backward (pid {child.proc.pid}) "
-                    + (f"made no progress for {STALL_S:g} s (stopped or blocked?)" if outcome == "stalled"
-                       else f"was still compiling after {WAIT_S} s")
-                    + "; it was killed and the kernel is compiled in this process instead (compile_ahead.py).",
-                    RuntimeWarning, stacklevel=3)
+            if child is not None:
+                self._finished(key, child, child.wait(), "attention's backward")
 
 
 AHEAD = AheadCompiler()
 
 
-__all__ = ["AHEAD", "AheadCompiler", "BEAT_S", "MIN_CPU_S", "POLL_S", "STALL_S", "TRIGGERS", "WAIT_S"]
+__all__ = ["AHEAD", "AheadCompiler", "BEAT_S", "MIN_CPU_S", "POLL_S", "STALL_S", "TRIGGERS", "WAIT_S",
+           "attention_kernels"]

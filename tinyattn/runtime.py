@@ -13,9 +13,9 @@ malloc tuning      glibc's mmap and trim thresholds raised to 32 MiB     TINYATT
 compile notice     a line on stderr naming each tinyattn kernel Numba    TINYATTN_COMPILE_NOTICE=0, or
                    compiles (a cache miss: the first run), through       configure(compile_notice=False)
                    tqdm.write when tqdm is loaded (`CompileNotice`)
-compile ahead      on a cold start, attention's backward kernel          TINYATTN_COMPILE_AHEAD=0, or
-                   compiled in a second Python process while this one    configure(compile_ahead=False)
-                   compiles the forward (tinyattn/compile_ahead.py)
+compile ahead      on a cold start, attention's forward and backward      TINYATTN_COMPILE_AHEAD=0, or
+                   kernels compiled in a second Python process while     configure(compile_ahead=False)
+                   this one compiles the rest (tinyattn/compile_ahead.py)
 host kernel        which CPU matmul/attention micro-kernel runs:         TINYATTN_MATMUL_KERNEL=portable
                    'avx512', 'avx2' or 'portable', from the features     (or avx2/avx512), or
                    Numba compiles for (kernels/cpu/microkernel.py)       configure(host_kernel="portable")
@@ -29,7 +29,8 @@ OpenMP spin        GOMP_SPINCOUNT set (OMP_SPIN_COUNT) when tinyattn is  TINYATT
 and starts no child); `settings()` says what is on. The compile-notice listener is installed either way,
 since it is also what starts the compile-ahead child: with both off it does nothing.
 
-For the ops: an op never asks for a compile. The backend brackets attention's forward kernel with
+For the ops: an op never asks for a compile. nn.MultiheadAttention and the encoder layers call
+`expect_attention(...)` before their projections; the backend brackets attention's forward kernel with
 `compile_ahead_of_backward(...)` and its backward with `before_backward()`; whether a backward is expected
 at all is asked of the probe set by `set_backward_expected` (the composition root, tinyattn/__init__.py,
 can hand it autograd's `is_grad_enabled`; the default expects one).
@@ -44,7 +45,7 @@ import sys
 from .compile_ahead import AHEAD
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
-           "compile_ahead_of_backward", "before_backward", "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD",
+           "compile_ahead_of_backward", "expect_attention", "before_backward", "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD",
            "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
 
 
@@ -175,12 +176,34 @@ def compile_ahead_of_backward(q, k, v, bias, causal, window, scale, offset):
     """Around the CPU attention forward kernel's call (kernel arguments: window -1 for none): if that call
     compiles the kernel (a cold start) while a backward is expected, the matching backward compiles in a
     second process meanwhile (compile_ahead.py). Costs one attribute store when compile-ahead is off."""
-    if AHEAD.enabled and _backward_expected():
-        AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
+    if AHEAD.enabled:
+        if AHEAD.jobs:  # a child compiling this forward kernel (expect_attention): wait if it has started it
+            AHEAD.before_forward(q.dtype, q.shape[-2])
+        if _backward_expected():
+            AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
     try:
         yield
     finally:
         AHEAD.pending = None
+
+
+def expect_attention(x, weight, L):
+    """A module is about to project `x` with `weight` (both its arrays) into the q, k, v of a fused CPU attention
+    with L query rows (nn.MultiheadAttention with need_weights=False and no dropout, or an encoder layer at its
+    entry): on a cold start its kernels compile in a second process from now on, while this one compiles the
+    projection and the rest (compile_ahead.py). Nothing when compile-ahead is off, off the CPU, under autocast
+    (the projection's dtype is then not x's), or when it was already planned for this dtype and L."""
+    if not AHEAD.enabled:
+        return
+    import numpy as np
+
+    if type(x) is not np.ndarray or type(weight) is not np.ndarray or x.dtype != weight.dtype \
+            or x.dtype not in (np.float32, np.float64):
+        return
+    amp = sys.modules.get("tinyattn.amp")
+    if amp is not None and amp.is_autocast_enabled("cpu"):
+        return
+    AHEAD.expect(x.dtype, L)
 
 
 def before_backward():

@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 
 from .. import functional as F
+from .. import runtime
 from ..autograd import is_grad_enabled
 from ..backend import backend_of, device_of
 from ..creation import empty_parameter_data
@@ -355,6 +356,8 @@ class MultiheadAttention(Module):
         elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         n, L, _ = query.shape  # (N, L, E) from here on
+        if not need_weights and kv_cache is None:  # the fused kernel will run: a cold start compiles it meanwhile
+            self._expect_fused(query, L)
         q, k, v = self._project(query, key, value, self_attention)  # (N, H, L, D), (N, H, S, D), (N, H, S, D)
         offset = 0 if kv_cache is None else kv_cache.seq_len  # position of the first new row
         if self.rotary is not None:
@@ -382,6 +385,17 @@ class MultiheadAttention(Module):
             if not batched:
                 weights = weights.squeeze(0)
         return out, weights
+
+    def _expect_fused(self, query, L=None):
+        """Before the projections: on a cold start, the fused attention kernels a call on `query` (as forward takes
+        it; L: its length, when known) will run start compiling in a second process (runtime.expect_attention;
+        nothing when warm, under dropout, or off the CPU)."""
+        if self.training and self.dropout > 0.0:  # the composite path runs
+            return
+        if L is None:
+            L = query.shape[1 if self.batch_first and query.ndim == 3 else 0]
+        w = self.in_proj_weight if self.in_proj_weight is not None else self.q_proj_weight
+        runtime.expect_attention(getattr(query, "_array", None), getattr(w, "_array", None), L)
 
     def _project(self, query, key, value, self_attention):
         e, h, d = self.embed_dim, self.num_heads, self.head_dim

@@ -123,6 +123,8 @@ class TransformerEncoderLayer(Module):
             if fused is not None:
                 return self._decode(src, *fused, kv_cache)
         x = src
+        if kv_cache is None:  # before norm1 and the projections: a cold start compiles attention's kernels meanwhile
+            self.self_attn._expect_fused(src)
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, causal, kv_cache)
             x = x + self._ff_block(self.norm2(x))

@@ -1,0 +1,145 @@
+"""Cold start, early: an encoder layer (or MultiheadAttention) announces its fused attention before its
+projections, and a second process compiles attention's forward and backward kernels from then on
+(tinyattn/compile_ahead.py: expect, before_forward). Each cold run is a fresh process on its own Numba cache."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import tinyattn as ta
+import tinyattn.nn.functional as F
+from tinyattn import compile_ahead
+from tinyattn.kernels.cpu import attention
+
+# A fresh process: one training step of a float32 pre-norm encoder layer (L = 7 rows: the register-blocked
+# kernels); records which attention kernels this process compiled, which signatures it holds after the step,
+# and what the second process compiled (the cache index: every entry of an attention kernel).
+SCRIPT = r"""
+import json, sys
+from numba.core import event
+
+compiled = []
+
+
+class Listener(event.Listener):
+    depth = 0
+
+    def on_start(self, ev):
+        self.depth += 1
+        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        if self.depth == 1 and fn is not None and fn.__module__.startswith("tinyattn.kernels.cpu.attention"):
+            compiled.append(fn.__name__)
+
+    def on_end(self, ev):
+        self.depth -= 1
+
+
+event.register("numba:compile", Listener())
+
+import numpy as np
+import tinyattn as ta
+import tinyattn.nn as nn
+from tinyattn.compile_ahead import AHEAD
+from tinyattn.kernels.cpu import attention
+
+ta.manual_seed(0)
+layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=True)
+x = ta.tensor(np.random.default_rng(0).standard_normal((2, 7, 8)).astype(np.float32))
+layer(x).square().sum().backward()
+used = {name: [str(sig) for sig in getattr(attention, name).overloads]
+        for name in ("_forward", "_forward_mk", "_forward_rows", "_backward", "_backward_mk", "_sum_groups")}
+cached = {}
+for name in used:
+    kernel = getattr(attention, name)
+    cached[name] = sorted(str(key[0]) for key in kernel._cache._cache_file._load_index())
+grad = float(np.abs(layer.self_attn.in_proj_weight.grad.numpy()).sum())
+print(json.dumps({"compiled": compiled, "children": [str(k) for k in AHEAD.children], "used": used,
+                  "cached": cached, "outcomes": list(AHEAD.outcomes.values()), "grad": grad}))
+"""
+
+
+def run(cache_dir, **env):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **env))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.background
+def test_an_encoder_layer_compiles_attention_in_a_second_process_from_its_entry(tmp_path):
+    cold = run(tmp_path / "a")
+    # this process compiled no attention kernel: one child compiled the forward and the backward, and every
+    # signature in the cache is one this process used (nothing compiled for nothing)
+    assert cold["compiled"] == [] and len(cold["children"]) == 1 and cold["outcomes"] == ["done"], cold
+    assert cold["used"] == {name: sigs for name, sigs in cold["cached"].items()}, cold
+    assert any(cold["used"][name] for name in compile_ahead.FORWARD_KERNELS), cold
+    assert any(cold["used"][name] for name in ("_backward", "_backward_mk")), cold
+    warm = run(tmp_path / "a")  # warm: nothing compiles, no child
+    assert warm["compiled"] == [] and warm["children"] == [] and warm["grad"] == cold["grad"], warm
+    off = run(tmp_path / "b", TINYATTN_COMPILE_AHEAD="0")  # off: this process compiles them, no child
+    assert off["children"] == [] and len(off["compiled"]) == 2 and off["grad"] == cold["grad"], off
+
+
+@pytest.mark.parametrize("dtype", [np.float64])
+@pytest.mark.parametrize("L", [3, 9])
+def test_the_planned_signatures_are_the_ones_the_kernels_run_with(dtype, L):
+    """attention_kernels predicts, from the dtype and L alone, the kernels and signatures a real call compiles
+    (strided q, k, v of a fused projection, a bias): the forward kernel, then the backward's."""
+    rng = np.random.default_rng(0)
+    x = ta.tensor(rng.standard_normal((2, L, 3, 4)).astype(dtype), requires_grad=True)
+    q, k, v = x.permute(2, 0, 1, 3).unbind(0)
+    mask = ta.tensor(rng.standard_normal((L, L)).astype(dtype))
+    F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+    planned = compile_ahead.attention_kernels(np.dtype(dtype), L)
+    names = [name for name, _ in planned]
+    assert names[0] in compile_ahead.FORWARD_KERNELS and names[1:] in (["_backward"], ["_backward_mk"]), names
+    for name, sig in planned:
+        assert sig in getattr(attention, name).overloads, (name, sig, list(getattr(attention, name).overloads))
+
+
+def test_a_job_the_child_has_not_started_is_skipped_and_one_it_started_is_waited_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    # a small kernel of the attention module (the protocol is the same for all): the backward's dq group sum
+    sig = tuple(attention._sum_groups.typeof_pyval(a) for a in (np.zeros((2, 1, 1, 1)), np.zeros((1, 1, 1))))
+    job = pickle.dumps([("t.0", "_sum_groups", sig)]).hex()
+    ahead = compile_ahead.AheadCompiler()
+    # claimed at once (the child is still importing): it is told to skip the job, and compiles nothing
+    assert ahead.start("skip", compile_ahead._COMPILE, job)
+    child = ahead.children["skip"]
+    assert not child.claim("t.0")
+    assert child.wait() == "done" and child.started == set() and child.proc.returncode == 0
+    # claimed once the child has started it: waited for until it is done (in the cache)
+    assert ahead.start("wait", compile_ahead._COMPILE, job)
+    child = ahead.children["wait"]
+    deadline = time.monotonic() + 120
+    while "t.0" not in child.started and child.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert child.claim("t.0")
+    assert child.wait(until=lambda: "t.0" in child.done) == "ready"
+    assert child.wait() == "done" and child.proc.returncode == 0
+
+
+def test_off_the_cpu_under_autocast_or_switched_off_nothing_is_planned(monkeypatch):
+    from tinyattn import runtime
+
+    ahead = compile_ahead.AheadCompiler()
+    planned = []
+    monkeypatch.setattr(runtime, "AHEAD", ahead)
+    monkeypatch.setattr(ahead, "expect", lambda dtype, L: planned.append((dtype, L)))
+    a32, a64 = np.zeros((2, 3), np.float32), np.zeros((2, 3))
+    ahead.enabled = False
+    runtime.expect_attention(a32, a32, 5)
+    ahead.enabled = True
+    runtime.expect_attention(a32, a64, 5)  # mixed dtypes
+    runtime.expect_attention(a32.astype(np.float16), a32.astype(np.float16), 5)
+    runtime.expect_attention(a32.tolist(), a32, 5)  # not a host array
+    with pytest.warns(UserWarning, match="autocast"), ta.autocast("cpu"):
+        runtime.expect_attention(a32, a32, 5)
+    assert planned == []
+    runtime.expect_attention(a32, a32, 5)
+    assert planned == [(np.float32, 5)]
