@@ -1,6 +1,7 @@
 """How the CPU attention kernels see their arrays: flat read-only views with per-batch-head offset tables
 (``_strided``), the shape checks (``_batch``) and the bias view (``_bias``). Plain Python, no kernels."""
 import functools
+import math
 
 import numpy as np
 
@@ -16,6 +17,34 @@ def _offsets(shape, strides):
     return off
 
 
+_LAYOUTS = {}  # (shape, strides, dtype, dt) -> (read in place, span, offset table, row stride): _strided's plan
+
+
+def _layout(a, dt):
+    """_strided's plan for a's layout: (in_place, span, off, rs) -- computed once per shape, strides and dtype
+    (a training loop passes the same layouts every step; the plan cost ~5 us per array and call)."""
+    key = (a.shape, a.strides, a.dtype, dt)
+    plan = _LAYOUTS.get(key)
+    if plan is None:
+        it = np.dtype(dt).itemsize
+        ok = a.dtype == dt and a.size > 0 and (a.shape[-1] == 1 or a.strides[-1] == it)
+        st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
+        ok = ok and all(s >= 0 and s % it == 0 for s in st)
+        if ok:
+            el = [s // it for s in st]
+        else:  # copied to a C-contiguous array first: that layout's plan
+            el, size = [], 1
+            for n in reversed(a.shape):
+                el.insert(0, 0 if n == 1 else size)
+                size *= n
+        span = 1 + sum((n - 1) * s for n, s in zip(a.shape, el)) if a.size else 0
+        plan = (ok, span, _offsets(a.shape[:-2], tuple(el[:-2])), el[-2])
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = plan
+    return plan
+
+
 def _strided(a, dt):
     """``(flat, off, rs)`` for an array ``a (..., n, E)`` seen as ``(P, n, E)`` (P = the product of its batch
     dims, flattened in C order): element ``[p, i, e]`` is ``flat[off[p] + i * rs + e]``.
@@ -27,16 +56,15 @@ def _strided(a, dt):
     before.  The strides of size-1 axes never matter (index 0).  Always the same types (a read-only float
     C array, a read-only int64 C array, an int), so each kernel compiles once per dtype whatever the layout.
     """
-    it = np.dtype(dt).itemsize
-    ok = a.dtype == dt and a.size > 0 and (a.shape[-1] == 1 or a.strides[-1] == it)
-    st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
-    if not (ok and all(s >= 0 and s % it == 0 for s in st)):
+    ok, span, off, rs = _layout(a, dt)
+    if not ok:
         a = np.ascontiguousarray(a, dtype=dt)
-        st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
-    el = [s // it for s in st]
-    span = 1 + sum((n - 1) * s for n, s in zip(a.shape, el)) if a.size else 0
-    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(it,), writeable=False)
-    return flat, _offsets(a.shape[:-2], tuple(el[:-2])), el[-2]
+    if a.flags.c_contiguous and a.size == span:
+        flat = a.reshape(-1)  # a new view object: making it read-only leaves a as it was
+        flat.flags.writeable = False
+    else:
+        flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(np.dtype(dt).itemsize,), writeable=False)
+    return flat, off, rs
 
 
 def _batch(op, q, k, v):
@@ -50,17 +78,22 @@ def _batch(op, q, k, v):
     L, E = q.shape[-2:]
     S, Ev = v.shape[-2:]
     assert k.shape == batch + (S, E) and v.shape[:-2] == batch, (op, q.shape, k.shape, v.shape)
-    return batch, int(np.prod(batch, dtype=np.int64)), L, S, E, Ev
+    return batch, math.prod(batch), L, S, E, Ev
 
 
 def _bias(bias, has_bias, dt, BH, L, S):
     """The kernels read bias[0, p, i, j] from a read-only (2, BH, L, S) view with a zero-stride leading axis:
     never a copy, and always Numba's non-contiguous 'A' layout, whether the caller's bias was contiguous or
     a broadcast view -- so each kernel compiles once per dtype, not once per bias layout."""
-    if has_bias:
-        assert bias.ndim == 3, bias.shape
-        if bias.dtype != dt:
-            bias = bias.astype(dt)
-    else:
-        bias = np.zeros((1, 1, 1), dt)
+    if not has_bias:
+        return _no_bias(np.dtype(dt), BH, L, S)
+    assert bias.ndim == 3, bias.shape
+    if bias.dtype != dt:
+        bias = bias.astype(dt)
     return np.broadcast_to(bias[None], (2, BH, L, S))
+
+
+@functools.lru_cache(maxsize=64)
+def _no_bias(dt, BH, L, S):
+    """_bias's dummy when there is none (read-only, never read by the kernels): one per shape, not per call."""
+    return np.broadcast_to(np.zeros((1, 1, 1, 1), dt), (2, BH, L, S))
