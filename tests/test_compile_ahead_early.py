@@ -130,7 +130,7 @@ def test_off_the_cpu_under_autocast_or_switched_off_nothing_is_planned(monkeypat
     ahead = compile_ahead.AheadCompiler()
     planned = []
     monkeypatch.setattr(runtime, "AHEAD", ahead)
-    monkeypatch.setattr(ahead, "expect", lambda dtype, L: planned.append((dtype, L)))
+    monkeypatch.setattr(ahead, "expect", lambda key: planned.append(key))
     a32, a64 = np.zeros((2, 3), np.float32), np.zeros((2, 3))
     ahead.enabled = False
     runtime.expect_attention(a32, a32, 5)
@@ -142,4 +142,4 @@ def test_off_the_cpu_under_autocast_or_switched_off_nothing_is_planned(monkeypat
         runtime.expect_attention(a32, a32, 5)
     assert planned == []
     runtime.expect_attention(a32, a32, 5)
-    assert planned == [(np.float32, 5)]
+    assert planned == [(np.float32, 5, True)]

@@ -273,7 +273,7 @@ class AheadCompiler:
         self.children = {}  # a key -> its _Child (None once it has been waited for)
         self.outcomes = {}  # a key -> how its child ended ("done", "stalled", "timeout")
         self.jobs = {}  # (kernel name, signature) -> (key of the child holding it, its label)
-        self.expected = set()  # (dtype, L, backward) already planned by `expect`
+        self.expected = set()  # the (dtype, L, backward) already planned by `expect`
         self.registered = set()  # Python functions of further trigger kernels (register)
         self.lock = threading.Lock()
 
@@ -311,21 +311,19 @@ class AheadCompiler:
                 self.jobs[(name, sig)] = (key, label)
             return True
 
-    def expect(self, dtype, L):
-        """A CPU fused attention of this dtype with L query rows is coming (its projections have not run yet): on
-        a cold start, a child compiles its forward kernel, then its backward when one is expected."""
-        from .runtime import _backward_expected
-
-        backward = bool(_backward_expected())
-        memo = (np.dtype(dtype).str, int(L), backward)
-        if memo in self.expected:
+    def expect(self, key):
+        """key = (dtype, L, backward): a CPU fused attention of this dtype with L query rows is coming (its
+        projections have not run yet), and a backward may follow it: on a cold start, a child compiles its forward
+        kernel, then its backward when one is expected. Planned once per key."""
+        if key in self.expected:
             return False
-        self.expected.add(memo)
+        self.expected.add(key)
+        dtype, L, backward = key
         try:
             kernels = attention_kernels(dtype, L, backward)
         except Exception:  # noqa: BLE001 (a wrapper that no longer matches: no early child, the late one remains)
             return False
-        return self._plan((f"early{len(self.expected)}", memo), kernels)
+        return self._plan((f"early{len(self.expected)}", np.dtype(dtype).str), kernels)
 
     def forward_called(self, q, k, v, bias, has_bias, causal, window, scale, offset):
         """The backend is about to run an attention forward with these arguments: keep them, in case the

@@ -192,18 +192,22 @@ def expect_attention(x, weight, L):
     with L query rows (nn.MultiheadAttention with need_weights=False and no dropout, or an encoder layer at its
     entry): on a cold start its kernels compile in a second process from now on, while this one compiles the
     projection and the rest (compile_ahead.py). Nothing when compile-ahead is off, off the CPU, under autocast
-    (the projection's dtype is then not x's), or when it was already planned for this dtype and L."""
+    (the projection's dtype may then not be x's), or when it was already planned for this dtype and L."""
     if not AHEAD.enabled:
+        return
+    dtype = getattr(x, "dtype", None)
+    key = (dtype, L, bool(_backward_expected()))
+    if key in AHEAD.expected:  # the steady state: one lookup
         return
     import numpy as np
 
-    if type(x) is not np.ndarray or type(weight) is not np.ndarray or x.dtype != weight.dtype \
-            or x.dtype not in (np.float32, np.float64):
+    if type(x) is not np.ndarray or type(weight) is not np.ndarray or dtype != weight.dtype \
+            or dtype not in (np.float32, np.float64):
         return
     amp = sys.modules.get("tinyattn.amp")
     if amp is not None and amp.is_autocast_enabled("cpu"):
         return
-    AHEAD.expect(x.dtype, L)
+    AHEAD.expect(key)
 
 
 def before_backward():
