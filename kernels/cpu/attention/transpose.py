@@ -8,6 +8,34 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 
+def _emit_tr_block(builder, fargs, ft, W):
+    """The body of the block transpose: dst[c d_ld + r] = src[r s_ld + c] * scale for r, c < W."""
+    from llvmlite import ir
+
+    ps, s_ld, pd, d_ld, scale = fargs
+    vt = ir.VectorType(ft, W)
+    vptr = vt.as_pointer()
+    i32 = ir.IntType(32)
+    v = [builder.load(builder.bitcast(builder.gep(ps, [builder.mul(s_ld, ir.Constant(s_ld.type, r))]), vptr),
+                      align=1) for r in range(W)]
+    b = W // 2
+    while b:  # swap the off-diagonal b x b blocks of every 2b x 2b block
+        lo = ir.Constant(ir.VectorType(i32, W), [j if j & b == 0 else W + j - b for j in range(W)])
+        hi = ir.Constant(ir.VectorType(i32, W), [j + b if j & b == 0 else W + j for j in range(W)])
+        for i in range(W):
+            if i & b == 0:
+                v[i], v[i + b] = (builder.shuffle_vector(v[i], v[i + b], lo),
+                                  builder.shuffle_vector(v[i], v[i + b], hi))
+        b //= 2
+    undef = ir.Constant(vt, ir.Undefined)
+    sv = builder.shuffle_vector(builder.insert_element(undef, scale, ir.Constant(i32, 0)), undef,
+                                ir.Constant(ir.VectorType(i32, W), [0] * W))
+    for c in range(W):
+        p = builder.bitcast(builder.gep(pd, [builder.mul(d_ld, ir.Constant(d_ld.type, c))]), vptr)
+        builder.store(builder.fmul(v[c], sv), p, align=1)
+    builder.ret_void()
+
+
 @intrinsic
 def _tr_block(typingctx, src, s_off, s_ld, dst, d_off, d_ld, scale):
     """dst[d_off + c d_ld + r] = src[s_off + r s_ld + c] * scale for r, c < W (flat offsets into C-contiguous
@@ -23,32 +51,23 @@ def _tr_block(typingctx, src, s_off, s_ld, dst, d_off, d_ld, scale):
         tys = sig.args
         ft = context.get_value_type(tys[0].dtype)
         W = 512 // tys[0].dtype.bitwidth
-        vt = ir.VectorType(ft, W)
-        vptr = vt.as_pointer()
-        i32 = ir.IntType(32)
+        i64 = ir.IntType(64)
         src, s_off, s_ld, dst, d_off, d_ld, scale = [
             context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
             for v, t in zip(args, tys)]
         scale = context.cast(builder, scale, tys[6], tys[0].dtype)
         ps = builder.gep(context.make_array(tys[0])(context, builder, src).data, [s_off])
         pd = builder.gep(context.make_array(tys[3])(context, builder, dst).data, [d_off])
-        v = [builder.load(builder.bitcast(builder.gep(ps, [builder.mul(s_ld, ir.Constant(s_ld.type, r))]), vptr),
-                          align=1) for r in range(W)]
-        b = W // 2
-        while b:  # swap the off-diagonal b x b blocks of every 2b x 2b block
-            lo = ir.Constant(ir.VectorType(i32, W), [j if j & b == 0 else W + j - b for j in range(W)])
-            hi = ir.Constant(ir.VectorType(i32, W), [j + b if j & b == 0 else W + j for j in range(W)])
-            for i in range(W):
-                if i & b == 0:
-                    v[i], v[i + b] = (builder.shuffle_vector(v[i], v[i + b], lo),
-                                      builder.shuffle_vector(v[i], v[i + b], hi))
-            b //= 2
-        undef = ir.Constant(vt, ir.Undefined)
-        sv = builder.shuffle_vector(builder.insert_element(undef, scale, ir.Constant(i32, 0)), undef,
-                                    ir.Constant(ir.VectorType(i32, W), [0] * W))
-        for c in range(W):
-            p = builder.bitcast(builder.gep(pd, [builder.mul(d_ld, ir.Constant(d_ld.type, c))]), vptr)
-            builder.store(builder.fmul(v[c], sv), p, align=1)
+        # the shuffles live in one small function per module, never inlined: LLVM then optimises them once,
+        # not again at every call site of every kernel that inlines _transpose (cold compile)
+        fnty = ir.FunctionType(ir.VoidType(), [ft.as_pointer(), i64, ft.as_pointer(), i64, ft])
+        fn = builder.module.globals.get(f"tinyattn_tr_block_{W}")
+        if fn is None:
+            fn = ir.Function(builder.module, fnty, name=f"tinyattn_tr_block_{W}")
+            fn.linkage = "linkonce_odr"
+            fn.attributes.add("noinline")
+            _emit_tr_block(ir.IRBuilder(fn.append_basic_block()), fn.args, ft, W)
+        builder.call(fn, [ps, s_ld, pd, d_ld, scale])
         return context.get_dummy_value()
 
     return sig, codegen
