@@ -81,8 +81,7 @@ def test_an_encoder_layer_compiles_attention_in_a_second_process_from_its_entry(
     assert any(cold["used"][name] for name in ("_backward", "_backward_mk")), cold
     warm = run(tmp_path / "a")  # warm: nothing compiles, no child
     assert warm["compiled"] == [] and warm["children"] == [] and warm["grad"] == cold["grad"], warm
-    off = run(tmp_path / "b", TINYATTN_COMPILE_AHEAD="0")  # off: this process compiles them, no child
-    assert off["children"] == [] and len(off["compiled"]) == 2 and off["grad"] == cold["grad"], off
+    # (switched off, expect_attention plans nothing: test_off_the_cpu_under_autocast_or_switched_off_...)
 
 
 @pytest.mark.parametrize("dtype", [np.float64])
