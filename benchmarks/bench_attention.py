@@ -2,6 +2,7 @@
 
     python benchmarks/bench_attention.py            # speed table, B=4, H=8, E=64, float32
     python benchmarks/bench_attention.py --memory   # peak-RSS increase, B=1, H=1, L=S=16384, E=64, causal
+    python benchmarks/bench_attention.py --small [--threads 2]   # training shapes through F.sdpa vs torch
 
 Speed: best (minimum) wall time of fwd+bwd over a few repeats -- the minimum, because on a shared box it is
 the least disturbed by other processes -- warm-up (compilation) excluded, compared with
@@ -165,6 +166,65 @@ def memory_child(L, E):
           f"(an (L, S) float32 matrix would be {L * L * 4 / 2**20:.0f} MiB)")
 
 
+SMALL_SHAPES = [(12, 4, 64, 32), (32, 4, 64, 32), (32, 4, 32, 16)]  # nanoGPT char recipe, bench_train gpt, reverse
+
+
+def small(args):
+    """The shapes training programs use, through tinyattn.nn.functional.scaled_dot_product_attention and
+    torch's, q, k, v as nanoGPT makes them (split + view + transpose(1, 2) of a (B, T, 3C) projection): best
+    of --repeat calls in each of --rounds interleaved rounds, forward alone and forward + backward, causal and
+    not. 1 thread: thread CPU time; more: wall time."""
+    import torch
+    torch.set_num_threads(args.threads)
+    import numba
+    import tinyattn as ta
+    import tinyattn.nn.functional as F
+    numba.set_num_threads(args.threads)
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+
+    def best(f, n):
+        f()
+        b = float("inf")
+        for _ in range(n):
+            t = clock()
+            f()
+            b = min(b, clock() - t)
+        return b * 1e6
+
+    print(f"{args.threads} thread(s), float32, best of {args.repeat} in {max(args.rounds, 1)} interleaved rounds, "
+          f"us ({'thread CPU time' if args.threads == 1 else 'wall'}); load {os.getloadavg()[0]:.1f}")
+    rng = np.random.default_rng(0)
+    for B, H, T, D in SMALL_SHAPES:
+        proj = rng.standard_normal((B, T, 3 * H * D)).astype(np.float32)
+        g = rng.standard_normal((B, H, T, D)).astype(np.float32)
+
+        def heads(p):
+            return [x.view(B, T, H, D).transpose(1, 2).detach().requires_grad_() for x in p.split(H * D, dim=2)]
+
+        aq, tq = heads(ta.tensor(proj)), heads(torch.tensor(proj))
+        ag, tg = ta.tensor(g), torch.tensor(g)
+        for causal in (True, False):
+            def ours(bwd):
+                o = F.scaled_dot_product_attention(*aq, is_causal=causal)
+                if bwd:
+                    o.backward(ag)
+
+            def theirs(bwd):
+                o = torch.nn.functional.scaled_dot_product_attention(*tq, is_causal=causal)
+                if bwd:
+                    o.backward(tg)
+
+            res = {key: float("inf") for key in ("af", "tf", "ab", "tb")}
+            for _ in range(max(args.rounds, 1)):
+                res["af"] = min(res["af"], best(lambda: ours(False), args.repeat))
+                res["tf"] = min(res["tf"], best(lambda: theirs(False), args.repeat))
+                res["ab"] = min(res["ab"], best(lambda: ours(True), args.repeat))
+                res["tb"] = min(res["tb"], best(lambda: theirs(True), args.repeat))
+            print(f"B{B} H{H} T{T} D{D} causal={int(causal)}: fwd tinyattn {res['af']:.0f} torch {res['tf']:.0f} "
+                  f"(time ratio {res['af'] / res['tf']:.2f}) | fwd+bwd tinyattn {res['ab']:.0f} torch {res['tb']:.0f} "
+                  f"({res['ab'] / res['tb']:.2f})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memory", action="store_true", help="peak-RSS mode (runs in a fresh process)")
@@ -174,8 +234,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds against torch (0: speed table)")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mem-L", type=int, default=16384)
+    ap.add_argument("--small", action="store_true", help="the training shapes through F.sdpa against torch")
+    ap.add_argument("--threads", type=int, default=2, help="threads for --small (numba and torch)")
     args = ap.parse_args()
-    if args._child:
+    if args.small:
+        args.repeat = args.repeat if args.repeat != 10 else 50
+        args.rounds = args.rounds or 3
+        small(args)
+    elif args._child:
         memory_child(args.mem_L, 64)
     elif args.memory:
         subprocess.run([sys.executable, __file__, "--_child", "--mem-L", str(args.mem_L)], check=True)
