@@ -172,7 +172,9 @@ def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag):
         sT (nk, wq)  = K[p, kb] (nk x E, in place)  @ qT (E x wq)
         oT (Ev, wq) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x wq)
     Rows j >= nk of sT are never computed nor read; of the BQ query columns only the first wq = nq rounded
-    up to the micro-tile width NR are (a short sequence, L = 32 < BQ = 64, does half the work).
+    up to the micro-tile width NR are (a short sequence, L = 32 < BQ = 64, does half the work), one NR-wide
+    column block at a time, each over only the key rows its queries may see (causal at L = S = 64: 3/4 of
+    the tile); q comes in and the output goes out through the block transposes of transpose.py.
 
     The parallel loop only calls _query_tile_mk, a plain function: Numba's parfor passes then see one call
     instead of the loop nest, and compile its helpers once instead of twice (cold compile 6.0-6.2 -> 4.9-5.3 s
