@@ -45,8 +45,8 @@ import sys
 from .compile_ahead import AHEAD
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
-           "compile_ahead_of_backward", "expect_attention", "before_backward", "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD",
-           "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
+           "compile_ahead_of_backward", "expect_attention", "before_backward", "set_backward_expected",
+           "limit_omp_spin", "MMAP_THRESHOLD", "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
 
 
 # ---- malloc tuning ----------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class LayerNorm(Function):
         return dx, dw, db, None, None
 
 
-_FILLED = {}  # (n, dtype, value) -> a host vector of n values: the weight or bias layer_norm was not given
+_FILLED: dict = {}  # (n, dtype, value) -> a host vector of n values: the weight or bias layer_norm was not given
 
 
 def _filled(xp, n, dtype, value):
