@@ -22,21 +22,38 @@ tables for docs/benchmarks.md:
 - rows (only with --only): the memory-bound row ops (softmax, log_softmax, layer_norm, gelu, cross_entropy,
   the residual add) through the public API at the model's and at large shapes, forward and forward +
   backward, against PyTorch in interleaved rounds, with the bandwidth each reaches.
---threads sets Numba's, numpy's BLAS (through threadpoolctl, when installed) and torch's thread counts.
+--threads sets Numba's, numpy's BLAS (through threadpoolctl, or else OPENBLAS_NUM_THREADS before numpy loads,
+unless already set) and torch's thread counts.
 For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them
 and the kernel OpenBLAS chose).
 """
 import argparse
 import os
 import platform
+import sys
 import time
 
-import numba
-import numpy as np
 
-from tinyattn.kernels.cpu import matmul as mm
-from tinyattn.kernels.cpu.matmul import matmul_nn
-from tinyattn.kernels.cpu.softmax import softmax_forward
+def _blas_threads_from_argv():
+    """--threads N, read before numpy loads OpenBLAS: without threadpoolctl the only way to limit its threads
+    (and so give the NumPy column under --clock thread the CPU time of all the threads that did the work)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+if _blas_threads_from_argv() and "OPENBLAS_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads_from_argv()
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tinyattn.kernels.cpu import matmul as mm  # noqa: E402
+from tinyattn.kernels.cpu.matmul import matmul_nn  # noqa: E402
+from tinyattn.kernels.cpu.softmax import softmax_forward  # noqa: E402
 
 try:
     import threadpoolctl
@@ -209,7 +226,8 @@ def main():
         if threadpoolctl is not None:
             threadpoolctl.threadpool_limits(args.threads, user_api="blas")
         else:
-            print("(threadpoolctl not installed: numpy's BLAS threads are not limited; set OPENBLAS_NUM_THREADS)")
+            print(f"(threadpoolctl not installed: numpy's BLAS threads set by OPENBLAS_NUM_THREADS="
+                  f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} before numpy loaded)")
     if args.kernel:
         mm.KERNEL = args.kernel
     rng = np.random.default_rng(0)
