@@ -45,8 +45,9 @@ def _blas_threads_from_argv():
     return None
 
 
-if _blas_threads_from_argv() and "OPENBLAS_NUM_THREADS" not in os.environ:
-    os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads_from_argv()
+_blas_threads = _blas_threads_from_argv()
+if _blas_threads and "OPENBLAS_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
