@@ -103,6 +103,27 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nth", [1, 2, 3])
+@pytest.mark.parametrize("B,Bb,M,N", [(7, 7, 13, 5), (6, 1, 16, 16), (5, 5, 3, 40)])
+def test_matmul_outer_batch_runs_and_edge_tiles(rng, dtype, nth, B, Bb, M, N):
+    """A batch of at least `nth` products: each task takes a run of whole products and packs each B itself.
+    Edge tiles (rows past M, columns past N) are computed in full but stored under masks: the values that
+    follow each row of B in memory (NaN here, read by the full-width panel copies) never reach the output."""
+    K = 21
+    for wide in (True, False):
+        a = rng.standard_normal((B, M, K)).astype(dtype)
+        wider = np.full((Bb, K, N + 3), np.nan, dtype)           # B = wider[..., :N]: NaN past column N
+        wider[..., :N] = rng.standard_normal((Bb, K, N))
+        ref = a.astype(np.float64) @ wider[..., :N]
+        for b_rs, b_ks, bf in ((1, N + 3, wider.ravel()),        # dy @ W: B read in place / last panel packed
+                               (K, 1, np.ascontiguousarray(np.swapaxes(wider[..., :N], 1, 2)).ravel())):   # x @ W^T
+            out = mm._gemm_outer(a.ravel(), B, M * K, K, 1, bf, Bb, bf.size // Bb, b_rs, b_ks, M, N, K, wide, nth,
+                                 np.empty(0, dtype), np.empty((0, 0), dtype))
+            assert out.shape == (B, M, N) and not np.isnan(out).any()
+            np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+
+
 @pytest.mark.parametrize("nth", [2, 3, 8])
 @pytest.mark.parametrize("M,N,K,Ba", [(20, 30, 1100, 1), (7, 40, 1300, 2), (13, 5, 2000, 1)])
 def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
@@ -274,6 +295,41 @@ def test_register_transpose_blocks(dtype):
         want = np.full_like(dst, -7.0)
         want[2:2 + V, 1:1 + V] = src[3:3 + V, 5:5 + V].T
         np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_micro_kernel_edge_masks(dtype):
+    """The micro-kernels with edge arguments (mr, nr) store or add C[r, j] for r < mr, j < nr only: every
+    other value of C, inside the tile and around it, keeps its sentinel."""
+    from numba import njit
+
+    from tinyattn.kernels.cpu import microkernel as uk
+
+    @njit
+    def tile(wide, kc, a, bp, c, ldc, acc, mr, nr):
+        if wide:
+            uk.ukernel_w64e(kc, a, 0, kc, 1, bp, 0, bp.size // kc, c, ldc + 1, ldc, acc, mr, nr)
+        else:
+            uk.ukernel_w32e(kc, a, 0, kc, 1, bp, 0, bp.size // kc, c, ldc + 1, ldc, acc, mr, nr)
+
+    rng = np.random.default_rng(3)
+    for wide, MR, vbytes in ((True, 12, 64), (False, 6, 32)):
+        NR = 2 * vbytes // np.dtype(dtype).itemsize
+        kc = 7
+        a = rng.standard_normal((MR, kc)).astype(dtype)
+        bp = rng.standard_normal((kc, NR)).astype(dtype)
+        prod = a.astype(np.float64) @ bp
+        for mr, nr, acc in ((MR, NR, False), (MR, NR, True), (MR - 1, NR // 2 + 1, False), (1, 1, True),
+                            (MR, 3, True), (2, NR, False)):
+            c0 = rng.standard_normal((MR + 2, NR + 2)).astype(dtype)   # the tile at (1, 1), ldc = NR + 2
+            c = c0.copy()
+            tile(wide, kc, a.ravel(), bp.ravel(), c.ravel(), NR + 2, acc, mr, nr)
+            want = c0.astype(np.float64)
+            want[1:1 + mr, 1:1 + nr] = (want[1:1 + mr, 1:1 + nr] if acc else 0) + prod[:mr, :nr]
+            np.testing.assert_allclose(c, want, rtol=0, atol=tol(dtype, kc) * 4, err_msg=f"{wide} {mr} {nr} {acc}")
+            untouched = np.ones(c.shape, bool)
+            untouched[1:1 + mr, 1:1 + nr] = False
+            np.testing.assert_array_equal(c[untouched], c0[untouched])
 
 
 def test_outer_micro_kernel_compiles_to_vector_fmas():

@@ -55,25 +55,31 @@ def _int64_args(context, builder, sig, args):
             for v, t in zip(args, sig.args)]
 
 
-def _make_ukernel(MR, vbytes):
-    """An intrinsic for an MR x (NV * vbytes / itemsize) tile with vbytes-wide vectors (module doc)."""
+def _make_ukernel(MR, vbytes, edges=False):
+    """An intrinsic for an MR x (NV * vbytes / itemsize) tile with vbytes-wide vectors (module doc).
 
-    @intrinsic
-    def ukernel(typingctx, kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate):
+    edges=True: two more arguments (mr, nr), and only C[r, j] for r < mr, j < nr is stored (or added to):
+    the rows past mr are skipped and the columns past nr masked (llvm.masked.load / store: vmovups with a
+    mask register on AVX-512, vmaskmovps on AVX2), so an edge tile of a product needs no scratch tile and
+    no scalar copy of it. The k loop still computes the whole tile: A's rows past mr and B's columns past
+    nr must be readable (a zero-padded copy or packed panel)."""
+
+    def typer(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate, *edge):
         arrays = (a, bp, c)
         if not all(isinstance(x, types.Array) for x in arrays):
             return None
         if a.dtype not in (types.float32, types.float64) or not (a.dtype == bp.dtype == c.dtype):
             return None
-        ints = (kc, a_off, a_rs, a_ks, b_off, b_ks, c_off, ldc)
+        ints = (kc, a_off, a_rs, a_ks, b_off, b_ks, c_off, ldc) + tuple(edge)
         if not all(isinstance(x, types.Integer) for x in ints):
             return None
-        sig = types.void(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate)
+        sig = types.void(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate, *edge)
 
         def codegen(context, builder, sig, args):
             i64 = ir.IntType(64)
             tys = sig.args
-            kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accf = _int64_args(context, builder, sig, args)
+            kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accf, *mr_nr = _int64_args(
+                context, builder, sig, args)
             dt = context.get_data_type(tys[1].dtype)
             isz = context.get_abi_sizeof(dt)
             W = vbytes // isz                    # lanes per vector
@@ -234,6 +240,41 @@ def _make_ukernel(MR, vbytes):
                     ph.add_incoming(new[t], last)
                 res.append(ph)
             add = builder.icmp_unsigned("!=", accf, ir.Constant(accf.type, 0))
+            if edges:                         # a whole tile: the plain stores below; an edge tile: masked
+                mr, nr = mr_nr
+                whole = builder.and_(builder.icmp_signed("==", mr, ir.Constant(i64, MR)),
+                                     builder.icmp_signed("==", nr, ir.Constant(i64, NR)))
+                plain = builder.append_basic_block("ukernel.store.whole")
+                edge = builder.append_basic_block("ukernel.store.edge")
+                end = builder.append_basic_block("ukernel.end")
+                builder.cbranch(whole, plain, edge)
+                builder.position_at_end(edge)
+                mt = ir.VectorType(ir.IntType(1), W)
+                fname = "v%d%s.p0" % (W, "f32" if isz == 4 else "f64")
+                mload = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vt, [vptr, i32, mt, vt]), "llvm.masked.load." + fname)
+                mstore = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [vt, vptr, i32, mt]), "llvm.masked.store." + fname)
+                nsplat = builder.insert_element(ir.Constant(ir.VectorType(i64, W), ir.Undefined), nr, lane0)
+                nsplat = builder.shuffle_vector(nsplat, nsplat, ir.Constant(ir.VectorType(i32, W), [0] * W))
+                masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, W), [v * W + j for j in range(W)]),
+                                             nsplat) for v in range(NV)]
+                for r in range(MR):           # rows r < mr, each under its column masks
+                    row = builder.append_basic_block("ukernel.store.edge.row")
+                    nxt = builder.append_basic_block("ukernel.store.edge.next")
+                    builder.cbranch(builder.icmp_signed(">", mr, ir.Constant(i64, r)), row, nxt)
+                    builder.position_at_end(row)
+                    crow = builder.gep(pc, [builder.mul(ldc, ir.Constant(i64, r))])
+                    for v in range(NV):
+                        p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, v * W)]), vptr)
+                        old = builder.call(mload, [p, ir.Constant(i32, isz), masks[v], zero])
+                        val = res[r * NV + v]
+                        builder.call(mstore, [builder.select(add, builder.fadd(old, val), val), p,
+                                              ir.Constant(i32, isz), masks[v]])
+                    builder.branch(nxt)
+                    builder.position_at_end(nxt)
+                builder.branch(end)
+                builder.position_at_end(plain)
             for r in range(MR):
                 crow = builder.gep(pc, [builder.mul(ldc, ir.Constant(i64, r))])
                 for v in range(NV):
@@ -241,9 +282,23 @@ def _make_ukernel(MR, vbytes):
                     old = builder.load(p, align=isz)
                     val = res[r * NV + v]
                     builder.store(builder.select(add, builder.fadd(old, val), val), p, align=isz)
+            if edges:
+                builder.branch(end)
+                builder.position_at_end(end)
             return context.get_dummy_value()
 
         return sig, codegen
+
+    if edges:
+        @intrinsic
+        def ukernel_edges(typingctx, kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate, mr, nr):
+            return typer(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate, mr, nr)
+
+        return ukernel_edges
+
+    @intrinsic
+    def ukernel(typingctx, kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate):
+        return typer(kc, a, a_off, a_rs, a_ks, bp, b_off, b_ks, c, c_off, ldc, accumulate)
 
     return ukernel
 
@@ -335,6 +390,11 @@ ukernel_w64 = _make_ukernel(MICRO_ROWS_W64, 64)
 ukernel_w32 = _make_ukernel(MICRO_ROWS_W32, 32)
 ukernel_w64t = _make_ukernel(TAIL_ROWS_W64, 64)     # tail shapes for the last rows (M % MR), so that no row
 ukernel_w32t = _make_ukernel(TAIL_ROWS_W32, 32)     # panel computes more than 3 (1) rows of zeros
+# the same four with the edge arguments (mr, nr): matmul's tiles, edges included, store straight into C
+ukernel_w64e = _make_ukernel(MICRO_ROWS_W64, 64, True)
+ukernel_w32e = _make_ukernel(MICRO_ROWS_W32, 32, True)
+ukernel_w64te = _make_ukernel(TAIL_ROWS_W64, 64, True)
+ukernel_w32te = _make_ukernel(TAIL_ROWS_W32, 32, True)
 copy_a_w64 = _make_copy(MICRO_ROWS_W64, 64, False)
 copy_a_w32 = _make_copy(MICRO_ROWS_W32, 32, False)
 copy_b_w64 = _make_copy(MICRO_ROWS_W64, 64, True)

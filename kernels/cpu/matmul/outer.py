@@ -98,8 +98,19 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     # at least; B contiguous along k (x @ W^T), or with rows a page apart, is packed into Bp here, once.
     pack_b = b_rs != 1 or b_ks * af.itemsize >= 4096   # in place only while rows share 4 KiB pages (TLB)
     Nb = Np if pack_b else NR                 # columns per k-slice in Bp
-    Bp = np.empty(Bb * Nb * K, dtype=af.dtype)
-    if pack_b:                                # on this thread: one parallel region per product, not two
+    # a batch of at least one product per thread (attention's q @ k^T, att @ v): each task takes a run of
+    # whole products and packs each one's B itself, into a buffer of its own (in parallel, and still in
+    # cache when its tiles read it); otherwise every batch's B is packed here, once, for all tasks
+    need = max(1, (nth + B - 1) // B)
+    own_b = need == 1 and Bb > 1
+    Bp = np.empty(0 if own_b else Bb * Nb * K, dtype=af.dtype)
+    if N % NR:          # a partial last panel: its unwritten columns stay zero (computed, never stored; a plain
+        z = af.dtype.type(0)            # loop: an array expression would compile a parfor)
+        for i in range(Bp.size):
+            Bp[i] = z
+    if own_b:
+        pass                                  # (packed in the tasks)
+    elif pack_b:                              # on this thread: one parallel region per product, not two
         for t in range(Bb * npan):            # (each waits for its slowest thread: on a busy machine, a
             pb = t // npan                    # scheduler slice), and one prange fewer to compile cold
             q = t % npan
@@ -116,7 +127,6 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     # partials are added afterwards. What the k blocks leave of the thread count splits rows first (each
     # task then streams only its own A), and columns when there are too few rows.
     nrp = (M + MR - 1) // MR                  # row panels
-    need = max(1, (nth + B - 1) // B)
     nrb = 1
     ncb = 1
     nkb = 1
@@ -137,49 +147,63 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     nkb = (K + kpt - 1) // kpt
     size = B * M * N
     partial = np.empty((nkb - 1) * size, dtype=af.dtype)   # k blocks 1.. write here, block 0 into out
+    bpt = (B + nth - 1) // nth if need == 1 else 1          # products per task (a run of the batch)
+    ngr = (B + bpt - 1) // bpt                              # batch runs
 
-    for tk in prange(B * nrb * ncb * nkb):
+    for tk in prange(ngr * nrb * ncb * nkb):
         kb = tk % nkb
         t = tk // nkb
         of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
         kstart = kb * kpt
         kend = min(K, kstart + kpt)
-        p = t // (nrb * ncb)
+        g = t // (nrb * ncb)
         i0 = (t // ncb) % nrb * rpt * MR
         i1 = min(M, i0 + rpt * MR)
         j0 = t % ncb * cpt * NR
         j1 = min(Np, j0 + cpt * NR)
-        pa = p * sa if Ba > 1 else 0
-        pbb = (p if Bb > 1 else 0) * Nb * K
-        pbf = p * sb if Bb > 1 else 0
         # the fused row sums of rows i0..i1 are shared among the column blocks of this row block: one
         # block summing them all kept the other threads waiting (~100k adds for a 128-row weight at K 768)
         ssh = (i1 - i0 + ncb - 1) // ncb
         s0 = min(i1 - i0, t % ncb * ssh)
         s1 = min(i1 - i0, s0 + ssh)
-        ct = np.empty(MR * NR, dtype=af.dtype)                 # scratch tile for edges
         ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
-        for k0 in range(kstart, kend, OUTER_KC):
-            kc = min(OUTER_KC, kend - k0)
-            more = k0 > kstart
-            if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
-                _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
-            for jc in range(j0, j1, NC):
-                jend = min(jc + NC, j1)
-                for r in range(i0, i1, MR):
-                    mr = min(MR, i1 - r)
-                    aoff = pa + r * a_rs + k0 * a_ks
-                    cbase = (p * M + r) * N
-                    if mr == MR:
-                        _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, pbb + k0 * Nb, Nb,
-                               bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend, ct)
-                    else:                             # the last rows: panels of MT rows
-                        for rt in range(0, mr, MT):
-                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
-                                   ap, Bp, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
-                                   cbase + rt * N, jc, jend, ct)
-                    if has_bias and kb == 0 and k0 + kc == kend:
-                        _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+        Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
+        Bsrc = Bt if own_b else Bp
+        for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
+            pa = p * sa if Ba > 1 else 0
+            pbf = p * sb if Bb > 1 else 0
+            if own_b:
+                pbb = 0
+                if pack_b:
+                    for q in range(npan):
+                        _pack_b_panel(bf, pbf, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bsrc, np.int64(0), Np, q,
+                                      wide)
+                elif N % NR:
+                    _pack_b_panel(bf, pbf, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bsrc, np.int64(0), NR,
+                                  np.int64(0), wide)
+            else:
+                pbb = (p if Bb > 1 else 0) * Nb * K
+            for k0 in range(kstart, kend, OUTER_KC):
+                kc = min(OUTER_KC, kend - k0)
+                more = k0 > kstart
+                if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
+                    _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
+                for jc in range(j0, j1, NC):
+                    jend = min(jc + NC, j1)
+                    for r in range(i0, i1, MR):
+                        mr = min(MR, i1 - r)
+                        aoff = pa + r * a_rs + k0 * a_ks
+                        cbase = (p * M + r) * N
+                        if mr == MR:
+                            _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bsrc, pbb + k0 * Nb, Nb,
+                                   bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
+                        else:                             # the last rows: panels of MT rows
+                            for rt in range(0, mr, MT):
+                                _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
+                                       ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
+                                       cbase + rt * N, jc, jend)
+                        if has_bias and kb == 0 and k0 + kc == kend:
+                            _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
     if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
         of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
         for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice

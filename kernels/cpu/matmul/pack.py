@@ -43,48 +43,48 @@ def _pack(src, off, rs, ks, rows, kc, dst, rows_pad):
 @njit(cache=True)
 def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
     """Pack micro-panel q (columns q*NR ..) of B for every k-slice, as panel dq of a slice of Np columns:
-    dst[d0 + k0*Np + dq*NR*kc + k*NR + c] = B[q*NR + c, k0 + k] = bf[off + (q*NR + c)*rs + (k0 + k)*ks],
-    zero for columns q*NR + c >= N.
+    dst[d0 + k0*Np + dq*NR*kc + k*NR + c] = B[q*NR + c, k0 + k] = bf[off + (q*NR + c)*rs + (k0 + k)*ks]
+    for columns q*NR + c < N. The columns past N are left unspecified: the micro-kernel computes them in lanes
+    of their own and never stores them (its column mask), so a full-width copy may fill them with whatever
+    follows the row in memory.
 
-    Loop nest: for each k-slice: if B is contiguous along j (rs == 1): k outer, c inner (contiguous runs);
-    else (contiguous along k, a transpose): blocks of V = NR/2 columns x V k transposed in registers
-    (microkernel.transpose_*: a scalar transposing copy took ~0.6 ns per element), the remainder c outer,
-    k inner, so the reads are the contiguous stream.
+    Loop nest: for each k-slice: if B is contiguous along j (rs == 1): fixed-width row copies (vector moves:
+    NR values from each row start, while that stays inside bf; a run-time width stays scalar), scalar rows
+    for the rest; else (contiguous along k, a transpose): blocks of V = NR/2 columns x V k transposed in
+    registers (microkernel.transpose_*: a scalar transposing copy took ~0.6 ns per element), the remainder
+    c outer, k inner, so the reads are the contiguous stream.
     """
     j0 = q * NR
     nc = min(NR, N - j0)
-    z = dst.dtype.type(0)
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         base = d0 + k0 * Np + dq * NR * kc
-        if rs == 1 and nc == NR:
-            if wide:                          # fixed-width row copies: vector moves
-                copy_b_w64(kc, bf, off + j0 + k0 * ks, ks, dst, base)
+        if rs == 1:
+            s0 = off + j0 + k0 * ks
+            room = bf.size - NR - s0          # rows k whose NR values from s0 + k*ks lie inside bf: k*ks <= room
+            kw = kc if nc == NR else (0 if room < 0 else min(kc, room // max(ks, 1) + 1))
+            if wide:
+                copy_b_w64(kw, bf, s0, ks, dst, base)
             else:
-                copy_b_w32(kc, bf, off + j0 + k0 * ks, ks, dst, base)
-        elif rs == 1:
-            for k in range(kc):
-                s = off + j0 + (k0 + k) * ks
+                copy_b_w32(kw, bf, s0, ks, dst, base)
+            for k in range(kw, kc):           # (the last rows of bf, when the panel is partial)
+                s = s0 + k * ks
                 d = base + k * NR
                 for c in range(nc):
                     dst[d + c] = bf[s + c]
-                for c in range(nc, NR):
-                    dst[d + c] = z
         else:
             kv = 0
-            if ks == 1 and nc == NR:          # W in x @ W^T: V x V blocks transposed in registers
-                V = NR // 2
+            V = NR // 2
+            if ks == 1 and nc >= V:           # W in x @ W^T: V x V blocks transposed in registers
                 kv = kc - kc % V
                 for kb in range(0, kv, V):
-                    for c0 in range(0, NR, V):
+                    for c0 in range(0, nc - nc % V, V):
                         if wide:
                             transpose_w64(bf, off + (j0 + c0) * rs + k0 + kb, rs, dst, base + kb * NR + c0, NR)
                         else:
                             transpose_w32(bf, off + (j0 + c0) * rs + k0 + kb, rs, dst, base + kb * NR + c0, NR)
+            cv = nc - nc % V if kv else 0     # columns the blocks covered for k < kv
             for c in range(nc):               # the rest (any strides, the last k and columns): one by one
                 s = off + (j0 + c) * rs + k0 * ks
-                for k in range(kv, kc):
+                for k in range(kv if c < cv else 0, kc):
                     dst[base + k * NR + c] = bf[s + k * ks]
-            for c in range(nc, NR):
-                for k in range(kv, kc):
-                    dst[base + k * NR + c] = z

@@ -2,12 +2,12 @@
 with the outer-product micro-kernels of microkernel.py (and the copies of A they need)."""
 from numba import njit
 
-from ..microkernel import copy_a_w32, copy_a_w64, ukernel_w32, ukernel_w32t, ukernel_w64, ukernel_w64t
+from ..microkernel import copy_a_w32, copy_a_w64, ukernel_w32e, ukernel_w32te, ukernel_w64e, ukernel_w64te
 
 
 @njit(cache=True)
 def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf, bfoff, b_ks, pack_b, NR, N,
-           of, cbase, jc, jend, ct):
+           of, cbase, jc, jend):
     """One row panel (mr <= MRk rows starting at A offset `aoff`, output offset `cbase`) of `_gemm_outer`
     over the micro-panels j in [jc, jend) of one k-slice of length kc, with micro-kernel `kind`
     (0: 12-row 64-byte, 1: 6-row 32-byte, 2 and 3: their 4- and 2-row tail shapes):
@@ -17,7 +17,8 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
     A is read in place when it is contiguous along k and the panel is full; otherwise it is copied into
     `ap` (MRk values per k, zero rows past mr). B comes from the packed Bp (panel j at boff0 + j*kc, or
     its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
-    Edge tiles (mr < MRk or past N) go through the scratch tile `ct`. Over a copied A panel the micro-kernel
+    Edge tiles (mr < MRk rows, or columns past N) are stored straight into C under the micro-kernel's row
+    and column masks (its edge arguments). Over a copied A panel the micro-kernel
     prefetches B's rows policy.B_PREFETCH_ROWS k steps ahead (microkernel.py; a weight gradient's x read in
     place); over a row-major A read in place it unrolls policy.UNROLL_STRIDED k steps. The micro-kernels are
     inlined here: Numba's cache of this file does not see microkernel.py change (edit this file with it).
@@ -65,24 +66,11 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf,
             bsrc = bf
             bo = bfoff + j
             bks = b_ks
-        full = mr == MRk and nr == NR
-        cdst = of if full else ct
-        co = cbase + j if full else 0
-        ldc = N if full else NR
-        acc = more and full
         if kind == 0:
-            ukernel_w64(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+            ukernel_w64e(kc, asrc, ao, ars, aks, bsrc, bo, bks, of, cbase + j, N, more, mr, nr)
         elif kind == 1:
-            ukernel_w32(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+            ukernel_w32e(kc, asrc, ao, ars, aks, bsrc, bo, bks, of, cbase + j, N, more, mr, nr)
         elif kind == 2:
-            ukernel_w64t(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
+            ukernel_w64te(kc, asrc, ao, ars, aks, bsrc, bo, bks, of, cbase + j, N, more, mr, nr)
         else:
-            ukernel_w32t(kc, asrc, ao, ars, aks, bsrc, bo, bks, cdst, co, ldc, acc)
-        if not full:
-            for ii in range(mr):
-                o = cbase + ii * N + j
-                for jj in range(nr):
-                    if more:
-                        of[o + jj] += ct[ii * NR + jj]
-                    else:
-                        of[o + jj] = ct[ii * NR + jj]
+            ukernel_w32te(kc, asrc, ao, ars, aks, bsrc, bo, bks, of, cbase + j, N, more, mr, nr)
