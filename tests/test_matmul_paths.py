@@ -226,6 +226,47 @@ def test_float32_attention_views_against_numpy(rng):
     close((att @ v).numpy(), (nq @ np.swapaxes(nk, -1, -2)) @ nv, np.float32, T * D)
 
 
+def test_head_views_are_read_in_place_through_batch_offsets(rng, monkeypatch):
+    """q @ k^T and att @ v on nanoGPT's head views (batch axes (B, H) that no single stride spans), large enough
+    for the outer kernel: the kernel reads them through a table of batch offsets (no copy), forward and backward;
+    values and gradients equal PyTorch's to 1e-12 in float64, and an in-place change to qkv before backward
+    raises, as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    B, T, H, D = 2, 20, 3, 16
+    seen = []
+    real = mm._gemm_outer
+
+    def spy(*args):
+        seen.append((args[-2].size, args[-1].size))
+        return real(*args)
+
+    monkeypatch.setattr(mm, "_gemm_outer", spy)
+
+    def attend(t, a):
+        q, k, v = (heads(t, B, T, H, D, i) for i in range(3))
+        return (q @ k.transpose(-2, -1)) * a @ v
+
+    base = [rng.standard_normal((B, T, 3 * H * D)), rng.standard_normal((B, H, T, T))]
+    xs = [ta.tensor(x, requires_grad=True) for x in base]
+    ts = [torch.tensor(x, requires_grad=True) for x in base]
+    y, yt = attend(*xs), attend(*ts)
+    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert seen[0] == (B * H, B * H) and seen[1][1] == B * H       # q, k^T; then v
+    g = rng.standard_normal(tuple(yt.shape))
+    y.backward(ta.tensor(g))
+    yt.backward(torch.tensor(g))
+    # backward: d(scores) = dy v^T and dv = p^T dy (p contiguous: merged), dq = d(q k^T) k and dk^T = q^T d(q k^T)
+    assert sorted(seen[2:]) == [(0, 0), (0, B * H), (0, B * H), (B * H, 0)]
+    for x, t in zip(xs, ts):
+        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    qkv = ta.tensor(base[0], requires_grad=True) * 1
+    out = attend(qkv, ta.tensor(base[1])).sum()
+    with ta.no_grad():
+        qkv.mul_(2)
+    with pytest.raises(RuntimeError, match="in-place|Matmul"):
+        out.backward()
+
+
 # ---- einsum ---------------------------------------------------------------------------------------------
 
 

@@ -49,6 +49,11 @@ def _run(work, kernel, *args):
         _set_threads(threads)
 
 
+def _batch(x):
+    """The batch size of a matmul operand (..., rows, cols): the product of its leading axes."""
+    return x.shape[0] if x.ndim == 3 else math.prod(x.shape[:-2])
+
+
 def _rows(x, dim):
     """View x as C-contiguous (rows, x.shape[dim]) with `dim` moved last; return it and an undo."""
     dim = dim % x.ndim
@@ -101,12 +106,14 @@ class CPUBackend:
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)
     # takes the plain serial kernel `_gemm_rows` (kernel="rows"): no parallel region, no packing.
+    # The CPU kernels also take operands with several batch axes (Ba, Bb: their products), which they read in
+    # place through a table of batch offsets (Matmul passes attention's q, k, v views so: kernels/cpu/matmul).
     def matmul(self, a, b):
         """(Ba, M, K) @ (Bb, K, N) -> (B, M, N). Operands of any strides go to the kernels as they are (they read
         transposed and strided views in place, and copy only what they cannot: kernels/cpu/matmul)."""
-        if a.shape[1] <= self._mm.ROWS_MAX_NN:
+        if a.shape[-2] <= self._mm.ROWS_MAX_NN:
             return self._mm.matmul_nn(a, b, "rows")
-        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
+        work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return _run(work, self._mm.matmul_nn, a, b)
 
     def matmul_nt(self, a, b, bias=None):
@@ -114,17 +121,17 @@ class CPUBackend:
         the transpose; the bias is added inside the product (a Linear's forward)."""
         if bias is not None:
             bias = np.ascontiguousarray(bias)
-        if a.shape[1] <= self._mm.ROWS_MAX_NT:
+        if a.shape[-2] <= self._mm.ROWS_MAX_NT:
             return self._mm.matmul_nt(a, b, "rows", bias)
-        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[1]
+        work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-2]
         return _run(work, self._mm.matmul_nt, a, b, None, bias)
 
     def matmul_tn(self, a, b, a_sums=False):
         """(Ba, K, M)ᵀ @ (Bb, K, N) -> (B, M, N), without materialising the transpose; with a_sums, also
         a summed over K, (B, M) (a Linear's dW = dyᵀ x and db = Σ dy, in one pass over dy)."""
-        if a.shape[2] <= self._mm.ROWS_MAX_NN:
+        if a.shape[-1] <= self._mm.ROWS_MAX_NN:
             return self._mm.matmul_tn(a, b, "rows", a_sums)
-        work = max(a.shape[0], b.shape[0]) * a.shape[1] * a.shape[2] * b.shape[2]
+        work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return _run(work, self._mm.matmul_tn, a, b, None, a_sums)
 
     # ---- sums of whole arrays (residual connections, gradient accumulation) ----------

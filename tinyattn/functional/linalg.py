@@ -155,7 +155,8 @@ def _merge(x, shape):
 
 def _as_batched(x, batch, fold_rows):
     """An operand as a (batch, rows, cols) array for the kernels, its batch 1 or the full batch: a view of x
-    wherever its strides allow (`_merge`).
+    wherever its strides allow (`_merge`); a host array whose batch axes do not merge stays as it is (the CPU
+    kernels take several batch axes).
 
     fold_rows (x @ W, W 2-D): every batch axis of the left operand folds into its rows, and W
     gets a batch of 1 (the same reshape, for a 2-D array)."""
@@ -163,6 +164,11 @@ def _as_batched(x, batch, fold_rows):
         return _merge(x, (1, math.prod(x.shape[:-1]), x.shape[-1]))
     full = math.prod(batch)
     if x.shape[:-2] == batch:
+        if len(batch) > 1 and type(x) is np.ndarray and not x.flags.c_contiguous:
+            # batch axes that no single stride spans (attention's heads: x.view(B, T, H, D).transpose(1, 2)):
+            # the CPU kernels read x in place through a table of batch offsets, instead of a copy
+            v = _merge_axes(x, (full,) + x.shape[-2:])
+            return x if v is None else v
         return _merge(x, (full,) + x.shape[-2:])
     if math.prod(x.shape[:-2]) == 1:
         return _merge(x, (1,) + x.shape[-2:])

@@ -10,6 +10,9 @@ Inputs may have any strides: a transposed, sliced or batch view is read where it
 have any strides" below; only a matrix with no unit stride, negative strides or a read-only array is copied).
 Batch broadcast: each operand's batch is 1 or B = max(Ba, Bb); an operand of batch 1 has batch stride 0, so
 out[p] reads a[p * (Ba > 1)] and b[p * (Bb > 1)] (a batch of stride 0 is computed as a batch of 1).
+Several batch axes: an operand may also be (..., M, K) with Ba = the product of its batch axes, in row-major
+order; when no single stride spans them (the heads of x.view(B, T, H, D).transpose(1, 2), which multi-head
+attention multiplies), `_gemm_outer` reads it in place through a table of batch offsets (`_matmul_batches`).
 
 All three are one routine that sees both operands through strides:
 
@@ -51,6 +54,8 @@ The package, one job per module:
     __init__.py   the three public entry points and the choice among the kernels (`_product`, KERNEL)
 Blocking sizes and thresholds, with their units and measurements: ../policy.py.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -86,6 +91,7 @@ _threads = _num_threads
 
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _NO_SUMS = {dt: np.empty((0, 0), dt) for dt in _NO_BIAS}
+_NO_OFFS = np.empty(0, np.int64)          # `_gemm_outer`'s batch offsets: none (batch stride * p)
 
 
 def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None, a_sums=False):
@@ -108,7 +114,7 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
         fused = a_sums and M * N * K > 0      # (an empty product returns before its loops)
         sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if fused else _NO_SUMS[af.dtype]
         out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
-                          (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums)
+                          (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums, _NO_OFFS, _NO_OFFS)
         if not a_sums:
             return out
         return out, sums[0].reshape(-1, M) if fused else None   # the kernel adds every block's sums into row 0
@@ -152,20 +158,19 @@ def _flat(x, r, k):
 
 
 def _readable(x, r, k):
-    """Whether the kernels can address x's matrices in place (`_flat`): non-empty, writeable (a read-only array
-    would compile read-only specialisations of every kernel; none writes its inputs), element strides none
-    negative, and a unit stride along rows (axis r) or k (axis k)."""
+    """Whether the kernels can address x's matrices in place (`_flat`, `_batch_view`; x 3-D or with more batch
+    axes, r and k its row and k axes): non-empty, writeable (a read-only array would compile read-only
+    specialisations of every kernel; none writes its inputs), element strides none negative, and a unit stride
+    along rows or k."""
     f = x.flags
     if not (f.writeable and f.aligned and x.size > 0):
         return False
     if f.c_contiguous:
         return True
     isz = x.itemsize
-    n0, n1, n2 = x.shape
-    s0, s1, s2 = x.strides
-    if s0 < 0 or s1 < 0 or s2 < 0 or s0 % isz or s1 % isz or s2 % isz:
+    if any(s < 0 or s % isz for s in x.strides):
         return False
-    return n1 == 1 or n2 == 1 or s1 == isz or s2 == isz
+    return x.shape[r] == 1 or x.shape[k] == 1 or x.strides[r] == isz or x.strides[k] == isz
 
 
 def _unit(x, axis):
@@ -191,10 +196,60 @@ def _operands(a, ar, ak, b, br, bk, rows_kernel=False):
     return af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K
 
 
+def _batch_view(x, r, k):
+    """(flat, batch, batch stride, offsets, row stride, k stride) of x (..., rows, cols) with several batch axes,
+    or 3-D, for `_gemm_outer`: flat a 1-D view of x's memory from x's first element; a 3-D x gets its batch
+    stride and no offsets, else offsets[p] = the flat offset of batch element p's matrix (row-major order of the
+    batch axes). Strides in elements, all non-negative (`_readable`); axes of length 1 as in `_flat`."""
+    if x.ndim == 3:
+        flat, sx, rs, ks = _flat(x, r, k)
+        return flat, x.shape[0], sx, _NO_OFFS, rs, ks
+    key = (x.shape, x.strides, x.itemsize, r, k)
+    layout = _LAYOUTS.get(key)
+    if layout is None:                        # (a model repeats a few layouts: each is worked out once)
+        isz = x.itemsize
+        st = [s // isz for s in x.strides]
+        offs = np.zeros(1, np.int64)
+        for n, s in zip(x.shape[:-2], st[:-2]):
+            offs = (offs[:, None] + np.arange(n, dtype=np.int64) * s).reshape(-1)
+        span = 1 + sum((n - 1) * s for n, s in zip(x.shape, st))
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[key] = (span, offs, st[r] if x.shape[r] > 1 else 1, st[k] if x.shape[k] > 1 else 1)
+    span, offs, rs, ks = layout
+    flat = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(x.itemsize,))
+    return flat, offs.size, 0, offs, rs, ks
+
+
+_LAYOUTS: dict = {}   # `_batch_view`'s (span, offsets, row stride, k stride) by (shape, strides, itemsize, r, k)
+
+
+def _matmul_batches(a, ar, ak, b, br, bk, kernel, bias, a_sums):
+    """`_matmul` for operands with more than one batch axis that no single stride spans (q, k, v of multi-head
+    attention: x.view(B, T, H, D).transpose(1, 2)): each operand's batch is 1 or B elements (row-major order of
+    its batch axes). `_gemm_outer` reads them in place through a table of batch offsets; a product that another
+    kernel takes (tiny, few rows, the portable kernel, fused sums) gets 3-D copies instead."""
+    B = max(math.prod(a.shape[:-2]), math.prod(b.shape[:-2]))
+    M, N, K = a.shape[ar - 3], b.shape[br - 3], a.shape[ak - 3]
+    mnk = M * N * K
+    tiny = mnk <= SMALL_ALWAYS or B * mnk <= SMALL_BATCH_WORK
+    if (kernel is None and KERNEL != "portable" and not a_sums and not (mnk <= SMALL_WORK and tiny) and mnk
+            and a.dtype == b.dtype and _readable(a, ar - 3, ak - 3) and _readable(b, br - 3, bk - 3)):
+        af, Ba, sa, a_offs, a_rs, a_ks = _batch_view(a, ar - 3, ak - 3)
+        bf, Bb, sb, b_offs, b_rs, b_ks = _batch_view(b, br - 3, bk - 3)
+        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, KERNEL == "avx512", _threads(),
+                           _NO_BIAS[a.dtype] if bias is None else bias, _NO_SUMS[a.dtype], a_offs, b_offs)
+    a3 = a.reshape((-1,) + a.shape[-2:])      # (copies: the batch axes do not merge)
+    b3 = b.reshape((-1,) + b.shape[-2:])
+    return _matmul(a3, ar, ak, b3, br, bk, kernel, bias, a_sums)
+
+
 def _matmul(a, ar, ak, b, br, bk, kernel, bias=None, a_sums=False):
     """out[p] = A[p] @ B[p].T (+ bias) for A[p][i, k] = a[p] along axes (ar, ak), B[p][j, k] = b[p] along (br, bk);
     with a_sums, (out, s), s[p, i] = sum_k A[p][i, k]. A batch of stride 0 (a broadcast) is computed once, not per
-    batch element."""
+    batch element. a or b may have several batch axes (`_matmul_batches`)."""
+    if a.ndim != 3 or b.ndim != 3:
+        return _matmul_batches(a, ar, ak, b, br, bk, kernel, bias, a_sums)
     fa, fb = a.flags, b.flags
     if fa.c_contiguous and fb.c_contiguous and fa.writeable and fb.writeable and a.size and b.size:
         # the common case, C-contiguous operands: their strides from their shapes (no copy, no check)
@@ -213,10 +268,10 @@ def _matmul(a, ar, ak, b, br, bk, kernel, bias=None, a_sums=False):
             if a_sums:                        # the fused row sums (A's rows contiguous: dy^T)
                 sums = np.zeros((nth, max(Ba, Bb) * M), a.dtype)
                 out = _gemm_outer(a.reshape(-1), Ba, sa[0], 1, sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
-                                  M, N, K, KERNEL == "avx512", nth, bz, sums)
+                                  M, N, K, KERNEL == "avx512", nth, bz, sums, _NO_OFFS, _NO_OFFS)
                 return out, sums[0].reshape(-1, M)       # (the kernel adds its k blocks' rows into row 0)
             return _gemm_outer(a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
-                               M, N, K, KERNEL == "avx512", nth, bz, _NO_SUMS[a.dtype])
+                               M, N, K, KERNEL == "avx512", nth, bz, _NO_SUMS[a.dtype], _NO_OFFS, _NO_OFFS)
         B = max(Ba, Bb)
         args = (a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk], M, N, K)
         if kernel == "rows" and ak == 1 and bk == 2 and b1 > 1:    # (the one layout `_gemm_rows` reads slowly)

@@ -33,7 +33,7 @@ def _a_sums(af, off, a_ks, n, kc, dst, d0):
 
 
 @njit(cache=True, parallel=True)
-def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums):
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
@@ -43,12 +43,15 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k] over k block kb's share of k,
     then added into row 0 (rows 1.. left zero): a Linear's bias gradient db = sum_k dy[k, :] alongside
     dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
-    pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T).
+    pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T). `a_offs`, `b_offs`: int64 offsets of each
+    batch element's matrix in af / bf (Ba / Bb of them: batch axes that no single stride spans, such as (B, H)
+    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb.
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
             in-place panel would touch a new page): for (pb, NR-column micro-panel), on this thread:
-            pack Bp[pb][k-slice][panel][k, 0:NR] (zero past N); otherwise (dy @ W, dy^T @ x): in place
+            pack Bp[pb][k-slice][panel][k, 0:NR]; otherwise (dy @ W, dy^T @ x): in place
+            (a batch of >= nth products: each task packs its own products' B instead, see below)
         prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
             C = out if k block 0 else partial[k block - 1]
             for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
@@ -60,17 +63,18 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
         if k blocks > 1: out += sum of the partials (on this thread)
-    About one task per thread (the parallel loop splits its range statically). A long reduction into a
+    About one task per thread (the parallel loop splits its range statically); with at least as many products
+    as threads, a task is a run of whole products (p over B // nth of them, no row or column split), which
+    packs each product's B into a buffer of its own just before its tiles read it. A long reduction into a
     small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens) is
     split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its share of both operands,
     and no A micro-panel is copied twice); the rest of the thread count splits rows first (each task then
     streams only its own rows of A), and columns when there are too few rows. A row-major A is never
-    packed: the micro-kernel
-    broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy that packing it would
-    need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T) is copied one
-    micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its k stride
-    puts every k on a new cache line and a power-of-two stride maps them to a few L1 sets. Tiles past N
-    or past M go through a scratch tile.
+    packed: the micro-kernel broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy
+    that packing it would need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T)
+    is copied one micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its
+    k stride puts every k on a new cache line and a power-of-two stride maps them to a few L1 sets. Edge
+    tiles (rows past M, columns past N) are computed in full and stored under the micro-kernel's masks.
     """
     B = max(Ba, Bb)
     out = np.empty((B, M, N), dtype=af.dtype)
@@ -114,10 +118,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         for t in range(Bb * npan):            # (each waits for its slowest thread: on a busy machine, a
             pb = t // npan                    # scheduler slice), and one prange fewer to compile cold
             q = t % npan
-            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
+            boff = b_offs[pb] if b_offs.size else pb * sb
+            _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
     elif N % NR:                              # in place: only a last partial panel is packed
         for pb in range(Bb):
-            _pack_b_panel(bf, pb * sb, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR,
+            boff = b_offs[pb] if b_offs.size else pb * sb
+            _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR,
                           np.int64(0), wide)   # int64 as above: a literal 0 compiles a second copy (~1.3 s)
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
@@ -170,8 +176,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
         Bsrc = Bt if own_b else Bp
         for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
-            pa = p * sa if Ba > 1 else 0
-            pbf = p * sb if Bb > 1 else 0
+            pa = (a_offs[p] if a_offs.size else p * sa) if Ba > 1 else 0
+            pbf = (b_offs[p] if b_offs.size else p * sb) if Bb > 1 else 0
             if own_b:
                 pbb = 0
                 if pack_b:
