@@ -194,7 +194,9 @@ def _pair(arrays, labels, out):
         if v is not None:
             return v
         gs = t.shape[:len(g)]
-        v = _merge_axes(t, gs + shape[1:])    # rows and columns merge: only the batch axes need a copy
+        v = _merge_axes(t, gs + shape[1:])    # rows and columns merge: only the batch axes need a copy, which the
+        if v is not None and type(v) is np.ndarray and len(gs) > 1:     # CPU kernels do without (they take
+            return v                                                     # several batch axes: linalg.Matmul)
         if v is None:
             inner = (lambda ls: min(abs(t.strides[(g + rows + cols).index(l)]) for l in ls if size[l] > 1)
                      if any(size[l] > 1 for l in ls) else 0)
