@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tinyattn import backend as B
-from tinyattn.backend_contract import (DECODE, OPTIONAL, Backend, BackendContractError, attention_allowed,
+from tinyattn.backend_contract import (DECODE, DROPOUT, OPTIONAL, Backend, BackendContractError, attention_allowed,
                                        attention_backward_reference, attention_reference, check_backend,
                                        contract_methods)
 
@@ -245,7 +245,7 @@ def test_a_drifting_backend_fails_the_check():
         with pytest.raises(BackendContractError, match=message):
             check_backend(cls())
     assert issubclass(BackendContractError, TypeError) and check_backend(cpu) is cpu
-    assert set(OPTIONAL) == {DECODE}
+    assert set(OPTIONAL) == {DECODE, DROPOUT}
 
 
 def test_the_masking_rule_reference():

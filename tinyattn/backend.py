@@ -78,11 +78,11 @@ def _window(window):
 
 class CPUBackend:
     """The contract (tinyattn/backend_contract.py) on host NumPy arrays, with the Numba kernels of
-    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode)."""
+    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode) and fused dropout."""
 
     name = "cpu"
     xp = np
-    capabilities = frozenset({"encoder_layer_decode"})
+    capabilities = frozenset({"encoder_layer_decode", "dropout"})
 
     def supports(self, capability):
         """Whether the optional kernel `capability` is offered (backend_contract.OPTIONAL)."""
@@ -90,8 +90,8 @@ class CPUBackend:
 
     def __init__(self):
         self.malloc_tuned = runtime.setup_cpu()  # malloc tuning and the compile notice (runtime.py)
-        from tinyattn.kernels.cpu import (activations, attention, decode, elementwise,  # compiled on first call
-                                          embedding, layer_norm, matmul, optim, softmax)
+        from tinyattn.kernels.cpu import (activations, attention, decode, dropout,  # compiled on first call
+                                          elementwise, embedding, layer_norm, matmul, optim, softmax)
 
         self._mm = matmul
         self._sm = softmax
@@ -101,6 +101,7 @@ class CPUBackend:
         self._emb = embedding
         self._opt = optim
         self._dec = decode
+        self._drop = dropout
         self._ew = elementwise
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
@@ -158,6 +159,23 @@ class CPUBackend:
         flat = a.reshape(-1)
         self._ew.add(flat, b.reshape(-1), flat, numba.get_num_threads())
         return a
+
+    # ---- dropout (optional capability DROPOUT) -------------------------------------
+    def dropout(self, x, p, seed):
+        """(y, keep): the mask drawn inside the kernel from `seed` (kernels/cpu/dropout.py)."""
+        flat = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(flat)
+        keep = np.empty(flat.size, np.bool_)
+        scale = flat.dtype.type(1.0 / (1.0 - p))
+        _run(flat.size, self._drop.dropout_forward, flat, np.uint64(seed), round(p * (1 << 24)), scale, out, keep)
+        return out.reshape(x.shape), keep.reshape(x.shape)
+
+    def dropout_backward(self, dy, keep, p):
+        flat = np.ascontiguousarray(dy).reshape(-1)
+        out = np.empty_like(flat)
+        _run(flat.size, self._drop.dropout_backward, flat, np.ascontiguousarray(keep).reshape(-1),
+             flat.dtype.type(1.0 / (1.0 - p)), out)
+        return out.reshape(dy.shape)
 
     # ---- softmax family along any dim ---------------------------------------------
     def softmax(self, x, dim):

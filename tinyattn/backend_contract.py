@@ -21,7 +21,7 @@ Common rules (every kernel, every device):
 Optional capabilities: a backend lists the optional kernels it offers in `capabilities` (a frozenset of
 names, see `OPTIONAL`) and answers `supports(name)`; a caller asks `backend.supports(DECODE)` before it
 calls one, never probes with hasattr or by array type. Today: `encoder_layer_decode` (the fused decode step
-of nn.TransformerEncoderLayer), CPU only.
+of nn.TransformerEncoderLayer) and `dropout` (the mask drawn inside the kernel), CPU only.
 
 The masking rule of fused attention, the one reference: `attention_allowed` (which keys a query may see) and
 `attention_reference` (the forward, fully masked rows included). Every attention kernel is tested against
@@ -36,12 +36,14 @@ from typing import Any, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "DecodeStep", "DECODE", "OPTIONAL", "BackendContractError", "check_backend",
-           "contract_methods", "attention_allowed", "attention_reference", "attention_backward_reference"]
+__all__ = ["Backend", "DecodeStep", "DECODE", "DROPOUT", "FusedDropout", "OPTIONAL", "BackendContractError",
+           "check_backend", "contract_methods", "attention_allowed", "attention_reference",
+           "attention_backward_reference"]
 
 Array = Any  # the backend's array type: np.ndarray (CPU) or DeviceArray (CUDA)
 
 DECODE = "encoder_layer_decode"
+DROPOUT = "dropout"
 
 
 @runtime_checkable
@@ -187,8 +189,20 @@ class DecodeStep(Protocol):
         kernels/cpu/decode.py's docstring: the op-by-op layer's result to rounding."""
 
 
+class FusedDropout(Protocol):
+    """The optional fused dropout (capability DROPOUT): the mask drawn inside the kernel from a seed."""
+
+    def dropout(self, x: Array, p: float, seed: int) -> Tuple[Array, Array]:
+        """(y, keep) for x of any shape, 0 < p < 1, seed an int in [0, 2^64): keep (x's shape, bool) holds each
+        element with probability 1 - p, independently, a function of the seed and the element's flat index
+        only; y = x / (1 - p) where keep, else 0."""
+
+    def dropout_backward(self, dy: Array, keep: Array, p: float) -> Array:
+        """dx = dy / (1 - p) where keep, else 0 (keep from `dropout`, of dy's shape)."""
+
+
 #: optional kernels: the capability name -> the Protocol that declares its method
-OPTIONAL = {DECODE: DecodeStep}
+OPTIONAL = {DECODE: DecodeStep, DROPOUT: FusedDropout}
 
 
 class BackendContractError(TypeError):

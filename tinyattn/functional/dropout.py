@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ..autograd import Function, Variable
 from ..backend import backend_of
+from ..backend_contract import DROPOUT
 from ..random import default_generator
 from .checks import check_float, check_tensor
 from typing import TYPE_CHECKING
@@ -13,7 +16,7 @@ if TYPE_CHECKING:
     from ..tensor import Tensor
 
 __all__ = [
-    "Dropout", "dropout",
+    "Dropout", "dropout", "FusedDropout",
 ]
 
 
@@ -41,6 +44,34 @@ class Dropout(Function):
         return dy * mask, None
 
 
+class FusedDropout(Function):
+    """Dropout on a backend with the fused kernel (capability DROPOUT): y = x ∘ m, m_i = keep_i / (1-p), keep
+    drawn inside the kernel from `seed` (kernels/cpu/dropout.py) and saved as one byte per element.
+
+    dx = dy ∘ m (the same mask).
+    """
+
+    @staticmethod
+    def forward(ctx, x, p, seed):
+        y, keep = backend_of(x).dropout(x, p, seed)
+        ctx.save_for_backward(keep)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (keep,) = ctx.saved
+        return backend_of(dy).dropout_backward(dy, keep, ctx.p), None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, inputs, dy):
+        """dx = dy ∘ m with recorded ops (m a constant of the forward, as in `Dropout`)."""
+        from ..autograd.function import constant
+
+        (keep,) = ctx.saved
+        return dy * constant(dy, (keep * (1.0 / (1.0 - ctx.p))).astype(dy._array.dtype)), None, None
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     check_tensor("dropout", "input", x)
     check_float("dropout", x._array)
@@ -52,6 +83,16 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
+    be = backend_of(x._array)
+    if 0.0 < p < 1.0 and x._array.dtype in (np.float32, np.float64):
+        # the mask is a function of one 64-bit seed from the generator (kernels/cpu/dropout.py): drawn inside
+        # the kernel where the backend has it, else by the CPU kernel on the host and copied over (same seed,
+        # same mask on every device)
+        seed = int(default_generator().integers(0, 1 << 64, dtype=np.uint64))
+        if be.supports(DROPOUT):
+            return FusedDropout.apply(x, float(p), seed)
+        _, keep = backend_of(np.empty(0)).dropout(np.ones(x.shape, x._array.dtype), float(p), seed)
+        return Dropout.apply(x, be.asarray((keep * (1.0 / (1.0 - p))).astype(x._array.dtype)))
     keep = default_generator().random(x.shape) >= p  # drawn on the host, then copied to x's device
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     return Dropout.apply(x, backend_of(x._array).asarray((keep * scale).astype(x.dtype)))
