@@ -91,8 +91,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         seed = int(default_generator().integers(0, 1 << 64, dtype=np.uint64))
         if be.supports(DROPOUT):
             return FusedDropout.apply(x, float(p), seed)
-        _, keep = backend_of(np.empty(0)).dropout(np.ones(x.shape, x._array.dtype), float(p), seed)
-        return Dropout.apply(x, be.asarray((keep * (1.0 / (1.0 - p))).astype(x._array.dtype)))
+        mask, _ = backend_of(np.empty(0)).dropout(np.ones(x.shape, x._array.dtype), float(p), seed)   # (1 ∘ m)
+        return Dropout.apply(x, be.asarray(mask))
     keep = default_generator().random(x.shape) >= p  # drawn on the host, then copied to x's device
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     return Dropout.apply(x, backend_of(x._array).asarray((keep * scale).astype(x.dtype)))

@@ -94,6 +94,12 @@ _NO_SUMS = {dt: np.empty((0, 0), dt) for dt in _NO_BIAS}
 _NO_OFFS = np.empty(0, np.int64)          # `_gemm_outer`'s batch offsets: none (batch stride * p)
 
 
+def _tiny(mnk, B):
+    """Whether a batch of B products of mnk multiply-adds each takes `_gemm_small` (policy.SMALL_WORK, and for a
+    batch of them SMALL_BATCH_WORK / SMALL_ALWAYS)."""
+    return 0 < mnk <= SMALL_WORK and (mnk <= SMALL_ALWAYS or B * mnk <= SMALL_BATCH_WORK)
+
+
 def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=None, bias=None, a_sums=False):
     """`_gemm_rows` when kernel == 'rows' (the backend asks for it for few rows); else `_gemm_small`
     for tiny products (policy.SMALL_WORK, and for a batch of them SMALL_BATCH_WORK / SMALL_ALWAYS), else
@@ -104,7 +110,7 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
     out = None
     if kernel == "rows":
         out = _gemm_rows(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
-    elif 0 < M * N * K <= SMALL_WORK and (M * N * K <= SMALL_ALWAYS or max(Ba, Bb) * M * N * K <= SMALL_BATCH_WORK):
+    elif _tiny(M * N * K, max(Ba, Bb)):
         out = _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     elif (KERNEL if kernel is None else kernel) == "portable":
         out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
@@ -231,9 +237,7 @@ def _matmul_batches(a, ar, ak, b, br, bk, kernel, bias, a_sums):
     kernel takes (tiny, few rows, the portable kernel, fused sums) gets 3-D copies instead."""
     B = max(math.prod(a.shape[:-2]), math.prod(b.shape[:-2]))
     M, N, K = a.shape[ar - 3], b.shape[br - 3], a.shape[ak - 3]
-    mnk = M * N * K
-    tiny = mnk <= SMALL_ALWAYS or B * mnk <= SMALL_BATCH_WORK
-    if (kernel is None and KERNEL != "portable" and not a_sums and not (mnk <= SMALL_WORK and tiny) and mnk
+    if (kernel is None and KERNEL != "portable" and not a_sums and M * N * K and not _tiny(M * N * K, B)
             and a.dtype == b.dtype and _readable(a, ar - 3, ak - 3) and _readable(b, br - 3, bk - 3)):
         af, Ba, sa, a_offs, a_rs, a_ks = _batch_view(a, ar - 3, ak - 3)
         bf, Bb, sb, b_offs, b_rs, b_ks = _batch_view(b, br - 3, bk - 3)

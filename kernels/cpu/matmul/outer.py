@@ -32,6 +32,17 @@ def _a_sums(af, off, a_ks, n, kc, dst, d0):
             acc[i] += row[i]
 
 
+@njit(cache=True)
+def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide):
+    """B of one batch element (at bf[boff]) into dst[d0:], Nb columns per k-slice, for `_gemm_outer`: every
+    micro-panel when pack_b; else (B read in place) only a last partial panel, when N is not a multiple of NR."""
+    if pack_b:
+        for q in range(npan):
+            _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q, dst, d0, Nb, q, wide)
+    elif N % NR:        # int64: a literal 0 compiles a second copy of _pack_b_panel (~1.3 s)
+        _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, dst, d0, NR, np.int64(0), wide)
+
+
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
@@ -112,19 +123,10 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         z = af.dtype.type(0)            # loop: an array expression would compile a parfor)
         for i in range(Bp.size):
             Bp[i] = z
-    if own_b:
-        pass                                  # (packed in the tasks)
-    elif pack_b:                              # on this thread: one parallel region per product, not two
-        for t in range(Bb * npan):            # (each waits for its slowest thread: on a busy machine, a
-            pb = t // npan                    # scheduler slice), and one prange fewer to compile cold
-            q = t % npan
-            boff = b_offs[pb] if b_offs.size else pb * sb
-            _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bp, pb * Np * K, Np, q, wide)
-    elif N % NR:                              # in place: only a last partial panel is packed
-        for pb in range(Bb):
-            boff = b_offs[pb] if b_offs.size else pb * sb
-            _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bp, pb * NR * K, NR,
-                          np.int64(0), wide)   # int64 as above: a literal 0 compiles a second copy (~1.3 s)
+    if not own_b:                             # on this thread: one parallel region per product, not two (each
+        for pb in range(Bb):                  # waits for its slowest thread: on a busy machine, a scheduler
+            _pack_b(bf, b_offs[pb] if b_offs.size else pb * sb, b_rs, b_ks, N, K, NR, npan, pack_b, Bp,
+                    pb * Nb * K, Nb, wide)    # slice), and one prange fewer to compile cold
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
@@ -180,13 +182,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             pbf = (b_offs[p] if b_offs.size else p * sb) if Bb > 1 else 0
             if own_b:
                 pbb = 0
-                if pack_b:
-                    for q in range(npan):
-                        _pack_b_panel(bf, pbf, b_rs, b_ks, N, K, OUTER_KC, NR, q, Bsrc, np.int64(0), Np, q,
-                                      wide)
-                elif N % NR:
-                    _pack_b_panel(bf, pbf, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, Bsrc, np.int64(0), NR,
-                                  np.int64(0), wide)
+                _pack_b(bf, pbf, b_rs, b_ks, N, K, NR, npan, pack_b, Bsrc, np.int64(0), Nb, wide)
             else:
                 pbb = (p if Bb > 1 else 0) * Nb * K
             for k0 in range(kstart, kend, OUTER_KC):
