@@ -391,16 +391,24 @@ def _paths_cases(rng):
     return cases
 
 
-def interleaved_n(fns, rounds):
-    """interleaved() for several sides (side 0 is ours): best-of-3 (5 with SETTLE) per side per round, the order
-    rotating; returns (best time of each side, median over rounds of side's time / ours)."""
+def interleaved_n(fns, rounds, budget=0.01):
+    """interleaved() for several sides (side 0 is ours): per side per round the best of at least 3 (5 with SETTLE)
+    calls, and of as many as fill about `budget` seconds (at most 200), the order rotating; returns (best time of
+    each side, median over rounds of side's time / ours). Each side gets the same number of calls, sized from the
+    slower side's warm-up call: after SETTLE's sleep the first calls of a small op wait for the idle cores to wake
+    (this KVM guest: tens to hundreds of us), so a best of 5 measured that wake-up rather than the op."""
+    warm = []
     for f in fns:
         f()                                        # warm-up: compilation, first-touch allocation
+        t0 = time.perf_counter()
+        f()
+        warm.append(time.perf_counter() - t0)
+    reps = max(5 if SETTLE else 3, min(200, int(budget / max(warm))))
     times = [[] for _ in fns]
     for r in range(rounds):
         for i in [(r + j) % len(fns) for j in range(len(fns))]:
             time.sleep(SETTLE)
-            times[i].append(best_time(fns[i], 5 if SETTLE else 3))
+            times[i].append(best_time(fns[i], reps))
     return [min(t) for t in times], [float(np.median(np.array(t) / np.array(times[0]))) for t in times]
 
 

@@ -22,7 +22,7 @@ from . import runtime
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
 # imports no Numba).
-from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_LAYER_NORM, PARALLEL_SUM, SERIAL_WORK
+from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_ROWS, PARALLEL_SUM, SERIAL_WORK
 from .kernels.cpu.threads import thread_count_calls
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
 # take NumPy's path.
@@ -47,6 +47,12 @@ def _run(work, kernel, *args):
         return kernel(*args)
     finally:
         _set_threads(threads)
+
+
+def _row_work(rows):
+    """The work `_run` sees for a row kernel (softmax family, layer norm): on every thread from PARALLEL_ROWS
+    elements, where SERIAL_WORK would keep them on one."""
+    return SERIAL_WORK if rows.size >= PARALLEL_ROWS else 0
 
 
 def _batch(x):
@@ -178,23 +184,24 @@ class CPUBackend:
         return out.reshape(dy.shape)
 
     # ---- softmax family along any dim ---------------------------------------------
+    # On every thread from PARALLEL_ROWS elements (policy.py, with its measurement), as layer norm.
     def softmax(self, x, dim):
         rows, undo = _rows(x, dim)
-        return undo(_run(rows.size, self._sm.softmax_forward, rows))
+        return undo(_run(_row_work(rows), self._sm.softmax_forward, rows))
 
     def softmax_backward(self, y, dy, dim):
         y_rows, undo = _rows(y, dim)
         dy_rows, _ = _rows(dy, dim)
-        return undo(_run(y_rows.size, self._sm.softmax_backward, y_rows, dy_rows))
+        return undo(_run(_row_work(y_rows), self._sm.softmax_backward, y_rows, dy_rows))
 
     def log_softmax(self, x, dim):
         rows, undo = _rows(x, dim)
-        return undo(_run(rows.size, self._sm.log_softmax_forward, rows))
+        return undo(_run(_row_work(rows), self._sm.log_softmax_forward, rows))
 
     def log_softmax_backward(self, y, dy, dim):
         y_rows, undo = _rows(y, dim)
         dy_rows, _ = _rows(dy, dim)
-        return undo(_run(y_rows.size, self._sm.log_softmax_backward, y_rows, dy_rows))
+        return undo(_run(_row_work(y_rows), self._sm.log_softmax_backward, y_rows, dy_rows))
 
 
     # ---- elementwise activations -------------------------------------------------
@@ -216,16 +223,16 @@ class CPUBackend:
         return _run(flat.size, self._act.gelu_erf_backward, flat, dy, np.empty_like(flat)).reshape(x.shape)
 
     # ---- layer norm over rows ---------------------------------------------------
-    # On every thread from PARALLEL_LAYER_NORM elements (policy.py, with its measurement), not SERIAL_WORK.
+    # On every thread from PARALLEL_ROWS elements (policy.py, with its measurement), not SERIAL_WORK.
     def layer_norm(self, x, w, b, eps):
         """x (R, N) -> (y, mean, rstd)."""
         x = np.ascontiguousarray(x)
-        return _run(SERIAL_WORK if x.size >= PARALLEL_LAYER_NORM else 0, self._ln.layer_norm_forward, x,
+        return _run(_row_work(x), self._ln.layer_norm_forward, x,
                     np.ascontiguousarray(w), np.ascontiguousarray(b), eps)
 
     def layer_norm_backward(self, dy, x, mean, rstd, w):
         """-> (dx, dw, db)."""
-        return _run(SERIAL_WORK if dy.size >= PARALLEL_LAYER_NORM else 0, self._ln.layer_norm_backward,
+        return _run(_row_work(dy), self._ln.layer_norm_backward,
                     np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, rstd, w)
 
     # ---- embedding ------------------------------------------------------------------

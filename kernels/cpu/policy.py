@@ -7,7 +7,7 @@ read when a module imports them; the Numba kernels freeze them as constants when
 value changed after a kernel compiled (or cached) takes effect only after Numba recompiles it.
 
 Who reads what:
-    tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_LAYER_NORM, PARALLEL_ADAM, ROWS_MAX_NT,
+    tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_ROWS, PARALLEL_ADAM, ROWS_MAX_NT,
                                          ROWS_MAX_NN
     tinyattn/functional/loss.py          FUSED_BACKWARD
     kernels/cpu/matmul*                  SMALL_WORK, SMALL_BATCH_WORK, SMALL_ALWAYS, the portable and the
@@ -37,14 +37,18 @@ SERIAL_WORK = 1 << 18
 # 6.8), 262,144 126 -> 19.5 (torch 17.4); a += b 98,304 7.9 -> 5.7 (torch 6.0); at 32,768 all tie (~3.4).
 PARALLEL_SUM = 3 << 15
 
-# Elements of the input from which layer norm's forward and backward (CPUBackend.layer_norm*,
+# Elements of the input from which the row kernels run on every thread: layer norm's forward and backward (CPUBackend.layer_norm*,
 # kernels/cpu/layer_norm.py) run on every thread rather than one (in place of SERIAL_WORK, which kept the
 # nanoGPT recipe's 768 x 128 on one thread). Measured (issue 22 goal 4, 2-core AVX-512 guest, load 4.3-4.8,
 # best of 20 in 7 interleaved rounds, float32, wall; 1 thread -> 2 threads, us): forward 64 x 128 6.1 -> 6.2,
 # 128 x 128 8.0 -> 7.2, 256 x 128 12.0 -> 9.2, 768 x 128 30.5 -> 17.4, 32 x 1024 9.7 -> 8.0; backward
 # 64 x 128 9.3 -> 11.9, 128 x 128 12.7 -> 13.8, 256 x 128 18.3 -> 16.6, 768 x 128 41.3 -> 30.0, 32 x 1024
 # 18.4 -> 19.5. The backward breaks even at about 2^15, the forward at about 2^14: one threshold, 2^15.
-PARALLEL_LAYER_NORM = 1 << 15
+# The softmax and log_softmax kernels (forward and backward, kernels/cpu/softmax.py) follow the same rule,
+# measured the same way (quiet machine, load 0.3, best of 200, 1 thread -> 2 threads, us): softmax forward 256 x
+# 64 9.8 -> 6.4, 512 x 64 18.2 -> 10.5, 1024 x 64 35.3 -> 19.2; its backward 256 x 64 3.2 -> 3.2, 512 x 64 5.6 ->
+# 4.4; log_softmax forward 512 x 64 19.8 -> 11.3, backward 10.3 -> 6.7; 128 x 64 backward 2.2 -> 2.6 (loses).
+PARALLEL_ROWS = 1 << 15
 
 # Elements from which Adam updates a parameter on every thread (kernels/cpu/optim.py adam_update_parallel).
 # Chosen from the sizes (commit ad4c2af, docs/benchmarks.md "Goal 1, third round"): the gpt benchmark's big

@@ -76,24 +76,42 @@ def _exp_sum(xr, m):
     return s
 
 
+ROW_BLOCK = 32  # rows per parallel work item of the kernels that take the next row's max ahead
+
+
+@njit(cache=True)
+def _row_blocks(R):
+    """How many parallel work items R rows split into: blocks of ROW_BLOCK rows, but at least 16 (or R) so that
+    a few long rows still spread over the threads. Block b holds rows b R // n .. (b + 1) R // n - 1."""
+    return max((R + ROW_BLOCK - 1) // ROW_BLOCK, min(R, 16))
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def softmax_forward(x):
     """y[r, c] = exp(x[r, c] - m_r) / s_r,  m_r = max_c x[r, c],  s_r = sum_c exp(x[r, c] - m_r).
 
     Loop nest (fused; a row stays in L1 across its sweeps):
-        prange r:  m = max_c x[r, c];  y[r, :] = exp(x[r, :] - m), s = sum_c y[r, c];  y[r, :] *= 1/s
+        prange block of rows: for r in block: m_{r+1} = max_c x[r + 1, c] (the next row's, one step ahead);
+                              y[r, :] = exp(x[r, :] - m_r), s = sum_c y[r, c];  y[r, :] *= 1/s
+    The next row's max does not wait for this row's sum, so the CPU overlaps the two dependency chains (as in
+    cross_entropy_forward): 8192 x 64 float32, 1 thread, 368 -> 278 us (PyTorch 333-343).
     """
     R, C = x.shape
     y = np.empty_like(x)
     if C == 0:
         return y
-    for r in prange(R):
-        xr = x[r]
-        yr = y[r]
-        s = _exp_store_sum(xr, _row_max(xr), yr)
-        inv = x.dtype.type(1) / s
-        for c in range(C):
-            yr[c] *= inv
+    n = _row_blocks(R)
+    for b in prange(n):
+        r0, r1 = b * R // n, (b + 1) * R // n
+        m_next = _row_max(x[r0])
+        for r in range(r0, r1):
+            m = m_next
+            if r + 1 < r1:
+                m_next = _row_max(x[r + 1])
+            yr = y[r]
+            inv = x.dtype.type(1) / _exp_store_sum(x[r], m, yr)
+            for c in range(C):
+                yr[c] *= inv
     return y
 
 
@@ -119,21 +137,28 @@ def softmax_backward(y, dy):
 def log_softmax_forward(x):
     """y[r, c] = (x[r, c] - m_r) - log(s_r),  m_r = max_c x[r, c],  s_r = sum_c exp(x[r, c] - m_r).
 
-    Loop nest: prange r:  m = max_c x[r, c];  s = sum_c exp(x[r, c] - m) (nothing stored);
-               for c: y[r, c] = (x[r, c] - m) - log s
+    Loop nest: prange block of rows: for r in block: m_{r+1} = max_c x[r + 1, c] (one step ahead, as in
+               softmax_forward: 8192 x 64 float32, 1 thread, 425 -> 307-323 us); s = sum_c exp(x[r, c] - m_r)
+               (nothing stored); for c: y[r, c] = (x[r, c] - m_r) - log s
     (subtracting m first: m + log s would round log s away when |m| is large in float32).
     """
     R, C = x.shape
     y = np.empty_like(x)
     if C == 0:
         return y
-    for r in prange(R):
-        xr = x[r]
-        yr = y[r]
-        m = _row_max(xr)
-        ls = np.log(_exp_sum(xr, m))
-        for c in range(C):
-            yr[c] = (xr[c] - m) - ls
+    n = _row_blocks(R)
+    for b in prange(n):
+        r0, r1 = b * R // n, (b + 1) * R // n
+        m_next = _row_max(x[r0])
+        for r in range(r0, r1):
+            m = m_next
+            if r + 1 < r1:
+                m_next = _row_max(x[r + 1])
+            xr = x[r]
+            yr = y[r]
+            ls = np.log(_exp_sum(xr, m))
+            for c in range(C):
+                yr[c] = (xr[c] - m) - ls
     return y
 
 
@@ -166,15 +191,12 @@ def log_softmax_backward(y, dy):
 # and read logp, gathered, and built d in NumPy passes.
 
 
-ROW_BLOCK = 32  # rows per parallel work item of cross_entropy_forward
-
-
 @njit(cache=True, parallel=True, error_model="numpy")
 def cross_entropy_forward(x, target, smoothing):
     """(loss (R,), m (R,), ls (R,)) of the formulas above for C-contiguous x (R, C), C >= 1, int64 targets in
     range (the caller checks).
 
-    Loop nest: prange block of ROW_BLOCK rows: for r in block: m_{r+1} = max_c x[r + 1, c] (the next row's, one
+    Loop nest: prange block of rows (_row_blocks): for r in block: m_{r+1} = max_c x[r + 1, c] (the next row's, one
     step ahead); s = Σ_c exp(x[r, c] - m_r) (nothing stored); [ε > 0: Σ_c x[r, c]]; loss[r] from m_r, log s,
     x[r, t_r]. The next row's max is independent of this row's exp sum, so the CPU overlaps the two: at
     768 x 64 float32 on 1 thread, 46 -> 27 ns per row against taking each row's max right before its sum.
@@ -186,9 +208,9 @@ def cross_entropy_forward(x, target, smoothing):
     lse = np.empty(R, x.dtype)
     hit = T(1.0 - smoothing)
     eps = T(smoothing)
-    for b in prange((R + ROW_BLOCK - 1) // ROW_BLOCK):
-        r0 = b * ROW_BLOCK
-        r1 = min(R, r0 + ROW_BLOCK)
+    n = _row_blocks(R)
+    for b in prange(n):
+        r0, r1 = b * R // n, (b + 1) * R // n
         m_next = _row_max(x[r0])
         for r in range(r0, r1):
             m = m_next

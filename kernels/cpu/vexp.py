@@ -25,6 +25,22 @@ def _bits_as_float(typingctx, n):
     return ret(n), codegen
 
 
+@intrinsic
+def _float_bits(typingctx, x):
+    """Reinterpret the bits of a float32 (float64) as an int32 (int64): _bits_as_float's inverse."""
+    if x == types.float32:
+        ret, llty = types.int32, ir.IntType(32)
+    elif x == types.float64:
+        ret, llty = types.int64, ir.IntType(64)
+    else:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], llty)
+
+    return ret(x), codegen
+
+
 def vexp(x):
     """exp(x) for x <= 80 (softmax and attention only need x <= 0), 0 below float32 -87 / float64 -708,
     NaN for NaN (so a NaN still poisons a softmax row, as in PyTorch).
@@ -100,8 +116,8 @@ def fmax(typingctx, a, b):
 
 @intrinsic
 def recip_finite(typingctx, d):
-    """1/d for a finite d (float32 or float64), as an `fdiv arcp ninf`: LLVM may then compute it as the CPU's
-    reciprocal estimate and a Newton step (AVX-512 vrcp14ps + 2 FMAs: about 2^-28 relative, under float32's
+    """1/d for a finite d (float32 or float64), as an `fdiv arcp ninf contract`: LLVM may then compute it as the
+    CPU's reciprocal estimate and a Newton step (AVX-512 vrcp14ps + 2 FMAs: about 2^-28 relative, under float32's
     rounding) instead of a division, whose throughput held back the exact GELU's float32 loop. An infinite or NaN
     d gives an unspecified value: clamp it first."""
     if d not in (types.float32, types.float64):
@@ -109,7 +125,7 @@ def recip_finite(typingctx, d):
 
     def codegen(context, builder, sig, args):
         one = ir.Constant(args[0].type, 1.0)
-        return builder.fdiv(one, args[0], flags=("arcp", "ninf"))
+        return builder.fdiv(one, args[0], flags=("arcp", "ninf", "contract"))
 
     return d(d), codegen
 

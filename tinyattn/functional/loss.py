@@ -74,7 +74,7 @@ class CrossEntropy(Function):
         ctx.reduction, ctx.smoothing = reduction, smoothing
         if _fused(logits):
             x = np.ascontiguousarray(logits)
-            # on every thread (as layer norm from 2^15 elements: policy.PARALLEL_LAYER_NORM), not _run's SERIAL_WORK
+            # on every thread (as the row kernels from 2^15 elements: policy.PARALLEL_ROWS), not _run's SERIAL_WORK
             losses, m, ls = _softmax_kernels().cross_entropy_forward(x, safe_target, float(smoothing))
             ctx.fused = True
             ctx.save_for_backward(x, m, ls, safe_target, valid)

@@ -26,6 +26,8 @@ class Softmax(Function):
     Backward: dx = y * (dy - Σ_j dy_j y_j), the sum along `dim`.
     """
 
+    fresh_grads = True  # the backward kernel's dx is a new array (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, x, dim):
         y = backend_of(x).softmax(x, dim)
@@ -51,6 +53,8 @@ class LogSoftmax(Function):
 
     Backward: dx = dy - e^y Σ_j dy_j  (e^y is the softmax).
     """
+
+    fresh_grads = True
 
     @staticmethod
     def forward(ctx, x, dim):
