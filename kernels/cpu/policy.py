@@ -37,8 +37,8 @@ SERIAL_WORK = 1 << 18
 # 6.8), 262,144 126 -> 19.5 (torch 17.4); a += b 98,304 7.9 -> 5.7 (torch 6.0); at 32,768 all tie (~3.4).
 PARALLEL_SUM = 3 << 15
 
-# Elements of the input from which the row kernels run on every thread: layer norm's forward and backward (CPUBackend.layer_norm*,
-# kernels/cpu/layer_norm.py) run on every thread rather than one (in place of SERIAL_WORK, which kept the
+# Elements of the input from which the row kernels run on every thread rather than one: layer norm's forward and
+# backward (CPUBackend.layer_norm*, kernels/cpu/layer_norm.py; in place of SERIAL_WORK, which kept the
 # nanoGPT recipe's 768 x 128 on one thread). Measured (issue 22 goal 4, 2-core AVX-512 guest, load 4.3-4.8,
 # best of 20 in 7 interleaved rounds, float32, wall; 1 thread -> 2 threads, us): forward 64 x 128 6.1 -> 6.2,
 # 128 x 128 8.0 -> 7.2, 256 x 128 12.0 -> 9.2, 768 x 128 30.5 -> 17.4, 32 x 1024 9.7 -> 8.0; backward
