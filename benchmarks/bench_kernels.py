@@ -49,6 +49,11 @@ _blas_threads = _blas_threads_from_argv()
 if _blas_threads and "OPENBLAS_NUM_THREADS" not in os.environ:
     os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads
 
+try:  # before tinyattn and Numba: imported after them, both sides of a round ran 3-6x slower here (2 threads)
+    import torch
+except ImportError:          # optional column
+    torch = None
+
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -60,11 +65,6 @@ try:
     import threadpoolctl
 except ImportError:          # optional: without it numpy's BLAS keeps its own thread count
     threadpoolctl = None
-
-try:
-    import torch
-except ImportError:          # optional column
-    torch = None
 
 
 def median_time(fn, repeats):
@@ -391,19 +391,16 @@ def _paths_cases(rng):
     return cases
 
 
-def interleaved_n(fns, rounds, budget=0.01):
+def interleaved_n(fns, rounds, budget=0.02):
     """interleaved() for several sides (side 0 is ours): per side per round the best of at least 3 (5 with SETTLE)
     calls, and of as many as fill about `budget` seconds (at most 200), the order rotating; returns (best time of
     each side, median over rounds of side's time / ours). Each side gets the same number of calls, sized from the
-    slower side's warm-up call: after SETTLE's sleep the first calls of a small op wait for the idle cores to wake
+    slower side's best warm call: after SETTLE's sleep the first calls of a small op wait for the idle cores to wake
     (this KVM guest: tens to hundreds of us), so a best of 5 measured that wake-up rather than the op."""
-    warm = []
     for f in fns:
         f()                                        # warm-up: compilation, first-touch allocation
-        t0 = time.perf_counter()
-        f()
-        warm.append(time.perf_counter() - t0)
-    reps = max(5 if SETTLE else 3, min(200, int(budget / max(warm))))
+    warm = max(best_time(f, 3) for f in fns)      # the slower side's warm call
+    reps = max(5 if SETTLE else 3, min(200, int(budget / warm)))
     times = [[] for _ in fns]
     for r in range(rounds):
         for i in [(r + j) % len(fns) for j in range(len(fns))]:
