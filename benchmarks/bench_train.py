@@ -1,6 +1,6 @@
 """Training-step benchmark: a tinyattn model against the same model in PyTorch eager (and torch.compile).
 
-    python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10] [--compile] [--contend]
+    python benchmarks/bench_train.py [--model reverse|gpt] [--steps 100] [--block 10] [--compile] [--contend] [--alone]
     python benchmarks/bench_train.py --profile [--model gpt] [--steps 5] [--trace t.json]  # op by op, no torch
 
 --model reverse: the examples/reverse.py model (2 pre-norm encoder layers, d_model 64, 4 heads, ff 256,
@@ -16,7 +16,9 @@ interleaved, since this machine's load moves by +-20 % within a minute: after wa
 order rotating), and the speed ratio is the median over rounds of each framework's steps/s over PyTorch
 eager's. --compile adds torch.compile (inductor, default mode) of the same PyTorch model as a third framework; its
 first step (the compilation) is reported apart. --contend times the rounds again while another process keeps one
-of the cores busy (a spin loop), as on a laptop or CI box that is not idle.
+of the cores busy (a spin loop), as on a laptop or CI box that is not idle; with --alone, tinyattn only, in a
+process that never imports torch (goal 6's figure: PyTorch's OpenMP threads, spinning after each of its steps in
+the same process, would take the core tinyattn's one remaining thread runs on).
 """
 import argparse
 import os
@@ -291,22 +293,29 @@ def main(argv=None):
     p.add_argument("--contend", action="store_true",
                    help="after the quiet rounds, start a process that keeps one core busy and time the same rounds "
                         "again (the rate under contention, and its ratio to the quiet rate)")
+    p.add_argument("--alone", action="store_true",
+                   help="time tinyattn only, in a process without torch (with --contend: its own quiet and busy "
+                        "rates, undisturbed by PyTorch's OpenMP threads spinning between its steps)")
     p.add_argument("--profile", action="store_true",
                    help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
     p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
     args = p.parse_args(argv)
     if args.profile:
         return profile_steps(args)
-    import torch
+    torch = None
+    if not args.alone:
+        import torch
 
-    torch.set_num_threads(numba.get_num_threads())
+        torch.set_num_threads(numba.get_num_threads())
     setup = setup_reverse if args.model == "reverse" else setup_gpt
     phases = ("quiet", "contended") if args.contend else ("quiet",)
     rounds = max(1, args.steps // args.block)
     n = max(1, args.warmup) + len(phases) * rounds * args.block  # the first step is always taken
     step_ours, torch_step, desc = setup(torch, args.batch_size, n)
-    steps = {"tinyattn": step_ours, "PyTorch eager": torch_step(False)}
-    if args.compile:
+    steps = {"tinyattn": step_ours}
+    if torch is not None:
+        steps["PyTorch eager"] = torch_step(False)
+    if args.compile and torch is not None:
         steps["torch.compile"] = torch_step(True)
     losses = {name: [] for name in steps}
 
@@ -322,9 +331,12 @@ def main(argv=None):
     for name in steps:
         run(name, args.warmup - 1)
     names = list(steps)
+    threads = numba.get_num_threads()  # before the rounds (the contended ones may lower it: tinyattn/contention.py)
     results = {}
     for phase in phases:
         spinner = _busy_core() if phase == "contended" else None
+        if spinner is not None:
+            time.sleep(1.0)  # the rounds time a machine that is busy, not one becoming busy
         try:
             ratios, total = {name: [] for name in names}, dict.fromkeys(names, 0.0)
             for r in range(rounds):
@@ -332,7 +344,7 @@ def main(argv=None):
                 t = {name: run(name, args.block) for name in order}
                 for name in t:
                     total[name] += t[name]
-                    ratios[name].append(t["PyTorch eager"] / t[name])  # = its steps/s over PyTorch eager's
+                    ratios[name].append(t.get("PyTorch eager", t[name]) / t[name])  # its steps/s over PyTorch's
         finally:
             if spinner is not None:
                 spinner.kill()
@@ -341,12 +353,14 @@ def main(argv=None):
                           {name: float(np.median(ratios[name])) for name in names})
 
     print(f"model: {desc}")
-    print(f"threads: numba {numba.get_num_threads()} ({numba.threading_layer()}), torch {torch.get_num_threads()}; "
-          f"torch {torch.__version__}; load average before: {os.getloadavg()[0]:.2f}")
-    ours_losses, torch_losses = losses["tinyattn"], losses["PyTorch eager"]
-    gap = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
-    print(f"losses: first {ours_losses[0]:.4f} vs {torch_losses[0]:.4f}, last {ours_losses[-1]:.4f} vs "
-          f"{torch_losses[-1]:.4f}, max |difference| over {len(ours_losses)} steps {gap:.2e}")
+    print(f"threads: numba {threads} ({numba.threading_layer()})"
+          + (f", torch {torch.get_num_threads()}; torch {torch.__version__}" if torch is not None else "; no torch")
+          + f"; load average before: {os.getloadavg()[0]:.2f}")
+    if torch is not None:
+        ours_losses, torch_losses = losses["tinyattn"], losses["PyTorch eager"]
+        gap = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
+        print(f"losses: first {ours_losses[0]:.4f} vs {torch_losses[0]:.4f}, last {ours_losses[-1]:.4f} vs "
+              f"{torch_losses[-1]:.4f}, max |difference| over {len(ours_losses)} steps {gap:.2e}")
     print("first step (compilation included): " + ", ".join(f"{k} {v:.1f} s" for k, v in first_step.items()))
     for phase in phases:
         sps, ratio = results[phase]

@@ -24,6 +24,10 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 # positional-encodings example test took 44 s instead of 6 s next to one busy process. Sleeping waiters
 # change nothing but speed (still 2 threads, the same parallel code); set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# For the same two processes, the thread-count governor (tinyattn/contention.py) would see the other as a busy
+# core and lower this one's kernels to one thread: tests that set two threads would then not run two. The
+# governor has tests of its own (test_contention.py).
+os.environ.setdefault("TINYATTN_ADAPT_THREADS", "0")
 
 import background
 import numpy as np

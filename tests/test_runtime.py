@@ -97,9 +97,11 @@ def test_kernel_label_names_the_module_below_the_device_package():
         assert runtime._kernel_label(disp, (np.zeros(1, np.float32),)) == label + " (float32)"
 
 
-def test_omp_spin_is_set_only_when_the_user_chose_nothing(monkeypatch):
+def test_omp_spin_is_set_only_when_asked_for_and_the_user_chose_nothing(monkeypatch):
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TINYATTN_OMP_SPIN"):
         monkeypatch.delenv(name, raising=False)
+    assert not runtime.limit_omp_spin() and "GOMP_SPINCOUNT" not in runtime.os.environ  # libgomp's own spin
+    monkeypatch.setenv("TINYATTN_OMP_SPIN", "on")
     assert runtime.limit_omp_spin() and runtime.os.environ["GOMP_SPINCOUNT"] == runtime.OMP_SPIN_COUNT
     monkeypatch.setenv("TINYATTN_OMP_SPIN", "250")
     monkeypatch.delenv("GOMP_SPINCOUNT")

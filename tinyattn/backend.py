@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from . import runtime
+from .contention import GOVERNOR
 
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
@@ -33,12 +34,15 @@ _get_threads = _set_threads = None
 
 
 def _run(work, kernel, *args):
-    """kernel(*args), on one thread when the work is small."""
-    if work >= SERIAL_WORK:
-        return kernel(*args)
+    """kernel(*args), on one thread when the work is small. First, a few times a second, fewer threads while other
+    processes hold cores (contention.py)."""
     global _get_threads, _set_threads
     if _get_threads is None:
         _get_threads, _set_threads = thread_count_calls()  # (kernels/cpu/threads.py: no per-call lock)
+        GOVERNOR.bind(_get_threads, _set_threads)
+    GOVERNOR.poll()
+    if work >= SERIAL_WORK:
+        return kernel(*args)
     threads = _get_threads()
     if threads == 1:  # already one thread: no switching
         return kernel(*args)

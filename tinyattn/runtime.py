@@ -1,6 +1,6 @@
 """What tinyattn does to the whole process, besides computing: every such effect, in one place.
 
-Five effects, each with the environment variable that turns it off (read when the effect starts) and the
+Six effects, each with the environment variable that turns it off (read when the effect starts) and the
 function that does the same from Python:
 
 =================  ====================================================  ===============================
@@ -19,10 +19,13 @@ compile ahead      on a cold start, attention's forward and backward      TINYAT
 host kernel        which CPU matmul/attention micro-kernel runs:         TINYATTN_MATMUL_KERNEL=portable
                    'avx512', 'avx2' or 'portable', from the features     (or avx2/avx512), or
                    Numba compiles for (kernels/cpu/microkernel.py)       configure(host_kernel="portable")
-OpenMP spin        GOMP_SPINCOUNT set (OMP_SPIN_COUNT) when tinyattn is  TINYATTN_OMP_SPIN=0, or the
-                   imported, for the libgomp Numba loads later (and a    user's own OMP_WAIT_POLICY or
-                   PyTorch imported after tinyattn); a busy machine      GOMP_SPINCOUNT
-                   then keeps most of its speed (`limit_omp_spin`)
+thread count       the kernels' thread count lowered while other         TINYATTN_ADAPT_THREADS=0, or
+                   processes hold this process's cores, raised again     configure(adapt_threads=False)
+                   when they let go; looked at 4 times a second by the
+                   CPU backend (tinyattn/contention.py)
+OpenMP spin        only on request: TINYATTN_OMP_SPIN=<n> sets           (off unless asked for)
+                   GOMP_SPINCOUNT when tinyattn is imported, for the
+                   libgomp Numba loads later (`limit_omp_spin`)
 =================  ====================================================  ===============================
 
 `off()` turns the first three off together (the process then keeps glibc's defaults, prints nothing
@@ -43,6 +46,7 @@ import os
 import sys
 
 from .compile_ahead import AHEAD
+from .contention import GOVERNOR
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
            "compile_ahead_of_backward", "expect_attention", "before_backward", "set_backward_expected",
@@ -240,9 +244,11 @@ def set_host_kernel(name):
 
 # ---- all of them ------------------------------------------------------------------------------------------
 
-def configure(*, malloc_tuning=None, compile_notice=None, compile_ahead=None, host_kernel=None):
+def configure(*, malloc_tuning=None, compile_notice=None, compile_ahead=None, host_kernel=None, adapt_threads=None):
     """Switch effects on (True) or off (False); None leaves one as it is. malloc_tuning acts at the first CPU
-    backend's creation (glibc's thresholds once set stay set); the others from the next kernel compile."""
+    backend's creation (glibc's thresholds once set stay set); adapt_threads at once (off: a count the governor
+    lowered goes back to the user's, when called from the governed thread); the others from the next kernel
+    compile."""
     global _malloc_tuning, _compile_notice
     if malloc_tuning is not None:
         _malloc_tuning = bool(malloc_tuning)
@@ -255,6 +261,11 @@ def configure(*, malloc_tuning=None, compile_notice=None, compile_ahead=None, ho
             AHEAD.pending = None
     if host_kernel is not None:
         set_host_kernel(host_kernel)
+    if adapt_threads is not None:
+        if adapt_threads:
+            GOVERNOR.enabled = True
+        else:
+            GOVERNOR.release()
 
 
 def off():
@@ -263,14 +274,15 @@ def off():
 
 
 def settings():
-    """What is on: {'malloc_tuning': ..., 'compile_notice': ..., 'compile_ahead': ..., 'host_kernel': ...}
-    (malloc_tuning: whether it will be, or was, attempted; host_kernel: None until the CPU kernels load)."""
+    """What is on: {'malloc_tuning': ..., 'compile_notice': ..., 'compile_ahead': ..., 'host_kernel': ...,
+    'adapt_threads': ...} (malloc_tuning: whether it will be, or was, attempted; host_kernel: None until the CPU
+    kernels load)."""
     tuning = os.environ.get("TINYATTN_MALLOC_TUNING", "1") != "0" if _malloc_tuning is None else _malloc_tuning
     notice = (os.environ.get("TINYATTN_COMPILE_NOTICE", "1") != "0" if not CompileNotice.installed
               and _compile_notice is None else not CompileNotice.quiet)
     mm = sys.modules.get("tinyattn.kernels.cpu.matmul")
     return {"malloc_tuning": tuning, "compile_notice": notice, "compile_ahead": AHEAD.enabled,
-            "host_kernel": getattr(mm, "KERNEL", None)}
+            "host_kernel": getattr(mm, "KERNEL", None), "adapt_threads": GOVERNOR.enabled}
 
 
 # ---- OpenMP spin -----------------------------------------------------------------------------------------
@@ -278,26 +290,27 @@ def settings():
 # Numba's parallel kernels run on GNU OpenMP (libgomp). Between two parallel regions its threads spin, by default
 # for 300,000 rounds, before they sleep. On an idle machine that saves a wake-up; when another process holds one
 # of the cores, the spinning thread takes the core from the thread that has the work, and every region waits for
-# it. The gpt model of benchmarks/bench_train.py, tinyattn alone in its process (2026-12-07, 2 threads, steps/s
-# quiet / with a spin loop on the other core): libgomp's default 15.6 / 2.0-2.4; 30000: 15.3 / 5.4; 10000:
-# 14.9 / 7.2; 3000: 14.7 / 8.0; 1000: 12.8 / 7.9; one thread 8.1 / 8.3. 3000 keeps the quiet speed within this
-# box's noise and gets back most of the busy one. When PyTorch was imported first, Numba's kernels run on
-# PyTorch's libgomp (same soname, already loaded and configured), and this has no effect: set GOMP_SPINCOUNT
-# before Python starts for both.
-OMP_SPIN_COUNT = "3000"
+# it. tinyattn used to shorten the spin to 3000 rounds at import: the gpt model of benchmarks/bench_train.py
+# (2026-12-07 14:45, 2 threads, steps/s quiet / with a spin loop on the other core) ran 22.5 / 11.3 with it against
+# 23.7 / 7.7 with libgomp's default, and nanoGPT through as_torch 34.0 against 27.7 ms/iter on an idle machine
+# (small products: the threads fell asleep between regions). The thread-count governor (contention.py) now handles
+# the busy machine instead (one thread: 12.4 busy), so libgomp keeps its own spin unless TINYATTN_OMP_SPIN=<n>
+# asks for another. When PyTorch was imported first, Numba's kernels run on PyTorch's libgomp (same soname,
+# already loaded and configured), and the setting has no effect: set GOMP_SPINCOUNT before Python starts.
+OMP_SPIN_COUNT = "3000"  # the earlier default; TINYATTN_OMP_SPIN=on (or 1, yes, true) asks for it
 _OMP_OWN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def limit_omp_spin():
-    """Set GOMP_SPINCOUNT for the OpenMP runtime Numba will load, unless the user chose a wait policy or spin
-    count, or TINYATTN_OMP_SPIN=0 (or off/false/no). `import tinyattn` calls it, before anything makes Numba load
-    libgomp (which reads it once, when it loads); a libgomp loaded earlier (PyTorch's own copy, when torch was
-    imported first) keeps its settings, and a PyTorch imported after tinyattn gets this one too.
-    TINYATTN_OMP_SPIN=<n> sets another count. Returns whether it set it."""
+    """Set GOMP_SPINCOUNT for the OpenMP runtime Numba will load when TINYATTN_OMP_SPIN asks for it (a count, or
+    on/1/yes/true for OMP_SPIN_COUNT), unless the user chose a wait policy or spin count. `import tinyattn` calls
+    it, before anything makes Numba load libgomp (which reads it once, when it loads); a libgomp loaded earlier
+    (PyTorch's own copy, when torch was imported first) keeps its settings, and a PyTorch imported after tinyattn
+    gets this one too. Returns whether it set it."""
     chosen = os.environ.get("TINYATTN_OMP_SPIN", "").strip().lower()
-    if chosen in ("0", "off", "false", "no") or any(k in os.environ for k in _OMP_OWN):
+    if chosen in ("", "0", "off", "false", "no") or any(k in os.environ for k in _OMP_OWN):
         return False
-    os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() else OMP_SPIN_COUNT
+    os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() and chosen != "1" else OMP_SPIN_COUNT
     return True
 
 

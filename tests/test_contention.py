@@ -1,0 +1,107 @@
+"""The thread-count governor (tinyattn/contention.py): the arithmetic on /proc/stat samples, the decisions it takes
+from them, a user's own count kept as the limit, and the switch in runtime.configure."""
+import os
+import threading
+
+import pytest
+
+from tinyattn import contention, runtime
+
+
+def test_fair_threads_leaves_the_cores_others_hold():
+    assert contention.fair_threads(2, 2, 0.0) == 2
+    assert contention.fair_threads(2, 2, 0.4) == 2      # background noise
+    assert contention.fair_threads(2, 2, 1.0) == 1
+    assert contention.fair_threads(2, 2, 3.0) == 1      # never below one
+    assert contention.fair_threads(16, 16, 2.2) == 14
+    assert contention.fair_threads(4, 16, 2.0) == 4     # never above the user's count
+
+
+def test_others_cores_subtracts_this_process_and_counts_steal():
+    hz = contention._HZ
+    before = (10.0, 1000, 0, 5.0)
+    # 2 s: our cores were busy 3 core-seconds, 0.2 of them stolen by the host; this process used 1.5 s of CPU
+    after = (12.0, 1000 + int(2.8 * hz), int(0.2 * hz), 6.5)
+    assert contention.others_cores(before, after) == pytest.approx((3.0 - 1.5) / 2, abs=0.02)
+    assert contention.others_cores(before, (12.0, 1000, 0, 7.0)) == 0.0  # never negative
+    assert contention.others_cores(before, before) == 0.0
+
+
+def test_read_sample_sums_the_cores_asked_for(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  30 0 30 100 0 0 0 5 0 0\n"
+                    "cpu0 10 1 10 50 7 1 1 2 0 0\n"
+                    "cpu1 20 0 20 50 0 0 0 3 0 0\n"
+                    "intr 12345\n")
+    t, busy, steal, ours = contention.read_sample([1], str(stat))
+    assert (busy, steal) == (40, 3)
+    assert contention.read_sample([0, 1], str(stat))[1:3] == (23 + 40, 5)
+    assert ours > 0 and t > 0
+    assert contention.read_sample([0], str(tmp_path / "missing")) is None
+    if os.path.exists("/proc/stat"):
+        assert contention.read_sample(sorted(os.sched_getaffinity(0)))[1] > 0
+
+
+class _Threads:
+    def __init__(self, n):
+        self.n = n
+
+    def get(self):
+        return self.n
+
+    def set(self, n):
+        self.n = n
+
+
+def _governor(n, cores=2):
+    threads = _Threads(n)
+    gov = contention.ThreadGovernor(enabled=True)
+    gov.bind(threads.get, threads.set)
+    gov.cores = list(range(cores))
+    return gov, threads
+
+
+def test_governor_lowers_then_restores_the_users_count():
+    gov, threads = _governor(2)
+    assert gov.apply(0.1) == 2 and threads.n == 2
+    assert gov.apply(1.0) == 1 and threads.n == 1    # one core busy elsewhere
+    assert gov.apply(0.9) == 1
+    assert gov.apply(0.0) == 2 and threads.n == 2    # it let go
+    gov, threads = _governor(8, cores=8)
+    assert gov.apply(3.0) == 5 and gov.apply(1.0) == 7 and gov.apply(0.0) == 8
+
+
+def test_governor_takes_a_count_set_meanwhile_as_the_limit():
+    gov, threads = _governor(2, cores=4)
+    assert gov.apply(3.0) == 1
+    threads.set(3)                                   # the user, while lowered
+    assert gov.apply(0.0) == 3                       # not back to 2
+    assert gov.apply(2.0) == 2 and gov.apply(0.0) == 3
+
+
+def test_poll_governs_only_the_first_thread_and_release_restores(monkeypatch):
+    gov, threads = _governor(2)
+    samples = iter([(0.0, 0, 0, 0.0), (1.0, contention._HZ, 0, 0.0)])  # then: one core busy elsewhere
+    monkeypatch.setattr(contention, "read_sample", lambda cores: next(samples))
+    gov.poll()                                       # the first look: nothing to compare with yet
+    assert threads.n == 2
+    other = threading.Thread(target=gov.poll)        # due again, but not the governed thread
+    gov.due = 0.0
+    other.start()
+    other.join()
+    assert threads.n == 2
+    gov.due = 0.0
+    gov.poll()
+    assert threads.n == 1
+    gov.release()
+    assert threads.n == 2 and not gov.enabled
+    gov.poll()                                       # off: nothing more
+    assert threads.n == 2
+
+
+def test_configure_switches_the_process_governor(monkeypatch):
+    monkeypatch.setattr(contention.GOVERNOR, "enabled", False)
+    runtime.configure(adapt_threads=True)
+    assert runtime.settings()["adapt_threads"] is True
+    runtime.configure(adapt_threads=False)
+    assert runtime.settings()["adapt_threads"] is False
