@@ -300,6 +300,8 @@ def main(argv=None):
                    help="print tinyattn's per-op profile of --steps training steps instead (no torch needed)")
     p.add_argument("--trace", help="with --profile: also write a Chrome trace (JSON) to this path")
     args = p.parse_args(argv)
+    if args.alone and args.compile:
+        p.error("--alone times tinyattn only: --compile needs torch")
     if args.profile:
         return profile_steps(args)
     torch = None
@@ -365,11 +367,13 @@ def main(argv=None):
     for phase in phases:
         sps, ratio = results[phase]
         print(f"\n{phase}: {rounds} interleaved rounds of {args.block} steps each")
-        print("| framework | steps/s | ms/step | vs PyTorch eager (median of rounds) |"
+        vs_eager = torch is not None
+        print("| framework | steps/s | ms/step |" + (" vs PyTorch eager (median of rounds) |" if vs_eager else "")
               + (" vs its quiet rate |" if phase == "contended" else ""))
-        print("|---|---:|---:|---:|" + ("---:|" if phase == "contended" else ""))
+        print("|---|---:|---:|" + ("---:|" if vs_eager else "") + ("---:|" if phase == "contended" else ""))
         for name in names:
-            row = f"| {name} | {sps[name]:.1f} | {1000 / sps[name]:.1f} | {ratio[name]:.2f}x |"
+            row = f"| {name} | {sps[name]:.1f} | {1000 / sps[name]:.1f} |"
+            row += f" {ratio[name]:.2f}x |" if vs_eager else ""
             if phase == "contended":
                 row += f" {sps[name] / results['quiet'][0][name]:.2f}x |"
             print(row)

@@ -15,6 +15,7 @@ def test_fair_threads_leaves_the_cores_others_hold():
     assert contention.fair_threads(2, 2, 3.0) == 1      # never below one
     assert contention.fair_threads(16, 16, 2.2) == 14
     assert contention.fair_threads(4, 16, 2.0) == 4     # never above the user's count
+    assert contention.fair_threads(8, 2, 0.0) == 8      # the user's count, even above the cores, when they are free
 
 
 def test_others_cores_subtracts_this_process_and_counts_steal():
@@ -97,6 +98,37 @@ def test_poll_governs_only_the_first_thread_and_release_restores(monkeypatch):
     assert threads.n == 2 and not gov.enabled
     gov.poll()                                       # off: nothing more
     assert threads.n == 2
+
+
+def test_a_users_count_and_a_release_from_another_thread(monkeypatch):
+    gov, threads = _governor(2)
+    gov.owner = threading.get_ident()
+    gov.apply(1.0)
+    threads.set(1)                                   # the user chose the count the governor had set
+    gov.user_set()
+    assert gov.apply(0.0) == 1                       # it stays: the user's choice
+    gov.apply(0.0)
+    threads.set(2)
+    gov.user_set()
+    assert gov.apply(1.0) == 1
+    other = threading.Thread(target=gov.release)     # switched off from another thread
+    other.start()
+    other.join()
+    assert threads.n == 1 and gov.restore_due        # the governed thread's count changes only on that thread
+    gov.poll()
+    assert threads.n == 2 and not gov.restore_due
+
+
+def test_a_sample_with_less_cpu_time_is_not_compared(monkeypatch):
+    gov, threads = _governor(2)                      # a forked child: os.times restarts, the parent's sample stays
+    samples = iter([(0.0, 0, 0, 9.0), (1.0, 0, 0, 0.01), (2.0, contention._HZ, 0, 0.02)])
+    monkeypatch.setattr(contention, "read_sample", lambda cores: next(samples))
+    for _ in range(3):
+        gov.due = 0.0
+        gov.poll()
+        if _ == 1:
+            assert threads.n == 2                    # not "3 cores of others" from the parent's CPU time
+    assert threads.n == 1                            # the next look compares like with like
 
 
 def test_configure_switches_the_process_governor(monkeypatch):

@@ -72,3 +72,23 @@ def test_fresh_gradients_become_the_leaf_grads_unshared(monkeypatch):
     copied = grads()
     for g, c in zip(first, copied):
         np.testing.assert_array_equal(g, 2 * c)
+
+
+def test_softmax_gradients_on_leaves_along_any_dim():
+    """softmax and log_softmax hand their kernel's dx to a leaf as it is (fresh_grads), also along a dim that is
+    not the last (a view of the kernel's array); a second backward adds into it; PyTorch's values."""
+    torch = __import__("pytest").importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 4))
+    w = rng.standard_normal((3, 5, 4))
+    for fn in ("softmax", "log_softmax"):
+        for dim in (0, 1, -1):
+            a, b = ta.tensor(x, requires_grad=True), ta.tensor(x, requires_grad=True)
+            for _ in range(2):
+                (getattr(ta.nn.functional, fn)(a, dim) * ta.tensor(w)).sum().backward()
+            (getattr(ta.nn.functional, fn)(b, dim) * ta.tensor(w)).sum().backward()
+            assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+            t = torch.tensor(x, requires_grad=True)
+            (getattr(torch.nn.functional, fn)(t, dim) * torch.tensor(w)).sum().backward()
+            np.testing.assert_allclose(b.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a.grad.numpy(), 2 * t.grad.numpy(), rtol=1e-12, atol=1e-14)

@@ -399,7 +399,7 @@ def stol(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (17, 130), (70, 5)])  # (70, 5): blocks of several rows
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (17, 130), (70, 5)])  # (70, 5): blocks of one and of two rows
 def test_softmax_and_log_softmax_forward(rng, dtype, shape):
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     y = sm.softmax_forward(x)

@@ -114,3 +114,6 @@ def test_omp_spin_is_set_only_when_asked_for_and_the_user_chose_nothing(monkeypa
     monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setenv("TINYATTN_OMP_SPIN", "0")  # off
     assert not runtime.limit_omp_spin() and "GOMP_SPINCOUNT" not in runtime.os.environ
+    monkeypatch.setenv("TINYATTN_OMP_SPIN", "lots")
+    with pytest.raises(ValueError, match="TINYATTN_OMP_SPIN"):
+        runtime.limit_omp_spin()

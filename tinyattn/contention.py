@@ -30,9 +30,10 @@ _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def fair_threads(limit, cores, others):
-    """Threads for the kernels: the cores that `others` (in cores, rounded to the nearest) leave free, at least 1,
-    at most `limit`."""
-    return max(1, min(limit, cores - int(others + 0.5)))
+    """Threads for the kernels: `limit` (the user's count, even above `cores`) when others hold no core (`others`,
+    in cores, rounded to the nearest), else the cores they leave free, at least 1, at most `limit`."""
+    taken = int(others + 0.5)
+    return limit if taken <= 0 else max(1, min(limit, cores - taken))
 
 
 def read_sample(cores, stat="/proc/stat"):
@@ -48,7 +49,7 @@ def read_sample(cores, stat="/proc/stat"):
     wanted = {b"cpu%d" % c for c in cores}
     for line in lines:
         fields = line.split()
-        if fields and fields[0] in wanted:
+        if len(fields) >= 8 and fields[0] in wanted:
             user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
             busy += user + nice + system + irq + softirq
             steal += int(fields[8]) if len(fields) > 8 else 0
@@ -81,25 +82,30 @@ class ThreadGovernor:
         self.last = None        # the previous sample
         self.limit = None       # the user's thread count while the governor has lowered it; else None
         self.lowered_to = None  # the count the governor set
+        self.restore_due = False  # release() from another thread: the governed thread restores at its next poll
 
     def bind(self, get_threads, set_threads):
         self.get_threads, self.set_threads = get_threads, set_threads
 
     def poll(self):
         """Cheap unless a look is due (one clock read)."""
-        if not self.enabled or time.monotonic() < self.due or self.get_threads is None:
+        if self.restore_due:
+            self._restore_if_owner()
+        now = time.monotonic()
+        if not self.enabled or now < self.due or self.get_threads is None:
             return
-        self.due = time.monotonic() + INTERVAL
+        ident = threading.get_ident()
         if self.owner is None:
-            self.owner = threading.get_ident()
-        if threading.get_ident() != self.owner or len(self.cores) < 2:
+            self.owner = ident
+        if ident != self.owner or len(self.cores) < 2:  # (another thread's polls do not use up the looks)
             return
+        self.due = now + INTERVAL
         sample = read_sample(self.cores)
         if sample is None:
-            self.enabled = False
+            self.release()
             return
         before, self.last = self.last, sample
-        if before is not None:
+        if before is not None and sample[3] >= before[3]:  # (less CPU time than before: a forked child's first look)
             self.apply(others_cores(before, sample))
 
     def apply(self, others):
@@ -117,15 +123,34 @@ class ThreadGovernor:
             self.limit = self.lowered_to = None
         return want
 
+    def user_set(self):
+        """The user set the calling thread's count (ta.set_num_threads): if it is the governed thread, that count is
+        the limit from now on, even when it equals the one the governor had lowered it to."""
+        if threading.get_ident() == self.owner:
+            self.limit = self.lowered_to = None
+
     def release(self):
-        """Stop, and give the governed thread back the count the user chose when it is the one calling
-        (configure(adapt_threads=False))."""
+        """Stop; the governed thread gets back the count the user chose (now, when it is the caller; else at its
+        next kernel). configure(adapt_threads=False)."""
         self.enabled = False
-        if self.lowered_to is not None and threading.get_ident() == self.owner \
-                and self.get_threads() == self.lowered_to:
+        self.last = None
+        self.restore_due = True
+        self._restore_if_owner()
+
+    def _restore_if_owner(self):
+        if threading.get_ident() != self.owner:
+            return
+        if self.lowered_to is not None and self.get_threads() == self.lowered_to:
             self.set_threads(self.limit)
         self.limit = self.lowered_to = None
+        self.restore_due = False
+
+    def _after_fork(self):
+        """In a forked child: its first look compares with a fresh sample (os.times restarts from 0 there)."""
         self.last = None
+        self.due = 0.0
 
 
 GOVERNOR = ThreadGovernor()  # the process's one: bound by the CPU backend, switched by runtime.configure
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=GOVERNOR._after_fork)

@@ -297,20 +297,22 @@ def settings():
 # the busy machine instead (one thread: 12.4 busy), so libgomp keeps its own spin unless TINYATTN_OMP_SPIN=<n>
 # asks for another. When PyTorch was imported first, Numba's kernels run on PyTorch's libgomp (same soname,
 # already loaded and configured), and the setting has no effect: set GOMP_SPINCOUNT before Python starts.
-OMP_SPIN_COUNT = "3000"  # the earlier default; TINYATTN_OMP_SPIN=on (or 1, yes, true) asks for it
+OMP_SPIN_COUNT = "3000"  # the earlier default; TINYATTN_OMP_SPIN=on (or yes, true) asks for it
 _OMP_OWN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def limit_omp_spin():
     """Set GOMP_SPINCOUNT for the OpenMP runtime Numba will load when TINYATTN_OMP_SPIN asks for it (a count, or
-    on/1/yes/true for OMP_SPIN_COUNT), unless the user chose a wait policy or spin count. `import tinyattn` calls
+    on/yes/true for OMP_SPIN_COUNT), unless the user chose a wait policy or spin count. `import tinyattn` calls
     it, before anything makes Numba load libgomp (which reads it once, when it loads); a libgomp loaded earlier
     (PyTorch's own copy, when torch was imported first) keeps its settings, and a PyTorch imported after tinyattn
     gets this one too. Returns whether it set it."""
     chosen = os.environ.get("TINYATTN_OMP_SPIN", "").strip().lower()
     if chosen in ("", "0", "off", "false", "no") or any(k in os.environ for k in _OMP_OWN):
         return False
-    os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() and chosen != "1" else OMP_SPIN_COUNT
+    if not chosen.isdigit() and chosen not in ("on", "yes", "true"):
+        raise ValueError(f"TINYATTN_OMP_SPIN={chosen!r}: expected a spin count, or 0/off to leave libgomp's own")
+    os.environ["GOMP_SPINCOUNT"] = chosen if chosen.isdigit() else OMP_SPIN_COUNT
     return True
 
 

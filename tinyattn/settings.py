@@ -11,11 +11,15 @@ _settings = {"float32_matmul_precision": "highest", "deterministic": False, "com
 
 
 def set_num_threads(n):
-    """The number of threads tinyattn's parallel kernels use (Numba's, at most its NUMBA_NUM_THREADS)."""
+    """The number of threads tinyattn's parallel kernels use (Numba's, at most its NUMBA_NUM_THREADS). While other
+    processes hold cores, the kernels may run on fewer (tinyattn/contention.py); this count is the limit."""
     import numba
+
+    from .contention import GOVERNOR
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    GOVERNOR.user_set()
 
 
 def get_num_threads():

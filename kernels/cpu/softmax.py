@@ -81,9 +81,10 @@ ROW_BLOCK = 32  # rows per parallel work item of the kernels that take the next 
 
 @njit(cache=True)
 def _row_blocks(R):
-    """How many parallel work items R rows split into: blocks of ROW_BLOCK rows, but at least 16 (or R) so that
-    a few long rows still spread over the threads. Block b holds rows b R // n .. (b + 1) R // n - 1."""
-    return max((R + ROW_BLOCK - 1) // ROW_BLOCK, min(R, 16))
+    """How many parallel work items R rows split into: blocks of ROW_BLOCK rows, but at least 64 (or R) so that a
+    few long rows still spread over many threads (numba.get_num_threads() here would keep Numba from caching the
+    kernels). Block b holds rows b R // n .. (b + 1) R // n - 1."""
+    return max((R + ROW_BLOCK - 1) // ROW_BLOCK, min(R, 64))
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -27,18 +27,14 @@ def _bits_as_float(typingctx, n):
 
 @intrinsic
 def _float_bits(typingctx, x):
-    """Reinterpret the bits of a float32 (float64) as an int32 (int64): _bits_as_float's inverse."""
-    if x == types.float32:
-        ret, llty = types.int32, ir.IntType(32)
-    elif x == types.float64:
-        ret, llty = types.int64, ir.IntType(64)
-    else:
+    """Reinterpret the bits of a float32 as an int32 (_bits_as_float's inverse)."""
+    if x != types.float32:
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], llty)
+        return builder.bitcast(args[0], ir.IntType(32))
 
-    return ret(x), codegen
+    return types.int32(x), codegen
 
 
 def vexp(x):
