@@ -45,7 +45,7 @@ PARALLEL_SUM = 3 << 15
 # 64 x 128 9.3 -> 11.9, 128 x 128 12.7 -> 13.8, 256 x 128 18.3 -> 16.6, 768 x 128 41.3 -> 30.0, 32 x 1024
 # 18.4 -> 19.5. The backward breaks even at about 2^15, the forward at about 2^14: one threshold, 2^15.
 # The softmax and log_softmax kernels (forward and backward, kernels/cpu/softmax.py) follow the same rule,
-# measured the same way (quiet machine, load 0.3, best of 200, 1 thread -> 2 threads, us): softmax forward 256 x
+# measured on a quiet machine (issue 22, load 0.3, best of 200, 1 thread -> 2 threads, us): softmax forward 256 x
 # 64 9.8 -> 6.4, 512 x 64 18.2 -> 10.5, 1024 x 64 35.3 -> 19.2; its backward 256 x 64 3.2 -> 3.2, 512 x 64 5.6 ->
 # 4.4; log_softmax forward 512 x 64 19.8 -> 11.3, backward 10.3 -> 6.7; 128 x 64 backward 2.2 -> 2.6 (loses).
 PARALLEL_ROWS = 1 << 15
