@@ -23,7 +23,7 @@ from .contention import GOVERNOR
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
 # imports no Numba).
 from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_ROWS, PARALLEL_SUM, SERIAL_WORK
-from .kernels.cpu.threads import thread_count_calls
+from .kernels.cpu.threads import num_threads, thread_count_calls
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
 # take NumPy's path.
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
@@ -32,26 +32,13 @@ _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 _get_threads = _set_threads = None
 
 
-def _thread_calls():
-    """(get, set) of the calling thread's kernel thread count without numba's per-call lock (kernels/cpu/threads.py:
-    numba.get_num_threads costs 1-2 us a call); the first call also hands them to the thread-count governor."""
-    global _get_threads, _set_threads
-    if _get_threads is None:
-        _get_threads, _set_threads = thread_count_calls()
-        GOVERNOR.bind(_get_threads, _set_threads)
-    return _get_threads, _set_threads
-
-
-def _threads():
-    """The calling thread's kernel thread count (numba.get_num_threads, without its lock)."""
-    return (_get_threads or _thread_calls()[0])()
-
-
 def _run(work, kernel, *args):
     """kernel(*args), on one thread when the work is small. First, a few times a second, fewer threads while other
     processes hold cores (contention.py)."""
+    global _get_threads, _set_threads
     if _get_threads is None:
-        _thread_calls()
+        _get_threads, _set_threads = thread_count_calls()  # (kernels/cpu/threads.py: no per-call lock)
+        GOVERNOR.bind(_get_threads, _set_threads)
     GOVERNOR.poll()
     if work >= SERIAL_WORK:
         return kernel(*args)
@@ -163,14 +150,14 @@ class CPUBackend:
         C layout, large enough that a second thread pays (PARALLEL_SUM elements), more than one thread."""
         return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= PARALLEL_SUM
                 and a.shape == b.shape and a.dtype == b.dtype and a.dtype in _KERNEL_FLOATS
-                and a.flags.c_contiguous and b.flags.c_contiguous and _threads() > 1)
+                and a.flags.c_contiguous and b.flags.c_contiguous and num_threads() > 1)
 
     def add(self, a, b):
         """a + b (NumPy's result), in parallel for large arrays of one shape (kernels/cpu/elementwise.py)."""
         if not self._parallel_sum(a, b):
             return a + b
         out = np.empty_like(a)
-        self._ew.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), _threads())
+        self._ew.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), num_threads())
         return out
 
     def add_(self, a, b):
@@ -179,7 +166,7 @@ class CPUBackend:
             a += b
             return a
         flat = a.reshape(-1)
-        self._ew.add(flat, b.reshape(-1), flat, _threads())
+        self._ew.add(flat, b.reshape(-1), flat, num_threads())
         return a
 
     # ---- dropout (optional capability DROPOUT) -------------------------------------
@@ -317,7 +304,7 @@ class CPUBackend:
             f = float  # Python floats: one compiled signature whatever number types the caller used
             args = (w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(1 - beta1), f(beta2),
                     f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay), f(l2))
-            threads = _threads()
+            threads = num_threads()
             if w.size >= PARALLEL_ADAM and threads > 1:
                 self._opt.adam_update_parallel(*args, threads)
             else:

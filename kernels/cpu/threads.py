@@ -8,12 +8,27 @@ and these see one value.
 """
 import numba
 
-__all__ = ["thread_count_calls"]
+__all__ = ["num_threads", "thread_count_calls"]
+
+_calls = None  # (get, set), found once
 
 
 def thread_count_calls():
     """(get, set): the threading layer's own getter and setter of the calling thread's count, or numba's public
-    get_num_threads / set_num_threads when this Numba keeps them elsewhere (or they disagree). Loads the layer."""
+    get_num_threads / set_num_threads when this Numba keeps them elsewhere (or they disagree). Loads the layer on
+    the first call; later calls return the same pair."""
+    global _calls
+    if _calls is None:
+        _calls = _find_calls()
+    return _calls
+
+
+def num_threads():
+    """numba.get_num_threads() through thread_count_calls' getter (the matmul task grid, the backend's sums)."""
+    return (_calls or thread_count_calls())[0]()
+
+
+def _find_calls():
     public = numba.get_num_threads()
     try:
         from numba.np.ufunc import parallel

@@ -69,7 +69,7 @@ from .panel import _panel  # noqa: F401
 from .portable import _gemm, _micro_3x3  # noqa: F401
 from .rows import _gemm_rows
 from .small import _gemm_small, _small  # noqa: F401
-from ..threads import thread_count_calls
+from ..threads import num_threads  # numba.get_num_threads() without its lock
 
 
 # Which kernel large products use: 'avx512' / 'avx2' (`_gemm_outer`, vector micro-kernels) or 'portable'
@@ -77,16 +77,6 @@ from ..threads import thread_count_calls
 # Numba compiles for (microkernel.host_kernel; TINYATTN_MATMUL_KERNEL overrides). Assign another name
 # here to compare them: every call reads it.
 KERNEL = host_kernel()
-
-
-def _num_threads():
-    """numba.get_num_threads(), through the threading layer's own getter from the first call on (threads.py)."""
-    global _threads
-    _threads = thread_count_calls()[0]
-    return _threads()
-
-
-_threads = _num_threads
 
 
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
@@ -116,7 +106,7 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
         out = _gemm(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K)
     if out is None:
         b = _NO_BIAS[af.dtype] if bias is None else bias
-        nth = _threads()
+        nth = num_threads()
         fused = a_sums and M * N * K > 0      # (an empty product returns before its loops)
         sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if fused else _NO_SUMS[af.dtype]
         out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
@@ -241,7 +231,7 @@ def _matmul_batches(a, ar, ak, b, br, bk, kernel, bias, a_sums):
             and a.dtype == b.dtype and _readable(a, ar - 3, ak - 3) and _readable(b, br - 3, bk - 3)):
         af, Ba, sa, a_offs, a_rs, a_ks = _batch_view(a, ar - 3, ak - 3)
         bf, Bb, sb, b_offs, b_rs, b_ks = _batch_view(b, br - 3, bk - 3)
-        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, KERNEL == "avx512", _threads(),
+        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, KERNEL == "avx512", num_threads(),
                            _NO_BIAS[a.dtype] if bias is None else bias, _NO_SUMS[a.dtype], a_offs, b_offs)
     a3 = a.reshape((-1,) + a.shape[-2:])      # (copies: the batch axes do not merge)
     b3 = b.reshape((-1,) + b.shape[-2:])
@@ -268,7 +258,7 @@ def _matmul(a, ar, ak, b, br, bk, kernel, bias=None, a_sums=False):
             # choices are made (not rows, not small, not portable): ~1-2 us of Python per call instead of ~5
             # (issue 22; with the fused sums ~3 instead of ~9)
             bz = _NO_BIAS[a.dtype] if bias is None else bias
-            nth = _threads()
+            nth = num_threads()
             if a_sums:                        # the fused row sums (A's rows contiguous: dy^T)
                 sums = np.zeros((nth, max(Ba, Bb) * M), a.dtype)
                 out = _gemm_outer(a.reshape(-1), Ba, sa[0], 1, sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
