@@ -233,6 +233,51 @@ def test_unbind_gradient_keeps_the_input_layout():
     np.testing.assert_array_equal(r.grad.numpy(), np.broadcast_to([2.0, 1.0, 0.0, 0.0], (6, 4)))
 
 
+
+def test_side_by_side_gradients_are_joined_as_a_view(monkeypatch):
+    """A fused attention's dq, dk, dv for q, k, v = qkv.unbind(...), or qkv.split(...) viewed as heads, lie side
+    by side in one buffer laid out like qkv (kernels/cpu/attention); Unbind's and Split's backward hand that
+    buffer back as qkv's gradient without a copy (shape.joined_view). Same gradient as composite attention."""
+    from tinyattn.functional import shape, shape_ops
+
+    B, T, H, D = 2, 5, 2, 4
+    rng = np.random.default_rng(1)
+    joined, join = [], shape.joined_view
+
+    def spy(parts, dim, sizes=None):
+        out = join(parts, dim, sizes)
+        joined.append(out is not None)
+        return out
+
+    monkeypatch.setattr(shape, "joined_view", spy)
+    monkeypatch.setattr(shape_ops, "joined_view", spy)
+    heads = {"unbind": lambda x: x.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0),
+             "split": lambda x: [t.view(B, T, H, D).transpose(1, 2) for t in x.split(H * D, dim=2)]}
+    w = ta.tensor(rng.standard_normal((B, H, T, D)))
+    for name, make in heads.items():
+        x, x2 = (ta.tensor(a, requires_grad=True) for a in [rng.standard_normal((B, T, 3 * H * D))] * 2)
+        (F.scaled_dot_product_attention(*make(x), is_causal=True) * w).sum().backward()
+        q, k, v = make(x2)
+        s = (q @ k.transpose(-2, -1) / D ** 0.5).masked_fill(ta.tensor(np.triu(np.ones((T, T), bool), 1)),
+                                                              float("-inf"))
+        (F.softmax(s, dim=-1) @ v * w).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), atol=1e-12, err_msg=name)
+        assert joined[0] and not any(joined[1:]), (name, joined)  # the fused path's join only: a view
+        joined.clear()
+
+    buf = np.arange(24.0).reshape(2, 3, 4)
+    stacked = join(tuple(buf.transpose(1, 0, 2)), 1)
+    assert np.shares_memory(stacked, buf) and np.array_equal(stacked, buf)
+    pieces = np.split(buf, [1, 3], axis=2)
+    assert np.array_equal(join(pieces, 2, [1, 2, 1]), buf)
+    assert join(pieces, 2, [2, 1, 1]) is None                   # lengths that do not match
+    backwards = tuple(buf.transpose(1, 0, 2))[::-1]             # each before the one before: a negative step
+    assert np.array_equal(join(backwards, 1), np.stack(backwards, 1))
+    assert join([buf[0], buf[0]], 0) is None                     # the same slice twice
+    assert join([np.zeros(4), np.zeros(4)], 0) is None           # two allocations, never one view
+    assert join([buf[0], buf[1].astype(np.float32)], 0) is None  # dtypes differ
+
+
 # ---- a backward that fails leaves no partial gradient --------------------------------------------------
 
 def _raise(g):

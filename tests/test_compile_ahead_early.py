@@ -104,7 +104,8 @@ def test_the_planned_signatures_are_the_ones_the_kernels_run_with(dtype, L):
 def test_a_job_the_child_has_not_started_is_skipped_and_one_it_started_is_waited_for(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     # a small kernel of the attention module (the protocol is the same for all): the backward's dq group sum
-    sig = tuple(attention._sum_groups.typeof_pyval(a) for a in (np.zeros((2, 1, 1, 1)), np.zeros((1, 1, 1))))
+    dq = (np.zeros(1), np.zeros(1, np.int64), 1)  # dq's layout: (flat, offset table, row stride)
+    sig = tuple(attention._sum_groups.typeof_pyval(a) for a in (np.zeros((2, 1, 1, 1)), dq))
     job = pickle.dumps([("t.0", "_sum_groups", sig)]).hex()
     ahead = compile_ahead.AheadCompiler()
     # claimed at once (the child is still importing): it is told to skip the job, and compiles nothing

@@ -254,11 +254,12 @@ def qkv_views(rng, B, H, L, E, dtype):
     return q, k, v, dout
 
 
-def _laid_out(name, a):
-    """Results are C-contiguous, except out for a (B, H, L, E) batch of several heads: stored (B, L, H, E)."""
+def _laid_out(name, a, like):
+    """Results are C-contiguous, except out for a (B, H, L, E) batch of several heads (stored (B, L, H, E)) and
+    the gradients of sibling views (laid out like them: test_sibling_gradients_share_one_buffer)."""
     if name == "out" and a.ndim == 4 and a.shape[1] > 1:
         return a.transpose(0, 2, 1, 3).flags.c_contiguous
-    return a.flags.c_contiguous
+    return a.flags.c_contiguous or (name[0] == "d" and a.strides == like.strides)
 
 
 def test_multi_head_output_is_stored_with_the_heads_innermost():
@@ -292,8 +293,8 @@ def assert_same_as_contiguous(q, k, v, dout, **kw):
     operations), with results shaped like the inputs."""
     got = run_both(q, k, v, dout, **kw)
     want = run_both(*(np.ascontiguousarray(a) for a in (q, k, v, dout)), **kw)
-    for name, g, w in zip(("out", "lse", "dq", "dk", "dv"), got, want):
-        assert g.shape == w.shape and _laid_out(name, g), name
+    for name, g, w, like in zip(("out", "lse", "dq", "dk", "dv"), got, want, (None, None, q, k, v)):
+        assert g.shape == w.shape and _laid_out(name, g, like), name
         np.testing.assert_array_equal(g, w, err_msg=name)
     assert got[2].shape == q.shape and got[3].shape == k.shape and got[4].shape == v.shape
     return got
@@ -334,6 +335,28 @@ def test_qkv_views_and_transposed_dout_equal_contiguous(kernel, dtype, monkeypat
     assert_same_as_contiguous(q1, k1, v1, dout1, causal=True, offset=0)
     _, k9, v9, _ = qkv_views(rng, 2, 3, 9, 8, dtype)
     assert_same_as_contiguous(q1, k9, v9, dout1, causal=True, offset=6)  # a key/value cache step
+
+
+def test_sibling_gradients_share_one_buffer():
+    """q, k, v that are equal slices of one buffer (qkv_views; k and v alone in a key/value cache step) get
+    gradients laid out like them, side by side in one new buffer: their stack is a view with the buffer's layout.
+    Gradients of anything else are C-contiguous arrays of their own."""
+    rng = np.random.default_rng(23)
+    q, k, v, dout = qkv_views(rng, 2, 3, 70, 8, np.float32)
+    for groups in (1, 2):  # dq written straight by the kernel, or summed from the key-tile groups' slabs
+        dq, dk, dv = run_both(q, k, v, dout, causal=True, groups=groups)[2:]
+        assert dq.strides == q.strides and dk.strides == k.strides and dv.strides == v.strides
+        assert dq.base is dk.base is dv.base and dq.base.flags.c_contiguous and dq.base.size == 3 * q.size
+        stacked = np.lib.stride_tricks.as_strided(dq, (3,) + q.shape, (k.ctypes.data - q.ctypes.data,) + q.strides)
+        np.testing.assert_array_equal(stacked, np.stack([dq, dk, dv]))
+    q1 = qkv_views(rng, 2, 3, 3, 8, np.float32)[0]
+    k9, v9 = rng.standard_normal((2, 9, 2, 3, 8)).astype(np.float32).transpose(2, 0, 3, 1, 4)  # a fused kv
+    dq, dk, dv = run_both(q1, k9, v9, dout[:, :, :3], causal=True, offset=6)[2:]
+    assert dq.flags.c_contiguous and dk.base is dv.base and dk.strides == k9.strides
+    k2, v2 = qkv_views(rng, 2, 3, 9, 8, np.float32)[1:3]  # k, v of a q, k, v buffer: not a block of their own
+    assert all(g.flags.c_contiguous for g in run_both(q1, k2, v2, dout[:, :, :3], causal=True, offset=6)[2:])
+    for qs, ks, vs in ((q[:, ::2], k[:, ::2], v[:, ::2]), (q, k, q), (q, v, k)):  # gaps, a repeat, out of order
+        assert all(g.flags.c_contiguous for g in run_both(qs, ks, vs, np.ascontiguousarray(dout[:, : qs.shape[1]]))[2:])
 
 
 def test_sliced_broadcast_and_unbatched_inputs_equal_contiguous():

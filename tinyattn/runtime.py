@@ -7,7 +7,7 @@ function that does the same from Python:
 effect             what, and when                                        off
 =================  ====================================================  ===============================
 malloc tuning      glibc's mmap and trim thresholds raised to 32 MiB     TINYATTN_MALLOC_TUNING=0, or
-                   and 64 MiB (mallopt), when the first CPU backend is   configure(malloc_tuning=False)
+                   and 512 MiB (mallopt), when the first CPU backend is  configure(malloc_tuning=False)
                    created; not when the user set malloc's own           before the first CPU op
                    variables, and a no-op off glibc (`tune_malloc`)
 compile notice     a line on stderr naming each tinyattn kernel Numba    TINYATTN_COMPILE_NOTICE=0, or
@@ -60,10 +60,13 @@ __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host
 # gradients afresh (2048 x 512 float32 is 4 MiB), so a step could touch new pages every time: 6,000-26,000
 # page faults per step of benchmarks/bench_train.py's gpt model in a tinyattn-only process, 90-118 ms per step
 # against 79-82 ms with the thresholds below (1 fault per step; docs/benchmarks.md "Goal 1: page faults").
-# glibc raises both thresholds by itself as big blocks are freed, up to these values (32 MiB and twice
-# that); tinyattn starts there.
+# glibc raises both thresholds by itself as big blocks are freed, up to 32 MiB and twice that; tinyattn starts
+# at 32 MiB for mmap and keeps up to 512 MiB of freed heap top: a step's own rise and fall of the heap must stay
+# under the trim threshold. At 64 MiB (glibc's ceiling) the gpt model's heap, which rises by 65 MiB within a step
+# and falls back at its end, was returned and faulted in again every step once an unrelated change moved a
+# small long-lived block: 8,300 faults and 15.4 against 18.6 steps/s (docs/benchmarks.md, fifth session).
 MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 64 << 20
+TRIM_THRESHOLD = 512 << 20
 
 _malloc_tuning = None  # None: as the environment says; True/False: configure()'s choice
 

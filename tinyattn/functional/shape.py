@@ -4,6 +4,7 @@ element came from (indexing scatter-adds, since an index may repeat).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -24,6 +25,50 @@ __all__ = [
     "Permute", "permute", "Reshape", "reshape", "squeeze", "Stack", "stack", "transpose", "Unbind", "unbind",
     "unsqueeze", "view",
 ]
+
+
+@functools.lru_cache(maxsize=64)
+def _joined_layout(shape, strides, itemsize, dim, count, sizes, gaps):
+    """joined_view's (shape, strides) for parts of one `shape` and `strides` (lengths `sizes` along `dim` when
+    concatenated, None when stacked), each starting `gaps` bytes after the one before, or None when they are not
+    side by side or the joined layout would reach an element twice."""
+    if sizes is None:
+        if len(set(gaps)) != 1:
+            return None
+        joined = shape[:dim] + (count,) + shape[dim:], strides[:dim] + (gaps[0],) + strides[dim:]
+    else:
+        if gaps != tuple(n * strides[dim] for n in sizes[:-1]):
+            return None
+        joined = shape[:dim] + (sum(sizes),) + shape[dim + 1:], strides
+    reach = itemsize - 1  # every element at its own address: from the smallest stride up, each axis steps past
+    for n, st in sorted(((n, abs(st)) for n, st in zip(*joined) if n > 1), key=lambda t: t[1]):  # the ones below
+        if st <= reach:
+            return None
+        reach += (n - 1) * st
+    return joined
+
+
+def joined_view(parts, dim, sizes=None):
+    """The parts joined along `dim` as a view instead of a copy, when they already lie side by side in one buffer:
+    host arrays of one dtype, strides and memory owner, each starting where the one before ends along `dim` (a
+    fused attention's dq, dk, dv for q, k, v = qkv.unbind(...), kernels/cpu/attention). `sizes` None: stacked (a
+    new axis `dim`, the parts of one shape); else concatenated, with these lengths along `dim`. None when they
+    do not (then join a copy); never a view across two allocations."""
+    first = parts[0]
+    owner = getattr(first, "base", None)
+    if owner is None or len(parts) < 2 or any(
+            type(g) is not np.ndarray or g.base is not owner or g.dtype != first.dtype or g.strides != first.strides
+            or (sizes is None and g.shape != first.shape) for g in parts):
+        return None
+    if sizes is not None:
+        rest = first.shape[:dim] + first.shape[dim + 1:]
+        if any(g.shape[:dim] + g.shape[dim + 1:] != rest or g.shape[dim] != n for g, n in zip(parts, sizes)):
+            return None
+        sizes = tuple(sizes)
+    starts = [g.ctypes.data for g in parts]
+    gaps = tuple(b - a for a, b in zip(starts, starts[1:]))
+    layout = _joined_layout(first.shape, first.strides, first.itemsize, dim, len(parts), sizes, gaps)
+    return None if layout is None else np.lib.stride_tricks.as_strided(first, *layout)
 
 
 class Reshape(Function):
@@ -136,8 +181,9 @@ class Contiguous(Function):
 class Unbind(Function):
     """(y_0, ..., y_{n-1}) = the slices of x along `dim` (views, no copy).
 
-    dx = the gradients stacked back along `dim`; a slice that no gradient reached gets zeros.
-    On the host dx is laid out in x's memory order (NumPy's order "K"): for
+    dx = the gradients stacked back along `dim`; a slice that no gradient reached gets zeros. Gradients that
+    already lie side by side in one buffer are returned as a view of it (joined_view). Otherwise,
+    on the host dx is laid out in x's memory order (NumPy's order "K"): for
     q, k, v = qkv.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0) the stacked gradient is then a
     view of a (B, T, 3, H, D) buffer, and the permute and reshape back to qkv's shape are views too, where
     a row-major stack would need a second, transposing copy.
@@ -164,6 +210,9 @@ class Unbind(Function):
 
     @staticmethod
     def backward(ctx, dys):
+        joined = joined_view(dys, ctx.dim)
+        if joined is not None:  # already side by side (a fused attention's dq, dk, dv): no copy
+            return joined, None
         present = next(g for g in dys if g is not None)
         parts = [np.zeros_like(present) if g is None else g for g in dys]
         order = Unbind._memory_order(ctx.strides)

@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd import Function, Variable
 from ..autograd.function import constant
 from .checks import check_tensor, normalize_dims, on_host
-from .shape import Permute, getitem, reshape, view
+from .shape import Permute, getitem, joined_view, reshape, view
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ def _scatter_graph(like, shape, values, index, accumulate):
 class Split(Function):
     """(y_0, ..., y_{k-1}) = the slices of x along `dim` between `bounds` (views, no copy).
 
-    dx = the gradients joined back along dim; a piece that no gradient reached gets zeros."""
+    dx = the gradients joined back along dim (a view when they already lie side by side in one buffer:
+    shape.joined_view); a piece that no gradient reached gets zeros."""
 
     returns_view = True
 
@@ -69,6 +70,9 @@ class Split(Function):
 
     @staticmethod
     def backward(ctx, dys):
+        joined = joined_view(dys, ctx.dim, ctx.sizes)
+        if joined is not None:  # already side by side (a fused attention's dq, dk, dv): no copy
+            return joined, None, None
         present = next(g for g in dys if g is not None)
         parts = []
         for g, n in zip(dys, ctx.sizes):

@@ -21,7 +21,8 @@ Conventions
 -----------
 * ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)`` with the same batch dims, float32 or float64 (all
   the same dtype); every result is in that dtype, including ``lse (..., L)``.  Accumulation happens in that
-  dtype too.  Results (lse, dq, dk, dv) are new C-contiguous arrays; so is out, except for
+  dtype too.  Results (lse, dq, dk, dv) are new C-contiguous arrays (dq, dk, dv laid out like q, k, v when those
+  are equal slices of one array: attention_backward); so is out, except for
   ``(B, H, L, E)`` inputs (several heads): out (B, H, L, Ev) then lies in memory as (B, L, H, Ev), as
   PyTorch's CPU flash attention lays it out, so that joining the heads, ``y.transpose(1, 2).reshape(B, L,
   H*Ev)``, is a view instead of a copy. The kernels write it through ``of``/``o_off``/``o_rs``, as below.
@@ -81,7 +82,7 @@ import numpy as np
 from .backward import _backward, _backward_mk, _sum_groups
 from .exp import _exp_bwd, _exp_fwd
 from .forward import _forward, _forward_mk, _forward_rows
-from .layout import _batch, _bias, _offsets, _strided
+from .layout import _batch, _bias, _dense_gradients, _offsets, _sibling_gradients, _strided
 from .tiles import _TAGS, BLOCK_K, BLOCK_Q, KERNEL, ROWS_MAX_L
 
 def _mask(bias, has_bias, causal, window, offset, dt, BH, L, S):
@@ -129,11 +130,29 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
 
 def attention_backward(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, offset=0):
     """Fused attention backward from the forward's ``out (..., L, Ev)`` and ``lse (..., L)``, with ``dout``
-    shaped like out (any strides, as q, k, v).  Returns ``(dq, dk, dv)``, new C-contiguous arrays shaped like
-    q, k, v, in q's dtype.  P is recomputed tile by tile from q, k and lse; rows with ``lse = -inf`` (fully
-    masked) contribute 0.  Loop nest in ``_backward``.
+    shaped like out (any strides, as q, k, v).  Returns ``(dq, dk, dv)``, new arrays shaped like q, k, v, in
+    q's dtype: C-contiguous, except when q, k, v (or k, v) are equal slices of one array, as from
+    ``qkv.unbind`` or ``qkv.split`` and a view into heads: their gradients are then laid out like them, side
+    by side in one new buffer, which Unbind's and Split's backward return as the gradient of that array
+    without copying (layout._sibling_gradients).  P is recomputed tile by tile from q, k and lse; rows with
+    ``lse = -inf`` (fully masked) contribute 0.  Loop nest in ``_backward``.
     """
     return _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, None, offset)
+
+
+def _gradients(q, k, v, dt):
+    """New (dq, dk, dv) and the layouts (flat, off, rs) through which the kernels write them: side by side in one
+    buffer, laid out like q, k, v, where those (or k and v) are siblings (layout._sibling_gradients), else
+    C-contiguous."""
+    if q.shape == k.shape == v.shape:
+        both = _sibling_gradients((q, k, v), dt)
+        if both is not None:
+            return both
+    kv = _sibling_gradients((k, v), dt) if k.shape == v.shape else None
+    if kv is None:
+        return _dense_gradients((q.shape, k.shape, v.shape), dt)
+    (dq,), (dq_layout,) = _dense_gradients((q.shape,), dt)
+    return (dq,) + kv[0], (dq_layout,) + kv[1]
 
 
 def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dout, groups, offset=0):
@@ -151,19 +170,19 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
     G = groups if groups is not None else max(1, min(nkb, -(-numba.get_num_threads() // BH)))
     # left uninitialised: the kernel writes every element (dq rows on the first key tile that reaches them,
     # zeros where none does), inside its parallel loop (np.zeros here: serial memsets, measured slower)
-    dqp = np.empty((G, BH, L, E), dt)
-    dk = np.empty((BH, S, E), dt)
-    dv = np.empty((BH, S, Ev), dt)
+    (dq, dk, dv), (dq_layout, dk_layout, dv_layout) = _gradients(q, k, v, dt)
+    if G == 1:  # the one dq slab is dq
+        slabs = dq_layout
+    else:
+        dqp = np.empty((G, BH, L, E), dt)
+        slabs = (dqp.reshape(-1), _offsets((G * BH,), (L * E,)), E)
     args = (_strided(q, dt), _strided(k, dt), _strided(v, dt), _strided(dout, dt), (BH, L, S, E, Ev),
             _mask(bias, has_bias, causal, window, offset, dt, BH, L, S), dt.type(scale), _strided(out, dt), lse,
-            dqp, dk, dv)
+            slabs, dk_layout, dv_layout)
     if KERNEL == "portable":
         _backward(*args)
     else:
         _backward_mk(*args, _TAGS[KERNEL])
-    if G == 1:
-        dq = dqp[0]
-    else:
-        dq = np.empty((BH, L, E), dt)
-        _sum_groups(dqp, dq)
-    return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    if G > 1:
+        _sum_groups(dqp, dq_layout)
+    return dq, dk, dv

@@ -33,12 +33,14 @@ def _row_dots(af, a_off, a_rs, bf, b_off, b_rs, n, d):
 
 
 @njit(cache=True)
-def _zero3(a, p, i0, n):
-    """a[p, i0:i0 + n, :] = 0 (loops: a slice assignment inside a prange body becomes a nested parfor)."""
-    z = a.dtype.type(0)
-    for i in range(i0, i0 + n):
-        for e in range(a.shape[2]):
-            a[p, i, e] = z
+def _zero_rows(f, off, rs, n, width):
+    """f[off + i rs + e] = 0 for i < n, e < width: n rows of an output seen through its layout (loops: a slice
+    assignment inside a prange body becomes a nested parfor)."""
+    z = f.dtype.type(0)
+    for i in range(n):
+        o = off + i * rs
+        for e in range(width):
+            f[o + e] = z
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -64,13 +66,16 @@ def _item_locals(dims, nqb, dof, doo, do_rs, of, oo, o_rs):
 
 
 @njit(cache=True, inline="always")
-def _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset):
+def _key_tile_queries(dk, dv, bh, j0, nk, dims, causal, window, offset):
     """Query rows [ilo, ihi) that may see keys [j0, j0 + nk) (mask._query_range); when none does
     (ihi <= ilo), the keys' gradients are 0: dk, dv rows zeroed here."""
+    BH, L, S, E, Ev = dims
     ilo, ihi = _query_range(j0, j0 + nk, L, causal, window, offset)
     if ihi <= ilo:
-        _zero3(dk, bh, j0, nk)
-        _zero3(dv, bh, j0, nk)
+        dkf, dk_off, dk_rs = dk
+        dvf, dv_off, dv_rs = dv
+        _zero_rows(dkf, dk_off[bh] + j0 * dk_rs, dk_rs, nk, E)
+        _zero_rows(dvf, dv_off[bh] + j0 * dv_rs, dv_rs, nk, Ev)
     return ilo, ihi
 
 
@@ -89,25 +94,27 @@ def _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, kscale)
 
 @njit(cache=True, inline="always")
 def _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk):
-    """dK[p, kb] = dkT^T, dV[p, kb] = dvT^T (the first nk keys)."""
-    E, Ev = dkT.shape[0], dvT.shape[0]
-    one = dk.dtype.type(1)
-    _transpose(dkT.reshape(-1), 0, BLOCK_K, dk.reshape(-1), (bh * dk.shape[1] + j0) * E, E, E, nk, one)
-    _transpose(dvT.reshape(-1), 0, BLOCK_K, dv.reshape(-1), (bh * dv.shape[1] + j0) * Ev, Ev, Ev, nk, one)
+    """dK[p, kb] = dkT^T, dV[p, kb] = dvT^T (the first nk keys), through dk's and dv's layouts."""
+    dkf, dk_off, dk_rs = dk
+    dvf, dv_off, dv_rs = dv
+    one = dkf.dtype.type(1)
+    _transpose(dkT.reshape(-1), 0, BLOCK_K, dkf, dk_off[bh] + j0 * dk_rs, dk_rs, dkT.shape[0], nk, one)
+    _transpose(dvT.reshape(-1), 0, BLOCK_K, dvf, dv_off[bh] + j0 * dv_rs, dv_rs, dvT.shape[0], nk, one)
 
 
 @njit(cache=True, inline="always")
-def _zero_unseen(dqp, g, bh, seen, L):
+def _zero_unseen(dq, slab, seen, L, E):
     """dq slab rows of the query tiles no key tile of this item reached: 0."""
+    dqf, dq_off, dq_rs = dq
     for qb in range(seen.size):
         if not seen[qb]:
-            _zero3(dqp[g], bh, qb * BLOCK_Q, min(BLOCK_Q, L - qb * BLOCK_Q))
+            _zero_rows(dqf, dq_off[slab] + qb * BLOCK_Q * dq_rs, dq_rs, min(BLOCK_Q, L - qb * BLOCK_Q), E)
 
 
 @njit(parallel=True, cache=True)
-def _backward(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
-    """Loop nest (G = dqp.shape[0] groups of key tiles per batch-head, so BH * G work items).  Tiles are
-    (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
+def _backward(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv):
+    """Loop nest (G = dq_off.size / BH groups of key tiles per batch-head, so BH * G work items).  Tiles
+    are (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
     count BLOCK_K; K and V of the owned key tile are transposed (zero padded) once.
 
     for (p, g) in prange(BH x G):
@@ -124,25 +131,27 @@ def _backward(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
                 dS[i, :] = scale * P[i, :] (dP[i, :] - D_i)
                 dkT[e, :] += sum_i Q[p, i, e] dS[i, :]
                 dqT[e, :] = sum_j kT[e, j] dS^T[j, :]                   # (E, BQ) local
-                dqp[g, p, qb] += dqT^T         (= on the item's first visit of query tile qb)
+                dQ[g][p, qb] += dqT^T          (= on the item's first visit of query tile qb)
             dK[p, kb] = dkT^T;  dV[p, kb] = dvT^T
-        dqp[g, p, qb] = 0 for the query tiles this item never visited
+        dQ[g][p, qb] = 0 for the query tiles this item never visited
 
-    Each key tile belongs to exactly one item and each item owns its own dq slab dqp[g], so nothing races;
-    the caller sums dqp over g (G = 1 when there are enough batch-heads to keep every thread busy).  D is
-    computed here, and every element of dqp, dk, dv written here (the caller allocates them with np.empty),
-    inside the parallel loop: numpy's einsum and three np.zeros on the main thread, while the other threads
-    wait, measured slower (~0.2 ms of a 2.8 ms backward at B32 H4 L64 E32, one thread).  Q, K, V, dO are
-    read through their flat views, offsets and row strides (module docstring).
+    Each key tile belongs to exactly one item and each item owns its own dq slab dQ[g], so nothing races;
+    the caller sums the slabs over g (G = 1 when there are enough batch-heads to keep every thread busy: the
+    slab is then dq itself).  D is computed here, and every element of the slabs, dk and dv written here (the
+    caller allocates them with np.empty), inside the parallel loop: numpy's einsum and three np.zeros on the
+    main thread, while the other threads wait, measured slower (~0.2 ms of a 2.8 ms backward at B32 H4 L64
+    E32, one thread).  Q, K, V, dO are read, and the slabs, dK and dV written, through flat views, offset
+    tables and row strides (module docstring): dq = (dqf, dq_off, dq_rs) with dQ[g][p, i, e] =
+    dqf[dq_off[g * BH + p] + i * dq_rs + e], dk and dv likewise per batch-head.
     """
     BH = dims[0]
-    G = dqp.shape[0]
+    G = dq[1].size // BH
     for item in prange(BH * G):
-        _key_tiles(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv)  # int64: _backward_mk
+        _key_tiles(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv)  # int64: _backward_mk
 
 
 @njit(cache=True)
-def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
+def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv):
     """One work item (batch-head, group of key tiles) of _backward (see _key_tiles_mk)."""
     qf, q_off, q_rs = q
     kf, k_off, k_rs = k
@@ -151,7 +160,8 @@ def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
     bias, has_bias, causal, window, offset = mask
     of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
-    G = dqp.shape[0]
+    dqf, dq_off, dq_rs = dq
+    G = dq_off.size // BH
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     bh = item // G
@@ -161,7 +171,7 @@ def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
     for kb in range(g, nkb, G):
         j0 = kb * BLOCK_K
         nk = min(BLOCK_K, S - j0)
-        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
+        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, dims, causal, window, offset)
         if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
             continue
         _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, of.dtype.type(1))
@@ -224,31 +234,34 @@ def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv):
                     for i in range(BLOCK_Q):
                         dqT[e, i] += a * dsT[j, i]
             add = seen[qb]  # the first key tile of this query tile writes its dq rows, the others add
+            qrow = dq_off[g * BH + bh] + i0 * dq_rs
             for i in range(nq):
                 for e in range(E):
                     x = dqT[e, i]
-                    dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
+                    dqf[qrow + i * dq_rs + e] = x + dqf[qrow + i * dq_rs + e] if add else x
             seen[qb] = True
         _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
-    _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
+    _zero_unseen(dq, g * BH + bh, seen, L, E)  # query rows no key tile of this item reached: dq 0
 
 
 @njit(parallel=True, cache=True)
 def _sum_groups(dqp, dq):
-    """dq = sum_g dqp[g]  (dqp (G, BH, L, E))."""
+    """dq = sum_g dqp[g]  (dqp (G, BH, L, E)), into dq's layout (dqf, dq_off, dq_rs)."""
     G, BH, L, E = dqp.shape
+    dqf, dq_off, dq_rs = dq
     for r in prange(BH * L):
         p = r // L
         i = r % L
+        o = dq_off[p] + i * dq_rs
         for e in range(E):
-            dq[p, i, e] = dqp[0, p, i, e]
+            dqf[o + e] = dqp[0, p, i, e]
         for g in range(1, G):
             for e in range(E):
-                dq[p, i, e] += dqp[g, p, i, e]
+                dqf[o + e] += dqp[g, p, i, e]
 
 
 @njit(parallel=True, cache=True)
-def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
+def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
         s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
@@ -262,12 +275,12 @@ def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
     The parallel loop only calls _key_tiles_mk, a plain function (forward._forward_mk says why; cold
     compile 9.1-9.7 -> 7.6-8.0 s CPU, the same run time)."""
     BH = dims[0]
-    for item in prange(BH * dqp.shape[0]):
-        _key_tiles_mk(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag)
+    for item in prange(BH * (dq[1].size // BH)):
+        _key_tiles_mk(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag)
 
 
 @njit(cache=True)
-def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag):
+def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag):
     """One work item (batch-head, group of key tiles) of _backward_mk."""
     qf, q_off, q_rs = q
     kf, k_off, k_rs = k
@@ -276,7 +289,8 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag
     bias, has_bias, causal, window, offset = mask
     of, o_off, o_rs = o
     BH, L, S, E, Ev = dims
-    G = dqp.shape[0]
+    dqf, dq_off, dq_rs = dq
+    G = dq_off.size // BH
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     NR = _nr(tag, of)
@@ -287,7 +301,7 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag
     for kb in range(g, nkb, G):
         j0 = kb * BLOCK_K
         nk = min(BLOCK_K, S - j0)
-        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, L, causal, window, offset)
+        ilo, ihi = _key_tile_queries(dk, dv, bh, j0, nk, dims, causal, window, offset)
         if ihi <= ilo:  # no query sees these keys (their gradients were zeroed)
             continue
         _load_key_tile(kT, vT, dkT, dvT, kf, ko, k_rs, vf, vo, v_rs, j0, nk, scale)  # kT = scale K^T
@@ -318,8 +332,8 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag
             _mm(tag, E, wk, nq, qf, qo + i0 * q_rs, 1, q_rs, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
             # dQ
             if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
-                _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqp,
-                    ((g * BH + bh) * L + i0) * E, E, seen[qb])  # the first key tile writes
+                _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqf,
+                    dq_off[g * BH + bh] + i0 * dq_rs, dq_rs, seen[qb])  # the first key tile writes
             else:
                 wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)
                 for j in range(nk):
@@ -329,10 +343,11 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dqp, dk, dv, tag
                         dsT[j, i] = 0.0
                 _mm(tag, E, wq, nk, kf, ko + j0 * k_rs, 1, k_rs, dsT, 0, BLOCK_Q, dqT, 0, BLOCK_Q, False)
                 add = seen[qb]  # (one loop with a select: two loops compiled measurably longer)
+                qrow = dq_off[g * BH + bh] + i0 * dq_rs
                 for i in range(nq):
                     for e in range(E):
                         x = dqT[e, i]
-                        dqp[g, bh, i0 + i, e] = x + dqp[g, bh, i0 + i, e] if add else x
+                        dqf[qrow + i * dq_rs + e] = x + dqf[qrow + i * dq_rs + e] if add else x
             seen[qb] = True
         _store_key_tile(dk, dv, dkT, dvT, bh, j0, nk)
-    _zero_unseen(dqp, g, bh, seen, L)  # query rows no key tile of this item reached: dq 0
+    _zero_unseen(dq, g * BH + bh, seen, L, E)  # query rows no key tile of this item reached: dq 0

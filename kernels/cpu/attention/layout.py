@@ -7,10 +7,10 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=64)
-def _offsets(shape, strides):
-    """The offset table of a batch of shape ``shape`` with element strides ``strides``: off[p] = sum_d
+def _offsets(shape, strides, start=0):
+    """The offset table of a batch of shape ``shape`` with element strides ``strides``: off[p] = start + sum_d
     idx_d(p) strides[d] over the batch index idx(p) of flat (C-order) position p; int64, read-only."""
-    off = np.zeros(1, np.int64)
+    off = np.full(1, start, np.int64)
     for n, st in zip(shape, strides):
         off = (off[:, None] + np.arange(n, dtype=np.int64) * st).reshape(-1)
     off.flags.writeable = False
@@ -65,6 +65,76 @@ def _strided(a, dt):
     else:
         flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(np.dtype(dt).itemsize,), writeable=False)
     return flat, off, rs
+
+
+def _dense_order(shape, strides, itemsize):
+    """The axes of a layout from the largest stride to the smallest (size-1 axes first) when it covers a block
+    of memory exactly once with its last axis adjacent (a permutation of a C-contiguous array), else None."""
+    if shape and shape[-1] != 1 and strides[-1] != itemsize:
+        return None
+    order = sorted(range(len(shape)), key=lambda a: (shape[a] != 1, -strides[a]))
+    size = itemsize
+    for a in reversed(order):
+        if shape[a] != 1:
+            if strides[a] != size:
+                return None
+            size *= shape[a]
+    return order
+
+
+@functools.lru_cache(maxsize=64)
+def _sibling_plan(n, shape, strides, step, itemsize):
+    """_gradients' plan for n siblings (shape, byte strides, each `step` bytes after the one before): (buffer
+    shape, the axes that turn it into the (n, *shape) siblings, each sibling's offset table, row stride), or
+    None when together they do not cover a block of memory exactly once."""
+    order = _dense_order((n,) + shape, (step,) + strides, itemsize)
+    if order is None:
+        return None
+    el = tuple(0 if m == 1 else st // itemsize for m, st in zip(shape, strides))
+    offs = tuple(_offsets(shape[:-2], el[:-2], i * step // itemsize) for i in range(n))
+    full = (n,) + shape
+    return tuple(full[a] for a in order), tuple(int(a) for a in np.argsort(order)), offs, el[-2]
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_plan(shape):
+    """The offset table and row stride of a new C-contiguous array of `shape` (..., n, E)."""
+    el, size = [], 1
+    for m in reversed(shape):
+        el.insert(0, size)
+        size *= m
+    return _offsets(shape[:-2], tuple(el[:-2])), el[-2]
+
+
+def _dense_gradients(shapes, dt):
+    """New C-contiguous arrays of `shapes` and the layouts (flat, off, rs) through which a kernel writes them."""
+    arrays = tuple(np.empty(shape, dt) for shape in shapes)
+    return arrays, tuple((a.reshape(-1),) + _dense_plan(a.shape) for a in arrays)
+
+
+def _sibling_gradients(arrays, dt):
+    """New arrays shaped like ``arrays`` and laid out like them, side by side in one buffer, with the layouts
+    (flat, off, rs) through which a kernel writes them, when ``arrays`` are siblings: equal slices of one array
+    (the same shape and strides, each starting a fixed distance after the one before, together covering a block
+    of memory exactly once), such as q, k, v = qkv.unbind(...) or the equal split of a fused projection viewed
+    as heads. Their gradients then form that array's gradient without a copy (shape.joined_view, in Unbind's
+    and Split's backward). None otherwise."""
+    a0 = arrays[0]
+    base = getattr(a0, "base", None)
+    if base is None or any(type(a) is not np.ndarray or a.base is not base or a.dtype != dt or a.shape != a0.shape
+                           or a.strides != a0.strides for a in arrays):
+        return None
+    starts = [a.ctypes.data for a in arrays]
+    step = starts[1] - starts[0]
+    if step <= 0 or any(b - a != step for a, b in zip(starts, starts[1:])):
+        return None
+    plan = _sibling_plan(len(arrays), a0.shape, a0.strides, step, a0.itemsize)
+    if plan is None:
+        return None
+    shape, back, offs, rs = plan
+    buf = np.empty(shape, dt)
+    flat = buf.reshape(-1)
+    return tuple(buf.transpose(back)), tuple((flat, off, rs) for off in offs)
 
 
 def _batch(op, q, k, v):
