@@ -104,7 +104,9 @@ def test_the_planned_signatures_are_the_ones_the_kernels_run_with(dtype, L):
 def test_a_job_the_child_has_not_started_is_skipped_and_one_it_started_is_waited_for(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     # a small kernel of the attention module (the protocol is the same for all): the backward's dq group sum
-    dq = (np.zeros(1), np.zeros(1, np.int64), 1)  # dq's layout: (flat, offset table, row stride)
+    offsets = np.zeros(1, np.int64)
+    offsets.flags.writeable = False  # as the wrapper's offset tables are (layout._offsets)
+    dq = (np.zeros(1), offsets, 1)  # dq's layout: (flat, offset table, row stride)
     sig = tuple(attention._sum_groups.typeof_pyval(a) for a in (np.zeros((2, 1, 1, 1)), dq))
     job = pickle.dumps([("t.0", "_sum_groups", sig)]).hex()
     ahead = compile_ahead.AheadCompiler()

@@ -270,8 +270,9 @@ class CPUBackend:
                         offset)
 
     def attention_backward(self, q, k, v, bias, causal, window, scale, out, lse, dout, offset=0):
-        """dq, dk, dv (C-contiguous, shaped like q, k, v) from the forward's out and lse; dout shaped like out,
-        any strides (read in place like q, k, v)."""
+        """dq, dk, dv (shaped like q, k, v) from the forward's out and lse; dout shaped like out, any strides (read
+        in place like q, k, v). C-contiguous, except for q, k, v (or k, v) that are equal slices of one array:
+        their gradients then lie side by side in one buffer laid out like it (kernels/cpu/attention)."""
         runtime.before_backward()  # a cold start may be compiling this kernel in a second process
         bh = math.prod(q.shape[:-2])
         work = 2 * bh * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])

@@ -170,7 +170,8 @@ class Backend(Protocol):
 
             dq = scale dS K;   dk = scale dSᵀ Q;   dv = Pᵀ dout
 
-        Returns (dq, dk, dv), shaped like q, k, v (contiguous), in q's dtype."""
+        Returns (dq, dk, dv), shaped like q, k, v, in q's dtype: contiguous, or (CPU) laid out like q, k, v side
+        by side in one buffer when those are equal slices of one array."""
 
 
 class DecodeStep(Protocol):
