@@ -92,3 +92,30 @@ def test_softmax_gradients_on_leaves_along_any_dim():
             (getattr(torch.nn.functional, fn)(t, dim) * torch.tensor(w)).sum().backward()
             np.testing.assert_allclose(b.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(a.grad.numpy(), 2 * t.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_attention_gradients_on_leaves_are_taken_as_they_are():
+    """The fused attention hands its new dq, dk, dv to leaves without a copy (fresh_grads), also when the leaves
+    are equal slices of one buffer, whose gradients the kernel lays out side by side in one new buffer: each leaf
+    keeps its own elements, a second backward adds into them, and a tensor used as query and key sums both."""
+    rng = np.random.default_rng(2)
+    F = ta.nn.functional
+    base = ta.tensor(rng.standard_normal((3, 2, 2, 6, 4)))
+    w = ta.tensor(rng.standard_normal((2, 2, 6, 4)))
+    q, k, v = (base[i].detach().requires_grad_() for i in range(3))  # leaves sharing base's memory
+    for _ in range(2):
+        (F.scaled_dot_product_attention(q, k, v, is_causal=True) * w).sum().backward()
+    grads = [t.grad.numpy() for t in (q, k, v)]
+    assert grads[0].base is grads[1].base  # side by side, as the kernel wrote them
+    ref = [ta.tensor(base[i].numpy(), requires_grad=True) for i in range(3)]
+    a, b, c = ref
+    att = F.softmax((a @ b.transpose(-2, -1) / 2.0).masked_fill(ta.tensor(np.triu(np.ones((6, 6), bool), 1)),
+                                                                float("-inf")), dim=-1)
+    (att @ c * w).sum().backward()
+    for g, r in zip(grads, ref):
+        np.testing.assert_allclose(g, 2 * r.grad.numpy(), atol=1e-12)
+    x = ta.tensor(rng.standard_normal((2, 6, 4)), requires_grad=True)
+    F.scaled_dot_product_attention(x, x, x).sum().backward()
+    y = ta.tensor(x.detach().numpy(), requires_grad=True)
+    (F.softmax(y @ y.transpose(-2, -1) / 2.0, dim=-1) @ y).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), atol=1e-12)

@@ -108,6 +108,10 @@ class ScaledDotProductAttention(Function):
     causal and window count query row i as key position i + offset (0: top-left, S - L: bottom-right).
     """
 
+    # each backend's attention_backward returns new arrays, one per input (on the CPU possibly side by side in
+    # one new buffer, but never sharing an element): a leaf's .grad takes them without a copy
+    fresh_grads = True
+
     @staticmethod
     def forward(ctx, q, k, v, bias, causal, window, scale, offset=0):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) with equal batch dims (any strides); bias (Bb, Lb, Sb),
