@@ -17,6 +17,15 @@ def _offsets(shape, strides, start=0):
     return off
 
 
+def _c_strides(shape):
+    """The element strides of a C-contiguous array of `shape`, 0 for axes of length 1 (never multiplied)."""
+    el, size = [], 1
+    for n in reversed(shape):
+        el.insert(0, 0 if n == 1 else size)
+        size *= n
+    return el
+
+
 _LAYOUTS = {}  # (shape, strides, dtype, dt) -> (read in place, span, offset table, row stride): _strided's plan
 
 
@@ -30,13 +39,8 @@ def _layout(a, dt):
         ok = a.dtype == dt and a.size > 0 and (a.shape[-1] == 1 or a.strides[-1] == it)
         st = [0 if n == 1 else s for n, s in zip(a.shape, a.strides)]
         ok = ok and all(s >= 0 and s % it == 0 for s in st)
-        if ok:
-            el = [s // it for s in st]
-        else:  # copied to a C-contiguous array first: that layout's plan
-            el, size = [], 1
-            for n in reversed(a.shape):
-                el.insert(0, 0 if n == 1 else size)
-                size *= n
+        # read in place, or copied to a C-contiguous array first: that layout's plan
+        el = [s // it for s in st] if ok else _c_strides(a.shape)
         span = 1 + sum((n - 1) * s for n, s in zip(a.shape, el)) if a.size else 0
         plan = (ok, span, _offsets(a.shape[:-2], tuple(el[:-2])), el[-2])
         if len(_LAYOUTS) >= 256:
@@ -99,10 +103,7 @@ def _sibling_plan(n, shape, strides, step, itemsize):
 @functools.lru_cache(maxsize=64)
 def _dense_plan(shape):
     """The offset table and row stride of a new C-contiguous array of `shape` (..., n, E)."""
-    el, size = [], 1
-    for m in reversed(shape):
-        el.insert(0, size)
-        size *= m
+    el = _c_strides(shape)
     return _offsets(shape[:-2], tuple(el[:-2])), el[-2]
 
 
