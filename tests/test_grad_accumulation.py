@@ -119,3 +119,51 @@ def test_attention_gradients_on_leaves_are_taken_as_they_are():
     y = ta.tensor(x.detach().numpy(), requires_grad=True)
     (F.softmax(y @ y.transpose(-2, -1) / 2.0, dim=-1) @ y).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), atol=1e-12)
+
+
+def test_matmul_and_indexing_gradients_on_leaves():
+    """Matmul and indexing hand back new arrays (fresh_grads): a leaf takes its first gradient as it is, also when
+    its slices meet in one product (hand-written attention on a fused qkv), and a second backward adds into it;
+    the values are the copying path's."""
+    rng = np.random.default_rng(3)
+    t0, a0 = rng.standard_normal((2, 5, 12)), rng.standard_normal((2, 5, 5))
+    g0 = rng.standard_normal((2, 5, 5))
+
+    def run(t, a, times=1):
+        for _ in range(times):
+            q, k, v = t[..., :4], t[..., 4:8], t[..., 8:]
+            ((q @ k.transpose(-2, -1)) * ta.tensor(g0) + a @ v @ k.transpose(-2, -1)).sum().backward()
+
+    t, a = ta.tensor(t0, requires_grad=True), ta.tensor(a0, requires_grad=True)
+    run(t, a)
+    first = t.grad.numpy(), a.grad.numpy()
+    run(t, a)
+    assert t.grad.numpy() is first[0] and a.grad.numpy() is first[1]
+    assert not np.shares_memory(first[0], first[1])
+    with __import__("pytest").MonkeyPatch.context() as mp:
+        for cls in (ta.functional.linalg.Matmul, ta.functional.shape.GetItem):
+            mp.setattr(cls, "fresh_grads", False)
+        u, b = ta.tensor(t0, requires_grad=True), ta.tensor(a0, requires_grad=True)
+        run(u, b)
+    np.testing.assert_allclose(first[0], 2 * u.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(first[1], 2 * b.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_fresh_gradient_of_an_inner_tensor_is_summed_into_once_it_is_ours():
+    """A fresh gradient (a product's) reaching an inner tensor first is where the later ones are added, in place;
+    hooks and retain_grad see the whole sum, and what a hook keeps is not changed by later sums."""
+    rng = np.random.default_rng(4)
+    x = ta.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    w = ta.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    seen = []
+    h = x @ w
+    h.retain_grad()
+    h.register_hook(lambda g: seen.append(g.numpy()))
+    y = h @ w       # made first, so its backward runs last: Add's shared dy arrives at h after this product's
+    loss = (y + h * 2.0 + h).sum()
+    loss.backward()
+    ones = np.ones((4, 3))
+    expected = ones @ w.detach().numpy().T + 3.0
+    np.testing.assert_allclose(seen[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(h.grad.numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), expected @ w.detach().numpy().T, rtol=1e-12)

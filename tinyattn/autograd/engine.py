@@ -238,8 +238,10 @@ def _walk(roots, retain_graph, inputs=None):
                 _leaf_gets(leaves, parent, pg, wanted, owned, node.function.fresh_grads)
             elif producer.n_outputs == 1 and id(producer) not in pending:  # the first gradient to arrive there
                 pending[id(producer)] = [pg]
+                if node.function.fresh_grads:
+                    _own_fresh(pg, owned)
             else:
-                _add_pending(pending, producer, edge[1], pg, owned)
+                _add_pending(pending, producer, edge[1], pg, owned, node.function.fresh_grads)
     # Each leaf once, on the sum of its gradients: its hooks first, for every leaf, and only then the .grad
     # of every leaf, so that a walk that fails anywhere (an op's backward, a hook, Ctrl-C) leaves no leaf
     # with part of its gradient, as in PyTorch.
@@ -257,12 +259,20 @@ def _walk(roots, retain_graph, inputs=None):
     return found
 
 
-def _add_pending(pending, node, index, g, owned):
+def _own_fresh(g, owned):
+    """Accumulation owns g, a `fresh` gradient (Function.fresh_grads: no one else holds it), so later
+    gradients for the same output are added into it in place; not a read-only or non-host array."""
+    if type(g) is np.ndarray and g.flags.writeable:
+        owned.add(id(g))
+
+
+def _add_pending(pending, node, index, g, owned, fresh=False):
     """Add g to the gradient waiting for output `index` of `node`.
 
     The first sum is a new array, which accumulation owns (its id goes into `owned`); later
     gradients are added into it in place. Never into any other array: a backward may hand one
-    array to several inputs (Add gives dy to both), so a gradient as it arrives may be shared.
+    array to several inputs (Add gives dy to both), so a gradient as it arrives may be shared,
+    unless it is `fresh` (see _own_fresh).
     """
     slots = pending.get(id(node))
     if slots is None:
@@ -270,6 +280,8 @@ def _add_pending(pending, node, index, g, owned):
     s = slots[index]
     if s is None:
         slots[index] = g
+        if fresh:
+            _own_fresh(g, owned)
     elif id(s) in owned:
         backend_of(s).add_(s, g)  # same shape and dtype (the walk checked and cast g), a host array of our own
     else:

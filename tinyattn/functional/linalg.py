@@ -41,6 +41,8 @@ class Matmul(Function):
     once (batch axes that do not merge) is not copied again for the gradients.
     """
 
+    fresh_grads = True  # dA and dB are new products, or new sums of them (autograd.Function.fresh_grads)
+
     @staticmethod
     def forward(ctx, a, b):
         need_a, need_b = ctx.needs_input_grad

@@ -132,6 +132,7 @@ class GetItem(Function):
     """y = x[index].  dx = zeros with dy added at the indexed places (repeated indices add up)."""
 
     returns_view = True
+    fresh_grads = True  # dx is new zeros written into (autograd.Function.fresh_grads)
 
     @staticmethod
     def forward(ctx, x, index):
