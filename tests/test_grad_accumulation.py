@@ -167,3 +167,47 @@ def test_fresh_gradient_of_an_inner_tensor_is_summed_into_once_it_is_ours():
     np.testing.assert_allclose(seen[0], expected, rtol=1e-12)
     np.testing.assert_allclose(h.grad.numpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), expected @ w.detach().numpy().T, rtol=1e-12)
+
+
+def test_slices_of_one_tensor_add_into_its_gradient():
+    """A slice's gradient is added into the sum the walk already owns for the sliced tensor (GetItem's
+    accumulate_into), for a leaf and an inner tensor, basic and advanced indices (repeats add up), and with
+    the walk's other paths around it: a shared gradient arriving first, hooks, retain_grad, grad()."""
+    rng = np.random.default_rng(5)
+    x0 = rng.standard_normal((4, 6))
+    w = [ta.tensor(rng.standard_normal(s)) for s in ((4, 3), (4, 3), (3, 6), (4, 6))]
+
+    def loss(x):
+        h = x * 2.0
+        h.retain_grad()
+        parts = (x[:, :3] * w[0] + x[:, 3:] * w[1]).sum() + (x[[0, 2, 0]] * w[2]).sum()
+        inner = (h[:, 1:4] * w[0]).sum() + (h[1:3, ::2] ** 2).sum() + (h[[3, 3]] * w[2][:2]).sum()
+        return parts + inner + (h + x).mul(w[3]).sum(), h
+
+    def grads(accumulate):
+        with __import__("pytest").MonkeyPatch.context() as mp:
+            if not accumulate:
+                mp.setattr(ta.functional.shape.GetItem, "accumulate_into", None)
+            x = ta.tensor(x0, requires_grad=True)
+            seen = []
+            x.register_hook(lambda g: seen.append(g.numpy().copy()))
+            out, h = loss(x)
+            out.backward()
+            x2 = ta.tensor(x0, requires_grad=True)
+            gx, = ta.autograd.grad(loss(x2)[0], x2)
+            return x.grad.numpy(), seen[0], h.grad.numpy(), gx.numpy()
+
+    fast, slow = grads(True), grads(False)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast[0], fast[1])
+    np.testing.assert_allclose(fast[0], fast[3])
+    # by hand: x's own slices, then h = 2x
+    dx = np.concatenate([w[0].numpy(), w[1].numpy()], axis=1) + w[3].numpy()
+    np.add.at(dx, [0, 2, 0], w[2].numpy())
+    dh = w[3].numpy().copy()
+    dh[:, 1:4] += w[0].numpy()
+    dh[1:3, ::2] += 2 * (2 * x0[1:3, ::2])
+    dh[3] += w[2].numpy()[:2].sum(axis=0)
+    np.testing.assert_allclose(fast[2], dh, rtol=1e-12)
+    np.testing.assert_allclose(fast[0], dx + 2 * dh, rtol=1e-12)

@@ -203,14 +203,19 @@ def _walk(roots, retain_graph, inputs=None):
             for counter, version, _ in ctx.versions:
                 if counter.value != version:
                     node.check_versions()  # raises, naming the op
+        into = None
+        if node.function.accumulate_into is not None:
+            into = _owned_sum(node.parents[0], node.edges[0], pending, leaves, owned)
         if observers:
             start = perf_counter_ns()
-            grads = node.function.backward(ctx, g)
+            grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
             end = perf_counter_ns()
             for observer in observers:
                 observer.on_backward(node, g, start, end)
-        else:
+        elif into is None:
             grads = node.function.backward(ctx, g)
+        else:
+            grads = _accumulate_into(node, ctx, g, into)
         if not isinstance(grads, tuple):
             grads = (grads,)
         parents = node.parents
@@ -257,6 +262,28 @@ def _walk(roots, retain_graph, inputs=None):
             for i in wanted[id(leaf)]:
                 found[i] = g
     return found
+
+
+def _owned_sum(parent, edge, pending, leaves, owned):
+    """The gradient summed so far for `parent` (reached through `edge`) when accumulation owns it (see
+    _add_pending), else None."""
+    if parent is None:
+        return None
+    producer = edge[0]
+    if producer is None:
+        entry = leaves.get(id(parent))
+        s = None if entry is None else entry[1]
+    else:
+        slots = pending.get(id(producer))
+        s = None if slots is None else slots[edge[1]]
+    return s if s is not None and id(s) in owned else None
+
+
+def _accumulate_into(node, ctx, g, into):
+    """The node's gradient for its first input added into `into` (Function.accumulate_into); no other
+    gradients, so the walk has nothing more to hand on."""
+    node.function.accumulate_into(ctx, into, g)
+    return (None,) * len(node.parents)
 
 
 def _own_fresh(g, owned):

@@ -35,6 +35,12 @@ class Function:
     (PyTorch's AccumulateGrad steals an unshared gradient the same way). Anything else must leave it
     False: a backward may hand one array to several inputs (Add gives dy to both).
 
+    A Function whose gradient for its first input is zero outside a part of it (indexing) may define
+    `accumulate_into(ctx, acc, grad)`: add that gradient into `acc`, an array of the input's shape that the
+    backward walk owns (the sum of the gradients that reached the input so far), in place. The walk calls it
+    instead of backward when such a sum exists, so a second slice of one tensor costs a write into the slice,
+    not a new array of zeros and a sum over the whole tensor. It must leave every other input without a gradient.
+
     The backward of a Function works on raw arrays, which is fast but leaves no graph. For
     `backward(create_graph=True)` / `grad(..., create_graph=True)` (second derivatives), a Function also
     defines `differentiable_backward(ctx, inputs, grad)`: the same derivative written with tensor ops, which
@@ -47,6 +53,7 @@ class Function:
 
     returns_view = False
     fresh_grads = False
+    accumulate_into = None
     differentiable_backward = None
 
     @staticmethod

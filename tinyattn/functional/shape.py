@@ -152,6 +152,14 @@ class GetItem(Function):
         return dx, None
 
     @staticmethod
+    def accumulate_into(ctx, acc, dy):
+        """acc[index] += dy (the walk's own host array: another slice of the same tensor reached it first)."""
+        if _is_basic(ctx.index):
+            acc[ctx.index] += dy
+        else:
+            np.add.at(acc, ctx.index, dy)
+
+    @staticmethod
     def differentiable_backward(ctx, inputs, dy):
         """dy written (a basic index) or scatter-added (an advanced one) into zeros of x's shape by
         IndexAccumulate, whose own double backward reads the places back with GetItem."""
