@@ -97,8 +97,11 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx, x, dims):
-        ctx.inverse = tuple(np.argsort(dims))
-        return np.transpose(x, dims)
+        inverse = [0] * len(dims)
+        for i, d in enumerate(dims):
+            inverse[d] = i
+        ctx.inverse = tuple(inverse)
+        return x.transpose(dims) if type(x) is np.ndarray else np.transpose(x, dims)
 
     @staticmethod
     def backward(ctx, dy):
@@ -364,14 +367,19 @@ def view(x: Tensor, *shape: Any) -> Tensor:
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
     dims = _shape_args("permute", dims, what="dims")
-    in_range = all(-x.ndim <= d < x.ndim for d in dims)  # checked before `%`: 5 % 2 would pass for axis 1
-    if len(dims) != x.ndim or not in_range or len({d % x.ndim for d in dims}) != x.ndim:
-        raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} axes of shape {x.shape}")
-    return Permute.apply(x, tuple(d % x.ndim for d in dims))
+    n = x.ndim
+    axes = tuple([d + n if d < 0 else d for d in dims])  # (not `%`: 5 % 2 would pass for axis 1)
+    if sorted(axes) != list(range(n)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of the {n} axes of shape {x.shape}")
+    return Permute.apply(x, axes)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
-    d0, d1 = (normalize_dims("transpose", d, x.ndim)[0] for d in (dim0, dim1))
+    n = x.ndim
+    if type(dim0) is int and type(dim1) is int and -n <= dim0 < n and -n <= dim1 < n:  # the common call
+        d0, d1 = dim0 % n, dim1 % n
+    else:
+        d0, d1 = (normalize_dims("transpose", d, n)[0] for d in (dim0, dim1))
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute.apply(x, tuple(dims))
