@@ -211,3 +211,19 @@ def test_slices_of_one_tensor_add_into_its_gradient():
     dh[3] += w[2].numpy()[:2].sum(axis=0)
     np.testing.assert_allclose(fast[2], dh, rtol=1e-12)
     np.testing.assert_allclose(fast[0], dx + 2 * dh, rtol=1e-12)
+
+
+def test_fresh_gradient_arriving_second_takes_the_sum():
+    """A shared gradient (Add's dy, also handed to q) reaches h first, then a Linear's fresh one: the sum is made
+    in the fresh array, and the shared one, which q's gradient still is, stays as it was."""
+    rng = np.random.default_rng(6)
+    x = ta.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    q = ta.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    lin = ta.nn.Linear(4, 4).double()
+    h = x * 1.0
+    b = lin(h)        # made before a: a's Add runs first and hands one dy to h and to q
+    a = h + q
+    (a * 2.0 + b).sum().backward()
+    w = lin.weight.detach().numpy()
+    np.testing.assert_allclose(q.grad.numpy(), np.full((3, 4), 2.0))
+    np.testing.assert_allclose(x.grad.numpy(), 2.0 + np.ones((3, 4)) @ w, rtol=1e-12)

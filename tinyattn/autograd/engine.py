@@ -287,10 +287,13 @@ def _accumulate_into(node, ctx, g, into):
 
 
 def _own_fresh(g, owned):
-    """Accumulation owns g, a `fresh` gradient (Function.fresh_grads: no one else holds it), so later
-    gradients for the same output are added into it in place; not a read-only or non-host array."""
+    """Accumulation owns g, a `fresh` gradient (Function.fresh_grads: no one else holds it), so gradients
+    for the same output are added into it in place; not a read-only or non-host array. Returns whether it
+    took g."""
     if type(g) is np.ndarray and g.flags.writeable:
         owned.add(id(g))
+        return True
+    return False
 
 
 def _add_pending(pending, node, index, g, owned, fresh=False):
@@ -311,6 +314,8 @@ def _add_pending(pending, node, index, g, owned, fresh=False):
             _own_fresh(g, owned)
     elif id(s) in owned:
         backend_of(s).add_(s, g)  # same shape and dtype (the walk checked and cast g), a host array of our own
+    elif fresh and _own_fresh(g, owned):  # the sum goes into the new gradient instead
+        slots[index] = backend_of(g).add_(g, s)
     else:
         s = slots[index] = backend_of(s).add(s, g)
         if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
@@ -326,10 +331,12 @@ def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
     entry = leaves.get(id(leaf))
     if entry is None:
         leaves[id(leaf)] = [leaf, g]
-        if fresh and type(g) is np.ndarray:
-            owned.add(id(g))
+        if fresh:
+            _own_fresh(g, owned)
     elif id(entry[1]) in owned:
-        entry[1] += g
+        entry[1] = backend_of(g).add_(entry[1], g)
+    elif fresh and _own_fresh(g, owned):  # the sum goes into the new gradient instead
+        entry[1] = backend_of(g).add_(g, entry[1])
     else:
         s = entry[1] = entry[1] + g  # not into entry[1]: it may be an array that backward handed to several inputs
         if type(s) is np.ndarray:
