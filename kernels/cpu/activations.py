@@ -57,8 +57,18 @@ def _gelu_tanh_sigma_impl(v):
 
 @overload(gelu_tanh, inline="always")
 def _gelu_tanh_impl(v):
-    if _float_type(v) is None:
+    T = _float_type(v)
+    if T is None:
         return None
+    if T is np.float32:  # σ through the reciprocal estimate and a Newton step (recip_finite): not in the backward,
+        m2c, a, one, lim = T(-2 * GELU_C), T(GELU_A), T(1), T(80)  # whose 1 - σ must be exactly 0 for large v
+        tiny = T(2.0 ** -24)
+
+        def impl32(v):
+            e = vexp(min(max(m2c * v * (one + a * v * v), -lim), lim))  # e^(-2u); 1 + e^(±80) is finite
+            s = recip_finite(one + e)
+            return v * (one if e < tiny else s)  # σ = 1 exactly where 1 + e rounds to 1: gelu(v) = v, as PyTorch's
+        return impl32
 
     def impl(v):
         return v * gelu_tanh_sigma(v)
