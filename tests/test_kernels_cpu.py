@@ -52,7 +52,10 @@ SHAPES = [
     (1, 1, 67, 129, 33),
     (2, 2, 97, 41, 100),      # more than one row block, edge tiles in both directions
     (1, 1, 40, 700, 8),       # two k-slices: the second one accumulates
-    (3, 3, 8, 16, 8),         # small-problem path, batched
+    (3, 3, 8, 16, 8),         # small-problem path, batched (dot products along k)
+    (3, 3, 6, 6, 16),         # small-problem path along j (N = 16)
+    (3, 1, 16, 6, 6),         # small-problem path along i (M the longest: out.T stored), broadcast b
+    (1, 3, 6, 16, 6),         # small-problem path along k, broadcast a
     (1, 1, 61, 300, 77),      # 12-row panels + a 1-row tail (4-row tail kernel, zero-padded), 2 outer k-slices
     (1, 1, 64, 64, 64),       # 12-row panels + one full 4-row tail panel; full column panels
     (2, 1, 131, 257, 96),     # k-slice + 1; 96 = 3 x 32 / 6 x 16 columns; broadcast b
