@@ -134,6 +134,20 @@ def _merge_axes(x, shape):
     return x.reshape(shape)
 
 
+_MERGEABLE: dict = {}  # (shape, strides, target shape) -> whether _merge_axes makes a view (a model repeats a few)
+
+
+def _merged_or_same(x, shape):
+    """x.reshape(shape) when that is a view of x (_merge_axes), else x itself (a host array)."""
+    key = (x.shape, x.strides, shape)
+    ok = _MERGEABLE.get(key)
+    if ok is None:
+        if len(_MERGEABLE) >= 256:
+            _MERGEABLE.clear()
+        ok = _MERGEABLE[key] = _merge_axes(x, shape) is not None
+    return x.reshape(shape) if ok else x
+
+
 def _merge(x, shape):
     """x as `shape` (leading axes merged): a view when the strides allow it, else a copy that keeps the
     matrices' faster axis (a transposed operand stays transposed: copying it row-major would be a transposing
@@ -169,8 +183,7 @@ def _as_batched(x, batch, fold_rows):
         if len(batch) > 1 and type(x) is np.ndarray and not x.flags.c_contiguous:
             # batch axes that no single stride spans (attention's heads: x.view(B, T, H, D).transpose(1, 2)):
             # the CPU kernels read x in place through a table of batch offsets, instead of a copy
-            v = _merge_axes(x, (full,) + x.shape[-2:])
-            return x if v is None else v
+            return _merged_or_same(x, (full,) + x.shape[-2:])
         return _merge(x, (full,) + x.shape[-2:])
     if math.prod(x.shape[:-2]) == 1:
         return _merge(x, (1,) + x.shape[-2:])
@@ -257,7 +270,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(
             f"matmul: {a.shape} @ {b.shape}: inner dimensions {a.shape[-1]} and {b.shape[-2]} differ"
         )
-    check_broadcast("matmul (batch dims)", a.shape[:-2], b.shape[:-2])
+    if a.ndim != b.ndim or a._array.shape[:-2] != b._array.shape[:-2]:  # (equal batch dims: nothing to check)
+        check_broadcast("matmul (batch dims)", a.shape[:-2], b.shape[:-2])
     return Matmul.apply(a, b)
 
 
