@@ -227,3 +227,19 @@ def test_fresh_gradient_arriving_second_takes_the_sum():
     w = lin.weight.detach().numpy()
     np.testing.assert_allclose(q.grad.numpy(), np.full((3, 4), 2.0))
     np.testing.assert_allclose(x.grad.numpy(), 2.0 + np.ones((3, 4)) @ w, rtol=1e-12)
+
+
+def test_a_gradient_a_leaf_hook_saw_is_not_changed_later():
+    """A fresh gradient (a product's) that a leaf hook saw becomes .grad as a copy, as in PyTorch: a second
+    backward adds into .grad, zero_() clears it, and what the hook kept stays as it was."""
+    x = ta.tensor(np.ones((3, 4)), requires_grad=True)
+    w = ta.tensor(np.full((4, 2), 2.0))
+    seen = []
+    x.register_hook(lambda g: seen.append(g))
+    (x @ w).sum().backward()
+    first = seen[0].numpy().copy()
+    (x @ w).sum().backward()
+    x.grad.zero_()
+    np.testing.assert_array_equal(seen[0].numpy(), first)
+    np.testing.assert_array_equal(first, np.full((3, 4), 4.0))
+    assert not np.shares_memory(x.grad.numpy(), seen[0].numpy())

@@ -31,6 +31,10 @@ def test_gelu_forward_and_backward(dtype, rtol):
     np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=1e-30)
     np.testing.assert_allclose(dx, dy.astype(np.float64) * d_ref, rtol=rtol * 10, atol=1e-6 if dtype == np.float32 else 1e-15)
     assert abs(y[-2]) < 1e-30 and y[-1] == dtype(1e4)  # saturated tails
+    # far in the negative tail (x³ overflowing included) σ is 0, not e^-80: gelu is 0 there and NaN at -inf, as
+    # PyTorch's (v·e^-80 gave -1.8e-15 at -1e20 and -1.8e265 at -1e300)
+    far = gelu_forward(np.array([-1e20 if dtype == np.float32 else -1e300, -np.inf, np.inf], dtype))
+    assert far[0] == 0 and np.isnan(far[1]) and far[2] == np.inf
 
 
 def test_gelu_backward_matches_finite_differences():

@@ -200,6 +200,17 @@ def test_permute_and_transpose(perm, seed):
     w = ta.tensor(np.random.default_rng(seed).standard_normal(np.transpose(x.numpy(), perm).shape))
     assert gradcheck(lambda t: t.permute(perm) * w, [x], name="permute")
     assert gradcheck(lambda t: t.transpose(0, 2).exp(), [x], name="transpose")
+    assert gradcheck(lambda t: t.transpose(-1, 1) * 1.5, [x], name="transpose, negative dims")
+
+
+def test_transpose_and_permute_of_a_0d_tensor():
+    """A 0-d tensor takes dims 0 and -1 (PyTorch): itself, as a view; other dims are an error naming the op."""
+    x = ta.tensor(2.0, requires_grad=True)
+    assert x.transpose(0, -1).shape == () and x.permute().shape == ()
+    (x.transpose(-1, 0) * 3.0).backward()
+    assert x.grad.item() == 3.0
+    with pytest.raises(ValueError, match="transpose"):
+        x.transpose(0, 1)
 
 
 def test_expand(rng):

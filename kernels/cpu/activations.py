@@ -28,9 +28,10 @@ CHUNK = 4096  # elements per parallel work item
 # gelu_erf (the exact form, through norm_cdf) is with the exact form's kernels below.
 
 def gelu_tanh_sigma(v):
-    """s = σ(2u) = (1 + tanh u)/2, u = c (v + a v³), in v's dtype: gelu(v) = v s (tanh form)."""
-    u = GELU_C * (v + GELU_A * v * v * v)
-    return 1.0 / (1.0 + math.exp(min(max(-2.0 * u, -80.0), 80.0)))
+    """s = σ(2u) = (1 + tanh u)/2, u = c (v + a v³), in v's dtype: gelu(v) = v s (tanh form). Exactly 0 from
+    -2u = 80 on (σ < 2e-35 there), so that gelu(v) is 0 for very negative v, as PyTorch's, not v·e^-80."""
+    z = -2.0 * GELU_C * (v + GELU_A * v * v * v)
+    return 0.0 if z >= 80.0 else 1.0 / (1.0 + math.exp(max(z, -80.0)))
 
 
 def gelu_tanh(v):
@@ -47,11 +48,12 @@ def _gelu_tanh_sigma_impl(v):
     T = _float_type(v)
     if T is None:
         return None
-    m2c, a, one, lim = T(-2 * GELU_C), T(GELU_A), T(1), T(80)
+    m2c, a, one, lim, zero = T(-2 * GELU_C), T(GELU_A), T(1), T(80), T(0)
 
     def impl(v):
         z = m2c * v * (one + a * v * v)  # -2u
-        return one / (one + vexp(min(max(z, -lim), lim)))
+        s = one / (one + vexp(min(max(z, -lim), lim)))
+        return zero if z >= lim else s
     return impl
 
 
@@ -62,12 +64,14 @@ def _gelu_tanh_impl(v):
         return None
     if T is np.float32:  # σ through the reciprocal estimate and a Newton step (recip_finite): not in the backward,
         m2c, a, one, lim = T(-2 * GELU_C), T(GELU_A), T(1), T(80)  # whose 1 - σ must be exactly 0 for large v
-        tiny = T(2.0 ** -24)
+        tiny, zero = T(2.0 ** -24), T(0)
 
         def impl32(v):
-            e = vexp(min(max(m2c * v * (one + a * v * v), -lim), lim))  # e^(-2u); 1 + e^(±80) is finite
+            z = m2c * v * (one + a * v * v)  # -2u
+            e = vexp(min(max(z, -lim), lim))  # 1 + e^(±80) is finite
             s = recip_finite(one + e)
-            return v * (one if e < tiny else s)  # σ = 1 exactly where 1 + e rounds to 1: gelu(v) = v, as PyTorch's
+            s = one if e < tiny else s  # σ = 1 exactly where 1 + e rounds to 1: gelu(v) = v, as PyTorch's
+            return v * (zero if z >= lim else s)  # and 0 from -2u = 80 on (gelu_tanh_sigma)
         return impl32
 
     def impl(v):

@@ -204,7 +204,7 @@ def _walk(roots, retain_graph, inputs=None):
                 if counter.value != version:
                     node.check_versions()  # raises, naming the op
         into = None
-        if node.function.accumulate_into is not None:
+        if node.function.accumulate_into is not None:  # (for its first input: see Function)
             into = _owned_sum(node.parents[0], node.edges[0], pending, leaves, owned)
         if observers:
             start = perf_counter_ns()
@@ -212,10 +212,8 @@ def _walk(roots, retain_graph, inputs=None):
             end = perf_counter_ns()
             for observer in observers:
                 observer.on_backward(node, g, start, end)
-        elif into is None:
-            grads = node.function.backward(ctx, g)
         else:
-            grads = _accumulate_into(node, ctx, g, into)
+            grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
         if not isinstance(grads, tuple):
             grads = (grads,)
         parents = node.parents
@@ -254,6 +252,7 @@ def _walk(roots, retain_graph, inputs=None):
     for leaf, g in leaves.values():
         if isinstance(leaf._hooks, dict) and leaf._hooks:
             g = call_hooks(leaf._hooks, g, leaf._wrap, "leaf")
+            owned.discard(id(g))  # a hook has seen it (and may keep it): .grad gets a copy, as in PyTorch
         final.append((leaf, g))
     for leaf, g in final:
         if wanted is None:
@@ -334,7 +333,7 @@ def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
         if fresh:
             _own_fresh(g, owned)
     elif id(entry[1]) in owned:
-        entry[1] = backend_of(g).add_(entry[1], g)
+        backend_of(g).add_(entry[1], g)
     elif fresh and _own_fresh(g, owned):  # the sum goes into the new gradient instead
         entry[1] = backend_of(g).add_(g, entry[1])
     else:

@@ -32,8 +32,10 @@ class Function:
     A Function whose backward returns only arrays it has just allocated, each for one argument and
     referenced nowhere else (a matmul's result, a kernel's output), may set `fresh_grads = True`: a
     leaf's first gradient from it then becomes the leaf's `.grad` as it is, without the defensive copy
-    (PyTorch's AccumulateGrad steals an unshared gradient the same way). Anything else must leave it
-    False: a backward may hand one array to several inputs (Add gives dy to both).
+    (PyTorch's AccumulateGrad steals an unshared gradient the same way), and the backward walk adds the
+    other gradients of the same tensor into it in place. Anything else must leave it False: a backward may
+    hand one array to several inputs (Add gives dy to both), and two inputs given one array (or overlapping
+    views) would then each receive the other's gradient.
 
     A Function whose gradient for its first input is zero outside a part of it (indexing) may define
     `accumulate_into(ctx, acc, grad)`: add that gradient into `acc`, an array of the input's shape that the

@@ -97,10 +97,9 @@ def _gemm_small(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K):
     inside `_gemm` it was compiled, with a parallel loop of its own, at every cold start."""
     B = max(Ba, Bb)
     out = np.empty((B, M, N), dtype=af.dtype)
-    S = K * (M + N) + M * N
-    scratch = np.empty(B * S, dtype=af.dtype)  # one allocation, not one per product
     for p in prange(B):
         pa = p * sa if Ba > 1 else 0
         pb = p * sb if Bb > 1 else 0
-        _small(af, pa, a_rs, a_ks, bf, pb, b_rs, b_ks, K, out[p], scratch[p * S:(p + 1) * S])
+        scratch = np.empty(K * (M + N) + M * N, dtype=af.dtype)
+        _small(af, pa, a_rs, a_ks, bf, pb, b_rs, b_ks, K, out[p], scratch)
     return out
