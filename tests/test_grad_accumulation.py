@@ -243,3 +243,15 @@ def test_a_gradient_a_leaf_hook_saw_is_not_changed_later():
     np.testing.assert_array_equal(seen[0].numpy(), first)
     np.testing.assert_array_equal(first, np.full((3, 4), 4.0))
     assert not np.shares_memory(x.grad.numpy(), seen[0].numpy())
+
+
+def test_adding_into_grad_is_an_in_place_change():
+    """A second backward adds into .grad in place, so a graph that saved .grad's old value refuses to backward
+    (PyTorch's error), instead of using the new one silently."""
+    x = ta.tensor(np.ones(3), requires_grad=True)
+    w = ta.tensor(np.ones(3), requires_grad=True)
+    (x * 2).sum().backward()
+    y = (x.grad * w).sum()  # saves x.grad for w's gradient
+    (x * 2).sum().backward()
+    with __import__("pytest").raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()

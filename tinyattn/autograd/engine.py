@@ -355,6 +355,7 @@ def _accumulate_leaf(leaf, g, fresh=False):
         leaf._grad = leaf._wrap(leaf._grad._array + g)
     else:
         leaf._grad._array += g
+        leaf._grad._bump_version()  # (a graph that saved .grad, e.g. (x.grad @ w), can no longer backward)
 
 
 def _run_output_hooks(node, output_grads):
