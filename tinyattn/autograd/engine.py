@@ -206,14 +206,12 @@ def _walk(roots, retain_graph, inputs=None):
         into = None
         if node.function.accumulate_into is not None:  # (for its first input: see Function)
             into = _owned_sum(node.parents[0], node.edges[0], pending, leaves, owned)
+        start = perf_counter_ns() if observers else 0
+        grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
         if observers:
-            start = perf_counter_ns()
-            grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
             end = perf_counter_ns()
             for observer in observers:
                 observer.on_backward(node, g, start, end)
-        else:
-            grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
         if not isinstance(grads, tuple):
             grads = (grads,)
         parents = node.parents
@@ -311,14 +309,21 @@ def _add_pending(pending, node, index, g, owned, fresh=False):
         slots[index] = g
         if fresh:
             _own_fresh(g, owned)
-    elif id(s) in owned:
-        backend_of(s).add_(s, g)  # same shape and dtype (the walk checked and cast g), a host array of our own
-    elif fresh and _own_fresh(g, owned):  # the sum goes into the new gradient instead
-        slots[index] = backend_of(g).add_(g, s)
     else:
-        s = slots[index] = backend_of(s).add(s, g)
-        if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
-            owned.add(id(s))
+        slots[index] = _sum(s, g, owned, fresh)
+
+
+def _sum(s, g, owned, fresh):
+    """s + g for a sum in progress: into s when accumulation owns it, else into g when g is `fresh`, else a new
+    array, which accumulation then owns. s and g have one shape and dtype (the walk checked and cast g)."""
+    if id(s) in owned:
+        return backend_of(s).add_(s, g)
+    if fresh and _own_fresh(g, owned):
+        return backend_of(g).add_(g, s)
+    s = backend_of(s).add(s, g)
+    if type(s) is np.ndarray:  # (a 0-d sum is a numpy scalar, immutable; a GPU array's += copies anyway)
+        owned.add(id(s))  # kept alive by the pending table or `leaves` until it leaves them: the id stays its own
+    return s
 
 
 def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
@@ -332,14 +337,8 @@ def _leaf_gets(leaves, leaf, g, wanted, owned, fresh=False):
         leaves[id(leaf)] = [leaf, g]
         if fresh:
             _own_fresh(g, owned)
-    elif id(entry[1]) in owned:
-        backend_of(g).add_(entry[1], g)
-    elif fresh and _own_fresh(g, owned):  # the sum goes into the new gradient instead
-        entry[1] = backend_of(g).add_(g, entry[1])
     else:
-        s = entry[1] = entry[1] + g  # not into entry[1]: it may be an array that backward handed to several inputs
-        if type(s) is np.ndarray:
-            owned.add(id(s))  # kept alive by `leaves` until the walk ends: the id stays its own
+        entry[1] = _sum(entry[1], g, owned, fresh)
 
 
 def _owned(g, dtype):

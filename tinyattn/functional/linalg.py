@@ -9,6 +9,7 @@ so no transpose is ever materialised.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -111,41 +112,31 @@ def _merge_axes(x, shape):
     strides do not allow it (numpy's reshape would copy). Host arrays only (other arrays: None)."""
     if type(x) is not np.ndarray:
         return None
-    if x.size == 0:
-        return x.reshape(shape)
-    i = 0
-    for n in shape:                           # the axes of x whose sizes multiply to n
-        group = []
-        size = 1
-        while i < x.ndim and size < n:
-            group.append(i)
-            size *= x.shape[i]
-            i += 1
-        if size != n:
-            return None
-        live = [j for j in group if x.shape[j] != 1]
-        for j, k in zip(live, live[1:]):
-            if x.strides[j] != x.shape[k] * x.strides[k]:
-                return None
-    if any(x.shape[j] != 1 for j in range(i, x.ndim)):
+    if x.size and not _axes_merge(x.shape, x.strides, tuple(shape)):
         return None
     # numpy's reshape makes this same view (it copies only when the strides do not merge), and keeps numpy's
     # chain of bases to x: autograd finds a saved view's owner through it (autograd/views.py)
     return x.reshape(shape)
 
 
-_MERGEABLE: dict = {}  # (shape, strides, target shape) -> whether _merge_axes makes a view (a model repeats a few)
-
-
-def _merged_or_same(x, shape):
-    """x.reshape(shape) when that is a view of x (_merge_axes), else x itself (a host array)."""
-    key = (x.shape, x.strides, shape)
-    ok = _MERGEABLE.get(key)
-    if ok is None:
-        if len(_MERGEABLE) >= 256:
-            _MERGEABLE.clear()
-        ok = _MERGEABLE[key] = _merge_axes(x, shape) is not None
-    return x.reshape(shape) if ok else x
+@functools.lru_cache(maxsize=256)
+def _axes_merge(xshape, strides, shape):
+    """_merge_axes' test for a non-empty array of `xshape` and `strides` (a model repeats a few layouts)."""
+    i = 0
+    for n in shape:                           # the axes of x whose sizes multiply to n
+        group = []
+        size = 1
+        while i < len(xshape) and size < n:
+            group.append(i)
+            size *= xshape[i]
+            i += 1
+        if size != n:
+            return False
+        live = [j for j in group if xshape[j] != 1]
+        for j, k in zip(live, live[1:]):
+            if strides[j] != xshape[k] * strides[k]:
+                return False
+    return all(xshape[j] == 1 for j in range(i, len(xshape)))
 
 
 def _merge(x, shape):
@@ -183,7 +174,8 @@ def _as_batched(x, batch, fold_rows):
         if len(batch) > 1 and type(x) is np.ndarray and not x.flags.c_contiguous:
             # batch axes that no single stride spans (attention's heads: x.view(B, T, H, D).transpose(1, 2)):
             # the CPU kernels read x in place through a table of batch offsets, instead of a copy
-            return _merged_or_same(x, (full,) + x.shape[-2:])
+            v = _merge_axes(x, (full,) + x.shape[-2:])
+            return x if v is None else v
         return _merge(x, (full,) + x.shape[-2:])
     if math.prod(x.shape[:-2]) == 1:
         return _merge(x, (1,) + x.shape[-2:])
@@ -270,7 +262,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(
             f"matmul: {a.shape} @ {b.shape}: inner dimensions {a.shape[-1]} and {b.shape[-2]} differ"
         )
-    if a.ndim != b.ndim or a._array.shape[:-2] != b._array.shape[:-2]:  # (equal batch dims: nothing to check)
+    if a._array.shape[:-2] != b._array.shape[:-2]:  # (equal batch dims: nothing to check)
         check_broadcast("matmul (batch dims)", a.shape[:-2], b.shape[:-2])
     return Matmul.apply(a, b)
 

@@ -379,10 +379,10 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     if type(dim0) is int and type(dim1) is int and -n <= dim0 < n and -n <= dim1 < n:  # the common call
         d0, d1 = dim0 % n, dim1 % n
     else:
-        dims = [normalize_dims("transpose", d, n) for d in (dim0, dim1)]  # (raises for a dim out of range)
+        axes = [normalize_dims("transpose", d, n) for d in (dim0, dim1)]  # (raises for a dim out of range)
         if n == 0:  # a 0-d tensor takes dims 0 and -1, as in PyTorch: itself, as a view
             return Permute.apply(x, ())
-        d0, d1 = dims[0][0], dims[1][0]
+        (d0,), (d1,) = axes
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute.apply(x, tuple(dims))
