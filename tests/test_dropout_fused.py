@@ -60,3 +60,24 @@ def test_dropout_takes_the_fused_kernel_on_the_cpu_with_the_generators_seed():
         return F.dropout(t, 0.4) * t
 
     assert gradcheck(fn, [ta.tensor(np.random.default_rng(2).standard_normal((3, 5)), requires_grad=True)])
+
+
+def test_kernel_mask_is_splitmix64_of_the_seed_and_index_across_chunks():
+    """keep[i] is the top 24 bits of splitmix64(seed + (i + 1) φ) >= threshold, element by element, written in
+    NumPy here: at the start, across the kernels' chunk boundaries (each chunk derives its own start) and at the
+    end of an odd-sized array. A change of the mask for a given seed would change every seeded run."""
+    n = 3 * kd.CHUNK + 5
+    seed, threshold = np.uint64(2 ** 63 + 987654321), round(0.5 * (1 << 24))
+    x = np.arange(n, dtype=np.float32) + 1
+    out, keep = np.empty_like(x), np.empty(n, np.bool_)
+    kd.dropout_forward(x, seed, threshold, np.float32(2.0), out, keep)
+    idx = np.r_[0:40, kd.CHUNK - 20:kd.CHUNK + 20, 2 * kd.CHUNK - 3:2 * kd.CHUNK + 3, n - 40:n].astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = seed + (idx + np.uint64(1)) * kd._GOLDEN
+        z = (z ^ (z >> kd._S30)) * kd._MIX1
+        z = (z ^ (z >> kd._S27)) * kd._MIX2
+        z = z ^ (z >> kd._S31)
+    expected = (z >> kd._S40) >= np.uint64(threshold)
+    np.testing.assert_array_equal(keep[idx.astype(np.int64)], expected)
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(out, np.where(keep, x * np.float32(2.0), np.float32(0)))

@@ -801,6 +801,21 @@ def test_adam_fused_kernel_equals_numpy_bit_for_bit(dtype, decay, l2, rows):
     assert not np.array_equal(fused[0], w0)
 
 
+@pytest.mark.parametrize("size", [5, 100_000])
+def test_adam_with_eps_zero_over_a_zero_gradient_gives_nan_as_pytorch(size):
+    """eps = 0 and a gradient of zeros: m / (√v̂ + eps) is 0 / 0. The fused kernel (serial and parallel sizes)
+    gives NaN there, as NumPy and PyTorch do, not a ZeroDivisionError; elsewhere the step is finite."""
+    w = ta.tensor(np.ones(size, np.float32), requires_grad=True)
+    opt = ta.optim.Adam([w], lr=0.1, eps=0.0)
+    g = np.zeros(size, np.float32)
+    g[1::2] = 1.0
+    w.grad = ta.tensor(g)
+    opt.step()
+    out = w.detach().numpy()
+    assert np.isnan(out[0::2]).all()
+    np.testing.assert_allclose(out[1::2], 0.9, rtol=1e-6)
+
+
 def test_adam_on_dtypes_without_a_kernel():
     """float16 and big-endian parameters (no compiled kernel) take the NumPy expressions, serial or large."""
     for dtype in (np.float16, np.dtype(">f4")):

@@ -19,34 +19,41 @@ be). One pass reads w, g, m, v and writes w, m, v: NumPy's version makes about t
 temporaries. Small parameters take the serial kernel (a parallel region would cost more than it saves);
 large ones (policy.PARALLEL_ADAM elements and more) the parallel one: prange over nth chunks, thread t
 taking chunk t, each chunk the serial loop.
+
+The loop vectorises (16 float32 lanes) because of two choices: error_model="numpy", so a zero denominator
+(eps = 0 over a zero second moment) gives inf or NaN, as NumPy and PyTorch do, where Numba's default model
+tests every division for zero; and each chunk passed as slices, its loop starting at 0, as Numba's handling of
+negative indices keeps LLVM from vectorising a loop over computed offsets (range(lo, hi)). Before, both
+kernels ran scalar: 2.7 against 0.6 ns an element on one thread here.
 """
 import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_update(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2):
-    _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2, 0, w.size)
+    _adam_slice(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def adam_update_parallel(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2,
                          nth):
     chunk = (w.size + nth - 1) // nth
     for t in prange(nth):
-        _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2,
-                    t * chunk, min(w.size, (t + 1) * chunk))
+        lo, hi = t * chunk, min(w.size, (t + 1) * chunk)   # slices: the loop below then starts at 0
+        _adam_slice(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], beta1, one_m_beta1, beta2, one_m_beta2, step_size,
+                    bias2, eps, decay, l2)
 
 
-@njit(cache=True)
-def _adam_range(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2, lo, hi):
-    """The update of elements lo <= i < hi."""
+@njit(cache=True, error_model="numpy")
+def _adam_slice(w, g, m, v, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bias2, eps, decay, l2):
+    """The update of every element of w, g, m, v (whole arrays or one chunk's slices of them)."""
     T = w.dtype.type
     b1, c1, b2, c2 = T(beta1), T(one_m_beta1), T(beta2), T(one_m_beta2)
     ss, bc2, e, dc, l2t = T(step_size), T(bias2), T(eps), T(decay), T(l2)
     scale = decay != 1.0
     add_l2 = l2 != 0.0
-    for i in range(lo, hi):
+    for i in range(w.size):
         wi = w[i]
         if scale:
             wi = wi * dc
