@@ -541,6 +541,9 @@ def rows_table(rng, args):
             lambda x, e: TF.gelu(x, approximate="tanh"), bwd_b=3 * 4 * int(np.prod(shape)))
     for shape in ((12 * 64, 512), (32 * 64, 512), (4096, 4096)):  # nanoGPT's and gpt's MLP hidden, a large one
         add("gelu", shape, lambda x, e: F.gelu(x), lambda x, e: TF.gelu(x))
+    for shape in ((32 * 64, 512), big):  # a SwiGLU-style MLP hidden (SiLU), a gate (sigmoid)
+        add("sigmoid", shape, lambda x, e: ta.sigmoid(x), lambda x, e: torch.sigmoid(x))
+        add("silu", shape, lambda x, e: F.silu(x), lambda x, e: TF.silu(x), bwd_b=3 * 4 * int(np.prod(shape)))
     for shape in ((12 * 64, 95), (32 * 64, 96), big):  # nanoGPT's logits, gpt's, a large vocabulary
         n = 4 * int(np.prod(shape))
         add("cross_entropy", shape, lambda x, e: F.cross_entropy(x, e[0]), lambda x, e: TF.cross_entropy(x, e[0]),

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tinyattn import backend as B
-from tinyattn.backend_contract import (DECODE, DROPOUT, OPTIONAL, Backend, BackendContractError, attention_allowed,
-                                       attention_backward_reference, attention_reference, check_backend,
-                                       contract_methods)
+from tinyattn.backend_contract import (DECODE, DROPOUT, OPTIONAL, SIGMOID, Backend, BackendContractError,
+                                       attention_allowed, attention_backward_reference, attention_reference,
+                                       check_backend, contract_methods)
 
 
 def _backend(name):
@@ -123,6 +123,17 @@ def _run_kernels(be, rng):
     _run_attention(be, rng)
     if be.supports(DECODE):
         _run_decode(be, rng)
+    if be.supports(SIGMOID):
+        _run_sigmoid(be, dev, r, t)
+
+
+def _run_sigmoid(be, dev, r, t):
+    x, dy = r(3, 5) * 8, r(3, 5)
+    s = 1 / (1 + np.exp(-x))
+    _close(be.sigmoid(dev(x)), s, t, "sigmoid")
+    _close(be.sigmoid_backward(dev(s), dev(dy)), dy * s * (1 - s), t, "sigmoid_backward")
+    _close(be.silu(dev(x)), x * s, t, "silu")
+    _close(be.silu_backward(dev(x), dev(dy)), dy * s * (1 + x * (1 - s)), t, "silu_backward")
 
 
 # (causal, window, offset, bias): the masking rule's cases, fully masked rows included
@@ -245,7 +256,7 @@ def test_a_drifting_backend_fails_the_check():
         with pytest.raises(BackendContractError, match=message):
             check_backend(cls())
     assert issubclass(BackendContractError, TypeError) and check_backend(cpu) is cpu
-    assert set(OPTIONAL) == {DECODE, DROPOUT}
+    assert set(OPTIONAL) == {DECODE, DROPOUT, SIGMOID}
 
 
 def test_the_masking_rule_reference():

@@ -29,6 +29,11 @@ from .kernels.cpu.threads import num_threads, thread_count_calls
 _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
+def _sigmoid_numpy(x):
+    """σ(x) as (1 + tanh(x/2)) / 2 (never overflows), for the dtypes without a kernel."""
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
 _get_threads = _set_threads = None
 
 
@@ -87,11 +92,12 @@ def _window(window):
 
 class CPUBackend:
     """The contract (tinyattn/backend_contract.py) on host NumPy arrays, with the Numba kernels of
-    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode) and fused dropout."""
+    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode), fused dropout and the
+    fused sigmoid and SiLU."""
 
     name = "cpu"
     xp = np
-    capabilities = frozenset({"encoder_layer_decode", "dropout"})
+    capabilities = frozenset({"encoder_layer_decode", "dropout", "sigmoid"})
 
     def supports(self, capability):
         """Whether the optional kernel `capability` is offered (backend_contract.OPTIONAL)."""
@@ -100,7 +106,7 @@ class CPUBackend:
     def __init__(self):
         self.malloc_tuned = runtime.setup_cpu()  # malloc tuning and the compile notice (runtime.py)
         from tinyattn.kernels.cpu import (activations, attention, decode, dropout,  # compiled on first call
-                                          elementwise, embedding, layer_norm, matmul, optim, softmax)
+                                          elementwise, embedding, layer_norm, matmul, optim, sigmoid, softmax)
 
         self._mm = matmul
         self._sm = softmax
@@ -111,6 +117,7 @@ class CPUBackend:
         self._opt = optim
         self._dec = decode
         self._drop = dropout
+        self._sig = sigmoid
         self._ew = elementwise
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
@@ -185,6 +192,31 @@ class CPUBackend:
         _run(flat.size, self._drop.dropout_backward, flat, np.ascontiguousarray(keep).reshape(-1),
              flat.dtype.type(1.0 / (1.0 - p)), out)
         return out.reshape(dy.shape)
+
+    # ---- sigmoid and SiLU (optional capability SIGMOID) ------------------------------
+    # float32 and float64 through one fused pass (kernels/cpu/sigmoid.py); other dtypes through NumPy's
+    # expressions of the same formulas.
+    def _flat_pass(self, kernel, fallback, *arrays):
+        a = arrays[0]
+        if a.dtype not in _KERNEL_FLOATS:
+            return fallback(*arrays)
+        flat = [np.ascontiguousarray(x, dtype=a.dtype).reshape(-1) for x in arrays]
+        return _run(flat[0].size, kernel, *flat, np.empty_like(flat[0])).reshape(a.shape)
+
+    def sigmoid(self, x):
+        return self._flat_pass(self._sig.sigmoid_forward, _sigmoid_numpy, x)
+
+    def sigmoid_backward(self, y, dy):
+        return self._flat_pass(self._sig.sigmoid_backward, lambda y, dy: dy * y * (1 - y), y, dy)
+
+    def silu(self, x):
+        return self._flat_pass(self._sig.silu_forward, lambda x: x * _sigmoid_numpy(x), x)
+
+    def silu_backward(self, x, dy):
+        def fallback(x, dy):
+            s = _sigmoid_numpy(x)
+            return dy * s * (1 + x * (1 - s))
+        return self._flat_pass(self._sig.silu_backward, fallback, x, dy)
 
     # ---- softmax family along any dim ---------------------------------------------
     # On every thread from PARALLEL_ROWS elements (policy.py, with its measurement), as layer norm.

@@ -13,6 +13,7 @@ from ..autograd import Function, Variable
 from ..autograd import function as _function
 from ..autograd.function import constant
 from ..backend import backend_of, device_of, is_device_array, move
+from ..backend_contract import SIGMOID
 from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape, sum_to_shape_graph
 from typing import TYPE_CHECKING, Any, Callable
@@ -362,19 +363,24 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
-    """y = 1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows.
-    dx = dy * y * (1 - y)."""
+    """y = 1 / (1 + e^-x).  dx = dy * y * (1 - y).
+    One fused pass each way where the backend offers it (capability SIGMOID: kernels/cpu/sigmoid.py, from
+    e^-|x|, exact in both tails); else (1 + tanh(x/2)) / 2, which never overflows."""
+
+    fresh_grads = True  # both paths' backward returns a new array
 
     @staticmethod
     def forward(ctx, x):
-        y = 0.5 * (1 + np.tanh(0.5 * x))
+        be = backend_of(x)
+        y = be.sigmoid(x) if be.supports(SIGMOID) else 0.5 * (1 + np.tanh(0.5 * x))
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
-        return dy * y * (1 - y)
+        be = backend_of(dy)
+        return be.sigmoid_backward(y, dy) if be.supports(SIGMOID) else dy * y * (1 - y)
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):
