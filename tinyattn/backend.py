@@ -30,7 +30,8 @@ _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
 def _sigmoid_numpy(x):
-    """σ(x) as (1 + tanh(x/2)) / 2 (never overflows), for the dtypes without a kernel."""
+    """σ(x) as (1 + tanh(x/2)) / 2 (never overflows), in array expressions: the dtypes without a CPU kernel, and
+    the CUDA backend's arrays."""
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
@@ -92,12 +93,11 @@ def _window(window):
 
 class CPUBackend:
     """The contract (tinyattn/backend_contract.py) on host NumPy arrays, with the Numba kernels of
-    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode), fused dropout and the
-    fused sigmoid and SiLU."""
+    tinyattn.kernels.cpu; offers the optional fused decode step (encoder_layer_decode) and fused dropout."""
 
     name = "cpu"
     xp = np
-    capabilities = frozenset({"encoder_layer_decode", "dropout", "sigmoid"})
+    capabilities = frozenset({"encoder_layer_decode", "dropout"})
 
     def supports(self, capability):
         """Whether the optional kernel `capability` is offered (backend_contract.OPTIONAL)."""
@@ -106,7 +106,8 @@ class CPUBackend:
     def __init__(self):
         self.malloc_tuned = runtime.setup_cpu()  # malloc tuning and the compile notice (runtime.py)
         from tinyattn.kernels.cpu import (activations, attention, decode, dropout,  # compiled on first call
-                                          elementwise, embedding, layer_norm, matmul, optim, sigmoid, softmax)
+                                          elementwise, embedding, layer_norm, matmul, optim, pointwise, sigmoid,
+                                          softmax)
 
         self._mm = matmul
         self._sm = softmax
@@ -118,6 +119,7 @@ class CPUBackend:
         self._dec = decode
         self._drop = dropout
         self._sig = sigmoid
+        self._pw = pointwise
         self._ew = elementwise
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
@@ -152,20 +154,62 @@ class CPUBackend:
         return _run(work, self._mm.matmul_tn, a, b, None, a_sums)
 
     # ---- sums of whole arrays (residual connections, gradient accumulation) ----------
+    @staticmethod
+    def _large(*arrays):
+        """Whether the one-pass kernels take these arrays: host arrays of one shape, float dtype and C layout,
+        large enough that a second thread pays (PARALLEL_SUM elements)."""
+        a = arrays[0]
+        return (type(a) is np.ndarray and a.size >= PARALLEL_SUM and a.dtype in _KERNEL_FLOATS
+                and all(type(x) is np.ndarray and x.shape == a.shape and x.dtype == a.dtype and x.flags.c_contiguous
+                        for x in arrays))
+
     def _parallel_sum(self, a, b):
-        """Whether a + b goes to the parallel kernel: two host arrays of one shape, float dtype and
-        C layout, large enough that a second thread pays (PARALLEL_SUM elements), more than one thread."""
-        return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= PARALLEL_SUM
-                and a.shape == b.shape and a.dtype == b.dtype and a.dtype in _KERNEL_FLOATS
-                and a.flags.c_contiguous and b.flags.c_contiguous and num_threads() > 1)
+        """Whether a + b (a * b) goes to the parallel kernel: `_large` arrays, more than one thread (on one,
+        NumPy's single pass is as fast)."""
+        return self._large(a, b) and num_threads() > 1
+
+    def _pointwise(self, kernel, *arrays):
+        """kernel(*flat arrays, out, thread count) of kernels/cpu/pointwise.py, in the arrays' shape."""
+        flat = [x.reshape(-1) for x in arrays]
+        return kernel(*flat, np.empty_like(flat[0]), num_threads()).reshape(arrays[0].shape)
 
     def add(self, a, b):
-        """a + b (NumPy's result), in parallel for large arrays of one shape (kernels/cpu/elementwise.py)."""
-        if not self._parallel_sum(a, b):
-            return a + b
-        out = np.empty_like(a)
-        self._ew.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), num_threads())
-        return out
+        """a + b (NumPy's result), in parallel for large arrays of one shape (kernels/cpu/elementwise.py) or an
+        array and a scalar of its dtype (kernels/cpu/pointwise.py)."""
+        if self._parallel_sum(a, b):
+            out = np.empty_like(a)
+            self._ew.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), num_threads())
+            return out
+        return self._with_scalar(self._pw.add_scalar, a, b, np.add)
+
+    def mul(self, a, b):
+        """a * b (NumPy's result), in parallel for large arrays of one shape, or an array and a scalar of its
+        dtype (kernels/cpu/pointwise.py)."""
+        if self._parallel_sum(a, b):
+            return self._pointwise(self._pw.mul, a, b)
+        return self._with_scalar(self._pw.mul_scalar, a, b, np.multiply)
+
+    def _with_scalar(self, kernel, a, b, ufunc):
+        """ufunc(a, b), through kernel(array, scalar) when one side is a 0-d array of the other's dtype and the
+        other a large array (both operations commute exactly: a · s = s · a)."""
+        for big, s in ((a, b), (b, a)):
+            if type(s) is np.ndarray and s.ndim == 0 and s.dtype == big.dtype and self._parallel_sum(big, big):
+                flat = big.reshape(-1)
+                return kernel(flat, s[()], np.empty_like(flat), num_threads()).reshape(big.shape)
+        return ufunc(a, b)
+
+    def tanh_backward(self, y, dy):
+        if self._large(y, dy):
+            return self._pointwise(self._pw.tanh_backward, y, dy)
+        return dy * (1 - y * y)
+
+    def cube(self, x):
+        return self._pointwise(self._pw.cube, x) if self._large(x) else x * x * x
+
+    def cube_backward(self, x, dy):
+        if self._large(x, dy):
+            return self._pointwise(self._pw.cube_backward, x, dy)
+        return dy * (3 * (x * x))
 
     def add_(self, a, b):
         """a += b in place (a writeable, b of a's shape and dtype); returns a."""
@@ -193,7 +237,7 @@ class CPUBackend:
              flat.dtype.type(1.0 / (1.0 - p)), out)
         return out.reshape(dy.shape)
 
-    # ---- sigmoid and SiLU (optional capability SIGMOID) ------------------------------
+    # ---- sigmoid and SiLU ----------------------------------------------------------------------
     # float32 and float64 through one fused pass (kernels/cpu/sigmoid.py); other dtypes through NumPy's
     # expressions of the same formulas.
     def _flat_pass(self, kernel, fallback, *arrays):
@@ -423,6 +467,40 @@ class CUDABackend:
     @staticmethod
     def add(a, b):
         return a + b
+
+    # ---- elementwise formulas, as array expressions (the DeviceArray's ufuncs) -------------------------------
+    @staticmethod
+    def mul(a, b):
+        return a * b
+
+    @staticmethod
+    def tanh_backward(y, dy):
+        return dy * (1 - y * y)
+
+    @staticmethod
+    def cube(x):
+        return x * x * x
+
+    @staticmethod
+    def cube_backward(x, dy):
+        return dy * (3 * (x * x))
+
+    @staticmethod
+    def sigmoid(x):
+        return _sigmoid_numpy(x)
+
+    @staticmethod
+    def sigmoid_backward(y, dy):
+        return dy * y * (1 - y)
+
+    @staticmethod
+    def silu(x):
+        return x * _sigmoid_numpy(x)
+
+    @staticmethod
+    def silu_backward(x, dy):
+        s = _sigmoid_numpy(x)
+        return dy * s * (1 + x * (1 - s))
 
     @staticmethod
     def add_(a, b):

@@ -21,8 +21,7 @@ Common rules (every kernel, every device):
 Optional capabilities: a backend lists the optional kernels it offers in `capabilities` (a frozenset of
 names, see `OPTIONAL`) and answers `supports(name)`; a caller asks `backend.supports(DECODE)` before it
 calls one, never probes with hasattr or by array type. Today: `encoder_layer_decode` (the fused decode step
-of nn.TransformerEncoderLayer), `dropout` (the mask drawn inside the kernel) and `sigmoid` (sigmoid and SiLU
-in one pass each), CPU only.
+of nn.TransformerEncoderLayer) and `dropout` (the mask drawn inside the kernel), CPU only.
 
 The masking rule of fused attention, the one reference: `attention_allowed` (which keys a query may see) and
 `attention_reference` (the forward, fully masked rows included). Every attention kernel is tested against
@@ -37,15 +36,14 @@ from typing import Any, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "DecodeStep", "DECODE", "DROPOUT", "FusedDropout", "FusedSigmoid", "OPTIONAL", "SIGMOID",
-           "BackendContractError", "check_backend", "contract_methods", "attention_allowed", "attention_reference",
+__all__ = ["Backend", "DecodeStep", "DECODE", "DROPOUT", "FusedDropout", "OPTIONAL", "BackendContractError",
+           "check_backend", "contract_methods", "attention_allowed", "attention_reference",
            "attention_backward_reference"]
 
 Array = Any  # the backend's array type: np.ndarray (CPU) or DeviceArray (CUDA)
 
 DECODE = "encoder_layer_decode"
 DROPOUT = "dropout"
-SIGMOID = "sigmoid"
 
 
 @runtime_checkable
@@ -87,6 +85,31 @@ class Backend(Protocol):
 
     def add_(self, a: Array, b: Array) -> Array:
         """a += b in place (b broadcasts to a; a writeable); returns a."""
+
+    # ---- elementwise formulas (each result a new array of the inputs' shape and dtype, unless it says) -------
+    def mul(self, a: Array, b: Array) -> Array:
+        """a * b with NumPy's broadcasting and type promotion (a new array)."""
+
+    def tanh_backward(self, y: Array, dy: Array) -> Array:
+        """dx = dy · (1 - y · y), from tanh's output y."""
+
+    def cube(self, x: Array) -> Array:
+        """y = x · x · x (x ** 3 as PyTorch computes it)."""
+
+    def cube_backward(self, x: Array, dy: Array) -> Array:
+        """dx = dy · (3 · x · x)."""
+
+    def sigmoid(self, x: Array) -> Array:
+        """y = σ(x) = 1 / (1 + e^-x): 0 at -inf, 1 at +inf, NaN for NaN."""
+
+    def sigmoid_backward(self, y: Array, dy: Array) -> Array:
+        """dx = dy · y · (1 - y), from the forward's output y."""
+
+    def silu(self, x: Array) -> Array:
+        """y = x σ(x)."""
+
+    def silu_backward(self, x: Array, dy: Array) -> Array:
+        """dx = dy · σ(x) · (1 + x (1 - σ(x))), from the forward's input x."""
 
     # ---- softmax family along any axis ---------------------------------------------------------
     def softmax(self, x: Array, dim: int) -> Array:
@@ -204,25 +227,8 @@ class FusedDropout(Protocol):
         """dx = dy / (1 - p) where keep, else 0 (keep from `dropout`, of dy's shape)."""
 
 
-class FusedSigmoid(Protocol):
-    """The optional fused sigmoid and SiLU (capability SIGMOID), σ(x) = 1 / (1 + e^-x), for arrays of any float
-    dtype and shape (dy of x's or y's shape); each result is a new array of the input's shape and dtype."""
-
-    def sigmoid(self, x: Array) -> Array:
-        """y = σ(x): 0 at -inf, 1 at +inf, NaN for NaN."""
-
-    def sigmoid_backward(self, y: Array, dy: Array) -> Array:
-        """dx = dy · y · (1 - y), from the forward's output y."""
-
-    def silu(self, x: Array) -> Array:
-        """y = x σ(x)."""
-
-    def silu_backward(self, x: Array, dy: Array) -> Array:
-        """dx = dy · σ(x) · (1 + x (1 - σ(x))), from the forward's input x."""
-
-
-#: optional kernels: the capability name -> the Protocol that declares its methods
-OPTIONAL = {DECODE: DecodeStep, DROPOUT: FusedDropout, SIGMOID: FusedSigmoid}
+#: optional kernels: the capability name -> the Protocol that declares its method
+OPTIONAL = {DECODE: DecodeStep, DROPOUT: FusedDropout}
 
 
 class BackendContractError(TypeError):

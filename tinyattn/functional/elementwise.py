@@ -13,7 +13,6 @@ from ..autograd import Function, Variable
 from ..autograd import function as _function
 from ..autograd.function import constant
 from ..backend import backend_of, device_of, is_device_array, move
-from ..backend_contract import SIGMOID
 from ..dtypes import as_dtype
 from .checks import check_broadcast, check_float, on_device_of, sum_to_shape, sum_to_shape_graph
 from typing import TYPE_CHECKING, Any, Callable
@@ -166,15 +165,16 @@ class Mul(Function):
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(a if need_b else None, b if need_a else None)  # da needs b, db needs a
         ctx.shapes = (a.shape, b.shape)
-        return a * b
+        return backend_of(a).mul(a, b)  # in parallel for large arrays of one shape, or with a scalar
 
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved
         need_a, need_b = ctx.needs_input_grad
+        be = backend_of(dy)
         return (
-            sum_to_shape(dy * b, ctx.shapes[0]) if need_a else None,
-            sum_to_shape(dy * a, ctx.shapes[1]) if need_b else None,
+            sum_to_shape(be.mul(dy, b), ctx.shapes[0]) if need_a else None,
+            sum_to_shape(be.mul(dy, a), ctx.shapes[1]) if need_b else None,
         )
 
     @staticmethod
@@ -235,7 +235,7 @@ def _power(x, p):
     """x ** p, with the small integer exponents as products, as PyTorch computes them (x³ = x·x·x): NumPy's
     pow for a float exponent is one libm call per element, 10-20x slower (minGPT's GELU cubes its input)."""
     if p == 3:
-        return x * x * x
+        return backend_of(x).cube(x)
     if p == -2:
         return 1 / (x * x)
     return x**p
@@ -256,6 +256,8 @@ class Pow(Function):
         p = ctx.p
         if p == 0:  # x⁰ = 1 everywhere: no gradient (p·x^(p-1) would be 0·inf at x = 0)
             return np.zeros_like(dy), None
+        if p == 3:
+            return backend_of(dy).cube_backward(x, dy), None  # dy · (3 · x²), one pass on the CPU
         return dy * (p * _power(x, p - 1)), None
 
     @staticmethod
@@ -354,7 +356,7 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
-        return dy * (1 - y * y)
+        return backend_of(dy).tanh_backward(y, dy)  # one pass on the CPU for large arrays
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):
@@ -364,23 +366,21 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x).  dx = dy * y * (1 - y).
-    One fused pass each way where the backend offers it (capability SIGMOID: kernels/cpu/sigmoid.py, from
-    e^-|x|, exact in both tails); else (1 + tanh(x/2)) / 2, which never overflows."""
+    One pass each way (the backend's sigmoid: on the CPU kernels/cpu/sigmoid.py, from e^-|x|, exact in both
+    tails)."""
 
-    fresh_grads = True  # both paths' backward returns a new array
+    fresh_grads = True  # the backward returns a new array
 
     @staticmethod
     def forward(ctx, x):
-        be = backend_of(x)
-        y = be.sigmoid(x) if be.supports(SIGMOID) else 0.5 * (1 + np.tanh(0.5 * x))
+        y = backend_of(x).sigmoid(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
-        be = backend_of(dy)
-        return be.sigmoid_backward(y, dy) if be.supports(SIGMOID) else dy * y * (1 - y)
+        return backend_of(dy).sigmoid_backward(y, dy)
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):

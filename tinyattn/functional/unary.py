@@ -14,7 +14,6 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of
-from ..backend_contract import SIGMOID
 from .checks import check_tensor, on_host
 from .elementwise import Exp, Log, Minimum, Sigmoid, Tanh, saved_constant, where, zeros_graph
 from typing import TYPE_CHECKING, Any, Callable
@@ -378,27 +377,20 @@ class Frac(Function):
 
 class Silu(Function):
     """y = x σ(x).  dx = dy σ(x) (1 + x (1 - σ(x))).
-    One fused pass each way where the backend offers it (capability SIGMOID: kernels/cpu/sigmoid.py; σ is
-    recomputed in the backward, only x is saved); else NumPy's expressions, σ(x) = (1 + tanh(x/2)) / 2."""
+    One pass each way (the backend's silu: on the CPU kernels/cpu/sigmoid.py); only x is saved, σ is
+    recomputed in the backward."""
 
-    fresh_grads = True  # both paths' backward returns a new array
+    fresh_grads = True  # the backward returns a new array
 
     @staticmethod
     def forward(ctx, x):
-        be = backend_of(x)
-        if be.supports(SIGMOID):
-            ctx.save_for_backward(x)
-            return be.silu(x)
-        s = 0.5 * (1 + np.tanh(0.5 * x))
-        ctx.save_for_backward(x, s)
-        return x * s
+        ctx.save_for_backward(x)
+        return backend_of(x).silu(x)
 
     @staticmethod
     def backward(ctx, dy):
-        if len(ctx.saved) == 1:
-            return backend_of(dy).silu_backward(ctx.saved[0], dy)
-        x, s = ctx.saved
-        return dy * s * (1 + x * (1 - s))
+        (x,) = ctx.saved
+        return backend_of(dy).silu_backward(x, dy)
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):

@@ -1,0 +1,98 @@
+"""Elementwise products on the CPU for large arrays, in one pass where NumPy makes several on one thread.
+
+    mul(a, b, out, nth)               out = a · b
+    mul_scalar(a, s, out, nth)        out = a · s          (s a scalar of a's dtype)
+    add_scalar(a, s, out, nth)        out = a + s
+    tanh_backward(y, dy, out, nth)    out = dy · (1 - y · y)          (Tanh's gradient from its output y)
+    cube(x, out, nth)                 out = x · x · x                  (x ** 3, as PyTorch computes it)
+    cube_backward(x, dy, out, nth)    out = dy · (3 · (x · x))         (the gradient of x ** 3)
+
+Arrays 1-D, C-contiguous, of one float dtype, out new (overlapping no input). Each formula is evaluated in the
+order and dtype of the NumPy expression the op would otherwise run (Tanh's backward is `dy * (1 - y * y)`),
+without contraction, so the result is NumPy's bit for bit.
+
+Why: hand-written layers apply such formulas to whole activations. minGPT's GELU, x/2 (1 + tanh(c (x +
+0.044715 x³))), on its (64, 128, 768) MLP hidden took about 0.67 of a 1.5 s training step in NumPy: single-
+threaded passes over 25 MB arrays, three for Tanh's backward and four for the cube's.
+
+Loop nest: prange over nth equal chunks (thread t takes chunk t, as elementwise.add); in each, over the
+chunk's own slices, for i from 0 (over computed offsets Numba's negative-index handling keeps LLVM from
+vectorising the loop).
+"""
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def mul(a, b, out, nth):
+    n = out.size
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        aa, bb, oo = a[lo:hi], b[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            oo[i] = aa[i] * bb[i]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def mul_scalar(a, s, out, nth):
+    n = out.size
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        aa, oo = a[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            oo[i] = aa[i] * s
+    return out
+
+
+@njit(parallel=True, cache=True)
+def add_scalar(a, s, out, nth):
+    n = out.size
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        aa, oo = a[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            oo[i] = aa[i] + s
+    return out
+
+
+@njit(parallel=True, cache=True)
+def tanh_backward(y, dy, out, nth):
+    n = out.size
+    one = y.dtype.type(1)
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        yy, gg, oo = y[lo:hi], dy[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            oo[i] = gg[i] * (one - yy[i] * yy[i])
+    return out
+
+
+@njit(parallel=True, cache=True)
+def cube(x, out, nth):
+    n = out.size
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        xx, oo = x[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            v = xx[i]
+            oo[i] = v * v * v
+    return out
+
+
+@njit(parallel=True, cache=True)
+def cube_backward(x, dy, out, nth):
+    n = out.size
+    three = x.dtype.type(3)
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        xx, gg, oo = x[lo:hi], dy[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            v = xx[i]
+            oo[i] = gg[i] * (three * (v * v))
+    return out
