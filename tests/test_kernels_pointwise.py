@@ -36,6 +36,33 @@ def test_kernels_equal_the_numpy_expressions(dtype):
             np.testing.assert_array_equal(got, want, err_msg=kernel.__name__)
 
 
+@pytest.mark.parametrize("mask_shape", [(64, 128), (1, 1, 64, 128), (3, 5, 64, 128), (5, 64, 128), (3, 1, 64, 128),
+                                        (3, 5, 1, 128)])
+def test_masked_fill_equals_numpys_where(mask_shape):
+    """The backend's masked_fill (the kernel for a mask of x's trailing dims or of its whole shape, NumPy's
+    where for other broadcasts) against np.where, forward value -inf and the backward's 0, on 1 and on all
+    threads; the op's gradient is dy where the mask is False."""
+    be = cpu()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 64, 128)).astype(np.float32)
+    mask = rng.random(mask_shape) > 0.7
+    assert be._large(x)
+    threads = numba.get_num_threads()
+    try:
+        for nth in sorted({1, threads}):
+            numba.set_num_threads(nth)
+            for value in (np.float32(-np.inf), np.float32(0), np.float32(np.nan)):
+                np.testing.assert_array_equal(be.masked_fill(x, mask, np.array(value)), np.where(mask, value, x))
+    finally:
+        numba.set_num_threads(threads)
+    t = ta.tensor(x, requires_grad=True)
+    y = t.masked_fill(ta.tensor(mask), float("-inf"))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y.backward(ta.tensor(dy))
+    np.testing.assert_array_equal(y.detach().numpy(), np.where(mask, np.float32(-np.inf), x))
+    np.testing.assert_array_equal(t.grad.numpy(), np.where(mask, np.float32(0), dy))
+
+
 def test_ops_on_large_arrays_match_small_ones_and_numpy():
     """x * y, 0.5 * x, x * 0.5 + 2, tanh and x ** 3 (as minGPT's GELU writes them) on arrays large enough for
     the kernels: forward and gradients equal to NumPy's expressions; the same ops on a strided view (NumPy's

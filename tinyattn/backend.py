@@ -198,6 +198,22 @@ class CPUBackend:
                 return kernel(flat, s[()], np.empty_like(flat), num_threads()).reshape(big.shape)
         return ufunc(a, b)
 
+    def masked_fill(self, x, mask, value):
+        """np.where(mask, value, x), in parallel for a large C-contiguous x and a C-contiguous mask of x's shape
+        or of its trailing dims (kernels/cpu/pointwise.py)."""
+        inner = mask.shape  # the mask without its leading 1s: x's trailing dims, or all of x's shape
+        while inner and inner[0] == 1:
+            inner = inner[1:]
+        if (self._large(x) and x.ndim >= 2 and type(mask) is np.ndarray and mask.flags.c_contiguous
+                and mask.size >= 64 and inner == x.shape[x.ndim - len(inner):]):
+            full = len(inner) == x.ndim
+            R = x.shape[0] if full else x.size // mask.size
+            x2 = x.reshape(R, -1)
+            out = self._pw.masked_fill(x2, mask.reshape(R if full else 1, -1), value[()], np.empty_like(x2),
+                                       num_threads())
+            return out.reshape(x.shape)
+        return np.where(mask, value, x)
+
     def tanh_backward(self, y, dy):
         if self._large(y, dy):
             return self._pointwise(self._pw.tanh_backward, y, dy)
@@ -472,6 +488,10 @@ class CUDABackend:
     @staticmethod
     def mul(a, b):
         return a * b
+
+    @staticmethod
+    def masked_fill(x, mask, value):
+        return np.where(mask, value, x)
 
     @staticmethod
     def tanh_backward(y, dy):

@@ -90,6 +90,9 @@ class Backend(Protocol):
     def mul(self, a: Array, b: Array) -> Array:
         """a * b with NumPy's broadcasting and type promotion (a new array)."""
 
+    def masked_fill(self, x: Array, mask: Array, value: Array) -> Array:
+        """y = value where mask else x: mask bool, broadcasting to x's shape; value a 0-d array of x's dtype."""
+
     def tanh_backward(self, y: Array, dy: Array) -> Array:
         """dx = dy · (1 - y · y), from tanh's output y."""
 

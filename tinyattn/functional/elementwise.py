@@ -537,15 +537,17 @@ class Where(Function):
 class MaskedFill(Function):
     """y = value where mask else x (mask broadcasts to x).  dx = dy where not mask, else 0."""
 
+    fresh_grads = True  # the backward returns a new array
+
     @staticmethod
     def forward(ctx, x, mask, value):
         ctx.save_for_backward(mask)
-        return np.where(mask, value, x)
+        return backend_of(x).masked_fill(x, mask, value)  # in parallel for a large x (an attention map)
 
     @staticmethod
     def backward(ctx, dy):
         (mask,) = ctx.saved
-        return np.where(mask, np.zeros((), dtype=dy.dtype), dy), None, None
+        return backend_of(dy).masked_fill(dy, mask, np.zeros((), dtype=dy.dtype)), None, None
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):
