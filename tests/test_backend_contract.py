@@ -138,6 +138,8 @@ def _run_pointwise(be, dev, r, t):
         _close(be.add(dev(np.array(-1.5)), dev(x)), x - 1.5, 0, "add a scalar")
         mask = r(*shape[1:]) > 0
         _close(be.masked_fill(dev(x), dev(mask), dev(np.array(-np.inf))), np.where(mask, -np.inf, x), 0, "masked_fill")
+        _close(be.relu(dev(x)), np.maximum(x, 0), 0, "relu")
+        _close(be.relu_backward(dev(np.maximum(x, 0)), dev(dy)), dy * (x > 0), 0, "relu_backward")
         _close(be.tanh_backward(dev(y), dev(dy)), dy * (1 - y * y), t, "tanh_backward")
         _close(be.cube(dev(x)), x * x * x, t, "cube")
         _close(be.cube_backward(dev(x), dev(dy)), dy * 3 * x * x, t, "cube_backward")

@@ -10,6 +10,21 @@ from tinyattn.kernels.cpu import pointwise as kp
 from tinyattn.testing import gradcheck
 
 
+def _cases(a, b, y, s):
+    """(kernel, its arguments, the NumPy expression's result)."""
+    return [
+        (kp.mul, (a, b), a * b),
+        (kp.mul_scalar, (a, s), a * s),
+        (kp.add_scalar, (a, s), a + s),
+        (kp.tanh_backward, (y, b), b * (1 - y * y)),
+        (kp.cube, (a,), a * a * a),
+        (kp.cube_backward, (a, b), b * (3 * (a * a))),
+        (kp.relu, (a,), np.maximum(a, 0)),
+        (kp.relu_backward, (np.maximum(a, 0), b), b * (np.maximum(a, 0) > 0)),
+        (kp.relu_backward, (np.maximum(a, 0), a), a * (np.maximum(a, 0) > 0)),  # inf * 0: NaN, as NumPy
+    ]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_equal_the_numpy_expressions(dtype):
     """Every kernel against the NumPy expression it replaces, exactly, on 1 and on all threads, over an odd
@@ -17,21 +32,14 @@ def test_kernels_equal_the_numpy_expressions(dtype):
     rng = np.random.default_rng(0)
     n = 3 * 4096 + 5
     a, b = (rng.standard_normal(n).astype(dtype) * 3 for _ in range(2))
-    a[:4] = [0.0, -np.inf, np.inf, np.nan]
+    a[:5] = [0.0, -np.inf, np.inf, np.nan, -0.0]
     y = np.tanh(a)
     s = dtype(0.7)
-    cases = [
-        (kp.mul, (a, b), a * b),
-        (kp.mul_scalar, (a, s), a * s),
-        (kp.add_scalar, (a, s), a + s),
-        (kp.tanh_backward, (y, b), b * (1 - y * y)),
-        (kp.cube, (a,), a * a * a),
-        (kp.cube_backward, (a, b), b * (3 * (a * a))),
-    ]
+    with np.errstate(invalid="ignore"):  # inf · 0 and NaN inputs, in the references as in the kernels
+        cases = _cases(a, b, y, s)
     for nth in sorted({1, numba.get_num_threads()}):
         for kernel, args, want in cases:
-            with np.errstate(invalid="ignore"):
-                got = kernel(*args, np.empty_like(a), nth)
+            got = kernel(*args, np.empty_like(a), nth)
             assert got.dtype == dtype
             np.testing.assert_array_equal(got, want, err_msg=kernel.__name__)
 

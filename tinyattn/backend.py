@@ -214,6 +214,12 @@ class CPUBackend:
             return out.reshape(x.shape)
         return np.where(mask, value, x)
 
+    def relu(self, x):
+        return self._pointwise(self._pw.relu, x) if self._large(x) else np.maximum(x, 0)
+
+    def relu_backward(self, y, dy):
+        return self._pointwise(self._pw.relu_backward, y, dy) if self._large(y, dy) else dy * (y > 0)
+
     def tanh_backward(self, y, dy):
         if self._large(y, dy):
             return self._pointwise(self._pw.tanh_backward, y, dy)
@@ -492,6 +498,14 @@ class CUDABackend:
     @staticmethod
     def masked_fill(x, mask, value):
         return np.where(mask, value, x)
+
+    @staticmethod
+    def relu(x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def relu_backward(y, dy):
+        return dy * (y > 0)
 
     @staticmethod
     def tanh_backward(y, dy):

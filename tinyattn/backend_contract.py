@@ -93,6 +93,12 @@ class Backend(Protocol):
     def masked_fill(self, x: Array, mask: Array, value: Array) -> Array:
         """y = value where mask else x: mask bool, broadcasting to x's shape; value a 0-d array of x's dtype."""
 
+    def relu(self, x: Array) -> Array:
+        """y = max(x, 0): NaN stays NaN, -0 gives 0 (NumPy's maximum)."""
+
+    def relu_backward(self, y: Array, dy: Array) -> Array:
+        """dx = dy · (y > 0), from the forward's output y (a product: an infinite dy gives NaN where y <= 0)."""
+
     def tanh_backward(self, y: Array, dy: Array) -> Array:
         """dx = dy · (1 - y · y), from tanh's output y."""
 

@@ -6,6 +6,9 @@
     tanh_backward(y, dy, out, nth)    out = dy · (1 - y · y)          (Tanh's gradient from its output y)
     cube(x, out, nth)                 out = x · x · x                  (x ** 3, as PyTorch computes it)
     cube_backward(x, dy, out, nth)    out = dy · (3 · (x · x))         (the gradient of x ** 3)
+    relu(x, out, nth)                 out = max(x, 0)                  (np.maximum(x, 0): NaN stays, -0 gives 0)
+    relu_backward(y, dy, out, nth)    out = dy · (y > 0)               (a product, so an infinite dy gives NaN
+                                                                        where y <= 0, as NumPy's expression)
     masked_fill(x, mask, value, out, nth)    out[r, j] = value if mask[r or 0, j] else x[r, j]
                                       (x, out (R, M); mask (R or 1, M) bool: an attention mask broadcast over
                                       the batch and heads; its backward is the same with value 0)
@@ -98,6 +101,33 @@ def cube_backward(x, dy, out, nth):
         for i in range(oo.size):
             v = xx[i]
             oo[i] = gg[i] * (three * (v * v))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def relu(x, out, nth):
+    n = out.size
+    zero = x.dtype.type(0)
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        xx, oo = x[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            v = xx[i]
+            oo[i] = v if v > zero or v != v else zero
+    return out
+
+
+@njit(parallel=True, cache=True)
+def relu_backward(y, dy, out, nth):
+    n = out.size
+    zero, one = y.dtype.type(0), y.dtype.type(1)
+    chunk = (n + nth - 1) // nth
+    for t in prange(nth):
+        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        yy, gg, oo = y[lo:hi], dy[lo:hi], out[lo:hi]
+        for i in range(oo.size):
+            oo[i] = gg[i] * (one if yy[i] > zero else zero)
     return out
 
 

@@ -392,16 +392,18 @@ class Relu(Function):
     """y = max(x, 0).  dx = dy where y > 0 (that is, x > 0), else 0; y is saved, as PyTorch does,
     so that changing x in place afterwards is allowed."""
 
+    fresh_grads = True  # the backward returns a new array
+
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0)
+        y = backend_of(x).relu(x)  # one parallel pass on the CPU for large arrays
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (y,) = ctx.saved
-        return dy * (y > 0)
+        return backend_of(dy).relu_backward(y, dy)
 
     @staticmethod
     def differentiable_backward(ctx, inputs, dy):
