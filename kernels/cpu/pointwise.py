@@ -19,7 +19,8 @@ is evaluated in the order and dtype of the NumPy expression the op would otherwi
 
 Why: hand-written layers apply such formulas to whole activations. minGPT's GELU, x/2 (1 + tanh(c (x +
 0.044715 x³))), on its (64, 128, 768) MLP hidden took about 0.67 of a 1.5 s training step in NumPy: single-
-threaded passes over 25 MB arrays, three for Tanh's backward and four for the cube's.
+threaded passes over 25 MB arrays, three for Tanh's backward and four for the cube's. ReLU, the default
+activation of nn.TransformerEncoderLayer, took two passes for its backward.
 
 Loop nest: prange over nth equal chunks (thread t takes chunk t, as elementwise.add); in each, over the
 chunk's own slices, for i from 0 (over computed offsets Numba's negative-index handling keeps LLVM from
