@@ -24,8 +24,9 @@ def _inputs(dtype):
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 4e-7), (np.float64, 1e-15)])
 def test_kernels_against_sigma_in_float64(dtype, rtol):
-    """σ to a few ulp, relative, wherever it is a normal number (the lower tail included: σ(-20) = 2.1e-9
-    in float32, where (1 + tanh(x/2)) / 2 gave 0); SiLU likewise; the backward formulas to rounding."""
+    """σ to a few ulp, relative, down to x = -80 (the lower tail included: σ(-20) = 2.1e-9 in float32, where
+    (1 + tanh(x/2)) / 2 gave 0; below -87 in float32 the kernel gives 0); SiLU likewise; the backward formulas
+    to rounding."""
     x, dy = _inputs(dtype)
     s = _sigma64(x)
     y = ks.sigmoid_forward(x, np.empty_like(x))
@@ -83,3 +84,17 @@ def test_gradcheck_through_the_kernels():
     for f in (ta.sigmoid, F.silu):
         assert gradcheck(f, [x])
         assert gradgradcheck(f, [x])
+
+
+def test_array_expression_form_keeps_the_lower_tail():
+    """The form the CUDA backend (and dtypes without a kernel) use, e^-|x| in array expressions, agrees with
+    the kernel in float32 where (1 + tanh(x/2)) / 2 lost the tail."""
+    from tinyattn.backend import _sigmoid_numpy
+
+    x = np.array([-10.0, -17.0, -20.0, -40.0, 0.0, 3.0, np.inf, -np.inf], np.float32)
+    want = _sigma64(x)
+    got = _sigmoid_numpy(x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(ks.sigmoid_forward(x, np.empty_like(x)), want, rtol=1e-6, atol=0)
+    assert np.isnan(_sigmoid_numpy(np.array([np.nan], np.float32)))[0]

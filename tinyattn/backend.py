@@ -30,9 +30,12 @@ _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 
 
 def _sigmoid_numpy(x):
-    """σ(x) as (1 + tanh(x/2)) / 2 (never overflows), in array expressions: the dtypes without a CPU kernel, and
-    the CUDA backend's arrays."""
-    return 0.5 * (1 + np.tanh(0.5 * x))
+    """σ(x) in array expressions (the dtypes without a CPU kernel, and the CUDA backend's arrays), from
+    e = e^-|x| as the kernel: 1 / (1 + e) for x >= 0, e / (1 + e) below. It never overflows and keeps full
+    relative precision in the lower tail, where (1 + tanh(x/2)) / 2 reaches 0 from x ≈ -17 in float32."""
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
 
 
 _get_threads = _set_threads = None
@@ -157,7 +160,9 @@ class CPUBackend:
     @staticmethod
     def _large(*arrays):
         """Whether the one-pass kernels take these arrays: host arrays of one shape, float dtype and C layout,
-        large enough that a second thread pays (PARALLEL_SUM elements)."""
+        large enough that a second thread pays (PARALLEL_SUM elements). The fused formulas (Tanh's and ReLU's
+        backward, the cube, masked_fill) take their kernel on one thread too: one pass instead of NumPy's
+        several; a plain sum or product only with more threads (_parallel_sum)."""
         a = arrays[0]
         return (type(a) is np.ndarray and a.size >= PARALLEL_SUM and a.dtype in _KERNEL_FLOATS
                 and all(type(x) is np.ndarray and x.shape == a.shape and x.dtype == a.dtype and x.flags.c_contiguous
@@ -201,11 +206,14 @@ class CPUBackend:
     def masked_fill(self, x, mask, value):
         """np.where(mask, value, x), in parallel for a large C-contiguous x and a C-contiguous mask of x's shape
         or of its trailing dims (kernels/cpu/pointwise.py)."""
+        # the kernel's rows are the mask's size: from 64 elements a row loop pays
+        if not (self._large(x) and x.ndim >= 2 and type(mask) is np.ndarray and mask.flags.c_contiguous
+                and mask.ndim <= x.ndim and mask.size >= 64 and getattr(value, "dtype", None) == x.dtype):
+            return np.where(mask, value, x)
         inner = mask.shape  # the mask without its leading 1s: x's trailing dims, or all of x's shape
         while inner and inner[0] == 1:
             inner = inner[1:]
-        if (self._large(x) and x.ndim >= 2 and type(mask) is np.ndarray and mask.flags.c_contiguous
-                and mask.size >= 64 and inner == x.shape[x.ndim - len(inner):]):
+        if inner == x.shape[x.ndim - len(inner):]:
             full = len(inner) == x.ndim
             R = x.shape[0] if full else x.size // mask.size
             x2 = x.reshape(R, -1)
@@ -263,10 +271,13 @@ class CPUBackend:
     # float32 and float64 through one fused pass (kernels/cpu/sigmoid.py); other dtypes through NumPy's
     # expressions of the same formulas.
     def _flat_pass(self, kernel, fallback, *arrays):
+        """kernel(*flat arrays, out) on host arrays of one shape and kernel dtype (copied to C order if they
+        are not), else fallback(*arrays)."""
         a = arrays[0]
-        if a.dtype not in _KERNEL_FLOATS:
+        if not (a.dtype in _KERNEL_FLOATS and all(type(x) is np.ndarray and x.shape == a.shape and x.dtype == a.dtype
+                                                  for x in arrays)):
             return fallback(*arrays)
-        flat = [np.ascontiguousarray(x, dtype=a.dtype).reshape(-1) for x in arrays]
+        flat = [np.ascontiguousarray(x).reshape(-1) for x in arrays]
         return _run(flat[0].size, kernel, *flat, np.empty_like(flat[0])).reshape(a.shape)
 
     def sigmoid(self, x):
