@@ -19,9 +19,9 @@ tables for docs/benchmarks.md:
   matmul_nt with the bias, dy @ W, dW = dy^T x with db fused), against PyTorch (addmm, mm, mm + sum), warm
   (same inputs call after call) and cold (a 32 MB read between calls evicts them from L2, as in a step), one
   call of each side per round, the order alternating: median times and the median of per-round ratios;
-- rows (only with --only): the memory-bound row ops (softmax, log_softmax, layer_norm, gelu, cross_entropy,
-  the residual add) through the public API at the model's and at large shapes, forward and forward +
-  backward, against PyTorch in interleaved rounds, with the bandwidth each reaches.
+- rows (only with --only): the memory-bound row ops (softmax, log_softmax, layer_norm, gelu, relu, sigmoid,
+  silu, cross_entropy, the residual add) through the public API at the model's and at large shapes, forward
+  and forward + backward, against PyTorch in interleaved rounds, with the bandwidth each reaches.
 --threads sets Numba's, numpy's BLAS (through threadpoolctl, or else OPENBLAS_NUM_THREADS before numpy loads,
 unless already set) and torch's thread counts.
 For a fair NumPy baseline run with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (the script reports them
@@ -541,7 +541,8 @@ def rows_table(rng, args):
             lambda x, e: TF.gelu(x, approximate="tanh"), bwd_b=3 * 4 * int(np.prod(shape)))
     for shape in ((12 * 64, 512), (32 * 64, 512), (4096, 4096)):  # nanoGPT's and gpt's MLP hidden, a large one
         add("gelu", shape, lambda x, e: F.gelu(x), lambda x, e: TF.gelu(x))
-    for shape in ((32 * 64, 512), big):  # a SwiGLU-style MLP hidden (SiLU), a gate (sigmoid)
+    for shape in ((32 * 64, 512), big):  # a SwiGLU-style MLP hidden (SiLU), a gate (sigmoid), ReLU's MLP
+        add("relu", shape, lambda x, e: F.relu(x), lambda x, e: TF.relu(x))
         add("sigmoid", shape, lambda x, e: ta.sigmoid(x), lambda x, e: torch.sigmoid(x))
         add("silu", shape, lambda x, e: F.silu(x), lambda x, e: TF.silu(x), bwd_b=3 * 4 * int(np.prod(shape)))
     for shape in ((12 * 64, 95), (32 * 64, 96), big):  # nanoGPT's logits, gpt's, a large vocabulary
