@@ -32,7 +32,7 @@ _KERNEL_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
 def _sigmoid_numpy(x):
     """σ(x) in array expressions (the dtypes without a CPU kernel, and the CUDA backend's arrays), from
     e = e^-|x| as the kernel: 1 / (1 + e) for x >= 0, e / (1 + e) below. It never overflows and keeps full
-    relative precision in the lower tail, where (1 + tanh(x/2)) / 2 reaches 0 from x ≈ -17 in float32."""
+    relative precision in the lower tail, where (1 + tanh(x/2)) / 2 reaches 0 from x ≈ -18 in float32."""
     e = np.exp(-np.abs(x))
     r = 1 / (1 + e)
     return np.where(x >= 0, r, e * r)
@@ -156,7 +156,7 @@ class CPUBackend:
         work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return _run(work, self._mm.matmul_tn, a, b, None, a_sums)
 
-    # ---- sums of whole arrays (residual connections, gradient accumulation) ----------
+    # ---- sums, products and formulas of whole arrays (kernels/cpu/elementwise.py, pointwise.py) ----------
     @staticmethod
     def _large(*arrays):
         """Whether the one-pass kernels take these arrays: host arrays of one shape, float dtype and C layout,

@@ -20,7 +20,7 @@ temporaries. Small parameters take the serial kernel (a parallel region would co
 large ones (policy.PARALLEL_ADAM elements and more) the parallel one: prange over nth chunks, thread t
 taking chunk t, each chunk the serial loop.
 
-The loop vectorises (16 float32 lanes) because of two choices: error_model="numpy", so a zero denominator
+The loop vectorises (256-bit AVX vectors) because of two choices: error_model="numpy", so a zero denominator
 (eps = 0 over a zero second moment) gives inf or NaN, as NumPy and PyTorch do, where Numba's default model
 tests every division for zero; and each chunk passed as slices, its loop starting at 0, as Numba's handling of
 negative indices keeps LLVM from vectorising a loop over computed offsets (range(lo, hi)). Before, both
