@@ -42,3 +42,27 @@ def test_gelu_backward_matches_finite_differences():
     eps = 1e-6
     numeric = (gelu_forward(x + eps) - gelu_forward(x - eps)) / (2 * eps)
     np.testing.assert_allclose(gelu_backward(x, np.ones_like(x)), numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_erf_kernel_float32_within_a_few_ulp_and_float64_exact():
+    """ta.erf's kernel (kernels/cpu/special.py): float32 branch-free, within 4 ulp of erf in float64 over
+    [-9, 9] (both sides of the switch at |x| = 1/2 included), ±0 and tiny values keep their sign and size, ±inf
+    gives ±1, NaN stays NaN; float64 is libm's erf exactly."""
+    import math
+
+    from tinyattn.kernels.cpu.special import erf_flat
+
+    x = np.concatenate([np.linspace(-9, 9, 200_001), np.linspace(-0.55, 0.55, 20_001),
+                        [0.5, -0.5, np.nextafter(0.5, 0)]]).astype(np.float32)
+    ref = np.array([math.erf(float(v)) for v in x])
+    y = erf_flat(x)
+    assert y.dtype == np.float32
+    ulp = np.maximum(np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64), 1e-45)
+    assert (np.abs(y - ref) / ulp).max() <= 4.5
+    special = np.array([0.0, -0.0, 1e-30, -1e-38, np.inf, -np.inf, np.nan], np.float32)
+    got = erf_flat(special)
+    np.testing.assert_array_equal(np.signbit(got[:4]), [False, True, False, True])
+    np.testing.assert_allclose(got[2:4], special[2:4] * np.float32(2 / math.sqrt(math.pi)), rtol=1e-6)
+    assert got[4] == 1 and got[5] == -1 and np.isnan(got[6])
+    x64 = np.linspace(-7, 7, 1001)
+    np.testing.assert_array_equal(erf_flat(x64), [math.erf(v) for v in x64])
