@@ -25,6 +25,16 @@ from numba import njit, prange
 
 
 @njit(inline="always")
+def share(n, parts, t):
+    """(lo, hi): part t of n elements cut into `parts` runs of equal length (the last shorter or empty), thread
+    t's share of a static split. Inlined into each kernel's IR: a change here does not reach the on-disk cache
+    of the kernels in other files that call it (pointwise.py, optim.py); clear their __pycache__."""
+    size = (n + parts - 1) // parts
+    lo = t * size
+    return lo, min(n, lo + size)
+
+
+@njit(inline="always")
 def _add_span(a, b, out, lo, hi):
     """out[lo:hi] = a[lo:hi] + b[lo:hi] (out not overlapping a or b)."""
     aa = a[lo:hi]
@@ -45,12 +55,9 @@ def _add_span_inplace(a, b, lo, hi):
 
 @njit(parallel=True, cache=True)
 def add(a, b, out, nth):
-    n = out.size
-    chunk = (n + nth - 1) // nth
     inplace = out.ctypes.data == a.ctypes.data
     for t in prange(nth):
-        lo = t * chunk
-        hi = min(n, lo + chunk)
+        lo, hi = share(out.size, nth, t)
         if inplace:
             _add_span_inplace(out, b, lo, hi)
         else:

@@ -28,13 +28,13 @@ vectorising the loop).
 """
 from numba import njit, prange
 
+from .elementwise import share
+
 
 @njit(parallel=True, cache=True)
 def mul(a, b, out, nth):
-    n = out.size
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         aa, bb, oo = a[lo:hi], b[lo:hi], out[lo:hi]
         for i in range(oo.size):
             oo[i] = aa[i] * bb[i]
@@ -43,10 +43,8 @@ def mul(a, b, out, nth):
 
 @njit(parallel=True, cache=True)
 def mul_scalar(a, s, out, nth):
-    n = out.size
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         aa, oo = a[lo:hi], out[lo:hi]
         for i in range(oo.size):
             oo[i] = aa[i] * s
@@ -55,10 +53,8 @@ def mul_scalar(a, s, out, nth):
 
 @njit(parallel=True, cache=True)
 def add_scalar(a, s, out, nth):
-    n = out.size
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         aa, oo = a[lo:hi], out[lo:hi]
         for i in range(oo.size):
             oo[i] = aa[i] + s
@@ -67,11 +63,9 @@ def add_scalar(a, s, out, nth):
 
 @njit(parallel=True, cache=True)
 def tanh_backward(y, dy, out, nth):
-    n = out.size
     one = y.dtype.type(1)
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         yy, gg, oo = y[lo:hi], dy[lo:hi], out[lo:hi]
         for i in range(oo.size):
             oo[i] = gg[i] * (one - yy[i] * yy[i])
@@ -80,10 +74,8 @@ def tanh_backward(y, dy, out, nth):
 
 @njit(parallel=True, cache=True)
 def cube(x, out, nth):
-    n = out.size
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         xx, oo = x[lo:hi], out[lo:hi]
         for i in range(oo.size):
             v = xx[i]
@@ -93,11 +85,9 @@ def cube(x, out, nth):
 
 @njit(parallel=True, cache=True)
 def cube_backward(x, dy, out, nth):
-    n = out.size
     three = x.dtype.type(3)
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         xx, gg, oo = x[lo:hi], dy[lo:hi], out[lo:hi]
         for i in range(oo.size):
             v = xx[i]
@@ -107,11 +97,9 @@ def cube_backward(x, dy, out, nth):
 
 @njit(parallel=True, cache=True)
 def relu(x, out, nth):
-    n = out.size
     zero = x.dtype.type(0)
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         xx, oo = x[lo:hi], out[lo:hi]
         for i in range(oo.size):
             v = xx[i]
@@ -121,11 +109,9 @@ def relu(x, out, nth):
 
 @njit(parallel=True, cache=True)
 def relu_backward(y, dy, out, nth):
-    n = out.size
     zero, one = y.dtype.type(0), y.dtype.type(1)
-    chunk = (n + nth - 1) // nth
     for t in prange(nth):
-        lo, hi = t * chunk, min(n, (t + 1) * chunk)
+        lo, hi = share(out.size, nth, t)
         yy, gg, oo = y[lo:hi], dy[lo:hi], out[lo:hi]
         for i in range(oo.size):
             oo[i] = gg[i] * (one if yy[i] > zero else zero)
@@ -136,9 +122,9 @@ def relu_backward(y, dy, out, nth):
 def masked_fill(x, mask, value, out, nth):
     R, M = x.shape
     shared = mask.shape[0] == 1
-    rows = (R + nth - 1) // nth
     for t in prange(nth):
-        for r in range(t * rows, min(R, (t + 1) * rows)):
+        r0, r1 = share(R, nth, t)
+        for r in range(r0, r1):
             xr, mr, orow = x[r], mask[0 if shared else r], out[r]
             for j in range(M):
                 orow[j] = value if mr[j] else xr[j]
