@@ -52,7 +52,8 @@ layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm
 x = ta.tensor(np.random.default_rng(0).standard_normal((2, 7, 8)).astype(np.float32))
 layer(x).square().sum().backward()
 used = {name: [str(sig) for sig in getattr(attention, name).overloads]
-        for name in ("_forward", "_forward_mk", "_forward_rows", "_backward", "_backward_mk", "_sum_groups")}
+        for name in ("_forward", "_forward_mk", "_forward_rows", "_backward", "_backward_mk", "_sum_groups",
+                     "_query_tile", "_query_tile_mk", "_key_tiles", "_key_tiles_mk")}
 cached = {}
 for name in used:
     kernel = getattr(attention, name)
@@ -78,7 +79,9 @@ def test_an_encoder_layer_compiles_attention_in_a_second_process_from_its_entry(
     assert cold["compiled"] == [] and len(cold["children"]) == 1 and cold["outcomes"] == ["done"], cold
     assert cold["used"] == {name: sigs for name, sigs in cold["cached"].items()}, cold
     assert any(cold["used"][name] for name in compile_ahead.FORWARD_KERNELS), cold
+    assert any(cold["used"][name] for name in compile_ahead.FORWARD_ITEMS), cold
     assert any(cold["used"][name] for name in ("_backward", "_backward_mk")), cold
+    assert any(cold["used"][name] for name in ("_key_tiles", "_key_tiles_mk")), cold
     warm = run(tmp_path / "a")  # warm: nothing compiles, no child
     assert warm["compiled"] == [] and warm["children"] == [] and warm["grad"] == cold["grad"], warm
     # (switched off, expect_attention plans nothing: test_off_the_cpu_under_autocast_or_switched_off_...)
@@ -88,7 +91,8 @@ def test_an_encoder_layer_compiles_attention_in_a_second_process_from_its_entry(
 @pytest.mark.parametrize("L", [3, 9])
 def test_the_planned_signatures_are_the_ones_the_kernels_run_with(dtype, L):
     """attention_kernels predicts, from the dtype and L alone, the kernels and signatures a real call compiles
-    (strided q, k, v of a fused projection, a bias): the forward kernel, then the backward's."""
+    (strided q, k, v of a fused projection, a bias): the forward kernel (after its work-item function, if it has
+    one), then the backward's work-item function and kernel."""
     rng = np.random.default_rng(0)
     x = ta.tensor(rng.standard_normal((2, L, 3, 4)).astype(dtype), requires_grad=True)
     q, k, v = x.permute(2, 0, 1, 3).unbind(0)
@@ -96,7 +100,8 @@ def test_the_planned_signatures_are_the_ones_the_kernels_run_with(dtype, L):
     F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
     planned = compile_ahead.attention_kernels(np.dtype(dtype), L)
     names = [name for name, _ in planned]
-    assert names[0] in compile_ahead.FORWARD_KERNELS and names[1:] in (["_backward"], ["_backward_mk"]), names
+    assert names[:-2] in (["_forward_rows"], ["_query_tile", "_forward"], ["_query_tile_mk", "_forward_mk"]), names
+    assert names[-2:] in (["_key_tiles", "_backward"], ["_key_tiles_mk", "_backward_mk"]), names
     for name, sig in planned:
         assert sig in getattr(attention, name).overloads, (name, sig, list(getattr(attention, name).overloads))
 

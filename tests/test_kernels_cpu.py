@@ -100,7 +100,7 @@ def test_matmul_outer_task_grid(rng, dtype, nth, M, N):
     for wide in (True, False):
         a = rng.standard_normal((2, M, K)).astype(dtype)
         b = rng.standard_normal((1, N, K)).astype(dtype)
-        out = mm._gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
+        out = mm.gemm_outer(a.ravel(), 2, M * K, K, 1, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
                               np.empty(0, dtype), np.empty((0, 0), dtype), mm._NO_OFFS, mm._NO_OFFS)
         ref = a.astype(np.float64) @ np.swapaxes(b, 1, 2)
         np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
@@ -121,7 +121,7 @@ def test_matmul_outer_batch_runs_and_edge_tiles(rng, dtype, nth, B, Bb, M, N):
         ref = a.astype(np.float64) @ wider[..., :N]
         for b_rs, b_ks, bf in ((1, N + 3, wider.ravel()),        # dy @ W: B read in place / last panel packed
                                (K, 1, np.ascontiguousarray(np.swapaxes(wider[..., :N], 1, 2)).ravel())):   # x @ W^T
-            out = mm._gemm_outer(a.ravel(), B, M * K, K, 1, bf, Bb, bf.size // Bb, b_rs, b_ks, M, N, K, wide, nth,
+            out = mm.gemm_outer(a.ravel(), B, M * K, K, 1, bf, Bb, bf.size // Bb, b_rs, b_ks, M, N, K, wide, nth,
                                  np.empty(0, dtype), np.empty((0, 0), dtype), mm._NO_OFFS, mm._NO_OFFS)
             assert out.shape == (B, M, N) and not np.isnan(out).any()
             np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
@@ -140,7 +140,7 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
             b = rng.standard_normal((1, N, K)).astype(dtype)
             bias = rng.standard_normal(N).astype(dtype)
             sums = np.zeros((nth, Ba * M), dtype)
-            out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias,
+            out = mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias,
                                  sums, mm._NO_OFFS, mm._NO_OFFS)
             ref = np.swapaxes(a, 1, 2).astype(np.float64) @ np.swapaxes(b, 1, 2) + bias
             np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
@@ -149,7 +149,7 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
         a = rng.integers(-1000, 1000, size=(Ba, K, M)).astype(np.float64)
         b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
         sums = np.zeros((nth, Ba * M))
-        out = mm._gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
+        out = mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
                              np.empty(0), sums, mm._NO_OFFS, mm._NO_OFFS)
         np.testing.assert_array_equal(out, np.swapaxes(a, 1, 2) @ np.swapaxes(b, 1, 2))
         np.testing.assert_array_equal(sums.sum(axis=0), a.sum(axis=1).reshape(-1))

@@ -50,7 +50,7 @@ def test_fused_sums_in_row_zero(rng, nth, M, N, K):
     a = rng.integers(-1000, 1000, size=(1, K, M)).astype(np.float64)     # A read as a^T (matmul_tn's strides)
     b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
     sums = np.zeros((nth, M))
-    out = mm._gemm_outer(a.ravel(), 1, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, mm.KERNEL == "avx512",
+    out = mm.gemm_outer(a.ravel(), 1, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, mm.KERNEL == "avx512",
                          nth, np.empty(0), sums, mm._NO_OFFS, mm._NO_OFFS)
     np.testing.assert_array_equal(out[0], a[0].T @ b[0].T)
     np.testing.assert_array_equal(sums[0], a[0].sum(axis=0))

@@ -234,13 +234,13 @@ def test_head_views_are_read_in_place_through_batch_offsets(rng, monkeypatch):
     torch = pytest.importorskip("torch")
     B, T, H, D = 2, 20, 3, 16
     seen = []
-    real = mm._gemm_outer
+    real = mm.gemm_outer
 
     def spy(*args):
         seen.append((args[-2].size, args[-1].size))
         return real(*args)
 
-    monkeypatch.setattr(mm, "_gemm_outer", spy)
+    monkeypatch.setattr(mm, "gemm_outer", spy)
 
     def attend(t, a):
         q, k, v = (heads(t, B, T, H, D, i) for i in range(3))

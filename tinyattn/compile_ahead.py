@@ -65,10 +65,15 @@ POLL_S = 0.05
 KERNELS = "tinyattn.kernels.cpu.attention"  # the module whose wrappers call the kernels below
 FORWARD_KERNELS = ("_forward", "_forward_rows", "_forward_mk")
 BACKWARD_KERNELS = ("_backward", "_backward_mk", "_sum_groups")
+# The work-item functions the parallel kernels call through their address (kernels/cpu/indirect.py): the
+# wrappers ask `item_function` for them, so each is a job of its own, before its kernel.
+FORWARD_ITEMS = ("_query_tile", "_query_tile_mk")
+ITEM_FUNCTION = "item_function"
 
 # The kernels whose compilation (during a pending attention forward call) starts the late child: attention's CPU
-# forward kernels, by module and name. A name that no longer resolves fails tests/test_runtime.py.
-TRIGGERS = {KERNELS: FORWARD_KERNELS}
+# forward kernels and their work items, by module and name. A name that no longer resolves fails
+# tests/test_runtime.py.
+TRIGGERS = {KERNELS: FORWARD_KERNELS + FORWARD_ITEMS}
 
 # First thing in the child, before any import that takes time: a daemon thread that writes the process's CPU
 # time to the original stdout every BEAT_S; anything else the child prints goes to the null device. `_say`
@@ -204,13 +209,21 @@ def _recorder(calls, name):
     return record
 
 
+def _item_recorder(calls):
+    def record(dispatcher, args):  # item_function(dispatcher, args): a job compiling the item function
+        calls.append((dispatcher.py_func.__name__, args))
+        return (0, 0)  # typed as the real (address, fingerprint): two int64
+    return record
+
+
 def _recorded_calls(fn, names, *args):
-    """The calls of the kernels `names` that the Python wrapper `fn` makes for `args`: [(name, args)], recorded
-    instead of run (fn runs as a copy whose globals hold recorders under those names: thread-safe, and it
-    follows any change to the wrapper)."""
+    """The calls of the kernels `names` that the Python wrapper `fn` makes for `args`, and the work-item functions
+    it asks `item_function` for: [(name, args)], recorded instead of run (fn runs as a copy whose globals hold
+    recorders under those names: thread-safe, and it follows any change to the wrapper)."""
     calls = []
     scope = dict(fn.__globals__)
     scope.update((name, _recorder(calls, name)) for name in names)
+    scope[ITEM_FUNCTION] = _item_recorder(calls)
     types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)(*args)
     return calls
 
@@ -220,7 +233,7 @@ _KERNELS_MEMO = {}
 
 def attention_kernels(dtype, L, backward=True):
     """[(kernel name, Numba signature)]: what a CPU fused attention of this dtype with L query rows compiles,
-    the forward kernel first, then (backward) the backward's. The signatures depend on the dtype and on the
+    the forward's work-item function and kernel first, then (backward) the backward's. The signatures depend on the dtype and on the
     kernel the wrapper picks (by L and the host kernel), not on the other sizes, strides, bias or mask
     (kernels/cpu/attention/layout.py): tiny arrays stand in for the real ones."""
     module = sys.modules.get(KERNELS)
@@ -338,18 +351,19 @@ class AheadCompiler:
         if not any(self.children.values()):
             return
         try:
-            name, sig = attention_kernels(dtype, L, backward=False)[0]
+            jobs = attention_kernels(dtype, L, backward=False)
         except Exception:  # noqa: BLE001
             return
-        held = self.jobs.get((name, sig))
-        child = held and self.children.get(held[0])
-        if not child:
-            return
-        key, label = held
-        if child.claim(label):
-            outcome = child.wait(until=lambda: label in child.done)
-            if outcome != "ready":
-                self._finished(key, child, outcome, "attention's forward")
+        for job in jobs:  # the work-item function, then the kernel
+            held = self.jobs.get(job)
+            child = held and self.children.get(held[0])
+            if not child:
+                continue
+            key, label = held
+            if child.claim(label):
+                outcome = child.wait(until=lambda: label in child.done)
+                if outcome != "ready":
+                    self._finished(key, child, outcome, "attention's forward")
 
     def compiling(self, dispatcher):
         """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel during a pending
@@ -361,7 +375,8 @@ class AheadCompiler:
         q = self.pending[0]
         self.pending = None
         try:
-            kernels = attention_kernels(q.dtype, q.shape[-2], backward=True)[1:]
+            forward = attention_kernels(q.dtype, q.shape[-2], backward=False)
+            kernels = attention_kernels(q.dtype, q.shape[-2], backward=True)[len(forward):]
         except Exception:  # noqa: BLE001
             return False
         return self._plan(("late", np.dtype(q.dtype).str), kernels)

@@ -79,9 +79,10 @@ kernels. Modules, one job each:
 import numba
 import numpy as np
 
-from .backward import _backward, _backward_mk, _sum_groups
+from ..indirect import ITEM_INDEX, item_function
+from .backward import _backward, _backward_mk, _key_tiles, _key_tiles_mk, _sum_groups
 from .exp import _exp_bwd, _exp_fwd
-from .forward import _forward, _forward_mk, _forward_rows
+from .forward import _forward, _forward_mk, _forward_rows, _query_tile, _query_tile_mk
 from .layout import _batch, _bias, _dense_gradients, _offsets, _sibling_gradients, _strided
 from .tiles import _TAGS, BLOCK_K, BLOCK_Q, KERNEL, ROWS_MAX_L
 
@@ -122,9 +123,10 @@ def attention_forward(q, k, v, bias, has_bias, causal, window, scale, offset=0):
     if L <= ROWS_MAX_L:
         _forward_rows(*args)
     elif KERNEL == "portable":
-        _forward(*args)
+        _forward(*args, item_function(_query_tile, (ITEM_INDEX,) + args))
     else:
-        _forward_mk(*args, _TAGS[KERNEL])
+        args += (_TAGS[KERNEL],)
+        _forward_mk(*args, item_function(_query_tile_mk, (ITEM_INDEX,) + args))
     return out, lse.reshape(batch + (L,))
 
 
@@ -180,9 +182,10 @@ def _backward_impl(q, k, v, bias, has_bias, causal, window, scale, out, lse, dou
             _mask(bias, has_bias, causal, window, offset, dt, BH, L, S), dt.type(scale), _strided(out, dt), lse,
             slabs, dk_layout, dv_layout)
     if KERNEL == "portable":
-        _backward(*args)
+        _backward(*args, item_function(_key_tiles, (ITEM_INDEX,) + args))
     else:
-        _backward_mk(*args, _TAGS[KERNEL])
+        args += (_TAGS[KERNEL],)
+        _backward_mk(*args, item_function(_key_tiles_mk, (ITEM_INDEX,) + args))
     if G > 1:
         _sum_groups(dqp, dq_layout)
     return dq, dk, dv

@@ -10,6 +10,7 @@ a parallel loop calling them (forward._forward_mk says why).
 import numpy as np
 from numba import njit, prange
 
+from ..indirect import call_compiled
 from ..vexp import vexp as _exp
 from .exp import _exp_bwd
 from .mask import _bias_and_mask, _query_range
@@ -112,7 +113,7 @@ def _zero_unseen(dq, slab, seen, L, E):
 
 
 @njit(parallel=True, cache=True)
-def _backward(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv):
+def _backward(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, item):
     """Loop nest (G = dq_off.size / BH groups of key tiles per batch-head, so BH * G work items).  Tiles
     are (query i, key j) with the keys along the contiguous axis, so inner loops have the compile-time trip
     count BLOCK_K; K and V of the owned key tile are transposed (zero padded) once.
@@ -146,8 +147,8 @@ def _backward(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv):
     """
     BH = dims[0]
     G = dq[1].size // BH
-    for item in prange(BH * G):
-        _key_tiles(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv)  # int64: _backward_mk
+    for i in prange(BH * G):
+        call_compiled(item, (np.int64(i), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv))  # _key_tiles
 
 
 @njit(cache=True)
@@ -261,7 +262,7 @@ def _sum_groups(dqp, dq):
 
 
 @njit(parallel=True, cache=True)
-def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag):
+def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag, item):
     """_backward with its five tile products register-blocked (_mm); kT, vT zero padded to BLOCK_K keys:
         s (nq, BK)    = Q[p, qb] (nq x E, in place) @ kT (E x BK)        -> P (kT holds scale K^T)
         dvT (Ev, BK) += dO[p, qb]^T (Ev x nq, in place) @ P (nq x BK)
@@ -275,8 +276,8 @@ def _backward_mk(q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag):
     The parallel loop only calls _key_tiles_mk, a plain function (forward._forward_mk says why; cold
     compile 9.1-9.7 -> 7.6-8.0 s CPU, the same run time)."""
     BH = dims[0]
-    for item in prange(BH * (dq[1].size // BH)):
-        _key_tiles_mk(np.int64(item), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag)
+    for i in prange(BH * (dq[1].size // BH)):
+        call_compiled(item, (np.int64(i), q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag))  # _key_tiles_mk
 
 
 @njit(cache=True)

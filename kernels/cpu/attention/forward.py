@@ -9,6 +9,7 @@ parallel loop calling them (_forward_mk says why).
 import numpy as np
 from numba import njit, prange
 
+from ..indirect import call_compiled
 from ..vexp import vexp as _exp
 from .exp import _exp_fwd, _max_rows
 from .mask import _bias_and_mask_t, _block_rows, _key_range
@@ -17,7 +18,7 @@ from .transpose import _transpose
 
 
 @njit(parallel=True, cache=True)
-def _forward(q, k, v, dims, mask, scale, o, lse):
+def _forward(q, k, v, dims, mask, scale, o, lse, item):
     """Loop nest (online softmax).  Work in the transposed layout -- keys down, the BLOCK_Q queries of the
     tile along the contiguous axis -- so that every inner loop has the compile-time trip count BLOCK_Q
     (LLVM unrolls it and keeps a row of the accumulator in registers) and the softmax statistics are
@@ -36,8 +37,8 @@ def _forward(q, k, v, dims, mask, scale, o, lse):
     """
     BH, L = dims[0], dims[1]
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
-    for item in prange(BH * nqb):
-        _query_tile(np.int64(item), q, k, v, dims, mask, scale, o, lse)  # int64: see _forward_mk
+    for i in prange(BH * nqb):
+        call_compiled(item, (np.int64(i), q, k, v, dims, mask, scale, o, lse))  # item: _query_tile's address
 
 
 @njit(cache=True)
@@ -167,7 +168,7 @@ def _forward_rows(q, k, v, dims, mask, scale, o, lse):
 
 
 @njit(parallel=True, cache=True)
-def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag):
+def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag, item):
     """_forward with its two tile products register-blocked (_mm):
         sT (nk, wq)  = K[p, kb] (nk x E, in place)  @ qT (E x wq)
         oT (Ev, wq) += V[p, kb]^T (Ev x nk, in place) @ sT (nk x wq)
@@ -182,8 +183,8 @@ def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag):
     body, which would compile the item function a second time for that type."""
     BH, L = dims[0], dims[1]
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
-    for item in prange(BH * nqb):
-        _query_tile_mk(np.int64(item), q, k, v, dims, mask, scale, o, lse, tag)  # (the gufunc's index is uint64)
+    for i in prange(BH * nqb):
+        call_compiled(item, (np.int64(i), q, k, v, dims, mask, scale, o, lse, tag))  # item: _query_tile_mk's
 
 
 @njit(cache=True)

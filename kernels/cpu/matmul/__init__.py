@@ -63,7 +63,7 @@ from ..microkernel import host_kernel
 from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
                       OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_ALWAYS, SMALL_BATCH_WORK,
                       SMALL_WORK)
-from .outer import _a_sums, _add_bias, _gemm_outer  # noqa: F401
+from .outer import _a_sums, _add_bias, _gemm_outer, _gemm_task, gemm_outer  # noqa: F401
 from .pack import _pack, _pack_b_panel  # noqa: F401
 from .panel import _panel  # noqa: F401
 from .portable import _gemm, _micro_3x3  # noqa: F401
@@ -109,7 +109,7 @@ def _product(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, kernel=Non
         nth = num_threads()
         fused = a_sums and M * N * K > 0      # (an empty product returns before its loops)
         sums = np.zeros((nth, max(Ba, Bb) * M), af.dtype) if fused else _NO_SUMS[af.dtype]
-        out = _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
+        out = gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K,
                           (KERNEL if kernel is None else kernel) == "avx512", nth, b, sums, _NO_OFFS, _NO_OFFS)
         if not a_sums:
             return out
@@ -231,7 +231,7 @@ def _matmul_batches(a, ar, ak, b, br, bk, kernel, bias, a_sums):
             and a.dtype == b.dtype and _readable(a, ar - 3, ak - 3) and _readable(b, br - 3, bk - 3)):
         af, Ba, sa, a_offs, a_rs, a_ks = _batch_view(a, ar - 3, ak - 3)
         bf, Bb, sb, b_offs, b_rs, b_ks = _batch_view(b, br - 3, bk - 3)
-        return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, KERNEL == "avx512", num_threads(),
+        return gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, KERNEL == "avx512", num_threads(),
                            _NO_BIAS[a.dtype] if bias is None else bias, _NO_SUMS[a.dtype], a_offs, b_offs)
     a3 = a.reshape((-1,) + a.shape[-2:])      # (copies: the batch axes do not merge)
     b3 = b.reshape((-1,) + b.shape[-2:])
@@ -261,10 +261,10 @@ def _matmul(a, ar, ak, b, br, bk, kernel, bias=None, a_sums=False):
             nth = num_threads()
             if a_sums:                        # the fused row sums (A's rows contiguous: dy^T)
                 sums = np.zeros((nth, max(Ba, Bb) * M), a.dtype)
-                out = _gemm_outer(a.reshape(-1), Ba, sa[0], 1, sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
+                out = gemm_outer(a.reshape(-1), Ba, sa[0], 1, sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
                                   M, N, K, KERNEL == "avx512", nth, bz, sums, _NO_OFFS, _NO_OFFS)
                 return out, sums[0].reshape(-1, M)       # (the kernel adds its k blocks' rows into row 0)
-            return _gemm_outer(a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
+            return gemm_outer(a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk],
                                M, N, K, KERNEL == "avx512", nth, bz, _NO_SUMS[a.dtype], _NO_OFFS, _NO_OFFS)
         B = max(Ba, Bb)
         args = (a.reshape(-1), Ba, sa[0], sa[ar], sa[ak], b.reshape(-1), Bb, sb[0], sb[br], sb[bk], M, N, K)

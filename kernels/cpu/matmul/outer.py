@@ -7,6 +7,7 @@ from numba import njit, prange
 
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
                       OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
+from ..indirect import ITEM_INDEX, call_compiled, item_function
 from .pack import _pack_b_panel
 from .panel import _panel
 
@@ -44,7 +45,8 @@ def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide):
 
 
 @njit(cache=True, parallel=True)
-def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
+def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
+                task):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
@@ -101,10 +103,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                 o2[i, j] = bias[j] if has_bias else z
         return out
     MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
-    MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32   # rows of the tail kernel for the last rows
-    kind = 0 if wide else 1
     NR = 2 * (64 if wide else 32) // af.itemsize
-    NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
     Np = (N + NR - 1) // NR * NR
     npan = Np // NR
 
@@ -158,54 +157,10 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     bpt = (B + nth - 1) // nth if need == 1 else 1          # products per task (a run of the batch)
     ngr = (B + bpt - 1) // bpt                              # batch runs
 
-    for tk in prange(ngr * nrb * ncb * nkb):
-        kb = tk % nkb
-        t = tk // nkb
-        of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
-        kstart = kb * kpt
-        kend = min(K, kstart + kpt)
-        g = t // (nrb * ncb)
-        i0 = (t // ncb) % nrb * rpt * MR
-        i1 = min(M, i0 + rpt * MR)
-        j0 = t % ncb * cpt * NR
-        j1 = min(Np, j0 + cpt * NR)
-        # the fused row sums of rows i0..i1 are shared among the column blocks of this row block: one
-        # block summing them all kept the other threads waiting (~100k adds for a 128-row weight at K 768)
-        ssh = (i1 - i0 + ncb - 1) // ncb
-        s0 = min(i1 - i0, t % ncb * ssh)
-        s1 = min(i1 - i0, s0 + ssh)
-        ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
-        Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
-        Bsrc = Bt if own_b else Bp
-        for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
-            pa = (a_offs[p] if a_offs.size else p * sa) if Ba > 1 else 0
-            pbf = (b_offs[p] if b_offs.size else p * sb) if Bb > 1 else 0
-            if own_b:
-                pbb = 0
-                _pack_b(bf, pbf, b_rs, b_ks, N, K, NR, npan, pack_b, Bsrc, np.int64(0), Nb, wide)
-            else:
-                pbb = (p if Bb > 1 else 0) * Nb * K
-            for k0 in range(kstart, kend, OUTER_KC):
-                kc = min(OUTER_KC, kend - k0)
-                more = k0 > kstart
-                if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
-                    _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
-                for jc in range(j0, j1, NC):
-                    jend = min(jc + NC, j1)
-                    for r in range(i0, i1, MR):
-                        mr = min(MR, i1 - r)
-                        aoff = pa + r * a_rs + k0 * a_ks
-                        cbase = (p * M + r) * N
-                        if mr == MR:
-                            _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bsrc, pbb + k0 * Nb, Nb,
-                                   bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
-                        else:                             # the last rows: panels of MT rows
-                            for rt in range(0, mr, MT):
-                                _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
-                                       ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
-                                       cbase + rt * N, jc, jend)
-                        if has_bias and kb == 0 and k0 + kc == kend:
-                            _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+    grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b)
+    for tk in prange(ngr * nrb * ncb * nkb):   # task: _gemm_task's address (indirect.py says why)
+        call_compiled(task, (np.int64(tk), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
+                             a_offs, b_offs, out, partial, Bp, grid))
     if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
         of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
         for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice
@@ -220,3 +175,85 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                     s0[i] += sk[i]
                     sk[i] = 0
     return out
+
+
+@njit(cache=True)
+def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums, a_offs, b_offs, out,
+               partial, Bp, grid):
+    """Task tk of `_gemm_outer`'s parallel loop (its docstring: the loop nest): k block tk % nkb of (batch run,
+    row block, column block) tk // nkb. `grid`: the task grid `_gemm_outer` chose; out, partial, Bp: its
+    output, the k blocks' partial outputs and the packed B."""
+    nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b = grid
+    B = out.shape[0]
+    size = out.size
+    MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
+    MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32
+    kind = 0 if wide else 1
+    NR = 2 * (64 if wide else 32) // af.itemsize
+    NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
+    Np = (N + NR - 1) // NR * NR
+    npan = Np // NR
+    Nb = Np if pack_b else NR
+    has_bias = bias.size > 0
+    has_sums = sums.size > 0
+    kb = tk % nkb
+    t = tk // nkb
+    of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
+    kstart = kb * kpt
+    kend = min(K, kstart + kpt)
+    g = t // (nrb * ncb)
+    i0 = (t // ncb) % nrb * rpt * MR
+    i1 = min(M, i0 + rpt * MR)
+    j0 = t % ncb * cpt * NR
+    j1 = min(Np, j0 + cpt * NR)
+    # the fused row sums of rows i0..i1 are shared among the column blocks of this row block: one
+    # block summing them all kept the other threads waiting (~100k adds for a 128-row weight at K 768)
+    ssh = (i1 - i0 + ncb - 1) // ncb
+    s0 = min(i1 - i0, t % ncb * ssh)
+    s1 = min(i1 - i0, s0 + ssh)
+    ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
+    Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
+    Bsrc = Bt if own_b else Bp
+    for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
+        pa = (a_offs[p] if a_offs.size else p * sa) if Ba > 1 else 0
+        pbf = (b_offs[p] if b_offs.size else p * sb) if Bb > 1 else 0
+        if own_b:
+            pbb = 0
+            _pack_b(bf, pbf, b_rs, b_ks, N, K, NR, npan, pack_b, Bsrc, np.int64(0), Nb, wide)
+        else:
+            pbb = (p if Bb > 1 else 0) * Nb * K
+        for k0 in range(kstart, kend, OUTER_KC):
+            kc = min(OUTER_KC, kend - k0)
+            more = k0 > kstart
+            if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
+                _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
+            for jc in range(j0, j1, NC):
+                jend = min(jc + NC, j1)
+                for r in range(i0, i1, MR):
+                    mr = min(MR, i1 - r)
+                    aoff = pa + r * a_rs + k0 * a_ks
+                    cbase = (p * M + r) * N
+                    if mr == MR:
+                        _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bsrc, pbb + k0 * Nb, Nb,
+                               bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
+                    else:                             # the last rows: panels of MT rows
+                        for rt in range(0, mr, MT):
+                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
+                                   ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
+                                   cbase + rt * N, jc, jend)
+                    if has_bias and kb == 0 and k0 + kc == kend:
+                        _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+
+
+_TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False)   # stands for `grid` in `_gemm_task`'s signature
+
+
+def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
+    """`_gemm_outer` (same arguments) with the address of `_gemm_task` compiled for these operands. The arrays
+    the kernel makes itself (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that
+    the kernel passes exactly those types."""
+    flat = np.empty(0, af.dtype)
+    task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
+                                      sums, a_offs, b_offs, np.empty((0, 0, 0), af.dtype), flat, flat, _TASK_GRID))
+    return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
+                       task)
