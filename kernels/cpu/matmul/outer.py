@@ -7,7 +7,7 @@ from numba import njit, prange
 
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
                       OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
-from ..indirect import ITEM_INDEX, call_compiled, item_function
+from ..indirect import ITEM_INDEX, call_compiled, item_function, values_fingerprint
 from .pack import _pack_b_panel
 from .panel import _panel
 
@@ -46,7 +46,7 @@ def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide):
 
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
-                task):
+                task, pack):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
@@ -124,8 +124,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             Bp[i] = z
     if not own_b:                             # on this thread: one parallel region per product, not two (each
         for pb in range(Bb):                  # waits for its slowest thread: on a busy machine, a scheduler
-            _pack_b(bf, b_offs[pb] if b_offs.size else pb * sb, b_rs, b_ks, N, K, NR, npan, pack_b, Bp,
-                    pb * Nb * K, Nb, wide)    # slice), and one prange fewer to compile cold
+            call_compiled(pack, (bf, b_offs[pb] if b_offs.size else pb * sb, b_rs, b_ks, N, K, NR, npan, pack_b,
+                                 Bp, pb * Nb * K, Nb, wide))  # slice), and one prange fewer to compile cold
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
@@ -246,14 +246,33 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False)   # stands for `grid` in `_gemm_task`'s signature
+_STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
+_HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
 
 
 def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
-    """`_gemm_outer` (same arguments) with the address of `_gemm_task` compiled for these operands. The arrays
-    the kernel makes itself (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that
-    the kernel passes exactly those types."""
-    flat = np.empty(0, af.dtype)
+    """`_gemm_outer` (same arguments) with the addresses of `_gemm_task` and `_pack_b` compiled for these
+    operands (indirect.py: neither is compiled again into the kernel). The arrays the kernel makes itself
+    (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that the kernel passes
+    exactly those types."""
+    args = (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs)
+    key = values_fingerprint(args)
+    handles = _HANDLES.get(key)
+    if handles is None:
+        handles = _handles(*args)
+        if key is not None:
+            _HANDLES[key] = handles
+    return _gemm_outer(*args, *handles)
+
+
+def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
+    stand_in = _STAND_INS.get(af.dtype)
+    if stand_in is None:
+        stand_in = _STAND_INS[af.dtype] = (np.empty((0, 0, 0), af.dtype), np.empty(0, af.dtype))
+    out, flat = stand_in
     task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
-                                      sums, a_offs, b_offs, np.empty((0, 0, 0), af.dtype), flat, flat, _TASK_GRID))
-    return _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
-                       task)
+                                      sums, a_offs, b_offs, out, flat, flat, _TASK_GRID))
+    # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide) as the kernel calls it
+    pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, False, flat, ITEM_INDEX,
+                                   ITEM_INDEX, wide))
+    return task, pack
