@@ -113,7 +113,7 @@ def test_a_job_the_child_has_not_started_is_skipped_and_one_it_started_is_waited
     offsets.flags.writeable = False  # as the wrapper's offset tables are (layout._offsets)
     dq = (np.zeros(1), offsets, 1)  # dq's layout: (flat, offset table, row stride)
     sig = tuple(attention._sum_groups.typeof_pyval(a) for a in (np.zeros((2, 1, 1, 1)), dq))
-    job = pickle.dumps([("t.0", "_sum_groups", sig)]).hex()
+    job = pickle.dumps([("t.0", compile_ahead.KERNELS, "_sum_groups", sig)]).hex()
     ahead = compile_ahead.AheadCompiler()
     # claimed at once (the child is still importing): it is told to skip the job, and compiles nothing
     assert ahead.start("skip", compile_ahead._COMPILE, job)
@@ -150,3 +150,59 @@ def test_off_the_cpu_under_autocast_or_switched_off_nothing_is_planned(monkeypat
     assert planned == []
     runtime.expect_attention(a32, a32, 5)
     assert planned == [(np.float32, 5, True)]
+
+
+# A fresh process: an AdamW over a small model, one step; records which Adam kernels this process compiled, the
+# signatures it planned and holds after the step, and the children started.
+ADAM_SCRIPT = r"""
+import json
+from numba.core import event
+
+compiled = []
+
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        if fn is not None and fn.__name__.startswith("adam_update"):
+            compiled.append(fn.__name__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Listener())
+
+import numpy as np
+import tinyattn as ta
+from tinyattn.compile_ahead import AHEAD
+from tinyattn.kernels.cpu import optim
+
+ta.manual_seed(0)
+model = ta.nn.Sequential(ta.nn.Linear(8, 16), ta.nn.GELU(), ta.nn.Linear(16, 4))
+opt = ta.optim.AdamW(model.parameters(), lr=1e-2)
+planned = sorted({f"{name} {sig}" for _, name, sig in opt._update_kernels()})
+loss = model(ta.tensor(np.ones((3, 8), np.float32))).square().sum()
+loss.backward()
+opt.step()
+used = sorted(f"{name} {sig}" for name in ("adam_update", "adam_update_parallel")
+              for sig in getattr(optim, name).overloads)
+print(json.dumps({"compiled": compiled, "planned": planned, "used": used, "children": [str(k) for k in AHEAD.children],
+                  "outcomes": list(AHEAD.outcomes.values()), "w": float(model[0].weight.detach().numpy().sum())}))
+"""
+
+
+@pytest.mark.background
+def test_an_optimisers_update_compiles_in_a_second_process_from_its_construction(tmp_path):
+    def run():
+        proc = subprocess.run([sys.executable, "-c", ADAM_SCRIPT], capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    cold = run()
+    # the child compiled the update kernel the step ran (planned == used), this process only loaded it
+    assert cold["planned"] == cold["used"] and cold["used"], cold
+    assert cold["compiled"] == [] and len(cold["children"]) == 1, cold
+    warm = run()
+    assert warm["compiled"] == [] and warm["children"] == [] and warm["w"] == cold["w"], warm

@@ -404,6 +404,25 @@ class CPUBackend:
             k_buf, v_buf, int(start), bool(norm_first), act)
 
     # ---- optimiser updates ---------------------------------------------------------------
+    def _adam_call(self, n, flat, beta1, beta2, step_size, bias2, eps, decay, l2):
+        """(kernel, arguments) of adam_update's fused pass over n elements: `flat` the 1-D views of (w, g, m, v)."""
+        f = float  # Python floats: one compiled signature whatever number types the caller used
+        args = flat + (f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay), f(l2))
+        threads = num_threads()
+        if n >= PARALLEL_ADAM and threads > 1:
+            return self._opt.adam_update_parallel, args + (threads,)
+        return self._opt.adam_update, args
+
+    def adam_kernels(self, w):
+        """[(module, kernel name, Numba signature)]: the kernel adam_update will run for a parameter array `w`
+        (its gradient and moments: new C arrays like it), for compile_ahead to compile before the first step; []
+        when the update will not use a kernel."""
+        if w.dtype not in _KERNEL_FLOATS or not w.flags.c_contiguous:
+            return []
+        flat = np.empty(0, w.dtype)
+        kernel, args = self._adam_call(w.size, (flat, flat, flat, flat), 0.9, 0.999, 1.0, 1.0, 1.0, 1.0, 0.0)
+        return [(kernel.py_func.__module__, kernel.py_func.__name__, tuple(kernel.typeof_pyval(a) for a in args))]
+
     def adam_update(self, w, g, m, v, beta1, beta2, step_size, bias2, eps, decay, l2):
         """One Adam step in place (tinyattn.optim.Adam): decay w, add the L2 term, update m and v, step w.
 
@@ -411,14 +430,9 @@ class CPUBackend:
         (native float32/float64), the same NumPy expressions otherwise (same result, bit for bit)."""
         if (w.dtype == g.dtype == m.dtype == v.dtype and w.dtype in _KERNEL_FLOATS and w.flags.c_contiguous
                 and g.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
-            f = float  # Python floats: one compiled signature whatever number types the caller used
-            args = (w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(beta1), f(1 - beta1), f(beta2),
-                    f(1 - beta2), f(step_size), f(bias2), f(eps), f(decay), f(l2))
-            threads = num_threads()
-            if w.size >= PARALLEL_ADAM and threads > 1:
-                self._opt.adam_update_parallel(*args, threads)
-            else:
-                self._opt.adam_update(*args)
+            kernel, args = self._adam_call(w.size, (w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)),
+                                           beta1, beta2, step_size, bias2, eps, decay, l2)
+            kernel(*args)
             return
         if decay != 1.0:
             w *= decay

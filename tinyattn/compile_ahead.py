@@ -1,31 +1,39 @@
-"""On a cold start, compile attention's kernels in a second process while this one compiles the rest.
+"""On a cold start, compile attention's (and the optimiser's) kernels in a second process while this one
+compiles the rest.
 
 A first training step with an empty Numba cache spends most of its time compiling, one kernel after
-another on one core; attention's forward (about 5 s) and backward (about 8 s) kernels are the largest.
-Their signatures depend only on the dtype and on which forward kernel the query length picks (the
-kernels read every array through flat views of fixed types: kernels/cpu/attention/layout.py), so they
-are known before any projection has run. A second Python process compiles them into Numba's on-disk
-cache on the second core; this process then loads them from the cache instead of compiling them.
+another on one core; attention's forward (about 4 s) and backward (about 4 s) are the largest, each a
+work-item function (a query tile, a group of key tiles) and the parallel kernel that calls it through its
+address (kernels/cpu/indirect.py). Their signatures depend only on the dtype and on which forward kernel
+the query length picks (the kernels read every array through flat views of fixed types:
+kernels/cpu/attention/layout.py), so they are known before any projection has run. A second Python process
+compiles them into Numba's on-disk cache on the second core; this process then loads them from the cache
+instead of compiling them.
 
-Two ways in:
+Three ways in:
 
 * Early (`expect`, through runtime.expect_attention): nn.MultiheadAttention (and the encoder layers, at
   their entry, before their first layer norm and input projection) say "a fused attention of this dtype
   and query length follows". The kernels that attention would compile are found by running the kernels'
-  own Python wrappers (attention_forward, and the backward's) with the kernels swapped for recorders, on
-  tiny arrays: so the child compiles exactly the signatures the real call will use, nothing else. Any
-  of them already compiled in this process or present in the on-disk cache index is left out; a warm
-  start finds none and starts nothing. One child compiles them in order: the forward, then (when a
-  backward is expected) the backward.
+  own Python wrappers (attention_forward, and the backward's) with the kernels, and `item_function`, swapped
+  for recorders, on tiny arrays: so the child compiles exactly the signatures the real call will use,
+  nothing else. Any of them already compiled in this process or present in the on-disk cache index is left
+  out; a warm start finds none and starts nothing. One child compiles them in order: the forward's item
+  function and kernel, then (when a backward is expected) the backward's.
 * Late (`compiling`, the fallback for a bare F.scaled_dot_product_attention): when Numba starts
-  compiling an attention forward kernel (the "numba:compile" event, sent only on a cache miss) during
-  a forward call no early child covered, a child compiles the matching backward, as before.
+  compiling an attention forward kernel or its item function (the "numba:compile" event, sent only on a
+  cache miss) during a forward call no early child covered, a child compiles the rest of that attention's
+  kernels (the forward's other one, then the backward's) while this process compiles that one.
+* Listed (`expect_kernels`, through runtime.expect_kernels): a caller names kernels and signatures it will
+  run soon; tinyattn.optim.Adam and AdamW, when built, name the update kernel of each parameter (the
+  backend's adam_kernels), so it compiles during the first forward and backward.
 
-Before the forward kernel runs here (`before_forward`), a child holding that kernel is waited for only
-if it has already started compiling it (it says so on its stdout): it then finishes sooner than this
-process would. If it has not started yet, it is told to skip that kernel (a line on its stdin) and this
-process compiles it itself; so this process never waits longer than compiling would take (plus the
-stall rule below). Before the backward kernel (`wait`), every child is waited for, as before.
+When this process is about to need a kernel a child holds (Numba looks it up in the on-disk cache:
+kernel_cache.TolerantCache.load_overload calls `before_load`), the child is waited for only if it has
+already started compiling it (it says so on its stdout): it then finishes sooner than this process would.
+If it has not started yet, it is told to skip that kernel (a line on its stdin) and this process compiles
+it itself; so this process never waits longer than compiling would take (plus the stall rule below).
+Before the attention backward kernel (`wait`), every child is waited for.
 
 A child that fails (no writable cache, a frozen executable, a crash) costs only its own time: the kernel
 it did not leave in the cache is compiled here. When this process has already failed to write the kernel
@@ -99,14 +107,13 @@ def _beat():
 
 threading.Thread(target=_beat, daemon=True).start()
 """
-# The jobs (label, kernel name, Numba signature) come pickled in sys.argv[1]; before each job the child reads
-# what its parent wrote on stdin meanwhile ("skip <label>": the parent compiles that one itself).
-_COMPILE = f"""
+# The jobs (label, module, kernel name, Numba signature) come pickled in sys.argv[1]; before each job the child
+# reads what its parent wrote on stdin meanwhile ("skip <label>": the parent compiles that one itself).
+_COMPILE = """
 import importlib, pickle, select
-module = importlib.import_module({KERNELS!r})
 jobs = pickle.loads(bytes.fromhex(sys.argv[1]))
 skipped, pending = set(), b""
-for label, name, sig in jobs:
+for label, module, name, sig in jobs:
     while select.select([0], [], [], 0)[0]:
         chunk = os.read(0, 4096)
         if not chunk:
@@ -117,7 +124,7 @@ for label, name, sig in jobs:
     if label in skipped:
         continue
     _say("start " + label)
-    getattr(module, name).compile(sig)
+    getattr(importlib.import_module(module), name).compile(sig)
     _say("done " + label)
 """
 
@@ -233,9 +240,9 @@ _KERNELS_MEMO = {}
 
 def attention_kernels(dtype, L, backward=True):
     """[(kernel name, Numba signature)]: what a CPU fused attention of this dtype with L query rows compiles,
-    the forward's work-item function and kernel first, then (backward) the backward's. The signatures depend on the dtype and on the
-    kernel the wrapper picks (by L and the host kernel), not on the other sizes, strides, bias or mask
-    (kernels/cpu/attention/layout.py): tiny arrays stand in for the real ones."""
+    the forward's work-item function and kernel first, then (backward) the backward's. The signatures depend on
+    the dtype and on the kernel the wrapper picks (by L and the host kernel), not on the other sizes, strides,
+    bias or mask (kernels/cpu/attention/layout.py): tiny arrays stand in for the real ones."""
     module = sys.modules.get(KERNELS)
     if module is None:
         import importlib
@@ -263,11 +270,36 @@ def _attention_kernels(module, dt, L, backward):
     return found
 
 
-def _cold(name, sig):
-    """Whether kernel `name` for `sig` would compile: not in this process, not in the on-disk cache's index.
-    When that cannot be told, False (a warm start must start nothing)."""
+def _attention_jobs(dtype, L, backward):
+    """attention_kernels as jobs: [(module, kernel name, sig)]."""
+    return [(KERNELS, name, sig) for name, sig in attention_kernels(dtype, L, backward)]
+
+
+def _args_of(sig):
+    """A signature as Numba keys a dispatcher's compiled versions: the tuple of argument types."""
+    from numba.core import sigutils
+
+    return tuple(sigutils.normalize_signature(sig)[0])
+
+
+def _claim_key(job):
+    """(the kernel's Python function, its argument types): what before_load is given, for a job."""
+    module, name, sig = job
+    return _kernel(module, name).py_func, _args_of(sig)
+
+
+def _kernel(module, name):
+    """The dispatcher `name` of module `module` (imported)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _cold(module, name, sig):
+    """Whether kernel `name` of `module` for `sig` would compile: not in this process, not in the on-disk cache's
+    index. When that cannot be told, False (a warm start must start nothing)."""
     try:
-        kernel = getattr(sys.modules[KERNELS], name)
+        kernel = _kernel(module, name)
         if sig in kernel.overloads:
             return False
         cache = kernel._cache
@@ -278,15 +310,15 @@ def _cold(name, sig):
 
 
 class AheadCompiler:
-    """The attention kernels compiled in child processes, and those children."""
+    """The kernels compiled in child processes, and those children."""
 
     def __init__(self):
         self.enabled = os.environ.get("TINYATTN_COMPILE_AHEAD", "1") != "0"
         self.pending = None  # the arguments of the attention forward being called
         self.children = {}  # a key -> its _Child (None once it has been waited for)
         self.outcomes = {}  # a key -> how its child ended ("done", "stalled", "timeout")
-        self.jobs = {}  # (kernel name, signature) -> (key of the child holding it, its label)
-        self.expected = set()  # the (dtype, L, backward) already planned by `expect`
+        self.jobs = {}  # (kernel's Python function, argument types) -> (key of the child holding it, its label)
+        self.expected = set()  # the (dtype, L, backward) already planned by `expect`, the keys of expect_kernels
         self.registered = set()  # Python functions of further trigger kernels (register)
         self.lock = threading.Lock()
 
@@ -305,23 +337,24 @@ class AheadCompiler:
         found.discard(None)
         return found
 
-    def _plan(self, key, kernels):
-        """Start one child compiling those of `kernels` ([(name, sig)]) that are cold and held by no child."""
+    def _plan(self, key, jobs):
+        """Start one child compiling those of `jobs` ([(module, kernel name, sig)]) that are cold and held by no
+        child."""
         from . import kernel_cache
 
         with self.lock:
-            todo = [job for job in kernels if job not in self.jobs and _cold(*job)]
+            todo = [job for job in jobs if _claim_key(job) not in self.jobs and _cold(*job)]
             if not todo or key in self.children or kernel_cache.write_failed():
                 return False  # (a failed write: the child could not hand its kernels over through the cache)
-            labelled = [(f"{key[0]}.{i}", name, sig) for i, (name, sig) in enumerate(todo)]
+            labelled = [(f"{key[0]}.{i}",) + job for i, job in enumerate(todo)]
             try:
                 argument = pickle.dumps(labelled).hex()
             except Exception:  # noqa: BLE001 (a signature that does not pickle: compile here)
                 return False
             if not self.start(key, _COMPILE, argument):
                 return False
-            for label, name, sig in labelled:
-                self.jobs[(name, sig)] = (key, label)
+            for label, *job in labelled:
+                self.jobs[_claim_key(job)] = (key, label)
             return True
 
     def expect(self, key):
@@ -333,10 +366,20 @@ class AheadCompiler:
         self.expected.add(key)
         dtype, L, backward = key
         try:
-            kernels = attention_kernels(dtype, L, backward)
+            jobs = _attention_jobs(dtype, L, backward)
         except Exception:  # noqa: BLE001 (a wrapper that no longer matches: no early child, the late one remains)
             return False
-        return self._plan((f"early{len(self.expected)}", np.dtype(dtype).str), kernels)
+        return self._plan((f"early{len(self.expected)}", np.dtype(dtype).str), jobs)
+
+    def expect_kernels(self, name, jobs):
+        """On a cold start, a child compiles `jobs` ([(module, kernel name, sig)]: kernels this process will call
+        soon, e.g. an optimiser's update before its first step), those not compiled or cached yet. Planned once
+        per list; `name` (a word) labels the child."""
+        key = (name, tuple(jobs))
+        if key in self.expected:
+            return False
+        self.expected.add(key)
+        return self._plan((f"{name}{len(self.expected)}", ""), jobs)
 
     def forward_called(self, q, k, v, bias, has_bias, causal, window, scale, offset):
         """The backend is about to run an attention forward with these arguments: keep them, in case the
@@ -345,41 +388,36 @@ class AheadCompiler:
             return
         self.pending = (q, k, v, bias, has_bias, causal, window, scale, offset)
 
-    def before_forward(self, dtype, L):
-        """Before the forward kernel for (dtype, L) runs here: if a child holds it and has started it, wait until
-        it is in the cache; if the child has not started it, it skips it and this process compiles it."""
-        if not any(self.children.values()):
+    def before_load(self, py_func, sig):
+        """Numba is about to look for kernel `py_func` compiled for `sig` in the on-disk cache (this process is
+        about to need it; kernel_cache.TolerantCache.load_overload calls this). If a child holds that job and
+        has started it, wait until it is in the cache; if it has not started it, it skips it and this process
+        compiles it."""
+        held = self.jobs.get((py_func, _args_of(sig)))
+        child = held and self.children.get(held[0])
+        if not child:
             return
-        try:
-            jobs = attention_kernels(dtype, L, backward=False)
-        except Exception:  # noqa: BLE001
-            return
-        for job in jobs:  # the work-item function, then the kernel
-            held = self.jobs.get(job)
-            child = held and self.children.get(held[0])
-            if not child:
-                continue
-            key, label = held
-            if child.claim(label):
-                outcome = child.wait(until=lambda: label in child.done)
-                if outcome != "ready":
-                    self._finished(key, child, outcome, "attention's forward")
+        key, label = held
+        if child.claim(label):
+            outcome = child.wait(until=lambda: label in child.done)
+            if outcome != "ready":
+                self._finished(key, child, outcome, py_func.__name__)
 
     def compiling(self, dispatcher):
-        """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel during a pending
-        forward call that no child covers: start the child that compiles the matching backward. Returns
-        whether it started."""
+        """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel (or its work-item
+        function) during a pending forward call that no child covers: start a child compiling the rest of that
+        attention's kernels, the forward's other one and the backward's. Returns whether it started."""
         fn = getattr(dispatcher, "py_func", None)
         if self.pending is None or fn is None or fn not in self.triggers():
             return False
         q = self.pending[0]
         self.pending = None
         try:
-            forward = attention_kernels(q.dtype, q.shape[-2], backward=False)
-            kernels = attention_kernels(q.dtype, q.shape[-2], backward=True)[len(forward):]
+            jobs = [job for job in _attention_jobs(q.dtype, q.shape[-2], backward=True) if _kernel(*job[:2]).py_func
+                    is not fn]
         except Exception:  # noqa: BLE001
             return False
-        return self._plan(("late", np.dtype(q.dtype).str), kernels)
+        return self._plan(("late", np.dtype(q.dtype).str), jobs)
 
     def start(self, key, code, argument=""):
         """Start a child running `code` (after the heartbeat) with sys.argv[1] = argument, for `key`."""
@@ -415,6 +453,20 @@ class AheadCompiler:
 
 
 AHEAD = AheadCompiler()
+
+
+def _before_load(py_func, sig):
+    if AHEAD.jobs:
+        AHEAD.before_load(py_func, sig)
+
+
+def _install():
+    from . import kernel_cache
+
+    kernel_cache.before_load = _before_load
+
+
+_install()
 
 
 __all__ = ["AHEAD", "AheadCompiler", "BEAT_S", "MIN_CPU_S", "POLL_S", "STALL_S", "TRIGGERS", "WAIT_S",

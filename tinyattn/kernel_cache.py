@@ -162,6 +162,11 @@ def kernels_digest(roots=None):
     return digest
 
 
+# Called as before_load(py_func, sig) just before a kernel is looked up in the on-disk cache (set by
+# compile_ahead.py while a second process holds kernels to compile; None otherwise).
+before_load = None
+
+
 class TolerantCache(caching.FunctionCache):
     """Numba's FunctionCache, where a failing disk costs a warning and a compile, never the call."""
 
@@ -176,6 +181,8 @@ class TolerantCache(caching.FunctionCache):
                                           source_stamp=stamp)
 
     def load_overload(self, sig, target_context):
+        if before_load is not None:  # compile_ahead: a second process may be compiling this very kernel
+            before_load(self._py_func, sig)
         try:
             return super().load_overload(sig, target_context)
         except Exception as exc:  # noqa: BLE001 (an unreadable cache entry is a miss: the kernel compiles)

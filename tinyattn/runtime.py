@@ -14,8 +14,9 @@ compile notice     a line on stderr naming each tinyattn kernel Numba    TINYATT
                    compiles (a cache miss: the first run), through       configure(compile_notice=False)
                    tqdm.write when tqdm is loaded (`CompileNotice`)
 compile ahead      on a cold start, attention's forward and backward      TINYATTN_COMPILE_AHEAD=0, or
-                   kernels compiled in a second Python process while     configure(compile_ahead=False)
-                   this one compiles the rest (tinyattn/compile_ahead.py)
+                   kernels (and Adam's update) compiled in a second      configure(compile_ahead=False)
+                   Python process while this one compiles the rest
+                   (tinyattn/compile_ahead.py)
 host kernel        which CPU matmul/attention micro-kernel runs:         TINYATTN_MATMUL_KERNEL=portable
                    'avx512', 'avx2' or 'portable', from the features     (or avx2/avx512), or
                    Numba compiles for (kernels/cpu/microkernel.py)       configure(host_kernel="portable")
@@ -33,8 +34,9 @@ and starts no child); `settings()` says what is on. The compile-notice listener 
 since it is also what starts the compile-ahead child: with both off it does nothing.
 
 For the ops: an op never asks for a compile. nn.MultiheadAttention and the encoder layers call
-`expect_attention(...)` before their projections; the backend brackets attention's forward kernel with
-`compile_ahead_of_backward(...)` and its backward with `before_backward()`; whether a backward is expected
+`expect_attention(...)` before their projections, and Adam `expect_kernels(...)` when it is built; the
+backend brackets attention's forward kernel with `compile_ahead_of_backward(...)` and its backward with
+`before_backward()`; whether a backward is expected
 at all is asked of the probe set by `set_backward_expected` (the composition root, tinyattn/__init__.py,
 can hand it autograd's `is_grad_enabled`; the default expects one).
 
@@ -49,8 +51,8 @@ from .compile_ahead import AHEAD
 from .contention import GOVERNOR
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
-           "compile_ahead_of_backward", "expect_attention", "before_backward", "set_backward_expected",
-           "limit_omp_spin", "MMAP_THRESHOLD", "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
+           "compile_ahead_of_backward", "expect_attention", "expect_kernels", "before_backward",
+           "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD", "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
 
 
 # ---- malloc tuning ----------------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ class CompileNotice:
                     label = _kernel_label(disp, data.get("args") or ())
                     CompileNotice.say(f"tinyattn: compiling {label} (first run only: Numba caches it on disk)")
                     if AHEAD.compiling(disp):
-                        CompileNotice.say("tinyattn: compiling attention's backward for it in a second process")
+                        CompileNotice.say("tinyattn: compiling the rest of attention's kernels in a second process")
 
             def on_end(self, ev):
                 self.depth -= 1
@@ -181,11 +183,9 @@ def set_backward_expected(probe):
 @contextlib.contextmanager
 def compile_ahead_of_backward(q, k, v, bias, causal, window, scale, offset):
     """Around the CPU attention forward kernel's call (kernel arguments: window -1 for none): if that call
-    compiles the kernel (a cold start) while a backward is expected, the matching backward compiles in a
-    second process meanwhile (compile_ahead.py). Costs one attribute store when compile-ahead is off."""
+    compiles the kernel (a cold start) while a backward is expected, the rest of attention's kernels compile in
+    a second process meanwhile (compile_ahead.py). Costs one attribute store when compile-ahead is off."""
     if AHEAD.enabled:
-        if AHEAD.jobs:  # a child compiling this forward kernel (expect_attention): wait if it has started it
-            AHEAD.before_forward(q.dtype, q.shape[-2])
         if _backward_expected():
             AHEAD.forward_called(q, k, v, bias, bias is not None, causal, window, scale, offset)
     try:
@@ -215,6 +215,17 @@ def expect_attention(x, weight, L):
     if amp is not None and amp.is_autocast_enabled("cpu"):
         return
     AHEAD.expect(key)
+
+
+def expect_kernels(name, jobs):
+    """On a cold start, compile `jobs()` ([(module, kernel name, Numba signature)]: kernels this process will call
+    soon, such as an optimiser's update before its first step) in a second process, those not compiled or cached
+    yet (compile_ahead.py). Planned once per name and list. Nothing when compile-ahead is off."""
+    if not AHEAD.enabled:
+        return
+    found = list(dict.fromkeys(jobs()))
+    if found:
+        AHEAD.expect_kernels(name, found)
 
 
 def before_backward():

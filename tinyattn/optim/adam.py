@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import runtime
 from ..backend import backend_of
 from .optimizer import Optimizer
 from typing import TYPE_CHECKING
@@ -39,6 +40,12 @@ class Adam(Optimizer):
                                       foreach=foreach, maximize=maximize, capturable=capturable,
                                       differentiable=differentiable, fused=fused,
                                       decoupled_weight_decay=decoupled_weight_decay))
+        runtime.expect_kernels("adam", self._update_kernels)
+
+    def _update_kernels(self):
+        """The kernels the first step's fused updates will run (compiled ahead on a cold start: runtime.py)."""
+        return [job for group in self.param_groups if not group["amsgrad"] for p in group["params"]
+                for job in getattr(backend_of(p._array), "adam_kernels", lambda w: [])(p._array)]
 
     def _state_keys_for(self, p):
         amsgrad = next(g["amsgrad"] for g in self.param_groups if any(q is p for q in g["params"]))
