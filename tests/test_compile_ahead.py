@@ -153,7 +153,7 @@ def test_no_child_when_this_process_could_not_write_the_kernel_cache(monkeypatch
     ahead = compile_ahead.AheadCompiler()
     ahead.enabled = True
     started = []
-    monkeypatch.setattr(ahead, "start", lambda key, code, argument="": started.append(key) or True)
+    monkeypatch.setattr(ahead, "start", lambda key, code, argument="", nice=0: started.append(key) or True)
     monkeypatch.setattr(compile_ahead, "_cold", lambda module, name, sig: True)  # as on an empty cache
     q = np.zeros((1, 2, 3))
     monkeypatch.setattr(kernel_cache, "failures", [("write", "/cache", OSError(28, "No space left on device"))])

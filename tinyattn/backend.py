@@ -124,6 +124,26 @@ class CPUBackend:
         self._sig = sigmoid
         self._pw = pointwise
         self._ew = elementwise
+        self._declare_backward_kernels()
+
+    def _declare_backward_kernels(self):
+        """For compile-ahead (compile_ahead.py: companions): the backward kernel, and its argument types, that the
+        backward of each of these forward kernels runs, as the methods below call them (a gradient dy: a new C
+        array; x, w: as the forward got them; layer norm's mean and rstd: the forward's new C arrays)."""
+        from numba import types
+
+        def c(a, ndim):  # a new C array of a's dtype
+            return types.Array(a.dtype, ndim, "C")
+
+        ln, act = self._ln, self._act
+        # layer_norm_forward(x, w, b, eps) -> layer_norm_backward(dy, x, mean, rstd, w)
+        runtime.declare_backward_kernels(ln.layer_norm_forward, lambda f: [
+            (ln.__name__, "layer_norm_backward", (c(f[0], 2), f[0], c(f[0], 1), c(f[0], 1), f[1]))])
+        # gelu_forward(x) -> gelu_backward(x, dy); gelu_erf_forward(x, out) -> gelu_erf_backward(x, dy, out), flat
+        runtime.declare_backward_kernels(act.gelu_forward, lambda f: [
+            (act.__name__, "gelu_backward", (f[0], c(f[0], 1)))])
+        runtime.declare_backward_kernels(act.gelu_erf_forward, lambda f: [
+            (act.__name__, "gelu_erf_backward", (f[0], c(f[0], 1), f[1]))])
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
     # A product with few rows (M <= matmul.ROWS_MAX_NT / ROWS_MAX_NN: one token's Linear while generating)

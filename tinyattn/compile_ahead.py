@@ -27,6 +27,10 @@ Three ways in:
 * Listed (`expect_kernels`, through runtime.expect_kernels): a caller names kernels and signatures it will
   run soon; tinyattn.optim.Adam and AdamW, when built, name the update kernel of each parameter (the
   backend's adam_kernels), so it compiles during the first forward and backward.
+* Companions (`companion`, `compiling_forward`): the CPU backend declares, for the forward kernels of layer
+  norm and GELU, the backward kernel and signature a backward of that forward call runs (from the forward's
+  argument types: backend.py says how it calls both). When such a forward kernel starts compiling while a
+  backward may follow, a child compiles its backward meanwhile.
 
 When this process is about to need a kernel a child holds (Numba looks it up in the on-disk cache:
 kernel_cache.TolerantCache.load_overload calls `before_load`), the child is waited for only if it has
@@ -69,6 +73,10 @@ MIN_CPU_S = 0.05  # CPU seconds a child must add to count as progressing (a bloc
 STALL_S = 5.0  # seconds of waiting without progress after which a child is killed and the kernel compiled here
 WAIT_S = 300  # the longest attention_backward waits for a child that keeps progressing
 POLL_S = 0.05
+# The niceness above its parent's of a child compiling kernels that are not attention's (an optimiser's update,
+# a backward's companions): those take what CPU the parent and an attention child leave (Linux: about a tenth
+# of a core against either). An attention child runs at the parent's priority: its kernels are the longest.
+CHILD_NICE = 10
 
 KERNELS = "tinyattn.kernels.cpu.attention"  # the module whose wrappers call the kernels below
 FORWARD_KERNELS = ("_forward", "_forward_rows", "_forward_mk")
@@ -88,6 +96,10 @@ TRIGGERS = {KERNELS: FORWARD_KERNELS + FORWARD_ITEMS}
 # writes the child's own lines ("start <label>", "done <label>") to the same pipe (one write each: whole lines).
 _HEARTBEAT = f"""
 import os, sys, threading, time
+try:  # a child of lower priority (TINYATTN_CHILD_NICE) lets its parent and attention's child go first
+    os.nice(int(os.environ.get("TINYATTN_CHILD_NICE", "0")))
+except (AttributeError, OSError, ValueError):
+    pass
 _beats = os.fdopen(os.dup(1), "wb", 0)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
@@ -320,6 +332,7 @@ class AheadCompiler:
         self.jobs = {}  # (kernel's Python function, argument types) -> (key of the child holding it, its label)
         self.expected = set()  # the (dtype, L, backward) already planned by `expect`, the keys of expect_kernels
         self.registered = set()  # Python functions of further trigger kernels (register)
+        self.companions = {}  # a forward kernel's Python function -> predict(argument types) -> backward's jobs
         self.lock = threading.Lock()
 
     def register(self, *kernels):
@@ -337,9 +350,9 @@ class AheadCompiler:
         found.discard(None)
         return found
 
-    def _plan(self, key, jobs):
+    def _plan(self, key, jobs, nice=0):
         """Start one child compiling those of `jobs` ([(module, kernel name, sig)]) that are cold and held by no
-        child."""
+        child, `nice` below this process's priority."""
         from . import kernel_cache
 
         with self.lock:
@@ -351,7 +364,7 @@ class AheadCompiler:
                 argument = pickle.dumps(labelled).hex()
             except Exception:  # noqa: BLE001 (a signature that does not pickle: compile here)
                 return False
-            if not self.start(key, _COMPILE, argument):
+            if not self.start(key, _COMPILE, argument, nice):
                 return False
             for label, *job in labelled:
                 self.jobs[_claim_key(job)] = (key, label)
@@ -379,7 +392,25 @@ class AheadCompiler:
         if key in self.expected:
             return False
         self.expected.add(key)
-        return self._plan((f"{name}{len(self.expected)}", ""), jobs)
+        return self._plan((f"{name}{len(self.expected)}", ""), jobs, CHILD_NICE)
+
+    def companion(self, forward, predict):
+        """Declare the backward kernels of forward kernel `forward` (a dispatcher): predict(argument types of a
+        forward call) -> [(module, kernel name, sig)], the jobs its backward will run. When `forward` compiles
+        (a cold start) and a backward may follow, a child compiles them meanwhile (`compiling_forward`)."""
+        self.companions[forward.py_func] = predict
+
+    def compiling_forward(self, dispatcher, args):
+        """Numba starts compiling `dispatcher` for argument types `args` (a cache miss) while a backward may
+        follow: when it is a forward kernel with declared companions, start a child compiling them."""
+        predict = self.companions.get(getattr(dispatcher, "py_func", None))
+        if predict is None:
+            return False
+        try:
+            jobs = predict(tuple(args))
+        except Exception:  # noqa: BLE001 (a prediction that no longer fits: the backward compiles here)
+            return False
+        return self._plan((dispatcher.py_func.__name__, str(tuple(args))), jobs, CHILD_NICE)
 
     def forward_called(self, q, k, v, bias, has_bias, causal, window, scale, offset):
         """The backend is about to run an attention forward with these arguments: keep them, in case the
@@ -419,9 +450,10 @@ class AheadCompiler:
             return False
         return self._plan(("late", np.dtype(q.dtype).str), jobs)
 
-    def start(self, key, code, argument=""):
-        """Start a child running `code` (after the heartbeat) with sys.argv[1] = argument, for `key`."""
-        env = dict(os.environ, TINYATTN_COMPILE_AHEAD="0", TINYATTN_COMPILE_NOTICE="0")
+    def start(self, key, code, argument="", nice=0):
+        """Start a child running `code` (after the heartbeat) with sys.argv[1] = argument, for `key`, `nice` below
+        this process's priority."""
+        env = dict(os.environ, TINYATTN_COMPILE_AHEAD="0", TINYATTN_COMPILE_NOTICE="0", TINYATTN_CHILD_NICE=str(nice))
         attention = sys.modules.get(KERNELS)
         if getattr(attention, "KERNEL", None):  # the host kernel this process chose (configure may have changed it)
             env["TINYATTN_MATMUL_KERNEL"] = attention.KERNEL

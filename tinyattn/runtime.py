@@ -51,8 +51,9 @@ from .compile_ahead import AHEAD
 from .contention import GOVERNOR
 
 __all__ = ["configure", "off", "settings", "tune_malloc", "CompileNotice", "host_kernel", "set_host_kernel",
-           "compile_ahead_of_backward", "expect_attention", "expect_kernels", "before_backward",
-           "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD", "OMP_SPIN_COUNT", "TRIM_THRESHOLD"]
+           "compile_ahead_of_backward", "declare_backward_kernels", "expect_attention", "expect_kernels",
+           "before_backward", "set_backward_expected", "limit_omp_spin", "MMAP_THRESHOLD", "OMP_SPIN_COUNT",
+           "TRIM_THRESHOLD"]
 
 
 # ---- malloc tuning ----------------------------------------------------------------------------------------
@@ -143,6 +144,8 @@ class CompileNotice:
                     CompileNotice.say(f"tinyattn: compiling {label} (first run only: Numba caches it on disk)")
                     if AHEAD.compiling(disp):
                         CompileNotice.say("tinyattn: compiling the rest of attention's kernels in a second process")
+                    elif AHEAD.companions and AHEAD.enabled and _backward_expected():
+                        AHEAD.compiling_forward(disp, data.get("args") or ())
 
             def on_end(self, ev):
                 self.depth -= 1
@@ -226,6 +229,13 @@ def expect_kernels(name, jobs):
     found = list(dict.fromkeys(jobs()))
     if found:
         AHEAD.expect_kernels(name, found)
+
+
+def declare_backward_kernels(forward, predict):
+    """The backward kernels of CPU forward kernel `forward`: predict(its argument types) -> [(module, kernel name,
+    Numba signature)]; on a cold start they compile in a second process while the forward compiles here
+    (compile_ahead.py: companions)."""
+    AHEAD.companion(forward, predict)
 
 
 def before_backward():
