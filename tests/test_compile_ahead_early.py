@@ -1,6 +1,8 @@
 """Cold start, early: an encoder layer (or MultiheadAttention) announces its fused attention before its
-projections, and a second process compiles attention's forward and backward kernels from then on
-(tinyattn/compile_ahead.py: expect, before_forward). Each cold run is a fresh process on its own Numba cache."""
+projections, and a second process compiles attention's forward and backward kernels from then on; an optimiser
+names its update kernels when built; a layer norm or GELU forward kernel compiling starts its backward's
+(tinyattn/compile_ahead.py: expect, expect_kernels, companions, before_load). Each cold run is a fresh process
+on its own Numba cache."""
 import json
 import os
 import pickle
@@ -203,9 +205,11 @@ def test_an_optimisers_update_compiles_in_a_second_process_from_its_construction
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     cold = run()
-    # the child compiled the update kernel the step ran (planned == used), this process only loaded it
+    # one child for the update kernel the step ran (planned == used); unless it had not started that job when the
+    # step needed it (a busy machine: then it skipped it), this process only loaded it
     assert cold["planned"] == cold["used"] and cold["used"], cold
-    assert cold["compiled"] == [] and [key[:6] for key in cold["children"]].count("('adam") == 1, cold
+    assert [key[:6] for key in cold["children"]].count("('adam") == 1, cold
+    assert set(cold["compiled"]) <= {"adam_update", "adam_update_parallel"}, cold
     warm = run()
     assert warm["compiled"] == [] and warm["children"] == [] and warm["w"] == cold["w"], warm
 
@@ -261,9 +265,44 @@ def test_layer_norm_and_gelu_backward_kernels_compile_in_a_second_process_while_
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     cold = run()
-    # this process compiled none of the three backward kernels; each signature the children left in the cache is
-    # the one the backward used (the predictions in backend._declare_backward_kernels hold)
-    assert cold["compiled"] == [] and cold["children"] == 3, cold
+    # three children, one per forward kernel; every signature in the cache is the one the backward used (nothing
+    # compiled for nothing). Which process compiled each depends on timing: a child that has not started a job
+    # when this process needs it is told to skip it (and this process compiles it), as on a busy machine.
+    assert cold["children"] == 3 and set(cold["compiled"]) <= {"layer_norm_backward", "gelu_backward",
+                                                                 "gelu_erf_backward"}, cold
     assert cold["used"] == cold["cached"] and all(len(sigs) == 1 for sigs in cold["used"].values()), cold
     warm = run()
     assert warm["compiled"] == [] and warm["children"] == 0 and warm["grad"] == cold["grad"], warm
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_declared_backward_kernels_are_the_ones_the_backward_runs(monkeypatch, dtype):
+    """backend._declare_backward_kernels predicts, from a forward kernel's argument types, the backward kernel and
+    argument types its backward runs: layer norm and both GELUs, through the public API."""
+    from tinyattn.kernels.cpu import activations, layer_norm
+
+    calls = {}
+
+    def spy(module, name):
+        kernel = getattr(module, name)
+
+        def record(*args):
+            calls[name] = tuple(kernel.typeof_pyval(a) for a in args)
+            return kernel(*args)
+        monkeypatch.setattr(module, name, record)
+        return kernel
+
+    forwards = {name: spy(module, name) for module, name in ((layer_norm, "layer_norm_forward"),
+                                                             (activations, "gelu_forward"),
+                                                             (activations, "gelu_erf_forward"))}
+    for module, name in ((layer_norm, "layer_norm_backward"), (activations, "gelu_backward"),
+                         (activations, "gelu_erf_backward")):
+        spy(module, name)
+    x = ta.tensor(np.random.default_rng(0).standard_normal((64, 96)).astype(dtype), requires_grad=True)
+    h = ta.nn.LayerNorm(96, dtype=dtype)(x)
+    (F.gelu(h, approximate="tanh") * F.gelu(h)).sum().backward()
+    pairs = {"layer_norm_forward": "layer_norm_backward", "gelu_forward": "gelu_backward",
+             "gelu_erf_forward": "gelu_erf_backward"}
+    for forward, backward in pairs.items():
+        predicted = compile_ahead.AHEAD.companions[forwards[forward].py_func](calls[forward])
+        assert [(name, sig) for _, name, sig in predicted] == [(backward, calls[backward])], forward
