@@ -43,6 +43,30 @@ def test_read_sample_sums_the_cores_asked_for(tmp_path):
         assert contention.read_sample(sorted(os.sched_getaffinity(0)))[1] > 0
 
 
+def test_compile_ahead_children_count_as_this_processs_own_cpu(tmp_path, monkeypatch):
+    """A cold start's compile-ahead children compile for this process: their CPU time is its own, not other
+    processes' (else the governor would lower the thread count for them, and the first step would run, and
+    compile, other kernels than the warm steps: elementwise.add only runs on 2 threads)."""
+    from tinyattn import compile_ahead
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu0 10 0 10 50 0 0 0 0 0 0\n")
+    monkeypatch.setattr(contention, "helpers_cpu", lambda: 100.0)
+    assert contention.read_sample([0], str(stat))[3] >= 100.0
+    if not os.path.exists("/proc/self/stat"):
+        return
+    ahead = compile_ahead.AHEAD
+    monkeypatch.setattr(ahead, "children", {})
+    assert compile_ahead._children_cpu() == 0.0
+    assert ahead.start("spin", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass")
+    child = ahead.children["spin"]
+    while child.progress < 2 and child.proc.poll() is None:  # (its heartbeat: CPU time growing)
+        threading.Event().wait(0.02)
+    assert compile_ahead._children_cpu() > 0.0
+    assert child.wait() == "done"
+    assert compile_ahead._children_cpu() == 0.0  # reaped: its time is in os.times' children's
+
+
 class _Threads:
     def __init__(self, n):
         self.n = n

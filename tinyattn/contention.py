@@ -9,7 +9,8 @@ between regions.
 
 So the CPU backend asks `ThreadGovernor.poll()` before its kernels. Every INTERVAL seconds or so, the poll reads
 how busy this process's cores were since the last look (Linux /proc/stat, the cores in the affinity mask) and
-subtracts this process's own CPU time (os.times, every thread: spinning OpenMP threads count as its own):
+subtracts this process's own CPU time (os.times, every thread: spinning OpenMP threads count as its own; and its
+compile-ahead children's, which compile kernels for it on a cold start):
 
     others = (busy jiffies of our cores / HZ + their steal time - our CPU seconds) / elapsed seconds
 
@@ -26,6 +27,9 @@ import time
 __all__ = ["GOVERNOR", "INTERVAL", "ThreadGovernor", "fair_threads", "others_cores", "read_sample"]
 
 INTERVAL = 0.25  # seconds between looks at /proc/stat (a look costs about 16 us here)
+# Set by compile_ahead.py: () -> CPU seconds used so far by this process's running helper processes (children
+# compiling kernels for it), which count as its own CPU time, not as other processes'.
+helpers_cpu = None
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -54,7 +58,12 @@ def read_sample(cores, stat="/proc/stat"):
             busy += user + nice + system + irq + softirq
             steal += int(fields[8]) if len(fields) > 8 else 0
     t = os.times()
-    return time.monotonic(), busy, steal, t.user + t.system
+    # its own: this process, its helper processes (compile-ahead children) while they run, and, once reaped,
+    # every child (os.times counts those): a cold start's helpers do not make it lower its thread count
+    own = t.user + t.system + t.children_user + t.children_system
+    if helpers_cpu is not None:
+        own += helpers_cpu()
+    return time.monotonic(), busy, steal, own
 
 
 def others_cores(before, after):
