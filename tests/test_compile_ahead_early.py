@@ -66,8 +66,9 @@ print(json.dumps({"compiled": compiled, "children": [str(k) for k in AHEAD.child
 """
 
 
-def run(cache_dir, **env):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
+def run(cache_dir, script=SCRIPT, **env):
+    """`script` in a fresh process on Numba cache folder `cache_dir`: the JSON it prints last."""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **env))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -198,19 +199,13 @@ print(json.dumps({"compiled": compiled, "planned": planned, "used": used, "child
 
 @pytest.mark.background
 def test_an_optimisers_update_compiles_in_a_second_process_from_its_construction(tmp_path):
-    def run():
-        proc = subprocess.run([sys.executable, "-c", ADAM_SCRIPT], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-    cold = run()
+    cold = run(tmp_path, ADAM_SCRIPT)
     # one child for the update kernel the step ran (planned == used); unless it had not started that job when the
     # step needed it (a busy machine: then it skipped it), this process only loaded it
     assert cold["planned"] == cold["used"] and cold["used"], cold
     assert [key[:6] for key in cold["children"]].count("('adam") == 1, cold
     assert set(cold["compiled"]) <= {"adam_update", "adam_update_parallel"}, cold
-    warm = run()
+    warm = run(tmp_path, ADAM_SCRIPT)
     assert warm["compiled"] == [] and warm["children"] == [] and warm["w"] == cold["w"], warm
 
 
@@ -258,20 +253,14 @@ print(json.dumps({"compiled": compiled, "used": used, "cached": cached, "childre
 
 @pytest.mark.background
 def test_layer_norm_and_gelu_backward_kernels_compile_in_a_second_process_while_their_forward_does(tmp_path):
-    def run():
-        proc = subprocess.run([sys.executable, "-c", COMPANION_SCRIPT], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-    cold = run()
+    cold = run(tmp_path, COMPANION_SCRIPT)
     # three children, one per forward kernel; every signature in the cache is the one the backward used (nothing
     # compiled for nothing). Which process compiled each depends on timing: a child that has not started a job
     # when this process needs it is told to skip it (and this process compiles it), as on a busy machine.
     assert cold["children"] == 3 and set(cold["compiled"]) <= {"layer_norm_backward", "gelu_backward",
                                                                  "gelu_erf_backward"}, cold
     assert cold["used"] == cold["cached"] and all(len(sigs) == 1 for sigs in cold["used"].values()), cold
-    warm = run()
+    warm = run(tmp_path, COMPANION_SCRIPT)
     assert warm["compiled"] == [] and warm["children"] == 0 and warm["grad"] == cold["grad"], warm
 
 
