@@ -162,8 +162,8 @@ def kernels_digest(roots=None):
     return digest
 
 
-# Called as before_load(py_func, sig) just before a kernel is looked up in the on-disk cache (set by
-# compile_ahead.py while a second process holds kernels to compile; None otherwise).
+# Called as before_load(py_func, sig) just before a kernel is looked up in the on-disk cache (compile_ahead.py
+# sets it when imported; it returns at once unless a second process holds kernels to compile).
 before_load = None
 
 

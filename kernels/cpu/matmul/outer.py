@@ -1,7 +1,9 @@
 """The outer-product matmul kernel `_gemm_outer` (CPUs with AVX-512 or AVX2 + FMA): B packed once (or read in
 place), the task grid over (batch, row block, column block, k block) -- the k-split of a long reduction into
 a small output included -- and the bias and row-sum fusions of a Linear. The loop nest: `_gemm_outer`'s
-docstring; the blocking sizes and the micro-kernel shapes: policy.py."""
+docstring; one task of it: `_gemm_task`, which the parallel loop calls through its address (kernels/cpu/indirect.py:
+compiled once, not again into each of the loop's wrappers); the blocking sizes and the micro-kernel shapes:
+policy.py. Callers use `gemm_outer`."""
 import numpy as np
 from numba import njit, prange
 
@@ -58,7 +60,9 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
     pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T). `a_offs`, `b_offs`: int64 offsets of each
     batch element's matrix in af / bf (Ba / Bb of them: batch axes that no single stride spans, such as (B, H)
-    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb.
+    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb. `task`, `pack`: the
+    handles (indirect.item_function) of `_gemm_task`, the body of the parallel loop, and `_pack_b`, compiled for
+    these operands: call them through `gemm_outer`, which finds them.
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
