@@ -74,7 +74,8 @@ print(json.dumps({"ok": ok, "compiled": compiled, "softmax_compiled": softmax_co
 
 
 def run(cache_dir, mode):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), TINYATTN_COMPILE_NOTICE="0")
+    # (no compile-ahead child: the full disk is simulated in this process only, a child would write to it)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), TINYATTN_COMPILE_NOTICE="0", TINYATTN_COMPILE_AHEAD="0")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from tinyattn.kernels.cpu.indirect import ITEM_INDEX, call_compiled, item_function, type_fingerprint
+from tinyattn.kernels.cpu.indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, type_fingerprint
 
 
 @njit
@@ -32,6 +32,7 @@ def _serial(item, x, out, layout, factor):
 
 @njit(parallel=True)
 def _parallel(item, x, out, layout, factor):
+    check_compiled(item, (np.int64(0), x, out, layout, factor))  # (an exception inside the loop would be lost)
     for i in prange(x.shape[0]):
         call_compiled(item, (np.int64(i), x, out, layout, factor))
 
@@ -69,12 +70,13 @@ def test_handles_are_memoised_per_argument_types():
     assert len(_scale_row.signatures) >= 3
 
 
-def test_a_handle_for_other_argument_types_is_refused_not_called():
+@pytest.mark.parametrize("kernel", [_serial, _parallel])
+def test_a_handle_for_other_argument_types_is_refused_not_called(kernel):
     x, out, layout, factor = _arguments()
     x64, out64, layout64, factor64 = _arguments(np.float64)
     wrong = item_function(_scale_row, (ITEM_INDEX, x64, out64, layout64, factor64))
     with pytest.raises(RuntimeError, match="compiled for other argument types"):
-        _serial(wrong, x, out, layout, factor)
+        kernel(wrong, x, out, layout, factor)
     assert not out.any()
     address, fingerprint = item_function(_scale_row, (ITEM_INDEX, x, out, layout, factor))
     with pytest.raises(RuntimeError, match="compiled for other argument types"):
@@ -176,3 +178,19 @@ def test_a_kernel_calling_through_an_address_is_cached_and_calls_the_right_funct
     assert warm["compiled"] == ["row_max"], warm
     assert warm["results"] == {"row_sum": [6.0, 22.0, 38.0], "row_max": [3.0, 7.0, 11.0]}, warm
     assert run("row_max")["compiled"] == []
+
+
+def test_the_product_kernel_refuses_handles_for_other_operands():
+    """`_gemm_outer` with the task and packing functions compiled for float64 operands, given float32 ones: an
+    error before its parallel loop, not a skipped loop body and an uninitialised result."""
+    from tinyattn.kernels.cpu.matmul import outer
+
+    def operands(dtype):
+        a = np.ones((40, 24), dtype)
+        return (a.ravel(), 1, 0, 24, 1, a.ravel(), 1, 0, 24, 1, 40, 40, 24, True, 2, np.empty(0, dtype),
+                np.zeros((0, 0), dtype), np.empty(0, np.int64), np.empty(0, np.int64))
+
+    args32, args64 = operands(np.float32), operands(np.float64)
+    np.testing.assert_array_equal(outer.gemm_outer(*args32)[0], np.full((40, 40), 24, np.float32))
+    with pytest.raises(RuntimeError, match="compiled for other argument types"):
+        outer._gemm_outer(*args32, *outer._handles(*args64))

@@ -10,7 +10,7 @@ kernels/cpu/attention/layout.py), so they are known before any projection has ru
 compiles them into Numba's on-disk cache on the second core; this process then loads them from the cache
 instead of compiling them.
 
-Three ways in:
+Four ways in:
 
 * Early (`expect`, through runtime.expect_attention): nn.MultiheadAttention (and the encoder layers, at
   their entry, before their first layer norm and input projection) say "a fused attention of this dtype
@@ -36,11 +36,14 @@ When this process is about to need a kernel a child holds (Numba looks it up in 
 kernel_cache.TolerantCache.load_overload calls `before_load`), the child is waited for only if it has
 already started compiling it (it says so on its stdout): it then usually finishes sooner than this process
 would. If it has not started yet, it is told to skip that kernel (a line on its stdin) and this process
-compiles it itself. A child of lower priority (CHILD_NICE, below) that had little CPU can make this process
-wait longer than compiling would have taken (layer norm's backward in reverse.py: 2.4 s against 1.6 s), but
-compiling such a job a second time here was slower still (reverse.py's first step 12.1-12.9 s against
-11.0-11.9 s, alternated), so it is waited for too (with the stall rule below).
-Before the attention backward kernel (`wait`), every child is waited for.
+compiles it itself. (The skip can cross the child's "start" in the pipe: then both compile it, and the same
+cache entry is written twice.) A child of lower priority (CHILD_NICE, below) gets what CPU is left: waiting
+for it can take longer than compiling would have (layer norm's backward in reverse.py: 2.4 s against 1.6 s),
+but compiling its jobs a second time here was slower still (reverse.py's first step 12.1-12.9 s against
+11.0-11.9 s, alternated). So it is waited for as long as it gets at least STARVED_RATE of a core; on a machine
+so busy that it does not, this process compiles the kernel itself. Before the attention backward kernel
+(`wait`), every child of this process's priority (attention's) is waited for. A child exits when its parent does (its
+heartbeat finds the pipe closed).
 
 A child that fails (no writable cache, a frozen executable, a crash) costs only its own time: the kernel
 it did not leave in the cache is compiled here. When this process has already failed to write the kernel
@@ -81,6 +84,10 @@ _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # a backward's companions): those take what CPU the parent and an attention child leave (Linux: about a tenth
 # of a core against either). An attention child runs at the parent's priority: its kernels are the longest.
 CHILD_NICE = 10
+# Waiting for such a child's job ends, and this process compiles the kernel itself, once the child has had less than
+# STARVED_RATE of a core over STARVED_S or more of waiting (other processes take the CPU it was left).
+STARVED_S = 1.0
+STARVED_RATE = 0.5
 
 KERNELS = "tinyattn.kernels.cpu.attention"  # the module whose wrappers call the kernels below
 FORWARD_KERNELS = ("_forward", "_forward_rows", "_forward_mk")
@@ -117,8 +124,8 @@ def _beat():
         while True:
             _beats.write(b"%.4f\\n" % time.process_time())
             time.sleep({BEAT_S})
-    except (OSError, ValueError):  # the parent is gone
-        pass
+    except (OSError, ValueError):  # the parent is gone: so is the need for its kernels
+        os._exit(0)
 
 
 threading.Thread(target=_beat, daemon=True).start()
@@ -149,8 +156,9 @@ class _Child:
     """A child process and what its heartbeat says: `progress` counts the beats that showed it working;
     `started` and `done` the labels of the jobs it began and finished."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, nice=0):
         self.proc = proc
+        self.nice = nice  # its niceness above the parent's
         self.progress = 0
         self.cpu = 0.0  # the child's CPU seconds at its last counted progress
         self.outcome = None  # "done" (it exited by itself), "stalled" or "timeout" (killed)
@@ -341,7 +349,7 @@ class AheadCompiler:
 
     def register(self, *kernels):
         """Declare more kernels (Numba dispatchers or their Python functions) whose compilation during a
-        pending attention forward call starts the child that compiles the matching backward."""
+        pending attention forward call starts the late child (`compiling`)."""
         self.registered.update(getattr(k, "py_func", k) for k in kernels)
 
     def triggers(self):
@@ -360,7 +368,10 @@ class AheadCompiler:
         from . import kernel_cache
 
         with self.lock:
-            todo = [job for job in jobs if _claim_key(job) not in self.jobs and _cold(*job)]
+            try:
+                todo = [job for job in jobs if _claim_key(job) not in self.jobs and _cold(*job)]
+            except Exception:  # noqa: BLE001 (a job that names no kernel: plan nothing, compile as without a child)
+                return False
             if not todo or key in self.children or kernel_cache.write_failed():
                 return False  # (a failed write: the child could not hand its kernels over through the cache)
             labelled = [(f"{key[0]}.{i}",) + job for i, job in enumerate(todo)]
@@ -434,9 +445,23 @@ class AheadCompiler:
             return
         key, label = held
         if child.claim(label):
-            outcome = child.wait(until=lambda: label in child.done)
+            outcome = child.wait(until=self._ready_or_starved(child, label))
             if outcome != "ready":
                 self._finished(key, child, outcome, py_func.__name__)
+        child.proc.poll()  # (reaps it once it has exited)
+
+    @staticmethod
+    def _ready_or_starved(child, label):
+        """until() for waiting on the child's job `label`: it is done, or (a child of lower priority) it has had
+        less than STARVED_RATE of a core over the last STARVED_S of waiting: then this process compiles it."""
+        t0, cpu0 = time.monotonic(), child.cpu
+
+        def until():
+            if label in child.done:
+                return True
+            waited = time.monotonic() - t0
+            return bool(child.nice) and waited >= STARVED_S and child.cpu - cpu0 < STARVED_RATE * waited
+        return until
 
     def compiling(self, dispatcher):
         """Numba starts compiling `dispatcher` (a cache miss). An attention forward kernel (or its work-item
@@ -466,7 +491,7 @@ class AheadCompiler:
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError:
             return False
-        self.children[key] = _Child(proc)
+        self.children[key] = _Child(proc, nice)
         return True
 
     def _finished(self, key, child, outcome, what):
@@ -481,10 +506,11 @@ class AheadCompiler:
                 RuntimeWarning, stacklevel=4)
 
     def wait(self):
-        """Before an attention backward: let every child still compiling finish (it fills the cache), unless it
-        makes no progress for STALL_S (then it is killed, and the kernel compiles here)."""
+        """Before an attention backward: let every child of this process's priority (attention's) still compiling
+        finish (it fills the cache), unless it makes no progress for STALL_S (then it is killed, and the kernel
+        compiles here). The lower-priority ones are claimed kernel by kernel (`before_load`)."""
         for key, child in list(self.children.items()):
-            if child is not None:
+            if child is not None and not child.nice:
                 self._finished(key, child, child.wait(), "attention's backward")
 
 

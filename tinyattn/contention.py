@@ -57,12 +57,12 @@ def read_sample(cores, stat="/proc/stat"):
             user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
             busy += user + nice + system + irq + softirq
             steal += int(fields[8]) if len(fields) > 8 else 0
-    t = os.times()
     # its own: this process, its helper processes (compile-ahead children) while they run, and, once reaped,
-    # every child (os.times counts those): a cold start's helpers do not make it lower its thread count
-    own = t.user + t.system + t.children_user + t.children_system
-    if helpers_cpu is not None:
-        own += helpers_cpu()
+    # every child (os.times counts those): a cold start's helpers do not make it lower its thread count. The
+    # helpers first: one reaped in between is then counted twice (more own time: ignored), never not at all.
+    own = helpers_cpu() if helpers_cpu is not None else 0.0
+    t = os.times()
+    own += t.user + t.system + t.children_user + t.children_system
     return time.monotonic(), busy, steal, own
 
 

@@ -15,8 +15,10 @@ item index first) and returns the pair the kernel takes, (address, fingerprint).
 Safety: a pointer carries no types, and a call with other argument types than the function was compiled for
 would read its arguments wrongly. So the pair carries a fingerprint of the types the function was compiled
 for, and `call_compiled` compares it with the fingerprint of the types it passes (fixed when the kernel is
-compiled): a mismatch raises instead of calling. `item_function` keys its memo on Numba's own type
-fingerprint of the arguments, the key Numba's dispatcher uses to pick a compiled version.
+compiled): a mismatch raises instead of calling. An exception inside a `prange` body is dropped by Numba's
+worker threads, so a kernel also checks the handle with `check_compiled` before its loop, where the error
+reaches the caller. `item_function` keys its memo on Numba's own type fingerprint of the arguments, the key
+Numba's dispatcher uses to pick a compiled version.
 """
 import zlib
 
@@ -36,26 +38,53 @@ def type_fingerprint(argtypes):
     return zlib.crc32(str(tuple(argtypes)).encode()) & 0x7FFFFFFF
 
 
+def _handle_and_args(fn, args):
+    """Whether (fn, args) type as (a pair of integers, a tuple)."""
+    return (isinstance(fn, types.UniTuple) and fn.count == 2 and isinstance(fn.dtype, types.Integer)
+            and isinstance(args, types.BaseTuple))
+
+
+def _check_fingerprint(context, builder, handle, argtys):
+    """Raise RuntimeError (return it to the caller) unless the handle's fingerprint is that of `argtys`."""
+    fingerprint = builder.extract_value(handle, 1)
+    expected = fingerprint.type(type_fingerprint(argtys))
+    with cgutils.if_unlikely(builder, builder.icmp_signed("!=", fingerprint, expected)):
+        context.call_conv.return_user_exc(
+            builder, RuntimeError, ("call_compiled: the function was compiled for other argument types",))
+
+
+@intrinsic
+def check_compiled(typingctx, fn, args):
+    """check_compiled((address, fingerprint), args): RuntimeError unless call_compiled(fn, args) would call the
+    function (its fingerprint matches the types of `args`). A parallel loop calls this once before the loop: an
+    exception raised inside a `prange` body is lost (Numba's worker threads drop it), so a mismatch there would
+    only skip the call."""
+    if not _handle_and_args(fn, args):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        _check_fingerprint(context, builder, llargs[0], list(args.types))
+        return context.get_dummy_value()
+
+    return types.none(fn, args), codegen
+
+
 @intrinsic
 def call_compiled(typingctx, fn, args):
     """call_compiled((address, fingerprint), args): call the Numba-compiled function at `address` with the
     tuple `args` spread as its arguments, as Numba calls a function it compiled (exceptions propagate). The
     function must return nothing; `fingerprint` must be type_fingerprint of the types of `args`, else
-    RuntimeError (a function compiled for other types is never called)."""
-    if not (isinstance(fn, types.UniTuple) and fn.count == 2 and isinstance(fn.dtype, types.Integer)):
-        return None
-    if not isinstance(args, types.BaseTuple):
+    RuntimeError (a function compiled for other types is never called). Inside a `prange` body neither the
+    RuntimeError nor the function's own exceptions reach the caller (Numba's parallel loops drop them): check the
+    handle with check_compiled before the loop."""
+    if not _handle_and_args(fn, args):
         return None
     argtys = list(args.types)
-    expected = type_fingerprint(argtys)
 
     def codegen(context, builder, signature, llargs):
         handle, values = llargs
         address = builder.extract_value(handle, 0)
-        fingerprint = builder.extract_value(handle, 1)
-        with cgutils.if_unlikely(builder, builder.icmp_signed("!=", fingerprint, fingerprint.type(expected))):
-            context.call_conv.return_user_exc(
-                builder, RuntimeError, ("call_compiled: the function was compiled for other argument types",))
+        _check_fingerprint(context, builder, handle, argtys)
         fnty = context.call_conv.get_function_type(types.none, argtys)
         pointer = builder.inttoptr(address, fnty.as_pointer())
         spread = [builder.extract_value(values, i) for i in range(len(argtys))]

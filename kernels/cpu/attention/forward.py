@@ -9,7 +9,7 @@ parallel loop calling them (_forward_mk says why).
 import numpy as np
 from numba import njit, prange
 
-from ..indirect import call_compiled
+from ..indirect import call_compiled, check_compiled
 from ..vexp import vexp as _exp
 from .exp import _exp_fwd, _max_rows
 from .mask import _bias_and_mask_t, _block_rows, _key_range
@@ -37,6 +37,7 @@ def _forward(q, k, v, dims, mask, scale, o, lse, item):
     """
     BH, L = dims[0], dims[1]
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
+    check_compiled(item, (np.int64(0), q, k, v, dims, mask, scale, o, lse))
     for i in prange(BH * nqb):
         call_compiled(item, (np.int64(i), q, k, v, dims, mask, scale, o, lse))  # item: _query_tile's address
 
@@ -183,6 +184,7 @@ def _forward_mk(q, k, v, dims, mask, scale, o, lse, tag, item):
     body, which would compile the item function a second time for that type."""
     BH, L = dims[0], dims[1]
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
+    check_compiled(item, (np.int64(0), q, k, v, dims, mask, scale, o, lse, tag))
     for i in prange(BH * nqb):
         call_compiled(item, (np.int64(i), q, k, v, dims, mask, scale, o, lse, tag))  # item: _query_tile_mk's
 

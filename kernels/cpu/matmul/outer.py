@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
                       OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
-from ..indirect import ITEM_INDEX, call_compiled, item_function, values_fingerprint
+from ..indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, values_fingerprint
 from .pack import _pack_b_panel
 from .panel import _panel
 
@@ -162,6 +162,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     ngr = (B + bpt - 1) // bpt                              # batch runs
 
     grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b)
+    check_compiled(task, (np.int64(0), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
+                          a_offs, b_offs, out, partial, Bp, grid))
     for tk in prange(ngr * nrb * ncb * nkb):   # task: _gemm_task's address (indirect.py says why)
         call_compiled(task, (np.int64(tk), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
                              a_offs, b_offs, out, partial, Bp, grid))
