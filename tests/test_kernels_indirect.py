@@ -194,3 +194,14 @@ def test_the_product_kernel_refuses_handles_for_other_operands():
     np.testing.assert_array_equal(outer.gemm_outer(*args32)[0], np.full((40, 40), 24, np.float32))
     with pytest.raises(RuntimeError, match="compiled for other argument types"):
         outer._gemm_outer(*args32, *outer._handles(*args64))
+
+
+def test_the_product_kernel_refuses_flat_operands_with_gaps():
+    """The micro-kernels step raw pointers through af and bf: a flat view with a stride would be read wrongly."""
+    from tinyattn.kernels.cpu.matmul import outer
+
+    a = np.ones(2 * 40 * 24, np.float32)[::2]
+    args = (a, 1, 0, 24, 1, a, 1, 0, 24, 1, 40, 40, 24, True, 2, np.empty(0, np.float32), np.zeros((0, 0), np.float32),
+            np.empty(0, np.int64), np.empty(0, np.int64))
+    with pytest.raises(ValueError, match="unit stride"):
+        outer.gemm_outer(*args)

@@ -261,6 +261,9 @@ def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nt
     operands (indirect.py: neither is compiled again into the kernel). The arrays the kernel makes itself
     (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that the kernel passes
     exactly those types."""
+    if af.strides[0] != af.itemsize or bf.strides[0] != bf.itemsize:  # (the micro-kernels step raw pointers)
+        raise ValueError(f"gemm_outer: af and bf must be 1-D views with unit stride, got strides {af.strides} and "
+                         f"{bf.strides} for itemsize {af.itemsize}")
     args = (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs)
     key = values_fingerprint(args)
     handles = _HANDLES.get(key)
