@@ -87,7 +87,7 @@ CHILD_NICE = 10
 # Waiting for such a child's job ends, and this process compiles the kernel itself, once the child has had less than
 # STARVED_RATE of a core over STARVED_S or more of waiting (other processes take the CPU it was left).
 STARVED_S = 1.0
-STARVED_RATE = 0.5
+STARVED_RATE = 0.2
 
 KERNELS = "tinyattn.kernels.cpu.attention"  # the module whose wrappers call the kernels below
 FORWARD_KERNELS = ("_forward", "_forward_rows", "_forward_mk")
