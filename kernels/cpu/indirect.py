@@ -112,10 +112,10 @@ def item_function(dispatcher, args):
     """(address, fingerprint) of `dispatcher` compiled for the types of `args` (compiling it on first use, or
     loading it from the on-disk cache), for a kernel to pass to call_compiled with arguments of those types.
     After the first call for some argument types, a lookup (~0.4 us)."""
-    try:
-        return _HANDLES[dispatcher][_fingerprint_of_values(args)]
-    except (KeyError, TypeError, ValueError):  # (no fingerprint function, or a value without a fingerprint)
-        pass
+    key = values_fingerprint(args)
+    known = _HANDLES.get(dispatcher)
+    if known is not None and key in known:
+        return known[key]
     sig = tuple(dispatcher.typeof_pyval(a) for a in args)
     compiled = dispatcher.overloads.get(sig)
     if compiled is None:
@@ -126,10 +126,8 @@ def item_function(dispatcher, args):
                         "a work-item function returns nothing")
     address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
     handle = (int(address), type_fingerprint(sig))
-    try:
-        _HANDLES.setdefault(dispatcher, {})[_fingerprint_of_values(args)] = handle
-    except (TypeError, ValueError):
-        pass
+    if key is not None:  # (None: no fingerprint for these values; the types are found again next time)
+        _HANDLES.setdefault(dispatcher, {})[key] = handle
     return handle
 
 
