@@ -161,7 +161,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     bpt = (B + nth - 1) // nth if need == 1 else 1          # products per task (a run of the batch)
     ngr = (B + bpt - 1) // bpt                              # batch runs
 
-    grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b)
+    grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b, MR, NR, Np, Nb)   # (the tasks read Bp as laid out here)
     check_compiled(task, (np.int64(0), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
                           a_offs, b_offs, out, partial, Bp, grid))
     for tk in prange(ngr * nrb * ncb * nkb):   # task: _gemm_task's address (indirect.py says why)
@@ -187,19 +187,15 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
 def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums, a_offs, b_offs, out,
                partial, Bp, grid):
     """Task tk of `_gemm_outer`'s parallel loop (its docstring: the loop nest): k block tk % nkb of (batch run,
-    row block, column block) tk // nkb. `grid`: the task grid `_gemm_outer` chose; out, partial, Bp: its
-    output, the k blocks' partial outputs and the packed B."""
-    nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b = grid
+    row block, column block) tk // nkb. `grid`: the task grid and the micro-panel sizes `_gemm_outer` chose (B's
+    packed layout among them); out, partial, Bp: its output, the k blocks' partial outputs and the packed B."""
+    nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b, MR, NR, Np, Nb = grid
     B = out.shape[0]
     size = out.size
-    MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
     MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32
     kind = 0 if wide else 1
-    NR = 2 * (64 if wide else 32) // af.itemsize
     NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
-    Np = (N + NR - 1) // NR * NR
     npan = Np // NR
-    Nb = Np if pack_b else NR
     has_bias = bias.size > 0
     has_sums = sums.size > 0
     kb = tk % nkb
@@ -251,7 +247,7 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
 
 
-_TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False)   # stands for `grid` in `_gemm_task`'s signature
+_TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature
 _STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
 _HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
 
