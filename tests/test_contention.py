@@ -51,20 +51,23 @@ def test_compile_ahead_children_count_as_this_processs_own_cpu(tmp_path, monkeyp
 
     stat = tmp_path / "stat"
     stat.write_text("cpu0 10 0 10 50 0 0 0 0 0 0\n")
-    monkeypatch.setattr(contention, "helpers_cpu", lambda: 100.0)
+    monkeypatch.setattr(contention, "processes_cpu", lambda pids: 100.0 * len(pids))
+    monkeypatch.setattr(contention, "helper_pids", lambda: [12345])
     assert contention.read_sample([0], str(stat))[3] >= 100.0
+    monkeypatch.undo()
     if not os.path.exists("/proc/self/stat"):
         return
     ahead = compile_ahead.AHEAD
     monkeypatch.setattr(ahead, "children", {})
-    assert compile_ahead._children_cpu() == 0.0
+    assert compile_ahead._running_children() == []
     assert ahead.start("spin", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass")
     child = ahead.children["spin"]
     while child.progress < 2 and child.proc.poll() is None:  # (its heartbeat: CPU time growing)
         threading.Event().wait(0.02)
-    assert compile_ahead._children_cpu() > 0.0
+    assert compile_ahead._running_children() == [child.proc.pid]
+    assert contention.processes_cpu([child.proc.pid]) > 0.0
     assert child.wait() == "done"
-    assert compile_ahead._children_cpu() == 0.0  # reaped: its time is in os.times' children's
+    assert compile_ahead._running_children() == []  # reaped: its time is in os.times' children's
 
 
 class _Threads:

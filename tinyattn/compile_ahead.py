@@ -79,7 +79,6 @@ MIN_CPU_S = 0.05  # CPU seconds a child must add to count as progressing (a bloc
 STALL_S = 5.0  # seconds of waiting without progress after which a child is killed and the kernel compiled here
 WAIT_S = 300  # the longest attention_backward waits for a child that keeps progressing
 POLL_S = 0.05
-_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # The niceness above its parent's of a child compiling kernels that are not attention's (an optimiser's update,
 # a backward's companions): those take what CPU the parent and an attention child leave (Linux: about a tenth
 # of a core against either). An attention child runs at the parent's priority: its kernels are the longest.
@@ -522,27 +521,18 @@ def _before_load(py_func, sig):
         AHEAD.before_load(py_func, sig)
 
 
-def _children_cpu():
-    """CPU seconds used so far by the children not reaped yet (/proc/<pid>/stat; a reaped child's time is in
-    os.times): for contention.py, which counts them as this process's own."""
-    total = 0
-    for child in list(AHEAD.children.values()):
-        if child is None or child.proc.returncode is not None:
-            continue
-        try:
-            with open(f"/proc/{child.proc.pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / _HZ
+def _running_children():
+    """The pids of the children not reaped yet (a reaped child's CPU time is in os.times): contention.py counts
+    their CPU time as this process's own."""
+    return [child.proc.pid for child in list(AHEAD.children.values())
+            if child is not None and child.proc.returncode is None]
 
 
 def _install():
     from . import contention, kernel_cache
 
     kernel_cache.before_load = _before_load
-    contention.helpers_cpu = _children_cpu
+    contention.helper_pids = _running_children
 
 
 _install()

@@ -24,12 +24,12 @@ import os
 import threading
 import time
 
-__all__ = ["GOVERNOR", "INTERVAL", "ThreadGovernor", "fair_threads", "others_cores", "read_sample"]
+__all__ = ["GOVERNOR", "INTERVAL", "ThreadGovernor", "fair_threads", "others_cores", "processes_cpu", "read_sample"]
 
 INTERVAL = 0.25  # seconds between looks at /proc/stat (a look costs about 16 us here)
-# Set by compile_ahead.py: () -> CPU seconds used so far by this process's running helper processes (children
-# compiling kernels for it), which count as its own CPU time, not as other processes'.
-helpers_cpu = None
+# Set by compile_ahead.py: () -> the pids of this process's running helper processes (children compiling kernels
+# for it), whose CPU time counts as its own, not as other processes'.
+helper_pids = None
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -60,10 +60,24 @@ def read_sample(cores, stat="/proc/stat"):
     # its own: this process, its helper processes (compile-ahead children) while they run, and, once reaped,
     # every child (os.times counts those): a cold start's helpers do not make it lower its thread count. The
     # helpers first: one reaped in between is then counted twice (more own time: ignored), never not at all.
-    own = helpers_cpu() if helpers_cpu is not None else 0.0
+    own = processes_cpu(helper_pids()) if helper_pids is not None else 0.0
     t = os.times()
     own += t.user + t.system + t.children_user + t.children_system
     return time.monotonic(), busy, steal, own
+
+
+def processes_cpu(pids):
+    """CPU seconds the processes `pids` have used so far (Linux /proc/<pid>/stat: utime + stime; nothing for one
+    that cannot be read)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()  # (the name, in parentheses, may hold spaces)
+            ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / _HZ
 
 
 def others_cores(before, after):
