@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 import tinyattn as ta
 from tinyattn.kernels.cpu import matmul as mm
-from tinyattn.kernels.cpu import policy
 from tinyattn.kernels.cpu import softmax as sm
 
 DTYPES = [np.float32, np.float64]
@@ -154,29 +153,6 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
                              np.empty(0), sums, mm._NO_OFFS, mm._NO_OFFS)
         np.testing.assert_array_equal(out, np.swapaxes(a, 1, 2) @ np.swapaxes(b, 1, 2))
         np.testing.assert_array_equal(sums.sum(axis=0), a.sum(axis=1).reshape(-1))
-
-
-@pytest.mark.parametrize("nth", [1, 3])
-def test_matmul_outer_packs_rows_of_a_transposed_a_in_runs(rng, nth):
-    """A with contiguous rows (dy^T in dy^T @ x) is packed a run of row panels at a time from whole rows
-    (pack._pack_a_panels): rows over two runs and a partial panel after them, several k-slices, a batch,
-    the row sums: the same product, float64 integers exact, for both micro-kernel widths."""
-    for wide in (True, False):
-        for dtype in DTYPES:
-            MR = policy.MICRO_ROWS_W64 if wide else policy.MICRO_ROWS_W32
-            run = policy.OUTER_MC_BYTES // (MR * policy.OUTER_KC * np.dtype(dtype).itemsize) * MR
-            M, N, K, Ba = 2 * run + MR + 5, 37, mm.OUTER_KC + 70, 2
-            a = rng.integers(-1000, 1000, size=(Ba, K, M)).astype(dtype)   # A read as a^T
-            b = rng.integers(-1000, 1000, size=(1, N, K)).astype(dtype)
-            sums = np.zeros((nth, Ba * M), dtype)
-            out = mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
-                                 np.empty(0, dtype), sums, mm._NO_OFFS, mm._NO_OFFS)
-            ref = np.swapaxes(a, 1, 2).astype(np.float64) @ np.swapaxes(b, 1, 2)
-            if dtype == np.float64:
-                np.testing.assert_array_equal(out, ref)
-                np.testing.assert_array_equal(sums.sum(axis=0), a.sum(axis=1).reshape(-1))
-            else:
-                np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -304,21 +304,21 @@ def _make_ukernel(MR, vbytes, edges=False):
 
 
 def _make_copy(MR, vbytes, for_b):
-    """An intrinsic copy(n, src, s_off, s_stride, dst, d_off, d_stride): for t < n, the E contiguous elements
-    src[s_off + t*s_stride : +E] go to dst[d_off + t*d_stride : +E], E = MR (A's micro-panel rows, for_b false)
-    or NR = NV * vbytes / itemsize (a B micro-panel). E is a constant, so each row is one fixed-size
+    """An intrinsic copy(n, src, s_off, s_stride, dst, d_off): for t < n, the E contiguous elements
+    src[s_off + t*s_stride : +E] go to dst[d_off + t*E : +E], E = MR (an A micro-panel, for_b false) or
+    NR = NV * vbytes / itemsize (a B micro-panel). E is a constant, so each row is one fixed-size
     memcpy that LLVM turns into a few vector moves (a loop over a run-time width stays scalar)."""
 
     @intrinsic
-    def copy(typingctx, n, src, s_off, s_stride, dst, d_off, d_stride):
+    def copy(typingctx, n, src, s_off, s_stride, dst, d_off):
         if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
             return None
-        sig = types.void(n, src, s_off, s_stride, dst, d_off, d_stride)
+        sig = types.void(n, src, s_off, s_stride, dst, d_off)
 
         def codegen(context, builder, sig, args):
             i64 = ir.IntType(64)
             tys = sig.args
-            n, src, s_off, s_stride, dst, d_off, d_stride = _int64_args(context, builder, sig, args)
+            n, src, s_off, s_stride, dst, d_off = _int64_args(context, builder, sig, args)
             dt = context.get_data_type(tys[1].dtype)
             isz = context.get_abi_sizeof(dt)
             E = NV * vbytes // isz if for_b else MR
@@ -327,7 +327,7 @@ def _make_copy(MR, vbytes, for_b):
             with cgutils.for_range(builder, n) as loop:
                 t = loop.index
                 a = builder.gep(ps, [builder.mul(t, s_stride)])
-                b = builder.gep(pd, [builder.mul(t, d_stride)])
+                b = builder.gep(pd, [builder.mul(t, ir.Constant(i64, E))])
                 cgutils.raw_memcpy(builder, b, a, ir.Constant(i64, E), isz, align=1)
             return context.get_dummy_value()
 

@@ -140,9 +140,6 @@ OUTER_NC_BYTES = 1 << 20
 # 4 / 4 themselves are not recorded.
 OUTER_SPLIT_K = 4
 OUTER_MAX_SPLIT_K = 4
-# Bytes of A (rows contiguous: dy^T) packed at once, a run of micro-panels for one k-slice (pack._pack_a_panels):
-# with OUTER_NC_BYTES of B, within L2. Measured: see the A block packing (issue 22, ninth session).
-OUTER_MC_BYTES = 1 << 19
 
 # ---- attention and the decode step (owned by the attention code; listed here, copies there) -------------
 

@@ -7,10 +7,10 @@ policy.py. Callers use `gemm_outer`."""
 import numpy as np
 from numba import njit, prange
 
-from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MC_BYTES, OUTER_MIN_PANELS,
-                      OUTER_NC_BYTES, OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
+from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
+                      OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
 from ..indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, values_fingerprint
-from .pack import _pack_a_panels, _pack_b_panel
+from .pack import _pack_b_panel
 from .panel import _panel
 
 
@@ -214,13 +214,6 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
     s0 = min(i1 - i0, t % ncb * ssh)
     s1 = min(i1 - i0, s0 + ssh)
     ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
-    # A with contiguous rows (dy^T): a run of its full row panels is packed at once per k-slice, reading
-    # whole rows of dy (pack._pack_a_panels); the run is at most OUTER_MC_BYTES, so it stays in L2 beside B
-    pack_a = a_rs == 1 and a_ks != 1
-    mc = (i1 - i0) if not pack_a else min(i1 - i0, max(1, OUTER_MC_BYTES // (MR * OUTER_KC * af.itemsize)) * MR)
-    pstride = MR * min(OUTER_KC, K) + 64 // af.itemsize     # a packed panel and a cache line (pack.py says why)
-    ablk = np.empty(mc // MR * pstride if pack_a else 0, dtype=af.dtype)
-    unpacked = np.int64(-1)     # _panel's apo: copy the panel itself (int64: a literal compiles _panel twice)
     Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
     Bsrc = Bt if own_b else Bp
     for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
@@ -236,31 +229,22 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
             more = k0 > kstart
             if has_sums and s1 > s0:          # this task's share of the rows' sums (each row: one task)
                 _a_sums(af, pa + i0 + s0 + k0 * a_ks, a_ks, s1 - s0, kc, sums[kb], p * M + i0 + s0)
-            for c0 in range(i0, i1, mc):      # runs of row panels (one run unless A is packed)
-                c1 = min(i1, c0 + mc)
-                npk = (c1 - c0) // MR if pack_a else 0  # full panels packed for this run
-                if npk > 0:
-                    _pack_a_panels(af, pa + c0 + k0 * a_ks, a_ks, npk, kc, MR, ablk, pstride, wide)
-                for jc in range(j0, j1, NC):
-                    jend = min(jc + NC, j1)
-                    for r in range(c0, c1, MR):
-                        mr = min(MR, c1 - r)
-                        aoff = pa + r * a_rs + k0 * a_ks
-                        cbase = (p * M + r) * N
-                        q = (r - c0) // MR
-                        if q < npk:
-                            _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ablk, q * pstride, Bsrc,
-                                   pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
-                        elif mr == MR:
-                            _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, unpacked, Bsrc, pbb + k0 * Nb, Nb,
-                                   bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
-                        else:                             # the last rows: panels of MT rows
-                            for rt in range(0, mr, MT):
-                                _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
-                                       ap, unpacked, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N,
-                                       of, cbase + rt * N, jc, jend)
-                        if has_bias and kb == 0 and k0 + kc == kend:
-                            _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+            for jc in range(j0, j1, NC):
+                jend = min(jc + NC, j1)
+                for r in range(i0, i1, MR):
+                    mr = min(MR, i1 - r)
+                    aoff = pa + r * a_rs + k0 * a_ks
+                    cbase = (p * M + r) * N
+                    if mr == MR:
+                        _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bsrc, pbb + k0 * Nb, Nb,
+                               bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
+                    else:                             # the last rows: panels of MT rows
+                        for rt in range(0, mr, MT):
+                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
+                                   ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
+                                   cbase + rt * N, jc, jend)
+                    if has_bias and kb == 0 and k0 + kc == kend:
+                        _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature

@@ -4,12 +4,10 @@
                         (the portable kernel `_gemm`, and `_small`'s k-major copy of B)
     _pack_b_panel(...)  one NR-column micro-panel of B, k-major, per k-slice (the outer-product kernel
                         `_gemm_outer`), with the register transposes of microkernel.py
-    _pack_a_panels(...) a run of MR-row micro-panels of an A with contiguous rows (dy^T), one k-slice, for
-                        `_gemm_outer`
 """
 from numba import njit
 
-from ..microkernel import copy_a_w32, copy_a_w64, copy_b_w32, copy_b_w64, transpose_w32, transpose_w64
+from ..microkernel import copy_b_w32, copy_b_w64, transpose_w32, transpose_w64
 
 
 @njit(cache=True)
@@ -66,9 +64,9 @@ def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
             room = bf.size - NR - s0          # rows k whose NR values from s0 + k*ks lie inside bf: k*ks <= room
             kw = kc if nc == NR else (0 if room < 0 else min(kc, room // max(ks, 1) + 1))
             if wide:
-                copy_b_w64(kw, bf, s0, ks, dst, base, NR)
+                copy_b_w64(kw, bf, s0, ks, dst, base)
             else:
-                copy_b_w32(kw, bf, s0, ks, dst, base, NR)
+                copy_b_w32(kw, bf, s0, ks, dst, base)
             for k in range(kw, kc):           # (the last rows of bf, when the panel is partial)
                 s = s0 + k * ks
                 d = base + k * NR
@@ -90,22 +88,3 @@ def _pack_b_panel(bf, off, rs, ks, N, K, KC, NR, q, dst, d0, Np, dq, wide):
                 s = off + (j0 + c) * rs + k0 * ks
                 for k in range(kv if c < cv else 0, kc):
                     dst[base + k * NR + c] = bf[s + k * ks]
-
-
-@njit(cache=True)
-def _pack_a_panels(af, off, a_ks, npanels, kc, MR, dst, pstride, wide):
-    """Micro-panels q < npanels of A, rows contiguous (A[i, k] = af[off + i + k*a_ks]: dy^T in dy^T @ x), for
-    one k-slice of length kc: dst[q*pstride + k*MR + r] = A[q*MR + r, k] for r < MR, each panel in the layout
-    the micro-kernel reads a copied panel in. pstride >= MR*kc: panels one cache line more than a multiple of
-    4 KiB apart do not all land in the same L1 sets (MR*kc*4 bytes is 12 KiB for float32).
-
-    Loop nest: for k: for q: the MR values of row k (fixed-width vector moves). Each source row k is read
-    as one run of npanels * MR values, whole cache lines in order, which the hardware prefetchers follow;
-    copied one panel at a time, the same values came MR at a time from kc rows a_ks apart, a new line (in
-    L2 at best) for every k.
-    """
-    for k in range(kc):
-        if wide:
-            copy_a_w64(npanels, af, off + k * a_ks, MR, dst, k * MR, pstride)
-        else:
-            copy_a_w32(npanels, af, off + k * a_ks, MR, dst, k * MR, pstride)

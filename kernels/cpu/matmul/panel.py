@@ -6,7 +6,7 @@ from ..microkernel import copy_a_w32, copy_a_w64, ukernel_w32e, ukernel_w32te, u
 
 
 @njit(cache=True)
-def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, apo, Bp, boff0, Nb, bf, bfoff, b_ks, pack_b, NR, N,
+def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bp, boff0, Nb, bf, bfoff, b_ks, pack_b, NR, N,
            of, cbase, jc, jend):
     """One row panel (mr <= MRk rows starting at A offset `aoff`, output offset `cbase`) of `_gemm_outer`
     over the micro-panels j in [jc, jend) of one k-slice of length kc, with micro-kernel `kind`
@@ -15,22 +15,15 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, apo, Bp, boff0, Nb
         for j in range(jc, jend, NR): out[rows, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel j)
 
     A is read in place when it is contiguous along k and the panel is full; otherwise it is copied into
-    `ap` (MRk values per k, zero rows past mr), unless `apo` >= 0: then the caller has copied it there
-    already, at ap[apo:] (pack._pack_a_panels: a run of panels from whole rows of A). B comes from the
-    packed Bp (panel j at boff0 + j*kc, or its only panel at boff0 when B is read in place) or in place from
-    bf (bfoff + j + k*b_ks).
+    `ap` (MRk values per k, zero rows past mr). B comes from the packed Bp (panel j at boff0 + j*kc, or
+    its only panel at boff0 when B is read in place) or in place from bf (bfoff + j + k*b_ks).
     Edge tiles (mr < MRk rows, or columns past N) are stored straight into C under the micro-kernel's row
     and column masks (its edge arguments). Over a copied A panel the micro-kernel
     prefetches B's rows policy.B_PREFETCH_ROWS k steps ahead (microkernel.py; a weight gradient's x read in
     place); over a row-major A read in place it unrolls policy.UNROLL_STRIDED k steps. The micro-kernels are
     inlined here: Numba's cache of this file does not see microkernel.py change (edit this file with it).
     """
-    if apo >= 0:                                 # copied by the caller
-        asrc = ap
-        ars = 1
-        aks = MRk
-        ao = apo
-    elif mr == MRk and a_ks == 1:                # row-major A: read in place
+    if mr == MRk and a_ks == 1:                  # row-major A: read in place
         asrc = af
         ars = a_rs
         aks = a_ks
@@ -38,9 +31,9 @@ def _panel(kind, MRk, mr, kc, more, af, aoff, a_rs, a_ks, ap, apo, Bp, boff0, Nb
     else:
         if mr == MRk and a_rs == 1 and kind < 2:  # fixed-width copies (vector moves)
             if kind == 0:
-                copy_a_w64(kc, af, aoff, a_ks, ap, 0, MRk)
+                copy_a_w64(kc, af, aoff, a_ks, ap, 0)
             else:
-                copy_a_w32(kc, af, aoff, a_ks, ap, 0, MRk)
+                copy_a_w32(kc, af, aoff, a_ks, ap, 0)
         elif a_ks == 1:                           # the last rows of a row-major A: rows outer
             z = ap.dtype.type(0)
             for rr in range(mr):
