@@ -207,22 +207,6 @@ def test_short_sequences_compute_only_the_columns_they_use(kernel, dtype, monkey
         check(q, k, v, dout, causal=True, groups=1)
 
 
-@pytest.mark.parametrize("kernel", kernels("avx512", "avx2"))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_causal_diagonal_tiles_compute_only_the_keys_their_rows_see(kernel, dtype, monkeypatch):
-    # the backward splits a diagonal tile into runs of micro-tile rows, each computing only the key columns
-    # its rows may see (mask._row_run): head sizes with dq straight into the slab (E a multiple of the
-    # micro-tile width) and through dsT, with a bias and a window, and with a second key-tile group
-    monkeypatch.setattr(A, "KERNEL", kernel)
-    rng = np.random.default_rng(12)
-    for BH, L, S, E, Ev in ((3, BLOCK_Q, BLOCK_K, 32, 32), (2, 100, 100, 16, 24), (2, 50, 90, 13, 7)):
-        q, k, v, dout = make(rng, BH, L, S, E, Ev, dtype)
-        bias = rng.standard_normal((BH, L, S)).astype(dtype)
-        check(q, k, v, dout, causal=True)
-        check(q, k, v, dout, bias=bias, causal=True, window=20)
-        check(q, k, v, dout, causal=True, groups=2)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tile_row_exp(dtype):
     # the forward's and backward's exp passes (16-lane vector IR for float32, _exp loops for float64):

@@ -13,8 +13,8 @@ from numba import njit, prange
 from ..indirect import call_compiled, check_compiled
 from ..vexp import vexp as _exp
 from .exp import _exp_bwd
-from .mask import _bias_and_mask, _query_range, _row_run
-from .tiles import BLOCK_K, BLOCK_Q, _mm, _mr, _nr, _zero2
+from .mask import _bias_and_mask, _query_range
+from .tiles import BLOCK_K, BLOCK_Q, _mm, _nr, _zero2
 from .transpose import _transpose
 
 
@@ -188,7 +188,7 @@ def _key_tiles(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv):
                     a = qf[qo + (i0 + i) * q_rs + e] * scale
                     for j in range(BLOCK_K):
                         s[i, j] += a * kT[e, j]
-            _bias_and_mask(s, bias, has_bias, bh, i0, 0, nq, j0, nk, causal, window, offset)
+            _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
             for i in range(nq):
                 li = lse[bh, i0 + i]
                 if li == -np.inf:
@@ -297,7 +297,6 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag)
     nkb = (S + BLOCK_K - 1) // BLOCK_K
     nqb = (L + BLOCK_Q - 1) // BLOCK_Q
     NR = _nr(tag, of)
-    MRr = _mr(tag)
     bh = item // G
     g = item % G
     qo, ko, vo, doo = q_off[bh], k_off[bh], v_off[bh], do_off[bh]
@@ -312,43 +311,33 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag)
         for qb in range(ilo // BLOCK_Q, (ihi + BLOCK_Q - 1) // BLOCK_Q):
             i0 = qb * BLOCK_Q
             nq = min(BLOCK_Q, L - i0)
-            a = 0
-            while a < nq:   # runs of rows [a, b) that see the first wk key columns (all of them unless masked)
-                b, wk = _row_run(a, nq, i0 + offset, j0, nk, S, NR, MRr, causal, window)
-                n = b - a
-                _mm(tag, n, wk, E, qf, qo + (i0 + a) * q_rs, q_rs, 1, kT, 0, BLOCK_K, s, a * BLOCK_K, BLOCK_K, False)
-                _bias_and_mask(s, bias, has_bias, bh, i0, a, b, j0, min(nk, wk), causal, window, offset)
-                for i in range(a, b):
-                    li = lse[bh, i0 + i]
-                    if li == -np.inf:
-                        for j in range(wk):
-                            s[i, j] = 0.0
-                    else:
-                        _exp_bwd(s, i, lse, bh * L + i0 + i, wk)
-                        for j in range(nk, wk):  # zero padding keys
-                            s[i, j] = 0.0
-                # dV
-                _mm(tag, Ev, wk, n, dof, doo + (i0 + a) * do_rs, 1, do_rs, s, a * BLOCK_K, BLOCK_K, dvT, 0, BLOCK_K,
-                    True)
-                # dP -> dS (in dp, scale folded in)
-                _mm(tag, n, wk, Ev, dof, doo + (i0 + a) * do_rs, do_rs, 1, vT, 0, BLOCK_K, dp, a * BLOCK_K, BLOCK_K,
-                    False)
-                for i in range(a, b):
-                    di = delta[i0 + i]
+            wk = min(BLOCK_K, (nk + NR - 1) // NR * NR)  # key columns computed
+            _mm(tag, nq, wk, E, qf, qo + i0 * q_rs, q_rs, 1, kT, 0, BLOCK_K, s, 0, BLOCK_K, False)
+            _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset)
+            for i in range(nq):
+                li = lse[bh, i0 + i]
+                if li == -np.inf:
                     for j in range(wk):
-                        dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
-                # dK
-                _mm(tag, E, wk, n, qf, qo + (i0 + a) * q_rs, 1, q_rs, dp, a * BLOCK_K, BLOCK_K, dkT, 0, BLOCK_K, True)
-                # dQ
-                if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (n x wk) @ K[p, kb] (wk x E)
-                    _mm(tag, n, E, min(wk, nk), dp, a * BLOCK_K, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqf,
-                        dq_off[g * BH + bh] + (i0 + a) * dq_rs, dq_rs, seen[qb])  # the first key tile writes
-                else:            # dS = 0 past wk, for dsT below
-                    for i in range(a, b):
-                        for j in range(wk, nk):
-                            dp[i, j] = 0.0
-                a = b
-            if E % NR != 0:
+                        s[i, j] = 0.0
+                else:
+                    _exp_bwd(s, i, lse, bh * L + i0 + i, wk)
+                    for j in range(nk, wk):  # zero padding keys
+                        s[i, j] = 0.0
+            # dV
+            _mm(tag, Ev, wk, nq, dof, doo + i0 * do_rs, 1, do_rs, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
+            # dP -> dS (in dp, scale folded in)
+            _mm(tag, nq, wk, Ev, dof, doo + i0 * do_rs, do_rs, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
+            for i in range(nq):
+                di = delta[i0 + i]
+                for j in range(wk):
+                    dp[i, j] = scale * s[i, j] * (dp[i, j] - di)
+            # dK
+            _mm(tag, E, wk, nq, qf, qo + i0 * q_rs, 1, q_rs, dp, 0, BLOCK_K, dkT, 0, BLOCK_K, True)
+            # dQ
+            if E % NR == 0:  # straight into the dq slab: dq[p, qb] += dS (nq x nk) @ K[p, kb] (nk x E)
+                _mm(tag, nq, E, nk, dp, 0, BLOCK_K, 1, kf, ko + j0 * k_rs, k_rs, dqf,
+                    dq_off[g * BH + bh] + i0 * dq_rs, dq_rs, seen[qb])  # the first key tile writes
+            else:
                 wq = min(BLOCK_Q, (nq + NR - 1) // NR * NR)
                 for j in range(nk):
                     for i in range(nq):

@@ -48,26 +48,6 @@ def _query_range(j0, j1, L, causal, window, offset):
 
 
 @njit(cache=True, inline="always")
-def _row_run(a, nq, p0, j0, nk, S, NR, MR, causal, window):
-    """(b, w): rows [a, b) of a query tile (row i at position p0 + i; whole groups of MR rows from a, b <= nq)
-    that see keys of the tile [j0, j0 + nk) only in its first w columns, w the same for each group: the
-    last key any of them may see (causal/window), rounded up to NR, at least NR, at most BLOCK_K's nk
-    rounded up. A product over those rows need not compute the columns past w: on a causal diagonal tile
-    the first rows see a fraction of it."""
-    wmax = (nk + NR - 1) // NR * NR
-    w = wmax
-    b = a
-    while b < nq:
-        jhi = _key_range(p0 + b, p0 + min(nq, b + MR), S, causal, window)[1]
-        wb = min(wmax, max(NR, (jhi - j0 + NR - 1) // NR * NR))
-        if b > a and wb != w:
-            break
-        w = wb
-        b = min(nq, b + MR)
-    return b, w
-
-
-@njit(cache=True, inline="always")
 def _tile_needs_mask(p0, nq, j0, nk, causal, window):
     """True unless every (query position p, key j) of the tile is allowed by causal/window."""
     if causal and j0 + nk - 1 > p0:
@@ -75,6 +55,12 @@ def _tile_needs_mask(p0, nq, j0, nk, causal, window):
     if window >= 0 and ((p0 + nq - 1) - j0 > window or (j0 + nk - 1) - p0 > window):
         return True
     return False
+
+
+@njit(cache=True, inline="always")
+def _masked(p, j, causal, window):
+    """Key j masked for the query at position p."""
+    return (causal and j > p) or (window >= 0 and abs(p - j) > window)
 
 
 @njit(cache=True, inline="always")
@@ -109,17 +95,14 @@ def _bias_and_mask_t(sT, bias, has_bias, bh, i0, c0, c1, j0, r0, r1, causal, win
 
 
 @njit(cache=True, inline="always")
-def _bias_and_mask(s, bias, has_bias, bh, i0, a, b, j0, nk, causal, window, offset):
-    """_bias_and_mask_t on rows a <= i < b, columns j < nk of a score tile s (queries i x keys j, the
-    backward's)."""
+def _bias_and_mask(s, bias, has_bias, bh, i0, nq, j0, nk, causal, window, offset):
+    """_bias_and_mask_t on a score tile s (queries i x keys j, the backward's)."""
     if has_bias:
-        for i in range(a, b):
+        for i in range(nq):
             for j in range(nk):
                 s[i, j] += bias[0, bh, i0 + i, j0 + j]
-    if _tile_needs_mask(i0 + a + offset, b - a, j0, nk, causal, window):
-        for i in range(a, b):         # the keys a query sees are one interval [jlo, jhi): fill before and after
-            jlo, jhi = _key_range(i0 + i + offset, i0 + i + offset + 1, j0 + nk, causal, window)
-            for j in range(min(nk, max(0, jlo - j0))):
-                s[i, j] = -np.inf
-            for j in range(max(0, jhi - j0), nk):
-                s[i, j] = -np.inf
+    if _tile_needs_mask(i0 + offset, nq, j0, nk, causal, window):
+        for i in range(nq):
+            for j in range(nk):
+                if _masked(i0 + i + offset, j0 + j, causal, window):
+                    s[i, j] = -np.inf

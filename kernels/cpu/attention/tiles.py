@@ -48,12 +48,6 @@ def _nr(tag, x):
     return 128 // (tag.itemsize * x.itemsize)
 
 
-@njit(cache=True, inline="always")
-def _mr(tag):
-    """MR, the rows of the full micro-tile of the shape ``tag`` names (_mm)."""
-    return MICRO_ROWS_W64 if tag.itemsize == 1 else MICRO_ROWS_W32
-
-
 @njit(cache=True)
 def _mm_w64(M, N, kc, a, a_off, a_rs, a_ks, b, b_off, b_ks, c, c_off, ldc, acc):
     NR = 2 * 64 // c.itemsize
