@@ -36,14 +36,15 @@ def _a_sums(af, off, a_ks, n, kc, dst, d0):
 
 
 @njit(cache=True)
-def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide):
-    """B of one batch element (at bf[boff]) into dst[d0:], Nb columns per k-slice, for `_gemm_outer`: every
-    micro-panel when pack_b; else (B read in place) only a last partial panel, when N is not a multiple of NR."""
+def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide):
+    """Micro-panels q0 <= q < q1 of B of one batch element (at bf[boff]) into dst[d0:], Nb columns per k-slice, for
+    `_gemm_outer`: each of them when pack_b; else (B read in place) only a last partial panel among them, when N is
+    not a multiple of NR."""
     if pack_b:
-        for q in range(npan):
+        for q in range(q0, q1):
             _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q, dst, d0, Nb, q, wide)
-    elif N % NR:        # int64: a literal 0 compiles a second copy of _pack_b_panel (~1.3 s)
-        _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, npan - 1, dst, d0, NR, np.int64(0), wide)
+    elif q1 * NR > N:   # int64: a literal 0 compiles a second copy of _pack_b_panel (~1.3 s)
+        _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q1 - 1, dst, d0, NR, np.int64(0), wide)
 
 
 @njit(cache=True, parallel=True)
@@ -118,9 +119,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     Nb = Np if pack_b else NR                 # columns per k-slice in Bp
     # a batch of at least one product per thread (attention's q @ k^T, att @ v): each task takes a run of
     # whole products and packs each one's B itself, into a buffer of its own (in parallel, and still in
-    # cache when its tiles read it); otherwise every batch's B is packed here, once, for all tasks
+    # cache when its tiles read it). One B to pack for several tasks (a Linear's W in x @ W^T), up to
+    # OUTER_NC_BYTES: each task packs the panels of its own columns, and reads them from its own core's cache;
+    # packed here, once, the other threads read it from this core's (x @ W^T at 192 x 128 x 128: 51 against 25
+    # us with B in place, 2 threads). Otherwise every batch's B is packed here, once, for all tasks.
     need = max(1, (nth + B - 1) // B)
-    own_b = need == 1 and Bb > 1
+    own_b = Bb > 1 and need == 1 or Bb == 1 and pack_b and nth > 1 and Nb * K * af.itemsize <= OUTER_NC_BYTES
     Bp = np.empty(0 if own_b else Bb * Nb * K, dtype=af.dtype)
     if N % NR:          # a partial last panel: its unwritten columns stay zero (computed, never stored; a plain
         z = af.dtype.type(0)            # loop: an array expression would compile a parfor)
@@ -128,8 +132,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
             Bp[i] = z
     if not own_b:                             # on this thread: one parallel region per product, not two (each
         for pb in range(Bb):                  # waits for its slowest thread: on a busy machine, a scheduler
-            call_compiled(pack, (bf, b_offs[pb] if b_offs.size else pb * sb, b_rs, b_ks, N, K, NR, npan, pack_b,
-                                 Bp, pb * Nb * K, Nb, wide))  # slice), and one prange fewer to compile cold
+            call_compiled(pack, (bf, b_offs[pb] if b_offs.size else pb * sb, b_rs, b_ks, N, K, NR, np.int64(0), npan,
+                                 pack_b, Bp, pb * Nb * K, Nb, wide))  # slice), and one prange fewer to compile cold
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
@@ -195,7 +199,6 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
     MT = TAIL_ROWS_W64 if wide else TAIL_ROWS_W32
     kind = 0 if wide else 1
     NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
-    npan = Np // NR
     has_bias = bias.size > 0
     has_sums = sums.size > 0
     kb = tk % nkb
@@ -214,14 +217,19 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
     s0 = min(i1 - i0, t % ncb * ssh)
     s1 = min(i1 - i0, s0 + ssh)
     ap = np.empty(MR * min(OUTER_KC, K), dtype=af.dtype)   # a copied A micro-panel
-    Bt = np.zeros(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
+    Bt = np.empty(Nb * K if own_b and (pack_b or N % NR) else 0, dtype=af.dtype)   # this task's B (own_b)
+    if N % NR:                                # (zero in a partial panel's unwritten columns, as in Bp)
+        z = af.dtype.type(0)
+        for i in range(Bt.size):
+            Bt[i] = z
     Bsrc = Bt if own_b else Bp
     for p in range(g * bpt, min(B, (g + 1) * bpt)):     # (inline: a call per product cost ~0.2 us)
         pa = (a_offs[p] if a_offs.size else p * sa) if Ba > 1 else 0
         pbf = (b_offs[p] if b_offs.size else p * sb) if Bb > 1 else 0
         if own_b:
             pbb = 0
-            _pack_b(bf, pbf, b_rs, b_ks, N, K, NR, npan, pack_b, Bsrc, np.int64(0), Nb, wide)
+            if Bb > 1 or p == g * bpt:        # this task's columns of B (all of them in a batch run)
+                _pack_b(bf, pbf, b_rs, b_ks, N, K, NR, j0 // NR, j1 // NR, pack_b, Bsrc, np.int64(0), Nb, wide)
         else:
             pbb = (p if Bb > 1 else 0) * Nb * K
         for k0 in range(kstart, kend, OUTER_KC):
@@ -277,7 +285,7 @@ def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth,
     out, flat = stand_in
     task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
                                       sums, a_offs, b_offs, out, flat, flat, _TASK_GRID))
-    # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, npan, pack_b, dst, d0, Nb, wide) as the kernel calls it
-    pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, False, flat, ITEM_INDEX,
-                                   ITEM_INDEX, wide))
+    # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide) as the kernel calls it
+    pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, ITEM_INDEX, False, flat,
+                                   ITEM_INDEX, ITEM_INDEX, wide))
     return task, pack
