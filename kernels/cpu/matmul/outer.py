@@ -52,11 +52,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                 task, pack):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
-    6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); their 4- (2-) row shapes take the
-    last rows. `nth`: the thread count the task grid is sized for. `bias`: N values added to every row (a
-    Linear's b) or an empty array for none; each tile's rows get it right after their last k-slice, while they
-    are still in L1 (a separate `y += b` pass costs a read and a write of all of C). `sums`: zeros (nth, B*M),
-    or an empty array for none: then also sums[kb, p*M + i] += sum_k A[p][i, k] over k block kb's share of k,
+    6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); a task's last rows take their 4- (2-) row
+    shapes when at most that many remain, else the full shape with the rows past the end masked. `nth`: the
+    thread count the task grid is sized for. `bias`: N values added to every row (a Linear's b) or an empty
+    array for none; each tile's rows get it right after their last k-slice, while they are still in L1 (a
+    separate `y += b` pass costs a read and a write of all of C). `sums`: zeros (nth, B*M), or an empty array
+    for none: then also sums[kb, p*M + i] += sum_k A[p][i, k] over k block kb's share of k,
     then added into row 0 (rows 1.. left zero): a Linear's bias gradient db = sum_k dy[k, :] alongside
     dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
     pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T). `a_offs`, `b_offs`: int64 offsets of each
@@ -246,11 +247,13 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
                     if mr == MR:
                         _panel(kind, MR, mr, kc, more, af, aoff, a_rs, a_ks, ap, Bsrc, pbb + k0 * Nb, Nb,
                                bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc, jend)
-                    else:                             # the last rows: panels of MT rows
-                        for rt in range(0, mr, MT):
-                            _panel(kind + 2, MT, min(MT, mr - rt), kc, more, af, aoff + rt * a_rs, a_rs, a_ks,
-                                   ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of,
-                                   cbase + rt * N, jc, jend)
+                    else:
+                        # the last rows: one panel, of MT rows or, for more, of MR rows with those past mr masked;
+                        # two MT-row panels streamed B twice (dy^T x with 128 rows: 132 GF/s a thread, 155 now)
+                        tail = mr <= MT
+                        _panel(kind + 2 if tail else kind, MT if tail else MR, mr, kc, more, af, aoff, a_rs, a_ks,
+                               ap, Bsrc, pbb + k0 * Nb, Nb, bf, pbf + k0 * b_ks, b_ks, pack_b, NR, N, of, cbase, jc,
+                               jend)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
 
