@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import tinyattn as ta
 from tinyattn.kernels.cpu import matmul as mm
+from tinyattn.kernels.cpu import policy
 from tinyattn.kernels.cpu import softmax as sm
 
 DTYPES = [np.float32, np.float64]
@@ -125,6 +126,27 @@ def test_matmul_outer_batch_runs_and_edge_tiles(rng, dtype, nth, B, Bb, M, N):
                                  np.empty(0, dtype), np.empty((0, 0), dtype), mm._NO_OFFS, mm._NO_OFFS)
             assert out.shape == (B, M, N) and not np.isnan(out).any()
             np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_outer_every_remainder_of_rows(rng, dtype):
+    """A task's last rows, whatever their number (one tail panel, or a full-height panel with the rows past the
+    end masked), with A row-major or with contiguous rows (dy^T, copied) and B packed or in place, on one
+    thread and on two (then each task packs its own columns of B): the same product."""
+    K, N = 70, 45
+    for wide in (True, False):
+        MR = policy.MICRO_ROWS_W64 if wide else policy.MICRO_ROWS_W32
+        for M in range(MR, 2 * MR + 1):
+            a = rng.standard_normal((M, K)).astype(dtype)
+            b = rng.standard_normal((N, K)).astype(dtype)
+            ref = a.astype(np.float64) @ b.T.astype(np.float64)
+            at, bt = np.ascontiguousarray(a.T).ravel(), np.ascontiguousarray(b.T).ravel()
+            for nth in (1, 2):
+                for af, a_rs, a_ks in ((a.ravel(), K, 1), (at, 1, M)):
+                    for bf, b_rs, b_ks in ((b.ravel(), K, 1), (bt, 1, N)):
+                        out = mm.gemm_outer(af, 1, 0, a_rs, a_ks, bf, 1, 0, b_rs, b_ks, M, N, K, wide, nth,
+                                             np.empty(0, dtype), np.empty((0, 0), dtype), mm._NO_OFFS, mm._NO_OFFS)
+                        np.testing.assert_allclose(out[0], ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("nth", [2, 3, 8])
