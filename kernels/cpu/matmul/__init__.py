@@ -24,10 +24,12 @@ so "transposed" just means other strides. Two implementations, chosen per host (
 - `_gemm_outer` (CPUs with AVX-512 or AVX2 + FMA): BLAS-style outer-product micro-kernels emitted as
   LLVM vector IR (microkernel.py): a 12 x 2-vector tile (12 x 32 float32) of register accumulators on
   AVX-512, 6 x 2 vectors (6 x 16) on AVX2; per k, NR values of B are loaded as vectors and each of the
-  MR values of A is broadcast into them, so no horizontal sums at all. B is packed once into k-major
-  micro-panels when it is contiguous along k (x @ W^T) and read in place when it is contiguous along j
-  (dy @ W, dy^T @ x); A is read in place when contiguous along k and copied one micro-panel at a time
-  otherwise. See its docstring for the loop nest and docs/benchmarks.md for the measurements.
+  MR values of A is broadcast into them, so no horizontal sums at all. B is packed into k-major
+  micro-panels when it is contiguous along k (x @ W^T: by each task, its own columns, when it is small, so
+  that no thread reads a copy another core wrote; else once, for all) and read in place when it is
+  contiguous along j (dy @ W, dy^T @ x); A is read in place when contiguous along k and copied one
+  micro-panel at a time otherwise. See its docstring for the loop nest and docs/benchmarks.md for the
+  measurements.
 - `_gemm` (the portable path, any CPU; no explicit vectors): packing copies A and B into buffers where
   every row (fixed i, or fixed j) is contiguous along k, padded with zero rows to a multiple of the
   micro-tile. The micro-kernel then computes an MR x NR tile of dot products over k: MR*NR scalar

@@ -70,7 +70,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
             in-place panel would touch a new page): for (pb, NR-column micro-panel), on this thread:
             pack Bp[pb][k-slice][panel][k, 0:NR]; otherwise (dy @ W, dy^T @ x): in place
-            (a batch of >= nth products: each task packs its own products' B instead, see below)
+            (a batch of >= nth products, or one B of at most OUTER_NC_BYTES read by several tasks: each
+            task packs its own products' B, or its own columns of it, instead; see below)
         prange over tasks (p, row block, column block, k block):   # disjoint outputs: no races
             C = out if k block 0 else partial[k block - 1]
             for k0 in range(k_start, k_end, KC):              # the task's share of the reduction
