@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from tinyattn import compile_ahead
+from compile_log import compile_recorder
 
 # Runs in a fresh process: records which tinyattn kernels this process compiles; one float32 attention
 # under no_grad, then one causal attention forward + backward in float64 (L = 9 query rows: the
@@ -19,22 +20,8 @@ from tinyattn import compile_ahead
 # contiguous arrays, must have compiled the very signature they need), held to the composite path's gradients.
 SCRIPT = r"""
 import json, os, signal, sys, time
-from numba.core import event
 
-compiled = []
-
-
-class Listener(event.Listener):
-    def on_start(self, ev):
-        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
-        if fn is not None and fn.__module__.startswith("tinyattn.kernels."):
-            compiled.append(fn.__name__)
-
-    def on_end(self, ev):
-        pass
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder('fn.__module__.startswith("tinyattn.kernels.")') + r"""
 
 import numpy as np
 import tinyattn as ta

@@ -17,31 +17,15 @@ import tinyattn as ta
 import tinyattn.nn.functional as F
 from tinyattn import compile_ahead
 from tinyattn.kernels.cpu import attention
+from compile_log import compile_recorder
 
 # A fresh process: one training step of a float32 pre-norm encoder layer (L = 7 rows: the register-blocked
 # kernels); records which attention kernels this process compiled, which signatures it holds after the step,
 # and what the second process compiled (the cache index: every entry of an attention kernel).
 SCRIPT = r"""
 import json, sys
-from numba.core import event
 
-compiled = []
-
-
-class Listener(event.Listener):
-    depth = 0
-
-    def on_start(self, ev):
-        self.depth += 1
-        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
-        if self.depth == 1 and fn is not None and fn.__module__.startswith("tinyattn.kernels.cpu.attention"):
-            compiled.append(fn.__name__)
-
-    def on_end(self, ev):
-        self.depth -= 1
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder('fn.__module__.startswith("tinyattn.kernels.cpu.attention")', outermost=True) + r"""
 
 import numpy as np
 import tinyattn as ta
@@ -161,22 +145,8 @@ def test_off_the_cpu_under_autocast_or_switched_off_nothing_is_planned(monkeypat
 # signatures it planned and holds after the step, and the children started.
 ADAM_SCRIPT = r"""
 import json
-from numba.core import event
 
-compiled = []
-
-
-class Listener(event.Listener):
-    def on_start(self, ev):
-        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
-        if fn is not None and fn.__name__.startswith("adam_update"):
-            compiled.append(fn.__name__)
-
-    def on_end(self, ev):
-        pass
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder('fn.__name__.startswith("adam_update")') + r"""
 
 import numpy as np
 import tinyattn as ta
@@ -214,23 +184,9 @@ def test_an_optimisers_update_compiles_in_a_second_process_from_its_construction
 # cache holds.
 COMPANION_SCRIPT = r"""
 import json
-from numba.core import event
 
 BACKWARD = ("layer_norm_backward", "gelu_backward", "gelu_erf_backward")
-compiled = []
-
-
-class Listener(event.Listener):
-    def on_start(self, ev):
-        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
-        if fn is not None and fn.__name__ in BACKWARD:
-            compiled.append(fn.__name__)
-
-    def on_end(self, ev):
-        pass
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder('fn.__name__ in BACKWARD') + r"""
 
 import numpy as np
 import tinyattn as ta

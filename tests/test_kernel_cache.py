@@ -13,6 +13,7 @@ import pytest
 from numba.core import caching
 
 from tinyattn import kernel_cache
+from compile_log import compile_recorder
 
 # Runs in a fresh process on its own NUMBA_CACHE_DIR. With argv[1] == "full" the disk is full: opening any
 # file under the cache folder for writing raises ENOSPC, as a full disk does (creating the folders and Numba's
@@ -21,7 +22,6 @@ from tinyattn import kernel_cache
 # values.
 SCRIPT = r"""
 import builtins, errno, json, os, sys, warnings
-from numba.core import event
 
 cache = os.path.realpath(os.environ["NUMBA_CACHE_DIR"])
 if sys.argv[1] == "full":
@@ -35,20 +35,7 @@ if sys.argv[1] == "full":
 
     builtins.open = full_disk_open
 
-compiled = []
-
-
-class Listener(event.Listener):
-    def on_start(self, ev):
-        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
-        if fn is not None and fn.__module__.startswith("tinyattn."):
-            compiled.append(fn.__name__)
-
-    def on_end(self, ev):
-        pass
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder('fn.__module__.startswith("tinyattn.")') + r"""
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")

@@ -12,6 +12,7 @@ import pytest
 from numba import njit, prange
 
 from tinyattn.kernels.cpu.indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, type_fingerprint
+from compile_log import compile_recorder
 
 
 @njit
@@ -131,22 +132,10 @@ def each_row(item, x, out):
 SCRIPT = """
 import json, sys
 import numpy as np
-from numba.core import event
 from tinyattn.kernels.cpu.indirect import ITEM_INDEX, item_function
 import cached_items as m
 
-compiled = []
-
-
-class Listener(event.Listener):
-    def on_start(self, ev):
-        compiled.append(ev.data["dispatcher"].py_func.__name__)
-
-    def on_end(self, ev):
-        pass
-
-
-event.register("numba:compile", Listener())
+""" + compile_recorder() + """
 x = np.arange(12.0).reshape(3, 4)
 results = {}
 for name in sys.argv[1:]:
