@@ -33,16 +33,16 @@ Four ways in:
   backward may follow, a child compiles its backward meanwhile.
 
 When this process is about to need a kernel a child holds (Numba looks it up in the on-disk cache:
-kernel_cache.TolerantCache.load_overload calls `before_load`), the child is waited for only if it has
-already started compiling it (it says so on its stdout): it then usually finishes sooner than this process
-would. If it has not started yet, it is told to skip that kernel (a line on its stdin) and this process
-compiles it itself. (The skip can cross the child's "start" in the pipe: then both compile it, and the same
-cache entry is written twice.) A child of lower priority (CHILD_NICE, below) gets what CPU is left: waiting
-for it can take longer than compiling would have (layer norm's backward in reverse.py: 2.4 s against 1.6 s),
-but compiling its jobs a second time here was slower still (reverse.py's first step 12.1-12.9 s against
-11.0-11.9 s, alternated). So it is waited for as long as it gets at least STARVED_RATE of a core; on a machine
-so busy that it does not, this process compiles the kernel itself. Before the attention backward kernel
-(`wait`), every child of this process's priority (attention's) is waited for. A child exits when its parent does (its
+kernel_cache.TolerantCache.load_overload calls `before_load`), the child is waited for only if it has already
+started compiling it (it says so on its stdout): it then usually finishes sooner than this process would. If
+it has not started yet, it is told to skip that kernel (a line on its stdin) and this process compiles it
+itself. (The skip can cross the child's "start" in the pipe: then both compile it, and the same cache entry is
+written twice.) A child of lower priority (CHILD_NICE, below) gets what CPU is left: waiting for it can take
+longer than compiling would have (layer norm's backward in reverse.py: 2.4 s against 1.6 s), but compiling its
+jobs a second time here was slower still (reverse.py's first step 12.1-12.9 s against 11.0-11.9 s,
+alternated). So it is waited for as long as it gets at least STARVED_RATE of a core; on a machine so busy that
+it does not, this process compiles the kernel itself. Before the attention backward kernel (`wait`), every
+child of this process's priority (attention's) is waited for. A child exits when its parent does (its
 heartbeat finds the pipe closed).
 
 A child that fails (no writable cache, a frozen executable, a crash) costs only its own time: the kernel

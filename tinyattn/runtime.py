@@ -34,11 +34,11 @@ and starts no child); `settings()` says what is on. The compile-notice listener 
 since it is also what starts the compile-ahead child: with both off it does nothing.
 
 For the ops: an op never asks for a compile. nn.MultiheadAttention and the encoder layers call
-`expect_attention(...)` before their projections, and Adam `expect_kernels(...)` when it is built; the
-backend brackets attention's forward kernel with `compile_ahead_of_backward(...)` and its backward with
-`before_backward()`; whether a backward is expected
-at all is asked of the probe set by `set_backward_expected` (the composition root, tinyattn/__init__.py,
-can hand it autograd's `is_grad_enabled`; the default expects one).
+`expect_attention(...)` before their projections, and Adam `expect_kernels(...)` when it is built; the backend
+brackets attention's forward kernel with `compile_ahead_of_backward(...)` and its backward with
+`before_backward()`; whether a backward is expected at all is asked of the probe set by
+`set_backward_expected` (the composition root, tinyattn/__init__.py, can hand it autograd's `is_grad_enabled`;
+the default expects one).
 
 Thresholds that choose a path by size are not effects of the process: they are in kernels/cpu/policy.py
 and kernels/cuda/policy.py.
