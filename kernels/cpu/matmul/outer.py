@@ -9,7 +9,6 @@ from numba import njit, prange
 
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS, OUTER_NC_BYTES,
                       OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
-from ..atomic import atomic_add, atomic_load
 from ..indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, values_fingerprint
 from .pack import _pack_b_panel
 from .panel import _panel
@@ -48,38 +47,6 @@ def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide):
         _pack_b_panel(bf, boff, b_rs, b_ks, N, K, OUTER_KC, NR, q1 - 1, dst, d0, NR, np.int64(0), wide)
 
 
-@njit(cache=True)
-def _add_partials(sync, t, nkb, of, partial, r0, r1, N, j0, jn):
-    """The end of one of the nkb k blocks of task group t (rows r0..r1 of out viewed as (B*M, N), columns
-    j0..j0+jn), its partial output written: count it done, and once all nkb are, claim runs of the group's rows
-    and add the partials into them, of = out.ravel():
-        of[r*N + j] += partial[(kb - 1)*size + r*N + j]      for kb = 1..nkb-1 in order
-    so every element is summed in the same order whichever task adds it. Each run is claimed once (sync[3t + 2]),
-    so the k blocks that finish together add in parallel, each reading half of what the other core wrote,
-    instead of one core reading all of it after the loop (a 512 x 128 weight gradient over 2048 tokens: 52 us
-    of 1184 serial). A task waits for the others only when all have started (sync[3t], counted by _gemm_task):
-    each of them then runs on a thread of its own and will finish. When one has not started (more tasks than
-    threads, or a late thread), it finishes last and adds everything: no task waits for one queued behind it
-    on its own thread."""
-    if atomic_add(sync, 3 * t + 1, 1) + 1 < nkb:
-        if atomic_load(sync, 3 * t) < nkb:
-            return
-        while atomic_load(sync, 3 * t + 1) < nkb:
-            pass
-    size = of.size
-    runs = min(r1 - r0, 4 * nkb)              # claimed one at a time: a late thread takes fewer
-    rpr = (r1 - r0 + runs - 1) // runs
-    c = atomic_add(sync, 3 * t + 2, 1)
-    while c * rpr < r1 - r0:
-        for kb in range(1, nkb):
-            for r in range(r0 + c * rpr, min(r1, r0 + (c + 1) * rpr)):
-                d = r * N + j0
-                s = (kb - 1) * size + d
-                for j in range(jn):
-                    of[d + j] += partial[s + j]
-        c = atomic_add(sync, 3 * t + 2, 1)
-
-
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
                 task, pack):
@@ -115,7 +82,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                                                               # under a copied A: prefetched rows ahead)
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
                         if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
-            if k blocks > 1: the task group's out += its partials, by the tasks that finish together (_add_partials)
+        if k blocks > 1: out += sum of the partials (on this thread)
     About one task per thread (the parallel loop splits its range statically); with at least as many products
     as threads, a task is a run of whole products (p over B // nth of them, no row or column split), which
     packs each product's B into a buffer of its own just before its tiles read it. A long reduction into a
@@ -200,31 +167,31 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     bpt = (B + nth - 1) // nth if need == 1 else 1          # products per task (a run of the batch)
     ngr = (B + bpt - 1) // bpt                              # batch runs
 
-    # the k blocks of one (batch run, row block, column block) count themselves started and done here, and
-    # claim pieces of the sum of their partials (_add_partials)
-    sync = np.empty(3 * ngr * nrb * ncb if nkb > 1 else 0, dtype=np.int64)
-    for i in range(sync.size):
-        sync[i] = 0
-
     grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b, MR, NR, Np, Nb)   # (the tasks read Bp as laid out here)
     check_compiled(task, (np.int64(0), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
-                          a_offs, b_offs, out, partial, Bp, sync, grid))
+                          a_offs, b_offs, out, partial, Bp, grid))
     for tk in prange(ngr * nrb * ncb * nkb):   # task: _gemm_task's address (indirect.py says why)
         call_compiled(task, (np.int64(tk), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
-                             a_offs, b_offs, out, partial, Bp, sync, grid))
-    if nkb > 1 and has_sums:       # the row sums of every k block into row 0 (the others left zero, so the
-        s0 = sums[0]               # sum over rows is unchanged): the caller reads row 0 (no 2 us NumPy reduction)
-        for kb in range(1, nkb):
-            sk = sums[kb]
-            for i in range(B * M):
-                s0[i] += sk[i]
-                sk[i] = 0
+                             a_offs, b_offs, out, partial, Bp, grid))
+    if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
+        of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
+        for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice
+            src = partial[kb * size:(kb + 1) * size]
+            for i in range(size):
+                of[i] += src[i]
+        if has_sums:               # the row sums of every k block into row 0 (the others left zero, so the
+            s0 = sums[0]           # sum over rows is unchanged): the caller reads row 0 (no 2 us NumPy reduction)
+            for kb in range(1, nkb):
+                sk = sums[kb]
+                for i in range(B * M):
+                    s0[i] += sk[i]
+                    sk[i] = 0
     return out
 
 
 @njit(cache=True)
 def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums, a_offs, b_offs, out,
-               partial, Bp, sync, grid):
+               partial, Bp, grid):
     """Task tk of `_gemm_outer`'s parallel loop (its docstring: the loop nest): k block tk % nkb of (batch run,
     row block, column block) tk // nkb. `grid`: the task grid and the micro-panel sizes `_gemm_outer` chose (B's
     packed layout among them); out, partial, Bp: its output, the k blocks' partial outputs and the packed B."""
@@ -238,8 +205,6 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
     has_sums = sums.size > 0
     kb = tk % nkb
     t = tk // nkb
-    if nkb > 1:
-        atomic_add(sync, 3 * t, 1)            # started (_add_partials)
     of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
     kstart = kb * kpt
     kend = min(K, kstart + kpt)
@@ -292,12 +257,9 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
                                jend)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
-    if nkb > 1:                               # (then a group is one product: bpt == 1)
-        _add_partials(sync, t, nkb, out.reshape(size), partial, g * M + i0, g * M + i1, N, j0, min(j1, N) - j0)
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature
-_SYNC = np.empty(0, np.int64)   # stands for `sync`
 _STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
 _HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
 
@@ -326,7 +288,7 @@ def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth,
         stand_in = _STAND_INS[af.dtype] = (np.empty((0, 0, 0), af.dtype), np.empty(0, af.dtype))
     out, flat = stand_in
     task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
-                                      sums, a_offs, b_offs, out, flat, flat, _SYNC, _TASK_GRID))
+                                      sums, a_offs, b_offs, out, flat, flat, _TASK_GRID))
     # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide) as the kernel calls it
     pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, ITEM_INDEX, False, flat,
                                    ITEM_INDEX, ITEM_INDEX, wide))
