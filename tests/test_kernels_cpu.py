@@ -178,11 +178,13 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("Ba,Bb,K,M,N", [(1, 1, 2048, 96, 128), (1, 1, 300, 40, 70), (2, 1, 50, 13, 33),
+@pytest.mark.parametrize("Ba,Bb,K,M,N", [(1, 1, 2048, 96, 128), (1, 1, 300, 40, 70), (1, 1, 300, 128, 100),
+                                         (1, 1, 300, 100, 200), (2, 1, 50, 13, 33),
                                          (1, 3, 64, 5, 7), (1, 1, 3, 2, 4), (1, 1, 5, 3, 0), (1, 1, 0, 3, 4)])
 def test_matmul_tn_with_the_sums_of_a(rng, kernel, Ba, Bb, K, M, N):
     """matmul_tn(a, b, a_sums=True) = (a^T b, a.sum over k): a Linear's dW and db from one call, whichever
-    kernel runs (the outer-product kernel sums inside; the others leave it to NumPy)."""
+    kernel runs (the outer-product kernel sums inside; the others leave it to NumPy) and whichever task grid
+    (2048 x 96: k blocks; 300 x 128 and 300 x 100: row blocks of a copied A, on two or more threads)."""
     for dtype in DTYPES:
         a = rng.standard_normal((Ba, K, M)).astype(dtype)
         b = rng.standard_normal((Bb, K, N)).astype(dtype)
