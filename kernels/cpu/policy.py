@@ -134,7 +134,7 @@ OUTER_KC = 256
 OUTER_MIN_PANELS = 8
 # The same when A is copied (dy^T of a weight gradient) and B is at most twice as wide as A is tall (N <= 2 M):
 # then rows split from 4 panels a task. Measured (docs/benchmarks.md, tenth session): dy^T x at 768 tokens with
-# 96-160 rows and N <= 2 M, 0.75-0.95x of the column split's time; 4 itself is not compared with 3 or 5.
+# 96-160 rows and N <= 2 M, 0.74-0.99x of the column split's time; 4 itself is not compared with 3 or 5.
 OUTER_MIN_PANELS_COPIED_A = 4
 # Bytes of a B block (KC x NC) that stays in L2. From the cache size; not recorded.
 OUTER_NC_BYTES = 1 << 20

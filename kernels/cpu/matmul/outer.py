@@ -152,8 +152,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     rest = (need + nkb - 1) // nkb            # tasks per k block
     # A copied (dy^T) and B at most twice as wide as A is tall: rows from fewer panels a task. A column split
     # copies all of A in every task, a row split reads all of B in every task, and an element of A copied
-    # costs about what two of B read do (dy^T x at 768 tokens, 128 rows: 0.86x the time for 128 to 256
-    # columns, 1.05-1.1x for 384 and 512)
+    # costs about what two of B read do (dy^T x at 768 tokens, 128 rows, row split against column split:
+    # 0.74-0.87x of the time for 64 to 160 columns, 0.95-0.99x for 256, 0.99-1.11x for 384 and 512)
     minp = OUTER_MIN_PANELS_COPIED_A if a_rs == 1 and N <= 2 * M else OUTER_MIN_PANELS
     if rest > 1:
         if nrp >= rest * minp:
