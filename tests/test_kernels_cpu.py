@@ -150,20 +150,32 @@ def test_matmul_outer_every_remainder_of_rows(rng, dtype):
 
 
 @pytest.mark.parametrize("nth", [2, 3, 8])
-@pytest.mark.parametrize("M,N,K,Ba", [(20, 30, 1100, 1), (7, 40, 1300, 2), (13, 5, 2000, 1)])
-def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
+@pytest.mark.parametrize("M,N,K,Ba,b_in_place", [(20, 30, 1100, 1, False), (7, 40, 1300, 2, False),
+                                                 (13, 5, 2000, 1, False), (20, 30, 1100, 1, True),
+                                                 (128, 100, 800, 1, True), (30, 77, 790, 2, True)])
+def test_matmul_outer_k_split(rng, nth, M, N, K, Ba, b_in_place):
     """A long reduction into a small output (a weight gradient) is split along k into partial products
     that a second pass adds: the same product, the bias added once, the sums of A's rows (a Linear's
-    bias gradient) over every k block, float64 integers still exact."""
-    assert K >= mm.OUTER_SPLIT_K * mm.OUTER_KC and K >= 2 * max(M, N)   # the split's condition
+    bias gradient) over every k block, float64 integers still exact. B packed (contiguous along k): blocks
+    of whole k-slices; B read in place (x in dy^T x): blocks of multiples of 16, from fewer k (800 and 790:
+    blocks that start inside a k-slice, and B's partial last micro-panel with 77 and 100 columns)."""
+    if b_in_place:   # the split's condition
+        assert K >= mm.OUTER_SPLIT_K_IN_PLACE and K >= max(M, N)
+    else:
+        assert K >= mm.OUTER_SPLIT_K * mm.OUTER_KC and K >= 2 * max(M, N)
+
+    def product(a, b, bias, sums):   # A read as a^T (matmul_tn's strides); B as b (N, K) or b^T (K, N) in memory
+        bf, b_rs, b_ks = (np.ascontiguousarray(np.swapaxes(b, 1, 2)).ravel(), 1, N) if b_in_place else (b.ravel(), K, 1)
+        return mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, bf, 1, N * K, b_rs, b_ks, M, N, K, wide, nth, bias, sums,
+                             mm._NO_OFFS, mm._NO_OFFS)
+
     for wide in (True, False):
         for dtype in DTYPES:
-            a = rng.standard_normal((Ba, K, M)).astype(dtype)   # A read as a^T (matmul_tn's strides)
+            a = rng.standard_normal((Ba, K, M)).astype(dtype)
             b = rng.standard_normal((1, N, K)).astype(dtype)
             bias = rng.standard_normal(N).astype(dtype)
             sums = np.zeros((nth, Ba * M), dtype)
-            out = mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth, bias,
-                                 sums, mm._NO_OFFS, mm._NO_OFFS)
+            out = product(a, b, bias, sums)
             ref = np.swapaxes(a, 1, 2).astype(np.float64) @ np.swapaxes(b, 1, 2) + bias
             np.testing.assert_allclose(out, ref, rtol=0, atol=tol(dtype, K) * np.abs(ref).max())
             ref_sums = a.astype(np.float64).sum(axis=1).reshape(-1)
@@ -171,8 +183,7 @@ def test_matmul_outer_k_split(rng, nth, M, N, K, Ba):
         a = rng.integers(-1000, 1000, size=(Ba, K, M)).astype(np.float64)
         b = rng.integers(-1000, 1000, size=(1, N, K)).astype(np.float64)
         sums = np.zeros((nth, Ba * M))
-        out = mm.gemm_outer(a.ravel(), Ba, K * M, 1, M, b.ravel(), 1, N * K, K, 1, M, N, K, wide, nth,
-                             np.empty(0), sums, mm._NO_OFFS, mm._NO_OFFS)
+        out = product(a, b, np.empty(0), sums)
         np.testing.assert_array_equal(out, np.swapaxes(a, 1, 2) @ np.swapaxes(b, 1, 2))
         np.testing.assert_array_equal(sums.sum(axis=0), a.sum(axis=1).reshape(-1))
 

@@ -144,6 +144,13 @@ OUTER_NC_BYTES = 1 << 20
 # 4 / 4 themselves are not recorded.
 OUTER_SPLIT_K = 4
 OUTER_MAX_SPLIT_K = 4
+# With B read in place (dy^T x: x's rows under 4 KiB), k also splits from OUTER_SPLIT_K_IN_PLACE elements of k
+# and K >= max(M, N), into blocks of whole multiples of 16 (no packed slice to keep whole). Inside a training
+# step the k blocks read the tokens each thread's previous product wrote, where a row split reads every token on
+# both threads, half of them from the other core's cache. Measured (docs/benchmarks.md, eleventh session):
+# nanoGPT's five weight gradients at 768 tokens, timed inside its iteration, 0.74-0.97x of the row split's time
+# (warm and alone they measure 0.81-1.09x); its iteration 0.95-1.05x over 6 alternated pairs, median 0.96x.
+OUTER_SPLIT_K_IN_PLACE = 768
 
 # ---- attention and the decode step (owned by the attention code; listed here, copies there) -------------
 

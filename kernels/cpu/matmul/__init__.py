@@ -63,8 +63,8 @@ import numpy as np
 
 from ..microkernel import host_kernel
 from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
-                      OUTER_NC_BYTES, OUTER_SPLIT_K, ROWS_MAX_NN, ROWS_MAX_NT, SMALL_ALWAYS, SMALL_BATCH_WORK,
-                      SMALL_WORK)
+                      OUTER_NC_BYTES, OUTER_SPLIT_K, OUTER_SPLIT_K_IN_PLACE, ROWS_MAX_NN, ROWS_MAX_NT,
+                      SMALL_ALWAYS, SMALL_BATCH_WORK, SMALL_WORK)
 from .outer import _a_sums, _add_bias, _gemm_outer, _gemm_task, gemm_outer  # noqa: F401
 from .pack import _pack, _pack_b_panel  # noqa: F401
 from .panel import _panel  # noqa: F401

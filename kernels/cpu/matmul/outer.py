@@ -8,7 +8,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,
-                      OUTER_MIN_PANELS_COPIED_A, OUTER_NC_BYTES, OUTER_SPLIT_K, TAIL_ROWS_W32, TAIL_ROWS_W64)
+                      OUTER_MIN_PANELS_COPIED_A, OUTER_NC_BYTES, OUTER_SPLIT_K, OUTER_SPLIT_K_IN_PLACE, TAIL_ROWS_W32,
+                      TAIL_ROWS_W64)
 from ..indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, values_fingerprint
 from .pack import _pack_b_panel
 from .panel import _panel
@@ -86,15 +87,17 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     About one task per thread (the parallel loop splits its range statically); with at least as many products
     as threads, a task is a run of whole products (p over B // nth of them, no row or column split), which
     packs each product's B into a buffer of its own just before its tiles read it. A long reduction into a
-    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N): a weight gradient dy^T x, K = tokens) is
-    split along k into at most OUTER_MAX_SPLIT_K blocks (each task then reads its share of both operands,
-    and no A micro-panel is copied twice); the rest of the thread count splits rows first (each task then
-    streams only its own rows of A), and columns when there are too few rows. A row-major A is never
-    packed: the micro-kernel broadcasts A[r, k] from a[a_off + r*a_rs + k] directly, so the transposing copy
-    that packing it would need (M*K scalar stores per product) never happens; A contiguous along rows (dy^T)
-    is copied one micro-panel (MR values per k, fixed-width vector moves) at a time, since read in place its
-    k stride puts every k on a new cache line and a power-of-two stride maps them to a few L1 sets. Edge
-    tiles (rows past M, columns past N) are computed in full and stored under the micro-kernel's masks.
+    small output (K >= OUTER_SPLIT_K slices and >= 2 max(M, N); with B read in place, also K >=
+    OUTER_SPLIT_K_IN_PLACE and >= max(M, N): a weight gradient dy^T x, K = tokens) is split along k into at
+    most OUTER_MAX_SPLIT_K blocks (each task then reads its share of both operands, the tokens its thread
+    wrote in the step's previous products, and no A micro-panel is copied twice); the rest of the thread
+    count splits rows first (each task then streams only its own rows of A), and columns when there are too
+    few rows. A row-major A is never packed: the micro-kernel broadcasts A[r, k] from a[a_off + r*a_rs + k]
+    directly, so the transposing copy that packing it would need (M*K scalar stores per product) never
+    happens; A contiguous along rows (dy^T) is copied one micro-panel (MR values per k, fixed-width vector
+    moves) at a time, since read in place its k stride puts every k on a new cache line and a power-of-two
+    stride maps them to a few L1 sets. Edge tiles (rows past M, columns past N) are computed in full and
+    stored under the micro-kernel's masks.
     """
     B = max(Ba, Bb)
     out = np.empty((B, M, N), dtype=af.dtype)
@@ -139,7 +142,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
 
     # ---- task grid: (batch, row block, column block, k block), about one task per thread (the parallel
     # loop splits its range statically). A long reduction over a small output (a weight gradient dy^T x:
-    # K = tokens >= 2 max(M, N)) is split along k into a few blocks: each task then reads only its share
+    # K = tokens, see the docstring) is split along k into a few blocks: each task then reads only its share
     # of both operands (a row split reads all of x in every task), into its own partial C, and the
     # partials are added afterwards. What the k blocks leave of the thread count splits rows first (each
     # task then streams only its own A), and columns when there are too few rows.
@@ -147,7 +150,10 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     nrb = 1
     ncb = 1
     nkb = 1
-    if need > 1 and K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N):
+    # (B packed: k blocks of whole packed k-slices; B in place: of multiples of 16, and from fewer k, policy.py)
+    kq = OUTER_KC if pack_b else 16
+    if need > 1 and (K >= OUTER_SPLIT_K * OUTER_KC and K >= 2 * max(M, N)
+                     or not pack_b and K >= OUTER_SPLIT_K_IN_PLACE and K >= max(M, N)):
         nkb = min(need, OUTER_MAX_SPLIT_K)
     rest = (need + nkb - 1) // nkb            # tasks per k block
     # A copied (dy^T) and B at most twice as wide as A is tall: rows from fewer panels a task. A column split
@@ -165,7 +171,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     nrb = (nrp + rpt - 1) // rpt
     cpt = (npan + ncb - 1) // ncb             # column panels per task
     ncb = (npan + cpt - 1) // cpt
-    kpt = ((K + nkb - 1) // nkb + OUTER_KC - 1) // OUTER_KC * OUTER_KC   # k per task: whole k-slices
+    kpt = ((K + nkb - 1) // nkb + kq - 1) // kq * kq   # k per task
     nkb = (K + kpt - 1) // kpt
     size = B * M * N
     partial = np.empty((nkb - 1) * size, dtype=af.dtype)   # k blocks 1.. write here, block 0 into out
