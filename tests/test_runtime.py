@@ -1,10 +1,12 @@
 """tinyattn/runtime.py: the process-wide effects (malloc tuning, compile notice, compile-ahead, host kernel),
-each switched off by its environment variable or by configure(), all three switchable ones by off()."""
+each switched off by its environment variable or by configure(), all three switchable ones by off(); and the
+alignment of the arrays compiled code allocates (kernels/cpu/alignment.py), which stays on."""
+import numba
 import numpy as np
 import pytest
 
 from tinyattn import compile_ahead, runtime
-from tinyattn.kernels.cpu import attention, matmul, microkernel
+from tinyattn.kernels.cpu import activations, alignment, attention, matmul, microkernel, policy
 
 
 @pytest.fixture
@@ -117,3 +119,22 @@ def test_omp_spin_is_set_only_when_asked_for_and_the_user_chose_nothing(monkeypa
     monkeypatch.setenv("TINYATTN_OMP_SPIN", "lots")
     with pytest.raises(ValueError, match="TINYATTN_OMP_SPIN"):
         runtime.limit_omp_spin()
+
+
+def test_arrays_that_compiled_code_allocates_start_on_a_cache_line():
+    """A product's output, an activation's output and a Numba function of the user's, made after tinyattn was
+    imported: 64-byte aligned (Numba's own is 32, glibc's heap 16), whatever their sizes, and a second call of
+    align_compiled_arrays changes nothing."""
+    assert policy.ARRAY_ALIGNMENT == 64
+    assert alignment.align_compiled_arrays() is alignment.align_compiled_arrays()
+
+    @numba.njit
+    def users_empty(n):
+        return np.empty(n, np.float32)
+
+    rng = np.random.default_rng(0)
+    for rows in (1, 3, 7, 64, 100, 333):
+        a = rng.standard_normal((1, rows, 40)).astype(np.float32)
+        b = rng.standard_normal((1, 40, 24)).astype(np.float32)
+        for out in (matmul.matmul_nn(a, b), activations.gelu_forward(a.reshape(-1)), users_empty(rows * 5 + 1)):
+            assert out.ctypes.data % 64 == 0, (rows, out.shape)

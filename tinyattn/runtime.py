@@ -1,7 +1,7 @@
 """What tinyattn does to the whole process, besides computing: every such effect, in one place.
 
-Six effects, each with the environment variable that turns it off (read when the effect starts) and the
-function that does the same from Python:
+Six effects with the environment variable that turns each off (read when the effect starts) and the function
+that does the same from Python, and one that stays on (array alignment):
 
 =================  ====================================================  ===============================
 effect             what, and when                                        off
@@ -27,6 +27,12 @@ thread count       the kernels' thread count lowered while other         TINYATT
 OpenMP spin        only on request: TINYATTN_OMP_SPIN=<n> sets           (off unless asked for)
                    GOMP_SPINCOUNT when tinyattn is imported, for the
                    libgomp Numba loads later (`limit_omp_spin`)
+array alignment    arrays allocated inside Numba-compiled code start on  (always on: a stricter alignment
+                   a 64-byte line (Numba's CPU target prefers 32), for   changes no result)
+                   every Numba function compiled in the process; set
+                   by the kernels package itself when tinyattn is
+                   imported, before any kernel compiles, not here
+                   (kernels/cpu/alignment.py)
 =================  ====================================================  ===============================
 
 `off()` turns the first three off together (the process then keeps glibc's defaults, prints nothing

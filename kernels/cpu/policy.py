@@ -7,6 +7,7 @@ read when a module imports them; the Numba kernels freeze them as constants when
 value changed after a kernel compiled (or cached) takes effect only after Numba recompiles it.
 
 Who reads what:
+    kernels/cpu/alignment.py             ARRAY_ALIGNMENT
     tinyattn/backend.py (CPUBackend)     SERIAL_WORK, PARALLEL_SUM, PARALLEL_ROWS, PARALLEL_ADAM, ROWS_MAX_NT,
                                          ROWS_MAX_NN
     tinyattn/functional/loss.py          FUSED_BACKWARD
@@ -18,6 +19,15 @@ Who reads what:
     tinyattn/nn/transformer.py           DECODE_MAX_ROWS (the layer keeps its own copy today: see below)
 This module imports nothing: kernels/ may not import tinyattn, and tinyattn may import this.
 """
+
+# ---- memory --------------------------------------------------------------------------------------------------
+
+# Bytes to which the arrays that compiled code allocates (np.empty and its kin inside a kernel: every product's
+# output, packed panels, a kernel's locals) are aligned: one cache line, so that a 64-byte (AVX-512) vector load
+# or store never spans two lines. Numba's own is 32 (kernels/cpu/alignment.py). Measured (docs/benchmarks.md,
+# eleventh session): the gpt training step 0.92-0.98x of its time with 32, median 0.95x (5 alternated pairs);
+# nanoGPT's iteration 0.95-1.04x, median 0.97x (4 pairs).
+ARRAY_ALIGNMENT = 64
 
 # ---- the backend: which path a call takes -----------------------------------------------------------------
 
