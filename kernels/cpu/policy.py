@@ -25,8 +25,8 @@ This module imports nothing: kernels/ may not import tinyattn, and tinyattn may 
 # Bytes to which the arrays that compiled code allocates (np.empty and its kin inside a kernel: every product's
 # output, packed panels, a kernel's locals) are aligned: one cache line, so that a 64-byte (AVX-512) vector load
 # or store never spans two lines. Numba's own is 32 (kernels/cpu/alignment.py). Measured (docs/benchmarks.md,
-# eleventh session): the gpt training step 0.92-0.98x of its time with 32, median 0.95x (5 alternated pairs);
-# nanoGPT's iteration 0.95-1.04x, median 0.97x (4 pairs).
+# eleventh session): the gpt training step 0.92-1.00x of its time with 32, median 0.96x (14 alternated pairs,
+# either order first); nanoGPT's iteration 0.91-1.01x, median 0.97x (6 pairs).
 ARRAY_ALIGNMENT = 64
 
 # ---- the backend: which path a call takes -----------------------------------------------------------------
