@@ -138,3 +138,19 @@ def test_arrays_that_compiled_code_allocates_start_on_a_cache_line():
         b = rng.standard_normal((1, 40, 24)).astype(np.float32)
         for out in (matmul.matmul_nn(a, b), activations.gelu_forward(a.reshape(-1)), users_empty(rows * 5 + 1)):
             assert out.ctypes.data % 64 == 0, (rows, out.shape)
+
+
+def test_parameters_and_adams_state_start_on_a_cache_line():
+    """The built-in layers' parameters (creation.empty_parameter_data, shared by Parameter, not copied) and Adam's
+    moments (backend.host_zeros_like) are 64-byte aligned, like the arrays compiled code allocates."""
+    import tinyattn as ta
+
+    ta.manual_seed(0)
+    model = ta.nn.Sequential(ta.nn.Embedding(7, 24), ta.nn.LayerNorm(24), ta.nn.Linear(24, 40), ta.nn.Linear(40, 3))
+    opt = ta.optim.AdamW(model.parameters(), amsgrad=True)
+    model(ta.tensor([[1, 2, 3]])).sum().backward()
+    opt.step()
+    arrays = [p._array for p in model.parameters()]
+    arrays += [v for state in opt.state.values() for k, v in state.items() if k != "step"]
+    assert len(arrays) == 7 + 3 * 7
+    assert all(a.ctypes.data % 64 == 0 for a in arrays)

@@ -22,6 +22,7 @@ from .contention import GOVERNOR
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
 # imports no Numba).
+from .kernels.cpu.alignment import empty as _aligned_empty
 from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_ROWS, PARALLEL_SUM, SERIAL_WORK
 from .kernels.cpu.threads import num_threads, thread_count_calls
 # The float dtypes the kernels compile for (native byte order): float16, big-endian or long double arrays
@@ -729,6 +730,22 @@ def move(array, target):
     return cuda().xp.asarray(array) if target == "cuda" else array.get()
 
 
+def host_empty(shape, dtype):
+    """A new host array whose data starts on a 64-byte cache line (kernels/cpu/alignment.py), for the long-lived
+    arrays the kernels stream through many times: the layers' parameters and Adam's moments. NumPy's heap blocks start
+    16 or 32 bytes past a line, which splits half of an AVX-512 kernel's vector loads and stores."""
+    return _aligned_empty(shape, dtype)
+
+
+def host_zeros_like(array):
+    """np.zeros_like(array), on a cache line (host_empty) for a host array; a device array's own otherwise."""
+    if type(array) is not np.ndarray:
+        return np.zeros_like(array)
+    z = _aligned_empty(array.shape, array.dtype)
+    z.fill(0)
+    return z
+
+
 def is_device_array(x):
     """True for a GPU array (a DeviceArray), without importing the CUDA code (only it makes them)."""
     return type(x).__name__ == "DeviceArray"
@@ -739,4 +756,5 @@ def device_of(array):
     return "cuda" if is_device_array(array) else "cpu"
 
 
-__all__ = ["backend_of", "cpu", "CPUBackend", "cuda", "CUDABackend", "device_of", "get", "is_device_array", "move"]
+__all__ = ["backend_of", "cpu", "CPUBackend", "cuda", "CUDABackend", "device_of", "get", "host_empty",
+           "host_zeros_like", "is_device_array", "move"]

@@ -561,8 +561,9 @@ def arange(start: Number, end: Number | None = None, step: Number = 1, *, out: T
 
 
 def empty_parameter_data(shape, dtype=None):
-    """Uninitialised storage for a parameter (float32 by default); an init fills it."""
-    return np.empty(shape, dtype=as_dtype(dtype, "parameter") or float32)
+    """Uninitialised storage for a parameter (float32 by default), on a cache line (backend.host_empty), as a
+    tensor, which Parameter(...) shares (an array would be copied); an init fills it."""
+    return Tensor._wrap(backend.host_empty(shape, as_dtype(dtype, "parameter") or float32))
 
 
 # ---- more factories (PyTorch's names and keywords) -------------------------------------------------

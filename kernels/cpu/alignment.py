@@ -10,15 +10,20 @@ preference is raised here to policy.ARRAY_ALIGNMENT (64: one line) for every dty
 
 That preference belongs to Numba's CPU target, not to a function, so it holds for every Numba function compiled
 in the process afterwards, the user's own too: their arrays start on a stricter boundary (up to 63 bytes more per
-array), and nothing else changes. Arrays allocated by NumPy (outside compiled code) keep NumPy's alignment.
+array), and nothing else changes. Arrays allocated by NumPy (outside compiled code) keep NumPy's alignment, except
+the long-lived ones tinyattn makes itself with `empty` (through backend.host_empty): the built-in layers'
+parameters (creation.empty_parameter_data) and Adam's moments.
 Kernels loaded from Numba's cache were compiled under the same setting: the cache is keyed on the kernels'
 sources (tinyattn/kernel_cache.py), this file and policy.py included.
 """
+import math
+
+import numpy as np
 from numba.core import cpu
 
 from .policy import ARRAY_ALIGNMENT
 
-__all__ = ["align_compiled_arrays"]
+__all__ = ["align_compiled_arrays", "empty"]
 
 
 def align_compiled_arrays():
@@ -34,3 +39,13 @@ def align_compiled_arrays():
     get_preferred_array_alignment.tinyattn_alignment = ARRAY_ALIGNMENT
     cpu.CPUContext.get_preferred_array_alignment = get_preferred_array_alignment
     return current
+
+
+def empty(shape, dtype):
+    """np.empty(shape, dtype) whose data starts on an ARRAY_ALIGNMENT-byte line: a view of a few bytes more."""
+    dt = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = math.prod(shape) * dt.itemsize
+    raw = np.empty(nbytes + ARRAY_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ARRAY_ALIGNMENT
+    return raw[start:start + nbytes].view(dt).reshape(shape)

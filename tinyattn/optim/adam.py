@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import runtime
-from ..backend import backend_of
+from ..backend import backend_of, host_zeros_like
 from .optimizer import Optimizer
 from typing import TYPE_CHECKING
 
@@ -73,10 +73,10 @@ class Adam(Optimizer):
         decoupled = group["decoupled_weight_decay"]
         if "exp_avg" not in state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(w)  # on w's device (DeviceArray implements np.zeros_like)
-            state["exp_avg_sq"] = np.zeros_like(w)
+            state["exp_avg"] = host_zeros_like(w)  # on w's device (on a cache line on the host)
+            state["exp_avg_sq"] = host_zeros_like(w)
             if group.get("amsgrad"):
-                state["max_exp_avg_sq"] = np.zeros_like(w)
+                state["max_exp_avg_sq"] = host_zeros_like(w)
         state["step"] += 1
         t = state["step"]
         bias1, bias2 = 1 - beta1**t, 1 - beta2**t
