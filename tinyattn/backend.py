@@ -733,7 +733,7 @@ def move(array, target):
 def host_empty(shape, dtype):
     """A new host array whose data starts on a 64-byte cache line (kernels/cpu/alignment.py), for the long-lived
     arrays the kernels stream through many times: the layers' parameters and Adam's moments. NumPy's heap blocks start
-    16 or 32 bytes past a line, which splits half of an AVX-512 kernel's vector loads and stores."""
+    16 to 48 bytes past a line, which splits an AVX-512 kernel's vector loads and stores in two."""
     return _aligned_empty(shape, dtype)
 
 

@@ -4,9 +4,10 @@ kernels runs, before any of them compiles (kernels/cpu/__init__.py).
 Numba places the data of an array made inside compiled code (np.empty, np.zeros, np.empty_like, ...) at the
 alignment its CPU target prefers, `CPUContext.get_preferred_array_alignment`: 32 bytes ("AVX prefers 32-byte
 alignment"), while glibc's heap, where such arrays live under tinyattn's malloc thresholds (tinyattn/runtime.py),
-gives 16 bytes. A 64-byte AVX-512 vector at an address 32 bytes past a line spans two cache lines, so half of the
-micro-kernels' and row kernels' vector loads and stores on such an array are split in two. The target's
-preference is raised here to policy.ARRAY_ALIGNMENT (64: one line) for every dtype.
+gives 16 bytes. A 64-byte AVX-512 vector at an address 32 bytes past a line spans two cache lines, so on such an
+array every vector load and store that steps in whole vectors from its start (the micro-kernels', the row
+kernels') is split in two. The target's preference is raised here to policy.ARRAY_ALIGNMENT (64: one line) for
+every dtype.
 
 That preference belongs to Numba's CPU target, not to a function, so it holds for every Numba function compiled
 in the process afterwards, the user's own too: their arrays start on a stricter boundary (up to 63 bytes more per
