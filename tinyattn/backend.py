@@ -21,7 +21,8 @@ from .contention import GOVERNOR
 
 # The CPU thresholds (a kernel on one thread below SERIAL_WORK; sums and Adam on every thread from PARALLEL_SUM
 # and PARALLEL_ADAM elements) live with their units and measurements in kernels/cpu/policy.py (importing it
-# imports no Numba).
+# compiles nothing; the package's __init__ sets the alignment of compiled code's arrays, kernels/cpu/alignment.py,
+# from the Numba modules kernel_cache.py has already imported).
 from .kernels.cpu.alignment import empty as _aligned_empty
 from .kernels.cpu.policy import PARALLEL_ADAM, PARALLEL_ROWS, PARALLEL_SUM, SERIAL_WORK
 from .kernels.cpu.threads import num_threads, thread_count_calls
