@@ -63,6 +63,18 @@ def _run(work, kernel, *args):
         _set_threads(threads)
 
 
+def _check_act(act):
+    if act not in ("gelu_tanh", "gelu_erf"):
+        raise ValueError(f"matmul_act_grad: unknown activation {act!r}; expected 'gelu_tanh' or 'gelu_erf'")
+
+
+def _act_grad_after(backend, y, act, x):
+    """y · f'(x) (matmul_act_grad's two steps): the activation's own backward on the product y, in y's shape."""
+    _check_act(act)
+    x = x.reshape(y.shape)
+    return backend.gelu_backward(x, y) if act == "gelu_tanh" else backend.gelu_erf_backward(x, y)
+
+
 def _row_work(rows):
     """The work `_run` sees for a row kernel (softmax family, layer norm): on every thread from PARALLEL_ROWS
     elements, where SERIAL_WORK would keep them on one."""
@@ -159,6 +171,18 @@ class CPUBackend:
             return self._mm.matmul_nn(a, b, "rows")
         work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
         return _run(work, self._mm.matmul_nn, a, b)
+
+    def matmul_act_grad(self, a, b, act, x):
+        """(a @ b) · f'(x), f = GELU ('gelu_tanh' or 'gelu_erf'), x of the product's shape: the activation's
+        backward fused into the product that makes its upstream gradient (the factor applied to each output tile
+        as it is written, kernels/cpu/matmul); the two steps where the product takes another kernel."""
+        _check_act(act)
+        if a.shape[-2] > self._mm.ROWS_MAX_NN:
+            work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+            out = _run(work, self._mm.matmul_nn_act_grad, a, b, act, x.reshape(-1, a.shape[-2], b.shape[-1]))
+            if out is not None:
+                return out
+        return _act_grad_after(self, self.matmul(a, b), act, x)
 
     def matmul_nt(self, a, b, bias=None):
         """(Ba, M, K) @ (Bb, N, K)ᵀ (+ bias (N,), added to every row) -> (B, M, N), without materialising
@@ -518,6 +542,9 @@ class CUDABackend:
     # ---- matmul ------------------------------------------------------------------------
     def matmul(self, a, b):
         return self._wrap(self._mm.matmul_nn(self._dev(a), self._dev(b), tile=self._tile))
+
+    def matmul_act_grad(self, a, b, act, x):
+        return _act_grad_after(self, self.matmul(a, b), act, x)
 
     def matmul_nt(self, a, b, bias=None):
         out = self._wrap(self._mm.matmul_nt(self._dev(a), self._dev(b), tile=self._tile))

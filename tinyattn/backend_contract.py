@@ -79,6 +79,11 @@ class Backend(Protocol):
         """C = Aᵀ B per batch without forming Aᵀ: a (Ba, K, M), b (Bb, K, N) -> (B, M, N). With a_sums, returns
         (C, s) with s (B, M) = A summed over K (a Linear's dW = dyᵀ x and db = Σ dy from one pass over dy)."""
 
+    def matmul_act_grad(self, a: Array, b: Array, act: str, x: Array) -> Array:
+        """(A B per batch, as matmul) · f'(x) elementwise, f = GELU (act 'gelu_tanh' or 'gelu_erf'), x of the
+        product's size: an activation's backward fused into the product dy W that makes its upstream gradient
+        (a Linear after the activation; the backward walk finds the pair). Equal to gelu_backward(x, a @ b)."""
+
     # ---- sums of whole arrays ----------------------------------------------------------------
     def add(self, a: Array, b: Array) -> Array:
         """a + b with NumPy's broadcasting and type promotion (a new array)."""

@@ -57,6 +57,27 @@ def _gelu_tanh_sigma_impl(v):
     return impl
 
 
+def gelu_tanh_grad(v):
+    """gelu'(v), tanh form: s + 2 v s (1 - s) · c (1 + 3a v²), s = gelu_tanh_sigma(v). The backward kernel's
+    factor, and the epilogue that multiplies a product's output by it (kernels/cpu/matmul/outer.py)."""
+    s = gelu_tanh_sigma(v)
+    return s + 2.0 * v * s * (1.0 - s) * GELU_C * (1.0 + 3.0 * GELU_A * v * v)
+
+
+@overload(gelu_tanh_grad, inline="always")
+def _gelu_tanh_grad_impl(v):
+    T = _float_type(v)
+    if T is None:
+        return None
+    c, a3, one, two = T(GELU_C), T(3 * GELU_A), T(1), T(2)
+
+    def impl(v):
+        s = gelu_tanh_sigma(v)
+        du = c * (one + a3 * v * v)
+        return s + two * v * s * (one - s) * du
+    return impl
+
+
 @overload(gelu_tanh, inline="always")
 def _gelu_tanh_impl(v):
     T = _float_type(v)
@@ -96,7 +117,6 @@ def gelu_forward(x):
 @njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def gelu_backward(x, dy):
     """dx = dy · gelu'(x) for 1-D C-contiguous arrays; s is recomputed from x (only x is saved)."""
-    T = x.dtype.type
     dx = np.empty_like(x)
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
@@ -105,10 +125,7 @@ def gelu_backward(x, dy):
         gs = dy[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
-            v = xs[i]
-            s = gelu_tanh_sigma(v)
-            du = T(GELU_C) * (T(1) + T(3 * GELU_A) * v * v)
-            ds[i] = gs[i] * (s + T(2) * v * s * (T(1) - s) * du)
+            ds[i] = gs[i] * gelu_tanh_grad(xs[i])
     return dx
 
 
@@ -240,6 +257,23 @@ def gelu_erf(v):
     return v * norm_cdf(v)
 
 
+def gelu_erf_grad(v):
+    """gelu'(v), exact form: Φ(v) + v φ(v) (the backward kernel's factor, and the product epilogue's)."""
+    cdf, pdf = norm_cdf_pdf(v)
+    return cdf + v * pdf
+
+
+@overload(gelu_erf_grad, inline="always")
+def _gelu_erf_grad_impl(v):
+    if _float_type(v) is None:
+        return None
+
+    def impl(v):
+        cdf, pdf = norm_cdf_pdf(v)
+        return cdf + v * pdf
+    return impl
+
+
 @overload(gelu_erf, inline="always")
 def _gelu_erf_impl(v):
     if _float_type(v) is None:
@@ -276,7 +310,5 @@ def gelu_erf_backward(x, dy, dx):
         gs = dy[c * CHUNK : min(n, (c + 1) * CHUNK)]
         ds = dx[c * CHUNK : min(n, (c + 1) * CHUNK)]
         for i in range(xs.size):
-            v = xs[i]
-            cdf, pdf = norm_cdf_pdf(v)
-            ds[i] = gs[i] * (cdf + v * pdf)
+            ds[i] = gs[i] * gelu_erf_grad(xs[i])
     return dx

@@ -166,6 +166,8 @@ def _walk(roots, retain_graph, inputs=None):
     run = None
     found, wanted, capture = input_positions(inputs)
     owned = set()  # ids of the pending sums that accumulation made (see _add_pending): it may add into them
+    factored = None  # ids of the nodes whose backward a consumer's product applied (_factor_producer)
+    consumers = None  # id(node) -> edges into it from the walk's nodes, counted when first needed
     root_nodes = []
     for t, g in roots:
         if t._node is None:
@@ -203,11 +205,26 @@ def _walk(roots, retain_graph, inputs=None):
             for counter, version, _ in ctx.versions:
                 if counter.value != version:
                     node.check_versions()  # raises, naming the op
-        into = None
-        if node.function.accumulate_into is not None:  # (for its first input: see Function)
+        function = node.function
+        into = producer = None
+        if function.accumulate_into is not None:  # (for its first input: see Function)
             into = _owned_sum(node.parents[0], node.edges[0], pending, leaves, owned)
+        elif function.backward_with_factor is not None and inputs is None:
+            if consumers is None:
+                consumers = _consumer_counts(order)
+            producer = _factor_producer(node, pending, consumers)
         start = perf_counter_ns() if observers else 0
-        grads = node.function.backward(ctx, g) if into is None else _accumulate_into(node, ctx, g, into)
+        if factored is not None and id(node) in factored:  # its backward already ran inside its consumer's product
+            grads = (g,) + (None,) * (len(node.parents) - 1)
+        elif producer is not None:
+            grads = function.backward_with_factor(ctx, g, producer.function.grad_factor(producer.ctx))
+            if factored is None:
+                factored = set()
+            factored.add(id(producer))
+        elif into is None:
+            grads = function.backward(ctx, g)
+        else:
+            grads = _accumulate_into(node, ctx, g, into)
         if observers:
             end = perf_counter_ns()
             for observer in observers:
@@ -259,6 +276,37 @@ def _walk(roots, retain_graph, inputs=None):
             for i in wanted[id(leaf)]:
                 found[i] = g
     return found
+
+
+def _consumer_counts(order):
+    """id(node) -> how many edges of the nodes in `order` lead to it (its consumers in this walk)."""
+    counts = {}
+    for node in order:
+        for edge in node.edges:
+            if edge is not None and edge[0] is not None:
+                key = id(edge[0])
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _factor_producer(node, pending, consumers):
+    """The node that made `node`'s first input, when its backward (dy · f'(x): Function.grad_factor) may run
+    inside node's product (Function.backward_with_factor), else None. Only where nothing could see the
+    gradient that would pass between them: the producer has one output, nobody else consumes it in this walk
+    (`consumers`) and no gradient from a root waits for it (`pending`), and it has no hooks (a tensor hook or
+    retain_grad on the activation's output). grad() does not pair nodes (it may capture that gradient). Its
+    saved values must still be there (else its own backward raises as usual) and unchanged: a changed one
+    raises here, naming the producer, as its backward would."""
+    edge = node.edges[0]
+    producer = None if edge is None else edge[0]
+    if (producer is None or producer.function.grad_factor is None or producer.n_outputs != 1
+            or producer.hooks is not None or producer.ctx is None or id(producer) in pending
+            or consumers.get(id(producer)) != 1):
+        return None
+    for counter, version, _ in producer.ctx.versions:
+        if counter.value != version:
+            producer.check_versions()  # raises, naming the op
+    return producer
 
 
 def _owned_sum(parent, edge, pending, leaves, owned):

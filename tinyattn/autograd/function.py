@@ -43,6 +43,14 @@ class Function:
     instead of backward when such a sum exists, so a second slice of one tensor costs a write into the slice,
     not a new array of zeros and a sum over the whole tensor. It must leave every other input without a gradient.
 
+    Two attributes let the backward walk fuse an activation's backward into the product that makes its upstream
+    gradient (a Linear after a GELU: dh = (dy W) · f'(h) as the product writes each tile, one pass over memory
+    fewer). The activation defines `grad_factor(ctx)`: (name, x), its backward being dy · f'(x) for a factor
+    the backend's matmul_act_grad knows by that name. The consumer defines `backward_with_factor(ctx, grad,
+    factor)`: its backward with its first input's gradient multiplied by that factor. The walk pairs them only
+    where nothing could see the unfused gradient (engine.py, `_factor_producer`); it then passes the gradient
+    through the activation's node without calling its backward.
+
     The backward of a Function works on raw arrays, which is fast but leaves no graph. For
     `backward(create_graph=True)` / `grad(..., create_graph=True)` (second derivatives), a Function also
     defines `differentiable_backward(ctx, inputs, grad)`: the same derivative written with tensor ops, which
@@ -57,6 +65,8 @@ class Function:
     fresh_grads = False
     accumulate_into = None
     differentiable_backward = None
+    grad_factor = None
+    backward_with_factor = None
 
     @staticmethod
     def forward(ctx, *args):

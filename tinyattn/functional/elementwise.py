@@ -434,6 +434,11 @@ class Gelu(Function):
         return backend.gelu_erf_backward(x, dy) if ctx.exact else backend.gelu_backward(x, dy), None
 
     @staticmethod
+    def grad_factor(ctx):
+        """The backward is dy · gelu'(x): the factor a consuming product may apply as it writes dy (Function)."""
+        return ("gelu_erf" if ctx.exact else "gelu_tanh"), ctx.saved[0]
+
+    @staticmethod
     def differentiable_backward(ctx, inputs, dy):
         """The formulas of the docstring in tensor ops (the fused kernels leave no graph)."""
         x = inputs[0]

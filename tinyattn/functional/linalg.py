@@ -203,6 +203,12 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, dy):
+        return Linear.backward_with_factor(ctx, dy, None)
+
+    @staticmethod
+    def backward_with_factor(ctx, dy, factor):
+        """backward, with dx multiplied by f'(h) when factor = (f's name, h) (Function.grad_factor of the op that
+        made x: dh = (dy W) · f'(h) from one product, its factor applied as each tile is written)."""
         x2, weight = ctx.saved[:2]
         need_x, need_w, need_b = ctx.needs_input_grad
         be = backend_of(dy)
@@ -217,7 +223,10 @@ class Linear(Function):
             dw = be.matmul_tn(dy2, x2)[0]
         elif need_b:
             db = dy2.sum(axis=(0, 1))
-        dx = be.matmul(dy2, weight[None]).reshape(ctx.x_shape) if need_x else None
+        dx = None
+        if need_x:
+            dx = be.matmul(dy2, weight[None]) if factor is None else be.matmul_act_grad(dy2, weight[None], *factor)
+            dx = dx.reshape(ctx.x_shape)
         return dx, dw, db
 
     @staticmethod

@@ -51,9 +51,11 @@ The package, one job per module:
     portable.py   the portable dot-product kernel `_gemm` and its 3 x 3 tile
     small.py      tiny products (`_gemm_small`)
     panel.py      the outer-product micro-kernel driver for one row panel (`_panel`)
-    outer.py      the outer-product kernel `_gemm_outer`: task grid, k-split, bias and row-sum fusions
+    outer.py      the outer-product kernel `_gemm_outer`: task grid, k-split, bias, row-sum and activation-
+                  derivative fusions
     rows.py       few-row products (`_gemm_rows`)
-    __init__.py   the three public entry points and the choice among the kernels (`_product`, KERNEL)
+    __init__.py   the public entry points (three products, and matmul_nn_act_grad) and the choice among the
+                  kernels (`_product`, KERNEL)
 Blocking sizes and thresholds, with their units and measurements: ../policy.py.
 """
 import math
@@ -65,7 +67,8 @@ from ..microkernel import host_kernel
 from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
                       OUTER_NC_BYTES, OUTER_SPLIT_K, OUTER_SPLIT_K_IN_PLACE, ROWS_MAX_NN, ROWS_MAX_NT,
                       SMALL_ALWAYS, SMALL_BATCH_WORK, SMALL_WORK)
-from .outer import _a_sums, _add_bias, _gemm_outer, _gemm_task, gemm_outer  # noqa: F401
+from .outer import (ACT_GELU_ERF, ACT_GELU_TANH, _a_sums, _add_bias, _gemm_outer, _gemm_task,  # noqa: F401
+                    gemm_outer)
 from .pack import _pack, _pack_b_panel  # noqa: F401
 from .panel import _panel  # noqa: F401
 from .portable import _gemm, _micro_3x3  # noqa: F401
@@ -303,6 +306,30 @@ def matmul_nn(a, b, kernel=None):
     and k stride N (b is transposed while it is packed, or read in place). Any strides (module note).
     """
     return _matmul(a, 1, 2, b, 2, 1, kernel)
+
+
+_ACTS = {"gelu_tanh": ACT_GELU_TANH, "gelu_erf": ACT_GELU_ERF}
+
+
+def matmul_nn_act_grad(a, b, act, x):
+    """out[p] = (a[p] @ b[p]) · f'(x[p]) for a (Ba, M, K), b (Bb, K, N), x of the output's shape (B, M, N) and
+    f = GELU (`act` "gelu_tanh" or "gelu_erf"): an activation's backward fused into the product dy W that makes
+    its upstream gradient (a Linear after the activation; autograd/engine.py finds the pair). The factor is
+    applied to each tile as `_gemm_outer` writes it (outer.py, `_times_act_grad`), so the product's output is
+    never read again. Returns None where the product would not take `_gemm_outer` (C-contiguous operands and x
+    of one dtype, a product above SMALL_WORK, a vector kernel): the caller then runs the two steps."""
+    if (a.ndim != 3 or b.ndim != 3 or KERNEL == "portable" or not (a.dtype == b.dtype == x.dtype)
+            or not (a.flags.c_contiguous and b.flags.c_contiguous and x.flags.c_contiguous)
+            or not (a.flags.writeable and b.flags.writeable)):
+        return None
+    Ba, M, K = a.shape
+    Bb, _, N = b.shape
+    if M * N * K <= SMALL_WORK or x.size != max(Ba, Bb) * M * N:
+        return None
+    # matmul_nn's strides (A[i, k] = a[p, i, k], B[j, k] = b[p, k, j]), as `_matmul` finds them
+    return gemm_outer(a.reshape(-1), Ba, 0 if Ba == 1 else M * K, K if M > 1 else 1, 1, b.reshape(-1), Bb,
+                      0 if Bb == 1 else K * N, 1, N if K > 1 else 1, M, N, K, KERNEL == "avx512", num_threads(),
+                      _NO_BIAS[a.dtype], _NO_SUMS[a.dtype], _NO_OFFS, _NO_OFFS, x.reshape(-1), _ACTS[act])
 
 
 def matmul_nt(a, b, kernel=None, bias=None):

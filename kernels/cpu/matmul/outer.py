@@ -10,7 +10,9 @@ from numba import njit, prange
 from ..policy import (MICRO_ROWS_W32, MICRO_ROWS_W64, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,
                       OUTER_MIN_PANELS_COPIED_A, OUTER_NC_BYTES, OUTER_SPLIT_K, OUTER_SPLIT_K_IN_PLACE, TAIL_ROWS_W32,
                       TAIL_ROWS_W64)
+from ..activations import gelu_erf_grad, gelu_tanh_grad
 from ..indirect import ITEM_INDEX, call_compiled, check_compiled, item_function, values_fingerprint
+from ..vexp import wide_vectors
 from .pack import _pack_b_panel
 from .panel import _panel
 
@@ -23,6 +25,28 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
         orow = of[cbase + r * N + j0:cbase + r * N + j1]
         for j in range(j1 - j0):  # slices: a run of non-negative indices, which vectorises
             orow[j] += bs[j]
+
+
+# what `_gemm_outer` multiplies its output by (`act`): nothing, or the derivative of an activation at `act_x`
+ACT_NONE, ACT_GELU_TANH, ACT_GELU_ERF = 0, 1, 2
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _times_act_grad(of, cbase, N, mr, act_x, act, j0, j1):
+    """of[c] *= f'(act_x[c]) for c = cbase + r*N + j, r < mr, j0 <= j < j1 (f: GELU's tanh form for act ==
+    ACT_GELU_TANH, its exact form for ACT_GELU_ERF): an activation's backward, dh = (dy W) · f'(h), on the tile
+    rows just written, while they are still in L1 (a separate pass reads dy W and writes dh through memory).
+    The factor is the backward kernels' own formula (activations.py), so the result is theirs."""
+    wide_vectors()  # 512-bit vectors (vexp.py)
+    for r in range(mr):
+        orow = of[cbase + r * N + j0:cbase + r * N + j1]
+        xrow = act_x[cbase + r * N + j0:cbase + r * N + j1]
+        if act == ACT_GELU_TANH:
+            for j in range(j1 - j0):
+                orow[j] = orow[j] * gelu_tanh_grad(xrow[j])
+        else:
+            for j in range(j1 - j0):
+                orow[j] = orow[j] * gelu_erf_grad(xrow[j])
 
 
 @njit(cache=True)
@@ -50,7 +74,7 @@ def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide):
 
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
-                task, pack):
+                act_x, act, task, pack):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); a task's last rows take their 4- (2-) row
@@ -63,7 +87,11 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
     pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T). `a_offs`, `b_offs`: int64 offsets of each
     batch element's matrix in af / bf (Ba / Bb of them: batch axes that no single stride spans, such as (B, H)
-    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb. `task`, `pack`: the
+    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb. `act`, `act_x`: ACT_NONE
+    (act_x empty), or out[p][i, j] *= f'(act_x[(p M + i) N + j]) for an activation f (ACT_GELU_TANH,
+    ACT_GELU_ERF): the backward of f fused into the product that computes its upstream gradient, dh = (dy W) ·
+    f'(h), on each tile right after its last k-slice (`_times_act_grad`; with a k-split, once the partials
+    are summed). Not with a bias or sums. `task`, `pack`: the
     handles (indirect.item_function) of `_gemm_task`, the body of the parallel loop, and `_pack_b`, compiled for
     these operands: call them through `gemm_outer`, which finds them.
 
@@ -82,7 +110,7 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                         for j in range(jc, jc + NC, NR):      # B micro-panels streamed from L2 (in place
                                                               # under a copied A: prefetched rows ahead)
                             C[p, i:i+MR, j:j+NR] (=, first slice | +=) ukernel(A panel, B panel)
-                        if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias
+                        if last k-slice of k block 0: C[p, i:i+MR, jc:jc+NC] += bias   (or *= f'(act_x))
         if k blocks > 1: out += sum of the partials (on this thread)
     About one task per thread (the parallel loop splits its range statically); with at least as many products
     as threads, a task is a run of whole products (p over B // nth of them, no row or column split), which
@@ -111,6 +139,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
         for i in range(B * M):
             for j in range(N):
                 o2[i, j] = bias[j] if has_bias else z
+        if act != ACT_NONE:                   # (0 · f'(x): NaN where f'(x) is, as the unfused backward)
+            _times_act_grad(out.reshape(B * M * N), 0, N, B * M, act_x, act, 0, N)
         return out
     MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
     NR = 2 * (64 if wide else 32) // af.itemsize
@@ -180,10 +210,10 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
 
     grid = (nkb, kpt, nrb, ncb, rpt, cpt, bpt, own_b, pack_b, MR, NR, Np, Nb)   # (the tasks read Bp as laid out here)
     check_compiled(task, (np.int64(0), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
-                          a_offs, b_offs, out, partial, Bp, grid))
+                          a_offs, b_offs, act_x, act, out, partial, Bp, grid))
     for tk in prange(ngr * nrb * ncb * nkb):   # task: _gemm_task's address (indirect.py says why)
         call_compiled(task, (np.int64(tk), af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums,
-                             a_offs, b_offs, out, partial, Bp, grid))
+                             a_offs, b_offs, act_x, act, out, partial, Bp, grid))
     if nkb > 1:       # out += the other k blocks' partials, on this thread: (nkb - 1) M N adds (at most 3
         of = out.reshape(size)     # weights' worth) cost about what a second parallel region's start would,
         for kb in range(nkb - 1):  # and a busy machine can stall every region for a scheduler slice
@@ -197,12 +227,14 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                 for i in range(B * M):
                     s0[i] += sk[i]
                     sk[i] = 0
+        if act != ACT_NONE:        # the tasks left the factor to the sum (a split product's tiles are partial)
+            _times_act_grad(of, 0, N, B * M, act_x, act, 0, N)
     return out
 
 
 @njit(cache=True)
-def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums, a_offs, b_offs, out,
-               partial, Bp, grid):
+def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias, sums, a_offs, b_offs, act_x,
+               act, out, partial, Bp, grid):
     """Task tk of `_gemm_outer`'s parallel loop (its docstring: the loop nest): k block tk % nkb of (batch run,
     row block, column block) tk // nkb. `grid`: the task grid and the micro-panel sizes `_gemm_outer` chose (B's
     packed layout among them); out, partial, Bp: its output, the k blocks' partial outputs and the packed B."""
@@ -268,21 +300,29 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
                                jend)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
+                    if act != ACT_NONE and nkb == 1 and k0 + kc == kend:
+                        _times_act_grad(of, cbase, N, mr, act_x, act, jc, min(jend, N))
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature
 _STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
 _HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
+_NO_ACT_X = {}    # dtype -> an empty act_x
 
 
-def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
-    """`_gemm_outer` (same arguments) with the addresses of `_gemm_task` and `_pack_b` compiled for these
-    operands (indirect.py: neither is compiled again into the kernel). The arrays the kernel makes itself
-    (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that the kernel passes
+def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
+               act_x=None, act=ACT_NONE):
+    """`_gemm_outer` (same arguments; act_x None: none) with the addresses of `_gemm_task` and `_pack_b` compiled
+    for these operands (indirect.py: neither is compiled again into the kernel). The arrays the kernel makes
+    itself (out, partial, Bp) are typed by stand-ins of af's dtype; call_compiled checks that the kernel passes
     exactly those types."""
     if af.strides[0] != af.itemsize or bf.strides[0] != bf.itemsize:  # (the micro-kernels step raw pointers)
         raise ValueError(f"gemm_outer: af and bf must be 1-D views with unit stride, got strides {af.strides} and "
                          f"{bf.strides} for itemsize {af.itemsize}")
+    if act != ACT_NONE and (act_x is None or act_x.dtype != af.dtype or act_x.size != max(Ba, Bb) * M * N
+                            or act_x.ndim != 1 or act_x.strides[0] != act_x.itemsize or bias.size or sums.size):
+        raise ValueError(f"gemm_outer: the activation factor needs act_x flat, unit stride, of the output's "
+                         f"{max(Ba, Bb) * M * N} elements and dtype {af.dtype}, and no bias or sums")
     args = (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs)
     key = values_fingerprint(args)
     handles = _HANDLES.get(key)
@@ -290,7 +330,15 @@ def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nt
         handles = _handles(*args)
         if key is not None:
             _HANDLES[key] = handles
-    return _gemm_outer(*args, *handles)
+    return _gemm_outer(*args, no_act(af.dtype) if act_x is None else act_x, act, *handles)
+
+
+def no_act(dtype):
+    """The `act_x` of a product with no activation factor: an empty array of its dtype."""
+    x = _NO_ACT_X.get(dtype)
+    if x is None:
+        x = _NO_ACT_X[dtype] = np.empty(0, dtype)
+    return x
 
 
 def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
@@ -299,7 +347,7 @@ def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth,
         stand_in = _STAND_INS[af.dtype] = (np.empty((0, 0, 0), af.dtype), np.empty(0, af.dtype))
     out, flat = stand_in
     task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
-                                      sums, a_offs, b_offs, out, flat, flat, _TASK_GRID))
+                                      sums, a_offs, b_offs, flat, ACT_NONE, out, flat, flat, _TASK_GRID))
     # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide) as the kernel calls it
     pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, ITEM_INDEX, False, flat,
                                    ITEM_INDEX, ITEM_INDEX, wide))
