@@ -182,7 +182,7 @@ def test_the_product_kernel_refuses_handles_for_other_operands():
     args32, args64 = operands(np.float32), operands(np.float64)
     np.testing.assert_array_equal(outer.gemm_outer(*args32)[0], np.full((40, 40), 24, np.float32))
     with pytest.raises(RuntimeError, match="compiled for other argument types"):
-        outer._gemm_outer(*args32, outer.no_act(np.float32), outer.ACT_NONE, *outer._handles(*args64))
+        outer._gemm_outer(*args32, outer.no_act(np.float32), *outer._handles(*args64), outer._NO_EPILOGUE)
 
 
 def test_the_product_kernel_refuses_flat_operands_with_gaps():

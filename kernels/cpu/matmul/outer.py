@@ -27,26 +27,40 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
             orow[j] += bs[j]
 
 
-# what `_gemm_outer` multiplies its output by (`act`): nothing, or the derivative of an activation at `act_x`
+# The activation factors `_gemm_outer` can apply to its output (gemm_outer's `act`): each a work-item function
+# of its own, called through its address (indirect.py), so that it compiles once, when a product first asks for
+# it, not into every compiled version of `_gemm_task` (into each, both forms cost about 1 s of a cold start).
+#     fn(of, cbase, N, mr, act_x, j0, j1): of[c] *= f'(act_x[c]) for c = cbase + r*N + j, r < mr, j0 <= j < j1
+# an activation's backward, dh = (dy W) · f'(h), on the tile rows just written, while they are still in L1 (a
+# separate pass reads dy W and writes dh through memory). The factor is the backward kernels' own formula
+# (activations.py), so the result is theirs.
 ACT_NONE, ACT_GELU_TANH, ACT_GELU_ERF = 0, 1, 2
+_NO_EPILOGUE = (0, 0)   # the handle passed with no factor (never called)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _times_act_grad(of, cbase, N, mr, act_x, act, j0, j1):
-    """of[c] *= f'(act_x[c]) for c = cbase + r*N + j, r < mr, j0 <= j < j1 (f: GELU's tanh form for act ==
-    ACT_GELU_TANH, its exact form for ACT_GELU_ERF): an activation's backward, dh = (dy W) · f'(h), on the tile
-    rows just written, while they are still in L1 (a separate pass reads dy W and writes dh through memory).
-    The factor is the backward kernels' own formula (activations.py), so the result is theirs."""
+def _times_gelu_tanh_grad(of, cbase, N, mr, act_x, j0, j1):
+    """The rows' factor for GELU's tanh form (see the note above)."""
     wide_vectors()  # 512-bit vectors (vexp.py)
     for r in range(mr):
         orow = of[cbase + r * N + j0:cbase + r * N + j1]
         xrow = act_x[cbase + r * N + j0:cbase + r * N + j1]
-        if act == ACT_GELU_TANH:
-            for j in range(j1 - j0):
-                orow[j] = orow[j] * gelu_tanh_grad(xrow[j])
-        else:
-            for j in range(j1 - j0):
-                orow[j] = orow[j] * gelu_erf_grad(xrow[j])
+        for j in range(j1 - j0):
+            orow[j] = orow[j] * gelu_tanh_grad(xrow[j])
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _times_gelu_erf_grad(of, cbase, N, mr, act_x, j0, j1):
+    """The rows' factor for GELU's exact form (see the note above)."""
+    wide_vectors()
+    for r in range(mr):
+        orow = of[cbase + r * N + j0:cbase + r * N + j1]
+        xrow = act_x[cbase + r * N + j0:cbase + r * N + j1]
+        for j in range(j1 - j0):
+            orow[j] = orow[j] * gelu_erf_grad(xrow[j])
+
+
+_ACT_FUNCTIONS = {ACT_GELU_TANH: _times_gelu_tanh_grad, ACT_GELU_ERF: _times_gelu_erf_grad}
 
 
 @njit(cache=True)
@@ -74,7 +88,7 @@ def _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide):
 
 @njit(cache=True, parallel=True)
 def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
-                act_x, act, task, pack):
+                act_x, task, pack, act):
     """out[p][i, j] = sum_k A[p][i, k] * B[p][j, k] (+ bias[j]), strides as for `_gemm`, with the
     outer-product micro-kernels of microkernel.py: wide=True the 12 x 2-vector AVX-512 shape, False the
     6 x 2-vector AVX2 one (NR = 2 * vector bytes / itemsize columns); a task's last rows take their 4- (2-) row
@@ -87,13 +101,12 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     dW = dy^T x, read while the k-slice of dy is in cache from the micro-panel copies instead of in a separate
     pass over dy. Only for A with contiguous rows (a_rs == 1: dy^T). `a_offs`, `b_offs`: int64 offsets of each
     batch element's matrix in af / bf (Ba / Bb of them: batch axes that no single stride spans, such as (B, H)
-    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb. `act`, `act_x`: ACT_NONE
-    (act_x empty), or out[p][i, j] *= f'(act_x[(p M + i) N + j]) for an activation f (ACT_GELU_TANH,
-    ACT_GELU_ERF): the backward of f fused into the product that computes its upstream gradient, dh = (dy W) ·
-    f'(h), on each tile right after its last k-slice (`_times_act_grad`; with a k-split, once the partials
-    are summed). Not with a bias or sums. `task`, `pack`: the
-    handles (indirect.item_function) of `_gemm_task`, the body of the parallel loop, and `_pack_b`, compiled for
-    these operands: call them through `gemm_outer`, which finds them.
+    of q = x.view(B, T, H, D).transpose(1, 2)), or empty arrays: then p * sa and p * sb. `act_x`: empty, or
+    out[p][i, j] *= f'(act_x[(p M + i) N + j]) for an activation f: the backward of f fused into the product
+    that computes its upstream gradient, dh = (dy W) · f'(h), on each tile right after its last k-slice (with
+    a k-split, once the partials are summed). Not with a bias or sums. `task`, `pack`, `act`: the handles
+    (indirect.item_function) of `_gemm_task`, the body of the parallel loop, `_pack_b`, and the factor's
+    function (see ACT_NONE), compiled for these operands: call them through `gemm_outer`, which finds them.
 
     Loop nest:
         B contiguous along k (x @ W^T), or along j with rows >= 4 KiB apart (then every k step of an
@@ -131,16 +144,19 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
     out = np.empty((B, M, N), dtype=af.dtype)
     has_bias = bias.size > 0
     has_sums = sums.size > 0
+    has_act = act_x.size > 0
     if B == 0 or M == 0 or N == 0:
         return out
+    if has_act:
+        check_compiled(act, (out.reshape(B * M * N), np.int64(0), N, B * M, act_x, np.int64(0), N))
     if K == 0:                                # plain loops: an array expression here would be a parfor
         o2 = out.reshape(B * M, N)
         z = out.dtype.type(0)
         for i in range(B * M):
             for j in range(N):
                 o2[i, j] = bias[j] if has_bias else z
-        if act != ACT_NONE:                   # (0 · f'(x): NaN where f'(x) is, as the unfused backward)
-            _times_act_grad(out.reshape(B * M * N), 0, N, B * M, act_x, act, 0, N)
+        if has_act:                           # (0 · f'(x): NaN where f'(x) is, as the unfused backward)
+            call_compiled(act, (out.reshape(B * M * N), np.int64(0), N, B * M, act_x, np.int64(0), N))
         return out
     MR = MICRO_ROWS_W64 if wide else MICRO_ROWS_W32
     NR = 2 * (64 if wide else 32) // af.itemsize
@@ -227,8 +243,8 @@ def _gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, n
                 for i in range(B * M):
                     s0[i] += sk[i]
                     sk[i] = 0
-        if act != ACT_NONE:        # the tasks left the factor to the sum (a split product's tiles are partial)
-            _times_act_grad(of, 0, N, B * M, act_x, act, 0, N)
+        if has_act:                # the tasks left the factor to the sum (a split product's tiles are partial)
+            call_compiled(act, (of, np.int64(0), N, B * M, act_x, np.int64(0), N))
     return out
 
 
@@ -246,6 +262,7 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
     NC = (OUTER_NC_BYTES // (OUTER_KC * af.itemsize)) // NR * NR
     has_bias = bias.size > 0
     has_sums = sums.size > 0
+    has_act = act_x.size > 0
     kb = tk % nkb
     t = tk // nkb
     of = out.reshape(size) if kb == 0 else partial[(kb - 1) * size:kb * size]
@@ -300,14 +317,15 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
                                jend)
                     if has_bias and kb == 0 and k0 + kc == kend:
                         _add_bias(of, cbase, N, mr, bias, jc, min(jend, N))
-                    if act != ACT_NONE and nkb == 1 and k0 + kc == kend:
-                        _times_act_grad(of, cbase, N, mr, act_x, act, jc, min(jend, N))
+                    if has_act and nkb == 1 and k0 + kc == kend:
+                        call_compiled(act, (out.reshape(size), cbase, N, mr, act_x, jc, min(jend, N)))
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature
 _STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
 _HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
 _NO_ACT_X = {}    # dtype -> an empty act_x
+_EPILOGUES = {}   # (act, dtype) -> the handle of its factor function
 
 
 def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs,
@@ -319,10 +337,11 @@ def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nt
     if af.strides[0] != af.itemsize or bf.strides[0] != bf.itemsize:  # (the micro-kernels step raw pointers)
         raise ValueError(f"gemm_outer: af and bf must be 1-D views with unit stride, got strides {af.strides} and "
                          f"{bf.strides} for itemsize {af.itemsize}")
-    if act != ACT_NONE and (act_x is None or act_x.dtype != af.dtype or act_x.size != max(Ba, Bb) * M * N
-                            or act_x.ndim != 1 or act_x.strides[0] != act_x.itemsize or bias.size or sums.size):
-        raise ValueError(f"gemm_outer: the activation factor needs act_x flat, unit stride, of the output's "
-                         f"{max(Ba, Bb) * M * N} elements and dtype {af.dtype}, and no bias or sums")
+    if act != ACT_NONE and (act not in _ACT_FUNCTIONS or act_x is None or act_x.dtype != af.dtype or bias.size
+                            or sums.size or act_x.size != max(Ba, Bb) * M * N or act_x.ndim != 1
+                            or act_x.strides[0] != act_x.itemsize or act_x.size == 0):
+        raise ValueError(f"gemm_outer: the activation factor {act} needs act_x flat, unit stride, of the output's "
+                         f"{max(Ba, Bb) * M * N} (> 0) elements and dtype {af.dtype}, and no bias or sums")
     args = (af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs)
     key = values_fingerprint(args)
     handles = _HANDLES.get(key)
@@ -330,7 +349,20 @@ def gemm_outer(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nt
         handles = _handles(*args)
         if key is not None:
             _HANDLES[key] = handles
-    return _gemm_outer(*args, no_act(af.dtype) if act_x is None else act_x, act, *handles)
+    if act == ACT_NONE:
+        return _gemm_outer(*args, no_act(af.dtype), *handles, _NO_EPILOGUE)
+    return _gemm_outer(*args, act_x, *handles, _act_handle(act, af.dtype))
+
+
+def _act_handle(act, dtype):
+    """The handle of the factor function `act` for a product of `dtype` (compiled when first asked for)."""
+    key = (act, dtype)
+    handle = _EPILOGUES.get(key)
+    if handle is None:
+        flat = _stand_ins(dtype)[1]
+        handle = _EPILOGUES[key] = item_function(_ACT_FUNCTIONS[act], (flat, ITEM_INDEX, ITEM_INDEX, ITEM_INDEX, flat,
+                                                                       ITEM_INDEX, ITEM_INDEX))
+    return handle
 
 
 def no_act(dtype):
@@ -341,13 +373,17 @@ def no_act(dtype):
     return x
 
 
-def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
-    stand_in = _STAND_INS.get(af.dtype)
+def _stand_ins(dtype):
+    stand_in = _STAND_INS.get(dtype)
     if stand_in is None:
-        stand_in = _STAND_INS[af.dtype] = (np.empty((0, 0, 0), af.dtype), np.empty(0, af.dtype))
-    out, flat = stand_in
+        stand_in = _STAND_INS[dtype] = (np.empty((0, 0, 0), dtype), np.empty(0, dtype))
+    return stand_in
+
+
+def _handles(af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, nth, bias, sums, a_offs, b_offs):
+    out, flat = _stand_ins(af.dtype)
     task = item_function(_gemm_task, (ITEM_INDEX, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide, bias,
-                                      sums, a_offs, b_offs, flat, ACT_NONE, out, flat, flat, _TASK_GRID))
+                                      sums, a_offs, b_offs, flat, _NO_EPILOGUE, out, flat, flat, _TASK_GRID))
     # _pack_b(bf, boff, b_rs, b_ks, N, K, NR, q0, q1, pack_b, dst, d0, Nb, wide) as the kernel calls it
     pack = item_function(_pack_b, (bf, ITEM_INDEX, b_rs, b_ks, N, K, ITEM_INDEX, ITEM_INDEX, ITEM_INDEX, False, flat,
                                    ITEM_INDEX, ITEM_INDEX, wide))
