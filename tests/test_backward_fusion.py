@@ -1,5 +1,6 @@
 """The backward walk runs an activation's backward inside the product after it (autograd/engine.py,
-`_factor_producer`): a Linear after a GELU computes dh = (dy W) · gelu'(h) in one product. The gradients must be
+`_factor_producer`): a Linear after a GELU computes dh = (dy W) · gelu'(h) in one product (after a ReLU:
+(dy W) · [y > 0]). The gradients must be
 those of the unfused walk, and the walk must not pair the two wherever anything could see the gradient between
 them (another consumer, a hook, retain_grad, grad() of it, a root) or a saved value changed."""
 import numpy as np
@@ -9,7 +10,7 @@ import tinyattn as ta
 import tinyattn.nn as nn
 import tinyattn.nn.functional as F
 from tinyattn import backend
-from tinyattn.functional.elementwise import Gelu
+from tinyattn.functional.elementwise import Gelu, Relu
 from tinyattn.testing import gradcheck
 
 
@@ -34,35 +35,38 @@ def _mlp(dtype, bias=True):
 
 def _grads(loss_of, tensors, fused):
     """The gradients of `tensors` after loss_of().backward(), the walk pairing nodes (fused) or not."""
-    saved = Gelu.grad_factor
+    saved = Gelu.grad_factor, Relu.grad_factor
     if not fused:
-        Gelu.grad_factor = None
+        Gelu.grad_factor = Relu.grad_factor = None
     try:
         for t in tensors:
             t.grad = None
         loss_of().backward()
     finally:
-        Gelu.grad_factor = saved
+        Gelu.grad_factor, Relu.grad_factor = saved
     return [t.grad.numpy().copy() for t in tensors]
 
 
-@pytest.mark.parametrize("approximate", ["none", "tanh"])
+ACTIVATIONS = {"gelu_erf": F.gelu, "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"), "relu": F.relu}
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradients_are_the_unfused_walks(fused_calls, approximate, dtype, bias):
+def test_gradients_are_the_unfused_walks(fused_calls, act, dtype, bias):
     fc, proj = _mlp(dtype, bias)
     x = ta.randn(3, 70, 24, dtype=dtype, requires_grad=True)
     tensors = [x, *fc.parameters(), *proj.parameters()]
 
     def loss():
-        return (proj(F.gelu(fc(x), approximate=approximate)) ** 2).sum()
+        return (proj(ACTIVATIONS[act](fc(x))) ** 2).sum()
 
     fused = _grads(loss, tensors, True)
-    assert fused_calls == ["gelu_tanh" if approximate == "tanh" else "gelu_erf"]
+    assert fused_calls == [act]
     plain = _grads(loss, tensors, False)
     assert len(fused_calls) == 1
     for f, p in zip(fused, plain):
-        if dtype == np.float32 and approximate == "none":   # (a few ulp: test_matmul_fused.py says why)
+        if dtype == np.float32 and act == "gelu_erf":   # (a few ulp: test_matmul_fused.py says why)
             np.testing.assert_allclose(f, p, rtol=1e-5, atol=1e-5)
         else:
             np.testing.assert_array_equal(f, p)
@@ -72,9 +76,9 @@ def test_gradcheck_through_the_fused_pair(fused_calls):
     fc, proj = _mlp(np.float64)
     x = ta.randn(2, 9, 24, dtype=np.float64, requires_grad=True)
     w1, w2 = fc.weight.detach().requires_grad_(), proj.weight.detach().requires_grad_()
-    for approximate in ("none", "tanh"):
-        gradcheck(lambda x, w1, w2: F.linear(F.gelu(F.linear(x, w1), approximate=approximate), w2), [x, w1, w2])
-    assert "gelu_erf" in fused_calls and "gelu_tanh" in fused_calls
+    for act in ACTIVATIONS.values():
+        gradcheck(lambda x, w1, w2: F.linear(act(F.linear(x, w1)), w2), [x, w1, w2])
+    assert set(fused_calls) == set(ACTIVATIONS)
 
 
 def _pairs_where(make_loss, fused_calls, tensors):

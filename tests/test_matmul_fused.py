@@ -87,32 +87,35 @@ def test_ukernel_strided_loop_every_kc():
             np.testing.assert_array_equal(c.reshape(MR, NR), 2 * ref)
 
 
-def _gelu_grad(x, y, act):
-    """y · gelu'(x) by the activation's own backward kernel (what the fused product must equal)."""
+def _act_grad(x, y, act):
+    """y · f'(x) by the activation's own backward kernel (what the fused product must equal)."""
     from tinyattn.kernels.cpu import activations as act_k
+    from tinyattn.kernels.cpu import pointwise
 
     x, y = x.reshape(-1), np.ascontiguousarray(y).reshape(-1)
+    if act == "relu":
+        return pointwise.relu_backward(x, y, np.empty_like(x), 2)
     return act_k.gelu_backward(x, y) if act == "gelu_tanh" else act_k.gelu_erf_backward(x, y, np.empty_like(x))
 
 
 @pytest.mark.skipif(not OUTER, reason="the outer-product kernel needs AVX2 or AVX-512")
-@pytest.mark.parametrize("act", ["gelu_tanh", "gelu_erf"])
+@pytest.mark.parametrize("act", ["gelu_tanh", "gelu_erf", "relu"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,M,K,N", [(1, 77, 40, 45), (2, 30, 33, 64), (1, 64, 200, 130)])
 def test_activation_factor_is_the_activations_backward(rng, act, dtype, B, M, K, N):
-    """matmul_nn_act_grad(dy, W, act, h) = gelu's backward on dy @ W: edge tiles (rows past a micro-panel, columns
+    """matmul_nn_act_grad(dy, W, act, h) = the activation's backward on dy @ W: edge tiles (rows past a micro-panel, columns
     past NR), a batch, several column blocks. To the bit, except float32's exact form: its reciprocal
     (vexp.recip_finite) is an estimate and a Newton step in vector code and a division in the loops' scalar
     remainders, which fall on other elements in a tile's rows than in the kernel's flat chunks (a few ulp)."""
     dy = rng.standard_normal((B, M, K)).astype(dtype)
     w = rng.standard_normal((B, K, N)).astype(dtype)
     h = (3 * rng.standard_normal((B, M, N))).astype(dtype)
-    h.reshape(-1)[:4] = [0, -12, 12, 40]                  # the formulas' clamps and tails
+    h.reshape(-1)[:5] = [0, -12, 12, 40, np.nan]          # the formulas' clamps and tails, NaN
     out = mm.matmul_nn_act_grad(dy, w, act, h)
     assert out is not None and out.shape == (B, M, N)
-    expected = _gelu_grad(h, mm.matmul_nn(dy, w), act)
+    expected = _act_grad(h, mm.matmul_nn(dy, w), act)
     if dtype == np.float32 and act == "gelu_erf":
-        np.testing.assert_allclose(out.reshape(-1), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out.reshape(-1), expected, rtol=1e-5, atol=1e-6, equal_nan=True)
     else:
         np.testing.assert_array_equal(out.reshape(-1), expected)
 
@@ -129,7 +132,7 @@ def test_activation_factor_after_a_k_split_and_for_an_empty_reduction(rng, nth, 
     h[0, 0, 0] = np.nan
     out = mm.gemm_outer(a.ravel(), 1, 0, K, 1, b.ravel(), 1, 0, 1, N, M, N, K, mm.KERNEL == "avx512", nth,
                         np.empty(0), np.zeros((0, 0)), mm._NO_OFFS, mm._NO_OFFS, h.ravel(), mm.ACT_GELU_TANH)
-    expected = _gelu_grad(h, a[0] @ b[0], "gelu_tanh").reshape(1, M, N)
+    expected = _act_grad(h, a[0] @ b[0], "gelu_tanh").reshape(1, M, N)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     assert np.isnan(out[0, 0, 0])
 

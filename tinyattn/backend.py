@@ -63,16 +63,18 @@ def _run(work, kernel, *args):
         _set_threads(threads)
 
 
+_ACT_BACKWARDS = {"gelu_tanh": "gelu_backward", "gelu_erf": "gelu_erf_backward", "relu": "relu_backward"}
+
+
 def _check_act(act):
-    if act not in ("gelu_tanh", "gelu_erf"):
-        raise ValueError(f"matmul_act_grad: unknown activation {act!r}; expected 'gelu_tanh' or 'gelu_erf'")
+    if act not in _ACT_BACKWARDS:
+        raise ValueError(f"matmul_act_grad: unknown activation {act!r}; expected one of {sorted(_ACT_BACKWARDS)}")
 
 
 def _act_grad_after(backend, y, act, x):
     """y · f'(x) (matmul_act_grad's two steps): the activation's own backward on the product y, in y's shape."""
     _check_act(act)
-    x = x.reshape(y.shape)
-    return backend.gelu_backward(x, y) if act == "gelu_tanh" else backend.gelu_erf_backward(x, y)
+    return getattr(backend, _ACT_BACKWARDS[act])(x.reshape(y.shape), y)
 
 
 def _row_work(rows):
@@ -178,9 +180,10 @@ class CPUBackend:
         return _run(work, self._mm.matmul_nn, a, b)
 
     def matmul_act_grad(self, a, b, act, x):
-        """(a @ b) · f'(x), f = GELU ('gelu_tanh' or 'gelu_erf'), x of the product's shape: the activation's
-        backward fused into the product that makes its upstream gradient (the factor applied to each output tile
-        as it is written, kernels/cpu/matmul); the two steps where the product takes another kernel."""
+        """(a @ b) · f'(x), x of the product's size: f = GELU ('gelu_tanh' or 'gelu_erf', x its input) or ReLU
+        ('relu', x its output): the activation's backward fused into the product that makes its upstream
+        gradient (the factor applied to each output tile as it is written, kernels/cpu/matmul); the two steps
+        where the product takes another kernel."""
         _check_act(act)
         if a.shape[-2] > self._mm.ROWS_MAX_NN:
             work = max(_batch(a), _batch(b)) * a.shape[-2] * a.shape[-1] * b.shape[-1]

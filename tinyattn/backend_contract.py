@@ -80,9 +80,10 @@ class Backend(Protocol):
         (C, s) with s (B, M) = A summed over K (a Linear's dW = dyᵀ x and db = Σ dy from one pass over dy)."""
 
     def matmul_act_grad(self, a: Array, b: Array, act: str, x: Array) -> Array:
-        """(A B per batch, as matmul) · f'(x) elementwise, f = GELU (act 'gelu_tanh' or 'gelu_erf'), x of the
-        product's size: an activation's backward fused into the product dy W that makes its upstream gradient
-        (a Linear after the activation; the backward walk finds the pair). Equal to gelu_backward(x, a @ b)."""
+        """(A B per batch, as matmul) · f'(x) elementwise, x of the product's size: f = GELU (act 'gelu_tanh' or
+        'gelu_erf', x its input) or ReLU ('relu', x its output). An activation's backward fused into the product
+        dy W that makes its upstream gradient (a Linear after the activation; the backward walk finds the pair):
+        the activation's backward (gelu_backward, gelu_erf_backward, relu_backward) of x and a @ b."""
 
     # ---- sums of whole arrays ----------------------------------------------------------------
     def add(self, a: Array, b: Array) -> Array:

@@ -406,6 +406,11 @@ class Relu(Function):
         return backend_of(dy).relu_backward(y, dy)
 
     @staticmethod
+    def grad_factor(ctx):
+        """The backward is dy · [y > 0]: the factor a consuming product may apply as it writes dy (Function)."""
+        return "relu", ctx.saved[0]
+
+    @staticmethod
     def differentiable_backward(ctx, inputs, dy):
         (y,) = ctx.saved
         return dy * saved_constant(dy, (y > 0).astype(dy._array.dtype))  # the mask is a constant

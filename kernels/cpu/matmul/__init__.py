@@ -67,7 +67,7 @@ from ..microkernel import host_kernel
 from ..policy import (KC, MC, MIN_TASKS, MR, NR, OUTER_KC, OUTER_MAX_SPLIT_K, OUTER_MIN_PANELS,  # noqa: F401
                       OUTER_NC_BYTES, OUTER_SPLIT_K, OUTER_SPLIT_K_IN_PLACE, ROWS_MAX_NN, ROWS_MAX_NT,
                       SMALL_ALWAYS, SMALL_BATCH_WORK, SMALL_WORK)
-from .outer import (ACT_GELU_ERF, ACT_GELU_TANH, _a_sums, _add_bias, _gemm_outer, _gemm_task,  # noqa: F401
+from .outer import (ACT_GELU_ERF, ACT_GELU_TANH, ACT_RELU, _a_sums, _add_bias, _gemm_outer, _gemm_task,  # noqa: F401
                     gemm_outer)
 from .pack import _pack, _pack_b_panel  # noqa: F401
 from .panel import _panel  # noqa: F401
@@ -308,12 +308,13 @@ def matmul_nn(a, b, kernel=None):
     return _matmul(a, 1, 2, b, 2, 1, kernel)
 
 
-_ACTS = {"gelu_tanh": ACT_GELU_TANH, "gelu_erf": ACT_GELU_ERF}
+_ACTS = {"gelu_tanh": ACT_GELU_TANH, "gelu_erf": ACT_GELU_ERF, "relu": ACT_RELU}
 
 
 def matmul_nn_act_grad(a, b, act, x):
     """out[p] = (a[p] @ b[p]) · f'(x[p]) for a (Ba, M, K), b (Bb, K, N), x of the output's shape (B, M, N) and
-    f = GELU (`act` "gelu_tanh" or "gelu_erf"): an activation's backward fused into the product dy W that makes
+    f = GELU (`act` "gelu_tanh" or "gelu_erf", x its input) or ReLU ("relu", x its output, f' = [x > 0]): an
+    activation's backward fused into the product dy W that makes
     its upstream gradient (a Linear after the activation; autograd/engine.py finds the pair). The factor is
     applied to each tile as `_gemm_outer` writes it (outer.py, `_times_act_grad`), so the product's output is
     never read again. Returns None where the product would not take `_gemm_outer` (C-contiguous operands and x

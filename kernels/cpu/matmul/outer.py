@@ -31,10 +31,11 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
 # of its own, called through its address (indirect.py), so that it compiles once, when a product first asks for
 # it, not into every compiled version of `_gemm_task` (into each, both forms cost about 1 s of a cold start).
 #     fn(of, cbase, N, mr, act_x, j0, j1): of[c] *= f'(act_x[c]) for c = cbase + r*N + j, r < mr, j0 <= j < j1
+# (act_x: the array f' is computed from, GELU's input or ReLU's output)
 # an activation's backward, dh = (dy W) · f'(h), on the tile rows just written, while they are still in L1 (a
 # separate pass reads dy W and writes dh through memory). The factor is the backward kernels' own formula
 # (activations.py), so the result is theirs.
-ACT_NONE, ACT_GELU_TANH, ACT_GELU_ERF = 0, 1, 2
+ACT_NONE, ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU = 0, 1, 2, 3
 _NO_EPILOGUE = (0, 0)   # the handle passed with no factor (never called)
 
 
@@ -60,7 +61,20 @@ def _times_gelu_erf_grad(of, cbase, N, mr, act_x, j0, j1):
             orow[j] = orow[j] * gelu_erf_grad(xrow[j])
 
 
-_ACT_FUNCTIONS = {ACT_GELU_TANH: _times_gelu_tanh_grad, ACT_GELU_ERF: _times_gelu_erf_grad}
+@njit(cache=True, error_model="numpy")
+def _times_relu_grad(of, cbase, N, mr, act_x, j0, j1):
+    """The rows' factor for ReLU, from its output y: 1 where y > 0, else 0 (multiplied, as the backward kernel
+    does, so that a NaN or inf gradient stays NaN)."""
+    zero, one = act_x.dtype.type(0), act_x.dtype.type(1)
+    for r in range(mr):
+        orow = of[cbase + r * N + j0:cbase + r * N + j1]
+        yrow = act_x[cbase + r * N + j0:cbase + r * N + j1]
+        for j in range(j1 - j0):
+            orow[j] = orow[j] * (one if yrow[j] > zero else zero)
+
+
+_ACT_FUNCTIONS = {ACT_GELU_TANH: _times_gelu_tanh_grad, ACT_GELU_ERF: _times_gelu_erf_grad,
+                  ACT_RELU: _times_relu_grad}
 
 
 @njit(cache=True)
