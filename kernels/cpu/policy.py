@@ -40,12 +40,15 @@ SERIAL_WORK = 1 << 18
 # and add_) runs on every thread (kernels/cpu/elementwise.py). Measured (docs/benchmarks.md, "Goal 1, third
 # round"; commits 2d8764b, ad4c2af): 1 MB 150 -> 140 us with cold inputs, and the layer norm right after it
 # 110 -> 85 us; below it NumPy's serial loop finishes about as soon. 2^17 rather than lower so that
-# examples/reverse.py (65,536-element activations) does not pay the kernel's ~1 s compile on a cold start.
+# examples/reverse.py (65,536-element activations) did not pay the kernel's ~1 s compile on a cold start.
 # Lowered to 3 x 2^15 = 98,304 (the nanoGPT CPU recipe's 768 x 128 activations; still above reverse.py's)
 # once the kernel's loop vectorised (issue 22 goal 4; 2 threads, wall, best of 20 in 5 interleaved rounds, load
 # 4.2, float32, NumPy -> kernel, us): a + b 65,536 elements 12.7 -> 5.7 (torch 5.2), 98,304 19.2 -> 6.5 (torch
 # 6.8), 262,144 126 -> 19.5 (torch 17.4); a += b 98,304 7.9 -> 5.7 (torch 6.0); at 32,768 all tie (~3.4).
-PARALLEL_SUM = 3 << 15
+# Lowered to 2^16 (twelfth session): reverse.py's 65,536-element residual adds and gradient sums on both threads
+# make its training step 0.98x of the time (bench_train.py's reverse model, 12 alternated rounds in one
+# process), for about 0.3 s more of its cold start (the kernel's compile: 10.2-10.9 against 10.1-10.4 s).
+PARALLEL_SUM = 1 << 16
 
 # Elements of the input from which the row kernels run on every thread rather than one: layer norm's forward and
 # backward (CPUBackend.layer_norm*, kernels/cpu/layer_norm.py; in place of SERIAL_WORK, which kept the
