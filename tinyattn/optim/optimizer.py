@@ -201,7 +201,10 @@ class Optimizer:
     def _follow(w, state):
         """Move a parameter's state to its device first (the model may have moved since the last
         step), so that an update never half-runs and then fails on mixed devices."""
+        host = type(w) is np.ndarray
         for key, value in state.items():
+            if host and type(value) is np.ndarray:  # (the common case, without device_of's checks)
+                continue
             if not isinstance(value, (int, float)) and device_of(value) != device_of(w):
                 state[key] = move(value, device_of(w))
 
