@@ -155,12 +155,15 @@ class CPUBackend:
         # layer_norm_forward(x, w, b, eps) -> layer_norm_backward(dy, x, mean, rstd, w)
         runtime.declare_backward_kernels(ln.layer_norm_forward, lambda f: [
             (ln.__name__, "layer_norm_backward", (c(f[0], 2), f[0], c(f[0], 1), c(f[0], 1), f[1]))])
-        # gelu_forward(x) -> gelu_backward(x, dy); gelu_erf_forward(x, out) -> gelu_erf_backward(x, dy, out), flat.
-        # (A GELU followed by a Linear runs neither: the Linear's product applies the factor, matmul_act_grad. That
-        # factor compiles in this process when first used; as a second companion it saved no time, 2026-12-08.)
+        # gelu_forward(x) -> gelu_backward(x, dy); gelu_erf_forward(x, out) -> gelu_erf_backward(x, dy, out), flat;
+        # and the factor a Linear after the GELU applies instead (matmul_act_grad: of, cbase, N, mr, act_x, j0, j1)
+        i64, outer = types.int64, self._mm.outer.__name__
+        # (the factor first: a GELU is most often followed by a Linear)
         runtime.declare_backward_kernels(act.gelu_forward, lambda f: [
+            (outer, "_times_gelu_tanh_grad", (c(f[0], 1), i64, i64, i64, c(f[0], 1), i64, i64)),
             (act.__name__, "gelu_backward", (f[0], c(f[0], 1)))])
         runtime.declare_backward_kernels(act.gelu_erf_forward, lambda f: [
+            (outer, "_times_gelu_erf_grad", (c(f[0], 1), i64, i64, i64, c(f[0], 1), i64, i64)),
             (act.__name__, "gelu_erf_backward", (f[0], c(f[0], 1), f[1]))])
 
     # ---- matmul on (batch, rows, cols) arrays; batch is 1 or the full batch ----------
