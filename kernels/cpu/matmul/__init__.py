@@ -314,11 +314,11 @@ _ACTS = {"gelu_tanh": ACT_GELU_TANH, "gelu_erf": ACT_GELU_ERF, "relu": ACT_RELU}
 def matmul_nn_act_grad(a, b, act, x):
     """out[p] = (a[p] @ b[p]) · f'(x[p]) for a (Ba, M, K), b (Bb, K, N), x of the output's shape (B, M, N) and
     f = GELU (`act` "gelu_tanh" or "gelu_erf", x its input) or ReLU ("relu", x its output, f' = [x > 0]): an
-    activation's backward fused into the product dy W that makes
-    its upstream gradient (a Linear after the activation; autograd/engine.py finds the pair). The factor is
-    applied to each tile as `_gemm_outer` writes it (outer.py, `_times_act_grad`), so the product's output is
-    never read again. Returns None where the product would not take `_gemm_outer` (C-contiguous operands and x
-    of one dtype, a product above SMALL_WORK, a vector kernel): the caller then runs the two steps."""
+    activation's backward fused into the product dy W that makes its upstream gradient (a Linear after the
+    activation; autograd/engine.py finds the pair). The factor is applied to each tile as `_gemm_outer` writes it
+    (outer.py, `_times_gelu_tanh_grad` and its kin), so the product's output is never read again. Returns None
+    where the product would not take `_gemm_outer` (it needs C-contiguous, writeable operands and x of one dtype,
+    a product above SMALL_WORK, a vector kernel): the caller then runs the two steps."""
     if (a.ndim != 3 or b.ndim != 3 or KERNEL == "portable" or not (a.dtype == b.dtype == x.dtype)
             or not (a.flags.c_contiguous and b.flags.c_contiguous and x.flags.c_contiguous)
             or not (a.flags.writeable and b.flags.writeable)):

@@ -27,14 +27,14 @@ def _add_bias(of, cbase, N, mr, bias, j0, j1):
             orow[j] += bs[j]
 
 
-# The activation factors `_gemm_outer` can apply to its output (gemm_outer's `act`): each a work-item function
-# of its own, called through its address (indirect.py), so that it compiles once, when a product first asks for
-# it, not into every compiled version of `_gemm_task` (into each, both forms cost about 1 s of a cold start).
+# The activation factors `_gemm_outer` can apply to its output (gemm_outer's `act`):
 #     fn(of, cbase, N, mr, act_x, j0, j1): of[c] *= f'(act_x[c]) for c = cbase + r*N + j, r < mr, j0 <= j < j1
-# (act_x: the array f' is computed from, GELU's input or ReLU's output)
-# an activation's backward, dh = (dy W) · f'(h), on the tile rows just written, while they are still in L1 (a
-# separate pass reads dy W and writes dh through memory). The factor is the backward kernels' own formula
-# (activations.py), so the result is theirs.
+# (act_x: what f' is computed from, GELU's input or ReLU's output). That is an activation's backward,
+# dh = (dy W) · f'(h), on the tile rows just written, while they are still in L1 (a separate pass reads dy W and
+# writes dh through memory). The factor is the backward kernels' own formula (activations.py), so the result is
+# theirs. Each is a work-item function of its own, called through its address (indirect.py), so that it compiles
+# once, when a product first asks for it, not into every compiled version of `_gemm_task` (into each, both GELU
+# forms cost about 1 s of a cold start).
 ACT_NONE, ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU = 0, 1, 2, 3
 _NO_EPILOGUE = (0, 0)   # the handle passed with no factor (never called)
 
