@@ -180,6 +180,9 @@ def _ops(rng):
         "matmul, batched and broadcast": (lambda a, b: a @ b, x, rng.standard_normal((5, 4))),
         "matmul, batch broadcast": (lambda a, b: a @ b, x[:, None], rng.standard_normal((2, 1, 5, 3))),
         "linear": (lambda a, w, b: F.linear(a, w, b), x, rng.standard_normal((4, 5)), rng.standard_normal(4)),
+        "linear after gelu and relu (their backward inside the product)": (
+            lambda a, w1, w2: F.linear(F.gelu(F.linear(a, w1)), w2) + F.linear(F.relu(F.linear(a, w1)), w2),
+            x, rng.standard_normal((4, 5)), rng.standard_normal((6, 4))),
         "reshape, permute, expand": (lambda a: a.permute(2, 0, 1).reshape(5, -1).T.unsqueeze(0).expand(2, -1, -1) * 1, x),
         "indexing": (lambda a: (a[1:, ::2, [4, 0, 4]], a[..., 2:3][[0, 1, 0]]), x),
         "cat, stack, unbind": (lambda a, b: ta.cat([a, ta.stack(a.unbind(1), 1)], 0) * b, x, y),
