@@ -167,7 +167,7 @@ def _walk(roots, retain_graph, inputs=None):
     found, wanted, capture = input_positions(inputs)
     owned = set()  # ids of the pending sums that accumulation made (see _add_pending): it may add into them
     factored = None  # ids of the nodes whose backward a consumer's product applied (_factor_producer)
-    consumers = None  # id(node) -> edges into it from the walk's nodes, counted when first needed
+    consumers = []  # [id(node) -> edges into it from the walk's nodes], counted when a pairing first needs it
     root_nodes = []
     for t, g in roots:
         if t._node is None:
@@ -210,9 +210,7 @@ def _walk(roots, retain_graph, inputs=None):
         if function.accumulate_into is not None:  # (for its first input: see Function)
             into = _owned_sum(node.parents[0], node.edges[0], pending, leaves, owned)
         elif function.backward_with_factor is not None and inputs is None:
-            if consumers is None:
-                consumers = _consumer_counts(order)
-            producer = _factor_producer(node, pending, consumers)
+            producer = _factor_producer(node, pending, order, consumers)
         start = perf_counter_ns() if observers else 0
         if factored is not None and id(node) in factored:  # its backward already ran inside its consumer's product
             grads = (g,) + (None,) * (len(node.parents) - 1)
@@ -289,23 +287,25 @@ def _consumer_counts(order):
     return counts
 
 
-def _factor_producer(node, pending, consumers):
+def _factor_producer(node, pending, order, consumers):
     """The node that made `node`'s first input, when its backward (dy · f'(x): Function.grad_factor) may run
     inside node's product (Function.backward_with_factor), else None. Only where nothing could see the
     gradient that would pass between them: the producer has one output, nobody else consumes it in this walk
-    (`consumers`) and no gradient from a root waits for it (`pending`), and it has no hooks (a tensor hook or
+    (the nodes in `order`: their edges are counted into `consumers`, an empty list until a candidate first needs
+    them) and no gradient from a root waits for it (`pending`), and it has no hooks (a tensor hook or
     retain_grad on the activation's output). grad() does not pair nodes (it may capture that gradient). Its
     saved values must still be there (else its own backward raises as usual) and unchanged: a changed one
     raises here, naming the producer, as its backward would."""
     edge = node.edges[0]
     producer = None if edge is None else edge[0]
     if (producer is None or producer.function.grad_factor is None or producer.n_outputs != 1
-            or producer.hooks is not None or producer.ctx is None or id(producer) in pending
-            or consumers.get(id(producer)) != 1):
+            or producer.hooks is not None or producer.ctx is None or id(producer) in pending):
         return None
-    for counter, version, _ in producer.ctx.versions:
-        if counter.value != version:
-            producer.check_versions()  # raises, naming the op
+    if not consumers:
+        consumers.append(_consumer_counts(order))
+    if consumers[0].get(id(producer)) != 1:
+        return None
+    producer.check_versions()  # raises, naming the op, if a saved value changed
     return producer
 
 
