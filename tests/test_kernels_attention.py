@@ -193,6 +193,27 @@ def test_every_host_kernel_matches_reference(kernel, dtype, monkeypatch):
 
 @pytest.mark.parametrize("kernel", kernels("avx512", "avx2"))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_key_tile_takes_its_row_dots_from_the_tile(kernel, dtype, monkeypatch):
+    # S <= BLOCK_K: D_i = sum_j P_ij dP_ij from the tile, equal to rowsum(dO_i * O_i) without reading O (the
+    # forward's out does not reach the kernel's arithmetic: NaN there changes nothing); more key tiles read it
+    monkeypatch.setattr(A, "KERNEL", kernel)
+    rng = np.random.default_rng(12)
+    for L, S, causal in ((BLOCK_K, BLOCK_K, True), (70, 37, False)):  # (L > BLOCK_Q: two query tiles)
+        q, k, v, dout = make(rng, 3, L, S, 16, 8, dtype)
+        check(q, k, v, dout, causal=causal)
+        out, lse = attention_forward(q, k, v, DUMMY, False, causal, -1, 0.25)
+        want = attention_backward(q, k, v, DUMMY, False, causal, -1, 0.25, out, lse, dout)
+        got = attention_backward(q, k, v, DUMMY, False, causal, -1, 0.25, np.full_like(out, np.nan), lse, dout)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    q, k, v, dout = make(rng, 2, 20, BLOCK_K + 1, 16, 8, dtype)
+    out, lse = attention_forward(q, k, v, DUMMY, False, False, -1, 0.25)
+    assert np.isnan(attention_backward(q, k, v, DUMMY, False, False, -1, 0.25, np.full_like(out, np.nan), lse,
+                                       dout)[0]).all()
+
+
+@pytest.mark.parametrize("kernel", kernels("avx512", "avx2"))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_short_sequences_compute_only_the_columns_they_use(kernel, dtype, monkeypatch):
     # sequences shorter than a tile (the reverse model's L = S = 32, E = 16; odd lengths just above and
     # below a micro-tile width) take narrower tile products than BLOCK_Q x BLOCK_K: same results as the
