@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from .policy import PREFETCH_MIN_BYTES
-from .prefetch import prefetch_rows
+from .prefetch import prefetch
 
 ROWS_PER_ITEM = 64
 _FM = {"reassoc", "contract"}
@@ -93,7 +93,9 @@ def layer_norm_backward(dy, x, mean, rstd, w):
         pb = db_part[it]
         for r in range(it * per, min(R, (it + 1) * per)):
             if far and r + ahead < R:  # x was saved by the forward, long out of cache: rows asked for ahead
-                prefetch_rows(x[r + ahead], 0, 0, 1, N, False)
+                xa = x[r + ahead]
+                for c in range(0, N, 64 // x.itemsize):  # (a 64-byte line at a time)
+                    prefetch(xa, c, False)
             g_r = dy[r]
             x_r = x[r]
             mu = mean[r]

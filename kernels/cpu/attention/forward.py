@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..indirect import call_compiled, check_compiled
-from ..prefetch import prefetch_rows
+from ..prefetch import prefetch
 from ..vexp import vexp as _exp
 from .exp import _exp_fwd, _max_rows
 from .mask import _bias_and_mask_t, _block_rows, _key_range
@@ -215,8 +215,11 @@ def _query_tile_mk(item, q, k, v, dims, mask, scale, o, lse, tag):
     alpha = np.empty(BLOCK_Q, of.dtype)
     l = np.zeros(BLOCK_Q, of.dtype)
     rows = np.empty((2, BLOCK_Q // NR), np.int64)  # each column block's key rows [r0, r1) of the tile
-    # the output rows this item writes last: asked for now, they arrive while it computes (prefetch.py)
-    prefetch_rows(of, o_off[bh] + i0 * o_rs, o_rs, nq, Ev, True)
+    for i in range(nq):  # the output rows this item writes last: asked for now, they arrive while it computes
+        o = o_off[bh] + (i0 + i) * o_rs
+        for e in range(0, Ev, 64 // of.itemsize):  # (a 64-byte line at a time)
+            prefetch(of, o + e, True)
+        prefetch(of, o + Ev - 1, True)
     _transpose(qf, qo + i0 * q_rs, q_rs, qT.reshape(-1), 0, BLOCK_Q, nq, E, scale)  # qT = scale Q[p, qb]^T
     jlo, jhi = _key_range(i0 + offset, i0 + nq + offset, S, causal, window)
     for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
