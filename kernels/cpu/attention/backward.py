@@ -33,24 +33,6 @@ def _row_dots(af, a_off, a_rs, bf, b_off, b_rs, n, d):
         d[i] = acc
 
 
-@njit(cache=True, inline="always")
-def _tile_row_dots(s, dp, nq, wk, delta, i0):
-    """delta[i0 + i] = sum_{j < wk} s[i, j] dp[i, j] for i < nq (wk a multiple of 8): eight running sums a row,
-    which LLVM keeps in one vector register without reassociating (the kernels that inline this have no fastmath;
-    a call to _row_dots would compile it again for these arrays' types)."""
-    part = np.empty(8, s.dtype)
-    for i in range(nq):
-        for t in range(8):
-            part[t] = 0.0
-        for j in range(0, wk, 8):
-            for t in range(8):
-                part[t] += s[i, j + t] * dp[i, j + t]
-        d = part[0]
-        for t in range(1, 8):
-            d += part[t]
-        delta[i0 + i] = d
-
-
 @njit(cache=True)
 def _zero_rows(f, off, rs, n, width):
     """f[off + i rs + e] = 0 for i < n, e < width: n rows of an output seen through its layout (loops: a slice
@@ -353,8 +335,9 @@ def _key_tiles_mk(item, q, k, v, do, dims, mask, scale, o, lse, dq, dk, dv, tag)
             _mm(tag, Ev, wk, nq, dof, doo + i0 * do_rs, 1, do_rs, s, 0, BLOCK_K, dvT, 0, BLOCK_K, True)
             # dP -> dS (in dp, scale folded in)
             _mm(tag, nq, wk, Ev, dof, doo + i0 * do_rs, do_rs, 1, vT, 0, BLOCK_K, dp, 0, BLOCK_K, False)
-            if in_tile:  # (P and dP are 0 past nk: padding and masked keys)
-                _tile_row_dots(s, dp, nq, wk, delta, i0)
+            if in_tile:  # (P and dP are 0 past nk: padding and masked keys; a vectorised sum: eight running sums
+                # inlined here, in a kernel without fastmath, took longer than reading O)
+                _row_dots(s.reshape(-1), 0, BLOCK_K, dp.reshape(-1), 0, BLOCK_K, wk, delta[i0:i0 + nq])
             for i in range(nq):
                 di = delta[i0 + i]
                 for j in range(wk):
