@@ -135,7 +135,7 @@ TAIL_ROWS_W32 = 2      # AVX2 tail micro-tile rows
 B_PREFETCH_ROWS = 64
 # Bytes above which layer norm's backward asks for the rows of its saved input x about 4 KiB ahead
 # (kernels/cpu/prefetch.py): x was written by the forward and is out of cache by then, and its kernel has too
-# little arithmetic per row to hide the wait. Measured (twelfth-to-thirteenth session, 2-core AVX-512 guest;
+# little arithmetic per row to hide the wait. Measured (issue 22, thirteenth session, 2-core AVX-512 guest;
 # the kernel's time inside training steps, the two versions alternated in one process, 12 rounds, us):
 # 2048 x 128 float32 (1 MiB) 123 -> 107, 768 x 128 (384 KiB) 50-52 -> 47-48, but 1024 x 64 (256 KiB, the
 # reverse model's, still in L2) 35-36 -> 38-40: below this size the hints cost more than they save.

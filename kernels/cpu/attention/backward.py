@@ -21,8 +21,9 @@ from .transpose import _transpose
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _row_dots(af, a_off, a_rs, bf, b_off, b_rs, n, d):
     """d[i] = sum_{e < n} A[i, e] B[i, e] for every row i < d.size (A[i, e] = af[a_off + i a_rs + e], B
-    likewise): the backward's D_i = rowsum(dO_i * O_i).  fastmath reassociates the sum (vector partial sums,
-    as numpy's einsum does; ~3x faster than the in-order chain), within the reference tests' tolerances."""
+    likewise): the backward's D_i = rowsum(dO_i * O_i), or sum_j P_ij dP_ij over a lone key tile.  fastmath
+    reassociates the sum (vector partial sums, as numpy's einsum does; ~3x faster than the in-order chain), within
+    the reference tests' tolerances."""
     z = d.dtype.type(0)
     for i in range(d.size):
         acc = z
