@@ -133,13 +133,6 @@ TAIL_ROWS_W32 = 2      # AVX2 tail micro-tile rows
 # 2048 tokens 1232 -> 945 and 3718 -> 3063 us, the other weight gradients 0.97-1.12x, warm 0.95-1.03x; in the
 # strided loop too, dy @ W went 0.96-0.98x, so that loop has none. Other distances not measured.
 B_PREFETCH_ROWS = 64
-# Bytes above which layer norm's backward asks for the rows of its saved input x about 4 KiB ahead
-# (kernels/cpu/prefetch.py): x was written by the forward and is out of cache by then, and its kernel has too
-# little arithmetic per row to hide the wait. Measured (issue 22, thirteenth session, 2-core AVX-512 guest;
-# the kernel's time inside training steps, the two versions alternated in one process, 12 rounds, us):
-# 2048 x 128 float32 (1 MiB) 123 -> 107, 768 x 128 (384 KiB) 50-52 -> 47-48, but 1024 x 64 (256 KiB, the
-# reverse model's, still in L2) 35-36 -> 38-40: below this size the hints cost more than they save.
-PREFETCH_MIN_BYTES = 1 << 18
 # k steps per iteration of the micro-kernel's loop over a row-major A read in place (x @ W^T, dy @ W), which
 # keeps one pointer per group of 4 rows (microkernel.py). Measured (issue 22; 1 thread, thread CPU time, fresh
 # Numba cache, load 5.5-6): against the former loop (one register walking all 12 rows, a chain of 12 adds per

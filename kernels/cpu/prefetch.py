@@ -4,10 +4,10 @@ array) without waiting for it.
 Why: a training step writes most of its outputs into memory that no core has touched for a while (the block
 the allocator hands out was freed by an earlier step), and reads inputs that an earlier op left in another
 cache or in memory. A kernel that touches rows scattered in memory, a few lines at a time between stretches of
-arithmetic (attention's output tile: 64 rows of 128 bytes, 512 bytes apart), or one with too little arithmetic per
-row to hide a wait (layer norm's backward), waits for each line in turn: the hardware prefetchers follow long
-sequential streams. Asked for ahead (at a work item's start, the rows it will write; a few rows before a loop
-reaches them, the rows it will read), the lines arrive while the kernel computes.
+arithmetic (attention's output tile: 64 rows of 128 bytes, 512 bytes apart), waits for each line in turn: the
+hardware prefetchers follow long sequential streams, not that pattern. Asked for at the work item's start, the
+rows it will write arrive while it computes. (Where a kernel reads or writes one sequential stream, as the row
+kernels do, the hardware keeps up once warm and the hints only cost instructions: measured, docs/benchmarks.md.)
 
 A hint never faults and never changes a value (an index outside the array is skipped), so a kernel's results are
 the same with or without it. The callers write their loops over rows out in place: a helper function would be
