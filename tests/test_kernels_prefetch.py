@@ -3,16 +3,14 @@ import numpy as np
 import pytest
 from numba import njit
 
-from tinyattn.kernels.cpu.prefetch import prefetch
+from tinyattn.kernels.cpu.prefetch import prefetch_write
 
 
 @njit(cache=True)
 def _hint_everywhere(a, lo, hi):
-    """prefetch every index in [lo, hi), for reading and for writing; returns a's sum (the hints must not
-    change it)."""
+    """prefetch_write every index in [lo, hi); returns a's sum (the hints must not change it)."""
     for i in range(lo, hi):
-        prefetch(a, i, False)
-        prefetch(a, i, True)
+        prefetch_write(a, i)
     return a.sum()
 
 
@@ -33,17 +31,3 @@ def test_a_strided_view_and_an_empty_array():
     assert _hint_everywhere(view, -2, view.size + 2) == view.sum()
     assert _hint_everywhere(np.empty(0, np.float32), -1, 2) == 0
     np.testing.assert_array_equal(a, np.arange(64, dtype=np.float32))
-
-
-def test_a_flag_known_only_at_run_time():
-    # the kernels pass a literal True or False; a flag known only when called is tested at run time
-    a = np.arange(10, dtype=np.float64)
-    for write in (False, True):
-        _hint_flag(a, write)
-    np.testing.assert_array_equal(a, np.arange(10, dtype=np.float64))
-
-
-@njit(cache=True)
-def _hint_flag(a, write):
-    for i in range(-1, a.size + 1):
-        prefetch(a, i, write)

@@ -1,13 +1,12 @@
-"""Software prefetch for the compiled kernels: `prefetch(a, i, write)` asks for the cache line holding a[i] (a 1-D
-array) without waiting for it.
+"""Software prefetch for the compiled kernels: `prefetch_write(a, i)` asks for the cache line holding a[i] (a 1-D
+array), ready to be written, without waiting for it.
 
-Why: a training step writes most of its outputs into memory that no core has touched for a while (the block
-the allocator hands out was freed by an earlier step), and reads inputs that an earlier op left in another
-cache or in memory. A kernel that touches rows scattered in memory, a few lines at a time between stretches of
-arithmetic (attention's output tile: 64 rows of 128 bytes, 512 bytes apart), waits for each line in turn: the
-hardware prefetchers follow long sequential streams, not that pattern. Asked for at the work item's start, the
-rows it will write arrive while it computes. (Where a kernel reads or writes one sequential stream, as the row
-kernels do, the hardware keeps up once warm and the hints only cost instructions: measured, docs/benchmarks.md.)
+Why: a training step writes most of its outputs into memory that no core has touched for a while (the block the
+allocator hands out was freed by an earlier step). A kernel that writes rows scattered in memory, a few lines at a
+time between stretches of arithmetic (attention's output tile: 64 rows of 128 bytes, 512 bytes apart), waits for
+each line to come in first: the hardware prefetchers follow long sequential streams, not that pattern. Asked for at
+the work item's start, the rows it will write arrive while it computes. (Hints for reading, and for kernels that
+stream one sequential block, as the row kernels do, did not pay: docs/benchmarks.md, thirteenth session.)
 
 A hint never faults and never changes a value (an index outside the array is skipped), so a kernel's results are
 the same with or without it. The callers write their loops over rows out in place: a helper function would be
@@ -21,17 +20,14 @@ from numba.extending import intrinsic
 
 
 @intrinsic
-def prefetch(typingctx, a, i, write):
-    """prefetch(a, i, write): hint that a[i] (a 1-D array; an index outside it: nothing) is about to be read
-    (write False: into L2) or written (True: into L1, ready to be written). `write` a constant in the kernel
-    (a literal) costs no test."""
-    if not (isinstance(a, types.Array) and a.ndim == 1 and isinstance(i, types.Integer)
-            and isinstance(write, types.Boolean)):
+def prefetch_write(typingctx, a, i):
+    """prefetch_write(a, i): hint that a[i] (a 1-D array; an index outside it: nothing) is about to be written:
+    its line comes into L1, ready to be written."""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and isinstance(i, types.Integer)):
         return None
-    literal = getattr(write, "literal_value", None)
 
     def codegen(context, builder, signature, args):
-        ary, index, flag = args
+        ary, index = args
         aryty = signature.args[0]
         arr = context.make_array(aryty)(context, builder, ary)
         index = context.cast(builder, index, signature.args[1], types.intp)
@@ -45,19 +41,7 @@ def prefetch(typingctx, a, i, write):
             i32 = ir.IntType(32)
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0")
-
-            def hint(rw):  # (rw and locality must be constants in the IR)
-                builder.call(fn, [ptr, i32(rw), i32(3 if rw else 2), i32(1)])  # locality 3: L1, 2: L2; 1: data
-
-            if literal is not None:
-                hint(int(literal))
-            else:
-                flag = context.cast(builder, flag, signature.args[2], types.boolean)
-                with builder.if_else(flag) as (then, otherwise):
-                    with then:
-                        hint(1)
-                    with otherwise:
-                        hint(0)
+            builder.call(fn, [ptr, i32(1), i32(3), i32(1)])  # rw 1: for writing; locality 3: into L1; 1: data
         return context.get_dummy_value()
 
-    return types.none(a, i, write), codegen
+    return types.none(a, i), codegen

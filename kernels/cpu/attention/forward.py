@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..indirect import call_compiled, check_compiled
-from ..prefetch import prefetch
+from ..prefetch import prefetch_write
 from ..vexp import vexp as _exp
 from .exp import _exp_fwd, _max_rows
 from .mask import _bias_and_mask_t, _block_rows, _key_range
@@ -218,8 +218,8 @@ def _query_tile_mk(item, q, k, v, dims, mask, scale, o, lse, tag):
     for i in range(nq):  # the output rows this item writes last: asked for now, they arrive while it computes
         o = o_off[bh] + (i0 + i) * o_rs
         for e in range(0, Ev, 64 // of.itemsize):  # (a 64-byte line at a time)
-            prefetch(of, o + e, True)
-        prefetch(of, o + Ev - 1, True)
+            prefetch_write(of, o + e)
+        prefetch_write(of, o + Ev - 1)
     _transpose(qf, qo + i0 * q_rs, q_rs, qT.reshape(-1), 0, BLOCK_Q, nq, E, scale)  # qT = scale Q[p, qb]^T
     jlo, jhi = _key_range(i0 + offset, i0 + nq + offset, S, causal, window)
     for kb in range(jlo // BLOCK_K, (jhi + BLOCK_K - 1) // BLOCK_K):
