@@ -336,9 +336,8 @@ def _gemm_task(tk, af, Ba, sa, a_rs, a_ks, bf, Bb, sb, b_rs, b_ks, M, N, K, wide
 
 
 _TASK_GRID = (0, 0, 0, 0, 0, 0, 0, False, False, 0, 0, 0, 0)   # stands for `grid` in `_gemm_task`'s signature
-_STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial and Bp (1-D) in the item signatures
+_STAND_INS = {}   # dtype -> arrays standing for out (3-D) and for partial, Bp and act_x (1-D) in the item signatures
 _HANDLES = {}     # type fingerprint of gemm_outer's arguments -> (task, pack) handles
-_NO_ACT_X = {}    # dtype -> an empty act_x
 _EPILOGUES = {}   # (act, dtype) -> the handle of its factor function
 
 
@@ -380,11 +379,9 @@ def _act_handle(act, dtype):
 
 
 def no_act(dtype):
-    """The `act_x` of a product with no activation factor: an empty array of its dtype."""
-    x = _NO_ACT_X.get(dtype)
-    if x is None:
-        x = _NO_ACT_X[dtype] = np.empty(0, dtype)
-    return x
+    """The `act_x` of a product with no activation factor: an empty array of its dtype (the flat stand-in, the
+    type `_gemm_task` is compiled for)."""
+    return _stand_ins(dtype)[1]
 
 
 def _stand_ins(dtype):
